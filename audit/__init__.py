@@ -1,0 +1,1 @@
+"""pyaudit: the static gate for images, Dockerfiles, Compose files and Kubernetes manifests."""

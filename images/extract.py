@@ -1,0 +1,395 @@
+"""Unpacking layers into a root filesystem folder, safely.
+
+Every path is resolved inside the target, one component at a time with O_NOFOLLOW, the way
+openat2(RESOLVE_IN_ROOT) would: a symlink met on the way is followed as if the target were
+`/` (an absolute link restarts at the target, `..` stops at it), and the final component
+is created with the *at() calls relative to its parent's descriptor, never through a path
+string. So whatever a layer holds (`../`, absolute names, symlinks that point out and are
+then written through, hard links to outside), nothing outside the target is created or
+changed. Whiteouts and opaque directories are applied as the OCI image spec says."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from images.decompress import DEFAULT_MAX_BYTES, ByteBudget
+from images.errors import ImageError
+from images.image import Image, Layer
+from images.layers import Entry, LayerMember, walk_layer
+
+_MAX_SYMLINKS = 40
+_DIR_CACHE_SIZE = 64
+_OPEN_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_OWNER_XATTR = "user.containers.override_stat"  # the convention of containers/storage
+
+
+@dataclass
+class UnpackReport:
+    layers: int = 0
+    files: int = 0
+    directories: int = 0
+    symlinks: int = 0
+    hardlinks: int = 0
+    fifos: int = 0
+    bytes_written: int = 0
+    whiteouts: int = 0
+    uncompressed_bytes: int = 0
+    skipped_devices: list[str] = field(default_factory=list)
+    ownership_not_kept: int = 0
+    ownership_recorded: int = 0
+
+    def notes(self) -> list[str]:
+        notes = []
+        if self.skipped_devices:
+            shown = ", ".join("/" + p for p in self.skipped_devices[:5])
+            more = f" and {len(self.skipped_devices) - 5} more" if len(self.skipped_devices) > 5 else ""
+            notes.append(f"skipped {len(self.skipped_devices)} device nodes ({shown}{more})")
+        if self.ownership_not_kept:
+            notes.append(
+                f"ownership of {self.ownership_not_kept} entries could not be kept as uid "
+                f"{os.getuid()}; {self.ownership_recorded} recorded in the {_OWNER_XATTR} xattr"
+            )
+        return notes
+
+
+@dataclass(frozen=True)
+class UnpackOptions:
+    max_bytes: int = DEFAULT_MAX_BYTES
+    keep_ownership: bool = True
+
+
+class _RootResolver:
+    """Resolves directories inside the root, caching a few descriptors because layer
+    entries arrive grouped by directory. Anything that removes or replaces a directory or
+    symlink invalidates the cache, since a cached path might have gone through it."""
+
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self._cache: OrderedDict[str, int] = OrderedDict()
+
+    def invalidate(self) -> None:
+        for fd in self._cache.values():
+            os.close(fd)
+        self._cache.clear()
+
+    def directory(self, path: str, create: bool, label: str) -> int | None:
+        """A descriptor for directory `path` (borrowed: the caller must not close it), or
+        None when it is missing and `create` is false."""
+        if not path:
+            return self.root_fd
+        fd = self._cache.get(path)
+        if fd is not None:
+            self._cache.move_to_end(path)
+            return fd
+        fd = self._walk(path, create, label)
+        if fd is None:
+            return None
+        self._cache[path] = fd
+        if len(self._cache) > _DIR_CACHE_SIZE:
+            os.close(self._cache.popitem(last=False)[1])
+        return fd
+
+    def _walk(self, path: str, create: bool, label: str) -> int | None:
+        stack = [os.dup(self.root_fd)]
+        pending = path.split("/")
+        followed = 0
+        try:
+            while pending:
+                name = pending.pop(0)
+                if name in ("", "."):
+                    continue
+                if name == "..":
+                    if len(stack) > 1:
+                        os.close(stack.pop())
+                    continue
+                try:
+                    stack.append(os.open(name, _OPEN_DIR, dir_fd=stack[-1]))
+                    continue
+                except FileNotFoundError:
+                    if not create:
+                        return None
+                    _mkdir_missing(name, stack[-1])
+                    stack.append(os.open(name, _OPEN_DIR, dir_fd=stack[-1]))
+                    continue
+                except OSError as error:
+                    if error.errno not in (errno.ENOTDIR, errno.ELOOP):
+                        raise ImageError(f"{label}: cannot open /{path}: {error.strerror}") from None
+                info = os.stat(name, dir_fd=stack[-1], follow_symlinks=False)
+                if not stat.S_ISLNK(info.st_mode):
+                    raise ImageError(f"{label}: /{path}: a component is not a directory")
+                followed += 1
+                if followed > _MAX_SYMLINKS:
+                    raise ImageError(f"{label}: /{path}: too many levels of symbolic links")
+                target = os.readlink(name, dir_fd=stack[-1])
+                if target.startswith("/"):
+                    for fd in stack[1:]:
+                        os.close(fd)
+                    del stack[1:]
+                pending[:0] = target.split("/")
+            return stack.pop()
+        finally:
+            for fd in stack:
+                os.close(fd)
+
+
+def _mkdir_missing(name: str, parent_fd: int) -> None:
+    try:
+        os.mkdir(name, 0o755, dir_fd=parent_fd)
+    except FileExistsError:
+        pass
+
+
+class _Unpacker:
+    def __init__(self, root_fd: int, options: UnpackOptions, report: UnpackReport) -> None:
+        self.resolver = _RootResolver(root_fd)
+        self.options = options
+        self.report = report
+        self.directory_metadata: dict[str, Entry] = {}
+        self.uid = os.geteuid()
+
+    def apply(self, member: LayerMember, label: str, this_layer: set[str]) -> None:
+        entry = member.entry
+        if entry.whiteout == "file":
+            self.remove_below(entry.path, label, this_layer)
+            return
+        if entry.whiteout == "opaque":
+            self.make_opaque(entry.path, label, this_layer)
+            return
+        this_layer.add(entry.path)
+        parent_path, _, name = entry.path.rpartition("/")
+        parent = self.resolver.directory(parent_path, True, label)
+        assert parent is not None
+        try:
+            self.create(member, parent, name, label)
+        except OSError as error:
+            raise ImageError(f"{label}: cannot create /{entry.path}: {error.strerror}") from None
+
+    def create(self, member: LayerMember, parent: int, name: str, label: str) -> None:
+        entry = member.entry
+        if entry.kind in ("char", "block"):
+            self.report.skipped_devices.append(entry.path)
+            return
+        existing = _lstat(name, parent)
+        if entry.kind == "dir":
+            if existing is None or not stat.S_ISDIR(existing.st_mode):
+                self.remove_existing(name, parent, existing)
+                os.mkdir(name, 0o700, dir_fd=parent)
+            self.directory_metadata[entry.path] = entry
+            self.report.directories += 1
+            return
+        self.remove_existing(name, parent, existing)
+        if entry.kind == "file":
+            self.write_file(member, parent, name)
+        elif entry.kind == "symlink":
+            os.symlink(entry.link, name, dir_fd=parent)
+            self.set_link_metadata(entry, parent, name)
+            self.report.symlinks += 1
+        elif entry.kind == "hardlink":
+            self.link(entry, parent, name, label)
+        elif entry.kind == "fifo":
+            os.mkfifo(name, 0o600, dir_fd=parent)
+            self.set_metadata_by_name(entry, parent, name)
+            self.report.fifos += 1
+
+    def write_file(self, member: LayerMember, parent: int, name: str) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(name, flags, 0o600, dir_fd=parent)
+        with open(fd, "wb", closefd=True) as target:
+            member.copy_data_to(target)
+            target.flush()
+            self.set_metadata(member.entry, fd)
+        self.report.files += 1
+        self.report.bytes_written += member.entry.size
+
+    def link(self, entry: Entry, parent: int, name: str, label: str) -> None:
+        source_parent_path, _, source_name = entry.link.rpartition("/")
+        source_parent = self.resolver.directory(source_parent_path, False, label)
+        if source_parent is None or _lstat(source_name, source_parent) is None:
+            raise ImageError(
+                f"{label}: hard link /{entry.path} -> /{entry.link}: the target is not in the image"
+            )
+        try:
+            os.link(source_name, name, src_dir_fd=source_parent, dst_dir_fd=parent, follow_symlinks=False)
+        except PermissionError:
+            raise ImageError(
+                f"{label}: hard link /{entry.path} -> /{entry.link}: the target cannot be linked "
+                "(a directory?)"
+            ) from None
+        self.report.hardlinks += 1
+
+    # -- removal ------------------------------------------------------------------------
+    def remove_existing(self, name: str, parent: int, existing: os.stat_result | None) -> None:
+        if existing is None:
+            return
+        if stat.S_ISDIR(existing.st_mode):
+            shutil.rmtree(name, dir_fd=parent)
+            self.resolver.invalidate()
+        else:
+            os.unlink(name, dir_fd=parent)
+            if stat.S_ISLNK(existing.st_mode):
+                self.resolver.invalidate()
+
+    def remove_below(self, path: str, label: str, this_layer: set[str]) -> None:
+        """A whiteout removes what the layers below put at `path`."""
+        if path in this_layer:
+            return  # whiteouts never hide their own layer's files (OCI image spec)
+        parent_path, _, name = path.rpartition("/")
+        parent = self.resolver.directory(parent_path, False, label)
+        if parent is None:
+            return
+        existing = _lstat(name, parent)
+        if existing is not None:
+            self.remove_existing(name, parent, existing)
+            self.forget_directories(path)
+            self.report.whiteouts += 1
+
+    def make_opaque(self, path: str, label: str, this_layer: set[str]) -> None:
+        """An opaque directory hides every child the layers below gave it."""
+        directory = self.resolver.directory(path, False, label)
+        if directory is None:
+            return
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=directory)
+        try:
+            children = os.listdir(fd)
+        finally:
+            os.close(fd)
+        for child in children:
+            self.remove_below(f"{path}/{child}" if path else child, label, this_layer)
+
+    def forget_directories(self, path: str) -> None:
+        prefix = path + "/"
+        for key in [k for k in self.directory_metadata if k == path or k.startswith(prefix)]:
+            del self.directory_metadata[key]
+
+    # -- metadata -----------------------------------------------------------------------
+    def set_metadata(self, entry: Entry, fd: int) -> None:
+        """Owner first (chown clears set-id bits), then mode, then times."""
+        if self.options.keep_ownership:
+            try:
+                os.fchown(fd, entry.uid, entry.gid)
+            except PermissionError:
+                self.report.ownership_not_kept += 1
+                self.record_owner(fd, entry)
+        os.fchmod(fd, entry.mode)
+        os.utime(fd, ns=(int(entry.mtime * 1e9),) * 2)
+
+    def record_owner(self, fd: int, entry: Entry) -> None:
+        value = f"{entry.uid}:{entry.gid}:0{entry.mode:o}".encode()
+        try:
+            os.setxattr(fd, _OWNER_XATTR, value)
+            self.report.ownership_recorded += 1
+        except OSError:
+            pass
+
+    def set_metadata_by_name(self, entry: Entry, parent: int, name: str) -> None:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(name, flags, dir_fd=parent)
+        try:
+            self.set_metadata(entry, fd)
+        finally:
+            os.close(fd)
+
+    def set_link_metadata(self, entry: Entry, parent: int, name: str) -> None:
+        if self.options.keep_ownership:
+            try:
+                os.chown(name, entry.uid, entry.gid, dir_fd=parent, follow_symlinks=False)
+            except PermissionError:
+                self.report.ownership_not_kept += 1
+        os.utime(name, ns=(int(entry.mtime * 1e9),) * 2, dir_fd=parent, follow_symlinks=False)
+
+    def finish_directories(self, label: str) -> None:
+        """Directories were kept writable while layers landed; give them their own owner,
+        mode and times now, deepest first so that a parent's mode cannot lock us out."""
+        for path in sorted(self.directory_metadata, key=lambda p: p.count("/"), reverse=True):
+            parent_path, _, name = path.rpartition("/")
+            parent = self.resolver.directory(parent_path, False, label)
+            if parent is None:
+                continue
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            except OSError:
+                continue  # replaced by a non-directory in a later layer
+            try:
+                self.set_metadata(self.directory_metadata[path], fd)
+            finally:
+                os.close(fd)
+
+
+def _lstat(name: str, parent: int) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def unpack_image(
+    image: Image,
+    target: Path,
+    options: UnpackOptions | None = None,
+    on_layer: Callable[[Layer], None] | None = None,
+) -> UnpackReport:
+    """Flatten every layer of `image` into `target` (created if missing, else it must be
+    empty). On any error the target is emptied again and the error re-raised: a tampered
+    layer leaves nothing behind."""
+    options = options or UnpackOptions()
+    created = _prepare_target(target)
+    root_fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    report = UnpackReport()
+    unpacker = _Unpacker(root_fd, options, report)
+    budget = ByteBudget(options.max_bytes)
+    try:
+        for layer in image.layers:
+            unpack_layer(image, layer, unpacker, budget)
+            if on_layer is not None:
+                on_layer(layer)
+        unpacker.finish_directories(str(target))
+        report.uncompressed_bytes = budget.used
+        return report
+    except BaseException:
+        _empty_target(root_fd, target, created)
+        raise
+    finally:
+        unpacker.resolver.invalidate()
+        os.close(root_fd)
+
+
+def unpack_layer(image: Image, layer: Layer, unpacker: _Unpacker, budget: ByteBudget) -> None:
+    label = f"{image.store.label}: {layer.label}"
+    this_layer: set[str] = set()
+    for member in walk_layer(image, layer, budget):
+        unpacker.apply(member, label, this_layer)
+    unpacker.report.layers += 1
+
+
+def _prepare_target(target: Path) -> bool:
+    try:
+        os.mkdir(target, 0o755)
+        return True
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise ImageError(f"{target}: cannot create the target folder: {error.strerror}") from None
+    if target.is_symlink() or not target.is_dir():
+        raise ImageError(f"{target}: the target exists and is not a folder")
+    if any(target.iterdir()):
+        raise ImageError(f"{target}: the target folder is not empty")
+    return False
+
+
+def _empty_target(root_fd: int, target: Path, created: bool) -> None:
+    for name in os.listdir(root_fd):
+        info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+        if stat.S_ISDIR(info.st_mode):
+            shutil.rmtree(name, dir_fd=root_fd, ignore_errors=True)
+        else:
+            os.unlink(name, dir_fd=root_fd)
+    if created:
+        os.rmdir(target)

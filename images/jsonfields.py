@@ -1,0 +1,75 @@
+"""Typed access to untrusted JSON: each accessor names the document and the field when the
+value is not of the expected type, so a malformed file gives one readable sentence."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from images.errors import ImageError
+
+
+def load_json_object(data: bytes, where: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ImageError(f"{where}: not valid JSON ({error})") from None
+    return as_object(value, where)
+
+
+def as_object(value: object, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ImageError(f"{where}: expected a JSON object, got {_kind(value)}")
+    return value
+
+
+def as_list(value: object, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ImageError(f"{where}: expected a JSON array, got {_kind(value)}")
+    return value
+
+
+def opt_object(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = doc.get(key)
+    return {} if value is None else as_object(value, f"{where}.{key}")
+
+
+def opt_str(doc: dict[str, Any], key: str, where: str) -> str:
+    value = doc.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ImageError(f"{where}.{key}: expected a string, got {_kind(value)}")
+    return value
+
+
+def opt_str_list(doc: dict[str, Any], key: str, where: str) -> list[str]:
+    value = doc.get(key)
+    if value is None:
+        return []
+    items = as_list(value, f"{where}.{key}")
+    if not all(isinstance(item, str) for item in items):
+        raise ImageError(f"{where}.{key}: expected an array of strings")
+    return items
+
+
+def opt_str_map(doc: dict[str, Any], key: str, where: str) -> dict[str, str]:
+    value = opt_object(doc, key, where)
+    if not all(isinstance(item, str) for item in value.values()):
+        raise ImageError(f"{where}.{key}: expected an object of strings")
+    return value
+
+
+def req_int(doc: dict[str, Any], key: str, where: str) -> int:
+    value = doc.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ImageError(f"{where}.{key}: expected a non-negative integer, got {_kind(value)}")
+    return value
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )

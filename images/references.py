@@ -1,0 +1,25 @@
+"""Image names as Docker normalises them, so that `busybox`, `busybox:latest` and
+`docker.io/library/busybox:latest` all pick the same image out of an archive."""
+
+from __future__ import annotations
+
+
+def normalize_name(name: str) -> str:
+    """Docker's familiar-name expansion: add `docker.io/`, `library/` and `:latest`
+    where they are implied."""
+    name_part, digest = (name.split("@", 1) + [""])[:2]
+    first, _, rest = name_part.partition("/")
+    if not rest:
+        name_part = f"docker.io/library/{name_part}"
+    elif "." not in first and ":" not in first and first != "localhost":
+        name_part = f"docker.io/{name_part}"
+    if digest:
+        return f"{name_part}@{digest}"
+    last = name_part.rsplit("/", 1)[-1]
+    if ":" not in last:
+        name_part += ":latest"
+    return name_part
+
+
+def reference_matches(wanted: str, candidate: str) -> bool:
+    return wanted == candidate or normalize_name(wanted) == normalize_name(candidate)

@@ -1,0 +1,1 @@
+"""pysandbox: run container images rootless, confined as a policy says."""

@@ -1,0 +1,36 @@
+"""The `pysandbox` command line. Commands parse arguments and print; the work lives in the
+library packages (`images`, and later `policies`, `signing`, the runtime)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from sandbox import image_cmd
+from sandbox.clikit import run_app, version_option
+
+EXIT_SETUP_FAILED = 125  # Docker's convention: the sandbox itself could not do it
+
+app = typer.Typer(
+    name="pysandbox",
+    help="Run container images rootless, confined by a policy, after they verify.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+app.add_typer(image_cmd.app, name="image")
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],  # noqa: UP007 - typer reads the annotation at run time
+        typer.Option("--version", callback=version_option("pysandbox"), is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """pysandbox: inspect, unpack and (soon) run container images."""
+
+
+def main() -> None:
+    run_app(app, "pysandbox", EXIT_SETUP_FAILED)

@@ -1,0 +1,47 @@
+"""What both command lines share: how errors become one line and an exit code, --version,
+and how a typer app is run so that usage errors use the tool's own exit code."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import NoReturn
+
+import typer
+
+_CLICK_USAGE_ERROR = 2  # what typer (click) exits with for a bad option or argument
+
+
+def package_version() -> str:
+    try:
+        return version("pysandbox")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def version_option(tool: str) -> Callable[[bool], None]:
+    def show(value: bool) -> None:
+        if value:
+            typer.echo(f"{tool} {package_version()}")
+            raise typer.Exit(0)
+
+    return show
+
+
+def fail(tool: str, message: str, code: int) -> NoReturn:
+    """One line on stderr, then the exit code: never a traceback for bad input."""
+    typer.echo(f"{tool}: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def run_app(app: typer.Typer, tool: str, usage_code: int) -> NoReturn:
+    """Run `app`; a usage error exits with `usage_code` (125 for pysandbox, like Docker).
+    Our own commands never exit 2, so a 2 can only be typer's usage error."""
+    try:
+        app(prog_name=tool)
+    except SystemExit as done:
+        if done.code == _CLICK_USAGE_ERROR:
+            sys.exit(usage_code)
+        raise
+    sys.exit(0)

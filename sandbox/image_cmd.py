@@ -1,0 +1,271 @@
+"""`pysandbox image inspect|unpack|build`."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from images import ImageError, open_image
+from images.decompress import DEFAULT_MAX_BYTES
+from images.extract import UnpackOptions, unpack_image
+from images.image import Layer
+from images.inspect import InspectReport, inspect_image
+from images.platform import parse_platform
+from images.writer import (
+    NewImage,
+    NewLayer,
+    tar_from_directory,
+    write_docker_archive,
+    write_oci_archive,
+    write_oci_layout,
+)
+from sandbox.clikit import fail
+
+EXIT_SETUP_FAILED = 125
+
+app = typer.Typer(
+    help="Inspect, unpack and build images (docker save archives, OCI archives, OCI layouts).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+IMAGE_HELP = (
+    "A docker save archive, an OCI archive or an OCI layout folder, optionally followed by "
+    ":REF to choose one image (a tag, or a name:tag)."
+)
+PLATFORM_HELP = "The platform to choose from a multi-platform index (default linux/amd64)."
+MAX_BYTES_HELP = "Ceiling on uncompressed bytes, against decompression bombs."
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class ArchiveFormat(str, Enum):
+    oci_archive = "oci-archive"
+    docker_archive = "docker-archive"
+    oci = "oci"
+
+
+class Compression(str, Enum):
+    gzip = "gzip"
+    zstd = "zstd"
+    none = "none"
+
+
+@app.command()
+def inspect(
+    image: Annotated[str, typer.Argument(help=IMAGE_HELP)],
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="text for people, json for scripts.")] = OutputFormat.text,
+    platform: Annotated[Optional[str], typer.Option(help=PLATFORM_HELP)] = None,  # noqa: UP007
+    max_bytes: Annotated[int, typer.Option(help=MAX_BYTES_HELP)] = DEFAULT_MAX_BYTES,
+) -> None:
+    """Show what `docker image inspect` and `docker history` show, after verifying every
+    blob against its digest: references, digests, platform, run configuration, and each
+    layer with its sizes, file count and the history line that made it."""
+    with _image_errors():
+        opened = open_image(image, platform)
+        with _layer_progress(opened.layers, "verifying") as advance:
+            report = inspect_image(opened, max_bytes, advance)
+    if output_format is OutputFormat.json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        typer.echo(render_inspect(report))
+
+
+@app.command()
+def unpack(
+    image: Annotated[str, typer.Argument(help=IMAGE_HELP)],
+    target: Annotated[Path, typer.Argument(help="The folder to create (or an empty one).")],
+    platform: Annotated[Optional[str], typer.Option(help=PLATFORM_HELP)] = None,  # noqa: UP007
+    max_bytes: Annotated[int, typer.Option(help=MAX_BYTES_HELP)] = DEFAULT_MAX_BYTES,
+) -> None:
+    """Flatten the image's layers into TARGET, applying whiteouts and opaque directories.
+
+    Works as an ordinary user: ownership is kept where permitted and otherwise recorded in
+    the user.containers.override_stat xattr; device nodes are skipped with a note. Nothing
+    is ever written outside TARGET, and TARGET is emptied again if a layer fails to verify."""
+    with _image_errors():
+        opened = open_image(image, platform)
+        with _layer_progress(opened.layers, "unpacking") as advance:
+            report = unpack_image(opened, target, UnpackOptions(max_bytes=max_bytes), advance)
+    typer.echo(
+        f"unpacked {report.layers} layers of {opened.manifest_digest} into {target}: "
+        f"{report.files} files ({_size(report.bytes_written)}), {report.directories} directories, "
+        f"{report.symlinks} symlinks, {report.hardlinks} hard links, {report.whiteouts} whiteouts applied"
+    )
+    for note in report.notes():
+        typer.echo(f"note: {note}", err=True)
+
+
+@app.command()
+def build(
+    rootfs: Annotated[list[Path], typer.Argument(help="Folders, one layer each, lowest first.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the image.")],
+    archive_format: Annotated[ArchiveFormat, typer.Option("--format", help="oci-archive, docker-archive or oci (a layout folder).")] = ArchiveFormat.oci_archive,
+    tag: Annotated[str, typer.Option(help="The image's name:tag.")] = "localhost/image:latest",
+    user: Annotated[str, typer.Option(help="The user the image runs as (USER).")] = "",
+    entrypoint: Annotated[str, typer.Option(help="ENTRYPOINT, split like a shell would.")] = "",
+    cmd: Annotated[str, typer.Option(help="CMD, split like a shell would.")] = "",
+    env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="KEY=VALUE, repeatable.")] = None,  # noqa: UP007
+    workdir: Annotated[str, typer.Option(help="WORKDIR.")] = "",
+    label: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE, repeatable.")] = None,  # noqa: UP007
+    compression: Annotated[Compression, typer.Option(help="Layer compression.")] = Compression.gzip,
+    platform: Annotated[str, typer.Option(help="The image's platform.")] = "linux/amd64",
+    keep_owner: Annotated[bool, typer.Option(help="Keep file owners instead of making root own everything.")] = False,
+) -> None:
+    """Build an image from folders: each becomes one layer, files owned by root unless
+    --keep-owner. Output is deterministic: the same folders give the same digests."""
+    with _image_errors():
+        config = _run_config(user, entrypoint, cmd, env or [], workdir, label or [])
+        layers = []
+        for folder in rootfs:
+            if not folder.is_dir():
+                raise ImageError(f"{folder}: not a folder")
+            tar = tar_from_directory(folder, None if keep_owner else (0, 0))
+            layers.append(NewLayer(tar, compression.value, f"pysandbox image build {folder.name}"))
+        new = NewImage(layers, config, parse_platform(platform))
+        _write(new, output, archive_format, tag)
+        built = open_image(str(output))
+    typer.echo(f"wrote {output} ({archive_format.value}) {tag} {built.manifest_digest}")
+
+
+def _run_config(
+    user: str, entrypoint: str, cmd: str, env: list[str], workdir: str, labels: list[str]
+) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if user:
+        config["User"] = user
+    if entrypoint:
+        config["Entrypoint"] = shlex.split(entrypoint)
+    if cmd:
+        config["Cmd"] = shlex.split(cmd)
+    config["Env"] = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", *_pairs(env, "--env")]
+    if workdir:
+        config["WorkingDir"] = workdir
+    if labels:
+        config["Labels"] = dict(pair.split("=", 1) for pair in _pairs(labels, "--label"))
+    return config
+
+
+def _pairs(values: list[str], option: str) -> list[str]:
+    for value in values:
+        if "=" not in value:
+            raise ImageError(f"{option} {value!r}: expected KEY=VALUE")
+    return values
+
+
+def _write(new: NewImage, output: Path, archive_format: ArchiveFormat, tag: str) -> None:
+    short_tag = tag.rsplit(":", 1)[-1] if ":" in tag.rsplit("/", 1)[-1] else "latest"
+    if output.exists():
+        raise ImageError(f"{output}: already exists; remove it or choose another --output")
+    if archive_format is ArchiveFormat.oci:
+        write_oci_layout(output, [(short_tag, [new])])
+    elif archive_format is ArchiveFormat.oci_archive:
+        write_oci_archive(output, [(short_tag, [new])])
+    else:
+        write_docker_archive(output, new, [tag])
+
+
+@contextmanager
+def _image_errors() -> Iterator[None]:
+    try:
+        yield
+    except ImageError as error:
+        fail("pysandbox", str(error), EXIT_SETUP_FAILED)
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        fail("pysandbox", f"{where}{error.strerror or error}", EXIT_SETUP_FAILED)
+
+
+@contextmanager
+def _layer_progress(layers: list[Layer], verb: str) -> Iterator[Callable[[Layer], None]]:
+    """A progress bar on a terminal; nothing at all in a pipe or a CI log."""
+    if not sys.stderr.isatty():
+        yield lambda layer: None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    with Progress(TextColumn(f"{verb} layers"), BarColumn(), DownloadColumn(), transient=True) as progress:
+        task = progress.add_task(verb, total=sum(layer.size for layer in layers))
+        yield lambda layer: progress.advance(task, layer.size)
+
+
+def _size(n: int) -> str:
+    """Decimal units, as docker prints them."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def render_inspect(report: InspectReport) -> str:
+    config = report.config
+    rows = [
+        ("Image", f"{report.source} ({report.layout})"),
+        ("References", ", ".join(report.references) or "(none)"),
+        ("Manifest", f"{report.manifest_digest} ({report.manifest_media_type})"),
+    ]
+    if report.index_digest:
+        rows.append(("Index", report.index_digest))
+    rows += [
+        ("Platform", report.platform),
+        ("Config", report.config_digest),
+        ("Created", report.created or "(unknown)"),
+        ("User", config["user"] or "(none: runs as root)"),
+        ("Entrypoint", _command(config["entrypoint"])),
+        ("Cmd", _command(config["cmd"])),
+        ("WorkingDir", config["working_dir"] or "/"),
+        ("Env", "\n".join(config["env"]) or "(none)"),
+        ("ExposedPorts", " ".join(config["exposed_ports"]) or "(none)"),
+        ("Volumes", " ".join(config["volumes"]) or "(none)"),
+        ("Labels", "\n".join(f"{k}={v}" for k, v in sorted(config["labels"].items())) or "(none)"),
+        ("StopSignal", config["stop_signal"] or "(default SIGTERM)"),
+    ]
+    if config["healthcheck"]:
+        rows.append(("Healthcheck", json.dumps(config["healthcheck"])))
+    lines = []
+    for key, value in rows:
+        first, *rest = value.split("\n")
+        lines.append(f"{key:<13} {first}")
+        lines.extend(f"{'':<13} {more}" for more in rest)
+    lines.append("")
+    lines.append(
+        f"Layers: {len(report.layers)}, {_size(report.size)} compressed, "
+        f"{_size(report.uncompressed_size)} uncompressed, every digest verified"
+    )
+    biggest = max((layer.uncompressed_size for layer in report.layers), default=1) or 1
+    lines.append(f"  {'#':>2}  {'DIGEST':<19}  {'TYPE':<5}  {'SIZE':>9}  {'UNPACKED':>9}  {'FILES':>6}  {'':<10}  CREATED BY")
+    for layer in report.layers:
+        bar = "#" * max(1, round(10 * layer.uncompressed_size / biggest))
+        lines.append(
+            f"  {layer.index + 1:>2}  {layer.digest[:19]:<19}  {layer.compression:<5}  {_size(layer.size):>9}  "
+            f"{_size(layer.uncompressed_size):>9}  {layer.files:>6}  {bar:<10}  {_one_line(layer.created_by)}"
+        )
+    if report.history:
+        lines.append("")
+        lines.append("History (newest first):")
+        for row in report.history:
+            layer = row["layer"][:19] if row["layer"] else "<empty layer>"
+            lines.append(f"  {row['created'][:20]:<20}  {layer:<19}  {_one_line(row['created_by'])}")
+    return "\n".join(lines)
+
+
+def _command(value: list[str] | None) -> str:
+    return "(none)" if value is None else json.dumps(value)
+
+
+def _one_line(text: str, width: int = 70) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
