@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,10 +20,15 @@ app = typer.Typer(
 
 @app.command()
 def audit(
-    targets: Annotated[list[str], typer.Argument(help="Image archives, OCI layouts, Dockerfiles, Compose or Kubernetes files.")],
+    targets: Annotated[
+        list[str],
+        typer.Argument(help="Image archives, OCI layouts, Dockerfiles, Compose or Kubernetes files."),
+    ],
     version: Annotated[
-        Optional[bool],  # noqa: UP007 - typer reads the annotation at run time
-        typer.Option("--version", callback=version_option("pyaudit"), is_eager=True, help="Print the version and exit."),
+        bool | None,
+        typer.Option(
+            "--version", callback=version_option("pyaudit"), is_eager=True, help="Print the version and exit."
+        ),
     ] = None,
 ) -> None:
     """Audit TARGETS and fail the build on findings (the rule catalogue is not built yet)."""

@@ -4,7 +4,7 @@ produced, so that a decompression bomb stops with an error instead of filling a 
 from __future__ import annotations
 
 import zlib
-from typing import Protocol
+from typing import IO, Protocol, cast
 
 import zstandard
 
@@ -78,7 +78,9 @@ class _GzipReader:
 
 class _ZstdReader:
     def __init__(self, raw: Readable, label: str) -> None:
-        self._reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            cast(IO[bytes], raw), read_across_frames=True
+        )
         self._label = label
 
     def read(self, n: int = -1) -> bytes:
@@ -101,9 +103,7 @@ class _Budgeted:
         return data
 
 
-def decompressing_reader(
-    raw: Readable, compression: str, budget: ByteBudget, label: str
-) -> Readable:
+def decompressing_reader(raw: Readable, compression: str, budget: ByteBudget, label: str) -> Readable:
     inner: Readable
     if compression == "gzip":
         inner = _GzipReader(raw, label)

@@ -82,9 +82,7 @@ def open_image(reference: str, platform: str | Platform | None = None) -> Image:
         return _open_oci(reference, store, layout, ref, wanted)
     if store.exists("manifest.json"):
         return _open_docker_legacy(reference, store, ref, wanted)
-    raise ImageError(
-        f"{path}: not an image: no index.json (OCI layout) or manifest.json (docker save) in it"
-    )
+    raise ImageError(f"{path}: not an image: no index.json (OCI layout) or manifest.json (docker save) in it")
 
 
 def split_reference(text: str) -> tuple[Path, str | None]:
@@ -152,9 +150,7 @@ def _read_verified(store: BlobStore, descriptor: Descriptor, what: str) -> bytes
     return data
 
 
-def _open_oci(
-    source: str, store: BlobStore, layout: str, ref: str | None, wanted: Platform | None
-) -> Image:
+def _open_oci(source: str, store: BlobStore, layout: str, ref: str | None, wanted: Platform | None) -> Image:
     index = load_json_object(read_document(store, "index.json"), f"{store.label}: index.json")
     entries = [
         _parse_descriptor(item, f"{store.label}: index.json manifests[{i}]")
@@ -183,9 +179,7 @@ def _choose_by_reference(store: BlobStore, entries: list[Descriptor], ref: str |
         raise ImageError(f"{store.label}: index.json lists no images")
     if len(distinct) > 1:
         names = ", ".join(sorted({n for e in entries for n in _names(e)})) or "unnamed entries"
-        raise ImageError(
-            f"{store.label}: holds {len(distinct)} images ({names}); name one as IMAGE:REF"
-        )
+        raise ImageError(f"{store.label}: holds {len(distinct)} images ({names}); name one as IMAGE:REF")
     return entries[0]
 
 
@@ -301,9 +295,7 @@ def _check_platform(store: BlobStore, wanted: Platform | None, actual: Platform)
         raise ImageError(f"{store.label}: the image is {actual}, not the requested {wanted}")
 
 
-def _open_docker_legacy(
-    source: str, store: BlobStore, ref: str | None, wanted: Platform | None
-) -> Image:
+def _open_docker_legacy(source: str, store: BlobStore, ref: str | None, wanted: Platform | None) -> Image:
     """docker save before Docker 25: manifest.json names a config file and layer tars by
     path. There is no registry manifest, so one is synthesised exactly as skopeo does for
     a docker-archive, which makes our manifest digest agree with `skopeo inspect`."""
@@ -392,9 +384,7 @@ def _check_named_digest(store: BlobStore, path: str, digest: Digest) -> None:
     if len(stem) == 64 and all(c in "0123456789abcdef" for c in stem):
         in_blobs = path.startswith("blobs/sha256/")
         if (in_blobs or path.endswith(".json")) and stem != digest.hex:
-            raise ImageError(
-                f"{store.label}: {path} does not match its name: its sha256 is {digest.hex}"
-            )
+            raise ImageError(f"{store.label}: {path} does not match its name: its sha256 is {digest.hex}")
 
 
 def _hash_blob(store: BlobStore, path: str) -> Digest:

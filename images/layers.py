@@ -130,23 +130,29 @@ def _apply_whiteout_name(entry: Entry, label: str) -> Entry | None:
 class LayerMember:
     """An entry and, while the walk stands on it, its data."""
 
-    __slots__ = ("_archive", "_info", "entry")
+    __slots__ = ("_archive", "_info", "_label", "entry")
 
-    def __init__(self, entry: Entry, archive: tarfile.TarFile, info: tarfile.TarInfo) -> None:
+    def __init__(self, entry: Entry, archive: tarfile.TarFile, info: tarfile.TarInfo, label: str) -> None:
         self.entry = entry
         self._archive = archive
         self._info = info
+        self._label = label
 
     def copy_data_to(self, target: IO[bytes]) -> None:
-        source = self._archive.extractfile(self._info)
-        if source is None:
-            return
-        shutil.copyfileobj(source, target, _TAR_BUFFER)
+        try:
+            source = self._archive.extractfile(self._info)
+            if source is not None:
+                shutil.copyfileobj(source, target, _TAR_BUFFER)
+        except tarfile.TarError as error:
+            raise ImageError(f"{self._label}: data of /{self.entry.path} is cut short ({error})") from None
 
     def read_data(self, limit: int) -> bytes:
         """The first `limit` bytes of the file's data (for content checks)."""
-        source = self._archive.extractfile(self._info)
-        return b"" if source is None else source.read(limit)
+        try:
+            source = self._archive.extractfile(self._info)
+            return b"" if source is None else source.read(limit)
+        except tarfile.TarError as error:
+            raise ImageError(f"{self._label}: data of /{self.entry.path} is cut short ({error})") from None
 
 
 def walk_layer(image: Image, layer: Layer, budget: ByteBudget | None = None) -> Iterator[LayerMember]:
@@ -187,7 +193,7 @@ def _members(stream: Readable, label: str) -> Iterator[LayerMember]:
                 last = info
                 entry = _entry_from(info, label)
                 if entry is not None:
-                    yield LayerMember(entry, archive, info)
+                    yield LayerMember(entry, archive, info, label)
     except tarfile.TarError as error:
         raise ImageError(f"{label}: not a valid tar stream ({error})") from None
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 def normalize_name(name: str) -> str:
     """Docker's familiar-name expansion: add `docker.io/`, `library/` and `:latest`
     where they are implied."""
-    name_part, digest = (name.split("@", 1) + [""])[:2]
+    name_part, _, digest = name.partition("@")
     first, _, rest = name_part.partition("/")
     if not rest:
         name_part = f"docker.io/library/{name_part}"

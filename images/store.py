@@ -141,9 +141,7 @@ class TarStore:
             self._members[name] = _Member(info.offset_data, info.size)
             self._links.pop(name, None)
         elif info.issym():
-            self._links[name] = posixpath.normpath(
-                posixpath.join(posixpath.dirname(name), info.linkname)
-            )
+            self._links[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), info.linkname))
         elif info.islnk():
             self._links[name] = posixpath.normpath(info.linkname.lstrip("/"))
 

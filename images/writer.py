@@ -135,7 +135,9 @@ def _layout_files(blobs: Blobs, tagged: list[tuple[str | None, dict[str, Any]]])
         entries.append(entry)
     files = {
         "oci-layout": _canonical({"imageLayoutVersion": "1.0.0"}),
-        "index.json": _canonical({"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries}),
+        "index.json": _canonical(
+            {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries}
+        ),
     }
     for digest, data in blobs.data.items():
         files[f"blobs/{digest.algorithm}/{digest.hex}"] = data
@@ -162,7 +164,9 @@ def _image_or_index(blobs: Blobs, images: list[NewImage]) -> dict[str, Any]:
     return add_image(blobs, images[0]) if len(images) == 1 else add_index(blobs, images)
 
 
-def write_docker_archive(target: Path, image: NewImage, repo_tags: list[str], oci_inside: bool = False) -> None:
+def write_docker_archive(
+    target: Path, image: NewImage, repo_tags: list[str], oci_inside: bool = False
+) -> None:
     """`docker save` output: the legacy layout, or (oci_inside) Docker 25+'s, which is an
     OCI layout plus the legacy manifest.json pointing into blobs/."""
     if oci_inside:
@@ -171,10 +175,18 @@ def write_docker_archive(target: Path, image: NewImage, repo_tags: list[str], oc
         files = _layout_files(blobs, [])
         manifest = json.loads(blobs.data[Digest("sha256", descriptor["digest"].split(":")[1])])
         index_entries = [
-            {**descriptor, "annotations": {"io.containerd.image.name": tag, "org.opencontainers.image.ref.name": tag.rsplit(":", 1)[-1]}}
+            {
+                **descriptor,
+                "annotations": {
+                    "io.containerd.image.name": tag,
+                    "org.opencontainers.image.ref.name": tag.rsplit(":", 1)[-1],
+                },
+            }
             for tag in repo_tags
         ] or [descriptor]
-        files["index.json"] = _canonical({"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": index_entries})
+        files["index.json"] = _canonical(
+            {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": index_entries}
+        )
         files["manifest.json"] = _canonical(
             [
                 {
@@ -196,7 +208,9 @@ def write_docker_archive(target: Path, image: NewImage, repo_tags: list[str], oc
         files[name] = compress(layer.tar, layer.compression)
         files[f"{layer_id}/VERSION"] = b"1.0"
         layer_names.append(name)
-    files["manifest.json"] = _canonical([{"Config": config_name, "RepoTags": repo_tags, "Layers": layer_names}])
+    files["manifest.json"] = _canonical(
+        [{"Config": config_name, "RepoTags": repo_tags, "Layers": layer_names}]
+    )
     write_tar(target, files.items())
 
 

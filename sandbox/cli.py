@@ -3,7 +3,7 @@ library packages (`images`, and later `policies`, `signing`, the runtime)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,8 +25,13 @@ app.add_typer(image_cmd.app, name="image")
 @app.callback()
 def _root(
     version: Annotated[
-        Optional[bool],  # noqa: UP007 - typer reads the annotation at run time
-        typer.Option("--version", callback=version_option("pysandbox"), is_eager=True, help="Print the version and exit."),
+        bool | None,
+        typer.Option(
+            "--version",
+            callback=version_option("pysandbox"),
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
     ] = None,
 ) -> None:
     """pysandbox: inspect, unpack and (soon) run container images."""

@@ -7,9 +7,9 @@ import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -45,18 +45,18 @@ PLATFORM_HELP = "The platform to choose from a multi-platform index (default lin
 MAX_BYTES_HELP = "Ceiling on uncompressed bytes, against decompression bombs."
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     text = "text"
     json = "json"
 
 
-class ArchiveFormat(str, Enum):
+class ArchiveFormat(StrEnum):
     oci_archive = "oci-archive"
     docker_archive = "docker-archive"
     oci = "oci"
 
 
-class Compression(str, Enum):
+class Compression(StrEnum):
     gzip = "gzip"
     zstd = "zstd"
     none = "none"
@@ -65,8 +65,10 @@ class Compression(str, Enum):
 @app.command()
 def inspect(
     image: Annotated[str, typer.Argument(help=IMAGE_HELP)],
-    output_format: Annotated[OutputFormat, typer.Option("--format", help="text for people, json for scripts.")] = OutputFormat.text,
-    platform: Annotated[Optional[str], typer.Option(help=PLATFORM_HELP)] = None,  # noqa: UP007
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="text for people, json for scripts.")
+    ] = OutputFormat.text,
+    platform: Annotated[str | None, typer.Option(help=PLATFORM_HELP)] = None,
     max_bytes: Annotated[int, typer.Option(help=MAX_BYTES_HELP)] = DEFAULT_MAX_BYTES,
 ) -> None:
     """Show what `docker image inspect` and `docker history` show, after verifying every
@@ -86,7 +88,7 @@ def inspect(
 def unpack(
     image: Annotated[str, typer.Argument(help=IMAGE_HELP)],
     target: Annotated[Path, typer.Argument(help="The folder to create (or an empty one).")],
-    platform: Annotated[Optional[str], typer.Option(help=PLATFORM_HELP)] = None,  # noqa: UP007
+    platform: Annotated[str | None, typer.Option(help=PLATFORM_HELP)] = None,
     max_bytes: Annotated[int, typer.Option(help=MAX_BYTES_HELP)] = DEFAULT_MAX_BYTES,
 ) -> None:
     """Flatten the image's layers into TARGET, applying whiteouts and opaque directories.
@@ -111,17 +113,21 @@ def unpack(
 def build(
     rootfs: Annotated[list[Path], typer.Argument(help="Folders, one layer each, lowest first.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the image.")],
-    archive_format: Annotated[ArchiveFormat, typer.Option("--format", help="oci-archive, docker-archive or oci (a layout folder).")] = ArchiveFormat.oci_archive,
+    archive_format: Annotated[
+        ArchiveFormat, typer.Option("--format", help="oci-archive, docker-archive or oci (a layout folder).")
+    ] = ArchiveFormat.oci_archive,
     tag: Annotated[str, typer.Option(help="The image's name:tag.")] = "localhost/image:latest",
     user: Annotated[str, typer.Option(help="The user the image runs as (USER).")] = "",
     entrypoint: Annotated[str, typer.Option(help="ENTRYPOINT, split like a shell would.")] = "",
     cmd: Annotated[str, typer.Option(help="CMD, split like a shell would.")] = "",
-    env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="KEY=VALUE, repeatable.")] = None,  # noqa: UP007
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE, repeatable.")] = None,
     workdir: Annotated[str, typer.Option(help="WORKDIR.")] = "",
-    label: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE, repeatable.")] = None,  # noqa: UP007
+    label: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable.")] = None,
     compression: Annotated[Compression, typer.Option(help="Layer compression.")] = Compression.gzip,
     platform: Annotated[str, typer.Option(help="The image's platform.")] = "linux/amd64",
-    keep_owner: Annotated[bool, typer.Option(help="Keep file owners instead of making root own everything.")] = False,
+    keep_owner: Annotated[
+        bool, typer.Option(help="Keep file owners instead of making root own everything.")
+    ] = False,
 ) -> None:
     """Build an image from folders: each becomes one layer, files owned by root unless
     --keep-owner. Output is deterministic: the same folders give the same digests."""
@@ -149,7 +155,10 @@ def _run_config(
         config["Entrypoint"] = shlex.split(entrypoint)
     if cmd:
         config["Cmd"] = shlex.split(cmd)
-    config["Env"] = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", *_pairs(env, "--env")]
+    config["Env"] = [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        *_pairs(env, "--env"),
+    ]
     if workdir:
         config["WorkingDir"] = workdir
     if labels:
@@ -246,20 +255,35 @@ def render_inspect(report: InspectReport) -> str:
         f"{_size(report.uncompressed_size)} uncompressed, every digest verified"
     )
     biggest = max((layer.uncompressed_size for layer in report.layers), default=1) or 1
-    lines.append(f"  {'#':>2}  {'DIGEST':<19}  {'TYPE':<5}  {'SIZE':>9}  {'UNPACKED':>9}  {'FILES':>6}  {'':<10}  CREATED BY")
+    lines.append(_layer_row("#", "DIGEST", "TYPE", "SIZE", "UNPACKED", "FILES", "", "CREATED BY"))
     for layer in report.layers:
         bar = "#" * max(1, round(10 * layer.uncompressed_size / biggest))
         lines.append(
-            f"  {layer.index + 1:>2}  {layer.digest[:19]:<19}  {layer.compression:<5}  {_size(layer.size):>9}  "
-            f"{_size(layer.uncompressed_size):>9}  {layer.files:>6}  {bar:<10}  {_one_line(layer.created_by)}"
+            _layer_row(
+                str(layer.index + 1),
+                layer.digest[:19],
+                layer.compression,
+                _size(layer.size),
+                _size(layer.uncompressed_size),
+                str(layer.files),
+                bar,
+                _one_line(layer.created_by),
+            )
         )
     if report.history:
         lines.append("")
         lines.append("History (newest first):")
         for row in report.history:
-            layer = row["layer"][:19] if row["layer"] else "<empty layer>"
-            lines.append(f"  {row['created'][:20]:<20}  {layer:<19}  {_one_line(row['created_by'])}")
+            made = row["layer"][:19] if row["layer"] else "<empty layer>"
+            lines.append(f"  {row['created'][:20]:<20}  {made:<19}  {_one_line(row['created_by'])}")
     return "\n".join(lines)
+
+
+def _layer_row(*cells: str) -> str:
+    widths = (2, -19, -5, 9, 9, 6, -10, 0)  # negative: left-aligned
+    return "  " + "  ".join(
+        cell.ljust(-w) if w < 0 else cell.rjust(w) for cell, w in zip(cells, widths, strict=True)
+    )
 
 
 def _command(value: list[str] | None) -> str:

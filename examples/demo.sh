@@ -1,0 +1,19 @@
+#!/bin/sh
+# The product on the built-in example, end to end, each command shown before it runs:
+# build the busybox example image, inspect it (every digest verified), unpack it.
+# Later steps (audit, sign, verify, run under strict) join as they are built.
+set -eu
+cd "$(dirname "$0")/.."
+python=${PYTHON:-$( [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || command -v python3 )}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q -e .
+PATH=$PWD/.venv/bin:$PATH
+out=demo
+rm -rf "$out" && mkdir -p "$out"
+show() { printf '\n$ %s\n' "$*"; "$@"; }
+show examples/busybox/make-rootfs.sh "$out/rootfs"
+show pysandbox image build "$out/rootfs" --output "$out/busybox.tar" --format docker-archive \
+    --tag example/busybox:1 --user 1000:1000 --cmd /bin/sh --workdir /home/app
+show pysandbox image inspect "$out/busybox.tar"
+show pysandbox image unpack "$out/busybox.tar" "$out/unpacked"
+show "$out/unpacked/bin/busybox" echo "the unpacked busybox runs"

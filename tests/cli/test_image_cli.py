@@ -1,0 +1,178 @@
+"""The installed console scripts, run as a user runs them: exit codes, one-line errors,
+and what `pysandbox image inspect|unpack|build` print."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.imagekit import T, image_of, write_image
+
+BIN = Path(sys.executable).parent
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    tool, *rest = args
+    return subprocess.run([str(BIN / tool), *rest], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> str:
+    layers = [
+        [T("etc", "dir"), T("etc/hostname", data=b"box\n"), T("dev", "dir"), T("dev/null", "char")],
+        [T("etc/.wh.hostname"), T("app", data=b"#!/bin/sh\n", mode=0o755)],
+    ]
+    config = {
+        "User": "1000:1000",
+        "Entrypoint": ["/app"],
+        "Cmd": ["--serve"],
+        "Env": ["PATH=/bin", "MODE=prod"],
+        "WorkingDir": "/srv",
+        "ExposedPorts": {"8080/tcp": {}},
+        "Volumes": {"/data": {}},
+        "Labels": {"org.opencontainers.image.title": "app"},
+        "StopSignal": "SIGQUIT",
+    }
+    return write_image(image_of(*layers, config=config), tmp_path, "docker-25", "example/app:1")
+
+
+@pytest.mark.parametrize("tool", ["pysandbox", "pyaudit"])
+def test_both_tools_print_their_version(tool: str) -> None:
+    result = run(tool, "--version")
+    assert result.returncode == 0 and result.stdout.startswith(f"{tool} 0.")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("pysandbox", "--help"), ["image", "--version"]),
+        (("pysandbox", "image", "--help"), ["inspect", "unpack", "build"]),
+        (("pysandbox", "image", "unpack", "--help"), ["whiteouts", "TARGET", "--platform", "--max-bytes"]),
+        (("pyaudit", "--help"), ["TARGETS", "--version"]),
+    ],
+)
+def test_help_explains_every_command(args: tuple[str, ...], words: list[str]) -> None:
+    result = run(*args)
+    assert result.returncode == 0
+    for word in words:
+        assert word in result.stdout
+
+
+def test_inspect_json_reports_config_layers_and_history(image: str) -> None:
+    result = run("pysandbox", "image", "inspect", image, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["verified"] is True and report["platform"] == "linux/amd64"
+    assert report["manifest_digest"].startswith("sha256:") and "example/app:1" in report["references"]
+    assert report["config"] | {"healthcheck": None} == {
+        "user": "1000:1000",
+        "entrypoint": ["/app"],
+        "cmd": ["--serve"],
+        "env": ["PATH=/bin", "MODE=prod"],
+        "working_dir": "/srv",
+        "exposed_ports": ["8080/tcp"],
+        "volumes": ["/data"],
+        "labels": {"org.opencontainers.image.title": "app"},
+        "stop_signal": "SIGQUIT",
+        "healthcheck": None,
+    }
+    first, second = report["layers"]
+    assert (first["files"], first["entries"], second["files"]) == (1, 4, 1)
+    assert first["created_by"] == "layer 0" and first["compression"] == "gzip"
+    assert first["uncompressed_size"] > first["size"] > 0
+    assert [row["created_by"] for row in report["history"]] == ["layer 1", "layer 0"]
+
+
+def test_inspect_text_is_for_people(image: str) -> None:
+    result = run("pysandbox", "image", "inspect", image)
+    assert result.returncode == 0
+    for expected in ("User          1000:1000", 'Entrypoint    ["/app"]', "StopSignal    SIGQUIT", "every digest verified"):
+        assert expected in result.stdout
+    assert "\x1b[" not in result.stdout + result.stderr  # no colour or progress bar in a pipe
+
+
+def test_unpack_applies_whiteouts_and_notes_skipped_devices(image: str, tmp_path: Path) -> None:
+    result = run("pysandbox", "image", "unpack", image, str(tmp_path / "root"))
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(tmp_path / "root")) == ["app", "dev", "etc"]
+    assert os.listdir(tmp_path / "root/etc") == []
+    assert "skipped 1 device nodes (/dev/null)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["image", "inspect", "/nonexistent.tar"], "/nonexistent.tar: no such file or directory"),
+        (["image", "inspect", "{image}:other:tag"], "no image named 'other:tag'"),
+        (["image", "inspect", "{image}", "--platform", "linux"], "expected OS/ARCH"),
+        (["image", "unpack", "{image}", "{image}"], "the target exists and is not a folder"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_125(image: str, args: list[str], message: str) -> None:
+    result = run("pysandbox", *[a.replace("{image}", image) for a in args])
+    assert result.returncode == 125
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_errors_exit_125_for_pysandbox_and_2_for_pyaudit() -> None:
+    assert run("pysandbox", "image", "inspect").returncode == 125
+    assert run("pysandbox", "image", "unpack", "--bogus").returncode == 125
+    assert run("pyaudit").returncode == 2
+
+
+def test_a_tampered_image_unpacks_nothing(tmp_path: Path, image: str) -> None:
+    import tarfile
+
+    from images import open_image
+
+    opened = open_image(image)
+    members = {}
+    with tarfile.open(image) as archive:
+        for info in archive:
+            if info.isfile():
+                members[info.name] = archive.extractfile(info).read()  # type: ignore[union-attr]
+    blob = opened.layers[1].location
+    data = bytearray(members[blob])
+    data[len(data) // 2] ^= 0xFF
+    members[blob] = bytes(data)
+    from images.writer import write_tar
+
+    tampered = tmp_path / "tampered.tar"
+    write_tar(tampered, members.items())
+    result = run("pysandbox", "image", "unpack", str(tampered), str(tmp_path / "out"))
+    assert result.returncode == 125
+    assert "layer 2" in result.stderr and ("does not match its digest" in result.stderr or "corrupt gzip" in result.stderr)
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_is_deterministic_and_readable_back(tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    (rootfs / "bin/hello").write_text("#!/bin/sh\necho hello\n")
+    digests = []
+    for name, fmt in (("a.tar", "oci-archive"), ("b.tar", "oci-archive"), ("c.tar", "docker-archive"), ("lay", "oci")):
+        result = run(
+            "pysandbox", "image", "build", str(rootfs), "-o", str(tmp_path / name),
+            "--format", fmt, "--tag", "example/hello:1", "--user", "1000", "--cmd", "/bin/hello --loud",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        digests.append(result.stdout.split()[-1])
+    assert digests[0] == digests[1] == digests[3]
+    report = json.loads(run("pysandbox", "image", "inspect", str(tmp_path / "c.tar"), "--format", "json").stdout)
+    assert report["config"]["cmd"] == ["/bin/hello", "--loud"] and report["references"] == ["example/hello:1"]
+    again = run("pysandbox", "image", "build", str(rootfs), "-o", str(tmp_path / "a.tar"))
+    assert again.returncode == 125 and "already exists" in again.stderr
+
+
+def test_busybox_example_image_unpacks_to_a_runnable_root(busybox_image: Path, tmp_path: Path) -> None:
+    result = run("pysandbox", "image", "unpack", str(busybox_image), str(tmp_path / "root"))
+    assert result.returncode == 0, result.stderr
+    echo = subprocess.run([str(tmp_path / "root/bin/busybox"), "echo", "hi"], capture_output=True, text=True)
+    assert echo.stdout == "hi\n"
+    assert os.readlink(tmp_path / "root/bin/sh") == "busybox"
