@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sandbox import image_cmd
+from sandbox import image_cmd, policy_cmd
 from sandbox.clikit import run_app, version_option
 
 EXIT_SETUP_FAILED = 125  # Docker's convention: the sandbox itself could not do it
@@ -20,6 +20,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(image_cmd.app, name="image")
+app.add_typer(policy_cmd.app, name="policy")
 
 
 @app.callback()

@@ -29,17 +29,23 @@ def version_option(tool: str) -> Callable[[bool], None]:
     return show
 
 
+class ExitWith(SystemExit):
+    """A deliberate exit status of ours. It is a SystemExit, which typer lets through
+    untouched, so run_app can tell it from typer's own usage errors (which exit 2)."""
+
+
 def fail(tool: str, message: str, code: int) -> NoReturn:
     """One line on stderr, then the exit code: never a traceback for bad input."""
     typer.echo(f"{tool}: error: {message}", err=True)
-    raise typer.Exit(code)
+    raise ExitWith(code)
 
 
 def run_app(app: typer.Typer, tool: str, usage_code: int) -> NoReturn:
-    """Run `app`; a usage error exits with `usage_code` (125 for pysandbox, like Docker).
-    Our own commands never exit 2, so a 2 can only be typer's usage error."""
+    """Run `app`; a usage error exits with `usage_code` (125 for pysandbox, like Docker)."""
     try:
         app(prog_name=tool)
+    except ExitWith:
+        raise
     except SystemExit as done:
         if done.code == _CLICK_USAGE_ERROR:
             sys.exit(usage_code)

@@ -1,0 +1,422 @@
+"""Loading policy files: YAML validated node by node against the model, so every problem
+is reported at its file:line:column; `extends` chains resolved and merged.
+
+Merge rules (documented in policies/README.md): a child's mapping is merged key by key
+into its parent's (recursively, and `audit.rules` by rule name); every other value, lists
+included, replaces the parent's. Paths in a policy are relative to the file that names them."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import re
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from policies import model
+from policies.errors import PolicyError, Problem
+from policies.values import normalize_capability, parse_duration, parse_size, suggest
+
+BUILTIN_DIR = Path(__file__).resolve().parent
+BUILTINS = ("strict", "baseline", "permissive")
+_PATH_FIELDS = {("signing", "keys"), ("signing", "trusted_root"), ("sandbox", "seccomp", "profile")}
+_BUILTIN_PROFILES = {"default", "strict", "unconfined"}
+_INVALID = object()
+_MAX_CHAIN = 8
+
+Location = tuple[str, int, int]
+FieldPath = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    policy: model.Policy
+    chain: list[str]  # the files, the named one first, then what it extends
+    explicit: dict[str, Any]  # only what the files set, merged (for `policy show`)
+    locations: dict[FieldPath, Location]
+
+
+def builtin_path(name: str) -> Path:
+    return BUILTIN_DIR / f"{name}.yaml"
+
+
+def resolve_reference(reference: str, relative_to: Path) -> Path:
+    if reference in BUILTINS:
+        return builtin_path(reference)
+    return (relative_to / reference).resolve()
+
+
+def load_policy(reference: str | Path, syscall_known: Callable[[str], bool] | None = None) -> LoadedPolicy:
+    """Load NAME or PATH with everything it extends; raise PolicyError listing every problem."""
+    path = resolve_reference(str(reference), Path.cwd())
+    return _load(path, [], syscall_known or _libseccomp_knows)
+
+
+def _load(path: Path, seen: list[Path], syscall_known: Callable[[str], bool]) -> LoadedPolicy:
+    label = str(path)
+    if path in seen:
+        raise PolicyError(
+            [Problem(label, 1, 1, "extends itself in a cycle: " + " -> ".join(map(str, [*seen, path])))]
+        )
+    if len(seen) > _MAX_CHAIN:
+        raise PolicyError([Problem(label, 1, 1, f"extends chain deeper than {_MAX_CHAIN}")])
+    parser = _Parser(label, path.parent, syscall_known)
+    explicit = parser.parse_document(_compose(path))
+    if parser.problems:
+        raise PolicyError(parser.problems)
+    chain = [label]
+    locations = parser.locations
+    parent_ref = explicit.pop("extends", None)
+    if parent_ref is not None:
+        parent_path = resolve_reference(parent_ref, path.parent)
+        if not parent_path.is_file():
+            line, column = parser.locations[("extends",)][1:]
+            raise PolicyError(
+                [Problem(label, line, column, f"extends {parent_ref!r}: no such built-in policy or file")]
+            )
+        parent = _load(parent_path, [*seen, path], syscall_known)
+        explicit = merge(model.Policy, parent.explicit, explicit)
+        chain += parent.chain
+        locations = {**parent.locations, **locations}
+    policy = build(model.Policy, explicit)
+    problems = contradictions(policy, locations, chain)
+    if problems:
+        raise PolicyError(problems)
+    return LoadedPolicy(policy, chain, explicit, locations)
+
+
+def _compose(path: Path) -> yaml.Node:
+    label = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise PolicyError([Problem(label, 1, 1, f"cannot read the policy: {error.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise PolicyError([Problem(label, 1, 1, "the policy is not UTF-8 text")]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise PolicyError([Problem(label, line, column, f"not valid YAML: {error.problem}")]) from None
+    except yaml.YAMLError as error:
+        raise PolicyError([Problem(label, 1, 1, f"not valid YAML: {error}")]) from None
+    if node is None:
+        raise PolicyError([Problem(label, 1, 1, "the policy is empty; it needs at least 'version: 1'")])
+    return node
+
+
+def _libseccomp_knows(name: str) -> bool:
+    from policies.seccomp import syscall_known
+
+    return bool(syscall_known(name))
+
+
+class _Parser:
+    """Turns YAML nodes into plain values checked against the model's type hints."""
+
+    def __init__(self, label: str, base: Path, syscall_known: Callable[[str], bool]) -> None:
+        self.label = label
+        self.base = base
+        self.syscall_known = syscall_known
+        self.problems: list[Problem] = []
+        self.locations: dict[FieldPath, Location] = {}
+
+    def problem(self, node: yaml.Node, message: str) -> object:
+        self.problems.append(
+            Problem(self.label, node.start_mark.line + 1, node.start_mark.column + 1, message)
+        )
+        return _INVALID
+
+    def parse_document(self, node: yaml.Node) -> dict[str, Any]:
+        parsed = self.partial(model.Policy, node, ())
+        if parsed is _INVALID:
+            return {}
+        assert isinstance(parsed, dict)
+        if "version" not in parsed:
+            self.problem(node, "'version: 1' is required")
+        return parsed
+
+    def partial(self, cls: type, node: yaml.Node, path: FieldPath) -> object:
+        """A mapping node as a dict of only the keys it sets (for merging)."""
+        if not isinstance(node, yaml.MappingNode):
+            return self.problem(node, f"{_dotted(path) or 'the policy'}: expected a mapping of settings")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = get_type_hints(cls)
+        parsed: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            where = _dotted((*path, str(key)))
+            if key not in fields:
+                self.problem(key_node, f"{where}: unknown key{suggest(str(key), list(fields))}")
+                continue
+            if key in parsed:
+                self.problem(key_node, f"{where}: set twice in the same mapping")
+                continue
+            self.locations[(*path, key)] = (
+                self.label,
+                key_node.start_mark.line + 1,
+                key_node.start_mark.column + 1,
+            )
+            value = self.value(hints[key], value_node, (*path, key))
+            if value is not _INVALID:
+                parsed[key] = value
+        return parsed
+
+    def complete(self, cls: type, node: yaml.Node, path: FieldPath) -> object:
+        """A mapping node as a whole instance (list items are never merged)."""
+        parsed = self.partial(cls, node, path)
+        if parsed is _INVALID:
+            return _INVALID
+        assert isinstance(parsed, dict)
+        missing = [f.name for f in dataclasses.fields(cls) if _is_required(f) and f.name not in parsed]
+        if missing:
+            return self.problem(node, f"{_dotted(path)}: {', '.join(missing)} is required")
+        try:
+            return build(cls, parsed)
+        except ValueError as error:
+            return self.problem(node, f"{_dotted(path)}: {error}")
+
+    def value(self, hint: Any, node: yaml.Node, path: FieldPath) -> object:
+        where = _dotted(path)
+        origin = get_origin(hint)
+        if origin in (Union, types.UnionType):
+            options = [arg for arg in get_args(hint) if arg is not type(None)]
+            if _is_null(node):
+                return None
+            hint, origin = options[0], get_origin(options[0])
+        if dataclasses.is_dataclass(hint):
+            return self.partial(hint, node, path)  # type: ignore[arg-type]
+        if origin is tuple:
+            return self.sequence(get_args(hint)[0], node, path)
+        if origin is dict:
+            return self.mapping(get_args(hint)[1], node, path)
+        if not isinstance(node, yaml.ScalarNode):
+            return self.problem(node, f"{where}: expected {_describe(hint)}, got a {_node_kind(node)}")
+        return self.scalar(hint, node, path)
+
+    def sequence(self, item_hint: Any, node: yaml.Node, path: FieldPath) -> object:
+        if not isinstance(node, yaml.SequenceNode):
+            return self.problem(node, f"{_dotted(path)}: expected a list, got a {_node_kind(node)}")
+        items = []
+        for index, item_node in enumerate(node.value):
+            item_path = (*path[:-1], f"{path[-1]}[{index}]")
+            if dataclasses.is_dataclass(item_hint):
+                item = self.complete(item_hint, item_node, item_path)  # type: ignore[arg-type]
+            else:
+                item = self.value(item_hint, item_node, item_path)
+            if item is not _INVALID:
+                items.append(item)
+        return tuple(items)
+
+    def mapping(self, value_hint: Any, node: yaml.Node, path: FieldPath) -> object:
+        if not isinstance(node, yaml.MappingNode):
+            return self.problem(node, f"{_dotted(path)}: expected a mapping, got a {_node_kind(node)}")
+        parsed: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            value = self.value(value_hint, value_node, (*path, key))
+            if value is not _INVALID:
+                parsed[key] = value
+        return parsed
+
+    def scalar(self, hint: Any, node: yaml.ScalarNode, path: FieldPath) -> object:
+        where = _dotted(path)
+        tag, text = node.tag.rsplit(":", 1)[-1], node.value
+        if get_origin(hint) is Literal:
+            choices = get_args(hint)
+            value: object = int(text) if tag == "int" else text
+            if value not in choices:
+                listed = ", ".join(map(str, choices))
+                return self.problem(
+                    node,
+                    f"{where}: {text!r} is not one of {listed}{suggest(text, [str(c) for c in choices])}",
+                )
+            return value
+        if hint is bool:
+            if tag != "bool":
+                return self.problem(node, f"{where}: expected true or false, got {text!r}")
+            return yaml.safe_load(text) is True
+        if hint is int:
+            if tag != "int" or int(text, 0) < 0:
+                return self.problem(node, f"{where}: expected a whole number, got {text!r}")
+            return int(text, 0)
+        if hint is float:
+            if tag not in ("int", "float"):
+                return self.problem(node, f"{where}: expected a number, got {text!r}")
+            return float(text)
+        if hint is model.Size:
+            size = int(text) if tag == "int" else parse_size(text) if tag == "str" else None
+            if size is None:
+                return self.problem(node, f"{where}: expected a size such as 512Mi, 1G or 4096, got {text!r}")
+            return size
+        if hint is model.Duration:
+            seconds = (
+                float(text) if tag in ("int", "float") else parse_duration(text) if tag == "str" else None
+            )
+            if seconds is None:
+                return self.problem(
+                    node, f"{where}: expected a duration such as 500ms, 30s, 5m or 1h, got {text!r}"
+                )
+            return seconds
+        if hint is model.Capability:
+            name = normalize_capability(text)
+            if name is None:
+                candidates = [c[4:] for c in model.LINUX_CAPABILITIES]
+                hint_text = suggest(text.upper().removeprefix("CAP_"), candidates)
+                return self.problem(node, f"{where}: {text!r} is not a Linux capability{hint_text}")
+            return name
+        if hint is model.Syscall:
+            if not self.syscall_known(text):
+                return self.problem(node, f"{where}: {text!r} is not a system call that libseccomp knows")
+            return text
+        if hint is datetime.date:
+            if tag == "timestamp":
+                parsed = yaml.safe_load(text)
+                return parsed.date() if isinstance(parsed, datetime.datetime) else parsed
+            return self.problem(node, f"{where}: expected a date such as 2027-01-31, got {text!r}")
+        if hint is str:
+            if tag not in ("str", "int"):
+                return self.problem(node, f"{where}: expected a string, got {text!r}")
+            if tuple(part.split("[")[0] for part in path) in _PATH_FIELDS:
+                return self.relative_path(text, path)
+            return text
+        raise TypeError(f"policy model field {where} has an unsupported type {hint!r}")
+
+    def relative_path(self, text: str, path: FieldPath) -> str:
+        if path == ("sandbox", "seccomp", "profile") and text in _BUILTIN_PROFILES:
+            return text
+        return str((self.base / text).resolve())
+
+
+def _is_required(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")
+
+
+def _node_kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "mapping"
+    return "list" if isinstance(node, yaml.SequenceNode) else "value"
+
+
+def _describe(hint: Any) -> str:
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+    return names.get(hint, "a single value")
+
+
+def _dotted(path: FieldPath) -> str:
+    return ".".join(path)
+
+
+def build(cls: type, parsed: dict[str, Any]) -> Any:
+    """An instance of `cls` from parsed values, defaults filling what is unset."""
+    hints = get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in parsed:
+            continue
+        value, hint = parsed[f.name], hints[f.name]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = build(hint, value)  # type: ignore[arg-type]
+        elif get_origin(hint) is dict and dataclasses.is_dataclass(get_args(hint)[1]):
+            value = {k: build(get_args(hint)[1], v) if isinstance(v, dict) else v for k, v in value.items()}
+        values[f.name] = value
+    instance = cls(**values)
+    _check_instance(instance)
+    return instance
+
+
+def _check_instance(instance: object) -> None:
+    """Rules within one object that types alone cannot say."""
+    if isinstance(instance, model.Identity):
+        if (instance.subject is None) == (instance.subject_regex is None):
+            raise ValueError("give exactly one of subject and subject_regex")
+        if instance.subject_regex is not None:
+            try:
+                re.compile(instance.subject_regex)
+            except re.error as error:
+                raise ValueError(f"subject_regex is not a valid regular expression ({error})") from None
+    if isinstance(instance, model.Ignore) and not instance.reason.strip():
+        raise ValueError("reason must say why the finding is ignored")
+    if isinstance(instance, model.Tmpfs) and not re.fullmatch(r"[0-7]{3,4}", instance.mode):
+        raise ValueError(f"mode {instance.mode!r} is not an octal mode such as 1777")
+
+
+def merge(cls: type, parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """Child over parent: mappings merge key by key, everything else replaces."""
+    hints = get_type_hints(cls)
+    merged = dict(parent)
+    for key, value in child.items():
+        hint = hints[key]
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            if dataclasses.is_dataclass(hint):
+                merged[key] = merge(hint, merged[key], value)  # type: ignore[arg-type]
+            elif get_origin(hint) is dict and dataclasses.is_dataclass(get_args(hint)[1]):
+                rules = dict(merged[key])
+                for name, settings in value.items():
+                    rules[name] = merge(get_args(hint)[1], rules.get(name, {}), settings)
+                merged[key] = rules
+            else:
+                merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def contradictions(
+    policy: model.Policy, locations: dict[FieldPath, Location], chain: list[str]
+) -> list[Problem]:
+    """Settings that each parse but cannot hold together."""
+    problems: list[Problem] = []
+    sandbox = policy.sandbox
+
+    def at(path: FieldPath, message: str) -> None:
+        for length in range(len(path), 0, -1):
+            if path[:length] in locations:
+                problems.append(Problem(*locations[path[:length]], message))
+                return
+        problems.append(Problem(chain[0], 1, 1, message))
+
+    own = set(sandbox.namespaces)
+    if sandbox.network == "host" and "network" in own:
+        at(
+            ("sandbox", "network"),
+            "network: host needs the host's network namespace, but sandbox.namespaces lists network",
+        )
+    if sandbox.network != "host" and "network" not in own:
+        at(
+            ("sandbox", "network"),
+            f"network: {sandbox.network} needs a network namespace of its own; "
+            "add network to sandbox.namespaces",
+        )
+    for flag, namespace in (("host_pid", "pid"), ("host_ipc", "ipc"), ("host_uts", "uts")):
+        if getattr(sandbox, flag) and namespace in own:
+            at(("sandbox", flag), f"{flag}: true contradicts sandbox.namespaces, which lists {namespace}")
+    for name in sandbox.limits.required:
+        if getattr(sandbox.limits, name) is None:
+            at(
+                ("sandbox", "limits", "required"),
+                f"limits.required names {name}, but sandbox.limits.{name} is not set",
+            )
+    if str(builtin_path("strict")) in chain[1:]:
+        from policies.diff import diff_policies
+
+        strict = build(model.Policy, _builtin_explicit("strict"))
+        for change in diff_policies(strict, policy):
+            if change.effect == "loosens":
+                at(change.path, f"extends strict but loosens it: {change.describe()}")
+    return problems
+
+
+def _builtin_explicit(name: str) -> dict[str, Any]:
+    parser = _Parser(str(builtin_path(name)), BUILTIN_DIR, lambda _: True)
+    return parser.parse_document(_compose(builtin_path(name)))

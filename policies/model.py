@@ -1,0 +1,278 @@
+"""The policy model: what pysandbox and pyaudit enforce, as typed frozen dataclasses.
+
+This module is the single source of truth for policy files: the loader validates YAML
+against these classes, `extends` merges along them, the JSON Schema is generated from
+them, and `policy diff` reads each field's `loosens` metadata to say whether a change
+loosens or tightens. Field docs become schema descriptions, so editors show them."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any, Literal, NewType
+
+Size = NewType("Size", int)  # bytes; written as 512Mi, 1G, 4096
+Duration = NewType("Duration", float)  # seconds; written as 30s, 5m, 1h, 500ms
+Capability = NewType("Capability", str)  # normalised as CAP_SYS_ADMIN; ALL allowed
+Syscall = NewType("Syscall", str)  # a name libseccomp knows
+
+Severity = Literal["critical", "high", "medium", "low", "info"]
+SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low", "info")
+Namespace = Literal["user", "pid", "mount", "uts", "ipc", "network", "cgroup"]
+Network = Literal["none", "loopback", "host"]
+
+# How a change to a field moves the policy; `policy diff` and `extends: strict` use it.
+#   true: turning it on loosens    false: turning it off loosens
+#   more: a higher number (or no limit, null) loosens
+#   add: an added item loosens     remove: a removed item loosens
+#   order: later in `order` loosens    review: a change a person must judge
+LOOSENS = "loosens"
+
+
+def spec(
+    doc: str, loosens: str = "review", default: Any = None, order: tuple[str, ...] = (), **kw: Any
+) -> Any:
+    metadata = {"doc": doc, LOOSENS: loosens, "order": order}
+    if "default_factory" in kw:
+        return field(default_factory=kw["default_factory"], metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def required(doc: str, loosens: str = "review") -> Any:
+    return field(metadata={"doc": doc, LOOSENS: loosens, "order": ()})
+
+
+# ----- signing -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A signer allowed to sign images: an OIDC issuer plus an exact subject or a regex."""
+
+    issuer: str = required("The OIDC issuer, e.g. https://token.actions.githubusercontent.com.")
+    subject: str | None = spec("The exact certificate subject (an email or a workflow URI).")
+    subject_regex: str | None = spec("A regular expression the whole subject must match.", "more")
+    repository: str | None = spec("GitHub Actions: the repository claim (owner/name), when present.")
+    workflow_ref: str | None = spec("GitHub Actions: the workflow ref claim, when present.")
+
+
+@dataclass(frozen=True)
+class SigningPolicy:
+    """Which signatures an image needs before it runs."""
+
+    required: bool = spec("Refuse images without a verifying signature.", "false", False)
+    identities: tuple[Identity, ...] = spec("Keyless signers that are trusted.", "add", default_factory=tuple)
+    keys: tuple[str, ...] = spec(
+        "Public key files (PEM), relative to the policy file.", "add", default_factory=tuple
+    )
+    trusted_root: str | None = spec("A Sigstore trusted_root.json, relative to the policy file.")
+
+
+# ----- sandbox -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdMapping:
+    """How container ids map to host ids. An ordinary user maps container root to their
+    own uid (plus their /etc/subuid and /etc/subgid ranges); root maps to `host_base`."""
+
+    user: str | None = spec("Run as this user[:group] instead of the image's USER.")
+    subordinate_ids: bool = spec("Use /etc/subuid and /etc/subgid ranges via newuidmap.", "review", True)
+    host_base: int = spec("When run by root: the first host id of the container's range.", "review", 100000)
+    size: int = spec("When run by root: how many ids the container's range has.", "review", 65536)
+    map_root_to_host_root: bool = spec("Let container root be host root (never in strict).", "true", False)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Capabilities granted: Docker's default set, minus `drop`, plus `add`."""
+
+    drop: tuple[Capability, ...] = spec(
+        "Dropped from Docker's default set; ALL drops every one.", "remove", default_factory=tuple
+    )
+    add: tuple[Capability, ...] = spec("Added after dropping.", "add", default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Tmpfs:
+    path: str = required("Where the tmpfs is mounted inside the container.")
+    size: Size | None = spec("Its size limit.", "more")
+    mode: str = spec("Its permissions, octal.", "review", "1777")
+
+
+@dataclass(frozen=True)
+class BindRule:
+    """A host path users may bind-mount (`-v SRC:DST`), itself or anything below it."""
+
+    source: str = required("The host path.")
+    read_only: bool = spec("Binds of it must be read-only.", "false", True)
+
+
+@dataclass(frozen=True)
+class Mounts:
+    read_only_rootfs: bool = spec("Mount the container's root read-only.", "false", False)
+    tmpfs: tuple[Tmpfs, ...] = spec("Writable tmpfs mounts.", "add", default_factory=tuple)
+    binds: tuple[BindRule, ...] = spec("Host paths users may bind-mount.", "add", default_factory=tuple)
+    volumes: bool = spec("Allow named volumes.", "true", True)
+    masked_paths: tuple[str, ...] = spec(
+        "Paths hidden inside the container.", "remove", default_factory=tuple
+    )
+    readonly_paths: tuple[str, ...] = spec(
+        "Paths made read-only inside the container.", "remove", default_factory=tuple
+    )
+
+
+@dataclass(frozen=True)
+class Seccomp:
+    profile: str = spec(
+        "default, strict, unconfined, or a Docker/OCI seccomp JSON file relative to the policy.",
+        "order",
+        "default",
+        order=("strict", "default", "unconfined"),
+    )
+    deny: tuple[Syscall, ...] = spec(
+        "Syscalls refused with EPERM whatever the profile allows.", "remove", default_factory=tuple
+    )
+    allow: tuple[Syscall, ...] = spec("Syscalls allowed on top of the profile.", "add", default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits; null means no limit. cgroups enforce them where available,
+    rlimits otherwise; a limit named in `required` must be enforceable or the run is refused."""
+
+    memory: Size | None = spec("Memory, e.g. 512Mi.", "more")
+    pids: int | None = spec("Processes and threads.", "more")
+    open_files: int | None = spec("Open file descriptors (RLIMIT_NOFILE).", "more")
+    cpu_time: Duration | None = spec("CPU time (RLIMIT_CPU), e.g. 10m.", "more")
+    wall_time: Duration | None = spec("Wall-clock time before the container is killed.", "more")
+    cpus: float | None = spec("CPU share, e.g. 1.5 (cgroups only).", "more")
+    required: tuple[Literal["memory", "pids", "open_files", "cpu_time", "wall_time", "cpus"], ...] = spec(
+        "Limits that must be enforced, or the run is refused.", "remove", default_factory=tuple
+    )
+
+
+@dataclass(frozen=True)
+class SandboxPolicy:
+    """How `pysandbox run` confines a container."""
+
+    ids: IdMapping = spec("Container user and id mapping.", "review", default_factory=IdMapping)
+    namespaces: tuple[Namespace, ...] = spec(
+        "Namespaces the container gets of its own.",
+        "remove",
+        default_factory=lambda: ("user", "pid", "mount", "uts", "ipc", "network", "cgroup"),
+    )
+    network: Network = spec(
+        "none: no network; loopback: only lo; host: the host's network.",
+        "order",
+        "loopback",
+        order=("none", "loopback", "host"),
+    )
+    privileged: bool = spec(
+        "Every capability, no seccomp, no masked paths: never outside development.", "true", False
+    )
+    host_pid: bool = spec("Share the host's pid namespace.", "true", False)
+    host_ipc: bool = spec("Share the host's ipc namespace.", "true", False)
+    host_uts: bool = spec("Share the host's hostname.", "true", False)
+    capabilities: Capabilities = spec("Capabilities granted.", "review", default_factory=Capabilities)
+    no_new_privileges: bool = spec("Set no_new_privs: setuid binaries gain nothing.", "false", True)
+    mounts: Mounts = spec(
+        "Root filesystem, tmpfs, binds, volumes, masked paths.", "review", default_factory=Mounts
+    )
+    seccomp: Seccomp = spec("The seccomp filter.", "review", default_factory=Seccomp)
+    limits: Limits = spec("Resource limits.", "review", default_factory=Limits)
+
+
+# ----- audit ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    enabled: bool = spec("Run this rule.", "false", True)
+    severity: Severity | None = spec("Override the rule's default severity.", "order", order=SEVERITIES[::-1])
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_wasted_bytes: Size | None = spec("bloated-layer: wasted bytes allowed in an image.", "more")
+    max_wasted_ratio: float | None = spec(
+        "bloated-layer: wasted bytes / image size allowed (0 to 1).", "more"
+    )
+    max_layer_size: Size | None = spec("bloated-layer: the largest layer allowed.", "more")
+    min_efficiency: float | None = spec("bloated-layer: dive's efficiency score required (0 to 1).", "less")
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """A finding to ignore: every entry says why, and may expire."""
+
+    rule: str = required("The rule id or category to ignore.")
+    reason: str = required("Why: reviewers read this.")
+    target: str | None = spec("Only for targets matching this glob.")
+    path: str | None = spec("Only for this path inside an image.")
+    expires: datetime.date | None = spec(
+        "After this date the entry stops applying and is itself reported.", "more"
+    )
+
+
+@dataclass(frozen=True)
+class AuditPolicy:
+    fail_on: Severity = spec(
+        "Exit 1 on findings of this severity or above.", "order", "medium", order=SEVERITIES[::-1]
+    )
+    rules: dict[str, RuleSettings] = spec(
+        "Per-rule settings, by rule id or name.", "review", default_factory=dict
+    )
+    thresholds: Thresholds = spec(
+        "Thresholds of the bloated-layer rule.", "review", default_factory=Thresholds
+    )
+    allowed_registries: tuple[str, ...] = spec(
+        "Registries images may come from (empty: any).", "add", default_factory=tuple
+    )
+    ignore: tuple[Ignore, ...] = spec("Findings to ignore, each with a reason.", "add", default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: Literal[1] = required("The policy format version: 1.")
+    extends: str | None = spec("A built-in policy name (strict, baseline, permissive) or a relative path.")
+    signing: SigningPolicy = spec("What signatures images need.", "review", default_factory=SigningPolicy)
+    sandbox: SandboxPolicy = spec(
+        "How pysandbox run confines containers.", "review", default_factory=SandboxPolicy
+    )
+    audit: AuditPolicy = spec(
+        "What pyaudit reports and when it fails.", "review", default_factory=AuditPolicy
+    )
+
+
+LINUX_CAPABILITIES = frozenset(
+    "CAP_" + name
+    for name in (
+        "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
+        "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO "
+        "SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME "
+        "SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG "
+        "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE"
+    ).split()
+)
+
+# What `docker run` grants by default (moby's oci/caps/defaults.go lists the same set).
+DOCKER_DEFAULT_CAPABILITIES = frozenset(
+    "CAP_" + name
+    for name in (
+        "CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW SETGID SETUID SETFCAP SETPCAP "
+        "NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE"
+    ).split()
+)
+
+
+def granted_capabilities(capabilities: Capabilities, privileged: bool = False) -> frozenset[str]:
+    """Docker's rule: start from the default set, drop (ALL empties it), then add (ALL adds every one)."""
+    if privileged:
+        return LINUX_CAPABILITIES
+    granted = (
+        set() if "ALL" in capabilities.drop else set(DOCKER_DEFAULT_CAPABILITIES) - set(capabilities.drop)
+    )
+    if "ALL" in capabilities.add:
+        return LINUX_CAPABILITIES
+    return frozenset(granted | set(capabilities.add))

@@ -1,0 +1,61 @@
+"""Parsing and printing the scalar kinds of policy files: sizes (512Mi), durations (30s),
+capability names (CAP_SYS_ADMIN or SYS_ADMIN)."""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from policies.model import LINUX_CAPABILITIES
+
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGTP]i?|[kmgtp]|[KMGTP]?B)?$")
+_SIZE_UNITS = {
+    "": 1, "B": 1,
+    "k": 1000, "K": 1000, "KB": 1000, "M": 1000**2, "m": 1000**2, "MB": 1000**2,
+    "G": 1000**3, "g": 1000**3, "GB": 1000**3, "T": 1000**4, "t": 1000**4, "TB": 1000**4,
+    "P": 1000**5, "p": 1000**5, "PB": 1000**5,
+    "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "Pi": 1024**5,
+}  # fmt: skip
+_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_size(text: str) -> int | None:
+    """`512Mi` -> 536870912 (binary units as Kubernetes writes them; k/M/G decimal)."""
+    match = _SIZE_RE.match(text.strip())
+    if not match:
+        return None
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2) or ""])
+
+
+def format_size(value: int) -> str:
+    for unit, factor in (("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024)):
+        if value >= factor and value % factor == 0:
+            return f"{value // factor}{unit}"
+    return str(value)
+
+
+def parse_duration(text: str) -> float | None:
+    match = _DURATION_RE.match(text.strip())
+    return None if not match else float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def format_duration(value: float) -> str:
+    for unit, factor in (("h", 3600), ("m", 60), ("s", 1)):
+        if value >= factor and value % factor == 0:
+            return f"{int(value // factor)}{unit}"
+    return f"{round(value * 1000)}ms"
+
+
+def normalize_capability(name: str) -> str | None:
+    upper = name.strip().upper()
+    if upper == "ALL":
+        return "ALL"
+    full = upper if upper.startswith("CAP_") else f"CAP_{upper}"
+    return full if full in LINUX_CAPABILITIES else None
+
+
+def suggest(word: str, choices: list[str] | frozenset[str] | tuple[str, ...]) -> str:
+    """' (did you mean X?)' when something is close enough, else ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
