@@ -251,8 +251,8 @@ class _Parser:
                 return self.problem(node, f"{where}: expected a number, got {text!r}")
             return float(text)
         if hint is model.Size:
-            size = int(text) if tag == "int" else parse_size(text) if tag == "str" else None
-            if size is None:
+            size = int(text, 0) if tag == "int" else parse_size(text) if tag == "str" else None
+            if size is None or size < 0:
                 return self.problem(node, f"{where}: expected a size such as 512Mi, 1G or 4096, got {text!r}")
             return size
         if hint is model.Duration:

@@ -111,7 +111,8 @@ class BindRule:
 @dataclass(frozen=True)
 class Mounts:
     read_only_rootfs: bool = spec("Mount the container's root read-only.", "false", False)
-    tmpfs: tuple[Tmpfs, ...] = spec("Writable tmpfs mounts.", "add", default_factory=tuple)
+    # A tmpfs is bounded scratch space, not access to the host: a change is for review.
+    tmpfs: tuple[Tmpfs, ...] = spec("Writable tmpfs mounts.", "review", default_factory=tuple)
     binds: tuple[BindRule, ...] = spec("Host paths users may bind-mount.", "add", default_factory=tuple)
     volumes: bool = spec("Allow named volumes.", "true", True)
     masked_paths: tuple[str, ...] = spec(
