@@ -111,7 +111,7 @@ def test_path_and_tag_select_one_of_several_images(tmp_path: Path) -> None:
     assert [e.entry.path for e in walk_layer(*_first(open_image(f"{tmp_path}/lay:v2")))] == ["two"]
     with pytest.raises(ImageError, match=r"holds 2 images \(v1, v2\); name one as IMAGE:REF"):
         open_image(str(tmp_path / "lay"))
-    with pytest.raises(ImageError, match="no image named 'v3'.*names: v1, v2"):
+    with pytest.raises(ImageError, match=r"no image named 'v3'.*names: v1, v2"):
         open_image(f"{tmp_path}/lay:v3")
 
 
@@ -136,7 +136,9 @@ def test_multi_platform_index_defaults_to_linux_amd64_and_honours_platform(tmp_p
     chosen = open_image(str(tmp_path / "multi.tar"), "linux/arm64")
     assert chosen.platform.architecture == "arm64"
     assert open_image(str(tmp_path / "multi.tar"), "linux/arm64/v8").manifest_digest == chosen.manifest_digest
-    with pytest.raises(ImageError, match=r"no manifest for platform linux/s390x \(offered: linux/arm64/v8, linux/amd64\)"):
+    with pytest.raises(
+        ImageError, match=r"no manifest for platform linux/s390x \(offered: linux/arm64/v8, linux/amd64\)"
+    ):
         open_image(str(tmp_path / "multi.tar"), "linux/s390x")
 
 
@@ -178,9 +180,18 @@ def _rewrite_config(layout: Path, config: dict[str, object]) -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda c: c["config"].update(Env="PATH=/bin"), r"\.config\.Env: expected a JSON array, got a string"),
-        (lambda c: c["rootfs"]["diff_ids"].append("sha256:" + "0" * 64), "2 layers but the config lists 3 diff_ids"),
-        (lambda c: c["rootfs"].update(diff_ids=["sha256:../../etc/passwd"] * 2), "is not a sha256 or sha512 digest"),
+        (
+            lambda c: c["config"].update(Env="PATH=/bin"),
+            r"\.config\.Env: expected a JSON array, got a string",
+        ),
+        (
+            lambda c: c["rootfs"]["diff_ids"].append("sha256:" + "0" * 64),
+            "2 layers but the config lists 3 diff_ids",
+        ),
+        (
+            lambda c: c["rootfs"].update(diff_ids=["sha256:../../etc/passwd"] * 2),
+            "is not a sha256 or sha512 digest",
+        ),
         (lambda c: c["rootfs"]["diff_ids"].reverse(), r"diff_id.*does not match its digest"),
     ],
 )
@@ -222,7 +233,7 @@ def test_a_layer_that_lies_about_its_size_is_refused(tmp_path: Path) -> None:
     opened = open_image(str(layout))
     blob = layout / opened.layers[0].location
     blob.write_bytes(blob.read_bytes() + b"\0" * 4096)
-    with pytest.raises(ImageError, match="larger than the .* bytes its descriptor declares"):
+    with pytest.raises(ImageError, match=r"larger than the .* bytes its descriptor declares"):
         layer_stats(opened, opened.layers[0])
 
 
@@ -234,7 +245,9 @@ def test_a_layer_that_lies_about_its_size_is_refused(tmp_path: Path) -> None:
         ("application/x-made-up", "unsupported layer media type 'application/x-made-up'"),
     ],
 )
-def test_unsupported_and_foreign_layers_are_refused_clearly(tmp_path: Path, media_type: str, message: str) -> None:
+def test_unsupported_and_foreign_layers_are_refused_clearly(
+    tmp_path: Path, media_type: str, message: str
+) -> None:
     layout = tmp_path / "lay"
     write_oci_layout(layout, [("1", [image_of(BASE)])])
     index = json.loads((layout / "index.json").read_bytes())
@@ -253,7 +266,7 @@ def test_unsupported_and_foreign_layers_are_refused_clearly(tmp_path: Path, medi
 
 def test_not_an_image_is_said_plainly(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ImageError, match="not an image: no index.json"):
+    with pytest.raises(ImageError, match=r"not an image: no index.json"):
         open_image(str(tmp_path / "empty"))
     (tmp_path / "junk.tar").write_bytes(b"not a tar at all" * 100)
     with pytest.raises(ImageError, match="not a readable tar archive"):
@@ -269,7 +282,7 @@ def test_a_huge_index_is_refused_before_it_is_read(tmp_path: Path) -> None:
     layout = tmp_path / "lay"
     layout.mkdir()
     (layout / "index.json").write_bytes(b" " * (17 * 1024 * 1024))
-    with pytest.raises(ImageError, match="index.json is 17825792 bytes, more than the 16777216 allowed"):
+    with pytest.raises(ImageError, match=r"index.json is 17825792 bytes, more than the 16777216 allowed"):
         open_image(str(layout))
 
 
@@ -348,7 +361,9 @@ def test_multi_member_gzip_layers_are_read_whole(tmp_path: Path) -> None:
     blob_digest = hashlib.sha256(two_members).hexdigest()
     (layout / "blobs/sha256" / blob_digest).write_bytes(two_members)
     manifest["layers"][0].update(
-        digest=f"sha256:{blob_digest}", size=len(two_members), mediaType="application/vnd.oci.image.layer.v1.tar+gzip"
+        digest=f"sha256:{blob_digest}",
+        size=len(two_members),
+        mediaType="application/vnd.oci.image.layer.v1.tar+gzip",
     )
     data = json.dumps(manifest).encode()
     digest = hashlib.sha256(data).hexdigest()
