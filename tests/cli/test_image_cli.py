@@ -91,7 +91,12 @@ def test_inspect_json_reports_config_layers_and_history(image: str) -> None:
 def test_inspect_text_is_for_people(image: str) -> None:
     result = run("pysandbox", "image", "inspect", image)
     assert result.returncode == 0
-    for expected in ("User          1000:1000", 'Entrypoint    ["/app"]', "StopSignal    SIGQUIT", "every digest verified"):
+    for expected in (
+        "User          1000:1000",
+        'Entrypoint    ["/app"]',
+        "StopSignal    SIGQUIT",
+        "every digest verified",
+    ):
         assert expected in result.stdout
     assert "\x1b[" not in result.stdout + result.stderr  # no colour or progress bar in a pipe
 
@@ -147,7 +152,9 @@ def test_a_tampered_image_unpacks_nothing(tmp_path: Path, image: str) -> None:
     write_tar(tampered, members.items())
     result = run("pysandbox", "image", "unpack", str(tampered), str(tmp_path / "out"))
     assert result.returncode == 125
-    assert "layer 2" in result.stderr and ("does not match its digest" in result.stderr or "corrupt gzip" in result.stderr)
+    assert "layer 2" in result.stderr and (
+        "does not match its digest" in result.stderr or "corrupt gzip" in result.stderr
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -156,7 +163,12 @@ def test_build_is_deterministic_and_readable_back(tmp_path: Path) -> None:
     (rootfs / "bin").mkdir(parents=True)
     (rootfs / "bin/hello").write_text("#!/bin/sh\necho hello\n")
     digests = []
-    for name, fmt in (("a.tar", "oci-archive"), ("b.tar", "oci-archive"), ("c.tar", "docker-archive"), ("lay", "oci")):
+    for name, fmt in (
+        ("a.tar", "oci-archive"),
+        ("b.tar", "oci-archive"),
+        ("c.tar", "docker-archive"),
+        ("lay", "oci"),
+    ):
         result = run(
             "pysandbox", "image", "build", str(rootfs), "-o", str(tmp_path / name),
             "--format", fmt, "--tag", "example/hello:1", "--user", "1000", "--cmd", "/bin/hello --loud",
@@ -164,7 +176,9 @@ def test_build_is_deterministic_and_readable_back(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         digests.append(result.stdout.split()[-1])
     assert digests[0] == digests[1] == digests[3]
-    report = json.loads(run("pysandbox", "image", "inspect", str(tmp_path / "c.tar"), "--format", "json").stdout)
+    report = json.loads(
+        run("pysandbox", "image", "inspect", str(tmp_path / "c.tar"), "--format", "json").stdout
+    )
     assert report["config"]["cmd"] == ["/bin/hello", "--loud"] and report["references"] == ["example/hello:1"]
     again = run("pysandbox", "image", "build", str(rootfs), "-o", str(tmp_path / "a.tar"))
     assert again.returncode == 125 and "already exists" in again.stderr
