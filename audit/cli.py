@@ -1,29 +1,80 @@
-"""The `pyaudit` command line."""
+"""The `pyaudit` command line: `pyaudit TARGET...` gates, `pyaudit rules [RULE]` explains."""
 
 from __future__ import annotations
 
+import sys
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from sandbox.clikit import fail, run_app, version_option
+from sandbox.clikit import ExitWith, fail, run_app, version_option
 
+EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 
 app = typer.Typer(
     name="pyaudit",
-    help="The CI gate for container images, Dockerfiles, Compose files and Kubernetes manifests.",
+    help="The CI gate for container images, Dockerfiles, Compose files, Kubernetes manifests and runtime configs.",
     add_completion=False,
     rich_markup_mode=None,
 )
+rules_app = typer.Typer(name="pyaudit rules", add_completion=False, rich_markup_mode=None)
+
+
+class ReportFormat(StrEnum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+    junit = "junit"
+
+
+class Severity(StrEnum):
+    critical = "critical"
+    high = "high"
+    medium = "medium"
+    low = "low"
+    info = "info"
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
 @app.command()
 def audit(
     targets: Annotated[
         list[str],
-        typer.Argument(help="Image archives, OCI layouts, Dockerfiles, Compose or Kubernetes files."),
+        typer.Argument(
+            help="Image archives, OCI layouts, Dockerfiles, Compose, Kubernetes, docker inspect or OCI config files; "
+            "directories are walked."
+        ),
     ],
+    output_format: Annotated[
+        ReportFormat,
+        typer.Option(
+            "--format",
+            help="text for people, json for scripts, sarif for code scanning, junit for dashboards.",
+        ),
+    ] = ReportFormat.text,
+    output: Annotated[Path | None, typer.Option(help="Write the report to this file instead of stdout.")] = None,
+    fail_on: Annotated[
+        Severity | None,
+        typer.Option(help="Exit 1 on findings at or above this severity (default: the policy's audit.fail_on)."),
+    ] = None,
+    policy: Annotated[
+        str | None, typer.Option(help="A built-in policy (strict, baseline, permissive) or a policy file.")
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these rules or categories (repeatable, or comma-separated)."),
+    ] = None,
+    skip: Annotated[list[str] | None, typer.Option(help="Skip these rules or categories.")] = None,
+    baseline: Annotated[Path | None, typer.Option(help="Ignore findings recorded in this baseline file.")] = None,
+    write_baseline: Annotated[
+        Path | None, typer.Option(help="Record the current findings as a baseline and exit 0.")
+    ] = None,
     version: Annotated[
         bool | None,
         typer.Option(
@@ -31,9 +82,79 @@ def audit(
         ),
     ] = None,
 ) -> None:
-    """Audit TARGETS and fail the build on findings (the rule catalogue is not built yet)."""
-    fail("pyaudit", "no audit rules exist in this version yet; nothing was checked", EXIT_USAGE)
+    """Audit TARGETS. Exit 0 when nothing is at or above --fail-on, 1 when something is,
+    2 for a usage or input error. Suppress with `# pyaudit: ignore[RULE] reason` comments,
+    the policy's audit.ignore list, or --baseline."""
+    from audit.catalog import find_rule
+    from audit.detect import AuditInputError
+    from audit.engine import AuditOptions, audit
+    from audit.formats import renderer
+    from audit.suppress import read_baseline, save_baseline
+    from policies.errors import PolicyError
+
+    options = AuditOptions(fail_on=fail_on.value if fail_on else None, only=_split(only), skip=_split(skip))
+    for key in options.only + options.skip:
+        if find_rule(key) is None and key not in _categories():
+            fail("pyaudit", f"--only/--skip {key!r}: no such rule or category (see pyaudit rules)", EXIT_USAGE)
+    try:
+        if policy is not None:
+            from policies.loader import load_policy
+
+            loaded = load_policy(policy)
+            options.policy, options.policy_file = loaded.policy, loaded.chain[0]
+            location = loaded.locations.get(("audit", "ignore"))
+            options.policy_ignore_line = location[1] if location else None
+        if baseline is not None:
+            options.baseline = read_baseline(baseline)
+        result = audit(targets, options)
+    except (AuditInputError, ValueError) as error:
+        fail("pyaudit", str(error), EXIT_USAGE)
+    except PolicyError as error:
+        fail("pyaudit", str(error).replace("\n", "; "), EXIT_USAGE)
+    if write_baseline is not None:
+        save_baseline(write_baseline, result.findings)
+        typer.echo(f"wrote {len(result.findings)} findings to {write_baseline}", err=True)
+        return
+    colour = output is None and output_format is ReportFormat.text and sys.stdout.isatty()
+    report = renderer(output_format.value)(result, colour)
+    if output is None:
+        typer.echo(report, nl=False)
+    else:
+        output.write_text(report)
+    if result.failed:
+        raise ExitWith(EXIT_FINDINGS)
+
+
+def _categories() -> list[str]:
+    from audit.catalog import CATEGORIES
+
+    return CATEGORIES
+
+
+@rules_app.command()
+def rules(
+    rule: Annotated[str | None, typer.Argument(help="A rule id (PA1010) or name (root-user).")] = None,
+) -> None:
+    """List the rule catalogue, or print one rule's help."""
+    from audit.catalog import RULES, find_rule
+
+    if rule is None:
+        for item in RULES.values():
+            typer.echo(f"{item.id}  {item.name:<28} {item.category:<22} {item.severity:<8} {item.title}")
+        return
+    found = find_rule(rule)
+    if found is None:
+        fail("pyaudit", f"no rule {rule!r} (pyaudit rules lists them)", EXIT_USAGE)
+    typer.echo(
+        f"{found.id} {found.name}: {found.title}\ncategory: {found.category}\ndefault severity: {found.severity}\n"
+    )
+    typer.echo(found.help)
+    if found.references:
+        typer.echo(f"\nreferences: {', '.join(found.references)}")
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["rules"]:
+        sys.argv.pop(1)
+        run_app(rules_app, "pyaudit rules", EXIT_USAGE)
     run_app(app, "pyaudit", EXIT_USAGE)

@@ -1,0 +1,172 @@
+"""How much of an image is waste.
+
+Two measures. `wasted_bytes` is ours, by definition: bytes of file versions stored in a
+layer but not visible in the final filesystem (overwritten, deleted by a whiteout, hidden
+by an opaque directory or by a later non-directory at an ancestor). `dive_efficiency`
+reproduces dive's score with dive's own rules (leaf nodes per layer; a whiteout of a
+directory counts what it hides; opaque markers ignored; a file over a directory keeps the
+directory's children), so teams moving from `dive --ci` keep their thresholds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from images.layers import Entry
+
+
+@dataclass
+class Version:
+    layer: int
+    entry: Entry
+
+
+@dataclass
+class _Node:
+    version: Version | None = None
+    children: dict[str, _Node] = field(default_factory=dict)
+
+
+class FinalTree:
+    """The flattened filesystem, with OCI whiteout semantics, built layer by layer."""
+
+    def __init__(self) -> None:
+        self.root = _Node()
+
+    def _parent(self, path: str, create: bool) -> tuple[_Node | None, str]:
+        *dirs, name = path.split("/")
+        node = self.root
+        for part in dirs:
+            child = node.children.get(part)
+            if child is None:
+                if not create:
+                    return None, name
+                child = node.children[part] = _Node()
+            node = child
+        return node, name
+
+    def apply_layer(self, layer: int, entries: Iterable[Entry]) -> None:
+        own: set[str] = set()
+        for entry in entries:
+            if entry.whiteout is not None:
+                self._whiteout(entry, layer, own)
+                continue
+            own.add(entry.path)
+            parent, name = self._parent(entry.path, True)
+            assert parent is not None
+            node = parent.children.get(name)
+            if node is None or entry.kind != "dir":
+                parent.children[name] = node = _Node()  # a non-directory replaces a whole tree
+            node.version = Version(layer, entry)
+
+    def _whiteout(self, entry: Entry, layer: int, own: set[str]) -> None:
+        parent, name = self._parent(entry.path, False)
+        if parent is None:
+            return
+        if entry.whiteout == "file":
+            if entry.path not in own:
+                parent.children.pop(name, None)
+            return
+        node = parent.children.get(name) if entry.path else self.root
+        if node is None:
+            return
+        prefix = f"{entry.path}/" if entry.path else ""
+        for child in [c for c in node.children if f"{prefix}{c}" not in own]:
+            del node.children[child]
+
+    def files(self) -> Iterable[tuple[str, Version]]:
+        stack: list[tuple[str, _Node]] = [("", self.root)]
+        while stack:
+            prefix, node = stack.pop()
+            for name, child in node.children.items():
+                path = f"{prefix}{name}"
+                if child.version is not None:
+                    yield path, child.version
+                stack.append((path + "/", child))
+
+
+@dataclass
+class WastedFile:
+    path: str
+    layer: int
+    size: int
+
+
+def wasted_files(layers: list[list[Entry]], final: FinalTree) -> list[WastedFile]:
+    visible = {(path, version.layer) for path, version in final.files() if version.entry.kind == "file"}
+    wasted = []
+    for layer, entries in enumerate(layers):
+        latest: dict[str, int] = {}
+        for index, entry in enumerate(entries):
+            if entry.kind == "file" and entry.whiteout is None:
+                latest[entry.path] = index
+        for index, entry in enumerate(entries):
+            if entry.kind != "file" or entry.whiteout is not None or entry.size == 0:
+                continue
+            if (entry.path, layer) not in visible or latest[entry.path] != index:
+                wasted.append(WastedFile(entry.path, layer, entry.size))
+    return wasted
+
+
+@dataclass
+class DiveResult:
+    efficiency: float
+    wasted_bytes: int
+    inefficient: list[tuple[str, int, int]]  # path, versions, cumulative bytes (dive's list)
+
+
+def dive_efficiency(layers: list[list[Entry]]) -> DiveResult:
+    """dive's efficiency score and wasted bytes, computed the way dive computes them."""
+    cumulative: dict[str, int] = {}
+    minimum: dict[str, int] = {}
+    versions: dict[str, int] = {}
+    stacked: dict[str, int] = {}  # dive's stacked tree: path -> size, directories included
+    for entries in layers:
+        tree = _dive_layer_tree(entries)
+        parents = {path.rsplit("/", 1)[0] for path in tree if "/" in path}
+        for path, (size, whiteout) in tree.items():
+            if path in parents:
+                continue  # dive visits leaves only
+            if whiteout:
+                size = _dive_hidden_size(stacked, path)
+            key = "/" + path
+            cumulative[key] = cumulative.get(key, 0) + size
+            minimum[key] = size if key not in minimum else min(minimum[key], size)
+            versions[key] = versions.get(key, 0) + 1
+        _dive_stack(stacked, tree)
+    discovered = sum(cumulative.values())
+    score = 1.0 if discovered == 0 else sum(minimum.values()) / discovered
+    inefficient = sorted(((p, versions[p], cumulative[p]) for p in versions if versions[p] > 1), key=lambda row: row[2])
+    return DiveResult(score, sum(row[2] for row in inefficient), inefficient)
+
+
+def _dive_layer_tree(entries: list[Entry]) -> dict[str, tuple[int, bool]]:
+    """One layer as dive sees it: every node with its size; implicit parents included;
+    `.wh..wh..opq` markers dropped (dive never adds them)."""
+    tree: dict[str, tuple[int, bool]] = {}
+    for entry in entries:
+        if entry.whiteout == "opaque":
+            continue
+        parts = entry.path.split("/")
+        for depth in range(1, len(parts)):
+            tree.setdefault("/".join(parts[:depth]), (0, False))
+        tree[entry.path] = (entry.size if entry.kind == "file" else 0, entry.whiteout == "file")
+    return tree
+
+
+def _dive_hidden_size(stacked: dict[str, int], path: str) -> int:
+    """A whiteout over a directory counts everything below it; over a file, nothing."""
+    if path not in stacked or not any(key.startswith(path + "/") for key in stacked):
+        return 0
+    prefix = path + "/"
+    return stacked[path] + sum(size for key, size in stacked.items() if key.startswith(prefix))
+
+
+def _dive_stack(stacked: dict[str, int], tree: dict[str, tuple[int, bool]]) -> None:
+    for path, (size, whiteout) in tree.items():
+        if whiteout:
+            prefix = path + "/"
+            for key in [k for k in stacked if k == path or k.startswith(prefix)]:
+                del stacked[key]
+        else:
+            stacked[path] = size

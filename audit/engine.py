@@ -1,0 +1,186 @@
+"""The audit: read each input, turn its facts into findings, apply the policy's rule
+settings and every kind of suppression, and decide the gate."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from audit.detect import AuditInputError, expand_targets, is_dockerfile_name, is_image_path
+from audit.findings import Finding, at_or_above
+from audit.rules.container import container_findings
+from audit.rules.dockerfile import dockerfile_findings
+from audit.rules.image import ImageSummary, image_findings
+from audit.sources.compose import compose_specs, is_compose
+from audit.sources.dockerfile import DockerfileError, looks_like_dockerfile, parse_dockerfile
+from audit.sources.kubernetes import is_kubernetes, kubernetes_specs
+from audit.sources.runtime import docker_inspect_specs, is_docker_inspect, is_oci_config, oci_config_specs
+from audit.sources.yamllines import load_documents
+from audit.suppress import apply_inline, apply_policy_ignores, inline_suppressions, matches_rule
+from images import ImageError, open_image
+from policies.model import Policy
+
+
+@dataclass
+class AuditOptions:
+    policy: Policy = field(default_factory=lambda: Policy(version=1))
+    policy_file: str = "(built-in defaults)"
+    policy_ignore_line: int | None = None
+    fail_on: str | None = None
+    only: list[str] = field(default_factory=list)
+    skip: list[str] = field(default_factory=list)
+    baseline: set[str] | None = None
+    today: datetime.date = field(default_factory=datetime.date.today)
+
+
+@dataclass
+class AuditResult:
+    targets: list[str]
+    findings: list[Finding]  # what gates
+    suppressed: list[Finding]
+    images: list[ImageSummary]
+    kinds: dict[str, str]  # target -> what it was read as
+    fail_on: str
+
+    @property
+    def failed(self) -> bool:
+        return any(at_or_above(found.severity, self.fail_on) for found in self.findings)
+
+
+def audit(targets: list[str], options: AuditOptions | None = None) -> AuditResult:
+    options = options or AuditOptions()
+    collected: list[Finding] = []
+    images: list[ImageSummary] = []
+    kinds: dict[str, str] = {}
+    for path, explicit in expand_targets(targets):
+        kind, target_findings, summary = audit_one(path, explicit, options.policy)
+        if kind is None:
+            continue
+        kinds[path] = kind
+        collected += target_findings
+        if summary is not None:
+            images.append(summary)
+    collected = _apply_rule_settings(collected, options)
+    collected += apply_policy_ignores(
+        collected, options.policy.audit.ignore, options.today, options.policy_file, options.policy_ignore_line
+    )
+    if options.baseline is not None:
+        for found in collected:
+            if not found.suppressed and found.fingerprint() in options.baseline:
+                found.suppressed = "baseline"
+    active = [f for f in collected if not f.suppressed]
+    return AuditResult(
+        targets=list(kinds),
+        findings=active,
+        suppressed=[f for f in collected if f.suppressed],
+        images=images,
+        kinds=kinds,
+        fail_on=options.fail_on or options.policy.audit.fail_on,
+    )
+
+
+def audit_one(path: str, explicit: bool, policy: Policy) -> tuple[str | None, list[Finding], ImageSummary | None]:
+    """Findings for one input, or (None, [], None) for a file a directory walk may skip."""
+    if is_image_path(Path(path)):
+        return _audit_image(path, policy)
+    text = _read_text(path)
+    name = Path(path).name
+    if is_dockerfile_name(name) or (
+        explicit and looks_like_dockerfile(text) and not name.endswith((".yaml", ".yml", ".json"))
+    ):
+        try:
+            dockerfile = parse_dockerfile(text, path)
+        except DockerfileError as error:
+            raise AuditInputError(str(error)) from None
+        return "dockerfile", _with_inline(list(dockerfile_findings(dockerfile)), text, path), None
+    kind, specs = _yaml_specs(path, text, explicit)
+    if kind is None:
+        return None, [], None
+    findings = [f for spec in specs for f in container_findings(spec)]
+    return kind, _with_inline(findings, text, path), None
+
+
+def _audit_image(path: str, policy: Policy) -> tuple[str, list[Finding], ImageSummary]:
+    from audit.sources.image import gather_facts
+
+    try:
+        facts = gather_facts(open_image(path))
+    except ImageError as error:
+        raise AuditInputError(str(error)) from None
+    found, summary = image_findings(facts, path, policy)
+    return "image", found, summary
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise AuditInputError(f"{path}: cannot read: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise AuditInputError(f"{path}: not UTF-8 text, not an image archive either") from None
+
+
+def _yaml_specs(path: str, text: str, explicit: bool) -> tuple[str | None, list]:  # type: ignore[type-arg]
+    try:
+        documents = [doc for doc in load_documents(text) if doc is not None]
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        problem = getattr(error, "problem", None) or str(error)
+        if not explicit and not _claims_to_be_ours(path):
+            return None, []
+        raise AuditInputError(f"{where}: not valid YAML or JSON ({problem})") from None
+    specs = []
+    kinds = set()
+    for document in documents:
+        if is_compose(document):
+            kinds.add("compose")
+            specs += compose_specs(document, path)
+        elif is_kubernetes(document):
+            kinds.add("kubernetes")
+            specs += kubernetes_specs(document, path)
+        elif is_docker_inspect(document):
+            kinds.add("docker-inspect")
+            specs += docker_inspect_specs(document, path)
+        elif is_oci_config(document):
+            kinds.add("oci-config")
+            specs += oci_config_specs(document, path)
+    if not kinds:
+        if explicit:
+            raise AuditInputError(
+                f"{path}: not a Dockerfile, Compose file, Kubernetes manifest, docker inspect output or OCI config"
+            )
+        return None, []
+    return "+".join(sorted(kinds)), specs
+
+
+def _claims_to_be_ours(path: str) -> bool:
+    name = Path(path).name.lower()
+    return "compose" in name
+
+
+def _with_inline(findings: list[Finding], text: str, target: str) -> list[Finding]:
+    covered, problems = inline_suppressions(text, target)
+    apply_inline(findings, covered)
+    return findings + problems
+
+
+def _apply_rule_settings(findings: list[Finding], options: AuditOptions) -> list[Finding]:
+    """Policy per-rule enable/severity, then --only/--skip."""
+    kept = []
+    for found in findings:
+        settings = [s for key, s in options.policy.audit.rules.items() if matches_rule(key, found)]
+        if any(not s.enabled for s in settings):
+            continue
+        for s in settings:
+            if s.severity is not None:
+                found.severity = s.severity
+        if options.only and not any(matches_rule(key, found) for key in options.only):
+            continue
+        if any(matches_rule(key, found) for key in options.skip):
+            continue
+        kept.append(found)
+    return kept

@@ -1,0 +1,23 @@
+"""`--format json`: the contract of DESIGN.md (findings, images), plus a summary."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from audit.engine import AuditResult
+from audit.findings import SEVERITIES
+from sandbox.clikit import package_version
+
+
+def render(result: AuditResult, colour: bool = False) -> str:
+    counts = {severity: sum(f.severity == severity for f in result.findings) for severity in SEVERITIES}
+    document = {
+        "tool": {"name": "pyaudit", "version": package_version()},
+        "targets": [{"target": target, "kind": kind} for target, kind in result.kinds.items()],
+        "findings": [f.to_json() for f in result.findings],
+        "suppressed": [f.to_json() for f in result.suppressed],
+        "images": [asdict(summary) for summary in result.images],
+        "summary": {"fail_on": result.fail_on, "failed": result.failed, "counts": counts},
+    }
+    return json.dumps(document, indent=2) + "\n"

@@ -1,0 +1,29 @@
+"""Rules turn facts into findings. `finding()` fills title, category, default severity and
+references from the catalogue so that each rule only says what it saw and where."""
+
+from __future__ import annotations
+
+from audit.catalog import BY_NAME
+from audit.findings import Finding
+
+
+def finding(
+    name: str,
+    target: str,
+    message: str,
+    line: int | None = None,
+    severity: str | None = None,
+    **extra: str | int | None,
+) -> Finding:
+    rule = BY_NAME[name]
+    return Finding(
+        rule_id=rule.id,
+        category=rule.category,
+        severity=severity or rule.severity,
+        title=rule.title,
+        message=message,
+        target=target,
+        line=line,
+        references=list(rule.references),
+        **extra,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,208 @@
+"""Rules over ContainerSpec: one implementation for Compose, Kubernetes, docker inspect and
+OCI configs. Severities are lowered where an unset value depends on the engine's default."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from audit.findings import Finding
+from audit.rules import finding
+from audit.rules.images import is_variable, reference_pinning
+from audit.spec import ContainerSpec, capability_name, is_root_user
+
+DANGEROUS_CAPABILITIES = {
+    "SYS_ADMIN",
+    "NET_ADMIN",
+    "SYS_PTRACE",
+    "SYS_MODULE",
+    "DAC_READ_SEARCH",
+    "ALL",
+    "SYS_RAWIO",
+    "SYS_BOOT",
+    "BPF",
+    "PERFMON",
+    "SYS_TIME",
+}
+DOCKER_SOCKETS = (
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/var/run/containerd/containerd.sock",
+    "/run/containerd/containerd.sock",
+    "/var/run/crio/crio.sock",
+)
+SENSITIVE_EXACT = {
+    "/",
+    "/etc",
+    "/proc",
+    "/sys",
+    "/var/run",
+    "/run",
+    "/boot",
+    "/dev",
+    "/root",
+    "/var/lib/docker",
+    "/var/lib/kubelet",
+    "/usr",
+    "/lib",
+    "/bin",
+    "/sbin",
+}
+SENSITIVE_TREES = (
+    "/proc/",
+    "/sys/",
+    "/boot/",
+    "/etc/kubernetes",
+    "/etc/shadow",
+    "/etc/sudoers",
+    "/root/.ssh",
+    "/var/lib/docker/",
+)
+
+
+def container_findings(spec: ContainerSpec) -> Iterator[Finding]:
+    yield from _privileged_and_namespaces(spec)
+    yield from _user(spec)
+    yield from _image(spec)
+    yield from _capabilities(spec)
+    yield from _seccomp(spec)
+    yield from _mounts(spec)
+    yield from _hardening(spec)
+
+
+def _privileged_and_namespaces(spec: ContainerSpec) -> Iterator[Finding]:
+    if spec.privileged.value is True:
+        yield finding("privileged", spec.target, f"{spec.name} runs privileged", spec.privileged.line)
+    for attribute, rule, what in (
+        ("host_pid", "host-pid", "PID"),
+        ("host_network", "host-network", "network"),
+        ("host_ipc", "host-ipc", "IPC"),
+        ("host_uts", "host-uts", "UTS"),
+    ):
+        setting = getattr(spec, attribute)
+        if setting.value is True:
+            yield finding(rule, spec.target, f"{spec.name} shares the host's {what} namespace", setting.line)
+
+
+def _user(spec: ContainerSpec) -> Iterator[Finding]:
+    if spec.user.is_set and is_root_user(spec.user.value):
+        yield finding("root-user", spec.target, f"{spec.name} runs as user {spec.user.value!r} (root)", spec.user.line)
+        return
+    if spec.kind != "kubernetes":
+        return
+    non_root = spec.run_as_non_root.value is True
+    if not non_root and not spec.user.is_set:
+        yield finding(
+            "root-user",
+            spec.target,
+            f"{spec.name} sets neither runAsNonRoot: true nor a non-zero runAsUser: "
+            "it runs as the image's user, often root",
+            spec.line,
+            severity="low",
+        )
+
+
+def _image(spec: ContainerSpec) -> Iterator[Finding]:
+    if not spec.image.is_set or spec.builds_image:
+        return
+    reference = str(spec.image.value)
+    if is_variable(reference):
+        return
+    pinning = reference_pinning(reference)
+    if pinning == "none":
+        yield finding(
+            "unpinned-image",
+            spec.target,
+            f"{spec.name} uses {reference!r}: no tag or latest",
+            spec.image.line,
+            evidence=reference,
+        )
+    elif pinning == "tag":
+        yield finding(
+            "unpinned-digest",
+            spec.target,
+            f"{spec.name} uses {reference!r} without a digest",
+            spec.image.line,
+            evidence=reference,
+        )
+
+
+def _capabilities(spec: ContainerSpec) -> Iterator[Finding]:
+    for raw, line in spec.capabilities_added:
+        name = capability_name(raw)
+        if name in DANGEROUS_CAPABILITIES:
+            verb = "keeps" if spec.kind == "oci" else "adds"
+            yield finding(
+                "dangerous-capability",
+                spec.target,
+                f"{spec.name} {verb} capability {name}",
+                line,
+                evidence=name,
+            )
+
+
+def _seccomp(spec: ContainerSpec) -> Iterator[Finding]:
+    if spec.privileged.value is True:
+        return  # privileged already says it, louder
+    if spec.seccomp.value == "unconfined":
+        yield finding(
+            "seccomp-disabled",
+            spec.target,
+            f"{spec.name} runs without a seccomp profile (unconfined)",
+            spec.seccomp.line,
+        )
+    elif spec.kind == "kubernetes" and not spec.seccomp.is_set:
+        yield finding(
+            "seccomp-disabled",
+            spec.target,
+            f"{spec.name} sets no seccompProfile: it runs unconfined unless the kubelet enables SeccompDefault",
+            spec.line,
+            severity="medium",
+        )
+
+
+def _mounts(spec: ContainerSpec) -> Iterator[Finding]:
+    for mount in spec.mounts:
+        path = mount.host_path.rstrip("/") or "/"
+        if path in DOCKER_SOCKETS:
+            yield finding(
+                "docker-socket",
+                spec.target,
+                f"{spec.name} mounts the container engine's socket {path}",
+                mount.line,
+                evidence=path,
+            )
+        elif path in SENSITIVE_EXACT or path.startswith(SENSITIVE_TREES):
+            severity = "medium" if mount.read_only else None
+            yield finding(
+                "sensitive-mount",
+                spec.target,
+                f"{spec.name} mounts host path {path}{' read-only' if mount.read_only else ''}",
+                mount.line,
+                severity=severity,
+                evidence=path,
+            )
+
+
+def _hardening(spec: ContainerSpec) -> Iterator[Finding]:
+    if spec.privileged.value is True:
+        return
+    if spec.no_new_privileges.value is not True:
+        explicit = spec.no_new_privileges.is_set
+        severity = "high" if explicit else ("medium" if spec.kind in ("kubernetes", "oci") else "low")
+        how = (
+            "allows privilege escalation" if explicit else "does not prevent privilege escalation (no_new_privs unset)"
+        )
+        yield finding(
+            "no-new-privileges",
+            spec.target,
+            f"{spec.name} {how}",
+            spec.no_new_privileges.line or spec.line,
+            severity=severity,
+        )
+    if spec.read_only_rootfs.value is not True:
+        yield finding(
+            "writable-rootfs",
+            spec.target,
+            f"{spec.name} has a writable root filesystem",
+            spec.read_only_rootfs.line or spec.line,
+        )

@@ -1,0 +1,151 @@
+"""Dockerfile rules. Only the final stage decides the runtime user; `FROM stage` is not an
+image; hygiene rules read RUN scripts, heredocs included."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from audit.findings import Finding
+from audit.rules import finding
+from audit.rules.images import is_variable, reference_pinning
+from audit.rules.secrets import secret_in_assignment
+from audit.sources.dockerfile import Dockerfile, Instruction, Stage
+from audit.spec import is_root_user
+
+_CURL_PIPE = re.compile(r"\b(curl|wget)\b[^|;&]*\|\s*(sudo\s+)?(ba|z|da|k)?sh\b")
+_SUDO = re.compile(r"(^|[;&|]\s*|\s)sudo\s")
+_UPGRADE = re.compile(
+    r"\b(apt-get|apt)\s+(-\S+\s+)*(dist-)?upgrade\b|\bapk\s+upgrade\b|\b(yum|dnf)\s+(-\S+\s+)*(update|upgrade)\s*($|[;&|])"
+)
+_ARCHIVE = re.compile(r"\.(tar|tar\.gz|tgz|tar\.bz2|tbz2|tar\.xz|txz|tar\.zst)$")
+
+
+def dockerfile_findings(dockerfile: Dockerfile) -> Iterator[Finding]:
+    aliases = {stage.alias.lower() for stage in dockerfile.stages if stage.alias}
+    for stage in dockerfile.stages:
+        yield from _base_image(dockerfile, stage, aliases)
+        for instruction in stage.instructions:
+            yield from _instruction(dockerfile.path, instruction)
+    yield from _final_user(dockerfile)
+
+
+def _base_image(dockerfile: Dockerfile, stage: Stage, aliases: set[str]) -> Iterator[Finding]:
+    reference = stage.base_resolved
+    if reference.lower() in aliases or reference == "scratch" or is_variable(reference):
+        return
+    pinning = reference_pinning(reference)
+    shown = reference if reference == stage.base else f"{stage.base} ({reference})"
+    if pinning == "none":
+        yield finding(
+            "unpinned-image",
+            dockerfile.path,
+            f"FROM {shown}: no tag or latest",
+            stage.line,
+            evidence=reference,
+        )
+    elif pinning == "tag":
+        yield finding("unpinned-digest", dockerfile.path, f"FROM {shown} has no digest", stage.line, evidence=reference)
+
+
+def _final_user(dockerfile: Dockerfile) -> Iterator[Finding]:
+    """The runtime user is the last USER of the final stage, or of the stage it builds on."""
+    stage: Stage | None = dockerfile.stages[-1]
+    seen = set()
+    while stage is not None and stage.index not in seen:
+        seen.add(stage.index)
+        users = [i for i in stage.instructions if i.keyword == "USER"]
+        if users:
+            last = users[-1]
+            if is_root_user(last.arguments.split()[0] if last.arguments else ""):
+                yield finding(
+                    "root-user",
+                    dockerfile.path,
+                    f"the final stage's last USER is {last.arguments!r} (root)",
+                    last.line,
+                )
+            return
+        stage = dockerfile.stage_named(stage.base_resolved)
+    final = dockerfile.stages[-1]
+    yield finding(
+        "root-user",
+        dockerfile.path,
+        "the final stage sets no USER: the container runs as the base image's user, root for most images",
+        final.line,
+    )
+
+
+def _instruction(path: str, instruction: Instruction) -> Iterator[Finding]:
+    keyword = instruction.keyword
+    if keyword == "ADD":
+        yield from _add(path, instruction)
+    elif keyword == "RUN":
+        yield from _run(path, instruction)
+    elif keyword in ("ENV", "ARG", "LABEL"):
+        for name, value in _assignments(instruction.arguments):
+            reason = secret_in_assignment(name, value)
+            if reason:
+                yield finding("secret", path, f"{keyword} {name}: {reason}", instruction.line, evidence=name)
+
+
+def _add(path: str, instruction: Instruction) -> Iterator[Finding]:
+    if "checksum" in instruction.flags:
+        return
+    sources = (instruction.exec_form or instruction.arguments.split())[:-1]
+    for source in sources:
+        if source.startswith(("http://", "https://", "git@")) or source.endswith(".git"):
+            yield finding(
+                "add-url",
+                path,
+                f"ADD {source} downloads without a checksum; use RUN curl with a checksum, or ADD --checksum",
+                instruction.line,
+                evidence=source,
+            )
+        elif _ARCHIVE.search(source):
+            yield finding(
+                "add-url",
+                path,
+                f"ADD {source} unpacks an archive implicitly; prefer COPY and an explicit tar",
+                instruction.line,
+                severity="low",
+                evidence=source,
+            )
+
+
+def _run(path: str, instruction: Instruction) -> Iterator[Finding]:
+    script = instruction.script
+    if _CURL_PIPE.search(script):
+        yield finding("curl-pipe-shell", path, "RUN pipes a download straight into a shell", instruction.line)
+    if _SUDO.search(script):
+        yield finding("sudo", path, "RUN uses sudo", instruction.line)
+    if _UPGRADE.search(script):
+        yield finding("apt-upgrade", path, "RUN upgrades all packages", instruction.line)
+    yield from _package_caches(path, instruction, script)
+
+
+def _package_caches(path: str, instruction: Instruction, script: str) -> Iterator[Finding]:
+    if re.search(r"\bapt-get\s+(-\S+\s+)*install\b", script) and "/var/lib/apt/lists" not in script:
+        yield finding(
+            "package-cache",
+            path,
+            "apt-get install without removing /var/lib/apt/lists in the same RUN",
+            instruction.line,
+            evidence="apt",
+        )
+    if re.search(r"\bapk\s+(-\S+\s+)*add\b", script) and "--no-cache" not in script and "/var/cache/apk" not in script:
+        yield finding("package-cache", path, "apk add without --no-cache", instruction.line, evidence="apk")
+    if (
+        re.search(r"\bpip3?\s+install\b", script)
+        and "--no-cache-dir" not in script
+        and "PIP_NO_CACHE_DIR" not in script
+    ):
+        yield finding("package-cache", path, "pip install without --no-cache-dir", instruction.line, evidence="pip")
+
+
+def _assignments(arguments: str) -> list[tuple[str, str]]:
+    """ENV/ARG/LABEL `k=v k2="v 2"` or the legacy `ENV k v` form."""
+    pairs = re.findall(r"([A-Za-z_][A-Za-z0-9_.-]*)=(\"[^\"]*\"|'[^']*'|\S*)", arguments)
+    if pairs:
+        return [(name, value.strip("\"'")) for name, value in pairs]
+    name, _, value = arguments.partition(" ")
+    return [(name, value.strip())] if value else []

@@ -1,0 +1,79 @@
+"""Recognising secrets: token formats, private keys, credential files, and values given
+to variables whose names say they are secret."""
+
+from __future__ import annotations
+
+import re
+
+TOKEN_PATTERNS = {
+    "an AWS access key id": re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "a GitHub token": re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"),
+    "a GitLab token": re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}\b"),
+    "a Slack token": re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}\b"),
+    "a Google API key": re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
+    "a Stripe secret key": re.compile(r"\bsk_live_[0-9A-Za-z]{24,}\b"),
+    "a private key": re.compile(r"-----BEGIN ([A-Z]+ )?PRIVATE KEY-----"),
+    "an npm token": re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"),
+}
+SECRET_NAME = re.compile(
+    r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?)$", re.IGNORECASE
+)
+_PLACEHOLDER = re.compile(r"^(\$.*|<.*>|changeme|example|placeholder|xxx+|\*+|none|null|false|true|)$", re.IGNORECASE)
+
+# File names that hold credentials by convention: a match is reported whatever the content.
+SECRET_FILES = {
+    "id_rsa": "an SSH private key", "id_dsa": "an SSH private key", "id_ecdsa": "an SSH private key",
+    "id_ed25519": "an SSH private key", ".env": "a .env file", ".git-credentials": "git credentials",
+    ".netrc": "netrc credentials", ".pgpass": "PostgreSQL passwords",
+}  # fmt: skip
+SECRET_SUFFIXES = {
+    ".aws/credentials": "AWS credentials", ".docker/config.json": "registry credentials",
+    ".kube/config": "a kubeconfig", ".npmrc": "an npm config",
+}  # fmt: skip
+CONTENT_SUFFIXES = (".pem", ".key", ".p12", ".pfx", ".npmrc", "config.json", ".env")
+
+
+def token_in(text: str) -> str | None:
+    for what, pattern in TOKEN_PATTERNS.items():
+        if pattern.search(text):
+            return what
+    return None
+
+
+def secret_in_assignment(name: str, value: str) -> str | None:
+    """Why `name=value` looks like a secret, or None."""
+    found = token_in(value)
+    if found:
+        return f"holds {found}"
+    if SECRET_NAME.search(name) and not _PLACEHOLDER.match(value.strip()):
+        return "a secret-looking name with a literal value"
+    return None
+
+
+def secret_file(path: str) -> str | None:
+    """Why a file in an image is a credential by its name alone, or None."""
+    base = path.rsplit("/", 1)[-1]
+    if base in SECRET_FILES:
+        return SECRET_FILES[base]
+    if base.startswith(".env.") and not base.endswith((".example", ".sample", ".template")):
+        return "a .env file"
+    for suffix, what in SECRET_SUFFIXES.items():
+        if path.endswith(suffix):
+            return what
+    return None
+
+
+def wants_content_check(path: str) -> bool:
+    return path.endswith(CONTENT_SUFFIXES)
+
+
+def secret_content(data: bytes, path: str) -> str | None:
+    text = data.decode("utf-8", "replace")
+    found = token_in(text)
+    if found:
+        return found
+    if path.endswith(".npmrc") and "_authToken" in text:
+        return "an npm auth token"
+    if path.endswith("config.json") and '"auths"' in text and '"auth"' in text:
+        return "registry credentials"
+    return None

@@ -1,0 +1,1 @@
+"""Sources turn input files into facts: Dockerfile models, container specs, image facts."""

@@ -1,0 +1,145 @@
+"""Kubernetes manifests as container specs, with securityContext inheritance (a container's
+own setting wins over the pod's), initContainers and ephemeralContainers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from audit.sources.yamllines import LineDict, LineList
+from audit.spec import ContainerSpec, Mount, Setting
+
+WORKLOADS = {
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+    "ReplicationController",
+    "DeploymentConfig",
+}
+_CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+
+
+def is_kubernetes(document: object) -> bool:
+    return isinstance(document, dict) and "apiVersion" in document and "kind" in document
+
+
+def kubernetes_specs(document: LineDict, target: str) -> list[ContainerSpec]:
+    kind = document.get("kind")
+    if kind == "List" or str(kind).endswith("List"):
+        items = document.get("items") or []
+        return [
+            spec
+            for item in items
+            if isinstance(item, LineDict) and is_kubernetes(item)
+            for spec in kubernetes_specs(item, target)
+        ]
+    if kind not in WORKLOADS:
+        return []
+    pod = _pod_spec(document)
+    if not isinstance(pod, LineDict):
+        return []
+    name = (document.get("metadata") or {}).get("name", "?")
+    specs = []
+    for list_key in _CONTAINER_LISTS:
+        containers = pod.get(list_key)
+        if not isinstance(containers, LineList):
+            continue
+        for container in containers:
+            if isinstance(container, LineDict):
+                label = f"{kind}/{name} {list_key[:-1]} {container.get('name', '?')}"
+                specs.append(_container_spec(document, pod, container, target, label))
+    return specs
+
+
+def _pod_spec(document: LineDict) -> Any:
+    """Pod: .spec; workloads: .spec.template.spec; CronJob: .spec.jobTemplate.spec.template.spec."""
+    spec = document.get("spec")
+    if document.get("kind") == "Pod":
+        return spec
+    if document.get("kind") == "CronJob" and isinstance(spec, dict):
+        spec = (spec.get("jobTemplate") or {}).get("spec")
+    template = (spec or {}).get("template") if isinstance(spec, dict) else None
+    return template.get("spec") if isinstance(template, dict) else None
+
+
+def _context_value(container_ctx: Any, pod_ctx: Any, key: str) -> Setting:
+    for context in (container_ctx, pod_ctx):
+        if isinstance(context, LineDict) and key in context:
+            return Setting(context[key], context.line_of(key))
+    return Setting()
+
+
+def _container_spec(document: LineDict, pod: LineDict, container: LineDict, target: str, label: str) -> ContainerSpec:
+    spec = ContainerSpec("kubernetes", target, label, container.line)
+    if "image" in container:
+        spec.image = Setting(container["image"], container.line_of("image"))
+    for key, attribute in (("hostPID", "host_pid"), ("hostNetwork", "host_network"), ("hostIPC", "host_ipc")):
+        if key in pod:
+            setattr(spec, attribute, Setting(pod[key] is True, pod.line_of(key)))
+    ctx, pod_ctx = container.get("securityContext"), pod.get("securityContext")
+    spec.privileged = _context_value(ctx, None, "privileged")
+    spec.user = _context_value(ctx, pod_ctx, "runAsUser")
+    spec.run_as_non_root = _context_value(ctx, pod_ctx, "runAsNonRoot")
+    escalation = _context_value(ctx, None, "allowPrivilegeEscalation")
+    if escalation.is_set:
+        spec.no_new_privileges = Setting(escalation.value is False, escalation.line)
+    spec.read_only_rootfs = _context_value(ctx, None, "readOnlyRootFilesystem")
+    spec.seccomp = _seccomp(ctx, pod_ctx, document)
+    caps = (ctx or {}).get("capabilities") if isinstance(ctx, dict) else None
+    added = caps.get("add") if isinstance(caps, dict) else None
+    if isinstance(added, LineList):
+        spec.capabilities_added = [(str(c), line) for c, line in zip(added, added.item_lines, strict=True)]
+    spec.mounts = _host_paths(pod, container)
+    return spec
+
+
+def _seccomp(ctx: Any, pod_ctx: Any, document: LineDict) -> Setting:
+    profile = _context_value(ctx, pod_ctx, "seccompProfile")
+    if isinstance(profile.value, dict):
+        kind = str(profile.value.get("type", ""))
+        return Setting("unconfined" if kind == "Unconfined" else kind or "set", profile.line)
+    annotations = _template_annotations(document)
+    for key, value in annotations.items():
+        if key.startswith(("seccomp.security.alpha.kubernetes.io/", "container.seccomp.security.alpha.kubernetes.io/")):
+            return Setting("unconfined" if value == "unconfined" else str(value), annotations.line_of(key))
+    return Setting()
+
+
+def _template_annotations(document: LineDict) -> LineDict:
+    candidates = [document.get("metadata")]
+    spec = document.get("spec")
+    if isinstance(spec, dict):
+        if document.get("kind") == "CronJob":
+            spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+        template = spec.get("template") if isinstance(spec, dict) else None
+        if isinstance(template, dict):
+            candidates.insert(0, template.get("metadata"))
+    for metadata in candidates:
+        if isinstance(metadata, LineDict) and isinstance(metadata.get("annotations"), LineDict):
+            found: LineDict = metadata["annotations"]
+            return found
+    empty = LineDict()
+    empty.key_lines = {}
+    return empty
+
+
+def _host_paths(pod: LineDict, container: LineDict) -> list[Mount]:
+    volumes = pod.get("volumes")
+    if not isinstance(volumes, LineList):
+        return []
+    host_paths = {}
+    for volume in volumes:
+        if isinstance(volume, LineDict) and isinstance(volume.get("hostPath"), dict):
+            path = volume["hostPath"].get("path")
+            if path:
+                host_paths[volume.get("name")] = (str(path), volume.line)
+    mounts = []
+    mounted = container.get("volumeMounts")
+    for mount in mounted if isinstance(mounted, LineList) else []:
+        if isinstance(mount, LineDict) and mount.get("name") in host_paths:
+            path, line = host_paths.pop(mount["name"])
+            mounts.append(Mount(path, str(mount.get("mountPath", "")), line, read_only=mount.get("readOnly") is True))
+    return mounts

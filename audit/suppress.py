@@ -1,0 +1,98 @@
+"""Suppressions teams can live with: inline `# pyaudit: ignore[RULE] reason` comments, the
+policy's ignore list (each entry with a reason, some with an expiry date), and baselines."""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import json
+import re
+from pathlib import Path
+
+from audit.catalog import find_rule
+from audit.findings import Finding
+from audit.rules import finding
+from policies.model import Ignore
+
+_INLINE = re.compile(r"#\s*pyaudit:\s*ignore\[([^\]]*)\]\s*(.*)$")
+
+
+def matches_rule(key: str, found: Finding) -> bool:
+    """A key names a rule by id or name, or a whole category."""
+    rule = find_rule(key)
+    return (rule is not None and rule.id == found.rule_id) or key == found.category
+
+
+def inline_suppressions(text: str, target: str) -> tuple[dict[int, tuple[list[str], str]], list[Finding]]:
+    """Line -> (rule keys, reason) for every `# pyaudit: ignore[...]` comment; a comment
+    covers its own line and the next one. Comments without a reason are reported."""
+    covered: dict[int, tuple[list[str], str]] = {}
+    problems = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _INLINE.search(line)
+        if not match:
+            continue
+        keys = [key.strip() for key in match.group(1).split(",") if key.strip()]
+        reason = match.group(2).strip()
+        if not reason:
+            problems.append(
+                finding("suppression-without-reason", target, f"ignore[{match.group(1)}] gives no reason", number)
+            )
+        covered[number] = covered[number + 1] = (keys, reason or "(no reason given)")
+    return covered, problems
+
+
+def apply_inline(findings: list[Finding], covered: dict[int, tuple[list[str], str]]) -> None:
+    for found in findings:
+        if found.line is None or found.line not in covered:
+            continue
+        keys, reason = covered[found.line]
+        if any(matches_rule(key, found) for key in keys):
+            found.suppressed = f"inline: {reason}"
+
+
+def apply_policy_ignores(
+    findings: list[Finding],
+    ignores: tuple[Ignore, ...],
+    today: datetime.date,
+    policy_file: str,
+    line: int | None,
+) -> list[Finding]:
+    """Mark what the policy ignores; return findings about expired entries."""
+    expired = []
+    for entry in ignores:
+        if entry.expires is not None and entry.expires < today:
+            expired.append(
+                finding(
+                    "expired-ignore",
+                    policy_file,
+                    f"ignore of {entry.rule!r} expired on {entry.expires.isoformat()} ({entry.reason})",
+                    line,
+                )
+            )
+            continue
+        for found in findings:
+            if found.suppressed or not matches_rule(entry.rule, found):
+                continue
+            if entry.target is not None and not fnmatch.fnmatch(found.target, entry.target):
+                continue
+            if entry.path is not None and found.path != entry.path:
+                continue
+            found.suppressed = f"policy: {entry.reason}"
+    return expired
+
+
+def read_baseline(path: Path) -> set[str]:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a pyaudit baseline ({error})") from None
+    fingerprints = document.get("fingerprints") if isinstance(document, dict) else None
+    if not isinstance(fingerprints, list):
+        raise ValueError(f"{path}: not a pyaudit baseline (no fingerprints list)")
+    return {str(item) for item in fingerprints}
+
+
+def save_baseline(path: Path, findings: list[Finding]) -> None:
+    fingerprints = sorted({found.fingerprint() for found in findings})
+    path.write_text(json.dumps({"tool": "pyaudit", "fingerprints": fingerprints}, indent=2) + "\n")
