@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from audit.findings import Finding
 from audit.rules import finding
-from audit.rules.images import is_variable, reference_pinning
+from audit.rules.images import pinning_finding
 from audit.spec import ContainerSpec, capability_name, is_root_user
 
 DANGEROUS_CAPABILITIES = {
@@ -102,28 +102,10 @@ def _user(spec: ContainerSpec) -> Iterator[Finding]:
 
 
 def _image(spec: ContainerSpec) -> Iterator[Finding]:
-    if not spec.image.is_set or spec.builds_image:
-        return
-    reference = str(spec.image.value)
-    if is_variable(reference):
-        return
-    pinning = reference_pinning(reference)
-    if pinning == "none":
-        yield finding(
-            "unpinned-image",
-            spec.target,
-            f"{spec.name} uses {reference!r}: no tag or latest",
-            spec.image.line,
-            evidence=reference,
-        )
-    elif pinning == "tag":
-        yield finding(
-            "unpinned-digest",
-            spec.target,
-            f"{spec.name} uses {reference!r} without a digest",
-            spec.image.line,
-            evidence=reference,
-        )
+    if spec.image.is_set and not spec.builds_image:
+        found = pinning_finding(str(spec.image.value), spec.target, f"{spec.name} uses", spec.image.line)
+        if found is not None:
+            yield found
 
 
 def _capabilities(spec: ContainerSpec) -> Iterator[Finding]:
@@ -184,9 +166,9 @@ def _mounts(spec: ContainerSpec) -> Iterator[Finding]:
 
 
 def _hardening(spec: ContainerSpec) -> Iterator[Finding]:
-    if spec.privileged.value is True:
-        return
-    if spec.no_new_privileges.value is not True:
+    """Under privileged mode only what was explicitly set is reported: privileged says the rest."""
+    privileged = spec.privileged.value is True
+    if spec.no_new_privileges.value is not True and (not privileged or spec.no_new_privileges.is_set):
         explicit = spec.no_new_privileges.is_set
         severity = "high" if explicit else ("medium" if spec.kind in ("kubernetes", "oci") else "low")
         how = (
@@ -199,7 +181,7 @@ def _hardening(spec: ContainerSpec) -> Iterator[Finding]:
             spec.no_new_privileges.line or spec.line,
             severity=severity,
         )
-    if spec.read_only_rootfs.value is not True:
+    if spec.read_only_rootfs.value is not True and not privileged:
         yield finding(
             "writable-rootfs",
             spec.target,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from audit.findings import Finding
 from audit.rules import finding
-from audit.rules.images import is_variable, reference_pinning
+from audit.rules.images import pinning_finding
 from audit.rules.secrets import secret_in_assignment
 from audit.sources.dockerfile import Dockerfile, Instruction, Stage
 from audit.spec import is_root_user
@@ -32,20 +32,13 @@ def dockerfile_findings(dockerfile: Dockerfile) -> Iterator[Finding]:
 
 def _base_image(dockerfile: Dockerfile, stage: Stage, aliases: set[str]) -> Iterator[Finding]:
     reference = stage.base_resolved
-    if reference.lower() in aliases or reference == "scratch" or is_variable(reference):
+    if reference.lower() in aliases or reference == "scratch":
         return
-    pinning = reference_pinning(reference)
-    shown = reference if reference == stage.base else f"{stage.base} ({reference})"
-    if pinning == "none":
-        yield finding(
-            "unpinned-image",
-            dockerfile.path,
-            f"FROM {shown}: no tag or latest",
-            stage.line,
-            evidence=reference,
-        )
-    elif pinning == "tag":
-        yield finding("unpinned-digest", dockerfile.path, f"FROM {shown} has no digest", stage.line, evidence=reference)
+    shown = "" if reference == stage.base else f" ({stage.base})"
+    found = pinning_finding(reference, dockerfile.path, "FROM", stage.line)
+    if found is not None:
+        found.message += shown
+        yield found
 
 
 def _final_user(dockerfile: Dockerfile) -> Iterator[Finding]:
