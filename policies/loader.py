@@ -60,9 +60,7 @@ def load_policy(reference: str | Path, syscall_known: Callable[[str], bool] | No
 def _load(path: Path, seen: list[Path], syscall_known: Callable[[str], bool]) -> LoadedPolicy:
     label = str(path)
     if path in seen:
-        raise PolicyError(
-            [Problem(label, 1, 1, "extends itself in a cycle: " + " -> ".join(map(str, [*seen, path])))]
-        )
+        raise PolicyError([Problem(label, 1, 1, "extends itself in a cycle: " + " -> ".join(map(str, [*seen, path])))])
     if len(seen) > _MAX_CHAIN:
         raise PolicyError([Problem(label, 1, 1, f"extends chain deeper than {_MAX_CHAIN}")])
     parser = _Parser(label, path.parent, syscall_known)
@@ -128,9 +126,7 @@ class _Parser:
         self.locations: dict[FieldPath, Location] = {}
 
     def problem(self, node: yaml.Node, message: str) -> object:
-        self.problems.append(
-            Problem(self.label, node.start_mark.line + 1, node.start_mark.column + 1, message)
-        )
+        self.problems.append(Problem(self.label, node.start_mark.line + 1, node.start_mark.column + 1, message))
         return _INVALID
 
     def parse_document(self, node: yaml.Node) -> dict[str, Any]:
@@ -256,13 +252,9 @@ class _Parser:
                 return self.problem(node, f"{where}: expected a size such as 512Mi, 1G or 4096, got {text!r}")
             return size
         if hint is model.Duration:
-            seconds = (
-                float(text) if tag in ("int", "float") else parse_duration(text) if tag == "str" else None
-            )
+            seconds = float(text) if tag in ("int", "float") else parse_duration(text) if tag == "str" else None
             if seconds is None:
-                return self.problem(
-                    node, f"{where}: expected a duration such as 500ms, 30s, 5m or 1h, got {text!r}"
-                )
+                return self.problem(node, f"{where}: expected a duration such as 500ms, 30s, 5m or 1h, got {text!r}")
             return seconds
         if hint is model.Capability:
             name = normalize_capability(text)
@@ -372,9 +364,7 @@ def merge(cls: type, parent: dict[str, Any], child: dict[str, Any]) -> dict[str,
     return merged
 
 
-def contradictions(
-    policy: model.Policy, locations: dict[FieldPath, Location], chain: list[str]
-) -> list[Problem]:
+def contradictions(policy: model.Policy, locations: dict[FieldPath, Location], chain: list[str]) -> list[Problem]:
     """Settings that each parse but cannot hold together."""
     problems: list[Problem] = []
     sandbox = policy.sandbox
@@ -395,8 +385,7 @@ def contradictions(
     if sandbox.network != "host" and "network" not in own:
         at(
             ("sandbox", "network"),
-            f"network: {sandbox.network} needs a network namespace of its own; "
-            "add network to sandbox.namespaces",
+            f"network: {sandbox.network} needs a network namespace of its own; add network to sandbox.namespaces",
         )
     for flag, namespace in (("host_pid", "pid"), ("host_ipc", "ipc"), ("host_uts", "uts")):
         if getattr(sandbox, flag) and namespace in own:

@@ -29,9 +29,7 @@ Network = Literal["none", "loopback", "host"]
 LOOSENS = "loosens"
 
 
-def spec(
-    doc: str, loosens: str = "review", default: Any = None, order: tuple[str, ...] = (), **kw: Any
-) -> Any:
+def spec(doc: str, loosens: str = "review", default: Any = None, order: tuple[str, ...] = (), **kw: Any) -> Any:
     metadata = {"doc": doc, LOOSENS: loosens, "order": order}
     if "default_factory" in kw:
         return field(default_factory=kw["default_factory"], metadata=metadata)
@@ -62,9 +60,7 @@ class SigningPolicy:
 
     required: bool = spec("Refuse images without a verifying signature.", "false", False)
     identities: tuple[Identity, ...] = spec("Keyless signers that are trusted.", "add", default_factory=tuple)
-    keys: tuple[str, ...] = spec(
-        "Public key files (PEM), relative to the policy file.", "add", default_factory=tuple
-    )
+    keys: tuple[str, ...] = spec("Public key files (PEM), relative to the policy file.", "add", default_factory=tuple)
     trusted_root: str | None = spec("A Sigstore trusted_root.json, relative to the policy file.")
 
 
@@ -115,9 +111,7 @@ class Mounts:
     tmpfs: tuple[Tmpfs, ...] = spec("Writable tmpfs mounts.", "review", default_factory=tuple)
     binds: tuple[BindRule, ...] = spec("Host paths users may bind-mount.", "add", default_factory=tuple)
     volumes: bool = spec("Allow named volumes.", "true", True)
-    masked_paths: tuple[str, ...] = spec(
-        "Paths hidden inside the container.", "remove", default_factory=tuple
-    )
+    masked_paths: tuple[str, ...] = spec("Paths hidden inside the container.", "remove", default_factory=tuple)
     readonly_paths: tuple[str, ...] = spec(
         "Paths made read-only inside the container.", "remove", default_factory=tuple
     )
@@ -169,17 +163,13 @@ class SandboxPolicy:
         "loopback",
         order=("none", "loopback", "host"),
     )
-    privileged: bool = spec(
-        "Every capability, no seccomp, no masked paths: never outside development.", "true", False
-    )
+    privileged: bool = spec("Every capability, no seccomp, no masked paths: never outside development.", "true", False)
     host_pid: bool = spec("Share the host's pid namespace.", "true", False)
     host_ipc: bool = spec("Share the host's ipc namespace.", "true", False)
     host_uts: bool = spec("Share the host's hostname.", "true", False)
     capabilities: Capabilities = spec("Capabilities granted.", "review", default_factory=Capabilities)
     no_new_privileges: bool = spec("Set no_new_privs: setuid binaries gain nothing.", "false", True)
-    mounts: Mounts = spec(
-        "Root filesystem, tmpfs, binds, volumes, masked paths.", "review", default_factory=Mounts
-    )
+    mounts: Mounts = spec("Root filesystem, tmpfs, binds, volumes, masked paths.", "review", default_factory=Mounts)
     seccomp: Seccomp = spec("The seccomp filter.", "review", default_factory=Seccomp)
     limits: Limits = spec("Resource limits.", "review", default_factory=Limits)
 
@@ -196,9 +186,7 @@ class RuleSettings:
 @dataclass(frozen=True)
 class Thresholds:
     max_wasted_bytes: Size | None = spec("bloated-layer: wasted bytes allowed in an image.", "more")
-    max_wasted_ratio: float | None = spec(
-        "bloated-layer: wasted bytes / image size allowed (0 to 1).", "more"
-    )
+    max_wasted_ratio: float | None = spec("bloated-layer: wasted bytes / image size allowed (0 to 1).", "more")
     max_layer_size: Size | None = spec("bloated-layer: the largest layer allowed.", "more")
     min_efficiency: float | None = spec("bloated-layer: dive's efficiency score required (0 to 1).", "less")
 
@@ -211,22 +199,14 @@ class Ignore:
     reason: str = required("Why: reviewers read this.")
     target: str | None = spec("Only for targets matching this glob.")
     path: str | None = spec("Only for this path inside an image.")
-    expires: datetime.date | None = spec(
-        "After this date the entry stops applying and is itself reported.", "more"
-    )
+    expires: datetime.date | None = spec("After this date the entry stops applying and is itself reported.", "more")
 
 
 @dataclass(frozen=True)
 class AuditPolicy:
-    fail_on: Severity = spec(
-        "Exit 1 on findings of this severity or above.", "order", "medium", order=SEVERITIES[::-1]
-    )
-    rules: dict[str, RuleSettings] = spec(
-        "Per-rule settings, by rule id or name.", "review", default_factory=dict
-    )
-    thresholds: Thresholds = spec(
-        "Thresholds of the bloated-layer rule.", "review", default_factory=Thresholds
-    )
+    fail_on: Severity = spec("Exit 1 on findings of this severity or above.", "order", "medium", order=SEVERITIES[::-1])
+    rules: dict[str, RuleSettings] = spec("Per-rule settings, by rule id or name.", "review", default_factory=dict)
+    thresholds: Thresholds = spec("Thresholds of the bloated-layer rule.", "review", default_factory=Thresholds)
     allowed_registries: tuple[str, ...] = spec(
         "Registries images may come from (empty: any).", "add", default_factory=tuple
     )
@@ -238,12 +218,8 @@ class Policy:
     version: Literal[1] = required("The policy format version: 1.")
     extends: str | None = spec("A built-in policy name (strict, baseline, permissive) or a relative path.")
     signing: SigningPolicy = spec("What signatures images need.", "review", default_factory=SigningPolicy)
-    sandbox: SandboxPolicy = spec(
-        "How pysandbox run confines containers.", "review", default_factory=SandboxPolicy
-    )
-    audit: AuditPolicy = spec(
-        "What pyaudit reports and when it fails.", "review", default_factory=AuditPolicy
-    )
+    sandbox: SandboxPolicy = spec("How pysandbox run confines containers.", "review", default_factory=SandboxPolicy)
+    audit: AuditPolicy = spec("What pyaudit reports and when it fails.", "review", default_factory=AuditPolicy)
 
 
 LINUX_CAPABILITIES = frozenset(
@@ -271,9 +247,7 @@ def granted_capabilities(capabilities: Capabilities, privileged: bool = False) -
     """Docker's rule: start from the default set, drop (ALL empties it), then add (ALL adds every one)."""
     if privileged:
         return LINUX_CAPABILITIES
-    granted = (
-        set() if "ALL" in capabilities.drop else set(DOCKER_DEFAULT_CAPABILITIES) - set(capabilities.drop)
-    )
+    granted = set() if "ALL" in capabilities.drop else set(DOCKER_DEFAULT_CAPABILITIES) - set(capabilities.drop)
     if "ALL" in capabilities.add:
         return LINUX_CAPABILITIES
     return frozenset(granted | set(capabilities.add))

@@ -125,9 +125,7 @@ def build(
     label: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable.")] = None,
     compression: Annotated[Compression, typer.Option(help="Layer compression.")] = Compression.gzip,
     platform: Annotated[str, typer.Option(help="The image's platform.")] = "linux/amd64",
-    keep_owner: Annotated[
-        bool, typer.Option(help="Keep file owners instead of making root own everything.")
-    ] = False,
+    keep_owner: Annotated[bool, typer.Option(help="Keep file owners instead of making root own everything.")] = False,
 ) -> None:
     """Build an image from folders: each becomes one layer, files owned by root unless
     --keep-owner. Output is deterministic: the same folders give the same digests."""
@@ -281,9 +279,7 @@ def render_inspect(report: InspectReport) -> str:
 
 def _layer_row(*cells: str) -> str:
     widths = (2, -19, -5, 9, 9, 6, -10, 0)  # negative: left-aligned
-    return "  " + "  ".join(
-        cell.ljust(-w) if w < 0 else cell.rjust(w) for cell, w in zip(cells, widths, strict=True)
-    )
+    return "  " + "  ".join(cell.ljust(-w) if w < 0 else cell.rjust(w) for cell, w in zip(cells, widths, strict=True))
 
 
 def _command(value: list[str] | None) -> str:

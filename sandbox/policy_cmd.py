@@ -126,9 +126,7 @@ def export(
             help="oci: runtime config.json; docker: run flags + seccomp JSON; kubernetes: securityContext.",
         ),
     ],
-    output: Annotated[
-        Path | None, typer.Option(help="A directory for the files (stdout by default).")
-    ] = None,
+    output: Annotated[Path | None, typer.Option(help="A directory for the files (stdout by default).")] = None,
 ) -> None:
     """Export the policy for the engines you may move to: an OCI runtime config.json that
     runc and crun accept, `docker run` flags with a seccomp profile, or Kubernetes
