@@ -1,7 +1,8 @@
 #!/bin/sh
 # The product on the built-in example, end to end, each command shown before it runs:
-# build the busybox example image, inspect it (every digest verified), unpack it.
-# Later steps (audit, sign, verify, run under strict) join as they are built.
+# build the busybox example image, inspect it (every digest verified), unpack it, lint and
+# compare the built-in policies, audit the image. Later steps (sign, verify, run under
+# strict) join as they are built.
 set -eu
 cd "$(dirname "$0")/.."
 python=${PYTHON:-$( [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || command -v python3 )}
@@ -16,4 +17,7 @@ show pysandbox image build "$out/rootfs" --output "$out/busybox.tar" --format do
     --tag example/busybox:1 --user 1000:1000 --cmd /bin/sh --workdir /home/app
 show pysandbox image inspect "$out/busybox.tar"
 show pysandbox image unpack "$out/busybox.tar" "$out/unpacked"
+show pysandbox policy lint strict baseline permissive
+show pysandbox policy diff baseline strict || true
+show pyaudit "$out/busybox.tar" --fail-on high
 show "$out/unpacked/bin/busybox" echo "the unpacked busybox runs"
