@@ -8,7 +8,8 @@ if [ -z "$busybox" ] || ! ldd "$busybox" 2>&1 | grep -q "not a dynamic"; then
     echo "make-rootfs.sh: needs a static busybox (Debian: apt-get install busybox-static)" >&2
     exit 1
 fi
-mkdir -p "$dir/bin" "$dir/etc" "$dir/tmp" "$dir/root" "$dir/home/app"
+# Mount points a runtime expects to find (runc does not create them in a read-only root).
+mkdir -p "$dir/bin" "$dir/etc" "$dir/tmp" "$dir/root" "$dir/home/app" "$dir/proc" "$dir/sys" "$dir/dev" "$dir/mnt"
 cp "$busybox" "$dir/bin/busybox"
 for applet in $("$busybox" --list); do
     [ "$applet" = busybox ] || ln -sf busybox "$dir/bin/$applet"

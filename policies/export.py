@@ -1,0 +1,312 @@
+"""Exporting a policy to the engines users move to: an OCI runtime `config.json` (runc,
+crun), `docker run` flags with a seccomp profile, and Kubernetes securityContext with a
+Localhost seccomp profile. Each maps the same settings; what an engine cannot express is
+said in the output rather than silently dropped."""
+
+from __future__ import annotations
+
+import json
+import platform as host_platform
+from typing import Any
+
+import yaml
+
+from policies import model
+from policies.errors import PolicyError, Problem
+from policies.values import format_size
+
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def export_files(policy: model.Policy, target: str) -> dict[str, str]:
+    """File name -> content for `target` (oci, docker or kubernetes)."""
+    if target == "oci":
+        return {"config.json": json.dumps(oci_config(policy), indent=2) + "\n"}
+    if target == "docker":
+        note = "# Docker applies its own masked and read-only paths; user namespaces need the daemon's userns-remap.\n"
+        files = {"docker-run.txt": note + " \\\n  ".join(["docker run", *docker_flags(policy), "IMAGE"]) + "\n"}
+        if policy.sandbox.seccomp.profile != "unconfined" and not policy.sandbox.privileged:
+            files["seccomp.json"] = json.dumps(docker_seccomp(policy), indent=2) + "\n"
+        return files
+    if target == "kubernetes":
+        files = {"pod.yaml": yaml.safe_dump(kubernetes_pod(policy), sort_keys=False)}
+        if _seccomp_on(policy):
+            files[_profile_file(policy)] = json.dumps(docker_seccomp(policy), indent=2) + "\n"
+        return files
+    raise PolicyError([Problem("export", 1, 1, f"unknown export target {target!r}")])
+
+
+def _seccomp_on(policy: model.Policy) -> bool:
+    return policy.sandbox.seccomp.profile != "unconfined" and not policy.sandbox.privileged
+
+
+def _granted(policy: model.Policy) -> list[str]:
+    return sorted(model.granted_capabilities(policy.sandbox.capabilities, policy.sandbox.privileged))
+
+
+def _numeric_user(policy: model.Policy) -> tuple[int, int]:
+    """OCI needs numbers; a name cannot be resolved without the image, so it maps to 0."""
+    user = policy.sandbox.ids.user or "0"
+    uid, _, gid = user.partition(":")
+    return (int(uid) if uid.isdigit() else 0, int(gid) if gid.isdigit() else int(uid) if uid.isdigit() else 0)
+
+
+# ----- OCI runtime config ------------------------------------------------------------------
+
+
+def oci_config(policy: model.Policy, args: tuple[str, ...] = ("/bin/sh",)) -> dict[str, Any]:
+    sandbox = policy.sandbox
+    uid, gid = _numeric_user(policy)
+    caps = _granted(policy)
+    namespaces = [{"type": name} for name in sandbox.namespaces]
+    config: dict[str, Any] = {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": uid, "gid": gid},
+            "args": list(args),
+            "env": [_PATH],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": caps,
+                "effective": caps,
+                "permitted": caps,
+                "inheritable": [],
+                "ambient": [],
+            },
+            "rlimits": _oci_rlimits(sandbox.limits),
+            "noNewPrivileges": sandbox.no_new_privileges,
+        },
+        "root": {"path": "rootfs", "readonly": sandbox.mounts.read_only_rootfs},
+        "hostname": "pysandbox",
+        "mounts": _oci_mounts(policy),
+        "linux": {
+            "namespaces": namespaces,
+            "maskedPaths": [] if sandbox.privileged else list(sandbox.mounts.masked_paths),
+            "readonlyPaths": [] if sandbox.privileged else list(sandbox.mounts.readonly_paths),
+            "resources": _oci_resources(sandbox.limits),
+        },
+    }
+    if "uts" not in sandbox.namespaces:
+        del config["hostname"]
+    if "user" in sandbox.namespaces:
+        mapping = [{"containerID": 0, "hostID": sandbox.ids.host_base, "size": sandbox.ids.size}]
+        if sandbox.ids.map_root_to_host_root:
+            mapping = [{"containerID": 0, "hostID": 0, "size": sandbox.ids.size}]
+        config["linux"]["uidMappings"] = mapping
+        config["linux"]["gidMappings"] = mapping
+    if _seccomp_on(policy):
+        config["linux"]["seccomp"] = oci_seccomp(policy)
+    return config
+
+
+def _oci_rlimits(limits: model.Limits) -> list[dict[str, Any]]:
+    rlimits = []
+    if limits.open_files is not None:
+        rlimits.append({"type": "RLIMIT_NOFILE", "hard": limits.open_files, "soft": limits.open_files})
+    if limits.cpu_time is not None:
+        seconds = int(limits.cpu_time)
+        rlimits.append({"type": "RLIMIT_CPU", "hard": seconds, "soft": seconds})
+    return rlimits
+
+
+def _oci_resources(limits: model.Limits) -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    if limits.memory is not None:
+        resources["memory"] = {"limit": limits.memory}
+    if limits.pids is not None:
+        resources["pids"] = {"limit": limits.pids}
+    if limits.cpus is not None:
+        resources["cpu"] = {"quota": int(limits.cpus * 100000), "period": 100000}
+    return resources
+
+
+def _oci_mounts(policy: model.Policy) -> list[dict[str, Any]]:
+    sandbox = policy.sandbox
+    mounts: list[dict[str, Any]] = [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+        },
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+        },
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        },
+        {
+            "destination": "/dev/mqueue",
+            "type": "mqueue",
+            "source": "mqueue",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
+    ]
+    if "network" in sandbox.namespaces:
+        mounts.append(
+            {
+                "destination": "/sys",
+                "type": "sysfs",
+                "source": "sysfs",
+                "options": ["nosuid", "noexec", "nodev", "ro"],
+            }
+        )
+    else:  # sysfs belongs to the network namespace's owner: bind the host's, read-only
+        mounts.append(
+            {
+                "destination": "/sys",
+                "type": "none",
+                "source": "/sys",
+                "options": ["rbind", "nosuid", "noexec", "nodev", "ro"],
+            }
+        )
+    for tmpfs in sandbox.mounts.tmpfs:
+        options = ["nosuid", "nodev", f"mode={tmpfs.mode}"]
+        if tmpfs.size is not None:
+            options.append(f"size={tmpfs.size}")
+        mounts.append({"destination": tmpfs.path, "type": "tmpfs", "source": "tmpfs", "options": options})
+    return mounts
+
+
+# ----- seccomp in both formats --------------------------------------------------------------
+
+
+def docker_seccomp(policy: model.Policy) -> dict[str, Any]:
+    """The profile in Docker's format (includes/excludes kept: Docker resolves them)."""
+    from policies.seccomp import load_profile, with_overrides
+
+    seccomp = policy.sandbox.seccomp
+    profile = with_overrides(load_profile(seccomp.profile), deny=seccomp.deny, allow=seccomp.allow)
+    document: dict[str, Any] = profile.to_json()
+    return document
+
+
+def oci_seccomp(policy: model.Policy) -> dict[str, Any]:
+    """The OCI runtime-spec form: no includes/excludes, so the rules are resolved here for
+    the capabilities the policy grants and this machine's architecture."""
+    from policies.seccomp import load_profile, oci_document, with_overrides
+
+    seccomp = policy.sandbox.seccomp
+    profile = with_overrides(load_profile(seccomp.profile), deny=seccomp.deny, allow=seccomp.allow)
+    arch = _ARCH.get(host_platform.machine(), host_platform.machine())
+    document: dict[str, Any] = oci_document(profile, frozenset(_granted(policy)), arch)
+    return document
+
+
+# ----- Docker ------------------------------------------------------------------------------
+
+
+def docker_flags(policy: model.Policy) -> list[str]:
+    sandbox = policy.sandbox
+    if sandbox.privileged:
+        return ["--privileged"]
+    flags = ["--cap-drop ALL", *(f"--cap-add {name.removeprefix('CAP_')}" for name in _granted(policy))]
+    if sandbox.no_new_privileges:
+        flags.append("--security-opt no-new-privileges")
+    flags.append(
+        "--security-opt seccomp=unconfined" if not _seccomp_on(policy) else "--security-opt seccomp=seccomp.json"
+    )
+    if sandbox.mounts.read_only_rootfs:
+        flags.append("--read-only")
+    for tmpfs in sandbox.mounts.tmpfs:
+        size = f",size={format_size(tmpfs.size).lower().replace('i', '')}" if tmpfs.size is not None else ""
+        flags.append(f"--tmpfs {tmpfs.path}:rw,nosuid,nodev,mode={tmpfs.mode}{size}")
+    flags.append(f"--network {'host' if sandbox.network == 'host' else 'none'}")
+    for flag, name in (("host_pid", "pid"), ("host_ipc", "ipc"), ("host_uts", "uts")):
+        if getattr(sandbox, flag):
+            flags.append(f"--{name} host")
+    if sandbox.ids.user:
+        flags.append(f"--user {sandbox.ids.user}")
+    limits = sandbox.limits
+    if limits.memory is not None:
+        flags.append(f"--memory {limits.memory}b")
+    if limits.pids is not None:
+        flags.append(f"--pids-limit {limits.pids}")
+    if limits.open_files is not None:
+        flags.append(f"--ulimit nofile={limits.open_files}:{limits.open_files}")
+    if limits.cpu_time is not None:
+        flags.append(f"--ulimit cpu={int(limits.cpu_time)}:{int(limits.cpu_time)}")
+    if limits.cpus is not None:
+        flags.append(f"--cpus {limits.cpus}")
+    return flags
+
+
+# ----- Kubernetes ---------------------------------------------------------------------------
+
+
+def _profile_file(policy: model.Policy) -> str:
+    profile = policy.sandbox.seccomp.profile
+    name = profile if "/" not in profile else profile.rsplit("/", 1)[-1].removesuffix(".json")
+    return f"pysandbox-{name}.json"
+
+
+def kubernetes_pod(policy: model.Policy) -> dict[str, Any]:
+    """A Pod whose pod- and container-level securityContext say what the policy says.
+    The seccomp profile must be copied to each node's kubelet seccomp directory."""
+    sandbox = policy.sandbox
+    uid, gid = _numeric_user(policy)
+    seccomp = (
+        {"type": "Localhost", "localhostProfile": _profile_file(policy)}
+        if _seccomp_on(policy)
+        else {"type": "Unconfined"}
+    )
+    container_context: dict[str, Any] = {
+        "privileged": sandbox.privileged,
+        "allowPrivilegeEscalation": not sandbox.no_new_privileges,
+        "readOnlyRootFilesystem": sandbox.mounts.read_only_rootfs,
+        "capabilities": {"drop": ["ALL"], "add": [name.removeprefix("CAP_") for name in _granted(policy)]},
+        "seccompProfile": seccomp,
+    }
+    if sandbox.ids.user:
+        container_context["runAsUser"] = uid
+        container_context["runAsGroup"] = gid
+    resources: dict[str, Any] = {}
+    if sandbox.limits.memory is not None:
+        resources["memory"] = format_size(sandbox.limits.memory)
+    if sandbox.limits.cpus is not None:
+        resources["cpu"] = str(sandbox.limits.cpus)
+    volumes = [
+        {
+            "name": f"tmpfs-{i}",
+            "emptyDir": {"medium": "Memory", **({"sizeLimit": format_size(t.size)} if t.size else {})},
+        }
+        for i, t in enumerate(sandbox.mounts.tmpfs)
+    ]
+    container: dict[str, Any] = {
+        "name": "app",
+        "image": "IMAGE@sha256:DIGEST",
+        "securityContext": container_context,
+        "volumeMounts": [{"name": f"tmpfs-{i}", "mountPath": t.path} for i, t in enumerate(sandbox.mounts.tmpfs)],
+    }
+    if resources:
+        container["resources"] = {"limits": resources}
+    spec: dict[str, Any] = {
+        "hostPID": sandbox.host_pid,
+        "hostIPC": sandbox.host_ipc,
+        "hostNetwork": sandbox.network == "host",
+        # User namespaces (Kubernetes 1.30+): container root is not host root.
+        "hostUsers": "user" not in sandbox.namespaces or sandbox.ids.map_root_to_host_root,
+        "automountServiceAccountToken": False,
+        "securityContext": {"seccompProfile": seccomp},
+        "containers": [container],
+        "volumes": volumes,
+    }
+    unexpressed = []
+    if sandbox.network == "none":
+        unexpressed.append("network none: add a NetworkPolicy that denies all traffic")
+    if sandbox.limits.pids is not None:
+        unexpressed.append(f"pids {sandbox.limits.pids}: set the kubelet's podPidsLimit")
+    if sandbox.limits.open_files is not None:
+        unexpressed.append(f"open files {sandbox.limits.open_files}: set the container runtime's default ulimits")
+    unexpressed.append("masked and read-only paths: procMount Default keeps the runtime's own")
+    metadata = {"name": "app", "annotations": {"pysandbox.dev/not-expressible": "; ".join(unexpressed)}}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}

@@ -1,0 +1,124 @@
+"""`pysandbox policy export`: the OCI config runs the busybox image under the real runc with
+the policy's effect visible inside; the Docker and Kubernetes forms say the same things."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from images import open_image
+from images.extract import unpack_image
+from policies.export import docker_flags, export_files, kubernetes_pod, oci_config
+from policies.loader import load_policy
+
+BIN = Path(sys.executable).parent
+
+
+def status_fields(text: str) -> dict[str, str]:
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+@pytest.fixture(scope="module")
+def busybox_rootfs(busybox_image: Path) -> Iterator[Path]:
+    """A bundle the container's mapped ids can reach: pytest's own temporary folders are
+    0700 and owned by root, which an unprivileged host id cannot traverse."""
+    bundle = Path(tempfile.mkdtemp(prefix="pysandbox-bundle-"))
+    bundle.chmod(0o755)
+    unpack_image(open_image(str(busybox_image)), bundle / "rootfs")
+    yield bundle
+    shutil.rmtree(bundle)
+
+
+def run_in_runc(bundle: Path, config: dict[str, object], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    if shutil.which("runc") is None or os.geteuid() != 0:
+        pytest.skip("needs Debian's runc, run as root")
+    (bundle / "config.json").write_text(json.dumps(config))
+    name = f"pysandbox-test-{uuid.uuid4().hex[:8]}"
+    return subprocess.run(
+        ["runc", "--root", str(tmp_path / "state"), "run", "--bundle", str(bundle), name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_the_exported_strict_config_runs_busybox_under_runc_confined(busybox_rootfs: Path, tmp_path: Path) -> None:
+    config = oci_config(load_policy("strict").policy, args=("/bin/sh", "-c", "cat /proc/self/status /proc/self/uid_map; touch /x 2>&1; touch /tmp/ok && echo tmp-writable"))
+    result = run_in_runc(busybox_rootfs, config, tmp_path)
+    assert result.returncode == 0, result.stderr
+    status = status_fields(result.stdout)
+    assert status["CapEff"].strip() == "0000000000000000"
+    assert status["CapBnd"].strip() == "0000000000000000"
+    assert status["NoNewPrivs"].strip() == "1"
+    assert status["Seccomp"].strip() == "2"
+    uid_map = [line.split() for line in result.stdout.splitlines() if len(line.split()) == 3 and line.split()[0] == "0"]
+    assert uid_map == [["0", "100000", "65536"]]  # container root is host id 100000, not host root
+    assert "Read-only file system" in result.stdout and "tmp-writable" in result.stdout
+
+
+def test_the_exported_baseline_config_grants_dockers_default_capabilities(busybox_rootfs: Path, tmp_path: Path) -> None:
+    config = oci_config(load_policy("baseline").policy, args=("/bin/sh", "-c", "cat /proc/self/status"))
+    result = run_in_runc(busybox_rootfs, config, tmp_path)
+    assert result.returncode == 0, result.stderr
+    # CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE NET_RAW
+    # SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP: Docker's default set, as a bit mask.
+    assert status_fields(result.stdout)["CapEff"].strip() == "00000000a80425fb"
+    assert status_fields(result.stdout)["NoNewPrivs"].strip() == "0"
+
+
+def test_the_exported_strict_seccomp_filter_refuses_what_strict_forbids(busybox_rootfs: Path, tmp_path: Path) -> None:
+    config = oci_config(load_policy("strict").policy, args=("/bin/sh", "-c", "mount -t tmpfs none /mnt; echo rc=$?"))
+    result = run_in_runc(busybox_rootfs, config, tmp_path)
+    assert "rc=" in result.stdout and "rc=0" not in result.stdout
+
+
+def test_docker_flags_say_what_the_policy_says() -> None:
+    strict = docker_flags(load_policy("strict").policy)
+    assert strict[:2] == ["--cap-drop ALL", "--security-opt no-new-privileges"]
+    assert {"--read-only", "--network none", "--pids-limit 256", "--ulimit nofile=1024:1024"} <= set(strict)
+    assert "--tmpfs /tmp:rw,nosuid,nodev,mode=1777,size=64m" in strict
+    baseline = docker_flags(load_policy("baseline").policy)
+    assert "--cap-add NET_BIND_SERVICE" in baseline and "--read-only" not in baseline
+    files = export_files(load_policy("strict").policy, "docker")
+    profile = json.loads(files["seccomp.json"])
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO" and "syscalls" in profile
+
+
+def test_kubernetes_security_context_says_what_the_policy_says() -> None:
+    pod = kubernetes_pod(load_policy("strict").policy)
+    container = pod["spec"]["containers"][0]["securityContext"]
+    assert container == {
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"], "add": []},
+        "seccompProfile": {"type": "Localhost", "localhostProfile": "pysandbox-strict.json"},
+    }
+    spec = pod["spec"]
+    assert (spec["hostPID"], spec["hostIPC"], spec["hostNetwork"], spec["hostUsers"]) == (False, False, False, False)
+    assert "NetworkPolicy" in pod["metadata"]["annotations"]["pysandbox.dev/not-expressible"]
+    assert pod["spec"]["volumes"] == [{"name": "tmpfs-0", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}]
+
+
+def test_export_command_writes_stdout_or_a_directory(tmp_path: Path) -> None:
+    out = subprocess.run([BIN / "pysandbox", "policy", "export", "strict", "--to", "oci"], capture_output=True, text=True)
+    assert out.returncode == 0 and json.loads(out.stdout)["process"]["noNewPrivileges"] is True
+    written = subprocess.run(
+        [BIN / "pysandbox", "policy", "export", "strict", "--to", "kubernetes", "--output", str(tmp_path / "k8s")],
+        capture_output=True,
+        text=True,
+    )
+    assert written.returncode == 0, written.stderr
+    assert sorted(os.listdir(tmp_path / "k8s")) == ["pod.yaml", "pysandbox-strict.json"]
+    assert yaml.safe_load((tmp_path / "k8s/pod.yaml").read_text())["kind"] == "Pod"
