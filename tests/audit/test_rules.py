@@ -413,3 +413,17 @@ def test_unreadable_inputs_are_errors(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM alpine\nFROBNICATE x\n")
     with pytest.raises(AuditInputError, match=r"Dockerfile:2: unknown instruction 'FROBNICATE'"):
         audit([str(tmp_path / "Dockerfile")])
+
+
+def test_inline_suppression_in_yaml_covers_its_line_and_the_next(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "compose.yaml",
+        "services:\n  agent:\n    image: agent:1.2@sha256:" + "8" * 64 + "\n"
+        "    # pyaudit: ignore[docker-socket] the agent manages containers by design\n"
+        "    volumes: [/var/run/docker.sock:/var/run/docker.sock]\n"
+        "    privileged: true  # pyaudit: ignore[PA1003] wrong rule: privileged still fires\n",
+    )
+    result = audit([str(path)])
+    assert {f.rule_id for f in result.suppressed} == {"PA1080"}
+    assert "PA1001" in ids(result.findings)
