@@ -63,6 +63,9 @@ class UnpackReport:
 class UnpackOptions:
     max_bytes: int = DEFAULT_MAX_BYTES
     keep_ownership: bool = True
+    # Added to every uid and gid: a runtime run by root shifts a rootfs into the unprivileged
+    # range its containers map to, so that container root owns what image root owned.
+    id_offset: int = 0
 
 
 class _RootResolver:
@@ -273,7 +276,7 @@ class _Unpacker:
         """Owner first (chown clears set-id bits), then mode, then times."""
         if self.options.keep_ownership:
             try:
-                os.fchown(fd, entry.uid, entry.gid)
+                os.fchown(fd, entry.uid + self.options.id_offset, entry.gid + self.options.id_offset)
             except PermissionError:
                 self.report.ownership_not_kept += 1
                 self.record_owner(fd, entry)
@@ -300,7 +303,8 @@ class _Unpacker:
     def set_link_metadata(self, entry: Entry, parent: int, name: str) -> None:
         if self.options.keep_ownership:
             try:
-                os.chown(name, entry.uid, entry.gid, dir_fd=parent, follow_symlinks=False)
+                offset = self.options.id_offset
+                os.chown(name, entry.uid + offset, entry.gid + offset, dir_fd=parent, follow_symlinks=False)
             except PermissionError:
                 self.report.ownership_not_kept += 1
         os.utime(name, ns=(int(entry.mtime * 1e9),) * 2, dir_fd=parent, follow_symlinks=False)
