@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from sandbox import image_cmd, policy_cmd
-from sandbox.clikit import run_app, version_option
+from sandbox.clikit import ExitWith, run_app, version_option
 
 EXIT_SETUP_FAILED = 125  # Docker's convention: the sandbox itself could not do it
 
@@ -36,6 +36,14 @@ def _root(
     ] = None,
 ) -> None:
     """pysandbox: inspect, unpack and (soon) run container images."""
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+def run(context: typer.Context) -> None:
+    """Run an image rootless under a policy (pysandbox run --help lists the flags)."""
+    from sandbox.runcli import main as run_main
+
+    raise ExitWith(run_main(list(context.args)))
 
 
 def main() -> None:

@@ -1,0 +1,45 @@
+"""Capability sets as the policy says: the bounding set is cut to what is granted, and a
+container root keeps exactly the granted capabilities (Docker's semantics); inheritable
+and ambient stay empty, so an exec'd program of another user gains nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sandbox import linux
+
+CAPABILITY_NUMBERS = {
+    "CAP_" + name: number
+    for number, name in enumerate(
+        "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
+        "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO "
+        "SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME "
+        "SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG "
+        "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE".split()
+    )
+}
+
+
+def last_capability() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    except OSError:
+        return max(CAPABILITY_NUMBERS.values())
+
+
+def mask(names: frozenset[str] | set[str]) -> int:
+    return sum(1 << CAPABILITY_NUMBERS[name] for name in names if name in CAPABILITY_NUMBERS)
+
+
+def drop_bounding_capabilities(keep: int) -> None:
+    """Must run while we still hold CAP_SETPCAP, i.e. before switching to the container user."""
+    for number in range(last_capability() + 1):
+        if not keep & (1 << number):
+            linux.prctl(linux.PR_CAPBSET_DROP, number)
+
+
+def set_process_capabilities(keep: int, uid: int) -> None:
+    """After setuid: root keeps the granted set; any other user has none (as in Docker)."""
+    granted = keep if uid == 0 else 0
+    linux.capset(effective=granted, permitted=granted, inheritable=0)
+    linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)

@@ -1,0 +1,16 @@
+"""The `pysandbox` console script. `run` goes straight to its argparse front end, so that
+starting a container imports no CLI framework; everything else goes to the typer app."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["run"]:
+        from sandbox.runcli import main as run_main
+
+        sys.exit(run_main(sys.argv[2:]))
+    from sandbox.cli import main as cli_main
+
+    cli_main()

@@ -1,0 +1,251 @@
+"""From `pysandbox run`'s flags, an image and a policy to a RunSpec. Every flag that would
+loosen the policy is refused here, before anything starts, naming the policy file and line
+that forbids it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from images import Image
+from policies.loader import LoadedPolicy
+from policies.model import granted_capabilities
+from policies.values import normalize_capability, parse_size
+from sandbox import capabilities, mounts
+from sandbox.idmap import plan_id_maps
+from sandbox.limits import plan_limits
+from sandbox.process import command_line, environment, resolve_user
+from sandbox.rootfs import cache_root, container_dir, image_rootfs
+from sandbox.runner import RunSpec, hostname_for
+
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+
+
+class Refused(Exception):
+    """A flag the policy forbids, or a setting that cannot be honoured (exit 125)."""
+
+
+@dataclass
+class RunFlags:
+    image: str
+    command: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    volumes: list[str] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)
+    network: str | None = None
+    hostname: str | None = None
+    memory: str | None = None
+    pids_limit: int | None = None
+    cpus: float | None = None
+    read_only: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    security_opt: list[str] = field(default_factory=list)
+    privileged: bool = False
+    pid: str | None = None
+    entrypoint: str | None = None
+    name: str | None = None
+    rm: bool = False
+
+
+def _where(loaded: LoadedPolicy, *path: str) -> str:
+    for length in range(len(path), 0, -1):
+        location = loaded.locations.get(path[:length])
+        if location:
+            return f"{location[0]}:{location[1]}"
+    return f"{loaded.chain[0]} (by default)"
+
+
+def check_flags(flags: RunFlags, loaded: LoadedPolicy) -> None:
+    sandbox = loaded.policy.sandbox
+
+    def refuse(flag: str, *path: str, why: str) -> None:
+        raise Refused(f"{flag} is refused: {why} ({_where(loaded, *path)})")
+
+    if flags.privileged and not sandbox.privileged:
+        refuse("--privileged", "sandbox", "privileged", why="the policy forbids privileged mode")
+    if flags.pid == "host" and not sandbox.host_pid:
+        refuse("--pid host", "sandbox", "host_pid", why="the policy forbids the host's pid namespace")
+    if flags.network == "host" and sandbox.network != "host":
+        refuse("--network host", "sandbox", "network", why=f"the policy's network is {sandbox.network}")
+    granted = granted_capabilities(sandbox.capabilities, sandbox.privileged)
+    for raw in flags.cap_add:
+        name = normalize_capability(raw)
+        if name is None:
+            raise Refused(f"--cap-add {raw}: not a Linux capability")
+        if name == "ALL" or name not in granted:
+            refuse(f"--cap-add {raw}", "sandbox", "capabilities", why="the policy does not grant it")
+    for option in flags.security_opt:
+        key, _, value = option.replace(":", "=", 1).partition("=")
+        if key == "seccomp" and value != sandbox.seccomp.profile:
+            refuse(
+                f"--security-opt {option}",
+                "sandbox",
+                "seccomp",
+                "profile",
+                why=f"the policy's seccomp profile is {sandbox.seccomp.profile}",
+            )
+        elif key not in ("seccomp", "no-new-privileges"):
+            raise Refused(f"--security-opt {option}: unsupported option (seccomp=PROFILE, no-new-privileges)")
+    for volume in flags.volumes:
+        _check_volume(volume, loaded, refuse)
+    _check_limit(flags.memory and parse_size(flags.memory), sandbox.limits.memory, "--memory", loaded)
+    _check_limit(flags.pids_limit, sandbox.limits.pids, "--pids-limit", loaded)
+    _check_limit(flags.cpus, sandbox.limits.cpus, "--cpus", loaded)
+
+
+def _check_volume(volume: str, loaded: LoadedPolicy, refuse: object) -> None:
+    mounts_policy = loaded.policy.sandbox.mounts
+    source, _, rest = volume.partition(":")
+    destination, _, options = rest.partition(":")
+    if not destination.startswith("/"):
+        raise Refused(f"-v {volume}: expected SRC:DST[:ro] with an absolute DST")
+    if not source.startswith(("/", ".")):
+        if not mounts_policy.volumes:
+            refuse(f"-v {volume}", "sandbox", "mounts", "volumes", why="the policy forbids named volumes")  # type: ignore[operator]
+        return
+    real = os.path.realpath(source)
+    if real == "/" or real in DOCKER_SOCKETS or real.endswith("/docker.sock"):
+        refuse(f"-v {volume}", "sandbox", "mounts", "binds", why=f"binding {real} hands the host to the container")  # type: ignore[operator]
+    read_only = "ro" in options.split(",")
+    for rule in mounts_policy.binds:
+        base = os.path.realpath(rule.source)
+        if (real == base or real.startswith(base.rstrip("/") + "/")) and (read_only or not rule.read_only):
+            return
+    refuse(f"-v {volume}", "sandbox", "mounts", "binds", why=f"{real} is not under a bind source the policy allows")  # type: ignore[operator]
+
+
+def _check_limit(asked: float | int | None, allowed: float | int | None, flag: str, loaded: LoadedPolicy) -> None:
+    if asked is not None and allowed is not None and asked > allowed:
+        raise Refused(
+            f"{flag} {asked} is refused: the policy allows at most {allowed} ({_where(loaded, 'sandbox', 'limits')})"
+        )
+
+
+def compiled_seccomp(loaded: LoadedPolicy, granted: frozenset[str]) -> bytes | None:
+    """The policy's filter for these capabilities, compiled once and cached by content."""
+    seccomp = loaded.policy.sandbox.seccomp
+    if seccomp.profile == "unconfined" or loaded.policy.sandbox.privileged:
+        return None
+    key_source = json.dumps(
+        [seccomp.profile, _profile_stamp(seccomp.profile), sorted(granted), seccomp.deny, seccomp.allow]
+    )
+    key = hashlib.sha256(key_source.encode()).hexdigest()
+    cached = cache_root() / "bpf" / f"{key}.bpf"
+    if cached.is_file():
+        return cached.read_bytes()
+    from policies.seccomp import compile_bpf, load_profile
+
+    compiled = compile_bpf(load_profile(seccomp.profile), granted, deny=seccomp.deny, allow=seccomp.allow)
+    cached.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = cached.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_bytes(compiled.bpf)
+    os.replace(temporary, cached)
+    return compiled.bpf
+
+
+def _profile_stamp(profile: str) -> str:
+    path = (
+        Path(profile)
+        if "/" in profile
+        else Path(__file__).resolve().parent.parent / "policies" / "seccomp" / f"{profile}.json"
+    )
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def build_spec(flags: RunFlags, image: Image, loaded: LoadedPolicy) -> RunSpec:
+    check_flags(flags, loaded)
+    sandbox = loaded.policy.sandbox
+    id_maps = plan_id_maps(sandbox.ids)
+    offset = id_maps.root_host_uid if os.geteuid() == 0 else 0
+    lower = image_rootfs(image, offset)
+    granted = set(granted_capabilities(sandbox.capabilities, sandbox.privileged or flags.privileged))
+    for raw in flags.cap_drop:
+        name = normalize_capability(raw)
+        granted = set() if name == "ALL" else granted - {name or ""}
+    user = resolve_user(lower, flags.user or sandbox.ids.user or image.config.user)
+    name = flags.name or f"pysandbox-{os.getpid()}"
+    state = container_dir(name)
+    if os.geteuid() == 0:
+        os.chown(state, id_maps.root_host_uid, id_maps.gids[0].host)
+    namespaces = tuple(sandbox.namespaces)
+    if flags.network == "host":
+        namespaces = tuple(ns for ns in namespaces if ns != "network")
+    if flags.pid == "host":
+        namespaces = tuple(ns for ns in namespaces if ns != "pid")
+    limits = plan_limits(_with_flag_limits(sandbox.limits, flags))
+    missing = [item.name for item in limits if not item.enforced and item.name in sandbox.limits.required]
+    if missing:
+        raise Refused(f"limits {', '.join(missing)} are required by the policy but cannot be enforced here")
+    frozen = frozenset(granted)
+    return RunSpec(
+        lower=lower,
+        state=state,
+        argv=command_line(image.config.entrypoint, image.config.cmd, flags.entrypoint, flags.command),
+        env=environment(image.config.env, flags.env, user) | {"HOSTNAME": flags.hostname or hostname_for(name)},
+        workdir=flags.workdir or image.config.working_dir or "/",
+        user=user,
+        hostname=flags.hostname or hostname_for(name),
+        namespaces=namespaces,
+        network="none" if flags.network == "none" else sandbox.network,
+        id_maps=id_maps,
+        capabilities=capabilities.mask(frozen),
+        no_new_privileges=sandbox.no_new_privileges or "no-new-privileges" in flags.security_opt,
+        seccomp_bpf=compiled_seccomp(loaded, frozen),
+        read_only_rootfs=sandbox.mounts.read_only_rootfs or flags.read_only,
+        masked_paths=() if flags.privileged else sandbox.mounts.masked_paths,
+        readonly_paths=() if flags.privileged else sandbox.mounts.readonly_paths,
+        tmpfs=[mounts.TmpfsMount(t.path, t.size, t.mode) for t in sandbox.mounts.tmpfs]
+        + [_tmpfs_flag(t) for t in flags.tmpfs],
+        binds=[_bind_flag(v) for v in flags.volumes],
+        limits=limits,
+        wall_time=sandbox.limits.wall_time,
+    )
+
+
+def _with_flag_limits(limits: object, flags: RunFlags) -> object:
+    from dataclasses import replace
+
+    changes: dict[str, object] = {}
+    if flags.memory:
+        changes["memory"] = parse_size(flags.memory)
+    if flags.pids_limit is not None:
+        changes["pids"] = flags.pids_limit
+    if flags.cpus is not None:
+        changes["cpus"] = flags.cpus
+    return replace(limits, **changes)  # type: ignore[type-var]
+
+
+def _tmpfs_flag(text: str) -> mounts.TmpfsMount:
+    destination, _, options = text.partition(":")
+    size = None
+    mode = "1777"
+    for option in options.split(","):
+        key, _, value = option.partition("=")
+        if key == "size":
+            size = parse_size(value)
+        elif key == "mode":
+            mode = value
+    return mounts.TmpfsMount(destination, size, mode)
+
+
+def _bind_flag(volume: str) -> mounts.BindMount:
+    source, _, rest = volume.partition(":")
+    destination, _, options = rest.partition(":")
+    if not source.startswith(("/", ".")):
+        source = str(_volume_path(source))
+    return mounts.BindMount(os.path.realpath(source), destination, "ro" in options.split(","))
+
+
+def _volume_path(name: str) -> Path:
+    path = cache_root() / "volumes" / name / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

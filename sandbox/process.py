@@ -1,0 +1,82 @@
+"""What the container runs and as whom: Docker's ENTRYPOINT/CMD override rules, the
+environment (image env, a default PATH, -e), and USER resolved through the image's own
+/etc/passwd and /etc/group (numeric ids work without them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class ProcessError(ValueError):
+    """A command or user the image cannot provide."""
+
+
+@dataclass(frozen=True)
+class User:
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+
+
+def command_line(
+    entrypoint: list[str] | None, cmd: list[str] | None, entrypoint_flag: str | None, args: list[str]
+) -> list[str]:
+    """Docker's rules: --entrypoint replaces ENTRYPOINT and drops the image's CMD; arguments
+    after the image replace CMD."""
+    if entrypoint_flag is not None:
+        base = [entrypoint_flag] if entrypoint_flag else []
+        argv = base + args
+    else:
+        argv = list(entrypoint or []) + (args if args else list(cmd or []))
+    if not argv:
+        raise ProcessError("no command: the image sets neither ENTRYPOINT nor CMD, and none was given")
+    return argv
+
+
+def environment(image_env: list[str], extra: list[str], user: User) -> dict[str, str]:
+    env = {"PATH": DEFAULT_PATH, "HOSTNAME": "", "HOME": user.home}
+    for item in image_env + extra:
+        key, sep, value = item.partition("=")
+        if key:
+            env[key] = value if sep else env.get(key, "")
+    return env
+
+
+def _table(root: Path, name: str) -> list[list[str]]:
+    try:
+        text = (root / "etc" / name).read_text(errors="replace")
+    except OSError:
+        return []
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def resolve_user(root: Path, spec: str) -> User:
+    """USER as `name`, `uid`, `name:group` or `uid:gid`, looked up in the image."""
+    user_part, _, group_part = (spec or "0").partition(":")
+    passwd = _table(root, "passwd")
+    groups = _table(root, "group")
+    entry = next((row for row in passwd if len(row) >= 7 and (row[0] == user_part or row[2] == user_part)), None)
+    if entry is not None:
+        uid, gid, home, name = int(entry[2]), int(entry[3]), entry[5] or "/", entry[0]
+    elif user_part.isdigit():
+        uid, gid, home, name = int(user_part), int(user_part) if not group_part else 0, "/", ""
+    else:
+        raise ProcessError(f"user {user_part!r} is not in the image's /etc/passwd")
+    if group_part:
+        row = next((row for row in groups if len(row) >= 3 and (row[0] == group_part or row[2] == group_part)), None)
+        if row is not None:
+            gid = int(row[2])
+        elif group_part.isdigit():
+            gid = int(group_part)
+        else:
+            raise ProcessError(f"group {group_part!r} is not in the image's /etc/group")
+    supplementary = tuple(
+        sorted(
+            {int(row[2]) for row in groups if len(row) >= 4 and name and name in row[3].split(",") and row[2].isdigit()}
+        )
+    )
+    return User(uid, gid, supplementary, home)

@@ -1,0 +1,162 @@
+"""`pysandbox run`, parsed with the standard library's argparse so that starting a
+container imports no CLI framework (typer serves every other command)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+EXIT_SETUP_FAILED = 125
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pysandbox run",
+        description="Run IMAGE's command in a rootless sandbox confined as the policy says. "
+        "Flags that would loosen the policy are refused before anything starts.",
+    )
+    p.add_argument("--policy", default="strict", help="built-in policy (strict, baseline, permissive) or a policy file")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open (it always is)")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal (not supported yet)")
+    p.add_argument("--rm", action="store_true", help="delete the container's writable layer when it exits")
+    p.add_argument("--name", help="container name (and default hostname)")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
+    p.add_argument("--env-file", action="append", default=[], metavar="FILE", help="read K=V lines from FILE")
+    p.add_argument("-w", "--workdir", help="working directory inside the container")
+    p.add_argument("-u", "--user", help="USER[:GROUP], names or ids")
+    p.add_argument(
+        "-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]", help="bind mount or named volume"
+    )
+    p.add_argument("--tmpfs", action="append", default=[], metavar="DST[:size=64m,mode=1777]", help="mount a tmpfs")
+    p.add_argument("--network", choices=["none", "loopback", "host"], help="network (default: the policy's)")
+    p.add_argument("--hostname", help="container hostname")
+    p.add_argument("--init", action="store_true", help="run an init as PID 1 (always done)")
+    p.add_argument("--memory", help="memory limit, e.g. 512m")
+    p.add_argument("--pids-limit", type=int, help="process limit")
+    p.add_argument("--cpus", type=float, help="CPU share (needs delegated cgroups)")
+    p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    p.add_argument("--cap-add", action="append", default=[], help="add a capability (only if the policy grants it)")
+    p.add_argument("--cap-drop", action="append", default=[], help="drop a capability (ALL for every one)")
+    p.add_argument("--security-opt", action="append", default=[], help="seccomp=PROFILE or no-new-privileges")
+    p.add_argument("--privileged", action="store_true", help="privileged mode (only if the policy allows it)")
+    p.add_argument("--pid", choices=["host"], help="share the host's pid namespace (only if the policy allows it)")
+    p.add_argument("--entrypoint", help="override the image's ENTRYPOINT")
+    p.add_argument("--platform", help="platform to choose from a multi-platform image")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (namespaces, mappings, mounts, capabilities, seccomp, limits) and exit",
+    )
+    p.add_argument("image", help="image archive or OCI layout, optionally :REF")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    p = parser()
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as done:
+        return EXIT_SETUP_FAILED if done.code else 0
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from images import ImageError, open_image
+    from policies.errors import PolicyError
+    from policies.loader import load_policy
+    from sandbox.plan import Refused, RunFlags, build_spec
+    from sandbox.process import ProcessError
+    from sandbox.runner import run_container
+
+    if args.tty:
+        return _fail("-t: pseudo-terminals are not supported yet; run without -t")
+    try:
+        loaded = load_policy(args.policy)
+        flags = RunFlags(
+            image=args.image,
+            command=args.command,
+            env=args.env + _env_files(args.env_file),
+            workdir=args.workdir,
+            user=args.user,
+            volumes=args.volume,
+            tmpfs=args.tmpfs,
+            network=args.network,
+            hostname=args.hostname,
+            memory=args.memory,
+            pids_limit=args.pids_limit,
+            cpus=args.cpus,
+            read_only=args.read_only,
+            cap_add=args.cap_add,
+            cap_drop=args.cap_drop,
+            security_opt=args.security_opt,
+            privileged=args.privileged,
+            pid=args.pid,
+            entrypoint=args.entrypoint,
+            name=args.name,
+            rm=args.rm,
+        )
+        if loaded.policy.signing.required:
+            return _fail(
+                f"{args.image}: the policy ({loaded.chain[0]}) requires a verified signature, and signature "
+                "verification is not built yet: use --policy permissive for unsigned images"
+            )
+        image = open_image(args.image, args.platform)
+        spec = build_spec(flags, image, loaded)
+    except (ImageError, PolicyError, Refused, ProcessError, OSError) as error:
+        return _fail(str(error).replace("\n", "; "))
+    if args.dry_run:
+        print(_describe(spec))
+        shutil.rmtree(spec.state, ignore_errors=True)
+        return 0
+    if not loaded.policy.signing.required:
+        print(f"pysandbox: warning: running {args.image} unsigned (policy {args.policy})", file=sys.stderr)
+    try:
+        return run_container(spec)
+    finally:
+        if args.rm:
+            shutil.rmtree(spec.state, ignore_errors=True)
+
+
+def _env_files(paths: list[str]) -> list[str]:
+    entries = []
+    for path in paths:
+        with open(path) as stream:
+            entries += [line.strip() for line in stream if line.strip() and not line.startswith("#")]
+    return entries
+
+
+def _fail(message: str) -> int:
+    print(f"pysandbox: error: {message}", file=sys.stderr)
+    return EXIT_SETUP_FAILED
+
+
+def _describe(spec: object) -> str:
+    from sandbox.runner import RunSpec
+
+    assert isinstance(spec, RunSpec)
+    lines = [
+        f"command:      {spec.argv} as uid {spec.user.uid} gid {spec.user.gid} in {spec.workdir}",
+        f"namespaces:   {', '.join(spec.namespaces)}",
+        f"id mapping:   {spec.id_maps.describe()} ({'newuidmap/newgidmap' if spec.id_maps.via_helpers else 'written directly'})",
+        f"root:         overlay over {spec.lower}{' (read-only)' if spec.read_only_rootfs else ''}",
+        f"network:      {spec.network}",
+        f"capabilities: {spec.capabilities:#018x}",
+        f"no_new_privs: {spec.no_new_privileges}",
+        f"seccomp:      {'none' if spec.seccomp_bpf is None else f'{len(spec.seccomp_bpf) // 8} BPF instructions'}",
+        f"masked:       {', '.join(spec.masked_paths) or '-'}",
+        f"read-only:    {', '.join(spec.readonly_paths) or '-'}",
+        f"tmpfs:        {', '.join(t.destination for t in spec.tmpfs) or '-'}",
+        f"binds:        {', '.join(f'{b.source}:{b.destination}' for b in spec.binds) or '-'}",
+    ]
+    lines += [f"limit:        {item.name}={item.value} via {item.mechanism}" for item in spec.limits]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))

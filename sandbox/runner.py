@@ -1,0 +1,321 @@
+"""Running a container: one readable init sequence, in the order the runtime spec implies.
+
+    monitor (pysandbox)          stays on the host: writes id maps, forwards signals,
+      └─ setup process             unshares the user namespace, becomes its root, then the
+           │                       other namespaces, and waits for its child
+           └─ init (PID 1)         mounts the root and pivots into it; stays as PID 1
+                └─ the command     drops privileges, loads seccomp last, execs
+
+Every step that fails reports one sentence through a pipe to the monitor, which exits 125
+(126/127 when the command cannot be executed or found), as Docker does."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox import capabilities, linux, mounts
+from sandbox.idmap import IdMaps, write_id_maps
+from sandbox.limits import Enforcement, apply_rlimits
+from sandbox.process import User
+from sandbox.rootfs import mount_overlay
+
+# Imported here, not where used: after pivot_root the host's files, Python's included, are
+# out of reach, so nothing may be imported lazily on the container's side.
+from sandbox.seccomp import load_bpf
+
+EXIT_SETUP_FAILED = 125
+EXIT_CANNOT_EXECUTE = 126
+EXIT_NOT_FOUND = 127
+_FORWARDED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+)
+
+
+@dataclass
+class RunSpec:
+    """Everything the sequence needs, resolved beforehand (plain data)."""
+
+    lower: Path
+    state: Path
+    argv: list[str]
+    env: dict[str, str]
+    workdir: str
+    user: User
+    hostname: str
+    namespaces: tuple[str, ...]
+    network: str
+    id_maps: IdMaps
+    capabilities: int
+    no_new_privileges: bool
+    seccomp_bpf: bytes | None
+    read_only_rootfs: bool
+    masked_paths: tuple[str, ...]
+    readonly_paths: tuple[str, ...]
+    tmpfs: list[mounts.TmpfsMount] = field(default_factory=list)
+    binds: list[mounts.BindMount] = field(default_factory=list)
+    limits: list[Enforcement] = field(default_factory=list)
+    wall_time: float | None = None
+
+
+def run_container(spec: RunSpec) -> int:
+    """Run and wait; return the exit status as Docker reports it."""
+    ready_r, ready_w = os.pipe()
+    maps_r, maps_w = os.pipe()
+    errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready_r)
+        os.close(maps_w)
+        os.close(errors_r)
+        _guarded(errors_w, lambda: _setup_process(spec, ready_w, maps_r, errors_w))
+    os.close(ready_w)
+    os.close(maps_r)
+    os.close(errors_w)
+    init_pid = _monitor_setup(pid, spec, ready_r, maps_w)
+    message = _read_all(errors_r)
+    forward = _forward_signals(init_pid)
+    try:
+        status = _wait(pid, spec.wall_time)
+    finally:
+        for signum in forward:
+            signal.signal(signum, signal.SIG_DFL)
+    if message:
+        _print_error(message)
+    return status
+
+
+def _monitor_setup(pid: int, spec: RunSpec, ready_r: int, maps_w: int) -> int:
+    """Map the new user namespace once the setup process has made it, and learn init's pid."""
+    with os.fdopen(ready_r, "rb") as ready, os.fdopen(maps_w, "wb", buffering=0) as go:
+        if ready.read(1) != b"u":
+            return 0
+        try:
+            write_id_maps(pid, spec.id_maps)
+            go.write(b"m")
+        except OSError as error:
+            go.write(b"x" + str(error).encode())
+        line = ready.readline()
+    return int(line) if line.strip().isdigit() else 0
+
+
+def _forward_signals(init_pid: int) -> list[int]:
+    def forward(signum: int, _frame: object) -> None:
+        if init_pid:
+            try:
+                os.kill(init_pid, signum)
+            except ProcessLookupError:
+                pass
+
+    for signum in _FORWARDED:
+        signal.signal(signum, forward)
+    return list(_FORWARDED)
+
+
+def _wait(pid: int, wall_time: float | None) -> int:
+    deadline = time.monotonic() + wall_time if wall_time else None
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG if deadline else 0)
+        except ChildProcessError:
+            return EXIT_SETUP_FAILED
+        if done:
+            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+        if deadline and time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = None
+        time.sleep(0.01)
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode(errors="replace").strip()
+
+
+def _print_error(message: str) -> None:
+    os.write(2, f"pysandbox: error: {message}\n".encode())
+
+
+def _guarded(errors_w: int, step: object) -> None:
+    """Run a child's part; any failure becomes one line to the monitor and exit 125."""
+    code = EXIT_SETUP_FAILED
+    try:
+        step()  # type: ignore[operator]
+    except _ExecFailure as failure:
+        os.write(errors_w, str(failure).encode())
+        code = failure.code
+    except BaseException as error:  # noqa: BLE001 - a child must never unwind into the parent's code
+        text = f"{type(error).__name__}: {error}" if not isinstance(error, OSError) else str(error.strerror or error)
+        os.write(errors_w, text.encode())
+    finally:
+        os._exit(code)
+
+
+# ----- the setup process: user namespace, then the rest ------------------------------------
+
+
+def _setup_process(spec: RunSpec, ready_w: int, maps_r: int, errors_w: int) -> None:
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    enter_user_namespace(ready_w, maps_r)
+    flags = sum(linux.NAMESPACE_FLAGS[name] for name in spec.namespaces if name != "user")
+    linux.unshare(flags)
+    init = os.fork()
+    if init == 0:
+        os.close(ready_w)
+        _guarded(errors_w, lambda: _init(spec, errors_w))
+    os.write(ready_w, f"{init}\n".encode())
+    os.close(ready_w)
+    os.close(errors_w)
+    _, status = os.waitpid(init, 0)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+
+
+def enter_user_namespace(ready_w: int, maps_r: int) -> None:
+    """Make the user namespace, have the monitor map it, then become its root."""
+    linux.unshare(linux.CLONE_NEWUSER)
+    os.write(ready_w, b"u")
+    answer = os.read(maps_r, 4096)
+    os.close(maps_r)
+    if answer != b"m":
+        raise OSError(f"mapping the user namespace failed: {answer[1:].decode(errors='replace')}")
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+
+
+# ----- init: PID 1 of the container --------------------------------------------------------
+
+
+def _init(spec: RunSpec, errors_w: int) -> None:
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    prepare_root(spec)
+    command = os.fork()
+    if command == 0:
+        _guarded(errors_w, lambda: _exec_command(spec, errors_w))
+    os.close(errors_w)
+    _reap_until(command)
+
+
+def prepare_root(spec: RunSpec) -> None:
+    """Mounts, in an order that matters: propagation first (nothing leaks to the host),
+    the root, then what lives inside it, /proc while the old root is still reachable, pivot,
+    and the read-only remount last (earlier steps create mount points)."""
+    linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    root = spec.state / "root"
+    mount_overlay(spec.lower, spec.state, root)
+    mounts.mount_proc(root)
+    mounts.mount_dev(root)
+    mounts.mount_sys(root, "network" in spec.namespaces)
+    if "uts" in spec.namespaces:
+        linux.sethostname(spec.hostname)
+    mounts.etc_files(root, spec.state, spec.hostname)
+    for tmpfs in spec.tmpfs:
+        mounts.tmpfs(root, tmpfs)
+    for bind in spec.binds:
+        mounts.bind(root, bind)
+    mounts.mask_paths(root, spec.masked_paths)
+    mounts.read_only_paths(root, spec.readonly_paths)
+    if "network" in spec.namespaces and spec.network == "loopback":
+        linux.set_loopback_up()
+    mounts.pivot(root)
+    if spec.read_only_rootfs:
+        mounts.remount_root_read_only()
+
+
+def _reap_until(command: int) -> None:
+    """PID 1: reap every zombie, forward signals to the command, exit as it exits."""
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(command, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in _FORWARDED:
+        signal.signal(signum, forward)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(EXIT_SETUP_FAILED)
+        except InterruptedError:
+            continue
+        if pid == command:
+            os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+
+
+# ----- the command --------------------------------------------------------------------------
+
+
+class _ExecFailure(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _exec_command(spec: RunSpec, errors_w: int) -> None:
+    """Privileges go in this order: rlimits, working directory (it may need root's access),
+    bounding set (needs CAP_SETPCAP), ids, remaining capabilities, no_new_privs, other
+    descriptors, and seccomp last, right before execve."""
+    for signum in _FORWARDED:
+        signal.signal(signum, signal.SIG_DFL)
+    apply_rlimits(spec.limits)
+    _change_directory(spec.workdir)
+    capabilities.drop_bounding_capabilities(spec.capabilities)
+    _switch_user(spec.user, spec.id_maps.setgroups_allowed)
+    capabilities.set_process_capabilities(spec.capabilities, spec.user.uid)
+    if spec.no_new_privileges or spec.seccomp_bpf is not None:
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    os.closerange(3, errors_w)
+    os.closerange(errors_w + 1, 65536)
+    program = _find_program(spec.argv[0], spec.env.get("PATH", ""))
+    if spec.seccomp_bpf is not None:
+        load_bpf(spec.seccomp_bpf)
+    try:
+        os.execve(program, spec.argv, spec.env)
+    except OSError as error:
+        code = EXIT_NOT_FOUND if error.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
+        raise _ExecFailure(f"exec {spec.argv[0]}: {error.strerror}", code) from None
+
+
+def _change_directory(workdir: str) -> None:
+    try:
+        os.chdir(workdir or "/")
+    except FileNotFoundError:
+        os.makedirs(workdir, exist_ok=True)  # Docker creates a missing WORKDIR
+        os.chdir(workdir)
+
+
+def _switch_user(user: User, setgroups_allowed: bool) -> None:
+    if setgroups_allowed:
+        os.setgroups(list(user.groups))
+    os.setresgid(user.gid, user.gid, user.gid)
+    os.setresuid(user.uid, user.uid, user.uid)
+
+
+def _find_program(name: str, path: str) -> str:
+    if "/" in name:
+        return name
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise _ExecFailure(f"exec {name}: executable file not found in $PATH", EXIT_NOT_FOUND)
+
+
+def hostname_for(name: str) -> str:
+    return name[:63] or socket.gethostname()
