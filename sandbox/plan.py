@@ -205,7 +205,7 @@ def build_spec(flags: RunFlags, image: Image, loaded: LoadedPolicy) -> RunSpec:
         readonly_paths=() if flags.privileged else sandbox.mounts.readonly_paths,
         tmpfs=[mounts.TmpfsMount(t.path, t.size, t.mode) for t in sandbox.mounts.tmpfs]
         + [_tmpfs_flag(t) for t in flags.tmpfs],
-        binds=[_bind_flag(v) for v in flags.volumes],
+        binds=[_bind_flag(v, id_maps.root_host_uid if os.geteuid() == 0 else None) for v in flags.volumes],
         limits=limits,
         wall_time=sandbox.limits.wall_time,
     )
@@ -237,15 +237,20 @@ def _tmpfs_flag(text: str) -> mounts.TmpfsMount:
     return mounts.TmpfsMount(destination, size, mode)
 
 
-def _bind_flag(volume: str) -> mounts.BindMount:
+def _bind_flag(volume: str, owner: int | None) -> mounts.BindMount:
     source, _, rest = volume.partition(":")
     destination, _, options = rest.partition(":")
     if not source.startswith(("/", ".")):
-        source = str(_volume_path(source))
+        source = str(_volume_path(source, owner))
     return mounts.BindMount(os.path.realpath(source), destination, "ro" in options.split(","))
 
 
-def _volume_path(name: str) -> Path:
+def _volume_path(name: str, owner: int | None) -> Path:
+    """A named volume's folder; when root runs us, owned by the container's mapped root."""
     path = cache_root() / "volumes" / name / "data"
-    path.mkdir(parents=True, exist_ok=True)
+    if not path.is_dir():
+        path.mkdir(parents=True, mode=0o755)
+        if owner is not None:
+            os.chown(path, owner, owner)
+    (cache_root() / "volumes").chmod(0o711)
     return path

@@ -1,0 +1,260 @@
+"""`pysandbox run` for real: real namespaces, a real seccomp filter, the busybox image,
+as root AND as an ordinary user (created here, run through runuser)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
+from tests.conftest import ROOT
+from tests.imagekit import T, make_tar, static_busybox
+
+PYSANDBOX = str(Path(sys.executable).parent / "pysandbox")
+TEST_USER = "sbxtest"
+MODES = ["root", "user"]
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A folder every test user can read: images and policies live here."""
+    if static_busybox() is None:
+        pytest.skip("needs Debian's busybox-static")
+    folder = Path(tempfile.mkdtemp(prefix="pysandbox-tests-"))
+    folder.chmod(0o755)
+    rootfs = folder / "rootfs"
+    subprocess.run([str(ROOT / "examples/busybox/make-rootfs.sh"), str(rootfs)], check=True)
+    base = tar_from_directory(rootfs)
+    (rootfs / "etc/removed-later").write_text("x")
+    layers = [
+        NewLayer(base, "gzip", "COPY rootfs /"),
+        NewLayer(make_tar([T("etc", "dir"), T("etc/removed-later", data=b"gone"), T("etc/kept", data=b"kept\n")]), "zstd", "RUN add"),
+        NewLayer(make_tar([T("etc", "dir"), T("etc/.wh.removed-later")]), "gzip", "RUN rm /etc/removed-later"),
+    ]
+    for name, user in (("busybox-root.tar", "0"), ("busybox-app.tar", "1000:1000")):
+        write_docker_archive(folder / name, NewImage(layers, {"User": user, "Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]}), [f"example/{name}:1"])
+    for name in ("strict", "baseline", "permissive"):
+        text = (ROOT / f"policies/{name}.yaml").read_text().replace("  required: true", "  required: false")
+        (folder / f"{name}-unsigned.yaml").write_text(text)
+    (folder / "strict-with-probe.yaml").write_text(
+        (folder / "strict-unsigned.yaml").read_text().replace("    binds: []", f"    binds: [{{source: {folder}, read_only: true}}]")
+    )
+    (folder / "volumes-allowed.yaml").write_text(
+        (folder / "strict-unsigned.yaml").read_text().replace("    volumes: false", "    volumes: true")
+    )
+    for item in folder.rglob("*"):
+        if not item.is_symlink():
+            item.chmod(item.stat().st_mode | 0o044 | (0o011 if item.is_dir() else 0))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def test_user() -> str:
+    if os.geteuid() != 0:
+        pytest.skip("creating the ordinary test user needs root")
+    try:
+        pwd.getpwnam(TEST_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", TEST_USER], check=True)
+    probe = subprocess.run(["runuser", "-u", TEST_USER, "--", sys.executable, "-c", "import sandbox"], capture_output=True, cwd="/")
+    if probe.returncode != 0:
+        pytest.skip(f"{TEST_USER} cannot run this interpreter ({probe.stderr.decode().strip()[-200:]})")
+    return TEST_USER
+
+
+def command(mode: str, args: list[str], user: str | None) -> list[str]:
+    if mode == "root":
+        if os.geteuid() != 0:
+            pytest.skip("root mode needs root")
+        return [PYSANDBOX, "run", *args]
+    assert user is not None
+    home = pwd.getpwnam(user).pw_dir
+    return ["runuser", "-u", user, "--", "env", f"HOME={home}", "XDG_RUNTIME_DIR=", PYSANDBOX, "run", *args]
+
+
+@pytest.fixture(params=MODES)
+def sandbox(request: pytest.FixtureRequest, world: Path) -> object:
+    mode = request.param
+    user = request.getfixturevalue("test_user") if mode == "user" else None
+
+    def run(*args: str, policy: str = "strict-unsigned.yaml", image: str = "busybox-app.tar", timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
+        full = ["--rm", "--policy", str(world / policy), *args[:-1], str(world / image), "sh", "-c", args[-1]] if args else []
+        return subprocess.run(command(mode, full, user), capture_output=True, text=True, timeout=timeout, cwd="/", **kw)  # type: ignore[call-overload]
+
+    run.mode = mode  # type: ignore[attr-defined]
+    run.user = user  # type: ignore[attr-defined]
+    return run
+
+
+def status(text: str) -> dict[str, str]:
+    return {key: value.strip() for key, _, value in (line.partition(":") for line in text.splitlines()) if value}
+
+
+def test_strict_confines_the_process(sandbox) -> None:  # type: ignore[no-untyped-def]
+    result = sandbox("cat /proc/self/status; cat /proc/self/uid_map")
+    assert result.returncode == 0, result.stderr
+    fields = status(result.stdout)
+    assert (fields["CapEff"], fields["CapBnd"], fields["NoNewPrivs"], fields["Seccomp"]) == ("0000000000000000", "0000000000000000", "1", "2")
+    first_map = [line.split() for line in result.stdout.splitlines() if line.split()[:1] == ["0"]][0]
+    assert first_map[1] != "0"  # container root is not host root
+    expected_host = "100000" if sandbox.mode == "root" else str(pwd.getpwnam(sandbox.user).pw_uid)
+    assert first_map[1] == expected_host
+
+
+def test_only_the_containers_processes_are_visible(sandbox) -> None:  # type: ignore[no-untyped-def]
+    result = sandbox("ps -o pid,comm | tail -n +2")
+    pids = [int(line.split()[0]) for line in result.stdout.splitlines()]
+    assert pids[0] == 1 and len(pids) <= 4, result.stdout
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "mount -t tmpfs none /mnt",
+        "unshare -U true",
+        "unshare -m true",
+        "chroot / true",
+    ],
+)
+def test_privileged_operations_fail(sandbox, attack: str) -> None:  # type: ignore[no-untyped-def]
+    result = sandbox(f"{attack} 2>/dev/null && echo ESCAPED || echo refused")
+    assert result.stdout.strip() == "refused"
+
+
+def test_ptrace_and_keyctl_are_refused_by_the_filter(sandbox, world: Path) -> None:  # type: ignore[no-untyped-def]
+    # busybox has no ptrace or keyctl applet: exercise the syscalls from a tiny static probe
+    if shutil.which("cc") is None:
+        pytest.skip("needs a C compiler for the probe")
+    probe_src = world / "probe.c"
+    probe_src.write_text(
+        "#include <stdio.h>\n#include <errno.h>\n#include <unistd.h>\n#include <sys/syscall.h>\n"
+        "int main(void){long r1=syscall(SYS_ptrace,16,1,0,0);int e1=errno;long r2=syscall(SYS_keyctl,0,0,0,0,0);int e2=errno;"
+        "printf(\"ptrace=%ld/%d keyctl=%ld/%d\\n\",r1,e1,r2,e2);return 0;}\n"
+    )
+    probe = world / "probe"
+    if not probe.exists():
+        subprocess.run(["cc", "-static", "-O2", "-o", str(probe), str(probe_src)], check=True)
+        probe.chmod(0o755)
+    # strict plus one read-only bind of the probe's folder (strict itself allows none)
+    run = sandbox("-v", f"{world}:/probe:ro", "/probe/probe", policy="strict-with-probe.yaml")
+    assert "ptrace=-1/1 " in run.stdout and "keyctl=-1/1" in run.stdout, run.stdout + run.stderr
+
+
+def test_only_loopback_exists_and_masked_paths_read_empty(sandbox) -> None:  # type: ignore[no-untyped-def]
+    result = sandbox("ls /sys/class/net; wc -c < /proc/keys; echo x > /proc/sys/kernel/hostname 2>/dev/null || echo ro")
+    lines = result.stdout.split()
+    assert lines[0] == "lo" and lines[1] == "0" and lines[2] == "ro", result.stdout
+
+
+def test_root_is_read_only_and_tmp_is_writable(sandbox) -> None:  # type: ignore[no-untyped-def]
+    result = sandbox("touch /x 2>/dev/null && echo root-writable; touch /tmp/y && echo tmp-writable")
+    assert result.stdout.strip() == "tmp-writable"
+
+
+def test_whiteouts_of_later_layers_apply(sandbox) -> None:  # type: ignore[no-untyped-def]
+    result = sandbox("cat /etc/kept; test -e /etc/removed-later && echo present || echo absent")
+    assert result.stdout.split() == ["kept", "absent"]
+
+
+def test_a_write_in_one_rm_run_is_gone_in_the_next(sandbox) -> None:  # type: ignore[no-untyped-def]
+    first = sandbox("echo data > /tmp/file && cat /tmp/file", policy="baseline-unsigned.yaml")
+    assert first.stdout.strip() == "data", first.stderr
+    second = sandbox("cat /tmp/file 2>&1 || true", policy="baseline-unsigned.yaml")
+    assert "No such file" in second.stdout
+
+
+def test_a_named_volume_survives_runs(sandbox) -> None:  # type: ignore[no-untyped-def]
+    name = f"vol-{os.getpid()}-{sandbox.mode}"
+    write = sandbox("-v", f"{name}:/data", "echo kept > /data/f", policy="volumes-allowed.yaml", image="busybox-root.tar")
+    assert write.returncode == 0, write.stderr
+    read = sandbox("-v", f"{name}:/data", "cat /data/f", policy="volumes-allowed.yaml", image="busybox-root.tar")
+    assert read.stdout.strip() == "kept"
+
+
+def test_a_fork_bomb_stops_at_the_pids_limit(sandbox) -> None:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    result = sandbox("--pids-limit", "32", "while true; do sleep 30 & done", timeout=60)
+    assert "Resource temporarily unavailable" in result.stderr and result.returncode != 0
+    assert time.monotonic() - started < 20  # stopped by the limit, and the sleeps died with PID 1
+
+
+def test_zombies_are_reaped(sandbox) -> None:  # type: ignore[no-untyped-def]
+    result = sandbox("(sh -c 'sleep 0.1 &' &); sleep 0.5; ps -o stat,comm | grep -c '^Z' || true")
+    assert result.stdout.strip().splitlines()[-1] == "0"
+
+
+def test_exit_codes_propagate(sandbox) -> None:  # type: ignore[no-untyped-def]
+    assert sandbox("exit 3").returncode == 3
+    assert sandbox("kill -9 $$").returncode == 137
+    assert sandbox("/no/such/program").returncode == 127
+
+
+def test_sigterm_reaches_the_process(sandbox, world: Path) -> None:  # type: ignore[no-untyped-def]
+    full = ["--rm", "--policy", str(world / "strict-unsigned.yaml"), str(world / "busybox-app.tar"), "sh", "-c", "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.1; done"]
+    process = subprocess.Popen(command(sandbox.mode, full, sandbox.user), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    target = process.pid if sandbox.mode == "root" else _pysandbox_below(process.pid)
+    os.kill(target, signal.SIGTERM)
+    out, _ = process.communicate(timeout=20)
+    assert "got-term" in out and process.returncode == 42
+
+
+def test_baseline_grants_dockers_default_capabilities(sandbox) -> None:  # type: ignore[no-untyped-def]
+    result = sandbox("grep CapEff /proc/self/status", policy="baseline-unsigned.yaml", image="busybox-root.tar")
+    assert status(result.stdout)["CapEff"] == "00000000a80425fb", result.stderr
+
+
+def test_loosening_flags_are_refused_with_the_policy_line(sandbox, world: Path) -> None:  # type: ignore[no-untyped-def]
+    for flags, words in (
+        (["--privileged"], "--privileged is refused"),
+        (["--pid", "host"], "--pid host is refused"),
+        (["--network", "host"], "--network host is refused"),
+        (["--cap-add", "SYS_ADMIN"], "--cap-add SYS_ADMIN is refused"),
+        (["-v", "/:/host"], "-v /:/host is refused"),
+        (["--security-opt", "seccomp=unconfined"], "--security-opt seccomp=unconfined is refused"),
+    ):
+        result = sandbox(*flags, "true")
+        assert result.returncode == 125, flags
+        assert words in result.stderr and "strict-unsigned.yaml:" in result.stderr, result.stderr
+
+
+def test_the_host_is_unchanged_afterwards(sandbox, world: Path) -> None:  # type: ignore[no-untyped-def]
+    def ours() -> tuple[int, list[str]]:
+        mounts = Path("/proc/self/mountinfo").read_text().count("pysandbox")
+        processes = [p for p in os.listdir("/proc") if p.isdigit() and str(world) in _cmdline(p)]
+        return mounts, processes
+
+    before = ours()
+    result = sandbox("sleep 30 & sleep 30 & echo started")
+    assert result.stdout.strip() == "started"
+    time.sleep(0.2)
+    assert ours() == before  # no mount left on the host, and the sleeps died with the container
+
+
+def _pysandbox_below(pid: int) -> int:
+    """The pysandbox process under runuser (and env, which execs it)."""
+    for _ in range(50):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            if "pysandbox" in _cmdline(child):
+                return int(child)
+        time.sleep(0.05)
+    raise AssertionError("pysandbox did not start under runuser")
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
