@@ -69,7 +69,7 @@ def plan_id_maps(policy: IdMapping) -> IdMaps:
     sub_uid, sub_gid = _subordinate("/etc/subuid", user, uid), _subordinate("/etc/subgid", user, uid)
     if sub_uid is None or sub_gid is None:
         return IdMaps(own_uid, own_gid, via_helpers=False)
-    return IdMaps(own_uid + (sub_uid,), own_gid + (sub_gid,), via_helpers=True)
+    return IdMaps((*own_uid, sub_uid), (*own_gid, sub_gid), via_helpers=True)
 
 
 def write_id_maps(pid: int, maps: IdMaps) -> None:

@@ -5,6 +5,7 @@ inside the root, so a symlink in the image cannot redirect a mount onto the host
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,10 +87,8 @@ def mount_dev(root: Path) -> None:
         "shm", str(dev / "shm"), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "mode=1777,size=65536k"
     )
     (dev / "mqueue").mkdir()
-    try:
+    with contextlib.suppress(OSError):  # needs an ipc namespace of our own
         linux.mount("mqueue", str(dev / "mqueue"), "mqueue", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
-    except OSError:
-        pass  # needs an ipc namespace of our own
     for link, target in (
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),

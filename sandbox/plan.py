@@ -12,7 +12,7 @@ from pathlib import Path
 
 from images import Image
 from policies.loader import LoadedPolicy
-from policies.model import granted_capabilities
+from policies.model import Limits, granted_capabilities
 from policies.values import normalize_capability, parse_size
 from sandbox import capabilities, mounts
 from sandbox.idmap import plan_id_maps
@@ -94,7 +94,7 @@ def check_flags(flags: RunFlags, loaded: LoadedPolicy) -> None:
             raise Refused(f"--security-opt {option}: unsupported option (seccomp=PROFILE, no-new-privileges)")
     for volume in flags.volumes:
         _check_volume(volume, loaded, refuse)
-    _check_limit(flags.memory and parse_size(flags.memory), sandbox.limits.memory, "--memory", loaded)
+    _check_limit(parse_size(flags.memory) if flags.memory else None, sandbox.limits.memory, "--memory", loaded)
     _check_limit(flags.pids_limit, sandbox.limits.pids, "--pids-limit", loaded)
     _check_limit(flags.cpus, sandbox.limits.cpus, "--cpus", loaded)
 
@@ -211,7 +211,7 @@ def build_spec(flags: RunFlags, image: Image, loaded: LoadedPolicy) -> RunSpec:
     )
 
 
-def _with_flag_limits(limits: object, flags: RunFlags) -> object:
+def _with_flag_limits(limits: Limits, flags: RunFlags) -> Limits:
     from dataclasses import replace
 
     changes: dict[str, object] = {}
@@ -221,7 +221,7 @@ def _with_flag_limits(limits: object, flags: RunFlags) -> object:
         changes["pids"] = flags.pids_limit
     if flags.cpus is not None:
         changes["cpus"] = flags.cpus
-    return replace(limits, **changes)  # type: ignore[type-var]
+    return replace(limits, **changes)
 
 
 def _tmpfs_flag(text: str) -> mounts.TmpfsMount:

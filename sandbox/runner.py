@@ -11,6 +11,7 @@ Every step that fails reports one sentence through a pipe to the monitor, which 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -113,10 +114,8 @@ def _monitor_setup(pid: int, spec: RunSpec, ready_r: int, maps_w: int) -> int:
 def _forward_signals(init_pid: int) -> list[int]:
     def forward(signum: int, _frame: object) -> None:
         if init_pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(init_pid, signum)
-            except ProcessLookupError:
-                pass
 
     for signum in _FORWARDED:
         signal.signal(signum, forward)
@@ -158,7 +157,7 @@ def _guarded(errors_w: int, step: object) -> None:
     except _ExecFailure as failure:
         os.write(errors_w, str(failure).encode())
         code = failure.code
-    except BaseException as error:  # noqa: BLE001 - a child must never unwind into the parent's code
+    except BaseException as error:
         text = f"{type(error).__name__}: {error}" if not isinstance(error, OSError) else str(error.strerror or error)
         os.write(errors_w, text.encode())
     finally:
@@ -240,10 +239,8 @@ def _reap_until(command: int) -> None:
     """PID 1: reap every zombie, forward signals to the command, exit as it exits."""
 
     def forward(signum: int, _frame: object) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(command, signum)
-        except ProcessLookupError:
-            pass
 
     for signum in _FORWARDED:
         signal.signal(signum, forward)

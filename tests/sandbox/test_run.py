@@ -38,16 +38,26 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (rootfs / "etc/removed-later").write_text("x")
     layers = [
         NewLayer(base, "gzip", "COPY rootfs /"),
-        NewLayer(make_tar([T("etc", "dir"), T("etc/removed-later", data=b"gone"), T("etc/kept", data=b"kept\n")]), "zstd", "RUN add"),
+        NewLayer(
+            make_tar([T("etc", "dir"), T("etc/removed-later", data=b"gone"), T("etc/kept", data=b"kept\n")]),
+            "zstd",
+            "RUN add",
+        ),
         NewLayer(make_tar([T("etc", "dir"), T("etc/.wh.removed-later")]), "gzip", "RUN rm /etc/removed-later"),
     ]
     for name, user in (("busybox-root.tar", "0"), ("busybox-app.tar", "1000:1000")):
-        write_docker_archive(folder / name, NewImage(layers, {"User": user, "Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]}), [f"example/{name}:1"])
+        write_docker_archive(
+            folder / name,
+            NewImage(layers, {"User": user, "Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]}),
+            [f"example/{name}:1"],
+        )
     for name in ("strict", "baseline", "permissive"):
         text = (ROOT / f"policies/{name}.yaml").read_text().replace("  required: true", "  required: false")
         (folder / f"{name}-unsigned.yaml").write_text(text)
     (folder / "strict-with-probe.yaml").write_text(
-        (folder / "strict-unsigned.yaml").read_text().replace("    binds: []", f"    binds: [{{source: {folder}, read_only: true}}]")
+        (folder / "strict-unsigned.yaml")
+        .read_text()
+        .replace("    binds: []", f"    binds: [{{source: {folder}, read_only: true}}]")
     )
     (folder / "volumes-allowed.yaml").write_text(
         (folder / "strict-unsigned.yaml").read_text().replace("    volumes: false", "    volumes: true")
@@ -67,7 +77,9 @@ def test_user() -> str:
         pwd.getpwnam(TEST_USER)
     except KeyError:
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", TEST_USER], check=True)
-    probe = subprocess.run(["runuser", "-u", TEST_USER, "--", sys.executable, "-c", "import sandbox"], capture_output=True, cwd="/")
+    probe = subprocess.run(
+        ["runuser", "-u", TEST_USER, "--", sys.executable, "-c", "import sandbox"], capture_output=True, cwd="/"
+    )
     if probe.returncode != 0:
         pytest.skip(f"{TEST_USER} cannot run this interpreter ({probe.stderr.decode().strip()[-200:]})")
     return TEST_USER
@@ -88,8 +100,18 @@ def sandbox(request: pytest.FixtureRequest, world: Path) -> object:
     mode = request.param
     user = request.getfixturevalue("test_user") if mode == "user" else None
 
-    def run(*args: str, policy: str = "strict-unsigned.yaml", image: str = "busybox-app.tar", timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
-        full = ["--rm", "--policy", str(world / policy), *args[:-1], str(world / image), "sh", "-c", args[-1]] if args else []
+    def run(
+        *args: str,
+        policy: str = "strict-unsigned.yaml",
+        image: str = "busybox-app.tar",
+        timeout: float = 60,
+        **kw: object,
+    ) -> subprocess.CompletedProcess[str]:
+        full = (
+            ["--rm", "--policy", str(world / policy), *args[:-1], str(world / image), "sh", "-c", args[-1]]
+            if args
+            else []
+        )
         return subprocess.run(command(mode, full, user), capture_output=True, text=True, timeout=timeout, cwd="/", **kw)  # type: ignore[call-overload]
 
     run.mode = mode  # type: ignore[attr-defined]
@@ -105,8 +127,13 @@ def test_strict_confines_the_process(sandbox) -> None:  # type: ignore[no-untype
     result = sandbox("cat /proc/self/status; cat /proc/self/uid_map")
     assert result.returncode == 0, result.stderr
     fields = status(result.stdout)
-    assert (fields["CapEff"], fields["CapBnd"], fields["NoNewPrivs"], fields["Seccomp"]) == ("0000000000000000", "0000000000000000", "1", "2")
-    first_map = [line.split() for line in result.stdout.splitlines() if line.split()[:1] == ["0"]][0]
+    assert (fields["CapEff"], fields["CapBnd"], fields["NoNewPrivs"], fields["Seccomp"]) == (
+        "0000000000000000",
+        "0000000000000000",
+        "1",
+        "2",
+    )
+    first_map = next(line.split() for line in result.stdout.splitlines() if line.split()[:1] == ["0"])
     assert first_map[1] != "0"  # container root is not host root
     expected_host = "100000" if sandbox.mode == "root" else str(pwd.getpwnam(sandbox.user).pw_uid)
     assert first_map[1] == expected_host
@@ -140,7 +167,7 @@ def test_ptrace_and_keyctl_are_refused_by_the_filter(sandbox, world: Path) -> No
     probe_src.write_text(
         "#include <stdio.h>\n#include <errno.h>\n#include <unistd.h>\n#include <sys/syscall.h>\n"
         "int main(void){long r1=syscall(SYS_ptrace,16,1,0,0);int e1=errno;long r2=syscall(SYS_keyctl,0,0,0,0,0);int e2=errno;"
-        "printf(\"ptrace=%ld/%d keyctl=%ld/%d\\n\",r1,e1,r2,e2);return 0;}\n"
+        'printf("ptrace=%ld/%d keyctl=%ld/%d\\n",r1,e1,r2,e2);return 0;}\n'
     )
     probe = world / "probe"
     if not probe.exists():
@@ -176,7 +203,9 @@ def test_a_write_in_one_rm_run_is_gone_in_the_next(sandbox) -> None:  # type: ig
 
 def test_a_named_volume_survives_runs(sandbox) -> None:  # type: ignore[no-untyped-def]
     name = f"vol-{os.getpid()}-{sandbox.mode}"
-    write = sandbox("-v", f"{name}:/data", "echo kept > /data/f", policy="volumes-allowed.yaml", image="busybox-root.tar")
+    write = sandbox(
+        "-v", f"{name}:/data", "echo kept > /data/f", policy="volumes-allowed.yaml", image="busybox-root.tar"
+    )
     assert write.returncode == 0, write.stderr
     read = sandbox("-v", f"{name}:/data", "cat /data/f", policy="volumes-allowed.yaml", image="busybox-root.tar")
     assert read.stdout.strip() == "kept"
@@ -201,8 +230,18 @@ def test_exit_codes_propagate(sandbox) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_sigterm_reaches_the_process(sandbox, world: Path) -> None:  # type: ignore[no-untyped-def]
-    full = ["--rm", "--policy", str(world / "strict-unsigned.yaml"), str(world / "busybox-app.tar"), "sh", "-c", "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.1; done"]
-    process = subprocess.Popen(command(sandbox.mode, full, sandbox.user), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    full = [
+        "--rm",
+        "--policy",
+        str(world / "strict-unsigned.yaml"),
+        str(world / "busybox-app.tar"),
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.1; done",
+    ]
+    process = subprocess.Popen(
+        command(sandbox.mode, full, sandbox.user), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/"
+    )
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "ready"
     target = process.pid if sandbox.mode == "root" else _pysandbox_below(process.pid)
