@@ -212,16 +212,14 @@ def build_spec(flags: RunFlags, image: Image, loaded: LoadedPolicy) -> RunSpec:
 
 
 def _with_flag_limits(limits: Limits, flags: RunFlags) -> Limits:
+    """The policy's limits, lowered by --memory, --pids-limit and --cpus (check_flags has
+    already refused any that would raise them)."""
     from dataclasses import replace
 
-    changes: dict[str, object] = {}
-    if flags.memory:
-        changes["memory"] = parse_size(flags.memory)
-    if flags.pids_limit is not None:
-        changes["pids"] = flags.pids_limit
-    if flags.cpus is not None:
-        changes["cpus"] = flags.cpus
-    return replace(limits, **changes)
+    memory = parse_size(flags.memory) if flags.memory else limits.memory
+    pids = flags.pids_limit if flags.pids_limit is not None else limits.pids
+    cpus = flags.cpus if flags.cpus is not None else limits.cpus
+    return replace(limits, memory=memory, pids=pids, cpus=cpus)
 
 
 def _tmpfs_flag(text: str) -> mounts.TmpfsMount:

@@ -142,7 +142,7 @@ def _describe(spec: object) -> str:
     lines = [
         f"command:      {spec.argv} as uid {spec.user.uid} gid {spec.user.gid} in {spec.workdir}",
         f"namespaces:   {', '.join(spec.namespaces)}",
-        f"id mapping:   {spec.id_maps.describe()} ({'via newuidmap' if spec.id_maps.via_helpers else 'written directly'})",
+        f"id mapping:   {spec.id_maps.describe()} ({'newuidmap' if spec.id_maps.via_helpers else 'written directly'})",
         f"root:         overlay over {spec.lower}{' (read-only)' if spec.read_only_rootfs else ''}",
         f"network:      {spec.network}",
         f"capabilities: {spec.capabilities:#018x}",
