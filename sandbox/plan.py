@@ -12,7 +12,7 @@ from pathlib import Path
 
 from images import Image
 from policies.loader import LoadedPolicy
-from policies.model import Limits, granted_capabilities
+from policies.model import Limits, Size, granted_capabilities
 from policies.values import normalize_capability, parse_size
 from sandbox import capabilities, mounts
 from sandbox.idmap import plan_id_maps
@@ -216,7 +216,7 @@ def _with_flag_limits(limits: Limits, flags: RunFlags) -> Limits:
     already refused any that would raise them)."""
     from dataclasses import replace
 
-    memory = parse_size(flags.memory) if flags.memory else limits.memory
+    memory = Size(parse_size(flags.memory) or 0) if flags.memory else limits.memory
     pids = flags.pids_limit if flags.pids_limit is not None else limits.pids
     cpus = flags.cpus if flags.cpus is not None else limits.cpus
     return replace(limits, memory=memory, pids=pids, cpus=cpus)
