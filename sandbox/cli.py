@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sandbox import image_cmd, policy_cmd, seccomp_cmd
+from sandbox import image_cmd, policy_cmd, seccomp_cmd, volume_cmd
 from sandbox.clikit import ExitWith, run_app, version_option
 
 EXIT_SETUP_FAILED = 125  # Docker's convention: the sandbox itself could not do it
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.add_typer(image_cmd.app, name="image")
 app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(seccomp_cmd.app, name="seccomp")
+app.add_typer(volume_cmd.app, name="volume")
 
 
 @app.callback()

@@ -246,9 +246,8 @@ def _bind_flag(volume: str, owner: int | None) -> mounts.BindMount:
 def _volume_path(name: str, owner: int | None) -> Path:
     """A named volume's folder; when root runs us, owned by the container's mapped root."""
     path = cache_root() / "volumes" / name / "data"
-    if not path.is_dir():
-        path.mkdir(parents=True, mode=0o755)
-        if owner is not None:
-            os.chown(path, owner, owner)
+    path.mkdir(parents=True, mode=0o755, exist_ok=True)
+    if owner is not None and path.stat().st_uid == 0 and not any(path.iterdir()):
+        os.chown(path, owner, owner)  # made by `volume create` or just now: hand it to container root
     (cache_root() / "volumes").chmod(0o711)
     return path

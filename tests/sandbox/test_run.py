@@ -209,6 +209,9 @@ def test_a_named_volume_survives_runs(sandbox) -> None:  # type: ignore[no-untyp
     assert write.returncode == 0, write.stderr
     read = sandbox("-v", f"{name}:/data", "cat /data/f", policy="volumes-allowed.yaml", image="busybox-root.tar")
     assert read.stdout.strip() == "kept"
+    prefix = command(sandbox.mode, [], sandbox.user)[:-1]  # the same user, `pysandbox` without `run`
+    removed = subprocess.run([*prefix, "volume", "rm", name], capture_output=True, text=True, cwd="/")
+    assert removed.returncode == 0, removed.stderr
 
 
 def test_a_fork_bomb_stops_at_the_pids_limit(sandbox) -> None:  # type: ignore[no-untyped-def]
