@@ -16,7 +16,9 @@ from sandbox.rootfs import cache_root
 EXIT_SETUP_FAILED = 125
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
-app = typer.Typer(help="Named volumes that persist across runs (-v NAME:/path).", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(
+    help="Named volumes that persist across runs (-v NAME:/path).", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 def _folder(name: str) -> Path:
