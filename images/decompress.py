@@ -78,9 +78,7 @@ class _GzipReader:
 
 class _ZstdReader:
     def __init__(self, raw: Readable, label: str) -> None:
-        self._reader = zstandard.ZstdDecompressor().stream_reader(
-            cast(IO[bytes], raw), read_across_frames=True
-        )
+        self._reader = zstandard.ZstdDecompressor().stream_reader(cast(IO[bytes], raw), read_across_frames=True)
         self._label = label
 
     def read(self, n: int = -1) -> bytes:

@@ -63,8 +63,7 @@ class VerifyingReader:
             self._count += len(chunk)
             if self._size is not None and self._count > self._size:
                 raise ImageError(
-                    f"{self._label}: blob {self._digest} is larger than the {self._size} bytes "
-                    "its descriptor declares"
+                    f"{self._label}: blob {self._digest} is larger than the {self._size} bytes its descriptor declares"
                 )
             self._hash.update(chunk)
         elif not self.verified and (n is None or n != 0):
@@ -80,8 +79,7 @@ class VerifyingReader:
     def _check(self) -> None:
         if self._size is not None and self._count != self._size:
             raise ImageError(
-                f"{self._label}: blob {self._digest} has {self._count} bytes, "
-                f"its descriptor declares {self._size}"
+                f"{self._label}: blob {self._digest} has {self._count} bytes, its descriptor declares {self._size}"
             )
         actual = self._hash.hexdigest()
         if actual != self._digest.hex:

@@ -10,6 +10,7 @@ changed. Whiteouts and opaque directories are applied as the OCI image spec says
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -143,10 +144,8 @@ class _RootResolver:
 
 
 def _mkdir_missing(name: str, parent_fd: int) -> None:
-    try:
+    with contextlib.suppress(FileExistsError):
         os.mkdir(name, 0o755, dir_fd=parent_fd)
-    except FileExistsError:
-        pass
 
 
 class _Unpacker:
@@ -215,15 +214,12 @@ class _Unpacker:
         source_parent_path, _, source_name = entry.link.rpartition("/")
         source_parent = self.resolver.directory(source_parent_path, False, label)
         if source_parent is None or _lstat(source_name, source_parent) is None:
-            raise ImageError(
-                f"{label}: hard link /{entry.path} -> /{entry.link}: the target is not in the image"
-            )
+            raise ImageError(f"{label}: hard link /{entry.path} -> /{entry.link}: the target is not in the image")
         try:
             os.link(source_name, name, src_dir_fd=source_parent, dst_dir_fd=parent, follow_symlinks=False)
         except PermissionError:
             raise ImageError(
-                f"{label}: hard link /{entry.path} -> /{entry.link}: the target cannot be linked "
-                "(a directory?)"
+                f"{label}: hard link /{entry.path} -> /{entry.link}: the target cannot be linked (a directory?)"
             ) from None
         self.report.hardlinks += 1
 

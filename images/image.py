@@ -157,9 +157,7 @@ def _open_oci(source: str, store: BlobStore, layout: str, ref: str | None, wante
         for i, item in enumerate(as_list(index.get("manifests", []), "index.json manifests"))
     ]
     chosen = _choose_by_reference(store, entries, ref)
-    references = sorted(
-        {name for entry in entries if entry.digest == chosen.digest for name in _names(entry)}
-    )
+    references = sorted({name for entry in entries if entry.digest == chosen.digest for name in _names(entry)})
     return _resolve_descriptor(source, store, layout, chosen, references, wanted, None, 0)
 
 
@@ -204,9 +202,7 @@ def _resolve_descriptor(
             for i, item in enumerate(as_list(doc.get("manifests", []), f"{where} manifests"))
         ]
         chosen = _choose_platform(store, entries, wanted or DEFAULT_PLATFORM)
-        return _resolve_descriptor(
-            source, store, layout, chosen, references, wanted, descriptor.digest, depth + 1
-        )
+        return _resolve_descriptor(source, store, layout, chosen, references, wanted, descriptor.digest, depth + 1)
     if descriptor.media_type not in mediatypes.MANIFEST_TYPES and descriptor.media_type:
         raise ImageError(
             f"{store.label}: {descriptor.digest} has media type {descriptor.media_type!r}, "
@@ -285,9 +281,7 @@ def _image_from_manifest(
 
 def _check_diff_id_count(where: str, config: ImageConfig, layer_count: int) -> None:
     if len(config.diff_ids) != layer_count:
-        raise ImageError(
-            f"{where}: {layer_count} layers but the config lists {len(config.diff_ids)} diff_ids"
-        )
+        raise ImageError(f"{where}: {layer_count} layers but the config lists {len(config.diff_ids)} diff_ids")
 
 
 def _check_platform(store: BlobStore, wanted: Platform | None, actual: Platform) -> None:
@@ -303,9 +297,7 @@ def _open_docker_legacy(source: str, store: BlobStore, ref: str | None, wanted: 
     entries = as_list(load_json_object_or_list(read_document(store, "manifest.json"), where), where)
     entry = _choose_legacy_entry(where, entries, ref)
     config_path = opt_str(entry, "Config", where)
-    layer_paths = [
-        as_str(item, f"{where} Layers") for item in as_list(entry.get("Layers", []), f"{where} Layers")
-    ]
+    layer_paths = [as_str(item, f"{where} Layers") for item in as_list(entry.get("Layers", []), f"{where} Layers")]
     config_bytes = read_document(store, config_path)
     config_digest = digest_bytes(config_bytes)
     _check_named_digest(store, config_path, config_digest)
@@ -405,8 +397,7 @@ def _synthesize_manifest(config_digest: Digest, config_size: int, layers: list[L
             "digest": str(config_digest),
         },
         "layers": [
-            {"mediaType": layer.media_type, "size": layer.size, "digest": str(layer.digest)}
-            for layer in layers
+            {"mediaType": layer.media_type, "size": layer.size, "digest": str(layer.digest)} for layer in layers
         ],
     }
     return json.dumps(manifest, separators=(",", ":")).encode()

@@ -160,8 +160,7 @@ def walk_layer(image: Image, layer: Layer, budget: ByteBudget | None = None) -> 
     verified when the walk ends; a mismatch raises ImageError naming the layer."""
     budget = budget or ByteBudget()
     label = f"{image.store.label}: {layer.label}"
-    raw = image.store.open(layer.location)
-    try:
+    with image.store.open(layer.location) as raw:
         blob = VerifyingReader(raw, layer.digest, layer.size, label)
         plain = decompressing_reader(blob, layer.compression, budget, label)
         checked: Readable = plain
@@ -172,24 +171,21 @@ def walk_layer(image: Image, layer: Layer, budget: ByteBudget | None = None) -> 
         yield from _members(checked, label)
         (diff or blob).drain()
         blob.drain()
-    finally:
-        raw.close()
 
 
 def _members(stream: Readable, label: str) -> Iterator[LayerMember]:
     try:
-        archive = tarfile.open(
+        with tarfile.open(
             fileobj=cast(IO[bytes], stream),
             mode="r|",
             bufsize=_TAR_BUFFER,
             tarinfo=_BoundedTarInfo,
             encoding="utf-8",
             errors="surrogateescape",
-        )
-        with archive:
+        ) as archive:
             last: tarfile.TarInfo | None = None
             while (info := _next_member(archive, last)) is not None:
-                archive.members.clear()  # stream mode would otherwise keep every header
+                archive.members.clear()  # type: ignore[attr-defined]  # stream mode keeps every header otherwise
                 last = info
                 entry = _entry_from(info, label)
                 if entry is not None:

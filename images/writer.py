@@ -76,8 +76,7 @@ class Blobs:
 
 def config_document(image: NewImage) -> dict[str, Any]:
     history = [
-        {"created": image.created, "created_by": layer.created_by or "pysandbox image build"}
-        for layer in image.layers
+        {"created": image.created, "created_by": layer.created_by or "pysandbox image build"} for layer in image.layers
     ]
     document: dict[str, Any] = {
         "created": image.created,
@@ -101,8 +100,7 @@ def add_image(blobs: Blobs, image: NewImage) -> dict[str, Any]:
         mediatypes.DOCKER_CONFIG if docker else mediatypes.OCI_CONFIG,
     )
     layers = [
-        blobs.add(compress(layer.tar, layer.compression), layer_types[layer.compression])
-        for layer in image.layers
+        blobs.add(compress(layer.tar, layer.compression), layer_types[layer.compression]) for layer in image.layers
     ]
     manifest_type = mediatypes.DOCKER_MANIFEST if docker else mediatypes.OCI_MANIFEST
     manifest = {"schemaVersion": 2, "mediaType": manifest_type, "config": config, "layers": layers}
@@ -135,9 +133,7 @@ def _layout_files(blobs: Blobs, tagged: list[tuple[str | None, dict[str, Any]]])
         entries.append(entry)
     files = {
         "oci-layout": _canonical({"imageLayoutVersion": "1.0.0"}),
-        "index.json": _canonical(
-            {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries}
-        ),
+        "index.json": _canonical({"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries}),
     }
     for digest, data in blobs.data.items():
         files[f"blobs/{digest.algorithm}/{digest.hex}"] = data
@@ -164,9 +160,7 @@ def _image_or_index(blobs: Blobs, images: list[NewImage]) -> dict[str, Any]:
     return add_image(blobs, images[0]) if len(images) == 1 else add_index(blobs, images)
 
 
-def write_docker_archive(
-    target: Path, image: NewImage, repo_tags: list[str], oci_inside: bool = False
-) -> None:
+def write_docker_archive(target: Path, image: NewImage, repo_tags: list[str], oci_inside: bool = False) -> None:
     """`docker save` output: the legacy layout, or (oci_inside) Docker 25+'s, which is an
     OCI layout plus the legacy manifest.json pointing into blobs/."""
     if oci_inside:
@@ -208,9 +202,7 @@ def write_docker_archive(
         files[name] = compress(layer.tar, layer.compression)
         files[f"{layer_id}/VERSION"] = b"1.0"
         layer_names.append(name)
-    files["manifest.json"] = _canonical(
-        [{"Config": config_name, "RepoTags": repo_tags, "Layers": layer_names}]
-    )
+    files["manifest.json"] = _canonical([{"Config": config_name, "RepoTags": repo_tags, "Layers": layer_names}])
     write_tar(target, files.items())
 
 

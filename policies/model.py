@@ -61,7 +61,9 @@ class SigningPolicy:
     required: bool = spec("Refuse images without a verifying signature.", "false", False)
     # Whom to trust is for a reviewer to judge, not a loosening: strict itself trusts no one yet.
     identities: tuple[Identity, ...] = spec("Keyless signers that are trusted.", "review", default_factory=tuple)
-    keys: tuple[str, ...] = spec("Public key files (PEM), relative to the policy file.", "review", default_factory=tuple)
+    keys: tuple[str, ...] = spec(
+        "Public key files (PEM), relative to the policy file.", "review", default_factory=tuple
+    )
     trusted_root: str | None = spec("A Sigstore trusted_root.json, relative to the policy file.")
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
 import subprocess
 import sys
+import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,7 +54,14 @@ def run_in_runc(bundle: Path, config: dict[str, object], tmp_path: Path) -> subp
 
 
 def test_the_exported_strict_config_runs_busybox_under_runc_confined(busybox_rootfs: Path, tmp_path: Path) -> None:
-    config = oci_config(load_policy("strict").policy, args=("/bin/sh", "-c", "cat /proc/self/status /proc/self/uid_map; touch /x 2>&1; touch /tmp/ok && echo tmp-writable"))
+    config = oci_config(
+        load_policy("strict").policy,
+        args=(
+            "/bin/sh",
+            "-c",
+            "cat /proc/self/status /proc/self/uid_map; touch /x 2>&1; touch /tmp/ok && echo tmp-writable",
+        ),
+    )
     result = run_in_runc(busybox_rootfs, config, tmp_path)
     assert result.returncode == 0, result.stderr
     status = status_fields(result.stdout)
@@ -112,7 +119,9 @@ def test_kubernetes_security_context_says_what_the_policy_says() -> None:
 
 
 def test_export_command_writes_stdout_or_a_directory(tmp_path: Path) -> None:
-    out = subprocess.run([BIN / "pysandbox", "policy", "export", "strict", "--to", "oci"], capture_output=True, text=True)
+    out = subprocess.run(
+        [BIN / "pysandbox", "policy", "export", "strict", "--to", "oci"], capture_output=True, text=True
+    )
     assert out.returncode == 0 and json.loads(out.stdout)["process"]["noNewPrivileges"] is True
     written = subprocess.run(
         [BIN / "pysandbox", "policy", "export", "strict", "--to", "kubernetes", "--output", str(tmp_path / "k8s")],
