@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from policies.model import IdMapping
+if TYPE_CHECKING:  # the warm path of `run` must not import the policy model
+    from policies.model import IdMapping
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ def plan_id_maps(policy: IdMapping) -> IdMaps:
 def write_id_maps(pid: int, maps: IdMaps) -> None:
     """Map the user namespace that process `pid` has just created."""
     if maps.via_helpers:
+        import subprocess
+
         for tool, ranges in (("newuidmap", maps.uids), ("newgidmap", maps.gids)):
             args = [str(n) for r in ranges for n in (r.container, r.host, r.size)]
             done = subprocess.run([tool, str(pid), *args], capture_output=True, text=True)

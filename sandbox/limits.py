@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import resource
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from policies.model import Limits
+if TYPE_CHECKING:  # the warm path of `run` must not import the policy model
+    from policies.model import Limits
 
 
 @dataclass(frozen=True)

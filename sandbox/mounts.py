@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,3 +182,26 @@ def pivot(root: Path) -> None:
 
 def remount_root_read_only() -> None:
     linux.mount("none", "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+
+
+def mount_overlay(lower: Path, state: Path, target: Path) -> str:
+    """Mount the container root at `target` (inside our user and mount namespaces): an
+    overlay whose upper directory takes every write, so writes never reach the cached lower
+    directory; where overlay cannot be mounted, a private copy. Returns which."""
+    upper, work = state / "upper", state / "work"
+    for folder in (upper, work, target):
+        folder.mkdir(exist_ok=True)
+    shutil.copystat(lower, upper)
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    try:
+        linux.mount("overlay", str(target), "overlay", 0, options + ",userxattr")
+        return "overlay"
+    except OSError:
+        pass
+    try:
+        linux.mount("overlay", str(target), "overlay", 0, options)
+        return "overlay"
+    except OSError:
+        shutil.copytree(lower, upper / "copy", symlinks=True)
+        linux.mount(str(upper / "copy"), str(target), None, linux.MS_BIND | linux.MS_REC)
+        return "copy"

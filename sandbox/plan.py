@@ -17,6 +17,7 @@ from policies.values import normalize_capability, parse_size
 from sandbox import capabilities, mounts
 from sandbox.idmap import plan_id_maps
 from sandbox.limits import plan_limits
+from sandbox.plan_light import tmpfs_flag
 from sandbox.process import command_line, environment, resolve_user
 from sandbox.rootfs import cache_root, container_dir, image_rootfs
 from sandbox.runner import RunSpec, hostname_for
@@ -128,6 +129,11 @@ def _check_limit(asked: float | int | None, allowed: float | int | None, flag: s
 
 
 def compiled_seccomp(loaded: LoadedPolicy, granted: frozenset[str]) -> bytes | None:
+    path = seccomp_file(loaded, granted)
+    return None if path is None else path.read_bytes()
+
+
+def seccomp_file(loaded: LoadedPolicy, granted: frozenset[str]) -> Path | None:
     """The policy's filter for these capabilities, compiled once and cached by content."""
     seccomp = loaded.policy.sandbox.seccomp
     if seccomp.profile == "unconfined" or loaded.policy.sandbox.privileged:
@@ -138,7 +144,7 @@ def compiled_seccomp(loaded: LoadedPolicy, granted: frozenset[str]) -> bytes | N
     key = hashlib.sha256(key_source.encode()).hexdigest()
     cached = cache_root() / "bpf" / f"{key}.bpf"
     if cached.is_file():
-        return cached.read_bytes()
+        return cached
     from policies.seccomp import compile_bpf, load_profile
 
     compiled = compile_bpf(load_profile(seccomp.profile), granted, deny=seccomp.deny, allow=seccomp.allow)
@@ -146,7 +152,7 @@ def compiled_seccomp(loaded: LoadedPolicy, granted: frozenset[str]) -> bytes | N
     temporary = cached.with_suffix(f".{os.getpid()}.tmp")
     temporary.write_bytes(compiled.bpf)
     os.replace(temporary, cached)
-    return compiled.bpf
+    return cached
 
 
 def _profile_stamp(profile: str) -> str:
@@ -204,7 +210,7 @@ def build_spec(flags: RunFlags, image: Image, loaded: LoadedPolicy) -> RunSpec:
         masked_paths=() if flags.privileged else sandbox.mounts.masked_paths,
         readonly_paths=() if flags.privileged else sandbox.mounts.readonly_paths,
         tmpfs=[mounts.TmpfsMount(t.path, t.size, t.mode) for t in sandbox.mounts.tmpfs]
-        + [_tmpfs_flag(t) for t in flags.tmpfs],
+        + [tmpfs_flag(t) for t in flags.tmpfs],
         binds=[_bind_flag(v, id_maps.root_host_uid if os.geteuid() == 0 else None) for v in flags.volumes],
         limits=limits,
         wall_time=sandbox.limits.wall_time,
@@ -220,19 +226,6 @@ def _with_flag_limits(limits: Limits, flags: RunFlags) -> Limits:
     pids = flags.pids_limit if flags.pids_limit is not None else limits.pids
     cpus = flags.cpus if flags.cpus is not None else limits.cpus
     return replace(limits, memory=memory, pids=pids, cpus=cpus)
-
-
-def _tmpfs_flag(text: str) -> mounts.TmpfsMount:
-    destination, _, options = text.partition(":")
-    size = None
-    mode = "1777"
-    for option in options.split(","):
-        key, _, value = option.partition("=")
-        if key == "size":
-            size = parse_size(value)
-        elif key == "mode":
-            mode = value
-    return mounts.TmpfsMount(destination, size, mode)
 
 
 def _bind_flag(volume: str, owner: int | None) -> mounts.BindMount:
@@ -251,3 +244,41 @@ def _volume_path(name: str, owner: int | None) -> Path:
         os.chown(path, owner, owner)  # made by `volume create` or just now: hand it to container root
     (cache_root() / "volumes").chmod(0o711)
     return path
+
+
+def plan_for_cache(image: Image, loaded: LoadedPolicy, spec: RunSpec) -> dict[str, object]:
+    """What a warm run of the same image under the same policy may reuse (sandbox/warm.py):
+    everything but the per-run flags, which the warm path applies itself."""
+    from sandbox.warm import make_plan
+
+    sandbox = loaded.policy.sandbox
+    granted = frozenset(granted_capabilities(sandbox.capabilities, sandbox.privileged))
+    bpf = seccomp_file(loaded, granted)
+    config = image.config
+    return make_plan(
+        lower=spec.lower,
+        config={
+            "entrypoint": config.entrypoint,
+            "cmd": config.cmd,
+            "env": config.env,
+            "working_dir": config.working_dir,
+            "user": config.user,
+        },
+        base={
+            "namespaces": list(sandbox.namespaces),
+            "network": sandbox.network,
+            "capabilities": capabilities.mask(granted),
+            "no_new_privileges": sandbox.no_new_privileges,
+            "read_only_rootfs": sandbox.mounts.read_only_rootfs,
+            "masked_paths": list(sandbox.mounts.masked_paths),
+            "readonly_paths": list(sandbox.mounts.readonly_paths),
+            "wall_time": sandbox.limits.wall_time,
+            "user": sandbox.ids.user,
+            "signing_required": loaded.policy.signing.required,
+        },
+        id_maps=spec.id_maps,
+        limits=plan_limits(sandbox.limits),
+        tmpfs=[mounts.TmpfsMount(t.path, t.size, t.mode) for t in sandbox.mounts.tmpfs],
+        bpf_file=None if bpf is None else str(bpf),
+        policy_files=[path for path in loaded.chain],
+    )

@@ -1,7 +1,6 @@
-"""The container's root filesystem: the image flattened once into a cache keyed by its
-manifest digest (read-only from then on), and per container an overlay whose upper
-directory takes every write, so writes never reach the cache. Where overlay cannot be
-mounted, a private copy serves instead."""
+"""The container's root filesystem on disk: the image flattened once into a cache keyed by
+its manifest digest (read-only from then on; mounts.mount_overlay puts a per-container
+writable layer over it), and the per-container state folders."""
 
 from __future__ import annotations
 
@@ -9,10 +8,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from images import Image
-from images.extract import UnpackOptions, unpack_image
-from sandbox import linux
+if TYPE_CHECKING:  # the warm path of `run` imports this module, not the image reader
+    from images import Image
 
 
 def cache_root() -> Path:
@@ -25,6 +24,8 @@ def cache_root() -> Path:
 def image_rootfs(image: Image, id_offset: int) -> Path:
     """The flattened, cached rootfs of `image`, unpacked on first use. A half-written entry
     is never visible: unpacking happens in a temporary folder renamed into place."""
+    from images.extract import UnpackOptions, unpack_image
+
     images = cache_root() / "images"
     target = images / f"{image.manifest_digest.hex}-{id_offset}" / "rootfs"
     if target.is_dir():
@@ -54,25 +55,3 @@ def container_dir(name: str) -> Path:
     base = run / "pysandbox" if run.is_dir() and os.access(run, os.W_OK) else cache_root() / "containers"
     base.mkdir(parents=True, exist_ok=True, mode=0o711)
     return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
-
-
-def mount_overlay(lower: Path, state: Path, target: Path) -> str:
-    """Mount the container root at `target` (inside our user and mount namespaces).
-    Returns how: 'overlay' or 'copy'."""
-    upper, work = state / "upper", state / "work"
-    for folder in (upper, work, target):
-        folder.mkdir(exist_ok=True)
-    shutil.copystat(lower, upper)
-    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
-    try:
-        linux.mount("overlay", str(target), "overlay", 0, options + ",userxattr")
-        return "overlay"
-    except OSError:
-        pass
-    try:
-        linux.mount("overlay", str(target), "overlay", 0, options)
-        return "overlay"
-    except OSError:
-        shutil.copytree(lower, upper / "copy", symlinks=True)
-        linux.mount(str(upper / "copy"), str(target), None, linux.MS_BIND | linux.MS_REC)
-        return "copy"

@@ -4,8 +4,10 @@ container imports no CLI framework (typer serves every other command)."""
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
+from typing import Any
 
 EXIT_SETUP_FAILED = 125
 
@@ -66,15 +68,27 @@ def main(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.tty:
+        return _fail("-t: pseudo-terminals are not supported yet; run without -t")
+    from sandbox import warm
+
+    if warm.eligible(args) and not args.dry_run:
+        plan = warm.load_plan(args.image, args.policy)
+        if plan is not None:
+            return _execute(_spec_from_plan(plan, args), args, plan["base"]["signing_required"])
+    return _cold_run(args)
+
+
+def _cold_run(args: argparse.Namespace) -> int:
+    """First run of an image under a policy, or a run with flags to check: load and verify
+    everything, then (when the flags allow) leave a plan for the warm path."""
     from images import ImageError, open_image
     from policies.errors import PolicyError
     from policies.loader import load_policy
-    from sandbox.plan import Refused, RunFlags, build_spec
+    from sandbox import warm
+    from sandbox.plan import Refused, RunFlags, build_spec, plan_for_cache
     from sandbox.process import ProcessError
-    from sandbox.runner import run_container
 
-    if args.tty:
-        return _fail("-t: pseudo-terminals are not supported yet; run without -t")
     try:
         loaded = load_policy(args.policy)
         flags = RunFlags(
@@ -107,13 +121,78 @@ def _run(args: argparse.Namespace) -> int:
             )
         image = open_image(args.image, args.platform)
         spec = build_spec(flags, image, loaded)
+        if warm.eligible(args):
+            warm.save_plan(args.image, args.policy, plan_for_cache(image, loaded, spec))
     except (ImageError, PolicyError, Refused, ProcessError, OSError) as error:
         return _fail(str(error).replace("\n", "; "))
     if args.dry_run:
         print(_describe(spec))
         shutil.rmtree(spec.state, ignore_errors=True)
         return 0
-    if not loaded.policy.signing.required:
+    return _execute(spec, args, loaded.policy.signing.required)
+
+
+def _spec_from_plan(plan: dict[str, Any], args: argparse.Namespace) -> object:
+    """A RunSpec from a cached plan plus this run's own flags (none of which can loosen)."""
+    from pathlib import Path
+
+    from sandbox import capabilities, warm
+    from sandbox.mounts import TmpfsMount
+    from sandbox.plan_light import tmpfs_flag
+    from sandbox.process import ProcessError
+    from sandbox.rootfs import container_dir
+    from sandbox.runner import RunSpec, hostname_for
+
+    base: dict[str, Any] = plan["base"]
+    name = args.name or f"pysandbox-{os.getpid()}"
+    hostname = args.hostname or hostname_for(name)
+    state = container_dir(name)
+    id_maps = warm.id_maps_from(plan["id_maps"])
+    if os.geteuid() == 0:
+        os.chown(state, id_maps.root_host_uid, id_maps.gids[0].host)
+    try:
+        run = warm.resolve_run(plan, args, state, hostname)
+    except (ProcessError, OSError) as error:
+        shutil.rmtree(state, ignore_errors=True)
+        raise SystemExit(_fail(str(error))) from None
+    granted = int(base["capabilities"])
+    for raw in args.cap_drop:
+        upper = raw.upper()
+        granted = (
+            0
+            if upper == "ALL"
+            else granted & ~capabilities.mask({upper if upper.startswith("CAP_") else f"CAP_{upper}"})
+        )
+    bpf_file = plan["bpf"]
+    return RunSpec(
+        lower=Path(str(plan["lower"])),
+        state=state,
+        argv=run["argv"],
+        env=run["env"],
+        workdir=run["workdir"],
+        user=run["user"],
+        hostname=hostname,
+        namespaces=tuple(base["namespaces"]),
+        network="none" if args.network == "none" else base["network"],
+        id_maps=id_maps,
+        capabilities=granted,
+        no_new_privileges=bool(base["no_new_privileges"]),
+        seccomp_bpf=None if bpf_file is None else Path(str(bpf_file)).read_bytes(),
+        read_only_rootfs=bool(base["read_only_rootfs"]) or args.read_only,
+        masked_paths=tuple(base["masked_paths"]),
+        readonly_paths=tuple(base["readonly_paths"]),
+        tmpfs=[TmpfsMount(**t) for t in plan["tmpfs"]] + [tmpfs_flag(t) for t in args.tmpfs],
+        binds=[],
+        limits=[warm.Enforcement(**item) for item in plan["limits"]],
+        wall_time=base["wall_time"],
+    )
+
+
+def _execute(spec: object, args: argparse.Namespace, signing_required: bool) -> int:
+    from sandbox.runner import RunSpec, run_container
+
+    assert isinstance(spec, RunSpec)
+    if not signing_required:
         print(f"pysandbox: warning: running {args.image} unsigned (policy {args.policy})", file=sys.stderr)
     try:
         return run_container(spec)

@@ -24,7 +24,6 @@ from sandbox import capabilities, linux, mounts
 from sandbox.idmap import IdMaps, write_id_maps
 from sandbox.limits import Enforcement, apply_rlimits
 from sandbox.process import User
-from sandbox.rootfs import mount_overlay
 
 # Imported here, not where used: after pivot_root the host's files, Python's included, are
 # out of reach, so nothing may be imported lazily on the container's side.
@@ -215,7 +214,7 @@ def prepare_root(spec: RunSpec) -> None:
     and the read-only remount last (earlier steps create mount points)."""
     linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
     root = spec.state / "root"
-    mount_overlay(spec.lower, spec.state, root)
+    mounts.mount_overlay(spec.lower, spec.state, root)
     mounts.mount_proc(root)
     mounts.mount_dev(root)
     mounts.mount_sys(root, "network" in spec.namespaces)

@@ -1,0 +1,147 @@
+"""The warm path of `pysandbox run`: the first run of an image under a policy writes a
+*plan* (the cached rootfs, the image's run configuration, the resolved policy and the
+compiled seccomp filter); later runs with the same image file and policy files read it and
+start without importing the image reader, YAML, the policy loader or libseccomp.
+
+A plan is keyed by the image file's and every policy file's identity (inode, size, mtime
+and ctime, which no one can set back): a changed file is a miss, and the cold path checks
+and verifies everything again. Plans live in the user's own cache, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from sandbox.idmap import IdMaps, IdRange
+from sandbox.limits import Enforcement
+
+__all__ = ["Enforcement"]
+from sandbox.mounts import TmpfsMount
+from sandbox.process import User, command_line, environment, resolve_user
+from sandbox.rootfs import cache_root
+
+FORMAT = 1
+# Flags that the cold path must check against the policy; with any of them, no warm start.
+POLICY_SENSITIVE = (
+    "volume",
+    "privileged",
+    "pid",
+    "cap_add",
+    "security_opt",
+    "memory",
+    "pids_limit",
+    "cpus",
+    "platform",
+)
+
+
+def _identity(path: str) -> list[int]:
+    info = os.stat(path)
+    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+
+def _policy_path(reference: str) -> str:
+    if reference in ("strict", "baseline", "permissive"):
+        return str(Path(__file__).resolve().parent.parent / "policies" / f"{reference}.yaml")
+    return os.path.abspath(reference)
+
+
+def plan_key(image: str, policy: str) -> dict[str, Any] | None:
+    try:
+        return {
+            "format": FORMAT,
+            "euid": os.geteuid(),
+            "image": [os.path.abspath(image), *_identity(image)],
+            "policy": _policy_path(policy),
+        }
+    except OSError:
+        return None
+
+
+def _plan_file(key: dict[str, Any]) -> Path:
+    digest = zlib.crc32(json.dumps(key, sort_keys=True).encode())
+    return cache_root() / "plans" / f"{digest:08x}.json"
+
+
+def eligible(args: Any) -> bool:
+    return not any(getattr(args, name) for name in POLICY_SENSITIVE) and args.network in (None, "none")
+
+
+def load_plan(image: str, policy: str) -> dict[str, Any] | None:
+    key = plan_key(image, policy)
+    if key is None:
+        return None
+    try:
+        plan: dict[str, Any] = json.loads(_plan_file(key).read_text())
+    except (OSError, ValueError):
+        return None
+    if plan.get("key") != key:  # another plan under the same short name: a miss, not a mix-up
+        return None
+    try:
+        if any(_identity(path) != identity for path, identity in plan["policy_files"]):
+            return None
+    except OSError:
+        return None
+    if not Path(plan["lower"]).is_dir() or not Path(plan["bpf"] or "/").exists():
+        return None
+    return plan
+
+
+def save_plan(image: str, policy: str, plan: dict[str, Any]) -> None:
+    key = plan_key(image, policy)
+    if key is None:
+        return
+    target = _plan_file(key)
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = target.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps({**plan, "key": key}))
+    os.replace(temporary, target)
+
+
+def make_plan(
+    lower: Path,
+    config: dict[str, Any],
+    base: dict[str, Any],
+    id_maps: IdMaps,
+    limits: list[Enforcement],
+    tmpfs: list[TmpfsMount],
+    bpf_file: str | None,
+    policy_files: list[str],
+) -> dict[str, Any]:
+    return {
+        "lower": str(lower),
+        "config": config,
+        "base": base,
+        "id_maps": asdict(id_maps),
+        "limits": [asdict(item) for item in limits],
+        "tmpfs": [asdict(item) for item in tmpfs],
+        "bpf": bpf_file,
+        "policy_files": [[path, _identity(path)] for path in policy_files],
+    }
+
+
+def id_maps_from(data: dict[str, Any]) -> IdMaps:
+    return IdMaps(
+        tuple(IdRange(**r) for r in data["uids"]), tuple(IdRange(**r) for r in data["gids"]), data["via_helpers"]
+    )
+
+
+def resolve_run(plan: dict[str, Any], args: Any, state: Path, hostname: str) -> dict[str, Any]:
+    """The per-run part: command, environment, user, working directory."""
+    config = plan["config"]
+    lower = Path(plan["lower"])
+    user: User = resolve_user(lower, args.user or plan["base"]["user"] or config["user"])
+    env_extra = list(args.env)
+    for path in args.env_file:
+        with open(path) as stream:
+            env_extra += [line.strip() for line in stream if line.strip() and not line.startswith("#")]
+    return {
+        "argv": command_line(config["entrypoint"], config["cmd"], args.entrypoint, args.command),
+        "env": environment(config["env"], env_extra, user) | {"HOSTNAME": hostname},
+        "user": user,
+        "workdir": args.workdir or config["working_dir"] or "/",
+    }

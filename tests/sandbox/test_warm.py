@@ -1,0 +1,77 @@
+"""The warm path of `pysandbox run`: a second run of the same image under the same policy
+starts from the cached plan and imports no CLI framework, YAML, image reader, policy loader,
+sigstore or libseccomp bindings (DESIGN.md, "Start-up cost shapes the runtime")."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.sandbox.test_run import world  # noqa: F401 - the shared session fixture
+
+HEAVY = ("typer", "yaml", "sigstore", "pyseccomp", "images", "policies", "zstandard", "cryptography")
+
+
+@pytest.fixture
+def state() -> Iterator[str]:
+    """A fresh cache the container's mapped ids can traverse (pytest's folders are 0700)."""
+    folder = tempfile.mkdtemp(prefix="pysandbox-state-")
+    os.chmod(folder, 0o711)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def imported_modules(stderr: str) -> set[str]:
+    return {line.split("|")[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_a_warm_run_imports_nothing_heavy(world: Path, state: str) -> None:  # noqa: F811
+    if os.geteuid() != 0:
+        pytest.skip("runs as root here; the user mode is covered by test_run")
+    env = {**os.environ, "PYSANDBOX_STATE": state}
+    command = [sys.executable, "-X", "importtime", str(Path(sys.executable).parent / "pysandbox"), "run", "--rm",
+               "--policy", str(world / "strict-unsigned.yaml"), str(world / "busybox-app.tar"), "/bin/true"]  # fmt: skip
+    cold = subprocess.run(command, capture_output=True, text=True, env=env, cwd="/")
+    assert cold.returncode == 0, cold.stderr[-2000:]
+    assert {"yaml", "images"} <= {name.split(".")[0] for name in imported_modules(cold.stderr)}
+    started = time.monotonic()
+    warm = subprocess.run(command, capture_output=True, text=True, env=env, cwd="/")
+    elapsed = time.monotonic() - started
+    assert warm.returncode == 0, warm.stderr[-2000:]
+    heavy = sorted(name for name in imported_modules(warm.stderr) if name.split(".")[0] in HEAVY)
+    assert heavy == []
+    assert elapsed < 2.0
+
+
+def test_a_changed_policy_file_is_a_cache_miss(world: Path, state: str) -> None:  # noqa: F811
+    if os.geteuid() != 0:
+        pytest.skip("runs as root here")
+    env = {**os.environ, "PYSANDBOX_STATE": state}
+    policy = Path(env["PYSANDBOX_STATE"]) / "policy.yaml"
+    policy.write_text((world / "strict-unsigned.yaml").read_text())
+    policy.chmod(0o644)
+    base = [
+        str(Path(sys.executable).parent / "pysandbox"),
+        "run",
+        "--rm",
+        "--policy",
+        str(policy),
+        str(world / "busybox-root.tar"),
+        "sh",
+        "-c",
+    ]
+    first = subprocess.run([*base, "grep CapEff /proc/self/status"], capture_output=True, text=True, env=env, cwd="/")
+    assert "0000000000000000" in first.stdout, first.stderr
+    policy.write_text(
+        policy.read_text().replace("drop: [ALL]", "drop: [ALL]\n    add: [CHOWN]").replace("    add: []\n", "", 1)
+    )
+    second = subprocess.run([*base, "grep CapEff /proc/self/status"], capture_output=True, text=True, env=env, cwd="/")
+    assert "0000000000000001" in second.stdout, second.stdout + second.stderr
