@@ -20,7 +20,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--policy", default="strict", help="built-in policy (strict, baseline, permissive) or a policy file")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open (it always is)")
-    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal (not supported yet)")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal of the container's own")
     p.add_argument("--rm", action="store_true", help="delete the container's writable layer when it exits")
     p.add_argument("--name", help="container name (and default hostname)")
     p.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
@@ -68,8 +68,6 @@ def main(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.tty:
-        return _fail("-t: pseudo-terminals are not supported yet; run without -t")
     from sandbox import warm
 
     if warm.eligible(args) and not args.dry_run:
@@ -192,6 +190,7 @@ def _execute(spec: object, args: argparse.Namespace, signing_required: bool) -> 
     from sandbox.runner import RunSpec, run_container
 
     assert isinstance(spec, RunSpec)
+    spec.tty = args.tty
     if not signing_required:
         print(f"pysandbox: warning: running {args.image} unsigned (policy {args.policy})", file=sys.stderr)
     try:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox import capabilities, linux, mounts
+from sandbox import capabilities, linux, mounts, tty
 from sandbox.idmap import IdMaps, write_id_maps
 from sandbox.limits import Enforcement, apply_rlimits
 from sandbox.process import User
@@ -67,6 +67,7 @@ class RunSpec:
     binds: list[mounts.BindMount] = field(default_factory=list)
     limits: list[Enforcement] = field(default_factory=list)
     wall_time: float | None = None
+    tty: bool = False
 
 
 def run_container(spec: RunSpec) -> int:
@@ -74,23 +75,31 @@ def run_container(spec: RunSpec) -> int:
     ready_r, ready_w = os.pipe()
     maps_r, maps_w = os.pipe()
     errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
+    monitor_end, container_end = socket.socketpair() if spec.tty else (None, None)
     pid = os.fork()
     if pid == 0:
         os.close(ready_r)
         os.close(maps_w)
         os.close(errors_r)
-        _guarded(errors_w, lambda: _setup_process(spec, ready_w, maps_r, errors_w))
+        if monitor_end is not None:
+            monitor_end.close()
+        _guarded(errors_w, lambda: _setup_process(spec, ready_w, maps_r, errors_w, container_end))
     os.close(ready_w)
     os.close(maps_r)
     os.close(errors_w)
+    if container_end is not None:
+        container_end.close()
     init_pid = _monitor_setup(pid, spec, ready_r, maps_w)
-    message = _read_all(errors_r)
-    forward = _forward_signals(init_pid)
-    try:
-        status = _wait(pid, spec.wall_time)
-    finally:
-        for signum in forward:
-            signal.signal(signum, signal.SIG_DFL)
+    master = tty.receive_master(monitor_end) if monitor_end is not None else None
+    relay = tty.relaying(master) if master is not None else contextlib.nullcontext()
+    with relay:
+        message = _read_all(errors_r)
+        forward = _forward_signals(init_pid, spec.tty)
+        try:
+            status = _wait(pid, spec.wall_time)
+        finally:
+            for signum in forward:
+                signal.signal(signum, signal.SIG_DFL)
     if message:
         _print_error(message)
     return status
@@ -110,15 +119,17 @@ def _monitor_setup(pid: int, spec: RunSpec, ready_r: int, maps_w: int) -> int:
     return int(line) if line.strip().isdigit() else 0
 
 
-def _forward_signals(init_pid: int) -> list[int]:
+def _forward_signals(init_pid: int, has_tty: bool) -> list[int]:
     def forward(signum: int, _frame: object) -> None:
         if init_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(init_pid, signum)
 
-    for signum in _FORWARDED:
+    # With a pty, window changes go to the pty (tty.relaying), which signals the container.
+    forwarded: list[int] = [s for s in _FORWARDED if not (has_tty and s == signal.SIGWINCH)]
+    for signum in forwarded:
         signal.signal(signum, forward)
-    return list(_FORWARDED)
+    return forwarded
 
 
 def _wait(pid: int, wall_time: float | None) -> int:
@@ -166,7 +177,7 @@ def _guarded(errors_w: int, step: object) -> None:
 # ----- the setup process: user namespace, then the rest ------------------------------------
 
 
-def _setup_process(spec: RunSpec, ready_w: int, maps_r: int, errors_w: int) -> None:
+def _setup_process(spec: RunSpec, ready_w: int, maps_r: int, errors_w: int, console: socket.socket | None) -> None:
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
     enter_user_namespace(ready_w, maps_r)
@@ -175,7 +186,9 @@ def _setup_process(spec: RunSpec, ready_w: int, maps_r: int, errors_w: int) -> N
     init = os.fork()
     if init == 0:
         os.close(ready_w)
-        _guarded(errors_w, lambda: _init(spec, errors_w))
+        _guarded(errors_w, lambda: _init(spec, errors_w, console))
+    if console is not None:
+        console.close()
     os.write(ready_w, f"{init}\n".encode())
     os.close(ready_w)
     os.close(errors_w)
@@ -198,13 +211,15 @@ def enter_user_namespace(ready_w: int, maps_r: int) -> None:
 # ----- init: PID 1 of the container --------------------------------------------------------
 
 
-def _init(spec: RunSpec, errors_w: int) -> None:
+def _init(spec: RunSpec, errors_w: int, console: socket.socket | None) -> None:
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     prepare_root(spec)
     command = os.fork()
     if command == 0:
-        _guarded(errors_w, lambda: _exec_command(spec, errors_w))
+        _guarded(errors_w, lambda: _exec_command(spec, errors_w, console))
     os.close(errors_w)
+    if console is not None:
+        console.close()
     _reap_until(command)
 
 
@@ -263,12 +278,14 @@ class _ExecFailure(Exception):
         self.code = code
 
 
-def _exec_command(spec: RunSpec, errors_w: int) -> None:
+def _exec_command(spec: RunSpec, errors_w: int, console: socket.socket | None) -> None:
     """Privileges go in this order: rlimits, working directory (it may need root's access),
     bounding set (needs CAP_SETPCAP), ids, remaining capabilities, no_new_privs, other
     descriptors, and seccomp last, right before execve."""
     for signum in _FORWARDED:
         signal.signal(signum, signal.SIG_DFL)
+    if console is not None:
+        tty.open_in_container(console)
     apply_rlimits(spec.limits)
     _change_directory(spec.workdir)
     capabilities.drop_bounding_capabilities(spec.capabilities)

@@ -1,0 +1,86 @@
+"""`-t`: the container's own pseudo-terminal, its window size, and input typed into it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.sandbox.test_run import world  # noqa: F401 - the shared session fixture
+
+PYSANDBOX = str(Path(sys.executable).parent / "pysandbox")
+
+
+def run_on_terminal(args: list[str], typed: bytes = b"", rows: int = 40, columns: int = 100) -> tuple[int, str]:
+    """Run pysandbox with a real terminal of the given size as its stdin and stdout."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    process = subprocess.Popen([PYSANDBOX, "run", *args], stdin=slave, stdout=slave, stderr=subprocess.PIPE, cwd="/")
+    os.close(slave)
+    if typed:
+        time.sleep(1.0)
+        os.write(master, typed)
+    output = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        elif process.poll() is not None:
+            break
+    process.wait(timeout=30)
+    os.close(master)
+    return process.returncode, output.decode(errors="replace").replace("\r", "")
+
+
+def test_the_container_gets_its_own_terminal_with_our_size(world: Path) -> None:  # noqa: F811
+    if os.geteuid() != 0:
+        pytest.skip("runs as root here")
+    code, out = run_on_terminal(
+        [
+            "--rm",
+            "-t",
+            "--policy",
+            str(world / "strict-unsigned.yaml"),
+            str(world / "busybox-app.tar"),
+            "sh",
+            "-c",
+            "tty; stty size",
+        ]
+    )
+    assert code == 0, out
+    assert "/dev/pts/0" in out and "40 100" in out
+
+
+def test_typed_input_reaches_the_container_through_its_pty(world: Path) -> None:  # noqa: F811
+    if os.geteuid() != 0:
+        pytest.skip("runs as root here")
+    code, out = run_on_terminal(
+        [
+            "--rm",
+            "-t",
+            "-i",
+            "--policy",
+            str(world / "strict-unsigned.yaml"),
+            str(world / "busybox-app.tar"),
+            "sh",
+            "-c",
+            "read line; echo got:$line",
+        ],
+        typed=b"hello\n",
+    )
+    assert code == 0 and "got:hello" in out, out
