@@ -40,9 +40,7 @@ _TYPES = {
 
 def make_tar(entries: list[T], fmt: int = tarfile.PAX_FORMAT) -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(
-        fileobj=buffer, mode="w", format=fmt, encoding="utf-8", errors="surrogateescape"
-    ) as archive:
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt, encoding="utf-8", errors="surrogateescape") as archive:
         for entry in entries:
             info = tarfile.TarInfo(entry.name)
             info.type = _TYPES[entry.kind]
@@ -59,9 +57,7 @@ def make_tar(entries: list[T], fmt: int = tarfile.PAX_FORMAT) -> bytes:
     return buffer.getvalue()
 
 
-def image_of(
-    *layers: list[T], compression: str = "gzip", config: dict[str, object] | None = None
-) -> NewImage:
+def image_of(*layers: list[T], compression: str = "gzip", config: dict[str, object] | None = None) -> NewImage:
     return NewImage(
         [NewLayer(make_tar(entries), compression, f"layer {i}") for i, entries in enumerate(layers)],
         dict(config or {}),

@@ -46,7 +46,12 @@ def test_json_is_the_contract(tmp_path: Path) -> None:
     document = json.loads(result.stdout)
     finding = next(f for f in document["findings"] if f["rule_id"] == "PA1201")
     assert {"rule_id", "category", "severity", "title", "message", "target", "line", "references"} <= set(finding)
-    assert (finding["category"], finding["severity"], finding["target"], finding["line"]) == ("supply-chain", "high", str(path), 2)
+    assert (finding["category"], finding["severity"], finding["target"], finding["line"]) == (
+        "supply-chain",
+        "high",
+        str(path),
+        2,
+    )
     assert document["summary"]["failed"] is True and document["summary"]["fail_on"] == "medium"
 
 

@@ -84,13 +84,21 @@ def _cases() -> list[tuple[str, str, tuple[str, ...]]]:
     cases = []
     for folder, wanted in CHECKOV.items():
         for path in sorted((root / folder).iterdir()):
-            label = "FAILED" if "FAILED" in path.name else "PASSED" if ("PASS" in path.name or "pass" in path.name) else None
+            label = (
+                "FAILED"
+                if "FAILED" in path.name
+                else "PASSED"
+                if ("PASS" in path.name or "pass" in path.name)
+                else None
+            )
             if label is not None:
                 cases.append((f"{folder}/{path.name}", label, wanted))
     return cases
 
 
-@pytest.mark.parametrize(("name", "label", "wanted"), _cases() or [pytest.param("", "", (), marks=pytest.mark.skip("no checkov data"))])
+@pytest.mark.parametrize(
+    ("name", "label", "wanted"), _cases() or [pytest.param("", "", (), marks=pytest.mark.skip("no checkov data"))]
+)
 def test_checkov_fixtures_agree_with_our_verdicts(name: str, label: str, wanted: tuple[str, ...]) -> None:
     result = audit([str(TESTDATA / "checkov-kubernetes" / name)])
     hits = [f for f in result.findings if f.category in wanted or f.rule_id in wanted]
@@ -132,4 +140,8 @@ def test_the_dive_image_audits_with_its_summary() -> None:
     path = need(TESTDATA / "dive/test-docker-image.tar")
     result = audit([str(path)])
     summary = result.images[0]
-    assert (summary.dive_efficiency, summary.dive_wasted_bytes, summary.wasted_bytes) == (0.9844212134184309, 32025, 32025)
+    assert (summary.dive_efficiency, summary.dive_wasted_bytes, summary.wasted_bytes) == (
+        0.9844212134184309,
+        32025,
+        32025,
+    )

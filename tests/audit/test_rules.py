@@ -144,7 +144,17 @@ def test_dockerfile_secrets_in_env_and_arg(tmp_path: Path) -> None:
 
 
 def test_inline_suppression_needs_a_reason(tmp_path: Path) -> None:
-    result = audit([str(_write(tmp_path, "Dockerfile", "FROM alpine:3.20\n# pyaudit: ignore[unpinned-digest] base pinned by renovate\nFROM alpine:3.19 AS x\n# pyaudit: ignore[root-user]\nUSER root\n"))])
+    result = audit(
+        [
+            str(
+                _write(
+                    tmp_path,
+                    "Dockerfile",
+                    "FROM alpine:3.20\n# pyaudit: ignore[unpinned-digest] base pinned by renovate\nFROM alpine:3.19 AS x\n# pyaudit: ignore[root-user]\nUSER root\n",
+                )
+            )
+        ]
+    )
     assert ids(result.findings) == {"PA1021", "PA1900"}  # the first FROM still fires; root is ignored but reported
     assert {f.rule_id for f in result.suppressed} == {"PA1021", "PA1010"}
 
@@ -337,7 +347,11 @@ def test_docker_inspect_output(tmp_path: Path) -> None:
 def test_oci_runtime_config(tmp_path: Path) -> None:
     config = {
         "ociVersion": "1.0.2",
-        "process": {"user": {"uid": 0, "gid": 0}, "args": ["sh"], "capabilities": {"bounding": ["CAP_SYS_ADMIN", "CAP_CHOWN"]}},
+        "process": {
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "capabilities": {"bounding": ["CAP_SYS_ADMIN", "CAP_CHOWN"]},
+        },
         "root": {"path": "rootfs", "readonly": False},
         "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}]},
     }
@@ -395,7 +409,10 @@ def test_bloat_thresholds_come_from_the_policy(tmp_path: Path) -> None:
     bloat = [f for f in result.findings if f.rule_id == "PA1030"]
     assert len(bloat) == 1 and "50000 bytes (50.0%)" in bloat[0].message
     assert "PA1100" in ids(result.findings)  # strict requires a signature and none is beside it
-    near_miss = audit([write_image(image_of([T("a", data=b"1" * 50_000)]), tmp_path / "..", "docker-legacy")], AuditOptions(policy=strict))
+    near_miss = audit(
+        [write_image(image_of([T("a", data=b"1" * 50_000)]), tmp_path / "..", "docker-legacy")],
+        AuditOptions(policy=strict),
+    )
     assert "PA1030" not in ids(near_miss.findings)
 
 

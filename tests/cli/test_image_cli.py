@@ -176,9 +176,7 @@ def test_build_is_deterministic_and_readable_back(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         digests.append(result.stdout.split()[-1])
     assert digests[0] == digests[1] == digests[3]
-    report = json.loads(
-        run("pysandbox", "image", "inspect", str(tmp_path / "c.tar"), "--format", "json").stdout
-    )
+    report = json.loads(run("pysandbox", "image", "inspect", str(tmp_path / "c.tar"), "--format", "json").stdout)
     assert report["config"]["cmd"] == ["/bin/hello", "--loud"] and report["references"] == ["example/hello:1"]
     again = run("pysandbox", "image", "build", str(rootfs), "-o", str(tmp_path / "a.tar"))
     assert again.returncode == 125 and "already exists" in again.stderr

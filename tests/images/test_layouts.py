@@ -245,9 +245,7 @@ def test_a_layer_that_lies_about_its_size_is_refused(tmp_path: Path) -> None:
         ("application/x-made-up", "unsupported layer media type 'application/x-made-up'"),
     ],
 )
-def test_unsupported_and_foreign_layers_are_refused_clearly(
-    tmp_path: Path, media_type: str, message: str
-) -> None:
+def test_unsupported_and_foreign_layers_are_refused_clearly(tmp_path: Path, media_type: str, message: str) -> None:
     layout = tmp_path / "lay"
     write_oci_layout(layout, [("1", [image_of(BASE)])])
     index = json.loads((layout / "index.json").read_bytes())

@@ -170,9 +170,7 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize(("text", "expected"), MALFORMED, ids=[str(i) for i in range(len(MALFORMED))])
-def test_a_malformed_policy_gives_a_located_one_sentence_error(
-    tmp_path: Path, text: str, expected: str
-) -> None:
+def test_a_malformed_policy_gives_a_located_one_sentence_error(tmp_path: Path, text: str, expected: str) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(text + "\n")
     with pytest.raises(PolicyError) as caught:
@@ -241,10 +239,7 @@ def test_extends_merges_mappings_and_replaces_lists(tmp_path: Path) -> None:
     limits = loaded.policy.sandbox.limits
     assert (limits.memory, limits.pids) == (2**30, 100)  # both parents' and child's keys survive
     assert loaded.policy.sandbox.mounts.masked_paths == ("/proc/kcore",)  # a list replaces
-    assert (
-        loaded.policy.sandbox.mounts.readonly_paths
-        == load_policy("baseline").policy.sandbox.mounts.readonly_paths
-    )
+    assert loaded.policy.sandbox.mounts.readonly_paths == load_policy("baseline").policy.sandbox.mounts.readonly_paths
     assert loaded.policy.audit.rules["root-user"] == model.RuleSettings(enabled=False, severity="low")
     assert [Path(p).name for p in loaded.chain] == ["policy.yaml", "team.yaml", "baseline.yaml"]
 
@@ -258,9 +253,7 @@ def test_an_extends_cycle_is_refused(tmp_path: Path) -> None:
 
 def test_paths_are_relative_to_the_policy_that_names_them(tmp_path: Path) -> None:
     (tmp_path / "keys").mkdir()
-    path = write(
-        tmp_path / "keys", "version: 1\nsigning:\n  keys: [cosign.pub]\n  trusted_root: ../root.json\n"
-    )
+    path = write(tmp_path / "keys", "version: 1\nsigning:\n  keys: [cosign.pub]\n  trusted_root: ../root.json\n")
     signing = load_policy(str(path)).policy.signing
     assert signing.keys == (str(tmp_path / "keys/cosign.pub"),)
     assert signing.trusted_root == str(tmp_path / "root.json")
@@ -311,9 +304,7 @@ def test_diff_marks_each_change_loosening_or_tightening(tmp_path: Path) -> None:
         "sandbox.limits.memory: null -> 1Gi": "tightens",
         "audit.fail_on: high -> critical": "loosens",
     }
-    result = subprocess.run(
-        [BIN / "pysandbox", "policy", "diff", "baseline", str(new)], capture_output=True, text=True
-    )
+    result = subprocess.run([BIN / "pysandbox", "policy", "diff", "baseline", str(new)], capture_output=True, text=True)
     assert result.returncode == 1
     assert "sandbox.capabilities: +CAP_NET_ADMIN  loosens" in result.stdout.replace("   ", " ").replace(
         "  ", " "
@@ -332,16 +323,12 @@ def test_show_prints_the_resolved_policy_as_yaml(tmp_path: Path) -> None:
     effective = subprocess.run(
         [BIN / "pysandbox", "policy", "show", "--effective", str(path)], capture_output=True, text=True
     )
-    assert (
-        yaml.safe_load(effective.stdout)["sandbox"]["ids"]["user"] is None
-    )  # defaults appear only with --effective
+    assert yaml.safe_load(effective.stdout)["sandbox"]["ids"]["user"] is None  # defaults appear only with --effective
     assert "user" not in document["sandbox"]["ids"]
 
 
 def test_the_committed_schema_is_generated_from_the_model() -> None:
-    assert SCHEMA_PATH.read_text() == schema_text(), (
-        "run: python -c 'from policies.schema import schema_text; ...'"
-    )
+    assert SCHEMA_PATH.read_text() == schema_text(), "run: python -c 'from policies.schema import schema_text; ...'"
 
 
 def test_the_schema_accepts_the_builtins_and_rejects_typos() -> None:
