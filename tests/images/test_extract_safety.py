@@ -243,7 +243,7 @@ def test_unpacking_as_an_ordinary_user_is_just_as_safe(tmp_path: Path) -> None:
         os.chown(arena, user.pw_uid, user.pw_gid)
         repo = Path(__file__).resolve().parents[2]
         done = subprocess.run(
-            ["runuser", "-u", "sbxtest", "--", sys.executable, "-c", ORDINARY_USER_SCRIPT, str(arena)],
+            [shutil.which("runuser") or "runuser", "-u", "sbxtest", "--", sys.executable, "-c", ORDINARY_USER_SCRIPT, str(arena)],
             capture_output=True, text=True, cwd=repo, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo)},
         )  # fmt: skip
         if "ModuleNotFoundError" in done.stderr or "Permission denied: '" + sys.executable in done.stderr:
