@@ -309,13 +309,16 @@ def _open_docker_legacy(source: str, store: BlobStore, ref: str | None, wanted: 
         if not store.exists(path):
             raise ImageError(f"{store.label}: layer {i + 1} is missing ({path})")
         compression = sniff_compression(store, path)
-        digest = config.diff_ids[i] if compression == "none" else _hash_blob(store, path)
-        _check_named_digest(store, path, digest)
+        size = store.size(path)
+        if compression != "none":
+            size = _uncompressed_size(store, path, compression, config.diff_ids[i], f"{store.label}: layer {i + 1}")
+        else:
+            _check_named_digest(store, path, config.diff_ids[i])
         layers.append(
             Layer(
                 index=i,
-                digest=digest,
-                size=store.size(path),
+                digest=config.diff_ids[i],
+                size=size,
                 media_type=mediatypes.DOCKER_LAYER_GZIP,
                 compression=compression,
                 diff_id=config.diff_ids[i],
@@ -379,12 +382,17 @@ def _check_named_digest(store: BlobStore, path: str, digest: Digest) -> None:
             raise ImageError(f"{store.label}: {path} does not match its name: its sha256 is {digest.hex}")
 
 
-def _hash_blob(store: BlobStore, path: str) -> Digest:
-    hasher = digest_bytes(b"").hasher()
-    with store.open(path) as stream:
-        while chunk := stream.read(1 << 20):
-            hasher.update(chunk)
-    return Digest("sha256", hasher.hexdigest())
+def _uncompressed_size(store: BlobStore, path: str, compression: str, diff_id: Digest, label: str) -> int:
+    """A compressed layer in a docker archive has no descriptor, so it is described (as
+    skopeo describes it) by its uncompressed content: the diff_id and its size. Measuring
+    that means decompressing it once, and verifying it on the way."""
+    from images.decompress import ByteBudget, decompressing_reader
+    from images.digest import VerifyingReader
+
+    with store.open(path) as raw:
+        plain = VerifyingReader(decompressing_reader(raw, compression, ByteBudget(), label), diff_id, None, label)  # type: ignore[arg-type]
+        plain.drain()
+        return plain.count
 
 
 def _synthesize_manifest(config_digest: Digest, config_size: int, layers: list[Layer]) -> bytes:
