@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -13,15 +14,16 @@ from audit.detect import AuditInputError, expand_targets, is_dockerfile_name, is
 from audit.findings import Finding, at_or_above
 from audit.rules.container import container_findings
 from audit.rules.dockerfile import dockerfile_findings
-from audit.rules.image import ImageSummary, image_findings
 from audit.sources.compose import compose_specs, is_compose
 from audit.sources.dockerfile import DockerfileError, looks_like_dockerfile, parse_dockerfile
 from audit.sources.kubernetes import is_kubernetes, kubernetes_specs
 from audit.sources.runtime import docker_inspect_specs, is_docker_inspect, is_oci_config, oci_config_specs
 from audit.sources.yamllines import load_documents
 from audit.suppress import apply_inline, apply_policy_ignores, inline_suppressions, matches_rule
-from images import ImageError, open_image
 from policies.model import Policy
+
+if TYPE_CHECKING:  # images are read only when an image is audited: keep start-up small
+    from audit.rules.image import ImageSummary
 
 
 @dataclass
@@ -104,7 +106,9 @@ def audit_one(path: str, explicit: bool, policy: Policy) -> tuple[str | None, li
 
 
 def _audit_image(path: str, policy: Policy) -> tuple[str, list[Finding], ImageSummary]:
+    from audit.rules.image import image_findings
     from audit.sources.image import gather_facts
+    from images import ImageError, open_image
 
     try:
         facts = gather_facts(open_image(path))
