@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat
 from collections import OrderedDict
 from collections.abc import Callable
@@ -77,15 +76,27 @@ class _RootResolver:
     def __init__(self, root_fd: int) -> None:
         self.root_fd = root_fd
         self._cache: OrderedDict[str, int] = OrderedDict()
+        self._retired: list[int] = []
 
     def invalidate(self) -> None:
-        for fd in self._cache.values():
-            os.close(fd)
+        """Forget every cached directory. The descriptors are retired, not closed: the entry
+        being created may still hold one as its parent. They close at the next lookup."""
+        self._retired.extend(self._cache.values())
         self._cache.clear()
+
+    def close(self) -> None:
+        self.invalidate()
+        self._close_retired()
+
+    def _close_retired(self) -> None:
+        for fd in self._retired:
+            os.close(fd)
+        self._retired.clear()
 
     def directory(self, path: str, create: bool, label: str) -> int | None:
         """A descriptor for directory `path` (borrowed: the caller must not close it), or
         None when it is missing and `create` is false."""
+        self._close_retired()
         if not path:
             return self.root_fd
         fd = self._cache.get(path)
@@ -179,6 +190,10 @@ class _Unpacker:
             self.report.skipped_devices.append(entry.path)
             return
         existing = _lstat(name, parent)
+        if existing is not None and stat.S_ISDIR(existing.st_mode) and entry.kind != "dir":
+            # The directories below go with it: their metadata must not be applied later to
+            # whatever the path leads to then (a file, or another folder through a symlink).
+            self.forget_directories(entry.path)
         if entry.kind == "dir":
             if existing is None or not stat.S_ISDIR(existing.st_mode):
                 self.remove_existing(name, parent, existing)
@@ -228,7 +243,7 @@ class _Unpacker:
         if existing is None:
             return
         if stat.S_ISDIR(existing.st_mode):
-            shutil.rmtree(name, dir_fd=parent)
+            _remove_tree(name, parent)
             self.resolver.invalidate()
         else:
             os.unlink(name, dir_fd=parent)
@@ -323,6 +338,42 @@ class _Unpacker:
                 os.close(fd)
 
 
+def _remove_tree(name: str, parent: int) -> None:
+    """Remove the directory `name` of `parent` and everything below it, never following a
+    symlink. Iterative, with one descriptor per level: shutil.rmtree recurses once per level
+    (Python 3.11), and a layer can nest folders deeper than the recursion limit."""
+    frames = [_open_for_removal(name, parent)]
+    try:
+        while frames:
+            fd, current, subdirectories = frames[-1]
+            if subdirectories:
+                frames.append(_open_for_removal(subdirectories.pop(), fd))
+                continue
+            frames.pop()
+            os.close(fd)
+            os.rmdir(current, dir_fd=frames[-1][0] if frames else parent)
+    finally:
+        for fd, _, _ in frames:
+            os.close(fd)
+
+
+def _open_for_removal(name: str, parent: int) -> tuple[int, str, list[str]]:
+    """Open directory `name`, unlink every non-directory in it, and list its subdirectories."""
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    try:
+        subdirectories = []
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    subdirectories.append(entry.name)
+                else:
+                    os.unlink(entry.name, dir_fd=fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, name, subdirectories
+
+
 def _lstat(name: str, parent: int) -> os.stat_result | None:
     try:
         return os.stat(name, dir_fd=parent, follow_symlinks=False)
@@ -357,7 +408,7 @@ def unpack_image(
         _empty_target(root_fd, target, created)
         raise
     finally:
-        unpacker.resolver.invalidate()
+        unpacker.resolver.close()
         os.close(root_fd)
 
 
@@ -388,7 +439,8 @@ def _empty_target(root_fd: int, target: Path, created: bool) -> None:
     for name in os.listdir(root_fd):
         info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
         if stat.S_ISDIR(info.st_mode):
-            shutil.rmtree(name, dir_fd=root_fd, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                _remove_tree(name, root_fd)
         else:
             os.unlink(name, dir_fd=root_fd)
     if created:

@@ -4,6 +4,7 @@ checked when the walk reaches the end, and memory does not grow with file sizes.
 
 from __future__ import annotations
 
+import math
 import shutil
 import tarfile
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from images.image import Image, Layer
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 _MAX_META_HEADER = 1 << 20  # a PAX or GNU long-name header larger than this is hostile
+_MAX_ID = 2**32 - 2  # (uid_t)-1 means "leave unchanged" to chown
+_MAX_MTIME = 2**63 / 1e9  # nanoseconds since the epoch must fit in 64 bits
 _TAR_BUFFER = 1 << 20
 
 KIND_BY_TYPE = {
@@ -85,7 +88,26 @@ def normalize_path(name: str, label: str) -> str:
     return "/".join(parts)
 
 
+def check_header(info: tarfile.TarInfo, label: str) -> None:
+    """PAX records and base-256 fields can carry values no file can have: a NUL inside a
+    name, a negative size (which makes tar readers disagree on where the next header is),
+    an owner or time the system calls refuse. Refuse them here, naming the entry, rather
+    than fail later with a ValueError or OverflowError."""
+    problem = None
+    if "\0" in info.name or "\0" in info.linkname:
+        problem = "a NUL byte in its name or link target"
+    elif info.size < 0:
+        problem = f"a negative size ({info.size})"
+    elif not (0 <= info.uid <= _MAX_ID and 0 <= info.gid <= _MAX_ID):
+        problem = f"an impossible owner ({info.uid}:{info.gid})"
+    elif not (math.isfinite(info.mtime) and abs(info.mtime) < _MAX_MTIME):
+        problem = f"an impossible modification time ({info.mtime})"
+    if problem is not None:
+        raise ImageError(f"{label}: entry {info.name!r} has {problem}")
+
+
 def _entry_from(info: tarfile.TarInfo, label: str) -> Entry | None:
+    check_header(info, label)
     path = normalize_path(info.name, label)
     if not path:
         return None  # the root itself

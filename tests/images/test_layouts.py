@@ -372,3 +372,28 @@ def test_multi_member_gzip_layers_are_read_whole(tmp_path: Path) -> None:
     assert reopened.layers[0].diff_id == opened.layers[0].diff_id
     assert layer_stats(reopened, reopened.layers[0]).file_bytes == 5001
     assert compress(b"", "none") == b""
+
+
+def test_later_layers_replace_folders_and_symlinks_below_the_root(tmp_path: Path) -> None:
+    """Regression: replacing a folder or a symlink below the root used to close the parent's
+    cached descriptor before the new entry was made in it (EBADF)."""
+    first = [
+        T("usr", "dir"),
+        T("usr/bin", "dir"),
+        T("usr/bin/prog", data=b"p"),
+        T("usr/bin/rel", "symlink", link="prog"),
+        T("etc", "dir"),
+        T("etc/app", "dir"),
+        T("etc/app/conf", data=b"c"),
+    ]
+    second = [
+        T("usr", "dir"),
+        T("usr/bin", "dir"),
+        T("usr/bin/rel", "symlink", link="prog2"),
+        T("etc", "dir"),
+        T("etc/app", data=b"now a file"),
+    ]
+    path = write_image(image_of(first, second), tmp_path, "oci-layout")
+    unpack_image(open_image(path), tmp_path / "root")
+    assert os.readlink(tmp_path / "root/usr/bin/rel") == "prog2"
+    assert (tmp_path / "root/etc/app").read_bytes() == b"now a file"
