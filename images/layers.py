@@ -72,7 +72,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
         return cast(tarfile.TarInfo, super()._proc_member(tarfile_))  # type: ignore[misc]
 
 
-def normalize_path(name: str, label: str) -> str:
+def normalize_path(name: str, label: str, what: str = "entry") -> str:
     """Lexically clean a member name: leading `/` and `.` go, `..` may not climb above the
     root. (The extractor resolves symlinks separately, inside the root.)"""
     parts: list[str] = []
@@ -81,7 +81,7 @@ def normalize_path(name: str, label: str) -> str:
             continue
         if component == "..":
             if not parts:
-                raise ImageError(f"{label}: entry {name!r} climbs out of the root with '..'")
+                raise ImageError(f"{label}: {what} {name!r} climbs out of the root with '..'")
             parts.pop()
         else:
             parts.append(component)
@@ -114,7 +114,7 @@ def _entry_from(info: tarfile.TarInfo, label: str) -> Entry | None:
     kind = KIND_BY_TYPE.get(info.type, "file")
     link = info.linkname
     if kind == "hardlink":
-        link = normalize_path(info.linkname, label)
+        link = normalize_path(info.linkname, label, f"hard link {path!r} ->")
         if not link:
             raise ImageError(f"{label}: hard link {path!r} points at the root directory")
     xattrs = {k[len("SCHILY.xattr.") :]: v for k, v in info.pax_headers.items() if k.startswith("SCHILY.xattr.")}
