@@ -76,6 +76,9 @@ def run_container(spec: RunSpec) -> int:
     maps_r, maps_w = os.pipe()
     errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
     monitor_end, container_end = socket.socketpair() if spec.tty else (None, None)
+    # Signals wait (blocked) until someone can forward them: the monitor once it knows init's
+    # pid, init once its handlers are in, the command just before exec. None is lost.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
     pid = os.fork()
     if pid == 0:
         os.close(ready_r)
@@ -90,11 +93,12 @@ def run_container(spec: RunSpec) -> int:
     if container_end is not None:
         container_end.close()
     init_pid = _monitor_setup(pid, spec, ready_r, maps_w)
+    forward = _forward_signals(init_pid, spec.tty)
+    signal.pthread_sigmask(signal.SIG_SETMASK, held)
     master = tty.receive_master(monitor_end) if monitor_end is not None else None
     relay = tty.relaying(master) if master is not None else contextlib.nullcontext()
     with relay:
         message = _read_all(errors_r)
-        forward = _forward_signals(init_pid, spec.tty)
         try:
             status = _wait(pid, spec.wall_time)
         finally:
@@ -258,6 +262,7 @@ def _reap_until(command: int) -> None:
 
     for signum in _FORWARDED:
         signal.signal(signum, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
     while True:
         try:
             pid, status = os.wait()
@@ -284,6 +289,7 @@ def _exec_command(spec: RunSpec, errors_w: int, console: socket.socket | None) -
     descriptors, and seccomp last, right before execve."""
     for signum in _FORWARDED:
         signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
     if console is not None:
         tty.open_in_container(console)
     apply_rlimits(spec.limits)
