@@ -91,6 +91,7 @@ def audit(
     from audit.formats import renderer
     from audit.suppress import read_baseline, save_baseline
     from policies.errors import PolicyError
+    from signing.errors import VerificationError
 
     options = AuditOptions(fail_on=fail_on.value if fail_on else None, only=_split(only), skip=_split(skip))
     for key in options.only + options.skip:
@@ -107,7 +108,7 @@ def audit(
         if baseline is not None:
             options.baseline = read_baseline(baseline)
         result = audit(targets, options)
-    except (AuditInputError, ValueError) as error:
+    except (AuditInputError, ValueError, VerificationError) as error:
         fail("pyaudit", str(error), EXIT_USAGE)
     except PolicyError as error:
         fail("pyaudit", str(error).replace("\n", "; "), EXIT_USAGE)

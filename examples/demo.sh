@@ -1,8 +1,8 @@
 #!/bin/sh
 # The product on the built-in example, end to end, each command shown before it runs:
 # build the busybox example image, inspect it (every digest verified), unpack it, lint and
-# compare the built-in policies, audit the image. Then it runs the image in the sandbox (under
-# permissive until signing lands: strict requires a verified signature).
+# compare the built-in policies, make a key and sign the image, audit it, verify it, run it
+# under a policy that extends strict; then flip one byte in a copy and watch it be refused.
 set -eu
 cd "$(dirname "$0")/.."
 python=${PYTHON:-$( [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || command -v python3 )}
@@ -20,7 +20,19 @@ show pysandbox image inspect "$out/busybox.tar"
 show pysandbox image unpack "$out/busybox.tar" "$out/unpacked"
 show pysandbox policy lint strict baseline permissive
 show pysandbox policy diff baseline strict || true
-show pyaudit "$out/busybox.tar" --fail-on high
-show pysandbox run --rm --policy permissive "$out/busybox.tar" \
-    sh -c 'id; grep -E "CapEff|NoNewPrivs|Seccomp:" /proc/self/status; ps'
+show pysandbox keygen --output-key-prefix "$out/demo"
+show pysandbox sign "$out/busybox.tar" --key "$out/demo.key"
+show pyaudit "$out/busybox.tar" --policy examples/demo-policy.yaml --fail-on high
+show pysandbox verify "$out/busybox.tar" --policy examples/demo-policy.yaml
+show pysandbox run --rm --policy examples/demo-policy.yaml "$out/busybox.tar" \
+    sh -c 'id; grep -E "CapEff|NoNewPrivs|Seccomp:" /proc/self/status; ps; touch /x || echo "the root is read-only"'
+# A copy with one byte of a layer flipped: the signature still names the original digests,
+# so the run is refused before anything is unpacked.
+cp "$out/busybox.tar" "$out/tampered.tar" && cp "$out/busybox.tar.sigstore.json" "$out/tampered.tar.sigstore.json"
+python3 - "$out/tampered.tar" <<'PY'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(4096); b = f.read(1); f.seek(4096); f.write(bytes([b[0] ^ 1]))
+PY
+show sh -c "pysandbox run --rm --policy examples/demo-policy.yaml $out/tampered.tar true; echo exit code \$?"
 show "$out/unpacked/bin/busybox" echo "the unpacked busybox runs"

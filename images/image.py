@@ -152,9 +152,11 @@ def _read_verified(store: BlobStore, descriptor: Descriptor, what: str) -> bytes
 
 def _open_oci(source: str, store: BlobStore, layout: str, ref: str | None, wanted: Platform | None) -> Image:
     index = load_json_object(read_document(store, "index.json"), f"{store.label}: index.json")
+    items = as_list(index.get("manifests", []), "index.json manifests")
     entries = [
         _parse_descriptor(item, f"{store.label}: index.json manifests[{i}]")
-        for i, item in enumerate(as_list(index.get("manifests", []), "index.json manifests"))
+        for i, item in enumerate(items)
+        if not (isinstance(item, dict) and item.get("artifactType"))  # OCI 1.1 referrers (signatures, SBOMs)
     ]
     chosen = _choose_by_reference(store, entries, ref)
     references = sorted({name for entry in entries if entry.digest == chosen.digest for name in _names(entry)})

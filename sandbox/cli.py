@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sandbox import image_cmd, policy_cmd, seccomp_cmd, volume_cmd
+from sandbox import image_cmd, policy_cmd, seccomp_cmd, signing_cmd, volume_cmd
 from sandbox.clikit import ExitWith, run_app, version_option
 
 EXIT_SETUP_FAILED = 125  # Docker's convention: the sandbox itself could not do it
@@ -23,6 +23,9 @@ app.add_typer(image_cmd.app, name="image")
 app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(seccomp_cmd.app, name="seccomp")
 app.add_typer(volume_cmd.app, name="volume")
+app.command("keygen")(signing_cmd.keygen)
+app.command("sign")(signing_cmd.sign)
+app.command("verify")(signing_cmd.verify)
 
 
 @app.callback()

@@ -280,5 +280,6 @@ def plan_for_cache(image: Image, loaded: LoadedPolicy, spec: RunSpec) -> dict[st
         limits=plan_limits(sandbox.limits),
         tmpfs=[mounts.TmpfsMount(t.path, t.size, t.mode) for t in sandbox.mounts.tmpfs],
         bpf_file=None if bpf is None else str(bpf),
-        policy_files=[path for path in loaded.chain],
+        # the trust a verification rested on: a changed key or root is a cache miss
+        policy_files=[*loaded.chain, *loaded.policy.signing.keys, *filter(None, [loaded.policy.signing.trusted_root])],
     )

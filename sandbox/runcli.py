@@ -7,6 +7,7 @@ import argparse
 import os
 import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 EXIT_SETUP_FAILED = 125
@@ -45,6 +46,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pid", choices=["host"], help="share the host's pid namespace (only if the policy allows it)")
     p.add_argument("--entrypoint", help="override the image's ENTRYPOINT")
     p.add_argument("--platform", help="platform to choose from a multi-platform image")
+    p.add_argument("--bundle", help="the signature bundle (default: IMAGE.sigstore.json beside it, or a referrer)")
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -86,6 +88,7 @@ def _cold_run(args: argparse.Namespace) -> int:
     from sandbox import warm
     from sandbox.plan import Refused, RunFlags, build_spec, plan_for_cache
     from sandbox.process import ProcessError
+    from signing.errors import VerificationError
 
     try:
         loaded = load_policy(args.policy)
@@ -112,22 +115,34 @@ def _cold_run(args: argparse.Namespace) -> int:
             name=args.name,
             rm=args.rm,
         )
-        if loaded.policy.signing.required:
-            return _fail(
-                f"{args.image}: the policy ({loaded.chain[0]}) requires a verified signature, and signature "
-                "verification is not built yet: use --policy permissive for unsigned images"
-            )
         image = open_image(args.image, args.platform)
+        refusal = _verify(image, loaded, args.bundle)
+        if refusal is not None:
+            return _fail(refusal)
         spec = build_spec(flags, image, loaded)
         if warm.eligible(args):
             warm.save_plan(args.image, args.policy, plan_for_cache(image, loaded, spec))
-    except (ImageError, PolicyError, Refused, ProcessError, OSError) as error:
+    except (ImageError, PolicyError, Refused, ProcessError, VerificationError, OSError) as error:
         return _fail(str(error).replace("\n", "; "))
     if args.dry_run:
         print(_describe(spec))
         shutil.rmtree(spec.state, ignore_errors=True)
         return 0
     return _execute(spec, args, loaded.policy.signing.required)
+
+
+def _verify(image: Any, loaded: Any, bundle: str | None) -> str | None:
+    """Step 1 of the init sequence: when the policy requires it, the image's signature must
+    verify before anything is unpacked. Returns why it is refused, or None."""
+    if not loaded.policy.signing.required:
+        return None
+    from signing.verify import verify_image
+
+    verdict = verify_image(image, loaded.policy.signing, Path(bundle) if bundle else None)
+    if not verdict.verified:
+        return f"{image.source}: refused: {verdict.reason}"
+    print(f"pysandbox: verified {verdict.manifest_digest} (signed by {verdict.signer})", file=sys.stderr)
+    return None
 
 
 def _spec_from_plan(plan: dict[str, Any], args: argparse.Namespace) -> object:

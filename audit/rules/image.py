@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from audit.efficiency import FinalTree, dive_efficiency, wasted_files
 from audit.findings import Finding
@@ -125,17 +124,14 @@ def _setuid(facts: ImageFacts, target: str, final: FinalTree) -> Iterator[Findin
 
 
 def _unsigned(facts: ImageFacts, target: str, policy: Policy) -> Iterator[Finding]:
-    """Presence only: verifying a bundle is the signing package's work (pysandbox verify)."""
+    """When the policy requires signatures, the image must carry one that verifies."""
     if not policy.signing.required:
         return
-    source = Path(str(facts.image.store.label))
-    sidecars = [Path(f"{source}.sigstore.json"), source.with_suffix(".sigstore.json")]
-    if not any(path.exists() for path in sidecars):
-        yield finding(
-            "unsigned-image",
-            target,
-            f"the policy requires a signature and no bundle was found ({sidecars[0].name})",
-        )
+    from signing.verify import verify_image
+
+    verdict = verify_image(facts.image, policy.signing)
+    if not verdict.verified:
+        yield finding("unsigned-image", target, verdict.reason or "no verifying signature")
 
 
 def _bloat(facts: ImageFacts, target: str, final: FinalTree, policy: Policy) -> tuple[ImageSummary, list[Finding]]:

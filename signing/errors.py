@@ -1,0 +1,26 @@
+"""The error type of the signing package, with a stable kind for each refusal."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+RefusalKind = Literal[
+    "unsigned",  # no bundle was found
+    "replay",  # a valid signature, but for another image's manifest digest
+    "identity",  # a keyless signature by a signer (issuer, subject, claims) the policy does not allow
+    "untrusted-key",  # a public-key signature by a key the policy does not name
+    "malformed",  # the bundle cannot be parsed or lacks what its kind needs
+    "signature",  # the signature does not verify over what the bundle says was signed
+    "untrusted-root",  # the certificate chain, log or timestamps do not lead to the trusted root
+    "bad-input",  # a key, trust root or policy file that cannot be used at all
+]
+
+
+class VerificationError(Exception):
+    """A signature that does not verify, as one sentence a person can act on; `kind` says
+    which refusal it is, for scripts and for the exit code."""
+
+    def __init__(self, kind: RefusalKind, message: str) -> None:
+        super().__init__(message)
+        self.kind: RefusalKind = kind
+        self.message = message

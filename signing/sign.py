@@ -1,0 +1,135 @@
+"""Signing an image offline with a private key, in formats cosign's verify accepts:
+
+- a DSSE envelope over an in-toto Statement (predicate type `https://sigstore.dev/cosign/sign/v1`,
+  subject = the manifest digest): what cosign v3 writes, self-contained, the default;
+- a message signature over a simple-signing payload (the payload travels beside the bundle).
+
+The bundle is written to a file, or attached to an OCI layout folder as an OCI 1.1 referrer.
+Keyless signing (`--keyless`) needs sigstore-python's signer, a network and an identity token;
+it is not part of this module."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from images import mediatypes
+from images.digest import digest_bytes
+from images.errors import ImageError
+from images.image import Image, blob_path, split_reference
+from images.store import read_document
+from signing.bundle import BUNDLE_V03_NEW, DsseEnvelope, MessageSignature, public_key_bundle
+from signing.keys import PrivateKey, key_hint, sign_bytes
+from signing.payload import (
+    COSIGN_SIGN_PREDICATE,
+    INTOTO_PAYLOAD_TYPE,
+    SIMPLE_SIGNING_MEDIA_TYPE,
+    intoto_statement,
+    pre_authentication_encoding,
+    simple_signing_payload,
+)
+
+SignatureKind = Literal["dsse", "message"]
+EMPTY_CONFIG_TYPE = "application/vnd.oci.empty.v1+json"
+
+
+@dataclass(frozen=True)
+class SignedBundle:
+    bundle: bytes
+    payload: bytes  # the in-toto Statement (inside the bundle) or the simple-signing payload (beside it)
+    kind: SignatureKind
+
+
+def image_reference(image: Image) -> str:
+    """The reference recorded in what is signed: the image's first name, else its digest."""
+    return image.references[0] if image.references else str(image.manifest_digest)
+
+
+def sign_image(
+    image: Image, key: PrivateKey, kind: SignatureKind = "dsse", reference: str | None = None
+) -> SignedBundle:
+    reference = reference or image_reference(image)
+    digest = str(image.manifest_digest)
+    hint = key_hint(key.public_key())
+    if kind == "dsse":
+        statement = intoto_statement(digest, reference)
+        signature = sign_bytes(key, pre_authentication_encoding(INTOTO_PAYLOAD_TYPE, statement))
+        envelope = DsseEnvelope(INTOTO_PAYLOAD_TYPE, statement, (("", signature),))
+        return SignedBundle(public_key_bundle(hint, envelope), statement, kind)
+    payload = simple_signing_payload(digest, reference)
+    message = MessageSignature("SHA2_256", hashlib.sha256(payload).digest(), sign_bytes(key, payload))
+    return SignedBundle(public_key_bundle(hint, message), payload, kind)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def write_bundle_file(signed: SignedBundle, path: Path) -> list[Path]:
+    """Write the bundle (and, for a message signature, its payload beside it); return the files."""
+    from signing.locate import payload_path_for
+
+    _write_atomically(path, signed.bundle)
+    if signed.kind == "dsse":
+        return [path]
+    payload_path = payload_path_for(path)
+    _write_atomically(payload_path, signed.payload)
+    return [path, payload_path]
+
+
+def attach_referrer(image: Image, signed: SignedBundle, created: datetime | None = None) -> str:
+    """Add the bundle to the image's OCI layout folder as an OCI 1.1 referrer and list it in
+    index.json; return the referrer manifest's digest."""
+    layout, _ = split_reference(image.source)
+    if not layout.is_dir() or not (layout / "index.json").is_file():
+        raise ImageError(f"{layout}: only an OCI layout folder can hold a referrer; write a bundle file instead")
+    descriptors = [_put_blob(layout, signed.bundle, BUNDLE_V03_NEW)]
+    if signed.kind == "message":
+        descriptors.append(_put_blob(layout, signed.payload, SIMPLE_SIGNING_MEDIA_TYPE))
+    stamp = (created or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    annotations = {"dev.sigstore.bundle.content": "dsse-envelope" if signed.kind == "dsse" else "message-signature"}
+    if signed.kind == "dsse":
+        annotations["dev.sigstore.bundle.predicateType"] = COSIGN_SIGN_PREDICATE
+    annotations["org.opencontainers.image.created"] = stamp
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": mediatypes.OCI_MANIFEST,
+        "artifactType": BUNDLE_V03_NEW,
+        "config": _put_blob(layout, b"{}", EMPTY_CONFIG_TYPE),
+        "layers": descriptors,
+        "subject": {
+            "mediaType": image.manifest_media_type,
+            "digest": str(image.manifest_digest),
+            "size": len(image.manifest_bytes),
+        },
+        "annotations": annotations,
+    }
+    manifest_bytes = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+    descriptor = _put_blob(layout, manifest_bytes, mediatypes.OCI_MANIFEST)
+    descriptor["artifactType"] = BUNDLE_V03_NEW
+    index = json.loads(read_document(image.store, "index.json"))
+    index.setdefault("manifests", []).append(descriptor)
+    _write_atomically(layout / "index.json", json.dumps(index, separators=(",", ":"), sort_keys=True).encode())
+    return str(descriptor["digest"])
+
+
+def _put_blob(layout: Path, data: bytes, media_type: str) -> dict[str, Any]:
+    digest = digest_bytes(data)
+    path = layout / blob_path(digest)
+    if not path.is_file():
+        _write_atomically(path, data)
+    return {"mediaType": media_type, "digest": str(digest), "size": len(data)}

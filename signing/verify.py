@@ -1,0 +1,280 @@
+"""The trust decision: does a signature the policy trusts say that THIS image (its manifest
+digest) is signed?
+
+The steps, each a short block raising one `VerificationError` kind (as sigstore-python numbers
+its own):
+
+1. Find the bundles (`signing.locate`); none at all: refused as unsigned.
+2. Parse each bundle; one that cannot be parsed: malformed.
+3. Verify its signature:
+   a. public key material (checked here, as sigstore-python 4.5.1 cannot): the signature over
+      the DSSE pre-authentication encoding, or over the simple-signing payload whose SHA-256
+      must equal the bundle's message digest, by one of the policy's keys; by no trusted key:
+      key not trusted. Transparency-log entries and timestamps in such a bundle are NOT
+      checked, and there is no trusted signing time; the verdict says so.
+   b. certificate material (keyless): sigstore-python's Verifier, offline, against the policy's
+      trusted root or the public-good root it carries: chain to the root at a verified time,
+      SCT, identity policy (issuer + subject or regex + GitHub claims), log inclusion proof,
+      checkpoint and entry consistency. Failing before the identity check: untrusted root;
+      the identity check: wrong identity or issuer; after it: the signature does not verify.
+4. Check what was signed names this image's manifest digest; another digest: replay.
+
+A verified manifest digest means verified content: `images/` checks every config and layer
+blob under the manifest against its digest when it reads it (a flipped layer byte fails the
+unpack or audit that streams it), so nothing unverified reaches a container."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from images.errors import ImageError
+from images.image import Image
+from policies.model import Identity, SigningPolicy
+from signing.bundle import DsseEnvelope, MessageSignature, ParsedBundle, parse_bundle
+from signing.errors import RefusalKind, VerificationError
+from signing.keys import TrustedKey, load_public_key, signature_is_valid
+from signing.locate import FoundBundle, find_bundles
+from signing.payload import (
+    COSIGN_SIGN_PREDICATE,
+    INTOTO_PAYLOAD_TYPE,
+    SignedClaim,
+    parse_simple_signing,
+    parse_statement,
+    pre_authentication_encoding,
+)
+
+NO_TRUSTED_TIME = "none: a public-key signature carries no verified signing time"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verified: bool
+    manifest_digest: str
+    signer: str | None = None  # "key sha256:..." or "SUBJECT (issuer ISSUER)"
+    time_source: str | None = None
+    checked: tuple[str, ...] = ()
+    not_checked: tuple[str, ...] = ()
+    refusal: RefusalKind | None = None
+    reason: str | None = None  # one sentence when refused
+    bundle_origin: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["checked"] = list(self.checked)
+        document["not_checked"] = list(self.not_checked)
+        return document
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Whom the policy trusts, loaded: keys, keyless identities and the trust root."""
+
+    keys: tuple[TrustedKey, ...] = ()
+    identities: tuple[Identity, ...] = ()
+    trusted_root: Path | None = None
+
+    @classmethod
+    def from_policy(cls, policy: SigningPolicy, extra_keys: Sequence[Path] = ()) -> Trust:
+        paths = [Path(p) for p in policy.keys] + list(extra_keys)
+        root = Path(policy.trusted_root) if policy.trusted_root else None
+        return cls(tuple(load_public_key(p) for p in paths), policy.identities, root)
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    """A bundle whose signature verified: what was signed, by whom, and what was checked."""
+
+    payload_type: str | None  # the DSSE payload type; None for a message signature
+    payload: bytes
+    signer: str
+    time_source: str
+    checked: list[str] = field(default_factory=list)
+    not_checked: list[str] = field(default_factory=list)
+
+
+def verify_image(
+    image: Image,
+    policy: SigningPolicy,
+    bundle: Path | None = None,
+    extra_keys: Sequence[Path] = (),
+    reference: str | None = None,
+) -> Verdict:
+    """Verify `image` against `policy`; a refusal is a Verdict with `verified` False.
+
+    Raises VerificationError (kind "bad-input") only for what the policy or caller named and
+    cannot be used: an unreadable key, an unreadable bundle file. `reference`, when given,
+    must equal a simple-signing payload's docker-reference."""
+    trust = Trust.from_policy(policy, extra_keys)
+    digest = str(image.manifest_digest)
+    # (1): find the bundles.
+    try:
+        found = find_bundles(image, bundle)
+    except ImageError as error:
+        return Verdict(False, digest, refusal="malformed", reason=f"a signature in the image cannot be read: {error}")
+    except VerificationError as error:
+        if error.kind == "bad-input":
+            raise
+        return Verdict(False, digest, refusal=error.kind, reason=error.message)
+    if not found:
+        return Verdict(
+            False,
+            digest,
+            refusal="unsigned",
+            reason=f"{image.source} is not signed: no --bundle, no sidecar and no sigstore referrer was found",
+        )
+    failures: list[tuple[FoundBundle, VerificationError]] = []
+    for candidate in found:
+        try:
+            return _verify_candidate(image, candidate, trust, reference)
+        except VerificationError as error:
+            if error.kind == "bad-input":
+                raise
+            failures.append((candidate, error))
+    candidate, refused = _most_telling(failures)
+    others = f" ({len(failures) - 1} other bundles also refused)" if len(failures) > 1 else ""
+    return Verdict(
+        False,
+        digest,
+        refusal=refused.kind,
+        reason=f"{candidate.origin}: {refused.message}{others}",
+        bundle_origin=candidate.origin,
+    )
+
+
+_TELLING = ("replay", "identity", "untrusted-key", "untrusted-root", "signature", "malformed", "unsigned")
+
+
+def _most_telling(failures: list[tuple[FoundBundle, VerificationError]]) -> tuple[FoundBundle, VerificationError]:
+    """Of several refused bundles, the one whose refusal says most (a valid signature for
+    another digest says more than a bundle that does not parse)."""
+    return min(failures, key=lambda item: _TELLING.index(item[1].kind) if item[1].kind in _TELLING else 99)
+
+
+def _verify_candidate(image: Image, found: FoundBundle, trust: Trust, reference: str | None) -> Verdict:
+    # (2): parse.
+    parsed = parse_bundle(found.bundle)
+    # (3): verify the signature; a message signature signs the payload found beside the bundle.
+    if isinstance(parsed.content, MessageSignature) and found.payload is None:
+        raise VerificationError(
+            "malformed",
+            "a message-signature bundle needs its simple-signing payload beside it (NAME.payload.json), none was found",
+        )
+    result = verify_bundle(parsed, found.payload, trust)
+    # (4): what was signed must name this image's manifest digest.
+    claim = _claim(result)
+    digest = str(image.manifest_digest)
+    if digest not in claim.manifest_digests:
+        signed_for = ", ".join(claim.manifest_digests)
+        raise VerificationError(
+            "replay",
+            f"the signature is for {signed_for}, not this image's manifest {digest} (replayed from another image?)",
+        )
+    checked = [*result.checked, f"the signed payload names manifest digest {digest}"]
+    if reference is not None:
+        if claim.docker_reference != reference:
+            raise VerificationError(
+                "replay", f"the signature is for reference {claim.docker_reference!r}, not {reference!r}"
+            )
+        checked.append(f"the signed payload names reference {reference}")
+    return Verdict(
+        True,
+        digest,
+        signer=result.signer,
+        time_source=result.time_source,
+        checked=tuple(checked),
+        not_checked=tuple(result.not_checked),
+        bundle_origin=found.origin,
+    )
+
+
+def _claim(result: BundleResult) -> SignedClaim:
+    if result.payload_type is None:
+        return parse_simple_signing(result.payload)
+    if result.payload_type != INTOTO_PAYLOAD_TYPE:
+        raise VerificationError("malformed", f"the DSSE payload type is {result.payload_type!r}, not in-toto")
+    claim = parse_statement(result.payload)
+    if claim.predicate_type != COSIGN_SIGN_PREDICATE:
+        raise VerificationError(
+            "malformed",
+            f"the Statement's predicate type is {claim.predicate_type!r}: an attestation, not an image signature "
+            f"({COSIGN_SIGN_PREDICATE})",
+        )
+    return claim
+
+
+def verify_bundle(parsed: ParsedBundle, artifact: bytes | None, trust: Trust) -> BundleResult:
+    """Step (3) alone: verify a parsed bundle's signature (over `artifact` for a message
+    signature, over its own envelope for DSSE) against `trust`."""
+    if parsed.material == "public-key":
+        return _verify_with_key(parsed, artifact, trust.keys)
+    from signing.keyless import verify_keyless
+
+    return verify_keyless(parsed, artifact, trust.identities, trust.trusted_root)
+
+
+def _verify_with_key(parsed: ParsedBundle, artifact: bytes | None, keys: tuple[TrustedKey, ...]) -> BundleResult:
+    if not keys:
+        raise VerificationError(
+            "untrusted-key", "the bundle is signed with a public key, and the policy trusts no keys"
+        )
+    hinted = [key for key in keys if parsed.key_hint is not None and key.hint == parsed.key_hint]
+    checked = ["bundle structure"]
+    content = parsed.content
+    if isinstance(content, DsseEnvelope):
+        signed = pre_authentication_encoding(content.payload_type, content.payload)
+        signatures = [sig for _, sig in content.signatures]
+        payload_type: str | None = content.payload_type
+        payload = content.payload
+        what = "DSSE envelope (PAE of payload type and payload)"
+    else:
+        assert artifact is not None, "callers supply the artifact of a message signature"
+        if content.digest is not None:
+            if hashlib.sha256(artifact).digest() != content.digest:
+                raise VerificationError(
+                    "signature", "the signed payload's SHA-256 differs from the bundle's message digest"
+                )
+            checked.append("payload SHA-256 equals the bundle's message digest")
+        signed, signatures, payload_type, payload = artifact, [content.signature], None, artifact
+        what = "message signature over the payload"
+    for key in hinted + [key for key in keys if key not in hinted]:
+        if any(signature_is_valid(key.key, signature, signed) for signature in signatures):
+            checked.append(f"{what} by trusted key {key.fingerprint} ({key.source})")
+            return BundleResult(
+                payload_type,
+                payload,
+                signer=f"key {key.fingerprint}",
+                time_source=NO_TRUSTED_TIME,
+                checked=checked,
+                not_checked=_unchecked_key_material(parsed),
+            )
+    if hinted:
+        raise VerificationError(
+            "signature", f"the signature does not verify with the key its hint names ({hinted[0].source}): tampered"
+        )
+    raise VerificationError(
+        "untrusted-key", f"the signature verifies with none of the {len(keys)} keys the policy trusts"
+    )
+
+
+def _unchecked_key_material(parsed: ParsedBundle) -> list[str]:
+    unchecked = ["signing time (a key signature is not bound to a time; key expiry and revocation are not known)"]
+    if parsed.tlog_entries:
+        unchecked.append(
+            f"{len(parsed.tlog_entries)} transparency-log entries (inclusion proof, checkpoint, signed entry "
+            "timestamp) carried by the bundle"
+        )
+    else:
+        unchecked.append("transparency log: the bundle has no log entry (signed offline)")
+    if parsed.has_timestamps:
+        unchecked.append("RFC 3161 timestamps carried by the bundle")
+    return unchecked
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """A policy's subject_regex must match the whole subject, not a part of it."""
+    return re.fullmatch(pattern, subject) is not None

@@ -1,0 +1,67 @@
+"""Step 1 of `pysandbox run`: under a policy that requires it, an image runs only if its
+signature verifies; a tampered copy is refused and nothing of it is unpacked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.sandbox.test_run import command, sandbox, test_user, world  # noqa: F401 - shared fixtures
+
+PYSANDBOX = str(Path(sys.executable).parent / "pysandbox")
+
+
+@pytest.fixture(scope="module")
+def signed(world: Path) -> Path:  # noqa: F811
+    """A signed copy of the busybox image, the key's policy (extends strict), a tampered copy."""
+    folder = world / "signed"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(world / "busybox-app.tar", folder / "image.tar")
+    subprocess.run([PYSANDBOX, "keygen", "--output-key-prefix", str(folder / "team")], check=True, capture_output=True)
+    subprocess.run(
+        [PYSANDBOX, "sign", str(folder / "image.tar"), "--key", str(folder / "team.key")],
+        check=True,
+        capture_output=True,
+    )
+    (folder / "policy.yaml").write_text("version: 1\nextends: strict\nsigning:\n  keys: [team.pub]\n")
+    data = bytearray((folder / "image.tar").read_bytes())
+    data[len(data) // 2] ^= 0x01  # inside the (gzip) layer blob
+    (folder / "tampered.tar").write_bytes(bytes(data))
+    shutil.copy(folder / "image.tar.sigstore.json", folder / "tampered.tar.sigstore.json")
+    shutil.copy(folder / "image.tar", folder / "unsigned.tar")
+    for item in folder.iterdir():
+        item.chmod(0o600 if item.suffix == ".key" else 0o644)
+    folder.chmod(0o755)
+    return folder
+
+
+def test_a_signed_image_runs_under_strict(sandbox, signed: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    result = sandbox("id -u", policy="signed/policy.yaml", image="signed/image.tar")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1000" and "pysandbox: verified sha256:" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("image", "words"), [("signed/unsigned.tar", "is not signed"), ("signed/tampered.tar", "layer")]
+)
+def test_unsigned_and_tampered_images_are_refused(sandbox, signed: Path, image: str, words: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    cache_before = _cached_images(sandbox)
+    result = sandbox("echo SHOULD-NOT-RUN", policy="signed/policy.yaml", image=image)
+    assert result.returncode == 125 and "SHOULD-NOT-RUN" not in result.stdout
+    assert words in result.stderr.lower(), result.stderr
+    assert _cached_images(sandbox) == cache_before  # nothing of it was unpacked
+
+
+def _cached_images(sandbox) -> set[str]:  # type: ignore[no-untyped-def]  # noqa: F811
+    home = (
+        Path("/var/lib/pysandbox")
+        if sandbox.mode == "root"
+        else Path(f"~{sandbox.user}").expanduser() / ".cache/pysandbox"
+    )
+    images = home / "images"
+    return set(os.listdir(images)) if images.is_dir() else set()
