@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from audit.sources.settings import host_modes, security_options, setting
 from audit.sources.yamllines import LineDict, LineList
-from audit.spec import ContainerSpec, Mount, Setting
+from audit.spec import ContainerSpec, Mount
 
 
 def is_compose(document: object) -> bool:
@@ -22,43 +23,20 @@ def compose_specs(document: LineDict, target: str) -> list[ContainerSpec]:
     return specs
 
 
-def _setting(service: LineDict, key: str) -> Setting:
-    return Setting(service[key], service.line_of(key)) if key in service else Setting()
-
-
 def _service_spec(name: str, service: LineDict, target: str, line: int) -> ContainerSpec:
     spec = ContainerSpec("compose", target, f"service {name}", line)
-    spec.image = _setting(service, "image")
+    spec.image = setting(service, "image")
     spec.builds_image = "build" in service
-    spec.privileged = _setting(service, "privileged")
-    for key, attribute in (
-        ("pid", "host_pid"),
-        ("ipc", "host_ipc"),
-        ("uts", "host_uts"),
-        ("network_mode", "host_network"),
-    ):
-        if service.get(key) == "host":
-            setattr(spec, attribute, Setting(True, service.line_of(key)))
-    spec.user = _setting(service, "user")
-    spec.read_only_rootfs = _setting(service, "read_only")
+    spec.privileged = setting(service, "privileged")
+    host_modes(spec, service, {"pid": "host_pid", "ipc": "host_ipc", "uts": "host_uts", "network_mode": "host_network"})
+    spec.user = setting(service, "user")
+    spec.read_only_rootfs = setting(service, "read_only")
     caps = service.get("cap_add")
     if isinstance(caps, LineList):
         spec.capabilities_added = [(str(cap), line) for cap, line in zip(caps, caps.item_lines, strict=True)]
-    _security_options(spec, service)
+    security_options(spec, service.get("security_opt"))
     spec.mounts = _volumes(service)
     return spec
-
-
-def _security_options(spec: ContainerSpec, service: LineDict) -> None:
-    options = service.get("security_opt")
-    if not isinstance(options, LineList):
-        return
-    for option, line in zip(options, options.item_lines, strict=True):
-        key, _, value = str(option).replace("=", ":", 1).partition(":")
-        if key == "seccomp":
-            spec.seccomp = Setting("unconfined" if value == "unconfined" else value, line)
-        elif key == "no-new-privileges" and value in ("", "true"):
-            spec.no_new_privileges = Setting(True, line)
 
 
 def _volumes(service: LineDict) -> list[Mount]:

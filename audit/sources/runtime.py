@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from audit.sources.settings import host_modes, security_options, setting
 from audit.sources.yamllines import LineDict, LineList
 from audit.spec import ContainerSpec, Mount, Setting
 
@@ -23,12 +24,6 @@ def is_oci_config(document: object) -> bool:
     return isinstance(document, dict) and "ociVersion" in document and "process" in document
 
 
-def _at(mapping: Any, key: str) -> Setting:
-    if isinstance(mapping, LineDict) and key in mapping:
-        return Setting(mapping[key], mapping.line_of(key))
-    return Setting()
-
-
 def docker_inspect_specs(documents: list[Any], target: str) -> list[ContainerSpec]:
     return [_inspect_spec(item, target) for item in documents if isinstance(item, LineDict)]
 
@@ -36,29 +31,17 @@ def docker_inspect_specs(documents: list[Any], target: str) -> list[ContainerSpe
 def _inspect_spec(item: LineDict, target: str) -> ContainerSpec:
     host, config = item.get("HostConfig") or LineDict(), item.get("Config") or LineDict()
     spec = ContainerSpec("docker-inspect", target, f"container {str(item.get('Name', '?')).lstrip('/')}", item.line)
-    spec.image = _at(config, "Image")
-    spec.user = _at(config, "User")
-    spec.privileged = _at(host, "Privileged")
-    for key, attribute in (
-        ("PidMode", "host_pid"),
-        ("NetworkMode", "host_network"),
-        ("IpcMode", "host_ipc"),
-        ("UTSMode", "host_uts"),
-    ):
-        if isinstance(host, LineDict) and host.get(key) == "host":
-            setattr(spec, attribute, Setting(True, host.line_of(key)))
-    spec.read_only_rootfs = _at(host, "ReadonlyRootfs")
+    spec.image = setting(config, "Image")
+    spec.user = setting(config, "User")
+    spec.privileged = setting(host, "Privileged")
+    host_modes(
+        spec, host, {"PidMode": "host_pid", "NetworkMode": "host_network", "IpcMode": "host_ipc", "UTSMode": "host_uts"}
+    )
+    spec.read_only_rootfs = setting(host, "ReadonlyRootfs")
     caps = host.get("CapAdd") if isinstance(host, dict) else None
     if isinstance(caps, LineList):
         spec.capabilities_added = [(str(c), line) for c, line in zip(caps, caps.item_lines, strict=True)]
-    options = host.get("SecurityOpt") if isinstance(host, dict) else None
-    if isinstance(options, LineList):
-        for option, line in zip(options, options.item_lines, strict=True):
-            key, _, value = str(option).replace("=", ":", 1).partition(":")
-            if key == "seccomp":
-                spec.seccomp = Setting("unconfined" if value == "unconfined" else value, line)
-            elif key == "no-new-privileges" and value in ("", "true"):
-                spec.no_new_privileges = Setting(True, line)
+    security_options(spec, host.get("SecurityOpt") if isinstance(host, dict) else None)
     spec.mounts = _inspect_mounts(host, item)
     return spec
 
