@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
 import typer
+
+
+class OutputFormat(StrEnum):
+    """--format of the commands that print a report: text for people, json for scripts."""
+
+    text = "text"
+    json = "json"
+
 
 _CLICK_USAGE_ERROR = 2  # what typer (click) exits with for a bad option or argument
 

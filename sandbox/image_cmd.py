@@ -27,7 +27,7 @@ from images.writer import (
     write_oci_archive,
     write_oci_layout,
 )
-from sandbox.clikit import fail
+from sandbox.clikit import OutputFormat, fail
 
 EXIT_SETUP_FAILED = 125
 
@@ -43,11 +43,6 @@ IMAGE_HELP = (
 )
 PLATFORM_HELP = "The platform to choose from a multi-platform index (default linux/amd64)."
 MAX_BYTES_HELP = "Ceiling on uncompressed bytes, against decompression bombs."
-
-
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
 
 
 class ArchiveFormat(StrEnum):

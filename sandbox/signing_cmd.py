@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from sandbox.clikit import fail
+from sandbox.clikit import OutputFormat, fail
 
 EXIT_REFUSED = 1
 EXIT_BAD_INPUT = 2
@@ -24,11 +24,6 @@ app = typer.Typer(
 )
 
 IMAGE_HELP = "A docker save archive, an OCI archive or an OCI layout folder, optionally followed by :REF."
-
-
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
 
 
 class SignatureFormat(StrEnum):
