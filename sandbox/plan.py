@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from images import Image
 from policies.loader import LoadedPolicy
@@ -65,7 +67,7 @@ def _where(loaded: LoadedPolicy, *path: str) -> str:
 def check_flags(flags: RunFlags, loaded: LoadedPolicy) -> None:
     sandbox = loaded.policy.sandbox
 
-    def refuse(flag: str, *path: str, why: str) -> None:
+    def refuse(flag: str, *path: str, why: str) -> NoReturn:
         raise Refused(f"{flag} is refused: {why} ({_where(loaded, *path)})")
 
     if flags.privileged and not sandbox.privileged:
@@ -100,7 +102,7 @@ def check_flags(flags: RunFlags, loaded: LoadedPolicy) -> None:
     _check_limit(flags.cpus, sandbox.limits.cpus, "--cpus", loaded)
 
 
-def _check_volume(volume: str, loaded: LoadedPolicy, refuse: object) -> None:
+def _check_volume(volume: str, loaded: LoadedPolicy, refuse: Callable[..., NoReturn]) -> None:
     mounts_policy = loaded.policy.sandbox.mounts
     source, _, rest = volume.partition(":")
     destination, _, options = rest.partition(":")
@@ -108,17 +110,17 @@ def _check_volume(volume: str, loaded: LoadedPolicy, refuse: object) -> None:
         raise Refused(f"-v {volume}: expected SRC:DST[:ro] with an absolute DST")
     if not source.startswith(("/", ".")):
         if not mounts_policy.volumes:
-            refuse(f"-v {volume}", "sandbox", "mounts", "volumes", why="the policy forbids named volumes")  # type: ignore[operator]
+            refuse(f"-v {volume}", "sandbox", "mounts", "volumes", why="the policy forbids named volumes")
         return
     real = os.path.realpath(source)
     if real == "/" or real in DOCKER_SOCKETS or real.endswith("/docker.sock"):
-        refuse(f"-v {volume}", "sandbox", "mounts", "binds", why=f"binding {real} hands the host to the container")  # type: ignore[operator]
+        refuse(f"-v {volume}", "sandbox", "mounts", "binds", why=f"binding {real} hands the host to the container")
     read_only = "ro" in options.split(",")
     for rule in mounts_policy.binds:
         base = os.path.realpath(rule.source)
         if (real == base or real.startswith(base.rstrip("/") + "/")) and (read_only or not rule.read_only):
             return
-    refuse(f"-v {volume}", "sandbox", "mounts", "binds", why=f"{real} is not under a bind source the policy allows")  # type: ignore[operator]
+    refuse(f"-v {volume}", "sandbox", "mounts", "binds", why=f"{real} is not under a bind source the policy allows")
 
 
 def _check_limit(asked: float | int | None, allowed: float | int | None, flag: str, loaded: LoadedPolicy) -> None:
