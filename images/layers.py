@@ -21,7 +21,7 @@ OPAQUE_MARKER = ".wh..wh..opq"
 _MAX_META_HEADER = 1 << 20  # a PAX or GNU long-name header larger than this is hostile
 _MAX_ID = 2**32 - 2  # (uid_t)-1 means "leave unchanged" to chown
 _MAX_MTIME = 2**63 / 1e9  # nanoseconds since the epoch must fit in 64 bits
-_TAR_BUFFER = 1 << 20
+_TAR_BUFFER = 1 << 16  # tarfile copies the rest of its buffer on every header: larger is slower
 
 KIND_BY_TYPE = {
     tarfile.REGTYPE: "file",
