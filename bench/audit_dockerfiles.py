@@ -77,12 +77,17 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 try:  # the other benchmarks' idle-machine helpers (bench/benchlib.py; bench/ is sys.path[0])
-    from benchlib import ForeignCpu, wait_for_quiet
+    from benchlib import ForeignCpu
+    from benchlib import wait_for_quiet as _benchlib_wait_for_quiet
 except ImportError:  # pragma: no cover - benchlib missing or changed
     ForeignCpu = None  # type: ignore[assignment,misc]
+    _benchlib_wait_for_quiet = None  # type: ignore[assignment]
 
-    def wait_for_quiet(limit: float = 0.15, max_wait: float = 600.0) -> str:
+
+def wait_for_quiet() -> str:
+    if _benchlib_wait_for_quiet is None:
         return "no idle check (bench/benchlib.py unavailable)"
+    return _benchlib_wait_for_quiet()
 
 
 def run_hyperfine(

@@ -378,26 +378,51 @@ def wait_for_quiet(limit: float = 0.15, max_wait: float = 600.0, samples: int = 
 
 
 class ForeignCpu:
-    """CPU seconds the rest of the machine used while we measured (the whole machine's busy
-    time minus our children's user+sys): a contamination indicator."""
+    """CPU seconds the rest of the machine used while we measured: the machine's busy time
+    minus our children's user+sys, split into kernel work (kernel threads such as writeback and
+    the loop device, and interrupts: a side effect of our own writes, mostly) and the rest,
+    which is other processes: the contamination indicator."""
 
     def __enter__(self) -> ForeignCpu:
-        self.busy0, _ = _cpu_jiffies()
+        self.busy0 = _cpu_jiffies()[0]
+        self.kernel0 = _kernel_jiffies()
         self.ours0 = _children_cpu()
         self.wall0 = time.monotonic()
         return self
 
     def __exit__(self, *_: object) -> None:
-        busy1 = _cpu_jiffies()[0]
         tick = os.sysconf("SC_CLK_TCK")
+        busy = (_cpu_jiffies()[0] - self.busy0) / tick
+        self.kernel = (_kernel_jiffies() - self.kernel0) / tick
         self.wall = time.monotonic() - self.wall0
-        self.foreign = max(0.0, (busy1 - self.busy0) / tick - (_children_cpu() - self.ours0))
+        self.foreign = max(0.0, busy - (_children_cpu() - self.ours0) - self.kernel)
+
+    def share(self) -> float:
+        """Other processes' CPU time as a share of the machine's capacity while we measured."""
+        return self.foreign / max(1e-9, self.wall * (os.cpu_count() or 1))
 
     def note(self) -> str:
         return (
-            f"other processes used {self.foreign:.1f} CPU-s during the {self.wall:.0f} s of measuring "
-            "(machine busy time minus our commands' user+sys; includes kernel writeback threads)"
+            f"other processes used {self.foreign:.1f} CPU-s ({self.share():.0%} of the machine) and kernel "
+            f"threads and interrupts {self.kernel:.1f} CPU-s during the {self.wall:.0f} s of measuring"
         )
+
+
+def _kernel_jiffies() -> int:
+    """Jiffies spent so far by kernel threads (writeback, loop, kworkers) and in interrupts."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = fields[5] + fields[6]  # irq + softirq
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat_line = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        rest = stat_line.rsplit(")", 1)[1].split()
+        if int(rest[6]) & 0x00200000:  # PF_KTHREAD
+            total += int(rest[11]) + int(rest[12])  # utime + stime
+    return total
 
 
 def measure(
@@ -426,8 +451,8 @@ def measure(
             measured, argv = hyperfine(commands, prepare, export.with_suffix(f".attempt{attempt}.json"), warmup, runs)
         for index, path in rss.items():
             measured[index].peak_rss_kb = peak_rss(path)
-        share = foreign.foreign / max(1e-9, foreign.wall * (os.cpu_count() or 1))
-        notes.append(f"attempt {attempt}: {quiet}; {foreign.note()} ({share:.0%} of the machine)")
+        share = foreign.share()
+        notes.append(f"attempt {attempt}: {quiet}; {foreign.note()}")
         if best is None or share < best[0]:
             best = (share, measured, argv, attempt)
         if share <= max_foreign:
