@@ -51,7 +51,8 @@ def image_rootfs(image: Image, id_offset: int) -> Path:
 
 def container_dir(name: str) -> Path:
     """Per-container state (overlay upper and work dirs, /etc files) under the runtime dir."""
-    run = Path(os.environ.get("XDG_RUNTIME_DIR", "")) if os.geteuid() != 0 else Path("/run")
-    base = run / "pysandbox" if run.is_dir() and os.access(run, os.W_OK) else cache_root() / "containers"
+    runtime = "/run" if os.geteuid() == 0 else os.environ.get("XDG_RUNTIME_DIR", "")
+    run = Path(runtime) if os.path.isabs(runtime) else None  # unset or empty: not the current folder
+    base = run / "pysandbox" if run and run.is_dir() and os.access(run, os.W_OK) else cache_root() / "containers"
     base.mkdir(parents=True, exist_ok=True, mode=0o711)
     return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))

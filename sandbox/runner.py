@@ -182,9 +182,16 @@ def _guarded(errors_w: int, step: object) -> None:
 
 
 def _setup_process(spec: RunSpec, ready_w: int, maps_r: int, errors_w: int, console: socket.socket | None) -> None:
+    monitor = os.getppid()
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
     enter_user_namespace(ready_w, maps_r)
+    # Changing credentials (setresuid above) clears the parent-death signal and the dumpable
+    # flag: arm them again, and leave at once if the monitor died in between.
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    if os.getppid() != monitor:
+        os._exit(EXIT_SETUP_FAILED)
     flags = sum(linux.NAMESPACE_FLAGS[name] for name in spec.namespaces if name != "user")
     linux.unshare(flags)
     init = os.fork()

@@ -300,3 +300,28 @@ def _cmdline(pid: str) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_killing_pysandbox_kills_the_whole_container(sandbox, world: Path) -> None:  # type: ignore[no-untyped-def]
+    """Regression: setresuid in the setup process cleared its parent-death signal, so a
+    container outlived a monitor killed with SIGKILL."""
+    marker = f"marker-{os.getpid()}-{sandbox.mode}"
+    full = [
+        "--rm",
+        "--policy",
+        str(world / "strict-unsigned.yaml"),
+        str(world / "busybox-app.tar"),
+        "sh",
+        "-c",
+        f"echo ready; while true; do sleep 0.1; done # {marker}",
+    ]
+    process = subprocess.Popen(
+        command(sandbox.mode, full, sandbox.user), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/"
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    os.kill(process.pid if sandbox.mode == "root" else _pysandbox_below(process.pid), signal.SIGKILL)
+    process.wait(timeout=20)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(marker in _cmdline(p) for p in os.listdir("/proc") if p.isdigit()):
+        time.sleep(0.1)
+    assert not any(marker in _cmdline(p) for p in os.listdir("/proc") if p.isdigit())
