@@ -11,6 +11,9 @@ import zstandard
 from images.errors import ImageError
 
 _CHUNK = 1 << 20
+# Compressed input is read in small pieces: zlib copies whatever input is left over into
+# unconsumed_tail at every call, so a large input chunk is copied again and again.
+_INPUT_CHUNK = 1 << 16
 DEFAULT_MAX_BYTES = 64 * 1024**3
 
 
@@ -51,7 +54,7 @@ class _GzipReader:
                 self._done = True
                 break
             if not self._input:
-                self._input = self._raw.read(_CHUNK)
+                self._input = self._raw.read(_INPUT_CHUNK)
                 if not self._input:
                     raise ImageError(f"{self._label}: gzip stream ends early (truncated layer)")
             try:
@@ -66,9 +69,9 @@ class _GzipReader:
     def _next_member(self) -> bool:
         rest = self._inflater.unused_data + self._input
         if not rest:
-            rest = self._raw.read(_CHUNK)
+            rest = self._raw.read(_INPUT_CHUNK)
         while rest and not rest.strip(b"\0"):
-            rest = self._raw.read(_CHUNK)  # zero padding after the last member
+            rest = self._raw.read(_INPUT_CHUNK)  # zero padding after the last member
         if not rest:
             return False
         self._inflater = zlib.decompressobj(31)
