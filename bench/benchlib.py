@@ -525,6 +525,24 @@ def tool_versions() -> str:
     )
 
 
+def code_version() -> str:
+    """The commit measured, and whether images/ or sandbox/ differed from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "images", "sandbox"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown commit"
+    return f"commit {head}" + (" with uncommitted changes in images/ or sandbox/" if dirty else "")
+
+
 def fmt_s(seconds: float) -> str:
     return f"{seconds:.2f}"
 
@@ -546,7 +564,7 @@ def append_results(title: str, body: str, argv_lines: list[str]) -> None:
         "",
         f"Machine: {machine()}.  ",
         f"Tools: {tool_versions()}.  ",
-        f"Run with {command} from the repo root.",
+        f"Code: {code_version()}. Run with {command} from the repo root.",
         "",
         body.rstrip(),
         "",
