@@ -277,55 +277,7 @@ def rel(path: Path) -> str:
         return str(path)
 
 
-try:  # the other benchmarks' idle-machine helpers (bench/benchlib.py; bench/ is sys.path[0])
-    from benchlib import ForeignCpu
-    from benchlib import wait_for_quiet as _benchlib_wait_for_quiet
-except ImportError:  # pragma: no cover - benchlib missing or changed
-    ForeignCpu = None  # type: ignore[assignment,misc]
-    _benchlib_wait_for_quiet = None  # type: ignore[assignment]
-
-
-def wait_for_quiet() -> str:
-    if _benchlib_wait_for_quiet is None:
-        return "no idle check (bench/benchlib.py unavailable)"
-    return _benchlib_wait_for_quiet()
-
-
-def run_hyperfine(
-    commands: list[tuple[str, str]], export: Path, warmup: int, runs: int
-) -> tuple[list[dict[str, Any]], str, str]:
-    """hyperfine on an idle machine: wait for quiet first, and measure once more if other
-    processes took more than 10% of the CPU meanwhile. Returns the results, the command line
-    and a note on the machine's load."""
-    argv = [HYPERFINE, "-i", "--warmup", str(warmup), "--runs", str(runs), "--style", "basic"]
-    argv += ["--export-json", rel(export)]
-    for name, command in commands:
-        argv += ["-n", name, command]
-    notes = []
-    kept: tuple[float, int, list[dict[str, Any]]] | None = None  # (foreign share, attempt, results)
-    for attempt in (1, 2):
-        quiet = wait_for_quiet()
-        print("$ " + shlex.join(argv), file=sys.stderr, flush=True)
-        if ForeignCpu is None:
-            subprocess.run(argv, cwd=REPO, check=True, stdout=sys.stderr)
-            return json.loads(export.read_text())["results"], shlex.join(argv), quiet
-        with ForeignCpu() as foreign:
-            subprocess.run(argv, cwd=REPO, check=True, stdout=sys.stderr)
-        share = foreign.foreign / max(1e-9, foreign.wall * (os.cpu_count() or 1))
-        notes.append(
-            f"attempt {attempt}: {quiet}; other processes used {foreign.foreign:.1f} CPU-s during the "
-            f"{foreign.wall:.0f} s of measuring ({share:.0%} of the machine)"
-        )
-        if kept is None or share < kept[0]:
-            kept = (share, attempt, json.loads(export.read_text())["results"])
-        if share <= 0.10:
-            break
-    assert kept is not None
-    if kept[0] > 0.10:
-        notes.append(f"CONTAMINATED: other processes were busy during both; kept attempt {kept[1]}, the quieter")
-    elif len(notes) > 1:
-        notes.append(f"kept attempt {kept[1]}")
-    return kept[2], shlex.join(argv), "; ".join(notes)
+from benchlib import run_hyperfine_ignoring_failures as run_hyperfine  # noqa: E402 - bench/ is sys.path[0]
 
 
 def peak_rss_kib(command: str, runs: int, out: Path) -> tuple[int, str]:
