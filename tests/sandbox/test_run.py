@@ -233,21 +233,9 @@ def test_exit_codes_propagate(sandbox) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_sigterm_reaches_the_process(sandbox, world: Path) -> None:  # type: ignore[no-untyped-def]
-    full = [
-        "--rm",
-        "--policy",
-        str(world / "strict-unsigned.yaml"),
-        str(world / "busybox-app.tar"),
-        "sh",
-        "-c",
-        "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.1; done",
-    ]
-    process = subprocess.Popen(
-        command(sandbox.mode, full, sandbox.user), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/"
+    process, target = start_until_ready(
+        sandbox, world, "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.1; done"
     )
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == "ready"
-    target = process.pid if sandbox.mode == "root" else _pysandbox_below(process.pid)
     os.kill(target, signal.SIGTERM)
     out, _ = process.communicate(timeout=20)
     assert "got-term" in out and process.returncode == 42
@@ -285,6 +273,17 @@ def test_the_host_is_unchanged_afterwards(sandbox, world: Path) -> None:  # type
     assert ours() == before  # no mount left on the host, and the sleeps died with the container
 
 
+def start_until_ready(sandbox, world: Path, script: str) -> tuple[subprocess.Popen[str], int]:  # type: ignore[no-untyped-def]
+    """Start a long-running container under strict, wait for its `ready` line, and return the
+    process and the pid of pysandbox itself (below runuser in user mode), to signal it."""
+    full = ["--rm", "--policy", str(world / "strict-unsigned.yaml"), str(world / "busybox-app.tar"), "sh", "-c", script]
+    process = subprocess.Popen(
+        command(sandbox.mode, full, sandbox.user), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/"
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process, process.pid if sandbox.mode == "root" else _pysandbox_below(process.pid)
+
+
 def _pysandbox_below(pid: int) -> int:
     """The pysandbox process under runuser (and env, which execs it)."""
     for _ in range(50):
@@ -306,20 +305,8 @@ def test_killing_pysandbox_kills_the_whole_container(sandbox, world: Path) -> No
     """Regression: setresuid in the setup process cleared its parent-death signal, so a
     container outlived a monitor killed with SIGKILL."""
     marker = f"marker-{os.getpid()}-{sandbox.mode}"
-    full = [
-        "--rm",
-        "--policy",
-        str(world / "strict-unsigned.yaml"),
-        str(world / "busybox-app.tar"),
-        "sh",
-        "-c",
-        f"echo ready; while true; do sleep 0.1; done # {marker}",
-    ]
-    process = subprocess.Popen(
-        command(sandbox.mode, full, sandbox.user), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/"
-    )
-    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-    os.kill(process.pid if sandbox.mode == "root" else _pysandbox_below(process.pid), signal.SIGKILL)
+    process, target = start_until_ready(sandbox, world, f"echo ready; while true; do sleep 0.1; done # {marker}")
+    os.kill(target, signal.SIGKILL)
     process.wait(timeout=20)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(marker in _cmdline(p) for p in os.listdir("/proc") if p.isdigit()):
