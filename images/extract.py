@@ -15,10 +15,11 @@ import errno
 import os
 import stat
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from images import overlay
 from images.decompress import DEFAULT_MAX_BYTES, ByteBudget
 from images.errors import ImageError
 from images.image import Image, Layer
@@ -66,6 +67,16 @@ class UnpackOptions:
     # Added to every uid and gid: a runtime run by root shifts a rootfs into the unprivileged
     # range its containers map to, so that container root owns what image root owned.
     id_offset: int = 0
+    # None: flatten every layer into one tree, applying whiteouts. A tuple: unpack one layer
+    # on its own as an overlayfs lower folder over these folders (top first; images.overlay):
+    # whiteouts and opaque directories are kept in the kernel's format, not applied.
+    lowers: tuple[Path, ...] | None = None
+
+
+class LayerNeedsParents(ImageError):
+    """The layer reaches through what a lower layer holds (a parent that is a symlink
+    there, a hard link to a file there): it cannot be kept as a folder of its own, and the
+    image is flattened instead."""
 
 
 class _RootResolver:
@@ -73,10 +84,12 @@ class _RootResolver:
     entries arrive grouped by directory. Anything that removes or replaces a directory or
     symlink invalidates the cache, since a cached path might have gone through it."""
 
-    def __init__(self, root_fd: int) -> None:
+    def __init__(self, root_fd: int, make_missing: Callable[[str, str, int], None] | None = None) -> None:
         self.root_fd = root_fd
         self._cache: OrderedDict[str, int] = OrderedDict()
         self._retired: list[int] = []
+        # Called as (resolved path, name, parent descriptor) to create a missing directory.
+        self.make_missing = make_missing or (lambda _path, name, parent: _mkdir_missing(name, parent))
 
     def invalidate(self) -> None:
         """Forget every cached directory. The descriptors are retired, not closed: the entry
@@ -113,6 +126,7 @@ class _RootResolver:
 
     def _walk(self, path: str, create: bool, label: str) -> int | None:
         stack = [os.dup(self.root_fd)]
+        names: list[str] = []  # the resolved path of stack[-1], for make_missing
         pending = path.split("/")
         followed = 0
         try:
@@ -123,15 +137,18 @@ class _RootResolver:
                 if name == "..":
                     if len(stack) > 1:
                         os.close(stack.pop())
+                        names.pop()
                     continue
                 try:
                     stack.append(os.open(name, _OPEN_DIR, dir_fd=stack[-1]))
+                    names.append(name)
                     continue
                 except FileNotFoundError:
                     if not create:
                         return None
-                    _mkdir_missing(name, stack[-1])
+                    self.make_missing("/".join([*names, name]), name, stack[-1])
                     stack.append(os.open(name, _OPEN_DIR, dir_fd=stack[-1]))
+                    names.append(name)
                     continue
                 except OSError as error:
                     if error.errno not in (errno.ENOTDIR, errno.ELOOP):
@@ -147,6 +164,7 @@ class _RootResolver:
                     for fd in stack[1:]:
                         os.close(fd)
                     del stack[1:]
+                    names.clear()
                 pending[:0] = target.split("/")
             return stack.pop()
         finally:
@@ -161,7 +179,8 @@ def _mkdir_missing(name: str, parent_fd: int) -> None:
 
 class _Unpacker:
     def __init__(self, root_fd: int, options: UnpackOptions, report: UnpackReport) -> None:
-        self.resolver = _RootResolver(root_fd)
+        layered = options.lowers is not None
+        self.resolver = _RootResolver(root_fd, self.make_missing_parent if layered else None)
         self.options = options
         self.report = report
         self.directory_metadata: dict[str, Entry] = {}
@@ -169,6 +188,9 @@ class _Unpacker:
 
     def apply(self, member: LayerMember, label: str, this_layer: set[str]) -> None:
         entry = member.entry
+        if entry.whiteout is not None and self.options.lowers is not None:
+            self.keep_whiteout(entry, label, this_layer)
+            return
         if entry.whiteout == "file":
             self.remove_below(entry.path, label, this_layer)
             return
@@ -229,6 +251,8 @@ class _Unpacker:
         source_parent_path, _, source_name = entry.link.rpartition("/")
         source_parent = self.resolver.directory(source_parent_path, False, label)
         if source_parent is None or _lstat(source_name, source_parent) is None:
+            if self.options.lowers is not None and overlay.visible(self.options.lowers, entry.link):
+                raise LayerNeedsParents(f"{label}: hard link /{entry.path} -> /{entry.link} into a lower layer")
             raise ImageError(f"{label}: hard link /{entry.path} -> /{entry.link}: the target is not in the image")
         try:
             os.link(source_name, name, src_dir_fd=source_parent, dst_dir_fd=parent, follow_symlinks=False)
@@ -237,6 +261,52 @@ class _Unpacker:
                 f"{label}: hard link /{entry.path} -> /{entry.link}: the target cannot be linked (a directory?)"
             ) from None
         self.report.hardlinks += 1
+
+    # -- a layer kept as an overlay lower folder ----------------------------------------
+    def keep_whiteout(self, entry: Entry, label: str, this_layer: set[str]) -> None:
+        """The kernel's form of an OCI whiteout: a 0/0 character device for a removed path,
+        the opaque xattr on a directory whose lower children are hidden."""
+        if entry.whiteout == "opaque":
+            directory = self.resolver.directory(entry.path, True, label)
+            assert directory is not None
+            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=directory)
+            try:
+                os.setxattr(fd, overlay.OPAQUE_XATTR, b"y")
+            finally:
+                os.close(fd)
+            return
+        if entry.path in this_layer:
+            return  # whiteouts never hide their own layer's files (OCI image spec)
+        assert self.options.lowers is not None
+        if overlay.visible(self.options.lowers, entry.path) is None:
+            return  # nothing to hide; in a folder no other layer has, the kernel would list it
+        parent_path, _, name = entry.path.rpartition("/")
+        parent = self.resolver.directory(parent_path, True, label)
+        assert parent is not None
+        if _lstat(name, parent) is None:
+            os.mknod(name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
+            self.report.whiteouts += 1
+
+    def make_missing_parent(self, path: str, name: str, parent: int) -> None:
+        """A directory the layer writes into without listing it: it takes the metadata the
+        layers below give it (the merged view would otherwise show ours), as containerd does."""
+        assert self.options.lowers is not None
+        found = overlay.visible(self.options.lowers, path)
+        if found is not None and not stat.S_ISDIR(found[1].st_mode):
+            raise LayerNeedsParents(f"/{path} is not a directory in a lower layer, and a later layer writes below it")
+        _mkdir_missing(name, parent)
+        self.directory_metadata.setdefault(path, self.lower_directory_entry(path, found))
+
+    def lower_directory_entry(self, path: str, found: tuple[Path, os.stat_result] | None) -> Entry:
+        if found is None:
+            return Entry(path, "dir", 0o755, 0, 0, 0, "", 0.0)
+        where, info = found
+        offset = self.options.id_offset
+        uid, gid = max(info.st_uid - offset, 0), max(info.st_gid - offset, 0)
+        with contextlib.suppress(OSError, ValueError):
+            recorded = os.getxattr(where, _OWNER_XATTR, follow_symlinks=False).decode().split(":")
+            uid, gid = int(recorded[0]), int(recorded[1])
+        return Entry(path, "dir", stat.S_IMODE(info.st_mode), uid, gid, 0, "", info.st_mtime)
 
     # -- removal ------------------------------------------------------------------------
     def remove_existing(self, name: str, parent: int, existing: os.stat_result | None) -> None:
@@ -390,14 +460,32 @@ def unpack_image(
     """Flatten every layer of `image` into `target` (created if missing, else it must be
     empty). On any error the target is emptied again and the error re-raised: a tampered
     layer leaves nothing behind."""
-    options = options or UnpackOptions()
+    return _unpack(image, image.layers, target, options or UnpackOptions(), on_layer)
+
+
+def unpack_layer_folder(image: Image, layer: Layer, target: Path, options: UnpackOptions) -> UnpackReport:
+    """One layer on its own into `target`, as an overlay lower folder over `options.lowers`
+    (the folders of the layers below it, top first). Raises LayerNeedsParents when the layer
+    cannot stand alone; emptied again on any error, as unpack_image."""
+    if options.lowers is None:
+        raise ValueError("unpack_layer_folder needs options.lowers (may be empty)")
+    return _unpack(image, [layer], target, options, None)
+
+
+def _unpack(
+    image: Image,
+    layers: Sequence[Layer],
+    target: Path,
+    options: UnpackOptions,
+    on_layer: Callable[[Layer], None] | None,
+) -> UnpackReport:
     created = _prepare_target(target)
     root_fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     report = UnpackReport()
     unpacker = _Unpacker(root_fd, options, report)
     budget = ByteBudget(options.max_bytes)
     try:
-        for layer in image.layers:
+        for layer in layers:
             unpack_layer(image, layer, unpacker, budget)
             if on_layer is not None:
                 on_layer(layer)

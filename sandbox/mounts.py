@@ -184,24 +184,44 @@ def remount_root_read_only() -> None:
     linux.mount("none", "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
 
 
-def mount_overlay(lower: Path, state: Path, target: Path) -> str:
+def mount_overlay(lowers: tuple[Path, ...], state: Path, target: Path) -> str:
     """Mount the container root at `target` (inside our user and mount namespaces): an
-    overlay whose upper directory takes every write, so writes never reach the cached lower
-    directory; where overlay cannot be mounted, a private copy. Returns which."""
+    overlay of the cached layer folders (top first) under an upper directory that takes
+    every write, so writes never reach the cache; where overlay cannot be mounted, a private
+    flattened copy. Returns which."""
     upper, work = state / "upper", state / "work"
     for folder in (upper, work, target):
         folder.mkdir(exist_ok=True)
-    shutil.copystat(lower, upper)
-    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    shutil.copystat(lowers[0], upper)
+    lowerdir, cwd = _lowerdir_option(lowers)
+    options = f"lowerdir={lowerdir},upperdir={upper},workdir={work}"
+    previous = os.getcwd() if cwd else None
     try:
-        linux.mount("overlay", str(target), "overlay", 0, options + ",userxattr")
-        return "overlay"
-    except OSError:
-        pass
-    try:
-        linux.mount("overlay", str(target), "overlay", 0, options)
-        return "overlay"
-    except OSError:
-        shutil.copytree(lower, upper / "copy", symlinks=True)
-        linux.mount(str(upper / "copy"), str(target), None, linux.MS_BIND | linux.MS_REC)
-        return "copy"
+        if cwd:
+            os.chdir(cwd)
+        for extra in (",userxattr", ""):
+            with contextlib.suppress(OSError):
+                linux.mount("overlay", str(target), "overlay", 0, options + extra)
+                return "overlay"
+    finally:
+        if previous:
+            os.chdir(previous)
+    from images.overlay import flatten  # the rare path: the warm start does not pay for it
+
+    (upper / "copy").mkdir()
+    flatten(lowers, upper / "copy")
+    linux.mount(str(upper / "copy"), str(target), None, linux.MS_BIND | linux.MS_REC)
+    return "copy"
+
+
+_MOUNT_DATA_LIMIT = 4000  # the kernel copies one page of mount options
+
+
+def _lowerdir_option(lowers: tuple[Path, ...]) -> tuple[str, str | None]:
+    """`lowerdir=` as absolute paths, or, for images with many layers, relative to the
+    layer cache (returned as the folder to mount from) so that the options fit in a page."""
+    absolute = ":".join(str(folder) for folder in lowers)
+    cache = lowers[0].parent.parent
+    if len(absolute) < _MOUNT_DATA_LIMIT - 512 or any(folder.parent.parent != cache for folder in lowers):
+        return absolute, None
+    return ":".join(f"{folder.parent.name}/{folder.name}" for folder in lowers), str(cache)

@@ -21,7 +21,7 @@ from sandbox.idmap import plan_id_maps
 from sandbox.limits import plan_limits
 from sandbox.plan_light import tmpfs_flag
 from sandbox.process import command_line, environment, resolve_user
-from sandbox.rootfs import cache_root, container_dir, image_rootfs
+from sandbox.rootfs import cache_root, container_dir, etc_file, image_lowers
 from sandbox.runner import RunSpec, hostname_for
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
@@ -174,12 +174,13 @@ def build_spec(flags: RunFlags, image: Image, loaded: LoadedPolicy) -> RunSpec:
     sandbox = loaded.policy.sandbox
     id_maps = plan_id_maps(sandbox.ids)
     offset = id_maps.root_host_uid if os.geteuid() == 0 else 0
-    lower = image_rootfs(image, offset)
+    lowers = image_lowers(image, offset)
     granted = set(granted_capabilities(sandbox.capabilities, sandbox.privileged or flags.privileged))
     for raw in flags.cap_drop:
         name = normalize_capability(raw)
         granted = set() if name == "ALL" else granted - {name or ""}
-    user = resolve_user(lower, flags.user or sandbox.ids.user or image.config.user)
+    passwd, group = etc_file(lowers, "passwd"), etc_file(lowers, "group")
+    user = resolve_user(flags.user or sandbox.ids.user or image.config.user, passwd, group)
     name = flags.name or f"pysandbox-{os.getpid()}"
     state = container_dir(name)
     if os.geteuid() == 0:
@@ -195,7 +196,8 @@ def build_spec(flags: RunFlags, image: Image, loaded: LoadedPolicy) -> RunSpec:
         raise Refused(f"limits {', '.join(missing)} are required by the policy but cannot be enforced here")
     frozen = frozenset(granted)
     return RunSpec(
-        lower=lower,
+        lowers=lowers,
+        etc_files=(passwd, group),
         state=state,
         argv=command_line(image.config.entrypoint, image.config.cmd, flags.entrypoint, flags.command),
         env=environment(image.config.env, flags.env, user) | {"HOSTNAME": flags.hostname or hostname_for(name)},
@@ -258,7 +260,8 @@ def plan_for_cache(image: Image, loaded: LoadedPolicy, spec: RunSpec) -> dict[st
     bpf = seccomp_file(loaded, granted)
     config = image.config
     return make_plan(
-        lower=spec.lower,
+        lowers=spec.lowers,
+        etc_files=spec.etc_files,
         config={
             "entrypoint": config.entrypoint,
             "cmd": config.cmd,

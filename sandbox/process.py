@@ -46,19 +46,22 @@ def environment(image_env: list[str], extra: list[str], user: User) -> dict[str,
     return env
 
 
-def _table(root: Path, name: str) -> list[list[str]]:
+def _table(path: Path | None) -> list[list[str]]:
+    if path is None:
+        return []
     try:
-        text = (root / "etc" / name).read_text(errors="replace")
+        text = path.read_text(errors="replace")
     except OSError:
         return []
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def resolve_user(root: Path, spec: str) -> User:
-    """USER as `name`, `uid`, `name:group` or `uid:gid`, looked up in the image."""
+def resolve_user(spec: str, passwd_file: Path | None, group_file: Path | None) -> User:
+    """USER as `name`, `uid`, `name:group` or `uid:gid`, looked up in the image's own
+    /etc/passwd and /etc/group (as found in its layers: rootfs.etc_file)."""
     user_part, _, group_part = (spec or "0").partition(":")
-    passwd = _table(root, "passwd")
-    groups = _table(root, "group")
+    passwd = _table(passwd_file)
+    groups = _table(group_file)
     entry = next((row for row in passwd if len(row) >= 7 and (row[0] == user_part or row[2] == user_part)), None)
     if entry is not None:
         uid, gid, home, name = int(entry[2]), int(entry[3]), entry[5] or "/", entry[0]

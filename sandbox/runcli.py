@@ -178,7 +178,8 @@ def _spec_from_plan(plan: dict[str, Any], args: argparse.Namespace) -> object:
         )
     bpf_file = plan["bpf"]
     return RunSpec(
-        lower=Path(str(plan["lower"])),
+        lowers=tuple(Path(folder) for folder in plan["lowers"]),
+        etc_files=(warm.optional_path(plan["etc_files"][0]), warm.optional_path(plan["etc_files"][1])),
         state=state,
         argv=run["argv"],
         env=run["env"],
@@ -228,6 +229,10 @@ def _fail(message: str) -> int:
     return EXIT_SETUP_FAILED
 
 
+def _layers(lowers: tuple[object, ...]) -> str:
+    return f"{lowers[0]}" if len(lowers) == 1 else f"{len(lowers)} cached layers (top: {lowers[0]})"
+
+
 def _describe(spec: object) -> str:
     from sandbox.runner import RunSpec
 
@@ -236,7 +241,7 @@ def _describe(spec: object) -> str:
         f"command:      {spec.argv} as uid {spec.user.uid} gid {spec.user.gid} in {spec.workdir}",
         f"namespaces:   {', '.join(spec.namespaces)}",
         f"id mapping:   {spec.id_maps.describe()} ({'newuidmap' if spec.id_maps.via_helpers else 'written directly'})",
-        f"root:         overlay over {spec.lower}{' (read-only)' if spec.read_only_rootfs else ''}",
+        f"root:         overlay over {_layers(spec.lowers)}{' (read-only)' if spec.read_only_rootfs else ''}",
         f"network:      {spec.network}",
         f"capabilities: {spec.capabilities:#018x}",
         f"no_new_privs: {spec.no_new_privileges}",

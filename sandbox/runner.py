@@ -47,7 +47,8 @@ _FORWARDED = (
 class RunSpec:
     """Everything the sequence needs, resolved beforehand (plain data)."""
 
-    lower: Path
+    lowers: tuple[Path, ...]  # the overlay's lower folders, top first (rootfs.image_lowers)
+    etc_files: tuple[Path | None, Path | None]  # the image's /etc/passwd and /etc/group
     state: Path
     argv: list[str]
     env: dict[str, str]
@@ -240,7 +241,7 @@ def prepare_root(spec: RunSpec) -> None:
     and the read-only remount last (earlier steps create mount points)."""
     linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
     root = spec.state / "root"
-    mounts.mount_overlay(spec.lower, spec.state, root)
+    mounts.mount_overlay(spec.lowers, spec.state, root)
     mounts.mount_proc(root)
     mounts.mount_dev(root)
     mounts.mount_sys(root, "network" in spec.namespaces)

@@ -24,7 +24,7 @@ from sandbox.mounts import TmpfsMount
 from sandbox.process import User, command_line, environment, resolve_user
 from sandbox.rootfs import cache_root
 
-FORMAT = 1
+FORMAT = 2
 # Flags that the cold path must check against the policy; with any of them, no warm start.
 POLICY_SENSITIVE = (
     "volume",
@@ -86,7 +86,7 @@ def load_plan(image: str, policy: str) -> dict[str, Any] | None:
             return None
     except OSError:
         return None
-    if not Path(plan["lower"]).is_dir() or not Path(plan["bpf"] or "/").exists():
+    if not all(Path(folder).is_dir() for folder in plan["lowers"]) or not Path(plan["bpf"] or "/").exists():
         return None
     return plan
 
@@ -103,7 +103,8 @@ def save_plan(image: str, policy: str, plan: dict[str, Any]) -> None:
 
 
 def make_plan(
-    lower: Path,
+    lowers: tuple[Path, ...],
+    etc_files: tuple[Path | None, Path | None],
     config: dict[str, Any],
     base: dict[str, Any],
     id_maps: IdMaps,
@@ -113,7 +114,8 @@ def make_plan(
     policy_files: list[str],
 ) -> dict[str, Any]:
     return {
-        "lower": str(lower),
+        "lowers": [str(folder) for folder in lowers],
+        "etc_files": [None if path is None else str(path) for path in etc_files],
         "config": config,
         "base": base,
         "id_maps": asdict(id_maps),
@@ -130,11 +132,15 @@ def id_maps_from(data: dict[str, Any]) -> IdMaps:
     )
 
 
+def optional_path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
 def resolve_run(plan: dict[str, Any], args: Any, state: Path, hostname: str) -> dict[str, Any]:
     """The per-run part: command, environment, user, working directory."""
     config = plan["config"]
-    lower = Path(plan["lower"])
-    user: User = resolve_user(lower, args.user or plan["base"]["user"] or config["user"])
+    passwd, group = (optional_path(path) for path in plan["etc_files"])
+    user: User = resolve_user(args.user or plan["base"]["user"] or config["user"], passwd, group)
     env_extra = list(args.env)
     for path in args.env_file:
         with open(path) as stream:
