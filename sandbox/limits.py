@@ -1,6 +1,8 @@
-"""Resource limits. cgroups are not delegated to us on this kind of host (v1 with a v2 tree
-beside it), so rlimits cover what they can, and each limit says how it is enforced, or
-that it is not; a policy that marks an unenforceable limit as required is refused."""
+"""Resource limits, and which mechanism enforces each: a cgroup where the host lets us make
+one (sandbox/cgroups.py: memory, pids, cpus), rlimits otherwise (memory as address space,
+pids as the uid's process count), a monitor timer for wall time. Each limit says how it is
+enforced, or that it is not; a policy that marks an unenforceable limit as required is
+refused before anything starts."""
 
 from __future__ import annotations
 
@@ -24,20 +26,33 @@ class Enforcement:
 
 
 def plan_limits(limits: Limits) -> list[Enforcement]:
+    from sandbox import cgroups
+
+    wanted = {"memory": limits.memory, "pids": limits.pids, "cpus": limits.cpus}
+    by_cgroup = cgroups.mechanisms({name for name, value in wanted.items() if value is not None})
+    fallback = {
+        "memory": "RLIMIT_AS (address space, stricter than resident memory)",
+        "pids": "RLIMIT_NPROC (counts every process of the container's host uid)",
+        "cpus": "not enforced: needs a writable cgroup cpu controller",
+    }
     plan = []
     if limits.open_files is not None:
         plan.append(Enforcement("open_files", limits.open_files, "RLIMIT_NOFILE"))
-    if limits.pids is not None:
-        plan.append(Enforcement("pids", limits.pids, "RLIMIT_NPROC (counts every process of the container's host uid)"))
-    if limits.memory is not None:
-        plan.append(Enforcement("memory", limits.memory, "RLIMIT_AS (address space, stricter than resident memory)"))
+    for name in ("pids", "memory"):
+        if wanted[name] is not None:
+            plan.append(Enforcement(name, wanted[name], by_cgroup.get(name, fallback[name])))
     if limits.cpu_time is not None:
         plan.append(Enforcement("cpu_time", limits.cpu_time, "RLIMIT_CPU"))
     if limits.wall_time is not None:
         plan.append(Enforcement("wall_time", limits.wall_time, "monitor timer (SIGKILL)"))
     if limits.cpus is not None:
-        plan.append(Enforcement("cpus", limits.cpus, "not enforced: needs a delegated cgroup v2 cpu controller"))
+        plan.append(Enforcement("cpus", limits.cpus, by_cgroup.get("cpus", fallback["cpus"])))
     return plan
+
+
+def cgroup_values(plan: list[Enforcement]) -> dict[str, float]:
+    """The limits a cgroup enforces, for cgroups.create."""
+    return {item.name: float(item.value) for item in plan if item.mechanism.startswith("cgroup")}  # type: ignore[arg-type]
 
 
 def apply_rlimits(plan: list[Enforcement]) -> None:
@@ -49,6 +64,6 @@ def apply_rlimits(plan: list[Enforcement]) -> None:
         "cpu_time": resource.RLIMIT_CPU,
     }
     for item in plan:
-        if item.name in names:
+        if item.name in names and item.mechanism.startswith("RLIMIT"):
             value = int(item.value)  # type: ignore[call-overload]
             resource.setrlimit(names[item.name], (value, value))

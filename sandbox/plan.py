@@ -15,11 +15,11 @@ from typing import NoReturn
 from images import Image
 from policies.loader import LoadedPolicy
 from policies.model import Limits, Size, granted_capabilities
-from policies.values import normalize_capability, parse_size
+from policies.values import normalize_capability
 from sandbox import capabilities, mounts
 from sandbox.idmap import plan_id_maps
 from sandbox.limits import plan_limits
-from sandbox.plan_light import tmpfs_flag
+from sandbox.plan_light import parse_docker_size, tmpfs_flag
 from sandbox.process import command_line, environment, resolve_user
 from sandbox.rootfs import cache_root, container_dir, etc_file, image_lowers
 from sandbox.runner import RunSpec, hostname_for
@@ -97,9 +97,19 @@ def check_flags(flags: RunFlags, loaded: LoadedPolicy) -> None:
             raise Refused(f"--security-opt {option}: unsupported option (seccomp=PROFILE, no-new-privileges)")
     for volume in flags.volumes:
         _check_volume(volume, loaded, refuse)
-    _check_limit(parse_size(flags.memory) if flags.memory else None, sandbox.limits.memory, "--memory", loaded)
+    _check_limit(_memory_flag(flags.memory), sandbox.limits.memory, "--memory", loaded)
     _check_limit(flags.pids_limit, sandbox.limits.pids, "--pids-limit", loaded)
     _check_limit(flags.cpus, sandbox.limits.cpus, "--cpus", loaded)
+
+
+def _memory_flag(text: str | None) -> int | None:
+    """--memory as Docker reads it: 512m, 1g, 1073741824 (binary units)."""
+    if not text:
+        return None
+    size = parse_docker_size(text)
+    if size is None or size <= 0:
+        raise Refused(f"--memory {text}: expected a size such as 512m or 1g")
+    return size
 
 
 def _check_volume(volume: str, loaded: LoadedPolicy, refuse: Callable[..., NoReturn]) -> None:
@@ -226,7 +236,7 @@ def _with_flag_limits(limits: Limits, flags: RunFlags) -> Limits:
     already refused any that would raise them)."""
     from dataclasses import replace
 
-    memory = Size(parse_size(flags.memory) or 0) if flags.memory else limits.memory
+    memory = Size(_memory_flag(flags.memory) or 0) if flags.memory else limits.memory
     pids = flags.pids_limit if flags.pids_limit is not None else limits.pids
     cpus = flags.cpus if flags.cpus is not None else limits.cpus
     return replace(limits, memory=memory, pids=pids, cpus=cpus)

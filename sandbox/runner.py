@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox import capabilities, linux, mounts, tty
+from sandbox import capabilities, cgroups, linux, mounts, tty
 from sandbox.idmap import IdMaps, write_id_maps
-from sandbox.limits import Enforcement, apply_rlimits
+from sandbox.limits import Enforcement, apply_rlimits, cgroup_values
 from sandbox.process import User
 
 # Imported here, not where used: after pivot_root the host's files, Python's included, are
@@ -73,6 +73,16 @@ class RunSpec:
 
 def run_container(spec: RunSpec) -> int:
     """Run and wait; return the exit status as Docker reports it."""
+    name = spec.state.name if spec.state.name.startswith("pysandbox-") else f"pysandbox-{spec.state.name}"
+    cgroup = cgroups.create(name, cgroup_values(spec.limits))
+    try:
+        return _run(spec, cgroup)
+    finally:
+        if cgroup is not None:
+            cgroup.remove()
+
+
+def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     ready_r, ready_w = os.pipe()
     maps_r, maps_w = os.pipe()
     errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
@@ -93,7 +103,7 @@ def run_container(spec: RunSpec) -> int:
     os.close(errors_w)
     if container_end is not None:
         container_end.close()
-    init_pid = _monitor_setup(pid, spec, ready_r, maps_w)
+    init_pid = _monitor_setup(pid, spec, cgroup, ready_r, maps_w)
     forward = _forward_signals(init_pid, spec.tty)
     signal.pthread_sigmask(signal.SIG_SETMASK, held)
     master = tty.receive_master(monitor_end) if monitor_end is not None else None
@@ -110,12 +120,15 @@ def run_container(spec: RunSpec) -> int:
     return status
 
 
-def _monitor_setup(pid: int, spec: RunSpec, ready_r: int, maps_w: int) -> int:
-    """Map the new user namespace once the setup process has made it, and learn init's pid."""
+def _monitor_setup(pid: int, spec: RunSpec, cgroup: cgroups.Cgroup | None, ready_r: int, maps_w: int) -> int:
+    """Map the new user namespace once the setup process has made it (and move it into the
+    container's cgroup before it makes the others), and learn init's pid."""
     with os.fdopen(ready_r, "rb") as ready, os.fdopen(maps_w, "wb", buffering=0) as go:
         if ready.read(1) != b"u":
             return 0
         try:
+            if cgroup is not None:
+                cgroup.add(pid)
             write_id_maps(pid, spec.id_maps)
             go.write(b"m")
         except OSError as error:
@@ -300,6 +313,8 @@ def _exec_command(spec: RunSpec, errors_w: int, console: socket.socket | None) -
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
     if console is not None:
         tty.open_in_container(console)
+    else:
+        tty.leave_host_terminal()
     apply_rlimits(spec.limits)
     _change_directory(spec.workdir)
     capabilities.drop_bounding_capabilities(spec.capabilities)

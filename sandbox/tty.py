@@ -29,6 +29,15 @@ def open_in_container(channel: socket.socket) -> None:
     attach(slave)
 
 
+def leave_host_terminal() -> None:
+    """Without -t, in the command process: a session of its own, so the terminal that
+    started pysandbox (if any) is no longer the container's controlling terminal. TIOCSTI
+    on a terminal other than one's own needs CAP_SYS_ADMIN on the host, so the container
+    cannot type commands into the shell that started it (bubblewrap's --new-session,
+    CVE-2017-5226). Its stdio still reads and writes that terminal as before."""
+    os.setsid()
+
+
 def receive_master(channel: socket.socket) -> int | None:
     """In the monitor: the pty master, or None when setup failed before sending it."""
     _, fds, _, _ = socket.recv_fds(channel, 16, 1)

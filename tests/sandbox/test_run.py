@@ -8,115 +8,12 @@ import pwd
 import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
-from tests.conftest import ROOT
-from tests.imagekit import T, make_tar, static_busybox
-
-PYSANDBOX = str(Path(sys.executable).parent / "pysandbox")
-TEST_USER = "sbxtest"
-MODES = ["root", "user"]
-
-
-@pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A folder every test user can read: images and policies live here."""
-    if static_busybox() is None:
-        pytest.skip("needs Debian's busybox-static")
-    folder = Path(tempfile.mkdtemp(prefix="pysandbox-tests-"))
-    folder.chmod(0o755)
-    rootfs = folder / "rootfs"
-    subprocess.run([str(ROOT / "examples/busybox/make-rootfs.sh"), str(rootfs)], check=True)
-    base = tar_from_directory(rootfs)
-    (rootfs / "etc/removed-later").write_text("x")
-    layers = [
-        NewLayer(base, "gzip", "COPY rootfs /"),
-        NewLayer(
-            make_tar([T("etc", "dir"), T("etc/removed-later", data=b"gone"), T("etc/kept", data=b"kept\n")]),
-            "zstd",
-            "RUN add",
-        ),
-        NewLayer(make_tar([T("etc", "dir"), T("etc/.wh.removed-later")]), "gzip", "RUN rm /etc/removed-later"),
-    ]
-    for name, user in (("busybox-root.tar", "0"), ("busybox-app.tar", "1000:1000")):
-        write_docker_archive(
-            folder / name,
-            NewImage(layers, {"User": user, "Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]}),
-            [f"example/{name}:1"],
-        )
-    for name in ("strict", "baseline", "permissive"):
-        text = (ROOT / f"policies/{name}.yaml").read_text().replace("  required: true", "  required: false")
-        (folder / f"{name}-unsigned.yaml").write_text(text)
-    (folder / "strict-with-probe.yaml").write_text(
-        (folder / "strict-unsigned.yaml")
-        .read_text()
-        .replace("    binds: []", f"    binds: [{{source: {folder}, read_only: true}}]")
-    )
-    (folder / "volumes-allowed.yaml").write_text(
-        (folder / "strict-unsigned.yaml").read_text().replace("    volumes: false", "    volumes: true")
-    )
-    for item in folder.rglob("*"):
-        if not item.is_symlink():
-            item.chmod(item.stat().st_mode | 0o044 | (0o011 if item.is_dir() else 0))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def test_user() -> str:
-    if os.geteuid() != 0:
-        pytest.skip("creating the ordinary test user needs root")
-    try:
-        pwd.getpwnam(TEST_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", TEST_USER], check=True)
-    probe = subprocess.run(
-        ["runuser", "-u", TEST_USER, "--", sys.executable, "-c", "import sandbox"], capture_output=True, cwd="/"
-    )
-    if probe.returncode != 0:
-        pytest.skip(f"{TEST_USER} cannot run this interpreter ({probe.stderr.decode().strip()[-200:]})")
-    return TEST_USER
-
-
-def command(mode: str, args: list[str], user: str | None) -> list[str]:
-    if mode == "root":
-        if os.geteuid() != 0:
-            pytest.skip("root mode needs root")
-        return [PYSANDBOX, "run", *args]
-    assert user is not None
-    home = pwd.getpwnam(user).pw_dir
-    return ["runuser", "-u", user, "--", "env", f"HOME={home}", "XDG_RUNTIME_DIR=", PYSANDBOX, "run", *args]
-
-
-@pytest.fixture(params=MODES)
-def sandbox(request: pytest.FixtureRequest, world: Path) -> object:
-    mode = request.param
-    user = request.getfixturevalue("test_user") if mode == "user" else None
-
-    def run(
-        *args: str,
-        policy: str = "strict-unsigned.yaml",
-        image: str = "busybox-app.tar",
-        timeout: float = 60,
-        **kw: object,
-    ) -> subprocess.CompletedProcess[str]:
-        full = (
-            ["--rm", "--policy", str(world / policy), *args[:-1], str(world / image), "sh", "-c", args[-1]]
-            if args
-            else []
-        )
-        return subprocess.run(command(mode, full, user), capture_output=True, text=True, timeout=timeout, cwd="/", **kw)  # type: ignore[call-overload]
-
-    run.mode = mode  # type: ignore[attr-defined]
-    run.user = user  # type: ignore[attr-defined]
-    return run
+from tests.sandbox.conftest import command
 
 
 def status(text: str) -> dict[str, str]:

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox.test_run import command, sandbox, test_user, world  # noqa: F401 - shared fixtures
-
 PYSANDBOX = str(Path(sys.executable).parent / "pysandbox")
 
 
 @pytest.fixture(scope="module")
-def signed(world: Path) -> Path:  # noqa: F811
+def signed(world: Path) -> Path:
     """A signed copy of the busybox image, the key's policy (extends strict), a tampered copy."""
     folder = world / "signed"
     folder.mkdir(exist_ok=True)
@@ -40,7 +38,7 @@ def signed(world: Path) -> Path:  # noqa: F811
     return folder
 
 
-def test_a_signed_image_runs_under_strict(sandbox, signed: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_signed_image_runs_under_strict(sandbox, signed: Path) -> None:  # type: ignore[no-untyped-def]
     result = sandbox("id -u", policy="signed/policy.yaml", image="signed/image.tar")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1000" and "pysandbox: verified sha256:" in result.stderr
@@ -49,7 +47,7 @@ def test_a_signed_image_runs_under_strict(sandbox, signed: Path) -> None:  # typ
 @pytest.mark.parametrize(
     ("image", "words"), [("signed/unsigned.tar", "is not signed"), ("signed/tampered.tar", "layer")]
 )
-def test_unsigned_and_tampered_images_are_refused(sandbox, signed: Path, image: str, words: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_unsigned_and_tampered_images_are_refused(sandbox, signed: Path, image: str, words: str) -> None:  # type: ignore[no-untyped-def]
     cache_before = _cached_images(sandbox)
     result = sandbox("echo SHOULD-NOT-RUN", policy="signed/policy.yaml", image=image)
     assert result.returncode == 125 and "SHOULD-NOT-RUN" not in result.stdout
@@ -57,7 +55,7 @@ def test_unsigned_and_tampered_images_are_refused(sandbox, signed: Path, image: 
     assert _cached_images(sandbox) == cache_before  # nothing of it was unpacked
 
 
-def _cached_images(sandbox) -> set[str]:  # type: ignore[no-untyped-def]  # noqa: F811
+def _cached_images(sandbox) -> set[str]:  # type: ignore[no-untyped-def]
     home = (
         Path("/var/lib/pysandbox")
         if sandbox.mode == "root"

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox.test_run import world  # noqa: F401 - the shared session fixture
-
 PYSANDBOX = str(Path(sys.executable).parent / "pysandbox")
 
 
@@ -47,7 +45,7 @@ def run_on_terminal(args: list[str], typed: bytes = b"", rows: int = 40, columns
     return process.returncode, output.decode(errors="replace").replace("\r", "")
 
 
-def test_the_container_gets_its_own_terminal_with_our_size(world: Path) -> None:  # noqa: F811
+def test_the_container_gets_its_own_terminal_with_our_size(world: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("runs as root here")
     code, out = run_on_terminal(
@@ -66,7 +64,7 @@ def test_the_container_gets_its_own_terminal_with_our_size(world: Path) -> None:
     assert "/dev/pts/0" in out and "40 100" in out
 
 
-def test_typed_input_reaches_the_container_through_its_pty(world: Path) -> None:  # noqa: F811
+def test_typed_input_reaches_the_container_through_its_pty(world: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("runs as root here")
     code, out = run_on_terminal(

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox.test_run import world  # noqa: F401 - the shared session fixture
-
 HEAVY = ("typer", "yaml", "sigstore", "pyseccomp", "images", "policies", "zstandard", "cryptography")
 
 
@@ -33,7 +31,7 @@ def imported_modules(stderr: str) -> set[str]:
     return {line.split("|")[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
 
 
-def test_a_warm_run_imports_nothing_heavy(world: Path, state: str) -> None:  # noqa: F811
+def test_a_warm_run_imports_nothing_heavy(world: Path, state: str) -> None:
     if os.geteuid() != 0:
         pytest.skip("runs as root here; the user mode is covered by test_run")
     env = {**os.environ, "PYSANDBOX_STATE": state}
@@ -51,7 +49,7 @@ def test_a_warm_run_imports_nothing_heavy(world: Path, state: str) -> None:  # n
     assert elapsed < 2.0
 
 
-def test_a_changed_policy_file_is_a_cache_miss(world: Path, state: str) -> None:  # noqa: F811
+def test_a_changed_policy_file_is_a_cache_miss(world: Path, state: str) -> None:
     if os.geteuid() != 0:
         pytest.skip("runs as root here")
     env = {**os.environ, "PYSANDBOX_STATE": state}

@@ -1,0 +1,218 @@
+"""cgroup limits for one container: memory, pids and cpus, where the host lets us set them.
+
+Which hierarchy: cgroup v2 when our own cgroup is writable and delegates the controller (a
+systemd `Delegate=yes` unit, or root on a v2 host); the v1 controller hierarchies when they
+are writable (root on a v1 host); else none, and limits.py falls back to rlimits and says so.
+The container's cgroup is made under our own, so whatever bounds us bounds it too. The
+monitor moves the setup process into it before the container's namespaces (cgroup included)
+are made, so every process of the container is born inside and the cgroup namespace's root
+is the container's own cgroup."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+# Per limit: the controller it needs and the file that enforces it (_v1/_v2_settings write).
+_V1 = {"memory": ("memory", "memory.limit_in_bytes"), "pids": ("pids", "pids.max"), "cpus": ("cpu", "cpu.cfs_quota_us")}
+_V2 = {"memory": ("memory", "memory.max"), "pids": ("pids", "pids.max"), "cpus": ("cpu", "cpu.max")}
+_CPU_PERIOD = 100_000  # microseconds, Docker's
+
+
+def _mounts() -> list[tuple[str, str, str, set[str]]]:
+    """(mount point, root inside the hierarchy, fs type, options) of every cgroup mount."""
+    found = []
+    with open("/proc/self/mountinfo") as lines:
+        for line in lines:
+            fields = line.split()
+            dash = fields.index("-")
+            fstype = fields[dash + 1]
+            if fstype in ("cgroup", "cgroup2"):
+                found.append((fields[4], fields[3], fstype, set(fields[dash + 3].split(","))))
+    return found
+
+
+def _own_cgroups() -> dict[str, str]:
+    """Our cgroup path per v1 controller, and under "" the v2 one."""
+    paths: dict[str, str] = {}
+    with open("/proc/self/cgroup") as lines:
+        for line in lines:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            for controller in controllers.split(",") if controllers else [""]:
+                paths[controller] = path
+    return paths
+
+
+def _inside(mount_point: str, mount_root: str, path: str) -> str | None:
+    """Our cgroup's folder under a mount (None when the mount does not show it)."""
+    if mount_root != "/" and not (path + "/").startswith(mount_root.rstrip("/") + "/"):
+        return None
+    relative = path[len(mount_root) :] if mount_root != "/" else path
+    folder = mount_point + relative.rstrip("/")
+    return folder if os.path.isdir(folder) else None
+
+
+def _writable(folder: str) -> bool:
+    return os.access(folder, os.W_OK) and os.access(os.path.join(folder, "cgroup.procs"), os.W_OK)
+
+
+def v2_parent(wanted: set[str]) -> str | None:
+    """Our v2 cgroup, when it is ours to write and delegates every controller `wanted`."""
+    own = _own_cgroups().get("")
+    for mount_point, root, fstype, _ in _mounts():
+        if fstype != "cgroup2" or own is None:
+            continue
+        folder = _inside(mount_point, root, own)
+        if folder is None or not _writable(folder):
+            continue
+        try:
+            with open(os.path.join(folder, "cgroup.subtree_control")) as control:
+                delegated = set(control.read().split())
+        except OSError:
+            continue
+        if wanted <= delegated:
+            return folder
+    return None
+
+
+def v1_parents(wanted: set[str]) -> dict[str, str]:
+    """Our cgroup folder in each writable v1 hierarchy of a controller in `wanted`."""
+    own = _own_cgroups()
+    parents: dict[str, str] = {}
+    for mount_point, root, fstype, options in _mounts():
+        if fstype != "cgroup":
+            continue
+        for controller in wanted & options:
+            if controller in parents or controller not in own:
+                continue
+            folder = _inside(mount_point, root, own[controller])
+            if folder is not None and _writable(folder):
+                parents[controller] = folder
+    return parents
+
+
+def mechanisms(limits: set[str]) -> dict[str, str]:
+    """How each of `limits` (memory, pids, cpus) can be enforced by a cgroup here, by name;
+    those missing from the answer cannot."""
+    wanted = {_V2[name][0] for name in limits if name in _V2}
+    if wanted and v2_parent(wanted) is not None:
+        return {name: f"cgroup v2 {_V2[name][1]}" for name in limits if name in _V2}
+    parents = v1_parents({_V1[name][0] for name in limits if name in _V1})
+    return {name: f"cgroup v1 {_V1[name][1]}" for name in limits if name in _V1 and _V1[name][0] in parents}
+
+
+class Cgroup:
+    """The container's cgroup folders (one for v2, one per controller for v1)."""
+
+    def __init__(self, folders: list[str]) -> None:
+        self.folders = folders
+
+    def add(self, pid: int) -> None:
+        for folder in self.folders:
+            with open(os.path.join(folder, "cgroup.procs"), "w") as procs:
+                procs.write(str(pid))
+
+    def remove(self) -> None:
+        """rmdir each folder; the container's last processes may need a moment to go."""
+        deadline = time.monotonic() + 2
+        for folder in self.folders:
+            while True:
+                try:
+                    os.rmdir(folder)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.01)
+
+
+def create(name: str, values: dict[str, float]) -> Cgroup | None:
+    """Make the container's cgroup with `values` (memory bytes, pids, cpus) written, by the
+    same choice `mechanisms` made; None when no limit asks for one."""
+    if not values:
+        return None
+    wanted_v2 = {_V2[limit][0] for limit in values}
+    parent = v2_parent(wanted_v2)
+    if parent is not None:
+        folder = os.path.join(parent, name)
+        os.mkdir(folder)
+        cgroup = Cgroup([folder])
+        _write_all(cgroup, folder, _v2_settings(values))
+        return cgroup
+    parents = v1_parents({_V1[limit][0] for limit in values})
+    folders: dict[str, str] = {}
+    cgroup = Cgroup([])
+    for limit, value in values.items():
+        controller = _V1[limit][0]
+        if controller not in parents:
+            continue
+        if controller not in folders:
+            folders[controller] = os.path.join(parents[controller], name)
+            os.mkdir(folders[controller])
+            cgroup.folders.append(folders[controller])
+        _write_all(cgroup, folders[controller], _v1_settings(limit, value))
+    return cgroup if cgroup.folders else None
+
+
+def _write_all(cgroup: Cgroup, folder: str, settings: list[tuple[str, str, bool]]) -> None:
+    try:
+        for file, value, required in settings:
+            try:
+                with open(os.path.join(folder, file), "w") as control:
+                    control.write(value)
+            except OSError:
+                if required:
+                    raise
+    except BaseException:
+        cgroup.remove()
+        raise
+
+
+def _v1_settings(limit: str, value: float) -> list[tuple[str, str, bool]]:
+    """(file, value, required): swap accounting is often off, so memsw is best effort."""
+    if limit == "memory":
+        limit_bytes = str(int(value))
+        return [("memory.limit_in_bytes", limit_bytes, True), ("memory.memsw.limit_in_bytes", limit_bytes, False)]
+    if limit == "pids":
+        return [("pids.max", str(int(value)), True)]
+    return [("cpu.cfs_period_us", str(_CPU_PERIOD), True), ("cpu.cfs_quota_us", str(int(value * _CPU_PERIOD)), True)]
+
+
+def _v2_settings(values: dict[str, float]) -> list[tuple[str, str, bool]]:
+    settings: list[tuple[str, str, bool]] = []
+    if "memory" in values:
+        settings += [("memory.max", str(int(values["memory"])), True), ("memory.swap.max", "0", False)]
+    if "pids" in values:
+        settings.append(("pids.max", str(int(values["pids"])), True))
+    if "cpus" in values:
+        settings.append(("cpu.max", f"{int(values['cpus'] * _CPU_PERIOD)} {_CPU_PERIOD}", True))
+    return settings
+
+
+def leftover_folders(prefix: str = "pysandbox-") -> list[str]:
+    """Container cgroups whose container is gone (empty `cgroup.procs`), e.g. after the
+    monitor was killed with SIGKILL: for `pysandbox prune`."""
+    found = []
+    own = _own_cgroups()
+    for mount_point, root, fstype, options in _mounts():
+        controllers = {""} if fstype == "cgroup2" else options & set(own)
+        for controller in controllers:
+            parent = _inside(mount_point, root, own.get(controller, "/"))
+            if parent is None:
+                continue
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(parent):
+                    if entry.name.startswith(prefix) and entry.is_dir() and _empty(entry.path):
+                        found.append(entry.path)
+    return sorted(set(found))
+
+
+def _empty(folder: str) -> bool:
+    try:
+        with open(os.path.join(folder, "cgroup.procs")) as procs:
+            return not procs.read().strip()
+    except OSError:
+        return False

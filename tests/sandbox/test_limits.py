@@ -1,0 +1,71 @@
+"""Limits enforced for real: by a cgroup where this host lets the invoking user make one
+(root on this v1 host), by rlimits otherwise; the plan says which, and the cgroup goes away
+with the container."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox import cgroups
+from tests.sandbox.conftest import command
+
+MEMORY_HOG = "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo hog=$?"
+
+
+def expected_mechanism(mode: str, user: str | None, limit: str) -> str:
+    """What this host offers the user the mode runs as (asked in a process of that user)."""
+    probe = f"from sandbox import cgroups; print(cgroups.mechanisms({{{limit!r}}}).get({limit!r}, 'none'))"
+    argv = [sys.executable, "-c", probe]
+    if mode == "user":
+        argv = ["runuser", "-u", str(user), "--", *argv]
+    return subprocess.run(argv, capture_output=True, text=True, check=True, cwd="/").stdout.strip()
+
+
+def test_a_memory_hog_stops_at_the_memory_limit(sandbox) -> None:  # type: ignore[no-untyped-def]
+    result = sandbox("--memory", "32m", MEMORY_HOG + "; dd if=/dev/zero of=/dev/null bs=4M count=1 && echo small-ok")
+    assert result.returncode == 0, result.stderr
+    hog = next(line for line in result.stdout.splitlines() if line.startswith("hog="))
+    # OOM-killed by the cgroup (137), or refused its allocation under RLIMIT_AS (1)
+    assert hog in ("hog=137", "hog=1"), result.stdout
+    assert "small-ok" in result.stdout  # and the container goes on
+
+
+def test_the_plan_names_the_mechanism_of_each_limit(sandbox, world: Path) -> None:  # type: ignore[no-untyped-def]
+    result = sandbox("--dry-run", "--memory", "64m", "--cpus", "0.5", "true")
+    assert result.returncode == 0, result.stderr
+    memory = expected_mechanism(sandbox.mode, sandbox.user, "memory")
+    cpus = expected_mechanism(sandbox.mode, sandbox.user, "cpus")
+    lines = {line.split("=")[0].split()[-1]: line for line in result.stdout.splitlines() if line.startswith("limit:")}
+    assert ("via RLIMIT_AS" if memory == "none" else f"via {memory}") in lines["memory"], lines
+    assert ("not enforced" if cpus == "none" else f"via {cpus}") in lines["cpus"], lines
+
+
+def test_a_cgroup_carries_the_limits_and_goes_with_the_container(world: Path) -> None:
+    parents = cgroups.v1_parents({"cpu", "memory", "pids"})
+    if len(parents) < 3 and cgroups.v2_parent({"cpu", "memory", "pids"}) is None:
+        pytest.skip("no writable cgroup hierarchy for this user here")
+    before = {p: set(Path(p).iterdir()) for p in parents.values()}
+    args = ["--rm", "--policy", str(world / "strict-unsigned.yaml"), "--memory", "64m", "--cpus", "0.5"]
+    args += ["--pids-limit", "40", str(world / "busybox-app.tar"), "sh", "-c", "echo ready; sleep 30"]
+    process = subprocess.Popen(command("root", args, None), stdout=subprocess.PIPE, text=True, cwd="/")
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        made = {name: set(Path(p).iterdir()) - before[p] for name, p in parents.items()}
+        assert all(len(folders) == 1 for folders in made.values()), made
+        (memory,), (cpu,), (pids,) = made["memory"], made["cpu"], made["pids"]
+        assert (memory / "memory.limit_in_bytes").read_text().strip() == str(64 << 20)
+        assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
+        assert (pids / "pids.max").read_text().strip() == "40"
+        assert len((pids / "cgroup.procs").read_text().split()) >= 3  # setup, init, sh (and sleep)
+    finally:
+        process.terminate()  # forwarded to the container; the monitor then removes the cgroup
+        process.wait(timeout=20)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(set(Path(p).iterdir()) != before[p] for p in parents.values()):
+        time.sleep(0.05)
+    assert all(set(Path(p).iterdir()) == before[p] for p in parents.values())
