@@ -65,6 +65,13 @@ class SigningPolicy:
         "Public key files (PEM), relative to the policy file.", "review", default_factory=tuple
     )
     trusted_root: str | None = spec("A Sigstore trusted_root.json, relative to the policy file.")
+    match_reference: bool = spec(
+        "Also require what was signed to name the image's reference (a simple-signing payload's "
+        "critical.identity.docker-reference, or the in-toto subject's name): a signed repository "
+        "matches any of its tags, a signed tag or digest only itself.",
+        "false",
+        False,
+    )
 
 
 # ----- sandbox -------------------------------------------------------------------------
@@ -145,7 +152,14 @@ class Limits:
     cpu_time: Duration | None = spec("CPU time (RLIMIT_CPU), e.g. 10m.", "more")
     wall_time: Duration | None = spec("Wall-clock time before the container is killed.", "more")
     cpus: float | None = spec("CPU share, e.g. 1.5 (cgroups only).", "more")
-    required: tuple[Literal["memory", "pids", "open_files", "cpu_time", "wall_time", "cpus"], ...] = spec(
+    writable_size: Size | None = spec(
+        "Size cap of the container's writable layer, e.g. 256Mi: its upper directory lives on a tmpfs of this "
+        "size (the writes count as the container's memory and are gone when it exits).",
+        "more",
+    )
+    required: tuple[
+        Literal["memory", "pids", "open_files", "cpu_time", "wall_time", "cpus", "writable_size"], ...
+    ] = spec(
         "Limits that must be enforced, or the run is refused.", "remove", default_factory=tuple
     )
 

@@ -47,6 +47,8 @@ def plan_limits(limits: Limits) -> list[Enforcement]:
         plan.append(Enforcement("wall_time", limits.wall_time, "monitor timer (SIGKILL)"))
     if limits.cpus is not None:
         plan.append(Enforcement("cpus", limits.cpus, by_cgroup.get("cpus", fallback["cpus"])))
+    if limits.writable_size is not None:
+        plan.append(Enforcement("writable_size", limits.writable_size, "tmpfs size of the writable layer"))
     return plan
 
 

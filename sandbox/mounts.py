@@ -184,12 +184,17 @@ def remount_root_read_only() -> None:
     linux.mount("none", "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
 
 
-def mount_overlay(lowers: tuple[Path, ...], state: Path, target: Path) -> str:
+def mount_overlay(lowers: tuple[Path, ...], state: Path, target: Path, size: int | None = None) -> str:
     """Mount the container root at `target` (inside our user and mount namespaces): an
     overlay of the cached layer folders (top first) under an upper directory that takes
     every write, so writes never reach the cache; where overlay cannot be mounted, a private
-    flattened copy. Returns which."""
-    upper, work = state / "upper", state / "work"
+    flattened copy. With `size`, the upper directory lives on a tmpfs of that size, which
+    caps what the container can write. Returns which."""
+    writable = state / "writable"
+    writable.mkdir(exist_ok=True)
+    if size is not None:
+        linux.mount("tmpfs", str(writable), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"size={size},mode=0755")
+    upper, work = writable / "upper", writable / "work"
     for folder in (upper, work, target):
         folder.mkdir(exist_ok=True)
     shutil.copystat(lowers[0], upper)
@@ -208,9 +213,10 @@ def mount_overlay(lowers: tuple[Path, ...], state: Path, target: Path) -> str:
             os.chdir(previous)
     from images.overlay import flatten  # the rare path: the warm start does not pay for it
 
-    (upper / "copy").mkdir()
-    flatten(lowers, upper / "copy")
-    linux.mount(str(upper / "copy"), str(target), None, linux.MS_BIND | linux.MS_REC)
+    copy = state / "copy"
+    copy.mkdir()
+    flatten(lowers, copy)
+    linux.mount(str(copy), str(target), None, linux.MS_BIND | linux.MS_REC)
     return "copy"
 
 

@@ -254,7 +254,8 @@ def prepare_root(spec: RunSpec) -> None:
     and the read-only remount last (earlier steps create mount points)."""
     linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
     root = spec.state / "root"
-    mounts.mount_overlay(spec.lowers, spec.state, root)
+    writable = next((item.value for item in spec.limits if item.name == "writable_size"), None)
+    mounts.mount_overlay(spec.lowers, spec.state, root, writable)  # type: ignore[arg-type]
     mounts.mount_proc(root)
     mounts.mount_dev(root)
     mounts.mount_sys(root, "network" in spec.namespaces)

@@ -69,3 +69,20 @@ def test_a_cgroup_carries_the_limits_and_goes_with_the_container(world: Path) ->
     while time.monotonic() < deadline and any(set(Path(p).iterdir()) != before[p] for p in parents.values()):
         time.sleep(0.05)
     assert all(set(Path(p).iterdir()) == before[p] for p in parents.values())
+
+
+def test_a_disk_filler_stops_at_the_writable_layer_cap(sandbox, world: Path) -> None:  # type: ignore[no-untyped-def]
+    policy = world / "writable-capped.yaml"
+    policy.write_text(
+        (world / "strict-unsigned.yaml")
+        .read_text()
+        .replace("    read_only_rootfs: true", "    read_only_rootfs: false")
+        .replace("    writable_size: 256Mi", "    writable_size: 8Mi")
+    )
+    policy.chmod(0o644)
+    fill = "dd if=/dev/zero of=/big bs=1M count=32 2>&1; echo rc=$?; du -k /big"
+    result = sandbox(fill, policy=policy.name, image="busybox-root.tar")
+    assert "No space left on device" in result.stdout and "rc=1" in result.stdout, result.stdout + result.stderr
+    assert int(result.stdout.split()[-2]) <= 8 * 1024
+    again = sandbox("echo small > /small && cat /small", policy=policy.name, image="busybox-root.tar")
+    assert again.stdout.strip() == "small", again.stderr
