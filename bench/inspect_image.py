@@ -4,43 +4,17 @@ every layer's diff_id while walking the tars) against hashing the same blob file
 uncompressed layers (blob bytes = tar bytes, digest = diff_id), and with gzip layers.
 Warm page cache; medians of 3 runs after 1 warm-up (hyperfine).
 
-    .venv/bin/python bench/inspect.py [--runs N] [--warmup N] [--no-gzip]
-
-This file's name is also the standard library's `inspect`, and `python bench/ANY.py` puts
-bench/ first on sys.path, so `import inspect` (dataclasses does it) in any script here finds
-this file. When imported under that name it therefore loads the real module and puts it in its
-own place in sys.modules (the import system returns whatever sys.modules holds once the module
-has run), and defines nothing else; everything below only runs as a script."""
+    .venv/bin/python bench/inspect_image.py [--runs N] [--warmup N] [--no-gzip]
+"""
 
 from __future__ import annotations
 
-import os
+import argparse
+import shlex
 import sys
+import time
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _without_here() -> list[str]:
-    return [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-
-
-if __name__ == "inspect":
-    _saved = sys.path[:]
-    sys.path[:] = _without_here()
-    del sys.modules["inspect"]
-    try:
-        import inspect as _stdlib_inspect
-    finally:
-        sys.path[:] = _saved
-    sys.modules["inspect"] = _stdlib_inspect
-else:
-    sys.path[:] = [*_without_here(), _HERE]  # benchlib stays importable, after the standard library
-
-    import argparse
-    import shlex
-    import time
-
-    import benchlib as b
+import benchlib as b
 
 GOAL = 1.3  # ours within 1.3x of sha256sum (the issue)
 
