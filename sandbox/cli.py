@@ -51,5 +51,25 @@ def run(context: typer.Context) -> None:
     raise ExitWith(run_main(list(context.args)))
 
 
+@app.command()
+def prune(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed, remove nothing.")] = False,
+) -> None:
+    """Remove what runs that did not finish left behind (a pysandbox killed with SIGKILL):
+    container state folders whose pysandbox is gone, their cgroups, half-unpacked layers."""
+    from sandbox.prune import prune as remove_leftovers
+    from sandbox.rootfs import cache_root
+
+    failed = False
+    for item in remove_leftovers(cache_root(), dry_run):
+        if item.error is not None:
+            typer.echo(f"pysandbox: error: cannot remove {item.kind} {item.path} ({item.why}): {item.error}", err=True)
+            failed = True
+        else:
+            typer.echo(f"{'would remove' if dry_run else 'removed'} {item.kind} {item.path} ({item.why})")
+    if failed:
+        raise ExitWith(1)
+
+
 def main() -> None:
     run_app(app, "pysandbox", EXIT_SETUP_FAILED)

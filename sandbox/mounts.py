@@ -220,6 +220,15 @@ def mount_overlay(lowers: tuple[Path, ...], state: Path, target: Path, size: int
     return "copy"
 
 
+def release_overlay_work(state: Path) -> None:
+    """After the container is gone: overlayfs made its workdir's `work` folder with mode 000,
+    owned by the container's root, which for an ordinary user is the user: give it back read
+    and search permission, so that removing the state folder (--rm) does not stop there."""
+    for work in [*state.glob("work/work"), *state.glob("*/work/work")]:
+        with contextlib.suppress(OSError):
+            os.chmod(work, 0o700)
+
+
 _MOUNT_DATA_LIMIT = 4000  # the kernel copies one page of mount options
 
 

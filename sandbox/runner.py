@@ -24,6 +24,7 @@ from sandbox import capabilities, cgroups, linux, mounts, tty
 from sandbox.idmap import IdMaps, write_id_maps
 from sandbox.limits import Enforcement, apply_rlimits, cgroup_values
 from sandbox.process import User
+from sandbox.prune import record_owner
 
 # Imported here, not where used: after pivot_root the host's files, Python's included, are
 # out of reach, so nothing may be imported lazily on the container's side.
@@ -74,12 +75,14 @@ class RunSpec:
 def run_container(spec: RunSpec) -> int:
     """Run and wait; return the exit status as Docker reports it."""
     name = spec.state.name if spec.state.name.startswith("pysandbox-") else f"pysandbox-{spec.state.name}"
+    record_owner(spec.state)  # if we are killed, `pysandbox prune` knows the state is stale
     cgroup = cgroups.create(name, cgroup_values(spec.limits))
     try:
         return _run(spec, cgroup)
     finally:
         if cgroup is not None:
             cgroup.remove()
+        mounts.release_overlay_work(spec.state)
 
 
 def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.sandbox.conftest import command
+from tests.sandbox.harness import cmdline, start_until_ready
 
 
 def status(text: str) -> dict[str, str]:
@@ -116,6 +117,7 @@ def test_a_fork_bomb_stops_at_the_pids_limit(sandbox) -> None:  # type: ignore[n
     result = sandbox("--pids-limit", "32", "while true; do sleep 30 & done", timeout=60)
     assert "Resource temporarily unavailable" in result.stderr and result.returncode != 0
     assert time.monotonic() - started < 20  # stopped by the limit, and the sleeps died with PID 1
+    assert sandbox("echo next").stdout.strip() == "next"  # and the next container is unaffected
 
 
 def test_zombies_are_reaped(sandbox) -> None:  # type: ignore[no-untyped-def]
@@ -160,7 +162,7 @@ def test_loosening_flags_are_refused_with_the_policy_line(sandbox, world: Path) 
 def test_the_host_is_unchanged_afterwards(sandbox, world: Path) -> None:  # type: ignore[no-untyped-def]
     def ours() -> tuple[int, list[str]]:
         mounts = Path("/proc/self/mountinfo").read_text().count("pysandbox")
-        processes = [p for p in os.listdir("/proc") if p.isdigit() and str(world) in _cmdline(p)]
+        processes = [p for p in os.listdir("/proc") if p.isdigit() and str(world) in cmdline(p)]
         return mounts, processes
 
     before = ours()
@@ -168,34 +170,6 @@ def test_the_host_is_unchanged_afterwards(sandbox, world: Path) -> None:  # type
     assert result.stdout.strip() == "started"
     time.sleep(0.2)
     assert ours() == before  # no mount left on the host, and the sleeps died with the container
-
-
-def start_until_ready(sandbox, world: Path, script: str) -> tuple[subprocess.Popen[str], int]:  # type: ignore[no-untyped-def]
-    """Start a long-running container under strict, wait for its `ready` line, and return the
-    process and the pid of pysandbox itself (below runuser in user mode), to signal it."""
-    full = ["--rm", "--policy", str(world / "strict-unsigned.yaml"), str(world / "busybox-app.tar"), "sh", "-c", script]
-    process = subprocess.Popen(
-        command(sandbox.mode, full, sandbox.user), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/"
-    )
-    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-    return process, process.pid if sandbox.mode == "root" else _pysandbox_below(process.pid)
-
-
-def _pysandbox_below(pid: int) -> int:
-    """The pysandbox process under runuser (and env, which execs it)."""
-    for _ in range(50):
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            if "pysandbox" in _cmdline(child):
-                return int(child)
-        time.sleep(0.05)
-    raise AssertionError("pysandbox did not start under runuser")
-
-
-def _cmdline(pid: str) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def test_killing_pysandbox_kills_the_whole_container(sandbox, world: Path) -> None:  # type: ignore[no-untyped-def]
@@ -206,6 +180,6 @@ def test_killing_pysandbox_kills_the_whole_container(sandbox, world: Path) -> No
     os.kill(target, signal.SIGKILL)
     process.wait(timeout=20)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(marker in _cmdline(p) for p in os.listdir("/proc") if p.isdigit()):
+    while time.monotonic() < deadline and any(marker in cmdline(p) for p in os.listdir("/proc") if p.isdigit()):
         time.sleep(0.1)
-    assert not any(marker in _cmdline(p) for p in os.listdir("/proc") if p.isdigit())
+    assert not any(marker in cmdline(p) for p in os.listdir("/proc") if p.isdigit())

@@ -1,0 +1,163 @@
+"""`pysandbox prune`: remove what runs that did not finish left behind. A pysandbox killed with
+SIGKILL takes its container with it (parent-death signals), but nothing is left to delete the
+container's state folder (overlay upper and work dirs, /etc files), its cgroup, or a layer
+half unpacked; this finds them and removes them, and says what it removed.
+
+A state folder is stale when the pysandbox process that made it is gone: the monitor records
+its pid and start time (`record_owner`), so a reused pid does not keep a dead container's
+folder alive. A `.unpack-*` staging folder is stale when no unpack holds a lock in its
+folder (every unpack stages under its layer's lock). Only stdlib at the top: the monitor
+imports `record_owner` on the warm path."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+OWNER_FILE = "owner"
+# A state folder without an owner record is either being set up right now (the cold path
+# unpacks and plans between making it and running) or from an older pysandbox: give it time.
+UNOWNED_GRACE_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Leftover:
+    kind: str  # "container" (a state folder), "staging" (half unpacked) or "cgroup"
+    path: Path
+    why: str
+    error: str | None = None  # why it could not be removed
+
+
+def record_owner(state: Path) -> None:
+    """In the monitor, before the container starts: who keeps `state` alive."""
+    pid = os.getpid()
+    (state / OWNER_FILE).write_text(f"{pid} {process_start_time(pid)}\n")
+
+
+def process_start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat (clock ticks since boot), read after the command name,
+    which may itself hold spaces and parentheses."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]
+
+
+def _owner_gone(state: Path) -> str | None:
+    """Why `state` is stale, or None while its owner lives (or it is too young to judge)."""
+    try:
+        pid, start = (state / OWNER_FILE).read_text().split()
+    except FileNotFoundError:
+        age = time.time() - state.stat().st_mtime
+        return f"no owner recorded, {int(age)} s old" if age > UNOWNED_GRACE_SECONDS else None
+    except (OSError, ValueError):
+        return "unreadable owner record"
+    if not pid.isdigit() or process_start_time(int(pid)) != start:
+        return f"pysandbox process {pid} is gone"
+    return None
+
+
+def state_bases(cache: Path) -> list[Path]:
+    """Every folder sandbox.rootfs.container_dir may put state in, for this user."""
+    runtime = "/run" if os.geteuid() == 0 else os.environ.get("XDG_RUNTIME_DIR", "")
+    bases = [Path(runtime) / "pysandbox"] if os.path.isabs(runtime) else []
+    return [*bases, cache / "containers"]
+
+
+def stale_containers(cache: Path) -> Iterator[Leftover]:
+    for base in state_bases(cache):
+        with contextlib.suppress(FileNotFoundError):
+            for folder in sorted(base.iterdir()):
+                why = _owner_gone(folder) if folder.is_dir() and not folder.is_symlink() else None
+                if why is not None:
+                    yield Leftover("container", folder, why)
+
+
+@contextlib.contextmanager
+def _all_locks_free(folder: Path) -> Iterator[bool]:
+    """Hold every `*.lock` in `folder` without waiting; yields whether all were free, so no
+    unpack can start (or be running) while staging folders are judged and removed."""
+    held: list[int] = []
+    free = True
+    try:
+        for lock in sorted(folder.glob("*.lock")):
+            fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+            held.append(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                free = False
+                break
+        yield free
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def stale_staging(cache: Path, dry_run: bool) -> Iterator[Leftover]:
+    """Half-unpacked `.unpack-*` folders; removed here, under the locks, unless `dry_run`."""
+    for folder in (cache / "layers", cache / "images"):
+        if not folder.is_dir():
+            continue
+        with _all_locks_free(folder) as free:
+            if not free:
+                continue  # an unpack is running here: its staging folder is not ours to judge
+            for staging in sorted(folder.glob(".unpack-*")):
+                leftover = Leftover("staging", staging, "unpacking did not finish")
+                yield leftover if dry_run else _removed(leftover)
+
+
+def stale_cgroups(live_states: set[str]) -> Iterator[Leftover]:
+    """Empty container cgroups of ours whose container has no live state folder."""
+    from sandbox import cgroups
+
+    for folder in cgroups.leftover_folders():
+        name = os.path.basename(folder)
+        with contextlib.suppress(OSError):
+            if os.stat(folder).st_uid != os.geteuid():
+                continue  # another user's container
+        if name not in live_states and name.removeprefix("pysandbox-") not in live_states:
+            yield Leftover("cgroup", Path(folder), "its container is gone")
+
+
+def prune(cache: Path, dry_run: bool = False) -> list[Leftover]:
+    """Find (and unless `dry_run`, remove) what dead runs left under `cache` and the
+    runtime folders; return each, with the error when it could not be removed."""
+    found = list(stale_containers(cache))
+    stale = {item.path for item in found}
+    live = {folder.name for base in state_bases(cache) if base.is_dir() for folder in base.iterdir()}
+    found += stale_cgroups(live - {path.name for path in stale})
+    if not dry_run:
+        found = [_removed(item) for item in found]
+    return found + list(stale_staging(cache, dry_run))
+
+
+def _removed(item: Leftover) -> Leftover:
+    try:
+        if item.kind == "cgroup":
+            os.rmdir(item.path)  # a cgroup folder goes with rmdir, its control files with it
+        else:
+            remove_tree(item.path)
+    except OSError as error:
+        return Leftover(item.kind, item.path, item.why, f"{error.strerror or error}: {error.filename or item.path}")
+    return item
+
+
+def remove_tree(path: Path) -> None:
+    """Delete `path` and everything below it, including folders its owner made unreadable:
+    overlayfs creates the work dir's `work` folder with mode 000, which a plain rmtree by an
+    ordinary user cannot list."""
+    for folder, subfolders, _ in os.walk(path):
+        for name in subfolders:
+            with contextlib.suppress(OSError):
+                child = os.path.join(folder, name)
+                if not os.path.islink(child):
+                    os.chmod(child, 0o700)
+    shutil.rmtree(path)

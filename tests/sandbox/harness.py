@@ -1,0 +1,175 @@
+"""Helpers for the tests that run the sandbox for real, beside the fixtures of conftest.py:
+policy variants, an image with a static attack program (for the system calls busybox has no
+applet for), long-running containers to signal, and counts of what runs may leave behind."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+from images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
+from tests.imagekit import T, make_tar
+from tests.sandbox.conftest import command
+
+ATTACK_SOURCE = Path(__file__).with_name("attack.c")
+
+
+class Sandbox(Protocol):
+    """conftest's `sandbox`: runs `pysandbox run --rm --policy P FLAGS... IMAGE sh -c SCRIPT`
+    (SCRIPT is the last argument) as root or as the test user."""
+
+    mode: str
+    user: str | None
+
+    def __call__(
+        self, *args: str, policy: str = ..., image: str = ..., timeout: float = ..., **kw: object
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
+def tool(sandbox: Sandbox, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    """Another pysandbox command (`volume rm`, `prune`) as the sandbox's user."""
+    argv = command(sandbox.mode, [], sandbox.user)[:-1] + list(args)  # `pysandbox` without `run`
+    return subprocess.run(argv, capture_output=True, text=True, cwd="/", timeout=60, **kw)  # type: ignore[call-overload,no-any-return]
+
+
+def share(folder: Path) -> None:
+    """Make everything under `folder` readable (and folders traversable) by the test user."""
+    for item in [folder, *folder.rglob("*")]:
+        if not item.is_symlink():
+            item.chmod(item.stat().st_mode | 0o044 | (0o011 if item.is_dir() else 0))
+
+
+def strict_variant(world: Path, name: str, *replacements: tuple[str, str]) -> Path:
+    """A policy file in `world`: strict (unsigned) with each (old, new) text replaced; every
+    `old` must be there, so a changed strict.yaml fails loudly instead of testing nothing."""
+    text = (world / "strict-unsigned.yaml").read_text()
+    for old, new in replacements:
+        assert old in text, f"strict.yaml no longer has {old!r}"
+        text = text.replace(old, new)
+    path = world / name
+    path.write_text(text)
+    path.chmod(0o644)
+    return path
+
+
+@pytest.fixture(scope="session")
+def attack_image(world: Path) -> Path:
+    """busybox plus /attack (tests/sandbox/attack.c, static) and symlinks that try to steer
+    mount destinations out of the root: /to-proc -> /proc, /up -> .., /to-etc -> /etc,
+    /deep -> ../../.. ."""
+    if shutil.which("cc") is None:
+        pytest.skip("needs a C compiler for the attack program")
+    binary = world / "attack"
+    subprocess.run(["cc", "-static", "-O2", "-o", str(binary), str(ATTACK_SOURCE)], check=True)
+    extra = make_tar(
+        [
+            T("attack", data=binary.read_bytes(), mode=0o755),
+            T("to-proc", "symlink", link="/proc"),
+            T("up", "symlink", link=".."),
+            T("to-etc", "symlink", link="/etc"),
+            T("deep", "symlink", link="../../.."),
+        ]
+    )
+    image = world / "busybox-attack.tar"
+    layers = [NewLayer(tar_from_directory(world / "rootfs"), "gzip", "COPY rootfs /"), NewLayer(extra, "gzip", "COPY")]
+    write_docker_archive(image, NewImage(layers, {"User": "1000:1000", "Env": ["PATH=/bin"]}), ["example/attack:1"])
+    share(world)
+    return image
+
+
+def start_until_ready(
+    sandbox: Sandbox,
+    world: Path,
+    script: str,
+    flags: tuple[str, ...] = ("--rm",),
+    image: str = "busybox-app.tar",
+    policy: str = "strict-unsigned.yaml",
+) -> tuple[subprocess.Popen[str], int]:
+    """Start a long-running container (under strict unless told), wait for its `ready` line,
+    and return the process and the pid of pysandbox itself (below runuser in user mode)."""
+    full = [*flags, "--policy", str(world / policy), str(world / image), "sh", "-c", script]
+    process = subprocess.Popen(
+        command(sandbox.mode, full, sandbox.user), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/"
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process, process.pid if sandbox.mode == "root" else pysandbox_below(process.pid)
+
+
+def pysandbox_below(pid: int) -> int:
+    """The pysandbox process under runuser (and env, which execs it)."""
+    for _ in range(50):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            if "pysandbox" in cmdline(child):
+                return int(child)
+        time.sleep(0.05)
+    raise AssertionError("pysandbox did not start under runuser")
+
+
+def cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def processes_with(marker: str) -> list[str]:
+    """Host pids whose command line contains `marker`."""
+    return [p for p in os.listdir("/proc") if p.isdigit() and marker in cmdline(p)]
+
+
+def wait_until(condition: Callable[[], object], seconds: float = 5) -> bool:
+    """Poll `condition()` until it holds or `seconds` pass; return its last value."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return bool(condition())
+
+
+def state_folders(mode: str, cache: Path) -> list[Path]:
+    """Where this mode's per-container state folders live (sandbox/rootfs.container_dir;
+    runs as the test user get XDG_RUNTIME_DIR= so theirs are in the cache), and the layer
+    and image caches where unpacking stages its `.unpack-*` folders."""
+    containers = [Path("/run/pysandbox")] if mode == "root" else []
+    return [*containers, cache / "containers", cache / "layers", cache / "images"]
+
+
+def default_cache(sandbox: Sandbox) -> Path:
+    """The cache a run uses when PYSANDBOX_STATE is not set."""
+    if sandbox.mode == "root":
+        return Path(os.environ.get("PYSANDBOX_STATE", "/var/lib/pysandbox"))
+    assert sandbox.user is not None
+    return Path(pwd.getpwnam(sandbox.user).pw_dir) / ".cache/pysandbox"
+
+
+def leftovers(mode: str, cache: Path, marker: str) -> dict[str, object]:
+    """What runs named `marker` (--name, and in their command line) may leave on the host,
+    to compare before and after: mounts in our mount namespace, processes, per-container
+    state and staging folders, /tmp entries of ours, and this process's descriptors. Other
+    workers' containers on this machine are told apart by the marker."""
+    return {
+        "mounts": len(Path("/proc/self/mountinfo").read_text().splitlines()),
+        "processes": processes_with(marker),
+        "state": state_entries(mode, cache, marker),
+        "tmp": sorted(name for name in os.listdir(tempfile.gettempdir()) if "pysandbox" in name or "unpack" in name),
+        "fds": sorted(os.listdir("/proc/self/fd")),
+    }
+
+
+def state_entries(mode: str, cache: Path, marker: str) -> list[str]:
+    """Per-container state folders of runs named `marker`, and staging folders of unpacks."""
+    return sorted(
+        str(entry)
+        for folder in state_folders(mode, cache)
+        if folder.is_dir()
+        for entry in folder.iterdir()
+        if entry.name.startswith((marker, ".unpack-"))
+    )

@@ -1,0 +1,64 @@
+"""`pysandbox prune` judges staleness by the owner's pid and start time, and leaves alone
+what a live run or a running unpack still uses."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sandbox.prune import OWNER_FILE, process_start_time, prune, record_owner
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "")  # as root, /run/pysandbox is looked at too: not here
+    monkeypatch.setattr("sandbox.prune.state_bases", lambda cache: [cache / "containers"])
+    monkeypatch.setattr("sandbox.prune.stale_cgroups", lambda live: iter(()))  # the host's are not ours to judge here
+    (tmp_path / "containers").mkdir()
+    return tmp_path
+
+
+def container(cache: Path, name: str, owner: str | None) -> Path:
+    folder = cache / "containers" / name
+    (folder / "writable" / "work" / "work").mkdir(parents=True)
+    (folder / "writable" / "work" / "work").chmod(0)  # as overlayfs leaves it
+    if owner is not None:
+        (folder / OWNER_FILE).write_text(owner)
+    return folder
+
+
+def test_a_state_folder_whose_owner_is_gone_is_removed_and_a_live_ones_kept(cache: Path) -> None:
+    live = container(cache, "live", None)
+    record_owner(live)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    gone = container(cache, "gone", f"{dead.pid} 1\n")
+    reused = container(cache, "reused", f"{os.getpid()} 1\n")  # our pid, another start time
+    assert [item.path for item in prune(cache, dry_run=True)] == [gone, reused]
+    assert gone.exists() and reused.exists()
+    removed = prune(cache)
+    assert [(item.path, item.error) for item in removed] == [(gone, None), (reused, None)]
+    assert not gone.exists() and not reused.exists() and live.exists()
+    assert f" {process_start_time(os.getpid())}\n" in (live / OWNER_FILE).read_text()
+
+
+def test_a_young_state_folder_without_an_owner_is_kept(cache: Path) -> None:
+    young = container(cache, "young", None)
+    assert prune(cache) == [] and young.exists()
+
+
+def test_staging_folders_are_removed_unless_an_unpack_holds_a_lock(cache: Path) -> None:
+    layers = cache / "layers"
+    (layers / ".unpack-abc" / "root").mkdir(parents=True)
+    lock = os.open(layers / "key.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert prune(cache) == [] and (layers / ".unpack-abc").exists()  # an unpack is running
+    finally:
+        os.close(lock)
+    assert [item.kind for item in prune(cache)] == ["staging"]
+    assert not (layers / ".unpack-abc").exists()
