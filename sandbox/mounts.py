@@ -166,6 +166,8 @@ def tmpfs(root: Path, mount: TmpfsMount) -> None:
 
 def bind(root: Path, mount: BindMount) -> None:
     target = inside(root, mount.destination)
+    if target == root:
+        raise OSError(f"-v {mount.source}:{mount.destination}: the destination resolves to / inside the image")
     _ensure(target, os.path.isdir(mount.source))
     linux.mount(mount.source, str(target), None, linux.MS_BIND | linux.MS_REC)
     if mount.read_only:

@@ -207,6 +207,7 @@ def _execute(spec: object, args: argparse.Namespace, signing_required: bool) -> 
 
     assert isinstance(spec, RunSpec)
     spec.tty = args.tty
+    spec.remove_state = args.rm
     if not signing_required:
         print(f"pysandbox: warning: running {args.image} unsigned (policy {args.policy})", file=sys.stderr)
     try:

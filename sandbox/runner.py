@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import signal
 import socket
 import time
@@ -70,6 +71,7 @@ class RunSpec:
     limits: list[Enforcement] = field(default_factory=list)
     wall_time: float | None = None
     tty: bool = False
+    remove_state: bool = False  # --rm
 
 
 def run_container(spec: RunSpec) -> int:
@@ -210,6 +212,7 @@ def _setup_process(spec: RunSpec, ready_w: int, maps_r: int, errors_w: int, cons
     if os.getppid() != monitor:
         os._exit(EXIT_SETUP_FAILED)
     flags = sum(linux.NAMESPACE_FLAGS[name] for name in spec.namespaces if name != "user")
+    state = os.open(spec.state, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # reachable after pivot_root
     linux.unshare(flags)
     init = os.fork()
     if init == 0:
@@ -221,7 +224,17 @@ def _setup_process(spec: RunSpec, ready_w: int, maps_r: int, errors_w: int, cons
     os.close(ready_w)
     os.close(errors_w)
     _, status = os.waitpid(init, 0)
+    if spec.remove_state:
+        _empty_writable_layer(state)
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+
+
+def _empty_writable_layer(state: int) -> None:
+    """--rm: delete what the container wrote, from inside its user namespace. The files belong
+    to its ids, which for an ordinary user are subordinate ids the user cannot delete as
+    themself; container root can. The monitor removes the (then empty) state folder."""
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree("writable", dir_fd=state, ignore_errors=True)
 
 
 def enter_user_namespace(ready_w: int, maps_r: int) -> None:

@@ -183,3 +183,15 @@ def test_killing_pysandbox_kills_the_whole_container(sandbox, world: Path) -> No
     while time.monotonic() < deadline and any(marker in cmdline(p) for p in os.listdir("/proc") if p.isdigit()):
         time.sleep(0.1)
     assert not any(marker in cmdline(p) for p in os.listdir("/proc") if p.isdigit())
+
+
+def test_rm_removes_files_the_containers_other_users_wrote(sandbox, world: Path) -> None:  # type: ignore[no-untyped-def]
+    """As an ordinary user, files of container uid 1000 belong to a subordinate id the user
+    cannot delete; --rm must still leave no state behind."""
+    name = f"rm-{os.getpid()}-{sandbox.mode}"
+    script = "mkdir -p /data/deep && echo x > /data/deep/f && chown -R 1000:1000 /data && chmod 700 /data/deep /data"
+    result = sandbox("--name", name, script + " && ls -nd /data", policy="baseline-unsigned.yaml", image="busybox-root.tar")
+    assert " 1000 " in result.stdout, result.stdout + result.stderr
+    home = Path(pwd.getpwnam(sandbox.user).pw_dir) if sandbox.mode == "user" else None
+    places = [Path("/run/pysandbox")] if home is None else [home / ".cache/pysandbox/containers"]
+    assert not [p for place in places if place.is_dir() for p in place.iterdir() if p.name.startswith(name)]
