@@ -4,8 +4,6 @@ and ambient stay empty, so an exec'd program of another user gains nothing."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sandbox import linux
 
 CAPABILITY_NUMBERS = {
@@ -22,7 +20,8 @@ CAPABILITY_NUMBERS = {
 
 def last_capability() -> int:
     try:
-        return int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+        with open("/proc/sys/kernel/cap_last_cap") as last:
+            return int(last.read())
     except OSError:
         return max(CAPABILITY_NUMBERS.values())
 

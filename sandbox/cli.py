@@ -57,11 +57,13 @@ def prune(
 ) -> None:
     """Remove what runs that did not finish left behind (a pysandbox killed with SIGKILL):
     container state folders whose pysandbox is gone, their cgroups, half-unpacked layers."""
+    from pathlib import Path
+
     from sandbox.prune import prune as remove_leftovers
-    from sandbox.rootfs import cache_root
+    from sandbox.state import cache_root
 
     failed = False
-    for item in remove_leftovers(cache_root(), dry_run):
+    for item in remove_leftovers(Path(cache_root()), dry_run):
         if item.error is not None:
             typer.echo(f"pysandbox: error: cannot remove {item.kind} {item.path} ({item.why}): {item.error}", err=True)
             failed = True

@@ -7,18 +7,21 @@ refused before anything starts."""
 from __future__ import annotations
 
 import resource
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from sandbox.record import Record
+
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # the warm path of `run` must not import the policy model
     from policies.model import Limits
 
 
-@dataclass(frozen=True)
-class Enforcement:
-    name: str
-    value: object
-    mechanism: str  # e.g. "RLIMIT_NOFILE", "monitor timer", "not enforced: ..."
+class Enforcement(Record):
+    __slots__ = ("mechanism", "name", "value")
+
+    def __init__(self, name: str, value: object, mechanism: str) -> None:
+        self.name = name
+        self.value = value
+        self.mechanism = mechanism  # e.g. "RLIMIT_NOFILE", "monitor timer", "not enforced: ..."
 
     @property
     def enforced(self) -> bool:

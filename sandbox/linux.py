@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -52,7 +51,7 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "capset": 126, "capget": 125},
     "aarch64": {"pivot_root": 41, "capset": 91, "capget": 90},
-}[platform.machine()]
+}[os.uname().machine]
 
 
 def _check(result: int, what: str) -> int:

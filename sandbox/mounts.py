@@ -1,36 +1,41 @@
 """The container's filesystem, mounted inside its own mount namespace before pivot_root:
 a fresh /proc, a minimal /dev, /sys read-only, masked and read-only kernel paths, the
 /etc files a container expects, tmpfs, bind mounts and volumes. Destinations are resolved
-inside the root, so a symlink in the image cannot redirect a mount onto the host."""
+inside the root, so a symlink in the image cannot redirect a mount onto the host.
+
+Paths are strings (no pathlib) and mounts are plain records: `pysandbox run`'s warm start
+imports this module."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-from dataclasses import dataclass
-from pathlib import Path
 
 from sandbox import linux
+from sandbox.record import Record
 
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 
-@dataclass(frozen=True)
-class BindMount:
-    source: str
-    destination: str
-    read_only: bool
+class BindMount(Record):
+    __slots__ = ("destination", "read_only", "source")
+
+    def __init__(self, source: str, destination: str, read_only: bool) -> None:
+        self.source = source
+        self.destination = destination
+        self.read_only = read_only
 
 
-@dataclass(frozen=True)
-class TmpfsMount:
-    destination: str
-    size: int | None
-    mode: str
+class TmpfsMount(Record):
+    __slots__ = ("destination", "mode", "size")
+
+    def __init__(self, destination: str, size: int | None, mode: str) -> None:
+        self.destination = destination
+        self.size = size
+        self.mode = mode
 
 
-def inside(root: Path, destination: str) -> Path:
+def inside(root: str, destination: str) -> str:
     """`destination` resolved inside `root`: symlinks are followed as if root were /, and
     `..` stops at root (the walk openat2(RESOLVE_IN_ROOT) would do)."""
     parts = [p for p in destination.split("/") if p and p != "."]
@@ -42,8 +47,8 @@ def inside(root: Path, destination: str) -> Path:
             if resolved:
                 resolved.pop()
             continue
-        candidate = root.joinpath(*resolved, part)
-        if candidate.is_symlink():
+        candidate = os.path.join(root, *resolved, part)
+        if os.path.islink(candidate):
             hops += 1
             if hops > 40:
                 raise OSError(f"{destination}: too many symbolic links inside the image")
@@ -53,85 +58,85 @@ def inside(root: Path, destination: str) -> Path:
             parts = [p for p in target.split("/") if p and p != "."] + parts
             continue
         resolved.append(part)
-    return root.joinpath(*resolved)
+    return os.path.join(root, *resolved)
 
 
-def _ensure(path: Path, directory: bool) -> None:
+def _ensure(path: str, directory: bool) -> None:
     if directory:
-        path.mkdir(parents=True, exist_ok=True)
-    elif not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
+        os.makedirs(path, exist_ok=True)
+    elif not os.path.lexists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
 
 
-def mount_proc(root: Path) -> None:
+def mount_proc(root: str) -> None:
     target = inside(root, "/proc")
     _ensure(target, True)
-    linux.mount("proc", str(target), "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    linux.mount("proc", target, "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
 
 
-def mount_dev(root: Path) -> None:
+def mount_dev(root: str) -> None:
     dev = inside(root, "/dev")
     _ensure(dev, True)
-    linux.mount("tmpfs", str(dev), "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME, "mode=755,size=65536k")
+    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME, "mode=755,size=65536k")
     for name in DEVICES:
-        node = dev / name
-        node.touch()
-        linux.mount(f"/dev/{name}", str(node), None, linux.MS_BIND)
-    (dev / "pts").mkdir()
+        node = f"{dev}/{name}"
+        _ensure(node, False)
+        linux.mount(f"/dev/{name}", node, None, linux.MS_BIND)
+    os.mkdir(f"{dev}/pts")
     linux.mount(
-        "devpts", str(dev / "pts"), "devpts", linux.MS_NOSUID | linux.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"
+        "devpts", f"{dev}/pts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"
     )
-    os.symlink("pts/ptmx", dev / "ptmx")
-    (dev / "shm").mkdir()
+    os.symlink("pts/ptmx", f"{dev}/ptmx")
+    os.mkdir(f"{dev}/shm")
     linux.mount(
-        "shm", str(dev / "shm"), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "mode=1777,size=65536k"
+        "shm", f"{dev}/shm", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "mode=1777,size=65536k"
     )
-    (dev / "mqueue").mkdir()
+    os.mkdir(f"{dev}/mqueue")
     with contextlib.suppress(OSError):  # needs an ipc namespace of our own
-        linux.mount("mqueue", str(dev / "mqueue"), "mqueue", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+        linux.mount("mqueue", f"{dev}/mqueue", "mqueue", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
     for link, target in (
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ):
-        os.symlink(target, dev / link)
+        os.symlink(target, f"{dev}/{link}")
 
 
-def mount_sys(root: Path, own_network: bool) -> None:
+def mount_sys(root: str, own_network: bool) -> None:
     """sysfs belongs to the network namespace's owner: mount it when the network namespace
     is ours, else bind the host's read-only."""
     target = inside(root, "/sys")
     _ensure(target, True)
     flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC | linux.MS_RDONLY
     if own_network:
-        linux.mount("sysfs", str(target), "sysfs", flags)
+        linux.mount("sysfs", target, "sysfs", flags)
     else:
-        linux.mount("/sys", str(target), None, linux.MS_BIND | linux.MS_REC)
-        linux.mount("none", str(target), None, linux.MS_REMOUNT | linux.MS_BIND | flags)
+        linux.mount("/sys", target, None, linux.MS_BIND | linux.MS_REC)
+        linux.mount("none", target, None, linux.MS_REMOUNT | linux.MS_BIND | flags)
 
 
-def mask_paths(root: Path, paths: tuple[str, ...]) -> None:
+def mask_paths(root: str, paths: tuple[str, ...]) -> None:
     for path in paths:
         target = inside(root, path)
-        if target.is_dir() and not target.is_symlink():
-            linux.mount("tmpfs", str(target), "tmpfs", linux.MS_RDONLY, "size=0")
-        elif target.exists():
-            linux.mount("/dev/null", str(target), None, linux.MS_BIND)
+        if os.path.isdir(target) and not os.path.islink(target):
+            linux.mount("tmpfs", target, "tmpfs", linux.MS_RDONLY, "size=0")
+        elif os.path.exists(target):
+            linux.mount("/dev/null", target, None, linux.MS_BIND)
 
 
-def read_only_paths(root: Path, paths: tuple[str, ...]) -> None:
+def read_only_paths(root: str, paths: tuple[str, ...]) -> None:
     for path in paths:
         target = inside(root, path)
-        if not target.exists():
+        if not os.path.exists(target):
             continue
-        linux.mount(str(target), str(target), None, linux.MS_BIND | linux.MS_REC)
+        linux.mount(target, target, None, linux.MS_BIND | linux.MS_REC)
         flags = linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
-        linux.mount("none", str(target), None, flags)
+        linux.mount("none", target, None, flags)
 
 
-def etc_files(root: Path, state: Path, hostname: str) -> None:
+def etc_files(root: str, state: str, hostname: str) -> None:
     """/etc/hostname, /etc/hosts, /etc/resolv.conf from per-container files."""
     contents = {
         "hostname": f"{hostname}\n",
@@ -139,42 +144,44 @@ def etc_files(root: Path, state: Path, hostname: str) -> None:
         "resolv.conf": _resolv_conf(),
     }
     for name, text in contents.items():
-        source = state / name
-        source.write_text(text)
+        source = f"{state}/{name}"
+        with open(source, "w") as etc:
+            etc.write(text)
         target = inside(root, f"/etc/{name}")
         try:
             _ensure(target, False)
         except OSError:
             continue  # a read-only image without the file: nothing to mount over
-        linux.mount(str(source), str(target), None, linux.MS_BIND)
+        linux.mount(source, target, None, linux.MS_BIND)
 
 
 def _resolv_conf() -> str:
     try:
-        lines = Path("/etc/resolv.conf").read_text().splitlines()
+        with open("/etc/resolv.conf") as host:
+            lines = host.read().splitlines()
     except OSError:
         return ""
     return "".join(line + "\n" for line in lines if not line.strip().startswith("nameserver 127."))
 
 
-def tmpfs(root: Path, mount: TmpfsMount) -> None:
+def tmpfs(root: str, mount: TmpfsMount) -> None:
     target = inside(root, mount.destination)
     _ensure(target, True)
     options = f"mode={mount.mode}" + (f",size={mount.size}" if mount.size else "")
-    linux.mount("tmpfs", str(target), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, options)
+    linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, options)
 
 
-def bind(root: Path, mount: BindMount) -> None:
+def bind(root: str, mount: BindMount) -> None:
     target = inside(root, mount.destination)
-    if target == root:
+    if os.path.normpath(target) == os.path.normpath(root):
         raise OSError(f"-v {mount.source}:{mount.destination}: the destination resolves to / inside the image")
     _ensure(target, os.path.isdir(mount.source))
-    linux.mount(mount.source, str(target), None, linux.MS_BIND | linux.MS_REC)
+    linux.mount(mount.source, target, None, linux.MS_BIND | linux.MS_REC)
     if mount.read_only:
-        linux.mount("none", str(target), None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+        linux.mount("none", target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
 
 
-def pivot(root: Path) -> None:
+def pivot(root: str) -> None:
     """pivot_root into `root` and detach the old root: nothing of the host stays reachable."""
     os.chdir(root)
     linux.pivot_root(".", ".")
@@ -186,20 +193,20 @@ def remount_root_read_only() -> None:
     linux.mount("none", "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
 
 
-def mount_overlay(lowers: tuple[Path, ...], state: Path, target: Path, size: int | None = None) -> str:
+def mount_overlay(lowers: tuple[str, ...], state: str, target: str, size: int | None = None) -> str:
     """Mount the container root at `target` (inside our user and mount namespaces): an
     overlay of the cached layer folders (top first) under an upper directory that takes
     every write, so writes never reach the cache; where overlay cannot be mounted, a private
     flattened copy. With `size`, the upper directory lives on a tmpfs of that size, which
     caps what the container can write. Returns which."""
-    writable = state / "writable"
-    writable.mkdir(exist_ok=True)
+    writable = f"{state}/writable"
+    os.makedirs(writable, exist_ok=True)
     if size is not None:
-        linux.mount("tmpfs", str(writable), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"size={size},mode=0755")
-    upper, work = writable / "upper", writable / "work"
+        linux.mount("tmpfs", writable, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"size={size},mode=0755")
+    upper, work = f"{writable}/upper", f"{writable}/work"
     for folder in (upper, work, target):
-        folder.mkdir(exist_ok=True)
-    shutil.copystat(lowers[0], upper)
+        os.makedirs(folder, exist_ok=True)
+    _copy_root_metadata(lowers[0], upper)
     lowerdir, cwd = _lowerdir_option(lowers)
     options = f"lowerdir={lowerdir},upperdir={upper},workdir={work}"
     previous = os.getcwd() if cwd else None
@@ -208,25 +215,34 @@ def mount_overlay(lowers: tuple[Path, ...], state: Path, target: Path, size: int
             os.chdir(cwd)
         for extra in (",userxattr", ""):
             with contextlib.suppress(OSError):
-                linux.mount("overlay", str(target), "overlay", 0, options + extra)
+                linux.mount("overlay", target, "overlay", 0, options + extra)
                 return "overlay"
     finally:
         if previous:
             os.chdir(previous)
-    from images.overlay import flatten  # the rare path: the warm start does not pay for it
+    from pathlib import Path  # the rare path: the warm start does not pay for it
 
-    copy = state / "copy"
-    copy.mkdir()
-    flatten(lowers, copy)
-    linux.mount(str(copy), str(target), None, linux.MS_BIND | linux.MS_REC)
+    from images.overlay import flatten
+
+    copy = f"{state}/copy"
+    os.mkdir(copy)
+    flatten(tuple(map(Path, lowers)), Path(copy))
+    linux.mount(copy, target, None, linux.MS_BIND | linux.MS_REC)
     return "copy"
 
 
-def release_overlay_work(state: Path) -> None:
+def _copy_root_metadata(source: str, target: str) -> None:
+    """The merged root takes the upper directory's mode and times: the image's, not ours."""
+    info = os.stat(source)
+    os.chmod(target, info.st_mode & 0o7777)
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def release_overlay_work(state: str) -> None:
     """After the container is gone: overlayfs made its workdir's `work` folder with mode 000,
     owned by the container's root, which for an ordinary user is the user: give it back read
     and search permission, so that removing the state folder (--rm) does not stop there."""
-    for work in [*state.glob("work/work"), *state.glob("*/work/work")]:
+    for work in (f"{state}/work/work", f"{state}/writable/work/work"):
         with contextlib.suppress(OSError):
             os.chmod(work, 0o700)
 
@@ -234,11 +250,13 @@ def release_overlay_work(state: Path) -> None:
 _MOUNT_DATA_LIMIT = 4000  # the kernel copies one page of mount options
 
 
-def _lowerdir_option(lowers: tuple[Path, ...]) -> tuple[str, str | None]:
+def _lowerdir_option(lowers: tuple[str, ...]) -> tuple[str, str | None]:
     """`lowerdir=` as absolute paths, or, for images with many layers, relative to the
-    layer cache (returned as the folder to mount from) so that the options fit in a page."""
-    absolute = ":".join(str(folder) for folder in lowers)
-    cache = lowers[0].parent.parent
-    if len(absolute) < _MOUNT_DATA_LIMIT - 512 or any(folder.parent.parent != cache for folder in lowers):
+    layer cache (returned as the folder to mount from) so that the options fit in a page.
+    A lower folder is CACHE/KEY/root."""
+    absolute = ":".join(lowers)
+    caches = {os.path.dirname(os.path.dirname(folder)) for folder in lowers}
+    if len(absolute) < _MOUNT_DATA_LIMIT - 512 or len(caches) != 1:
         return absolute, None
-    return ":".join(f"{folder.parent.name}/{folder.name}" for folder in lowers), str(cache)
+    cache = caches.pop()
+    return ":".join(os.path.relpath(folder, cache) for folder in lowers), cache

@@ -21,8 +21,9 @@ from sandbox.idmap import plan_id_maps
 from sandbox.limits import plan_limits
 from sandbox.plan_light import parse_docker_size, tmpfs_flag
 from sandbox.process import command_line, environment, resolve_user
-from sandbox.rootfs import cache_root, container_dir, etc_file, image_lowers
+from sandbox.rootfs import etc_file, image_lowers
 from sandbox.runner import RunSpec, hostname_for
+from sandbox.state import cache_root, container_dir
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 
@@ -154,7 +155,7 @@ def seccomp_file(loaded: LoadedPolicy, granted: frozenset[str]) -> Path | None:
         [seccomp.profile, _profile_stamp(seccomp.profile), sorted(granted), seccomp.deny, seccomp.allow]
     )
     key = hashlib.sha256(key_source.encode()).hexdigest()
-    cached = cache_root() / "bpf" / f"{key}.bpf"
+    cached = Path(cache_root()) / "bpf" / f"{key}.bpf"
     if cached.is_file():
         return cached
     from policies.seccomp import compile_bpf, load_profile
@@ -184,12 +185,13 @@ def build_spec(flags: RunFlags, image: Image, loaded: LoadedPolicy) -> RunSpec:
     sandbox = loaded.policy.sandbox
     id_maps = plan_id_maps(sandbox.ids)
     offset = id_maps.root_host_uid if os.geteuid() == 0 else 0
-    lowers = image_lowers(image, offset)
+    layer_folders = image_lowers(image, offset)
+    lowers = tuple(str(folder) for folder in layer_folders)
     granted = set(granted_capabilities(sandbox.capabilities, sandbox.privileged or flags.privileged))
     for raw in flags.cap_drop:
         name = normalize_capability(raw)
         granted = set() if name == "ALL" else granted - {name or ""}
-    passwd, group = etc_file(lowers, "passwd"), etc_file(lowers, "group")
+    passwd, group = etc_file(layer_folders, "passwd"), etc_file(layer_folders, "group")
     user = resolve_user(flags.user or sandbox.ids.user or image.config.user, passwd, group)
     name = flags.name or f"pysandbox-{os.getpid()}"
     state = container_dir(name)
@@ -252,11 +254,11 @@ def _bind_flag(volume: str, owner: int | None) -> mounts.BindMount:
 
 def _volume_path(name: str, owner: int | None) -> Path:
     """A named volume's folder; when root runs us, owned by the container's mapped root."""
-    path = cache_root() / "volumes" / name / "data"
+    path = Path(cache_root()) / "volumes" / name / "data"
     path.mkdir(parents=True, mode=0o755, exist_ok=True)
     if owner is not None and path.stat().st_uid == 0 and not any(path.iterdir()):
         os.chown(path, owner, owner)  # made by `volume create` or just now: hand it to container root
-    (cache_root() / "volumes").chmod(0o711)
+    (Path(cache_root()) / "volumes").chmod(0o711)
     return path
 
 

@@ -4,8 +4,7 @@ environment (image env, a default PATH, -e), and USER resolved through the image
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from sandbox.record import Record
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -14,12 +13,14 @@ class ProcessError(ValueError):
     """A command or user the image cannot provide."""
 
 
-@dataclass(frozen=True)
-class User:
-    uid: int
-    gid: int
-    groups: tuple[int, ...]
-    home: str
+class User(Record):
+    __slots__ = ("gid", "groups", "home", "uid")
+
+    def __init__(self, uid: int, gid: int, groups: tuple[int, ...], home: str) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+        self.home = home
 
 
 def command_line(
@@ -46,17 +47,18 @@ def environment(image_env: list[str], extra: list[str], user: User) -> dict[str,
     return env
 
 
-def _table(path: Path | None) -> list[list[str]]:
+def _table(path: str | None) -> list[list[str]]:
     if path is None:
         return []
     try:
-        text = path.read_text(errors="replace")
+        with open(path, errors="replace") as table:
+            text = table.read()
     except OSError:
         return []
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def resolve_user(spec: str, passwd_file: Path | None, group_file: Path | None) -> User:
+def resolve_user(spec: str, passwd_file: str | None, group_file: str | None) -> User:
     """USER as `name`, `uid`, `name:group` or `uid:gid`, looked up in the image's own
     /etc/passwd and /etc/group (as found in its layers: rootfs.etc_file)."""
     user_part, _, group_part = (spec or "0").partition(":")

@@ -3,11 +3,10 @@ SIGKILL takes its container with it (parent-death signals), but nothing is left 
 container's state folder (overlay upper and work dirs, /etc files), its cgroup, or a layer
 half unpacked; this finds them and removes them, and says what it removed.
 
-A state folder is stale when the pysandbox process that made it is gone: the monitor records
-its pid and start time (`record_owner`), so a reused pid does not keep a dead container's
+A state folder is stale when the pysandbox process that made it is gone: it records its pid
+and start time (sandbox.state.container_dir), so a reused pid does not keep a dead container's
 folder alive. A `.unpack-*` staging folder is stale when no unpack holds a lock in its
-folder (every unpack stages under its layer's lock). Only stdlib at the top: the monitor
-imports `record_owner` on the warm path."""
+folder (every unpack stages under its layer's lock)."""
 
 from __future__ import annotations
 
@@ -20,7 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-OWNER_FILE = "owner"
+from sandbox.state import OWNER_FILE, process_start_time, state_bases
+
 # A state folder without an owner record is either being set up right now (the cold path
 # unpacks and plans between making it and running) or from an older pysandbox: give it time.
 UNOWNED_GRACE_SECONDS = 600
@@ -32,22 +32,6 @@ class Leftover:
     path: Path
     why: str
     error: str | None = None  # why it could not be removed
-
-
-def record_owner(state: Path) -> None:
-    """In the monitor, before the container starts: who keeps `state` alive."""
-    pid = os.getpid()
-    (state / OWNER_FILE).write_text(f"{pid} {process_start_time(pid)}\n")
-
-
-def process_start_time(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat (clock ticks since boot), read after the command name,
-    which may itself hold spaces and parentheses."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()[19]
 
 
 def _owner_gone(state: Path) -> str | None:
@@ -64,15 +48,8 @@ def _owner_gone(state: Path) -> str | None:
     return None
 
 
-def state_bases(cache: Path) -> list[Path]:
-    """Every folder sandbox.rootfs.container_dir may put state in, for this user."""
-    runtime = "/run" if os.geteuid() == 0 else os.environ.get("XDG_RUNTIME_DIR", "")
-    bases = [Path(runtime) / "pysandbox"] if os.path.isabs(runtime) else []
-    return [*bases, cache / "containers"]
-
-
 def stale_containers(cache: Path) -> Iterator[Leftover]:
-    for base in state_bases(cache):
+    for base in map(Path, state_bases(str(cache))):
         with contextlib.suppress(FileNotFoundError):
             for folder in sorted(base.iterdir()):
                 why = _owner_gone(folder) if folder.is_dir() and not folder.is_symlink() else None
@@ -132,7 +109,8 @@ def prune(cache: Path, dry_run: bool = False) -> list[Leftover]:
     runtime folders; return each, with the error when it could not be removed."""
     found = list(stale_containers(cache))
     stale = {item.path for item in found}
-    live = {folder.name for base in state_bases(cache) if base.is_dir() for folder in base.iterdir()}
+    bases = [Path(base) for base in state_bases(str(cache))]
+    live = {folder.name for base in bases if base.is_dir() for folder in base.iterdir()}
     found += stale_cgroups(live - {path.name for path in stale})
     if not dry_run:
         found = [_removed(item) for item in found]

@@ -2,7 +2,8 @@
 keyed by its chain id (the layer and everything below it, as containerd keys snapshots), so
 images built on the same base share it; read-only from then on, with mounts.mount_overlay
 stacking them under a per-container writable layer. An image whose layers cannot stand alone
-is flattened once instead, keyed by its manifest digest. Plus the per-container state folders.
+is flattened once instead, keyed by its manifest digest. (The cold path of `run` uses this;
+sandbox.state holds what the warm path needs.)
 
 Concurrent runs of a new image unpack each layer once: a lock per layer, and every folder
 is written under a temporary name and renamed into place, so none is ever seen half-written."""
@@ -19,15 +20,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the warm path of `run` imports this module, not the image reader
+from sandbox.state import cache_root
+
+if TYPE_CHECKING:
     from images import Image, Layer
-
-
-def cache_root() -> Path:
-    if os.geteuid() == 0:
-        return Path(os.environ.get("PYSANDBOX_STATE", "/var/lib/pysandbox"))
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(os.environ.get("PYSANDBOX_STATE", f"{base}/pysandbox"))
 
 
 def image_lowers(image: Image, id_offset: int) -> tuple[Path, ...]:
@@ -36,7 +32,7 @@ def image_lowers(image: Image, id_offset: int) -> tuple[Path, ...]:
     through a symlink or hard-links into a lower layer)."""
     from images.extract import LayerNeedsParents
 
-    layers_dir = cache_root() / "layers"
+    layers_dir = Path(cache_root()) / "layers"
     lowers: list[Path] = []  # top first
     for layer, chain in zip(image.layers, chain_ids(image), strict=True):
         key = f"{chain[:32]}-{id_offset}"
@@ -81,7 +77,7 @@ def image_rootfs(image: Image, id_offset: int) -> Path:
     stacked."""
     from images.extract import UnpackOptions, unpack_image
 
-    folder = cache_root() / "images" / f"{image.manifest_digest.hex}-{id_offset}"
+    folder = Path(cache_root()) / "images" / f"{image.manifest_digest.hex}-{id_offset}"
     root = folder / "rootfs"
     if root.is_dir():
         return root
@@ -124,18 +120,9 @@ def _has_entries(folder: Path) -> bool:
         return next(entries, None) is not None
 
 
-def etc_file(lowers: tuple[Path, ...], name: str) -> Path | None:
+def etc_file(lowers: tuple[Path, ...], name: str) -> str | None:
     """The image's /etc/NAME as the container will see it (for USER lookups before it runs)."""
     from images.overlay import visible
 
     found = visible(lowers, f"etc/{name}")
-    return found[0] if found is not None else None
-
-
-def container_dir(name: str) -> Path:
-    """Per-container state (overlay upper and work dirs, /etc files) under the runtime dir."""
-    runtime = "/run" if os.geteuid() == 0 else os.environ.get("XDG_RUNTIME_DIR", "")
-    run = Path(runtime) if os.path.isabs(runtime) else None  # unset or empty: not the current folder
-    base = run / "pysandbox" if run and run.is_dir() and os.access(run, os.W_OK) else cache_root() / "containers"
-    base.mkdir(parents=True, exist_ok=True, mode=0o711)
-    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
+    return str(found[0]) if found is not None else None

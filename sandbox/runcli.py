@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-from pathlib import Path
-from typing import Any
+
+from sandbox.state import remove_state
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 EXIT_SETUP_FAILED = 125
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        formatter_class=_help_formatter,
         prog="pysandbox run",
         description="Run IMAGE's command in a rootless sandbox confined as the policy says. "
         "Flags that would loosen the policy are refused before anything starts.",
@@ -55,6 +59,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="image archive or OCI layout, optionally :REF")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's)")
     return p
+
+
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's own, told the width: left to find it, it imports shutil (2 ms of a warm start)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():
+        width = int(columns)
+    else:
+        try:
+            width = os.get_terminal_size(sys.stdout.fileno()).columns
+        except OSError:
+            width = 80
+    return argparse.HelpFormatter(prog, width=max(width - 2, 40))
 
 
 def main(argv: list[str]) -> int:
@@ -126,7 +143,7 @@ def _cold_run(args: argparse.Namespace) -> int:
         return _fail(str(error).replace("\n", "; "))
     if args.dry_run:
         print(_describe(spec))
-        shutil.rmtree(spec.state, ignore_errors=True)
+        remove_state(spec.state)
         return 0
     return _execute(spec, args, loaded.policy.signing.required)
 
@@ -136,6 +153,8 @@ def _verify(image: Any, loaded: Any, bundle: str | None) -> str | None:
     verify before anything is unpacked. Returns why it is refused, or None."""
     if not loaded.policy.signing.required:
         return None
+    from pathlib import Path
+
     from signing.verify import verify_image
 
     verdict = verify_image(image, loaded.policy.signing, Path(bundle) if bundle else None)
@@ -147,14 +166,12 @@ def _verify(image: Any, loaded: Any, bundle: str | None) -> str | None:
 
 def _spec_from_plan(plan: dict[str, Any], args: argparse.Namespace) -> object:
     """A RunSpec from a cached plan plus this run's own flags (none of which can loosen)."""
-    from pathlib import Path
-
     from sandbox import capabilities, warm
     from sandbox.mounts import TmpfsMount
     from sandbox.plan_light import tmpfs_flag
     from sandbox.process import ProcessError
-    from sandbox.rootfs import container_dir
     from sandbox.runner import RunSpec, hostname_for
+    from sandbox.state import container_dir
 
     base: dict[str, Any] = plan["base"]
     name = args.name or f"pysandbox-{os.getpid()}"
@@ -164,9 +181,9 @@ def _spec_from_plan(plan: dict[str, Any], args: argparse.Namespace) -> object:
     if os.geteuid() == 0:
         os.chown(state, id_maps.root_host_uid, id_maps.gids[0].host)
     try:
-        run = warm.resolve_run(plan, args, state, hostname)
+        run = warm.resolve_run(plan, args, hostname)
     except (ProcessError, OSError) as error:
-        shutil.rmtree(state, ignore_errors=True)
+        remove_state(state)
         raise SystemExit(_fail(str(error))) from None
     granted = int(base["capabilities"])
     for raw in args.cap_drop:
@@ -178,8 +195,8 @@ def _spec_from_plan(plan: dict[str, Any], args: argparse.Namespace) -> object:
         )
     bpf_file = plan["bpf"]
     return RunSpec(
-        lowers=tuple(Path(folder) for folder in plan["lowers"]),
-        etc_files=(warm.optional_path(plan["etc_files"][0]), warm.optional_path(plan["etc_files"][1])),
+        lowers=tuple(plan["lowers"]),
+        etc_files=(plan["etc_files"][0], plan["etc_files"][1]),
         state=state,
         argv=run["argv"],
         env=run["env"],
@@ -191,7 +208,7 @@ def _spec_from_plan(plan: dict[str, Any], args: argparse.Namespace) -> object:
         id_maps=id_maps,
         capabilities=granted,
         no_new_privileges=bool(base["no_new_privileges"]),
-        seccomp_bpf=None if bpf_file is None else Path(str(bpf_file)).read_bytes(),
+        seccomp_bpf=None if bpf_file is None else _read_bytes(bpf_file),
         read_only_rootfs=bool(base["read_only_rootfs"]) or args.read_only,
         masked_paths=tuple(base["masked_paths"]),
         readonly_paths=tuple(base["readonly_paths"]),
@@ -214,7 +231,12 @@ def _execute(spec: object, args: argparse.Namespace, signing_required: bool) -> 
         return run_container(spec)
     finally:
         if args.rm:
-            shutil.rmtree(spec.state, ignore_errors=True)
+            remove_state(spec.state)
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as stored:
+        return stored.read()
 
 
 def _env_files(paths: list[str]) -> list[str]:

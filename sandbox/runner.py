@@ -14,22 +14,23 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import signal
-import socket
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from sandbox import capabilities, cgroups, linux, mounts, tty
 from sandbox.idmap import IdMaps, write_id_maps
 from sandbox.limits import Enforcement, apply_rlimits, cgroup_values
 from sandbox.process import User
-from sandbox.prune import record_owner
+from sandbox.record import Record
 
 # Imported here, not where used: after pivot_root the host's files, Python's included, are
 # out of reach, so nothing may be imported lazily on the container's side.
 from sandbox.seccomp import load_bpf
+from sandbox.state import remove_tree
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
 
 EXIT_SETUP_FAILED = 125
 EXIT_CANNOT_EXECUTE = 126
@@ -45,39 +46,76 @@ _FORWARDED = (
 )
 
 
-@dataclass
-class RunSpec:
-    """Everything the sequence needs, resolved beforehand (plain data)."""
+class RunSpec(Record):
+    """Everything the sequence needs, resolved beforehand (plain data; see sandbox.plan for
+    the cold path and sandbox.runcli for the warm one)."""
 
-    lowers: tuple[Path, ...]  # the overlay's lower folders, top first (rootfs.image_lowers)
-    etc_files: tuple[Path | None, Path | None]  # the image's /etc/passwd and /etc/group
-    state: Path
-    argv: list[str]
-    env: dict[str, str]
-    workdir: str
-    user: User
-    hostname: str
-    namespaces: tuple[str, ...]
-    network: str
-    id_maps: IdMaps
-    capabilities: int
-    no_new_privileges: bool
-    seccomp_bpf: bytes | None
-    read_only_rootfs: bool
-    masked_paths: tuple[str, ...]
-    readonly_paths: tuple[str, ...]
-    tmpfs: list[mounts.TmpfsMount] = field(default_factory=list)
-    binds: list[mounts.BindMount] = field(default_factory=list)
-    limits: list[Enforcement] = field(default_factory=list)
-    wall_time: float | None = None
-    tty: bool = False
-    remove_state: bool = False  # --rm
+    __slots__ = (
+        "argv",
+        "binds",
+        "capabilities",
+        "env",
+        "etc_files",
+        "hostname",
+        "id_maps",
+        "limits",
+        "lowers",
+        "masked_paths",
+        "namespaces",
+        "network",
+        "no_new_privileges",
+        "read_only_rootfs",
+        "readonly_paths",
+        "remove_state",
+        "seccomp_bpf",
+        "state",
+        "tmpfs",
+        "tty",
+        "user",
+        "wall_time",
+        "workdir",
+    )
+
+    def __init__(
+        self,
+        *,
+        lowers: tuple[str, ...],  # the overlay's lower folders, top first (rootfs.image_lowers)
+        etc_files: tuple[str | None, str | None],  # the image's /etc/passwd and /etc/group
+        state: str,
+        argv: list[str],
+        env: dict[str, str],
+        workdir: str,
+        user: User,
+        hostname: str,
+        namespaces: tuple[str, ...],
+        network: str,
+        id_maps: IdMaps,
+        capabilities: int,
+        no_new_privileges: bool,
+        seccomp_bpf: bytes | None,
+        read_only_rootfs: bool,
+        masked_paths: tuple[str, ...],
+        readonly_paths: tuple[str, ...],
+        tmpfs: list[mounts.TmpfsMount],
+        binds: list[mounts.BindMount],
+        limits: list[Enforcement],
+        wall_time: float | None = None,
+        tty: bool = False,
+        remove_state: bool = False,  # --rm
+    ) -> None:
+        self.lowers, self.etc_files, self.state = lowers, etc_files, state
+        self.argv, self.env, self.workdir, self.user = argv, env, workdir, user
+        self.hostname, self.namespaces, self.network, self.id_maps = hostname, namespaces, network, id_maps
+        self.capabilities, self.no_new_privileges, self.seccomp_bpf = capabilities, no_new_privileges, seccomp_bpf
+        self.read_only_rootfs, self.masked_paths, self.readonly_paths = read_only_rootfs, masked_paths, readonly_paths
+        self.tmpfs, self.binds, self.limits = tmpfs, binds, limits
+        self.wall_time, self.tty, self.remove_state = wall_time, tty, remove_state
 
 
 def run_container(spec: RunSpec) -> int:
     """Run and wait; return the exit status as Docker reports it."""
-    name = spec.state.name if spec.state.name.startswith("pysandbox-") else f"pysandbox-{spec.state.name}"
-    record_owner(spec.state)  # if we are killed, `pysandbox prune` knows the state is stale
+    folder = os.path.basename(spec.state)
+    name = folder if folder.startswith("pysandbox-") else f"pysandbox-{folder}"
     cgroup = cgroups.create(name, cgroup_values(spec.limits))
     try:
         return _run(spec, cgroup)
@@ -91,6 +129,9 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     ready_r, ready_w = os.pipe()
     maps_r, maps_w = os.pipe()
     errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
+    if spec.tty:
+        import socket  # here, before the container's side forks: it cannot import after pivot_root
+
     monitor_end, container_end = socket.socketpair() if spec.tty else (None, None)
     # Signals wait (blocked) until someone can forward them: the monitor once it knows init's
     # pid, init once its handlers are in, the command just before exec. None is lost.
@@ -233,8 +274,7 @@ def _empty_writable_layer(state: int) -> None:
     """--rm: delete what the container wrote, from inside its user namespace. The files belong
     to its ids, which for an ordinary user are subordinate ids the user cannot delete as
     themself; container root can. The monitor removes the (then empty) state folder."""
-    with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree("writable", dir_fd=state, ignore_errors=True)
+    remove_tree(state, "writable")
 
 
 def enter_user_namespace(ready_w: int, maps_r: int) -> None:
@@ -269,7 +309,7 @@ def prepare_root(spec: RunSpec) -> None:
     the root, then what lives inside it, /proc while the old root is still reachable, pivot,
     and the read-only remount last (earlier steps create mount points)."""
     linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
-    root = spec.state / "root"
+    root = f"{spec.state}/root"
     writable = next((item.value for item in spec.limits if item.name == "writable_size"), None)
     mounts.mount_overlay(spec.lowers, spec.state, root, writable)  # type: ignore[arg-type]
     mounts.mount_proc(root)
@@ -377,4 +417,4 @@ def _find_program(name: str, path: str) -> str:
 
 
 def hostname_for(name: str) -> str:
-    return name[:63] or socket.gethostname()
+    return name[:63] or os.uname().nodename

@@ -12,16 +12,24 @@ import fcntl
 import os
 import select
 import signal
-import socket
 import sys
 import termios
-import threading
 from collections.abc import Iterator
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    import threading
+
+# socket and threading are imported only with -t (sandbox.runner imports socket before the
+# container's side forks, so the import below still finds it after pivot_root).
 
 
 def open_in_container(channel: socket.socket) -> None:
     """In the command process, after pivot_root: open a pty from the container's devpts,
     send the master to the monitor, and make the slave our controlling terminal."""
+    import socket
+
     master, slave = os.openpty()
     socket.send_fds(channel, [b"pty"], [master])
     os.close(master)
@@ -40,6 +48,8 @@ def leave_host_terminal() -> None:
 
 def receive_master(channel: socket.socket) -> int | None:
     """In the monitor: the pty master, or None when setup failed before sending it."""
+    import socket
+
     _, fds, _, _ = socket.recv_fds(channel, 16, 1)
     channel.close()
     if not fds:
@@ -76,6 +86,8 @@ def relaying(master: int) -> Iterator[None]:
         raw[0] &= ~(termios.IXON | termios.ICRNL)
         termios.tcsetattr(stdin, termios.TCSANOW, raw)
     previous = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(master))
+    import threading
+
     stop = threading.Event()
     thread = threading.Thread(target=_pump, args=(master, stdin, stop), daemon=True)
     thread.start()

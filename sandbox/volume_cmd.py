@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from sandbox.clikit import fail
-from sandbox.rootfs import cache_root
+from sandbox.state import cache_root
 
 EXIT_SETUP_FAILED = 125
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -24,7 +24,7 @@ app = typer.Typer(
 def _folder(name: str) -> Path:
     if not _NAME.match(name):
         fail("pysandbox", f"volume name {name!r}: letters, digits, '_', '.' and '-' only", EXIT_SETUP_FAILED)
-    return cache_root() / "volumes" / name
+    return Path(cache_root()) / "volumes" / name
 
 
 @app.command()
@@ -38,7 +38,7 @@ def create(name: Annotated[str, typer.Argument(help="The volume's name.")]) -> N
 @app.command("ls")
 def list_volumes() -> None:
     """List volumes with their size."""
-    root = cache_root() / "volumes"
+    root = Path(cache_root()) / "volumes"
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
         typer.echo(f"{folder.name}\t{size}")

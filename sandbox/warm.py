@@ -12,9 +12,6 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from dataclasses import asdict
-from pathlib import Path
-from typing import Any
 
 from sandbox.idmap import IdMaps, IdRange
 from sandbox.limits import Enforcement
@@ -22,7 +19,11 @@ from sandbox.limits import Enforcement
 __all__ = ["Enforcement"]
 from sandbox.mounts import TmpfsMount
 from sandbox.process import User, command_line, environment, resolve_user
-from sandbox.rootfs import cache_root
+from sandbox.state import cache_root
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT = 2
 # Flags that the cold path must check against the policy; with any of them, no warm start.
@@ -46,7 +47,8 @@ def _identity(path: str) -> list[int]:
 
 def _policy_path(reference: str) -> str:
     if reference in ("strict", "baseline", "permissive"):
-        return str(Path(__file__).resolve().parent.parent / "policies" / f"{reference}.yaml")
+        project = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+        return os.path.join(project, "policies", f"{reference}.yaml")
     return os.path.abspath(reference)
 
 
@@ -62,9 +64,9 @@ def plan_key(image: str, policy: str) -> dict[str, Any] | None:
         return None
 
 
-def _plan_file(key: dict[str, Any]) -> Path:
+def _plan_file(key: dict[str, Any]) -> str:
     digest = zlib.crc32(json.dumps(key, sort_keys=True).encode())
-    return cache_root() / "plans" / f"{digest:08x}.json"
+    return os.path.join(cache_root(), "plans", f"{digest:08x}.json")
 
 
 def eligible(args: Any) -> bool:
@@ -76,7 +78,8 @@ def load_plan(image: str, policy: str) -> dict[str, Any] | None:
     if key is None:
         return None
     try:
-        plan: dict[str, Any] = json.loads(_plan_file(key).read_text())
+        with open(_plan_file(key)) as stored:
+            plan: dict[str, Any] = json.load(stored)
     except (OSError, ValueError):
         return None
     if plan.get("key") != key:  # another plan under the same short name: a miss, not a mix-up
@@ -86,7 +89,7 @@ def load_plan(image: str, policy: str) -> dict[str, Any] | None:
             return None
     except OSError:
         return None
-    if not all(Path(folder).is_dir() for folder in plan["lowers"]) or not Path(plan["bpf"] or "/").exists():
+    if not all(os.path.isdir(folder) for folder in plan["lowers"]) or not os.path.exists(plan["bpf"] or "/"):
         return None
     return plan
 
@@ -96,15 +99,16 @@ def save_plan(image: str, policy: str, plan: dict[str, Any]) -> None:
     if key is None:
         return
     target = _plan_file(key)
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = target.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps({**plan, "key": key}))
+    os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+    temporary = f"{target}.{os.getpid()}.tmp"
+    with open(temporary, "w") as stored:
+        json.dump({**plan, "key": key}, stored)
     os.replace(temporary, target)
 
 
 def make_plan(
-    lowers: tuple[Path, ...],
-    etc_files: tuple[Path | None, Path | None],
+    lowers: tuple[str, ...],
+    etc_files: tuple[str | None, str | None],
     config: dict[str, Any],
     base: dict[str, Any],
     id_maps: IdMaps,
@@ -114,13 +118,17 @@ def make_plan(
     policy_files: list[str],
 ) -> dict[str, Any]:
     return {
-        "lowers": [str(folder) for folder in lowers],
-        "etc_files": [None if path is None else str(path) for path in etc_files],
+        "lowers": list(lowers),
+        "etc_files": list(etc_files),
         "config": config,
         "base": base,
-        "id_maps": asdict(id_maps),
-        "limits": [asdict(item) for item in limits],
-        "tmpfs": [asdict(item) for item in tmpfs],
+        "id_maps": {
+            "uids": [item.as_dict() for item in id_maps.uids],
+            "gids": [item.as_dict() for item in id_maps.gids],
+            "via_helpers": id_maps.via_helpers,
+        },
+        "limits": [item.as_dict() for item in limits],
+        "tmpfs": [item.as_dict() for item in tmpfs],
         "bpf": bpf_file,
         "policy_files": [[path, _identity(path)] for path in policy_files],
     }
@@ -132,14 +140,10 @@ def id_maps_from(data: dict[str, Any]) -> IdMaps:
     )
 
 
-def optional_path(value: str | None) -> Path | None:
-    return None if value is None else Path(value)
-
-
-def resolve_run(plan: dict[str, Any], args: Any, state: Path, hostname: str) -> dict[str, Any]:
+def resolve_run(plan: dict[str, Any], args: Any, hostname: str) -> dict[str, Any]:
     """The per-run part: command, environment, user, working directory."""
     config = plan["config"]
-    passwd, group = (optional_path(path) for path in plan["etc_files"])
+    passwd, group = plan["etc_files"]
     user: User = resolve_user(args.user or plan["base"]["user"] or config["user"], passwd, group)
     env_extra = list(args.env)
     for path in args.env_file:

@@ -135,7 +135,7 @@ def wait_until(condition: Callable[[], object], seconds: float = 5) -> bool:
 
 
 def state_folders(mode: str, cache: Path) -> list[Path]:
-    """Where this mode's per-container state folders live (sandbox/rootfs.container_dir;
+    """Where this mode's per-container state folders live (sandbox/state.container_dir;
     runs as the test user get XDG_RUNTIME_DIR= so theirs are in the cache), and the layer
     and image caches where unpacking stages its `.unpack-*` folders."""
     containers = [Path("/run/pysandbox")] if mode == "root" else []

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from sandbox.prune import OWNER_FILE, process_start_time, prune, record_owner
+from sandbox.prune import prune
+from sandbox.state import OWNER_FILE, container_dir, process_start_time, state_bases
 
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_RUNTIME_DIR", "")  # as root, /run/pysandbox is looked at too: not here
-    monkeypatch.setattr("sandbox.prune.state_bases", lambda cache: [cache / "containers"])
+    monkeypatch.setattr("sandbox.prune.state_bases", lambda cache: [f"{cache}/containers"])
     monkeypatch.setattr("sandbox.prune.stale_cgroups", lambda live: iter(()))  # the host's are not ours to judge here
     (tmp_path / "containers").mkdir()
     return tmp_path
@@ -32,8 +34,7 @@ def container(cache: Path, name: str, owner: str | None) -> Path:
 
 
 def test_a_state_folder_whose_owner_is_gone_is_removed_and_a_live_ones_kept(cache: Path) -> None:
-    live = container(cache, "live", None)
-    record_owner(live)
+    live = container(cache, "live", f"{os.getpid()} {process_start_time(os.getpid())}\n")
     dead = subprocess.Popen(["true"])
     dead.wait()
     gone = container(cache, "gone", f"{dead.pid} 1\n")
@@ -43,7 +44,20 @@ def test_a_state_folder_whose_owner_is_gone_is_removed_and_a_live_ones_kept(cach
     removed = prune(cache)
     assert [(item.path, item.error) for item in removed] == [(gone, None), (reused, None)]
     assert not gone.exists() and not reused.exists() and live.exists()
-    assert f" {process_start_time(os.getpid())}\n" in (live / OWNER_FILE).read_text()
+
+
+
+def test_a_new_state_folder_records_its_owner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYSANDBOX_STATE", str(tmp_path))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "relative/not/used")  # never the current folder
+    folder = Path(container_dir("app"))
+    try:
+        assert str(folder.parent) in state_bases(str(tmp_path)) and folder.name.startswith("app-")
+        assert oct(folder.stat().st_mode & 0o777) == "0o700"
+        assert (folder / OWNER_FILE).read_text() == f"{os.getpid()} {process_start_time(os.getpid())}\n"
+        assert folder not in [item.path for item in prune(tmp_path, dry_run=True)]
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_a_young_state_folder_without_an_owner_is_kept(cache: Path) -> None:
