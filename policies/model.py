@@ -157,10 +157,8 @@ class Limits:
         "size (the writes count as the container's memory and are gone when it exits).",
         "more",
     )
-    required: tuple[
-        Literal["memory", "pids", "open_files", "cpu_time", "wall_time", "cpus", "writable_size"], ...
-    ] = spec(
-        "Limits that must be enforced, or the run is refused.", "remove", default_factory=tuple
+    required: tuple[Literal["memory", "pids", "open_files", "cpu_time", "wall_time", "cpus", "writable_size"], ...] = (
+        spec("Limits that must be enforced, or the run is refused.", "remove", default_factory=tuple)
     )
 
 

@@ -73,5 +73,13 @@ def prune(
         raise ExitWith(1)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+def conformance(context: typer.Context) -> None:
+    """The sigstore-conformance protocol: verify-bundle, sign-bundle (pysandbox conformance --help)."""
+    from sandbox.conformance_cmd import main as conformance_main
+
+    raise ExitWith(conformance_main(list(context.args)))
+
+
 def main() -> None:
     run_app(app, "pysandbox", EXIT_SETUP_FAILED)

@@ -1,5 +1,6 @@
 """The `pysandbox` console script. `run` goes straight to its argparse front end, so that
-starting a container imports no CLI framework; everything else goes to the typer app."""
+starting a container imports no CLI framework, and so does `conformance` (a process per
+verification); everything else goes to the typer app."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ def main() -> None:
         from sandbox.runcli import main as run_main
 
         sys.exit(run_main(sys.argv[2:]))
+    if sys.argv[1:2] == ["conformance"]:  # the conformance harness starts a process per case
+        from sandbox.conformance_cmd import main as conformance_main
+
+        sys.exit(conformance_main(sys.argv[2:]))
     from sandbox.cli import main as cli_main
 
     cli_main()

@@ -1,6 +1,8 @@
-"""`pysandbox keygen|sign|verify`: cosign-style keys, offline signing, and the verification gate.
+"""`pysandbox keygen|sign|verify`: cosign-style keys, signing (offline with a key, or keyless
+through sigstore-python), and the verification gate.
 
-verify exits 0 verified, 1 refused, 2 bad input (an unreadable image, policy, key or bundle)."""
+sign exits 0 signed, 2 when it cannot sign (bad arguments, no token, no network); verify exits
+0 verified, 1 refused, 2 bad input (an unreadable image, policy, key or bundle)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,16 @@ import json
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sandbox.clikit import OutputFormat, fail
+
+if TYPE_CHECKING:
+    from images.image import Image
+    from signing.keyless_sign import Instance
+    from signing.sign import SignatureKind, SignedBundle
 
 EXIT_REFUSED = 1
 EXIT_BAD_INPUT = 2
@@ -65,7 +72,32 @@ def keygen(
 @app.command()
 def sign(
     image: Annotated[str, typer.Argument(help=IMAGE_HELP)],
-    key: Annotated[Path, typer.Option("--key", help="The private key (PEM); its password from $COSIGN_PASSWORD.")],
+    key: Annotated[
+        Path | None, typer.Option("--key", help="The private key (PEM); its password from $COSIGN_PASSWORD.")
+    ] = None,
+    keyless: Annotated[
+        bool,
+        typer.Option(
+            "--keyless",
+            help="Sign with a short-lived Fulcio certificate for your OIDC identity, logged in Rekor "
+            "(sigstore-python; needs a network and an identity token).",
+        ),
+    ] = False,
+    identity_token: Annotated[
+        str | None,
+        typer.Option("--identity-token", help="With --keyless: the OIDC token; default: $SIGSTORE_ID_TOKEN."),
+    ] = None,
+    staging: Annotated[
+        bool, typer.Option("--staging", help="With --keyless: use the Sigstore staging instance.")
+    ] = False,
+    trusted_root: Annotated[
+        Path | None,
+        typer.Option("--trusted-root", help="With --keyless: a private instance's trusted_root.json."),
+    ] = None,
+    signing_config: Annotated[
+        Path | None,
+        typer.Option("--signing-config", help="With --keyless: a private instance's signing config (service URLs)."),
+    ] = None,
     bundle_out: Annotated[
         Path | None,
         typer.Option(
@@ -80,31 +112,69 @@ def sign(
             "--signature-format", help="dsse (an in-toto Statement, as cosign v3) or message (simple signing)."
         ),
     ] = SignatureFormat.dsse,
+    cosign_tag: Annotated[
+        bool,
+        typer.Option(
+            "--cosign-tag",
+            help="With --key, in an OCI layout folder: store the signature under cosign's legacy "
+            "sha256-<hex>.sig tag (simple signing, as cosign did before referrers) instead of a referrer.",
+        ),
+    ] = False,
 ) -> None:
-    """Sign IMAGE's manifest digest offline with KEY. The signature is written as a sigstore
-    bundle (v0.3, public-key material, no transparency-log entry)."""
+    """Sign IMAGE's manifest digest, as a sigstore bundle: offline with --key KEY (public-key
+    material, no transparency-log entry), or --keyless through sigstore-python (a Fulcio
+    certificate for the identity in --identity-token or $SIGSTORE_ID_TOKEN, a Rekor entry; needs
+    a network, fails within two minutes without one). Exit 0 signed, 2 when it cannot sign."""
     from images import ImageError, open_image
-    from images.image import split_reference
     from signing.errors import VerificationError
-    from signing.keys import load_private_key
-    from signing.locate import sidecar_path
-    from signing.sign import SignatureKind, attach_referrer, sign_image, write_bundle_file
+    from signing.keyless_sign import Instance, SigningError
 
+    if (key is None) == (not keyless):
+        fail("pysandbox", "name either --key KEY or --keyless", EXIT_BAD_INPUT)
+    if keyless and cosign_tag:
+        fail("pysandbox", "--cosign-tag stores key signatures; a keyless signature is a bundle", EXIT_BAD_INPUT)
+    kind: SignatureKind = "message" if signature_format is SignatureFormat.message or cosign_tag else "dsse"
     try:
         opened = open_image(image)
-        kind: SignatureKind = "message" if signature_format is SignatureFormat.message else "dsse"
-        signed = sign_image(opened, load_private_key(key, _password()), kind)
-        layout, _ = split_reference(image)
-        if bundle_out is None and layout.is_dir():
-            where = f"referrer {attach_referrer(opened, signed)} in {layout}"
+        if key is not None:
+            signed = _sign_with_key(opened, key, kind)
         else:
-            written = write_bundle_file(signed, bundle_out or sidecar_path(opened))
-            where = ", ".join(str(p) for p in written)
-    except (ImageError, VerificationError) as error:
+            signed = _sign_keyless(opened, identity_token, Instance(staging, trusted_root, signing_config), kind)
+        where = _store_signature(opened, signed, bundle_out, cosign_tag)
+    except (ImageError, VerificationError, SigningError) as error:
         fail("pysandbox", str(error), EXIT_BAD_INPUT)
     except OSError as error:
         fail("pysandbox", f"cannot write the signature: {error.strerror} ({error.filename})", EXIT_BAD_INPUT)
     typer.echo(f"signed {opened.manifest_digest}: {where}")
+
+
+def _sign_with_key(image: Image, key: Path, kind: SignatureKind) -> SignedBundle:
+    from signing.keys import load_private_key
+    from signing.sign import sign_image
+
+    return sign_image(image, load_private_key(key, _password()), kind)
+
+
+def _sign_keyless(image: Image, token: str | None, instance: Instance, kind: SignatureKind) -> SignedBundle:
+    """The token is looked up before the image is hashed into a payload, so a missing one
+    fails at once and names where it is looked for."""
+    from signing.keyless_sign import identity_token, sign_image_keyless
+
+    return sign_image_keyless(image, identity_token(token), instance, kind)
+
+
+def _store_signature(image: Image, signed: SignedBundle, bundle_out: Path | None, cosign_tag: bool) -> str:
+    """Where the signature goes: the cosign tag, a referrer in an OCI layout folder, or a file."""
+    from images.image import split_reference
+    from signing.locate import sidecar_path
+    from signing.sign import attach_referrer, attach_signature_tag, write_bundle_file
+
+    layout, _ = split_reference(image.source)
+    if cosign_tag:
+        return f"manifest {attach_signature_tag(image, signed)} under cosign's signature tag in {layout}"
+    if bundle_out is None and layout.is_dir():
+        return f"referrer {attach_referrer(image, signed)} in {layout}"
+    return ", ".join(str(p) for p in write_bundle_file(signed, bundle_out or sidecar_path(image)))
 
 
 @app.command()
@@ -117,6 +187,14 @@ def verify(
         Path | None, typer.Option("--bundle", help="The bundle file (else sidecar, then referrers).")
     ] = None,
     key: Annotated[list[Path] | None, typer.Option("--key", help="Also trust this public key (PEM).")] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            "--reference",
+            help="The name IMAGE goes by (ghcr.io/acme/app:1): what was signed must name it. Without it, "
+            "the policy's match_reference holds the signature to the image's own names.",
+        ),
+    ] = None,
     output_format: Annotated[
         OutputFormat, typer.Option("--format", help="text for people, json for scripts.")
     ] = OutputFormat.text,
@@ -133,7 +211,7 @@ def verify(
     try:
         signing_policy = load_policy(policy).policy.signing if policy else SigningPolicy()
         opened = open_image(image)
-        verdict = verify_image(opened, signing_policy, bundle, extra_keys=key or ())
+        verdict = verify_image(opened, signing_policy, bundle, extra_keys=key or (), reference=reference)
     except (ImageError, PolicyError, VerificationError) as error:
         fail("pysandbox", " ".join(str(error).split()), EXIT_BAD_INPUT)
     if output_format is OutputFormat.json:

@@ -47,13 +47,14 @@ class ParsedBundle:
     raw: bytes
 
 
-def _b64(value: object, where: str) -> bytes:
+def decode_base64(value: object, where: str, owner: str = "the bundle's") -> bytes:
+    """A base64 field of a bundle (or of a log entry inside one: `owner`), or malformed."""
     if not isinstance(value, str):
-        raise VerificationError("malformed", f"the bundle's {where} is missing or not a string")
+        raise VerificationError("malformed", f"{owner} {where} is missing or not a string")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise VerificationError("malformed", f"the bundle's {where} is not valid base64") from None
+        raise VerificationError("malformed", f"{owner} {where} is not valid base64") from None
 
 
 def _object(value: object, where: str) -> dict[str, Any]:
@@ -82,7 +83,7 @@ def parse_bundle(data: bytes) -> ParsedBundle:
         key_hint = hint if isinstance(hint, str) and hint else None
     elif "certificate" in material:
         kind = "certificate"
-        _b64(_object(material["certificate"], "certificate").get("rawBytes"), "certificate.rawBytes")
+        decode_base64(_object(material["certificate"], "certificate").get("rawBytes"), "certificate.rawBytes")
     elif "x509CertificateChain" in material:
         kind = "x509-chain"
         chain = _object(material["x509CertificateChain"], "x509CertificateChain").get("certificates")
@@ -113,7 +114,7 @@ def parse_bundle(data: bytes) -> ParsedBundle:
 
 
 def _message_signature(doc: dict[str, Any]) -> MessageSignature:
-    signature = _b64(doc.get("signature"), "messageSignature.signature")
+    signature = decode_base64(doc.get("signature"), "messageSignature.signature")
     if not signature:
         raise VerificationError("malformed", "the bundle's messageSignature.signature is empty")
     digest_doc = doc.get("messageDigest")
@@ -124,7 +125,7 @@ def _message_signature(doc: dict[str, Any]) -> MessageSignature:
     if algorithm != "SHA2_256":
         raise VerificationError("malformed", f"message digest algorithm {algorithm!r} is not supported (SHA2_256)")
     return MessageSignature(
-        algorithm, _b64(digest_doc.get("digest"), "messageSignature.messageDigest.digest"), signature
+        algorithm, decode_base64(digest_doc.get("digest"), "messageSignature.messageDigest.digest"), signature
     )
 
 
@@ -132,7 +133,7 @@ def _dsse(doc: dict[str, Any]) -> DsseEnvelope:
     payload_type = doc.get("payloadType")
     if not isinstance(payload_type, str) or not payload_type:
         raise VerificationError("malformed", "the bundle's DSSE envelope has no payloadType")
-    payload = _b64(doc.get("payload"), "dsseEnvelope.payload")
+    payload = decode_base64(doc.get("payload"), "dsseEnvelope.payload")
     raw_signatures = doc.get("signatures")
     if not isinstance(raw_signatures, list) or not raw_signatures:
         raise VerificationError("malformed", "the bundle's DSSE envelope has no signatures")
@@ -140,7 +141,9 @@ def _dsse(doc: dict[str, Any]) -> DsseEnvelope:
     for item in raw_signatures:
         entry = _object(item, "dsseEnvelope.signatures[]")
         keyid = entry.get("keyid", "")
-        signatures.append((keyid if isinstance(keyid, str) else "", _b64(entry.get("sig"), "dsseEnvelope sig")))
+        signatures.append(
+            (keyid if isinstance(keyid, str) else "", decode_base64(entry.get("sig"), "dsseEnvelope sig"))
+        )
     return DsseEnvelope(payload_type, payload, tuple(signatures))
 
 

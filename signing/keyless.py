@@ -17,6 +17,7 @@ from signing.errors import VerificationError
 
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate
+    from sigstore.hashes import Hashed
     from sigstore.verify import Verifier
     from sigstore.verify.policy import VerificationPolicy
 
@@ -83,6 +84,25 @@ def certificate_issuer(cert: Certificate) -> str | None:
     return None
 
 
+def describe_signer(cert: Certificate) -> str:
+    """The signer as verdicts name it: SUBJECT (issuer ISSUER)."""
+    return f"{', '.join(sorted(certificate_identities(cert))) or 'unknown subject'} (issuer {certificate_issuer(cert)})"
+
+
+def _claims(cert: Certificate) -> str:
+    """The signer and its GitHub claims, for a refusal (sigstore's AnyOf does not say why)."""
+    from cryptography.x509 import ObjectIdentifier
+
+    claims = [describe_signer(cert)]
+    for name, oid in (("repository", "1.3.6.1.4.1.57264.1.5"), ("workflow ref", "1.3.6.1.4.1.57264.1.6")):
+        try:
+            value = cert.extensions.get_extension_for_oid(ObjectIdentifier(oid)).value
+        except Exception:
+            continue
+        claims.append(f"{name} {getattr(value, 'value', b'').decode(errors='replace')}")
+    return ", ".join(claims)
+
+
 def identity_policy(identities: tuple[Identity, ...]) -> VerificationPolicy:
     from sigstore.verify import policy
 
@@ -127,7 +147,7 @@ def load_verifier(trusted_root: Path | None) -> Verifier:
 
 
 def verify_keyless(
-    parsed: ParsedBundle, artifact: bytes | None, identities: tuple[Identity, ...], trusted_root: Path | None
+    parsed: ParsedBundle, artifact: bytes | Hashed | None, identities: tuple[Identity, ...], trusted_root: Path | None
 ) -> BundleResult:
     from sigstore.errors import Error as SigstoreError
     from sigstore.models import Bundle
@@ -137,7 +157,8 @@ def verify_keyless(
     try:
         bundle = Bundle.from_json(parsed.raw)
     except Exception as error:
-        raise VerificationError("malformed", f"sigstore-python cannot read the bundle: {_one_line(error)}") from None
+        detail = _one_line(error).split(" [type=")[0]  # pydantic goes on with the input and a help URL
+        raise VerificationError("malformed", f"sigstore-python cannot read the bundle: {detail}") from None
     verifier = load_verifier(trusted_root)
     recording = _Recording(identity_policy(identities))
     try:
@@ -148,20 +169,11 @@ def verify_keyless(
             if artifact is None:
                 raise VerificationError("malformed", "a message-signature bundle needs the artifact it signs")
             verifier.verify_artifact(artifact, bundle, recording)
-            kind, payload = None, artifact
+            kind, payload = None, artifact if isinstance(artifact, bytes) else b""
     except (SigstoreError, ValueError) as error:
-        message = _one_line(error)
-        if not recording.reached:
-            raise VerificationError(
-                "untrusted-root", f"the certificate does not lead to the trusted root: {message}"
-            ) from None
-        if not recording.passed:
-            raise VerificationError("identity", f"the signer is not one the policy trusts: {message}") from None
-        raise VerificationError("signature", f"the signature or its log entry does not verify: {message}") from None
+        raise _refusal(_one_line(error), recording, parsed, bundle.signing_certificate) from None
     cert = bundle.signing_certificate
-    signer = (
-        f"{', '.join(sorted(certificate_identities(cert))) or 'unknown subject'} (issuer {certificate_issuer(cert)})"
-    )
+    signer = describe_signer(cert)
     time_source = "RFC 3161 timestamp" if parsed.has_timestamps else "transparency-log integrated time"
     checked = [
         "certificate chain to the trusted root at the verified time",
@@ -173,6 +185,61 @@ def verify_keyless(
     from signing.verify import BundleResult
 
     return BundleResult(kind, payload, signer=signer, time_source=time_source, checked=checked, not_checked=[])
+
+
+def verify_keyless_digest(
+    parsed: ParsedBundle, sha256: bytes, identities: tuple[Identity, ...], trusted_root: Path | None
+) -> BundleResult:
+    """A keyless message signature checked against only the SHA-256 of what was signed (the
+    conformance protocol's `sha256:<hex>` input): sigstore-python checks a prehashed input
+    exactly as it checks the bytes. The result's payload is empty, only the digest is known."""
+    from sigstore.hashes import Hashed
+    from sigstore_models.common.v1 import HashAlgorithm
+
+    return verify_keyless(parsed, Hashed(algorithm=HashAlgorithm.SHA2_256, digest=sha256), identities, trusted_root)
+
+
+# sigstore-python 4.5.1 raises one error type for every step; these prefixes are its steps (4)
+# and (5) (inclusion proof, checkpoint, SET) and (6) (certificate validity at the verified time).
+_TRUSTED_LOG_STEPS = ("invalid log entry", "invalid signing cert: expired at time of signing")
+
+
+def _refusal(message: str, recording: _Recording, parsed: ParsedBundle, cert: Certificate) -> VerificationError:
+    """Which refusal a sigstore-python failure is. Before the identity check: the certificate
+    does not lead to the trusted root (saying so plainly when it was not valid at the log's
+    time); at it: the signer is not trusted; after it: a log entry the trusted log does not
+    vouch for is the trust root's failure too, anything else the signature's."""
+    if not recording.reached:
+        return VerificationError(
+            "untrusted-root",
+            _not_valid_at_log_time(parsed, cert) or f"the certificate does not lead to the trusted root: {message}",
+        )
+    if not recording.passed:
+        return VerificationError(
+            "identity", f"the signer is not one the policy trusts: the certificate names {_claims(cert)} ({message})"
+        )
+    if message.startswith(_TRUSTED_LOG_STEPS):
+        detail = message.split(": expected")[0]  # the Merkle error goes on to print the whole proof
+        return VerificationError("untrusted-root", f"the trusted log does not vouch for the bundle's entry: {detail}")
+    return VerificationError("signature", f"the signature or its log entry does not verify: {message}")
+
+
+def _not_valid_at_log_time(parsed: ParsedBundle, cert: Certificate) -> str | None:
+    """A sentence when the log's integrated time falls outside the leaf's validity (the chain
+    is built at that time, and cryptography only says "not valid at validation time")."""
+    from datetime import UTC, datetime
+
+    integrated = str(parsed.tlog_entries[0].get("integratedTime", "")) if parsed.tlog_entries else ""
+    if not integrated.isdigit() or int(integrated) == 0:
+        return None
+    when = datetime.fromtimestamp(int(integrated), UTC)
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if start <= when <= end:
+        return None
+    return (
+        f"the signing certificate (valid {start:%Y-%m-%dT%H:%M:%SZ} to {end:%Y-%m-%dT%H:%M:%SZ}) was not valid "
+        f"at the log's integrated time {when:%Y-%m-%dT%H:%M:%SZ}"
+    )
 
 
 def _one_line(error: BaseException) -> str:

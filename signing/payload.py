@@ -3,7 +3,13 @@
 - Message signatures sign a cosign "simple signing" payload whose
   `critical.image.docker-manifest-digest` is the manifest digest.
 - DSSE envelopes carry an in-toto Statement whose subject digest is the manifest digest
-  (cosign v3 signs predicate type `https://sigstore.dev/cosign/sign/v1`)."""
+  (cosign v3 signs predicate type `https://sigstore.dev/cosign/sign/v1`).
+
+When the policy asks (`signing.match_reference`), what was signed must also name the image's
+reference: the simple-signing `critical.identity.docker-reference`, or a Statement subject's
+name. A signed repository (`ghcr.io/acme/app`) vouches for every tag of it; a signed tag or
+digest only for itself. Names are compared as Docker normalises them (`busybox` is
+`docker.io/library/busybox`)."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from images.references import normalize_name
 from signing.errors import VerificationError
 
 SIMPLE_SIGNING_TYPE = "cosign container image signature"
@@ -107,12 +114,56 @@ def parse_statement(data: bytes) -> SignedClaim:
     if not isinstance(subjects, list) or not subjects:
         raise VerificationError("malformed", "the in-toto Statement has no subject")
     digests: list[str] = []
+    names: list[str] = []
     for subject in subjects:
         if not isinstance(subject, dict) or not isinstance(subject.get("digest"), dict):
             raise VerificationError("malformed", "an in-toto Statement subject has no digest")
         digests.extend(f"{alg}:{value}" for alg, value in subject["digest"].items() if isinstance(value, str))
+        if isinstance(subject.get("name"), str) and subject["name"]:
+            names.append(subject["name"])
     predicate_type = document.get("predicateType")
     return SignedClaim(
         manifest_digests=tuple(digests),
+        docker_reference=names[0] if names else None,
         predicate_type=predicate_type if isinstance(predicate_type, str) else None,
+    )
+
+
+def _repository(name: str) -> str:
+    """A normalised name without its tag or digest."""
+    without_digest = normalize_name(name).partition("@")[0]
+    head, _, last = without_digest.rpartition("/")
+    return f"{head}/{last.partition(':')[0]}"
+
+
+def reference_is_signed(signed: str, reference: str) -> bool:
+    """Whether a signature naming `signed` vouches for the image called `reference`: the same
+    repository, and the same tag or digest when the signed name carries one."""
+    if _repository(signed) != _repository(reference):
+        return False
+    last = signed.rpartition("/")[2]
+    if "@" not in signed and ":" not in last:
+        return True
+    return normalize_name(signed) == normalize_name(reference)
+
+
+def require_reference(claim: SignedClaim, references: tuple[str, ...], source: str) -> str:
+    """Step (4) of the trust decision, when the policy asks: the signed reference must name one
+    of the image's `references`; return the one it names.
+
+    Refused as a replay, like a signature for another digest: the signature is genuine and by
+    a trusted signer (so not a wrong identity), but its signer vouched for another name, and it
+    was carried over to this one (a debug build's signature on the release name, say)."""
+    if not references:
+        raise VerificationError(
+            "replay", f"the policy requires the signed reference to match, and {source} carries no name to match"
+        )
+    if claim.docker_reference is None:
+        raise VerificationError("replay", "the policy requires a signed reference, and the signed payload names none")
+    for reference in references:
+        if reference_is_signed(claim.docker_reference, reference):
+            return reference
+    raise VerificationError(
+        "replay",
+        f"the signature is for reference {claim.docker_reference!r}, not {', '.join(map(repr, references))}",
     )

@@ -10,6 +10,7 @@ it is not part of this module."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -67,7 +68,8 @@ def sign_image(
     return SignedBundle(public_key_bundle(hint, message), payload, kind)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write through a temporary file and a rename, so a reader never sees half a bundle."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -83,23 +85,21 @@ def write_bundle_file(signed: SignedBundle, path: Path) -> list[Path]:
     """Write the bundle (and, for a message signature, its payload beside it); return the files."""
     from signing.locate import payload_path_for
 
-    _write_atomically(path, signed.bundle)
+    write_atomically(path, signed.bundle)
     if signed.kind == "dsse":
         return [path]
     payload_path = payload_path_for(path)
-    _write_atomically(payload_path, signed.payload)
+    write_atomically(payload_path, signed.payload)
     return [path, payload_path]
 
 
 def attach_referrer(image: Image, signed: SignedBundle, created: datetime | None = None) -> str:
     """Add the bundle to the image's OCI layout folder as an OCI 1.1 referrer and list it in
     index.json; return the referrer manifest's digest."""
-    layout, _ = split_reference(image.source)
-    if not layout.is_dir() or not (layout / "index.json").is_file():
-        raise ImageError(f"{layout}: only an OCI layout folder can hold a referrer; write a bundle file instead")
-    descriptors = [_put_blob(layout, signed.bundle, BUNDLE_V03_NEW)]
+    layout = _layout_folder(image)
+    descriptors = [put_blob(layout, signed.bundle, BUNDLE_V03_NEW)]
     if signed.kind == "message":
-        descriptors.append(_put_blob(layout, signed.payload, SIMPLE_SIGNING_MEDIA_TYPE))
+        descriptors.append(put_blob(layout, signed.payload, SIMPLE_SIGNING_MEDIA_TYPE))
     stamp = (created or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     annotations = {"dev.sigstore.bundle.content": "dsse-envelope" if signed.kind == "dsse" else "message-signature"}
     if signed.kind == "dsse":
@@ -109,7 +109,7 @@ def attach_referrer(image: Image, signed: SignedBundle, created: datetime | None
         "schemaVersion": 2,
         "mediaType": mediatypes.OCI_MANIFEST,
         "artifactType": BUNDLE_V03_NEW,
-        "config": _put_blob(layout, b"{}", EMPTY_CONFIG_TYPE),
+        "config": put_blob(layout, b"{}", EMPTY_CONFIG_TYPE),
         "layers": descriptors,
         "subject": {
             "mediaType": image.manifest_media_type,
@@ -119,17 +119,72 @@ def attach_referrer(image: Image, signed: SignedBundle, created: datetime | None
         "annotations": annotations,
     }
     manifest_bytes = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
-    descriptor = _put_blob(layout, manifest_bytes, mediatypes.OCI_MANIFEST)
+    descriptor = put_blob(layout, manifest_bytes, mediatypes.OCI_MANIFEST)
     descriptor["artifactType"] = BUNDLE_V03_NEW
     index = json.loads(read_document(image.store, "index.json"))
     index.setdefault("manifests", []).append(descriptor)
-    _write_atomically(layout / "index.json", json.dumps(index, separators=(",", ":"), sort_keys=True).encode())
+    write_atomically(layout / "index.json", json.dumps(index, separators=(",", ":"), sort_keys=True).encode())
     return str(descriptor["digest"])
 
 
-def _put_blob(layout: Path, data: bytes, media_type: str) -> dict[str, Any]:
+def attach_signature_tag(image: Image, signed: SignedBundle) -> str:
+    """Add a message signature to the image's cosign `sha256-<hex>.sig` tag in its OCI layout
+    folder, as cosign did before referrers: a simple-signing layer carrying the signature in an
+    annotation, beside the layers already under the tag. Return the tag's new manifest digest."""
+    from signing.bundle import parse_bundle
+    from signing.cosign_tag import REF_NAME_ANNOTATION, SIGNATURE_ANNOTATION, names_tag, signature_tag
+    from signing.locate import signature_tag_layers
+
+    content = parse_bundle(signed.bundle).content
+    if signed.kind != "message" or not isinstance(content, MessageSignature):
+        raise ImageError(
+            "a cosign signature tag holds simple-signing message signatures: sign with --signature-format message"
+        )
+    layout = _layout_folder(image)
+    tag = signature_tag(str(image.manifest_digest))
+    layer = put_blob(layout, signed.payload, SIMPLE_SIGNING_MEDIA_TYPE)
+    layer["annotations"] = {SIGNATURE_ANNOTATION: base64.b64encode(content.signature).decode()}
+    layers = [*signature_tag_layers(image), layer]
+    config = {
+        "architecture": "",
+        "os": "",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [item["digest"] for item in layers]},
+    }
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": mediatypes.OCI_MANIFEST,
+        "config": put_blob(layout, _canonical(config), mediatypes.OCI_CONFIG),
+        "layers": layers,
+    }
+    descriptor = put_blob(layout, _canonical(manifest), mediatypes.OCI_MANIFEST)
+    descriptor["annotations"] = {REF_NAME_ANNOTATION: tag}
+    index = json.loads(read_document(image.store, "index.json"))
+    kept = [
+        e
+        for e in index.get("manifests", [])
+        if not names_tag((e.get("annotations") or {}).get(REF_NAME_ANNOTATION), tag)
+    ]
+    index["manifests"] = [*kept, descriptor]
+    write_atomically(layout / "index.json", _canonical(index))
+    return str(descriptor["digest"])
+
+
+def _layout_folder(image: Image) -> Path:
+    layout, _ = split_reference(image.source)
+    if not layout.is_dir() or not (layout / "index.json").is_file():
+        raise ImageError(f"{layout}: only an OCI layout folder can hold a signature; write a bundle file instead")
+    return layout
+
+
+def _canonical(document: object) -> bytes:
+    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+
+
+def put_blob(layout: Path, data: bytes, media_type: str) -> dict[str, Any]:
+    """Store `data` under its digest in an OCI layout folder (once) and return its descriptor."""
     digest = digest_bytes(data)
     path = layout / blob_path(digest)
     if not path.is_file():
-        _write_atomically(path, data)
+        write_atomically(path, data)
     return {"mediaType": media_type, "digest": str(digest), "size": len(data)}

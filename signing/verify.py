@@ -10,14 +10,18 @@ its own):
    a. public key material (checked here, as sigstore-python 4.5.1 cannot): the signature over
       the DSSE pre-authentication encoding, or over the simple-signing payload whose SHA-256
       must equal the bundle's message digest, by one of the policy's keys; by no trusted key:
-      key not trusted. Transparency-log entries and timestamps in such a bundle are NOT
-      checked, and there is no trusted signing time; the verdict says so.
+      key not trusted. Its transparency-log entries are checked by `signing.tlog` against the
+      logs of the policy's trusted root (inclusion proof, checkpoint, signed entry timestamp,
+      the entry records this signature), whose integrated time is then the signing time;
+      without a trusted root, or for RFC 3161 timestamps, the verdict says what was not checked.
    b. certificate material (keyless): sigstore-python's Verifier, offline, against the policy's
       trusted root or the public-good root it carries: chain to the root at a verified time,
       SCT, identity policy (issuer + subject or regex + GitHub claims), log inclusion proof,
       checkpoint and entry consistency. Failing before the identity check: untrusted root;
-      the identity check: wrong identity or issuer; after it: the signature does not verify.
-4. Check what was signed names this image's manifest digest; another digest: replay.
+      the identity check: wrong identity or issuer; after it: untrusted root when the trusted
+      log does not vouch for the entry, else the signature does not verify.
+4. Check what was signed names this image's manifest digest; another digest: replay. When
+   the policy asks (`match_reference`), it must also name one of the image's names; another: replay.
 
 A verified manifest digest means verified content: `images/` checks every config and layer
 blob under the manifest against its digest when it reads it (a flipped layer byte fails the
@@ -46,7 +50,9 @@ from signing.payload import (
     parse_simple_signing,
     parse_statement,
     pre_authentication_encoding,
+    require_reference,
 )
+from signing.tlog import LogReport, SignedContent, check_log_entries
 
 NO_TRUSTED_TIME = "none: a public-key signature carries no verified signing time"
 
@@ -108,7 +114,8 @@ def verify_image(
 
     Raises VerificationError (kind "bad-input") only for what the policy or caller named and
     cannot be used: an unreadable key, an unreadable bundle file. `reference`, when given,
-    must equal a simple-signing payload's docker-reference."""
+    must be named by what was signed; else, when the policy's `match_reference` is on, one
+    of the image's own names must be."""
     trust = Trust.from_policy(policy, extra_keys)
     digest = str(image.manifest_digest)
     # (1): find the bundles.
@@ -130,7 +137,7 @@ def verify_image(
     failures: list[tuple[FoundBundle, VerificationError]] = []
     for candidate in found:
         try:
-            return _verify_candidate(image, candidate, trust, reference)
+            return _verify_candidate(image, candidate, trust, _references_to_match(image, policy, reference))
         except VerificationError as error:
             if error.kind == "bad-input":
                 raise
@@ -155,7 +162,15 @@ def _most_telling(failures: list[tuple[FoundBundle, VerificationError]]) -> tupl
     return min(failures, key=lambda item: _TELLING.index(item[1].kind) if item[1].kind in _TELLING else 99)
 
 
-def _verify_candidate(image: Image, found: FoundBundle, trust: Trust, reference: str | None) -> Verdict:
+def _references_to_match(image: Image, policy: SigningPolicy, reference: str | None) -> tuple[str, ...] | None:
+    """The names step (4) holds the signed reference to: the caller's, else the image's own
+    (its RepoTags or ref.name annotations) when the policy asks; None: no reference check."""
+    if reference is not None:
+        return (reference,)
+    return tuple(image.references) if policy.match_reference else None
+
+
+def _verify_candidate(image: Image, found: FoundBundle, trust: Trust, references: tuple[str, ...] | None) -> Verdict:
     # (2): parse.
     parsed = parse_bundle(found.bundle)
     # (3): verify the signature; a message signature signs the payload found beside the bundle.
@@ -175,12 +190,8 @@ def _verify_candidate(image: Image, found: FoundBundle, trust: Trust, reference:
             f"the signature is for {signed_for}, not this image's manifest {digest} (replayed from another image?)",
         )
     checked = [*result.checked, f"the signed payload names manifest digest {digest}"]
-    if reference is not None:
-        if claim.docker_reference != reference:
-            raise VerificationError(
-                "replay", f"the signature is for reference {claim.docker_reference!r}, not {reference!r}"
-            )
-        checked.append(f"the signed payload names reference {reference}")
+    if references is not None:
+        checked.append(f"the signed payload names reference {require_reference(claim, references, image.source)}")
     return Verdict(
         True,
         digest,
@@ -211,13 +222,15 @@ def verify_bundle(parsed: ParsedBundle, artifact: bytes | None, trust: Trust) ->
     """Step (3) alone: verify a parsed bundle's signature (over `artifact` for a message
     signature, over its own envelope for DSSE) against `trust`."""
     if parsed.material == "public-key":
-        return _verify_with_key(parsed, artifact, trust.keys)
+        return _verify_with_key(parsed, artifact, trust.keys, trust.trusted_root)
     from signing.keyless import verify_keyless
 
     return verify_keyless(parsed, artifact, trust.identities, trust.trusted_root)
 
 
-def _verify_with_key(parsed: ParsedBundle, artifact: bytes | None, keys: tuple[TrustedKey, ...]) -> BundleResult:
+def _verify_with_key(
+    parsed: ParsedBundle, artifact: bytes | None, keys: tuple[TrustedKey, ...], trusted_root: Path | None
+) -> BundleResult:
     if not keys:
         raise VerificationError(
             "untrusted-key", "the bundle is signed with a public key, and the policy trusts no keys"
@@ -244,13 +257,15 @@ def _verify_with_key(parsed: ParsedBundle, artifact: bytes | None, keys: tuple[T
     for key in hinted + [key for key in keys if key not in hinted]:
         if any(signature_is_valid(key.key, signature, signed) for signature in signatures):
             checked.append(f"{what} by trusted key {key.fingerprint} ({key.source})")
+            what_was_signed = SignedContent(key.key, payload, tuple(signatures), isinstance(content, DsseEnvelope))
+            log = check_log_entries(parsed.tlog_entries, what_was_signed, trusted_root)
             return BundleResult(
                 payload_type,
                 payload,
                 signer=f"key {key.fingerprint}",
-                time_source=NO_TRUSTED_TIME,
-                checked=checked,
-                not_checked=_unchecked_key_material(parsed),
+                time_source=_key_time_source(log),
+                checked=checked + log.checked,
+                not_checked=_unchecked_key_material(parsed, log),
             )
     if hinted:
         raise VerificationError(
@@ -261,15 +276,20 @@ def _verify_with_key(parsed: ParsedBundle, artifact: bytes | None, keys: tuple[T
     )
 
 
-def _unchecked_key_material(parsed: ParsedBundle) -> list[str]:
-    unchecked = ["signing time (a key signature is not bound to a time; key expiry and revocation are not known)"]
-    if parsed.tlog_entries:
-        unchecked.append(
-            f"{len(parsed.tlog_entries)} transparency-log entries (inclusion proof, checkpoint, signed entry "
-            "timestamp) carried by the bundle"
-        )
+def _key_time_source(log: LogReport) -> str:
+    """A key signature has a verified time only when a trusted log's signed entry timestamp
+    says when it was logged."""
+    if log.integrated_time is None:
+        return NO_TRUSTED_TIME
+    return f"transparency-log integrated time {log.integrated_time:%Y-%m-%dT%H:%M:%SZ} (signed entry timestamp)"
+
+
+def _unchecked_key_material(parsed: ParsedBundle, log: LogReport) -> list[str]:
+    if log.integrated_time is None:
+        unchecked = ["signing time (a key signature is not bound to a time; key expiry and revocation are not known)"]
     else:
-        unchecked.append("transparency log: the bundle has no log entry (signed offline)")
+        unchecked = ["key expiry and revocation (a key has no validity window)"]
+    unchecked.extend(log.not_checked)
     if parsed.has_timestamps:
         unchecked.append("RFC 3161 timestamps carried by the bundle")
     return unchecked

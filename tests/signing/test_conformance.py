@@ -4,8 +4,6 @@ that upstream itself expects current clients to fail."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +21,7 @@ CASES = SHARED / "testdata" / "sigstore-conformance" / "bundle-verify"
 KNOWN_EXCEPTIONS = {"intoto-with-custom-trust-root", "trust-root-tsa-validity-end-inclusive"}
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("verification tried to use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    yield
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 def _cases() -> list[str]:
