@@ -61,5 +61,38 @@ def _cached_images(sandbox) -> set[str]:  # type: ignore[no-untyped-def]
         if sandbox.mode == "root"
         else Path(f"~{sandbox.user}").expanduser() / ".cache/pysandbox"
     )
-    images = home / "images"
-    return set(os.listdir(images)) if images.is_dir() else set()
+    return {
+        f"{kind}/{name}" for kind in ("layers", "images") if (home / kind).is_dir() for name in os.listdir(home / kind)
+    }
+
+
+def test_a_keyless_signed_image_from_a_private_root_runs(sandbox, world: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The whole keyless chain offline: a Fulcio-style certificate, an embedded SCT and a log
+    entry with its inclusion proof, from the tests' own trust root, verified by sigstore."""
+    from images import open_image
+    from signing.sign import image_reference, write_bundle_file
+    from tests.signing.privateroot import GITHUB_WORKFLOW, PrivateRoot
+
+    folder = world / f"keyless-{sandbox.mode}"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(world / "busybox-app.tar", folder / "image.tar")
+    image = open_image(str(folder / "image.tar"))
+    root = PrivateRoot()
+    write_bundle_file(
+        root.sign_keyless(str(image.manifest_digest), image_reference(image)), folder / "image.tar.sigstore.json"
+    )
+    root.write_trusted_root(folder / "trusted_root.json")
+    identity = f"issuer: {GITHUB_WORKFLOW.issuer}, subject: {GITHUB_WORKFLOW.subject}"
+    (folder / "policy.yaml").write_text(
+        f"version: 1\nextends: strict\nsigning:\n  trusted_root: trusted_root.json\n  identities:\n    - {{{identity}}}\n"
+    )
+    (folder / "other.yaml").write_text(
+        (folder / "policy.yaml").read_text().replace(GITHUB_WORKFLOW.subject, GITHUB_WORKFLOW.subject + "-other")
+    )
+    for item in [folder, *folder.iterdir()]:
+        item.chmod(0o755 if item.is_dir() else 0o644)
+    ran = sandbox("id -u", policy=f"{folder.name}/policy.yaml", image=f"{folder.name}/image.tar")
+    assert ran.returncode == 0 and ran.stdout.strip() == "1000", ran.stderr
+    assert f"signed by {GITHUB_WORKFLOW.subject}" in ran.stderr
+    refused = sandbox("echo SHOULD-NOT-RUN", policy=f"{folder.name}/other.yaml", image=f"{folder.name}/image.tar")
+    assert refused.returncode == 125 and "SHOULD-NOT-RUN" not in refused.stdout, refused.stderr
