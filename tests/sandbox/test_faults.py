@@ -5,6 +5,7 @@ runs of a new image at once. Each leaves the host and the cache as it found them
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import random
@@ -12,12 +13,15 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from images import open_image
 from images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
+from sandbox.rootfs import image_lowers
 from tests.imagekit import T, make_tar, snapshot
 from tests.sandbox.conftest import PYSANDBOX, command
 from tests.sandbox.harness import (
@@ -204,3 +208,40 @@ def test_ten_runs_of_a_new_image_at_once_unpack_each_layer_once(
     assert len(unpacked) == 3, sorted(entry.name for entry in layers.iterdir())  # the image has three layers
     assert all(sorted(os.listdir(entry)) == ["root"] for entry in unpacked)
     assert not list(layers.glob(".unpack-*")) and not (fresh_state / "images").exists()
+
+
+def test_after_kill_9_during_verification_or_unpack_the_next_run_works_and_the_cache_verifies(
+    sandbox: Sandbox, world: Path, fresh_state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed at moments spread over a cold signed run (verifying, unpacking, starting): the
+    next run works, and every cached layer is exactly what unpacking it afresh gives."""
+    folder = world / f"kill-signed-{sandbox.mode}"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(world / "busybox-app.tar", folder / "image.tar")
+    subprocess.run([PYSANDBOX, "keygen", "--output-key-prefix", str(folder / "team")], check=True, capture_output=True)
+    subprocess.run([PYSANDBOX, "sign", str(folder / "image.tar"), "--key", str(folder / "team.key")], check=True)
+    (folder / "policy.yaml").write_text("version: 1\nextends: strict\nsigning:\n  keys: [team.pub]\n")
+    share(folder)
+    argv = run_argv(
+        sandbox, ["--rm", "--policy", str(folder / "policy.yaml"), str(folder / "image.tar"), "true"], fresh_state
+    )
+    for delay in (0.05, 0.15, 0.25, 0.35, 0.5, 0.7):
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+        monitor = process.pid if sandbox.mode == "root" else pysandbox_below(process.pid)
+        time.sleep(delay)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(monitor, signal.SIGKILL)
+        process.wait(timeout=20)
+    again = subprocess.run(argv, capture_output=True, text=True, cwd="/", timeout=60)
+    assert again.returncode == 0, again.stderr
+    monkeypatch.setenv("PYSANDBOX_STATE", str(tmp_path / "reference"))
+    image_lowers(open_image(str(folder / "image.tar")), 0)
+    reference, cached = (layer_roots(state / "layers") for state in (tmp_path / "reference", fresh_state))
+    assert cached.keys() == reference.keys()  # every layer, and nothing half-written
+    for key, root in cached.items():
+        assert snapshot(root) == snapshot(reference[key]), f"cached layer {key} differs from a fresh unpack"
+
+
+def layer_roots(layers: Path) -> dict[str, Path]:
+    """Each cached layer's tree by chain key (the id offset in the name aside)."""
+    return {p.name.split("-")[0]: p / "root" for p in layers.iterdir() if p.is_dir() and not p.name.startswith(".")}
