@@ -30,7 +30,11 @@ class ByteBudget:
 
     def spend(self, amount: int, label: str) -> None:
         self.used += amount
-        if self.used > self.limit:
+        self.check_room(0, label)
+
+    def check_room(self, amount: int, label: str) -> None:
+        """Refuse up front what would take more than is left (a tar entry's declared size)."""
+        if self.used + amount > self.limit:
             raise ImageError(
                 f"{label}: more than {self.limit} uncompressed bytes (a decompression bomb?); "
                 "raise the ceiling with --max-bytes if the image is really that large"

@@ -445,10 +445,15 @@ def _open_for_removal(name: str, parent: int) -> tuple[int, str, list[str]]:
 
 
 def _lstat(name: str, parent: int) -> os.stat_result | None:
+    """None when nothing is there, or nothing can be (a name longer than the system allows)."""
     try:
         return os.stat(name, dir_fd=parent, follow_symlinks=False)
     except FileNotFoundError:
         return None
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            return None
+        raise
 
 
 def unpack_image(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from images import mediatypes
 from images.config import HistoryEntry, ImageConfig, history_per_layer, parse_config
 from images.digest import Digest, digest_bytes, parse_digest
 from images.errors import ImageError
-from images.jsonfields import as_list, as_object, load_json_object, opt_str, opt_str_map, req_int
+from images.jsonfields import as_list, as_object, load_json, load_json_object, opt_str, opt_str_map, req_int
 from images.platform import DEFAULT_PLATFORM, Platform, parse_platform
 from images.references import reference_matches
 from images.store import MAX_DOCUMENT_BYTES, BlobStore, open_store, read_document, sniff_compression
@@ -156,11 +157,24 @@ def _open_oci(source: str, store: BlobStore, layout: str, ref: str | None, wante
     entries = [
         _parse_descriptor(item, f"{store.label}: index.json manifests[{i}]")
         for i, item in enumerate(items)
-        if not (isinstance(item, dict) and item.get("artifactType"))  # OCI 1.1 referrers (signatures, SBOMs)
+        if not _is_attached_artifact(item)
     ]
     chosen = _choose_by_reference(store, entries, ref)
     references = sorted({name for entry in entries if entry.digest == chosen.digest for name in _names(entry)})
     return _resolve_descriptor(source, store, layout, chosen, references, wanted, None, 0)
+
+
+_COSIGN_TAG = re.compile(r"sha256-[0-9a-f]{64}(\.(sig|att|sbom))?")
+
+
+def _is_attached_artifact(item: object) -> bool:
+    """What sits beside images in a layout without being one: OCI 1.1 referrers (they carry
+    an artifactType) and cosign's tag fallbacks (`sha256-<hex>.sig` and the like)."""
+    if not isinstance(item, dict):
+        return False
+    annotations = item.get("annotations")
+    name = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
+    return bool(item.get("artifactType")) or (isinstance(name, str) and _COSIGN_TAG.fullmatch(name) is not None)
 
 
 def _names(entry: Descriptor) -> list[str]:
@@ -296,7 +310,7 @@ def _open_docker_legacy(source: str, store: BlobStore, ref: str | None, wanted: 
     path. There is no registry manifest, so one is synthesised exactly as skopeo does for
     a docker-archive, which makes our manifest digest agree with `skopeo inspect`."""
     where = f"{store.label}: manifest.json"
-    entries = as_list(load_json_object_or_list(read_document(store, "manifest.json"), where), where)
+    entries = as_list(load_json(read_document(store, "manifest.json"), where), where)
     entry = _choose_legacy_entry(where, entries, ref)
     config_path = opt_str(entry, "Config", where)
     layer_paths = [as_str(item, f"{where} Layers") for item in as_list(entry.get("Layers", []), f"{where} Layers")]
@@ -345,13 +359,6 @@ def _open_docker_legacy(source: str, store: BlobStore, ref: str | None, wanted: 
         config=config,
         layers=layers,
     )
-
-
-def load_json_object_or_list(data: bytes, where: str) -> Any:
-    try:
-        return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ImageError(f"{where}: not valid JSON ({error})") from None
 
 
 def as_str(value: object, where: str) -> str:

@@ -10,11 +10,19 @@ from images.errors import ImageError
 
 
 def load_json_object(data: bytes, where: str) -> dict[str, Any]:
+    return as_object(load_json(data, where), where)
+
+
+def load_json(data: bytes, where: str) -> Any:
+    """Parse an untrusted JSON document. Besides malformed text and bad encodings (both
+    ValueErrors), json.loads refuses numbers of more than 4300 digits with a plain
+    ValueError and raises RecursionError on arrays nested past the recursion limit."""
     try:
-        value = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return json.loads(data)
+    except ValueError as error:
         raise ImageError(f"{where}: not valid JSON ({error})") from None
-    return as_object(value, where)
+    except RecursionError:
+        raise ImageError(f"{where}: not valid JSON (nested too deeply)") from None
 
 
 def as_object(value: object, where: str) -> dict[str, Any]:

@@ -195,12 +195,12 @@ def walk_layer(image: Image, layer: Layer, budget: ByteBudget | None = None) -> 
         if not (layer.compression == "none" and layer.digest == layer.diff_id):
             diff = VerifyingReader(cast(BinaryIO, plain), layer.diff_id, None, f"{label} (diff_id)")
             checked = diff
-        yield from _members(checked, label)
+        yield from _members(checked, label, budget)
         (diff or blob).drain()
         blob.drain()
 
 
-def _members(stream: Readable, label: str) -> Iterator[LayerMember]:
+def _members(stream: Readable, label: str, budget: ByteBudget) -> Iterator[LayerMember]:
     try:
         with tarfile.open(
             fileobj=cast(IO[bytes], stream),
@@ -214,11 +214,21 @@ def _members(stream: Readable, label: str) -> Iterator[LayerMember]:
             while (info := _next_member(archive, last)) is not None:
                 archive.members.clear()  # type: ignore[attr-defined]  # stream mode keeps every header otherwise
                 last = info
+                _check_declared_size(info, label, budget)
                 entry = _entry_from(info, label)
                 if entry is not None:
                     yield LayerMember(entry, archive, info, label)
-    except tarfile.TarError as error:
+    except (tarfile.TarError, ValueError) as error:
+        # tarfile reads GNU sparse records (GNU.sparse.map, .size, ...) with a bare int(): a
+        # hostile PAX header escapes from it as ValueError, not as a TarError.
         raise ImageError(f"{label}: not a valid tar stream ({error})") from None
+
+
+def _check_declared_size(info: tarfile.TarInfo, label: str, budget: ByteBudget) -> None:
+    """Refuse an entry that declares more data than may still be unpacked. Moving to the
+    next entry makes tarfile skip this one's data by reading it, block after block, even
+    once the stream has ended: a size of 10**20 in a PAX record would spin forever."""
+    budget.check_room(info.size, f"{label}: entry {info.name!r} ({info.size} bytes)")
 
 
 def _next_member(archive: tarfile.TarFile, last: tarfile.TarInfo | None) -> tarfile.TarInfo | None:

@@ -10,6 +10,7 @@ copy for where overlay cannot be mounted."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -35,6 +36,10 @@ def _lstat(path: Path) -> os.stat_result | None:
         return os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:  # nothing can have that name
+            return None
+        raise
 
 
 def visible(layers: Sequence[Path], path: str) -> tuple[Path, os.stat_result] | None:

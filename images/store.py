@@ -130,7 +130,8 @@ class TarStore:
                 with tarfile.open(fileobj=raw, mode="r:") as archive:
                     for info in archive:
                         self._add(info)
-        except tarfile.TarError as error:
+        except (tarfile.TarError, ValueError) as error:
+            # tarfile reads GNU sparse PAX records with a bare int() (ValueError, not TarError).
             raise ImageError(f"{self.label}: not a readable tar archive ({error})") from None
         except OSError as error:
             raise ImageError(f"{self.label}: cannot read: {error.strerror}") from None

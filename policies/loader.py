@@ -104,6 +104,8 @@ def _compose(path: Path) -> yaml.Node:
         raise PolicyError([Problem(label, line, column, f"not valid YAML: {error.problem}")]) from None
     except yaml.YAMLError as error:
         raise PolicyError([Problem(label, 1, 1, f"not valid YAML: {error}")]) from None
+    except RecursionError:  # PyYAML's composer recurses once per level of nesting
+        raise PolicyError([Problem(label, 1, 1, "not valid YAML: nested too deeply")]) from None
     if node is None:
         raise PolicyError([Problem(label, 1, 1, "the policy is empty; it needs at least 'version: 1'")])
     return node
@@ -226,7 +228,7 @@ class _Parser:
         tag, text = node.tag.rsplit(":", 1)[-1], node.value
         if get_origin(hint) is Literal:
             choices = get_args(hint)
-            value: object = int(text) if tag == "int" else text
+            value: object = _yaml_value(node) if tag == "int" else text
             if value not in choices:
                 listed = ", ".join(map(str, choices))
                 return self.problem(
@@ -235,24 +237,28 @@ class _Parser:
                 )
             return value
         if hint is bool:
-            if tag != "bool":
+            flag = _yaml_value(node) if tag == "bool" else None
+            if not isinstance(flag, bool):
                 return self.problem(node, f"{where}: expected true or false, got {text!r}")
-            return yaml.safe_load(text) is True
+            return flag
         if hint is int:
-            if tag != "int" or int(text, 0) < 0:
+            number = _yaml_value(node) if tag == "int" else None
+            if not isinstance(number, int) or number < 0:
                 return self.problem(node, f"{where}: expected a whole number, got {text!r}")
-            return int(text, 0)
+            return number
         if hint is float:
-            if tag not in ("int", "float"):
+            real = _as_float(_yaml_value(node)) if tag in ("int", "float") else None
+            if real is None:
                 return self.problem(node, f"{where}: expected a number, got {text!r}")
-            return float(text)
+            return real
         if hint is model.Size:
-            size = int(text, 0) if tag == "int" else parse_size(text) if tag == "str" else None
-            if size is None or size < 0:
+            size = _yaml_value(node) if tag == "int" else parse_size(text) if tag == "str" else None
+            if not isinstance(size, int) or size < 0:
                 return self.problem(node, f"{where}: expected a size such as 512Mi, 1G or 4096, got {text!r}")
             return size
         if hint is model.Duration:
-            seconds = float(text) if tag in ("int", "float") else parse_duration(text) if tag == "str" else None
+            seconds = _as_float(_yaml_value(node)) if tag in ("int", "float") else None
+            seconds = parse_duration(text) if tag == "str" else seconds
             if seconds is None:
                 return self.problem(node, f"{where}: expected a duration such as 500ms, 30s, 5m or 1h, got {text!r}")
             return seconds
@@ -268,14 +274,17 @@ class _Parser:
                 return self.problem(node, f"{where}: {text!r} is not a system call that libseccomp knows")
             return text
         if hint is datetime.date:
-            if tag == "timestamp":
-                parsed = yaml.safe_load(text)
+            parsed = _yaml_value(node) if tag == "timestamp" else None
+            if isinstance(parsed, datetime.date):
                 return parsed.date() if isinstance(parsed, datetime.datetime) else parsed
             return self.problem(node, f"{where}: expected a date such as 2027-01-31, got {text!r}")
         if hint is str:
             if tag not in ("str", "int"):
                 return self.problem(node, f"{where}: expected a string, got {text!r}")
-            if tuple(part.split("[")[0] for part in path) in _PATH_FIELDS:
+            is_path = tuple(part.split("[")[0] for part in path) in _PATH_FIELDS
+            if (is_path or path == ("extends",)) and "\0" in text:
+                return self.problem(node, f"{where}: a file name cannot hold a NUL byte")
+            if is_path:
                 return self.relative_path(text, path)
             return text
         raise TypeError(f"policy model field {where} has an unsupported type {hint!r}")
@@ -284,6 +293,35 @@ class _Parser:
         if path == ("sandbox", "seccomp", "profile") and text in _BUILTIN_PROFILES:
             return text
         return str((self.base / text).resolve())
+
+
+_CONSTRUCTOR = yaml.SafeLoader("")
+
+
+def _yaml_value(node: yaml.ScalarNode) -> object:
+    """What PyYAML makes of a scalar by its tag, as the YAML 1.1 a user writes means it
+    (`010` is 8, `1:30` is 90, `.inf` is a float), or None when the text cannot hold its
+    tag (an explicit `!!int abc`, the date 2027-13-45)."""
+    construct = _CONSTRUCTOR.yaml_constructors.get(node.tag)
+    if construct is None:
+        return None
+    if node.tag.endswith(":timestamp") and not _CONSTRUCTOR.timestamp_regexp.match(node.value):
+        return None  # PyYAML would fail on the missing match with an AttributeError
+    try:
+        return construct(_CONSTRUCTOR, node)
+    except (ValueError, KeyError, yaml.YAMLError):
+        return None
+
+
+def _as_float(value: object) -> float | None:
+    """A YAML number as a float; None for anything else, and for an integer too large for
+    one (float() raises OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def _is_required(f: dataclasses.Field[Any]) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from decimal import Decimal
 
 from policies.model import LINUX_CAPABILITIES
 
@@ -25,7 +26,8 @@ def parse_size(text: str) -> int | None:
     match = _SIZE_RE.match(text.strip())
     if not match:
         return None
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2) or ""])
+    # Decimal, not float: a number of 400 digits is infinite as a float, and int() of that raises.
+    return int(Decimal(match.group(1)) * _SIZE_UNITS[match.group(2) or ""])
 
 
 def format_size(value: int) -> str:

@@ -37,7 +37,7 @@ class Instruction:
             return None
         try:
             value = json.loads(text)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON; a 5000-digit number; brackets 5000 deep
             return None
         return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
 
@@ -73,7 +73,10 @@ class Dockerfile:
 
 
 def stage_by_index(stages: list[Stage], name: str) -> Stage | None:
-    return stages[int(name)] if name.isdigit() and int(name) < len(stages) else None
+    """`--from=1`: a stage by its number. Only ASCII digits count, as in Docker (str.isdigit
+    also accepts '²', which int() refuses)."""
+    is_number = name.isascii() and name.isdigit()
+    return stages[int(name)] if is_number and int(name) < len(stages) else None
 
 
 def parse_dockerfile(text: str, path: str) -> Dockerfile:

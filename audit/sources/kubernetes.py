@@ -3,6 +3,7 @@ own setting wins over the pod's), initContainers and ephemeralContainers."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 from audit.sources.yamllines import LineDict, LineList
@@ -29,19 +30,19 @@ def is_kubernetes(document: object) -> bool:
 def kubernetes_specs(document: LineDict, target: str) -> list[ContainerSpec]:
     kind = document.get("kind")
     if kind == "List" or str(kind).endswith("List"):
-        items = document.get("items") or []
+        items = document.get("items")
         return [
             spec
-            for item in items
+            for item in (items if isinstance(items, LineList) else [])
             if isinstance(item, LineDict) and is_kubernetes(item)
             for spec in kubernetes_specs(item, target)
         ]
-    if kind not in WORKLOADS:
+    if not isinstance(kind, str) or kind not in WORKLOADS:
         return []
     pod = _pod_spec(document)
     if not isinstance(pod, LineDict):
         return []
-    name = (document.get("metadata") or {}).get("name", "?")
+    name = _get(document.get("metadata"), "name", "?")
     specs = []
     for list_key in _CONTAINER_LISTS:
         containers = pod.get(list_key)
@@ -54,15 +55,20 @@ def kubernetes_specs(document: LineDict, target: str) -> list[ContainerSpec]:
     return specs
 
 
+def _get(mapping: Any, key: str, default: Any = None) -> Any:
+    """mapping[key] where the document has a mapping; a hand-written manifest may hold a
+    string or a list anywhere."""
+    return mapping.get(key, default) if isinstance(mapping, dict) else default
+
+
 def _pod_spec(document: LineDict) -> Any:
     """Pod: .spec; workloads: .spec.template.spec; CronJob: .spec.jobTemplate.spec.template.spec."""
     spec = document.get("spec")
     if document.get("kind") == "Pod":
         return spec
-    if document.get("kind") == "CronJob" and isinstance(spec, dict):
-        spec = (spec.get("jobTemplate") or {}).get("spec")
-    template = (spec or {}).get("template") if isinstance(spec, dict) else None
-    return template.get("spec") if isinstance(template, dict) else None
+    if document.get("kind") == "CronJob":
+        spec = _get(_get(spec, "jobTemplate"), "spec")
+    return _get(_get(spec, "template"), "spec")
 
 
 def _context_value(container_ctx: Any, pod_ctx: Any, key: str) -> Setting:
@@ -111,12 +117,11 @@ def _seccomp(ctx: Any, pod_ctx: Any, document: LineDict) -> Setting:
 def _template_annotations(document: LineDict) -> LineDict:
     candidates = [document.get("metadata")]
     spec = document.get("spec")
-    if isinstance(spec, dict):
-        if document.get("kind") == "CronJob":
-            spec = (spec.get("jobTemplate") or {}).get("spec") or {}
-        template = spec.get("template") if isinstance(spec, dict) else None
-        if isinstance(template, dict):
-            candidates.insert(0, template.get("metadata"))
+    if document.get("kind") == "CronJob":
+        spec = _get(_get(spec, "jobTemplate"), "spec")
+    template = _get(spec, "template")
+    if isinstance(template, dict):
+        candidates.insert(0, template.get("metadata"))
     for metadata in candidates:
         if isinstance(metadata, LineDict) and isinstance(metadata.get("annotations"), LineDict):
             found: LineDict = metadata["annotations"]
@@ -127,19 +132,22 @@ def _template_annotations(document: LineDict) -> LineDict:
 
 
 def _host_paths(pod: LineDict, container: LineDict) -> list[Mount]:
+    """The container's mounts of the pod's hostPath volumes, matched by name. Names are
+    compared only when they can be (a name written as a list or mapping matches nothing)."""
     volumes = pod.get("volumes")
     if not isinstance(volumes, LineList):
         return []
     host_paths = {}
     for volume in volumes:
         if isinstance(volume, LineDict) and isinstance(volume.get("hostPath"), dict):
-            path = volume["hostPath"].get("path")
-            if path:
-                host_paths[volume.get("name")] = (str(path), volume.line)
+            path, name = volume["hostPath"].get("path"), volume.get("name")
+            if path and isinstance(name, Hashable):
+                host_paths[name] = (str(path), volume.line)
     mounts = []
     mounted = container.get("volumeMounts")
     for mount in mounted if isinstance(mounted, LineList) else []:
-        if isinstance(mount, LineDict) and mount.get("name") in host_paths:
-            path, line = host_paths.pop(mount["name"])
+        name = mount.get("name") if isinstance(mount, LineDict) else None
+        if isinstance(name, Hashable) and name in host_paths:
+            path, line = host_paths.pop(name)
             mounts.append(Mount(path, str(mount.get("mountPath", "")), line, read_only=mount.get("readOnly") is True))
     return mounts

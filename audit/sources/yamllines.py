@@ -50,5 +50,13 @@ _LineLoader.add_constructor("tag:yaml.org,2002:timestamp", _LineLoader.construct
 
 
 def load_documents(text: str) -> Iterator[Any]:
-    """Every document of a (multi-document) YAML or JSON text. Raises yaml.YAMLError."""
-    yield from yaml.load_all(text, Loader=_LineLoader)
+    """Every document of a (multi-document) YAML or JSON text. Raises yaml.YAMLError, also
+    where PyYAML itself lets another exception out: a value its explicit tag cannot hold
+    (`!!int abc` is a ValueError, `!!bool x` a KeyError) and nesting deeper than Python's
+    recursion limit (its composer and constructor recurse once per level)."""
+    try:
+        yield from yaml.load_all(text, Loader=_LineLoader)
+    except (ValueError, KeyError) as error:
+        raise yaml.YAMLError(f"a value that its tag cannot hold ({error})") from None
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None

@@ -263,6 +263,8 @@ def test_sign_cli_writes_the_cosign_tag_and_verify_finds_it(tmp_path: Path, keys
     verified = runner.invoke(app, ["verify", image.source, "--key", str(keys["alice"].with_suffix(".pub"))])
     assert verified.exit_code == 0, verified.output
     assert "bundle: cosign signature tag sha256-" in verified.stdout
+    folder = image.source.rpartition(":")[0] if ":" in Path(image.source).name else image.source
+    assert open_image(folder).manifest_digest == image.manifest_digest  # the .sig tag is no second image
 
 
 def test_the_cosign_tag_needs_a_layout_folder(tmp_path: Path, keys: dict[str, Path]) -> None:

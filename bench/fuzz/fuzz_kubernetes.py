@@ -1,0 +1,24 @@
+"""Fuzz the Kubernetes loader as `pyaudit deploy.yaml` runs it: YAML read with its lines,
+every workload (Pods, controllers, CronJobs, Lists) turned into container specs with
+securityContext inheritance, the container rules over the specs. Only the YAML loader may
+refuse (yaml.YAMLError); after it, nothing may raise.
+
+    nice -n 10 .venv/bin/python bench/fuzz/fuzz_kubernetes.py CORPUS SEEDS -max_total_time=600
+"""
+
+from __future__ import annotations
+
+import atheris
+import fuzzlib
+
+with atheris.instrument_imports():
+    import audit.rules.container  # noqa: F401 - instrumented for fuzzlib.audit_yaml
+    from audit.sources.kubernetes import is_kubernetes, kubernetes_specs
+
+
+def test_one(data: bytes) -> None:
+    fuzzlib.audit_yaml(data, is_kubernetes, kubernetes_specs)
+
+
+if __name__ == "__main__":
+    fuzzlib.run(test_one)
