@@ -129,13 +129,56 @@ def _removed(item: Leftover) -> Leftover:
 
 
 def remove_tree(path: Path) -> None:
-    """Delete `path` and everything below it, including folders its owner made unreadable:
-    overlayfs creates the work dir's `work` folder with mode 000, which a plain rmtree by an
-    ordinary user cannot list."""
+    """Delete `path` and everything below it, including folders its owner made unreadable
+    (overlayfs leaves its work folder mode 000) and, for an ordinary user, files that belong to
+    the user's subordinate ids (a container's other users wrote them): those go from inside a
+    user namespace mapped as the containers' are, where the user is root over them."""
     for folder, subfolders, _ in os.walk(path):
         for name in subfolders:
             with contextlib.suppress(OSError):
                 child = os.path.join(folder, name)
                 if not os.path.islink(child):
                     os.chmod(child, 0o700)
-    shutil.rmtree(path)
+    try:
+        shutil.rmtree(path)
+    except PermissionError:
+        if os.geteuid() == 0:
+            raise
+        _remove_as_container_root(path)
+        if path.exists():
+            raise
+
+
+def _remove_as_container_root(path: Path) -> None:
+    from policies.model import IdMapping
+    from sandbox.idmap import plan_id_maps, write_id_maps
+    from sandbox.runner import enter_user_namespace
+    from sandbox.state import remove_state
+
+    maps = plan_id_maps(IdMapping())
+    ready_r, ready_w = os.pipe()
+    maps_r, maps_w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            os.close(ready_r)
+            os.close(maps_w)
+            enter_user_namespace(ready_w, maps_r)
+            remove_state(str(path))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(maps_r)
+    try:
+        if os.read(ready_r, 1) == b"u":
+            try:
+                write_id_maps(child, maps)
+                os.write(maps_w, b"m")
+            except OSError as error:
+                os.write(maps_w, b"x" + str(error).encode())
+    finally:
+        os.close(ready_r)
+        os.close(maps_w)
+        os.waitpid(child, 0)

@@ -226,11 +226,12 @@ def test_after_kill_9_during_verification_or_unpack_the_next_run_works_and_the_c
         sandbox, ["--rm", "--policy", str(folder / "policy.yaml"), str(folder / "image.tar"), "true"], fresh_state
     )
     for delay in (0.05, 0.15, 0.25, 0.35, 0.5, 0.7):
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
-        monitor = process.pid if sandbox.mode == "root" else pysandbox_below(process.pid)
+        process = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/", start_new_session=True
+        )
         time.sleep(delay)
         with contextlib.suppress(ProcessLookupError):
-            os.kill(monitor, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)  # pysandbox (under runuser in user mode) with it
         process.wait(timeout=20)
     again = subprocess.run(argv, capture_output=True, text=True, cwd="/", timeout=60)
     assert again.returncode == 0, again.stderr

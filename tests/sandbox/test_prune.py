@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pwd
 import shutil
 import subprocess
 from pathlib import Path
@@ -46,7 +47,6 @@ def test_a_state_folder_whose_owner_is_gone_is_removed_and_a_live_ones_kept(cach
     assert not gone.exists() and not reused.exists() and live.exists()
 
 
-
 def test_a_new_state_folder_records_its_owner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYSANDBOX_STATE", str(tmp_path))
     monkeypatch.setenv("XDG_RUNTIME_DIR", "relative/not/used")  # never the current folder
@@ -76,3 +76,25 @@ def test_staging_folders_are_removed_unless_an_unpack_holds_a_lock(cache: Path) 
         os.close(lock)
     assert [item.kind for item in prune(cache)] == ["staging"]
     assert not (layers / ".unpack-abc").exists()
+
+
+def test_prune_as_a_user_removes_files_of_the_containers_other_users(world: Path, test_user: str) -> None:
+    """A run without --rm leaves its writable layer; files a container user other than root
+    wrote there belong to a subordinate id, which the user can only delete from inside a
+    user namespace: prune does that."""
+    from tests.sandbox.conftest import command
+
+    name = f"prune-{os.getpid()}"
+    script = "mkdir -p /data/deep && echo x > /data/deep/f && chown -R 1000:1000 /data && chmod 700 /data/deep /data"
+    args = ["--name", name, "--policy", str(world / "baseline-unsigned.yaml"), str(world / "busybox-root.tar")]
+    ran = subprocess.run(
+        command("user", [*args, "sh", "-c", script], test_user), capture_output=True, text=True, cwd="/"
+    )
+    assert ran.returncode == 0, ran.stderr
+    home = Path(pwd.getpwnam(test_user).pw_dir)
+    left = [p for p in (home / ".cache/pysandbox/containers").iterdir() if p.name.startswith(name)]
+    assert len(left) == 1
+    prune_argv = [*command("user", [], test_user)[:-1], "prune"]
+    pruned = subprocess.run(prune_argv, capture_output=True, text=True, cwd="/")
+    assert pruned.returncode == 0 and f"removed container {left[0]}" in pruned.stdout, pruned.stdout + pruned.stderr
+    assert not left[0].exists()
