@@ -116,7 +116,11 @@ def run_container(spec: RunSpec) -> int:
     """Run and wait; return the exit status as Docker reports it."""
     folder = os.path.basename(spec.state)
     name = folder if folder.startswith("pysandbox-") else f"pysandbox-{folder}"
-    cgroup = cgroups.create(name, cgroup_values(spec.limits))
+    try:
+        cgroup = cgroups.create(name, cgroup_values(spec.limits))
+    except OSError as error:  # the plan promised these limits: no run without them
+        _print_error(f"cannot make the container's cgroup {name}: {error.strerror or error}")
+        return EXIT_SETUP_FAILED
     try:
         return _run(spec, cgroup)
     finally:
