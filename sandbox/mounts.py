@@ -238,15 +238,6 @@ def _copy_root_metadata(source: str, target: str) -> None:
     os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
 
 
-def release_overlay_work(state: str) -> None:
-    """After the container is gone: overlayfs made its workdir's `work` folder with mode 000,
-    owned by the container's root, which for an ordinary user is the user: give it back read
-    and search permission, so that removing the state folder (--rm) does not stop there."""
-    for work in (f"{state}/work/work", f"{state}/writable/work/work"):
-        with contextlib.suppress(OSError):
-            os.chmod(work, 0o700)
-
-
 _MOUNT_DATA_LIMIT = 4000  # the kernel copies one page of mount options
 
 

@@ -11,15 +11,15 @@ folder (every unpack stages under its layer's lock)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.state import OWNER_FILE, process_start_time, state_bases
+from sandbox.state import OWNER_FILE, process_start_time, remove_state, state_bases
 
 # A state folder without an owner record is either being set up right now (the cold path
 # unpacks and plans between making it and running) or from an older pysandbox: give it time.
@@ -129,31 +129,22 @@ def _removed(item: Leftover) -> Leftover:
 
 
 def remove_tree(path: Path) -> None:
-    """Delete `path` and everything below it, including folders its owner made unreadable
-    (overlayfs leaves its work folder mode 000) and, for an ordinary user, files that belong to
-    the user's subordinate ids (a container's other users wrote them): those go from inside a
-    user namespace mapped as the containers' are, where the user is root over them."""
-    for folder, subfolders, _ in os.walk(path):
-        for name in subfolders:
-            with contextlib.suppress(OSError):
-                child = os.path.join(folder, name)
-                if not os.path.islink(child):
-                    os.chmod(child, 0o700)
-    try:
-        shutil.rmtree(path)
-    except PermissionError:
-        if os.geteuid() == 0:
-            raise
+    """Delete `path` and everything below it (sandbox.state.remove_state: folders made
+    unreadable, such as overlayfs's mode-000 work folder, are opened up). For an ordinary
+    user, files that belong to the user's subordinate ids (a container's other users wrote
+    them) go from inside a user namespace mapped as the containers' are, where the user is
+    root over them."""
+    remove_state(str(path))
+    if path.exists() and os.geteuid() != 0:
         _remove_as_container_root(path)
-        if path.exists():
-            raise
+    if path.exists():
+        raise PermissionError(errno.EACCES, "some entries could not be removed", str(path))
 
 
 def _remove_as_container_root(path: Path) -> None:
     from policies.model import IdMapping
     from sandbox.idmap import plan_id_maps, write_id_maps
     from sandbox.runner import enter_user_namespace
-    from sandbox.state import remove_state
 
     maps = plan_id_maps(IdMapping())
     ready_r, ready_w = os.pipe()

@@ -126,7 +126,6 @@ def run_container(spec: RunSpec) -> int:
     finally:
         if cgroup is not None:
             cgroup.remove()
-        mounts.release_overlay_work(spec.state)
 
 
 def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
