@@ -32,23 +32,18 @@ from signing.cosign_tag import (
     signature_tag,
 )
 from signing.errors import VerificationError
-from signing.keys import generate_key_pair, load_private_key, sign_bytes
+from signing.keys import load_private_key, sign_bytes
 from signing.locate import find_bundles
 from signing.payload import SIMPLE_SIGNING_MEDIA_TYPE, simple_signing_payload
 from signing.sign import attach_referrer, attach_signature_tag, put_blob, sign_image
 from signing.verify import verify_image
 from tests.imagekit import T, image_of, write_image
+from tests.signing.conftest import write_key_pairs
 
 
 @pytest.fixture
 def keys(tmp_path: Path) -> dict[str, Path]:
-    paths = {}
-    for name in ("alice", "bob"):
-        pair = generate_key_pair()
-        (tmp_path / f"{name}.key").write_bytes(pair.private_pem)
-        (tmp_path / f"{name}.pub").write_bytes(pair.public_pem)
-        paths[name] = tmp_path / name
-    return paths
+    return write_key_pairs(tmp_path, "alice", "bob")
 
 
 def layout_image(tmp_path: Path, content: bytes = b"hi\n") -> Image:

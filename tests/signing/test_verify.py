@@ -15,21 +15,16 @@ from images.image import Image, blob_path, open_image
 from policies.model import SigningPolicy
 from signing.bundle import DsseEnvelope, public_key_bundle
 from signing.errors import VerificationError
-from signing.keys import generate_key_pair, load_private_key
+from signing.keys import load_private_key
 from signing.sign import attach_referrer, sign_image, write_bundle_file
 from signing.verify import verify_image
 from tests.imagekit import T, image_of, write_image
+from tests.signing.conftest import write_key_pairs
 
 
 @pytest.fixture
 def keys(tmp_path: Path) -> dict[str, Path]:
-    paths = {}
-    for name in ("alice", "mallory"):
-        pair = generate_key_pair()
-        (tmp_path / f"{name}.key").write_bytes(pair.private_pem)
-        (tmp_path / f"{name}.pub").write_bytes(pair.public_pem)
-        paths[name] = tmp_path / name
-    return paths
+    return write_key_pairs(tmp_path, "alice", "mallory")
 
 
 def policy_for(*keys: Path) -> SigningPolicy:
