@@ -185,13 +185,12 @@ def build_spec(flags: RunFlags, image: Image, loaded: LoadedPolicy) -> RunSpec:
     sandbox = loaded.policy.sandbox
     id_maps = plan_id_maps(sandbox.ids)
     offset = id_maps.root_host_uid if os.geteuid() == 0 else 0
-    layer_folders = image_lowers(image, offset)
-    lowers = tuple(str(folder) for folder in layer_folders)
+    lowers = tuple(str(folder) for folder in image_lowers(image, offset))
     granted = set(granted_capabilities(sandbox.capabilities, sandbox.privileged or flags.privileged))
     for raw in flags.cap_drop:
         name = normalize_capability(raw)
         granted = set() if name == "ALL" else granted - {name or ""}
-    passwd, group = etc_file(layer_folders, "passwd"), etc_file(layer_folders, "group")
+    passwd, group = etc_file(lowers, "passwd"), etc_file(lowers, "group")
     user = resolve_user(flags.user or sandbox.ids.user or image.config.user, passwd, group)
     name = flags.name or f"pysandbox-{os.getpid()}"
     state = container_dir(name)
@@ -209,7 +208,6 @@ def build_spec(flags: RunFlags, image: Image, loaded: LoadedPolicy) -> RunSpec:
     frozen = frozenset(granted)
     return RunSpec(
         lowers=lowers,
-        etc_files=(passwd, group),
         state=state,
         argv=command_line(image.config.entrypoint, image.config.cmd, flags.entrypoint, flags.command),
         env=environment(image.config.env, flags.env, user) | {"HOSTNAME": flags.hostname or hostname_for(name)},
@@ -273,7 +271,7 @@ def plan_for_cache(image: Image, loaded: LoadedPolicy, spec: RunSpec) -> dict[st
     config = image.config
     return make_plan(
         lowers=spec.lowers,
-        etc_files=spec.etc_files,
+        etc_files=(etc_file(spec.lowers, "passwd"), etc_file(spec.lowers, "group")),
         config={
             "entrypoint": config.entrypoint,
             "cmd": config.cmd,

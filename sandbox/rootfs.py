@@ -120,9 +120,9 @@ def _has_entries(folder: Path) -> bool:
         return next(entries, None) is not None
 
 
-def etc_file(lowers: tuple[Path, ...], name: str) -> str | None:
+def etc_file(lowers: tuple[str, ...], name: str) -> str | None:
     """The image's /etc/NAME as the container will see it (for USER lookups before it runs)."""
     from images.overlay import visible
 
-    found = visible(lowers, f"etc/{name}")
+    found = visible([Path(folder) for folder in lowers], f"etc/{name}")
     return str(found[0]) if found is not None else None

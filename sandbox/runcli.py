@@ -196,7 +196,6 @@ def _spec_from_plan(plan: dict[str, Any], args: argparse.Namespace) -> object:
     bpf_file = plan["bpf"]
     return RunSpec(
         lowers=tuple(plan["lowers"]),
-        etc_files=(plan["etc_files"][0], plan["etc_files"][1]),
         state=state,
         argv=run["argv"],
         env=run["env"],

@@ -55,7 +55,6 @@ class RunSpec(Record):
         "binds",
         "capabilities",
         "env",
-        "etc_files",
         "hostname",
         "id_maps",
         "limits",
@@ -80,7 +79,6 @@ class RunSpec(Record):
         self,
         *,
         lowers: tuple[str, ...],  # the overlay's lower folders, top first (rootfs.image_lowers)
-        etc_files: tuple[str | None, str | None],  # the image's /etc/passwd and /etc/group
         state: str,
         argv: list[str],
         env: dict[str, str],
@@ -103,7 +101,7 @@ class RunSpec(Record):
         tty: bool = False,
         remove_state: bool = False,  # --rm
     ) -> None:
-        self.lowers, self.etc_files, self.state = lowers, etc_files, state
+        self.lowers, self.state = lowers, state
         self.argv, self.env, self.workdir, self.user = argv, env, workdir, user
         self.hostname, self.namespaces, self.network, self.id_maps = hostname, namespaces, network, id_maps
         self.capabilities, self.no_new_privileges, self.seccomp_bpf = capabilities, no_new_privileges, seccomp_bpf
