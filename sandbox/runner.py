@@ -144,13 +144,13 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
         os.close(errors_r)
         if monitor_end is not None:
             monitor_end.close()
-        _guarded(errors_w, lambda: _setup_process(spec, ready_w, maps_r, errors_w, container_end))
+        _guarded(errors_w, lambda: _setup_process(spec, cgroup, ready_w, maps_r, errors_w, container_end))
     os.close(ready_w)
     os.close(maps_r)
     os.close(errors_w)
     if container_end is not None:
         container_end.close()
-    init_pid = _monitor_setup(pid, spec, cgroup, ready_r, maps_w)
+    init_pid = _monitor_setup(pid, spec, ready_r, maps_w)
     forward = _forward_signals(init_pid, spec.tty)
     signal.pthread_sigmask(signal.SIG_SETMASK, held)
     master = tty.receive_master(monitor_end) if monitor_end is not None else None
@@ -167,15 +167,12 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     return status
 
 
-def _monitor_setup(pid: int, spec: RunSpec, cgroup: cgroups.Cgroup | None, ready_r: int, maps_w: int) -> int:
-    """Map the new user namespace once the setup process has made it (and move it into the
-    container's cgroup before it makes the others), and learn init's pid."""
+def _monitor_setup(pid: int, spec: RunSpec, ready_r: int, maps_w: int) -> int:
+    """Map the new user namespace once the setup process has made it, and learn init's pid."""
     with os.fdopen(ready_r, "rb") as ready, os.fdopen(maps_w, "wb", buffering=0) as go:
         if ready.read(1) != b"u":
             return 0
         try:
-            if cgroup is not None:
-                cgroup.add(pid)
             write_id_maps(pid, spec.id_maps)
             go.write(b"m")
         except OSError as error:
@@ -242,10 +239,19 @@ def _guarded(errors_w: int, step: object) -> None:
 # ----- the setup process: user namespace, then the rest ------------------------------------
 
 
-def _setup_process(spec: RunSpec, ready_w: int, maps_r: int, errors_w: int, console: socket.socket | None) -> None:
+def _setup_process(
+    spec: RunSpec,
+    cgroup: cgroups.Cgroup | None,
+    ready_w: int,
+    maps_r: int,
+    errors_w: int,
+    console: socket.socket | None,
+) -> None:
     monitor = os.getppid()
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    if cgroup is not None:  # still with the monitor's credentials; before any namespace
+        cgroup.join()
     enter_user_namespace(ready_w, maps_r)
     # Changing credentials (setresuid above) clears the parent-death signal and the dumpable
     # flag: arm them again, and leave at once if the monitor died in between.
