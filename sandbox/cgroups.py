@@ -10,7 +10,6 @@ the container's own cgroup."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
@@ -210,10 +209,12 @@ def leftover_folders(prefix: str = "pysandbox-") -> list[str]:
             parent = _inside(mount_point, root, own.get(controller, "/"))
             if parent is None:
                 continue
-            with contextlib.suppress(OSError):
+            try:
                 for entry in os.scandir(parent):
                     if entry.name.startswith(prefix) and entry.is_dir() and _empty(entry.path):
                         found.append(entry.path)
+            except OSError:
+                pass
     return sorted(set(found))
 
 

@@ -8,7 +8,6 @@ imports this module."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from sandbox import linux
@@ -93,8 +92,10 @@ def mount_dev(root: str) -> None:
         "shm", f"{dev}/shm", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "mode=1777,size=65536k"
     )
     os.mkdir(f"{dev}/mqueue")
-    with contextlib.suppress(OSError):  # needs an ipc namespace of our own
+    try:  # needs an ipc namespace of our own
         linux.mount("mqueue", f"{dev}/mqueue", "mqueue", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    except OSError:
+        pass
     for link, target in (
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -214,9 +215,11 @@ def mount_overlay(lowers: tuple[str, ...], state: str, target: str, size: int | 
         if cwd:
             os.chdir(cwd)
         for extra in (",userxattr", ""):
-            with contextlib.suppress(OSError):
+            try:
                 linux.mount("overlay", target, "overlay", 0, options + extra)
                 return "overlay"
+            except OSError:
+                pass
     finally:
         if previous:
             os.chdir(previous)

@@ -1,12 +1,13 @@
-"""`pysandbox run`, parsed with the standard library's argparse so that starting a
-container imports no CLI framework (typer serves every other command)."""
+"""`pysandbox run`: its command line (sandbox.runargs) goes to the warm path when a plan
+is cached, else to the cold path that loads, verifies and leaves one. Starting a container
+imports no CLI framework (typer serves every other command)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
+from sandbox.runargs import RunArgs, parse
 from sandbox.state import remove_state
 
 TYPE_CHECKING = False
@@ -16,68 +17,9 @@ if TYPE_CHECKING:
 EXIT_SETUP_FAILED = 125
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        formatter_class=_help_formatter,
-        prog="pysandbox run",
-        description="Run IMAGE's command in a rootless sandbox confined as the policy says. "
-        "Flags that would loosen the policy are refused before anything starts.",
-    )
-    p.add_argument("--policy", default="strict", help="built-in policy (strict, baseline, permissive) or a policy file")
-    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open (it always is)")
-    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal of the container's own")
-    p.add_argument("--rm", action="store_true", help="delete the container's writable layer when it exits")
-    p.add_argument("--name", help="container name (and default hostname)")
-    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
-    p.add_argument("--env-file", action="append", default=[], metavar="FILE", help="read K=V lines from FILE")
-    p.add_argument("-w", "--workdir", help="working directory inside the container")
-    p.add_argument("-u", "--user", help="USER[:GROUP], names or ids")
-    p.add_argument(
-        "-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]", help="bind mount or named volume"
-    )
-    p.add_argument("--tmpfs", action="append", default=[], metavar="DST[:size=64m,mode=1777]", help="mount a tmpfs")
-    p.add_argument("--network", choices=["none", "loopback", "host"], help="network (default: the policy's)")
-    p.add_argument("--hostname", help="container hostname")
-    p.add_argument("--init", action="store_true", help="run an init as PID 1 (always done)")
-    p.add_argument("--memory", help="memory limit, e.g. 512m")
-    p.add_argument("--pids-limit", type=int, help="process limit")
-    p.add_argument("--cpus", type=float, help="CPU share (needs delegated cgroups)")
-    p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
-    p.add_argument("--cap-add", action="append", default=[], help="add a capability (only if the policy grants it)")
-    p.add_argument("--cap-drop", action="append", default=[], help="drop a capability (ALL for every one)")
-    p.add_argument("--security-opt", action="append", default=[], help="seccomp=PROFILE or no-new-privileges")
-    p.add_argument("--privileged", action="store_true", help="privileged mode (only if the policy allows it)")
-    p.add_argument("--pid", choices=["host"], help="share the host's pid namespace (only if the policy allows it)")
-    p.add_argument("--entrypoint", help="override the image's ENTRYPOINT")
-    p.add_argument("--platform", help="platform to choose from a multi-platform image")
-    p.add_argument("--bundle", help="the signature bundle (default: IMAGE.sigstore.json beside it, or a referrer)")
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print the plan (namespaces, mappings, mounts, capabilities, seccomp, limits) and exit",
-    )
-    p.add_argument("image", help="image archive or OCI layout, optionally :REF")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's)")
-    return p
-
-
-def _help_formatter(prog: str) -> argparse.HelpFormatter:
-    """argparse's own, told the width: left to find it, it imports shutil (2 ms of a warm start)."""
-    columns = os.environ.get("COLUMNS", "")
-    if columns.isdigit():
-        width = int(columns)
-    else:
-        try:
-            width = os.get_terminal_size(sys.stdout.fileno()).columns
-        except OSError:
-            width = 80
-    return argparse.HelpFormatter(prog, width=max(width - 2, 40))
-
-
 def main(argv: list[str]) -> int:
-    p = parser()
     try:
-        args = p.parse_args(argv)
+        args = parse(argv)
     except SystemExit as done:
         return EXIT_SETUP_FAILED if done.code else 0
     try:
@@ -86,7 +28,7 @@ def main(argv: list[str]) -> int:
         return 130
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: RunArgs) -> int:
     from sandbox import warm
 
     if warm.eligible(args) and not args.dry_run:
@@ -96,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     return _cold_run(args)
 
 
-def _cold_run(args: argparse.Namespace) -> int:
+def _cold_run(args: RunArgs) -> int:
     """First run of an image under a policy, or a run with flags to check: load and verify
     everything, then (when the flags allow) leave a plan for the warm path."""
     from images import ImageError, open_image
@@ -164,7 +106,7 @@ def _verify(image: Any, loaded: Any, bundle: str | None) -> str | None:
     return None
 
 
-def _spec_from_plan(plan: dict[str, Any], args: argparse.Namespace) -> object:
+def _spec_from_plan(plan: dict[str, Any], args: RunArgs) -> object:
     """A RunSpec from a cached plan plus this run's own flags (none of which can loosen)."""
     from sandbox import capabilities, warm
     from sandbox.mounts import TmpfsMount
@@ -218,7 +160,7 @@ def _spec_from_plan(plan: dict[str, Any], args: argparse.Namespace) -> object:
     )
 
 
-def _execute(spec: object, args: argparse.Namespace, signing_required: bool) -> int:
+def _execute(spec: object, args: RunArgs, signing_required: bool) -> int:
     from sandbox.runner import RunSpec, run_container
 
     assert isinstance(spec, RunSpec)

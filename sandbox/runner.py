@@ -11,13 +11,11 @@ Every step that fails reports one sentence through a pipe to the monitor, which 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import signal
 import time
 
-from sandbox import capabilities, cgroups, linux, mounts, tty
+from sandbox import capabilities, cgroups, linux, mounts
 from sandbox.idmap import IdMaps, write_id_maps
 from sandbox.limits import Enforcement, apply_rlimits, cgroup_values
 from sandbox.process import User
@@ -30,7 +28,12 @@ from sandbox.state import remove_tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
     import socket
+else:
+    # The C half of `signal`: the same functions, with plain ints instead of the enums whose
+    # import (enum, functools, collections...) costs a warm start 2-3 ms.
+    import _signal as signal
 
 EXIT_SETUP_FAILED = 125
 EXIT_CANNOT_EXECUTE = 126
@@ -130,8 +133,10 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     ready_r, ready_w = os.pipe()
     maps_r, maps_w = os.pipe()
     errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
-    if spec.tty:
-        import socket  # here, before the container's side forks: it cannot import after pivot_root
+    if spec.tty:  # imported here, before the container's side forks: it cannot after pivot_root
+        import socket
+
+        from sandbox import tty
 
     monitor_end, container_end = socket.socketpair() if spec.tty else (None, None)
     # Signals wait (blocked) until someone can forward them: the monitor once it knows init's
@@ -154,17 +159,24 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     forward = _forward_signals(init_pid, spec.tty)
     signal.pthread_sigmask(signal.SIG_SETMASK, held)
     master = tty.receive_master(monitor_end) if monitor_end is not None else None
-    relay = tty.relaying(master) if master is not None else contextlib.nullcontext()
-    with relay:
-        message = _read_all(errors_r)
-        try:
-            status = _wait(pid, spec.wall_time)
-        finally:
-            for signum in forward:
-                signal.signal(signum, signal.SIG_DFL)
+    try:
+        if master is not None:
+            with tty.relaying(master):
+                message, status = _collect(errors_r, pid, spec.wall_time)
+        else:
+            message, status = _collect(errors_r, pid, spec.wall_time)
+    finally:
+        for signum in forward:
+            signal.signal(signum, signal.SIG_DFL)
     if message:
         _print_error(message)
     return status
+
+
+def _collect(errors_r: int, pid: int, wall_time: float | None) -> tuple[str, int]:
+    """The setup error (if any) and the container's exit status."""
+    message = _read_all(errors_r)
+    return message, _wait(pid, wall_time)
 
 
 def _monitor_setup(pid: int, spec: RunSpec, ready_r: int, maps_w: int) -> int:
@@ -184,14 +196,20 @@ def _monitor_setup(pid: int, spec: RunSpec, ready_r: int, maps_w: int) -> int:
 def _forward_signals(init_pid: int, has_tty: bool) -> list[int]:
     def forward(signum: int, _frame: object) -> None:
         if init_pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(init_pid, signum)
+            _signal_quietly(init_pid, signum)
 
     # With a pty, window changes go to the pty (tty.relaying), which signals the container.
     forwarded: list[int] = [s for s in _FORWARDED if not (has_tty and s == signal.SIGWINCH)]
     for signum in forwarded:
         signal.signal(signum, forward)
     return forwarded
+
+
+def _signal_quietly(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:  # it has just exited
+        pass
 
 
 def _wait(pid: int, wall_time: float | None) -> int:
@@ -342,8 +360,7 @@ def _reap_until(command: int) -> None:
     """PID 1: reap every zombie, forward signals to the command, exit as it exits."""
 
     def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(command, signum)
+        _signal_quietly(command, signum)
 
     for signum in _FORWARDED:
         signal.signal(signum, forward)
@@ -376,9 +393,11 @@ def _exec_command(spec: RunSpec, errors_w: int, console: socket.socket | None) -
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
     if console is not None:
+        from sandbox import tty  # imported before the fork (see _run): no file is read here
+
         tty.open_in_container(console)
     else:
-        tty.leave_host_terminal()
+        _leave_host_terminal()
     apply_rlimits(spec.limits)
     _change_directory(spec.workdir)
     capabilities.drop_bounding_capabilities(spec.capabilities)
@@ -396,6 +415,15 @@ def _exec_command(spec: RunSpec, errors_w: int, console: socket.socket | None) -
     except OSError as error:
         code = EXIT_NOT_FOUND if error.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
         raise _ExecFailure(f"exec {spec.argv[0]}: {error.strerror}", code) from None
+
+
+def _leave_host_terminal() -> None:
+    """Without -t: a session of its own, so the terminal that started pysandbox (if any) is
+    no longer the container's controlling terminal. TIOCSTI on a terminal other than one's
+    own needs CAP_SYS_ADMIN on the host, so the container cannot type commands into the
+    shell that started it (bubblewrap's --new-session, CVE-2017-5226). Its stdio still reads
+    and writes that terminal as before."""
+    os.setsid()
 
 
 def _change_directory(workdir: str) -> None:

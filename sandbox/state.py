@@ -8,7 +8,6 @@ Standard library only, and no pathlib: the warm start of `pysandbox run` imports
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 OWNER_FILE = "owner"
@@ -105,15 +104,21 @@ def remove_tree(parent: int, name: str) -> None:
         pass
     finally:
         os.close(folder)
-    with contextlib.suppress(OSError):
+    try:
         os.rmdir(name, dir_fd=parent)
+    except OSError:
+        pass
 
 
 def _chmod_quietly(name: str, parent: int) -> None:
-    with contextlib.suppress(OSError):
+    try:
         os.chmod(name, 0o700, dir_fd=parent)
+    except OSError:
+        pass
 
 
 def _unlink_quietly(name: str, parent: int) -> None:
-    with contextlib.suppress(OSError):
+    try:
         os.unlink(name, dir_fd=parent)
+    except OSError:
+        pass

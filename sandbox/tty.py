@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     import socket
     import threading
 
-# socket and threading are imported only with -t (sandbox.runner imports socket before the
-# container's side forks, so the import below still finds it after pivot_root).
+# Imported only with -t: sandbox.runner imports this module and socket before the container's
+# side forks, so the imports below still find them after pivot_root.
 
 
 def open_in_container(channel: socket.socket) -> None:
@@ -35,15 +35,6 @@ def open_in_container(channel: socket.socket) -> None:
     os.close(master)
     channel.close()
     attach(slave)
-
-
-def leave_host_terminal() -> None:
-    """Without -t, in the command process: a session of its own, so the terminal that
-    started pysandbox (if any) is no longer the container's controlling terminal. TIOCSTI
-    on a terminal other than one's own needs CAP_SYS_ADMIN on the host, so the container
-    cannot type commands into the shell that started it (bubblewrap's --new-session,
-    CVE-2017-5226). Its stdio still reads and writes that terminal as before."""
-    os.setsid()
 
 
 def receive_master(channel: socket.socket) -> int | None:

@@ -190,7 +190,9 @@ def test_rm_removes_files_the_containers_other_users_wrote(sandbox, world: Path)
     cannot delete; --rm must still leave no state behind."""
     name = f"rm-{os.getpid()}-{sandbox.mode}"
     script = "mkdir -p /data/deep && echo x > /data/deep/f && chown -R 1000:1000 /data && chmod 700 /data/deep /data"
-    result = sandbox("--name", name, script + " && ls -nd /data", policy="baseline-unsigned.yaml", image="busybox-root.tar")
+    result = sandbox(
+        "--name", name, script + " && ls -nd /data", policy="baseline-unsigned.yaml", image="busybox-root.tar"
+    )
     assert " 1000 " in result.stdout, result.stdout + result.stderr
     home = Path(pwd.getpwnam(sandbox.user).pw_dir) if sandbox.mode == "user" else None
     places = [Path("/run/pysandbox")] if home is None else [home / ".cache/pysandbox/containers"]

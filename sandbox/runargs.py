@@ -1,0 +1,229 @@
+"""`pysandbox run`'s command line: one table of Docker's flags, read by two parsers.
+
+argparse (with gettext, locale and re behind it) costs a warm start about 3 ms, a tenth of
+it. So the common forms (`--opt value`, `--opt=value`, `-e value`, `-it`, then IMAGE and
+the command) are read by `parse_fast` straight from the table; anything else (`--help`, an
+error, an abbreviation, "--" anywhere, a value that starts with "-", `-eK=V`) makes it answer None,
+and argparse, built from the same table, decides. It never guesses: a property test checks
+that whenever it answers, argparse answers the same."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from sandbox.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+
+
+class Option(Record):
+    """One flag: its names, what it stores under `dest`, and its help."""
+
+    __slots__ = ("choices", "convert", "dest", "help", "kind", "metavar", "names")
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        kind: str,  # "flag" (store_true), "value" (last one wins) or "append"
+        help: str,
+        *,
+        metavar: str | None = None,
+        choices: tuple[str, ...] | None = None,
+        convert: Callable[[str], object] | None = None,
+    ) -> None:
+        self.names, self.kind, self.help = names, kind, help
+        self.metavar, self.choices, self.convert = metavar, choices, convert
+        self.dest = names[-1].lstrip("-").replace("-", "_")
+
+
+OPTIONS = (
+    Option(("--policy",), "value", "built-in policy (strict, baseline, permissive) or a policy file"),
+    Option(("-i", "--interactive"), "flag", "keep stdin open (it always is)"),
+    Option(("-t", "--tty"), "flag", "allocate a pseudo-terminal of the container's own"),
+    Option(("--rm",), "flag", "delete the container's writable layer when it exits"),
+    Option(("--name",), "value", "container name (and default hostname)"),
+    Option(("-e", "--env"), "append", "set an environment variable", metavar="K=V"),
+    Option(("--env-file",), "append", "read K=V lines from FILE", metavar="FILE"),
+    Option(("-w", "--workdir"), "value", "working directory inside the container"),
+    Option(("-u", "--user"), "value", "USER[:GROUP], names or ids"),
+    Option(("-v", "--volume"), "append", "bind mount or named volume", metavar="SRC:DST[:ro]"),
+    Option(("--tmpfs",), "append", "mount a tmpfs", metavar="DST[:size=64m,mode=1777]"),
+    Option(("--network",), "value", "network (default: the policy's)", choices=("none", "loopback", "host")),
+    Option(("--hostname",), "value", "container hostname"),
+    Option(("--init",), "flag", "run an init as PID 1 (always done)"),
+    Option(("--memory",), "value", "memory limit, e.g. 512m"),
+    Option(("--pids-limit",), "value", "process limit", convert=int),
+    Option(("--cpus",), "value", "CPU share (needs delegated cgroups)", convert=float),
+    Option(("--read-only",), "flag", "mount the root filesystem read-only"),
+    Option(("--cap-add",), "append", "add a capability (only if the policy grants it)"),
+    Option(("--cap-drop",), "append", "drop a capability (ALL for every one)"),
+    Option(("--security-opt",), "append", "seccomp=PROFILE or no-new-privileges"),
+    Option(("--privileged",), "flag", "privileged mode (only if the policy allows it)"),
+    Option(("--pid",), "value", "share the host's pid namespace (only if the policy allows it)", choices=("host",)),
+    Option(("--entrypoint",), "value", "override the image's ENTRYPOINT"),
+    Option(("--platform",), "value", "platform to choose from a multi-platform image"),
+    Option(("--bundle",), "value", "the signature bundle (default: IMAGE.sigstore.json beside it, or a referrer)"),
+    Option(
+        ("--dry-run",), "flag", "print the plan (namespaces, mappings, mounts, capabilities, seccomp, limits) and exit"
+    ),
+)
+_BY_NAME = {name: option for option in OPTIONS for name in option.names}
+_DEFAULTS: dict[str, object] = {"policy": "strict"}
+DESCRIPTION = (
+    "Run IMAGE's command in a rootless sandbox confined as the policy says. "
+    "Flags that would loosen the policy are refused before anything starts."
+)
+
+
+class RunArgs(Record):
+    """The parsed command line, whichever parser read it."""
+
+    __slots__ = (*(option.dest for option in OPTIONS), "image", "command")
+
+    policy: str
+    interactive: bool
+    tty: bool
+    rm: bool
+    name: str | None
+    env: list[str]
+    env_file: list[str]
+    workdir: str | None
+    user: str | None
+    volume: list[str]
+    tmpfs: list[str]
+    network: str | None
+    hostname: str | None
+    init: bool
+    memory: str | None
+    pids_limit: int | None
+    cpus: float | None
+    read_only: bool
+    cap_add: list[str]
+    cap_drop: list[str]
+    security_opt: list[str]
+    privileged: bool
+    pid: str | None
+    entrypoint: str | None
+    platform: str | None
+    bundle: str | None
+    dry_run: bool
+    image: str
+    command: list[str]
+
+    def __init__(self, values: dict[str, object]) -> None:
+        for option in OPTIONS:
+            setattr(self, option.dest, values[option.dest] if option.dest in values else _default(option))
+        command = values.get("command") or []
+        assert isinstance(command, list)
+        self.image, self.command = str(values["image"]), command
+
+
+def _default(option: Option) -> object:
+    if option.dest in _DEFAULTS:
+        return _DEFAULTS[option.dest]
+    return [] if option.kind == "append" else False if option.kind == "flag" else None
+
+
+def parse(argv: list[str]) -> RunArgs:
+    """The command line; argparse's SystemExit (with its message or help) when it is not one."""
+    return parse_fast(argv) or RunArgs(vars(parser().parse_args(argv)))
+
+
+def parse_fast(argv: list[str]) -> RunArgs | None:
+    """The common forms only; None where argparse must decide."""
+    if "--" in argv:  # argparse drops some "--" and keeps others: its call
+        return None
+    values: dict[str, object] = {}
+    index = 0
+    while index < len(argv) and argv[index].startswith("-"):
+        taken = _read_option(argv, index, values)
+        if taken == 0:
+            return None
+        index += taken
+    if index == len(argv) or argv[index] == "":
+        return None
+    values["image"], values["command"] = argv[index], argv[index + 1 :]
+    return RunArgs(values)
+
+
+def _read_option(argv: list[str], index: int, values: dict[str, object]) -> int:
+    """Store the option at argv[index]; how many arguments it took (0: declined)."""
+    text = argv[index]
+    if text.startswith("--"):
+        name, equals, attached = text.partition("=")
+        option = _BY_NAME.get(name)
+        if option is None or (equals and option.kind == "flag"):
+            return 0
+        if equals:
+            return 1 if _store(option, attached, values) else 0
+    elif len(text) > 2:  # a cluster of short flags, like -it
+        options = [_BY_NAME.get(f"-{letter}") for letter in text[1:]]
+        if not all(option is not None and option.kind == "flag" for option in options):
+            return 0
+        values.update({option.dest: True for option in options if option is not None})
+        return 1
+    else:
+        option = _BY_NAME.get(text)
+        if option is None:
+            return 0
+    if option.kind == "flag":
+        values[option.dest] = True
+        return 1
+    if index + 1 == len(argv) or argv[index + 1].startswith("-"):
+        return 0
+    return 2 if _store(option, argv[index + 1], values) else 0
+
+
+def _store(option: Option, text: str, values: dict[str, object]) -> bool:
+    if option.choices is not None and text not in option.choices:
+        return False
+    try:
+        value = option.convert(text) if option.convert is not None else text
+    except ValueError:
+        return False
+    if option.kind == "append":
+        values.setdefault(option.dest, [])
+        values[option.dest].append(value)  # type: ignore[attr-defined]
+    else:
+        values[option.dest] = value
+    return True
+
+
+def parser() -> argparse.ArgumentParser:
+    """argparse's reading of the same table: help, errors and every form parse_fast declines."""
+    import argparse
+
+    p = argparse.ArgumentParser(formatter_class=_help_formatter, prog="pysandbox run", description=DESCRIPTION)
+    for option in OPTIONS:
+        settings: dict[str, object] = {"dest": option.dest, "help": option.help}
+        if option.kind == "flag":
+            settings["action"] = "store_true"
+        else:
+            settings.update(metavar=option.metavar, choices=option.choices, type=option.convert)
+            if option.kind == "append":
+                settings.update(action="append", default=[])
+            elif option.dest in _DEFAULTS:
+                settings["default"] = _DEFAULTS[option.dest]
+        p.add_argument(*option.names, **settings)  # type: ignore[arg-type]
+    p.add_argument("image", help="image archive or OCI layout, optionally :REF")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's)")
+    return p
+
+
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's own, told the width: left to find it, it imports shutil."""
+    import argparse
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():
+        width = int(columns)
+    else:
+        try:
+            width = os.get_terminal_size(sys.stdout.fileno()).columns
+        except OSError:
+            width = 80
+    return argparse.HelpFormatter(prog, width=max(width - 2, 40))
