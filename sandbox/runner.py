@@ -270,16 +270,18 @@ def _setup_process(
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
     if cgroup is not None:  # still with the monitor's credentials; before any namespace
         cgroup.join()
-    enter_user_namespace(ready_w, maps_r)
+    state = os.open(spec.state, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # reachable after pivot_root
+    make_user_namespace(ready_w)
+    # The other namespaces while the monitor maps this one (newuidmap and newgidmap take a
+    # few milliseconds): its creator holds every capability in it before any id is mapped.
+    linux.unshare(sum(linux.NAMESPACE_FLAGS[name] for name in spec.namespaces if name != "user"))
+    become_namespace_root(maps_r)
     # Changing credentials (setresuid above) clears the parent-death signal and the dumpable
     # flag: arm them again, and leave at once if the monitor died in between.
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
     if os.getppid() != monitor:
         os._exit(EXIT_SETUP_FAILED)
-    flags = sum(linux.NAMESPACE_FLAGS[name] for name in spec.namespaces if name != "user")
-    state = os.open(spec.state, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # reachable after pivot_root
-    linux.unshare(flags)
     init = os.fork()
     if init == 0:
         os.close(ready_w)
@@ -290,7 +292,7 @@ def _setup_process(
     os.close(ready_w)
     os.close(errors_w)
     _, status = os.waitpid(init, 0)
-    if spec.remove_state:
+    if spec.remove_state and writable_size(spec) is None:
         _empty_writable_layer(state)
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
 
@@ -298,14 +300,32 @@ def _setup_process(
 def _empty_writable_layer(state: int) -> None:
     """--rm: delete what the container wrote, from inside its user namespace. The files belong
     to its ids, which for an ordinary user are subordinate ids the user cannot delete as
-    themself; container root can. The monitor removes the (then empty) state folder."""
+    themself; container root can. The monitor removes the (then empty) state folder. (A
+    writable layer on a tmpfs goes with the mount namespace: nothing to do.)"""
     remove_tree(state, "writable")
+    remove_tree(state, "copy")  # the flattened root, where overlay could not be mounted
+
+
+def writable_size(spec: RunSpec) -> int | None:
+    """The size of the tmpfs that holds the writable layer, or None: on the state folder."""
+    sizes = [item.value for item in spec.limits if item.name == "writable_size"]
+    return sizes[0] if sizes and isinstance(sizes[0], int) else None
 
 
 def enter_user_namespace(ready_w: int, maps_r: int) -> None:
     """Make the user namespace, have the monitor map it, then become its root."""
+    make_user_namespace(ready_w)
+    become_namespace_root(maps_r)
+
+
+def make_user_namespace(ready_w: int) -> None:
+    """Unshare the user namespace and tell the monitor, which maps it."""
     linux.unshare(linux.CLONE_NEWUSER)
     os.write(ready_w, b"u")
+
+
+def become_namespace_root(maps_r: int) -> None:
+    """Wait for the monitor's answer; once mapped, become the namespace's root."""
     answer = os.read(maps_r, 4096)
     os.close(maps_r)
     if answer != b"m":
@@ -335,8 +355,7 @@ def prepare_root(spec: RunSpec) -> None:
     and the read-only remount last (earlier steps create mount points)."""
     linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
     root = f"{spec.state}/root"
-    writable = next((item.value for item in spec.limits if item.name == "writable_size"), None)
-    mounts.mount_overlay(spec.lowers, spec.state, root, writable)  # type: ignore[arg-type]
+    mounts.mount_overlay(spec.lowers, spec.state, root, writable_size(spec))
     mounts.mount_proc(root)
     mounts.mount_dev(root)
     mounts.mount_sys(root, "network" in spec.namespaces)
