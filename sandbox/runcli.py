@@ -14,6 +14,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from sandbox.mounts import TmpfsMount
+
 EXIT_SETUP_FAILED = 125
 
 
@@ -110,7 +112,6 @@ def _spec_from_plan(plan: dict[str, Any], args: RunArgs) -> object:
     """A RunSpec from a cached plan plus this run's own flags (none of which can loosen)."""
     from sandbox import capabilities, warm
     from sandbox.mounts import TmpfsMount
-    from sandbox.plan_light import tmpfs_flag
     from sandbox.process import ProcessError
     from sandbox.runner import RunSpec, hostname_for
     from sandbox.state import container_dir
@@ -153,11 +154,19 @@ def _spec_from_plan(plan: dict[str, Any], args: RunArgs) -> object:
         read_only_rootfs=bool(base["read_only_rootfs"]) or args.read_only,
         masked_paths=tuple(base["masked_paths"]),
         readonly_paths=tuple(base["readonly_paths"]),
-        tmpfs=[TmpfsMount(**t) for t in plan["tmpfs"]] + [tmpfs_flag(t) for t in args.tmpfs],
+        tmpfs=[TmpfsMount(**t) for t in plan["tmpfs"]] + _tmpfs_flags(args.tmpfs),
         binds=[],
         limits=[warm.Enforcement(**item) for item in plan["limits"]],
         wall_time=base["wall_time"],
     )
+
+
+def _tmpfs_flags(flags: list[str]) -> list[TmpfsMount]:
+    if not flags:  # most runs: no import
+        return []
+    from sandbox.plan_light import tmpfs_flag
+
+    return [tmpfs_flag(text) for text in flags]
 
 
 def _execute(spec: object, args: RunArgs, signing_required: bool) -> int:

@@ -15,7 +15,7 @@ import errno
 import os
 import time
 
-from sandbox import capabilities, cgroups, linux, mounts
+from sandbox import capabilities, linux, mounts
 from sandbox.idmap import IdMaps, write_id_maps
 from sandbox.limits import Enforcement, apply_rlimits, cgroup_values
 from sandbox.process import User
@@ -30,6 +30,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
     import socket
+
+    from sandbox import cgroups
 else:
     # The C half of `signal`: the same functions, with plain ints instead of the enums whose
     # import (enum, functools, collections...) costs a warm start 2-3 ms.
@@ -118,7 +120,7 @@ def run_container(spec: RunSpec) -> int:
     folder = os.path.basename(spec.state)
     name = folder if folder.startswith("pysandbox-") else f"pysandbox-{folder}"
     try:
-        cgroup = cgroups.create(name, cgroup_values(spec.limits))
+        cgroup = _make_cgroup(name, cgroup_values(spec.limits))
     except OSError as error:  # the plan promised these limits: no run without them
         _print_error(f"cannot make the container's cgroup {name}: {error.strerror or error}")
         return EXIT_SETUP_FAILED
@@ -127,6 +129,14 @@ def run_container(spec: RunSpec) -> int:
     finally:
         if cgroup is not None:
             cgroup.remove()
+
+
+def _make_cgroup(name: str, values: dict[str, float]) -> cgroups.Cgroup | None:
+    if not values:  # an ordinary user's run, mostly: rlimits only, no import
+        return None
+    from sandbox import cgroups
+
+    return cgroups.create(name, values)
 
 
 def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
