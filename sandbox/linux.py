@@ -1,13 +1,20 @@
-"""The system calls Python's os module lacks, through ctypes (no extension to build): each
-wrapper raises OSError naming the operation and its target, so a failure reads as
+"""The system calls Python's os module lacks, made by number through one primitive: the C
+extension sandbox._syscall, or where it was not built, ctypes (sandbox/syscall_ctypes.py),
+which costs a warm start about 2 ms more to load. Each wrapper raises OSError naming the
+operation and its target, so a failure reads as
 "mount /proc on /x/proc: Operation not permitted"."""
 
 from __future__ import annotations
 
-import ctypes
 import os
+import sys
 
-_libc = ctypes.CDLL(None, use_errno=True)
+try:
+    from sandbox._syscall import address, syscall
+except ImportError:
+    from sandbox.syscall_ctypes import address, syscall
+
+__all__ = ["address", "syscall"]
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -48,76 +55,77 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
-_SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "capset": 126, "capget": 125},
-    "aarch64": {"pivot_root": 41, "capset": 91, "capget": 90},
-}[os.uname().machine]
+# By machine: the numbers of the calls made here (asm/unistd.h).
+NUMBERS = {
+    "x86_64": {
+        "capget": 125, "capset": 126, "mount": 165, "pivot_root": 155, "prctl": 157, "seccomp": 317,
+        "sethostname": 170, "umount2": 166, "unshare": 272,
+    },
+    "aarch64": {
+        "capget": 90, "capset": 91, "mount": 40, "pivot_root": 41, "prctl": 167, "seccomp": 277,
+        "sethostname": 161, "umount2": 39, "unshare": 97,
+    },
+}[os.uname().machine]  # fmt: skip
 
 
-def _check(result: int, what: str) -> int:
-    if result == -1:
-        error = ctypes.get_errno()
-        raise OSError(error, f"{what}: {os.strerror(error)}")
-    return result
+def call(name: str, *args: int | bytes | bytearray | None, what: str) -> int:
+    """System call `name`; an OSError says `what` was being done."""
+    try:
+        return syscall(NUMBERS[name], *args)
+    except OSError as error:
+        raise OSError(error.errno, f"{what}: {error.strerror}") from None
+
+
+def _path(text: str) -> bytes:
+    """A path as the kernel reads it (to the first NUL, which os functions refuse too)."""
+    data = os.fsencode(text)
+    if b"\0" in data:
+        raise ValueError(f"embedded null byte in {text!r}")
+    return data
 
 
 def unshare(flags: int) -> None:
-    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+    call("unshare", flags, what="unshare")
 
 
 def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
-    result = _libc.mount(
-        source.encode(),
-        target.encode(),
-        fstype.encode() if fstype else None,
-        ctypes.c_ulong(flags),
-        data.encode() if data else None,
-    )
-    _check(result, f"mount {source} on {target}" + (f" ({fstype})" if fstype else ""))
+    what = f"mount {source} on {target}" + (f" ({fstype})" if fstype else "")
+    call("mount", _path(source), _path(target), fstype.encode() if fstype else None, flags, _text(data), what=what)
+
+
+def _text(data: str | None) -> bytes | None:
+    return data.encode() if data else None
 
 
 def umount(target: str, flags: int = 0) -> None:
-    _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), f"umount {target}")
+    call("umount2", _path(target), flags, what=f"umount {target}")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    _check(_libc.syscall(_SYSCALLS["pivot_root"], new_root.encode(), put_old.encode()), f"pivot_root to {new_root}")
+    call("pivot_root", _path(new_root), _path(put_old), what=f"pivot_root to {new_root}")
 
 
 def sethostname(name: str) -> None:
     data = name.encode()
-    _check(_libc.sethostname(data, ctypes.c_size_t(len(data))), f"sethostname {name}")
+    call("sethostname", data, len(data), what=f"sethostname {name}")
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    return _check(
-        _libc.prctl(
-            ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)
-        ),
-        f"prctl({option})",
-    )
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+    return call("prctl", option, arg2, arg3, arg4, arg5, what=f"prctl({option})")
 
 
 _CAPABILITY_VERSION_3 = 0x20080522
 
 
+def u32(value: int) -> bytes:
+    return (value & 0xFFFFFFFF).to_bytes(4, sys.byteorder)
+
+
 def capset(effective: int, permitted: int, inheritable: int) -> None:
-    """Set this thread's capability sets from 64-bit masks."""
-    header = _CapHeader(_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    for index, shift in enumerate((0, 32)):
-        data[index].effective = (effective >> shift) & 0xFFFFFFFF
-        data[index].permitted = (permitted >> shift) & 0xFFFFFFFF
-        data[index].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_libc.syscall(_SYSCALLS["capset"], ctypes.byref(header), data), "capset")
+    """Set this thread's capability sets from 64-bit masks (two 32-bit halves, low first)."""
+    header = u32(_CAPABILITY_VERSION_3) + u32(0)  # struct __user_cap_header_struct: version, pid
+    data = b"".join(u32(effective >> s) + u32(permitted >> s) + u32(inheritable >> s) for s in (0, 32))
+    call("capset", header, data, what="capset")
 
 
 def set_loopback_up() -> None:

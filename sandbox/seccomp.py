@@ -1,6 +1,6 @@
 """Load a compiled seccomp filter into the calling thread: the last step before execve.
 
-This is the warm path of `pysandbox run`, so it imports only the standard library: the
+This is the warm path of `pysandbox run`, so it imports no libseccomp binding: the
 program was compiled earlier with libseccomp (policies/seccomp.py, on the cold path) and
 cached in the plan as bytes. The filter applies to the calling thread and everything it
 starts or execs from now on; the sandbox init is single-threaded at this point, and loads it
@@ -9,14 +9,14 @@ as close to execve as possible so that the init's own work is not filtered.
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import os
+import sys
+
+from sandbox.linux import NUMBERS, address, syscall
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # `run`'s warm start imports this module: typing costs it 3 ms
     from collections.abc import Iterable
-    from typing import NoReturn
 
 PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
@@ -24,6 +24,7 @@ SECCOMP_MODE_FILTER = 2
 SECCOMP_SET_MODE_FILTER = 1
 BPF_MAXINSNS = 4096
 _INSTRUCTION_BYTES = 8  # struct sock_filter: u16 code, u8 jt, u8 jf, u32 k
+_POINTER_BYTES = 8 if sys.maxsize > 2**32 else 4
 
 # seccomp(2) flags by the names profiles use for them (linux/seccomp.h).
 FILTER_FLAGS = {
@@ -32,25 +33,6 @@ FILTER_FLAGS = {
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4,
     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 32,
 }
-# The seccomp(2) system call's number; needed only when flags are asked for, since
-# prctl(PR_SET_SECCOMP) takes no flags.
-_SECCOMP_SYSCALL = {
-    "x86_64": 317,
-    "aarch64": 277,
-    "riscv64": 277,
-    "loongarch64": 277,
-    "i386": 354,
-    "i686": 354,
-    "armv7l": 383,
-    "armv6l": 383,
-    "ppc64le": 358,
-    "ppc64": 358,
-    "s390x": 348,
-}
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 def load_bpf(bpf: bytes, *, has_cap_sys_admin: bool = False, flags: Iterable[str] = ()) -> None:
@@ -73,29 +55,22 @@ def load_bpf(bpf: bytes, *, has_cap_sys_admin: bool = False, flags: Iterable[str
         if name not in FILTER_FLAGS:
             raise OSError(errno.EINVAL, f"unknown seccomp filter flag {name!r}")
         mask |= FILTER_FLAGS[name]
-    libc = ctypes.CDLL(None, use_errno=True)
-    if not has_cap_sys_admin and libc.prctl(_ulong(PR_SET_NO_NEW_PRIVS), _ulong(1), _ulong(0), _ulong(0), _ulong(0)):
-        _fail("cannot set no_new_privs, which loading a seccomp filter without CAP_SYS_ADMIN needs")
-    program = ctypes.create_string_buffer(bpf, len(bpf))
-    fprog = _SockFprog(count, ctypes.addressof(program))
+    if not has_cap_sys_admin:
+        _attempt(
+            "cannot set no_new_privs, which loading a seccomp filter without CAP_SYS_ADMIN needs",
+            NUMBERS["prctl"], PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0,
+        )  # fmt: skip
+    program = bytes(bpf)  # alive until the kernel has copied it
+    # struct sock_fprog: unsigned short len, (padding), struct sock_filter *filter
+    fprog = count.to_bytes(2, sys.byteorder) + bytes(_POINTER_BYTES - 2)
+    fprog += address(program).to_bytes(_POINTER_BYTES, sys.byteorder)
+    refused = "the kernel refused the seccomp filter"
     if mask:
-        number = _SECCOMP_SYSCALL.get(os.uname().machine)
-        if number is None:
-            raise OSError(errno.ENOSYS, f"seccomp filter flags are not supported on {os.uname().machine}")
-        result = libc.syscall(ctypes.c_long(number), _ulong(SECCOMP_SET_MODE_FILTER), _ulong(mask), ctypes.byref(fprog))
+        result = _attempt(refused, NUMBERS["seccomp"], SECCOMP_SET_MODE_FILTER, mask, fprog)
     else:
-        result = libc.prctl(
-            _ulong(PR_SET_SECCOMP), _ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog), _ulong(0), _ulong(0)
-        )
+        result = _attempt(refused, NUMBERS["prctl"], PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0)
     if result > 0:  # TSYNC answers with the id of a thread it could not synchronise
         raise OSError(errno.ESRCH, f"the seccomp filter could not be applied to thread {result} of this process")
-    if result:
-        _fail("the kernel refused the seccomp filter")
-
-
-def _ulong(value: int) -> ctypes.c_ulong:
-    """prctl and syscall are variadic: every argument must be passed at full register width."""
-    return ctypes.c_ulong(value)
 
 
 _HINTS = {
@@ -106,8 +81,10 @@ _HINTS = {
 }
 
 
-def _fail(what: str) -> NoReturn:
-    number = ctypes.get_errno()
-    hint = _HINTS.get(number)
-    detail = os.strerror(number) + (f"; {hint}" if hint else "")
-    raise OSError(number, f"{what}: {detail}")
+def _attempt(what: str, number: int, *args: int | bytes) -> int:
+    """The system call; an OSError says `what` failed, with a hint at why."""
+    try:
+        return syscall(number, *args)
+    except OSError as error:
+        hint = _HINTS.get(error.errno or 0)
+        raise OSError(error.errno, f"{what}: {error.strerror}" + (f"; {hint}" if hint else "")) from None
