@@ -17,10 +17,11 @@ import pytest
 
 HEAVY = ("typer", "yaml", "sigstore", "pyseccomp", "images", "policies", "zstandard", "cryptography")
 # The standard library's slow starters (dataclasses pulls in inspect and ast): 20+ ms together;
-# re, enum, argparse, json and contextlib are 1-4 ms each (functools and collections behind them).
+# re, enum, argparse, json, contextlib and ctypes are 1-4 ms each (functools and collections behind
+# several of them).
 SLOW_STDLIB = (
     "dataclasses", "inspect", "pathlib", "typing", "shutil", "tempfile", "socket", "subprocess", "hashlib", "re",
-    "enum", "argparse", "json", "contextlib", "functools", "collections", "signal",
+    "enum", "argparse", "json", "contextlib", "functools", "collections", "signal", "ctypes",
 )  # fmt: skip
 
 
