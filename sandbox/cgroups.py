@@ -19,8 +19,20 @@ _V2 = {"memory": ("memory", "memory.max"), "pids": ("pids", "pids.max"), "cpus":
 _CPU_PERIOD = 100_000  # microseconds, Docker's
 
 
+# What _mounts and _own_cgroups read, once per process (neither changes under a run).
+_mount_table: list[tuple[str, str, str, set[str]]] | None = None
+_own_paths: dict[str, str] | None = None
+
+
 def _mounts() -> list[tuple[str, str, str, set[str]]]:
     """(mount point, root inside the hierarchy, fs type, options) of every cgroup mount."""
+    global _mount_table
+    if _mount_table is None:
+        _mount_table = _read_mounts()
+    return _mount_table
+
+
+def _read_mounts() -> list[tuple[str, str, str, set[str]]]:
     found = []
     with open("/proc/self/mountinfo") as lines:
         for line in lines:
@@ -34,6 +46,13 @@ def _mounts() -> list[tuple[str, str, str, set[str]]]:
 
 def _own_cgroups() -> dict[str, str]:
     """Our cgroup path per v1 controller, and under "" the v2 one."""
+    global _own_paths
+    if _own_paths is None:
+        _own_paths = _read_own_cgroups()
+    return _own_paths
+
+
+def _read_own_cgroups() -> dict[str, str]:
     paths: dict[str, str] = {}
     with open("/proc/self/cgroup") as lines:
         for line in lines:
