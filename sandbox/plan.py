@@ -1,6 +1,7 @@
-"""From `pysandbox run`'s flags, an image and a policy to a RunSpec. Every flag that would
-loosen the policy is refused here, before anything starts, naming the policy file and line
-that forbids it."""
+"""From `pysandbox run`'s flags, an image and a policy to a plan (sandbox/warm.py turns a
+plan and the per-run flags into a RunSpec, on both paths). Every flag that would loosen the
+policy is refused here, before anything starts, naming the policy file and line that
+forbids it."""
 
 from __future__ import annotations
 
@@ -8,53 +9,27 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from images import Image
 from policies.loader import LoadedPolicy
 from policies.model import Limits, Size, granted_capabilities
 from policies.values import normalize_capability
 from sandbox import capabilities, mounts
-from sandbox.idmap import plan_id_maps
+from sandbox.idmap import IdMaps, plan_id_maps
 from sandbox.limits import plan_limits
-from sandbox.plan_light import parse_docker_size, tmpfs_flag
-from sandbox.process import command_line, environment, resolve_user
+from sandbox.plan_light import parse_docker_size
 from sandbox.rootfs import etc_file, image_lowers
-from sandbox.runner import RunSpec, hostname_for
-from sandbox.state import cache_root, container_dir
+from sandbox.runargs import RunArgs
+from sandbox.state import cache_root
+from sandbox.warm import make_plan
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 
 
 class Refused(Exception):
     """A flag the policy forbids, or a setting that cannot be honoured (exit 125)."""
-
-
-@dataclass
-class RunFlags:
-    image: str
-    command: list[str] = field(default_factory=list)
-    env: list[str] = field(default_factory=list)
-    workdir: str | None = None
-    user: str | None = None
-    volumes: list[str] = field(default_factory=list)
-    tmpfs: list[str] = field(default_factory=list)
-    network: str | None = None
-    hostname: str | None = None
-    memory: str | None = None
-    pids_limit: int | None = None
-    cpus: float | None = None
-    read_only: bool = False
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    security_opt: list[str] = field(default_factory=list)
-    privileged: bool = False
-    pid: str | None = None
-    entrypoint: str | None = None
-    name: str | None = None
-    rm: bool = False
 
 
 def _where(loaded: LoadedPolicy, *path: str) -> str:
@@ -65,7 +40,7 @@ def _where(loaded: LoadedPolicy, *path: str) -> str:
     return f"{loaded.chain[0]} (by default)"
 
 
-def check_flags(flags: RunFlags, loaded: LoadedPolicy) -> None:
+def check_flags(flags: RunArgs, loaded: LoadedPolicy) -> None:
     sandbox = loaded.policy.sandbox
 
     def refuse(flag: str, *path: str, why: str) -> NoReturn:
@@ -96,7 +71,7 @@ def check_flags(flags: RunFlags, loaded: LoadedPolicy) -> None:
             )
         elif key not in ("seccomp", "no-new-privileges"):
             raise Refused(f"--security-opt {option}: unsupported option (seccomp=PROFILE, no-new-privileges)")
-    for volume in flags.volumes:
+    for volume in flags.volume:
         _check_volume(volume, loaded, refuse)
     _check_limit(_memory_flag(flags.memory), sandbox.limits.memory, "--memory", loaded)
     _check_limit(flags.pids_limit, sandbox.limits.pids, "--pids-limit", loaded)
@@ -141,11 +116,6 @@ def _check_limit(asked: float | int | None, allowed: float | int | None, flag: s
         )
 
 
-def compiled_seccomp(loaded: LoadedPolicy, granted: frozenset[str]) -> bytes | None:
-    path = seccomp_file(loaded, granted)
-    return None if path is None else path.read_bytes()
-
-
 def seccomp_file(loaded: LoadedPolicy, granted: frozenset[str]) -> Path | None:
     """The policy's filter for these capabilities, compiled once and cached by content."""
     seccomp = loaded.policy.sandbox.seccomp
@@ -180,58 +150,63 @@ def _profile_stamp(profile: str) -> str:
         return ""
 
 
-def build_spec(flags: RunFlags, image: Image, loaded: LoadedPolicy) -> RunSpec:
+def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy) -> dict[str, Any]:
+    """The plan for `image` under the policy, with the flags that change what the policy
+    gives (sandbox.warm.POLICY_SENSITIVE: --privileged, --pid host, --network host,
+    --security-opt, limits) checked and applied. Without any of them it is the policy's own
+    plan, which a warm run may reuse; the per-run flags are sandbox.warm.spec_from_plan's."""
     check_flags(flags, loaded)
     sandbox = loaded.policy.sandbox
     id_maps = plan_id_maps(sandbox.ids)
     offset = id_maps.root_host_uid if os.geteuid() == 0 else 0
     lowers = tuple(str(folder) for folder in image_lowers(image, offset))
-    granted = set(granted_capabilities(sandbox.capabilities, sandbox.privileged or flags.privileged))
-    for raw in flags.cap_drop:
-        name = normalize_capability(raw)
-        granted = set() if name == "ALL" else granted - {name or ""}
-    passwd, group = etc_file(lowers, "passwd"), etc_file(lowers, "group")
-    user = resolve_user(flags.user or sandbox.ids.user or image.config.user, passwd, group)
-    name = flags.name or f"pysandbox-{os.getpid()}"
-    state = container_dir(name)
-    if os.geteuid() == 0:
-        os.chown(state, id_maps.root_host_uid, id_maps.gids[0].host)
-    namespaces = tuple(sandbox.namespaces)
-    if flags.network == "host":
-        namespaces = tuple(ns for ns in namespaces if ns != "network")
-    if flags.pid == "host":
-        namespaces = tuple(ns for ns in namespaces if ns != "pid")
+    granted = frozenset(granted_capabilities(sandbox.capabilities, sandbox.privileged or flags.privileged))
+    namespaces = [
+        ns for ns in sandbox.namespaces if (ns, "host") not in {("network", flags.network), ("pid", flags.pid)}
+    ]
     limits = plan_limits(_with_flag_limits(sandbox.limits, flags))
     missing = [item.name for item in limits if not item.enforced and item.name in sandbox.limits.required]
     if missing:
         raise Refused(f"limits {', '.join(missing)} are required by the policy but cannot be enforced here")
-    frozen = frozenset(granted)
-    return RunSpec(
+    bpf = seccomp_file(loaded, granted)
+    config = image.config
+    return make_plan(
         lowers=lowers,
-        state=state,
-        argv=command_line(image.config.entrypoint, image.config.cmd, flags.entrypoint, flags.command),
-        env=environment(image.config.env, flags.env, user) | {"HOSTNAME": flags.hostname or hostname_for(name)},
-        workdir=flags.workdir or image.config.working_dir or "/",
-        user=user,
-        hostname=flags.hostname or hostname_for(name),
-        namespaces=namespaces,
-        network="none" if flags.network == "none" else sandbox.network,
+        etc_files=(etc_file(lowers, "passwd"), etc_file(lowers, "group")),
+        config={
+            "entrypoint": config.entrypoint,
+            "cmd": config.cmd,
+            "env": config.env,
+            "working_dir": config.working_dir,
+            "user": config.user,
+        },
+        base={
+            "namespaces": namespaces,
+            "network": sandbox.network,
+            "capabilities": capabilities.mask(granted),
+            "no_new_privileges": sandbox.no_new_privileges or "no-new-privileges" in flags.security_opt,
+            "read_only_rootfs": sandbox.mounts.read_only_rootfs,
+            "masked_paths": [] if flags.privileged else list(sandbox.mounts.masked_paths),
+            "readonly_paths": [] if flags.privileged else list(sandbox.mounts.readonly_paths),
+            "wall_time": sandbox.limits.wall_time,
+            "user": sandbox.ids.user,
+            "signing_required": loaded.policy.signing.required,
+        },
         id_maps=id_maps,
-        capabilities=capabilities.mask(frozen),
-        no_new_privileges=sandbox.no_new_privileges or "no-new-privileges" in flags.security_opt,
-        seccomp_bpf=compiled_seccomp(loaded, frozen),
-        read_only_rootfs=sandbox.mounts.read_only_rootfs or flags.read_only,
-        masked_paths=() if flags.privileged else sandbox.mounts.masked_paths,
-        readonly_paths=() if flags.privileged else sandbox.mounts.readonly_paths,
-        tmpfs=[mounts.TmpfsMount(t.path, t.size, t.mode) for t in sandbox.mounts.tmpfs]
-        + [tmpfs_flag(t) for t in flags.tmpfs],
-        binds=[_bind_flag(v, id_maps.root_host_uid if os.geteuid() == 0 else None) for v in flags.volumes],
         limits=limits,
-        wall_time=sandbox.limits.wall_time,
+        tmpfs=[mounts.TmpfsMount(t.path, t.size, t.mode) for t in sandbox.mounts.tmpfs],
+        bpf_file=None if bpf is None else str(bpf),
+        # the trust a verification rested on: a changed key or root is a cache miss
+        policy_files=[*loaded.chain, *loaded.policy.signing.keys, *filter(None, [loaded.policy.signing.trusted_root])],
     )
 
 
-def _with_flag_limits(limits: Limits, flags: RunFlags) -> Limits:
+def bind_mounts(volumes: list[str], id_maps: IdMaps) -> list[mounts.BindMount]:
+    """-v flags (check_flags allowed them) as bind mounts; named volumes made as needed."""
+    return [_bind_flag(volume, id_maps.root_host_uid if os.geteuid() == 0 else None) for volume in volumes]
+
+
+def _with_flag_limits(limits: Limits, flags: RunArgs) -> Limits:
     """The policy's limits, lowered by --memory, --pids-limit and --cpus (check_flags has
     already refused any that would raise them)."""
     from dataclasses import replace
@@ -258,43 +233,3 @@ def _volume_path(name: str, owner: int | None) -> Path:
         os.chown(path, owner, owner)  # made by `volume create` or just now: hand it to container root
     (Path(cache_root()) / "volumes").chmod(0o711)
     return path
-
-
-def plan_for_cache(image: Image, loaded: LoadedPolicy, spec: RunSpec) -> dict[str, object]:
-    """What a warm run of the same image under the same policy may reuse (sandbox/warm.py):
-    everything but the per-run flags, which the warm path applies itself."""
-    from sandbox.warm import make_plan
-
-    sandbox = loaded.policy.sandbox
-    granted = frozenset(granted_capabilities(sandbox.capabilities, sandbox.privileged))
-    bpf = seccomp_file(loaded, granted)
-    config = image.config
-    return make_plan(
-        lowers=spec.lowers,
-        etc_files=(etc_file(spec.lowers, "passwd"), etc_file(spec.lowers, "group")),
-        config={
-            "entrypoint": config.entrypoint,
-            "cmd": config.cmd,
-            "env": config.env,
-            "working_dir": config.working_dir,
-            "user": config.user,
-        },
-        base={
-            "namespaces": list(sandbox.namespaces),
-            "network": sandbox.network,
-            "capabilities": capabilities.mask(granted),
-            "no_new_privileges": sandbox.no_new_privileges,
-            "read_only_rootfs": sandbox.mounts.read_only_rootfs,
-            "masked_paths": list(sandbox.mounts.masked_paths),
-            "readonly_paths": list(sandbox.mounts.readonly_paths),
-            "wall_time": sandbox.limits.wall_time,
-            "user": sandbox.ids.user,
-            "signing_required": loaded.policy.signing.required,
-        },
-        id_maps=spec.id_maps,
-        limits=plan_limits(sandbox.limits),
-        tmpfs=[mounts.TmpfsMount(t.path, t.size, t.mode) for t in sandbox.mounts.tmpfs],
-        bpf_file=None if bpf is None else str(bpf),
-        # the trust a verification rested on: a changed key or root is a cache miss
-        policy_files=[*loaded.chain, *loaded.policy.signing.keys, *filter(None, [loaded.policy.signing.trusted_root])],
-    )

@@ -52,8 +52,8 @@ _FORWARDED = (
 
 
 class RunSpec(Record):
-    """Everything the sequence needs, resolved beforehand (plain data; see sandbox.plan for
-    the cold path and sandbox.runcli for the warm one)."""
+    """Everything the sequence needs, resolved beforehand (plain data, built by
+    sandbox.warm.spec_from_plan from a plan: cached, or just made by sandbox.plan)."""
 
     __slots__ = (
         "argv",

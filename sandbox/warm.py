@@ -22,13 +22,14 @@ from sandbox.limits import Enforcement
 __all__ = ["Enforcement"]
 from sandbox.mounts import TmpfsMount
 from sandbox.process import User, command_line, environment, resolve_user
-from sandbox.state import cache_root
+from sandbox.state import cache_root, container_dir, remove_state
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
     from sandbox.runargs import RunArgs
+    from sandbox.runner import RunSpec
 
 FORMAT = 3
 # Flags that the cold path must check against the policy; with any of them, no warm start.
@@ -141,7 +142,57 @@ def id_maps_from(data: dict[str, Any]) -> IdMaps:
     )
 
 
-def resolve_run(plan: dict[str, Any], args: RunArgs, hostname: str) -> dict[str, Any]:
+def spec_from_plan(plan: dict[str, Any], args: RunArgs) -> RunSpec:
+    """The RunSpec for a plan (cached, or just made by sandbox.plan) plus this run's own
+    flags, none of which can loosen the policy; the one place either path builds one.
+    Raises ProcessError or OSError (an unknown user, an unreadable --env-file), leaving no
+    state folder behind."""
+    from sandbox import capabilities
+    from sandbox.runner import RunSpec, hostname_for
+
+    base: dict[str, Any] = plan["base"]
+    name = args.name or f"pysandbox-{os.getpid()}"
+    hostname = args.hostname or hostname_for(name)
+    state = container_dir(name)
+    id_maps = id_maps_from(plan["id_maps"])
+    try:
+        if os.geteuid() == 0:
+            os.chown(state, id_maps.root_host_uid, id_maps.gids[0].host)
+        run = _resolve_run(plan, args, hostname)
+        seccomp_bpf = None if plan["bpf"] is None else _read_bytes(plan["bpf"])
+    except BaseException:
+        remove_state(state)
+        raise
+    granted = int(base["capabilities"])
+    for raw in args.cap_drop:  # Docker's spellings: ALL, chown, CAP_CHOWN
+        upper = raw.strip().upper()
+        dropped = capabilities.mask({upper if upper.startswith("CAP_") else f"CAP_{upper}"})
+        granted = 0 if upper == "ALL" else granted & ~dropped
+    return RunSpec(
+        lowers=tuple(plan["lowers"]),
+        state=state,
+        argv=run["argv"],
+        env=run["env"],
+        workdir=run["workdir"],
+        user=run["user"],
+        hostname=hostname,
+        namespaces=tuple(base["namespaces"]),
+        network="none" if args.network == "none" else base["network"],
+        id_maps=id_maps,
+        capabilities=granted,
+        no_new_privileges=bool(base["no_new_privileges"]),
+        seccomp_bpf=seccomp_bpf,
+        read_only_rootfs=bool(base["read_only_rootfs"]) or args.read_only,
+        masked_paths=tuple(base["masked_paths"]),
+        readonly_paths=tuple(base["readonly_paths"]),
+        tmpfs=[TmpfsMount(**t) for t in plan["tmpfs"]] + _tmpfs_flags(args.tmpfs),
+        binds=[],
+        limits=[Enforcement(**item) for item in plan["limits"]],
+        wall_time=base["wall_time"],
+    )
+
+
+def _resolve_run(plan: dict[str, Any], args: RunArgs, hostname: str) -> dict[str, Any]:
     """The per-run part: command, environment, user, working directory."""
     config = plan["config"]
     passwd, group = plan["etc_files"]
@@ -156,3 +207,16 @@ def resolve_run(plan: dict[str, Any], args: RunArgs, hostname: str) -> dict[str,
         "user": user,
         "workdir": args.workdir or config["working_dir"] or "/",
     }
+
+
+def _tmpfs_flags(flags: list[str]) -> list[TmpfsMount]:
+    if not flags:  # most runs: no import
+        return []
+    from sandbox.plan_light import tmpfs_flag
+
+    return [tmpfs_flag(text) for text in flags]
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as stored:
+        return stored.read()

@@ -235,6 +235,11 @@ def test_after_kill_9_during_verification_or_unpack_the_next_run_works_and_the_c
         process.wait(timeout=20)
     again = subprocess.run(argv, capture_output=True, text=True, cwd="/", timeout=60)
     assert again.returncode == 0, again.stderr
+    # A kill that came while the container ran left its state folder and cgroup: prune them.
+    prune = [*run_argv(sandbox, [], fresh_state)[:-1], "prune"]
+    assert subprocess.run(prune, capture_output=True, cwd="/").returncode == 0
+    left = subprocess.run([*prune, "--dry-run"], capture_output=True, text=True, cwd="/").stdout
+    assert "would remove" not in left, left
     monkeypatch.setenv("PYSANDBOX_STATE", str(tmp_path / "reference"))
     image_lowers(open_image(str(folder / "image.tar")), 0)
     reference, cached = (layer_roots(state / "layers") for state in (tmp_path / "reference", fresh_state))

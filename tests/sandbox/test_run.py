@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.sandbox.conftest import command
-from tests.sandbox.harness import cmdline, start_until_ready
+from tests.sandbox.harness import cmdline, start_until_ready, tool
 
 
 def status(text: str) -> dict[str, str]:
@@ -183,6 +183,7 @@ def test_killing_pysandbox_kills_the_whole_container(sandbox, world: Path) -> No
     while time.monotonic() < deadline and any(marker in cmdline(p) for p in os.listdir("/proc") if p.isdigit()):
         time.sleep(0.1)
     assert not any(marker in cmdline(p) for p in os.listdir("/proc") if p.isdigit())
+    assert tool(sandbox, "prune").returncode == 0  # the state folder and cgroup a SIGKILL leaves
 
 
 def test_rm_removes_files_the_containers_other_users_wrote(sandbox, world: Path) -> None:  # type: ignore[no-untyped-def]
