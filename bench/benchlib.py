@@ -381,9 +381,14 @@ class ForeignCpu:
     """CPU seconds the rest of the machine used while we measured: the machine's busy time
     minus our children's user+sys, split into kernel work (kernel threads such as writeback and
     the loop device, and interrupts: a side effect of our own writes, mostly) and the rest,
-    which is other processes: the contamination indicator."""
+    which is other processes: the contamination indicator.
+
+    "Our children" includes what the measured tools leave behind: podman's conmon detaches
+    from podman (double fork), so we are a child subreaper while measuring, and orphans are
+    reparented to us and reaped here, their CPU time counted as ours, not as foreign."""
 
     def __enter__(self) -> ForeignCpu:
+        _subreaper(True)
         self.busy0 = _cpu_jiffies()[0]
         self.kernel0 = _kernel_jiffies()
         self.ours0 = _children_cpu()
@@ -391,6 +396,8 @@ class ForeignCpu:
         return self
 
     def __exit__(self, *_: object) -> None:
+        _reap_orphans()
+        _subreaper(False)
         tick = os.sysconf("SC_CLK_TCK")
         busy = (_cpu_jiffies()[0] - self.busy0) / tick
         self.kernel = (_kernel_jiffies() - self.kernel0) / tick
@@ -406,6 +413,25 @@ class ForeignCpu:
             f"other processes used {self.foreign:.1f} CPU-s ({self.share():.0%} of the machine) and kernel "
             f"threads and interrupts {self.kernel:.1f} CPU-s during the {self.wall:.0f} s of measuring"
         )
+
+
+def _subreaper(on: bool) -> None:
+    import ctypes
+
+    pr_set_child_subreaper = 36
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, ctypes.c_ulong(int(on)), 0, 0, 0)
+
+
+def _reap_orphans() -> None:
+    """Wait for the orphans we adopted that have exited (the measured commands themselves
+    were waited for by hyperfine's caller); those still running are left alone."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _kernel_jiffies() -> int:
