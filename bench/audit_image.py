@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import io
 import json
 import math
 import os
@@ -35,7 +34,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +47,9 @@ HYPERFINE = "/usr/bin/hyperfine"
 GNU_TIME = "/usr/bin/time"
 
 sys.path.insert(0, str(REPO))
+
+import benchlib as b  # noqa: E402 - bench/ is sys.path[0]
+from benchlib import run_hyperfine_ignoring_failures as run_hyperfine  # noqa: E402
 
 GENERATOR_VERSION = 1  # bump when the generator changes, so the cached image is rebuilt
 SPEC: dict[str, Any] = {
@@ -65,7 +66,6 @@ SPEC: dict[str, Any] = {
     "hardlinks": 100,
 }
 TAG = "bench/audit-image:1.0"
-_MTIME = 1_700_000_000
 _TOP_DIRS = ["usr/lib", "usr/share", "usr/bin", "opt/app", "var/lib", "etc/conf"]
 _EXTENSIONS = [".so", ".py", ".txt", ".json", ".dat", "", ".h", ".js", ".mo", ".gz"]
 
@@ -74,11 +74,6 @@ _EXTENSIONS = [".so", ".py", ".txt", ".json", ".dat", "", ".h", ".js", ".mo", ".
 def _key(spec: dict[str, Any]) -> str:
     text = json.dumps({**spec, "v": GENERATOR_VERSION}, sort_keys=True)
     return "audit-image-" + hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
-def _parents(path: str) -> list[str]:
-    parts = path.split("/")[:-1]
-    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 class _Layer:
@@ -142,7 +137,7 @@ def _plan(spec: dict[str, Any], rng: random.Random) -> tuple[list[_Layer], dict[
             for path in rng.sample(candidates, whiteouts_at.count(index)):
                 layer.whiteouts.append(path)
                 counts["whiteouts"] += 1
-            touched = {d for p in layer.files for d in _parents(p)}
+            touched = {d for p in layer.files for d in b.parents(p)}
             for _ in range(dir_whiteouts_at.count(index)):
                 # a directory three deep with lower files in it and nothing of this layer
                 options = sorted(
@@ -187,50 +182,24 @@ def _plan(spec: dict[str, Any], rng: random.Random) -> tuple[list[_Layer], dict[
 
 
 def _layer_tar(layer: _Layer, rng: random.Random, pool: bytes) -> tuple[bytes, dict[str, int]]:
-    buffer = io.BytesIO()
-    counts = {"dirs": 0, "files": 0, "file_bytes": 0, "symlinks": 0, "hardlinks": 0, "whiteout_entries": 0}
+    """The layer's tar (benchlib.layer_tar); file bodies are random slices of `pool`."""
 
-    def info(name: str, kind: bytes, mode: int, size: int = 0, link: str = "") -> tarfile.TarInfo:
-        item = tarfile.TarInfo(name)
-        item.type, item.mode, item.size, item.linkname = kind, mode, size, link
-        item.mtime, item.uid, item.gid, item.uname, item.gname = _MTIME, 0, 0, "", ""
-        return item
+    def body(size: int, _: object) -> bytes:
+        start = rng.randrange(0, len(pool) - size)
+        return pool[start : start + size]
 
-    dirs: set[str] = set()
     named = [*layer.files, *layer.symlinks, *layer.hardlinks, *layer.whiteouts, *(d + "/x" for d in layer.opaque)]
-    for path in named:
-        dirs.update(_parents(path))
-    entries: list[tuple[str, tuple[Any, ...]]] = [(d + "/", ("dir",)) for d in dirs]
-    entries += [(p, ("file", size, mode)) for p, (size, mode) in layer.files.items()]
-    entries += [(p, ("symlink", target)) for p, target in layer.symlinks.items()]
-    for path in layer.whiteouts:
-        parent, _, base = path.rpartition("/")
-        entries.append((f"{parent}/.wh.{base}", ("whiteout",)))
-    entries += [(d + "/.wh..wh..opq", ("whiteout",)) for d in layer.opaque]
-    entries.sort(key=lambda e: e[0])
-    entries += [(p, ("hardlink", target)) for p, target in sorted(layer.hardlinks.items())]
-
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for name, what in entries:
-            if what[0] == "dir":
-                archive.addfile(info(name.rstrip("/"), tarfile.DIRTYPE, 0o755))
-                counts["dirs"] += 1
-            elif what[0] == "file":
-                _, size, mode = what
-                start = rng.randrange(0, len(pool) - size)
-                archive.addfile(info(name, tarfile.REGTYPE, mode, size), io.BytesIO(pool[start : start + size]))
-                counts["files"] += 1
-                counts["file_bytes"] += size
-            elif what[0] == "symlink":
-                archive.addfile(info(name, tarfile.SYMTYPE, 0o777, link=what[1]))
-                counts["symlinks"] += 1
-            elif what[0] == "hardlink":
-                archive.addfile(info(name, tarfile.LNKTYPE, 0o644, link=what[1]))
-                counts["hardlinks"] += 1
-            else:
-                archive.addfile(info(name, tarfile.REGTYPE, 0o644))
-                counts["whiteout_entries"] += 1
-    return buffer.getvalue(), counts
+    plan = b.LayerPlan(
+        dirs={folder for path in named for folder in b.parents(path)},
+        files=[(path, size, None, mode) for path, (size, mode) in layer.files.items()],
+        symlinks=list(layer.symlinks.items()),
+        hardlinks=sorted(layer.hardlinks.items()),
+        whiteouts=layer.whiteouts,
+        opaque=layer.opaque,
+    )
+    tar, counts = b.layer_tar(plan, body, owner_name="")
+    counts["whiteout_entries"] = counts.pop("whiteouts")  # "whiteouts" is the plan's count of files
+    return tar, counts
 
 
 def image(spec: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
@@ -275,9 +244,6 @@ def rel(path: Path) -> str:
         return str(path.relative_to(REPO))
     except ValueError:
         return str(path)
-
-
-from benchlib import run_hyperfine_ignoring_failures as run_hyperfine  # noqa: E402 - bench/ is sys.path[0]
 
 
 def peak_rss_kib(command: str, runs: int, out: Path) -> tuple[int, str]:

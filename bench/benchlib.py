@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -119,18 +119,18 @@ class _Content:
 
 
 @dataclass
-class _Plan:
-    """One layer's entries, in the order they go into the tar."""
+class LayerPlan:
+    """One layer's entries (audit_image.py builds these too); layer_tar writes them."""
 
     dirs: set[str]
-    files: list[tuple[str, int, str, int]]  # path, size, content kind, mode
+    files: list[tuple[str, int, Any, int]]  # path, size, what `body` is told about it, mode
     symlinks: list[tuple[str, str]]  # path, target
     hardlinks: list[tuple[str, str]]  # path, target path (a file of the same layer)
     whiteouts: list[str]  # path whose ".wh." marker this layer carries
     opaque: list[str]  # directories this layer makes opaque
 
 
-def _plan(spec: ImageSpec, rng: random.Random) -> list[_Plan]:
+def _plan(spec: ImageSpec, rng: random.Random) -> list[LayerPlan]:
     # A directory tree of about one directory per 15 files, at most 6 deep.
     dirs = list(_TOP_DIRS)
     for i in range(max(1, spec.files // 15)):
@@ -153,7 +153,7 @@ def _plan(spec: ImageSpec, rng: random.Random) -> list[_Plan]:
 
     # The first layer is the "base" and holds about a third of the files.
     weights = [3.0] + [0.7] * (spec.layers - 1)
-    plans = [_Plan(set(), [], [], [], [], []) for _ in range(spec.layers)]
+    plans = [LayerPlan(set(), [], [], [], [], []) for _ in range(spec.layers)]
     live: list[tuple[str, int]] = []  # (path, layer) of files present so far
     for i, size in enumerate(sizes):
         layer = rng.choices(range(spec.layers), weights)[0]
@@ -193,30 +193,32 @@ def _plan(spec: ImageSpec, rng: random.Random) -> list[_Plan]:
 
     for plan in plans:
         for path in [p for p, *_ in plan.files] + [p for p, _ in plan.symlinks + plan.hardlinks] + plan.whiteouts:
-            plan.dirs.update(_parents(path))
+            plan.dirs.update(parents(path))
         for path in plan.opaque:
-            plan.dirs.update(_parents(path + "/x"))
+            plan.dirs.update(parents(path + "/x"))
     return plans
 
 
-def _parents(path: str) -> list[str]:
+def parents(path: str) -> list[str]:
     parts = path.split("/")[:-1]
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def _layer_tar(plan: _Plan, content: _Content) -> tuple[bytes, dict[str, int]]:
+def layer_tar(plan: LayerPlan, body: Callable[[int, Any], bytes], owner_name: str) -> tuple[bytes, dict[str, int]]:
+    """The layer as an uncompressed tar: entries in path order (a directory's entry before
+    its children's), hard links last; file contents from body(size, what), called in that
+    order. Returns the tar and what it holds, by kind."""
     buffer = io.BytesIO()
     counts = {"dirs": 0, "files": 0, "file_bytes": 0, "symlinks": 0, "hardlinks": 0, "whiteouts": 0}
 
     def info(name: str, kind: bytes, mode: int, size: int = 0, link: str = "") -> tarfile.TarInfo:
         item = tarfile.TarInfo(name)
         item.type, item.mode, item.size, item.linkname = kind, mode, size, link
-        item.mtime, item.uid, item.gid, item.uname, item.gname = _MTIME, 0, 0, "root", "root"
+        item.mtime, item.uid, item.gid, item.uname, item.gname = _MTIME, 0, 0, owner_name, owner_name
         return item
 
-    # Entries in path order (a directory's entry before its children's), hard links last.
     entries: list[tuple[str, Any]] = [(d + "/", ("dir",)) for d in plan.dirs]
-    entries += [(path, ("file", size, kind, mode)) for path, size, kind, mode in plan.files]
+    entries += [(path, ("file", size, what, mode)) for path, size, what, mode in plan.files]
     entries += [(path, ("symlink", target)) for path, target in plan.symlinks]
     for path in plan.whiteouts:
         parent, _, base = path.rpartition("/")
@@ -226,20 +228,20 @@ def _layer_tar(plan: _Plan, content: _Content) -> tuple[bytes, dict[str, int]]:
     entries += [(path, ("hardlink", target)) for path, target in plan.hardlinks]
 
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for name, what in entries:
-            if what[0] == "dir":
+        for name, entry in entries:
+            if entry[0] == "dir":
                 archive.addfile(info(name.rstrip("/"), tarfile.DIRTYPE, 0o755))
                 counts["dirs"] += 1
-            elif what[0] == "file":
-                _, size, kind, mode = what
-                archive.addfile(info(name, tarfile.REGTYPE, mode, size), io.BytesIO(content.body(size, kind)))
+            elif entry[0] == "file":
+                _, size, what, mode = entry
+                archive.addfile(info(name, tarfile.REGTYPE, mode, size), io.BytesIO(body(size, what)))
                 counts["files"] += 1
                 counts["file_bytes"] += size
-            elif what[0] == "symlink":
-                archive.addfile(info(name, tarfile.SYMTYPE, 0o777, link=what[1]))
+            elif entry[0] == "symlink":
+                archive.addfile(info(name, tarfile.SYMTYPE, 0o777, link=entry[1]))
                 counts["symlinks"] += 1
-            elif what[0] == "hardlink":
-                archive.addfile(info(name, tarfile.LNKTYPE, 0o644, link=what[1]))
+            elif entry[0] == "hardlink":
+                archive.addfile(info(name, tarfile.LNKTYPE, 0o644, link=entry[1]))
                 counts["hardlinks"] += 1
             else:
                 archive.addfile(info(name, tarfile.REGTYPE, 0o644))
@@ -264,7 +266,7 @@ def generate(spec: ImageSpec) -> GeneratedImage:
     tars = []
     totals: dict[str, float] = {}
     for plan in plans:
-        tar, counts = _layer_tar(plan, content)
+        tar, counts = layer_tar(plan, content.body, "root")
         tars.append(tar)
         for key, value in counts.items():
             totals[key] = totals.get(key, 0) + value
