@@ -311,10 +311,13 @@ def hyperfine(
     export: Path,
     warmup: int = 1,
     runs: int = 3,
+    ignore_failures: bool = False,
 ) -> tuple[list[Measured], list[str]]:
     """Run hyperfine (cwd = the repo) over named shell commands; return the measurements and
-    the exact argv used."""
-    argv = ["hyperfine", "--warmup", str(warmup), "--runs", str(runs), "--style", "basic"]
+    the exact argv used. Its report goes to stderr: stdout is for the results section.
+    `ignore_failures`: hyperfine -i, for tools that exit 1 on findings."""
+    argv = ["hyperfine", *(["-i"] if ignore_failures else []), "--warmup", str(warmup), "--runs", str(runs)]
+    argv += ["--style", "basic"]
     for one in [prepare] if isinstance(prepare, str) else prepare:  # one for all, or one per command
         if one:
             argv += ["--prepare", one]
@@ -322,7 +325,7 @@ def hyperfine(
     for name, command in commands:
         argv += ["-n", name, command]
     print("$ " + shlex.join(argv), file=sys.stderr, flush=True)
-    subprocess.run(argv, cwd=REPO, check=True)
+    subprocess.run(argv, cwd=REPO, check=True, stdout=sys.stderr)
     data = json.loads(export.read_text())
     measured = []
     for (name, command), result in zip(commands, data["results"], strict=True):
@@ -462,6 +465,7 @@ def measure(
     rss: dict[int, Path] | None = None,
     attempts: int = 2,
     max_foreign: float = 0.10,
+    ignore_failures: bool = False,
 ) -> tuple[list[Measured], list[str], str]:
     """hyperfine on an idle machine. If other processes took more than `max_foreign` of the
     machine's CPU while we measured, wait for quiet and measure again, up to `attempts` times,
@@ -476,7 +480,9 @@ def measure(
         for path in rss.values():
             path.unlink(missing_ok=True)
         with ForeignCpu() as foreign:
-            measured, argv = hyperfine(commands, prepare, export.with_suffix(f".attempt{attempt}.json"), warmup, runs)
+            measured, argv = hyperfine(
+                commands, prepare, export.with_suffix(f".attempt{attempt}.json"), warmup, runs, ignore_failures
+            )
         for index, path in rss.items():
             measured[index].peak_rss_kb = peak_rss(path)
         share = foreign.share()
@@ -615,33 +621,8 @@ def append_results(title: str, body: str, argv_lines: list[str]) -> None:
 def run_hyperfine_ignoring_failures(
     commands: list[tuple[str, str]], export: Path, warmup: int, runs: int
 ) -> tuple[list[dict[str, Any]], str, str]:
-    """hyperfine `-i` (the audited tools exit 1 on findings) on an idle machine: wait for
-    quiet first, and measure once more if other processes took more than 10% of the CPU
-    meanwhile. Returns the results, the command line and a note on the machine's load.
-    Shared by audit_image.py and audit_dockerfiles.py."""
-    argv = ["/usr/bin/hyperfine", "-i", "--warmup", str(warmup), "--runs", str(runs), "--style", "basic"]
-    argv += ["--export-json", rel(export)]
-    for name, command in commands:
-        argv += ["-n", name, command]
-    notes = []
-    kept: tuple[float, int, list[dict[str, Any]]] | None = None  # (foreign share, attempt, results)
-    for attempt in (1, 2):
-        quiet = wait_for_quiet()
-        print("$ " + shlex.join(argv), file=sys.stderr, flush=True)
-        with ForeignCpu() as foreign:
-            subprocess.run(argv, cwd=REPO, check=True, stdout=sys.stderr)
-        share = foreign.foreign / max(1e-9, foreign.wall * (os.cpu_count() or 1))
-        notes.append(
-            f"attempt {attempt}: {quiet}; other processes used {foreign.foreign:.1f} CPU-s during the "
-            f"{foreign.wall:.0f} s of measuring ({share:.0%} of the machine)"
-        )
-        if kept is None or share < kept[0]:
-            kept = (share, attempt, json.loads(export.read_text())["results"])
-        if share <= 0.10:
-            break
-    assert kept is not None
-    if kept[0] > 0.10:
-        notes.append(f"CONTAMINATED: other processes were busy during both; kept attempt {kept[1]}, the quieter")
-    elif len(notes) > 1:
-        notes.append(f"kept attempt {kept[1]}")
-    return kept[2], shlex.join(argv), "; ".join(notes)
+    """`measure` with hyperfine -i (the audited tools exit 1 on findings), for audit_image.py
+    and audit_dockerfiles.py, which read hyperfine's own results (exit codes included).
+    Returns them, the command line and a note on the machine's load."""
+    _, argv, note = measure(commands, "", export, warmup, runs, ignore_failures=True)
+    return json.loads(export.read_text())["results"], shlex.join(argv), note
