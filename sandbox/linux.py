@@ -68,12 +68,14 @@ NUMBERS = {
 }[os.uname().machine]  # fmt: skip
 
 
-def call(name: str, *args: int | bytes | bytearray | None, what: str) -> int:
-    """System call `name`; an OSError says `what` was being done."""
+def call(name: str, *args: int | bytes | bytearray | None, what: str, hints: dict[int, str] | None = None) -> int:
+    """System call `name`; an OSError says `what` was being done, and `hints` may say why
+    an errno comes up there."""
     try:
         return syscall(NUMBERS[name], *args)
     except OSError as error:
-        raise OSError(error.errno, f"{what}: {error.strerror}") from None
+        hint = (hints or {}).get(error.errno or 0)
+        raise OSError(error.errno, f"{what}: {error.strerror}" + (f"; {hint}" if hint else "")) from None
 
 
 def _path(text: str) -> bytes:

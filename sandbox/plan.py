@@ -161,9 +161,8 @@ def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy) -> dict[str, 
     offset = id_maps.root_host_uid if os.geteuid() == 0 else 0
     lowers = tuple(str(folder) for folder in image_lowers(image, offset))
     granted = frozenset(granted_capabilities(sandbox.capabilities, sandbox.privileged or flags.privileged))
-    namespaces = [
-        ns for ns in sandbox.namespaces if (ns, "host") not in {("network", flags.network), ("pid", flags.pid)}
-    ]
+    shared = {"network": flags.network == "host", "pid": flags.pid == "host"}  # the host's: not made
+    namespaces = [name for name in sandbox.namespaces if not shared.get(name)]
     limits = plan_limits(_with_flag_limits(sandbox.limits, flags))
     missing = [item.name for item in limits if not item.enforced and item.name in sandbox.limits.required]
     if missing:

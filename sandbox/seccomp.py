@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import sys
 
-from sandbox.linux import NUMBERS, address, syscall
+from sandbox.linux import address, call
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # `run`'s warm start imports this module: typing costs it 3 ms
@@ -56,19 +56,17 @@ def load_bpf(bpf: bytes, *, has_cap_sys_admin: bool = False, flags: Iterable[str
             raise OSError(errno.EINVAL, f"unknown seccomp filter flag {name!r}")
         mask |= FILTER_FLAGS[name]
     if not has_cap_sys_admin:
-        _attempt(
-            "cannot set no_new_privs, which loading a seccomp filter without CAP_SYS_ADMIN needs",
-            NUMBERS["prctl"], PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0,
-        )  # fmt: skip
+        what = "cannot set no_new_privs, which loading a seccomp filter without CAP_SYS_ADMIN needs"
+        call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, what=what, hints=_HINTS)
     program = bytes(bpf)  # alive until the kernel has copied it
     # struct sock_fprog: unsigned short len, (padding), struct sock_filter *filter
     fprog = count.to_bytes(2, sys.byteorder) + bytes(_POINTER_BYTES - 2)
     fprog += address(program).to_bytes(_POINTER_BYTES, sys.byteorder)
     refused = "the kernel refused the seccomp filter"
     if mask:
-        result = _attempt(refused, NUMBERS["seccomp"], SECCOMP_SET_MODE_FILTER, mask, fprog)
+        result = call("seccomp", SECCOMP_SET_MODE_FILTER, mask, fprog, what=refused, hints=_HINTS)
     else:
-        result = _attempt(refused, NUMBERS["prctl"], PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0)
+        result = call("prctl", PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0, what=refused, hints=_HINTS)
     if result > 0:  # TSYNC answers with the id of a thread it could not synchronise
         raise OSError(errno.ESRCH, f"the seccomp filter could not be applied to thread {result} of this process")
 
@@ -79,12 +77,3 @@ _HINTS = {
     errno.EFAULT: "the program could not be read",
     errno.ENOMEM: "the filters of this process exceed the kernel's limit",
 }
-
-
-def _attempt(what: str, number: int, *args: int | bytes) -> int:
-    """The system call; an OSError says `what` failed, with a hint at why."""
-    try:
-        return syscall(number, *args)
-    except OSError as error:
-        hint = _HINTS.get(error.errno or 0)
-        raise OSError(error.errno, f"{what}: {error.strerror}" + (f"; {hint}" if hint else "")) from None
