@@ -2,7 +2,8 @@
 through sigstore-python), and the verification gate.
 
 sign exits 0 signed, 2 when it cannot sign (bad arguments, no token, no network); verify exits
-0 verified, 1 refused, 2 bad input (an unreadable image, policy, key or bundle)."""
+0 verified, 1 refused (a signature that does not verify, or content that does not match it),
+2 bad input (an unreadable image, policy, key or bundle)."""
 
 from __future__ import annotations
 
@@ -195,29 +196,52 @@ def verify(
             "the policy's match_reference holds the signature to the image's own names.",
         ),
     ] = None,
+    signature_only: Annotated[
+        bool,
+        typer.Option(
+            "--signature-only",
+            help="Verify the signature over the manifest digest and stop: do not read the config and "
+            "layer blobs to check them against it (the verdict says content was not checked).",
+        ),
+    ] = False,
     output_format: Annotated[
         OutputFormat, typer.Option("--format", help="text for people, json for scripts.")
     ] = OutputFormat.text,
 ) -> None:
-    """Verify IMAGE's signature against the policy's keys, identities and trust root, offline.
+    """Verify IMAGE's signature against the policy's keys, identities and trust root, offline,
+    then its content: every blob under the signed manifest is read and must match its digest
+    and size, and each layer its diff_id (skipped with --signature-only).
     Exit 0 verified, 1 refused, 2 bad input."""
     from images import ImageError, open_image
     from policies.errors import PolicyError
     from policies.loader import load_policy
     from policies.model import SigningPolicy
     from signing.errors import VerificationError
-    from signing.verify import verify_image
+    from signing.verify import content_not_checked, verify_image
 
     try:
         signing_policy = load_policy(policy).policy.signing if policy else SigningPolicy()
         opened = open_image(image)
-        verdict = verify_image(opened, signing_policy, bundle, extra_keys=key or (), reference=reference)
+        verdict = verify_image(
+            opened,
+            signing_policy,
+            bundle,
+            extra_keys=key or (),
+            reference=reference,
+            check_content=not signature_only,
+        )
+        if signature_only:
+            verdict = content_not_checked(verdict, "--signature-only")
     except (ImageError, PolicyError, VerificationError) as error:
         fail("pysandbox", " ".join(str(error).split()), EXIT_BAD_INPUT)
     if output_format is OutputFormat.json:
         typer.echo(json.dumps(verdict.to_json(), indent=2))
     elif verdict.verified:
-        typer.echo(f"verified {verdict.manifest_digest}")
+        if verdict.content_checked:
+            what = f"signature and content ({verdict.content_blobs} blobs, {verdict.content_bytes} bytes)"
+        else:
+            what = "signature only (content not checked: --signature-only)"
+        typer.echo(f"verified {what}: {verdict.manifest_digest}")
         typer.echo(f"  signer: {verdict.signer}")
         typer.echo(f"  time source: {verdict.time_source}")
         typer.echo(f"  bundle: {verdict.bundle_origin}")

@@ -11,6 +11,7 @@ RefusalKind = Literal[
     "untrusted-key",  # a public-key signature by a key the policy does not name
     "malformed",  # the bundle cannot be parsed or lacks what its kind needs
     "signature",  # the signature does not verify over what the bundle says was signed
+    "content",  # the signature verifies, but a blob under the signed manifest does not match it
     "untrusted-root",  # the certificate chain, log or timestamps do not lead to the trusted root
     "bad-input",  # a key, trust root or policy file that cannot be used at all
 ]

@@ -22,17 +22,21 @@ its own):
       log does not vouch for the entry, else the signature does not verify.
 4. Check what was signed names this image's manifest digest; another digest: replay. When
    the policy asks (`match_reference`), it must also name one of the image's names; another: replay.
+5. When the caller asks (`check_content`, as `pysandbox verify` does unless --signature-only),
+   read every blob under the manifest: each layer's digest and size, and its diff_id
+   (`images.content`); a mismatch: content.
 
-A verified manifest digest means verified content: `images/` checks every config and layer
-blob under the manifest against its digest when it reads it (a flipped layer byte fails the
-unpack or audit that streams it), so nothing unverified reaches a container."""
+A verified signature alone covers the manifest, not the bytes on disk: without step 5 a layer
+altered after signing still verifies here. Nothing unverified reaches a container either way,
+because `images/` checks every blob against its digest as it reads it (unpack, audit), but
+only step 5 lets a verdict say that the content is what was signed."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,7 @@ from signing.payload import (
 from signing.tlog import LogReport, SignedContent, check_log_entries
 
 NO_TRUSTED_TIME = "none: a public-key signature carries no verified signing time"
+CONTENT_NOT_CHECKED = "content digests: the config and layer blobs were not read"
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,9 @@ class Verdict:
     refusal: RefusalKind | None = None
     reason: str | None = None  # one sentence when refused
     bundle_origin: str | None = None
+    content_checked: bool = False  # step (5) ran: every blob was read and held to the manifest
+    content_blobs: int | None = None  # when the content verified: the config and the layer blobs
+    content_bytes: int | None = None  # ... and their bytes as stored
 
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
@@ -109,13 +117,16 @@ def verify_image(
     bundle: Path | None = None,
     extra_keys: Sequence[Path] = (),
     reference: str | None = None,
+    check_content: bool = False,
 ) -> Verdict:
     """Verify `image` against `policy`; a refusal is a Verdict with `verified` False.
 
     Raises VerificationError (kind "bad-input") only for what the policy or caller named and
     cannot be used: an unreadable key, an unreadable bundle file. `reference`, when given,
     must be named by what was signed; else, when the policy's `match_reference` is on, one
-    of the image's own names must be."""
+    of the image's own names must be. `check_content` adds step (5), which reads the whole
+    image; without it the verdict is about the signature alone (right for callers that check
+    each blob as they read it, such as run and audit; others say so: `content_not_checked`)."""
     trust = Trust.from_policy(policy, extra_keys)
     digest = str(image.manifest_digest)
     # (1): find the bundles.
@@ -137,11 +148,13 @@ def verify_image(
     failures: list[tuple[FoundBundle, VerificationError]] = []
     for candidate in found:
         try:
-            return _verify_candidate(image, candidate, trust, _references_to_match(image, policy, reference))
+            verdict = _verify_candidate(image, candidate, trust, _references_to_match(image, policy, reference))
         except VerificationError as error:
             if error.kind == "bad-input":
                 raise
             failures.append((candidate, error))
+        else:
+            return _verify_content(image, verdict) if check_content else verdict
     candidate, refused = _most_telling(failures)
     others = f" ({len(failures) - 1} other bundles also refused)" if len(failures) > 1 else ""
     return Verdict(
@@ -201,6 +214,42 @@ def _verify_candidate(image: Image, found: FoundBundle, trust: Trust, references
         not_checked=tuple(result.not_checked),
         bundle_origin=found.origin,
     )
+
+
+def _verify_content(image: Image, verdict: Verdict) -> Verdict:
+    # (5): every blob under the signed manifest, against its digest, size and diff_id.
+    from images.content import verify_content
+
+    try:
+        report = verify_content(image)
+    except ImageError as error:
+        return replace(
+            verdict,
+            verified=False,
+            refusal="content",
+            reason="the signature verifies, but the content does not match it: " + " ".join(str(error).split()),
+            content_checked=True,
+        )
+    layers = len(image.layers)
+    checked = (
+        f"content digests: the config and {layers} layer blob{'s' if layers != 1 else ''} match the signed "
+        f"manifest (digest and size), each layer its diff_id ({report.blobs} blobs, {report.bytes} bytes)"
+    )
+    return replace(
+        verdict,
+        checked=(*verdict.checked, checked),
+        content_checked=True,
+        content_blobs=report.blobs,
+        content_bytes=report.bytes,
+    )
+
+
+def content_not_checked(verdict: Verdict, why: str) -> Verdict:
+    """A verified verdict whose content was deliberately left unread says so among what was
+    not checked, with `why` (such as the option that asked for it)."""
+    if not verdict.verified:
+        return verdict
+    return replace(verdict, not_checked=(*verdict.not_checked, f"{CONTENT_NOT_CHECKED} ({why})"))
 
 
 def _claim(result: BundleResult) -> SignedClaim:

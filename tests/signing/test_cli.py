@@ -25,6 +25,7 @@ def test_keygen_sign_and_verify_an_oci_layout_end_to_end(tmp_path: Path) -> None
     assert verified.exit_code == 0, verified.output
     verdict = json.loads(verified.stdout)
     assert verdict["verified"] and verdict["signer"].startswith("key sha256:")
+    assert verdict["content_checked"] is True and verdict["content_blobs"] == 2
 
 
 def test_verify_refuses_with_exit_1_and_one_line(tmp_path: Path) -> None:
@@ -43,6 +44,16 @@ def test_sign_writes_a_sidecar_beside_an_archive_and_text_verify_names_the_signe
     result = runner.invoke(app, ["verify", image, "--key", str(tmp_path / "k.pub")])
     assert result.exit_code == 0
     assert "signer: key sha256:" in result.stdout and "time source:" in result.stdout
+    assert result.stdout.startswith("verified signature and content (2 blobs, ")
+
+
+def test_signature_only_says_in_its_first_line_that_content_was_not_checked(tmp_path: Path) -> None:
+    image = write_image(image_of([T("app", data=b"hi\n")]), tmp_path, "oci-archive")
+    runner.invoke(app, ["keygen", "--output-key-prefix", str(tmp_path / "k")])
+    assert runner.invoke(app, ["sign", image, "--key", str(tmp_path / "k.key")]).exit_code == 0
+    result = runner.invoke(app, ["verify", image, "--key", str(tmp_path / "k.pub"), "--signature-only"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("verified signature only (content not checked: --signature-only): sha256:")
 
 
 def test_bad_input_exits_2(tmp_path: Path) -> None:
