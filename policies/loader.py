@@ -14,13 +14,16 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
 from policies import model
 from policies.errors import PolicyError, Problem
 from policies.values import normalize_capability, parse_duration, parse_size, suggest
+
+if TYPE_CHECKING:
+    from policies.diff import Change
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 BUILTINS = ("strict", "baseline", "permissive")
@@ -204,6 +207,7 @@ class _Parser:
         items = []
         for index, item_node in enumerate(node.value):
             item_path = (*path[:-1], f"{path[-1]}[{index}]")
+            self.locations[item_path] = (self.label, item_node.start_mark.line + 1, item_node.start_mark.column + 1)
             if dataclasses.is_dataclass(item_hint):
                 item = self.complete(item_hint, item_node, item_path)  # type: ignore[arg-type]
             else:
@@ -435,13 +439,23 @@ def contradictions(policy: model.Policy, locations: dict[FieldPath, Location], c
                 f"limits.required names {name}, but sandbox.limits.{name} is not set",
             )
     if str(builtin_path("strict")) in chain[1:]:
-        from policies.diff import diff_policies
+        from policies.diff import diff_policies, loosens
 
         strict = build(model.Policy, _builtin_explicit("strict"))
         for change in diff_policies(strict, policy):
-            if change.effect == "loosens":
-                at(change.path, f"extends strict but loosens it: {change.describe()}")
+            if loosens(change) and not _names_whom_strict_leaves_to_trust(strict, change):
+                at(change.location, f"extends strict but loosens it: {change.describe()}")
     return problems
+
+
+_TRUST_FIELDS = {("signing", "identities"), ("signing", "keys"), ("signing", "trusted_root")}
+
+
+def _names_whom_strict_leaves_to_trust(strict: model.Policy, change: Change) -> bool:
+    """Strict trusts no signer, so that a policy extending it names its own: its first keys,
+    identities or trusted root are no loosening of strict (`policy diff` still marks them
+    loosening against any other policy)."""
+    return change.path in _TRUST_FIELDS and not getattr(strict.signing, change.path[-1])
 
 
 def _builtin_explicit(name: str) -> dict[str, Any]:

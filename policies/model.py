@@ -2,8 +2,8 @@
 
 This module is the single source of truth for policy files: the loader validates YAML
 against these classes, `extends` merges along them, the JSON Schema is generated from
-them, and `policy diff` reads each field's `loosens` metadata to say whether a change
-loosens or tightens. Field docs become schema descriptions, so editors show them."""
+them, and `policy diff` reads each field's kind (its `loosens` metadata) to judge whether a
+change loosens or tightens. Field docs become schema descriptions, so editors show them."""
 
 from __future__ import annotations
 
@@ -21,23 +21,62 @@ SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low", "info")
 Namespace = Literal["user", "pid", "mount", "uts", "ipc", "network", "cgroup"]
 Network = Literal["none", "loopback", "host"]
 
-# How a change to a field moves the policy; `policy diff` and `extends: strict` use it.
-#   true: turning it on loosens    false: turning it off loosens
+# How a change to a field moves the policy: `policy diff` and `extends: strict` judge every
+# change by its effect, never by how it is spelled; a change they cannot judge loosens.
+#   true: turning it on loosens          false: turning it off loosens
 #   more: a higher number (or no limit, null) loosens
-#   add: an added item loosens     remove: a removed item loosens
-#   order: later in `order` loosens    review: a change a person must judge
+#   less: a lower number (or no minimum, null) loosens
+#   order: later in `order` loosens; a null outside the order loosens unless it cannot
+#   add: an added item loosens, unless an old item covers it (none of its fields loosens)
+#   remove: a removed item loosens
+#   allowlist: like add, and emptying the list (which allows everything) loosens
+#   writable: places to write (tmpfs): like add, but a root that was writable without a size
+#     cap (read_only_rootfs false, no writable_size) covered them all
+#   any: any change loosens
+#   constraint: null means unconstrained: setting it tightens, changing or removing it loosens
+#   regex: a constraint, which may also give way to an exact `subject` it fully matches
+#   override: null takes the safe default: setting or changing it loosens, unsetting tightens
+#   granted: capabilities, compared by the set Docker's rule grants, not by add and drop
+#   profile: a seccomp profile, compared by what it lets each system call do
+#   fields: a section; each of its fields is judged by its own kind
+#   inert: enforces nothing (the version, a reason for people), so a change never loosens
+# `compare` says how file values are identified: "public_key" (the key's SPKI fingerprint)
+# or "file_content" (the bytes' digest), so the same file at another path is no change.
 LOOSENS = "loosens"
+KINDS = frozenset(
+    {
+        "true", "false", "more", "less", "order", "add", "remove", "allowlist", "writable", "any",
+        "constraint", "regex", "override", "granted", "profile", "fields", "inert",
+    }
+)  # fmt: skip
+COMPARE = frozenset({"public_key", "file_content"})
 
 
-def spec(doc: str, loosens: str = "review", default: Any = None, order: tuple[str, ...] = (), **kw: Any) -> Any:
-    metadata = {"doc": doc, LOOSENS: loosens, "order": order}
+def _metadata(doc: str, loosens: str, order: tuple[str, ...], compare: str | None) -> dict[str, Any]:
+    """The field's doc and kind; an unknown kind fails at import, so no field goes unjudged."""
+    if loosens not in KINDS:
+        raise ValueError(f"{loosens!r} is not a kind of policy change (model.KINDS)")
+    if compare is not None and compare not in COMPARE:
+        raise ValueError(f"{compare!r} is not a way to compare policy files (model.COMPARE)")
+    return {"doc": doc, LOOSENS: loosens, "order": order, "compare": compare}
+
+
+def spec(
+    doc: str,
+    loosens: str,
+    default: Any = None,
+    order: tuple[str, ...] = (),
+    compare: str | None = None,
+    **kw: Any,
+) -> Any:
+    metadata = _metadata(doc, loosens, order, compare)
     if "default_factory" in kw:
         return field(default_factory=kw["default_factory"], metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
-def required(doc: str, loosens: str = "review") -> Any:
-    return field(metadata={"doc": doc, LOOSENS: loosens, "order": ()})
+def required(doc: str, loosens: str) -> Any:
+    return field(metadata=_metadata(doc, loosens, (), None))
 
 
 # ----- signing -------------------------------------------------------------------------
@@ -47,11 +86,11 @@ def required(doc: str, loosens: str = "review") -> Any:
 class Identity:
     """A signer allowed to sign images: an OIDC issuer plus an exact subject or a regex."""
 
-    issuer: str = required("The OIDC issuer, e.g. https://token.actions.githubusercontent.com.")
-    subject: str | None = spec("The exact certificate subject (an email or a workflow URI).")
-    subject_regex: str | None = spec("A regular expression the whole subject must match.", "more")
-    repository: str | None = spec("GitHub Actions: the repository claim (owner/name), when present.")
-    workflow_ref: str | None = spec("GitHub Actions: the workflow ref claim, when present.")
+    issuer: str = required("The OIDC issuer, e.g. https://token.actions.githubusercontent.com.", "any")
+    subject: str | None = spec("The exact certificate subject (an email or a workflow URI).", "constraint")
+    subject_regex: str | None = spec("A regular expression the whole subject must match.", "regex")
+    repository: str | None = spec("GitHub Actions: the repository claim (owner/name), when present.", "constraint")
+    workflow_ref: str | None = spec("GitHub Actions: the workflow ref claim, when present.", "constraint")
 
 
 @dataclass(frozen=True)
@@ -59,12 +98,15 @@ class SigningPolicy:
     """Which signatures an image needs before it runs."""
 
     required: bool = spec("Refuse images without a verifying signature.", "false", False)
-    # Whom to trust is for a reviewer to judge, not a loosening: strict itself trusts no one yet.
-    identities: tuple[Identity, ...] = spec("Keyless signers that are trusted.", "review", default_factory=tuple)
+    # Each signer trusted admits more images. Strict trusts no one: whom to trust is for the
+    # policy that extends it to say (the loader's strict check lets it), and for `diff` to show.
+    identities: tuple[Identity, ...] = spec("Keyless signers that are trusted.", "add", default_factory=tuple)
     keys: tuple[str, ...] = spec(
-        "Public key files (PEM), relative to the policy file.", "review", default_factory=tuple
+        "Public key files (PEM), relative to the policy file.", "add", compare="public_key", default_factory=tuple
     )
-    trusted_root: str | None = spec("A Sigstore trusted_root.json, relative to the policy file.")
+    trusted_root: str | None = spec(
+        "A Sigstore trusted_root.json, relative to the policy file.", "any", compare="file_content"
+    )
     match_reference: bool = spec(
         "Also require what was signed to name the image's reference (a simple-signing payload's "
         "critical.identity.docker-reference, or the in-toto subject's name): a signed repository "
@@ -82,10 +124,14 @@ class IdMapping:
     """How container ids map to host ids. An ordinary user maps container root to their
     own uid (plus their /etc/subuid and /etc/subgid ranges); root maps to `host_base`."""
 
-    user: str | None = spec("Run as this user[:group] instead of the image's USER.")
-    subordinate_ids: bool = spec("Use /etc/subuid and /etc/subgid ranges via newuidmap.", "review", True)
-    host_base: int = spec("When run by root: the first host id of the container's range.", "review", 100000)
-    size: int = spec("When run by root: how many ids the container's range has.", "review", 65536)
+    # Who USER names depends on the image's /etc/passwd and /etc/group: any change may be root.
+    user: str | None = spec("Run as this user[:group] instead of the image's USER.", "any")
+    # Off, the container holds the invoker's uid alone (a process cannot become an unmapped
+    # id); on, it also holds the invoker's whole subordinate range: turning it on loosens.
+    subordinate_ids: bool = spec("Use /etc/subuid and /etc/subgid ranges via newuidmap.", "true", True)
+    # A range chosen by hand may overlap a user's (0 is host root): any change loosens.
+    host_base: int = spec("When run by root: the first host id of the container's range.", "any", 100000)
+    size: int = spec("When run by root: how many ids the container's range has.", "more", 65536)
     map_root_to_host_root: bool = spec("Let container root be host root (never in strict).", "true", False)
 
 
@@ -101,24 +147,23 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class Tmpfs:
-    path: str = required("Where the tmpfs is mounted inside the container.")
+    path: str = required("Where the tmpfs is mounted inside the container.", "any")
     size: Size | None = spec("Its size limit.", "more")
-    mode: str = spec("Its permissions, octal.", "review", "1777")
+    mode: str = spec("Its permissions, octal.", "any", "1777")
 
 
 @dataclass(frozen=True)
 class BindRule:
     """A host path users may bind-mount (`-v SRC:DST`), itself or anything below it."""
 
-    source: str = required("The host path.")
+    source: str = required("The host path.", "any")
     read_only: bool = spec("Binds of it must be read-only.", "false", True)
 
 
 @dataclass(frozen=True)
 class Mounts:
     read_only_rootfs: bool = spec("Mount the container's root read-only.", "false", False)
-    # A tmpfs is bounded scratch space, not access to the host: a change is for review.
-    tmpfs: tuple[Tmpfs, ...] = spec("Writable tmpfs mounts.", "review", default_factory=tuple)
+    tmpfs: tuple[Tmpfs, ...] = spec("Writable tmpfs mounts.", "writable", default_factory=tuple)
     binds: tuple[BindRule, ...] = spec("Host paths users may bind-mount.", "add", default_factory=tuple)
     volumes: bool = spec("Allow named volumes.", "true", True)
     masked_paths: tuple[str, ...] = spec("Paths hidden inside the container.", "remove", default_factory=tuple)
@@ -131,9 +176,8 @@ class Mounts:
 class Seccomp:
     profile: str = spec(
         "default, strict, unconfined, or a Docker/OCI seccomp JSON file relative to the policy.",
-        "order",
+        "profile",
         "default",
-        order=("strict", "default", "unconfined"),
     )
     deny: tuple[Syscall, ...] = spec(
         "Syscalls refused with EPERM whatever the profile allows.", "remove", default_factory=tuple
@@ -166,7 +210,7 @@ class Limits:
 class SandboxPolicy:
     """How `pysandbox run` confines a container."""
 
-    ids: IdMapping = spec("Container user and id mapping.", "review", default_factory=IdMapping)
+    ids: IdMapping = spec("Container user and id mapping.", "fields", default_factory=IdMapping)
     namespaces: tuple[Namespace, ...] = spec(
         "Namespaces the container gets of its own.",
         "remove",
@@ -182,11 +226,11 @@ class SandboxPolicy:
     host_pid: bool = spec("Share the host's pid namespace.", "true", False)
     host_ipc: bool = spec("Share the host's ipc namespace.", "true", False)
     host_uts: bool = spec("Share the host's hostname.", "true", False)
-    capabilities: Capabilities = spec("Capabilities granted.", "review", default_factory=Capabilities)
+    capabilities: Capabilities = spec("Capabilities granted.", "granted", default_factory=Capabilities)
     no_new_privileges: bool = spec("Set no_new_privs: setuid binaries gain nothing.", "false", True)
-    mounts: Mounts = spec("Root filesystem, tmpfs, binds, volumes, masked paths.", "review", default_factory=Mounts)
-    seccomp: Seccomp = spec("The seccomp filter.", "review", default_factory=Seccomp)
-    limits: Limits = spec("Resource limits.", "review", default_factory=Limits)
+    mounts: Mounts = spec("Root filesystem, tmpfs, binds, volumes, masked paths.", "fields", default_factory=Mounts)
+    seccomp: Seccomp = spec("The seccomp filter.", "fields", default_factory=Seccomp)
+    limits: Limits = spec("Resource limits.", "fields", default_factory=Limits)
 
 
 # ----- audit ---------------------------------------------------------------------------
@@ -195,7 +239,8 @@ class SandboxPolicy:
 @dataclass(frozen=True)
 class RuleSettings:
     enabled: bool = spec("Run this rule.", "false", True)
-    severity: Severity | None = spec("Override the rule's default severity.", "order", order=SEVERITIES[::-1])
+    # A lower severity may fall below fail_on; null is the rule's own, which only the rule knows.
+    severity: Severity | None = spec("Override the rule's default severity.", "order", order=SEVERITIES)
 
 
 @dataclass(frozen=True)
@@ -210,31 +255,32 @@ class Thresholds:
 class Ignore:
     """A finding to ignore: every entry says why, and may expire."""
 
-    rule: str = required("The rule id or category to ignore.")
-    reason: str = required("Why: reviewers read this.")
-    target: str | None = spec("Only for targets matching this glob.")
-    path: str | None = spec("Only for this path inside an image.")
+    rule: str = required("The rule id or category to ignore.", "any")
+    reason: str = required("Why: reviewers read this.", "inert")
+    target: str | None = spec("Only for targets matching this glob.", "constraint")
+    path: str | None = spec("Only for this path inside an image.", "constraint")
     expires: datetime.date | None = spec("After this date the entry stops applying and is itself reported.", "more")
 
 
 @dataclass(frozen=True)
 class AuditPolicy:
     fail_on: Severity = spec("Exit 1 on findings of this severity or above.", "order", "medium", order=SEVERITIES[::-1])
-    rules: dict[str, RuleSettings] = spec("Per-rule settings, by rule id or name.", "review", default_factory=dict)
-    thresholds: Thresholds = spec("Thresholds of the bloated-layer rule.", "review", default_factory=Thresholds)
+    rules: dict[str, RuleSettings] = spec("Per-rule settings, by rule id or name.", "fields", default_factory=dict)
+    thresholds: Thresholds = spec("Thresholds of the bloated-layer rule.", "fields", default_factory=Thresholds)
     allowed_registries: tuple[str, ...] = spec(
-        "Registries images may come from (empty: any).", "add", default_factory=tuple
+        "Registries images may come from (empty: any).", "allowlist", default_factory=tuple
     )
     ignore: tuple[Ignore, ...] = spec("Findings to ignore, each with a reason.", "add", default_factory=tuple)
 
 
 @dataclass(frozen=True)
 class Policy:
-    version: Literal[1] = required("The policy format version: 1.")
-    extends: str | None = spec("A built-in policy name (strict, baseline, permissive) or a relative path.")
-    signing: SigningPolicy = spec("What signatures images need.", "review", default_factory=SigningPolicy)
-    sandbox: SandboxPolicy = spec("How pysandbox run confines containers.", "review", default_factory=SandboxPolicy)
-    audit: AuditPolicy = spec("What pyaudit reports and when it fails.", "review", default_factory=AuditPolicy)
+    version: Literal[1] = required("The policy format version: 1.", "inert")
+    # Policies are compared as merged, so what they extend is judged through what it sets.
+    extends: str | None = spec("A built-in policy name (strict, baseline, permissive) or a relative path.", "inert")
+    signing: SigningPolicy = spec("What signatures images need.", "fields", default_factory=SigningPolicy)
+    sandbox: SandboxPolicy = spec("How pysandbox run confines containers.", "fields", default_factory=SandboxPolicy)
+    audit: AuditPolicy = spec("What pyaudit reports and when it fails.", "fields", default_factory=AuditPolicy)
 
 
 LINUX_CAPABILITIES = frozenset(

@@ -97,14 +97,15 @@ def diff(
     new: Annotated[str, typer.Argument(help=POLICY_HELP)],
 ) -> None:
     """Compare the effective policies OLD and NEW, marking each change as loosening or
-    tightening. Exit 1 when anything loosens, so it can guard pull requests."""
-    from policies.diff import diff_policies
+    tightening by its effect (a seccomp profile by what it allows, a key by its content).
+    Exit 1 when anything loosens, so it can guard pull requests."""
+    from policies.diff import diff_policies, loosens
 
     changes = diff_policies(_load(old).policy, _load(new).policy)
     width = max((len(change.describe()) for change in changes), default=0)
     for change in changes:
         typer.echo(f"{change.describe():<{width}}  {change.effect}")
-    loosened = sum(change.effect == "loosens" for change in changes)
+    loosened = sum(map(loosens, changes))
     typer.echo(f"{len(changes)} changes, {loosened} loosen", err=True)
     if loosened:
         raise ExitWith(EXIT_LOOSENS)
