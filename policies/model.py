@@ -122,15 +122,20 @@ class SigningPolicy:
 @dataclass(frozen=True)
 class IdMapping:
     """How container ids map to host ids. An ordinary user maps container root to their
-    own uid (plus their /etc/subuid and /etc/subgid ranges); root maps to `host_base`."""
+    own uid (plus their /etc/subuid and /etc/subgid ranges); root maps it to the range
+    reserved for pysandbox in /etc/subuid and /etc/subgid, or to `host_base`."""
 
     # Who USER names depends on the image's /etc/passwd and /etc/group: any change may be root.
     user: str | None = spec("Run as this user[:group] instead of the image's USER.", "any")
     # Off, the container holds the invoker's uid alone (a process cannot become an unmapped
     # id); on, it also holds the invoker's whole subordinate range: turning it on loosens.
     subordinate_ids: bool = spec("Use /etc/subuid and /etc/subgid ranges via newuidmap.", "true", True)
-    # A range chosen by hand may overlap a user's (0 is host root): any change loosens.
-    host_base: int = spec("When run by root: the first host id of the container's range.", "any", 100000)
+    # The reserved range overlaps no user's range; a number chosen by hand may (0 is host root).
+    host_base: int | None = spec(
+        "When run by root: the first host id of the container's range; null (the default) takes the range "
+        "reserved for pysandbox in /etc/subuid and /etc/subgid.",
+        "override",
+    )
     size: int = spec("When run by root: how many ids the container's range has.", "more", 65536)
     map_root_to_host_root: bool = spec("Let container root be host root (never in strict).", "true", False)
 

@@ -18,7 +18,7 @@ import pytest
 from policies import diff, model
 from policies.diff import Change, diff_policies, loosens
 from policies.errors import PolicyError
-from policies.loader import load_policy
+from policies.loader import BUILTIN_DIR, BUILTINS, load_policy
 from policies.seccomp import compare_profiles, load_profile, parse_profile
 from signing.keys import generate_key_pair
 
@@ -101,15 +101,24 @@ def test_anything_not_known_to_tighten_loosens_a_strict_chain(monkeypatch: pytes
 # ----- id mapping ----------------------------------------------------------------------------
 
 
+def test_host_base_defaults_to_the_reserved_range_and_no_builtin_sets_it() -> None:
+    assert model.IdMapping().host_base is None and model.IdMapping().size == 65536
+    for name in BUILTINS:
+        assert "host_base" not in (BUILTIN_DIR / f"{name}.yaml").read_text()
+        assert load_policy(name).policy.sandbox.ids.host_base is None
+
+
 def test_host_base_zero_under_strict_is_refused_at_its_line(tmp_path: Path) -> None:
     problems = strict_problems(tmp_path, "sandbox:\n  ids:\n    host_base: 0\n")
-    assert problems == ["5:5: extends strict but loosens it: sandbox.ids.host_base: 100000 -> 0"]
+    assert problems == ["5:5: extends strict but loosens it: sandbox.ids.host_base: null -> 0"]
 
 
 @pytest.mark.parametrize(
     ("old", "new", "effect"),
     [
+        ("{}", "{host_base: 100000}", "loosens"),  # a hand-picked range may overlap a user's
         ("{host_base: 100000}", "{host_base: 200000}", "loosens"),
+        ("{host_base: 100000}", "{host_base: null}", "tightens"),  # back to the reserved range
         ("{}", "{size: 70000}", "loosens"),
         ("{}", "{size: 1000}", "tightens"),
         ("{subordinate_ids: false}", "{subordinate_ids: true}", "loosens"),
