@@ -67,6 +67,10 @@ class UnpackOptions:
     # Added to every uid and gid: a runtime run by root shifts a rootfs into the unprivileged
     # range its containers map to, so that container root owns what image root owned.
     id_offset: int = 0
+    # How many ids the container's map holds (root's runs, which create files as those ids):
+    # an entry owned by an id at or above it is refused, so no layer can own a file as a host
+    # id outside the container's range (another user's, say).
+    id_limit: int | None = None
     # None: flatten every layer into one tree, applying whiteouts. A tuple: unpack one layer
     # on its own as an overlayfs lower folder over these folders (top first; images.overlay):
     # whiteouts and opaque directories are kept in the kernel's format, not applied.
@@ -197,6 +201,7 @@ class _Unpacker:
         if entry.whiteout == "opaque":
             self.make_opaque(entry.path, label, this_layer)
             return
+        self.check_ids(entry, label)
         this_layer.add(entry.path)
         parent_path, _, name = entry.path.rpartition("/")
         parent = self.resolver.directory(parent_path, True, label)
@@ -205,6 +210,14 @@ class _Unpacker:
             self.create(member, parent, name, label)
         except OSError as error:
             raise ImageError(f"{label}: cannot create /{entry.path}: {error.strerror}") from None
+
+    def check_ids(self, entry: Entry, label: str) -> None:
+        limit = self.options.id_limit
+        if limit is not None and (entry.uid >= limit or entry.gid >= limit):
+            raise ImageError(
+                f"{label}: /{entry.path} is owned by {entry.uid}:{entry.gid}, outside the {limit} ids the "
+                "container's user namespace maps (insufficient UIDs or GIDs: the image needs a larger ids.size)"
+            )
 
     def create(self, member: LayerMember, parent: int, name: str, label: str) -> None:
         entry = member.entry

@@ -17,6 +17,8 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from images.errors import ImageError
+
 OPAQUE_XATTR = "user.overlay.opaque"
 
 
@@ -44,28 +46,49 @@ def _lstat(path: Path) -> os.stat_result | None:
 
 def visible(layers: Sequence[Path], path: str) -> tuple[Path, os.stat_result] | None:
     """Where the merged view of `layers` (top first) finds `path` (relative, its components
-    taken literally: no symlink is followed), or None when no layer shows it."""
+    taken literally: no symlink is followed, not even at a parent, so an image's `etc` that
+    links to the host's /etc leads nowhere), or None when no layer shows it."""
     parts = [part for part in path.split("/") if part]
     for layer in layers:
-        found = _lstat(layer.joinpath(*parts))
-        if found is not None:
-            return None if is_whiteout(found) else (layer.joinpath(*parts), found)
-        if _hides_below(layer, parts):
+        reachable, opaque = True, False
+        for depth in range(1, len(parts)):
+            parent = layer.joinpath(*parts[:depth])
+            info = _lstat(parent)
+            if info is None:
+                reachable = False
+                break
+            if not stat.S_ISDIR(info.st_mode):
+                return None  # a whiteout, file or symlink here hides everything below it
+            opaque = opaque or is_opaque(parent)
+        if reachable:
+            found = _lstat(layer.joinpath(*parts))
+            if found is not None:
+                return None if is_whiteout(found) else (layer.joinpath(*parts), found)
+        if opaque:
             return None
     return None
 
 
-def _hides_below(layer: Path, parts: list[str]) -> bool:
-    """Whether `layer`, which lacks the path itself, hides it in the layers below: a
-    whiteout or a non-directory at a parent, or an opaque parent."""
-    for depth in range(1, len(parts)):
-        parent = layer.joinpath(*parts[:depth])
-        info = _lstat(parent)
-        if info is None:
-            return False
-        if not stat.S_ISDIR(info.st_mode) or is_opaque(parent):
-            return True
-    return False
+def read_visible_file(layers: Sequence[Path], path: str, limit: int) -> bytes | None:
+    """The bytes of the regular file the merged view shows at `path`, or None (absent, or
+    not a regular file: a symlink is not followed, a FIFO or device never opened). More than
+    `limit` bytes is an ImageError: a host-side process reads an image's file bounded."""
+    found = visible(layers, path)
+    if found is None or not stat.S_ISREG(found[1].st_mode):
+        return None
+    fd = os.open(found[0], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, size = [], 0
+        while size <= limit and (chunk := os.read(fd, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise ImageError(f"/{path} in the image is larger than {limit} bytes")
+    return b"".join(chunks)
 
 
 def flatten(layers: Sequence[Path], target: Path) -> None:

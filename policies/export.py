@@ -19,10 +19,12 @@ _ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 _PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def export_files(policy: model.Policy, target: str) -> dict[str, str]:
-    """File name -> content for `target` (oci, docker or kubernetes)."""
+def export_files(policy: model.Policy, target: str, reserved_base: int | None = None) -> dict[str, str]:
+    """File name -> content for `target` (oci, docker or kubernetes). `reserved_base`: the
+    first id of the range this host reserves for pysandbox, for a policy whose ids.host_base
+    is null (the OCI config needs a number)."""
     if target == "oci":
-        return {"config.json": json.dumps(oci_config(policy), indent=2) + "\n"}
+        return {"config.json": json.dumps(oci_config(policy, reserved_base=reserved_base), indent=2) + "\n"}
     if target == "docker":
         note = "# Docker applies its own masked and read-only paths; user namespaces need the daemon's userns-remap.\n"
         files = {"docker-run.txt": note + " \\\n  ".join(["docker run", *docker_flags(policy), "IMAGE"]) + "\n"}
@@ -55,7 +57,9 @@ def _numeric_user(policy: model.Policy) -> tuple[int, int]:
 # ----- OCI runtime config ------------------------------------------------------------------
 
 
-def oci_config(policy: model.Policy, args: tuple[str, ...] = ("/bin/sh",)) -> dict[str, Any]:
+def oci_config(
+    policy: model.Policy, args: tuple[str, ...] = ("/bin/sh",), reserved_base: int | None = None
+) -> dict[str, Any]:
     sandbox = policy.sandbox
     uid, gid = _numeric_user(policy)
     caps = _granted(policy)
@@ -91,14 +95,33 @@ def oci_config(policy: model.Policy, args: tuple[str, ...] = ("/bin/sh",)) -> di
     if "uts" not in sandbox.namespaces:
         del config["hostname"]
     if "user" in sandbox.namespaces:
-        mapping = [{"containerID": 0, "hostID": sandbox.ids.host_base, "size": sandbox.ids.size}]
         if sandbox.ids.map_root_to_host_root:
             mapping = [{"containerID": 0, "hostID": 0, "size": sandbox.ids.size}]
+        else:
+            mapping = [{"containerID": 0, "hostID": _host_base(sandbox.ids, reserved_base), "size": sandbox.ids.size}]
         config["linux"]["uidMappings"] = mapping
         config["linux"]["gidMappings"] = mapping
     if _seccomp_on(policy):
         config["linux"]["seccomp"] = oci_seccomp(policy)
     return config
+
+
+def _host_base(ids: model.IdMapping, reserved_base: int | None) -> int:
+    """Never a null hostID: runc would read it as 0, host root."""
+    base = ids.host_base if ids.host_base is not None else reserved_base
+    if base is None:
+        raise PolicyError(
+            [
+                Problem(
+                    "export",
+                    1,
+                    1,
+                    "sandbox.ids.host_base is null (the range reserved for pysandbox in /etc/subuid) and this "
+                    "host reserves none: run `pysandbox system setup-ids`, or set ids.host_base for the target host",
+                )
+            ]
+        )
+    return base
 
 
 def _oci_rlimits(limits: model.Limits) -> list[dict[str, Any]]:

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from sandbox import image_cmd, policy_cmd, seccomp_cmd, signing_cmd, volume_cmd
-from sandbox.clikit import ExitWith, run_app, version_option
+from sandbox import image_cmd, policy_cmd, seccomp_cmd, signing_cmd, system_cmd, volume_cmd
+from sandbox.clikit import ExitWith, fail, run_app, version_option
 
 EXIT_SETUP_FAILED = 125  # Docker's convention: the sandbox itself could not do it
 
@@ -23,6 +23,7 @@ app.add_typer(image_cmd.app, name="image")
 app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(seccomp_cmd.app, name="seccomp")
 app.add_typer(volume_cmd.app, name="volume")
+app.add_typer(system_cmd.app, name="system")
 app.command("keygen")(signing_cmd.keygen)
 app.command("sign")(signing_cmd.sign)
 app.command("verify")(signing_cmd.verify)
@@ -40,7 +41,7 @@ def _root(
         ),
     ] = None,
 ) -> None:
-    """pysandbox: inspect, unpack and (soon) run container images."""
+    """pysandbox: inspect, verify, audit and run container images under a policy."""
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
@@ -60,10 +61,14 @@ def prune(
     from pathlib import Path
 
     from sandbox.prune import prune as remove_leftovers
-    from sandbox.state import cache_root
+    from sandbox.state import StorageError, private_root
 
     failed = False
-    for item in remove_leftovers(Path(cache_root()), dry_run):
+    try:
+        cache = Path(private_root())
+    except StorageError as error:
+        fail("pysandbox", str(error), EXIT_SETUP_FAILED)
+    for item in remove_leftovers(cache, dry_run):
         if item.error is not None:
             typer.echo(f"pysandbox: error: cannot remove {item.kind} {item.path} ({item.why}): {item.error}", err=True)
             failed = True

@@ -1,6 +1,10 @@
 """Id mapping: container root is never host root. An ordinary user maps container root to
 their own uid, plus their /etc/subuid and /etc/subgid ranges through newuidmap/newgidmap
-when present; root maps container ids to an unprivileged range."""
+when present. Root maps container ids to the range reserved for the `pysandbox` system user
+in /etc/subuid and /etc/subgid (`pysandbox system setup-ids` makes it), and only while that
+range overlaps no other user's entry and no account's uid or gid: no container of root's
+runs as an id that an ordinary user can also become, so none can signal, ptrace or rewrite
+what another's container owns."""
 
 from __future__ import annotations
 
@@ -58,12 +62,86 @@ def _subordinate(path: str, user: str, uid: int) -> IdRange | None:
     return None
 
 
+RESERVED_USER = "pysandbox"
+SUBUID, SUBGID, PASSWD, GROUP = "/etc/subuid", "/etc/subgid", "/etc/passwd", "/etc/group"
+SETUP_HINT = "run `pysandbox system setup-ids` as root once to reserve one"
+
+
+class IdMapError(OSError):
+    """No id range that root's containers may safely use."""
+
+
+def _entries(path: str) -> list[tuple[str, int, int]]:
+    """(name, first id, count) of each well-formed line of a subordinate id file."""
+    try:
+        with open(path) as table:
+            lines = table.read().splitlines()
+    except FileNotFoundError:
+        return []
+    rows = []
+    for line in lines:
+        fields = line.strip().split(":")
+        if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+            rows.append((fields[0], int(fields[1]), int(fields[2])))
+    return rows
+
+
+def _account_ids(path: str) -> list[tuple[str, int]]:
+    """(name, id) of each account in /etc/passwd or group in /etc/group."""
+    try:
+        with open(path) as table:
+            rows = [line.split(":") for line in table.read().splitlines()]
+    except FileNotFoundError:
+        return []
+    return [(row[0], int(row[2])) for row in rows if len(row) > 2 and row[2].isdigit()]
+
+
+def reserved_range(path: str, accounts: str) -> IdRange:
+    """The range `path` reserves for pysandbox, checked against every other entry of `path`
+    and every id in `accounts` (/etc/passwd or /etc/group). Raises IdMapError."""
+    rows = _entries(path)
+    ours = [row for row in rows if row[0] == RESERVED_USER]
+    if not ours:
+        raise IdMapError(f"no id range is reserved for {RESERVED_USER} in {path}: {SETUP_HINT}")
+    _, first, count = ours[0]
+    end = first + count
+    for name, start, size in rows:
+        if name != RESERVED_USER and start < end and first < start + size:
+            raise IdMapError(
+                f"{path}: the range reserved for {RESERVED_USER} ({first}-{end - 1}) overlaps {name}'s "
+                f"({start}-{start + size - 1}): that user could become root's container ids"
+            )
+    for name, number in _account_ids(accounts):
+        if first <= number < end:
+            raise IdMapError(
+                f"{path}: the range reserved for {RESERVED_USER} ({first}-{end - 1}) holds {name}'s id {number}"
+            )
+    return IdRange(0, first, count)
+
+
+def _root_range(reserved: IdRange, policy: IdMapping) -> IdRange:
+    """The policy's range (its host_base, or the reservation's start) if it lies inside the
+    reservation."""
+    base = reserved.host if policy.host_base is None else policy.host_base
+    if not (reserved.host <= base and base + policy.size <= reserved.host + reserved.size):
+        raise IdMapError(
+            f"the policy's ids (host_base {base}, size {policy.size}) leave the range reserved for "
+            f"{RESERVED_USER} ({reserved.host}-{reserved.host + reserved.size - 1})"
+        )
+    return IdRange(0, base, policy.size)
+
+
 def plan_id_maps(policy: IdMapping) -> IdMaps:
     uid, gid = os.geteuid(), os.getegid()
     if uid == 0:
-        host = 0 if policy.map_root_to_host_root else policy.host_base
-        whole = (IdRange(0, host, policy.size),)
-        return IdMaps(whole, whole, via_helpers=False)
+        if policy.map_root_to_host_root:
+            whole = (IdRange(0, 0, policy.size),)
+            return IdMaps(whole, whole, via_helpers=False)
+        uids = _root_range(reserved_range(SUBUID, PASSWD), policy)
+        gids = _root_range(reserved_range(SUBGID, GROUP), policy)
+        if uids.host != gids.host:  # layers are unpacked with one offset for both
+            raise IdMapError(f"the ranges reserved for {RESERVED_USER} in {SUBUID} and {SUBGID} must start alike")
+        return IdMaps((uids,), (gids,), via_helpers=False)
     import shutil
 
     own_uid, own_gid = (IdRange(0, uid, 1),), (IdRange(0, gid, 1),)
@@ -114,3 +192,20 @@ def _run_helpers(pid: int, maps: IdMaps) -> None:
             failures.append(f"{command}: {message or 'failed'}")
     if failures:
         raise OSError("; ".join(failures))
+
+
+def free_range(count: int, first: int = 100000) -> int:
+    """The lowest start, from `first` up, of `count` ids that no subordinate id entry and
+    no account or group id uses (useradd picks new users' ranges the same way, around it)."""
+    taken = sorted(
+        [(start, start + size) for path in (SUBUID, SUBGID) for _, start, size in _entries(path)]
+        + [(number, number + 1) for path in (PASSWD, GROUP) for _, number in _account_ids(path)]
+    )
+    start = first
+    for low, high in taken:
+        if high <= start:
+            continue
+        if low >= start + count:
+            break
+        start = high
+    return start

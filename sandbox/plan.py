@@ -19,10 +19,11 @@ from policies.values import normalize_capability
 from sandbox import capabilities, mounts
 from sandbox.idmap import IdMaps, plan_id_maps
 from sandbox.limits import plan_limits
+from sandbox.names import InvalidName, check_name
 from sandbox.plan_light import parse_docker_size
-from sandbox.rootfs import etc_file, image_lowers
+from sandbox.rootfs import etc_text, image_lowers
 from sandbox.runargs import RunArgs
-from sandbox.state import cache_root
+from sandbox.state import private_folder, private_root
 from sandbox.warm import make_plan
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
@@ -97,6 +98,10 @@ def _check_volume(volume: str, loaded: LoadedPolicy, refuse: Callable[..., NoRet
     if not source.startswith(("/", ".")):
         if not mounts_policy.volumes:
             refuse(f"-v {volume}", "sandbox", "mounts", "volumes", why="the policy forbids named volumes")
+        try:
+            check_name("volume", source)
+        except InvalidName as error:
+            raise Refused(f"-v {volume}: {error}") from None
         return
     real = os.path.realpath(source)
     if real == "/" or real in DOCKER_SOCKETS or real.endswith("/docker.sock"):
@@ -125,13 +130,12 @@ def seccomp_file(loaded: LoadedPolicy, granted: frozenset[str]) -> Path | None:
         [seccomp.profile, _profile_stamp(seccomp.profile), sorted(granted), seccomp.deny, seccomp.allow]
     )
     key = hashlib.sha256(key_source.encode()).hexdigest()
-    cached = Path(cache_root()) / "bpf" / f"{key}.bpf"
+    cached = Path(private_folder(os.path.join(private_root(), "bpf"))) / f"{key}.bpf"
     if cached.is_file():
         return cached
     from policies.seccomp import compile_bpf, load_profile
 
     compiled = compile_bpf(load_profile(seccomp.profile), granted, deny=seccomp.deny, allow=seccomp.allow)
-    cached.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     temporary = cached.with_suffix(f".{os.getpid()}.tmp")
     temporary.write_bytes(compiled.bpf)
     os.replace(temporary, cached)
@@ -150,16 +154,19 @@ def _profile_stamp(profile: str) -> str:
         return ""
 
 
-def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy) -> dict[str, Any]:
+def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy, bundle: str | None = None) -> dict[str, Any]:
     """The plan for `image` under the policy, with the flags that change what the policy
     gives (sandbox.warm.POLICY_SENSITIVE: --privileged, --pid host, --network host,
     --security-opt, limits) checked and applied. Without any of them it is the policy's own
-    plan, which a warm run may reuse; the per-run flags are sandbox.warm.spec_from_plan's."""
+    plan, which a warm run may reuse; the per-run flags are sandbox.warm.spec_from_plan's.
+    `bundle` is the file the signature verification used, if it was one: evidence the plan
+    rests on, with the policy chain, keys, trusted root and (for root) the id reservation."""
     check_flags(flags, loaded)
     sandbox = loaded.policy.sandbox
     id_maps = plan_id_maps(sandbox.ids)
-    offset = id_maps.root_host_uid if os.geteuid() == 0 else 0
-    lowers = tuple(str(folder) for folder in image_lowers(image, offset))
+    root = os.geteuid() == 0
+    offset, limit = (id_maps.root_host_uid, id_maps.uids[0].size) if root else (0, None)
+    lowers = tuple(str(folder) for folder in image_lowers(image, offset, limit))
     granted = frozenset(granted_capabilities(sandbox.capabilities, sandbox.privileged or flags.privileged))
     shared = {"network": flags.network == "host", "pid": flags.pid == "host"}  # the host's: not made
     namespaces = [name for name in sandbox.namespaces if not shared.get(name)]
@@ -171,7 +178,7 @@ def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy) -> dict[str, 
     config = image.config
     return make_plan(
         lowers=lowers,
-        etc_files=(etc_file(lowers, "passwd"), etc_file(lowers, "group")),
+        etc_texts=(etc_text(lowers, "passwd"), etc_text(lowers, "group")),
         config={
             "entrypoint": config.entrypoint,
             "cmd": config.cmd,
@@ -189,15 +196,39 @@ def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy) -> dict[str, 
             "readonly_paths": [] if flags.privileged else list(sandbox.mounts.readonly_paths),
             "wall_time": sandbox.limits.wall_time,
             "user": sandbox.ids.user,
+            "user_where": _where(loaded, "sandbox", "ids", "user"),
             "signing_required": loaded.policy.signing.required,
         },
         id_maps=id_maps,
         limits=limits,
         tmpfs=[mounts.TmpfsMount(t.path, t.size, t.mode) for t in sandbox.mounts.tmpfs],
         bpf_file=None if bpf is None else str(bpf),
-        # the trust a verification rested on: a changed key or root is a cache miss
-        policy_files=[*loaded.chain, *loaded.policy.signing.keys, *filter(None, [loaded.policy.signing.trusted_root])],
+        evidence_files=[
+            *loaded.chain,
+            *loaded.policy.signing.keys,
+            *filter(None, [loaded.policy.signing.trusted_root]),
+            *(_id_files() if os.geteuid() == 0 else []),
+        ],
+        bundle=bundle,
     )
+
+
+def _id_files() -> list[str]:
+    """What root's id range was checked against: a new overlapping entry is a cold run."""
+    from sandbox.idmap import GROUP, PASSWD, SUBGID, SUBUID
+
+    return [path for path in (SUBUID, SUBGID, PASSWD, GROUP) if os.path.exists(path)]
+
+
+def bundle_evidence(origin: str | None, image_path: str) -> str | None:
+    """The file a verified bundle came from, for the plan to rest on: a sidecar or --bundle
+    file, or a referrer's blob in an OCI layout (one inside an archive goes with the
+    archive's own identity)."""
+    if origin is None:
+        return None
+    if origin.startswith("OCI referrer sha256:") and os.path.isdir(image_path):
+        return os.path.join(image_path, "blobs", "sha256", origin.rpartition(":")[2])
+    return origin if os.path.isfile(origin) else None
 
 
 def bind_mounts(volumes: list[str], id_maps: IdMaps) -> list[mounts.BindMount]:
@@ -225,10 +256,12 @@ def _bind_flag(volume: str, owner: int | None) -> mounts.BindMount:
 
 
 def _volume_path(name: str, owner: int | None) -> Path:
-    """A named volume's folder; when root runs us, owned by the container's mapped root."""
-    path = Path(cache_root()) / "volumes" / name / "data"
-    path.mkdir(parents=True, mode=0o755, exist_ok=True)
+    """A named volume's folder (its name checked again: this joins it into a path); when
+    root runs us, its data folder belongs to the container's mapped root. The folders above
+    it are private, so what a container leaves in a volume (a setuid file) is out of every
+    other user's reach."""
+    path = Path(private_folder(os.path.join(private_root(), "volumes", check_name("volume", name)))) / "data"
+    path.mkdir(mode=0o755, exist_ok=True)
     if owner is not None and path.stat().st_uid == 0 and not any(path.iterdir()):
         os.chown(path, owner, owner)  # made by `volume create` or just now: hand it to container root
-    (Path(cache_root()) / "volumes").chmod(0o711)
     return path

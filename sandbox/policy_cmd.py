@@ -117,6 +117,16 @@ class ExportTarget(StrEnum):
     kubernetes = "kubernetes"
 
 
+def _reserved_base() -> int | None:
+    """The first id this host reserves for root's containers, if it reserves a sound range."""
+    from sandbox.idmap import PASSWD, SUBUID, IdMapError, reserved_range
+
+    try:
+        return reserved_range(SUBUID, PASSWD).host
+    except (IdMapError, OSError):
+        return None
+
+
 @app.command()
 def export(
     policy: Annotated[str, typer.Argument(help=POLICY_HELP)],
@@ -136,7 +146,7 @@ def export(
 
     loaded = _load(policy)
     with _policy_errors():
-        files = export_files(loaded.policy, to.value)
+        files = export_files(loaded.policy, to.value, _reserved_base())
     if output is None:
         for name, text in files.items():
             if len(files) > 1:

@@ -47,41 +47,48 @@ def environment(image_env: list[str], extra: list[str], user: User) -> dict[str,
     return env
 
 
-def _table(path: str | None) -> list[list[str]]:
-    if path is None:
-        return []
-    try:
-        with open(path, errors="replace") as table:
-            text = table.read()
-    except OSError:
-        return []
+def _table(text: str) -> list[list[str]]:
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def resolve_user(spec: str, passwd_file: str | None, group_file: str | None) -> User:
-    """USER as `name`, `uid`, `name:group` or `uid:gid`, looked up in the image's own
-    /etc/passwd and /etc/group (as found in its layers: rootfs.etc_file)."""
+_MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel
+
+
+def _id(text: str, where: str) -> int:
+    if not text.isdigit() or int(text) > _MAX_ID:
+        raise ProcessError(f"{where}: {text[:40]!r} is not a user or group id")
+    return int(text)
+
+
+def resolve_user(spec: str, passwd_text: str, group_text: str) -> User:
+    """USER as `name`, `uid`, `name:group` or `uid:gid`, looked up in the text of the image's
+    own /etc/passwd and /etc/group (read inside its layers: rootfs.etc_text; the host never
+    opens an image's file by path at run time)."""
     user_part, _, group_part = (spec or "0").partition(":")
-    passwd = _table(passwd_file)
-    groups = _table(group_file)
+    passwd = _table(passwd_text)
+    groups = _table(group_text)
     entry = next((row for row in passwd if len(row) >= 7 and (row[0] == user_part or row[2] == user_part)), None)
     if entry is not None:
-        uid, gid, home, name = int(entry[2]), int(entry[3]), entry[5] or "/", entry[0]
+        uid, gid, home, name = _id(entry[2], "passwd"), _id(entry[3], "passwd"), entry[5] or "/", entry[0]
     elif user_part.isdigit():
-        uid, gid, home, name = int(user_part), int(user_part) if not group_part else 0, "/", ""
+        uid, gid, home, name = _id(user_part, "user"), _id(user_part, "user") if not group_part else 0, "/", ""
     else:
         raise ProcessError(f"user {user_part!r} is not in the image's /etc/passwd")
     if group_part:
         row = next((row for row in groups if len(row) >= 3 and (row[0] == group_part or row[2] == group_part)), None)
         if row is not None:
-            gid = int(row[2])
+            gid = _id(row[2], "group")
         elif group_part.isdigit():
-            gid = int(group_part)
+            gid = _id(group_part, "group")
         else:
             raise ProcessError(f"group {group_part!r} is not in the image's /etc/group")
     supplementary = tuple(
         sorted(
-            {int(row[2]) for row in groups if len(row) >= 4 and name and name in row[3].split(",") and row[2].isdigit()}
+            {
+                _id(row[2], "group")
+                for row in groups
+                if len(row) >= 4 and name and name in row[3].split(",") and row[2].isdigit()
+            }
         )
     )
     return User(uid, gid, supplementary, home)

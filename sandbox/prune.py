@@ -14,6 +14,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ class Leftover:
 def _owner_gone(state: Path) -> str | None:
     """Why `state` is stale, or None while its owner lives (or it is too young to judge)."""
     try:
-        pid, start = (state / OWNER_FILE).read_text().split()
+        pid, start = _read_owner_record(state / OWNER_FILE).split()
     except FileNotFoundError:
         age = time.time() - state.stat().st_mtime
         return f"no owner recorded, {int(age)} s old" if age > UNOWNED_GRACE_SECONDS else None
@@ -46,6 +47,18 @@ def _owner_gone(state: Path) -> str | None:
     if not pid.isdigit() or process_start_time(int(pid)) != start:
         return f"pysandbox process {pid} is gone"
     return None
+
+
+def _read_owner_record(path: Path) -> str:
+    """The small owner file, read without following a link or waiting on a FIFO that
+    something planted in its place: anything but a regular file is unreadable."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return os.read(fd, 256).decode()
+    finally:
+        os.close(fd)
 
 
 def stale_containers(cache: Path) -> Iterator[Leftover]:

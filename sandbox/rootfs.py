@@ -20,31 +20,32 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sandbox.state import cache_root
+from sandbox.state import PRIVATE, private_folder, private_root
 
 if TYPE_CHECKING:
     from images import Image, Layer
 
 
-def image_lowers(image: Image, id_offset: int) -> tuple[Path, ...]:
+def image_lowers(image: Image, id_offset: int, id_limit: int | None = None) -> tuple[Path, ...]:
     """The folders the container's overlay stacks, top first: the image's layers, each
     unpacked on first use; or one flattened folder when a layer cannot stand alone (it writes
-    through a symlink or hard-links into a lower layer)."""
+    through a symlink or hard-links into a lower layer). Files are owned by their image id
+    plus `id_offset`; an id at or above `id_limit` is refused (both are in the cache key)."""
     from images.extract import LayerNeedsParents
 
-    layers_dir = Path(cache_root()) / "layers"
+    layers_dir = Path(private_folder(os.path.join(private_root(), "layers")))
     lowers: list[Path] = []  # top first
     for layer, chain in zip(image.layers, chain_ids(image), strict=True):
-        key = f"{chain[:32]}-{id_offset}"
+        key = f"{chain[:32]}-{id_offset}-{id_limit or 'any'}"
         if (layers_dir / f"{key}.flatten").exists():
-            return (image_rootfs(image, id_offset),)
+            return (image_rootfs(image, id_offset, id_limit),)
         try:
-            lowers.insert(0, _cached_layer(image, layer, layers_dir / key, tuple(lowers), id_offset))
+            lowers.insert(0, _cached_layer(image, layer, layers_dir / key, tuple(lowers), (id_offset, id_limit)))
         except LayerNeedsParents:
             (layers_dir / f"{key}.flatten").touch()
-            return (image_rootfs(image, id_offset),)
+            return (image_rootfs(image, id_offset, id_limit),)
     shown = tuple(folder for folder in lowers if _has_entries(folder))
-    return shown or (image_rootfs(image, id_offset),)
+    return shown or (image_rootfs(image, id_offset, id_limit),)
 
 
 def chain_ids(image: Image) -> list[str]:
@@ -58,7 +59,9 @@ def chain_ids(image: Image) -> list[str]:
     return [value.partition(":")[2] for value in chain]
 
 
-def _cached_layer(image: Image, layer: Layer, folder: Path, lowers: tuple[Path, ...], id_offset: int) -> Path:
+def _cached_layer(
+    image: Image, layer: Layer, folder: Path, lowers: tuple[Path, ...], ids: tuple[int, int | None]
+) -> Path:
     from images.extract import UnpackOptions, unpack_layer_folder
 
     root = folder / "root"
@@ -67,31 +70,31 @@ def _cached_layer(image: Image, layer: Layer, folder: Path, lowers: tuple[Path, 
     with _locked(folder.parent / f"{folder.name}.lock"):
         if root.is_dir():  # unpacked by another run while this one waited
             return root
-        options = UnpackOptions(id_offset=id_offset, lowers=lowers)
-        _publish(folder, lambda staging: unpack_layer_folder(image, layer, staging, options), id_offset)
+        options = UnpackOptions(id_offset=ids[0], id_limit=ids[1], lowers=lowers)
+        _publish(folder, lambda staging: unpack_layer_folder(image, layer, staging, options), ids[0])
     return root
 
 
-def image_rootfs(image: Image, id_offset: int) -> Path:
+def image_rootfs(image: Image, id_offset: int, id_limit: int | None = None) -> Path:
     """The whole image flattened into one cached folder, for images whose layers cannot be
     stacked."""
     from images.extract import UnpackOptions, unpack_image
 
-    folder = Path(cache_root()) / "images" / f"{image.manifest_digest.hex}-{id_offset}"
+    images = Path(private_folder(os.path.join(private_root(), "images")))
+    folder = images / f"{image.manifest_digest.hex}-{id_offset}-{id_limit or 'any'}"
     root = folder / "rootfs"
     if root.is_dir():
         return root
     with _locked(folder.parent / f"{folder.name}.lock"):
         if not root.is_dir():
-            options = UnpackOptions(id_offset=id_offset)
+            options = UnpackOptions(id_offset=id_offset, id_limit=id_limit)
             _publish(folder, lambda staging: unpack_image(image, staging, options), id_offset, "rootfs")
     return root
 
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    # 0711: the container's mapped ids must traverse to a lower folder, not list the cache.
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    private_folder(str(path.parent))
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -108,7 +111,7 @@ def _publish(folder: Path, fill: Callable[[Path], object], id_offset: int, name:
         fill(staging / name)
         if os.geteuid() == 0:
             os.chown(staging / name, id_offset, id_offset)
-        os.chmod(staging, 0o755)
+        os.chmod(staging, PRIVATE)  # the runner reaches the root by descriptor, as its owner
         os.rename(staging, folder)
     finally:
         if staging.exists():
@@ -120,9 +123,14 @@ def _has_entries(folder: Path) -> bool:
         return next(entries, None) is not None
 
 
-def etc_file(lowers: tuple[str, ...], name: str) -> str | None:
-    """The image's /etc/NAME as the container will see it (for USER lookups before it runs)."""
-    from images.overlay import visible
+ETC_FILE_LIMIT = 4 << 20  # a passwd or group file of 4 MiB holds some 50,000 accounts
 
-    found = visible([Path(folder) for folder in lowers], f"etc/{name}")
-    return str(found[0]) if found is not None else None
+
+def etc_text(lowers: tuple[str, ...], name: str) -> str:
+    """The image's /etc/NAME as the container will see it, for USER lookups before it runs:
+    read inside the layers (no symlink followed, regular files only, bounded), "" when the
+    image has none (numeric ids still work). An ImageError when it is too large."""
+    from images.overlay import read_visible_file
+
+    data = read_visible_file([Path(folder) for folder in lowers], f"etc/{name}", ETC_FILE_LIMIT)
+    return "" if data is None else data.decode(errors="replace")

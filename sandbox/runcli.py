@@ -33,14 +33,15 @@ def _run(args: RunArgs) -> int:
     from sandbox import warm
 
     if warm.eligible(args) and not args.dry_run:
-        plan = warm.load_plan(args.image, args.policy)
-        if plan is not None:
-            from sandbox.process import ProcessError
+        from sandbox.names import InvalidName
+        from sandbox.process import ProcessError
 
-            try:
-                spec = warm.spec_from_plan(plan, args)
-            except (ProcessError, OSError) as error:
-                return _fail(str(error))
+        try:
+            plan = warm.load_plan(args.image, args.policy, args.bundle)
+            spec = None if plan is None else warm.spec_from_plan(plan, args)
+        except (ProcessError, InvalidName, OSError) as error:
+            return _fail(str(error))
+        if plan is not None and spec is not None:
             return _execute(spec, args, plan["base"]["signing_required"])
     return _cold_run(args)
 
@@ -52,23 +53,24 @@ def _cold_run(args: RunArgs) -> int:
     from policies.errors import PolicyError
     from policies.loader import load_policy
     from sandbox import warm
-    from sandbox.plan import Refused, bind_mounts, build_plan
+    from sandbox.names import InvalidName
+    from sandbox.plan import Refused, bind_mounts, build_plan, bundle_evidence
     from sandbox.process import ProcessError
     from signing.errors import VerificationError
 
     try:
         loaded = load_policy(args.policy)
         image = open_image(args.image, args.platform)
-        refusal = _verify(image, loaded, args.bundle)
+        refusal, origin = _verify(image, loaded, args.bundle)
         if refusal is not None:
             return _fail(refusal)
-        plan = build_plan(args, image, loaded)
+        plan = build_plan(args, image, loaded, bundle_evidence(origin, args.image.split(":", 1)[0]))
         if warm.eligible(args):  # with no policy-sensitive flag, the plan is the policy's own
             warm.save_plan(args.image, args.policy, plan)
         binds = bind_mounts(args.volume, warm.id_maps_from(plan["id_maps"]))
         spec = warm.spec_from_plan(plan, args)
         spec.binds = binds
-    except (ImageError, PolicyError, Refused, ProcessError, VerificationError, OSError) as error:
+    except (ImageError, PolicyError, Refused, ProcessError, InvalidName, VerificationError, OSError) as error:
         return _fail(str(error).replace("\n", "; "))
     if args.dry_run:
         print(_describe(spec))
@@ -77,20 +79,21 @@ def _cold_run(args: RunArgs) -> int:
     return _execute(spec, args, loaded.policy.signing.required)
 
 
-def _verify(image: Any, loaded: Any, bundle: str | None) -> str | None:
+def _verify(image: Any, loaded: Any, bundle: str | None) -> tuple[str | None, str | None]:
     """Step 1 of the init sequence: when the policy requires it, the image's signature must
-    verify before anything is unpacked. Returns why it is refused, or None."""
+    verify before anything is unpacked. Returns why it is refused (or None), and where the
+    bundle that verified came from."""
     if not loaded.policy.signing.required:
-        return None
+        return None, None
     from pathlib import Path
 
     from signing.verify import verify_image
 
     verdict = verify_image(image, loaded.policy.signing, Path(bundle) if bundle else None)
     if not verdict.verified:
-        return f"{image.source}: refused: {verdict.reason}"
+        return f"{image.source}: refused: {verdict.reason}", None
     print(f"pysandbox: verified {verdict.manifest_digest} (signed by {verdict.signer})", file=sys.stderr)
-    return None
+    return None, verdict.bundle_origin
 
 
 def _execute(spec: RunSpec, args: RunArgs, signing_required: bool) -> int:

@@ -285,6 +285,7 @@ def _setup_process(
     # The other namespaces while the monitor maps this one (newuidmap and newgidmap take a
     # few milliseconds): its creator holds every capability in it before any id is mapped.
     linux.unshare(sum(linux.NAMESPACE_FLAGS[name] for name in spec.namespaces if name != "user"))
+    held = reach_host_folders_by_descriptor(spec)
     become_namespace_root(maps_r)
     # Changing credentials (setresuid above) clears the parent-death signal and the dumpable
     # flag: arm them again, and leave at once if the monitor died in between.
@@ -295,7 +296,8 @@ def _setup_process(
     init = os.fork()
     if init == 0:
         os.close(ready_w)
-        _guarded(errors_w, lambda: _init(spec, errors_w, console))
+        _guarded(errors_w, lambda: _init(spec, errors_w, console, held))
+    _close_all(held)
     if console is not None:
         console.close()
     os.write(ready_w, f"{init}\n".encode())
@@ -320,6 +322,33 @@ def writable_size(spec: RunSpec) -> int | None:
     """The size of the tmpfs that holds the writable layer, or None: on the state folder."""
     sizes = [item.value for item in spec.limits if item.name == "writable_size"]
     return sizes[0] if sizes and isinstance(sizes[0], int) else None
+
+
+def reach_host_folders_by_descriptor(spec: RunSpec) -> list[int]:
+    """Open the state folder, the cached layers and the bind sources while this process is
+    still the invoking user (in the new mount namespace, whose mounts they must belong to),
+    and point the spec at them through /proc/self/fd: the storage folders above them are
+    private to that user (sandbox.state), which the container's root is not, and a bind
+    source swapped for a symlink since the policy checked it is refused."""
+    held: list[int] = []
+
+    def hold(path: str, flags: int = os.O_DIRECTORY) -> str:
+        held.append(os.open(path, os.O_PATH | os.O_CLOEXEC | flags))
+        return f"/proc/self/fd/{held[-1]}"
+
+    spec.state = hold(spec.state)
+    spec.lowers = tuple(hold(folder) for folder in spec.lowers)
+    for bind in spec.binds:
+        reached = hold(bind.source, 0)
+        if os.readlink(reached) != bind.source:
+            raise OSError(f"-v {bind.source}: the path changed after the policy checked it")
+        bind.source = reached
+    return held
+
+
+def _close_all(descriptors: list[int]) -> None:
+    for fd in descriptors:
+        os.close(fd)
 
 
 def enter_user_namespace(ready_w: int, maps_r: int) -> None:
@@ -347,9 +376,10 @@ def become_namespace_root(maps_r: int) -> None:
 # ----- init: PID 1 of the container --------------------------------------------------------
 
 
-def _init(spec: RunSpec, errors_w: int, console: socket.socket | None) -> None:
+def _init(spec: RunSpec, errors_w: int, console: socket.socket | None, held: list[int]) -> None:
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     prepare_root(spec)
+    _close_all(held)  # nothing of the host stays open in the container's PID 1
     command = os.fork()
     if command == 0:
         _guarded(errors_w, lambda: _exec_command(spec, errors_w, console))

@@ -4,6 +4,13 @@ records the pysandbox process that owns it, so that `pysandbox prune` can tell a
 container's folder from one a killed run left behind (a reused pid does not fool it: the
 record holds the process's start time too).
 
+Host-side storage is a trust boundary: a cached layer runs as the image, a plan says how to
+confine, a volume holds a container's files. Every folder is private to its owner (0700),
+and is used only after each component of its path has been checked to belong to the
+invoking user or root and to be writable by no one else (ssh's StrictModes; a root-owned
+sticky folder such as /tmp may stand above it, since others cannot replace what we own
+there). Anything else is a StorageError, which `run` reports as exit 125.
+
 Standard library only, and no pathlib: the warm start of `pysandbox run` imports this."""
 
 from __future__ import annotations
@@ -11,22 +18,103 @@ from __future__ import annotations
 import os
 
 OWNER_FILE = "owner"
+PRIVATE = 0o700
+
+
+class StorageError(OSError):
+    """A storage folder that another user could change: nothing in it can be trusted."""
 
 
 def cache_root() -> str:
-    """/var/lib/pysandbox for root, the XDG cache folder for a user; PYSANDBOX_STATE wins."""
+    """/var/lib/pysandbox for root, the XDG cache folder for a user; PYSANDBOX_STATE wins.
+    Only where it would be: use private_root() to make and check it."""
     if "PYSANDBOX_STATE" in os.environ:
-        return os.environ["PYSANDBOX_STATE"]
+        return os.path.abspath(os.environ["PYSANDBOX_STATE"])
     if os.geteuid() == 0:
         return "/var/lib/pysandbox"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "pysandbox")
+    return os.path.join(os.path.abspath(base), "pysandbox")
+
+
+_checked: set[str] = set()
+
+
+def private_folder(path: str) -> str:
+    """`path`, made (0700) where missing and checked: every component up to it belongs to
+    this user or root and is writable by no one else, and `path` itself is this user's and
+    private. Raises StorageError naming the folder that fails."""
+    if path in _checked:
+        return path
+    try:
+        os.makedirs(path, mode=PRIVATE, exist_ok=True)
+    except OSError as error:
+        raise StorageError(f"cannot make the storage folder {path}: {error.strerror or error}") from None
+    check_trusted_path(path)
+    info = os.lstat(path)
+    if info.st_mode & 0o077:
+        os.chmod(path, PRIVATE)  # ours (just checked): an older pysandbox made it 0711/0755
+    _checked.add(path)
+    return path
+
+
+def private_root() -> str:
+    """The cache root, made private and checked (private_folder)."""
+    return private_folder(cache_root())
+
+
+def check_trusted_path(path: str) -> None:
+    """Raise StorageError unless no one but this user (or root) can change what `path`
+    names: each component, symlinks resolved, is owned by us or root and not writable by
+    group or others, except a root-owned sticky folder above the last; the last is ours."""
+    me = os.geteuid()
+    _check_symlinks_on_the_way(path, me)
+    real = os.path.realpath(path)
+    parts = real.split("/")[1:]
+    current = "/"
+    for index in range(len(parts) + 1):
+        if index:
+            current = os.path.join(current, parts[index - 1])
+        try:
+            info = os.lstat(current)
+        except OSError as error:
+            raise StorageError(f"cannot check the storage folder {current}: {error.strerror}") from None
+        last = index == len(parts)
+        if last and info.st_uid != me:
+            raise StorageError(f"refusing storage folder {current}: owned by uid {info.st_uid}, not by uid {me}")
+        if info.st_uid not in (me, 0):
+            raise StorageError(f"refusing storage folder {path}: {current} is owned by uid {info.st_uid}")
+        shared_sticky = info.st_uid == 0 and info.st_mode & 0o1000 and not last
+        if info.st_mode & 0o022 and not shared_sticky:
+            raise StorageError(f"refusing storage folder {path}: {current} is writable by other users")
+
+
+def _check_symlinks_on_the_way(path: str, me: int) -> None:
+    """A symlink among the components as written could be retargeted by its owner after the
+    check: only ours or root's are followed."""
+    current = ""
+    for part in os.path.abspath(path).split("/")[1:]:
+        current = f"{current}/{part}"
+        try:
+            info = os.lstat(current)
+        except OSError:
+            return  # checked again, resolved, by the caller
+        if (info.st_mode & 0o170000) == 0o120000 and info.st_uid not in (me, 0):
+            raise StorageError(f"refusing storage folder {path}: {current} is a symlink of uid {info.st_uid}")
+
+
+def check_private_file(fd: int, path: str) -> None:
+    """A file read from storage (a plan, a compiled filter) must be ours and not writable by
+    others: raise StorageError otherwise."""
+    info = os.fstat(fd)
+    if info.st_uid != os.geteuid() or info.st_mode & 0o022 or (info.st_mode & 0o170000) != 0o100000:
+        raise StorageError(f"refusing {path}: not a private regular file of uid {os.geteuid()}")
 
 
 def state_bases(cache: str) -> list[str]:
-    """Every folder container_dir may put state in, for this user: the runtime folder (when
-    it is usable), else the cache."""
-    runtime = "/run" if os.geteuid() == 0 else os.environ.get("XDG_RUNTIME_DIR", "")
+    """Every folder container_dir may put state in, for this user: the user's runtime folder
+    (when it is usable), else the cache. Root's state lives in the cache on disk, not in
+    /run, a small tmpfs that the whole system needs."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "") if os.geteuid() != 0 else ""
     bases = [os.path.join(runtime, "pysandbox")] if os.path.isabs(runtime) else []
     return [*bases, os.path.join(cache, "containers")]
 
@@ -34,9 +122,9 @@ def state_bases(cache: str) -> list[str]:
 def container_dir(name: str) -> str:
     """A new state folder for container `name` (0700, a unique suffix), with its owner
     recorded. Never in the current folder: a relative or empty XDG_RUNTIME_DIR is ignored."""
-    bases = state_bases(cache_root())
+    bases = state_bases(private_root())
     base = next((folder for folder in bases[:-1] if _writable_folder(os.path.dirname(folder))), bases[-1])
-    os.makedirs(base, mode=0o711, exist_ok=True)
+    private_folder(base)
     while True:
         folder = os.path.join(base, f"{name}-{os.urandom(4).hex()}")
         try:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import re
+import os
 import shutil
 from pathlib import Path
 from typing import Annotated
@@ -11,35 +11,43 @@ from typing import Annotated
 import typer
 
 from sandbox.clikit import fail
-from sandbox.state import cache_root
+from sandbox.names import InvalidName, check_name
+from sandbox.state import StorageError, private_folder, private_root
 
 EXIT_SETUP_FAILED = 125
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 app = typer.Typer(
     help="Named volumes that persist across runs (-v NAME:/path).", no_args_is_help=True, rich_markup_mode=None
 )
 
 
+def _volumes() -> Path:
+    try:
+        return Path(private_folder(os.path.join(private_root(), "volumes")))
+    except StorageError as error:
+        fail("pysandbox", str(error), EXIT_SETUP_FAILED)
+
+
 def _folder(name: str) -> Path:
-    if not _NAME.match(name):
-        fail("pysandbox", f"volume name {name!r}: letters, digits, '_', '.' and '-' only", EXIT_SETUP_FAILED)
-    return Path(cache_root()) / "volumes" / name
+    try:
+        return _volumes() / check_name("volume", name)
+    except InvalidName as error:
+        fail("pysandbox", str(error), EXIT_SETUP_FAILED)
 
 
 @app.command()
 def create(name: Annotated[str, typer.Argument(help="The volume's name.")]) -> None:
     """Create an empty volume (run -v NAME:/path creates one on first use too)."""
     folder = _folder(name)
-    (folder / "data").mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    (folder / "data").mkdir(exist_ok=True)
     typer.echo(name)
 
 
 @app.command("ls")
 def list_volumes() -> None:
     """List volumes with their size."""
-    root = Path(cache_root()) / "volumes"
-    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+    for folder in sorted(_volumes().iterdir()):
         size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
         typer.echo(f"{folder.name}\t{size}")
 

@@ -3,12 +3,16 @@
 compiled seccomp filter); later runs with the same image file and policy files read it and
 start without importing the image reader, YAML, the policy loader or libseccomp.
 
-A plan is keyed by the image file's and every policy file's identity (inode, size, mtime
-and ctime, which no one can set back): a changed file is a miss, and the cold path checks
-and verifies everything again. Plans live in the user's own cache (0700, or root's), written
-atomically, in `marshal` format: built in, so a warm start reads its plan without importing
-json (and, through it, re); marshal is safe for data we wrote ourselves, as Python's own
-bytecode cache is, and a damaged file is a miss."""
+A plan is keyed on its evidence: the image file, every file of the resolved policy chain,
+the keys and trusted root it trusted, the bundle the verification used (sidecar, --bundle,
+or a referrer blob of a layout), and for root the id reservation; each by its resolved
+path and identity (inode, size, mtime and ctime, which no one can set back). A retargeted
+symlink, a changed or vanished file, or another --bundle is a miss, and the cold path checks
+and verifies everything again. Plans live in the user's private storage (sandbox.state),
+written atomically, in `marshal` format: built in, so a warm start reads its plan without
+importing json (and, through it, re). marshal is code-like data, safe only for what we
+wrote ourselves: a plan is read only from a checked private folder, and only if it is a
+private regular file of ours; a damaged one is a miss."""
 
 from __future__ import annotations
 
@@ -21,8 +25,9 @@ from sandbox.limits import Enforcement
 
 __all__ = ["Enforcement"]
 from sandbox.mounts import TmpfsMount
+from sandbox.names import check_name
 from sandbox.process import User, command_line, environment, resolve_user
-from sandbox.state import cache_root, container_dir, remove_state
+from sandbox.state import check_private_file, container_dir, private_folder, private_root, remove_state
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,7 +36,7 @@ if TYPE_CHECKING:
     from sandbox.runargs import RunArgs
     from sandbox.runner import RunSpec
 
-FORMAT = 3
+FORMAT = 4
 # Flags that the cold path must check against the policy; with any of them, no warm start.
 POLICY_SENSITIVE = (
     "volume",
@@ -51,45 +56,81 @@ def _identity(path: str) -> list[int]:
     return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
 
 
+def evidence(path: str) -> list[object]:
+    """A file a plan rests on: where it resolves now, and that file's identity."""
+    return [path, os.path.realpath(path), _identity(path)]
+
+
+def _evidence_holds(item: list[Any]) -> bool:
+    path, real, identity = item
+    try:
+        return bool(os.path.realpath(path) == real and _identity(real) == identity)
+    except OSError:
+        return False
+
+
 def _policy_path(reference: str) -> str:
     if reference in ("strict", "baseline", "permissive"):
         project = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
         return os.path.join(project, "policies", f"{reference}.yaml")
-    return os.path.abspath(reference)
+    return os.path.realpath(reference)
+
+
+def _image_file(image: str) -> str:
+    """The file whose identity stands for the image: an archive itself, or a layout's
+    index.json (rewritten whenever a tag or referrer is added or removed)."""
+    path = image.split(":", 1)[0] if not os.path.exists(image) else image
+    index = os.path.join(path, "index.json")
+    return index if os.path.isdir(path) else path
 
 
 def plan_key(image: str, policy: str) -> tuple[object, ...] | None:
-    """What a plan is valid for: this format, this user, this image file, this policy."""
+    """What a plan is valid for: this format, this user, this image, this policy (both by
+    resolved path and identity)."""
     try:
-        return (FORMAT, os.geteuid(), os.path.abspath(image), *_identity(image), _policy_path(policy))
+        path = _image_file(image)
+        return (FORMAT, os.geteuid(), image, os.path.realpath(path), *_identity(path), _policy_path(policy))
     except OSError:
         return None
 
 
 def _plan_file(key: tuple[object, ...]) -> str:
     digest = zlib.crc32(repr(key).encode())
-    return os.path.join(cache_root(), "plans", f"{digest:08x}.plan")
+    return os.path.join(private_folder(os.path.join(private_root(), "plans")), f"{digest:08x}.plan")
 
 
 def eligible(args: RunArgs) -> bool:
     return not any(getattr(args, name) for name in POLICY_SENSITIVE) and args.network in (None, "none")
 
 
-def load_plan(image: str, policy: str) -> dict[str, Any] | None:
+def load_plan(image: str, policy: str, bundle: str | None = None) -> dict[str, Any] | None:
+    """The plan for this image and policy, if one is stored and all its evidence holds, and
+    `bundle` (--bundle) is the one it verified. Raises StorageError when the storage folder is
+    not private: a plan from a folder someone else can write is never read."""
     key = plan_key(image, policy)
     if key is None:
         return None
+    path = _plan_file(key)
     try:
-        with open(_plan_file(key), "rb") as stored:
-            plan = marshal.load(stored)
-    except (OSError, ValueError, EOFError, TypeError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
         return None
+    try:
+        check_private_file(fd, path)
+        with open(fd, "rb", closefd=False) as stored:
+            plan = marshal.load(stored)
+    except (ValueError, EOFError, TypeError):
+        return None
+    finally:
+        os.close(fd)
     if not isinstance(plan, dict) or plan.get("key") != key:  # another plan under the same short name
         return None
-    try:
-        if any(_identity(path) != identity for path, identity in plan["policy_files"]):
-            return None
-    except OSError:
+    if not all(_evidence_holds(item) for item in plan["evidence"]):
+        return None
+    recorded = plan["bundle"]
+    if recorded is not None and not _evidence_holds(recorded):
+        return None
+    if bundle is not None and (recorded is None or os.path.realpath(bundle) != recorded[1]):
         return None
     if not all(os.path.isdir(folder) for folder in plan["lowers"]) or not os.path.exists(plan["bpf"] or "/"):
         return None
@@ -101,27 +142,28 @@ def save_plan(image: str, policy: str, plan: dict[str, Any]) -> None:
     if key is None:
         return
     target = _plan_file(key)
-    os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
     temporary = f"{target}.{os.getpid()}.tmp"
-    with open(temporary, "wb") as stored:
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with open(fd, "wb") as stored:
         marshal.dump({**plan, "key": key}, stored)
     os.replace(temporary, target)
 
 
 def make_plan(
     lowers: tuple[str, ...],
-    etc_files: tuple[str | None, str | None],
+    etc_texts: tuple[str, str],
     config: dict[str, Any],
     base: dict[str, Any],
     id_maps: IdMaps,
     limits: list[Enforcement],
     tmpfs: list[TmpfsMount],
     bpf_file: str | None,
-    policy_files: list[str],
+    evidence_files: list[str],
+    bundle: str | None,
 ) -> dict[str, Any]:
     return {
         "lowers": list(lowers),
-        "etc_files": list(etc_files),
+        "etc_texts": list(etc_texts),
         "config": config,
         "base": base,
         "id_maps": {
@@ -132,7 +174,8 @@ def make_plan(
         "limits": [item.as_dict() for item in limits],
         "tmpfs": [item.as_dict() for item in tmpfs],
         "bpf": bpf_file,
-        "policy_files": [[path, _identity(path)] for path in policy_files],
+        "evidence": [evidence(path) for path in evidence_files],
+        "bundle": None if bundle is None else evidence(bundle),
     }
 
 
@@ -151,7 +194,13 @@ def spec_from_plan(plan: dict[str, Any], args: RunArgs) -> RunSpec:
     from sandbox.runner import RunSpec, hostname_for
 
     base: dict[str, Any] = plan["base"]
-    name = args.name or f"pysandbox-{os.getpid()}"
+    if base["user"] and args.user and args.user != base["user"]:
+        from sandbox.process import ProcessError
+
+        raise ProcessError(
+            f"-u {args.user} is refused: the policy runs containers as {base['user']} ({base['user_where']})"
+        )
+    name = check_name("container", args.name) if args.name else f"pysandbox-{os.getpid()}"
     hostname = args.hostname or hostname_for(name)
     state = container_dir(name)
     id_maps = id_maps_from(plan["id_maps"])
@@ -195,7 +244,7 @@ def spec_from_plan(plan: dict[str, Any], args: RunArgs) -> RunSpec:
 def _resolve_run(plan: dict[str, Any], args: RunArgs, hostname: str) -> dict[str, Any]:
     """The per-run part: command, environment, user, working directory."""
     config = plan["config"]
-    passwd, group = plan["etc_files"]
+    passwd, group = plan["etc_texts"]
     user: User = resolve_user(args.user or plan["base"]["user"] or config["user"], passwd, group)
     env_extra = list(args.env)
     for path in args.env_file:

@@ -11,6 +11,18 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def reserved_ids() -> None:
+    """As root, the id range root's containers run as (`pysandbox system setup-ids`, which
+    the README asks of a host once): made here if missing, as an administrator would."""
+    import os
+
+    if os.geteuid() == 0:
+        from sandbox.idsetup import reserve_ids
+
+        reserve_ids()
+
+
 @pytest.fixture(scope="session")
 def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A runnable image (docker-archive) built from Debian's static busybox with the

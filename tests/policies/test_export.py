@@ -53,9 +53,18 @@ def run_in_runc(bundle: Path, config: dict[str, object], tmp_path: Path) -> subp
     )
 
 
+def reserved_base() -> int:
+    from sandbox.idmap import PASSWD, SUBUID, reserved_range
+
+    return reserved_range(SUBUID, PASSWD).host  # the root test session reserves it (tests/conftest.py)
+
+
 def test_the_exported_strict_config_runs_busybox_under_runc_confined(busybox_rootfs: Path, tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
     config = oci_config(
         load_policy("strict").policy,
+        reserved_base=reserved_base(),
         args=(
             "/bin/sh",
             "-c",
@@ -70,12 +79,16 @@ def test_the_exported_strict_config_runs_busybox_under_runc_confined(busybox_roo
     assert status["NoNewPrivs"].strip() == "1"
     assert status["Seccomp"].strip() == "2"
     uid_map = [line.split() for line in result.stdout.splitlines() if len(line.split()) == 3 and line.split()[0] == "0"]
-    assert uid_map == [["0", "100000", "65536"]]  # container root is host id 100000, not host root
+    assert uid_map == [["0", str(reserved_base()), "65536"]]  # container root is pysandbox's range, not host root
     assert "Read-only file system" in result.stdout and "tmp-writable" in result.stdout
 
 
 def test_the_exported_baseline_config_grants_dockers_default_capabilities(busybox_rootfs: Path, tmp_path: Path) -> None:
-    config = oci_config(load_policy("baseline").policy, args=("/bin/sh", "-c", "cat /proc/self/status"))
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    config = oci_config(
+        load_policy("baseline").policy, args=("/bin/sh", "-c", "cat /proc/self/status"), reserved_base=reserved_base()
+    )
     result = run_in_runc(busybox_rootfs, config, tmp_path)
     assert result.returncode == 0, result.stderr
     # CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE NET_RAW
@@ -85,7 +98,13 @@ def test_the_exported_baseline_config_grants_dockers_default_capabilities(busybo
 
 
 def test_the_exported_strict_seccomp_filter_refuses_what_strict_forbids(busybox_rootfs: Path, tmp_path: Path) -> None:
-    config = oci_config(load_policy("strict").policy, args=("/bin/sh", "-c", "mount -t tmpfs none /mnt; echo rc=$?"))
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    config = oci_config(
+        load_policy("strict").policy,
+        args=("/bin/sh", "-c", "mount -t tmpfs none /mnt; echo rc=$?"),
+        reserved_base=reserved_base(),
+    )
     result = run_in_runc(busybox_rootfs, config, tmp_path)
     assert "rc=" in result.stdout and "rc=0" not in result.stdout
 
@@ -122,7 +141,16 @@ def test_export_command_writes_stdout_or_a_directory(tmp_path: Path) -> None:
     out = subprocess.run(
         [BIN / "pysandbox", "policy", "export", "strict", "--to", "oci"], capture_output=True, text=True
     )
-    assert out.returncode == 0 and json.loads(out.stdout)["process"]["noNewPrivileges"] is True
+    try:
+        base: int | None = reserved_base()
+    except OSError:  # no range reserved on this host: a null hostID is never written
+        base = None
+    if base is None:
+        assert out.returncode == 2 and "setup-ids" in out.stderr, out.stderr
+    else:
+        config = json.loads(out.stdout)
+        assert config["process"]["noNewPrivileges"] is True
+        assert config["linux"]["uidMappings"] == [{"containerID": 0, "hostID": base, "size": 65536}]
     written = subprocess.run(
         [BIN / "pysandbox", "policy", "export", "strict", "--to", "kubernetes", "--output", str(tmp_path / "k8s")],
         capture_output=True,

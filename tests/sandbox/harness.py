@@ -173,3 +173,11 @@ def state_entries(mode: str, cache: Path, marker: str) -> list[str]:
         for entry in folder.iterdir()
         if entry.name.startswith((marker, ".unpack-"))
     )
+
+
+def root_container_base() -> int:
+    """The first host id of root's containers: the range reserved for pysandbox in
+    /etc/subuid (tests/conftest.py reserves it in a root session)."""
+    from sandbox.idmap import PASSWD, SUBUID, reserved_range
+
+    return reserved_range(SUBUID, PASSWD).host

@@ -30,6 +30,7 @@ from tests.sandbox.harness import (
     default_cache,
     leftovers,
     processes_with,
+    root_container_base,
     start_until_ready,
     state_entries,
     strict_variant,
@@ -235,7 +236,7 @@ def test_a_disk_filler_stops_at_the_tmpfs_size(sandbox: Sandbox) -> None:
 def host_sleeper(sandbox: Sandbox) -> Iterator[int]:
     """A host process running as the host uid that container root maps to: the one a
     container could signal if it could reach it at all."""
-    uid = pwd.getpwnam(sandbox.user).pw_uid if sandbox.user else 100000
+    uid = pwd.getpwnam(sandbox.user).pw_uid if sandbox.user else root_container_base()
     sleeper = subprocess.Popen(
         ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sleep", "60"], cwd="/"
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.sandbox.conftest import command
-from tests.sandbox.harness import cmdline, start_until_ready, tool
+from tests.sandbox.harness import cmdline, root_container_base, start_until_ready, tool
 
 
 def status(text: str) -> dict[str, str]:
@@ -33,7 +33,7 @@ def test_strict_confines_the_process(sandbox) -> None:  # type: ignore[no-untype
     )
     first_map = next(line.split() for line in result.stdout.splitlines() if line.split()[:1] == ["0"])
     assert first_map[1] != "0"  # container root is not host root
-    expected_host = "100000" if sandbox.mode == "root" else str(pwd.getpwnam(sandbox.user).pw_uid)
+    expected_host = str(root_container_base()) if sandbox.mode == "root" else str(pwd.getpwnam(sandbox.user).pw_uid)
     assert first_map[1] == expected_host
 
 

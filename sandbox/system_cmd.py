@@ -1,0 +1,34 @@
+"""`pysandbox system setup-ids|check`: the host side's housekeeping: reserve the id range
+root's containers run as, and re-verify the layer cache against what was unpacked."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from sandbox.clikit import fail
+
+EXIT_SETUP_FAILED = 125
+
+app = typer.Typer(help="Host set-up and cache checks.", no_args_is_help=True, rich_markup_mode=None)
+
+
+@app.command("setup-ids")
+def setup_ids(
+    count: Annotated[int, typer.Option("--count", min=65536, help="How many ids to reserve.")] = 65536,
+) -> None:
+    """As root: reserve the ids root's containers run as, for a `pysandbox` system user in
+    /etc/subuid and /etc/subgid, overlapping no other user's range (kept if already sound)."""
+    from sandbox.idmap import IdMapError
+    from sandbox.idsetup import reserve_ids
+
+    if os.geteuid() != 0:
+        fail("pysandbox", "setup-ids changes /etc/subuid and /etc/subgid: run it as root", EXIT_SETUP_FAILED)
+    try:
+        reserved, made = reserve_ids(count)
+    except IdMapError as error:
+        fail("pysandbox", str(error), EXIT_SETUP_FAILED)
+    verb = "reserved" if made else "already reserved"
+    typer.echo(f"{verb}: ids {reserved.host}-{reserved.host + reserved.size - 1} for pysandbox")
