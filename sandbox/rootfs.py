@@ -67,7 +67,7 @@ def _cached_layer(
     root = folder / "root"
     if root.is_dir():
         return root
-    with _locked(folder.parent / f"{folder.name}.lock"):
+    with locked(folder.parent / f"{folder.name}.lock"):
         if root.is_dir():  # unpacked by another run while this one waited
             return root
         options = UnpackOptions(id_offset=ids[0], id_limit=ids[1], lowers=lowers)
@@ -85,7 +85,7 @@ def image_rootfs(image: Image, id_offset: int, id_limit: int | None = None) -> P
     root = folder / "rootfs"
     if root.is_dir():
         return root
-    with _locked(folder.parent / f"{folder.name}.lock"):
+    with locked(folder.parent / f"{folder.name}.lock"):
         if not root.is_dir():
             options = UnpackOptions(id_offset=id_offset, id_limit=id_limit)
             _publish(folder, lambda staging: unpack_image(image, staging, options), id_offset, "rootfs")
@@ -93,7 +93,7 @@ def image_rootfs(image: Image, id_offset: int, id_limit: int | None = None) -> P
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     private_folder(str(path.parent))
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -104,13 +104,17 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _publish(folder: Path, fill: Callable[[Path], object], id_offset: int, name: str = "root") -> None:
-    """Fill `folder/name` under a temporary name, then rename it into place: a run killed
-    half-way leaves only a `.unpack-*` folder, which no one reads (and prune removes)."""
+    """Fill `folder/name` under a temporary name, record its tree digest (for `pysandbox
+    system check`), then rename it into place: a run killed half-way leaves only a
+    `.unpack-*` folder, which no one reads (and prune removes)."""
+    from sandbox.treedigest import write_digest
+
     staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=folder.parent))
     try:
         fill(staging / name)
         if os.geteuid() == 0:
             os.chown(staging / name, id_offset, id_offset)
+        write_digest(str(staging), name)
         os.chmod(staging, PRIVATE)  # the runner reaches the root by descriptor, as its owner
         os.rename(staging, folder)
     finally:

@@ -378,6 +378,7 @@ def become_namespace_root(maps_r: int) -> None:
 
 def _init(spec: RunSpec, errors_w: int, console: socket.socket | None, held: list[int]) -> None:
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    hide_host_command_line()
     prepare_root(spec)
     _close_all(held)  # nothing of the host stays open in the container's PID 1
     command = os.fork()
@@ -387,6 +388,36 @@ def _init(spec: RunSpec, errors_w: int, console: socket.socket | None, held: lis
     if console is not None:
         console.close()
     _reap_until(command)
+
+
+_INIT_NAME = b"pysandbox-init"
+
+
+def hide_host_command_line() -> None:
+    """PID 1 is a fork of pysandbox: its /proc/1/cmdline and /proc/1/environ would show the
+    container the host's interpreter, venv, policy path and environment. Overwrite both
+    areas of our own memory in place (through /proc/self/mem, which a process may always
+    write for itself) before anything of the container can look. Non-dumpable, our /proc
+    files belong to host root: dumpable for these few lines, before the container has any
+    process of its own."""
+    linux.prctl(linux.PR_SET_DUMPABLE, 1)
+    try:
+        _overwrite_arguments_and_environment()
+    finally:
+        linux.prctl(linux.PR_SET_DUMPABLE, 0)
+
+
+def _overwrite_arguments_and_environment() -> None:
+    with open("/proc/self/stat", "rb") as stat:
+        fields = stat.read().rpartition(b")")[2].split()
+    # fields 48-51 of proc(5): arg_start, arg_end, env_start, env_end (the list starts at 3)
+    arg_start, arg_end, env_start, env_end = (int(fields[number - 3]) for number in (48, 49, 50, 51))
+    with open("/proc/self/mem", "r+b", buffering=0) as memory:
+        length = arg_end - arg_start
+        memory.seek(arg_start)
+        memory.write((_INIT_NAME + bytes(length))[: length - 1] + b"\0")
+        memory.seek(env_start)
+        memory.write(bytes(env_end - env_start))
 
 
 def prepare_root(spec: RunSpec) -> None:

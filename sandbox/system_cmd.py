@@ -32,3 +32,29 @@ def setup_ids(
         fail("pysandbox", str(error), EXIT_SETUP_FAILED)
     verb = "reserved" if made else "already reserved"
     typer.echo(f"{verb}: ids {reserved.host}-{reserved.host + reserved.size - 1} for pysandbox")
+
+
+@app.command("check")
+def check(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Remove what fails; the next run unpacks it again from the image.")
+    ] = False,
+) -> None:
+    """Re-verify the layer cache: every cached layer against the tree digest (paths, types,
+    modes, owners, contents) recorded when it was unpacked. Exit 1 when something failed and
+    was not repaired."""
+    from pathlib import Path
+
+    from sandbox.cachecheck import check_cache
+    from sandbox.state import StorageError, private_root
+
+    try:
+        results = check_cache(Path(private_root()), repair)
+    except (StorageError, OSError) as error:
+        fail("pysandbox", str(error), EXIT_SETUP_FAILED)
+    failed = [item for item in results if item.problem is not None]
+    for item in failed:
+        typer.echo(f"{'removed' if item.removed else 'FAILED'} {item.path}: {item.problem}")
+    typer.echo(f"checked {len(results)} cache folders: {len(results) - len(failed)} intact, {len(failed)} not")
+    if failed and not repair:
+        raise typer.Exit(1)

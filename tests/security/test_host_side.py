@@ -1,0 +1,339 @@
+"""The host side is a trust boundary: what pysandbox keeps and reads on the host, attacked
+as a hostile local user, a hostile image author and a hostile container would. Each test is
+one attack from the review (issue: "the host side is a trust boundary") and its expected
+refusal, run with root and with each of two ordinary users as the owner of the storage."""
+
+from __future__ import annotations
+
+import glob
+import marshal
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from images.writer import NewImage, NewLayer, write_docker_archive
+from tests.imagekit import T, make_tar, static_busybox
+from tests.sandbox.harness import share, strict_variant
+from tests.security.conftest import PYSANDBOX, SECOND_USER, attacker_of, cache_of, run_as
+
+Pysandbox = Callable[..., subprocess.CompletedProcess[str]]
+LEAKED_UID = "4242"
+
+
+@pytest.fixture(scope="session")
+def host_file() -> Iterator[Path]:
+    """A host file every user can read, shaped like a passwd file: an image must never see it."""
+    folder = Path(tempfile.mkdtemp(prefix="pysandbox-host-"))
+    folder.chmod(0o755)
+    (folder / "passwd").write_text(f"app:x:{LEAKED_UID}:{LEAKED_UID}::/leaked-home:/bin/sh\n")
+    (folder / "passwd").chmod(0o644)
+    yield folder / "passwd"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hostile(world: Path, host_file: Path) -> Path:
+    """Hostile images, one layer each, on a static busybox."""
+    busybox = static_busybox()
+    assert busybox is not None  # `world` skipped already without it
+    program = busybox.read_bytes()
+    binaries = [
+        T("bin", "dir"),
+        T("bin/busybox", data=program, mode=0o755),
+        T("bin/sh", "symlink", link="busybox"),
+        T("tmp", "dir", mode=0o1777),
+    ]
+    accounts = [
+        T("etc", "dir"),
+        T("etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"),
+        T("etc/group", data=b"root:x:0:\napp:x:1000:\n"),
+    ]
+    images: dict[str, tuple[list[T], str]] = {
+        "setuid.tar": ([*binaries, *accounts, T("bin/suid", data=program, mode=0o4755)], "0"),
+        "high-uid.tar": ([*binaries, *accounts, T("etc/owned", data=b"x", uid=400000, gid=400000)], "0"),
+        "passwd-link.tar": ([*binaries, T("etc", "dir"), T("etc/passwd", "symlink", link=str(host_file))], "app"),
+        "passwd-fifo.tar": ([*binaries, T("etc", "dir"), T("etc/passwd", "fifo")], "app"),
+        "etc-link.tar": ([*binaries, T("etc", "symlink", link="/etc")], SECOND_USER),
+    }
+    folder = world / "security"
+    folder.mkdir(exist_ok=True)
+    for name, (entries, user) in images.items():
+        image = NewImage([NewLayer(make_tar(entries), "gzip", "hostile")], {"User": user, "Cmd": ["/bin/sh"]})
+        write_docker_archive(folder / name, image, [f"security/{name.removesuffix('.tar')}:1"])
+    share(folder)
+    return folder
+
+
+def run(
+    pysandbox: Pysandbox,
+    world: Path,
+    image: Path | str,
+    *command: str,
+    policy: str = "strict-unsigned.yaml",
+    flags: tuple[str, ...] = (),
+    **env: str,
+) -> subprocess.CompletedProcess[str]:
+    return pysandbox("run", "--rm", "--policy", str(world / policy), *flags, str(image), *command, **env)
+
+
+@pytest.fixture
+def shared_tmp(world: Path) -> Iterator[Path]:
+    """A fresh folder every test user can read (pytest's tmp_path is root's alone)."""
+    folder = Path(tempfile.mkdtemp(dir=world))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def denied(result: subprocess.CompletedProcess[str]) -> bool:
+    return result.returncode != 0 and "Permission denied" in result.stderr
+
+
+# ----- 1. setuid files in storage ----------------------------------------------------------
+
+
+def test_a_setuid_file_in_the_layer_cache_is_out_of_other_users_reach(
+    owner: str, pysandbox: Pysandbox, world: Path, hostile: Path
+) -> None:
+    assert run(pysandbox, world, hostile / "setuid.tar", "/bin/busybox", "true").returncode == 0
+    cache = cache_of(owner)
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    planted = glob.glob(f"{cache}/layers/*/root/bin/suid")
+    assert planted and os.stat(planted[0]).st_mode & stat.S_ISUID  # it is there, setuid, as unpacked
+    attempt = run_as(attacker_of(owner), [planted[0], "id", "-u"])
+    assert denied(attempt), attempt
+
+
+def test_a_setuid_file_a_container_leaves_in_a_volume_is_out_of_other_users_reach(
+    owner: str, pysandbox: Pysandbox, world: Path
+) -> None:
+    volume = f"security-{owner}"
+    script = "cp /bin/busybox /data/s && chmod 6755 /data/s && echo planted"
+    result = run(
+        pysandbox,
+        world,
+        world / "busybox-root.tar",
+        "sh",
+        "-c",
+        script,
+        policy="volumes-allowed.yaml",
+        flags=("-v", f"{volume}:/data"),
+    )
+    try:
+        assert "planted" in result.stdout, result.stderr
+        planted = cache_of(owner) / "volumes" / volume / "data" / "s"
+        assert planted.stat().st_mode & stat.S_ISUID
+        assert denied(run_as(attacker_of(owner), [str(planted), "id", "-u"]))
+        assert denied(run_as(attacker_of(owner), ["ls", str(planted.parent)]))
+    finally:
+        pysandbox("volume", "rm", volume)
+
+
+def test_a_layer_file_owned_outside_the_containers_map_is_refused(
+    owner: str, pysandbox: Pysandbox, world: Path, hostile: Path
+) -> None:
+    if owner != "root":
+        pytest.skip("an ordinary user's unpack cannot give files away (they stay the user's)")
+    result = run(pysandbox, world, hostile / "high-uid.tar", "/bin/busybox", "true")
+    assert result.returncode == 125
+    assert "/etc/owned is owned by 400000:400000, outside the 65536 ids" in result.stderr, result.stderr
+
+
+def test_roots_containers_run_on_ids_no_ordinary_user_can_become(owner: str, pysandbox: Pysandbox, world: Path) -> None:
+    if owner != "root":
+        pytest.skip("root's id range")
+    result = run(pysandbox, world, world / "busybox-app.tar", "cat", "/proc/self/uid_map")
+    assert result.returncode == 0, result.stderr
+    _, base, size = (int(field) for field in result.stdout.split())
+    for table in ("/etc/subuid", "/etc/subgid"):
+        for line in Path(table).read_text().splitlines():
+            name, start, count = line.split(":")
+            if name != "pysandbox":
+                assert int(start) + int(count) <= base or base + size <= int(start), line
+    for line in Path("/etc/passwd").read_text().splitlines():
+        assert not base <= int(line.split(":")[2]) < base + size, line
+
+
+# ----- 2 and 7. storage and plans another user could write ---------------------------------
+
+
+def test_a_storage_folder_another_user_can_write_is_refused(owner: str, pysandbox: Pysandbox, world: Path) -> None:
+    shared = Path(tempfile.mkdtemp(prefix="pysandbox-shared-"))
+    try:
+        shared.chmod(0o777)  # not sticky: anyone may replace what is in it
+        result = run(pysandbox, world, world / "busybox-app.tar", "true", PYSANDBOX_STATE=str(shared / "state"))
+        assert result.returncode == 125 and "writable by other users" in result.stderr, result.stderr
+        assert not (shared / "state" / "plans").exists()
+        foreign = shared / "foreign"
+        foreign.mkdir()
+        shutil.chown(foreign, attacker_of(owner), attacker_of(owner))
+        foreign.chmod(0o755)
+        result = run(pysandbox, world, world / "busybox-app.tar", "true", PYSANDBOX_STATE=str(foreign))
+        assert result.returncode == 125 and "refusing storage folder" in result.stderr, result.stderr
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_a_plan_that_is_not_a_private_file_of_ours_is_never_loaded(
+    owner: str, pysandbox: Pysandbox, world: Path, shared_tmp: Path
+) -> None:
+    image = shared_tmp / "image.tar"
+    shutil.copy(world / "busybox-app.tar", image)
+    image.chmod(0o644)
+    assert run(pysandbox, world, image, "true").returncode == 0  # leaves a plan for this image
+    plans = cache_of(owner) / "plans"
+    newest = max(plans.iterdir(), key=lambda item: item.stat().st_mtime)
+    plan = marshal.loads(newest.read_bytes())
+    plan["base"]["capabilities"] = (1 << 41) - 1  # what a forger wants: every capability
+    plan["bpf"] = None
+    newest.write_bytes(marshal.dumps(plan))
+    newest.chmod(0o666)
+    result = run(pysandbox, world, image, "sh", "-c", "grep CapEff /proc/self/status")
+    assert result.returncode == 125 and "not a private regular file" in result.stderr, result.stdout + result.stderr
+    newest.unlink()
+
+
+# ----- 4. names are names --------------------------------------------------------------------
+
+
+def test_a_volume_name_cannot_climb_out_of_the_volumes(owner: str, pysandbox: Pysandbox, world: Path) -> None:
+    target = Path(tempfile.gettempdir()) / f"pysandbox-climbed-{owner}"
+    shutil.rmtree(target, ignore_errors=True)
+    climb = "x/" + "../" * 12 + str(target).lstrip("/")
+    result = run(
+        pysandbox,
+        world,
+        world / "busybox-app.tar",
+        "true",
+        policy="volumes-allowed.yaml",
+        flags=("-v", f"{climb}:/mnt"),
+    )
+    assert result.returncode == 125 and "volume name" in result.stderr, result.stderr
+    assert not target.exists()
+
+
+def test_a_container_name_cannot_climb_out_of_the_state_folder(owner: str, pysandbox: Pysandbox, world: Path) -> None:
+    result = run(pysandbox, world, world / "busybox-app.tar", "true", flags=("--name", "../../../escaped"))
+    assert result.returncode == 125 and "container name" in result.stderr, result.stderr
+    assert not glob.glob(f"{cache_of(owner)}/../../escaped*") and not glob.glob(f"{cache_of(owner)}/escaped*")
+
+
+# ----- 5. a warm run rests on its evidence ----------------------------------------------------
+
+
+def test_a_retargeted_policy_symlink_is_a_cold_run(
+    owner: str, pysandbox: Pysandbox, world: Path, shared_tmp: Path
+) -> None:
+    link = shared_tmp / "policy.yaml"
+    link.symlink_to(world / "strict-unsigned.yaml")
+    image = world / "busybox-app.tar"
+    assert pysandbox("run", "--rm", "--policy", str(link), str(image), "true").returncode == 0
+    assert pysandbox("run", "--rm", "--policy", str(link), str(image), "true").returncode == 0  # warm
+    link.unlink()
+    link.symlink_to(Path(__file__).resolve().parents[2] / "policies" / "strict.yaml")  # signatures required
+    result = pysandbox("run", "--rm", "--policy", str(link), str(image), "echo", "RAN")
+    assert result.returncode == 125 and "RAN" not in result.stdout, result.stdout + result.stderr
+
+
+@pytest.fixture
+def signed_copy(owner: str, world: Path) -> Path:
+    folder = world / f"security-signed-{owner}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    shutil.copy(world / "busybox-app.tar", folder / "image.tar")
+    subprocess.run([PYSANDBOX, "keygen", "--output-key-prefix", str(folder / "team")], check=True, capture_output=True)
+    subprocess.run(
+        [PYSANDBOX, "sign", str(folder / "image.tar"), "--key", str(folder / "team.key")],
+        check=True,
+        capture_output=True,
+    )
+    (folder / "policy.yaml").write_text("version: 1\nextends: strict\nsigning:\n  keys: [team.pub]\n")
+    (folder / "garbage.json").write_text("{}")
+    share(folder)
+    return folder
+
+
+def test_a_verdict_does_not_outlive_its_bundle(owner: str, pysandbox: Pysandbox, signed_copy: Path) -> None:
+    image, bundle = signed_copy / "image.tar", signed_copy / "image.tar.sigstore.json"
+    kept = bundle.read_bytes()
+
+    def start(*flags: str) -> subprocess.CompletedProcess[str]:
+        return pysandbox("run", "--rm", "--policy", str(signed_copy / "policy.yaml"), *flags, str(image), "echo", "RAN")
+
+    assert start().returncode == 0 and start().returncode == 0  # cold, then warm
+    bundle.unlink()
+    assert start().returncode == 125  # gone: verified again, and refused
+    bundle.write_bytes(kept)
+    bundle.chmod(0o644)
+    assert start().returncode == 0
+    bundle.write_text("garbage")
+    assert start().returncode == 125
+    bundle.write_bytes(kept)
+    assert start().returncode == 0
+    refused = start("--bundle", str(signed_copy / "garbage.json"))
+    assert refused.returncode == 125 and "RAN" not in refused.stdout, refused.stdout + refused.stderr
+
+
+# ----- 6. an image's files are read inside its root -------------------------------------------
+
+
+@pytest.mark.parametrize("image", ["passwd-link.tar", "etc-link.tar"])
+def test_the_images_passwd_never_reaches_a_host_file(
+    owner: str, pysandbox: Pysandbox, world: Path, hostile: Path, image: str
+) -> None:
+    result = run(pysandbox, world, hostile / image, "/bin/busybox", "id", "-u")
+    assert result.returncode == 125 and "is not in the image's /etc/passwd" in result.stderr, result.stderr
+    assert LEAKED_UID not in result.stdout + result.stderr
+
+
+def test_a_fifo_as_the_images_passwd_does_not_hang_the_run(
+    owner: str, pysandbox: Pysandbox, world: Path, hostile: Path
+) -> None:
+    result = run(pysandbox, world, hostile / "passwd-fifo.tar", "/bin/busybox", "id", "-u", timeout=30)
+    assert result.returncode == 125 and "is not in the image's /etc/passwd" in result.stderr, result.stderr
+
+
+# ----- 3 (run side). -u cannot override the policy's user -------------------------------------
+
+
+def test_u_cannot_override_the_policys_user(owner: str, pysandbox: Pysandbox, world: Path) -> None:
+    strict_variant(world, "strict-user-1000.yaml", ("  ids:\n", '  ids:\n    user: "1000"\n'))
+    result = run(
+        pysandbox, world, world / "busybox-root.tar", "id", "-u", policy="strict-user-1000.yaml", flags=("-u", "0")
+    )
+    assert result.returncode == 125 and "-u 0 is refused" in result.stderr and "strict-user-1000.yaml:" in result.stderr
+    same = run(pysandbox, world, world / "busybox-root.tar", "id", "-u", policy="strict-user-1000.yaml")
+    assert same.returncode == 0 and same.stdout.strip() == "1000", same.stderr
+
+
+# ----- 10. PID 1 names no host path, and root's state is not on /run ---------------------------
+
+
+def test_pid_1_shows_the_container_no_host_path_or_environment(owner: str, pysandbox: Pysandbox, world: Path) -> None:
+    result = run(
+        pysandbox,
+        world,
+        world / "busybox-root.tar",
+        "sh",
+        "-c",
+        "tr '\\0' ' ' < /proc/1/cmdline; echo; tr '\\0' ' ' < /proc/1/environ 2>/dev/null; echo",
+        HOST_CANARY="canary-in-the-host-environment",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "pysandbox-init"
+    assert "/" not in result.stdout and "canary" not in result.stdout, result.stdout
+
+
+def test_prune_is_not_held_by_a_fifo_planted_as_an_owner_record(owner: str, pysandbox: Pysandbox) -> None:
+    base = cache_of(owner) / "containers"
+    run_as(owner, ["mkdir", "-p", str(base / "planted-0000")])
+    run_as(owner, ["mkfifo", str(base / "planted-0000" / "owner")])
+    result = pysandbox("prune", timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert not (base / "planted-0000").exists()
