@@ -75,6 +75,10 @@ def audit(
     write_baseline: Annotated[
         Path | None, typer.Option(help="Record the current findings as a baseline and exit 0.")
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Say on stderr which files a directory walk passed over, and why."),
+    ] = False,
     version: Annotated[
         bool | None,
         typer.Option(
@@ -112,6 +116,9 @@ def audit(
         fail("pyaudit", str(error), EXIT_USAGE)
     except PolicyError as error:
         fail("pyaudit", str(error).replace("\n", "; "), EXIT_USAGE)
+    if verbose:
+        for path, reason in result.skipped:
+            typer.echo(f"pyaudit: skipped {path}: {reason}", err=True)
     if write_baseline is not None:
         save_baseline(write_baseline, result.findings)
         typer.echo(f"wrote {len(result.findings)} findings to {write_baseline}", err=True)

@@ -1,6 +1,11 @@
 """What an input is, by content (names only narrow a directory walk): an image archive or
 layout, a Dockerfile, or YAML/JSON holding Compose, Kubernetes, docker inspect or an OCI
-runtime config."""
+runtime config.
+
+A directory walk stays inside the tree it was given: it follows no symbolic link (to a file
+or to a folder) and passes over FIFOs, sockets and devices, saying so in `skipped`. What the
+user names on the command line is theirs to name, so a named link is followed; whether it
+ends at a regular file is checked where it is read (audit.inputs.read_regular)."""
 
 from __future__ import annotations
 
@@ -8,23 +13,25 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from audit.inputs import AuditInputError, file_kind
+
+__all__ = ["AuditInputError", "expand_targets", "is_dockerfile_name", "is_image_archive", "is_image_layout"]
+
+TAR_HEADER_SIZE = 512
 _SKIP_DIRS = {".git", "node_modules", ".venv", "__pycache__", ".tox", "vendor"}
 _YAML_SUFFIXES = (".yaml", ".yml", ".json")
+_ARCHIVE_SUFFIXES = (".tar", ".oci")
+_NOT_FOLLOWED = "a symbolic link: a directory walk does not follow links (name the target to audit it)"
 
 
-class AuditInputError(Exception):
-    """An input that is missing, unreadable or not something pyaudit reads (exit 2)."""
+def is_image_layout(path: Path) -> bool:
+    """An OCI layout folder: index.json or oci-layout in it."""
+    return (path / "index.json").is_file() or (path / "oci-layout").is_file()
 
 
-def is_image_path(path: Path) -> bool:
-    if path.is_dir():
-        return (path / "index.json").is_file() or (path / "oci-layout").is_file()
-    try:
-        with open(path, "rb") as stream:
-            header = stream.read(512)
-    except OSError:
-        return False
-    return len(header) == 512 and header[257:262] == b"ustar"
+def is_image_archive(head: bytes) -> bool:
+    """The first TAR_HEADER_SIZE bytes of a file are a POSIX tar header (docker save, OCI archive)."""
+    return len(head) == TAR_HEADER_SIZE and head[257:262] == b"ustar"
 
 
 def is_dockerfile_name(name: str) -> bool:
@@ -36,28 +43,56 @@ def is_dockerfile_name(name: str) -> bool:
     )
 
 
-def expand_targets(targets: list[str]) -> Iterator[tuple[str, bool]]:
+def _is_candidate_name(name: str) -> bool:
+    return is_dockerfile_name(name) or name.endswith(_YAML_SUFFIXES) or name.endswith(_ARCHIVE_SUFFIXES)
+
+
+def expand_targets(targets: list[str], skipped: list[tuple[str, str]] | None = None) -> Iterator[tuple[str, bool]]:
     """(path, explicit) for each input; a directory yields the files in it that pyaudit
-    may read (Dockerfiles, YAML and JSON, image archives and layouts)."""
+    may read (Dockerfiles, YAML and JSON, image archives and layouts). What a walk passes
+    over that pyaudit would otherwise have read is appended to `skipped` as (path, why)."""
+    notes = skipped if skipped is not None else []
     for target in targets:
         path = Path(target)
         if not path.exists():
             raise AuditInputError(f"{target}: no such file or directory")
-        if path.is_dir() and not is_image_path(path):
-            yield from _walk(path)
+        if path.is_dir() and not is_image_layout(path):
+            yield from _walk(path, notes)
         else:
             yield target, True
 
 
-def _walk(root: Path) -> Iterator[tuple[str, bool]]:
-    for directory, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not is_image_path(Path(directory) / d))
-        for d in list(os.listdir(directory)):
-            if d in _SKIP_DIRS:
+def _walk(directory: Path, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, bool]]:
+    """Files first, then each sub-folder in turn, all in name order; the decision on each
+    entry is taken on lstat (DirEntry without following), never on what a link points at."""
+    try:
+        with os.scandir(directory) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError as error:
+        skipped.append((str(directory), f"cannot list: {error.strerror}"))
+        return
+    folders = []
+    for entry in entries:
+        full = Path(directory) / entry.name
+        try:
+            if entry.is_symlink():
+                if _is_candidate_name(entry.name) or entry.is_dir():
+                    skipped.append((str(full), _NOT_FOLLOWED))
+            elif entry.is_dir(follow_symlinks=False):
+                if entry.name in _SKIP_DIRS:
+                    continue
+                if is_image_layout(full):
+                    yield str(full), False
+                else:
+                    folders.append(full)
+            elif not _is_candidate_name(entry.name):
                 continue
-            full = Path(directory) / d
-            if full.is_dir() and is_image_path(full):
+            elif entry.is_file(follow_symlinks=False):
                 yield str(full), False
-        for name in sorted(files):
-            if is_dockerfile_name(name) or name.endswith(_YAML_SUFFIXES) or name.endswith((".tar", ".oci")):
-                yield str(Path(directory) / name), False
+            else:
+                kind = file_kind(entry.stat(follow_symlinks=False).st_mode)
+                skipped.append((str(full), f"not a regular file (it is {kind})"))
+        except OSError as error:  # gone or unreadable between the listing and the look
+            skipped.append((str(full), f"cannot read: {error.strerror}"))
+    for folder in folders:
+        yield from _walk(folder, skipped)

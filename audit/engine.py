@@ -4,21 +4,30 @@ settings and every kind of suppression, and decide the gate."""
 from __future__ import annotations
 
 import datetime
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
-from audit.detect import AuditInputError, expand_targets, is_dockerfile_name, is_image_path
+from audit.detect import (
+    TAR_HEADER_SIZE,
+    AuditInputError,
+    expand_targets,
+    is_dockerfile_name,
+    is_image_archive,
+)
 from audit.findings import Finding, at_or_above
+from audit.inputs import TEXT_LIMIT, InputTooLargeError, NotRegularFileError, read_regular
 from audit.rules.container import container_findings
 from audit.rules.dockerfile import dockerfile_findings
 from audit.sources.compose import compose_specs, is_compose
 from audit.sources.dockerfile import DockerfileError, looks_like_dockerfile, parse_dockerfile
 from audit.sources.kubernetes import is_kubernetes, kubernetes_specs
 from audit.sources.runtime import docker_inspect_specs, is_docker_inspect, is_oci_config, oci_config_specs
-from audit.sources.yamllines import load_documents
+from audit.sources.yamllines import describe_problem, load_documents
 from audit.suppress import apply_inline, apply_policy_ignores, inline_suppressions, matches_rule
 from policies.model import Policy
 
@@ -46,6 +55,7 @@ class AuditResult:
     images: list[ImageSummary]
     kinds: dict[str, str]  # target -> what it was read as
     fail_on: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why) a directory walk passed over
 
     @property
     def failed(self) -> bool:
@@ -57,8 +67,15 @@ def audit(targets: list[str], options: AuditOptions | None = None) -> AuditResul
     collected: list[Finding] = []
     images: list[ImageSummary] = []
     kinds: dict[str, str] = {}
-    for path, explicit in expand_targets(targets):
-        kind, target_findings, summary = audit_one(path, explicit, options.policy)
+    skipped: list[tuple[str, str]] = []
+    for path, explicit in expand_targets(targets, skipped):
+        try:
+            kind, target_findings, summary = audit_one(path, explicit, options.policy)
+        except (NotRegularFileError, InputTooLargeError) as error:
+            if not _walk_may_skip(path, explicit, error):
+                raise
+            skipped.append((path, str(error).removeprefix(f"{path}: ")))
+            continue
         if kind is None:
             continue
         kinds[path] = kind
@@ -81,14 +98,29 @@ def audit(targets: list[str], options: AuditOptions | None = None) -> AuditResul
         images=images,
         kinds=kinds,
         fail_on=options.fail_on or options.policy.audit.fail_on,
+        skipped=skipped,
     )
 
 
+def _walk_may_skip(path: str, explicit: bool, error: AuditInputError) -> bool:
+    """A walk passes over a file that turned out special (swapped after the listing) and an
+    oversized file that does not claim to be ours (a data JSON); a named file, an oversized
+    Dockerfile or Compose file is an error: the gate must not pass what it could not read."""
+    if explicit:
+        return False
+    if isinstance(error, NotRegularFileError):
+        return True
+    return not (is_dockerfile_name(Path(path).name) or _claims_to_be_ours(path))
+
+
 def audit_one(path: str, explicit: bool, policy: Policy) -> tuple[str | None, list[Finding], ImageSummary | None]:
-    """Findings for one input, or (None, [], None) for a file a directory walk may skip."""
-    if is_image_path(Path(path)):
+    """Findings for one input, or (None, [], None) for a file a directory walk may skip.
+    An `explicit` input was named by the user: a symlink to a regular file is followed."""
+    if _is_folder(path, explicit):  # expand_targets yields only OCI layouts as folders
         return _audit_image(path, policy)
-    text = _read_text(path)
+    if is_image_archive(read_regular(path, TAR_HEADER_SIZE, follow=explicit, truncate=True)):
+        return _audit_image(path, policy)
+    text = _read_text(path, explicit)
     name = Path(path).name
     if is_dockerfile_name(name) or (
         explicit and looks_like_dockerfile(text) and not name.endswith((".yaml", ".yml", ".json"))
@@ -118,13 +150,20 @@ def _audit_image(path: str, policy: Policy) -> tuple[str, list[Finding], ImageSu
     return "image", found, summary
 
 
-def _read_text(path: str) -> str:
+def _is_folder(path: str, explicit: bool) -> bool:
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise AuditInputError(f"{path}: cannot read: {error.strerror}") from None
+        return stat.S_ISDIR(os.stat(path, follow_symlinks=explicit).st_mode)
+    except OSError:
+        return False  # read_regular says what is wrong with it
+
+
+def _read_text(path: str, explicit: bool) -> str:
+    data = read_regular(path, TEXT_LIMIT, follow=explicit)
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise AuditInputError(f"{path}: not UTF-8 text, not an image archive either") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as text mode reads
 
 
 def _yaml_specs(path: str, text: str, explicit: bool) -> tuple[str | None, list]:  # type: ignore[type-arg]
@@ -133,7 +172,7 @@ def _yaml_specs(path: str, text: str, explicit: bool) -> tuple[str | None, list]
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
-        problem = getattr(error, "problem", None) or str(error)
+        problem = describe_problem(error)
         if not explicit and not _claims_to_be_ours(path):
             return None, []
         raise AuditInputError(f"{where}: not valid YAML or JSON ({problem})") from None

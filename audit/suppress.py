@@ -11,6 +11,7 @@ from pathlib import Path
 
 from audit.catalog import find_rule
 from audit.findings import Finding
+from audit.inputs import TEXT_LIMIT, AuditInputError, read_regular
 from audit.rules import finding
 from policies.model import Ignore
 
@@ -84,8 +85,10 @@ def apply_policy_ignores(
 
 def read_baseline(path: Path) -> set[str]:
     try:
-        document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        document = json.loads(read_regular(str(path), TEXT_LIMIT, follow=True))
+    except AuditInputError as error:
+        raise ValueError(str(error)) from None
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, nesting
         raise ValueError(f"{path}: not a pyaudit baseline ({error})") from None
     fingerprints = document.get("fingerprints") if isinstance(document, dict) else None
     if not isinstance(fingerprints, list):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
 _HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+_INSTRUCTION_WORD = re.compile(r"[A-Z]{1,16}")  # what a misspelt keyword looks like, upper-cased
 INSTRUCTIONS = {
     "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
     "MAINTAINER", "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
@@ -84,7 +85,7 @@ def parse_dockerfile(text: str, path: str) -> Dockerfile:
     directives, first = _directives(lines)
     escape = directives.get("escape", "\\")
     if escape not in ("\\", "`"):
-        raise DockerfileError(f"{path}:1: escape directive must be \\ or `, got {escape!r}")
+        raise DockerfileError(f"{path}:1: escape directive must be \\ or `")
     instructions = list(_instructions(lines, first, escape, path))
     return _stages(instructions, directives, path)
 
@@ -130,13 +131,21 @@ def _instructions(lines: list[str], start: int, escape: str, path: str) -> list[
         keyword, _, rest = logical.partition(" ")
         keyword = keyword.upper()
         if keyword not in INSTRUCTIONS:
-            raise DockerfileError(f"{path}:{first_line}: unknown instruction {keyword!r}")
+            raise DockerfileError(f"{path}:{first_line}: {_unknown_instruction(keyword)}")
         instruction = Instruction(keyword, rest.strip(), first_line, index)
         instruction.flags, instruction.arguments = _flags(instruction.arguments)
         if keyword in ("RUN", "COPY", "ADD"):
             index = _read_heredocs(instruction, lines, index)
         found.append(instruction)
     return found
+
+
+def _unknown_instruction(keyword: str) -> str:
+    """Name a misspelt instruction ('FORM'), but never echo other text: the file may be
+    anything a link pointed at (/proc/self/environ), and its first word a token."""
+    if _INSTRUCTION_WORD.fullmatch(keyword):
+        return f"unknown instruction {keyword!r} (expected FROM, RUN, COPY or another instruction)"
+    return "not an instruction (expected FROM, RUN, COPY or another instruction)"
 
 
 def _flags(arguments: str) -> tuple[dict[str, str], str]:

@@ -3,6 +3,7 @@ so that findings point at real lines of the input file."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,7 +57,31 @@ def load_documents(text: str) -> Iterator[Any]:
     recursion limit (its composer and constructor recurse once per level)."""
     try:
         yield from yaml.load_all(text, Loader=_LineLoader)
-    except (ValueError, KeyError) as error:
-        raise yaml.YAMLError(f"a value that its tag cannot hold ({error})") from None
+    except (ValueError, KeyError):
+        # not the error's own text: it quotes the value ("invalid literal for int(): 'x'")
+        raise yaml.YAMLError("a value that its tag cannot hold") from None
     except RecursionError:
         raise yaml.YAMLError("nested too deeply") from None
+
+
+_QUOTED = re.compile(r"'([^']*)'")
+_TOKEN_NAME = re.compile(r"<[a-z ]+>")
+
+
+def describe_problem(error: yaml.YAMLError) -> str:
+    """What went wrong, on one line, without the input's own text: PyYAML quotes tags,
+    anchors and aliases in its messages, and the input may be any file a link pointed at
+    (/proc/self/environ). What stays: token names ('<block end>'), single characters
+    ('\\t', ':'), which are what a person needs to find the mistake at the line given."""
+    if isinstance(error, yaml.reader.ReaderError):
+        if isinstance(error.character, bytes):
+            return f"cannot decode byte #x{error.character[0]:02x}"
+        return f"unacceptable character #x{error.character:04x}"
+    problem = getattr(error, "problem", None) if isinstance(error, yaml.MarkedYAMLError) else str(error)
+    return _QUOTED.sub(_quoted_if_not_content, " ".join((problem or "cannot be parsed").split()))
+
+
+def _quoted_if_not_content(match: re.Match[str]) -> str:
+    inner = match.group(1)
+    short = len(inner) == 1 or (inner.startswith("\\") and len(inner) <= 6)
+    return match.group(0) if short or _TOKEN_NAME.fullmatch(inner) else "(text not shown)"
