@@ -206,7 +206,7 @@ def test_ten_runs_of_a_new_image_at_once_unpack_each_layer_once(
     layers = fresh_state / "layers"
     unpacked = [entry for entry in layers.iterdir() if entry.is_dir() and not entry.name.startswith(".")]
     assert len(unpacked) == 3, sorted(entry.name for entry in layers.iterdir())  # the image has three layers
-    assert all(sorted(os.listdir(entry)) == ["root"] for entry in unpacked)
+    assert all(sorted(os.listdir(entry)) == ["root", "tree.sha256"] for entry in unpacked)
     assert not list(layers.glob(".unpack-*")) and not (fresh_state / "images").exists()
 
 

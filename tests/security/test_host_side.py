@@ -136,11 +136,12 @@ def test_a_setuid_file_a_container_leaves_in_a_volume_is_out_of_other_users_reac
 
 
 def test_a_layer_file_owned_outside_the_containers_map_is_refused(
-    owner: str, pysandbox: Pysandbox, world: Path, hostile: Path
+    owner: str, pysandbox: Pysandbox, world: Path, hostile: Path, shared_tmp: Path
 ) -> None:
     if owner != "root":
         pytest.skip("an ordinary user's unpack cannot give files away (they stay the user's)")
-    result = run(pysandbox, world, hostile / "high-uid.tar", "/bin/busybox", "true")
+    state = str(shared_tmp / "state")  # a cache of its own: nothing unpacked before counts
+    result = run(pysandbox, world, hostile / "high-uid.tar", "/bin/busybox", "true", PYSANDBOX_STATE=state)
     assert result.returncode == 125
     assert "/etc/owned is owned by 400000:400000, outside the 65536 ids" in result.stderr, result.stderr
 
@@ -337,3 +338,23 @@ def test_prune_is_not_held_by_a_fifo_planted_as_an_owner_record(owner: str, pysa
     result = pysandbox("prune", timeout=30)
     assert result.returncode == 0, result.stderr
     assert not (base / "planted-0000").exists()
+
+
+# ----- 2. a cached layer that changed is found, and repaired ---------------------------------
+
+
+def test_system_check_finds_a_changed_cached_layer_and_repair_unpacks_it_again(
+    owner: str, pysandbox: Pysandbox, world: Path, hostile: Path
+) -> None:
+    image = hostile / "setuid.tar"
+    pysandbox("system", "check", "--repair")  # folders an older pysandbox left have no digest
+    assert run(pysandbox, world, image, "/bin/busybox", "true").returncode == 0
+    assert pysandbox("system", "check").returncode == 0
+    planted = glob.glob(f"{cache_of(owner)}/layers/*/root/bin/suid")[0]
+    Path(planted).write_bytes(b"#!/bin/sh\necho poisoned\n")  # what a poisoner would leave
+    found = pysandbox("system", "check")
+    assert found.returncode == 1 and "changed since it was unpacked" in found.stdout, found.stdout + found.stderr
+    assert pysandbox("system", "check", "--repair").returncode == 0
+    result = run(pysandbox, world, image, "/bin/busybox", "sh", "-c", "/bin/busybox cmp /bin/suid /bin/busybox && echo clean")
+    assert result.returncode == 0 and result.stdout.strip() == "clean", result.stdout + result.stderr
+    assert pysandbox("system", "check").returncode == 0
