@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from images.errors import ImageError
+from images.regular import NotRegularFile, open_regular, read_bounded
 
 OPAQUE_XATTR = "user.overlay.opaque"
 
@@ -76,19 +77,16 @@ def read_visible_file(layers: Sequence[Path], path: str, limit: int) -> bytes | 
     found = visible(layers, path)
     if found is None or not stat.S_ISREG(found[1].st_mode):
         return None
-    fd = os.open(found[0], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        chunks, size = [], 0
-        while size <= limit and (chunk := os.read(fd, limit + 1 - size)):
-            chunks.append(chunk)
-            size += len(chunk)
+        fd = open_regular(str(found[0]))
+    except NotRegularFile:
+        return None
+    try:
+        return read_bounded(fd, limit)
+    except ValueError:
+        raise ImageError(f"/{path} in the image is larger than {limit} bytes") from None
     finally:
         os.close(fd)
-    if size > limit:
-        raise ImageError(f"/{path} in the image is larger than {limit} bytes")
-    return b"".join(chunks)
 
 
 def flatten(layers: Sequence[Path], target: Path) -> None:

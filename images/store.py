@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from images.errors import ImageError
+from images.regular import NotRegularFile, open_regular
 
 # Manifests, indexes and configs are small; a 2 GB "manifest" is an attack, not an image.
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
@@ -42,27 +43,56 @@ def read_document(store: BlobStore, path: str, limit: int = MAX_DOCUMENT_BYTES) 
 
 
 class DirectoryStore:
-    """An OCI layout folder on disk."""
+    """An OCI layout folder on disk. Its members are reached from the layout folder one
+    component at a time without following a symlink, and must be regular files: a layout
+    is as hostile as an archive (an `index.json` linked to /proc/kmsg would hang a root run,
+    a blob linked to /etc/shadow would have its digest printed)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.label = str(root)
 
-    def _resolve(self, path: str) -> Path:
+    def _parts(self, path: str) -> list[str]:
         clean = posixpath.normpath(path)
         if clean.startswith(("/", "../")) or clean == "..":
             raise ImageError(f"{self.label}: {path!r} points outside the layout")
-        return self.root / clean
+        return clean.split("/")
+
+    def _open_member(self, path: str) -> int:
+        """A descriptor on the member, or OSError (NotRegularFile for a link or special file)."""
+        parts = self._parts(path)
+        folder = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in parts[:-1]:
+                inner = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+                os.close(folder)
+                folder = inner
+            return open_regular(parts[-1], dir_fd=folder)
+        finally:
+            os.close(folder)
 
     def exists(self, path: str) -> bool:
-        return self._resolve(path).is_file()
+        try:
+            os.close(self._open_member(path))
+        except NotRegularFile as error:
+            raise ImageError(f"{self.label}: {path} is {error.strerror}") from None
+        except OSError:
+            return False
+        return True
 
     def size(self, path: str) -> int:
-        return self._resolve(path).stat().st_size
+        fd = self._member_or_error(path)
+        try:
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
 
     def open(self, path: str) -> BinaryIO:
+        return os.fdopen(self._member_or_error(path), "rb")
+
+    def _member_or_error(self, path: str) -> int:
         try:
-            return open(self._resolve(path), "rb")
+            return self._open_member(path)
         except OSError as error:
             raise ImageError(f"{self.label}: cannot read {path}: {error.strerror}") from None
 
@@ -119,7 +149,7 @@ class TarStore:
 
     def _index(self) -> None:
         try:
-            with open(self.path, "rb") as raw:
+            with os.fdopen(open_regular(str(self.path), follow=True), "rb") as raw:
                 magic = raw.read(4)
                 if magic.startswith(_GZIP_MAGIC) or magic == _ZSTD_MAGIC:
                     raise ImageError(

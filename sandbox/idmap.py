@@ -72,18 +72,28 @@ class IdMapError(OSError):
 
 
 def _entries(path: str) -> list[tuple[str, int, int]]:
-    """(name, first id, count) of each well-formed line of a subordinate id file."""
+    """(name, first id, count) of each line of a subordinate id file. A line in any other
+    form than NAME:DECIMAL:DECIMAL is an IdMapError, not skipped: newuidmap reads more forms
+    (hex, octal, a trailing field, spaces) than we would, so a line we skipped could still
+    give its user root's ids."""
     try:
         with open(path) as table:
             lines = table.read().splitlines()
     except FileNotFoundError:
         return []
     rows = []
-    for line in lines:
-        fields = line.strip().split(":")
-        if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
-            rows.append((fields[0], int(fields[1]), int(fields[2])))
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            continue
+        fields = line.split(":")
+        if len(fields) != 3 or not fields[0] or not all(_canonical_decimal(field) for field in fields[1:]):
+            raise IdMapError(f"{path}:{number}: expected NAME:FIRST:COUNT in decimal, found {line[:80]!r}")
+        rows.append((fields[0], int(fields[1]), int(fields[2])))
     return rows
+
+
+def _canonical_decimal(text: str) -> bool:
+    return text.isascii() and text.isdigit() and (text == "0" or not text.startswith("0"))
 
 
 def _account_ids(path: str) -> list[tuple[str, int]]:

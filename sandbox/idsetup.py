@@ -5,6 +5,7 @@ files against a concurrent useradd. Idempotent: an existing, sound reservation i
 
 from __future__ import annotations
 
+import os
 import pwd
 import shutil
 import subprocess
@@ -37,11 +38,19 @@ def _checked_reservation() -> IdRange:
 
 
 def _ensure_system_user() -> None:
+    """The owner of the range: made as a system account no one logs in as; an existing
+    account of that name with a login shell is refused (someone could be it)."""
     try:
-        pwd.getpwnam(RESERVED_USER)
+        account = pwd.getpwnam(RESERVED_USER)
     except KeyError:
         shell = shutil.which("nologin") or "/usr/sbin/nologin"
         _run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", shell, RESERVED_USER])
+        return
+    if os.path.basename(account.pw_shell) not in ("nologin", "false"):
+        raise IdMapError(
+            f"the account {RESERVED_USER} has the login shell {account.pw_shell}: its ids must belong to no one "
+            "who can log in (give it /usr/sbin/nologin, or remove it and run setup-ids again)"
+        )
 
 
 def _run(command: list[str]) -> None:

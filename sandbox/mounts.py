@@ -138,14 +138,19 @@ def read_only_paths(root: str, paths: tuple[str, ...]) -> None:
 
 
 def etc_files(root: str, state: str, hostname: str) -> None:
-    """/etc/hostname, /etc/hosts, /etc/resolv.conf from per-container files."""
+    """/etc/hostname, /etc/hosts, /etc/resolv.conf from per-container files, written on a
+    small tmpfs of the container's own mount namespace: a bind from the state folder would
+    show the host's storage path (and the user's home) in the container's mountinfo."""
+    folder = f"{state}/etc"
+    os.makedirs(folder, exist_ok=True)
+    linux.mount("tmpfs", folder, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "size=64k,mode=0755")
     contents = {
         "hostname": f"{hostname}\n",
         "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n",
         "resolv.conf": _resolv_conf(),
     }
     for name, text in contents.items():
-        source = f"{state}/{name}"
+        source = f"{folder}/{name}"
         with open(source, "w") as etc:
             etc.write(text)
         target = inside(root, f"/etc/{name}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -74,9 +75,21 @@ def check_flags(flags: RunArgs, loaded: LoadedPolicy) -> None:
             raise Refused(f"--security-opt {option}: unsupported option (seccomp=PROFILE, no-new-privileges)")
     for volume in flags.volume:
         _check_volume(volume, loaded, refuse)
+    _check_numbers(flags)
     _check_limit(_memory_flag(flags.memory), sandbox.limits.memory, "--memory", loaded)
     _check_limit(flags.pids_limit, sandbox.limits.pids, "--pids-limit", loaded)
     _check_limit(flags.cpus, sandbox.limits.cpus, "--cpus", loaded)
+
+
+def _check_numbers(flags: RunArgs) -> None:
+    """Docker's ranges: a negative or NaN --cpus would be written to the cgroup as "no
+    limit", and --pids-limit 0 or -1 means unlimited to Docker: neither may pass as lowering
+    the policy's limit."""
+    cpus = os.cpu_count() or 1
+    if flags.cpus is not None and not (math.isfinite(flags.cpus) and 0.01 <= flags.cpus <= cpus):
+        raise Refused(f"--cpus {flags.cpus}: the range of CPUs is from 0.01 to {cpus:.2f}")
+    if flags.pids_limit is not None and flags.pids_limit < 1:
+        raise Refused(f"--pids-limit {flags.pids_limit}: expected at least 1")
 
 
 def _memory_flag(text: str | None) -> int | None:
@@ -142,16 +155,24 @@ def seccomp_file(loaded: LoadedPolicy, granted: frozenset[str]) -> Path | None:
     return cached
 
 
+def _profile_path(profile: str) -> Path:
+    """A profile's file: a path as the policy gave it, or a built-in profile's JSON."""
+    if "/" in profile:
+        return Path(profile)
+    return Path(__file__).resolve().parent.parent / "policies" / "seccomp" / f"{profile}.json"
+
+
 def _profile_stamp(profile: str) -> str:
-    path = (
-        Path(profile)
-        if "/" in profile
-        else Path(__file__).resolve().parent.parent / "policies" / "seccomp" / f"{profile}.json"
-    )
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return hashlib.sha256(_profile_path(profile).read_bytes()).hexdigest()
     except OSError:
         return ""
+
+
+def _profile_files(profile: str) -> list[str]:
+    """The seccomp profile a plan's filter was compiled from: a changed one is a cold run."""
+    path = _profile_path(profile)
+    return [str(path)] if profile != "unconfined" and path.is_file() else []
 
 
 def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy, bundle: str | None = None) -> dict[str, Any]:
@@ -207,6 +228,7 @@ def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy, bundle: str |
             *loaded.chain,
             *loaded.policy.signing.keys,
             *filter(None, [loaded.policy.signing.trusted_root]),
+            *_profile_files(sandbox.seccomp.profile),
             *(_id_files() if os.geteuid() == 0 else []),
         ],
         bundle=bundle,

@@ -21,6 +21,12 @@ def tmpfs_flag(text: str) -> mounts.TmpfsMount:
         key, _, value = option.partition("=")
         if key == "size":
             size = parse_docker_size(value)
+            if size is None or size <= 0:
+                raise ValueError(f"--tmpfs {text}: expected a size such as 64m")
         elif key == "mode":
+            if not (value and len(value) <= 4 and all(char in "01234567" for char in value)):
+                raise ValueError(f"--tmpfs {text}: expected an octal mode such as 1777")
             mode = value
+    if not destination.startswith("/"):
+        raise ValueError(f"--tmpfs {text}: expected an absolute path inside the container")
     return mounts.TmpfsMount(destination, size, mode)

@@ -14,13 +14,13 @@ import contextlib
 import errno
 import fcntl
 import os
-import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.state import OWNER_FILE, process_start_time, remove_state, state_bases
+from sandbox.names import is_valid_name
+from sandbox.state import OWNER_FILE, StorageError, check_trusted_path, process_start_time, remove_state, state_bases
 
 # A state folder without an owner record is either being set up right now (the cold path
 # unpacks and plans between making it and running) or from an older pysandbox: give it time.
@@ -52,20 +52,45 @@ def _owner_gone(state: Path) -> str | None:
 def _read_owner_record(path: Path) -> str:
     """The small owner file, read without following a link or waiting on a FIFO that
     something planted in its place: anything but a regular file is unreadable."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    from images.regular import open_regular
+
+    fd = open_regular(str(path))
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        return os.read(fd, 256).decode()
+        return os.read(fd, 256).decode(errors="replace")
     finally:
         os.close(fd)
 
 
-def stale_containers(cache: Path) -> Iterator[Leftover]:
+def checked_bases(cache: Path) -> tuple[list[Path], list[Leftover]]:
+    """The state folders that exist and pass the storage check (sandbox.state), and a
+    refusal for each that does not: prune deletes only inside folders that are ours alone
+    (another user's symlink as $XDG_RUNTIME_DIR/pysandbox must not lead it into ours)."""
+    bases, refused = [], []
     for base in map(Path, state_bases(str(cache))):
+        if not os.path.lexists(base):
+            continue
+        try:
+            check_trusted_path(str(base))
+        except StorageError as error:
+            refused.append(Leftover("storage", base, "not checked", str(error)))
+            continue
+        bases.append(base)
+    return bases, refused
+
+
+def _is_state_folder(folder: Path) -> bool:
+    """NAME-XXXXXXXX, as sandbox.state.container_dir names them."""
+    name, _, suffix = folder.name.rpartition("-")
+    return is_valid_name(name) and len(suffix) == 8 and all(c in "0123456789abcdef" for c in suffix)
+
+
+def stale_containers(bases: list[Path]) -> Iterator[Leftover]:
+    for base in bases:
         with contextlib.suppress(FileNotFoundError):
             for folder in sorted(base.iterdir()):
-                why = _owner_gone(folder) if folder.is_dir() and not folder.is_symlink() else None
+                if not _is_state_folder(folder) or folder.is_symlink() or not folder.is_dir():
+                    continue
+                why = _owner_gone(folder)
                 if why is not None:
                     yield Leftover("container", folder, why)
 
@@ -120,14 +145,14 @@ def stale_cgroups(live_states: set[str]) -> Iterator[Leftover]:
 def prune(cache: Path, dry_run: bool = False) -> list[Leftover]:
     """Find (and unless `dry_run`, remove) what dead runs left under `cache` and the
     runtime folders; return each, with the error when it could not be removed."""
-    found = list(stale_containers(cache))
+    bases, refused = checked_bases(cache)
+    found = list(stale_containers(bases))
     stale = {item.path for item in found}
-    bases = [Path(base) for base in state_bases(str(cache))]
     live = {folder.name for base in bases if base.is_dir() for folder in base.iterdir()}
     found += stale_cgroups(live - {path.name for path in stale})
     if not dry_run:
         found = [_removed(item) for item in found]
-    return found + list(stale_staging(cache, dry_run))
+    return refused + found + list(stale_staging(cache, dry_run))
 
 
 def _removed(item: Leftover) -> Leftover:

@@ -33,13 +33,10 @@ def _run(args: RunArgs) -> int:
     from sandbox import warm
 
     if warm.eligible(args) and not args.dry_run:
-        from sandbox.names import InvalidName
-        from sandbox.process import ProcessError
-
         try:
             plan = warm.load_plan(args.image, args.policy, args.bundle)
             spec = None if plan is None else warm.spec_from_plan(plan, args)
-        except (ProcessError, InvalidName, OSError) as error:
+        except (ValueError, OSError) as error:  # ProcessError, InvalidName, StorageError...
             return _fail(str(error))
         if plan is not None and spec is not None:
             return _execute(spec, args, plan["base"]["signing_required"])
@@ -53,9 +50,7 @@ def _cold_run(args: RunArgs) -> int:
     from policies.errors import PolicyError
     from policies.loader import load_policy
     from sandbox import warm
-    from sandbox.names import InvalidName
     from sandbox.plan import Refused, bind_mounts, build_plan, bundle_evidence
-    from sandbox.process import ProcessError
     from signing.errors import VerificationError
 
     try:
@@ -70,7 +65,7 @@ def _cold_run(args: RunArgs) -> int:
         binds = bind_mounts(args.volume, warm.id_maps_from(plan["id_maps"]))
         spec = warm.spec_from_plan(plan, args)
         spec.binds = binds
-    except (ImageError, PolicyError, Refused, ProcessError, InvalidName, VerificationError, OSError) as error:
+    except (ImageError, PolicyError, Refused, ValueError, VerificationError, OSError) as error:
         return _fail(str(error).replace("\n", "; "))
     if args.dry_run:
         print(_describe(spec))

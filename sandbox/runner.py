@@ -255,11 +255,11 @@ def _guarded(errors_w: int, step: object) -> None:
     try:
         step()  # type: ignore[operator]
     except _ExecFailure as failure:
-        os.write(errors_w, str(failure).encode())
+        os.write(errors_w, str(failure).encode(errors="backslashreplace"))
         code = failure.code
     except BaseException as error:
         text = f"{type(error).__name__}: {error}" if not isinstance(error, OSError) else str(error.strerror or error)
-        os.write(errors_w, text.encode())
+        os.write(errors_w, text.encode(errors="backslashreplace"))
     finally:
         os._exit(code)
 

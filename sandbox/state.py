@@ -29,11 +29,16 @@ def cache_root() -> str:
     """/var/lib/pysandbox for root, the XDG cache folder for a user; PYSANDBOX_STATE wins.
     Only where it would be: use private_root() to make and check it."""
     if "PYSANDBOX_STATE" in os.environ:
-        return os.path.abspath(os.environ["PYSANDBOX_STATE"])
+        chosen = os.environ["PYSANDBOX_STATE"]
+        if not os.path.isabs(chosen):  # "" or a relative path would be the current folder
+            raise StorageError(f"PYSANDBOX_STATE must be an absolute path, not {chosen!r}")
+        return os.path.normpath(chosen)
     if os.geteuid() == 0:
         return "/var/lib/pysandbox"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(os.path.abspath(base), "pysandbox")
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # the XDG rule: a relative value is ignored
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "pysandbox")
 
 
 _checked: set[str] = set()
@@ -199,10 +204,18 @@ def remove_tree(parent: int, name: str) -> None:
 
 
 def _chmod_quietly(name: str, parent: int) -> None:
+    """Open up a folder of ours for removal: the folder itself, never what a symlink swapped
+    in its place points to (chmod through the descriptor of the folder, not its name)."""
     try:
-        os.chmod(name, 0o700, dir_fd=parent)
+        fd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    except OSError:
+        return
+    try:
+        os.chmod(f"/proc/self/fd/{fd}", 0o700)
     except OSError:
         pass
+    finally:
+        os.close(fd)
 
 
 def _unlink_quietly(name: str, parent: int) -> None:

@@ -13,20 +13,73 @@ import stat
 
 DIGEST_FILE = "tree.sha256"
 _XATTRS = ("user.overlay.opaque", "user.containers.override_stat", "trusted.overlay.opaque")
-_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def tree_digest(root: str) -> str:
-    """sha256:HEX over the whole tree below `root`, walked without following a symlink."""
+    """sha256:HEX over the whole tree below `root`, walked by descriptor without following a
+    symlink, in name order. A folder or file its owner made unreadable (mode 000, as an
+    ordinary user's unpack keeps it) is opened up while it is read and closed again after:
+    nothing below it may drop out of the digest."""
     digest = hashlib.sha256()
     digest.update(_describe(".", os.lstat(root), root, None))
-    for folder, folders, files, folder_fd in os.fwalk(root, follow_symlinks=False):
-        folders.sort()
-        relative = os.path.relpath(folder, root)
-        for name in sorted(folders + files):
-            info = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
-            digest.update(_describe(os.path.join(relative, name), info, name, folder_fd))
+    top = os.open(root, _FOLDER | os.O_NOFOLLOW)
+    pending: list[tuple[int, str, _Reopened | None]] = [(top, ".", None)]
+    try:
+        while pending:
+            folder_fd, relative, opened_up = pending.pop()
+            try:
+                children = []
+                for name in sorted(os.listdir(folder_fd)):
+                    info = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+                    digest.update(_describe(os.path.join(relative, name), info, name, folder_fd))
+                    if stat.S_ISDIR(info.st_mode):
+                        children.append((*_open_as_owner(name, folder_fd, info, _FOLDER), os.path.join(relative, name)))
+                pending.extend((fd, path, reopened) for fd, reopened, path in reversed(children))
+            finally:
+                os.close(folder_fd)
+                if opened_up is not None:
+                    opened_up.close()
+    finally:
+        for fd, _, opened_up in pending:
+            os.close(fd)
+            if opened_up is not None:
+                opened_up.close()
     return f"sha256:{digest.hexdigest()}"
+
+
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+class _Reopened:
+    """A folder or file of ours opened up for reading; close() gives it its mode back."""
+
+    def __init__(self, handle: int, mode: int) -> None:
+        self.handle, self.mode = handle, mode
+
+    def close(self) -> None:
+        try:
+            os.chmod(f"/proc/self/fd/{self.handle}", self.mode)
+        finally:
+            os.close(self.handle)
+
+
+def _open_as_owner(name: str, parent: int | None, info: os.stat_result, flags: int) -> tuple[int, _Reopened | None]:
+    """Open `name` (never through a symlink); if its owner (us) made it unreadable, add the
+    owner's read (and search) bit until the returned _Reopened is closed."""
+    flags |= os.O_NONBLOCK
+    try:
+        return os.open(name, flags | os.O_NOFOLLOW, dir_fd=parent), None
+    except PermissionError:
+        if info.st_uid != os.geteuid():
+            raise
+    handle = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    reopened = _Reopened(handle, stat.S_IMODE(info.st_mode))
+    try:
+        os.chmod(f"/proc/self/fd/{handle}", reopened.mode | 0o500)
+        return os.open(f"/proc/self/fd/{handle}", flags), reopened  # the handle's own inode
+    except BaseException:
+        reopened.close()
+        raise
 
 
 def _describe(path: str, info: os.stat_result, name: str, folder_fd: int | None) -> bytes:
@@ -37,17 +90,16 @@ def _describe(path: str, info: os.stat_result, name: str, folder_fd: int | None)
     elif stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
         extra = f"{os.major(info.st_rdev)},{os.minor(info.st_rdev)}"
     elif stat.S_ISREG(info.st_mode):
-        extra = _content_digest(name, folder_fd)
+        extra = _content_digest(name, folder_fd, info)
     fields = [path, f"{kind:o}", f"{stat.S_IMODE(info.st_mode):o}", str(info.st_uid), str(info.st_gid)]
     fields += [str(info.st_size if stat.S_ISREG(info.st_mode) else 0), extra, _xattrs(name, folder_fd, info)]
     return "\0".join(fields).encode(errors="surrogateescape") + b"\n"
 
 
-def _content_digest(name: str, folder_fd: int | None) -> str:
-    try:
-        fd = os.open(name, _READ, dir_fd=folder_fd)
-    except PermissionError:  # an ordinary user's file of mode 000: its metadata still counts
-        return "unreadable"
+def _content_digest(name: str, folder_fd: int | None, info: os.stat_result) -> str:
+    fd, reopened = _open_as_owner(name, folder_fd, info, os.O_RDONLY | os.O_CLOEXEC)
+    if reopened is not None:
+        reopened.close()  # the descriptor stays readable
     with open(fd, "rb") as content:
         return hashlib.file_digest(content, "sha256").hexdigest()
 

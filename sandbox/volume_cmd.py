@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +11,7 @@ import typer
 
 from sandbox.clikit import fail
 from sandbox.names import InvalidName, check_name
+from sandbox.prune import remove_tree
 from sandbox.state import StorageError, private_folder, private_root
 
 EXIT_SETUP_FAILED = 125
@@ -59,5 +59,8 @@ def rm(names: Annotated[list[str], typer.Argument(help="Volumes to delete, with 
         folder = _folder(name)
         if not folder.is_dir():
             fail("pysandbox", f"no volume named {name!r}", EXIT_SETUP_FAILED)
-        shutil.rmtree(folder)
+        try:
+            remove_tree(folder)  # as container root where a container's other users own files
+        except OSError as error:
+            fail("pysandbox", f"cannot remove volume {name!r} entirely: {error.strerror or error}", EXIT_SETUP_FAILED)
         typer.echo(name)

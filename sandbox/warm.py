@@ -100,7 +100,12 @@ def _plan_file(key: tuple[object, ...]) -> str:
 
 
 def eligible(args: RunArgs) -> bool:
-    return not any(getattr(args, name) for name in POLICY_SENSITIVE) and args.network in (None, "none")
+    """No policy-sensitive flag given (a given 0, as in --pids-limit 0, counts as given)."""
+    return not any(_given(getattr(args, name)) for name in POLICY_SENSITIVE) and args.network in (None, "none")
+
+
+def _given(value: object) -> bool:
+    return value is not None and value is not False and value != [] and value != ""
 
 
 def load_plan(image: str, policy: str, bundle: str | None = None) -> dict[str, Any] | None:
@@ -188,8 +193,8 @@ def id_maps_from(data: dict[str, Any]) -> IdMaps:
 def spec_from_plan(plan: dict[str, Any], args: RunArgs) -> RunSpec:
     """The RunSpec for a plan (cached, or just made by sandbox.plan) plus this run's own
     flags, none of which can loosen the policy; the one place either path builds one.
-    Raises ProcessError or OSError (an unknown user, an unreadable --env-file), leaving no
-    state folder behind."""
+    Raises ValueError (an unknown user, a bad --tmpfs or --name) or OSError (an unreadable
+    --env-file, storage that is not private), leaving no state folder behind."""
     from sandbox import capabilities
     from sandbox.runner import RunSpec, hostname_for
 
@@ -200,7 +205,7 @@ def spec_from_plan(plan: dict[str, Any], args: RunArgs) -> RunSpec:
         raise ProcessError(
             f"-u {args.user} is refused: the policy runs containers as {base['user']} ({base['user_where']})"
         )
-    name = check_name("container", args.name) if args.name else f"pysandbox-{os.getpid()}"
+    name = check_name("container", args.name) if args.name else f"pysandbox-{os.urandom(6).hex()}"
     hostname = args.hostname or hostname_for(name)
     state = container_dir(name)
     id_maps = id_maps_from(plan["id_maps"])
@@ -209,6 +214,7 @@ def spec_from_plan(plan: dict[str, Any], args: RunArgs) -> RunSpec:
             os.chown(state, id_maps.root_host_uid, id_maps.gids[0].host)
         run = _resolve_run(plan, args, hostname)
         seccomp_bpf = None if plan["bpf"] is None else _read_bytes(plan["bpf"])
+        tmpfs = [TmpfsMount(**t) for t in plan["tmpfs"]] + _tmpfs_flags(args.tmpfs)
     except BaseException:
         remove_state(state)
         raise
@@ -234,7 +240,7 @@ def spec_from_plan(plan: dict[str, Any], args: RunArgs) -> RunSpec:
         read_only_rootfs=bool(base["read_only_rootfs"]) or args.read_only,
         masked_paths=tuple(base["masked_paths"]),
         readonly_paths=tuple(base["readonly_paths"]),
-        tmpfs=[TmpfsMount(**t) for t in plan["tmpfs"]] + _tmpfs_flags(args.tmpfs),
+        tmpfs=tmpfs,
         binds=[],
         limits=[Enforcement(**item) for item in plan["limits"]],
         wall_time=base["wall_time"],
@@ -248,8 +254,13 @@ def _resolve_run(plan: dict[str, Any], args: RunArgs, hostname: str) -> dict[str
     user: User = resolve_user(args.user or plan["base"]["user"] or config["user"], passwd, group)
     env_extra = list(args.env)
     for path in args.env_file:
-        with open(path) as stream:
-            env_extra += [line.strip() for line in stream if line.strip() and not line.startswith("#")]
+        try:
+            with open(path) as stream:
+                env_extra += [line.strip() for line in stream if line.strip() and not line.startswith("#")]
+        except UnicodeDecodeError:
+            from sandbox.process import ProcessError
+
+            raise ProcessError(f"--env-file {path}: not a text file") from None
     return {
         "argv": command_line(config["entrypoint"], config["cmd"], args.entrypoint, args.command),
         "env": environment(config["env"], env_extra, user) | {"HOSTNAME": hostname},
@@ -267,5 +278,11 @@ def _tmpfs_flags(flags: list[str]) -> list[TmpfsMount]:
 
 
 def _read_bytes(path: str) -> bytes:
-    with open(path, "rb") as stored:
-        return stored.read()
+    """A compiled filter from the private storage, checked as a plan is."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        check_private_file(fd, path)
+        with open(fd, "rb", closefd=False) as stored:
+            return stored.read()
+    finally:
+        os.close(fd)

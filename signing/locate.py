@@ -18,6 +18,7 @@ Every document read from an image store is checked against its digest before use
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 from images.digest import Digest, digest_bytes, parse_digest
 from images.errors import ImageError
 from images.image import Image, blob_path, split_reference
+from images.regular import open_regular, read_bounded
 from images.store import read_document
 from signing.bundle import BUNDLE_MEDIA_TYPES, MAX_BUNDLE_BYTES
 from signing.cosign_tag import (
@@ -63,17 +65,31 @@ def sidecar_path(image: Image) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
-def read_bundle_file(path: Path) -> FoundBundle:
-    try:
-        size = path.stat().st_size
-        if size > MAX_BUNDLE_BYTES:
-            raise VerificationError("malformed", f"{path}: {size} bytes is too large for a bundle")
-        data = path.read_bytes()
-        payload_path = payload_path_for(path)
-        payload = payload_path.read_bytes() if payload_path.is_file() else None
-    except OSError as error:
-        raise VerificationError("bad-input", f"{path}: cannot read the bundle: {error.strerror}") from None
+def read_bundle_file(path: Path, follow: bool = True) -> FoundBundle:
+    """A bundle file and its payload beside it, read as regular files only, bounded and
+    never waiting; `follow`: a symlink is read (the user named the file) or refused (a
+    sidecar found beside the image, which whoever filled that folder chose)."""
+    data = _read_small(path, follow, "the bundle")
+    payload_path = payload_path_for(path)
+    payload = _read_small(payload_path, follow, "the payload") if os.path.lexists(payload_path) else None
     return FoundBundle(data, str(path), payload)
+
+
+def _read_small(path: Path, follow: bool, what: str) -> bytes:
+    try:
+        fd = open_regular(str(path), follow=follow)
+    except OSError as error:
+        raise VerificationError("bad-input", f"{path}: cannot read {what}: {error.strerror}") from None
+    try:
+        return read_bounded(fd, MAX_BUNDLE_BYTES)
+    except ValueError:
+        raise VerificationError(
+            "malformed", f"{path}: too large for a bundle ({MAX_BUNDLE_BYTES} bytes at most)"
+        ) from None
+    except OSError as error:
+        raise VerificationError("bad-input", f"{path}: cannot read {what}: {error.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def find_bundles(image: Image, explicit: Path | None = None) -> list[FoundBundle]:
@@ -82,8 +98,8 @@ def find_bundles(image: Image, explicit: Path | None = None) -> list[FoundBundle
         return [read_bundle_file(explicit)]
     found: list[FoundBundle] = []
     sidecar = sidecar_path(image)
-    if sidecar.is_file():
-        found.append(read_bundle_file(sidecar))
+    if os.path.lexists(sidecar):
+        found.append(read_bundle_file(sidecar, follow=False))
     found.extend(find_referrers(image))
     found.extend(find_cosign_tags(image))
     return found[:_MAX_REFERRERS]

@@ -26,7 +26,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def container(cache: Path, name: str, owner: str | None) -> Path:
-    folder = cache / "containers" / name
+    folder = cache / "containers" / f"{name}-{os.urandom(4).hex()}"  # as sandbox.state.container_dir names it
     (folder / "writable" / "work" / "work").mkdir(parents=True)
     (folder / "writable" / "work" / "work").chmod(0)  # as overlayfs leaves it
     if owner is not None:

@@ -119,6 +119,18 @@ def test_a_reserved_range_any_user_could_become_is_refused(
         reserved_range(_table(tmp_path, "subuid", subuid), _table(tmp_path, "passwd", passwd))
 
 
+@pytest.mark.parametrize(
+    "line",
+    ["eve:165536:65536:", "eve:0x28720:65536", "eve: 165536:65536", "eve:+165536:65536", "eve:0165536:65536", "eve:1"],
+)
+def test_a_line_newuidmap_might_read_otherwise_is_refused(tmp_path: Path, line: str) -> None:
+    """shadow parses numbers with strtoll(..., 0) and ignores trailing fields: a line we
+    skipped could still give its user root's ids."""
+    subuid = _table(tmp_path, "subuid", f"pysandbox:165536:65536\n{line}\n")
+    with pytest.raises(IdMapError, match=":2: expected NAME:FIRST:COUNT"):
+        reserved_range(subuid, _table(tmp_path, "passwd", ""))
+
+
 def test_a_free_range_avoids_every_entry_and_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(idmap, "SUBUID", _table(tmp_path, "subuid", "a:100000:65536\nb:165536:65536\n"))
     monkeypatch.setattr(idmap, "SUBGID", _table(tmp_path, "subgid", "a:100000:65536\nc:240000:10\n"))

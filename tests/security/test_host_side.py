@@ -6,8 +6,10 @@ refusal, run with root and with each of two ordinary users as the owner of the s
 from __future__ import annotations
 
 import glob
+import json
 import marshal
 import os
+import pwd
 import shutil
 import stat
 import subprocess
@@ -20,7 +22,7 @@ import pytest
 from images.writer import NewImage, NewLayer, write_docker_archive
 from tests.imagekit import T, make_tar, static_busybox
 from tests.sandbox.harness import share, strict_variant
-from tests.security.conftest import PYSANDBOX, SECOND_USER, attacker_of, cache_of, run_as
+from tests.security.conftest import INTERPRETER, PYSANDBOX, SECOND_USER, attacker_of, cache_of, run_as
 
 Pysandbox = Callable[..., subprocess.CompletedProcess[str]]
 LEAKED_UID = "4242"
@@ -333,11 +335,11 @@ def test_pid_1_shows_the_container_no_host_path_or_environment(owner: str, pysan
 
 def test_prune_is_not_held_by_a_fifo_planted_as_an_owner_record(owner: str, pysandbox: Pysandbox) -> None:
     base = cache_of(owner) / "containers"
-    run_as(owner, ["mkdir", "-p", str(base / "planted-0000")])
-    run_as(owner, ["mkfifo", str(base / "planted-0000" / "owner")])
+    run_as(owner, ["mkdir", "-p", str(base / "planted-0000abcd")])
+    run_as(owner, ["mkfifo", str(base / "planted-0000abcd" / "owner")])
     result = pysandbox("prune", timeout=30)
     assert result.returncode == 0, result.stderr
-    assert not (base / "planted-0000").exists()
+    assert not (base / "planted-0000abcd").exists()
 
 
 # ----- 2. a cached layer that changed is found, and repaired ---------------------------------
@@ -355,6 +357,119 @@ def test_system_check_finds_a_changed_cached_layer_and_repair_unpacks_it_again(
     found = pysandbox("system", "check")
     assert found.returncode == 1 and "changed since it was unpacked" in found.stdout, found.stdout + found.stderr
     assert pysandbox("system", "check", "--repair").returncode == 0
-    result = run(pysandbox, world, image, "/bin/busybox", "sh", "-c", "/bin/busybox cmp /bin/suid /bin/busybox && echo clean")
+    result = run(
+        pysandbox, world, image, "/bin/busybox", "sh", "-c", "/bin/busybox cmp /bin/suid /bin/busybox && echo clean"
+    )
     assert result.returncode == 0 and result.stdout.strip() == "clean", result.stdout + result.stderr
     assert pysandbox("system", "check").returncode == 0
+
+
+# ----- found by the attacker review of this suite's first version ------------------------------
+
+
+def test_prune_never_follows_another_users_runtime_folder(owner: str, pysandbox: Pysandbox) -> None:
+    if owner == "root":
+        pytest.skip("root's state is never in a runtime folder")
+    data = Path(pwd.getpwnam(owner).pw_dir) / "precious"
+    run_as(owner, ["mkdir", "-p", str(data / "project-0000abcd")])
+    run_as(owner, ["touch", "-d", "2 days ago", str(data / "project-0000abcd")])
+    runtime = Path(tempfile.mkdtemp(prefix="pysandbox-runtime-"))
+    try:
+        runtime.chmod(0o777)
+        run_as(attacker_of(owner), ["ln", "-s", str(data), str(runtime / "pysandbox")])
+        result = run_as(owner, [PYSANDBOX, "prune"], XDG_RUNTIME_DIR=str(runtime))
+        assert (data / "project-0000abcd").is_dir(), result.stdout
+        assert result.returncode == 1 and "symlink of uid" in result.stderr, result.stdout + result.stderr
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_a_changed_seccomp_profile_file_is_a_cold_run(
+    owner: str, pysandbox: Pysandbox, world: Path, shared_tmp: Path
+) -> None:
+    profile = shared_tmp / "profile.json"
+    strict_profile = Path(__file__).resolve().parents[2] / "policies" / "seccomp" / "strict.json"
+    profile.write_text(strict_profile.read_text())
+    policy = shared_tmp / "policy.yaml"
+    policy.write_text((world / "strict-unsigned.yaml").read_text().replace("profile: strict", f"profile: {profile}"))
+    assert f"profile: {profile}" in policy.read_text()
+    for item in (profile, policy):
+        item.chmod(0o644)
+    script = ("sh", "-c", "mkdir /tmp/d && echo MADE")
+    assert "MADE" in pysandbox("run", "--rm", "--policy", str(policy), str(world / "busybox-app.tar"), *script).stdout
+    document = json.loads(profile.read_text())
+    document["syscalls"] = [rule for rule in document["syscalls"] if not {"mkdir", "mkdirat"} & set(rule["names"])]
+    profile.write_text(json.dumps(document))
+    result = pysandbox("run", "--rm", "--policy", str(policy), str(world / "busybox-app.tar"), *script)
+    assert "MADE" not in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--cpus", "-1"), ("--cpus", "nan"), ("--cpus", "inf"), ("--pids-limit", "0"), ("--pids-limit", "-1")],
+)
+def test_limits_flags_outside_dockers_ranges_are_refused(
+    owner: str, pysandbox: Pysandbox, world: Path, flag: str, value: str
+) -> None:
+    result = run(pysandbox, world, world / "busybox-app.tar", "true", flags=(flag, value))
+    assert result.returncode == 125 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_layout_member_that_is_a_symlink_is_refused_without_waiting(
+    owner: str, pysandbox: Pysandbox, world: Path, shared_tmp: Path
+) -> None:
+    layout = shared_tmp / "layout"
+    (layout / "blobs" / "sha256").mkdir(parents=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").symlink_to("/proc/kmsg")  # a regular file whose read waits for the kernel
+    share(shared_tmp)
+    result = run(pysandbox, world, layout, "true", timeout=30)
+    assert result.returncode == 125 and "symbolic link" in result.stderr, result.stderr
+
+
+def test_a_sidecar_bundle_that_is_a_symlink_is_not_followed(
+    owner: str, pysandbox: Pysandbox, signed_copy: Path
+) -> None:
+    bundle = signed_copy / "image.tar.sigstore.json"
+    bundle.unlink()
+    bundle.symlink_to("/proc/kmsg")
+    result = pysandbox(
+        "run", "--rm", "--policy", str(signed_copy / "policy.yaml"), str(signed_copy / "image.tar"), "true", timeout=30
+    )
+    assert result.returncode == 125 and "symbolic link" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("value", ["", "relative/state"])
+def test_a_storage_folder_that_is_not_absolute_is_refused(
+    owner: str, pysandbox: Pysandbox, world: Path, value: str
+) -> None:
+    result = run(pysandbox, world, world / "busybox-app.tar", "true", PYSANDBOX_STATE=value)
+    assert result.returncode == 125 and "must be an absolute path" in result.stderr, result.stderr
+
+
+def test_the_containers_mount_table_names_no_host_path(owner: str, pysandbox: Pysandbox, world: Path) -> None:
+    result = run(pysandbox, world, world / "busybox-app.tar", "sh", "-c", "cat /proc/self/mountinfo; hostname")
+    assert result.returncode == 0, result.stderr
+    for leak in ("/var/lib/pysandbox", "/home/", ".cache", "/tmp/", "/run/"):
+        assert leak not in result.stdout, result.stdout
+
+
+def test_a_folder_the_owner_cannot_read_is_not_left_out_of_a_tree_digest(owner: str, shared_tmp: Path) -> None:
+    if owner == "root":
+        pytest.skip("root reads every folder")
+    tree = shared_tmp / "tree"
+    (tree / "locked").mkdir(parents=True)
+    (tree / "locked" / "payload").write_text("x")
+    shutil.chown(tree, owner)
+    for item in (tree / "locked", tree / "locked" / "payload"):
+        shutil.chown(item, owner)
+    (tree / "locked").chmod(0)
+    script = f"from sandbox.treedigest import tree_digest; print(tree_digest({str(tree)!r}))"
+    before = run_as(owner, [INTERPRETER, "-c", script])
+    assert before.returncode == 0 and before.stdout.startswith("sha256:"), before.stderr
+    assert (tree / "locked").stat().st_mode & 0o777 == 0  # given back its mode
+    (tree / "locked" / "payload").write_text("tampered")  # as root: the owner could, too
+    after = run_as(owner, [INTERPRETER, "-c", script])
+    assert after.returncode == 0 and after.stdout != before.stdout, after.stderr
