@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -193,9 +194,23 @@ def _items(before: tuple[Any, ...], after: tuple[Any, ...], at: _Field) -> list[
 
 
 def _writable_before(at: _Field) -> bool:
-    """A root that was writable without a size cap covered any tmpfs: it adds no place to write."""
-    mounts, limits = at.old_policy.sandbox.mounts, at.old_policy.sandbox.limits
-    return at.kind == "writable" and not mounts.read_only_rootfs and limits.writable_size is None
+    """A root that was writable covered any tmpfs (it adds no place to write) when it had no
+    size cap, or when everything the new policy lets a container write is no more than what
+    the old one did."""
+    if at.kind != "writable" or at.old_policy.sandbox.mounts.read_only_rootfs:
+        return False
+    if at.old_policy.sandbox.limits.writable_size is None:
+        return True
+    return _writable_total(at.new_policy) <= _writable_total(at.old_policy)
+
+
+def _writable_total(policy: model.Policy) -> float:
+    """Bytes a container may write in all: its tmpfs mounts and a writable root's cap."""
+    sandbox = policy.sandbox
+    sizes: list[int | None] = [tmpfs.size for tmpfs in sandbox.mounts.tmpfs]
+    if not sandbox.mounts.read_only_rootfs:
+        sizes.append(sandbox.limits.writable_size)
+    return math.inf if None in sizes else float(sum(size for size in sizes if size is not None))
 
 
 def _covers(old: Any, new: Any, at: _Field) -> bool:

@@ -393,3 +393,23 @@ def test_lint_reports_every_loosening_of_strict_at_its_own_line(tmp_path: Path) 
         f"{path}:10:9",
     ]
     assert result.stderr.strip() == "1 policies checked, 3 problems"
+
+
+# ----- what a container may write, in all ----------------------------------------------------
+
+
+def test_a_tmpfs_within_a_capped_writable_roots_budget_tightens_and_beyond_it_loosens(tmp_path: Path) -> None:
+    baseline = load_policy("baseline").policy
+    assert baseline.sandbox.limits.writable_size == 1 << 30  # the writable layer is bounded by default
+    assert not any(effect == "loosens" for effect in effects(baseline, load_policy("strict").policy).values())
+    tmpfs = "version: 1\nextends: baseline\nsandbox:\n  mounts:\n    tmpfs: [{path: /tmp, size: %s}]\n"
+    added = "sandbox.mounts.tmpfs: +{path: /tmp, size: %s, mode: 1777}"
+    within = policy(tmp_path / "within", tmpfs % "64Mi" + "  limits: {writable_size: 512Mi}\n")
+    assert effects(baseline, within) == {
+        added % "64Mi": "tightens",  # 64Mi + 512Mi in all, less than the 1Gi before
+        "sandbox.limits.writable_size: 1Gi -> 512Mi": "tightens",
+    }
+    beyond = policy(tmp_path / "beyond", tmpfs % "64Mi")
+    assert effects(baseline, beyond) == {added % "64Mi": "loosens"}  # 1Gi + 64Mi
+    unbounded = policy(tmp_path / "none", "version: 1\nextends: baseline\nsandbox:\n  limits: {writable_size: null}\n")
+    assert effects(baseline, unbounded) == {"sandbox.limits.writable_size: 1Gi -> null": "loosens"}

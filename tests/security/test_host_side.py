@@ -473,3 +473,11 @@ def test_a_folder_the_owner_cannot_read_is_not_left_out_of_a_tree_digest(owner: 
     (tree / "locked" / "payload").write_text("tampered")  # as root: the owner could, too
     after = run_as(owner, [INTERPRETER, "-c", script])
     assert after.returncode == 0 and after.stdout != before.stdout, after.stderr
+
+
+def test_baselines_writable_layer_is_bounded(owner: str, pysandbox: Pysandbox, world: Path) -> None:
+    """Root's (and everyone's) writable layer under baseline is a 1 GiB tmpfs: no container
+    fills the host's disk, or /run that the whole system needs."""
+    result = run(pysandbox, world, world / "busybox-root.tar", "df", "-k", "/", policy="baseline-unsigned.yaml")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].split()[1] == str(1 << 20), result.stdout  # 1 GiB in KiB
