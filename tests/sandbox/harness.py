@@ -181,3 +181,22 @@ def root_container_base() -> int:
     from sandbox.idmap import PASSWD, SUBUID, reserved_range
 
     return reserved_range(SUBUID, PASSWD).host
+
+
+def signed_image(folder: Path, source: Path) -> Path:
+    """`folder` with a copy of `source` signed by a new key (image.tar and its sidecar
+    bundle, team.key, team.pub) and policy.yaml, strict trusting that key; readable by the
+    test users. Returns `folder`."""
+    from tests.sandbox.conftest import PYSANDBOX
+
+    folder.mkdir(exist_ok=True)
+    shutil.copy(source, folder / "image.tar")
+    subprocess.run([PYSANDBOX, "keygen", "--output-key-prefix", str(folder / "team")], check=True, capture_output=True)
+    subprocess.run(
+        [PYSANDBOX, "sign", str(folder / "image.tar"), "--key", str(folder / "team.key")],
+        check=True,
+        capture_output=True,
+    )
+    (folder / "policy.yaml").write_text("version: 1\nextends: strict\nsigning:\n  keys: [team.pub]\n")
+    share(folder)
+    return folder

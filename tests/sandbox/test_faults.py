@@ -30,6 +30,7 @@ from tests.sandbox.harness import (
     processes_with,
     pysandbox_below,
     share,
+    signed_image,
     start_until_ready,
     tool,
     wait_until,
@@ -215,13 +216,7 @@ def test_after_kill_9_during_verification_or_unpack_the_next_run_works_and_the_c
 ) -> None:
     """Killed at moments spread over a cold signed run (verifying, unpacking, starting): the
     next run works, and every cached layer is exactly what unpacking it afresh gives."""
-    folder = world / f"kill-signed-{sandbox.mode}"
-    folder.mkdir(exist_ok=True)
-    shutil.copy(world / "busybox-app.tar", folder / "image.tar")
-    subprocess.run([PYSANDBOX, "keygen", "--output-key-prefix", str(folder / "team")], check=True, capture_output=True)
-    subprocess.run([PYSANDBOX, "sign", str(folder / "image.tar"), "--key", str(folder / "team.key")], check=True)
-    (folder / "policy.yaml").write_text("version: 1\nextends: strict\nsigning:\n  keys: [team.pub]\n")
-    share(folder)
+    folder = signed_image(world / f"kill-signed-{sandbox.mode}", world / "busybox-app.tar")
     argv = run_argv(
         sandbox, ["--rm", "--policy", str(folder / "policy.yaml"), str(folder / "image.tar"), "true"], fresh_state
     )

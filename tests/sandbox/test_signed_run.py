@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.sandbox.harness import signed_image
 
 PYSANDBOX = str(Path(sys.executable).parent / "pysandbox")
 
@@ -17,16 +18,7 @@ PYSANDBOX = str(Path(sys.executable).parent / "pysandbox")
 @pytest.fixture(scope="module")
 def signed(world: Path) -> Path:
     """A signed copy of the busybox image, the key's policy (extends strict), a tampered copy."""
-    folder = world / "signed"
-    folder.mkdir(exist_ok=True)
-    shutil.copy(world / "busybox-app.tar", folder / "image.tar")
-    subprocess.run([PYSANDBOX, "keygen", "--output-key-prefix", str(folder / "team")], check=True, capture_output=True)
-    subprocess.run(
-        [PYSANDBOX, "sign", str(folder / "image.tar"), "--key", str(folder / "team.key")],
-        check=True,
-        capture_output=True,
-    )
-    (folder / "policy.yaml").write_text("version: 1\nextends: strict\nsigning:\n  keys: [team.pub]\n")
+    folder = signed_image(world / "signed", world / "busybox-app.tar")
     data = bytearray((folder / "image.tar").read_bytes())
     data[len(data) // 2] ^= 0x01  # inside the (gzip) layer blob
     (folder / "tampered.tar").write_bytes(bytes(data))

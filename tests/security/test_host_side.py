@@ -21,7 +21,7 @@ import pytest
 
 from images.writer import NewImage, NewLayer, write_docker_archive
 from tests.imagekit import T, make_tar, static_busybox
-from tests.sandbox.harness import share, strict_variant
+from tests.sandbox.harness import share, signed_image, strict_variant
 from tests.security.conftest import INTERPRETER, PYSANDBOX, SECOND_USER, attacker_of, cache_of, run_as
 
 Pysandbox = Callable[..., subprocess.CompletedProcess[str]]
@@ -248,15 +248,7 @@ def test_a_retargeted_policy_symlink_is_a_cold_run(
 def signed_copy(owner: str, world: Path) -> Path:
     folder = world / f"security-signed-{owner}"
     shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir()
-    shutil.copy(world / "busybox-app.tar", folder / "image.tar")
-    subprocess.run([PYSANDBOX, "keygen", "--output-key-prefix", str(folder / "team")], check=True, capture_output=True)
-    subprocess.run(
-        [PYSANDBOX, "sign", str(folder / "image.tar"), "--key", str(folder / "team.key")],
-        check=True,
-        capture_output=True,
-    )
-    (folder / "policy.yaml").write_text("version: 1\nextends: strict\nsigning:\n  keys: [team.pub]\n")
+    signed_image(folder, world / "busybox-app.tar")
     (folder / "garbage.json").write_text("{}")
     share(folder)
     return folder
