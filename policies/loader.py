@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import re
+import stat
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get
 
 import yaml
 
+from images.regular import open_regular, read_bounded
 from policies import model
 from policies.errors import PolicyError, Problem
 from policies.values import normalize_capability, parse_duration, parse_size, suggest
@@ -75,7 +78,7 @@ def _load(path: Path, seen: list[Path], syscall_known: Callable[[str], bool]) ->
     parent_ref = explicit.pop("extends", None)
     if parent_ref is not None:
         parent_path = resolve_reference(parent_ref, path.parent)
-        if not parent_path.is_file():
+        if not _is_regular_file(parent_path):
             line, column = parser.locations[("extends",)][1:]
             raise PolicyError(
                 [Problem(label, line, column, f"extends {parent_ref!r}: no such built-in policy or file")]
@@ -91,14 +94,32 @@ def _load(path: Path, seen: list[Path], syscall_known: Callable[[str], bool]) ->
     return LoadedPolicy(policy, chain, explicit, locations)
 
 
+def _is_regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:  # missing, or a name too long to be one
+        return False
+
+
+MAX_POLICY_BYTES = 1 << 20  # a policy is a page of YAML; 1 MiB is generous
+
+
 def _compose(path: Path) -> yaml.Node:
+    """The YAML of a policy file, read as a regular file (a FIFO or /dev/zero named as a
+    policy is an error, not a hang or an exhausted memory), bounded."""
     label = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = open_regular(label, follow=True)
+        try:
+            text = read_bounded(fd, MAX_POLICY_BYTES).decode("utf-8")
+        finally:
+            os.close(fd)
+    except ValueError as error:
+        if isinstance(error, UnicodeDecodeError):
+            raise PolicyError([Problem(label, 1, 1, "the policy is not UTF-8 text")]) from None
+        raise PolicyError([Problem(label, 1, 1, f"the policy is larger than {MAX_POLICY_BYTES} bytes")]) from None
     except OSError as error:
         raise PolicyError([Problem(label, 1, 1, f"cannot read the policy: {error.strerror}")]) from None
-    except UnicodeDecodeError:
-        raise PolicyError([Problem(label, 1, 1, "the policy is not UTF-8 text")]) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as error:

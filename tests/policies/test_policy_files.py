@@ -4,6 +4,7 @@ its merge rules, the diff's verdicts, and the generated JSON Schema."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -340,3 +341,22 @@ def test_the_schema_accepts_the_builtins_and_rejects_typos() -> None:
         jsonschema.validate({"version": 1, "sandbox": {"netwrok": "none"}}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"version": 1, "sandbox": {"limits": {"memory": "lots"}}}, schema)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "long extends"])
+def test_a_policy_that_is_no_regular_file_or_extends_an_impossible_name_is_one_error(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "policy.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it for reading would wait for a writer
+    elif kind == "device":
+        path.symlink_to("/dev/zero")  # reading it would never end
+    else:
+        path.write_text(f"version: 1\nextends: {'9' * 400}Mi\n")  # ENAMETOOLONG, not "no such file"
+    result = subprocess.run(
+        [BIN / "pysandbox", "policy", "lint", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    expected = (
+        "no such built-in policy or file" if kind == "long extends" else "cannot read the policy: not a regular file"
+    )
+    assert expected in result.stdout, result.stdout
