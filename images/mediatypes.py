@@ -13,7 +13,6 @@ DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
-CONFIG_TYPES = frozenset({OCI_CONFIG, DOCKER_CONFIG})
 
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 

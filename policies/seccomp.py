@@ -115,7 +115,6 @@ _MACHINE_TO_GO: Final[Mapping[str, str]] = {
 
 _SYSCALL_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _KERNEL_VERSION = re.compile(r"(\d+)\.(\d+)")
-_CAPABILITY = re.compile(r"CAP_[A-Z0-9_]+")
 _NR_SCMP_ERROR = -1  # what libseccomp answers for a name it does not know
 
 KernelVersion = tuple[int, int]

@@ -9,6 +9,19 @@ from decimal import Decimal
 
 from policies.model import LINUX_CAPABILITIES
 
+# Container engines' control sockets: whoever reaches one can start a privileged container,
+# which is root on the host. The run gate refuses to bind them and pyaudit flags a mount of
+# one (PA1080): one list for both gates.
+ENGINE_SOCKETS = (
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/var/run/containerd/containerd.sock",
+    "/run/containerd/containerd.sock",
+    "/var/run/crio/crio.sock",
+    "/run/crio/crio.sock",
+    "/run/podman/podman.sock",
+    "/var/run/podman/podman.sock",
+)
 _SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGTP]i?|[kmgtp]|[KMGTP]?B)?$")
 _SIZE_UNITS = {
     "": 1, "B": 1,

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from images import Image
 from policies.loader import LoadedPolicy
 from policies.model import Limits, Size, granted_capabilities
-from policies.values import normalize_capability
+from policies.values import ENGINE_SOCKETS, normalize_capability
 from sandbox import capabilities, mounts
 from sandbox.idmap import IdMaps, plan_id_maps
 from sandbox.limits import plan_limits
@@ -26,8 +26,6 @@ from sandbox.rootfs import etc_text, image_lowers
 from sandbox.runargs import RunArgs
 from sandbox.state import private_folder, private_root
 from sandbox.warm import make_plan
-
-DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 
 
 class Refused(Exception):
@@ -117,7 +115,7 @@ def _check_volume(volume: str, loaded: LoadedPolicy, refuse: Callable[..., NoRet
             raise Refused(f"-v {volume}: {error}") from None
         return
     real = os.path.realpath(source)
-    if real == "/" or real in DOCKER_SOCKETS or real.endswith("/docker.sock"):
+    if real == "/" or real in ENGINE_SOCKETS or real.endswith("/docker.sock"):
         refuse(f"-v {volume}", "sandbox", "mounts", "binds", why=f"binding {real} hands the host to the container")
     read_only = "ro" in options.split(",")
     for rule in mounts_policy.binds:

@@ -258,7 +258,7 @@ def _guarded(errors_w: int, step: object) -> None:
         os.write(errors_w, str(failure).encode(errors="backslashreplace"))
         code = failure.code
     except BaseException as error:
-        text = f"{type(error).__name__}: {error}" if not isinstance(error, OSError) else str(error.strerror or error)
+        text = _describe_failure(error)
         os.write(errors_w, text.encode(errors="backslashreplace"))
     finally:
         os._exit(code)
@@ -467,6 +467,16 @@ def _reap_until(command: int) -> None:
 
 
 # ----- the command --------------------------------------------------------------------------
+
+
+def _describe_failure(error: BaseException) -> str:
+    """One line for the monitor: an OSError with the path it concerns (`mkdir /x: No such
+    file or directory`, not the bare strerror), anything else with its type."""
+    if not isinstance(error, OSError):
+        return f"{type(error).__name__}: {error}"
+    if error.strerror and error.filename is not None:
+        return f"{error.filename}: {error.strerror}"
+    return str(error.strerror or error)
 
 
 class _ExecFailure(Exception):

@@ -34,7 +34,6 @@ only step 5 lets a verdict say that the content is what was signed."""
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -342,8 +341,3 @@ def _unchecked_key_material(parsed: ParsedBundle, log: LogReport) -> list[str]:
     if parsed.has_timestamps:
         unchecked.append("RFC 3161 timestamps carried by the bundle")
     return unchecked
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """A policy's subject_regex must match the whole subject, not a part of it."""
-    return re.fullmatch(pattern, subject) is not None

@@ -9,6 +9,7 @@ from audit.findings import Finding
 from audit.rules import finding
 from audit.rules.images import pinning_finding
 from audit.spec import ContainerSpec, capability_name, is_root_user
+from policies.values import ENGINE_SOCKETS
 
 DANGEROUS_CAPABILITIES = {
     "SYS_ADMIN",
@@ -23,13 +24,6 @@ DANGEROUS_CAPABILITIES = {
     "PERFMON",
     "SYS_TIME",
 }
-DOCKER_SOCKETS = (
-    "/var/run/docker.sock",
-    "/run/docker.sock",
-    "/var/run/containerd/containerd.sock",
-    "/run/containerd/containerd.sock",
-    "/var/run/crio/crio.sock",
-)
 SENSITIVE_EXACT = {
     "/",
     "/etc",
@@ -145,7 +139,7 @@ def _seccomp(spec: ContainerSpec) -> Iterator[Finding]:
 def _mounts(spec: ContainerSpec) -> Iterator[Finding]:
     for mount in spec.mounts:
         path = mount.host_path.rstrip("/") or "/"
-        if path in DOCKER_SOCKETS:
+        if path in ENGINE_SOCKETS:
             yield finding(
                 "docker-socket",
                 spec.target,

@@ -68,10 +68,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def invoking_user() -> str:
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def as_user(user: str) -> list[str]:
+    """The prefix that runs a command as `user`: runuser from root, nothing when the tests
+    already run as that user."""
+    return [] if os.geteuid() != 0 and user == invoking_user() else ["runuser", "-u", user, "--"]
+
+
 @pytest.fixture(scope="session")
 def test_user() -> str:
+    """The ordinary user of user mode: made (as sbxtest) when the tests run as root, else the
+    user running them."""
     if os.geteuid() != 0:
-        pytest.skip("creating the ordinary test user needs root")
+        return invoking_user()
     try:
         pwd.getpwnam(TEST_USER)
     except KeyError:
@@ -91,7 +103,7 @@ def command(mode: str, args: list[str], user: str | None) -> list[str]:
         return [PYSANDBOX, "run", *args]
     assert user is not None
     home = pwd.getpwnam(user).pw_dir
-    return ["runuser", "-u", user, "--", "env", f"HOME={home}", "XDG_RUNTIME_DIR=", PYSANDBOX, "run", *args]
+    return [*as_user(user), "env", f"HOME={home}", "XDG_RUNTIME_DIR=", PYSANDBOX, "run", *args]
 
 
 @pytest.fixture(params=MODES)

@@ -18,7 +18,7 @@ import pytest
 
 from images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
 from tests.imagekit import T, make_tar
-from tests.sandbox.conftest import command
+from tests.sandbox.conftest import as_user, command
 
 ATTACK_SOURCE = Path(__file__).with_name("attack.c")
 
@@ -101,7 +101,8 @@ def start_until_ready(
         command(sandbox.mode, full, sandbox.user), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/"
     )
     assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-    return process, process.pid if sandbox.mode == "root" else pysandbox_below(process.pid)
+    under_runuser = sandbox.mode == "user" and bool(as_user(str(sandbox.user)))
+    return process, pysandbox_below(process.pid) if under_runuser else process.pid
 
 
 def pysandbox_below(pid: int) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox.conftest import command
+from tests.sandbox.conftest import as_user, command
 from tests.sandbox.harness import (
     Sandbox,
     attack_image,  # noqa: F401 - fixture
@@ -60,7 +60,7 @@ def own_interpreter(sandbox: Sandbox) -> Iterator[tuple[Path, Path]]:
     if owner is not None:
         os.chown(home, owner.pw_uid, owner.pw_gid)
     home.chmod(0o755)
-    as_owner = ["runuser", "-u", sandbox.user, "--"] if sandbox.user else []
+    as_owner = as_user(sandbox.user) if sandbox.user else []
     venv = home / "venv"
     subprocess.run([*as_owner, "/usr/bin/python3", "-m", "venv", "--copies", "--without-pip", str(venv)], check=True)
     site = Path(sysconfig.get_paths(vars={"base": str(venv)})["purelib"])
@@ -76,7 +76,7 @@ def own_interpreter(sandbox: Sandbox) -> Iterator[tuple[Path, Path]]:
 def run_with(sandbox: Sandbox, home: Path, interpreter: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
     """`pysandbox run ARGS` with `interpreter`, as the mode's user, with `home` as HOME."""
     main = [str(interpreter), "-c", "from sandbox.entry import main; main()", "run", *args]
-    prefix = ["runuser", "-u", sandbox.user, "--"] if sandbox.user else []
+    prefix = as_user(sandbox.user) if sandbox.user else []
     env = ["env", f"HOME={home}", "XDG_RUNTIME_DIR="]
     return subprocess.run([*prefix, *env, *main], capture_output=True, text=True, timeout=60, cwd="/")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import cgroups
-from tests.sandbox.conftest import command
+from tests.sandbox.conftest import as_user, command
 
 MEMORY_HOG = "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo hog=$?"
 
@@ -22,7 +22,7 @@ def expected_mechanism(mode: str, user: str | None, limit: str) -> str:
     probe = f"from sandbox import cgroups; print(cgroups.mechanisms({{{limit!r}}}).get({limit!r}, 'none'))"
     argv = [sys.executable, "-c", probe]
     if mode == "user":
-        argv = ["runuser", "-u", str(user), "--", *argv]
+        argv = [*as_user(str(user)), *argv]
     return subprocess.run(argv, capture_output=True, text=True, check=True, cwd="/").stdout.strip()
 
 

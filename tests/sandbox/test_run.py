@@ -198,3 +198,10 @@ def test_rm_removes_files_the_containers_other_users_wrote(sandbox, world: Path)
     home = Path(pwd.getpwnam(sandbox.user).pw_dir) if sandbox.mode == "user" else None
     places = [Path("/run/pysandbox")] if home is None else [home / ".cache/pysandbox/containers"]
     assert not [p for place in places if place.is_dir() for p in place.iterdir() if p.name.startswith(name)]
+
+
+def test_a_setup_failure_names_the_path_it_concerns(sandbox) -> None:  # type: ignore[no-untyped-def]
+    """strict's root is read-only: a missing -w folder cannot be made, and the error says where."""
+    result = sandbox("-w", "/nonexistent/deep", "true")
+    assert result.returncode == 125
+    assert "pysandbox: error: /nonexistent: Read-only file system" in result.stderr, result.stderr

@@ -473,3 +473,12 @@ def test_baselines_writable_layer_is_bounded(owner: str, pysandbox: Pysandbox, w
     result = run(pysandbox, world, world / "busybox-root.tar", "df", "-k", "/", policy="baseline-unsigned.yaml")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[1].split()[1] == str(1 << 20), result.stdout  # 1 GiB in KiB
+
+
+@pytest.mark.parametrize(
+    "socket", ["/run/containerd/containerd.sock", "/run/podman/podman.sock", "/var/run/docker.sock"]
+)
+def test_no_container_engines_socket_is_bound(owner: str, pysandbox: Pysandbox, world: Path, socket: str) -> None:
+    """The run gate and pyaudit (PA1080) share one list of engine sockets."""
+    result = run(pysandbox, world, world / "busybox-app.tar", "true", flags=("-v", f"{socket}:/engine.sock"))
+    assert result.returncode == 125 and "hands the host to the container" in result.stderr, result.stderr
