@@ -101,8 +101,14 @@ def start_until_ready(
         command(sandbox.mode, full, sandbox.user), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/"
     )
     assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process, monitor_pid(sandbox, process.pid)
+
+
+def monitor_pid(sandbox: Sandbox, started: int) -> int:
+    """pysandbox's own pid, for a command line `started` as the sandbox's user: below runuser
+    when there is one (env execs pysandbox, so without runuser it is `started` itself)."""
     under_runuser = sandbox.mode == "user" and bool(as_user(str(sandbox.user)))
-    return process, pysandbox_below(process.pid) if under_runuser else process.pid
+    return pysandbox_below(started) if under_runuser else started
 
 
 def pysandbox_below(pid: int) -> int:

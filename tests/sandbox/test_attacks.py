@@ -237,9 +237,8 @@ def host_sleeper(sandbox: Sandbox) -> Iterator[int]:
     """A host process running as the host uid that container root maps to: the one a
     container could signal if it could reach it at all."""
     uid = pwd.getpwnam(sandbox.user).pw_uid if sandbox.user else root_container_base()
-    sleeper = subprocess.Popen(
-        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sleep", "60"], cwd="/"
-    )
+    as_uid = [] if uid == os.geteuid() else ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    sleeper = subprocess.Popen([*as_uid, "sleep", "60"], cwd="/")
     yield sleeper.pid
     sleeper.kill()
     sleeper.wait()

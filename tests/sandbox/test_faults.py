@@ -27,8 +27,8 @@ from tests.sandbox.conftest import PYSANDBOX, command
 from tests.sandbox.harness import (
     Sandbox,
     leftovers,
+    monitor_pid,
     processes_with,
-    pysandbox_below,
     share,
     signed_image,
     start_until_ready,
@@ -128,7 +128,7 @@ def test_after_kill_9_during_unpack_the_next_run_works_and_prune_removes_the_sta
         return [*fresh_state.glob("layers/.unpack-*"), *fresh_state.glob("images/.unpack-*")]
 
     assert wait_until(staging, seconds=20), "no unpack seen"
-    monitor = process.pid if sandbox.mode == "root" else pysandbox_below(process.pid)
+    monitor = monitor_pid(sandbox, process.pid)
     os.kill(monitor, signal.SIGKILL)
     process.communicate(timeout=20)
     pruned = subprocess.run(
