@@ -22,9 +22,12 @@ class OutputFormat(StrEnum):
 _CLICK_USAGE_ERROR = 2  # what typer (click) exits with for a bad option or argument
 
 
+DISTRIBUTION = "pysandbox-pyaudit"  # pyproject.toml's name ("pysandbox" on the index is another project)
+
+
 def package_version() -> str:
     try:
-        return version("pysandbox")
+        return version(DISTRIBUTION)
     except PackageNotFoundError:
         return "0+unknown"
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.imagekit import T, image_of, write_image
 
 BIN = Path(sys.executable).parent
@@ -188,3 +189,19 @@ def test_busybox_example_image_unpacks_to_a_runnable_root(busybox_image: Path, t
     echo = subprocess.run([str(tmp_path / "root/bin/busybox"), "echo", "hi"], capture_output=True, text=True)
     assert echo.stdout == "hi\n"
     assert os.readlink(tmp_path / "root/bin/sh") == "busybox"
+
+
+def test_the_version_is_the_installed_distributions() -> None:
+    """The distribution is `pysandbox-pyaudit` (the index's "pysandbox" is another project):
+    --version finds it, and the CI examples install it by that name."""
+    import tomllib
+
+    from sandbox.clikit import DISTRIBUTION
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["name"] == DISTRIBUTION and project["license"] == "Apache-2.0"
+    for tool in ("pysandbox", "pyaudit"):
+        shown = subprocess.run([BIN / tool, "--version"], capture_output=True, text=True).stdout
+        assert shown == f"{tool} {project['version']}\n", shown
+    for example in (ROOT / "examples" / "ci").glob("*.yml"):
+        assert f"install {DISTRIBUTION}" in example.read_text(), example
