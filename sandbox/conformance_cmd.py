@@ -88,7 +88,8 @@ def _staging_root() -> Path:
 def sign_bundle(args: argparse.Namespace) -> int:
     """Sign FILE keyless with sigstore-python and write the bundle: 0 signed, 2 when the token,
     the trust material or the network is missing (one line, never a hang: see keyless_sign)."""
-    from signing.keyless_sign import Instance, SigningError, sign_keyless
+    from signing.errors import SigningError
+    from signing.keyless_sign import Instance, sign_keyless
     from signing.sign import write_atomically
 
     instance = Instance(args.staging, args.trusted_root, args.signing_config)

@@ -127,8 +127,8 @@ def sign(
     certificate for the identity in --identity-token or $SIGSTORE_ID_TOKEN, a Rekor entry; needs
     a network, fails within two minutes without one). Exit 0 signed, 2 when it cannot sign."""
     from images import ImageError, open_image
-    from signing.errors import VerificationError
-    from signing.keyless_sign import Instance, SigningError
+    from signing.errors import SigningError, VerificationError
+    from signing.keyless_sign import Instance
 
     if (key is None) == (not keyless):
         fail("pysandbox", "name either --key KEY or --keyless", EXIT_BAD_INPUT)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from signing.errors import VerificationError
@@ -170,3 +170,15 @@ def public_key_bundle(key_hint: str, content: MessageSignature | DsseEnvelope) -
             "signatures": [{"sig": _encode(sig), "keyid": keyid} for keyid, sig in content.signatures],
         }
     return (json.dumps(document, indent=2) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    """A bundle whose signature verified: what was signed, by whom, and what was checked."""
+
+    payload_type: str | None  # the DSSE payload type; None for a message signature
+    payload: bytes
+    signer: str
+    time_source: str
+    checked: list[str] = field(default_factory=list)
+    not_checked: list[str] = field(default_factory=list)

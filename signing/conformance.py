@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from policies.model import Identity
-from signing.bundle import MessageSignature, ParsedBundle, parse_bundle
+from signing.bundle import BundleResult, MessageSignature, ParsedBundle, parse_bundle
 from signing.errors import VerificationError
 from signing.keys import load_public_key
 from signing.payload import INTOTO_PAYLOAD_TYPE, parse_statement
-from signing.verify import BundleResult, Trust, verify_bundle
+from signing.verify import Trust, verify_bundle
 
 DEFAULT_IDENTITY = (
     "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"

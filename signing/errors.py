@@ -25,3 +25,8 @@ class VerificationError(Exception):
         super().__init__(message)
         self.kind: RefusalKind = kind
         self.message = message
+
+
+class SigningError(Exception):
+    """Keyless signing could not be done: no usable token, trust material or network; the
+    message is one sentence a person can act on."""

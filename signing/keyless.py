@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from policies.model import Identity
-from signing.bundle import DsseEnvelope, ParsedBundle
+from signing.bundle import BundleResult, DsseEnvelope, ParsedBundle
 from signing.errors import VerificationError
 
 if TYPE_CHECKING:
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from sigstore.verify import Verifier
     from sigstore.verify.policy import VerificationPolicy
 
-    from signing.verify import BundleResult
 
 OIDC_ISSUER_V1 = "1.3.6.1.4.1.57264.1.1"
 OIDC_ISSUER_V2 = "1.3.6.1.4.1.57264.1.8"
@@ -182,7 +181,6 @@ def verify_keyless(
         "transparency-log inclusion proof and signed checkpoint",
         "signature over the content, and its log entry's consistency with the bundle",
     ]
-    from signing.verify import BundleResult
 
     return BundleResult(kind, payload, signer=signer, time_source=time_source, checked=checked, not_checked=[])
 

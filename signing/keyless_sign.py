@@ -19,6 +19,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from signing.errors import SigningError
+
 if TYPE_CHECKING:
     from sigstore.models import ClientTrustConfig
 
@@ -27,11 +29,6 @@ if TYPE_CHECKING:
 
 TOKEN_ENVIRONMENT = "SIGSTORE_ID_TOKEN"
 NETWORK_DEADLINE_SECONDS = 120
-
-
-class SigningError(Exception):
-    """Keyless signing could not be done: no usable token, trust material or network; the
-    message is one sentence a person can act on."""
 
 
 @dataclass(frozen=True)

@@ -35,14 +35,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from images.errors import ImageError
 from images.image import Image
 from policies.model import Identity, SigningPolicy
-from signing.bundle import DsseEnvelope, MessageSignature, ParsedBundle, parse_bundle
+from signing.bundle import BundleResult, DsseEnvelope, MessageSignature, ParsedBundle, parse_bundle
 from signing.errors import RefusalKind, VerificationError
 from signing.keys import TrustedKey, load_public_key, signature_is_valid
 from signing.locate import FoundBundle, find_bundles
@@ -96,18 +96,6 @@ class Trust:
         paths = [Path(p) for p in policy.keys] + list(extra_keys)
         root = Path(policy.trusted_root) if policy.trusted_root else None
         return cls(tuple(load_public_key(p) for p in paths), policy.identities, root)
-
-
-@dataclass(frozen=True)
-class BundleResult:
-    """A bundle whose signature verified: what was signed, by whom, and what was checked."""
-
-    payload_type: str | None  # the DSSE payload type; None for a message signature
-    payload: bytes
-    signer: str
-    time_source: str
-    checked: list[str] = field(default_factory=list)
-    not_checked: list[str] = field(default_factory=list)
 
 
 def verify_image(

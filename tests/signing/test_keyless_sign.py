@@ -14,7 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sandbox.signing_cmd import app
-from signing.keyless_sign import TOKEN_ENVIRONMENT, Instance, SigningError, identity_token, sign_keyless
+from signing.errors import SigningError
+from signing.keyless_sign import TOKEN_ENVIRONMENT, Instance, identity_token, sign_keyless
 from tests.imagekit import T, image_of, write_image
 from tests.signing.test_conformance_cli import fake_identity_token, unreachable_signing_config
 
