@@ -1,0 +1,146 @@
+"""Unit tests for the runtime's pure parts, which the end-to-end tests only reach through a
+real container: in-root resolution of mount destinations, USER lookups, Docker's command
+line rules, the environment, and the flag checks against a policy."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from policies.loader import load_policy
+from sandbox.mounts import inside
+from sandbox.plan import Refused, check_flags
+from sandbox.process import ProcessError, User, command_line, environment, resolve_user
+from sandbox.runargs import parse
+
+# ----- mounts.inside: a destination resolved as if the root were / ----------------------------
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "abs").symlink_to("/etc")  # absolute: inside the root, not the host's /etc
+    (tmp_path / "up").symlink_to("../../../../data")  # climbs: stops at the root
+    (tmp_path / "loop").symlink_to("loop")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("destination", "expected"),
+    [
+        ("/etc/hosts", "etc/hosts"),
+        ("/abs/hosts", "etc/hosts"),
+        ("/up/file", "data/file"),
+        ("/../../etc", "etc"),
+        ("//./etc/./x", "etc/x"),
+        ("/missing/deeper", "missing/deeper"),
+    ],
+)
+def test_a_destination_never_leaves_the_root(root: Path, destination: str, expected: str) -> None:
+    assert inside(str(root), destination) == os.path.join(str(root), expected)
+
+
+def test_a_symlink_loop_is_an_error_not_a_hang(root: Path) -> None:
+    with pytest.raises(OSError, match="too many symbolic links"):
+        inside(str(root), "/loop/x")
+
+
+# ----- process: USER, command line, environment -------------------------------------------------
+
+PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:App:/home/app:/bin/sh\n# comment\nbad:x:zz:1::/:/bin/sh\n"
+GROUP = "root:x:0:\napp:x:1001:\nwheel:x:10:app,other\naudio:x:29:other\n"
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("app", User(1000, 1001, (10,), "/home/app")),
+        ("1000", User(1000, 1001, (10,), "/home/app")),
+        ("app:wheel", User(1000, 10, (10,), "/home/app")),
+        ("app:29", User(1000, 29, (10,), "/home/app")),
+        ("4242", User(4242, 4242, (), "/")),  # numeric, not in the image: its own group
+        ("4242:7", User(4242, 7, (), "/")),
+        ("", User(0, 0, (), "/root")),
+    ],
+)
+def test_user_specs_resolve_as_docker_does(spec: str, expected: User) -> None:
+    assert resolve_user(spec, PASSWD, GROUP) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("nobody", "not in the image's /etc/passwd"),
+        ("app:staff", "not in the image's /etc/group"),
+        ("bad", "is not a user or group id"),
+        ("99999999999", "is not a user or group id"),
+    ],
+)
+def test_users_the_image_cannot_provide_are_refused(spec: str, message: str) -> None:
+    with pytest.raises(ProcessError, match=message):
+        resolve_user(spec, PASSWD, GROUP)
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "cmd", "flag", "args", "expected"),
+    [
+        (["/init"], ["serve"], None, [], ["/init", "serve"]),
+        (["/init"], ["serve"], None, ["debug"], ["/init", "debug"]),
+        (None, ["sh"], None, ["true"], ["true"]),
+        (["/init"], ["serve"], "/bin/sh", [], ["/bin/sh"]),  # --entrypoint drops the image's CMD
+        (["/init"], ["serve"], "", ["x"], ["x"]),
+    ],
+)
+def test_entrypoint_and_cmd_combine_as_docker_does(
+    entrypoint: list[str] | None, cmd: list[str] | None, flag: str | None, args: list[str], expected: list[str]
+) -> None:
+    assert command_line(entrypoint, cmd, flag, args) == expected
+
+
+def test_no_command_at_all_is_an_error() -> None:
+    with pytest.raises(ProcessError, match="no command"):
+        command_line(None, None, None, [])
+
+
+def test_the_environment_layers_defaults_image_and_flags() -> None:
+    env = environment(["PATH=/opt/bin", "A=1"], ["A=2", "B="], User(1000, 1000, (), "/home/app"))
+    assert env == {"PATH": "/opt/bin", "HOSTNAME": "", "HOME": "/home/app", "A": "2", "B": ""}
+
+
+# ----- flag checks against a policy -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--privileged"], "the policy forbids privileged mode"),
+        (["--pid", "host"], "host's pid namespace"),
+        (["--network", "host"], "the policy's network is none"),
+        (["--cap-add", "SYS_ADMIN"], "the policy does not grant it"),
+        (["--cap-add", "NOT_A_CAP"], "not a Linux capability"),
+        (["--security-opt", "seccomp=unconfined"], "the policy's seccomp profile is strict"),
+        (["--security-opt", "apparmor=x"], "unsupported option"),
+        (["-v", "/:/host"], "hands the host to the container"),
+        (["-v", "/etc:/x"], "is not under a bind source the policy allows"),
+        (["-v", "vol:/x"], "the policy forbids named volumes"),
+        (["-v", "rel:x"], "an absolute DST"),
+        (["--memory", "1g"], "the policy allows at most"),
+        (["--memory", "lots"], "expected a size"),
+        (["--pids-limit", "100000"], "the policy allows at most"),
+        (["--cpus", "0.001"], "the range of CPUs"),
+    ],
+)
+def test_each_loosening_flag_is_refused_naming_the_policy_line(flags: list[str], words: str) -> None:
+    loaded = load_policy("strict")
+    with pytest.raises(Refused, match=words) as refused:
+        check_flags(parse(["--policy", "strict", *flags, "img"]), loaded)
+    if "policy" in words or "forbids" in words or "allows" in words:
+        assert "strict.yaml" in str(refused.value)
+
+
+def test_flags_within_the_policy_pass() -> None:
+    flags = ["--memory", "64m", "--pids-limit", "16", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    check_flags(parse(["--policy", "strict", *flags, "img"]), load_policy("strict"))
