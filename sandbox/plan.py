@@ -11,7 +11,7 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from images import Image
 from policies.loader import LoadedPolicy
@@ -22,6 +22,7 @@ from sandbox.idmap import IdMaps, plan_id_maps
 from sandbox.limits import plan_limits
 from sandbox.names import InvalidName, check_name
 from sandbox.plan_light import parse_docker_size
+from sandbox.planrecord import Confinement, ImageRun, Plan
 from sandbox.rootfs import etc_text, image_lowers
 from sandbox.runargs import RunArgs
 from sandbox.state import private_folder, private_root
@@ -173,7 +174,7 @@ def _profile_files(profile: str) -> list[str]:
     return [str(path)] if profile != "unconfined" and path.is_file() else []
 
 
-def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy, bundle: str | None = None) -> dict[str, Any]:
+def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy, bundle: str | None = None) -> Plan:
     """The plan for `image` under the policy, with the flags that change what the policy
     gives (sandbox.warm.POLICY_SENSITIVE: --privileged, --pid host, --network host,
     --security-opt, limits) checked and applied. Without any of them it is the policy's own
@@ -198,26 +199,20 @@ def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy, bundle: str |
     return make_plan(
         lowers=lowers,
         etc_texts=(etc_text(lowers, "passwd"), etc_text(lowers, "group")),
-        config={
-            "entrypoint": config.entrypoint,
-            "cmd": config.cmd,
-            "env": config.env,
-            "working_dir": config.working_dir,
-            "user": config.user,
-        },
-        base={
-            "namespaces": namespaces,
-            "network": sandbox.network,
-            "capabilities": capabilities.mask(granted),
-            "no_new_privileges": sandbox.no_new_privileges or "no-new-privileges" in flags.security_opt,
-            "read_only_rootfs": sandbox.mounts.read_only_rootfs,
-            "masked_paths": [] if flags.privileged else list(sandbox.mounts.masked_paths),
-            "readonly_paths": [] if flags.privileged else list(sandbox.mounts.readonly_paths),
-            "wall_time": sandbox.limits.wall_time,
-            "user": sandbox.ids.user,
-            "user_where": _where(loaded, "sandbox", "ids", "user"),
-            "signing_required": loaded.policy.signing.required,
-        },
+        image=ImageRun(config.entrypoint, config.cmd, config.env, config.working_dir, config.user),
+        confinement=Confinement(
+            namespaces=list(map(str, namespaces)),
+            network=sandbox.network,
+            capabilities=capabilities.mask(granted),
+            no_new_privileges=sandbox.no_new_privileges or "no-new-privileges" in flags.security_opt,
+            read_only_rootfs=sandbox.mounts.read_only_rootfs,
+            masked_paths=[] if flags.privileged else list(sandbox.mounts.masked_paths),
+            readonly_paths=[] if flags.privileged else list(sandbox.mounts.readonly_paths),
+            wall_time=sandbox.limits.wall_time,
+            user=sandbox.ids.user,
+            user_where=_where(loaded, "sandbox", "ids", "user"),
+            signing_required=loaded.policy.signing.required,
+        ),
         id_maps=id_maps,
         limits=limits,
         tmpfs=[mounts.TmpfsMount(t.path, t.size, t.mode) for t in sandbox.mounts.tmpfs],

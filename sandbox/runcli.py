@@ -39,7 +39,7 @@ def _run(args: RunArgs) -> int:
         except (ValueError, OSError) as error:  # ProcessError, InvalidName, StorageError...
             return _fail(str(error))
         if plan is not None and spec is not None:
-            return _execute(spec, args, plan["base"]["signing_required"])
+            return _execute(spec, args, plan.confinement.signing_required)
     return _cold_run(args)
 
 
@@ -62,7 +62,7 @@ def _cold_run(args: RunArgs) -> int:
         plan = build_plan(args, image, loaded, bundle_evidence(origin, args.image.split(":", 1)[0]))
         if warm.eligible(args):  # with no policy-sensitive flag, the plan is the policy's own
             warm.save_plan(args.image, args.policy, plan)
-        binds = bind_mounts(args.volume, warm.id_maps_from(plan["id_maps"]))
+        binds = bind_mounts(args.volume, plan.id_maps)
         spec = warm.spec_from_plan(plan, args)
         spec.binds = binds
     except (ImageError, PolicyError, Refused, ValueError, VerificationError, OSError) as error:

@@ -7,7 +7,28 @@
                 └─ the command     drops privileges, loads seccomp last, execs
 
 Every step that fails reports one sentence through a pipe to the monitor, which exits 125
-(126/127 when the command cannot be executed or found), as Docker does."""
+(126/127 when the command cannot be executed or found), as Docker does.
+
+Where each policy field takes effect (sandbox.planrecord carries them from sandbox.plan):
+
+    policy field                      plan field                  step (function)
+    signing.*                         confinement.signing_req.    before all this: sandbox.runcli._verify
+    sandbox.ids.*                     id_maps                     monitor: write_id_maps (newuidmap or direct)
+    sandbox.namespaces, network       confinement.namespaces      setup process: make_user_namespace, unshare
+    limits.memory/pids/cpus           limits (cgroup)             monitor: _make_cgroup; setup joins it first
+    (storage, sandbox.state)          lowers, state               setup: reach_host_folders_by_descriptor
+    limits.writable_size              limits                      init: mounts.mount_overlay (tmpfs upper)
+    mounts.read_only_rootfs           confinement.read_only_...   init: mounts.remount_root_read_only, last
+    mounts.masked/readonly_paths      confinement.masked_paths    init: mounts.mask_paths, read_only_paths
+    mounts.tmpfs, binds, volumes      tmpfs (+ -v flags: binds)   init: mounts.tmpfs, mounts.bind
+    sandbox.network (loopback)        confinement.network         init: linux.set_loopback_up
+    limits.open_files/cpu_time/...    limits (rlimit)             command: apply_rlimits
+    sandbox.ids.user (or -u, USER)    confinement.user            command: _switch_user
+    sandbox.capabilities              confinement.capabilities    command: drop_bounding_capabilities,
+                                                                    set_process_capabilities
+    sandbox.no_new_privileges         confinement.no_new_priv.    command: PR_SET_NO_NEW_PRIVS
+    sandbox.seccomp.*                 bpf (compiled filter)       command: load_bpf, right before execve
+    limits.wall_time                  confinement.wall_time       monitor: _wait kills at the deadline"""
 
 from __future__ import annotations
 

@@ -20,12 +20,13 @@ import marshal
 import os
 import zlib
 
-from sandbox.idmap import IdMaps, IdRange
+from sandbox.idmap import IdMaps
 from sandbox.limits import Enforcement
 
 __all__ = ["Enforcement"]
 from sandbox.mounts import TmpfsMount
 from sandbox.names import check_name
+from sandbox.planrecord import Confinement, ImageRun, Plan
 from sandbox.process import User, command_line, environment, resolve_user
 from sandbox.state import check_private_file, container_dir, private_folder, private_root, remove_state
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from sandbox.runargs import RunArgs
     from sandbox.runner import RunSpec
 
-FORMAT = 4
+FORMAT = 5
 # Flags that the cold path must check against the policy; with any of them, no warm start.
 POLICY_SENSITIVE = (
     "volume",
@@ -108,7 +109,7 @@ def _given(value: object) -> bool:
     return value is not None and value is not False and value != [] and value != ""
 
 
-def load_plan(image: str, policy: str, bundle: str | None = None) -> dict[str, Any] | None:
+def load_plan(image: str, policy: str, bundle: str | None = None) -> Plan | None:
     """The plan for this image and policy, if one is stored and all its evidence holds, and
     `bundle` (--bundle) is the one it verified. Raises StorageError when the storage folder is
     not private: a plan from a folder someone else can write is never read."""
@@ -123,26 +124,27 @@ def load_plan(image: str, policy: str, bundle: str | None = None) -> dict[str, A
     try:
         check_private_file(fd, path)
         with open(fd, "rb", closefd=False) as stored:
-            plan = marshal.load(stored)
-    except (ValueError, EOFError, TypeError):
+            stored_plan = marshal.load(stored)
+        if not isinstance(stored_plan, dict) or stored_plan.get("key") != key:  # another under the same short name
+            return None
+        plan = Plan.from_marshal(stored_plan["plan"])
+    except (ValueError, EOFError, TypeError, KeyError):  # damaged, or of another shape: a miss
         return None
     finally:
         os.close(fd)
-    if not isinstance(plan, dict) or plan.get("key") != key:  # another plan under the same short name
+    if not all(_evidence_holds(item) for item in plan.evidence):
         return None
-    if not all(_evidence_holds(item) for item in plan["evidence"]):
-        return None
-    recorded = plan["bundle"]
+    recorded = plan.bundle
     if recorded is not None and not _evidence_holds(recorded):
         return None
     if bundle is not None and (recorded is None or os.path.realpath(bundle) != recorded[1]):
         return None
-    if not all(os.path.isdir(folder) for folder in plan["lowers"]) or not os.path.exists(plan["bpf"] or "/"):
+    if not all(os.path.isdir(folder) for folder in plan.lowers) or not os.path.exists(plan.bpf or "/"):
         return None
     return plan
 
 
-def save_plan(image: str, policy: str, plan: dict[str, Any]) -> None:
+def save_plan(image: str, policy: str, plan: Plan) -> None:
     key = plan_key(image, policy)
     if key is None:
         return
@@ -150,47 +152,39 @@ def save_plan(image: str, policy: str, plan: dict[str, Any]) -> None:
     temporary = f"{target}.{os.getpid()}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with open(fd, "wb") as stored:
-        marshal.dump({**plan, "key": key}, stored)
+        marshal.dump({"key": key, "plan": plan.to_marshal()}, stored)
     os.replace(temporary, target)
 
 
 def make_plan(
+    *,
     lowers: tuple[str, ...],
     etc_texts: tuple[str, str],
-    config: dict[str, Any],
-    base: dict[str, Any],
+    image: ImageRun,
+    confinement: Confinement,
     id_maps: IdMaps,
     limits: list[Enforcement],
     tmpfs: list[TmpfsMount],
     bpf_file: str | None,
     evidence_files: list[str],
     bundle: str | None,
-) -> dict[str, Any]:
-    return {
-        "lowers": list(lowers),
-        "etc_texts": list(etc_texts),
-        "config": config,
-        "base": base,
-        "id_maps": {
-            "uids": [item.as_dict() for item in id_maps.uids],
-            "gids": [item.as_dict() for item in id_maps.gids],
-            "via_helpers": id_maps.via_helpers,
-        },
-        "limits": [item.as_dict() for item in limits],
-        "tmpfs": [item.as_dict() for item in tmpfs],
-        "bpf": bpf_file,
-        "evidence": [evidence(path) for path in evidence_files],
-        "bundle": None if bundle is None else evidence(bundle),
-    }
-
-
-def id_maps_from(data: dict[str, Any]) -> IdMaps:
-    return IdMaps(
-        tuple(IdRange(**r) for r in data["uids"]), tuple(IdRange(**r) for r in data["gids"]), data["via_helpers"]
+) -> Plan:
+    """A plan, with the identity of each file it rests on taken now."""
+    return Plan(
+        lowers=list(lowers),
+        etc_texts=list(etc_texts),
+        image=image,
+        confinement=confinement,
+        id_maps=id_maps,
+        limits=limits,
+        tmpfs=tmpfs,
+        bpf=bpf_file,
+        evidence=[evidence(path) for path in evidence_files],
+        bundle=None if bundle is None else evidence(bundle),
     )
 
 
-def spec_from_plan(plan: dict[str, Any], args: RunArgs) -> RunSpec:
+def spec_from_plan(plan: Plan, args: RunArgs) -> RunSpec:
     """The RunSpec for a plan (cached, or just made by sandbox.plan) plus this run's own
     flags, none of which can loosen the policy; the one place either path builds one.
     Raises ValueError (an unknown user, a bad --tmpfs or --name) or OSError (an unreadable
@@ -198,60 +192,60 @@ def spec_from_plan(plan: dict[str, Any], args: RunArgs) -> RunSpec:
     from sandbox import capabilities
     from sandbox.runner import RunSpec, hostname_for
 
-    base: dict[str, Any] = plan["base"]
-    if base["user"] and args.user and args.user != base["user"]:
+    confinement = plan.confinement
+    if confinement.user and args.user and args.user != confinement.user:
         from sandbox.process import ProcessError
 
         raise ProcessError(
-            f"-u {args.user} is refused: the policy runs containers as {base['user']} ({base['user_where']})"
+            f"-u {args.user} is refused: the policy runs containers as {confinement.user} ({confinement.user_where})"
         )
     name = check_name("container", args.name) if args.name else f"pysandbox-{os.urandom(6).hex()}"
     hostname = args.hostname or hostname_for(name)
     state = container_dir(name)
-    id_maps = id_maps_from(plan["id_maps"])
+    id_maps = plan.id_maps
     try:
         if os.geteuid() == 0:
             os.chown(state, id_maps.root_host_uid, id_maps.gids[0].host)
         run = _resolve_run(plan, args, hostname)
-        seccomp_bpf = None if plan["bpf"] is None else _read_bytes(plan["bpf"])
-        tmpfs = [TmpfsMount(**t) for t in plan["tmpfs"]] + _tmpfs_flags(args.tmpfs)
+        seccomp_bpf = None if plan.bpf is None else _read_bytes(plan.bpf)
+        tmpfs = plan.tmpfs + _tmpfs_flags(args.tmpfs)
     except BaseException:
         remove_state(state)
         raise
-    granted = int(base["capabilities"])
+    granted = confinement.capabilities
     for raw in args.cap_drop:  # Docker's spellings: ALL, chown, CAP_CHOWN
         upper = raw.strip().upper()
         dropped = capabilities.mask({upper if upper.startswith("CAP_") else f"CAP_{upper}"})
         granted = 0 if upper == "ALL" else granted & ~dropped
     return RunSpec(
-        lowers=tuple(plan["lowers"]),
+        lowers=tuple(plan.lowers),
         state=state,
         argv=run["argv"],
         env=run["env"],
         workdir=run["workdir"],
         user=run["user"],
         hostname=hostname,
-        namespaces=tuple(base["namespaces"]),
-        network="none" if args.network == "none" else base["network"],
+        namespaces=tuple(confinement.namespaces),
+        network="none" if args.network == "none" else confinement.network,
         id_maps=id_maps,
         capabilities=granted,
-        no_new_privileges=bool(base["no_new_privileges"]),
+        no_new_privileges=confinement.no_new_privileges,
         seccomp_bpf=seccomp_bpf,
-        read_only_rootfs=bool(base["read_only_rootfs"]) or args.read_only,
-        masked_paths=tuple(base["masked_paths"]),
-        readonly_paths=tuple(base["readonly_paths"]),
+        read_only_rootfs=confinement.read_only_rootfs or args.read_only,
+        masked_paths=tuple(confinement.masked_paths),
+        readonly_paths=tuple(confinement.readonly_paths),
         tmpfs=tmpfs,
         binds=[],
-        limits=[Enforcement(**item) for item in plan["limits"]],
-        wall_time=base["wall_time"],
+        limits=list(plan.limits),
+        wall_time=confinement.wall_time,
     )
 
 
-def _resolve_run(plan: dict[str, Any], args: RunArgs, hostname: str) -> dict[str, Any]:
+def _resolve_run(plan: Plan, args: RunArgs, hostname: str) -> dict[str, Any]:
     """The per-run part: command, environment, user, working directory."""
-    config = plan["config"]
-    passwd, group = plan["etc_texts"]
-    user: User = resolve_user(args.user or plan["base"]["user"] or config["user"], passwd, group)
+    config = plan.image
+    passwd, group = plan.etc_texts
+    user: User = resolve_user(args.user or plan.confinement.user or config.user, passwd, group)
     env_extra = list(args.env)
     for path in args.env_file:
         try:
@@ -262,10 +256,10 @@ def _resolve_run(plan: dict[str, Any], args: RunArgs, hostname: str) -> dict[str
 
             raise ProcessError(f"--env-file {path}: not a text file") from None
     return {
-        "argv": command_line(config["entrypoint"], config["cmd"], args.entrypoint, args.command),
-        "env": environment(config["env"], env_extra, user) | {"HOSTNAME": hostname},
+        "argv": command_line(config.entrypoint, config.cmd, args.entrypoint, args.command),
+        "env": environment(config.env, env_extra, user) | {"HOSTNAME": hostname},
         "user": user,
-        "workdir": args.workdir or config["working_dir"] or "/",
+        "workdir": args.workdir or config.working_dir or "/",
     }
 
 

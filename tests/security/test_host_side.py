@@ -193,8 +193,8 @@ def test_a_plan_that_is_not_a_private_file_of_ours_is_never_loaded(
     plans = cache_of(owner) / "plans"
     newest = max(plans.iterdir(), key=lambda item: item.stat().st_mtime)
     plan = marshal.loads(newest.read_bytes())
-    plan["base"]["capabilities"] = (1 << 41) - 1  # what a forger wants: every capability
-    plan["bpf"] = None
+    plan["plan"]["confinement"]["capabilities"] = (1 << 41) - 1  # what a forger wants: every capability
+    plan["plan"]["bpf"] = None
     newest.write_bytes(marshal.dumps(plan))
     newest.chmod(0o666)
     result = run(pysandbox, world, image, "sh", "-c", "grep CapEff /proc/self/status")
