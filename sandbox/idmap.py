@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pwd
 
+from sandbox.errors import SandboxError
 from sandbox.record import Record
 
 TYPE_CHECKING = False
@@ -67,7 +68,7 @@ SUBUID, SUBGID, PASSWD, GROUP = "/etc/subuid", "/etc/subgid", "/etc/passwd", "/e
 SETUP_HINT = "run `pysandbox system setup-ids` as root once to reserve one"
 
 
-class IdMapError(OSError):
+class IdMapError(SandboxError):
     """No id range that root's containers may safely use."""
 
 

@@ -5,12 +5,14 @@ warm start of `pysandbox run` checks --name."""
 
 from __future__ import annotations
 
+from sandbox.errors import SandboxError
+
 _FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _REST = _FIRST | frozenset("_.-")
 MAX_LENGTH = 128
 
 
-class InvalidName(ValueError):
+class InvalidName(SandboxError):
     """A name that cannot be used as given."""
 
 

@@ -18,6 +18,7 @@ from policies.loader import LoadedPolicy
 from policies.model import Limits, Size, granted_capabilities
 from policies.values import ENGINE_SOCKETS, normalize_capability
 from sandbox import capabilities, mounts
+from sandbox.errors import SandboxError
 from sandbox.idmap import IdMaps, plan_id_maps
 from sandbox.limits import plan_limits
 from sandbox.names import InvalidName, check_name
@@ -29,7 +30,7 @@ from sandbox.state import private_folder, private_root
 from sandbox.warm import make_plan
 
 
-class Refused(Exception):
+class Refused(SandboxError):
     """A flag the policy forbids, or a setting that cannot be honoured (exit 125)."""
 
 

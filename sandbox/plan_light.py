@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sandbox import mounts
+from sandbox.errors import SandboxError
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -22,11 +23,11 @@ def tmpfs_flag(text: str) -> mounts.TmpfsMount:
         if key == "size":
             size = parse_docker_size(value)
             if size is None or size <= 0:
-                raise ValueError(f"--tmpfs {text}: expected a size such as 64m")
+                raise SandboxError(f"--tmpfs {text}: expected a size such as 64m")
         elif key == "mode":
             if not (value and len(value) <= 4 and all(char in "01234567" for char in value)):
-                raise ValueError(f"--tmpfs {text}: expected an octal mode such as 1777")
+                raise SandboxError(f"--tmpfs {text}: expected an octal mode such as 1777")
             mode = value
     if not destination.startswith("/"):
-        raise ValueError(f"--tmpfs {text}: expected an absolute path inside the container")
+        raise SandboxError(f"--tmpfs {text}: expected an absolute path inside the container")
     return mounts.TmpfsMount(destination, size, mode)

@@ -4,12 +4,13 @@ environment (image env, a default PATH, -e), and USER resolved through the image
 
 from __future__ import annotations
 
+from sandbox.errors import SandboxError
 from sandbox.record import Record
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-class ProcessError(ValueError):
+class ProcessError(SandboxError):
     """A command or user the image cannot provide."""
 
 

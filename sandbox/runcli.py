@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+from sandbox.errors import SandboxError
 from sandbox.runargs import RunArgs, parse
 from sandbox.state import remove_state
 
@@ -36,7 +37,7 @@ def _run(args: RunArgs) -> int:
         try:
             plan = warm.load_plan(args.image, args.policy, args.bundle)
             spec = None if plan is None else warm.spec_from_plan(plan, args)
-        except (ValueError, OSError) as error:  # ProcessError, InvalidName, StorageError...
+        except (SandboxError, OSError) as error:
             return _fail(str(error))
         if plan is not None and spec is not None:
             return _execute(spec, args, plan.confinement.signing_required)
@@ -50,7 +51,7 @@ def _cold_run(args: RunArgs) -> int:
     from policies.errors import PolicyError
     from policies.loader import load_policy
     from sandbox import warm
-    from sandbox.plan import Refused, bind_mounts, build_plan, bundle_evidence
+    from sandbox.plan import bind_mounts, build_plan, bundle_evidence
     from signing.errors import VerificationError
 
     try:
@@ -65,7 +66,7 @@ def _cold_run(args: RunArgs) -> int:
         binds = bind_mounts(args.volume, plan.id_maps)
         spec = warm.spec_from_plan(plan, args)
         spec.binds = binds
-    except (ImageError, PolicyError, Refused, ValueError, VerificationError, OSError) as error:
+    except (ImageError, PolicyError, SandboxError, VerificationError, OSError) as error:
         return _fail(str(error).replace("\n", "; "))
     if args.dry_run:
         print(_describe(spec))

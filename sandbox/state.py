@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import os
 
+from sandbox.errors import SandboxError
+
 OWNER_FILE = "owner"
 PRIVATE = 0o700
 
 
-class StorageError(OSError):
+class StorageError(SandboxError):
     """A storage folder that another user could change: nothing in it can be trusted."""
 
 

@@ -187,8 +187,8 @@ def make_plan(
 def spec_from_plan(plan: Plan, args: RunArgs) -> RunSpec:
     """The RunSpec for a plan (cached, or just made by sandbox.plan) plus this run's own
     flags, none of which can loosen the policy; the one place either path builds one.
-    Raises ValueError (an unknown user, a bad --tmpfs or --name) or OSError (an unreadable
-    --env-file, storage that is not private), leaving no state folder behind."""
+    Raises SandboxError (an unknown user, a bad --tmpfs or --name, storage that is not
+    private) or OSError (an unreadable --env-file), leaving no state folder behind."""
     from sandbox import capabilities
     from sandbox.runner import RunSpec, hostname_for
 

@@ -1,0 +1,11 @@
+"""The runtime's one error type. Every refusal or failure that `pysandbox run` and the other
+runtime commands report is a SandboxError (or one of its kinds below, for callers that
+tell them apart), whose message is one sentence a person can act on; the command prints it
+as one line and exits 125, Docker's code for "the sandbox could not do it". Standard library
+only: the warm start imports it."""
+
+from __future__ import annotations
+
+
+class SandboxError(Exception):
+    """A refusal or failure of the runtime, with a message ready to show."""
