@@ -9,8 +9,7 @@ import typer
 
 from sandbox import image_cmd, policy_cmd, seccomp_cmd, signing_cmd, system_cmd, volume_cmd
 from sandbox.clikit import ExitWith, fail, run_app, version_option
-
-EXIT_SETUP_FAILED = 125  # Docker's convention: the sandbox itself could not do it
+from sandbox.errors import EXIT_SETUP_FAILED
 
 app = typer.Typer(
     name="pysandbox",

@@ -6,6 +6,8 @@ only: the warm start imports it."""
 
 from __future__ import annotations
 
+EXIT_SETUP_FAILED = 125  # Docker's convention: the sandbox itself could not do it (defined once)
+
 
 class SandboxError(Exception):
     """A refusal or failure of the runtime, with a message ready to show."""

@@ -28,8 +28,7 @@ from images.writer import (
     write_oci_layout,
 )
 from sandbox.clikit import OutputFormat, fail
-
-EXIT_SETUP_FAILED = 125
+from sandbox.errors import EXIT_SETUP_FAILED
 
 app = typer.Typer(
     help="Inspect, unpack and build images (docker save archives, OCI archives, OCI layouts).",

@@ -15,8 +15,8 @@ from policies.errors import PolicyError, Problem
 from policies.loader import LoadedPolicy, load_policy
 from policies.render import explicit_plain, plain, to_yaml
 from sandbox.clikit import ExitWith, fail
+from sandbox.errors import EXIT_SETUP_FAILED
 
-EXIT_SETUP_FAILED = 125
 EXIT_LINT_FAILED = 2
 EXIT_LOOSENS = 1
 

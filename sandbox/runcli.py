@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from sandbox.errors import SandboxError
+from sandbox.errors import EXIT_SETUP_FAILED, SandboxError
 from sandbox.runargs import RunArgs, parse
 from sandbox.state import remove_state
 
@@ -15,8 +15,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from sandbox.runner import RunSpec
-
-EXIT_SETUP_FAILED = 125
 
 
 def main(argv: list[str]) -> int:

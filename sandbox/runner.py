@@ -37,6 +37,7 @@ import os
 import time
 
 from sandbox import capabilities, linux, mounts
+from sandbox.errors import EXIT_SETUP_FAILED
 from sandbox.idmap import IdMaps, write_id_maps
 from sandbox.limits import Enforcement, apply_rlimits, cgroup_values
 from sandbox.process import User
@@ -58,7 +59,6 @@ else:
     # import (enum, functools, collections...) costs a warm start 2-3 ms.
     import _signal as signal
 
-EXIT_SETUP_FAILED = 125
 EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
 _FORWARDED = (

@@ -21,8 +21,7 @@ from policies.seccomp import (
 )
 from policies.values import normalize_capability
 from sandbox.clikit import fail
-
-EXIT_SETUP_FAILED = 125
+from sandbox.errors import EXIT_SETUP_FAILED
 
 app = typer.Typer(
     help="Compile seccomp profiles (Docker/OCI JSON) with libseccomp.",

@@ -10,11 +10,10 @@ from typing import Annotated
 import typer
 
 from sandbox.clikit import fail
+from sandbox.errors import EXIT_SETUP_FAILED
 from sandbox.names import InvalidName, check_name
 from sandbox.prune import remove_tree
 from sandbox.state import StorageError, private_folder, private_root
-
-EXIT_SETUP_FAILED = 125
 
 app = typer.Typer(
     help="Named volumes that persist across runs (-v NAME:/path).", no_args_is_help=True, rich_markup_mode=None
