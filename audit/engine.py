@@ -56,6 +56,7 @@ class AuditResult:
     kinds: dict[str, str]  # target -> what it was read as
     fail_on: str
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why) a directory walk passed over
+    tool_version: str = "unknown"  # set by the front end, which knows the installed distribution
 
     @property
     def failed(self) -> bool:

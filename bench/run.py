@@ -460,7 +460,7 @@ def main() -> int:
         Row("python -c pass (root)", f"{b.rel(PY)} -c pass", "root", "python-pass"),
         Row(
             "python: import the warm path only (root)",
-            f"{b.rel(PY)} -c 'import sandbox.entry, sandbox.runcli, sandbox.warm, sandbox.runner'",
+            f"{b.rel(PY)} -c 'import cli.entry, cli.run_cmd, sandbox.warm, sandbox.runner'",
             "root",
             "python-imports",
         ),

@@ -11,7 +11,7 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from images import Image
 from policies.loader import LoadedPolicy
@@ -25,9 +25,11 @@ from sandbox.names import InvalidName, check_name
 from sandbox.plan_light import parse_docker_size
 from sandbox.planrecord import Confinement, ImageRun, Plan
 from sandbox.rootfs import etc_text, image_lowers
-from sandbox.runargs import RunArgs
 from sandbox.state import private_folder, private_root
 from sandbox.warm import make_plan
+
+if TYPE_CHECKING:  # the run request is read, never made, here: no CLI code is imported
+    from cli.runargs import RunArgs
 
 
 class Refused(SandboxError):

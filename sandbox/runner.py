@@ -12,7 +12,7 @@ Every step that fails reports one sentence through a pipe to the monitor, which 
 Where each policy field takes effect (sandbox.planrecord carries them from sandbox.plan):
 
     policy field                      plan field                  step (function)
-    signing.*                         confinement.signing_req.    before all this: sandbox.runcli._verify
+    signing.*                         confinement.signing_req.    before all this: cli.run_cmd._verify
     sandbox.ids.*                     id_maps                     monitor: write_id_maps (newuidmap or direct)
     sandbox.namespaces, network       confinement.namespaces      setup process: make_user_namespace, unshare
     limits.memory/pids/cpus           limits (cgroup)             monitor: _make_cgroup; setup joins it first

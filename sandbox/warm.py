@@ -34,7 +34,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from sandbox.runargs import RunArgs
+    from cli.runargs import RunArgs
     from sandbox.runner import RunSpec
 
 FORMAT = 5

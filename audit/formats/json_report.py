@@ -7,13 +7,12 @@ from dataclasses import asdict
 
 from audit.engine import AuditResult
 from audit.findings import SEVERITIES
-from sandbox.clikit import package_version
 
 
 def render(result: AuditResult, colour: bool = False) -> str:
     counts = {severity: sum(f.severity == severity for f in result.findings) for severity in SEVERITIES}
     document = {
-        "tool": {"name": "pyaudit", "version": package_version()},
+        "tool": {"name": "pyaudit", "version": result.tool_version},
         "targets": [{"target": target, "kind": kind} for target, kind in result.kinds.items()],
         "findings": [f.to_json() for f in result.findings],
         "suppressed": [f.to_json() for f in result.suppressed],

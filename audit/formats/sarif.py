@@ -10,7 +10,6 @@ from typing import Any
 
 from audit.catalog import RULES
 from audit.engine import AuditResult
-from sandbox.clikit import package_version
 
 _SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0", "info": "0.0"}
 _LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
@@ -37,7 +36,7 @@ def render(result: AuditResult, colour: bool = False) -> str:
                 "tool": {
                     "driver": {
                         "name": "pyaudit",
-                        "version": package_version(),
+                        "version": result.tool_version,
                         "informationUri": "https://pysandbox.dev",
                         "rules": rules,
                     }

@@ -196,7 +196,7 @@ def test_the_version_is_the_installed_distributions() -> None:
     --version finds it, and the CI examples install it by that name."""
     import tomllib
 
-    from sandbox.clikit import DISTRIBUTION
+    from cli.kit import DISTRIBUTION
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["name"] == DISTRIBUTION and project["license"] == "Apache-2.0"

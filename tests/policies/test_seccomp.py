@@ -23,6 +23,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from cli.seccomp_cmd import app as seccomp_app
 from policies.seccomp import (
     PROFILE_DIR,
     Compiled,
@@ -41,7 +42,6 @@ from policies.seccomp import (
     with_overrides,
 )
 from sandbox.seccomp import load_bpf
-from sandbox.seccomp_cmd import app as seccomp_app
 
 PODMAN_PROFILE = Path("/usr/share/containers/seccomp.json")
 BUSYBOX = Path("/bin/busybox")

@@ -90,7 +90,7 @@ def test_a_container_is_confined_through_ctypes_too(world: Path) -> None:
         pytest.skip("runs as root here")
     hide = (
         "import sys; sys.modules['sandbox._syscall'] = None; import sandbox.linux as l; "
-        "assert l.syscall.__module__ == 'sandbox.syscall_ctypes'; from sandbox.entry import main; main()"
+        "assert l.syscall.__module__ == 'sandbox.syscall_ctypes'; from cli.entry import main; main()"
     )
     args = ["run", "--rm", "--policy", str(world / "strict-unsigned.yaml"), str(world / "busybox-app.tar")]
     probe = "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; cat /proc/self/uid_map"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from cli.runargs import parse
 from policies.loader import load_policy
 from sandbox.mounts import inside
 from sandbox.plan import Refused, check_flags
 from sandbox.process import ProcessError, User, command_line, environment, resolve_user
-from sandbox.runargs import parse
 
 # ----- mounts.inside: a destination resolved as if the root were / ----------------------------
 

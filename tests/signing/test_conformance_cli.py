@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.conformance_cmd import main
+from cli.conformance_cmd import main
 from signing.conformance import DEFAULT_IDENTITY, DEFAULT_ISSUER, read_artifact
 from signing.errors import VerificationError
 from tests.conftest import ROOT
@@ -221,7 +221,7 @@ def test_a_usage_error_exits_2_and_the_typer_app_hands_over_too(tmp_path: Path) 
     assert invoke(["unknown-subcommand"]).exit_code == 2
     from typer.testing import CliRunner
 
-    from sandbox.cli import app
+    from cli.pysandbox_app import app
 
     handed = CliRunner().invoke(app, ["conformance", "verify-bundle", "--bundle", str(tmp_path / "none.json"), "x"])
     assert handed.exit_code == 2 and "cannot read" in handed.stderr

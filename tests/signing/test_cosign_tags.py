@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
 
+from cli.signing_cmd import app
 from images.digest import parse_digest
 from images.image import Image, blob_path, open_image
 from policies.model import Identity, SigningPolicy
-from sandbox.signing_cmd import app
 from signing.bundle import BUNDLE_V01, parse_bundle
 from signing.cosign_tag import (
     CERTIFICATE_ANNOTATION,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sandbox.signing_cmd import app
+from cli.signing_cmd import app
 from signing.errors import SigningError
 from signing.keyless_sign import TOKEN_ENVIRONMENT, Instance, identity_token, sign_keyless
 from tests.imagekit import T, image_of, write_image

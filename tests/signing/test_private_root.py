@@ -104,7 +104,7 @@ def policy_of(site: Path) -> SigningPolicy:
 
 def cli_verdict(site: Path, image: Image) -> tuple[int, dict[str, Any]]:
     """`pysandbox verify IMAGE --policy P --format json`, in process."""
-    from sandbox.signing_cmd import app
+    from cli.signing_cmd import app
 
     result = runner.invoke(app, ["verify", image.source, "--policy", str(site / "policy.yaml"), "--format", "json"])
     return result.exit_code, json.loads(result.stdout) if result.stdout.strip() else {}

@@ -107,7 +107,7 @@ def test_the_policy_file_field_loads_and_turning_it_off_loosens(tmp_path: Path) 
 def test_verify_reference_option_refuses_another_name_with_exit_1(tmp_path: Path, key: Path) -> None:
     from typer.testing import CliRunner
 
-    from sandbox.signing_cmd import app
+    from cli.signing_cmd import app
 
     image = signed_archive(tmp_path, key, "example/app:1")
     arguments = ["verify", image.source, "--key", str(key.with_suffix(".pub"))]

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from sandbox.clikit import ExitWith, fail, run_app, version_option
+from cli.kit import ExitWith, fail, package_version, run_app, version_option
 
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
@@ -112,6 +112,7 @@ def audit(
         if baseline is not None:
             options.baseline = read_baseline(baseline)
         result = audit(targets, options)
+        result.tool_version = package_version()
     except (AuditInputError, ValueError, VerificationError) as error:
         fail("pyaudit", str(error), EXIT_USAGE)
     except PolicyError as error:

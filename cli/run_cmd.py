@@ -1,4 +1,4 @@
-"""`pysandbox run`: its command line (sandbox.runargs) goes to the warm path when a plan
+"""`pysandbox run`: its command line (cli.runargs) goes to the warm path when a plan
 is cached, else to the cold path that loads, verifies and leaves one. Starting a container
 imports no CLI framework (typer serves every other command)."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sys
 
+from cli.runargs import RunArgs, parse
 from sandbox.errors import EXIT_SETUP_FAILED, SandboxError
-from sandbox.runargs import RunArgs, parse
 from sandbox.state import remove_state
 
 TYPE_CHECKING = False

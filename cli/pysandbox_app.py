@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from sandbox import image_cmd, policy_cmd, seccomp_cmd, signing_cmd, system_cmd, volume_cmd
-from sandbox.clikit import ExitWith, fail, run_app, version_option
+from cli import image_cmd, policy_cmd, seccomp_cmd, signing_cmd, system_cmd, volume_cmd
+from cli.kit import ExitWith, fail, run_app, version_option
 from sandbox.errors import EXIT_SETUP_FAILED
 
 app = typer.Typer(
@@ -46,7 +46,7 @@ def _root(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def run(context: typer.Context) -> None:
     """Run an image rootless under a policy (pysandbox run --help lists the flags)."""
-    from sandbox.runcli import main as run_main
+    from cli.run_cmd import main as run_main
 
     raise ExitWith(run_main(list(context.args)))
 
@@ -80,7 +80,7 @@ def prune(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def conformance(context: typer.Context) -> None:
     """The sigstore-conformance protocol: verify-bundle, sign-bundle (pysandbox conformance --help)."""
-    from sandbox.conformance_cmd import main as conformance_main
+    from cli.conformance_cmd import main as conformance_main
 
     raise ExitWith(conformance_main(list(context.args)))
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from sandbox.clikit import fail
+from cli.kit import fail
 from sandbox.errors import EXIT_SETUP_FAILED
 from sandbox.names import InvalidName, check_name
 from sandbox.prune import remove_tree

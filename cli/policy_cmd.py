@@ -11,10 +11,10 @@ from typing import Annotated
 
 import typer
 
+from cli.kit import ExitWith, fail
 from policies.errors import PolicyError, Problem
 from policies.loader import LoadedPolicy, load_policy
 from policies.render import explicit_plain, plain, to_yaml
-from sandbox.clikit import ExitWith, fail
 from sandbox.errors import EXIT_SETUP_FAILED
 
 EXIT_LINT_FAILED = 2

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sandbox.clikit import fail
+from cli.kit import fail
 from sandbox.errors import EXIT_SETUP_FAILED
 
 app = typer.Typer(help="Host set-up and cache checks.", no_args_is_help=True, rich_markup_mode=None)

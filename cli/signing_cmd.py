@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sandbox.clikit import OutputFormat, fail
+from cli.kit import OutputFormat, fail
 
 if TYPE_CHECKING:
     from images.image import Image

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.kit import OutputFormat, fail
 from images import ImageError, open_image
 from images.decompress import DEFAULT_MAX_BYTES
 from images.extract import UnpackOptions, unpack_image
@@ -27,7 +28,6 @@ from images.writer import (
     write_oci_archive,
     write_oci_layout,
 )
-from sandbox.clikit import OutputFormat, fail
 from sandbox.errors import EXIT_SETUP_FAILED
 
 app = typer.Typer(

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cli.kit import fail
 from policies.seccomp import (
     BUILTIN_PROFILES,
     Compiled,
@@ -20,7 +21,6 @@ from policies.seccomp import (
     resolve_architectures,
 )
 from policies.values import normalize_capability
-from sandbox.clikit import fail
 from sandbox.errors import EXIT_SETUP_FAILED
 
 app = typer.Typer(
