@@ -23,16 +23,14 @@ from audit.findings import Finding, at_or_above
 from audit.inputs import TEXT_LIMIT, InputTooLargeError, NotRegularFileError, read_regular
 from audit.rules.container import container_findings
 from audit.rules.dockerfile import dockerfile_findings
-from audit.sources.compose import compose_specs, is_compose
+from audit.sources import DOCUMENT_SOURCES
 from audit.sources.dockerfile import DockerfileError, looks_like_dockerfile, parse_dockerfile
-from audit.sources.kubernetes import is_kubernetes, kubernetes_specs
-from audit.sources.runtime import docker_inspect_specs, is_docker_inspect, is_oci_config, oci_config_specs
 from audit.sources.yamllines import describe_problem, load_documents
 from audit.suppress import apply_inline, apply_policy_ignores, inline_suppressions, matches_rule
 from policies.model import Policy
 
 if TYPE_CHECKING:  # images are read only when an image is audited: keep start-up small
-    from audit.rules.image import ImageSummary
+    from audit.rules.image_contents import ImageSummary
 
 
 @dataclass
@@ -139,7 +137,7 @@ def audit_one(path: str, explicit: bool, policy: Policy) -> tuple[str | None, li
 
 
 def _audit_image(path: str, policy: Policy) -> tuple[str, list[Finding], ImageSummary]:
-    from audit.rules.image import image_findings
+    from audit.rules.image_contents import image_findings
     from audit.sources.image import gather_facts
     from images import ImageError, open_image
 
@@ -180,18 +178,10 @@ def _yaml_specs(path: str, text: str, explicit: bool) -> tuple[str | None, list]
     specs = []
     kinds = set()
     for document in documents:
-        if is_compose(document):
-            kinds.add("compose")
-            specs += compose_specs(document, path)
-        elif is_kubernetes(document):
-            kinds.add("kubernetes")
-            specs += kubernetes_specs(document, path)
-        elif is_docker_inspect(document):
-            kinds.add("docker-inspect")
-            specs += docker_inspect_specs(document, path)
-        elif is_oci_config(document):
-            kinds.add("oci-config")
-            specs += oci_config_specs(document, path)
+        source = next((source for source in DOCUMENT_SOURCES if source.detect(document)), None)
+        if source is not None:
+            kinds.add(source.kind)
+            specs += source.to_specs(document, path)
     if not kinds:
         if explicit:
             raise AuditInputError(

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from audit.formats import FORMATS
 from cli.kit import ExitWith, fail, package_version, run_app, version_option
 
 EXIT_FINDINGS = 1
@@ -23,11 +24,9 @@ app = typer.Typer(
 rules_app = typer.Typer(name="pyaudit rules", add_completion=False, rich_markup_mode=None)
 
 
-class ReportFormat(StrEnum):
-    text = "text"
-    json = "json"
-    sarif = "sarif"
-    junit = "junit"
+# --format's choices: the format registry's names (audit.formats.FORMATS), first the default.
+ReportFormat = StrEnum("ReportFormat", {name: name for name in FORMATS})  # type: ignore[misc]
+DEFAULT_FORMAT = ReportFormat("text")
 
 
 class Severity(StrEnum):
@@ -57,7 +56,7 @@ def audit(
             "--format",
             help="text for people, json for scripts, sarif for code scanning, junit for dashboards.",
         ),
-    ] = ReportFormat.text,
+    ] = DEFAULT_FORMAT,
     output: Annotated[Path | None, typer.Option(help="Write the report to this file instead of stdout.")] = None,
     fail_on: Annotated[
         Severity | None,
@@ -124,7 +123,7 @@ def audit(
         save_baseline(write_baseline, result.findings)
         typer.echo(f"wrote {len(result.findings)} findings to {write_baseline}", err=True)
         return
-    colour = output is None and output_format is ReportFormat.text and sys.stdout.isatty()
+    colour = output is None and output_format is DEFAULT_FORMAT and sys.stdout.isatty()
     report = renderer(output_format.value)(result, colour)
     if output is None:
         typer.echo(report, nl=False)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from audit.findings import Finding
 from audit.rules import finding
-from audit.rules.images import pinning_finding
+from audit.rules.references import pinning_finding
 from audit.spec import ContainerSpec, capability_name, is_root_user
 from policies.values import ENGINE_SOCKETS
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 from audit.findings import Finding
 from audit.rules import finding
-from audit.rules.images import pinning_finding
-from audit.rules.secrets import secret_in_assignment
+from audit.rules.references import pinning_finding
+from audit.secrets import secret_in_assignment
 from audit.sources.dockerfile import Dockerfile, Instruction, Stage
 from audit.spec import is_root_user
 

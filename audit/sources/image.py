@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from audit.rules.secrets import secret_file, wants_content_check
+from audit.secrets import secret_file, wants_content_check
 from images.image import Image
 from images.layers import Entry, walk_layer
 

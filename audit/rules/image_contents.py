@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from audit.efficiency import FinalTree, dive_efficiency, wasted_files
 from audit.findings import Finding
 from audit.rules import finding
-from audit.rules.images import reference_pinning
-from audit.rules.secrets import secret_content, secret_file, secret_in_assignment, token_in
+from audit.rules.references import reference_pinning
+from audit.secrets import secret_content, secret_file, secret_in_assignment, token_in
 from audit.sources.image import ImageFacts
 from audit.spec import is_root_user
 from policies.model import Policy
