@@ -19,11 +19,6 @@ from signing.keys import load_public_key
 from signing.payload import INTOTO_PAYLOAD_TYPE, parse_statement
 from signing.verify import Trust, verify_bundle
 
-DEFAULT_IDENTITY = (
-    "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
-    ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main"
-)
-DEFAULT_ISSUER = "https://token.actions.githubusercontent.com"
 _DIGEST_INPUT = re.compile(r"sha256:([0-9a-fA-F]{64})")
 
 

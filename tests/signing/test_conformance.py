@@ -10,10 +10,11 @@ import pytest
 
 from policies.model import Identity
 from signing.bundle import parse_bundle
-from signing.conformance import DEFAULT_IDENTITY, DEFAULT_ISSUER, verify_bundle_for_artifact
+from signing.conformance import verify_bundle_for_artifact
 from signing.errors import VerificationError
 from signing.verify import Trust, verify_bundle
 from tests.conftest import SHARED
+from tests.signing.conformance_defaults import DEFAULT_IDENTITY, DEFAULT_ISSUER
 
 CASES = SHARED / "testdata" / "sigstore-conformance" / "bundle-verify"
 # Upstream expects these to fail with current clients (SOURCE.md): sigstore-python 4.5.1

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from cli.conformance_cmd import main
-from signing.conformance import DEFAULT_IDENTITY, DEFAULT_ISSUER, read_artifact
+from signing.conformance import read_artifact
 from signing.errors import VerificationError
 from tests.conftest import ROOT
+from tests.signing.conformance_defaults import DEFAULT_IDENTITY, DEFAULT_ISSUER
 from tests.signing.test_conformance import CASES, KNOWN_EXCEPTIONS, _cases, _text
 
 ENTRYPOINT = ROOT / "examples" / "conformance" / "pysandbox-conformance"
