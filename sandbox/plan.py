@@ -161,7 +161,9 @@ def _profile_path(profile: str) -> Path:
     """A profile's file: a path as the policy gave it, or a built-in profile's JSON."""
     if "/" in profile:
         return Path(profile)
-    return Path(__file__).resolve().parent.parent / "policies" / "seccomp" / f"{profile}.json"
+    from policies.seccomp.profile import PROFILE_DIR
+
+    return PROFILE_DIR / f"{profile}.json"
 
 
 def _profile_stamp(profile: str) -> str:

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 
 from audit.engine import AuditResult
-from audit.findings import SEVERITIES
+from policies.model import SEVERITIES
 
 
 def render(result: AuditResult, colour: bool = False) -> str:

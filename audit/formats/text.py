@@ -4,7 +4,8 @@ small bar chart of layer sizes and wasted bytes, as dive users expect."""
 from __future__ import annotations
 
 from audit.engine import AuditResult
-from audit.findings import SEVERITIES, severity_rank
+from audit.findings import severity_rank
+from policies.model import SEVERITIES
 from policies.values import format_size
 
 _COLOURS = {
