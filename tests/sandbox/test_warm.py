@@ -35,6 +35,20 @@ def state() -> Iterator[str]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def documented_warm_modules() -> tuple[set[str], set[str]]:
+    """The warm path's modules as the sandbox package's docstring names them: those every
+    warm start imports, and those only some do (named with a condition in parentheses)."""
+    import re
+
+    import sandbox
+
+    listing = (sandbox.__doc__ or "").split("slow\n")[1].split("\n\n")[1]
+    entries = [entry.strip() for entry in re.split(r",(?![^(]*\))", " ".join(listing.split()))]
+    always = {entry for entry in entries if entry and "(" not in entry}
+    sometimes = {entry.split(" (")[0] for entry in entries if "(" in entry}
+    return always, sometimes
+
+
 def imported_modules(stderr: str) -> set[str]:
     return {line.split("|")[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
 
@@ -55,6 +69,9 @@ def test_a_warm_run_imports_nothing_heavy(world: Path, state: str) -> None:
     slow = SLOW_STDLIB if importlib.util.find_spec("sandbox._syscall") else tuple(set(SLOW_STDLIB) - {"ctypes"})
     heavy = sorted(name for name in imported_modules(warm.stderr) if name.split(".")[0] in HEAVY + slow)
     assert heavy == []
+    ours = {name for name in imported_modules(warm.stderr) if name.split(".")[0] in ("cli", "sandbox")}
+    always, sometimes = documented_warm_modules()
+    assert always <= ours and ours <= always | sometimes, sorted(ours ^ always)
     assert elapsed < 2.0
 
 
