@@ -510,9 +510,7 @@ def _exec_command(spec: RunSpec, errors_w: int, console: socket.socket | None) -
     """Privileges go in this order: rlimits, working directory (it may need root's access),
     bounding set (needs CAP_SETPCAP), ids, remaining capabilities, no_new_privs, other
     descriptors, and seccomp last, right before execve."""
-    for signum in _FORWARDED:
-        signal.signal(signum, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
+    reset_signals()
     if console is not None:
         from sandbox import tty  # imported before the fork (see _run): no file is read here
 
@@ -536,6 +534,21 @@ def _exec_command(spec: RunSpec, errors_w: int, console: socket.socket | None) -
     except OSError as error:
         code = EXIT_NOT_FOUND if error.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
         raise _ExecFailure(f"exec {spec.argv[0]}: {error.strerror}", code) from None
+
+
+def reset_signals() -> None:
+    """Every signal's disposition to its default and an empty signal mask, as runc leaves
+    them: execve keeps what is ignored and what is blocked, and Python ignores SIGPIPE and
+    SIGXFSZ at start-up, so without this `seq 1 1000000 | head -1` fails with a broken pipe
+    in the container. (An alternate signal stack does not survive execve.)"""
+    for signum in range(1, signal.NSIG):
+        if signum in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):  # the C library's own (32, 33) cannot be set
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def _leave_host_terminal() -> None:

@@ -205,3 +205,14 @@ def test_a_setup_failure_names_the_path_it_concerns(sandbox) -> None:  # type: i
     result = sandbox("-w", "/nonexistent/deep", "true")
     assert result.returncode == 125
     assert "pysandbox: error: /nonexistent: Read-only file system" in result.stderr, result.stderr
+
+
+def test_the_command_starts_with_default_signal_dispositions_and_no_blocked_signal(sandbox) -> None:  # type: ignore[no-untyped-def]
+    """Python ignores SIGPIPE and SIGXFSZ: without a reset, a pipeline's writer would spin on
+    EPIPE forever instead of dying when its reader leaves (runc resets them too)."""
+    result = sandbox(
+        "grep -E 'SigIgn|SigBlk' /proc/self/status; sh -c 'while :; do echo x; done' | head -1", timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert "SigIgn:\t0000000000000000" in result.stdout and "SigBlk:\t0000000000000000" in result.stdout, result.stdout
+    assert result.stdout.rstrip().endswith("x")
