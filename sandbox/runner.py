@@ -21,13 +21,14 @@ Where each policy field takes effect (sandbox.planrecord carries them from sandb
     mounts.read_only_rootfs           confinement.read_only_...   init: mounts.remount_root_read_only, last
     mounts.masked/readonly_paths      confinement.masked_paths    init: mounts.mask_paths, read_only_paths
     mounts.tmpfs, binds, volumes      tmpfs (+ -v flags: binds)   init: mounts.tmpfs, mounts.bind
-    sandbox.network (loopback)        confinement.network         init: linux.set_loopback_up
+    sandbox.network (none, loopback)  confinement.network         init: linux.set_loopback_up
     limits.open_files/cpu_time/...    limits (rlimit)             command: apply_rlimits
     sandbox.ids.user (or -u, USER)    confinement.user            command: _switch_user
     sandbox.capabilities              confinement.capabilities    command: drop_bounding_capabilities,
                                                                     set_process_capabilities
     sandbox.no_new_privileges         confinement.no_new_priv.    command: PR_SET_NO_NEW_PRIVS
     sandbox.seccomp.*                 bpf (compiled filter)       command: load_bpf, right before execve
+                                                                  (before the ids change without NNP)
     limits.wall_time                  confinement.wall_time       monitor: _wait kills at the deadline"""
 
 from __future__ import annotations
@@ -460,7 +461,7 @@ def prepare_root(spec: RunSpec) -> None:
         mounts.bind(root, bind)
     mounts.mask_paths(root, spec.masked_paths)
     mounts.read_only_paths(root, spec.readonly_paths)
-    if "network" in spec.namespaces and spec.network == "loopback":
+    if "network" in spec.namespaces:  # none and loopback alike: only lo, and up (Docker's none)
         linux.set_loopback_up()
     mounts.pivot(root)
     if spec.read_only_rootfs:
@@ -509,7 +510,10 @@ class _ExecFailure(Exception):
 def _exec_command(spec: RunSpec, errors_w: int, console: socket.socket | None) -> None:
     """Privileges go in this order: rlimits, working directory (it may need root's access),
     bounding set (needs CAP_SETPCAP), ids, remaining capabilities, no_new_privs, other
-    descriptors, and seccomp last, right before execve."""
+    descriptors, and seccomp last, right before execve. Without no_new_privs (the policy
+    lets setuid programs work, as Docker does) the filter can only be loaded while this
+    process still holds CAP_SYS_ADMIN in its namespace: then it goes in before the ids
+    change, as runc does, and the profile must allow what follows (Docker's does)."""
     reset_signals()
     if console is not None:
         from sandbox import tty  # imported before the fork (see _run): no file is read here
@@ -520,15 +524,19 @@ def _exec_command(spec: RunSpec, errors_w: int, console: socket.socket | None) -
     apply_rlimits(spec.limits)
     _change_directory(spec.workdir)
     capabilities.drop_bounding_capabilities(spec.capabilities)
+    bpf = spec.seccomp_bpf
+    if bpf is not None and not spec.no_new_privileges:
+        load_bpf(bpf, has_cap_sys_admin=True)
+        bpf = None  # loaded
     _switch_user(spec.user, spec.id_maps.setgroups_allowed)
     capabilities.set_process_capabilities(spec.capabilities, spec.user.uid)
-    if spec.no_new_privileges or spec.seccomp_bpf is not None:
+    if spec.no_new_privileges:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     os.closerange(3, errors_w)
     os.closerange(errors_w + 1, 65536)
     program = _find_program(spec.argv[0], spec.env.get("PATH", ""))
-    if spec.seccomp_bpf is not None:
-        load_bpf(spec.seccomp_bpf)
+    if bpf is not None:
+        load_bpf(bpf)
     try:
         os.execve(program, spec.argv, spec.env)
     except OSError as error:

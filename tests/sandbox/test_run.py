@@ -77,9 +77,13 @@ def test_ptrace_and_keyctl_are_refused_by_the_filter(sandbox, world: Path) -> No
 
 
 def test_only_loopback_exists_and_masked_paths_read_empty(sandbox) -> None:  # type: ignore[no-untyped-def]
-    result = sandbox("ls /sys/class/net; wc -c < /proc/keys; echo x > /proc/sys/kernel/hostname 2>/dev/null || echo ro")
+    result = sandbox(
+        "ls /sys/class/net; cat /sys/class/net/lo/flags; wc -c < /proc/keys;"
+        "echo x > /proc/sys/kernel/hostname 2>/dev/null || echo ro"
+    )
     lines = result.stdout.split()
-    assert lines[0] == "lo" and lines[1] == "0" and lines[2] == "ro", result.stdout
+    # network none, as Docker's: nothing but lo, and lo is up (IFF_UP | IFF_LOOPBACK)
+    assert lines == ["lo", "0x9", "0", "ro"], result.stdout
 
 
 def test_root_is_read_only_and_tmp_is_writable(sandbox) -> None:  # type: ignore[no-untyped-def]
@@ -216,3 +220,11 @@ def test_the_command_starts_with_default_signal_dispositions_and_no_blocked_sign
     assert result.returncode == 0, result.stderr
     assert "SigIgn:\t0000000000000000" in result.stdout and "SigBlk:\t0000000000000000" in result.stdout, result.stdout
     assert result.stdout.rstrip().endswith("x")
+
+
+def test_without_no_new_privs_in_the_policy_setuid_still_works_under_the_filter(sandbox) -> None:  # type: ignore[no-untyped-def]
+    """baseline says no_new_privileges: false (Docker's default): the filter is loaded while
+    the process may still do so without no_new_privs, so setuid programs keep working."""
+    result = sandbox("grep -E 'NoNewPrivs|Seccomp:' /proc/self/status", policy="baseline-unsigned.yaml")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["NoNewPrivs:", "0", "Seccomp:", "2"], result.stdout
