@@ -130,6 +130,15 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     call("capset", header, data, what="capset")
 
 
+def capget() -> tuple[int, int, int]:
+    """This thread's (effective, permitted, inheritable) capability sets as 64-bit masks."""
+    header = u32(_CAPABILITY_VERSION_3) + u32(0)
+    data = bytearray(24)  # two struct __user_cap_data_struct: effective, permitted, inheritable
+    call("capget", header, data, what="capget")
+    words = [int.from_bytes(data[i : i + 4], sys.byteorder) for i in range(0, 24, 4)]
+    return tuple(words[k] | words[k + 3] << 32 for k in range(3))  # type: ignore[return-value]
+
+
 def set_loopback_up() -> None:
     """Bring `lo` up in this network namespace (SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP).
     Through `_socket`, the C half of `socket`: the Python module pulls in enum, selectors and

@@ -118,6 +118,47 @@ def mount_sys(root: str, own_network: bool) -> None:
         linux.mount("none", target, None, linux.MS_REMOUNT | linux.MS_BIND | flags)
 
 
+_CGROUP_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC | linux.MS_RDONLY
+
+
+def mount_cgroups(root: str) -> None:
+    """The container's own cgroups, read-only, at /sys/fs/cgroup, as Docker and podman give
+    them: runtimes size themselves from there (Java's heap, Node's, Go's GOMAXPROCS), and
+    an empty folder makes them size themselves to the host. Called inside the container's
+    cgroup namespace, so each hierarchy's root is the container's own cgroup. cgroup v2
+    alone: one cgroup2 mount; v1 or hybrid: a tmpfs with one mount per hierarchy the
+    process is in (and `unified` for the v2 one), as the host lays them out. A hierarchy the
+    kernel will not mount here is left out: the container runs without it."""
+    with open("/proc/self/cgroup") as own:
+        hierarchies = [line.split(":", 2) for line in own.read().splitlines() if line.count(":") >= 2]
+    target = inside(root, "/sys/fs/cgroup")
+    if not os.path.isdir(target):
+        return
+    if all(number == "0" for number, _, _ in hierarchies):
+        _mount_quietly("cgroup2", target, "cgroup2", "")
+        return
+    linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "mode=755,size=64k")
+    for number, controllers, _ in hierarchies:
+        if number == "0":
+            name, kind, options = "unified", "cgroup2", ""
+        else:
+            name = controllers.removeprefix("name=")
+            kind, options = "cgroup", controllers if not controllers.startswith("name=") else f"none,{controllers}"
+        if not name or "/" in name:
+            continue
+        folder = f"{target}/{name}"
+        os.mkdir(folder, 0o755)
+        _mount_quietly(kind, folder, kind, options)
+    linux.mount("none", target, None, linux.MS_REMOUNT | _CGROUP_FLAGS, "mode=755,size=64k")
+
+
+def _mount_quietly(source: str, target: str, kind: str, options: str) -> None:
+    try:
+        linux.mount(source, target, kind, _CGROUP_FLAGS, options or None)
+    except OSError:
+        pass
+
+
 def mask_paths(root: str, paths: tuple[str, ...]) -> None:
     for path in paths:
         target = inside(root, path)

@@ -78,6 +78,7 @@ def check_flags(flags: RunArgs, loaded: LoadedPolicy) -> None:
     for volume in flags.volume:
         _check_volume(volume, loaded, refuse)
     _check_numbers(flags)
+    _check_tmpfs(flags, loaded)
     _check_limit(_memory_flag(flags.memory), sandbox.limits.memory, "--memory", loaded)
     _check_limit(flags.pids_limit, sandbox.limits.pids, "--pids-limit", loaded)
     _check_limit(flags.cpus, sandbox.limits.cpus, "--cpus", loaded)
@@ -92,6 +93,25 @@ def _check_numbers(flags: RunArgs) -> None:
         raise Refused(f"--cpus {flags.cpus}: the range of CPUs is from 0.01 to {cpus:.2f}")
     if flags.pids_limit is not None and flags.pids_limit < 1:
         raise Refused(f"--pids-limit {flags.pids_limit}: expected at least 1")
+
+
+def _check_tmpfs(flags: RunArgs, loaded: LoadedPolicy) -> None:
+    """--tmpfs mounts hold memory that an rlimit (an ordinary user's memory limit) does not
+    count: where the policy bounds what a container may write or use, each needs a size and
+    together they stay within that bound."""
+    from sandbox.plan_light import tmpfs_flag
+
+    limits = loaded.policy.sandbox.limits
+    bounds = [size for size in (limits.writable_size, limits.memory) if size is not None]
+    if not flags.tmpfs or not bounds:
+        return
+    sizes = [tmpfs_flag(text).size for text in flags.tmpfs]
+    where = _where(loaded, "sandbox", "limits")
+    if None in sizes:
+        raise Refused(f"--tmpfs needs a size (PATH:size=64m): the policy bounds what a container may write ({where})")
+    total = sum(size for size in sizes if size is not None)
+    if total > min(bounds):
+        raise Refused(f"--tmpfs of {total} bytes in all is refused: the policy allows at most {min(bounds)} ({where})")
 
 
 def _memory_flag(text: str | None) -> int | None:

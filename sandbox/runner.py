@@ -452,6 +452,8 @@ def prepare_root(spec: RunSpec) -> None:
     mounts.mount_proc(root)
     mounts.mount_dev(root)
     mounts.mount_sys(root, "network" in spec.namespaces)
+    if "cgroup" in spec.namespaces and "network" in spec.namespaces:  # a sysfs of our own to mount on
+        mounts.mount_cgroups(root)
     if "uts" in spec.namespaces:
         linux.sethostname(spec.hostname)
     mounts.etc_files(root, spec.state, spec.hostname)
@@ -530,6 +532,7 @@ def _exec_command(spec: RunSpec, errors_w: int, console: socket.socket | None) -
         bpf = None  # loaded
     _switch_user(spec.user, spec.id_maps.setgroups_allowed)
     capabilities.set_process_capabilities(spec.capabilities, spec.user.uid)
+    check_credentials(spec)
     if spec.no_new_privileges:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     os.closerange(3, errors_w)
@@ -581,6 +584,26 @@ def _switch_user(user: User, setgroups_allowed: bool) -> None:
         os.setgroups(list(user.groups))
     os.setresgid(user.gid, user.gid, user.gid)
     os.setresuid(user.uid, user.uid, user.uid)
+
+
+def check_credentials(spec: RunSpec) -> None:
+    """What the ids and capabilities are now, read back from the kernel, not assumed from the
+    calls that set them: a seccomp filter loaded before them (policies without
+    no_new_privs) could have answered them with a faked success (errno 0)."""
+    user = spec.user
+    wanted_caps = spec.capabilities if user.uid == 0 else 0
+    effective, permitted, inheritable = linux.capget()  # no ambient one without inheritable ones
+    uids, gids = os.getresuid(), os.getresgid()
+    if (
+        uids != (user.uid,) * 3
+        or gids != (user.gid,) * 3
+        or (effective, permitted, inheritable) != (wanted_caps, wanted_caps, 0)
+        or (spec.id_maps.setgroups_allowed and sorted(os.getgroups()) != sorted(user.groups))
+    ):
+        raise OSError(
+            f"the command's credentials are not the ones set (uids {uids}, gids {gids}, capabilities "
+            f"{effective:#x}): the seccomp profile must let setresuid, setresgid, setgroups and capset run"
+        )
 
 
 def _find_program(name: str, path: str) -> str:

@@ -49,6 +49,7 @@ POLICY_SENSITIVE = (
     "pids_limit",
     "cpus",
     "platform",
+    "tmpfs",
 )
 
 
@@ -131,20 +132,24 @@ def load_plan(image: str, policy: str, bundle: str | None = None) -> Plan | None
         if not isinstance(stored_plan, dict) or stored_plan.get("key") != key:  # another under the same short name
             return None
         plan = Plan.from_marshal(stored_plan["plan"])
+        return plan if _still_valid(plan, bundle) else None
     except (ValueError, EOFError, TypeError, KeyError):  # damaged, or of another shape: a miss
         return None
     finally:
         os.close(fd)
-    if not all(_evidence_holds(item) for item in plan.evidence):
-        return None
+
+
+def _still_valid(plan: Plan, bundle: str | None) -> bool:
+    """Every file the plan rests on is still the one it was (there is at least the policy),
+    `bundle` (--bundle) is the one it verified, and its layers and filter are still there."""
+    if not plan.evidence or not all(_evidence_holds(item) for item in plan.evidence):
+        return False
     recorded = plan.bundle
     if recorded is not None and not _evidence_holds(recorded):
-        return None
+        return False
     if bundle is not None and (recorded is None or os.path.realpath(bundle) != recorded[1]):
-        return None
-    if not all(os.path.isdir(folder) for folder in plan.lowers) or not os.path.exists(plan.bpf or "/"):
-        return None
-    return plan
+        return False
+    return all(os.path.isdir(folder) for folder in plan.lowers) and os.path.exists(plan.bpf or "/")
 
 
 def save_plan(image: str, policy: str, plan: Plan) -> None:
@@ -251,19 +256,35 @@ def _resolve_run(plan: Plan, args: RunArgs, hostname: str) -> dict[str, Any]:
     user: User = resolve_user(args.user or plan.confinement.user or config.user, passwd, group)
     env_extra = list(args.env)
     for path in args.env_file:
-        try:
-            with open(path) as stream:
-                env_extra += [line.strip() for line in stream if line.strip() and not line.startswith("#")]
-        except UnicodeDecodeError:
-            from sandbox.process import ProcessError
-
-            raise ProcessError(f"--env-file {path}: not a text file") from None
+        env_extra += _env_file_lines(path)
     return {
         "argv": command_line(config.entrypoint, config.cmd, args.entrypoint, args.command),
         "env": environment(config.env, env_extra, user) | {"HOSTNAME": hostname},
         "user": user,
         "workdir": args.workdir or config.working_dir or "/",
     }
+
+
+ENV_FILE_LIMIT = 1 << 20
+
+
+def _env_file_lines(path: str) -> list[str]:
+    """--env-file's settings: a regular file (a FIFO or /proc/kmsg would hang the start),
+    bounded, UTF-8; comments and blank lines left out."""
+    from images.regular import open_regular, read_bounded  # only with --env-file
+    from sandbox.process import ProcessError
+
+    try:
+        fd = open_regular(path, follow=True)
+        try:
+            text = read_bounded(fd, ENV_FILE_LIMIT).decode()
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise ProcessError(f"--env-file {path}: {error.strerror}") from None
+    except ValueError:  # too large, or not UTF-8
+        raise ProcessError(f"--env-file {path}: not a text file of at most {ENV_FILE_LIMIT} bytes") from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
 def _tmpfs_flags(flags: list[str]) -> list[TmpfsMount]:

@@ -154,6 +154,8 @@ class _Reader:
         if (number is not None or name is not None) and action not in _ERRNO_ACTIONS:
             key = number_key if number is not None else name_key
             self.fail(_join(where, key), f"only SCMP_ACT_ERRNO and SCMP_ACT_TRACE return an errno, not {action}")
+        if action == "SCMP_ACT_ERRNO" and number == 0:  # the call would not run, yet report success
+            self.fail(_join(where, number_key), "0 makes a refused call look successful (setresuid, capset...)")
         if number is not None and name is not None and getattr(errno_codes, name) != number:
             self.fail(_join(where, name_key), f"{name} is {getattr(errno_codes, name)}, but {number_key} says {number}")
 

@@ -828,3 +828,16 @@ def test_compile_command_errors_are_one_line_and_exit_125(args: list[str], messa
     result = CliRunner().invoke(cli(), ["seccomp", "compile", *args])
     assert result.exit_code == 125
     assert result.output.startswith(message) and result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("where", ["rule", "default"])
+def test_an_errno_of_0_which_fakes_success_is_refused(where: str) -> None:
+    """SCMP_ACT_ERRNO with errnoRet 0 skips a call and reports success: a profile could make
+    setresuid or capset look done while the process stays root with every capability."""
+    document: dict[str, object] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}
+    if where == "rule":
+        document["syscalls"] = [{"names": ["setresuid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 0}]
+    else:
+        document.update(defaultAction="SCMP_ACT_ERRNO", defaultErrnoRet=0)
+    with pytest.raises(SeccompProfileError, match="0 makes a refused call look successful"):
+        parse_profile(json.dumps(document), "fake.json")

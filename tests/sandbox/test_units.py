@@ -186,3 +186,27 @@ def test_a_plan_survives_marshal_and_a_plan_of_another_shape_is_refused() -> Non
     shapeless = plan.to_marshal() | {"confinement": {"capabilities": -1}}
     with pytest.raises(TypeError):
         Plan.from_marshal(shapeless)
+
+
+def test_credentials_other_than_the_ones_set_stop_the_command() -> None:
+    """check_credentials reads the ids and capabilities back from the kernel: here, this
+    test process is not the user and capabilities a spec asks for, as a process whose
+    setresuid and capset a filter had faked would not be."""
+    from types import SimpleNamespace
+
+    from sandbox.idmap import IdMaps, IdRange
+    from sandbox.runner import check_credentials
+
+    maps = IdMaps((IdRange(0, 165536, 65536),), (IdRange(0, 165536, 65536),), False)
+    other = 4242 if os.geteuid() != 4242 else 4243
+    spec = SimpleNamespace(user=User(other, other, (), "/"), capabilities=0, id_maps=maps)
+    with pytest.raises(OSError, match="credentials are not the ones set"):
+        check_credentials(spec)  # type: ignore[arg-type]
+    from sandbox.linux import capget
+
+    euid, egid = os.geteuid(), os.getegid()
+    effective, permitted, inheritable = capget()
+    ours = SimpleNamespace(user=User(euid, egid, tuple(os.getgroups()), "/"), capabilities=effective, id_maps=maps)
+    as_it_is = os.getresuid() == (euid,) * 3 and os.getresgid() == (egid,) * 3 and euid == 0
+    if as_it_is and permitted == effective and inheritable == 0:
+        check_credentials(ours)  # type: ignore[arg-type]  # the process as it is: passes

@@ -482,3 +482,54 @@ def test_no_container_engines_socket_is_bound(owner: str, pysandbox: Pysandbox, 
     """The run gate and pyaudit (PA1080) share one list of engine sockets."""
     result = run(pysandbox, world, world / "busybox-app.tar", "true", flags=("-v", f"{socket}:/engine.sock"))
     assert result.returncode == 125 and "hands the host to the container" in result.stderr, result.stderr
+
+
+# ----- found by the second attacker review ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "words"), [("/big", "needs a size"), ("/big:size=100g", "in all is refused"), ("/ok:size=16m", "")]
+)
+def test_tmpfs_flags_stay_within_what_the_policy_lets_a_container_write(
+    owner: str, pysandbox: Pysandbox, world: Path, flag: str, words: str
+) -> None:
+    """An rlimit (an ordinary user's memory limit) does not count tmpfs pages."""
+    result = run(pysandbox, world, world / "busybox-app.tar", "true", flags=("--tmpfs", flag))
+    if words:
+        assert result.returncode == 125 and words in result.stderr, result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+
+
+def test_a_plan_of_the_wrong_shape_is_a_miss_not_a_traceback(
+    owner: str, pysandbox: Pysandbox, world: Path, shared_tmp: Path
+) -> None:
+    image = shared_tmp / "image.tar"
+    shutil.copy(world / "busybox-app.tar", image)
+    image.chmod(0o644)
+    assert run(pysandbox, world, image, "true").returncode == 0
+    plans = cache_of(owner) / "plans"
+    newest = max(plans.iterdir(), key=lambda item: item.stat().st_mtime)
+    for evidence in ([[1]], []):  # malformed, and none at all
+        plan = marshal.loads(newest.read_bytes())
+        plan["plan"]["evidence"] = evidence
+        newest.write_bytes(marshal.dumps(plan))
+        shutil.chown(newest, owner if owner != "root" else "root")
+        newest.chmod(0o600)
+        result = run(pysandbox, world, image, "echo", "ran")
+        assert result.returncode == 0 and result.stdout.strip() == "ran" and "Traceback" not in result.stderr
+        newest = max(plans.iterdir(), key=lambda item: item.stat().st_mtime)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_an_env_file_that_is_no_regular_file_is_one_error(
+    owner: str, pysandbox: Pysandbox, world: Path, shared_tmp: Path, kind: str
+) -> None:
+    path = shared_tmp / "env"
+    if kind == "fifo":
+        os.mkfifo(path)
+        path.chmod(0o666)
+    else:
+        path.mkdir(mode=0o755)
+    result = run(pysandbox, world, world / "busybox-app.tar", "true", flags=("--env-file", str(path)), timeout=30)
+    assert result.returncode == 125 and f"--env-file {path}:" in result.stderr, result.stderr
