@@ -48,6 +48,7 @@ def _cold_run(args: RunArgs) -> int:
     from images import ImageError, open_image
     from policies.errors import PolicyError
     from policies.loader import load_policy
+    from policies.seccomp import SeccompProfileError
     from sandbox import warm
     from sandbox.plan import bind_mounts, build_plan, bundle_evidence
     from signing.errors import VerificationError
@@ -64,7 +65,7 @@ def _cold_run(args: RunArgs) -> int:
         binds = bind_mounts(args.volume, plan.id_maps)
         spec = warm.spec_from_plan(plan, args)
         spec.binds = binds
-    except (ImageError, PolicyError, SandboxError, VerificationError, OSError) as error:
+    except (ImageError, PolicyError, SeccompProfileError, SandboxError, VerificationError, OSError) as error:
         return _fail(str(error).replace("\n", "; "))
     if args.dry_run:
         print(_describe(spec))

@@ -156,13 +156,18 @@ def _check_limit(asked: float | int | None, allowed: float | int | None, flag: s
         )
 
 
+# Bumped when the reader or compiler changes what a profile may say or compiles to, so that
+# no filter compiled by an older pysandbox (which a newer one would refuse) is reused.
+FILTER_FORMAT = 2
+
+
 def seccomp_file(loaded: LoadedPolicy, granted: frozenset[str]) -> Path | None:
     """The policy's filter for these capabilities, compiled once and cached by content."""
     seccomp = loaded.policy.sandbox.seccomp
     if seccomp.profile == "unconfined" or loaded.policy.sandbox.privileged:
         return None
     key_source = json.dumps(
-        [seccomp.profile, _profile_stamp(seccomp.profile), sorted(granted), seccomp.deny, seccomp.allow]
+        [FILTER_FORMAT, seccomp.profile, _profile_stamp(seccomp.profile), sorted(granted), seccomp.deny, seccomp.allow]
     )
     key = hashlib.sha256(key_source.encode()).hexdigest()
     cached = Path(private_folder(os.path.join(private_root(), "bpf"))) / f"{key}.bpf"

@@ -533,3 +533,19 @@ def test_an_env_file_that_is_no_regular_file_is_one_error(
         path.mkdir(mode=0o755)
     result = run(pysandbox, world, world / "busybox-app.tar", "true", flags=("--env-file", str(path)), timeout=30)
     assert result.returncode == 125 and f"--env-file {path}:" in result.stderr, result.stderr
+
+
+def test_a_profile_that_fakes_success_is_one_refusal_not_a_traceback(
+    owner: str, pysandbox: Pysandbox, world: Path, shared_tmp: Path
+) -> None:
+    profile = shared_tmp / "fake.json"
+    profile.write_text(
+        '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": '
+        '[{"names": ["setresuid", "capset"], "action": "SCMP_ACT_ERRNO", "errnoRet": 0}]}'
+    )
+    policy = shared_tmp / "policy.yaml"
+    policy.write_text((world / "strict-unsigned.yaml").read_text().replace("profile: strict", f"profile: {profile}"))
+    share(shared_tmp)
+    result = pysandbox("run", "--rm", "--policy", str(policy), str(world / "busybox-root.tar"), "id", "-u")
+    assert result.returncode == 125 and "makes a refused call look successful" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
