@@ -119,26 +119,45 @@ def mount_sys(root: str, own_network: bool) -> None:
 
 
 _CGROUP_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC | linux.MS_RDONLY
+CONTAINER_CGROUP_PREFIX = "pysandbox-"  # sandbox.cgroups names each container's cgroup so
 
 
-def mount_cgroups(root: str) -> None:
+def _cgroup_table() -> list[list[str]]:
+    """/proc/self/cgroup as [hierarchy id, controllers, path] rows."""
+    with open("/proc/self/cgroup") as own:
+        return [line.split(":", 2) for line in own.read().splitlines() if line.count(":") >= 2]
+
+
+def own_cgroup_hierarchies() -> tuple[str, ...]:
+    """The hierarchies (by id) in which this process sits in a cgroup made for its container:
+    only those are shown to it. In the others its cgroup namespace's root would be a cgroup
+    of the host (the root of the cpu hierarchy, say), with every host service below it."""
+    return tuple(
+        number for number, _, path in _cgroup_table() if path.rpartition("/")[2].startswith(CONTAINER_CGROUP_PREFIX)
+    )
+
+
+def mount_cgroups(root: str, own: tuple[str, ...]) -> None:
     """The container's own cgroups, read-only, at /sys/fs/cgroup, as Docker and podman give
     them: runtimes size themselves from there (Java's heap, Node's, Go's GOMAXPROCS), and
     an empty folder makes them size themselves to the host. Called inside the container's
-    cgroup namespace, so each hierarchy's root is the container's own cgroup. cgroup v2
-    alone: one cgroup2 mount; v1 or hybrid: a tmpfs with one mount per hierarchy the
-    process is in (and `unified` for the v2 one), as the host lays them out. A hierarchy the
+    cgroup namespace, so each hierarchy's root is the container's cgroup; only the
+    hierarchies in `own` (own_cgroup_hierarchies, read before the namespace) are mounted.
+    cgroup v2 alone: one cgroup2 mount; v1 or hybrid: a read-only tmpfs with one mount per
+    hierarchy, named as the host names them (`unified` for the v2 one). A hierarchy the
     kernel will not mount here is left out: the container runs without it."""
-    with open("/proc/self/cgroup") as own:
-        hierarchies = [line.split(":", 2) for line in own.read().splitlines() if line.count(":") >= 2]
     target = inside(root, "/sys/fs/cgroup")
+    table = _cgroup_table()
     if not os.path.isdir(target):
         return
-    if all(number == "0" for number, _, _ in hierarchies):
-        _mount_quietly("cgroup2", target, "cgroup2", "")
+    if all(number == "0" for number, _, _ in table):
+        if "0" in own:
+            _mount_quietly("cgroup2", target, "cgroup2", "")
         return
     linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "mode=755,size=64k")
-    for number, controllers, _ in hierarchies:
+    for number, controllers, _ in table:
+        if number not in own:
+            continue
         if number == "0":
             name, kind, options = "unified", "cgroup2", ""
         else:

@@ -302,6 +302,7 @@ def _setup_process(
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
     if cgroup is not None:  # still with the monitor's credentials; before any namespace
         cgroup.join()
+    own_cgroups = mounts.own_cgroup_hierarchies() if "cgroup" in spec.namespaces else ()
     state = os.open(spec.state, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # reachable after pivot_root
     make_user_namespace(ready_w)
     # The other namespaces while the monitor maps this one (newuidmap and newgidmap take a
@@ -318,7 +319,7 @@ def _setup_process(
     init = os.fork()
     if init == 0:
         os.close(ready_w)
-        _guarded(errors_w, lambda: _init(spec, errors_w, console, held))
+        _guarded(errors_w, lambda: _init(spec, errors_w, console, held, own_cgroups))
     _close_all(held)
     if console is not None:
         console.close()
@@ -398,10 +399,12 @@ def become_namespace_root(maps_r: int) -> None:
 # ----- init: PID 1 of the container --------------------------------------------------------
 
 
-def _init(spec: RunSpec, errors_w: int, console: socket.socket | None, held: list[int]) -> None:
+def _init(
+    spec: RunSpec, errors_w: int, console: socket.socket | None, held: list[int], own_cgroups: tuple[str, ...]
+) -> None:
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     hide_host_command_line()
-    prepare_root(spec)
+    prepare_root(spec, own_cgroups)
     _close_all(held)  # nothing of the host stays open in the container's PID 1
     command = os.fork()
     if command == 0:
@@ -442,7 +445,7 @@ def _overwrite_arguments_and_environment() -> None:
         memory.write(bytes(env_end - env_start))
 
 
-def prepare_root(spec: RunSpec) -> None:
+def prepare_root(spec: RunSpec, own_cgroups: tuple[str, ...] = ()) -> None:
     """Mounts, in an order that matters: propagation first (nothing leaks to the host),
     the root, then what lives inside it, /proc while the old root is still reachable, pivot,
     and the read-only remount last (earlier steps create mount points)."""
@@ -452,8 +455,8 @@ def prepare_root(spec: RunSpec) -> None:
     mounts.mount_proc(root)
     mounts.mount_dev(root)
     mounts.mount_sys(root, "network" in spec.namespaces)
-    if "cgroup" in spec.namespaces and "network" in spec.namespaces:  # a sysfs of our own to mount on
-        mounts.mount_cgroups(root)
+    if own_cgroups and "network" in spec.namespaces:  # a sysfs of our own to mount on
+        mounts.mount_cgroups(root, own_cgroups)
     if "uts" in spec.namespaces:
         linux.sethostname(spec.hostname)
     mounts.etc_files(root, spec.state, spec.hostname)

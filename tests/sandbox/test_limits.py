@@ -86,3 +86,21 @@ def test_a_disk_filler_stops_at_the_writable_layer_cap(sandbox, world: Path) -> 
     assert int(result.stdout.split()[-2]) <= 8 * 1024
     again = sandbox("echo small > /small && cat /small", policy=policy.name, image="busybox-root.tar")
     assert again.stdout.strip() == "small", again.stderr
+
+
+def test_the_container_sees_its_own_cgroups_read_only_and_no_host_ones(sandbox) -> None:  # type: ignore[no-untyped-def]
+    """Java, Node and Go size themselves from /sys/fs/cgroup: the container's own cgroups
+    are there, read-only, and no hierarchy where it has none (its root would be the host's)."""
+    result = sandbox(
+        "--memory",
+        "64m",
+        "ls /sys/fs/cgroup | tr '\\n' ' '; echo; cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null;"
+        "touch /sys/fs/cgroup/x 2>/dev/null && echo WRITABLE; ls /sys/fs/cgroup/memory 2>/dev/null | grep -c slice; true",
+    )
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and "WRITABLE" not in result.stdout, result.stdout + result.stderr
+    if expected_mechanism(sandbox.mode, sandbox.user, "memory").startswith("cgroup v1"):
+        assert lines[0].split() == ["memory", "pids"] and lines[1] == str(64 << 20), result.stdout
+        assert lines[2] == "0"  # the container's own cgroup has no host services below it
+    else:
+        assert "cpu" not in lines[0].split() and "systemd" not in lines[0].split(), result.stdout
