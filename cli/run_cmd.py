@@ -98,6 +98,9 @@ def _execute(spec: RunSpec, args: RunArgs, signing_required: bool) -> int:
     spec.remove_state = args.rm
     if not signing_required:
         print(f"pysandbox: warning: running {args.image} unsigned (policy {args.policy})", file=sys.stderr)
+    for item in spec.limits:
+        if item.name in ("memory", "pids") and item.mechanism.startswith("RLIMIT"):  # said, not only in --dry-run
+            print(f"pysandbox: note: {item.name} limit {item.value} enforced by {item.mechanism}", file=sys.stderr)
     try:
         return run_container(spec)
     finally:

@@ -1,5 +1,5 @@
 """Resource limits, and which mechanism enforces each: a cgroup where the host lets us make
-one (sandbox/cgroups.py: memory, pids, cpus), rlimits otherwise (memory as address space,
+one (sandbox/cgroups.py: memory, pids, cpus), rlimits otherwise (memory as private writable memory,
 pids as the uid's process count), a monitor timer for wall time. Each limit says how it is
 enforced, or that it is not; a policy that marks an unenforceable limit as required is
 refused before anything starts."""
@@ -34,7 +34,9 @@ def plan_limits(limits: Limits) -> list[Enforcement]:
     wanted = {"memory": limits.memory, "pids": limits.pids, "cpus": limits.cpus}
     by_cgroup = cgroups.mechanisms({name for name, value in wanted.items() if value is not None})
     fallback = {
-        "memory": "RLIMIT_AS (address space, stricter than resident memory)",
+        # RLIMIT_DATA counts private writable memory, not address space a runtime only
+        # reserves (PROT_NONE): RLIMIT_AS refused Node's code range and Java's heap reservation.
+        "memory": "RLIMIT_DATA (private writable memory, not resident memory or tmpfs)",
         "pids": "RLIMIT_NPROC (counts every process of the container's host uid)",
         "cpus": "not enforced: needs a writable cgroup cpu controller",
     }
@@ -65,7 +67,7 @@ def apply_rlimits(plan: list[Enforcement]) -> None:
     names = {
         "open_files": resource.RLIMIT_NOFILE,
         "pids": resource.RLIMIT_NPROC,
-        "memory": resource.RLIMIT_AS,
+        "memory": resource.RLIMIT_DATA,
         "cpu_time": resource.RLIMIT_CPU,
     }
     for item in plan:

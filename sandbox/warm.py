@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from cli.runargs import RunArgs
     from sandbox.runner import RunSpec
 
-FORMAT = 6  # bumped with sandbox.plan.FILTER_FORMAT: no plan rests on a filter an older pysandbox compiled
+FORMAT = 7  # bumped with sandbox.plan.FILTER_FORMAT: no plan rests on a filter an older pysandbox compiled
 # Flags that the cold path must check against the policy; with any of them, no warm start.
 POLICY_SENSITIVE = (
     "volume",

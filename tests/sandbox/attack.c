@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -119,6 +120,14 @@ static int trace(const char *pid) {
     return report("ptrace", ptrace(PTRACE_ATTACH, atoi(pid), 0, 0));
 }
 
+/* What a runtime does at start (Node's code range, Java's heap): reserve address space it
+ * does not touch yet, PROT_NONE. A memory limit must not refuse that, only memory in use. */
+static int reserve(const char *mib) {
+    size_t size = (size_t)strtoul(mib, NULL, 10) << 20;
+    void *area = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return report("reserve", area == MAP_FAILED ? -1 : 0);
+}
+
 int main(int argc, char **argv) {
     const char *what = argc > 1 ? argv[1] : "";
     if (!strcmp(what, "inject") && argc > 2)
@@ -135,6 +144,8 @@ int main(int argc, char **argv) {
         return keyrings();
     if (!strcmp(what, "ptrace") && argc > 2)
         return trace(argv[2]);
-    fprintf(stderr, "usage: attack inject TEXT|fds|exe PID|hog|flood|keys|ptrace PID\n");
+    if (!strcmp(what, "reserve") && argc > 2)
+        return reserve(argv[2]);
+    fprintf(stderr, "usage: attack inject TEXT|fds|exe PID|hog|flood|keys|ptrace PID|reserve MIB\n");
     return 2;
 }

@@ -208,7 +208,7 @@ def test_kernel_interfaces_are_read_only_or_unreachable(sandbox: Sandbox) -> Non
 def test_a_memory_hog_cannot_touch_more_than_the_limit(sandbox: Sandbox) -> None:
     result = sandbox("--memory", "48m", "/attack hog", image=ATTACK)
     reached = [int(line.split()[-2]) for line in result.stdout.splitlines() if line.startswith("hog ")]
-    # refused an allocation (RLIMIT_AS) or killed by the cgroup's OOM killer (137)
+    # refused an allocation (RLIMIT_DATA) or killed by the cgroup's OOM killer (137)
     assert reached and reached[-1] < 48 and result.returncode in (0, 137), result.stdout[-200:]
     assert sandbox("echo next").stdout.strip() == "next"
 

@@ -13,6 +13,7 @@ import pytest
 
 from sandbox import cgroups
 from tests.sandbox.conftest import as_user, command
+from tests.sandbox.harness import attack_image  # noqa: F401 - fixture
 
 MEMORY_HOG = "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo hog=$?"
 
@@ -30,7 +31,7 @@ def test_a_memory_hog_stops_at_the_memory_limit(sandbox) -> None:  # type: ignor
     result = sandbox("--memory", "32m", MEMORY_HOG + "; dd if=/dev/zero of=/dev/null bs=4M count=1 && echo small-ok")
     assert result.returncode == 0, result.stderr
     hog = next(line for line in result.stdout.splitlines() if line.startswith("hog="))
-    # OOM-killed by the cgroup (137), or refused its allocation under RLIMIT_AS (1)
+    # OOM-killed by the cgroup (137), or refused its allocation under RLIMIT_DATA (1)
     assert hog in ("hog=137", "hog=1"), result.stdout
     assert "small-ok" in result.stdout  # and the container goes on
 
@@ -41,7 +42,7 @@ def test_the_plan_names_the_mechanism_of_each_limit(sandbox, world: Path) -> Non
     memory = expected_mechanism(sandbox.mode, sandbox.user, "memory")
     cpus = expected_mechanism(sandbox.mode, sandbox.user, "cpus")
     lines = {line.split("=")[0].split()[-1]: line for line in result.stdout.splitlines() if line.startswith("limit:")}
-    assert ("via RLIMIT_AS" if memory == "none" else f"via {memory}") in lines["memory"], lines
+    assert ("via RLIMIT_DATA" if memory == "none" else f"via {memory}") in lines["memory"], lines
     assert ("not enforced" if cpus == "none" else f"via {cpus}") in lines["cpus"], lines
 
 
@@ -104,3 +105,15 @@ def test_the_container_sees_its_own_cgroups_read_only_and_no_host_ones(sandbox) 
         assert lines[2] == "0"  # the container's own cgroup has no host services below it
     else:
         assert "cpu" not in lines[0].split() and "systemd" not in lines[0].split(), result.stdout
+
+
+@pytest.mark.usefixtures("attack_image")
+def test_a_memory_limit_lets_a_runtime_reserve_address_space_it_does_not_use(sandbox) -> None:  # type: ignore[no-untyped-def]
+    """Node reserves its code range and Java its heap as PROT_NONE address space at start:
+    under a 64 MiB limit, a 1 GiB reservation works (RLIMIT_AS refused it; RLIMIT_DATA and a
+    memory cgroup count only memory in use), and a user-mode run says which rlimit enforces
+    the limit."""
+    result = sandbox("--memory", "64m", "/attack reserve 1024", image="busybox-attack.tar")
+    assert result.returncode == 0 and "reserve=ok" in result.stdout, result.stdout + result.stderr
+    if expected_mechanism(sandbox.mode, sandbox.user, "memory") == "none":
+        assert "memory limit 67108864 enforced by RLIMIT_DATA" in result.stderr, result.stderr
