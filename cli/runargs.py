@@ -18,6 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable
+    from typing import NoReturn
 
 
 class Option(Record):
@@ -130,7 +131,7 @@ def _default(option: Option) -> object:
 
 def parse(argv: list[str]) -> RunArgs:
     """The command line; argparse's SystemExit (with its message or help) when it is not one."""
-    return parse_fast(argv) or RunArgs(vars(parser().parse_args(argv)))
+    return parse_fast(argv) or RunArgs(vars(parser(argv).parse_args(argv)))
 
 
 def parse_fast(argv: list[str]) -> RunArgs | None:
@@ -193,11 +194,20 @@ def _store(option: Option, text: str, values: dict[str, object]) -> bool:
     return True
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """argparse's reading of the same table: help, errors and every form parse_fast declines."""
     import argparse
 
-    p = argparse.ArgumentParser(formatter_class=_help_formatter, prog="pysandbox run", description=DESCRIPTION)
+    class OneLineErrors(argparse.ArgumentParser):
+        """A usage error is one line (Docker's style), not the whole usage: a flag of a feature
+        still to come says so."""
+
+        def error(self, message: str) -> NoReturn:
+            coming = _coming_feature(argv or [])
+            hint = f" ({coming} is not supported yet)" if coming else " (pysandbox run --help lists the flags)"
+            self.exit(2, f"pysandbox run: error: {message}{hint}\n")
+
+    p = OneLineErrors(formatter_class=_help_formatter, prog="pysandbox run", description=DESCRIPTION)
     for option in OPTIONS:
         settings: dict[str, object] = {"dest": option.dest, "help": option.help}
         if option.kind == "flag":
@@ -212,6 +222,30 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="image archive or OCI layout, optionally :REF")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's)")
     return p
+
+
+_COMING = {
+    "-d": "running detached (-d)",
+    "--detach": "running detached (-d)",
+    "-p": "publishing ports (-p)",
+    "--publish": "publishing ports (-p)",
+    "-P": "publishing ports (-P)",
+    "--publish-all": "publishing ports (-P)",
+    "--restart": "a restart policy (--restart)",
+}
+
+
+def _coming_feature(argv: list[str]) -> str | None:
+    """A Docker flag of a feature pysandbox does not have yet, if the command line has one."""
+    for index, word in enumerate(argv):
+        name = word.partition("=")[0]
+        if name in _COMING:
+            return _COMING[name]
+        if name == "--network" and (word.partition("=")[2] or argv[index + 1 : index + 2] or [""])[0] not in (
+            "none", "loopback", "host",
+        ):  # fmt: skip
+            return "a network other than none, loopback or host"
+    return None
 
 
 def _help_formatter(prog: str) -> argparse.HelpFormatter:

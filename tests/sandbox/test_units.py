@@ -210,3 +210,21 @@ def test_credentials_other_than_the_ones_set_stop_the_command() -> None:
     as_it_is = os.getresuid() == (euid,) * 3 and os.getresgid() == (egid,) * 3 and euid == 0
     if as_it_is and permitted == effective and inheritable == 0:
         check_credentials(ours)  # type: ignore[arg-type]  # the process as it is: passes
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["-d", "img"], "running detached (-d) is not supported yet"),
+        (["--network", "bridge", "img"], "a network other than none, loopback or host is not supported yet"),
+        (["--restart=always", "img"], "a restart policy (--restart) is not supported yet"),
+        (["--bogus", "img"], "pysandbox run --help lists the flags"),
+    ],
+)
+def test_a_usage_error_is_one_line_and_names_a_coming_feature(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        parse(argv)
+    error = capsys.readouterr().err
+    assert done.value.code == 2 and error.count("\n") == 1 and words in error, error
