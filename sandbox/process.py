@@ -39,12 +39,22 @@ def command_line(
     return argv
 
 
-def environment(image_env: list[str], extra: list[str], user: User) -> dict[str, str]:
+def environment(
+    image_env: list[str], extra: list[str], user: User, host_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Defaults, then the image's ENV, then -e and --env-file (`NAME=value`; a bare `NAME`
+    passes the host's value when it has one, as Docker does, and otherwise changes nothing)."""
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": "", "HOME": user.home}
-    for item in image_env + extra:
+    for item in image_env:
         key, sep, value = item.partition("=")
         if key:
             env[key] = value if sep else env.get(key, "")
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if key and sep:
+            env[key] = value
+        elif key and host_env is not None and key in host_env:
+            env[key] = host_env[key]
     return env
 
 

@@ -259,10 +259,18 @@ def _resolve_run(plan: Plan, args: RunArgs, hostname: str) -> dict[str, Any]:
         env_extra += _env_file_lines(path)
     return {
         "argv": command_line(config.entrypoint, config.cmd, args.entrypoint, args.command),
-        "env": environment(config.env, env_extra, user) | {"HOSTNAME": hostname},
+        "env": environment(config.env, env_extra, user, dict(os.environ)) | {"HOSTNAME": hostname},
         "user": user,
-        "workdir": args.workdir or config.working_dir or "/",
+        "workdir": _absolute_workdir(args.workdir or config.working_dir or "/"),
     }
+
+
+def _absolute_workdir(path: str) -> str:
+    if not path.startswith("/"):
+        from sandbox.process import ProcessError
+
+        raise ProcessError(f"the working directory {path!r} is invalid: it needs to be an absolute path")
+    return path
 
 
 ENV_FILE_LIMIT = 1 << 20

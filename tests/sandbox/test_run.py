@@ -228,3 +228,8 @@ def test_without_no_new_privs_in_the_policy_setuid_still_works_under_the_filter(
     result = sandbox("grep -E 'NoNewPrivs|Seccomp:' /proc/self/status", policy="baseline-unsigned.yaml")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["NoNewPrivs:", "0", "Seccomp:", "2"], result.stdout
+
+
+def test_a_relative_working_directory_is_refused_as_docker_does(sandbox) -> None:  # type: ignore[no-untyped-def]
+    result = sandbox("-w", "relative/dir", "pwd")
+    assert result.returncode == 125 and "needs to be an absolute path" in result.stderr, result.stderr

@@ -228,3 +228,10 @@ def test_a_usage_error_is_one_line_and_names_a_coming_feature(
         parse(argv)
     error = capsys.readouterr().err
     assert done.value.code == 2 and error.count("\n") == 1 and words in error, error
+
+
+def test_a_bare_name_takes_the_hosts_value_as_docker_does() -> None:
+    user = User(0, 0, (), "/root")
+    host = {"FROM_HOST": "yes"}
+    env = environment(["KEPT=image"], ["FROM_HOST", "KEPT", "UNSET_ON_HOST"], user, host)
+    assert env["FROM_HOST"] == "yes" and env["KEPT"] == "image" and "UNSET_ON_HOST" not in env
