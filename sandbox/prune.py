@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.names import is_valid_name
-from sandbox.state import OWNER_FILE, StorageError, check_trusted_path, process_start_time, remove_state, state_bases
+from sandbox.state import StorageError, check_trusted_path, owner_record, process_start_time, remove_state, state_bases
 
 # A state folder without an owner record is either being set up right now (the cold path
 # unpacks and plans between making it and running) or from an older pysandbox: give it time.
@@ -38,7 +38,7 @@ class Leftover:
 def _owner_gone(state: Path) -> str | None:
     """Why `state` is stale, or None while its owner lives (or it is too young to judge)."""
     try:
-        pid, start = _read_owner_record(state / OWNER_FILE).split()
+        pid, start = owner_record(str(state))
     except FileNotFoundError:
         age = time.time() - state.stat().st_mtime
         return f"no owner recorded, {int(age)} s old" if age > UNOWNED_GRACE_SECONDS else None
@@ -47,18 +47,6 @@ def _owner_gone(state: Path) -> str | None:
     if not pid.isdigit() or process_start_time(int(pid)) != start:
         return f"pysandbox process {pid} is gone"
     return None
-
-
-def _read_owner_record(path: Path) -> str:
-    """The small owner file, read without following a link or waiting on a FIFO that
-    something planted in its place: anything but a regular file is unreadable."""
-    from images.regular import open_regular
-
-    fd = open_regular(str(path))
-    try:
-        return os.read(fd, 256).decode(errors="replace")
-    finally:
-        os.close(fd)
 
 
 def checked_bases(cache: Path) -> tuple[list[Path], list[Leftover]]:

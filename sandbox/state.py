@@ -132,6 +132,10 @@ def container_dir(name: str) -> str:
     bases = state_bases(private_root())
     base = next((folder for folder in bases[:-1] if _writable_folder(os.path.dirname(folder))), bases[-1])
     private_folder(base)
+    for other in bases:
+        running = _running_container_named(other, name)
+        if running is not None:
+            raise SandboxError(f"the container name {name!r} is in use by a running container ({running})")
     while True:
         folder = os.path.join(base, f"{name}-{os.urandom(4).hex()}")
         try:
@@ -143,6 +147,43 @@ def container_dir(name: str) -> str:
     with open(os.path.join(folder, OWNER_FILE), "w") as owner:
         owner.write(f"{pid} {process_start_time(pid)}\n")
     return folder
+
+
+def _running_container_named(base: str, name: str) -> str | None:
+    """The state folder of a container called `name` whose pysandbox still runs, if any.
+    (Two runs started at the same instant can both pass: names become a real registry with
+    containers that have a lifecycle.)"""
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return None
+    for entry in entries:
+        prefix, _, suffix = entry.rpartition("-")
+        if prefix == name and len(suffix) == 8 and owner_alive(os.path.join(base, entry)):
+            return os.path.join(base, entry)
+    return None
+
+
+def owner_record(folder: str) -> list[str]:
+    """The [pid, start time] `folder`'s owner file records, read without following a link
+    or waiting on a FIFO planted in its place. OSError when there is none to read."""
+    fd = os.open(os.path.join(folder, OWNER_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if (os.fstat(fd).st_mode & 0o170000) != 0o100000:
+            raise OSError(21, "not a regular file", os.path.join(folder, OWNER_FILE))
+        return os.read(fd, 256).decode(errors="replace").split()
+    finally:
+        os.close(fd)
+
+
+def owner_alive(folder: str) -> bool:
+    """Whether the pysandbox process recorded in `folder` still runs (its pid, with the
+    same start time: a reused pid does not count)."""
+    try:
+        fields = owner_record(folder)
+    except OSError:
+        return False
+    return len(fields) == 2 and fields[0].isdigit() and process_start_time(int(fields[0])) == fields[1]
 
 
 def _writable_folder(path: str) -> bool:

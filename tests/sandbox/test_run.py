@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.sandbox.conftest import command
-from tests.sandbox.harness import cmdline, root_container_base, start_until_ready, tool
+from tests.sandbox.harness import cmdline, root_container_base, start_until_ready, tool, wait_until
 
 
 def status(text: str) -> dict[str, str]:
@@ -233,3 +233,15 @@ def test_without_no_new_privs_in_the_policy_setuid_still_works_under_the_filter(
 def test_a_relative_working_directory_is_refused_as_docker_does(sandbox) -> None:  # type: ignore[no-untyped-def]
     result = sandbox("-w", "relative/dir", "pwd")
     assert result.returncode == 125 and "needs to be an absolute path" in result.stderr, result.stderr
+
+
+def test_a_name_in_use_by_a_running_container_is_refused(sandbox, world: Path) -> None:  # type: ignore[no-untyped-def]
+    name = f"taken-{os.getpid()}-{sandbox.mode}"
+    process, monitor = start_until_ready(sandbox, world, "echo ready; sleep 30", flags=("--rm", "--name", name))
+    try:
+        second = sandbox("--name", name, "true")
+        assert second.returncode == 125 and f"the container name {name!r} is in use" in second.stderr, second.stderr
+    finally:
+        os.kill(monitor, signal.SIGTERM)  # forwarded: the container ends, pysandbox with it
+        process.communicate(timeout=20)
+    assert wait_until(lambda: sandbox("--name", name, "true").returncode == 0, seconds=20)  # free once it is gone
