@@ -75,6 +75,7 @@ def relaying(master: int) -> Iterator[None]:
         raw = termios.tcgetattr(stdin)
         raw[3] &= ~(termios.ECHO | termios.ICANON | termios.ISIG | termios.IEXTEN)
         raw[0] &= ~(termios.IXON | termios.ICRNL)
+        raw[1] &= ~termios.OPOST  # the container's pty already turned \n into \r\n: not again here
         termios.tcsetattr(stdin, termios.TCSANOW, raw)
     previous = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(master))
     import threading

@@ -17,7 +17,9 @@ import pytest
 PYSANDBOX = str(Path(sys.executable).parent / "pysandbox")
 
 
-def run_on_terminal(args: list[str], typed: bytes = b"", rows: int = 40, columns: int = 100) -> tuple[int, str]:
+def run_on_terminal(
+    args: list[str], typed: bytes = b"", rows: int = 40, columns: int = 100, raw: bool = False
+) -> tuple[int, str]:
     """Run pysandbox with a real terminal of the given size as its stdin and stdout."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
@@ -42,7 +44,8 @@ def run_on_terminal(args: list[str], typed: bytes = b"", rows: int = 40, columns
             break
     process.wait(timeout=30)
     os.close(master)
-    return process.returncode, output.decode(errors="replace").replace("\r", "")
+    text = output.decode(errors="replace")
+    return process.returncode, text if raw else text.replace("\r", "")
 
 
 def test_the_container_gets_its_own_terminal_with_our_size(world: Path) -> None:
@@ -82,3 +85,14 @@ def test_typed_input_reaches_the_container_through_its_pty(world: Path) -> None:
         typed=b"hello\n",
     )
     assert code == 0 and "got:hello" in out, out
+
+
+def test_lines_from_the_container_end_once_in_carriage_return_line_feed(world: Path) -> None:
+    """The container's pty turns \\n into \\r\\n; our own terminal must not do it again."""
+    if os.geteuid() != 0:
+        pytest.skip("runs as root here")
+    code, out = run_on_terminal(
+        ["--rm", "-t", "--policy", str(world / "strict-unsigned.yaml"), str(world / "busybox-app.tar"), "echo", "one"],
+        raw=True,
+    )
+    assert code == 0 and "one\r\n" in out and "\r\r\n" not in out, repr(out)
