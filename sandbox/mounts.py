@@ -17,12 +17,13 @@ DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 
 class BindMount(Record):
-    __slots__ = ("destination", "read_only", "source")
+    __slots__ = ("destination", "fill", "read_only", "source")
 
-    def __init__(self, source: str, destination: str, read_only: bool) -> None:
+    def __init__(self, source: str, destination: str, read_only: bool, fill: bool = False) -> None:
         self.source = source
         self.destination = destination
         self.read_only = read_only
+        self.fill = fill  # a new, empty named volume: it takes the image's content at `destination`
 
 
 class TmpfsMount(Record):
@@ -235,6 +236,56 @@ def tmpfs(root: str, mount: TmpfsMount) -> None:
     _ensure(target, True)
     options = f"mode={mount.mode}" + (f",size={mount.size}" if mount.size else "")
     linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, options)
+
+
+def fill_volume(root: str, mount: BindMount) -> None:
+    """A new named volume takes what the image has at its destination, owners and modes
+    kept, as Docker's and podman's do (nginx's /etc/nginx, postgres's data folder). Run as
+    the container's root inside its namespaces: the files it writes belong to the
+    container's ids. Nothing is followed: symlinks are copied as symlinks, devices, FIFOs
+    and sockets left out; an image with nothing there leaves the volume empty."""
+    source = inside(root, mount.destination)
+    if not os.path.isdir(source) or os.path.islink(source) or os.listdir(mount.source):
+        return
+    copy_tree(source, mount.source)
+
+
+def copy_tree(source: str, target: str) -> None:
+    """Copy the contents of folder `source` into the existing, empty folder `target`."""
+    pending = [(source, target)]
+    while pending:
+        here, there = pending.pop()
+        with os.scandir(here) as entries:
+            for entry in entries:
+                info = entry.stat(follow_symlinks=False)
+                destination = os.path.join(there, entry.name)
+                if entry.is_symlink():
+                    os.symlink(os.readlink(entry.path), destination)
+                elif entry.is_dir(follow_symlinks=False):
+                    os.mkdir(destination, 0o700)
+                    pending.append((entry.path, destination))
+                elif entry.is_file(follow_symlinks=False):
+                    _copy_file(entry.path, destination)
+                else:
+                    continue
+                os.lchown(destination, info.st_uid, info.st_gid)
+                if not entry.is_symlink():
+                    os.chmod(destination, info.st_mode & 0o7777)
+        os.utime(there, ns=(os.stat(here).st_atime_ns, os.stat(here).st_mtime_ns))
+
+
+def _copy_file(source: str, destination: str) -> None:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    reader = os.open(source, flags)
+    try:
+        writer = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            while chunk := os.read(reader, 1 << 20):
+                os.write(writer, chunk)
+        finally:
+            os.close(writer)
+    finally:
+        os.close(reader)
 
 
 def bind(root: str, mount: BindMount) -> None:

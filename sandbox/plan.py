@@ -295,9 +295,12 @@ def _with_flag_limits(limits: Limits, flags: RunArgs) -> Limits:
 def _bind_flag(volume: str, owner: int | None) -> mounts.BindMount:
     source, _, rest = volume.partition(":")
     destination, _, options = rest.partition(":")
-    if not source.startswith(("/", ".")):
-        source = str(_volume_path(source, owner))
-    return mounts.BindMount(os.path.realpath(source), destination, "ro" in options.split(","))
+    flags = options.split(",")
+    fill = False
+    if not source.startswith(("/", ".")):  # a named volume: a new, empty one takes the image's content
+        folder = _volume_path(source, owner)
+        fill, source = "nocopy" not in flags and not any(folder.iterdir()), str(folder)
+    return mounts.BindMount(os.path.realpath(source), destination, "ro" in flags, fill)
 
 
 def _volume_path(name: str, owner: int | None) -> Path:

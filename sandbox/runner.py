@@ -463,6 +463,8 @@ def prepare_root(spec: RunSpec, own_cgroups: tuple[str, ...] = ()) -> None:
     for tmpfs in spec.tmpfs:
         mounts.tmpfs(root, tmpfs)
     for bind in spec.binds:
+        if bind.fill:
+            mounts.fill_volume(root, bind)
         mounts.bind(root, bind)
     mounts.mask_paths(root, spec.masked_paths)
     mounts.read_only_paths(root, spec.readonly_paths)

@@ -245,3 +245,19 @@ def test_a_name_in_use_by_a_running_container_is_refused(sandbox, world: Path) -
         os.kill(monitor, signal.SIGTERM)  # forwarded: the container ends, pysandbox with it
         process.communicate(timeout=20)
     assert wait_until(lambda: sandbox("--name", name, "true").returncode == 0, seconds=20)  # free once it is gone
+
+
+def test_a_new_named_volume_takes_the_images_content_and_keeps_its_own_after(sandbox) -> None:  # type: ignore[no-untyped-def]
+    """Docker's and podman's behaviour: nginx finds its nginx.conf in a new volume over
+    /etc/nginx. Owners and modes come along; `nocopy` leaves a new volume empty."""
+    name, empty = f"fill-{os.getpid()}-{sandbox.mode}", f"nocopy-{os.getpid()}-{sandbox.mode}"
+    try:
+        first = sandbox("-v", f"{name}:/etc", "cat /etc/kept; stat -c '%u:%g %a' /etc/passwd; echo mine > /etc/added",
+                        policy="volumes-allowed.yaml", image="busybox-root.tar")  # fmt: skip
+        assert first.returncode == 0 and first.stdout.split() == ["kept", "0:0", "644"], first.stdout + first.stderr
+        again = sandbox("-v", f"{name}:/etc", "cat /etc/added", policy="volumes-allowed.yaml", image="busybox-root.tar")
+        assert again.stdout.strip() == "mine", again.stdout + again.stderr  # its own content, not the image's again
+        bare = sandbox("-v", f"{empty}:/etc:nocopy", "ls -A /etc | wc -l", policy="volumes-allowed.yaml")
+        assert bare.returncode == 0 and bare.stdout.strip() == "0", bare.stdout + bare.stderr
+    finally:
+        tool(sandbox, "volume", "rm", name, empty)
