@@ -245,6 +245,8 @@ def fill_volume(root: str, mount: BindMount) -> None:
     container's ids. Nothing is followed: symlinks are copied as symlinks, devices, FIFOs
     and sockets left out; an image with nothing there leaves the volume empty."""
     source = inside(root, mount.destination)
+    if os.path.normpath(source) == os.path.normpath(root):  # the whole image: bind refuses it
+        return
     if not os.path.isdir(source) or os.path.islink(source) or os.listdir(mount.source):
         return
     copy_tree(source, mount.source)

@@ -452,6 +452,9 @@ def prepare_root(spec: RunSpec, own_cgroups: tuple[str, ...] = ()) -> None:
     linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
     root = f"{spec.state}/root"
     mounts.mount_overlay(spec.lowers, spec.state, root, writable_size(spec))
+    for bind in spec.binds:  # from the image's own content: before /proc, /dev, /sys are mounted
+        if bind.fill:
+            mounts.fill_volume(root, bind)
     mounts.mount_proc(root)
     mounts.mount_dev(root)
     mounts.mount_sys(root, "network" in spec.namespaces)
@@ -463,8 +466,6 @@ def prepare_root(spec: RunSpec, own_cgroups: tuple[str, ...] = ()) -> None:
     for tmpfs in spec.tmpfs:
         mounts.tmpfs(root, tmpfs)
     for bind in spec.binds:
-        if bind.fill:
-            mounts.fill_volume(root, bind)
         mounts.bind(root, bind)
     mounts.mask_paths(root, spec.masked_paths)
     mounts.read_only_paths(root, spec.readonly_paths)
