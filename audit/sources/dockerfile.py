@@ -75,8 +75,9 @@ class Dockerfile:
 
 def stage_by_index(stages: list[Stage], name: str) -> Stage | None:
     """`--from=1`: a stage by its number. Only ASCII digits count, as in Docker (str.isdigit
-    also accepts '²', which int() refuses)."""
-    is_number = name.isascii() and name.isdigit()
+    also accepts '²', which int() refuses), and no more of them than a stage count can have
+    (int() refuses a 4,300-digit string too)."""
+    is_number = name.isascii() and name.isdigit() and len(name) <= 6
     return stages[int(name)] if is_number and int(name) < len(stages) else None
 
 

@@ -228,3 +228,11 @@ def test_a_file_swapped_for_a_fifo_after_the_check_is_refused_on_its_descriptor(
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_stage_number_too_long_for_int_is_no_stage() -> None:
+    """Found by the property test: `FROM <4,400 digits>` after a stage made int() raise."""
+    from audit.sources.dockerfile import parse_dockerfile
+
+    parsed = parse_dockerfile("FROM a AS b\nFROM " + "1" * 4400 + "\n", "Dockerfile")
+    assert len(parsed.stages) == 2
