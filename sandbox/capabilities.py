@@ -37,8 +37,13 @@ def drop_bounding_capabilities(keep: int) -> None:
             linux.prctl(linux.PR_CAPBSET_DROP, number)
 
 
+def capabilities_after_setuid(keep: int, uid: int) -> int:
+    """Root keeps the granted set; any other user has none (as in Docker)."""
+    return keep if uid == 0 else 0
+
+
 def set_process_capabilities(keep: int, uid: int) -> None:
-    """After setuid: root keeps the granted set; any other user has none (as in Docker)."""
-    granted = keep if uid == 0 else 0
+    """After setuid: capabilities_after_setuid, with nothing inheritable or ambient."""
+    granted = capabilities_after_setuid(keep, uid)
     linux.capset(effective=granted, permitted=granted, inheritable=0)
     linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.names import is_valid_name
-from sandbox.state import StorageError, check_trusted_path, owner_record, process_start_time, remove_state, state_bases
+from sandbox.state import (
+    StorageError,
+    check_trusted_path,
+    container_name_of,
+    owner_record,
+    recorded_process_alive,
+    remove_state,
+    state_bases,
+)
 
 # A state folder without an owner record is either being set up right now (the cold path
 # unpacks and plans between making it and running) or from an older pysandbox: give it time.
@@ -38,14 +46,16 @@ class Leftover:
 def _owner_gone(state: Path) -> str | None:
     """Why `state` is stale, or None while its owner lives (or it is too young to judge)."""
     try:
-        pid, start = owner_record(str(state))
+        fields = owner_record(str(state))
     except FileNotFoundError:
         age = time.time() - state.stat().st_mtime
         return f"no owner recorded, {int(age)} s old" if age > UNOWNED_GRACE_SECONDS else None
     except (OSError, ValueError):
         return "unreadable owner record"
-    if not pid.isdigit() or process_start_time(int(pid)) != start:
-        return f"pysandbox process {pid} is gone"
+    if len(fields) != 2:
+        return "unreadable owner record"
+    if not recorded_process_alive(fields):
+        return f"pysandbox process {fields[0]} is gone"
     return None
 
 
@@ -68,8 +78,8 @@ def checked_bases(cache: Path) -> tuple[list[Path], list[Leftover]]:
 
 def _is_state_folder(folder: Path) -> bool:
     """NAME-XXXXXXXX, as sandbox.state.container_dir names them."""
-    name, _, suffix = folder.name.rpartition("-")
-    return is_valid_name(name) and len(suffix) == 8 and all(c in "0123456789abcdef" for c in suffix)
+    name = container_name_of(folder.name)
+    return name is not None and is_valid_name(name)
 
 
 def stale_containers(bases: list[Path]) -> Iterator[Leftover]:

@@ -597,7 +597,7 @@ def check_credentials(spec: RunSpec) -> None:
     calls that set them: a seccomp filter loaded before them (policies without
     no_new_privs) could have answered them with a faked success (errno 0)."""
     user = spec.user
-    wanted_caps = spec.capabilities if user.uid == 0 else 0
+    wanted_caps = capabilities.capabilities_after_setuid(spec.capabilities, user.uid)
     effective, permitted, inheritable = linux.capget()  # no ambient one without inheritable ones
     uids, gids = os.getresuid(), os.getresgid()
     if (

@@ -20,6 +20,7 @@ import os
 from sandbox.errors import SandboxError
 
 OWNER_FILE = "owner"
+_SUFFIX_BYTES = 4  # a state folder is NAME-XXXXXXXX (container_dir, container_name_of)
 PRIVATE = 0o700
 
 
@@ -109,6 +110,19 @@ def _check_symlinks_on_the_way(path: str, me: int) -> None:
             raise StorageError(f"refusing storage folder {path}: {current} is a symlink of uid {info.st_uid}")
 
 
+def read_private_file(path: str) -> bytes:
+    """The whole of a file we keep in storage (a plan, a compiled filter), checked as
+    check_private_file says; OSError when it cannot be opened, StorageError when it is not
+    ours alone. Opened without following a link or waiting on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        check_private_file(fd, path)
+        with open(fd, "rb", closefd=False) as stored:
+            return stored.read()
+    finally:
+        os.close(fd)
+
+
 def check_private_file(fd: int, path: str) -> None:
     """A file read from storage (a plan, a compiled filter) must be ours and not writable by
     others: raise StorageError otherwise."""
@@ -137,7 +151,7 @@ def container_dir(name: str) -> str:
         if running is not None:
             raise SandboxError(f"the container name {name!r} is in use by a running container ({running})")
     while True:
-        folder = os.path.join(base, f"{name}-{os.urandom(4).hex()}")
+        folder = os.path.join(base, f"{name}-{os.urandom(_SUFFIX_BYTES).hex()}")
         try:
             os.mkdir(folder, 0o700)
             break
@@ -158,10 +172,16 @@ def _running_container_named(base: str, name: str) -> str | None:
     except OSError:
         return None
     for entry in entries:
-        prefix, _, suffix = entry.rpartition("-")
-        if prefix == name and len(suffix) == 8 and owner_alive(os.path.join(base, entry)):
+        if container_name_of(entry) == name and owner_alive(os.path.join(base, entry)):
             return os.path.join(base, entry)
     return None
+
+
+def container_name_of(entry: str) -> str | None:
+    """The container name of a state folder named as container_dir names them, or None."""
+    name, _, suffix = entry.rpartition("-")
+    is_suffix = len(suffix) == 2 * _SUFFIX_BYTES and all(char in "0123456789abcdef" for char in suffix)
+    return name if is_suffix and name else None
 
 
 def owner_record(folder: str) -> list[str]:
@@ -180,9 +200,13 @@ def owner_alive(folder: str) -> bool:
     """Whether the pysandbox process recorded in `folder` still runs (its pid, with the
     same start time: a reused pid does not count)."""
     try:
-        fields = owner_record(folder)
+        return recorded_process_alive(owner_record(folder))
     except OSError:
         return False
+
+
+def recorded_process_alive(fields: list[str]) -> bool:
+    """Whether an owner record's [pid, start time] is a process that still runs."""
     return len(fields) == 2 and fields[0].isdigit() and process_start_time(int(fields[0])) == fields[1]
 
 

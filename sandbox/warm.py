@@ -28,7 +28,7 @@ from sandbox.mounts import TmpfsMount
 from sandbox.names import check_name
 from sandbox.planrecord import Confinement, ImageRun, Plan
 from sandbox.process import User, command_line, environment, resolve_user
-from sandbox.state import check_private_file, container_dir, private_folder, private_root, remove_state
+from sandbox.state import container_dir, private_folder, private_root, read_private_file, remove_state
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -120,23 +120,18 @@ def load_plan(image: str, policy: str, bundle: str | None = None) -> Plan | None
     key = plan_key(image, policy)
     if key is None:
         return None
-    path = _plan_file(key)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+        data = read_private_file(_plan_file(key))
+    except OSError:  # none stored (a StorageError, a plan someone else could write, is raised)
         return None
     try:
-        check_private_file(fd, path)
-        with open(fd, "rb", closefd=False) as stored:
-            stored_plan = marshal.load(stored)
+        stored_plan = marshal.loads(data)
         if not isinstance(stored_plan, dict) or stored_plan.get("key") != key:  # another under the same short name
             return None
         plan = Plan.from_marshal(stored_plan["plan"])
         return plan if _still_valid(plan, bundle) else None
     except (ValueError, EOFError, TypeError, KeyError):  # damaged, or of another shape: a miss
         return None
-    finally:
-        os.close(fd)
 
 
 def _still_valid(plan: Plan, bundle: str | None) -> bool:
@@ -215,7 +210,7 @@ def spec_from_plan(plan: Plan, args: RunArgs) -> RunSpec:
         if os.geteuid() == 0:
             os.chown(state, id_maps.root_host_uid, id_maps.gids[0].host)
         run = _resolve_run(plan, args, hostname)
-        seccomp_bpf = None if plan.bpf is None else _read_bytes(plan.bpf)
+        seccomp_bpf = None if plan.bpf is None else read_private_file(plan.bpf)
         tmpfs = plan.tmpfs + _tmpfs_flags(args.tmpfs)
     except BaseException:
         remove_state(state)
@@ -301,14 +296,3 @@ def _tmpfs_flags(flags: list[str]) -> list[TmpfsMount]:
     from sandbox.plan_light import tmpfs_flag
 
     return [tmpfs_flag(text) for text in flags]
-
-
-def _read_bytes(path: str) -> bytes:
-    """A compiled filter from the private storage, checked as a plan is."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        check_private_file(fd, path)
-        with open(fd, "rb", closefd=False) as stored:
-            return stored.read()
-    finally:
-        os.close(fd)
