@@ -72,6 +72,10 @@ class IdMapError(SandboxError):
     """No id range that root's containers may safely use."""
 
 
+class NoReservedRange(IdMapError):
+    """The id files reserve no range for pysandbox yet (`system setup-ids` makes one)."""
+
+
 def _entries(path: str) -> list[tuple[str, int, int]]:
     """(name, first id, count) of each line of a subordinate id file. A line in any other
     form than NAME:DECIMAL:DECIMAL is an IdMapError, not skipped: newuidmap reads more forms
@@ -113,7 +117,7 @@ def reserved_range(path: str, accounts: str) -> IdRange:
     rows = _entries(path)
     ours = [row for row in rows if row[0] == RESERVED_USER]
     if not ours:
-        raise IdMapError(f"no id range is reserved for {RESERVED_USER} in {path}: {SETUP_HINT}")
+        raise NoReservedRange(f"no id range is reserved for {RESERVED_USER} in {path}: {SETUP_HINT}")
     _, first, count = ours[0]
     end = first + count
     for name, start, size in rows:

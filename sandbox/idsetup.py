@@ -10,7 +10,18 @@ import pwd
 import shutil
 import subprocess
 
-from sandbox.idmap import GROUP, PASSWD, RESERVED_USER, SUBGID, SUBUID, IdMapError, IdRange, free_range, reserved_range
+from sandbox.idmap import (
+    GROUP,
+    PASSWD,
+    RESERVED_USER,
+    SUBGID,
+    SUBUID,
+    IdMapError,
+    IdRange,
+    NoReservedRange,
+    free_range,
+    reserved_range,
+)
 
 DEFAULT_COUNT = 65536
 
@@ -21,9 +32,8 @@ def reserve_ids(count: int = DEFAULT_COUNT) -> tuple[IdRange, bool]:
     _ensure_system_user()
     try:
         return _checked_reservation(), False
-    except IdMapError as error:
-        if "no id range is reserved" not in str(error):
-            raise
+    except NoReservedRange:
+        pass
     start = free_range(count)
     span = f"{start}-{start + count - 1}"
     _run(["usermod", "--add-subuids", span, "--add-subgids", span, RESERVED_USER])

@@ -273,7 +273,8 @@ def copy_tree(source: str, target: str) -> None:
                 os.lchown(destination, info.st_uid, info.st_gid)
                 if not entry.is_symlink():
                     os.chmod(destination, info.st_mode & 0o7777)
-        os.utime(there, ns=(os.stat(here).st_atime_ns, os.stat(here).st_mtime_ns))
+        times = os.stat(here)
+        os.utime(there, ns=(times.st_atime_ns, times.st_mtime_ns))
 
 
 def _copy_file(source: str, destination: str) -> None:
