@@ -62,6 +62,17 @@ def hostile(world: Path, host_file: Path) -> Path:
         "passwd-link.tar": ([*binaries, T("etc", "dir"), T("etc/passwd", "symlink", link=str(host_file))], "app"),
         "passwd-fifo.tar": ([*binaries, T("etc", "dir"), T("etc/passwd", "fifo")], "app"),
         "etc-link.tar": ([*binaries, T("etc", "symlink", link="/etc")], SECOND_USER),
+        "fill-links.tar": (
+            [
+                *binaries,
+                *accounts,
+                T("data", "dir"),
+                T("data/shadow", "symlink", link="/etc/shadow"),  # the host's, if ever followed before pivot
+                T("data/hostroot", "symlink", link="/root"),
+                T("data/plain", data=b"image-data"),
+            ],
+            "0",
+        ),
     }
     folder = world / "security"
     folder.mkdir(exist_ok=True)
@@ -549,3 +560,21 @@ def test_a_profile_that_fakes_success_is_one_refusal_not_a_traceback(
     result = pysandbox("run", "--rm", "--policy", str(policy), str(world / "busybox-root.tar"), "id", "-u")
     assert result.returncode == 125 and "makes a refused call look successful" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_filling_a_new_volume_follows_no_link_of_the_image(
+    owner: str, pysandbox: Pysandbox, world: Path, hostile: Path
+) -> None:
+    """A new volume is filled before pivot_root, where an absolute link of the image would
+    reach the host's files if followed: links are copied as links, never read through."""
+    volume = f"security-fill-{owner}"
+    try:
+        result = run(pysandbox, world, hostile / "fill-links.tar", "/bin/busybox", "true",
+                     policy="volumes-allowed.yaml", flags=("-v", f"{volume}:/data"))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        data = cache_of(owner) / "volumes" / volume / "data"
+        assert (data / "plain").read_bytes() == b"image-data"
+        assert os.readlink(data / "shadow") == "/etc/shadow" and (data / "shadow").is_symlink()
+        assert (data / "hostroot").is_symlink() and os.readlink(data / "hostroot") == "/root"
+    finally:
+        pysandbox("volume", "rm", volume)
