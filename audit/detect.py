@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from audit.inputs import AuditInputError, file_kind
+from pysbx.audit.inputs import AuditInputError, file_kind
 
 __all__ = ["AuditInputError", "expand_targets", "is_dockerfile_name", "is_image_archive", "is_image_layout"]
 

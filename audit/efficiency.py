@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from images.layers import Entry
+from pysbx.images.layers import Entry
 
 
 @dataclass

@@ -12,25 +12,25 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from audit.detect import (
+from pysbx.audit.detect import (
     TAR_HEADER_SIZE,
     AuditInputError,
     expand_targets,
     is_dockerfile_name,
     is_image_archive,
 )
-from audit.findings import Finding, at_or_above
-from audit.inputs import TEXT_LIMIT, InputTooLargeError, NotRegularFileError, read_regular
-from audit.rules.container import container_findings
-from audit.rules.dockerfile import dockerfile_findings
-from audit.sources import DOCUMENT_SOURCES
-from audit.sources.dockerfile import DockerfileError, looks_like_dockerfile, parse_dockerfile
-from audit.sources.yamllines import describe_problem, load_documents
-from audit.suppress import apply_inline, apply_policy_ignores, inline_suppressions, matches_rule
-from policies.model import Policy
+from pysbx.audit.findings import Finding, at_or_above
+from pysbx.audit.inputs import TEXT_LIMIT, InputTooLargeError, NotRegularFileError, read_regular
+from pysbx.audit.rules.container import container_findings
+from pysbx.audit.rules.dockerfile import dockerfile_findings
+from pysbx.audit.sources import DOCUMENT_SOURCES
+from pysbx.audit.sources.dockerfile import DockerfileError, looks_like_dockerfile, parse_dockerfile
+from pysbx.audit.sources.yamllines import describe_problem, load_documents
+from pysbx.audit.suppress import apply_inline, apply_policy_ignores, inline_suppressions, matches_rule
+from pysbx.policies.model import Policy
 
 if TYPE_CHECKING:  # images are read only when an image is audited: keep start-up small
-    from audit.rules.image_contents import ImageSummary
+    from pysbx.audit.rules.image_contents import ImageSummary
 
 
 @dataclass
@@ -137,9 +137,9 @@ def audit_one(path: str, explicit: bool, policy: Policy) -> tuple[str | None, li
 
 
 def _audit_image(path: str, policy: Policy) -> tuple[str, list[Finding], ImageSummary]:
-    from audit.rules.image_contents import image_findings
-    from audit.sources.image import gather_facts
-    from images import ImageError, open_image
+    from pysbx.audit.rules.image_contents import image_findings
+    from pysbx.audit.sources.image import gather_facts
+    from pysbx.images import ImageError, open_image
 
     try:
         facts = gather_facts(open_image(path))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from policies.model import SEVERITIES
+from pysbx.policies.model import SEVERITIES
 
 
 def severity_rank(severity: str) -> int:

@@ -9,11 +9,11 @@ import json
 import re
 from pathlib import Path
 
-from audit.catalog import find_rule
-from audit.findings import Finding
-from audit.inputs import TEXT_LIMIT, AuditInputError, read_regular
-from audit.rules import finding
-from policies.model import Ignore
+from pysbx.audit.catalog import find_rule
+from pysbx.audit.findings import Finding
+from pysbx.audit.inputs import TEXT_LIMIT, AuditInputError, read_regular
+from pysbx.audit.rules import finding
+from pysbx.policies.model import Ignore
 
 _INLINE = re.compile(r"#\s*pyaudit:\s*ignore\[([^\]]*)\]\s*(.*)$")
 

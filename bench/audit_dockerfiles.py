@@ -81,7 +81,7 @@ from benchlib import run_hyperfine_ignoring_failures as run_hyperfine  # noqa: E
 
 def parse_check(files: list[Path], list_file: Path) -> tuple[list[str], list[str]]:
     """Who parses what: hadolint's DL1000 per file against pyaudit's parser."""
-    from audit.sources.dockerfile import DockerfileError, parse_dockerfile
+    from pysbx.audit.sources.dockerfile import DockerfileError, parse_dockerfile
 
     hadolint_json = WORK / "hadolint.json"
     hadolint_line = f"xargs -a {shlex.quote(rel(list_file))} -d '\\n' {rel(PEERS / 'hadolint')} -f json"

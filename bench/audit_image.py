@@ -204,7 +204,7 @@ def _layer_tar(layer: _Layer, rng: random.Random, pool: bytes) -> tuple[bytes, d
 
 def image(spec: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     """The docker-archive, from the cache or generated now (about a minute)."""
-    from images.writer import NewImage, NewLayer, write_docker_archive
+    from pysbx.images.writer import NewImage, NewLayer, write_docker_archive
 
     root = WORK / _key(spec)
     target = root / "image.tar"
@@ -302,9 +302,9 @@ def append(section: str) -> None:
 
 # -- dive's efficiency against ours ----------------------------------------------------------
 def compare_efficiency(target: Path, pyaudit_json: dict[str, Any], dive_json: dict[str, Any]) -> tuple[list[str], bool]:
-    from audit.efficiency import dive_efficiency
-    from audit.sources.image import gather_facts
-    from images import open_image
+    from pysbx.audit.efficiency import dive_efficiency
+    from pysbx.audit.sources.image import gather_facts
+    from pysbx.images import open_image
 
     ours = pyaudit_json["images"][0]
     theirs = dive_json["image"]

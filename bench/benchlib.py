@@ -38,7 +38,7 @@ GENERATOR_VERSION = 1  # bump when the generator changes, so cached images are r
 
 sys.path.insert(0, str(REPO))
 
-from images.writer import NewImage, NewLayer, write_oci_layout  # noqa: E402
+from pysbx.images.writer import NewImage, NewLayer, write_oci_layout  # noqa: E402
 
 
 # -- the synthetic image ---------------------------------------------------------------------

@@ -460,7 +460,7 @@ def main() -> int:
         Row("python -c pass (root)", f"{b.rel(PY)} -c pass", "root", "python-pass"),
         Row(
             "python: import the warm path only (root)",
-            f"{b.rel(PY)} -c 'import cli.entry, cli.run_cmd, sandbox.warm, sandbox.runner'",
+            f"{b.rel(PY)} -c 'import pysbx.cli.entry, pysbx.cli.run_cmd, pysbx.sandbox.warm, pysbx.sandbox.runner'",
             "root",
             "python-imports",
         ),
@@ -517,7 +517,7 @@ def main() -> int:
     cold_modules, cold_total, cold_raw = importtime(root_cold, args.importtime_repeats, STATE_COLD)
     shutil.rmtree(STATE_COLD, ignore_errors=True)
     heavy = ("typer", "click", "rich", "yaml", "sigstore", "pyseccomp", "seccomp", "images", "policies", "cryptography")
-    warm_heavy = sorted({m.name for m in warm_modules if m.name.split(".")[0] in heavy})
+    warm_heavy = sorted({m.name for m in warm_modules if m.name.removeprefix("pysbx.").split(".")[0] in heavy})
 
     # -- the table
     by_kind = {(row.who, row.kind): row for g in groups for row in g.rows}

@@ -63,10 +63,10 @@ def signed_image() -> None:
     the key and requires a signature: what `pysandbox run` verifies cold, then caches."""
     if IMAGE.exists() and POLICY.exists():
         return
-    from images import open_image
-    from images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
-    from signing.keys import generate_key_pair, load_private_key
-    from signing.sign import sign_image, write_bundle_file
+    from pysbx.images import open_image
+    from pysbx.images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
+    from pysbx.signing.keys import generate_key_pair, load_private_key
+    from pysbx.signing.sign import sign_image, write_bundle_file
 
     W.mkdir(parents=True, exist_ok=True)
     subprocess.run([str(b.REPO / "examples/busybox/make-rootfs.sh"), str(W / "rootfs")], check=True)
@@ -88,7 +88,7 @@ def warm_check(samples: int) -> tuple[float, float, str]:
     if done.returncode != 0:
         raise SystemExit(f"the cold run failed ({done.returncode}): {done.stderr.strip()}")
     os.environ["PYSANDBOX_STATE"] = str(STATE)
-    from sandbox import warm
+    from pysbx.sandbox import warm
 
     if warm.load_plan(str(IMAGE), str(POLICY)) is None:
         raise SystemExit("the cold run left no plan: nothing warm to measure")

@@ -60,8 +60,8 @@ def _fail(message: str, code: int) -> int:
 
 def verify_bundle(args: argparse.Namespace) -> int:
     """Verify the bundle for FILE_OR_DIGEST offline: 0 verified, 1 refused, 2 bad input."""
-    from signing.conformance import read_artifact, verify_bundle_for_artifact
-    from signing.errors import VerificationError
+    from pysbx.signing.conformance import read_artifact, verify_bundle_for_artifact
+    from pysbx.signing.errors import VerificationError
 
     try:
         result = verify_bundle_for_artifact(
@@ -88,9 +88,9 @@ def _staging_root() -> Path:
 def sign_bundle(args: argparse.Namespace) -> int:
     """Sign FILE keyless with sigstore-python and write the bundle: 0 signed, 2 when the token,
     the trust material or the network is missing (one line, never a hang: see keyless_sign)."""
-    from signing.errors import SigningError
-    from signing.keyless_sign import Instance, sign_keyless
-    from signing.sign import write_atomically
+    from pysbx.signing.errors import SigningError
+    from pysbx.signing.keyless_sign import Instance, sign_keyless
+    from pysbx.signing.sign import write_atomically
 
     instance = Instance(args.staging, args.trusted_root, args.signing_config)
     try:

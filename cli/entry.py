@@ -10,14 +10,14 @@ import sys
 
 def main() -> None:
     if sys.argv[1:2] == ["run"]:
-        from cli.run_cmd import main as run_main
+        from pysbx.cli.run_cmd import main as run_main
 
         _exit_now(run_main(sys.argv[2:]))
     if sys.argv[1:2] == ["conformance"]:  # the conformance harness starts a process per case
-        from cli.conformance_cmd import main as conformance_main
+        from pysbx.cli.conformance_cmd import main as conformance_main
 
         sys.exit(conformance_main(sys.argv[2:]))
-    from cli.pysandbox_app import main as cli_main
+    from pysbx.cli.pysandbox_app import main as cli_main
 
     cli_main()
 

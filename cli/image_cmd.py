@@ -13,14 +13,14 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.kit import OutputFormat, fail
-from images import ImageError, open_image
-from images.decompress import DEFAULT_MAX_BYTES
-from images.extract import UnpackOptions, unpack_image
-from images.image import Layer
-from images.inspect import InspectReport, inspect_image
-from images.platform import parse_platform
-from images.writer import (
+from pysbx.cli.kit import OutputFormat, fail
+from pysbx.images import ImageError, open_image
+from pysbx.images.decompress import DEFAULT_MAX_BYTES
+from pysbx.images.extract import UnpackOptions, unpack_image
+from pysbx.images.image import Layer
+from pysbx.images.inspect import InspectReport, inspect_image
+from pysbx.images.platform import parse_platform
+from pysbx.images.writer import (
     NewImage,
     NewLayer,
     tar_from_directory,
@@ -28,7 +28,7 @@ from images.writer import (
     write_oci_archive,
     write_oci_layout,
 )
-from sandbox.errors import EXIT_SETUP_FAILED
+from pysbx.sandbox.errors import EXIT_SETUP_FAILED
 
 app = typer.Typer(
     help="Inspect, unpack and build images (docker save archives, OCI archives, OCI layouts).",

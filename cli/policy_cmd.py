@@ -11,11 +11,11 @@ from typing import Annotated
 
 import typer
 
-from cli.kit import ExitWith, fail
-from policies.errors import PolicyError, Problem
-from policies.loader import LoadedPolicy, load_policy
-from policies.render import explicit_plain, plain, to_yaml
-from sandbox.errors import EXIT_SETUP_FAILED
+from pysbx.cli.kit import ExitWith, fail
+from pysbx.policies.errors import PolicyError, Problem
+from pysbx.policies.loader import LoadedPolicy, load_policy
+from pysbx.policies.render import explicit_plain, plain, to_yaml
+from pysbx.sandbox.errors import EXIT_SETUP_FAILED
 
 EXIT_LINT_FAILED = 2
 EXIT_LOOSENS = 1
@@ -99,7 +99,7 @@ def diff(
     """Compare the effective policies OLD and NEW, marking each change as loosening or
     tightening by its effect (a seccomp profile by what it allows, a key by its content).
     Exit 1 when anything loosens, so it can guard pull requests."""
-    from policies.diff import diff_policies, loosens
+    from pysbx.policies.diff import diff_policies, loosens
 
     changes = diff_policies(_load(old).policy, _load(new).policy)
     width = max((len(change.describe()) for change in changes), default=0)
@@ -119,7 +119,7 @@ class ExportTarget(StrEnum):
 
 def _reserved_base() -> int | None:
     """The first id this host reserves for root's containers, if it reserves a sound range."""
-    from sandbox.idmap import PASSWD, SUBUID, IdMapError, reserved_range
+    from pysbx.sandbox.idmap import PASSWD, SUBUID, IdMapError, reserved_range
 
     try:
         return reserved_range(SUBUID, PASSWD).host
@@ -142,7 +142,7 @@ def export(
     """Export the policy for the engines you may move to: an OCI runtime config.json that
     runc and crun accept, `docker run` flags with a seccomp profile, or Kubernetes
     securityContext with a Localhost seccomp profile."""
-    from policies.export import export_files
+    from pysbx.policies.export import export_files
 
     loaded = _load(policy)
     with _policy_errors():

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from audit.formats import FORMATS
-from cli.kit import ExitWith, fail, package_version, run_app, version_option
+from pysbx.audit.formats import FORMATS
+from pysbx.cli.kit import ExitWith, fail, package_version, run_app, version_option
 
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
@@ -88,13 +88,13 @@ def audit(
     """Audit TARGETS. Exit 0 when nothing is at or above --fail-on, 1 when something is,
     2 for a usage or input error. Suppress with `# pyaudit: ignore[RULE] reason` comments,
     the policy's audit.ignore list, or --baseline."""
-    from audit.catalog import find_rule
-    from audit.detect import AuditInputError
-    from audit.engine import AuditOptions, audit
-    from audit.formats import renderer
-    from audit.suppress import read_baseline, save_baseline
-    from policies.errors import PolicyError
-    from signing.errors import VerificationError
+    from pysbx.audit.catalog import find_rule
+    from pysbx.audit.detect import AuditInputError
+    from pysbx.audit.engine import AuditOptions, audit
+    from pysbx.audit.formats import renderer
+    from pysbx.audit.suppress import read_baseline, save_baseline
+    from pysbx.policies.errors import PolicyError
+    from pysbx.signing.errors import VerificationError
 
     options = AuditOptions(fail_on=fail_on.value if fail_on else None, only=_split(only), skip=_split(skip))
     for key in options.only + options.skip:
@@ -102,7 +102,7 @@ def audit(
             fail("pyaudit", f"--only/--skip {key!r}: no such rule or category (see pyaudit rules)", EXIT_USAGE)
     try:
         if policy is not None:
-            from policies.loader import load_policy
+            from pysbx.policies.loader import load_policy
 
             loaded = load_policy(policy)
             options.policy, options.policy_file = loaded.policy, loaded.chain[0]
@@ -134,7 +134,7 @@ def audit(
 
 
 def _categories() -> list[str]:
-    from audit.catalog import CATEGORIES
+    from pysbx.audit.catalog import CATEGORIES
 
     return CATEGORIES
 
@@ -144,7 +144,7 @@ def rules(
     rule: Annotated[str | None, typer.Argument(help="A rule id (PA1010) or name (root-user).")] = None,
 ) -> None:
     """List the rule catalogue, or print one rule's help."""
-    from audit.catalog import RULES, find_rule
+    from pysbx.audit.catalog import RULES, find_rule
 
     if rule is None:
         for item in RULES.values():

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from cli import image_cmd, policy_cmd, seccomp_cmd, signing_cmd, system_cmd, volume_cmd
-from cli.kit import ExitWith, fail, run_app, version_option
-from sandbox.errors import EXIT_SETUP_FAILED
+from pysbx.cli import image_cmd, policy_cmd, seccomp_cmd, signing_cmd, system_cmd, volume_cmd
+from pysbx.cli.kit import ExitWith, fail, run_app, version_option
+from pysbx.sandbox.errors import EXIT_SETUP_FAILED
 
 app = typer.Typer(
     name="pysandbox",
@@ -46,7 +46,7 @@ def _root(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def run(context: typer.Context) -> None:
     """Run an image rootless under a policy (pysandbox run --help lists the flags)."""
-    from cli.run_cmd import main as run_main
+    from pysbx.cli.run_cmd import main as run_main
 
     raise ExitWith(run_main(list(context.args)))
 
@@ -59,8 +59,8 @@ def prune(
     container state folders whose pysandbox is gone, their cgroups, half-unpacked layers."""
     from pathlib import Path
 
-    from sandbox.prune import prune as remove_leftovers
-    from sandbox.state import StorageError, private_root
+    from pysbx.sandbox.prune import prune as remove_leftovers
+    from pysbx.sandbox.state import StorageError, private_root
 
     failed = False
     try:
@@ -80,7 +80,7 @@ def prune(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def conformance(context: typer.Context) -> None:
     """The sigstore-conformance protocol: verify-bundle, sign-bundle (pysandbox conformance --help)."""
-    from cli.conformance_cmd import main as conformance_main
+    from pysbx.cli.conformance_cmd import main as conformance_main
 
     raise ExitWith(conformance_main(list(context.args)))
 

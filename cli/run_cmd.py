@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import sys
 
-from cli.runargs import RunArgs, parse
-from sandbox.errors import EXIT_SETUP_FAILED, SandboxError
-from sandbox.state import remove_state
+from pysbx.cli.runargs import RunArgs, parse
+from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError
+from pysbx.sandbox.state import remove_state
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from sandbox.runner import RunSpec
+    from pysbx.sandbox.runner import RunSpec
 
 
 def main(argv: list[str]) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
 
 
 def _run(args: RunArgs) -> int:
-    from sandbox import warm
+    from pysbx.sandbox import warm
 
     if warm.eligible(args) and not args.dry_run:
         try:
@@ -45,13 +45,13 @@ def _run(args: RunArgs) -> int:
 def _cold_run(args: RunArgs) -> int:
     """First run of an image under a policy, or a run with flags to check: load and verify
     everything, then (when the flags allow) leave a plan for the warm path."""
-    from images import ImageError, open_image
-    from policies.errors import PolicyError
-    from policies.loader import load_policy
-    from policies.seccomp import SeccompProfileError
-    from sandbox import warm
-    from sandbox.plan import bind_mounts, build_plan, bundle_evidence
-    from signing.errors import VerificationError
+    from pysbx.images import ImageError, open_image
+    from pysbx.policies.errors import PolicyError
+    from pysbx.policies.loader import load_policy
+    from pysbx.policies.seccomp import SeccompProfileError
+    from pysbx.sandbox import warm
+    from pysbx.sandbox.plan import bind_mounts, build_plan, bundle_evidence
+    from pysbx.signing.errors import VerificationError
 
     try:
         loaded = load_policy(args.policy)
@@ -82,7 +82,7 @@ def _verify(image: Any, loaded: Any, bundle: str | None) -> tuple[str | None, st
         return None, None
     from pathlib import Path
 
-    from signing.verify import verify_image
+    from pysbx.signing.verify import verify_image
 
     verdict = verify_image(image, loaded.policy.signing, Path(bundle) if bundle else None)
     if not verdict.verified:
@@ -92,7 +92,7 @@ def _verify(image: Any, loaded: Any, bundle: str | None) -> tuple[str | None, st
 
 
 def _execute(spec: RunSpec, args: RunArgs, signing_required: bool) -> int:
-    from sandbox.runner import run_container
+    from pysbx.sandbox.runner import run_container
 
     spec.tty = args.tty
     spec.remove_state = args.rm

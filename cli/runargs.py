@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from sandbox.record import Record
+from pysbx.sandbox.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from cli.kit import fail
-from policies.seccomp import (
+from pysbx.cli.kit import fail
+from pysbx.policies.seccomp import (
     BUILTIN_PROFILES,
     Compiled,
     SeccompProfileError,
@@ -20,8 +20,8 @@ from policies.seccomp import (
     load_profile,
     resolve_architectures,
 )
-from policies.values import normalize_capability
-from sandbox.errors import EXIT_SETUP_FAILED
+from pysbx.policies.values import normalize_capability
+from pysbx.sandbox.errors import EXIT_SETUP_FAILED
 
 app = typer.Typer(
     help="Compile seccomp profiles (Docker/OCI JSON) with libseccomp.",

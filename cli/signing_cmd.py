@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.kit import OutputFormat, fail
+from pysbx.cli.kit import OutputFormat, fail
 
 if TYPE_CHECKING:
-    from images.image import Image
-    from signing.keyless_sign import Instance
-    from signing.sign import SignatureKind, SignedBundle
+    from pysbx.images.image import Image
+    from pysbx.signing.keyless_sign import Instance
+    from pysbx.signing.sign import SignatureKind, SignedBundle
 
 EXIT_REFUSED = 1
 EXIT_BAD_INPUT = 2
@@ -52,7 +52,7 @@ def keygen(
 ) -> None:
     """Generate an ECDSA P-256 key pair: PREFIX.key (PKCS#8 PEM, encrypted with $COSIGN_PASSWORD
     when it is set, mode 0600) and PREFIX.pub (the public key, for policies and cosign verify --key)."""
-    from signing.keys import generate_key_pair
+    from pysbx.signing.keys import generate_key_pair
 
     private_path = output_key_prefix.with_name(output_key_prefix.name + ".key")
     public_path = output_key_prefix.with_name(output_key_prefix.name + ".pub")
@@ -126,9 +126,9 @@ def sign(
     material, no transparency-log entry), or --keyless through sigstore-python (a Fulcio
     certificate for the identity in --identity-token or $SIGSTORE_ID_TOKEN, a Rekor entry; needs
     a network, fails within two minutes without one). Exit 0 signed, 2 when it cannot sign."""
-    from images import ImageError, open_image
-    from signing.errors import SigningError, VerificationError
-    from signing.keyless_sign import Instance
+    from pysbx.images import ImageError, open_image
+    from pysbx.signing.errors import SigningError, VerificationError
+    from pysbx.signing.keyless_sign import Instance
 
     if (key is None) == (not keyless):
         fail("pysandbox", "name either --key KEY or --keyless", EXIT_BAD_INPUT)
@@ -150,8 +150,8 @@ def sign(
 
 
 def _sign_with_key(image: Image, key: Path, kind: SignatureKind) -> SignedBundle:
-    from signing.keys import load_private_key
-    from signing.sign import sign_image
+    from pysbx.signing.keys import load_private_key
+    from pysbx.signing.sign import sign_image
 
     return sign_image(image, load_private_key(key, _password()), kind)
 
@@ -159,16 +159,16 @@ def _sign_with_key(image: Image, key: Path, kind: SignatureKind) -> SignedBundle
 def _sign_keyless(image: Image, token: str | None, instance: Instance, kind: SignatureKind) -> SignedBundle:
     """The token is looked up before the image is hashed into a payload, so a missing one
     fails at once and names where it is looked for."""
-    from signing.keyless_sign import identity_token, sign_image_keyless
+    from pysbx.signing.keyless_sign import identity_token, sign_image_keyless
 
     return sign_image_keyless(image, identity_token(token), instance, kind)
 
 
 def _store_signature(image: Image, signed: SignedBundle, bundle_out: Path | None, cosign_tag: bool) -> str:
     """Where the signature goes: the cosign tag, a referrer in an OCI layout folder, or a file."""
-    from images.image import split_reference
-    from signing.locate import sidecar_path
-    from signing.sign import attach_referrer, attach_signature_tag, write_bundle_file
+    from pysbx.images.image import split_reference
+    from pysbx.signing.locate import sidecar_path
+    from pysbx.signing.sign import attach_referrer, attach_signature_tag, write_bundle_file
 
     layout, _ = split_reference(image.source)
     if cosign_tag:
@@ -212,12 +212,12 @@ def verify(
     then its content: every blob under the signed manifest is read and must match its digest
     and size, and each layer its diff_id (skipped with --signature-only).
     Exit 0 verified, 1 refused, 2 bad input."""
-    from images import ImageError, open_image
-    from policies.errors import PolicyError
-    from policies.loader import load_policy
-    from policies.model import SigningPolicy
-    from signing.errors import VerificationError
-    from signing.verify import content_not_checked, verify_image
+    from pysbx.images import ImageError, open_image
+    from pysbx.policies.errors import PolicyError
+    from pysbx.policies.loader import load_policy
+    from pysbx.policies.model import SigningPolicy
+    from pysbx.signing.errors import VerificationError
+    from pysbx.signing.verify import content_not_checked, verify_image
 
     try:
         signing_policy = load_policy(policy).policy.signing if policy else SigningPolicy()

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from cli.kit import fail
-from sandbox.errors import EXIT_SETUP_FAILED
+from pysbx.cli.kit import fail
+from pysbx.sandbox.errors import EXIT_SETUP_FAILED
 
 app = typer.Typer(help="Host set-up and cache checks.", no_args_is_help=True, rich_markup_mode=None)
 
@@ -20,8 +20,8 @@ def setup_ids(
 ) -> None:
     """As root: reserve the ids root's containers run as, for a `pysandbox` system user in
     /etc/subuid and /etc/subgid, overlapping no other user's range (kept if already sound)."""
-    from sandbox.idmap import IdMapError
-    from sandbox.idsetup import reserve_ids
+    from pysbx.sandbox.idmap import IdMapError
+    from pysbx.sandbox.idsetup import reserve_ids
 
     if os.geteuid() != 0:
         fail("pysandbox", "setup-ids changes /etc/subuid and /etc/subgid: run it as root", EXIT_SETUP_FAILED)
@@ -44,8 +44,8 @@ def check(
     was not repaired."""
     from pathlib import Path
 
-    from sandbox.cachecheck import check_cache
-    from sandbox.state import StorageError, private_root
+    from pysbx.sandbox.cachecheck import check_cache
+    from pysbx.sandbox.state import StorageError, private_root
 
     try:
         results = check_cache(Path(private_root()), repair)

@@ -9,11 +9,11 @@ from typing import Annotated
 
 import typer
 
-from cli.kit import fail
-from sandbox.errors import EXIT_SETUP_FAILED
-from sandbox.names import InvalidName, check_name
-from sandbox.prune import remove_tree
-from sandbox.state import StorageError, private_folder, private_root
+from pysbx.cli.kit import fail
+from pysbx.sandbox.errors import EXIT_SETUP_FAILED
+from pysbx.sandbox.names import InvalidName, check_name
+from pysbx.sandbox.prune import remove_tree
+from pysbx.sandbox.state import StorageError, private_folder, private_root
 
 app = typer.Typer(
     help="Named volumes that persist across runs (-v NAME:/path).", no_args_is_help=True, rich_markup_mode=None

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 python=${PYTHON:-$( [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || command -v python3 )}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q -e . --config-settings editable_mode=compat
-.venv/bin/python -m compileall -q images sandbox audit policies signing cli >/dev/null
+.venv/bin/python -m compileall -q pysbx images sandbox audit policies signing cli >/dev/null
 PATH=$PWD/.venv/bin:$PATH
 out=demo
 rm -rf "$out" && mkdir -p "$out"

@@ -4,8 +4,8 @@ Every blob is checked against its digest and size while it streams; layers are w
 entry by entry without extracting, and extraction never writes outside its target.
 """
 
-from images.errors import ImageError
-from images.image import Image, Layer, open_image
-from images.platform import Platform
+from pysbx.images.errors import ImageError
+from pysbx.images.image import Image, Layer, open_image
+from pysbx.images.platform import Platform
 
 __all__ = ["Image", "ImageError", "Layer", "Platform", "open_image"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from images.digest import Digest, parse_digest
-from images.jsonfields import (
+from pysbx.images.digest import Digest, parse_digest
+from pysbx.images.jsonfields import (
     as_list,
     as_object,
     load_json_object,

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
-from images.decompress import ByteBudget, decompressing_reader
-from images.digest import VerifyingReader
-from images.image import Image, Layer
-from images.jsonfields import as_object, load_json_object, req_int
+from pysbx.images.decompress import ByteBudget, decompressing_reader
+from pysbx.images.digest import VerifyingReader
+from pysbx.images.image import Image, Layer
+from pysbx.images.jsonfields import as_object, load_json_object, req_int
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import IO, Protocol, cast
 
 import zstandard
 
-from images.errors import ImageError
+from pysbx.images.errors import ImageError
 
 _CHUNK = 1 << 20
 # Compressed input is read in small pieces: zlib copies whatever input is left over into

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from images.errors import ImageError
+from pysbx.images.errors import ImageError
 
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}
 _DIGEST_RE = re.compile(r"^(sha256|sha512):([a-f0-9]+)$")

@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from images import overlay
-from images.decompress import DEFAULT_MAX_BYTES, ByteBudget
-from images.errors import ImageError
-from images.image import Image, Layer
-from images.layers import Entry, LayerMember, walk_layer
+from pysbx.images import overlay
+from pysbx.images.decompress import DEFAULT_MAX_BYTES, ByteBudget
+from pysbx.images.errors import ImageError
+from pysbx.images.image import Image, Layer
+from pysbx.images.layers import Entry, LayerMember, walk_layer
 
 _MAX_SYMLINKS = 40
 _DIR_CACHE_SIZE = 64

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from images import mediatypes
-from images.config import HistoryEntry, ImageConfig, history_per_layer, parse_config
-from images.digest import Digest, digest_bytes, parse_digest
-from images.errors import ImageError
-from images.jsonfields import as_list, as_object, load_json, load_json_object, opt_str, opt_str_map, req_int
-from images.platform import DEFAULT_PLATFORM, Platform, parse_platform
-from images.references import reference_matches
-from images.store import MAX_DOCUMENT_BYTES, BlobStore, open_store, read_document, sniff_compression
+from pysbx.images import mediatypes
+from pysbx.images.config import HistoryEntry, ImageConfig, history_per_layer, parse_config
+from pysbx.images.digest import Digest, digest_bytes, parse_digest
+from pysbx.images.errors import ImageError
+from pysbx.images.jsonfields import as_list, as_object, load_json, load_json_object, opt_str, opt_str_map, req_int
+from pysbx.images.platform import DEFAULT_PLATFORM, Platform, parse_platform
+from pysbx.images.references import reference_matches
+from pysbx.images.store import MAX_DOCUMENT_BYTES, BlobStore, open_store, read_document, sniff_compression
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
@@ -395,8 +395,8 @@ def _uncompressed_size(store: BlobStore, path: str, compression: str, diff_id: D
     """A compressed layer in a docker archive has no descriptor, so it is described (as
     skopeo describes it) by its uncompressed content: the diff_id and its size. Measuring
     that means decompressing it once, and verifying it on the way."""
-    from images.decompress import ByteBudget, decompressing_reader
-    from images.digest import VerifyingReader
+    from pysbx.images.decompress import ByteBudget, decompressing_reader
+    from pysbx.images.digest import VerifyingReader
 
     with store.open(path) as raw:
         plain = VerifyingReader(decompressing_reader(raw, compression, ByteBudget(), label), diff_id, None, label)  # type: ignore[arg-type]

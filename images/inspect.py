@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from images.decompress import DEFAULT_MAX_BYTES, ByteBudget
-from images.image import Image, Layer
-from images.layers import LayerStats, layer_stats
+from pysbx.images.decompress import DEFAULT_MAX_BYTES, ByteBudget
+from pysbx.images.image import Image, Layer
+from pysbx.images.layers import LayerStats, layer_stats
 
 
 @dataclass(frozen=True)

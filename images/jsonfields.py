@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from images.errors import ImageError
+from pysbx.images.errors import ImageError
 
 
 def load_json_object(data: bytes, where: str) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, BinaryIO, cast
 
-from images.decompress import ByteBudget, Readable, decompressing_reader
-from images.digest import VerifyingReader
-from images.errors import ImageError
-from images.image import Image, Layer
+from pysbx.images.decompress import ByteBudget, Readable, decompressing_reader
+from pysbx.images.digest import VerifyingReader
+from pysbx.images.errors import ImageError
+from pysbx.images.image import Image, Layer
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from images.errors import ImageError
+from pysbx.images.errors import ImageError
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -17,8 +17,8 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from images.errors import ImageError
-from images.regular import NotRegularFile, open_regular, read_bounded
+from pysbx.images.errors import ImageError
+from pysbx.images.regular import NotRegularFile, open_regular, read_bounded
 
 OPAQUE_XATTR = "user.overlay.opaque"
 

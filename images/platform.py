@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from images.errors import ImageError
+from pysbx.images.errors import ImageError
 
 # Variants that a missing variant stands for (OCI image-index, "platform variants").
 _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}

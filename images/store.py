@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from images.errors import ImageError
-from images.regular import NotRegularFile, open_regular
+from pysbx.images.errors import ImageError
+from pysbx.images.regular import NotRegularFile, open_regular
 
 # Manifests, indexes and configs are small; a 2 GB "manifest" is an attack, not an image.
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024

@@ -19,10 +19,10 @@ from typing import Any
 
 import zstandard
 
-from images import mediatypes
-from images.digest import Digest, digest_bytes
-from images.errors import ImageError
-from images.platform import DEFAULT_PLATFORM, Platform
+from pysbx.images import mediatypes
+from pysbx.images.digest import Digest, digest_bytes
+from pysbx.images.errors import ImageError
+from pysbx.images.platform import DEFAULT_PLATFORM, Platform
 
 _OCI_LAYER_TYPES = {
     "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from policies import model
-from policies.render import plain
+from pysbx.policies import model
+from pysbx.policies.render import plain
 
 FieldPath = tuple[str, ...]
 LOOSENS, TIGHTENS = "loosens", "tightens"
@@ -304,7 +304,7 @@ def _profile(before: str, after: str, at: _Field) -> list[Change]:
     policy grants. The calls either policy's own deny/allow lists name are judged by those
     lists, so they are left out here. `unconfined` (no filter) loosens against any profile;
     a profile that does not load loosens, since what it allows is unknown."""
-    from policies.seccomp import SeccompProfileError, compare_profiles, load_profile, with_overrides
+    from pysbx.policies.seccomp import SeccompProfileError, compare_profiles, load_profile, with_overrides
 
     named = f"{_profile_name(before)} -> {_profile_name(after)}"
     if "unconfined" in (before, after):

@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from policies import model
-from policies.errors import PolicyError, Problem
-from policies.values import format_size
+from pysbx.policies import model
+from pysbx.policies.errors import PolicyError, Problem
+from pysbx.policies.values import format_size
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 _PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -205,7 +205,7 @@ def _oci_mounts(policy: model.Policy) -> list[dict[str, Any]]:
 
 def docker_seccomp(policy: model.Policy) -> dict[str, Any]:
     """The profile in Docker's format (includes/excludes kept: Docker resolves them)."""
-    from policies.seccomp import load_profile, with_overrides
+    from pysbx.policies.seccomp import load_profile, with_overrides
 
     seccomp = policy.sandbox.seccomp
     profile = with_overrides(load_profile(seccomp.profile), deny=seccomp.deny, allow=seccomp.allow)
@@ -216,7 +216,7 @@ def docker_seccomp(policy: model.Policy) -> dict[str, Any]:
 def oci_seccomp(policy: model.Policy) -> dict[str, Any]:
     """The OCI runtime-spec form: no includes/excludes, so the rules are resolved here for
     the capabilities the policy grants and this machine's architecture."""
-    from policies.seccomp import load_profile, oci_document, with_overrides
+    from pysbx.policies.seccomp import load_profile, oci_document, with_overrides
 
     seccomp = policy.sandbox.seccomp
     profile = with_overrides(load_profile(seccomp.profile), deny=seccomp.deny, allow=seccomp.allow)

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get
 
 import yaml
 
-from images.regular import open_regular, read_bounded
-from policies import model
-from policies.errors import PolicyError, Problem
-from policies.values import normalize_capability, parse_duration, parse_size, suggest
+from pysbx.images.regular import open_regular, read_bounded
+from pysbx.policies import model
+from pysbx.policies.errors import PolicyError, Problem
+from pysbx.policies.values import normalize_capability, parse_duration, parse_size, suggest
 
 if TYPE_CHECKING:
-    from policies.diff import Change
+    from pysbx.policies.diff import Change
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 BUILTINS = ("strict", "baseline", "permissive")
@@ -136,7 +136,7 @@ def _compose(path: Path) -> yaml.Node:
 
 
 def _libseccomp_knows(name: str) -> bool:
-    from policies.seccomp import syscall_known
+    from pysbx.policies.seccomp import syscall_known
 
     return bool(syscall_known(name))
 
@@ -460,7 +460,7 @@ def contradictions(policy: model.Policy, locations: dict[FieldPath, Location], c
                 f"limits.required names {name}, but sandbox.limits.{name} is not set",
             )
     if str(builtin_path("strict")) in chain[1:]:
-        from policies.diff import diff_policies, loosens
+        from pysbx.policies.diff import diff_policies, loosens
 
         strict = build(model.Policy, _builtin_explicit("strict"))
         for change in diff_policies(strict, policy):

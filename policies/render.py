@@ -8,8 +8,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from policies import model
-from policies.values import format_duration, format_size
+from pysbx.policies import model
+from pysbx.policies.values import format_duration, format_size
 
 
 def plain(value: Any, hint: Any = None) -> Any:

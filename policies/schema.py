@@ -11,8 +11,8 @@ import types
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from policies import model
-from policies.render import plain
+from pysbx.policies import model
+from pysbx.policies.render import plain
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "policy.schema.json"
 _SIZE_PATTERN = r"^[0-9]+(\.[0-9]+)?\s*([KMGTP]i?|[kmgtp]|[KMGTP]?B)?$"

@@ -7,7 +7,7 @@ import difflib
 import re
 from decimal import Decimal
 
-from policies.model import LINUX_CAPABILITIES
+from pysbx.policies.model import LINUX_CAPABILITIES
 
 # Container engines' control sockets: whoever reaches one can start a privileged container,
 # which is root on the host. The run gate refuses to bind them and pyaudit flags a mount of

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.rootfs import locked
-from sandbox.treedigest import recorded_digest, tree_digest
+from pysbx.sandbox.rootfs import locked
+from pysbx.sandbox.treedigest import recorded_digest, tree_digest
 
 _TREES = (("layers", "root"), ("images", "rootfs"))
 
@@ -46,7 +46,7 @@ def check_folder(folder: Path, tree: str) -> str | None:
 
 
 def check_cache(cache: Path, repair: bool) -> list[CacheEntry]:
-    from sandbox.prune import remove_tree
+    from pysbx.sandbox.prune import remove_tree
 
     results = []
     for folder, tree in cache_folders(cache):

@@ -4,7 +4,7 @@ and ambient stay empty, so an exec'd program of another user gains nothing."""
 
 from __future__ import annotations
 
-from sandbox import linux
+from pysbx.sandbox import linux
 
 CAPABILITY_NUMBERS = {
     "CAP_" + name: number

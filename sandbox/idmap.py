@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import pwd
 
-from sandbox.errors import SandboxError
-from sandbox.record import Record
+from pysbx.sandbox.errors import SandboxError
+from pysbx.sandbox.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the warm path of `run` must not import the policy model
-    from policies.model import IdMapping
+    from pysbx.policies.model import IdMapping
 
 
 class IdRange(Record):

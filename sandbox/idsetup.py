@@ -10,7 +10,7 @@ import pwd
 import shutil
 import subprocess
 
-from sandbox.idmap import (
+from pysbx.sandbox.idmap import (
     GROUP,
     PASSWD,
     RESERVED_USER,

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import resource
 
-from sandbox.record import Record
+from pysbx.sandbox.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the warm path of `run` must not import the policy model
-    from policies.model import Limits
+    from pysbx.policies.model import Limits
 
 
 class Enforcement(Record):
@@ -29,7 +29,7 @@ class Enforcement(Record):
 
 
 def plan_limits(limits: Limits) -> list[Enforcement]:
-    from sandbox import cgroups
+    from pysbx.sandbox import cgroups
 
     wanted = {"memory": limits.memory, "pids": limits.pids, "cpus": limits.cpus}
     by_cgroup = cgroups.mechanisms({name for name, value in wanted.items() if value is not None})

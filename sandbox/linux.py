@@ -10,9 +10,9 @@ import os
 import sys
 
 try:
-    from sandbox._syscall import address, syscall
+    from pysbx.sandbox._syscall import address, syscall
 except ImportError:
-    from sandbox.syscall_ctypes import address, syscall
+    from pysbx.sandbox.syscall_ctypes import address, syscall
 
 __all__ = ["address", "syscall"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from sandbox import linux
-from sandbox.record import Record
+from pysbx.sandbox import linux
+from pysbx.sandbox.record import Record
 
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
@@ -344,7 +344,7 @@ def mount_overlay(lowers: tuple[str, ...], state: str, target: str, size: int | 
             os.chdir(previous)
     from pathlib import Path  # the rare path: the warm start does not pay for it
 
-    from images.overlay import flatten
+    from pysbx.images.overlay import flatten
 
     copy = f"{state}/copy"
     os.mkdir(copy)

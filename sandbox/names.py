@@ -5,7 +5,7 @@ warm start of `pysandbox run` checks --name."""
 
 from __future__ import annotations
 
-from sandbox.errors import SandboxError
+from pysbx.sandbox.errors import SandboxError
 
 _FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _REST = _FIRST | frozenset("_.-")

@@ -13,23 +13,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from images import Image
-from policies.loader import LoadedPolicy
-from policies.model import Limits, Size, granted_capabilities
-from policies.values import ENGINE_SOCKETS, normalize_capability
-from sandbox import capabilities, mounts
-from sandbox.errors import SandboxError
-from sandbox.idmap import IdMaps, plan_id_maps
-from sandbox.limits import plan_limits
-from sandbox.names import InvalidName, check_name
-from sandbox.plan_light import parse_docker_size
-from sandbox.planrecord import Confinement, ImageRun, Plan
-from sandbox.rootfs import etc_text, image_lowers
-from sandbox.state import private_folder, private_root
-from sandbox.warm import make_plan
+from pysbx.images import Image
+from pysbx.policies.loader import LoadedPolicy
+from pysbx.policies.model import Limits, Size, granted_capabilities
+from pysbx.policies.values import ENGINE_SOCKETS, normalize_capability
+from pysbx.sandbox import capabilities, mounts
+from pysbx.sandbox.errors import SandboxError
+from pysbx.sandbox.idmap import IdMaps, plan_id_maps
+from pysbx.sandbox.limits import plan_limits
+from pysbx.sandbox.names import InvalidName, check_name
+from pysbx.sandbox.plan_light import parse_docker_size
+from pysbx.sandbox.planrecord import Confinement, ImageRun, Plan
+from pysbx.sandbox.rootfs import etc_text, image_lowers
+from pysbx.sandbox.state import private_folder, private_root
+from pysbx.sandbox.warm import make_plan
 
 if TYPE_CHECKING:  # the run request is read, never made, here: no CLI code is imported
-    from cli.runargs import RunArgs
+    from pysbx.cli.runargs import RunArgs
 
 
 class Refused(SandboxError):
@@ -99,7 +99,7 @@ def _check_tmpfs(flags: RunArgs, loaded: LoadedPolicy) -> None:
     """--tmpfs mounts hold memory that an rlimit (an ordinary user's memory limit) does not
     count: where the policy bounds what a container may write or use, each needs a size and
     together they stay within that bound."""
-    from sandbox.plan_light import tmpfs_flag
+    from pysbx.sandbox.plan_light import tmpfs_flag
 
     limits = loaded.policy.sandbox.limits
     bounds = [size for size in (limits.writable_size, limits.memory) if size is not None]
@@ -173,7 +173,7 @@ def seccomp_file(loaded: LoadedPolicy, granted: frozenset[str]) -> Path | None:
     cached = Path(private_folder(os.path.join(private_root(), "bpf"))) / f"{key}.bpf"
     if cached.is_file():
         return cached
-    from policies.seccomp import compile_bpf, load_profile
+    from pysbx.policies.seccomp import compile_bpf, load_profile
 
     compiled = compile_bpf(load_profile(seccomp.profile), granted, deny=seccomp.deny, allow=seccomp.allow)
     temporary = cached.with_suffix(f".{os.getpid()}.tmp")
@@ -186,7 +186,7 @@ def _profile_path(profile: str) -> Path:
     """A profile's file: a path as the policy gave it, or a built-in profile's JSON."""
     if "/" in profile:
         return Path(profile)
-    from policies.seccomp.profile import PROFILE_DIR
+    from pysbx.policies.seccomp.profile import PROFILE_DIR
 
     return PROFILE_DIR / f"{profile}.json"
 
@@ -260,7 +260,7 @@ def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy, bundle: str |
 
 def _id_files() -> list[str]:
     """What root's id range was checked against: a new overlapping entry is a cold run."""
-    from sandbox.idmap import GROUP, PASSWD, SUBGID, SUBUID
+    from pysbx.sandbox.idmap import GROUP, PASSWD, SUBGID, SUBUID
 
     return [path for path in (SUBUID, SUBGID, PASSWD, GROUP) if os.path.exists(path)]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sandbox import mounts
-from sandbox.errors import SandboxError
+from pysbx.sandbox import mounts
+from pysbx.sandbox.errors import SandboxError
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 

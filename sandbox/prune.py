@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.names import is_valid_name
-from sandbox.state import (
+from pysbx.sandbox.names import is_valid_name
+from pysbx.sandbox.state import (
     StorageError,
     check_trusted_path,
     container_name_of,
@@ -129,7 +129,7 @@ def stale_staging(cache: Path, dry_run: bool) -> Iterator[Leftover]:
 
 def stale_cgroups(live_states: set[str]) -> Iterator[Leftover]:
     """Empty container cgroups of ours whose container has no live state folder."""
-    from sandbox import cgroups
+    from pysbx.sandbox import cgroups
 
     for folder in cgroups.leftover_folders():
         name = os.path.basename(folder)
@@ -178,9 +178,9 @@ def remove_tree(path: Path) -> None:
 
 
 def _remove_as_container_root(path: Path) -> None:
-    from policies.model import IdMapping
-    from sandbox.idmap import plan_id_maps, write_id_maps
-    from sandbox.runner import enter_user_namespace
+    from pysbx.policies.model import IdMapping
+    from pysbx.sandbox.idmap import plan_id_maps, write_id_maps
+    from pysbx.sandbox.runner import enter_user_namespace
 
     maps = plan_id_maps(IdMapping())
     ready_r, ready_w = os.pipe()

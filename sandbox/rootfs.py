@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sandbox.state import PRIVATE, private_folder, private_root
+from pysbx.sandbox.state import PRIVATE, private_folder, private_root
 
 if TYPE_CHECKING:
-    from images import Image, Layer
+    from pysbx.images import Image, Layer
 
 
 def image_lowers(image: Image, id_offset: int, id_limit: int | None = None) -> tuple[Path, ...]:
@@ -31,7 +31,7 @@ def image_lowers(image: Image, id_offset: int, id_limit: int | None = None) -> t
     unpacked on first use; or one flattened folder when a layer cannot stand alone (it writes
     through a symlink or hard-links into a lower layer). Files are owned by their image id
     plus `id_offset`; an id at or above `id_limit` is refused (both are in the cache key)."""
-    from images.extract import LayerNeedsParents
+    from pysbx.images.extract import LayerNeedsParents
 
     layers_dir = Path(private_folder(os.path.join(private_root(), "layers")))
     lowers: list[Path] = []  # top first
@@ -62,7 +62,7 @@ def chain_ids(image: Image) -> list[str]:
 def _cached_layer(
     image: Image, layer: Layer, folder: Path, lowers: tuple[Path, ...], ids: tuple[int, int | None]
 ) -> Path:
-    from images.extract import UnpackOptions, unpack_layer_folder
+    from pysbx.images.extract import UnpackOptions, unpack_layer_folder
 
     root = folder / "root"
     if root.is_dir():
@@ -78,7 +78,7 @@ def _cached_layer(
 def image_rootfs(image: Image, id_offset: int, id_limit: int | None = None) -> Path:
     """The whole image flattened into one cached folder, for images whose layers cannot be
     stacked."""
-    from images.extract import UnpackOptions, unpack_image
+    from pysbx.images.extract import UnpackOptions, unpack_image
 
     images = Path(private_folder(os.path.join(private_root(), "images")))
     folder = images / f"{image.manifest_digest.hex}-{id_offset}-{id_limit or 'any'}"
@@ -107,7 +107,7 @@ def _publish(folder: Path, fill: Callable[[Path], object], id_offset: int, name:
     """Fill `folder/name` under a temporary name, record its tree digest (for `pysandbox
     system check`), then rename it into place: a run killed half-way leaves only a
     `.unpack-*` folder, which no one reads (and prune removes)."""
-    from sandbox.treedigest import write_digest
+    from pysbx.sandbox.treedigest import write_digest
 
     staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=folder.parent))
     try:
@@ -134,7 +134,7 @@ def etc_text(lowers: tuple[str, ...], name: str) -> str:
     """The image's /etc/NAME as the container will see it, for USER lookups before it runs:
     read inside the layers (no symlink followed, regular files only, bounded), "" when the
     image has none (numeric ids still work). An ImageError when it is too large."""
-    from images.overlay import read_visible_file
+    from pysbx.images.overlay import read_visible_file
 
     data = read_visible_file([Path(folder) for folder in lowers], f"etc/{name}", ETC_FILE_LIMIT)
     return "" if data is None else data.decode(errors="replace")

@@ -37,24 +37,24 @@ import errno
 import os
 import time
 
-from sandbox import capabilities, linux, mounts
-from sandbox.errors import EXIT_SETUP_FAILED
-from sandbox.idmap import IdMaps, write_id_maps
-from sandbox.limits import Enforcement, apply_rlimits, cgroup_values
-from sandbox.process import User
-from sandbox.record import Record
+from pysbx.sandbox import capabilities, linux, mounts
+from pysbx.sandbox.errors import EXIT_SETUP_FAILED
+from pysbx.sandbox.idmap import IdMaps, write_id_maps
+from pysbx.sandbox.limits import Enforcement, apply_rlimits, cgroup_values
+from pysbx.sandbox.process import User
+from pysbx.sandbox.record import Record
 
 # Imported here, not where used: after pivot_root the host's files, Python's included, are
 # out of reach, so nothing may be imported lazily on the container's side.
-from sandbox.seccomp import load_bpf
-from sandbox.state import remove_tree
+from pysbx.sandbox.seccomp import load_bpf
+from pysbx.sandbox.state import remove_tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
     import socket
 
-    from sandbox import cgroups
+    from pysbx.sandbox import cgroups
 else:
     # The C half of `signal`: the same functions, with plain ints instead of the enums whose
     # import (enum, functools, collections...) costs a warm start 2-3 ms.
@@ -156,7 +156,7 @@ def run_container(spec: RunSpec) -> int:
 def _make_cgroup(name: str, values: dict[str, float]) -> cgroups.Cgroup | None:
     if not values:  # an ordinary user's run, mostly: rlimits only, no import
         return None
-    from sandbox import cgroups
+    from pysbx.sandbox import cgroups
 
     return cgroups.create(name, values)
 
@@ -168,7 +168,7 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     if spec.tty:  # imported here, before the container's side forks: it cannot after pivot_root
         import socket
 
-        from sandbox import tty
+        from pysbx.sandbox import tty
 
     monitor_end, container_end = socket.socketpair() if spec.tty else (None, None)
     # Signals wait (blocked) until someone can forward them: the monitor once it knows init's
@@ -524,7 +524,7 @@ def _exec_command(spec: RunSpec, errors_w: int, console: socket.socket | None) -
     change, as runc does, and the profile must allow what follows (Docker's does)."""
     reset_signals()
     if console is not None:
-        from sandbox import tty  # imported before the fork (see _run): no file is read here
+        from pysbx.sandbox import tty  # imported before the fork (see _run): no file is read here
 
         tty.open_in_container(console)
     else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import sys
 
-from sandbox.linux import address, call
+from pysbx.sandbox.linux import address, call
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # `run`'s warm start imports this module: typing costs it 3 ms

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from sandbox.errors import SandboxError
+from pysbx.sandbox.errors import SandboxError
 
 OWNER_FILE = "owner"
 _SUFFIX_BYTES = 4  # a state folder is NAME-XXXXXXXX (container_dir, container_name_of)

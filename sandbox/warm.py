@@ -20,22 +20,22 @@ import marshal
 import os
 import zlib
 
-from sandbox.idmap import IdMaps
-from sandbox.limits import Enforcement
+from pysbx.sandbox.idmap import IdMaps
+from pysbx.sandbox.limits import Enforcement
 
 __all__ = ["Enforcement"]
-from sandbox.mounts import TmpfsMount
-from sandbox.names import check_name
-from sandbox.planrecord import Confinement, ImageRun, Plan
-from sandbox.process import User, command_line, environment, resolve_user
-from sandbox.state import container_dir, private_folder, private_root, read_private_file, remove_state
+from pysbx.sandbox.mounts import TmpfsMount
+from pysbx.sandbox.names import check_name
+from pysbx.sandbox.planrecord import Confinement, ImageRun, Plan
+from pysbx.sandbox.process import User, command_line, environment, resolve_user
+from pysbx.sandbox.state import container_dir, private_folder, private_root, read_private_file, remove_state
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from cli.runargs import RunArgs
-    from sandbox.runner import RunSpec
+    from pysbx.cli.runargs import RunArgs
+    from pysbx.sandbox.runner import RunSpec
 
 FORMAT = 7  # bumped with sandbox.plan.FILTER_FORMAT: no plan rests on a filter an older pysandbox compiled
 # Flags that the cold path must check against the policy; with any of them, no warm start.
@@ -192,12 +192,12 @@ def spec_from_plan(plan: Plan, args: RunArgs) -> RunSpec:
     flags, none of which can loosen the policy; the one place either path builds one.
     Raises SandboxError (an unknown user, a bad --tmpfs or --name, storage that is not
     private) or OSError (an unreadable --env-file), leaving no state folder behind."""
-    from sandbox import capabilities
-    from sandbox.runner import RunSpec, hostname_for
+    from pysbx.sandbox import capabilities
+    from pysbx.sandbox.runner import RunSpec, hostname_for
 
     confinement = plan.confinement
     if confinement.user and args.user and args.user != confinement.user:
-        from sandbox.process import ProcessError
+        from pysbx.sandbox.process import ProcessError
 
         raise ProcessError(
             f"-u {args.user} is refused: the policy runs containers as {confinement.user} ({confinement.user_where})"
@@ -262,7 +262,7 @@ def _resolve_run(plan: Plan, args: RunArgs, hostname: str) -> dict[str, Any]:
 
 def _absolute_workdir(path: str) -> str:
     if not path.startswith("/"):
-        from sandbox.process import ProcessError
+        from pysbx.sandbox.process import ProcessError
 
         raise ProcessError(f"the working directory {path!r} is invalid: it needs to be an absolute path")
     return path
@@ -274,8 +274,8 @@ ENV_FILE_LIMIT = 1 << 20
 def _env_file_lines(path: str) -> list[str]:
     """--env-file's settings: a regular file (a FIFO or /proc/kmsg would hang the start),
     bounded, UTF-8; comments and blank lines left out."""
-    from images.regular import open_regular, read_bounded  # only with --env-file
-    from sandbox.process import ProcessError
+    from pysbx.images.regular import open_regular, read_bounded  # only with --env-file
+    from pysbx.sandbox.process import ProcessError
 
     try:
         fd = open_regular(path, follow=True)
@@ -293,6 +293,6 @@ def _env_file_lines(path: str) -> list[str]:
 def _tmpfs_flags(flags: list[str]) -> list[TmpfsMount]:
     if not flags:  # most runs: no import
         return []
-    from sandbox.plan_light import tmpfs_flag
+    from pysbx.sandbox.plan_light import tmpfs_flag
 
     return [tmpfs_flag(text) for text in flags]

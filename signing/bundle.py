@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from signing.errors import VerificationError
+from pysbx.signing.errors import VerificationError
 
 BUNDLE_V01 = "application/vnd.dev.sigstore.bundle+json;version=0.1"
 BUNDLE_V02 = "application/vnd.dev.sigstore.bundle+json;version=0.2"

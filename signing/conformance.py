@@ -12,12 +12,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from policies.model import Identity
-from signing.bundle import BundleResult, MessageSignature, ParsedBundle, parse_bundle
-from signing.errors import VerificationError
-from signing.keys import load_public_key
-from signing.payload import INTOTO_PAYLOAD_TYPE, parse_statement
-from signing.verify import Trust, verify_bundle
+from pysbx.policies.model import Identity
+from pysbx.signing.bundle import BundleResult, MessageSignature, ParsedBundle, parse_bundle
+from pysbx.signing.errors import VerificationError
+from pysbx.signing.keys import load_public_key
+from pysbx.signing.payload import INTOTO_PAYLOAD_TYPE, parse_statement
+from pysbx.signing.verify import Trust, verify_bundle
 
 _DIGEST_INPUT = re.compile(r"sha256:([0-9a-fA-F]{64})")
 
@@ -104,6 +104,6 @@ def _verify_message_signature(parsed: ParsedBundle, subject: Artifact, trust: Tr
         raise VerificationError(
             "bad-input", "a public-key message signature is verified over the artifact file, not only its digest"
         )
-    from signing.keyless import verify_keyless_digest
+    from pysbx.signing.keyless import verify_keyless_digest
 
     return verify_keyless_digest(parsed, subject.sha256, trust.identities, trust.trusted_root)

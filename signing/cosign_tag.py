@@ -28,8 +28,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from signing.bundle import BUNDLE_V01, BUNDLE_V03_NEW
-from signing.errors import VerificationError
+from pysbx.signing.bundle import BUNDLE_V01, BUNDLE_V03_NEW
+from pysbx.signing.errors import VerificationError
 
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"

@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from policies.model import Identity
-from signing.bundle import BundleResult, DsseEnvelope, ParsedBundle
-from signing.errors import VerificationError
+from pysbx.policies.model import Identity
+from pysbx.signing.bundle import BundleResult, DsseEnvelope, ParsedBundle
+from pysbx.signing.errors import VerificationError
 
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate

@@ -19,13 +19,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from signing.errors import SigningError
+from pysbx.signing.errors import SigningError
 
 if TYPE_CHECKING:
     from sigstore.models import ClientTrustConfig
 
-    from images.image import Image
-    from signing.sign import SignatureKind, SignedBundle
+    from pysbx.images.image import Image
+    from pysbx.signing.sign import SignatureKind, SignedBundle
 
 TOKEN_ENVIRONMENT = "SIGSTORE_ID_TOKEN"
 NETWORK_DEADLINE_SECONDS = 120
@@ -138,8 +138,8 @@ def sign_image_keyless(
     """Sign `image`'s manifest digest keyless, in the same two shapes as a key signature (a
     DSSE in-toto Statement, or a message signature over a simple-signing payload), so it is
     stored and found the same way."""
-    from signing.payload import intoto_statement, simple_signing_payload
-    from signing.sign import SignedBundle, image_reference
+    from pysbx.signing.payload import intoto_statement, simple_signing_payload
+    from pysbx.signing.sign import SignedBundle, image_reference
 
     reference = reference or image_reference(image)
     digest = str(image.manifest_digest)

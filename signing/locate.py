@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from images.digest import Digest, digest_bytes, parse_digest
-from images.errors import ImageError
-from images.image import Image, blob_path, split_reference
-from images.regular import open_regular, read_bounded
-from images.store import read_document
-from signing.bundle import BUNDLE_MEDIA_TYPES, MAX_BUNDLE_BYTES
-from signing.cosign_tag import (
+from pysbx.images.digest import Digest, digest_bytes, parse_digest
+from pysbx.images.errors import ImageError
+from pysbx.images.image import Image, blob_path, split_reference
+from pysbx.images.regular import open_regular, read_bounded
+from pysbx.images.store import read_document
+from pysbx.signing.bundle import BUNDLE_MEDIA_TYPES, MAX_BUNDLE_BYTES
+from pysbx.signing.cosign_tag import (
     REF_NAME_ANNOTATION,
     bundle_from_signature_layer,
     names_tag,
@@ -37,8 +37,8 @@ from signing.cosign_tag import (
     signature_tag,
     unverifiable_note,
 )
-from signing.errors import VerificationError
-from signing.payload import SIMPLE_SIGNING_MEDIA_TYPE
+from pysbx.signing.errors import VerificationError
+from pysbx.signing.payload import SIMPLE_SIGNING_MEDIA_TYPE
 
 SIDECAR_SUFFIX = ".sigstore.json"
 _MAX_REFERRERS = 64

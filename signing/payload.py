@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from images.references import normalize_name
-from signing.errors import VerificationError
+from pysbx.images.references import normalize_name
+from pysbx.signing.errors import VerificationError
 
 SIMPLE_SIGNING_TYPE = "cosign container image signature"
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"

@@ -20,14 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from images import mediatypes
-from images.digest import digest_bytes
-from images.errors import ImageError
-from images.image import Image, blob_path, split_reference
-from images.store import read_document
-from signing.bundle import BUNDLE_V03_NEW, DsseEnvelope, MessageSignature, public_key_bundle
-from signing.keys import PrivateKey, key_hint, sign_bytes
-from signing.payload import (
+from pysbx.images import mediatypes
+from pysbx.images.digest import digest_bytes
+from pysbx.images.errors import ImageError
+from pysbx.images.image import Image, blob_path, split_reference
+from pysbx.images.store import read_document
+from pysbx.signing.bundle import BUNDLE_V03_NEW, DsseEnvelope, MessageSignature, public_key_bundle
+from pysbx.signing.keys import PrivateKey, key_hint, sign_bytes
+from pysbx.signing.payload import (
     COSIGN_SIGN_PREDICATE,
     INTOTO_PAYLOAD_TYPE,
     SIMPLE_SIGNING_MEDIA_TYPE,
@@ -83,7 +83,7 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 def write_bundle_file(signed: SignedBundle, path: Path) -> list[Path]:
     """Write the bundle (and, for a message signature, its payload beside it); return the files."""
-    from signing.locate import payload_path_for
+    from pysbx.signing.locate import payload_path_for
 
     write_atomically(path, signed.bundle)
     if signed.kind == "dsse":
@@ -131,9 +131,9 @@ def attach_signature_tag(image: Image, signed: SignedBundle) -> str:
     """Add a message signature to the image's cosign `sha256-<hex>.sig` tag in its OCI layout
     folder, as cosign did before referrers: a simple-signing layer carrying the signature in an
     annotation, beside the layers already under the tag. Return the tag's new manifest digest."""
-    from signing.bundle import parse_bundle
-    from signing.cosign_tag import REF_NAME_ANNOTATION, SIGNATURE_ANNOTATION, names_tag, signature_tag
-    from signing.locate import signature_tag_layers
+    from pysbx.signing.bundle import parse_bundle
+    from pysbx.signing.cosign_tag import REF_NAME_ANNOTATION, SIGNATURE_ANNOTATION, names_tag, signature_tag
+    from pysbx.signing.locate import signature_tag_layers
 
     content = parse_bundle(signed.bundle).content
     if signed.kind != "message" or not isinstance(content, MessageSignature):

@@ -37,9 +37,9 @@ from typing import Any
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from signing.bundle import decode_base64
-from signing.errors import VerificationError
-from signing.keys import PublicKey, signature_is_valid
+from pysbx.signing.bundle import decode_base64
+from pysbx.signing.errors import VerificationError
+from pysbx.signing.keys import PublicKey, signature_is_valid
 
 _CLOCK_SKEW = timedelta(minutes=5)
 _MAX_PROOF_HASHES = 64

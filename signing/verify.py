@@ -39,14 +39,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from images.errors import ImageError
-from images.image import Image
-from policies.model import Identity, SigningPolicy
-from signing.bundle import BundleResult, DsseEnvelope, MessageSignature, ParsedBundle, parse_bundle
-from signing.errors import RefusalKind, VerificationError
-from signing.keys import TrustedKey, load_public_key, signature_is_valid
-from signing.locate import FoundBundle, find_bundles
-from signing.payload import (
+from pysbx.images.errors import ImageError
+from pysbx.images.image import Image
+from pysbx.policies.model import Identity, SigningPolicy
+from pysbx.signing.bundle import BundleResult, DsseEnvelope, MessageSignature, ParsedBundle, parse_bundle
+from pysbx.signing.errors import RefusalKind, VerificationError
+from pysbx.signing.keys import TrustedKey, load_public_key, signature_is_valid
+from pysbx.signing.locate import FoundBundle, find_bundles
+from pysbx.signing.payload import (
     COSIGN_SIGN_PREDICATE,
     INTOTO_PAYLOAD_TYPE,
     SignedClaim,
@@ -55,7 +55,7 @@ from signing.payload import (
     pre_authentication_encoding,
     require_reference,
 )
-from signing.tlog import LogReport, SignedContent, check_log_entries
+from pysbx.signing.tlog import LogReport, SignedContent, check_log_entries
 
 NO_TRUSTED_TIME = "none: a public-key signature carries no verified signing time"
 CONTENT_NOT_CHECKED = "content digests: the config and layer blobs were not read"
@@ -205,7 +205,7 @@ def _verify_candidate(image: Image, found: FoundBundle, trust: Trust, references
 
 def _verify_content(image: Image, verdict: Verdict) -> Verdict:
     # (5): every blob under the signed manifest, against its digest, size and diff_id.
-    from images.content import verify_content
+    from pysbx.images.content import verify_content
 
     try:
         report = verify_content(image)
@@ -259,7 +259,7 @@ def verify_bundle(parsed: ParsedBundle, artifact: bytes | None, trust: Trust) ->
     signature, over its own envelope for DSSE) against `trust`."""
     if parsed.material == "public-key":
         return _verify_with_key(parsed, artifact, trust.keys, trust.trusted_root)
-    from signing.keyless import verify_keyless
+    from pysbx.signing.keyless import verify_keyless
 
     return verify_keyless(parsed, artifact, trust.identities, trust.trusted_root)
 

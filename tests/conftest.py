@@ -18,7 +18,7 @@ def reserved_ids() -> None:
     import os
 
     if os.geteuid() == 0:
-        from sandbox.idsetup import reserve_ids
+        from pysbx.sandbox.idsetup import reserve_ids
 
         reserve_ids()
 
@@ -31,7 +31,7 @@ def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("needs Debian's busybox-static")
     work = tmp_path_factory.mktemp("busybox")
     subprocess.run([str(ROOT / "examples/busybox/make-rootfs.sh"), str(work / "rootfs")], check=True)
-    from images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
+    from pysbx.images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
 
     image = NewImage(
         [NewLayer(tar_from_directory(work / "rootfs"), "gzip", "COPY rootfs /")],

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from images.writer import NewImage, NewLayer, write_docker_archive, write_oci_archive, write_oci_layout
+from pysbx.images.writer import NewImage, NewLayer, write_docker_archive, write_oci_archive, write_oci_layout
 
 
 @dataclass

@@ -11,5 +11,5 @@ python=${PYTHON:-$( [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || command 
 .venv/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 # An editable install compiles nothing, and PYTHONDONTWRITEBYTECODE may forbid caching at
 # import time: compile once, so that start-up measured by the tests is start-up.
-.venv/bin/python -m compileall -q images sandbox audit policies signing cli >/dev/null
+.venv/bin/python -m compileall -q pysbx images sandbox audit policies signing cli >/dev/null
 exec .venv/bin/python -m pytest "$@"

@@ -1,10 +1,14 @@
 """The layering DESIGN.md draws, held: the library packages import no command-line code
 (the front ends live in `cli/` alone), and the auditor imports nothing of the runtime.
-Imports inside `if TYPE_CHECKING:` are for the type checker only and do not count."""
+Imports inside `if TYPE_CHECKING:` are for the type checker only and do not count.
+Every import of our packages goes through the `pysbx` namespace, the only name installed."""
 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +17,8 @@ import pytest
 from tests.conftest import ROOT
 
 LIBRARIES = ("images", "policies", "signing", "sandbox", "audit")
+PACKAGES = (*LIBRARIES, "cli")
+NAMESPACE = "pysbx"
 FORBIDDEN = {package: {"cli"} for package in LIBRARIES} | {"audit": {"cli", "sandbox"}}
 
 
@@ -32,15 +38,53 @@ def runtime_imports(path: Path) -> Iterator[tuple[int, str]]:
             yield node.lineno, node.module
 
 
+def package_of(module: str) -> str:
+    """Which of our packages `pysbx.<package>.…` belongs to ("" for anything else)."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == NAMESPACE and len(parts) > 1 else ""
+
+
 @pytest.mark.parametrize("package", LIBRARIES)
 def test_a_library_package_imports_no_code_above_it(package: str) -> None:
     offending = [
         f"{path.relative_to(ROOT)}:{line}: {module}"
         for path in sorted((ROOT / package).rglob("*.py"))
         for line, module in runtime_imports(path)
-        if module.split(".")[0] in FORBIDDEN[package]
+        if package_of(module) in FORBIDDEN[package]
     ]
     assert offending == []
+
+
+def python_files() -> Iterator[Path]:
+    for folder in (*PACKAGES, "tests", "bench"):
+        yield from sorted((ROOT / folder).rglob("*.py"))
+    yield ROOT / "bin" / "pysandbox"
+
+
+def test_our_packages_are_imported_through_the_namespace_only() -> None:
+    """`import sandbox` works in a source checkout (its root is on sys.path) and nowhere else:
+    an installed wheel has pysbx alone."""
+    bare = [
+        f"{path.relative_to(ROOT)}:{line}: {module}"
+        for path in python_files()
+        for line, module in runtime_imports(path)
+        if module.split(".")[0] in PACKAGES
+    ]
+    assert bare == []
+
+
+def test_the_tools_work_beside_other_modules_named_like_our_folders(tmp_path: Path) -> None:
+    """Debian's python3-audit puts an `audit` module on the interpreter's path, PyPI's old
+    pysandbox a `sandbox` package: first on the path, they change nothing for our tools."""
+    for name in PACKAGES:
+        (tmp_path / f"{name}.py").write_text("raise ImportError('the wrong package was imported')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("FROM debian:12\n")
+    bin_dir = Path(sys.executable).parent
+    for command in ([bin_dir / "pyaudit", "--format", "json", str(dockerfile)], [bin_dir / "pysandbox", "--version"]):
+        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert result.returncode in (0, 1) and "wrong package" not in result.stderr, result.stderr
 
 
 def test_the_front_ends_are_all_in_cli() -> None:

@@ -4,12 +4,12 @@ the copy to the model: capability names, built-in policy names, seccomp filter f
 
 from __future__ import annotations
 
-from policies.loader import BUILTINS
-from policies.model import LINUX_CAPABILITIES
-from policies.seccomp import FILTER_FLAGS
-from sandbox.capabilities import CAPABILITY_NUMBERS
-from sandbox.seccomp import FILTER_FLAGS as LOADABLE_FLAGS
-from sandbox.warm import BUILTIN_POLICIES
+from pysbx.policies.loader import BUILTINS
+from pysbx.policies.model import LINUX_CAPABILITIES
+from pysbx.policies.seccomp import FILTER_FLAGS
+from pysbx.sandbox.capabilities import CAPABILITY_NUMBERS
+from pysbx.sandbox.seccomp import FILTER_FLAGS as LOADABLE_FLAGS
+from pysbx.sandbox.warm import BUILTIN_POLICIES
 
 
 def test_the_runtime_numbers_every_capability_the_policy_model_names() -> None:

@@ -9,13 +9,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from audit.engine import AuditResult
+    from pysbx.audit.engine import AuditResult
 
 FORMATS = {
-    "text": "audit.formats.text",
-    "json": "audit.formats.json_report",
-    "sarif": "audit.formats.sarif",
-    "junit": "audit.formats.junit",
+    "text": "pysbx.audit.formats.text",
+    "json": "pysbx.audit.formats.json_report",
+    "sarif": "pysbx.audit.formats.sarif",
+    "junit": "pysbx.audit.formats.junit",
 }
 
 

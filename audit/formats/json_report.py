@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from audit.engine import AuditResult
-from policies.model import SEVERITIES
+from pysbx.audit.engine import AuditResult
+from pysbx.policies.model import SEVERITIES
 
 
 def render(result: AuditResult, colour: bool = False) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from audit.engine import AuditResult
-from audit.findings import at_or_above
+from pysbx.audit.engine import AuditResult
+from pysbx.audit.findings import at_or_above
 
 
 def render(result: AuditResult, colour: bool = False) -> str:

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from audit.catalog import RULES
-from audit.engine import AuditResult
+from pysbx.audit.catalog import RULES
+from pysbx.audit.engine import AuditResult
 
 _SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0", "info": "0.0"}
 _LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}

@@ -3,10 +3,10 @@ small bar chart of layer sizes and wasted bytes, as dive users expect."""
 
 from __future__ import annotations
 
-from audit.engine import AuditResult
-from audit.findings import severity_rank
-from policies.model import SEVERITIES
-from policies.values import format_size
+from pysbx.audit.engine import AuditResult
+from pysbx.audit.findings import severity_rank
+from pysbx.policies.model import SEVERITIES
+from pysbx.policies.values import format_size
 
 _COLOURS = {
     "critical": "\x1b[1;31m",

@@ -3,8 +3,8 @@ references from the catalogue so that each rule only says what it saw and where.
 
 from __future__ import annotations
 
-from audit.catalog import BY_NAME
-from audit.findings import Finding
+from pysbx.audit.catalog import BY_NAME
+from pysbx.audit.findings import Finding
 
 
 def finding(

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from audit.findings import Finding
-from audit.rules import finding
-from audit.rules.references import pinning_finding
-from audit.spec import ContainerSpec, capability_name, is_root_user
-from policies.values import ENGINE_SOCKETS
+from pysbx.audit.findings import Finding
+from pysbx.audit.rules import finding
+from pysbx.audit.rules.references import pinning_finding
+from pysbx.audit.spec import ContainerSpec, capability_name, is_root_user
+from pysbx.policies.values import ENGINE_SOCKETS
 
 DANGEROUS_CAPABILITIES = {
     "SYS_ADMIN",

@@ -6,15 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from audit.efficiency import FinalTree, dive_efficiency, wasted_files
-from audit.findings import Finding
-from audit.rules import finding
-from audit.rules.references import reference_pinning
-from audit.secrets import secret_content, secret_file, secret_in_assignment, token_in
-from audit.sources.image import ImageFacts
-from audit.spec import is_root_user
-from policies.model import Policy
-from policies.values import format_size
+from pysbx.audit.efficiency import FinalTree, dive_efficiency, wasted_files
+from pysbx.audit.findings import Finding
+from pysbx.audit.rules import finding
+from pysbx.audit.rules.references import reference_pinning
+from pysbx.audit.secrets import secret_content, secret_file, secret_in_assignment, token_in
+from pysbx.audit.sources.image import ImageFacts
+from pysbx.audit.spec import is_root_user
+from pysbx.policies.model import Policy
+from pysbx.policies.values import format_size
 
 PACKAGE_CACHES = {
     "var/lib/apt/lists/": "apt lists",
@@ -127,7 +127,7 @@ def _unsigned(facts: ImageFacts, target: str, policy: Policy) -> Iterator[Findin
     """When the policy requires signatures, the image must carry one that verifies."""
     if not policy.signing.required:
         return
-    from signing.verify import verify_image
+    from pysbx.signing.verify import verify_image
 
     verdict = verify_image(facts.image, policy.signing)
     if not verdict.verified:

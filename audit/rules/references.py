@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from audit.findings import Finding
-from audit.rules import finding
+from pysbx.audit.findings import Finding
+from pysbx.audit.rules import finding
 
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from audit.sources.compose import compose_specs, is_compose
-from audit.sources.kubernetes import is_kubernetes, kubernetes_specs
-from audit.sources.runtime import docker_inspect_specs, is_docker_inspect, is_oci_config, oci_config_specs
-from audit.spec import ContainerSpec
+from pysbx.audit.sources.compose import compose_specs, is_compose
+from pysbx.audit.sources.kubernetes import is_kubernetes, kubernetes_specs
+from pysbx.audit.sources.runtime import docker_inspect_specs, is_docker_inspect, is_oci_config, oci_config_specs
+from pysbx.audit.spec import ContainerSpec
 
 
 @dataclass(frozen=True)

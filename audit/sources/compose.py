@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from audit.sources.settings import host_modes, security_options, setting
-from audit.sources.yamllines import LineDict, LineList
-from audit.spec import ContainerSpec, Mount
+from pysbx.audit.sources.settings import host_modes, security_options, setting
+from pysbx.audit.sources.yamllines import LineDict, LineList
+from pysbx.audit.spec import ContainerSpec, Mount
 
 
 def is_compose(document: object) -> bool:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from audit.secrets import secret_file, wants_content_check
-from images.image import Image
-from images.layers import Entry, walk_layer
+from pysbx.audit.secrets import secret_file, wants_content_check
+from pysbx.images.image import Image
+from pysbx.images.layers import Entry, walk_layer
 
 CONTENT_LIMIT = 64 * 1024
 _MAX_CANDIDATE_SIZE = 1024 * 1024

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-from audit.sources.yamllines import LineDict, LineList
-from audit.spec import ContainerSpec, Mount, Setting
+from pysbx.audit.sources.yamllines import LineDict, LineList
+from pysbx.audit.spec import ContainerSpec, Mount, Setting
 
 WORKLOADS = {
     "Pod",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from audit.sources.yamllines import LineDict, LineList
-from audit.spec import ContainerSpec, Setting
+from pysbx.audit.sources.yamllines import LineDict, LineList
+from pysbx.audit.spec import ContainerSpec, Setting
 
 
 def setting(mapping: Any, key: str) -> Setting:

@@ -15,8 +15,8 @@ strict.json) lie in this folder. The names below are the package's interface."""
 
 from __future__ import annotations
 
-from policies.seccomp.compare import ProfileDifference, compare_profiles
-from policies.seccomp.compile import (
+from pysbx.policies.seccomp.compare import ProfileDifference, compare_profiles
+from pysbx.policies.seccomp.compile import (
     Compiled,
     compile_bpf,
     compile_pfc,
@@ -24,7 +24,7 @@ from policies.seccomp.compile import (
     syscall_known,
     syscall_number,
 )
-from policies.seccomp.profile import (
+from pysbx.policies.seccomp.profile import (
     ACTIONS,
     ARCHITECTURES,
     BUILTIN_PROFILES,
@@ -43,8 +43,8 @@ from policies.seccomp.profile import (
     SeccompProfileError,
     SyscallRule,
 )
-from policies.seccomp.reader import load_profile, parse_profile
-from policies.seccomp.resolve import (
+from pysbx.policies.seccomp.reader import load_profile, parse_profile
+from pysbx.policies.seccomp.resolve import (
     go_arch,
     kernel_version,
     oci_document,

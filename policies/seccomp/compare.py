@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Final
 
-from policies.seccomp.profile import GO_TO_SCMP_ARCH, ArgCondition, KernelVersion, Profile, SyscallRule
-from policies.seccomp.resolve import _same_arch, go_arch, kernel_version, resolve, resolve_architectures
+from pysbx.policies.seccomp.profile import GO_TO_SCMP_ARCH, ArgCondition, KernelVersion, Profile, SyscallRule
+from pysbx.policies.seccomp.resolve import _same_arch, go_arch, kernel_version, resolve, resolve_architectures
 
 # ----- comparing profiles by what they let through ------------------------------------------
 #

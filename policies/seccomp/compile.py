@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from policies.seccomp.profile import (
+from pysbx.policies.seccomp.profile import (
     _ERRNO_ACTIONS,
     _NR_SCMP_ERROR,
     _SYSCALL_NAME,
@@ -23,7 +23,7 @@ from policies.seccomp.profile import (
     Profile,
     SeccompProfileError,
 )
-from policies.seccomp.resolve import _resolve_indexed, resolve_architectures, with_overrides
+from pysbx.policies.seccomp.resolve import _resolve_indexed, resolve_architectures, with_overrides
 
 # ----- compiling with libseccomp ------------------------------------------------------------
 #

@@ -231,7 +231,7 @@ class Profile:
     @classmethod
     def from_json(cls, document: object, source: str = "<profile>") -> Profile:
         """Check and convert a parsed JSON document; raises SeccompProfileError."""
-        from policies.seccomp.reader import _Reader  # the reader builds on this model
+        from pysbx.policies.seccomp.reader import _Reader  # the reader builds on this model
 
         return _Reader(source).profile(document)
 

@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from policies.model import LINUX_CAPABILITIES
-from policies.seccomp.profile import (
+from pysbx.policies.model import LINUX_CAPABILITIES
+from pysbx.policies.seccomp.profile import (
     _ERRNO_ACTIONS,
     _GO_ARCHES,
     _KERNEL_VERSION,
@@ -33,7 +33,7 @@ from policies.seccomp.profile import (
     SeccompProfileError,
     SyscallRule,
 )
-from policies.values import suggest
+from pysbx.policies.values import suggest
 
 
 class _Reader:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from policies.seccomp.profile import (
+from pysbx.policies.seccomp.profile import (
     _KERNEL_VERSION,
     _MACHINE_TO_GO,
     _SYSCALL_NAME,

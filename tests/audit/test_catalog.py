@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from audit.catalog import BY_NAME
+from pysbx.audit.catalog import BY_NAME
 from tests.conftest import ROOT
 
 

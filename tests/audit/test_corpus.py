@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from audit.efficiency import FinalTree, dive_efficiency, wasted_files
-from audit.engine import audit
-from images import open_image
-from images.layers import walk_layer
+from pysbx.audit.efficiency import FinalTree, dive_efficiency, wasted_files
+from pysbx.audit.engine import audit
+from pysbx.images import open_image
+from pysbx.images.layers import walk_layer
 from tests.conftest import SHARED
 
 TESTDATA = SHARED / "testdata"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from audit.detect import AuditInputError
-from audit.engine import audit
-from audit.inputs import TEXT_LIMIT, NotRegularFileError, read_regular
+from pysbx.audit.detect import AuditInputError
+from pysbx.audit.engine import audit
+from pysbx.audit.inputs import TEXT_LIMIT, NotRegularFileError, read_regular
 
 BIN = Path(sys.executable).parent
 CANARY = "secret123canary"
@@ -200,7 +200,7 @@ def test_a_file_swapped_for_a_fifo_after_the_check_is_refused_on_its_descriptor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The race a stat-then-open check loses: the stat saw a regular file, the open finds a FIFO."""
-    import audit.inputs
+    from pysbx.audit import inputs
 
     (tmp_path / "regular").write_text(DOCKERFILE)
     os.mkfifo(tmp_path / "Dockerfile")
@@ -218,7 +218,7 @@ def test_a_file_swapped_for_a_fifo_after_the_check_is_refused_on_its_descriptor(
     def blocked(signum: int, frame: object) -> None:
         raise AssertionError("read_regular waited on a FIFO")
 
-    monkeypatch.setattr(audit.inputs, "os", OsWhoseStatSaysRegular())
+    monkeypatch.setattr(inputs, "os", OsWhoseStatSaysRegular())
     previous = signal.signal(signal.SIGALRM, blocked)
     signal.alarm(TIMEOUT)
     try:
@@ -232,7 +232,7 @@ def test_a_file_swapped_for_a_fifo_after_the_check_is_refused_on_its_descriptor(
 
 def test_a_stage_number_too_long_for_int_is_no_stage() -> None:
     """Found by the property test: `FROM <4,400 digits>` after a stage made int() raise."""
-    from audit.sources.dockerfile import parse_dockerfile
+    from pysbx.audit.sources.dockerfile import parse_dockerfile
 
     parsed = parse_dockerfile("FROM a AS b\nFROM " + "1" * 4400 + "\n", "Dockerfile")
     assert len(parsed.stages) == 2

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from audit.engine import AuditOptions, audit
-from audit.findings import Finding
-from policies.model import Policy
+from pysbx.audit.engine import AuditOptions, audit
+from pysbx.audit.findings import Finding
+from pysbx.policies.model import Policy
 from tests.imagekit import T, image_of, write_image
 
 
@@ -400,7 +400,7 @@ def test_image_rules_on_a_built_image(tmp_path: Path) -> None:
 
 
 def test_bloat_thresholds_come_from_the_policy(tmp_path: Path) -> None:
-    from policies.loader import load_policy
+    from pysbx.policies.loader import load_policy
 
     image = image_of([T("a", data=b"1" * 50_000)], [T("a", data=b"2" * 50_000)])
     path = write_image(image, tmp_path, "oci-archive")
@@ -417,7 +417,7 @@ def test_bloat_thresholds_come_from_the_policy(tmp_path: Path) -> None:
 
 
 def test_unreadable_inputs_are_errors(tmp_path: Path) -> None:
-    from audit.detect import AuditInputError
+    from pysbx.audit.detect import AuditInputError
 
     with pytest.raises(AuditInputError, match="no such file"):
         audit([str(tmp_path / "missing.yaml")])

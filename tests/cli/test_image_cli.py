@@ -135,7 +135,7 @@ def test_usage_errors_exit_125_for_pysandbox_and_2_for_pyaudit() -> None:
 def test_a_tampered_image_unpacks_nothing(tmp_path: Path, image: str) -> None:
     import tarfile
 
-    from images import open_image
+    from pysbx.images import open_image
 
     opened = open_image(image)
     members = {}
@@ -147,7 +147,7 @@ def test_a_tampered_image_unpacks_nothing(tmp_path: Path, image: str) -> None:
     data = bytearray(members[blob])
     data[len(data) // 2] ^= 0xFF
     members[blob] = bytes(data)
-    from images.writer import write_tar
+    from pysbx.images.writer import write_tar
 
     tampered = tmp_path / "tampered.tar"
     write_tar(tampered, members.items())
@@ -196,7 +196,7 @@ def test_the_version_is_the_installed_distributions() -> None:
     --version finds it, and the CI examples install it by that name."""
     import tomllib
 
-    from cli.kit import DISTRIBUTION
+    from pysbx.cli.kit import DISTRIBUTION
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["name"] == DISTRIBUTION and project["license"] == "Apache-2.0"

@@ -37,9 +37,9 @@ from pathlib import Path
 
 import pytest
 
-from images import Image, ImageError, Layer, open_image
-from images.extract import unpack_image
-from images.layers import Entry, layer_stats, walk_layer
+from pysbx.images import Image, ImageError, Layer, open_image
+from pysbx.images.extract import unpack_image
+from pysbx.images.layers import Entry, layer_stats, walk_layer
 from tests.conftest import SHARED
 
 FIXED_TIME = 1_700_000_000

@@ -32,9 +32,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from images import ImageError, open_image
-from images.extract import UnpackOptions, UnpackReport, unpack_image
-from images.writer import NewImage, NewLayer
+from pysbx.images import ImageError, open_image
+from pysbx.images.extract import UnpackOptions, UnpackReport, unpack_image
+from pysbx.images.writer import NewImage, NewLayer
 from tests.imagekit import T, image_of, make_tar, snapshot, write_image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -741,8 +741,8 @@ def test_impossible_header_values_are_refused(arena: Arena, layer: bytes, needle
 ORDINARY_USER = """
 import json, os, sys
 from pathlib import Path
-from images import ImageError, open_image
-from images.extract import unpack_image
+from pysbx.images import ImageError, open_image
+from pysbx.images.extract import unpack_image
 
 arena = Path(sys.argv[1])
 results = {}
@@ -799,7 +799,7 @@ def test_unpacking_as_an_ordinary_user_is_just_as_safe() -> None:
     are refused, devices are skipped and FIFOs made, and ownership that cannot be kept
     (uid 0 and 1000) is counted in `ownership_not_kept` and recorded in an xattr."""
     user = _ordinary_user()
-    check = _run_as("sbxtest", "import images.extract, zstandard")
+    check = _run_as("sbxtest", "import pysbx.images.extract, zstandard")
     if check.returncode != 0:
         pytest.skip(f"sbxtest cannot run {sys.executable} with the project: {check.stderr.strip()[-300:]}")
     arena = Arena(Path(tempfile.mkdtemp(prefix="pysandbox-hostile-")))

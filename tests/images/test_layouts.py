@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from images import ImageError, Platform, open_image
-from images.extract import unpack_image
-from images.layers import layer_stats, walk_layer
-from images.writer import NewImage, NewLayer, compress, write_oci_archive, write_oci_layout
+from pysbx.images import ImageError, Platform, open_image
+from pysbx.images.extract import unpack_image
+from pysbx.images.layers import layer_stats, walk_layer
+from pysbx.images.writer import NewImage, NewLayer, compress, write_oci_archive, write_oci_layout
 from tests.imagekit import LAYOUTS, T, image_of, make_tar, write_image
 
 BASE = [
@@ -292,7 +292,7 @@ def test_legacy_config_must_match_its_file_name(tmp_path: Path) -> None:
             members[info.name] = archive.extractfile(info).read()  # type: ignore[union-attr]
     config_name = next(name for name in members if name.endswith(".json") and name != "manifest.json")
     members[config_name] = members[config_name].replace(b'"User"', b'"user"') + b" "
-    from images.writer import write_tar
+    from pysbx.images.writer import write_tar
 
     path.unlink()
     write_tar(path, members.items())

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from images import open_image
-from images.extract import LayerNeedsParents, UnpackOptions, unpack_image, unpack_layer_folder
-from images.overlay import flatten, visible
-from sandbox.rootfs import image_lowers
+from pysbx.images import open_image
+from pysbx.images.extract import LayerNeedsParents, UnpackOptions, unpack_image, unpack_layer_folder
+from pysbx.images.overlay import flatten, visible
+from pysbx.sandbox.rootfs import image_lowers
 from tests.imagekit import T, image_of, write_image
 
 BASE = [

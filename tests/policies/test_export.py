@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from images import open_image
-from images.extract import unpack_image
-from policies.export import docker_flags, export_files, kubernetes_pod, oci_config
-from policies.loader import load_policy
+from pysbx.images import open_image
+from pysbx.images.extract import unpack_image
+from pysbx.policies.export import docker_flags, export_files, kubernetes_pod, oci_config
+from pysbx.policies.loader import load_policy
 
 BIN = Path(sys.executable).parent
 
@@ -54,7 +54,7 @@ def run_in_runc(bundle: Path, config: dict[str, object], tmp_path: Path) -> subp
 
 
 def reserved_base() -> int:
-    from sandbox.idmap import PASSWD, SUBUID, reserved_range
+    from pysbx.sandbox.idmap import PASSWD, SUBUID, reserved_range
 
     return reserved_range(SUBUID, PASSWD).host  # the root test session reserves it (tests/conftest.py)
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from policies import diff, model
-from policies.diff import Change, diff_policies, loosens
-from policies.errors import PolicyError
-from policies.loader import BUILTIN_DIR, BUILTINS, load_policy
-from policies.seccomp import compare_profiles, load_profile, parse_profile
-from signing.keys import generate_key_pair
+from pysbx.policies import diff, model
+from pysbx.policies.diff import Change, diff_policies, loosens
+from pysbx.policies.errors import PolicyError
+from pysbx.policies.loader import BUILTIN_DIR, BUILTINS, load_policy
+from pysbx.policies.seccomp import compare_profiles, load_profile, parse_profile
+from pysbx.signing.keys import generate_key_pair
 
 BIN = Path(sys.executable).parent
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from policies import model
-from policies.diff import diff_policies
-from policies.errors import PolicyError
-from policies.loader import BUILTINS, load_policy
-from policies.schema import SCHEMA_PATH, policy_schema, schema_text
+from pysbx.policies import model
+from pysbx.policies.diff import diff_policies
+from pysbx.policies.errors import PolicyError
+from pysbx.policies.loader import BUILTINS, load_policy
+from pysbx.policies.schema import SCHEMA_PATH, policy_schema, schema_text
 
 BIN = Path(sys.executable).parent
 
@@ -329,7 +329,9 @@ def test_show_prints_the_resolved_policy_as_yaml(tmp_path: Path) -> None:
 
 
 def test_the_committed_schema_is_generated_from_the_model() -> None:
-    assert SCHEMA_PATH.read_text() == schema_text(), "run: python -c 'from policies.schema import schema_text; ...'"
+    assert SCHEMA_PATH.read_text() == schema_text(), (
+        "run: python -c 'from pysbx.policies.schema import schema_text; ...'"
+    )
 
 
 def test_the_schema_accepts_the_builtins_and_rejects_typos() -> None:

@@ -23,8 +23,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cli.seccomp_cmd import app as seccomp_app
-from policies.seccomp import (
+from pysbx.cli.seccomp_cmd import app as seccomp_app
+from pysbx.policies.seccomp import (
     PROFILE_DIR,
     Compiled,
     Profile,
@@ -41,7 +41,7 @@ from policies.seccomp import (
     syscall_number,
     with_overrides,
 )
-from sandbox.seccomp import load_bpf
+from pysbx.sandbox.seccomp import load_bpf
 
 PODMAN_PROFILE = Path("/usr/share/containers/seccomp.json")
 BUSYBOX = Path("/bin/busybox")
@@ -786,8 +786,8 @@ def test_compiling_the_default_profile_takes_milliseconds() -> None:
 
 def test_loading_a_filter_imports_no_framework_and_no_libseccomp_binding() -> None:
     code = (
-        "import sys, sandbox.seccomp; "
-        "print(sorted(m for m in ('pyseccomp', 'typer', 'yaml', 'policies', 'rich') if m in sys.modules))"
+        "import sys, pysbx.sandbox.seccomp; "
+        "print(sorted(m for m in ('pyseccomp', 'typer', 'yaml', 'pysbx.policies', 'rich') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert result.stdout.strip() == "[]"

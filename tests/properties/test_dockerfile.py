@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit.rules.dockerfile import dockerfile_findings
-from audit.sources.dockerfile import INSTRUCTIONS, DockerfileError, parse_dockerfile
+from pysbx.audit.rules.dockerfile import dockerfile_findings
+from pysbx.audit.sources.dockerfile import INSTRUCTIONS, DockerfileError, parse_dockerfile
 from tests.properties.strategies import examples
 
 # Pieces that steer the parser into its branches: directives, continuations (both escape

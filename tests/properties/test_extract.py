@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from images import ImageError
-from images.extract import UnpackOptions, UnpackReport
+from pysbx.images import ImageError
+from pysbx.images.extract import UnpackOptions, UnpackReport
 from tests.imagekit import T, image_of
 from tests.images.test_hostile import Arena
 from tests.properties.strategies import examples, layers

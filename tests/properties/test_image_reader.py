@@ -25,11 +25,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from images import ImageError, open_image
-from images.decompress import ByteBudget
-from images.image import Image
-from images.layers import layer_stats, walk_layer
-from images.writer import NewImage, NewLayer
+from pysbx.images import ImageError, open_image
+from pysbx.images.decompress import ByteBudget
+from pysbx.images.image import Image
+from pysbx.images.layers import layer_stats, walk_layer
+from pysbx.images.writer import NewImage, NewLayer
 from tests.imagekit import LAYOUTS, T, image_of, json_documents, json_slots, make_tar, rehash, write_image
 from tests.properties.strategies import examples, json_values
 

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies import model
-from policies.errors import PolicyError
-from policies.loader import LoadedPolicy, load_policy
+from pysbx.policies import model
+from pysbx.policies.errors import PolicyError
+from pysbx.policies.loader import LoadedPolicy, load_policy
 from tests.properties.strategies import block_yaml, examples, scalars, yaml_texts
 
 _LEAF_WORDS = ("strict", "baseline", "permissive", "default", "unconfined", "user", "network", "none", "host",

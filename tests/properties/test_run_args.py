@@ -12,7 +12,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from cli.runargs import OPTIONS, RunArgs, parse, parse_fast, parser
+from pysbx.cli.runargs import OPTIONS, RunArgs, parse, parse_fast, parser
 from tests.properties.strategies import examples
 
 NAMES = sorted(name for option in OPTIONS for name in option.names)

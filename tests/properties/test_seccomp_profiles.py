@@ -10,7 +10,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policies.seccomp import (
+from pysbx.policies.seccomp import (
     ACTIONS,
     ARCHITECTURES,
     FILTER_FLAGS,

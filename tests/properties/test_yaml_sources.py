@@ -13,10 +13,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit.rules.container import container_findings
-from audit.sources.compose import compose_specs, is_compose
-from audit.sources.kubernetes import WORKLOADS, is_kubernetes, kubernetes_specs
-from audit.sources.yamllines import load_documents
+from pysbx.audit.rules.container import container_findings
+from pysbx.audit.sources.compose import compose_specs, is_compose
+from pysbx.audit.sources.kubernetes import WORKLOADS, is_kubernetes, kubernetes_specs
+from pysbx.audit.sources.yamllines import load_documents
 from tests.properties.strategies import examples, yaml_texts
 
 COMPOSE_KEYS = (

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
+from pysbx.images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
 from tests.conftest import ROOT
 from tests.imagekit import T, make_tar, static_busybox
 
@@ -89,7 +89,7 @@ def test_user() -> str:
     except KeyError:
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", TEST_USER], check=True)
     probe = subprocess.run(
-        ["runuser", "-u", TEST_USER, "--", sys.executable, "-c", "import sandbox"], capture_output=True, cwd="/"
+        ["runuser", "-u", TEST_USER, "--", sys.executable, "-c", "import pysbx.sandbox"], capture_output=True, cwd="/"
     )
     if probe.returncode != 0:
         pytest.skip(f"{TEST_USER} cannot run this interpreter ({probe.stderr.decode().strip()[-200:]})")

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import pytest
 
-from images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
+from pysbx.images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
 from tests.imagekit import T, make_tar
 from tests.sandbox.conftest import as_user, command
 
@@ -185,7 +185,7 @@ def state_entries(mode: str, cache: Path, marker: str) -> list[str]:
 def root_container_base() -> int:
     """The first host id of root's containers: the range reserved for pysandbox in
     /etc/subuid (tests/conftest.py reserves it in a root session)."""
-    from sandbox.idmap import PASSWD, SUBUID, reserved_range
+    from pysbx.sandbox.idmap import PASSWD, SUBUID, reserved_range
 
     return reserved_range(SUBUID, PASSWD).host
 

@@ -75,7 +75,7 @@ def own_interpreter(sandbox: Sandbox) -> Iterator[tuple[Path, Path]]:
 
 def run_with(sandbox: Sandbox, home: Path, interpreter: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
     """`pysandbox run ARGS` with `interpreter`, as the mode's user, with `home` as HOME."""
-    main = [str(interpreter), "-c", "from cli.entry import main; main()", "run", *args]
+    main = [str(interpreter), "-c", "from pysbx.cli.entry import main; main()", "run", *args]
     prefix = as_user(sandbox.user) if sandbox.user else []
     env = ["env", f"HOME={home}", "XDG_RUNTIME_DIR="]
     return subprocess.run([*prefix, *env, *main], capture_output=True, text=True, timeout=60, cwd="/")

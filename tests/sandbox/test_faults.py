@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from images import open_image
-from images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
-from sandbox.rootfs import image_lowers
+from pysbx.images import open_image
+from pysbx.images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
+from pysbx.sandbox.rootfs import image_lowers
 from tests.imagekit import T, make_tar, snapshot
 from tests.sandbox.conftest import PYSANDBOX, command
 from tests.sandbox.harness import (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import cgroups
+from pysbx.sandbox import cgroups
 from tests.sandbox.conftest import as_user, command
 from tests.sandbox.harness import attack_image  # noqa: F401 - fixture
 
@@ -20,7 +20,7 @@ MEMORY_HOG = "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo hog=
 
 def expected_mechanism(mode: str, user: str | None, limit: str) -> str:
     """What this host offers the user the mode runs as (asked in a process of that user)."""
-    probe = f"from sandbox import cgroups; print(cgroups.mechanisms({{{limit!r}}}).get({limit!r}, 'none'))"
+    probe = f"from pysbx.sandbox import cgroups; print(cgroups.mechanisms({{{limit!r}}}).get({limit!r}, 'none'))"
     argv = [sys.executable, "-c", probe]
     if mode == "user":
         argv = [*as_user(str(user)), *argv]

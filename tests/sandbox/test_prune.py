@@ -12,15 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.prune import prune
-from sandbox.state import OWNER_FILE, container_dir, process_start_time, state_bases
+from pysbx.sandbox.prune import prune
+from pysbx.sandbox.state import OWNER_FILE, container_dir, process_start_time, state_bases
 
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_RUNTIME_DIR", "")  # as root, /run/pysandbox is looked at too: not here
-    monkeypatch.setattr("sandbox.prune.state_bases", lambda cache: [f"{cache}/containers"])
-    monkeypatch.setattr("sandbox.prune.stale_cgroups", lambda live: iter(()))  # the host's are not ours to judge here
+    monkeypatch.setattr("pysbx.sandbox.prune.state_bases", lambda cache: [f"{cache}/containers"])
+    monkeypatch.setattr(
+        "pysbx.sandbox.prune.stale_cgroups", lambda live: iter(())
+    )  # the host's are not ours to judge here
     (tmp_path / "containers").mkdir()
     return tmp_path
 

@@ -61,8 +61,8 @@ def _cached_images(sandbox) -> set[str]:  # type: ignore[no-untyped-def]
 def test_a_keyless_signed_image_from_a_private_root_runs(sandbox, world: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The whole keyless chain offline: a Fulcio-style certificate, an embedded SCT and a log
     entry with its inclusion proof, from the tests' own trust root, verified by sigstore."""
-    from images import open_image
-    from signing.sign import image_reference, write_bundle_file
+    from pysbx.images import open_image
+    from pysbx.signing.sign import image_reference, write_bundle_file
     from tests.signing.privateroot import GITHUB_WORKFLOW, PrivateRoot
 
     folder = world / f"keyless-{sandbox.mode}"

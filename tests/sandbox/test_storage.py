@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from images.errors import ImageError
-from images.overlay import read_visible_file, visible
-from sandbox import idmap
-from sandbox.idmap import IdMapError, reserved_range
-from sandbox.names import InvalidName, check_name, is_valid_name
-from sandbox.state import StorageError, check_trusted_path, private_folder
-from sandbox.treedigest import tree_digest
+from pysbx.images.errors import ImageError
+from pysbx.images.overlay import read_visible_file, visible
+from pysbx.sandbox import idmap
+from pysbx.sandbox.idmap import IdMapError, reserved_range
+from pysbx.sandbox.names import InvalidName, check_name, is_valid_name
+from pysbx.sandbox.state import StorageError, check_trusted_path, private_folder
+from pysbx.sandbox.treedigest import tree_digest
 
 
 @pytest.mark.parametrize("name", ["web", "a", "my_app.v2-1", "0x", "A" * 128])

@@ -16,14 +16,14 @@ from types import ModuleType
 
 import pytest
 
-from sandbox import linux, syscall_ctypes
+from pysbx.sandbox import linux, syscall_ctypes
 from tests.sandbox.harness import root_container_base
 
 NUMBERS = {"x86_64": {"getpid": 39, "write": 1, "read": 0, "writev": 20}, "aarch64": {"getpid": 172, "write": 64, "read": 63, "writev": 66}}[os.uname().machine]  # fmt: skip
 
 
 def native() -> ModuleType:
-    return pytest.importorskip("sandbox._syscall", reason="the extension was not built here")
+    return pytest.importorskip("pysbx.sandbox._syscall", reason="the extension was not built here")
 
 
 IMPLEMENTATIONS: dict[str, Callable[[], ModuleType]] = {"C extension": native, "ctypes": lambda: syscall_ctypes}
@@ -40,7 +40,7 @@ def test_the_install_built_the_extension_and_linux_uses_it() -> None:
     headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
     if not headers.exists() or not (shutil.which("gcc") or shutil.which("cc")):
         pytest.skip("no C compiler or Python headers here: the install fell back to ctypes")
-    from sandbox import _syscall
+    from pysbx.sandbox import _syscall
 
     assert linux.syscall is _syscall.syscall
 
@@ -89,8 +89,8 @@ def test_a_container_is_confined_through_ctypes_too(world: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("runs as root here")
     hide = (
-        "import sys; sys.modules['sandbox._syscall'] = None; import sandbox.linux as l; "
-        "assert l.syscall.__module__ == 'sandbox.syscall_ctypes'; from cli.entry import main; main()"
+        "import sys; sys.modules['pysbx.sandbox._syscall'] = None; import pysbx.sandbox.linux as l; "
+        "assert l.syscall.__module__ == 'pysbx.sandbox.syscall_ctypes'; from pysbx.cli.entry import main; main()"
     )
     args = ["run", "--rm", "--policy", str(world / "strict-unsigned.yaml"), str(world / "busybox-app.tar")]
     probe = "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; cat /proc/self/uid_map"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from cli.runargs import parse
-from policies.loader import load_policy
-from sandbox.mounts import inside
-from sandbox.plan import Refused, check_flags
-from sandbox.process import ProcessError, User, command_line, environment, resolve_user
+from pysbx.cli.runargs import parse
+from pysbx.policies.loader import load_policy
+from pysbx.sandbox.mounts import inside
+from pysbx.sandbox.plan import Refused, check_flags
+from pysbx.sandbox.process import ProcessError, User, command_line, environment, resolve_user
 
 # ----- mounts.inside: a destination resolved as if the root were / ----------------------------
 
@@ -152,10 +152,10 @@ def test_flags_within_the_policy_pass() -> None:
 def test_a_plan_survives_marshal_and_a_plan_of_another_shape_is_refused() -> None:
     import marshal
 
-    from sandbox.idmap import IdMaps, IdRange
-    from sandbox.limits import Enforcement
-    from sandbox.mounts import TmpfsMount
-    from sandbox.planrecord import Confinement, ImageRun, Plan
+    from pysbx.sandbox.idmap import IdMaps, IdRange
+    from pysbx.sandbox.limits import Enforcement
+    from pysbx.sandbox.mounts import TmpfsMount
+    from pysbx.sandbox.planrecord import Confinement, ImageRun, Plan
 
     plan = Plan(
         lowers=["/cache/layers/a/root"],
@@ -194,15 +194,15 @@ def test_credentials_other_than_the_ones_set_stop_the_command() -> None:
     setresuid and capset a filter had faked would not be."""
     from types import SimpleNamespace
 
-    from sandbox.idmap import IdMaps, IdRange
-    from sandbox.runner import check_credentials
+    from pysbx.sandbox.idmap import IdMaps, IdRange
+    from pysbx.sandbox.runner import check_credentials
 
     maps = IdMaps((IdRange(0, 165536, 65536),), (IdRange(0, 165536, 65536),), False)
     other = 4242 if os.geteuid() != 4242 else 4243
     spec = SimpleNamespace(user=User(other, other, (), "/"), capabilities=0, id_maps=maps)
     with pytest.raises(OSError, match="credentials are not the ones set"):
         check_credentials(spec)  # type: ignore[arg-type]
-    from sandbox.linux import capget
+    from pysbx.sandbox.linux import capget
 
     euid, egid = os.geteuid(), os.getegid()
     effective, permitted, inheritable = capget()

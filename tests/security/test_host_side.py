@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from images.writer import NewImage, NewLayer, write_docker_archive
+from pysbx.images.writer import NewImage, NewLayer, write_docker_archive
 from tests.imagekit import T, make_tar, static_busybox
 from tests.sandbox.harness import share, signed_image, strict_variant
 from tests.security.conftest import INTERPRETER, PYSANDBOX, SECOND_USER, attacker_of, cache_of, run_as
@@ -469,7 +469,7 @@ def test_a_folder_the_owner_cannot_read_is_not_left_out_of_a_tree_digest(owner: 
     for item in (tree / "locked", tree / "locked" / "payload"):
         shutil.chown(item, owner)
     (tree / "locked").chmod(0)
-    script = f"from sandbox.treedigest import tree_digest; print(tree_digest({str(tree)!r}))"
+    script = f"from pysbx.sandbox.treedigest import tree_digest; print(tree_digest({str(tree)!r}))"
     before = run_as(owner, [INTERPRETER, "-c", script])
     assert before.returncode == 0 and before.stdout.startswith("sha256:"), before.stderr
     assert (tree / "locked").stat().st_mode & 0o777 == 0  # given back its mode

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from signing.keys import generate_key_pair
+from pysbx.signing.keys import generate_key_pair
 
 
 @pytest.fixture

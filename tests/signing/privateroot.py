@@ -33,10 +33,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from signing.bundle import BUNDLE_V03_NEW, DsseEnvelope, MessageSignature, public_key_bundle
-from signing.keys import PublicKey, key_hint, sign_bytes
-from signing.payload import INTOTO_PAYLOAD_TYPE, intoto_statement, pre_authentication_encoding, simple_signing_payload
-from signing.sign import SignatureKind, SignedBundle
+from pysbx.signing.bundle import BUNDLE_V03_NEW, DsseEnvelope, MessageSignature, public_key_bundle
+from pysbx.signing.keys import PublicKey, key_hint, sign_bytes
+from pysbx.signing.payload import (
+    INTOTO_PAYLOAD_TYPE,
+    intoto_statement,
+    pre_authentication_encoding,
+    simple_signing_payload,
+)
+from pysbx.signing.sign import SignatureKind, SignedBundle
 
 TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cli.signing_cmd import app
+from pysbx.cli.signing_cmd import app
 from tests.imagekit import T, image_of, write_image
 
 runner = CliRunner()

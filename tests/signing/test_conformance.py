@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from policies.model import Identity
-from signing.bundle import parse_bundle
-from signing.conformance import verify_bundle_for_artifact
-from signing.errors import VerificationError
-from signing.verify import Trust, verify_bundle
+from pysbx.policies.model import Identity
+from pysbx.signing.bundle import parse_bundle
+from pysbx.signing.conformance import verify_bundle_for_artifact
+from pysbx.signing.errors import VerificationError
+from pysbx.signing.verify import Trust, verify_bundle
 from tests.conftest import SHARED
 from tests.signing.conformance_defaults import DEFAULT_IDENTITY, DEFAULT_ISSUER
 

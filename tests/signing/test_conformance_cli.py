@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.conformance_cmd import main
-from signing.conformance import read_artifact
-from signing.errors import VerificationError
+from pysbx.cli.conformance_cmd import main
+from pysbx.signing.conformance import read_artifact
+from pysbx.signing.errors import VerificationError
 from tests.conftest import ROOT
 from tests.signing.conformance_defaults import DEFAULT_IDENTITY, DEFAULT_ISSUER
 from tests.signing.test_conformance import CASES, KNOWN_EXCEPTIONS, _cases, _text
@@ -222,7 +222,7 @@ def test_a_usage_error_exits_2_and_the_typer_app_hands_over_too(tmp_path: Path) 
     assert invoke(["unknown-subcommand"]).exit_code == 2
     from typer.testing import CliRunner
 
-    from cli.pysandbox_app import app
+    from pysbx.cli.pysandbox_app import app
 
     handed = CliRunner().invoke(app, ["conformance", "verify-bundle", "--bundle", str(tmp_path / "none.json"), "x"])
     assert handed.exit_code == 2 and "cannot read" in handed.stderr

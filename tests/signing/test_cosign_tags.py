@@ -16,12 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
 
-from cli.signing_cmd import app
-from images.digest import parse_digest
-from images.image import Image, blob_path, open_image
-from policies.model import Identity, SigningPolicy
-from signing.bundle import BUNDLE_V01, parse_bundle
-from signing.cosign_tag import (
+from pysbx.cli.signing_cmd import app
+from pysbx.images.digest import parse_digest
+from pysbx.images.image import Image, blob_path, open_image
+from pysbx.policies.model import Identity, SigningPolicy
+from pysbx.signing.bundle import BUNDLE_V01, parse_bundle
+from pysbx.signing.cosign_tag import (
     CERTIFICATE_ANNOTATION,
     CHAIN_ANNOTATION,
     REF_NAME_ANNOTATION,
@@ -31,12 +31,12 @@ from signing.cosign_tag import (
     referrers_tag,
     signature_tag,
 )
-from signing.errors import VerificationError
-from signing.keys import load_private_key, sign_bytes
-from signing.locate import find_bundles
-from signing.payload import SIMPLE_SIGNING_MEDIA_TYPE, simple_signing_payload
-from signing.sign import attach_referrer, attach_signature_tag, put_blob, sign_image
-from signing.verify import verify_image
+from pysbx.signing.errors import VerificationError
+from pysbx.signing.keys import load_private_key, sign_bytes
+from pysbx.signing.locate import find_bundles
+from pysbx.signing.payload import SIMPLE_SIGNING_MEDIA_TYPE, simple_signing_payload
+from pysbx.signing.sign import attach_referrer, attach_signature_tag, put_blob, sign_image
+from pysbx.signing.verify import verify_image
 from tests.imagekit import T, image_of, write_image
 from tests.signing.conftest import write_key_pairs
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.signing_cmd import app
-from signing.errors import SigningError
-from signing.keyless_sign import TOKEN_ENVIRONMENT, Instance, identity_token, sign_keyless
+from pysbx.cli.signing_cmd import app
+from pysbx.signing.errors import SigningError
+from pysbx.signing.keyless_sign import TOKEN_ENVIRONMENT, Instance, identity_token, sign_keyless
 from tests.imagekit import T, image_of, write_image
 from tests.signing.test_conformance_cli import fake_identity_token, unreachable_signing_config
 

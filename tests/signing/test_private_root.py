@@ -19,16 +19,16 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from images.errors import ImageError
-from images.extract import unpack_image
-from images.image import Image, open_image
-from policies.loader import load_policy
-from policies.model import SigningPolicy
-from signing.errors import VerificationError
-from signing.keys import generate_key_pair, load_private_key
-from signing.sign import SignatureKind, SignedBundle, image_reference, sign_image, write_bundle_file
-from signing.tlog import root_from_inclusion_proof
-from signing.verify import Verdict, verify_image
+from pysbx.images.errors import ImageError
+from pysbx.images.extract import unpack_image
+from pysbx.images.image import Image, open_image
+from pysbx.policies.loader import load_policy
+from pysbx.policies.model import SigningPolicy
+from pysbx.signing.errors import VerificationError
+from pysbx.signing.keys import generate_key_pair, load_private_key
+from pysbx.signing.sign import SignatureKind, SignedBundle, image_reference, sign_image, write_bundle_file
+from pysbx.signing.tlog import root_from_inclusion_proof
+from pysbx.signing.verify import Verdict, verify_image
 from tests.imagekit import T, image_of, write_image
 from tests.signing.privateroot import (
     EMAIL_SIGNER,
@@ -104,7 +104,7 @@ def policy_of(site: Path) -> SigningPolicy:
 
 def cli_verdict(site: Path, image: Image) -> tuple[int, dict[str, Any]]:
     """`pysandbox verify IMAGE --policy P --format json`, in process."""
-    from cli.signing_cmd import app
+    from pysbx.cli.signing_cmd import app
 
     result = runner.invoke(app, ["verify", image.source, "--policy", str(site / "policy.yaml"), "--format", "json"])
     return result.exit_code, json.loads(result.stdout) if result.stdout.strip() else {}

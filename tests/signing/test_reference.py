@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from images.image import Image, open_image
-from policies.diff import diff_policies
-from policies.loader import load_policy
-from policies.model import SigningPolicy
-from signing.keys import generate_key_pair, load_private_key
-from signing.payload import reference_is_signed
-from signing.sign import SignatureKind, sign_image, write_bundle_file
-from signing.verify import verify_image
+from pysbx.images.image import Image, open_image
+from pysbx.policies.diff import diff_policies
+from pysbx.policies.loader import load_policy
+from pysbx.policies.model import SigningPolicy
+from pysbx.signing.keys import generate_key_pair, load_private_key
+from pysbx.signing.payload import reference_is_signed
+from pysbx.signing.sign import SignatureKind, sign_image, write_bundle_file
+from pysbx.signing.verify import verify_image
 from tests.imagekit import T, image_of, write_image
 
 
@@ -107,7 +107,7 @@ def test_the_policy_file_field_loads_and_turning_it_off_loosens(tmp_path: Path) 
 def test_verify_reference_option_refuses_another_name_with_exit_1(tmp_path: Path, key: Path) -> None:
     from typer.testing import CliRunner
 
-    from cli.signing_cmd import app
+    from pysbx.cli.signing_cmd import app
 
     image = signed_archive(tmp_path, key, "example/app:1")
     arguments = ["verify", image.source, "--key", str(key.with_suffix(".pub"))]

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from images.errors import ImageError
-from images.extract import unpack_image
-from images.image import Image, blob_path, open_image
-from policies.model import SigningPolicy
-from signing.bundle import DsseEnvelope, public_key_bundle
-from signing.errors import VerificationError
-from signing.keys import load_private_key
-from signing.sign import attach_referrer, sign_image, write_bundle_file
-from signing.verify import verify_image
+from pysbx.images.errors import ImageError
+from pysbx.images.extract import unpack_image
+from pysbx.images.image import Image, blob_path, open_image
+from pysbx.policies.model import SigningPolicy
+from pysbx.signing.bundle import DsseEnvelope, public_key_bundle
+from pysbx.signing.errors import VerificationError
+from pysbx.signing.keys import load_private_key
+from pysbx.signing.sign import attach_referrer, sign_image, write_bundle_file
+from pysbx.signing.verify import verify_image
 from tests.imagekit import T, image_of, write_image
 from tests.signing.conftest import write_key_pairs
 
@@ -193,8 +193,8 @@ def test_a_statement_with_another_predicate_is_not_a_signature(tmp_path: Path, k
     document = json.loads(bundle.read_text())
     statement = json.loads(base64.b64decode(document["dsseEnvelope"]["payload"]))
     statement["predicateType"] = "https://slsa.dev/provenance/v1"
-    from signing.keys import key_hint, sign_bytes
-    from signing.payload import pre_authentication_encoding
+    from pysbx.signing.keys import key_hint, sign_bytes
+    from pysbx.signing.payload import pre_authentication_encoding
 
     key = load_private_key(keys["alice"].with_suffix(".key"))
     payload = json.dumps(statement).encode()

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.signing_cmd import app
-from images import open_image
-from images.digest import Digest
-from images.writer import write_tar
-from policies.model import SigningPolicy
-from signing.verify import CONTENT_NOT_CHECKED, content_not_checked, verify_image
+from pysbx.cli.signing_cmd import app
+from pysbx.images import open_image
+from pysbx.images.digest import Digest
+from pysbx.images.writer import write_tar
+from pysbx.policies.model import SigningPolicy
+from pysbx.signing.verify import CONTENT_NOT_CHECKED, content_not_checked, verify_image
 from tests.imagekit import LAYOUTS, T, image_of, json_documents, make_tar, rehash, write_image
 from tests.signing.conftest import write_key_pairs
 
