@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tests.imagekit import T
 
 # PYSANDBOX_PROPERTY_SCALE=50 multiplies every property's examples: a long run by hand, beside
-# the coverage-guided fuzzers of bench/fuzz; the suite itself stays within seconds.
+# the coverage-guided fuzzers of tests/fuzz; the suite itself stays within seconds.
 SCALE = int(os.environ.get("PYSANDBOX_PROPERTY_SCALE", "1"))
 
 

@@ -9,7 +9,7 @@ mutates one member's bytes with libFuzzer's own mutator, recomputes every digest
 a changed blob up to index.json (tests/imagekit.py: rehash) and packs the archive again;
 the rest of the time it mutates the raw bytes, so that broken archives are read too.
 
-    nice -n 10 .venv/bin/python bench/fuzz/fuzz_image_archive.py CORPUS SEEDS -max_total_time=600
+    nice -n 10 .venv/bin/python tests/fuzz/fuzz_image_archive.py CORPUS SEEDS -max_total_time=600
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import atheris
 import fuzzlib
 
 with atheris.instrument_imports():
-    from images import ImageError, open_image
-    from images.layers import layer_stats
+    from pysbx.images import ImageError, open_image
+    from pysbx.images.layers import layer_stats
 # The mutator's helper is not under test: imported after the block, so not instrumented.
 from tests.imagekit import rehash
 

@@ -3,7 +3,7 @@ raise SeccompProfileError. A profile that parses must survive a round trip throu
 JSON unchanged, resolve, and compile with libseccomp or be refused with
 SeccompProfileError: the cold path of `pysandbox run` does exactly that with a user's file.
 
-    nice -n 10 .venv/bin/python bench/fuzz/fuzz_seccomp.py CORPUS SEEDS -max_total_time=600
+    nice -n 10 .venv/bin/python tests/fuzz/fuzz_seccomp.py CORPUS SEEDS -max_total_time=600
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import atheris
 import fuzzlib
 
 with atheris.instrument_imports():
-    from policies.seccomp import SeccompProfileError, compile_bpf, parse_profile, resolve
+    from pysbx.policies.seccomp import SeccompProfileError, compile_bpf, parse_profile, resolve
 
 
 def test_one(data: bytes) -> None:

@@ -1,7 +1,7 @@
 """Fuzz the policy loader: any bytes in a policy file load (with whatever they `extends`,
 built-ins included) or raise PolicyError with located problems; nothing else may escape.
 
-    nice -n 10 .venv/bin/python bench/fuzz/fuzz_policy.py CORPUS SEEDS -max_total_time=600
+    nice -n 10 .venv/bin/python tests/fuzz/fuzz_policy.py CORPUS SEEDS -max_total_time=600
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import fuzzlib
 with atheris.instrument_imports():
     # The loader imports these lazily (extends: strict; system call names): import them here,
     # inside the block, so that they are instrumented too.
-    from policies import diff, seccomp  # noqa: F401
-    from policies.errors import PolicyError
-    from policies.loader import load_policy
+    from pysbx.policies import diff, seccomp  # noqa: F401
+    from pysbx.policies.errors import PolicyError
+    from pysbx.policies.loader import load_policy
 
 POLICY = fuzzlib.scratch("policy") / "policy.yaml"
 

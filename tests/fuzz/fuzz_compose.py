@@ -2,7 +2,7 @@
 each service turned into a container spec, the container rules over the specs. Only the
 YAML loader may refuse (yaml.YAMLError); after it, nothing may raise.
 
-    nice -n 10 .venv/bin/python bench/fuzz/fuzz_compose.py CORPUS SEEDS -max_total_time=600
+    nice -n 10 .venv/bin/python tests/fuzz/fuzz_compose.py CORPUS SEEDS -max_total_time=600
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import atheris
 import fuzzlib
 
 with atheris.instrument_imports():
-    import audit.rules.container  # noqa: F401 - instrumented for fuzzlib.audit_yaml
-    from audit.sources.compose import compose_specs, is_compose
+    import pysbx.audit.rules.container  # noqa: F401 - instrumented for fuzzlib.audit_yaml
+    from pysbx.audit.sources.compose import compose_specs, is_compose
 
 
 def test_one(data: bytes) -> None:

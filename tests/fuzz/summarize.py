@@ -1,9 +1,9 @@
 """Summarise fuzz runs from their logs (bench/work/fuzz/logs/) as the markdown table that
-bench/fuzz/RESULTS.md records: per run the target, start, time, executions, executions
+tests/fuzz/RESULTS.md records: per run the target, start, time, executions, executions
 per second, final coverage (cov = covered edges, ft = features), corpus (units/bytes) and
 how the run ended, including the crash file libFuzzer wrote.
 
-    .venv/bin/python bench/fuzz/summarize.py [LOG...]
+    .venv/bin/python tests/fuzz/summarize.py [LOG...]
 """
 
 from __future__ import annotations

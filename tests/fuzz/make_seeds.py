@@ -4,7 +4,7 @@ small texts written for this purpose: nothing is copied from ../shared or public
 repositories. Also writes a libFuzzer dictionary per text target (the words its parser
 branches on), taken from the modules' own tables.
 
-    .venv/bin/python bench/fuzz/make_seeds.py
+    .venv/bin/python tests/fuzz/make_seeds.py
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ SEEDS = REPO / "bench" / "work" / "fuzz" / "seeds"
 DICTS = REPO / "bench" / "work" / "fuzz" / "dicts"
 sys.path.insert(0, str(REPO))
 
-from audit.sources.dockerfile import INSTRUCTIONS  # noqa: E402 - the repository is on sys.path now
-from audit.sources.kubernetes import WORKLOADS  # noqa: E402
-from images.platform import Platform  # noqa: E402
-from images.writer import NewImage, write_oci_archive  # noqa: E402
-from policies import model  # noqa: E402
-from policies.loader import BUILTINS, builtin_path  # noqa: E402
-from policies.seccomp import ACTIONS, ARCHITECTURES, FILTER_FLAGS, GO_TO_SCMP_ARCH, OPERATORS, PROFILE_DIR  # noqa: E402
+from pysbx.audit.sources.dockerfile import INSTRUCTIONS  # noqa: E402 - the repository is on sys.path now
+from pysbx.audit.sources.kubernetes import WORKLOADS  # noqa: E402
+from pysbx.images.platform import Platform  # noqa: E402
+from pysbx.images.writer import NewImage, write_oci_archive  # noqa: E402
+from pysbx.policies import model  # noqa: E402
+from pysbx.policies.loader import BUILTINS, builtin_path  # noqa: E402
+from pysbx.policies.seccomp import ACTIONS, ARCHITECTURES, FILTER_FLAGS, GO_TO_SCMP_ARCH, OPERATORS, PROFILE_DIR  # noqa: E402
 from tests.imagekit import T, image_of, write_image  # noqa: E402
 
 Seeds = dict[str, bytes]

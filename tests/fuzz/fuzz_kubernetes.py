@@ -3,7 +3,7 @@ every workload (Pods, controllers, CronJobs, Lists) turned into container specs 
 securityContext inheritance, the container rules over the specs. Only the YAML loader may
 refuse (yaml.YAMLError); after it, nothing may raise.
 
-    nice -n 10 .venv/bin/python bench/fuzz/fuzz_kubernetes.py CORPUS SEEDS -max_total_time=600
+    nice -n 10 .venv/bin/python tests/fuzz/fuzz_kubernetes.py CORPUS SEEDS -max_total_time=600
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import atheris
 import fuzzlib
 
 with atheris.instrument_imports():
-    import audit.rules.container  # noqa: F401 - instrumented for fuzzlib.audit_yaml
-    from audit.sources.kubernetes import is_kubernetes, kubernetes_specs
+    import pysbx.audit.rules.container  # noqa: F401 - instrumented for fuzzlib.audit_yaml
+    from pysbx.audit.sources.kubernetes import is_kubernetes, kubernetes_specs
 
 
 def test_one(data: bytes) -> None:

@@ -1,7 +1,7 @@
 """Fuzz the Dockerfile parser and the rules that read what it parsed (what `pyaudit
 Dockerfile` runs): any text parses, or raises DockerfileError; nothing else may escape.
 
-    nice -n 10 .venv/bin/python bench/fuzz/fuzz_dockerfile.py CORPUS SEEDS -max_total_time=600
+    nice -n 10 .venv/bin/python tests/fuzz/fuzz_dockerfile.py CORPUS SEEDS -max_total_time=600
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import atheris
 import fuzzlib
 
 with atheris.instrument_imports():
-    from audit.rules.dockerfile import dockerfile_findings
-    from audit.sources.dockerfile import DockerfileError, parse_dockerfile
+    from pysbx.audit.rules.dockerfile import dockerfile_findings
+    from pysbx.audit.sources.dockerfile import DockerfileError, parse_dockerfile
 
 
 def test_one(data: bytes) -> None:

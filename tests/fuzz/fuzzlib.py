@@ -1,4 +1,4 @@
-"""What every fuzz harness in bench/fuzz shares: the repository on sys.path, the text a
+"""What every fuzz harness in tests/fuzz shares: the repository on sys.path, the text a
 byte input stands for, one scratch folder per process, and the libFuzzer entry point.
 
 Only the standard library and atheris are imported here: a module imported before a
@@ -75,7 +75,7 @@ def yaml_documents(data: bytes) -> list[object] | None:
     the harness has imported it already, inside its instrumentation block.)"""
     import yaml
 
-    from audit.sources.yamllines import load_documents
+    from pysbx.audit.sources.yamllines import load_documents
 
     try:
         return [document for document in load_documents(text_of(data)) if document is not None]
@@ -87,8 +87,8 @@ def audit_yaml(data: bytes, is_kind: Callable[[object], bool], specs_of: Callabl
     """What pyaudit does with a YAML file of one kind: load it (yaml.YAMLError is the
     loader's documented refusal), turn each document of that kind into container specs,
     and run the container rules over them. Nothing after the loader may raise."""
-    from audit.rules.container import container_findings
-    from audit.spec import ContainerSpec
+    from pysbx.audit.rules.container import container_findings
+    from pysbx.audit.spec import ContainerSpec
 
     for document in yaml_documents(data) or []:
         if is_kind(document):

@@ -1,6 +1,6 @@
 """Run fuzz targets one after another, each for a fixed time, niced, with one log per run.
 
-    nohup .venv/bin/python bench/fuzz/run.py --seconds 600 dockerfile compose ... &
+    nohup .venv/bin/python tests/fuzz/run.py --seconds 600 dockerfile compose ... &
 
 Every run takes an exclusive lock on bench/work/fuzz/run.lock first, so queued runs (from
 this script or another invocation of it) never overlap: the machine is shared. Logs go to
@@ -27,7 +27,7 @@ TARGETS = ("image_archive", "extract", "dockerfile", "compose", "kubernetes", "p
 def command(target: str, seconds: int) -> list[str]:
     """The exact libFuzzer command line for one run (recorded in the log and RESULTS.md)."""
     argv = [
-        "nice", "-n", "10", str(REPO / ".venv/bin/python"), f"bench/fuzz/fuzz_{target}.py",
+        "nice", "-n", "10", str(REPO / ".venv/bin/python"), f"tests/fuzz/fuzz_{target}.py",
         f"bench/work/fuzz/corpus/{target}", f"bench/work/fuzz/seeds/{target}",
         f"-max_total_time={seconds}", "-print_final_stats=1", "-timeout=30", "-rss_limit_mb=3072",
         "-max_len=65536", f"-artifact_prefix=bench/work/fuzz/crashes/{target}/",

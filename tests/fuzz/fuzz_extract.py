@@ -13,7 +13,7 @@ Script, one entry per line (`---` starts a layer, optionally `--- gzip|zstd|none
 In NAME and TARGET, `@V` stands for the victim folder's absolute path and `@T` for the
 target's. Whiteouts are names: `.wh.NAME`, `.wh..wh..opq`.
 
-    nice -n 10 .venv/bin/python bench/fuzz/fuzz_extract.py CORPUS SEEDS -max_total_time=600
+    nice -n 10 .venv/bin/python tests/fuzz/fuzz_extract.py CORPUS SEEDS -max_total_time=600
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import atheris
 import fuzzlib
 
 with atheris.instrument_imports():
-    from images import open_image  # noqa: F401 - the arena calls it
-    from images.extract import UnpackOptions, UnpackReport, unpack_image  # noqa: F401 - the arena calls unpack_image
+    from pysbx.images import open_image  # noqa: F401 - the arena calls it
+    from pysbx.images.extract import UnpackOptions, UnpackReport, unpack_image  # noqa: F401 - the arena calls unpack_image
 # Building the image and checking the arena are not under test: left uninstrumented, so that
 # their branches do not count as coverage.
 from tests.imagekit import T, image_of
