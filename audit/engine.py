@@ -19,7 +19,7 @@ from pysbx.audit.detect import (
     is_dockerfile_name,
     is_image_archive,
 )
-from pysbx.audit.findings import Finding, at_or_above
+from pysbx.audit.findings import Finding, at_or_above, number_fingerprints
 from pysbx.audit.inputs import TEXT_LIMIT, InputTooLargeError, NotRegularFileError, read_regular
 from pysbx.audit.rules.container import container_findings
 from pysbx.audit.rules.dockerfile import dockerfile_findings
@@ -85,9 +85,10 @@ def audit(targets: list[str], options: AuditOptions | None = None) -> AuditResul
     collected += apply_policy_ignores(
         collected, options.policy.audit.ignore, options.today, options.policy_file, options.policy_ignore_line
     )
+    number_fingerprints(collected)
     if options.baseline is not None:
         for found in collected:
-            if not found.suppressed and found.fingerprint() in options.baseline:
+            if not found.suppressed and found.fingerprint in options.baseline:
                 found.suppressed = "baseline"
     active = [f for f in collected if not f.suppressed]
     return AuditResult(

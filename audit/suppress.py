@@ -93,9 +93,18 @@ def read_baseline(path: Path) -> set[str]:
     fingerprints = document.get("fingerprints") if isinstance(document, dict) else None
     if not isinstance(fingerprints, list):
         raise ValueError(f"{path}: not a pyaudit baseline (no fingerprints list)")
+    if document.get("version") != BASELINE_VERSION:
+        raise ValueError(
+            f"{path}: a baseline of an older pyaudit, whose fingerprints could not tell two services, "
+            "containers or stages of one file apart; write it again with --write-baseline"
+        )
     return {str(item) for item in fingerprints}
 
 
-def save_baseline(path: Path, findings: list[Finding]) -> None:
-    fingerprints = sorted({found.fingerprint() for found in findings})
-    path.write_text(json.dumps({"tool": "pyaudit", "fingerprints": fingerprints}, indent=2) + "\n")
+BASELINE_VERSION = 2
+
+
+def baseline_text(findings: list[Finding]) -> str:
+    fingerprints = sorted({found.fingerprint for found in findings})
+    document = {"tool": "pyaudit", "version": BASELINE_VERSION, "fingerprints": fingerprints}
+    return json.dumps(document, indent=2) + "\n"

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from pysbx.audit.formats import FORMATS
-from pysbx.cli.kit import ExitWith, fail, package_version, run_app, version_option
+from pysbx.cli.kit import ExitWith, fail, package_version, run_app, version_option, write_output
 
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
@@ -92,7 +92,7 @@ def audit(
     from pysbx.audit.detect import AuditInputError
     from pysbx.audit.engine import AuditOptions, audit
     from pysbx.audit.formats import renderer
-    from pysbx.audit.suppress import read_baseline, save_baseline
+    from pysbx.audit.suppress import baseline_text, read_baseline
     from pysbx.policies.errors import PolicyError
     from pysbx.signing.errors import VerificationError
 
@@ -120,7 +120,7 @@ def audit(
         for path, reason in result.skipped:
             typer.echo(f"pyaudit: skipped {path}: {reason}", err=True)
     if write_baseline is not None:
-        save_baseline(write_baseline, result.findings)
+        write_output("pyaudit", write_baseline, baseline_text(result.findings), EXIT_USAGE)
         typer.echo(f"wrote {len(result.findings)} findings to {write_baseline}", err=True)
         return
     colour = output is None and output_format is DEFAULT_FORMAT and sys.stdout.isatty()
@@ -128,7 +128,7 @@ def audit(
     if output is None:
         typer.echo(report, nl=False)
     else:
-        output.write_text(report)
+        write_output("pyaudit", output, report, EXIT_USAGE)
     if result.failed:
         raise ExitWith(EXIT_FINDINGS)
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from pysbx.cli.kit import fail
+from pysbx.cli.kit import fail, write_atomically
 from pysbx.policies.seccomp import (
     BUILTIN_PROFILES,
     Compiled,
@@ -71,7 +70,10 @@ def compile_command(
         compiled = compile_bpf(loaded, caps, deny or (), allow or ())
         elapsed = time.perf_counter() - started
         if bpf is not None:
-            _write_atomically(bpf, compiled.bpf)
+            try:
+                write_atomically(bpf, compiled.bpf)
+            except OSError as error:
+                raise OSError(error.errno, f"cannot write the BPF program: {error.strerror}", str(bpf)) from None
         code = compile_pfc(loaded, caps, deny or (), allow or ()) if pfc else ""
     except SeccompProfileError as error:
         fail("pysandbox", str(error), EXIT_SETUP_FAILED)
@@ -102,15 +104,3 @@ def _summary(
         f"compiled {name} for {arches} with libseccomp {libseccomp_version()}: {compiled.instructions} "
         f"instructions ({len(compiled.bpf)} bytes) in {elapsed * 1000:.0f} ms{where}"
     )
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Whoever reads the file sees the old program or the new one, never half of it."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    except OSError as error:
-        raise OSError(error.errno, f"cannot write the BPF program: {error.strerror}", str(path)) from None
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -82,7 +82,7 @@ def _result(found: Any, index: dict[str, int]) -> dict[str, Any]:
         "level": _LEVEL[found.severity],
         "message": {"text": message},
         "locations": [location],
-        "partialFingerprints": {"pyauditFingerprint/v1": hashlib.sha256(found.fingerprint().encode()).hexdigest()},
+        "partialFingerprints": {"pyauditFingerprint/v2": hashlib.sha256(found.fingerprint.encode()).hexdigest()},
         "properties": {
             "severity": found.severity,
             "category": found.category,

@@ -54,6 +54,14 @@ SENSITIVE_TREES = (
 
 
 def container_findings(spec: ContainerSpec) -> Iterator[Finding]:
+    """Every finding about one container, each naming it as its subject (two services of
+    one Compose file are two objects to a baseline)."""
+    for found in _findings_of(spec):
+        found.subject = spec.name
+        yield found
+
+
+def _findings_of(spec: ContainerSpec) -> Iterator[Finding]:
     yield from _privileged_and_namespaces(spec)
     yield from _user(spec)
     yield from _image(spec)

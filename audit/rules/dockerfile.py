@@ -22,12 +22,23 @@ _ARCHIVE = re.compile(r"\.(tar|tar\.gz|tgz|tar\.bz2|tbz2|tar\.xz|txz|tar\.zst)$"
 
 
 def dockerfile_findings(dockerfile: Dockerfile) -> Iterator[Finding]:
+    """Findings per stage, each naming its stage as the subject (two `FROM` lines are two
+    objects to a baseline); the runtime user's finding names the final stage."""
     aliases = {stage.alias.lower() for stage in dockerfile.stages if stage.alias}
     for stage in dockerfile.stages:
-        yield from _base_image(dockerfile, stage, aliases)
-        for instruction in stage.instructions:
-            yield from _instruction(dockerfile.path, instruction)
-    yield from _final_user(dockerfile)
+        subject = f"stage {stage.alias}" if stage.alias else f"stage {stage.index}"
+        for found in _stage_findings(dockerfile, stage, aliases):
+            found.subject = subject
+            yield found
+    for found in _final_user(dockerfile):
+        found.subject = "final stage"
+        yield found
+
+
+def _stage_findings(dockerfile: Dockerfile, stage: Stage, aliases: set[str]) -> Iterator[Finding]:
+    yield from _base_image(dockerfile, stage, aliases)
+    for instruction in stage.instructions:
+        yield from _instruction(dockerfile.path, instruction)
 
 
 def _base_image(dockerfile: Dockerfile, stage: Stage, aliases: set[str]) -> Iterator[Finding]:

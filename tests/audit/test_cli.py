@@ -68,7 +68,7 @@ def test_sarif_is_what_code_scanning_accepts(tmp_path: Path) -> None:
     location = result_["locations"][0]["physicalLocation"]
     assert location["artifactLocation"] == {"uri": "Dockerfile", "uriBaseId": "%SRCROOT%"}
     assert location["region"]["startLine"] == 2
-    assert len(result_["partialFingerprints"]["pyauditFingerprint/v1"]) == 64
+    assert len(result_["partialFingerprints"]["pyauditFingerprint/v2"]) == 64
     assert run["tool"]["driver"]["rules"][result_["ruleIndex"]]["id"] == "PA1201"
 
 

@@ -145,3 +145,34 @@ def test_the_dive_image_audits_with_its_summary() -> None:
         32025,
         32025,
     )
+
+
+def test_no_two_realworld_findings_share_a_fingerprint() -> None:
+    """GitHub code scanning merges results of one rule and fingerprint into one alert: three
+    Deployments of one file, or two FROM lines, must stay apart."""
+    root = need(TESTDATA / "realworld")
+    result = audit([str(root)])
+    fingerprints = collections.Counter((f.rule_id, f.fingerprint) for f in result.findings)
+    assert [key for key, count in fingerprints.items() if count > 1] == []
+    subjects = collections.Counter(f.subject is not None for f in result.findings)
+    assert subjects[False] == 0, "every finding of a text input names its object"
+
+
+def test_a_bad_service_added_to_the_baselined_corpus_is_exactly_what_is_new(tmp_path: Path) -> None:
+    """The corpus walked with --write-baseline, then one privileged service added to one of
+    its Compose files (a copy under tmp_path): the one new finding is all that gates."""
+    import shutil
+
+    from pysbx.audit.engine import AuditOptions
+
+    corpus = shutil.copytree(need(TESTDATA / "realworld"), tmp_path / "realworld", symlinks=True)
+    baseline = {f.fingerprint for f in audit([str(corpus)]).findings}
+    compose = next(path for path in sorted(corpus.rglob("compose.yaml")) if "services:\n" in path.read_text())
+    text = compose.read_text().replace(
+        "services:\n",
+        f"services:\n  intruder:\n    image: busybox:1.36@sha256:{'0' * 64}\n    privileged: true\n    read_only: true\n    security_opt: [no-new-privileges:true]\n    user: '1000'\n",
+        1,
+    )
+    compose.write_text(text)
+    result = audit([str(corpus)], AuditOptions(baseline=baseline))
+    assert [(f.rule_id, f.subject) for f in result.findings] == [("PA1001", "service intruder")], result.findings
