@@ -96,6 +96,9 @@ _RULES = [
     Rule("PA1901", "expired-ignore", "suppression", "medium", "Policy ignore entry has expired",
          "The ignore entry's expiry date has passed, so it no longer applies. Fix the finding or renew the entry with a new date and reason.",
          ()),
+    Rule("PA1990", "input-error", "input-error", "high", "Input could not be read",
+         "pyaudit could not read this file as the input it is (a Dockerfile without an image after FROM, broken YAML in a Compose file, a damaged image): nothing in it was checked. The run exits 2 whatever else it found; no suppression, --skip or baseline covers it, since a file made unreadable would otherwise hide its findings.",
+         ()),
 ]  # fmt: skip
 
 RULES: dict[str, Rule] = {rule.id: rule for rule in _RULES}

@@ -21,6 +21,7 @@ from pysbx.audit.detect import (
 )
 from pysbx.audit.findings import Finding, at_or_above, number_fingerprints
 from pysbx.audit.inputs import TEXT_LIMIT, InputTooLargeError, NotRegularFileError, read_regular
+from pysbx.audit.rules import finding
 from pysbx.audit.rules.container import container_findings
 from pysbx.audit.rules.dockerfile import dockerfile_findings
 from pysbx.audit.sources import DOCUMENT_SOURCES
@@ -33,6 +34,9 @@ if TYPE_CHECKING:  # images are read only when an image is audited: keep start-u
     from pysbx.audit.rules.image_contents import ImageSummary
 
 
+NOT_AN_INPUT = "not a Dockerfile, Compose file, Kubernetes manifest, docker inspect output or OCI config"
+
+
 @dataclass
 class AuditOptions:
     policy: Policy = field(default_factory=lambda: Policy(version=1))
@@ -42,6 +46,9 @@ class AuditOptions:
     only: list[str] = field(default_factory=list)
     skip: list[str] = field(default_factory=list)
     baseline: set[str] | None = None
+    # Named files are read as a walk reads its files (for pre-commit hooks, which name every
+    # file their pattern matches): one that is no input is passed over, not an error.
+    skip_non_inputs: bool = False
     today: datetime.date = field(default_factory=datetime.date.today)
 
 
@@ -54,6 +61,7 @@ class AuditResult:
     kinds: dict[str, str]  # target -> what it was read as
     fail_on: str
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why) a directory walk passed over
+    input_errors: list[Finding] = field(default_factory=list)  # also in findings; the run exits 2
     tool_version: str = "unknown"  # set by the front end, which knows the installed distribution
 
     @property
@@ -67,15 +75,19 @@ def audit(targets: list[str], options: AuditOptions | None = None) -> AuditResul
     images: list[ImageSummary] = []
     kinds: dict[str, str] = {}
     skipped: list[tuple[str, str]] = []
-    for path, explicit in expand_targets(targets, skipped):
+    errors: list[Finding] = []
+    for path, named in expand_targets(targets, skipped):
+        explicit = named and not options.skip_non_inputs
         try:
             kind, target_findings, summary = audit_one(path, explicit, options.policy)
-        except (NotRegularFileError, InputTooLargeError) as error:
-            if not _walk_may_skip(path, explicit, error):
-                raise
-            skipped.append((path, str(error).removeprefix(f"{path}: ")))
+        except AuditInputError as error:
+            if _walk_may_skip(path, explicit, error):
+                skipped.append((path, str(error).removeprefix(f"{path}: ")))
+            else:
+                errors.append(_input_error(path, error))
             continue
         if kind is None:
+            skipped.append((path, NOT_AN_INPUT))
             continue
         kinds[path] = kind
         collected += target_findings
@@ -91,22 +103,31 @@ def audit(targets: list[str], options: AuditOptions | None = None) -> AuditResul
             if not found.suppressed and found.fingerprint in options.baseline:
                 found.suppressed = "baseline"
     active = [f for f in collected if not f.suppressed]
+    number_fingerprints(errors)  # after suppression, which cannot touch them
     return AuditResult(
         targets=list(kinds),
-        findings=active,
+        findings=active + errors,
         suppressed=[f for f in collected if f.suppressed],
         images=images,
         kinds=kinds,
         fail_on=options.fail_on or options.policy.audit.fail_on,
         skipped=skipped,
+        input_errors=errors,
     )
+
+
+def _input_error(path: str, error: AuditInputError) -> Finding:
+    """The finding for an input that could not be read, at the line its error names."""
+    message = str(error)
+    line = message.removeprefix(f"{path}:").split(":", 1)[0] if message.startswith(f"{path}:") else ""
+    return finding("input-error", path, message, int(line) if line.isdigit() else None)
 
 
 def _walk_may_skip(path: str, explicit: bool, error: AuditInputError) -> bool:
     """A walk passes over a file that turned out special (swapped after the listing) and an
     oversized file that does not claim to be ours (a data JSON); a named file, an oversized
     Dockerfile or Compose file is an error: the gate must not pass what it could not read."""
-    if explicit:
+    if explicit or not isinstance(error, (NotRegularFileError, InputTooLargeError)):
         return False
     if isinstance(error, NotRegularFileError):
         return True
@@ -185,9 +206,7 @@ def _yaml_specs(path: str, text: str, explicit: bool) -> tuple[str | None, list]
             specs += source.to_specs(document, path)
     if not kinds:
         if explicit:
-            raise AuditInputError(
-                f"{path}: not a Dockerfile, Compose file, Kubernetes manifest, docker inspect output or OCI config"
-            )
+            raise AuditInputError(f"{path}: {NOT_AN_INPUT}")
         return None, []
     return "+".join(sorted(kinds)), specs
 

@@ -33,10 +33,19 @@ SECRET_SUFFIXES = {
 CONTENT_SUFFIXES = (".pem", ".key", ".p12", ".pfx", ".npmrc", "config.json", ".env")
 
 
+# scheme://user:password@host: the password group is judged (a variable or a placeholder is none).
+_URL_PASSWORD = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:([^@\s/]+)@")
+# Beyond _PLACEHOLDER: format slots ({pw}, %s) and the words samples use for a password.
+_URL_PLACEHOLDER = re.compile(r"^(\{.*\}|%.*|\.\.\.|pass(word)?|secret|pwd)$", re.IGNORECASE)
+
+
 def token_in(text: str) -> str | None:
     for what, pattern in TOKEN_PATTERNS.items():
         if pattern.search(text):
             return what
+    passwords = (match.group(1) for match in _URL_PASSWORD.finditer(text))
+    if any(not _PLACEHOLDER.match(word) and not _URL_PLACEHOLDER.match(word) for word in passwords):
+        return "a password in a connection string"
     return None
 
 

@@ -74,6 +74,13 @@ def audit(
     write_baseline: Annotated[
         Path | None, typer.Option(help="Record the current findings as a baseline and exit 0.")
     ] = None,
+    skip_non_inputs: Annotated[
+        bool,
+        typer.Option(
+            "--skip-non-inputs",
+            help="Pass over named files that are no input, as a directory walk does (for pre-commit hooks).",
+        ),
+    ] = False,
     verbose: Annotated[
         bool,
         typer.Option("--verbose", "-v", help="Say on stderr which files a directory walk passed over, and why."),
@@ -96,7 +103,12 @@ def audit(
     from pysbx.policies.errors import PolicyError
     from pysbx.signing.errors import VerificationError
 
-    options = AuditOptions(fail_on=fail_on.value if fail_on else None, only=_split(only), skip=_split(skip))
+    options = AuditOptions(
+        fail_on=fail_on.value if fail_on else None,
+        only=_split(only),
+        skip=_split(skip),
+        skip_non_inputs=skip_non_inputs,
+    )
     for key in options.only + options.skip:
         if find_rule(key) is None and key not in _categories():
             fail("pyaudit", f"--only/--skip {key!r}: no such rule or category (see pyaudit rules)", EXIT_USAGE)
@@ -119,9 +131,14 @@ def audit(
     if verbose:
         for path, reason in result.skipped:
             typer.echo(f"pyaudit: skipped {path}: {reason}", err=True)
+    for problem in result.input_errors:
+        typer.echo(f"pyaudit: error: {problem.message}", err=True)
     if write_baseline is not None:
-        write_output("pyaudit", write_baseline, baseline_text(result.findings), EXIT_USAGE)
-        typer.echo(f"wrote {len(result.findings)} findings to {write_baseline}", err=True)
+        recorded = [found for found in result.findings if found not in result.input_errors]
+        write_output("pyaudit", write_baseline, baseline_text(recorded), EXIT_USAGE)
+        typer.echo(f"wrote {len(recorded)} findings to {write_baseline}", err=True)
+        if result.input_errors:
+            raise ExitWith(EXIT_USAGE)
         return
     colour = output is None and output_format is DEFAULT_FORMAT and sys.stdout.isatty()
     report = renderer(output_format.value)(result, colour)
@@ -129,6 +146,8 @@ def audit(
         typer.echo(report, nl=False)
     else:
         write_output("pyaudit", output, report, EXIT_USAGE)
+    if result.input_errors:
+        raise ExitWith(EXIT_USAGE)  # what was read is reported; what was not fails the run
     if result.failed:
         raise ExitWith(EXIT_FINDINGS)
 

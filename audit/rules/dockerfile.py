@@ -18,6 +18,10 @@ _SUDO = re.compile(r"(^|[;&|]\s*|\s)sudo\s")
 _UPGRADE = re.compile(
     r"\b(apt-get|apt)\s+(-\S+\s+)*(dist-)?upgrade\b|\bapk\s+upgrade\b|\b(yum|dnf)\s+(-\S+\s+)*(update|upgrade)\s*($|[;&|])"
 )
+# chmod [options] MODE and install ... -m MODE / --mode=MODE; options of chmod start with "-"
+# (a mode such as -x only removes bits, so passing over it misses no setuid).
+_CHMOD = re.compile(r"\bchmod\s+(?:-\S*\s+)*([^\s;&|<>]+)")
+_INSTALL_MODE = re.compile(r"\binstall\b[^;&|\n]*?\s(?:-m\s*|--mode[=\s]\s*)([^\s;&|<>]+)")
 _ARCHIVE = re.compile(r"\.(tar|tar\.gz|tgz|tar\.bz2|tbz2|tar\.xz|txz|tar\.zst)$")
 
 
@@ -79,8 +83,32 @@ def _final_user(dockerfile: Dockerfile) -> Iterator[Finding]:
     )
 
 
+def sets_special_bits(mode: str) -> bool:
+    """A mode that gives the setuid or setgid bit: octal 4xxx/2xxx (1xxx is only sticky),
+    or symbolic clauses that add or set s (u+s, g+s, +s, a=rwxs)."""
+    if re.fullmatch(r"[0-7]{1,6}", mode):
+        return int(mode, 8) & 0o6000 != 0
+    return any(re.search(r"[+=][rwxXtugo]*s", clause) for clause in mode.split(","))
+
+
+def _setuid(path: str, instruction: Instruction) -> Iterator[Finding]:
+    """COPY/ADD --chmod, and chmod or install -m in a RUN script (heredocs included)."""
+    modes: list[tuple[str, str]] = []
+    if instruction.keyword in ("COPY", "ADD") and "chmod" in instruction.flags:
+        modes.append((instruction.flags["chmod"], f"{instruction.keyword} --chmod"))
+    if instruction.keyword == "RUN":
+        script = instruction.script
+        modes += [(match.group(1), "chmod") for match in _CHMOD.finditer(script)]
+        modes += [(match.group(1), "install -m") for match in _INSTALL_MODE.finditer(script)]
+    for mode, how in modes:
+        if sets_special_bits(mode):
+            message = f"{how} {mode} sets the setuid or setgid bit: the file runs with its owner's or group's rights"
+            yield finding("setuid", path, message, instruction.line, evidence=f"{how} {mode}")
+
+
 def _instruction(path: str, instruction: Instruction) -> Iterator[Finding]:
     keyword = instruction.keyword
+    yield from _setuid(path, instruction)
     if keyword == "ADD":
         yield from _add(path, instruction)
     elif keyword == "RUN":

@@ -1,12 +1,23 @@
-"""Compose files (v2 and the Compose Specification) as container specs, one per service."""
+"""Compose files (v2 and the Compose Specification) as container specs, one per service,
+with values read as Compose reads them: `${VAR:-default}` interpolated to its default (what
+runs where VAR is unset; a variable without a default stays unjudged), string booleans
+(`privileged: "true"`) as booleans, merge keys (`<<: *base`) merged by the YAML loader."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pysbx.audit.sources.settings import host_modes, security_options, setting
+from pysbx.audit.sources.shape import LIST, MAPPING, ShapeError, described, field_of
 from pysbx.audit.sources.yamllines import LineDict, LineList
-from pysbx.audit.spec import ContainerSpec, Mount
+from pysbx.audit.spec import ContainerSpec, Mount, Setting
+
+# ${NAME:-default} and ${NAME-default} whose default holds no further variable (inner ones
+# are replaced first); other forms (${NAME}, $NAME, ${NAME:?error}, ${NAME:+alt}) stay.
+_DEFAULTED = re.compile(r"\$\{[_A-Za-z][_A-Za-z0-9]*:?-([^}$]*)\}")
+# compose-go's boolean reading of strings (YAML 1.1's yes/on with a warning).
+_BOOLEANS = {"true": True, "yes": True, "y": True, "on": True, "false": False, "no": False, "n": False, "off": False}
 
 
 def is_compose(document: object) -> bool:
@@ -16,32 +27,61 @@ def is_compose(document: object) -> bool:
 def compose_specs(document: LineDict, target: str) -> list[ContainerSpec]:
     services = document["services"]
     specs = []
-    for name, service in services.items():
-        if not isinstance(service, LineDict):
-            continue
+    for name in services:
+        service = field_of(services, name, MAPPING, target, "services.")
+        if service is None:
+            continue  # `web:` with nothing under it
+        interpolate(service)
         specs.append(_service_spec(name, service, target, services.line_of(name)))
     return specs
 
 
+def interpolate(node: LineDict | LineList) -> None:
+    """Replace, in place and all the way down, each `${NAME:-default}` by its default."""
+    keys = node.keys() if isinstance(node, LineDict) else range(len(node))
+    for key in keys:
+        value = node[key]  # type: ignore[index]
+        if isinstance(value, LineDict | LineList):
+            interpolate(value)
+        elif isinstance(value, str) and "${" in value:
+            while (replaced := _DEFAULTED.sub(lambda match: match.group(1), value)) != value:
+                value = replaced
+            node[key] = value  # type: ignore[index]
+
+
 def _service_spec(name: str, service: LineDict, target: str, line: int) -> ContainerSpec:
+    where = f"services.{name}."
     spec = ContainerSpec("compose", target, f"service {name}", line)
     spec.image = setting(service, "image")
     spec.builds_image = "build" in service
-    spec.privileged = setting(service, "privileged")
+    spec.privileged = _boolean(service, "privileged", target, where)
     host_modes(spec, service, {"pid": "host_pid", "ipc": "host_ipc", "uts": "host_uts", "network_mode": "host_network"})
     spec.user = setting(service, "user")
-    spec.read_only_rootfs = setting(service, "read_only")
-    caps = service.get("cap_add")
-    if isinstance(caps, LineList):
+    spec.read_only_rootfs = _boolean(service, "read_only", target, where)
+    caps = field_of(service, "cap_add", LIST, target, where)
+    if caps is not None:
         spec.capabilities_added = [(str(cap), line) for cap, line in zip(caps, caps.item_lines, strict=True)]
-    security_options(spec, service.get("security_opt"))
-    spec.mounts = _volumes(service)
+    security_options(spec, field_of(service, "security_opt", LIST, target, where))
+    spec.mounts = _volumes(service, target, where)
     return spec
 
 
-def _volumes(service: LineDict) -> list[Mount]:
-    volumes = service.get("volumes")
-    if not isinstance(volumes, LineList):
+def _boolean(service: LineDict, key: str, target: str, where: str) -> Setting:
+    """A boolean field as Compose reads it: true/false, or a string it accepts as one."""
+    found = setting(service, key)
+    value = found.value
+    if value is None or isinstance(value, bool):
+        return found
+    if isinstance(value, str) and value.lower() in _BOOLEANS:
+        return Setting(_BOOLEANS[value.lower()], found.line)
+    if isinstance(value, str) and "$" in value:
+        return Setting()  # a variable without a default: unknown until deployed
+    raise ShapeError(f"{target}:{found.line}: {where}{key}: expected a boolean, found {described(value)} {value!r}")
+
+
+def _volumes(service: LineDict, target: str, where: str) -> list[Mount]:
+    volumes = field_of(service, "volumes", LIST, target, where)
+    if volumes is None:
         return []
     mounts = []
     for volume, line in zip(volumes, volumes.item_lines, strict=True):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+from pysbx.audit.sources.shape import LIST, MAPPING, field_of, items_of
 from pysbx.audit.sources.yamllines import LineDict, LineList
 from pysbx.audit.spec import ContainerSpec, Mount, Setting
 
@@ -30,28 +31,25 @@ def is_kubernetes(document: object) -> bool:
 def kubernetes_specs(document: LineDict, target: str) -> list[ContainerSpec]:
     kind = document.get("kind")
     if kind == "List" or str(kind).endswith("List"):
-        items = document.get("items")
+        items = field_of(document, "items", LIST, target, "")
         return [
             spec
-            for item in (items if isinstance(items, LineList) else [])
-            if isinstance(item, LineDict) and is_kubernetes(item)
+            for item in items_of(items, MAPPING, target, "items")
+            if is_kubernetes(item)
             for spec in kubernetes_specs(item, target)
         ]
     if not isinstance(kind, str) or kind not in WORKLOADS:
         return []
-    pod = _pod_spec(document)
-    if not isinstance(pod, LineDict):
-        return []
+    pod, where = _pod_spec(document, target)
+    if pod is None:
+        return []  # a patch (Kustomize) or a template without a pod: nothing to check here
     name = _get(document.get("metadata"), "name", "?")
     specs = []
     for list_key in _CONTAINER_LISTS:
-        containers = pod.get(list_key)
-        if not isinstance(containers, LineList):
-            continue
-        for container in containers:
-            if isinstance(container, LineDict):
-                label = f"{kind}/{name} {list_key[:-1]} {container.get('name', '?')}"
-                specs.append(_container_spec(document, pod, container, target, label))
+        containers = field_of(pod, list_key, LIST, target, where)
+        for container in items_of(containers, MAPPING, target, f"{where}{list_key}"):
+            label = f"{kind}/{name} {list_key[:-1]} {container.get('name', '?')}"
+            specs.append(_container_spec(document, pod, container, target, label))
     return specs
 
 
@@ -61,14 +59,18 @@ def _get(mapping: Any, key: str, default: Any = None) -> Any:
     return mapping.get(key, default) if isinstance(mapping, dict) else default
 
 
-def _pod_spec(document: LineDict) -> Any:
-    """Pod: .spec; workloads: .spec.template.spec; CronJob: .spec.jobTemplate.spec.template.spec."""
-    spec = document.get("spec")
-    if document.get("kind") == "Pod":
-        return spec
-    if document.get("kind") == "CronJob":
-        spec = _get(_get(spec, "jobTemplate"), "spec")
-    return _get(_get(spec, "template"), "spec")
+def _pod_spec(document: LineDict, target: str) -> tuple[LineDict | None, str]:
+    """The pod spec and where it is: Pod: .spec; workloads: .spec.template.spec; CronJob:
+    .spec.jobTemplate.spec.template.spec. None where a level is absent."""
+    path = {"Pod": ("spec",), "CronJob": ("spec", "jobTemplate", "spec", "template", "spec")}
+    mapping: LineDict | None = document
+    where = ""
+    for key in path.get(str(document.get("kind")), ("spec", "template", "spec")):
+        if mapping is None:
+            return None, where
+        mapping = field_of(mapping, key, MAPPING, target, where)
+        where += f"{key}."
+    return mapping, where
 
 
 def _context_value(container_ctx: Any, pod_ctx: Any, key: str) -> Setting:
@@ -85,7 +87,8 @@ def _container_spec(document: LineDict, pod: LineDict, container: LineDict, targ
     for key, attribute in (("hostPID", "host_pid"), ("hostNetwork", "host_network"), ("hostIPC", "host_ipc")):
         if key in pod:
             setattr(spec, attribute, Setting(pod[key] is True, pod.line_of(key)))
-    ctx, pod_ctx = container.get("securityContext"), pod.get("securityContext")
+    ctx = field_of(container, "securityContext", MAPPING, target, f"{label}: ")
+    pod_ctx = field_of(pod, "securityContext", MAPPING, target, "pod ")
     spec.privileged = _context_value(ctx, None, "privileged")
     spec.user = _context_value(ctx, pod_ctx, "runAsUser")
     spec.run_as_non_root = _context_value(ctx, pod_ctx, "runAsNonRoot")
@@ -94,9 +97,9 @@ def _container_spec(document: LineDict, pod: LineDict, container: LineDict, targ
         spec.no_new_privileges = Setting(escalation.value is False, escalation.line)
     spec.read_only_rootfs = _context_value(ctx, None, "readOnlyRootFilesystem")
     spec.seccomp = _seccomp(ctx, pod_ctx, document)
-    caps = (ctx or {}).get("capabilities") if isinstance(ctx, dict) else None
-    added = caps.get("add") if isinstance(caps, dict) else None
-    if isinstance(added, LineList):
+    caps = field_of(ctx, "capabilities", MAPPING, target, f"{label}: securityContext.") if ctx else None
+    added = field_of(caps, "add", LIST, target, f"{label}: securityContext.capabilities.") if caps else None
+    if added is not None:
         spec.capabilities_added = [(str(c), line) for c, line in zip(added, added.item_lines, strict=True)]
     spec.mounts = _host_paths(pod, container)
     return spec

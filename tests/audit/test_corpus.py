@@ -65,9 +65,13 @@ CHECKOV = {
     "Seccomp": ("seccomp-disabled",),
 }
 DELIBERATE = {
-    # spec is a list, not a mapping: not a valid Pod (the API server rejects it), so there
-    # is no container whose user we could judge; we do not guess.
-    "RootContainers/rootContainersFAILED-malformed-spec.yaml": "PASSED",
+    # spec is a list, not a mapping; `securityContext: runAsUser:65534 fsGroup:65534` (no
+    # space after the colons) is one string: manifests the API server rejects. We judge no
+    # container in them and do not guess: an input error, which fails the gate with exit 2.
+    "RootContainers/rootContainersFAILED-malformed-spec.yaml": "ERROR",
+    "RootContainers/rootContainersFAILED_2.yaml": "ERROR",
+    # `containers:` holds one mapping, not a list of them: the same.
+    "AllowPrivilegeEscalation/pod-runas1000-malformed-PASSED.yaml": "ERROR",
     # `@sha256:123456` is not a digest (64 hex digits are); it pins nothing, so we report it.
     "ImageDigest/imageWithTagAndDigest-PASSED.yaml": "FAILED",
     "ImageDigest/kafka-PASSED.yaml": "FAILED",
@@ -102,7 +106,7 @@ def _cases() -> list[tuple[str, str, tuple[str, ...]]]:
 def test_checkov_fixtures_agree_with_our_verdicts(name: str, label: str, wanted: tuple[str, ...]) -> None:
     result = audit([str(TESTDATA / "checkov-kubernetes" / name)])
     hits = [f for f in result.findings if f.category in wanted or f.rule_id in wanted]
-    verdict = "FAILED" if hits else "PASSED"
+    verdict = "ERROR" if result.input_errors else "FAILED" if hits else "PASSED"
     assert verdict == DELIBERATE.get(name, label), [(f.rule_id, f.message) for f in hits]
 
 

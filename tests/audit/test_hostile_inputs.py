@@ -5,6 +5,7 @@ into an error message. Each test builds the hostile object in tmp_path and runs 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from pysbx.audit.detect import AuditInputError
 from pysbx.audit.engine import audit
 from pysbx.audit.inputs import TEXT_LIMIT, NotRegularFileError, read_regular
+from tests.audit.test_rules import only_input_error
 
 BIN = Path(sys.executable).parent
 CANARY = "secret123canary"
@@ -179,14 +181,11 @@ def test_parse_errors_name_file_and_line_but_not_content(tmp_path: Path) -> None
     }
     for name, text in cases.items():
         (tmp_path / name).write_text(text)
-        with pytest.raises(AuditInputError) as caught:
-            audit([str(tmp_path / name)])
-        message = str(caught.value)
+        message = only_input_error(tmp_path / name)
         assert message.startswith(str(tmp_path / name)) and CANARY not in message.lower(), message
-    with pytest.raises(AuditInputError, match=r"Dockerfile:2: not an instruction \(expected FROM"):
-        audit([str(tmp_path / "Dockerfile")])
-    with pytest.raises(AuditInputError, match=r"compose.yaml:2:8: not valid YAML or JSON \(.*text not shown"):
-        audit([str(tmp_path / "compose.yaml")])
+    assert re.search(r"Dockerfile:2: not an instruction \(expected FROM", only_input_error(tmp_path / "Dockerfile"))
+    message = only_input_error(tmp_path / "compose.yaml")
+    assert re.search(r"compose.yaml:2:8: not valid YAML or JSON \(.*text not shown", message)
 
 
 def test_a_named_baseline_that_is_a_fifo_is_an_input_error(tmp_path: Path) -> None:
