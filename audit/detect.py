@@ -18,6 +18,7 @@ from pysbx.audit.inputs import AuditInputError, file_kind
 __all__ = ["AuditInputError", "expand_targets", "is_dockerfile_name", "is_image_archive", "is_image_layout"]
 
 TAR_HEADER_SIZE = 512
+STDIN = "-"  # the target that names standard input, as hadolint and most tools spell it
 _SKIP_DIRS = {".git", "node_modules", ".venv", "__pycache__", ".tox", "vendor"}
 _YAML_SUFFIXES = (".yaml", ".yml", ".json")
 _ARCHIVE_SUFFIXES = (".tar", ".oci")
@@ -53,6 +54,9 @@ def expand_targets(targets: list[str], skipped: list[tuple[str, str]] | None = N
     over that pyaudit would otherwise have read is appended to `skipped` as (path, why)."""
     notes = skipped if skipped is not None else []
     for target in targets:
+        if target == STDIN:
+            yield target, True
+            continue
         path = Path(target)
         if not path.exists():
             raise AuditInputError(f"{target}: no such file or directory")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import os
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from pysbx.audit.detect import (
+    STDIN,
     TAR_HEADER_SIZE,
     AuditInputError,
     expand_targets,
@@ -137,11 +139,17 @@ def _walk_may_skip(path: str, explicit: bool, error: AuditInputError) -> bool:
 def audit_one(path: str, explicit: bool, policy: Policy) -> tuple[str | None, list[Finding], ImageSummary | None]:
     """Findings for one input, or (None, [], None) for a file a directory walk may skip.
     An `explicit` input was named by the user: a symlink to a regular file is followed."""
+    if path == STDIN:
+        return _audit_text(path, _decoded(path, _read_stdin()), explicit)
     if _is_folder(path, explicit):  # expand_targets yields only OCI layouts as folders
         return _audit_image(path, policy)
     if is_image_archive(read_regular(path, TAR_HEADER_SIZE, follow=explicit, truncate=True)):
         return _audit_image(path, policy)
-    text = _read_text(path, explicit)
+    return _audit_text(path, _decoded(path, read_regular(path, TEXT_LIMIT, follow=explicit)), explicit)
+
+
+def _audit_text(path: str, text: str, explicit: bool) -> tuple[str | None, list[Finding], None]:
+    """A Dockerfile, by name or (named by the user) by content, or YAML/JSON documents."""
     name = Path(path).name
     if is_dockerfile_name(name) or (
         explicit and looks_like_dockerfile(text) and not name.endswith((".yaml", ".yml", ".json"))
@@ -178,8 +186,17 @@ def _is_folder(path: str, explicit: bool) -> bool:
         return False  # read_regular says what is wrong with it
 
 
-def _read_text(path: str, explicit: bool) -> str:
-    data = read_regular(path, TEXT_LIMIT, follow=explicit)
+def _read_stdin() -> bytes:
+    """Standard input as `-` names it: a Dockerfile or YAML, not an image (save it to a file)."""
+    data = sys.stdin.buffer.read(TEXT_LIMIT + 1)
+    if len(data) > TEXT_LIMIT:
+        raise InputTooLargeError(STDIN, TEXT_LIMIT)
+    if is_image_archive(data[:TAR_HEADER_SIZE]):
+        raise AuditInputError(f"{STDIN}: an image archive on standard input: save it to a file and name that")
+    return data
+
+
+def _decoded(path: str, data: bytes) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -7,6 +7,8 @@ from typing import Any
 
 from pysbx.policies.model import SEVERITIES
 
+NEVER = "never"  # a --fail-on threshold no finding reaches
+
 
 def severity_rank(severity: str) -> int:
     """0 for critical ... 4 for info: lower is worse."""
@@ -14,7 +16,7 @@ def severity_rank(severity: str) -> int:
 
 
 def at_or_above(severity: str, threshold: str) -> bool:
-    return severity_rank(severity) <= severity_rank(threshold)
+    return threshold != NEVER and severity_rank(severity) <= severity_rank(threshold)
 
 
 @dataclass

@@ -22,9 +22,6 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-_CLICK_USAGE_ERROR = 2  # what typer (click) exits with for a bad option or argument
-
-
 DISTRIBUTION = "pysandbox-pyaudit"  # pyproject.toml's name ("pysandbox" on the index is another project)
 
 
@@ -81,14 +78,33 @@ def write_output(tool: str, path: Path, text: str, code: int) -> None:
         fail(tool, f"{path}: cannot write ({error.strerror or error})", code)
 
 
-def run_app(app: typer.Typer, tool: str, usage_code: int) -> NoReturn:
-    """Run `app`; a usage error exits with `usage_code` (125 for pysandbox, like Docker)."""
+def run_app(app: typer.Typer, tool: str, usage_code: int, group_codes: dict[str, int] | None = None) -> NoReturn:
+    """Run `app`; a usage error (an unknown option, a bad value) is one line naming the
+    command's --help, and exits with `usage_code` (125 for pysandbox, like Docker), or with
+    the code of the command group it is in (`group_codes`: 2 for `pysandbox policy`)."""
     try:
-        app(prog_name=tool)
+        code = typer.main.get_command(app).main(prog_name=tool, standalone_mode=False)
     except ExitWith:
         raise
-    except SystemExit as done:
-        if done.code == _CLICK_USAGE_ERROR:
+    except typer.Abort:
+        typer.echo("", err=True)
+        sys.exit(130)  # interrupted at a prompt: the shell's status for SIGINT
+    except Exception as error:
+        # click's ClickException and UsageError (typer vendors click from 0.29 on, so the
+        # classes are matched by what they carry, not imported)
+        message = getattr(error, "format_message", None)
+        if message is None or not isinstance(getattr(error, "exit_code", None), int):
+            raise
+        if type(error).__name__ == "NoArgsIsHelpError":  # `pyaudit` alone: the help, as asked
+            typer.echo(error.ctx.get_help(), err=True)  # type: ignore[attr-defined]
             sys.exit(usage_code)
-        raise
-    sys.exit(0)
+        context = getattr(error, "ctx", None)
+        path = context.command_path.split() if context is not None else [tool]
+        code = (group_codes or {}).get(path[1] if len(path) > 1 else "", usage_code)
+        fail(tool, f"{_plain(message())} (see {' '.join(path)} --help)", code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _plain(message: str) -> str:
+    """click's message on one line, without the validation library's "Value error, "."""
+    return " ".join(message.replace("Value error, ", "").split())

@@ -15,10 +15,10 @@ from pysbx.cli.kit import ExitWith, fail
 from pysbx.policies.errors import PolicyError, Problem
 from pysbx.policies.loader import LoadedPolicy, load_policy
 from pysbx.policies.render import explicit_plain, plain, to_yaml
-from pysbx.sandbox.errors import EXIT_SETUP_FAILED
 
 EXIT_LINT_FAILED = 2
 EXIT_LOOSENS = 1
+EXIT_BAD_INPUT = 2  # a policy tool's usage and input errors, as pyaudit's
 
 app = typer.Typer(
     help="Show, lint, compare and export policy files (YAML, reviewed in pull requests).",
@@ -39,7 +39,7 @@ def _policy_errors() -> Iterator[None]:
     try:
         yield
     except PolicyError as error:
-        fail("pysandbox", str(error).replace("\n", "; "), EXIT_SETUP_FAILED)
+        fail("pysandbox", str(error).replace("\n", "; "), EXIT_BAD_INPUT)
 
 
 def _load(reference: str) -> LoadedPolicy:

@@ -9,8 +9,10 @@ from typing import Annotated
 
 import typer
 
+from pysbx.audit.findings import NEVER
 from pysbx.audit.formats import FORMATS
 from pysbx.cli.kit import ExitWith, fail, package_version, run_app, version_option, write_output
+from pysbx.policies.model import SEVERITIES
 
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
@@ -29,12 +31,8 @@ ReportFormat = StrEnum("ReportFormat", {name: name for name in FORMATS})  # type
 DEFAULT_FORMAT = ReportFormat("text")
 
 
-class Severity(StrEnum):
-    critical = "critical"
-    high = "high"
-    medium = "medium"
-    low = "low"
-    info = "info"
+# --fail-on's choices: the severities, then `never` (report, never fail: trivy's --exit-code 0).
+FailOn = StrEnum("FailOn", {name: name for name in (*SEVERITIES, NEVER)})  # type: ignore[misc]
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -59,8 +57,11 @@ def audit(
     ] = DEFAULT_FORMAT,
     output: Annotated[Path | None, typer.Option(help="Write the report to this file instead of stdout.")] = None,
     fail_on: Annotated[
-        Severity | None,
-        typer.Option(help="Exit 1 on findings at or above this severity (default: the policy's audit.fail_on)."),
+        FailOn | None,
+        typer.Option(
+            case_sensitive=False,
+            help="Exit 1 on findings at or above this severity, or never (default: the policy's audit.fail_on).",
+        ),
     ] = None,
     policy: Annotated[
         str | None, typer.Option(help="A built-in policy (strict, baseline, permissive) or a policy file.")
@@ -94,7 +95,8 @@ def audit(
 ) -> None:
     """Audit TARGETS. Exit 0 when nothing is at or above --fail-on, 1 when something is,
     2 for a usage or input error. Suppress with `# pyaudit: ignore[RULE] reason` comments,
-    the policy's audit.ignore list, or --baseline."""
+    the policy's audit.ignore list, or --baseline. TARGET `-` reads a Dockerfile or YAML from
+    standard input. `pyaudit rules` lists the rule catalogue; `pyaudit rules RULE` explains one."""
     from pysbx.audit.catalog import find_rule
     from pysbx.audit.detect import AuditInputError
     from pysbx.audit.engine import AuditOptions, audit
@@ -166,8 +168,9 @@ def rules(
     from pysbx.audit.catalog import RULES, find_rule
 
     if rule is None:
+        typer.echo(f"{'ID':<7} {'NAME':<28} {'CATEGORY':<22} {'SEVERITY':<8} TITLE")
         for item in RULES.values():
-            typer.echo(f"{item.id}  {item.name:<28} {item.category:<22} {item.severity:<8} {item.title}")
+            typer.echo(f"{item.id:<7} {item.name:<28} {item.category:<22} {item.severity:<8} {item.title}")
         return
     found = find_rule(rule)
     if found is None:

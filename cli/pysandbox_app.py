@@ -9,6 +9,7 @@ import typer
 
 from pysbx.cli import image_cmd, policy_cmd, seccomp_cmd, signing_cmd, system_cmd, volume_cmd
 from pysbx.cli.kit import ExitWith, fail, run_app, version_option
+from pysbx.cli.policy_cmd import EXIT_BAD_INPUT
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED
 
 app = typer.Typer(
@@ -86,4 +87,4 @@ def conformance(context: typer.Context) -> None:
 
 
 def main() -> None:
-    run_app(app, "pysandbox", EXIT_SETUP_FAILED)
+    run_app(app, "pysandbox", EXIT_SETUP_FAILED, {"policy": EXIT_BAD_INPUT})

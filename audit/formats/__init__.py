@@ -1,6 +1,7 @@
 """Report formats: each turns an AuditResult into text, one module per format with a
-`render(result, colour)` function. FORMATS is the registry (name -> module) that the
-command line's --format choices are built from: a new format is one module and one line."""
+`render(result, terminal)` function (terminal: a person reads stdout on a terminal).
+FORMATS is the registry (name -> module) that the command line's --format choices are
+built from: a new format is one module and one line."""
 
 from __future__ import annotations
 

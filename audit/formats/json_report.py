@@ -9,7 +9,7 @@ from pysbx.audit.engine import AuditResult
 from pysbx.policies.model import SEVERITIES
 
 
-def render(result: AuditResult, colour: bool = False) -> str:
+def render(result: AuditResult, terminal: bool = False) -> str:
     counts = {severity: sum(f.severity == severity for f in result.findings) for severity in SEVERITIES}
     document = {
         "tool": {"name": "pyaudit", "version": result.tool_version},

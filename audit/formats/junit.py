@@ -9,7 +9,7 @@ from pysbx.audit.engine import AuditResult
 from pysbx.audit.findings import at_or_above
 
 
-def render(result: AuditResult, colour: bool = False) -> str:
+def render(result: AuditResult, terminal: bool = False) -> str:
     suites = ET.Element("testsuites", name="pyaudit")
     for target in result.targets:
         findings = [f for f in result.findings if f.target == target]

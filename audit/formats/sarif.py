@@ -23,7 +23,7 @@ def _uri(target: str) -> str:
         return path.as_uri()
 
 
-def render(result: AuditResult, colour: bool = False) -> str:
+def render(result: AuditResult, terminal: bool = False) -> str:
     rule_ids = sorted({f.rule_id for f in result.findings} | set(RULES))
     rules = [_rule(RULES[rule_id]) for rule_id in rule_ids]
     index = {rule_id: i for i, rule_id in enumerate(rule_ids)}

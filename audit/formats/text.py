@@ -1,10 +1,14 @@
-"""`--format text`: a table per target for people, colour on a terminal, and for images a
-small bar chart of layer sizes and wasted bytes, as dive users expect."""
+"""`--format text`. On a terminal: a table per target, coloured unless NO_COLOR is set
+(no-color.org), and for images a small bar chart of layer sizes and wasted bytes, as dive
+users expect. Elsewhere (a pipe, a CI log, --output): one `file:line: RULE severity message`
+line per finding, which editors, grep and CI annotations follow."""
 
 from __future__ import annotations
 
+import os
+
 from pysbx.audit.engine import AuditResult
-from pysbx.audit.findings import severity_rank
+from pysbx.audit.findings import Finding, severity_rank
 from pysbx.policies.model import SEVERITIES
 from pysbx.policies.values import format_size
 
@@ -18,7 +22,33 @@ _COLOURS = {
 _RESET = "\x1b[0m"
 
 
-def render(result: AuditResult, colour: bool = False) -> str:
+def render(result: AuditResult, terminal: bool = False) -> str:
+    lines = _grouped(result, colour=not os.environ.get("NO_COLOR")) if terminal else _located(result)
+    counts = ", ".join(f"{sum(f.severity == s for f in result.findings)} {s}" for s in SEVERITIES)
+    verdict = "FAIL" if result.failed else "pass"
+    suppressed = f", {len(result.suppressed)} suppressed" if result.suppressed else ""
+    lines.append(
+        f"{len(result.targets)} targets, {len(result.findings)} findings ({counts}){suppressed}; "
+        f"fail on {result.fail_on}: {verdict}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _located(result: AuditResult) -> list[str]:
+    """One line per finding, in target order then line order, each with its own location."""
+    order = {target: index for index, target in enumerate(result.targets)}
+    ordered = sorted(
+        result.findings,
+        key=lambda f: (order.get(f.target, len(order)), f.target, f.line or 0, severity_rank(f.severity)),
+    )
+    return [f"{_location(found)}: {found.rule_id} {found.severity} {found.message}" for found in ordered]
+
+
+def _location(found: Finding) -> str:
+    return f"{found.target}:{found.line}" if found.line else found.target
+
+
+def _grouped(result: AuditResult, colour: bool) -> list[str]:
     lines: list[str] = []
     by_target: dict[str, list] = {target: [] for target in result.targets}  # type: ignore[type-arg]
     for found in result.findings:
@@ -36,14 +66,7 @@ def render(result: AuditResult, colour: bool = False) -> str:
         lines.append("")
     for summary in result.images:
         lines += _image_chart(summary)
-    counts = ", ".join(f"{sum(f.severity == s for f in result.findings)} {s}" for s in SEVERITIES)
-    verdict = "FAIL" if result.failed else "pass"
-    suppressed = f", {len(result.suppressed)} suppressed" if result.suppressed else ""
-    lines.append(
-        f"{len(result.targets)} targets, {len(result.findings)} findings ({counts}){suppressed}; "
-        f"fail on {result.fail_on}: {verdict}"
-    )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _image_chart(summary: object) -> list[str]:

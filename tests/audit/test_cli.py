@@ -110,12 +110,68 @@ def test_policy_ignores_need_reasons_and_expire(tmp_path: Path) -> None:
 def test_rules_command_lists_and_explains() -> None:
     listing = pyaudit("rules")
     assert listing.returncode == 0 and "PA1001  privileged" in listing.stdout
+    assert listing.stdout.startswith("ID ") and "pyaudit rules" in pyaudit("--help").stdout
     one = pyaudit("rules", "docker-socket")
     assert one.returncode == 0 and "PA1080" in one.stdout and "CIS-Docker-5.31" in one.stdout
     assert pyaudit("rules", "nope").returncode == 2
 
 
-def test_text_report_groups_by_target_without_colour_in_a_pipe(tmp_path: Path) -> None:
+def test_text_report_in_a_pipe_is_one_located_line_per_finding(tmp_path: Path) -> None:
     path = write(tmp_path, "Dockerfile", DOCKERFILE)
-    out = pyaudit(str(path)).stdout
-    assert out.startswith(f"{path} (dockerfile)") and "\x1b[" not in out and "fail on medium: FAIL" in out
+    lines = pyaudit(str(path)).stdout.splitlines()
+    assert f"{path}:2: PA1201 high RUN pipes a download straight into a shell" in lines
+    assert all(line.startswith(f"{path}:") for line in lines[:-1]) and "\x1b[" not in "".join(lines)
+    assert lines[-1].endswith("fail on medium: FAIL")
+
+
+def on_terminal(args: list[str], env: dict[str, str]) -> str:
+    """pyaudit's stdout when it is a terminal."""
+    import os
+
+    master, slave = os.openpty()
+    with subprocess.Popen([str(BIN / "pyaudit"), *args], stdout=slave, stderr=subprocess.DEVNULL, env=env) as child:
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        child.wait(timeout=60)
+    os.close(master)
+    return b"".join(chunks).decode()
+
+
+def test_text_report_on_a_terminal_is_grouped_and_coloured_unless_no_color(tmp_path: Path) -> None:
+    import os
+
+    path = write(tmp_path, "Dockerfile", DOCKERFILE)
+    env = {key: value for key, value in os.environ.items() if key != "NO_COLOR"}
+    coloured = on_terminal([str(path)], env)
+    assert coloured.startswith(f"{path} (dockerfile)") and "\x1b[31mHIGH" in coloured
+    plain = on_terminal([str(path)], {**env, "NO_COLOR": "1"})
+    assert plain.startswith(f"{path} (dockerfile)") and "\x1b[" not in plain and "HIGH" in plain
+
+
+def test_conventions_stdin_fail_on_case_and_never(tmp_path: Path) -> None:
+    piped = subprocess.run([str(BIN / "pyaudit"), "-"], input=DOCKERFILE, capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 1 and "-:2: PA1201 high" in piped.stdout
+    path = write(tmp_path, "Dockerfile", DOCKERFILE)
+    assert pyaudit(str(path), "--fail-on", "HIGH").returncode == 1
+    assert pyaudit(str(path), "--fail-on", "Critical").returncode == 0
+    never = pyaudit(str(path), "--fail-on", "never")
+    assert never.returncode == 0 and "PA1201" in never.stdout
+
+
+def test_usage_errors_are_one_line_naming_the_help(tmp_path: Path) -> None:
+    for args, words in (
+        (["--fail-on", "severe", "x"], "'severe' is not one of"),
+        (["--bogus", "x"], "No such option: --bogus"),
+        (["rules", "--bogus"], "No such option: --bogus"),
+    ):
+        result = pyaudit(*args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert words in result.stderr and "--help)" in result.stderr and "Value error" not in result.stderr
