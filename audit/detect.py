@@ -58,12 +58,29 @@ def expand_targets(targets: list[str], skipped: list[tuple[str, str]] | None = N
             yield target, True
             continue
         path = Path(target)
+        if not path.exists() and _names_an_image(target):
+            yield target, True  # IMAGE:REF, one image of a layout or archive
+            continue
         if not path.exists():
             raise AuditInputError(f"{target}: no such file or directory")
         if path.is_dir() and not is_image_layout(path):
             yield from _walk(path, notes)
         else:
             yield target, True
+
+
+def _names_an_image(target: str) -> bool:
+    """`layout:team/app:1.0` or `image.tar:name:tag`: an existing image before a colon."""
+    if ":" not in target:
+        return False
+    from pysbx.images import ImageError
+    from pysbx.images.image import split_reference
+
+    try:
+        path, ref = split_reference(target)
+    except ImageError:
+        return False
+    return ref is not None and (is_image_layout(path) or path.is_file())
 
 
 def _walk(directory: Path, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, bool]]:

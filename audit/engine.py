@@ -141,6 +141,8 @@ def audit_one(path: str, explicit: bool, policy: Policy) -> tuple[str | None, li
     An `explicit` input was named by the user: a symlink to a regular file is followed."""
     if path == STDIN:
         return _audit_text(path, _decoded(path, _read_stdin()), explicit)
+    if explicit and not os.path.lexists(path):  # IMAGE:REF, which expand_targets let through
+        return _audit_image(path, policy)
     if _is_folder(path, explicit):  # expand_targets yields only OCI layouts as folders
         return _audit_image(path, policy)
     if is_image_archive(read_regular(path, TAR_HEADER_SIZE, follow=explicit, truncate=True)):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -122,19 +124,35 @@ def build(
     keep_owner: Annotated[bool, typer.Option(help="Keep file owners instead of making root own everything.")] = False,
 ) -> None:
     """Build an image from folders: each becomes one layer, files owned by root unless
-    --keep-owner. Output is deterministic: the same folders give the same digests."""
+    --keep-owner (the owners on disk, which differ between users and machines). Output is
+    deterministic: the same folders give the same digests. With SOURCE_DATE_EPOCH set (for
+    example to `git log -1 --format=%ct`), file times are clamped to it and it is the image's
+    creation time, so checkouts made at different times build the same image."""
     with _image_errors():
+        epoch = source_date_epoch()
         config = _run_config(user, entrypoint, cmd, env or [], workdir, label or [])
         layers = []
         for folder in rootfs:
             if not folder.is_dir():
                 raise ImageError(f"{folder}: not a folder")
-            tar = tar_from_directory(folder, None if keep_owner else (0, 0))
+            tar = tar_from_directory(folder, None if keep_owner else (0, 0), epoch)
             layers.append(NewLayer(tar, compression.value, f"pysandbox image build {folder.name}"))
         new = NewImage(layers, config, parse_platform(platform))
+        if epoch is not None:
+            new.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
         _write(new, output, archive_format, tag)
         built = open_image(str(output))
     typer.echo(f"wrote {output} ({archive_format.value}) {tag} {built.manifest_digest}")
+
+
+def source_date_epoch() -> int | None:
+    """SOURCE_DATE_EPOCH (reproducible-builds.org): whole seconds since 1970, or unset."""
+    raw = os.environ.get("SOURCE_DATE_EPOCH")
+    if raw is None or raw == "":
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+        raise ImageError(f"SOURCE_DATE_EPOCH={raw[:40]!r}: expected whole seconds since 1970")
+    return int(raw)
 
 
 def _run_config(
@@ -166,13 +184,15 @@ def _pairs(values: list[str], option: str) -> list[str]:
 
 
 def _write(new: NewImage, output: Path, archive_format: ArchiveFormat, tag: str) -> None:
-    short_tag = tag.rsplit(":", 1)[-1] if ":" in tag.rsplit("/", 1)[-1] else "latest"
+    """The image under its full reference: ref.name `team/app:1.0` as skopeo writes it, so
+    that IMAGE:team/app:1.0 finds it and pyaudit sees the version tag."""
+    reference = tag if ":" in tag.rsplit("/", 1)[-1] or "@" in tag else f"{tag}:latest"
     if output.exists():
         raise ImageError(f"{output}: already exists; remove it or choose another --output")
     if archive_format is ArchiveFormat.oci:
-        write_oci_layout(output, [(short_tag, [new])])
+        write_oci_layout(output, [(reference, [new])])
     elif archive_format is ArchiveFormat.oci_archive:
-        write_oci_archive(output, [(short_tag, [new])])
+        write_oci_archive(output, [(reference, [new])])
     else:
         write_docker_archive(output, new, [tag])
 

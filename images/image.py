@@ -19,7 +19,7 @@ from pysbx.images.digest import Digest, digest_bytes, parse_digest
 from pysbx.images.errors import ImageError
 from pysbx.images.jsonfields import as_list, as_object, load_json, load_json_object, opt_str, opt_str_map, req_int
 from pysbx.images.platform import DEFAULT_PLATFORM, Platform, parse_platform
-from pysbx.images.references import reference_matches
+from pysbx.images.references import is_tag_alone, reference_matches
 from pysbx.images.store import MAX_DOCUMENT_BYTES, BlobStore, open_store, read_document, sniff_compression
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -178,7 +178,16 @@ def _is_attached_artifact(item: object) -> bool:
 
 
 def _names(entry: Descriptor) -> list[str]:
-    return [entry.annotations[key] for key in (CONTAINERD_NAME, REF_NAME) if key in entry.annotations]
+    """An entry's names: containerd's full reference, and ref.name, either a full reference
+    (skopeo, our build) or a tag alone (umoci, Docker 25), which is named `:TAG` so that it
+    reads as a tag; beside containerd's name a lone tag says nothing more."""
+    names = [entry.annotations[CONTAINERD_NAME]] if CONTAINERD_NAME in entry.annotations else []
+    ref_name = entry.annotations.get(REF_NAME)
+    if ref_name is not None and not is_tag_alone(ref_name):
+        names.append(ref_name)
+    elif ref_name is not None and not names:
+        names.append(f":{ref_name}")
+    return names
 
 
 def _choose_by_reference(store: BlobStore, entries: list[Descriptor], ref: str | None) -> Descriptor:
@@ -186,13 +195,13 @@ def _choose_by_reference(store: BlobStore, entries: list[Descriptor], ref: str |
         for entry in entries:
             if any(reference_matches(ref, name) for name in _names(entry)):
                 return entry
-        known = ", ".join(sorted({n for e in entries for n in _names(e)})) or "none"
+        known = ", ".join(sorted({n.removeprefix(":") for e in entries for n in _names(e)})) or "none"
         raise ImageError(f"{store.label}: no image named {ref!r} in index.json (names: {known})")
     distinct = {entry.digest for entry in entries}
     if not entries:
         raise ImageError(f"{store.label}: index.json lists no images")
     if len(distinct) > 1:
-        names = ", ".join(sorted({n for e in entries for n in _names(e)})) or "unnamed entries"
+        names = ", ".join(sorted({n.removeprefix(":") for e in entries for n in _names(e)})) or "unnamed entries"
         raise ImageError(f"{store.label}: holds {len(distinct)} images ({names}); name one as IMAGE:REF")
     return entries[0]
 

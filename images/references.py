@@ -21,5 +21,14 @@ def normalize_name(name: str) -> str:
     return name_part
 
 
+def is_tag_alone(name: str) -> bool:
+    """An OCI layout's ref.name that is a tag without a repository (`1.0`, `latest`)."""
+    return bool(name) and not any(mark in name for mark in "/:@")
+
+
 def reference_matches(wanted: str, candidate: str) -> bool:
+    """Whether `wanted` (IMAGE:REF) names `candidate`; a candidate `:TAG` (a layout's lone
+    tag) is matched by its tag, whatever repository `wanted` gives."""
+    if candidate.startswith(":"):
+        return wanted in (candidate, candidate[1:]) or normalize_name(wanted).rsplit(":", 1)[-1] == candidate[1:]
     return wanted == candidate or normalize_name(wanted) == normalize_name(candidate)

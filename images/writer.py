@@ -215,9 +215,11 @@ def write_tar(target: Path, files: Iterable[tuple[str, bytes]]) -> None:
             archive.addfile(info, io.BytesIO(data))
 
 
-def tar_from_directory(root: Path, owner: tuple[int, int] | None = (0, 0)) -> bytes:
+def tar_from_directory(root: Path, owner: tuple[int, int] | None = (0, 0), clamp_mtime: int | None = None) -> bytes:
     """A layer tar of everything under `root`, in sorted order, hard links kept; files are
-    owned by `owner` (root by default, as a build would) unless owner is None."""
+    owned by `owner` (root by default, as a build would) unless owner is None. With
+    `clamp_mtime` (SOURCE_DATE_EPOCH), no entry is newer than it, as BuildKit's
+    rewrite-timestamp does: the same tree checked out at different times gives one digest."""
     buffer = io.BytesIO()
     seen_inodes: dict[tuple[int, int], str] = {}
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
@@ -227,6 +229,8 @@ def tar_from_directory(root: Path, owner: tuple[int, int] | None = (0, 0)) -> by
             if owner is not None:
                 info.uid, info.gid = owner
                 info.uname = info.gname = ""
+            if clamp_mtime is not None:
+                info.mtime = min(int(info.mtime), clamp_mtime)
             st = path.lstat()
             if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)

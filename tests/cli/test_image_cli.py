@@ -183,6 +183,68 @@ def test_build_is_deterministic_and_readable_back(tmp_path: Path) -> None:
     assert again.returncode == 125 and "already exists" in again.stderr
 
 
+@pytest.mark.parametrize("fmt", ["oci", "oci-archive"])
+def test_a_built_image_is_found_and_judged_by_its_full_reference(tmp_path: Path, fmt: str) -> None:
+    """ref.name holds `team/app:1.0` (as skopeo writes it): IMAGE:team/app:1.0 finds it,
+    and pyaudit sees a version tag, not an image without one."""
+    (tmp_path / "rootfs").mkdir()
+    (tmp_path / "rootfs" / "hello").write_text("hi\n")
+    out = tmp_path / "out"
+    built = run("pysandbox", "image", "build", str(tmp_path / "rootfs"), "-o", str(out), "--format", fmt,
+                "--tag", "team/app:1.0", "--user", "1000")  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert run("pysandbox", "image", "inspect", f"{out}:team/app:1.0").returncode == 0
+    audited = run("pyaudit", f"{out}:team/app:1.0", "--format", "json")
+    rules = [f["rule_id"] for f in json.loads(audited.stdout)["findings"]]
+    assert "PA1020" not in rules, audited.stdout
+    if fmt == "oci":
+        index = json.loads((out / "index.json").read_text())
+        assert index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == "team/app:1.0"
+
+
+def test_a_layout_whose_ref_name_is_a_tag_alone_is_read_as_a_tag(tmp_path: Path) -> None:
+    """umoci and older builds write ref.name `1.0`: IMAGE:team/app:1.0 and IMAGE:1.0 both find
+    it, and `1.0` is a version tag, not an image named 1.0 without one."""
+    from pysbx.images.writer import write_oci_layout
+
+    write_oci_layout(tmp_path / "lay", [("1.0", [image_of([T("a")], config={"User": "1000"})])])
+    for reference in ("team/app:1.0", "1.0"):
+        assert run("pysandbox", "image", "inspect", f"{tmp_path}/lay:{reference}").returncode == 0, reference
+    audited = json.loads(run("pyaudit", f"{tmp_path}/lay", "--format", "json").stdout)
+    assert "PA1020" not in [f["rule_id"] for f in audited["findings"]]
+    assert run("pysandbox", "image", "inspect", f"{tmp_path}/lay:team/app:2.0").returncode == 125
+
+
+def test_source_date_epoch_makes_checkouts_of_different_times_build_one_image(tmp_path: Path) -> None:
+    digests = {}
+    for checkout, mtime in (("first", 1_700_000_000), ("second", 1_750_000_000)):
+        rootfs = tmp_path / checkout / "rootfs"  # one name: it is in the layer's history
+        (rootfs / "bin").mkdir(parents=True)
+        (rootfs / "bin" / "hello").write_text("#!/bin/sh\necho hello\n")
+        for path in (rootfs / "bin" / "hello", rootfs / "bin", rootfs):
+            os.utime(path, (mtime, mtime))
+        for epoch in ("", "1600000000"):
+            out = tmp_path / f"{checkout}-{epoch or 'none'}.tar"
+            result = subprocess.run(
+                [str(BIN / "pysandbox"), "image", "build", str(rootfs), "-o", str(out)],
+                capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": epoch}, timeout=120,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            digests[(checkout, epoch)] = result.stdout.split()[-1]
+    assert digests[("first", "1600000000")] == digests[("second", "1600000000")]
+    assert digests[("first", "")] != digests[("second", "")]  # without it, the times are kept
+    report = json.loads(
+        run("pysandbox", "image", "inspect", str(tmp_path / "first-1600000000.tar"), "--format", "json").stdout
+    )
+    assert report["created"] == "2020-09-13T12:26:40Z", report.get("created")
+    bad = subprocess.run(
+        [str(BIN / "pysandbox"), "image", "build", str(tmp_path / "first" / "rootfs"), "-o", str(tmp_path / "x.tar")],
+        capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": "yesterday"}, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 125 and "SOURCE_DATE_EPOCH='yesterday': expected whole seconds" in bad.stderr
+    assert not (tmp_path / "x.tar").exists()
+
+
 def test_busybox_example_image_unpacks_to_a_runnable_root(busybox_image: Path, tmp_path: Path) -> None:
     result = run("pysandbox", "image", "unpack", str(busybox_image), str(tmp_path / "root"))
     assert result.returncode == 0, result.stderr
