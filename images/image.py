@@ -192,9 +192,11 @@ def _names(entry: Descriptor) -> list[str]:
 
 def _choose_by_reference(store: BlobStore, entries: list[Descriptor], ref: str | None) -> Descriptor:
     if ref is not None:
-        for entry in entries:
-            if any(reference_matches(ref, name) for name in _names(entry)):
-                return entry
+        matching = [entry for entry in entries if any(reference_matches(ref, name) for name in _names(entry))]
+        if len({entry.digest for entry in matching}) > 1:  # a lone tag and a full name, say: never guess
+            raise ImageError(f"{store.label}: {ref!r} names {len({e.digest for e in matching})} different images")
+        if matching:
+            return matching[0]
         known = ", ".join(sorted({n.removeprefix(":") for e in entries for n in _names(e)})) or "none"
         raise ImageError(f"{store.label}: no image named {ref!r} in index.json (names: {known})")
     distinct = {entry.digest for entry in entries}

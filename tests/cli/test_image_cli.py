@@ -267,3 +267,14 @@ def test_the_version_is_the_installed_distributions() -> None:
         assert shown == f"{tool} {project['version']}\n", shown
     for example in (ROOT / "examples" / "ci").glob("*.yml"):
         assert f"install {DISTRIBUTION}" in example.read_text(), example
+
+
+def test_a_reference_two_entries_answer_to_is_refused_not_guessed(tmp_path: Path) -> None:
+    """A lone tag `1.0` and `team/app:1.0` for two different images: IMAGE:team/app:1.0 could
+    be either, so it is neither (the first in index.json would be the author's choice)."""
+    from pysbx.images.writer import write_oci_layout
+
+    one, two = image_of([T("one")]), image_of([T("two")])
+    write_oci_layout(tmp_path / "lay", [("1.0", [one]), ("team/app:1.0", [two])])
+    result = run("pysandbox", "image", "inspect", f"{tmp_path}/lay:team/app:1.0")
+    assert result.returncode == 125 and "'team/app:1.0' names 2 different images" in result.stderr
