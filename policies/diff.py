@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from pysbx.policies import model
-from pysbx.policies.render import plain
+from pysbx.policies.render import flow, plain
 
 FieldPath = tuple[str, ...]
 LOOSENS, TIGHTENS = "loosens", "tightens"
-_MAX_TRUST_FILE = 16 * 2**20  # far beyond any public key or trusted_root.json
 
 
 @dataclass(frozen=True)
@@ -49,10 +48,7 @@ class Change:
 
 
 def _show(value: Any, hint: Any = None) -> str:
-    rendered = plain(value, hint)
-    if rendered is None:
-        return "null"
-    return str(rendered).lower() if isinstance(rendered, bool) else str(rendered)
+    return flow(plain(value, hint))
 
 
 @dataclass(frozen=True)
@@ -221,9 +217,8 @@ def _covers(old: Any, new: Any, at: _Field) -> bool:
 
 def _item(item: Any, identity: str) -> str:
     if dataclasses.is_dataclass(item):
-        fields = plain(item)
-        return "{" + ", ".join(f"{k}: {v}" for k, v in fields.items() if v is not None) + "}"
-    shown = str(plain(item))
+        return flow({key: value for key, value in plain(item).items() if value is not None})
+    shown = flow(plain(item))
     return shown if identity == item else f"{shown} ({identity})"
 
 
@@ -238,21 +233,22 @@ def _file_identity(path: str | None, compare: str) -> str | None:
     that cannot be read is named by its path alone, so it equals nothing else."""
     if path is None:
         return None
+    from pysbx.policies.references import read_referenced
+
     try:
-        with open(path, "rb") as file:
-            data = file.read(_MAX_TRUST_FILE + 1)
+        data = read_referenced(path)
     except OSError as error:
         return f"unreadable {path}: {error.strerror or error}"
-    if len(data) > _MAX_TRUST_FILE:
-        return f"unreadable {path}: larger than {_MAX_TRUST_FILE // 2**20} MiB"
+    except ValueError:
+        return f"unreadable {path}: larger than 16 MiB"
     if compare == "public_key":
-        fingerprint = _public_key_fingerprint(data)
+        fingerprint = public_key_fingerprint(data)
         if fingerprint is not None:
             return fingerprint
     return "file sha256:" + hashlib.sha256(data).hexdigest()[:16]
 
 
-def _public_key_fingerprint(pem: bytes) -> str | None:
+def public_key_fingerprint(pem: bytes) -> str | None:
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 

@@ -26,17 +26,28 @@ def export_files(policy: model.Policy, target: str, reserved_base: int | None = 
     if target == "oci":
         return {"config.json": json.dumps(oci_config(policy, reserved_base=reserved_base), indent=2) + "\n"}
     if target == "docker":
-        note = "# Docker applies its own masked and read-only paths; user namespaces need the daemon's userns-remap.\n"
+        notes = [
+            "Docker applies its own masked and read-only paths; user namespaces need the daemon's userns-remap.",
+            *unenforced(policy, "docker"),
+        ]
+        note = "".join(f"# {line}\n" for line in notes)
         files = {"docker-run.txt": note + " \\\n  ".join(["docker run", *docker_flags(policy), "IMAGE"]) + "\n"}
         if policy.sandbox.seccomp.profile != "unconfined" and not policy.sandbox.privileged:
             files["seccomp.json"] = json.dumps(docker_seccomp(policy), indent=2) + "\n"
         return files
     if target == "kubernetes":
-        files = {"pod.yaml": yaml.safe_dump(kubernetes_pod(policy), sort_keys=False)}
+        files = {"pod.yaml": yaml.dump(kubernetes_pod(policy), Dumper=_PlainDumper, sort_keys=False)}
         if _seccomp_on(policy):
             files[_profile_file(policy)] = json.dumps(docker_seccomp(policy), indent=2) + "\n"
         return files
     raise PolicyError([Problem("export", 1, 1, f"unknown export target {target!r}")])
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """YAML without anchors and aliases (`&id001`): a manifest a reviewer reads top to bottom."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _seccomp_on(policy: model.Policy) -> bool:
@@ -47,11 +58,37 @@ def _granted(policy: model.Policy) -> list[str]:
     return sorted(model.granted_capabilities(policy.sandbox.capabilities, policy.sandbox.privileged))
 
 
-def _numeric_user(policy: model.Policy) -> tuple[int, int]:
-    """OCI needs numbers; a name cannot be resolved without the image, so it maps to 0."""
-    user = policy.sandbox.ids.user or "0"
-    uid, _, gid = user.partition(":")
-    return (int(uid) if uid.isdigit() else 0, int(gid) if gid.isdigit() else int(uid) if uid.isdigit() else 0)
+def _numeric_user(policy: model.Policy) -> tuple[int, int] | None:
+    """ids.user as the numbers OCI and Kubernetes take (UID[:GID]); None when it is unset or a
+    name, which only the image's /etc/passwd resolves (never 0 in its place: that is root)."""
+    user = policy.sandbox.ids.user
+    uid, _, gid = (user or "").partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        return None
+    return int(uid), int(gid or uid)
+
+
+def _oci_user(policy: model.Policy) -> tuple[int, int]:
+    user = policy.sandbox.ids.user
+    numbers = _numeric_user(policy)
+    if user and numbers is None:
+        raise PolicyError(
+            [Problem("export", 1, 1, f"ids.user {user!r} is a name; an OCI config takes numbers: set UID[:GID]")]
+        )
+    return numbers or (0, 0)
+
+
+def unenforced(policy: model.Policy, engine: str) -> list[str]:
+    """What `engine` (oci, docker, kubernetes) does not enforce of the policy, and what would."""
+    notes = []
+    if policy.signing.required:
+        controller = {
+            "kubernetes": "an admission controller (Sigstore policy-controller, or Kyverno verifyImages)",
+            "docker": "a verifying step before docker run (cosign verify, or pysandbox verify)",
+            "oci": "a verifying step before the runtime starts it (pysandbox verify, cosign verify)",
+        }[engine]
+        notes.append(f"signing.required: {engine} runs unsigned images; enforce signatures with {controller}")
+    return notes
 
 
 # ----- OCI runtime config ------------------------------------------------------------------
@@ -61,7 +98,7 @@ def oci_config(
     policy: model.Policy, args: tuple[str, ...] = ("/bin/sh",), reserved_base: int | None = None
 ) -> dict[str, Any]:
     sandbox = policy.sandbox
-    uid, gid = _numeric_user(policy)
+    uid, gid = _oci_user(policy)
     caps = _granted(policy)
     namespaces = [{"type": name} for name in sandbox.namespaces]
     config: dict[str, Any] = {
@@ -103,6 +140,9 @@ def oci_config(
         config["linux"]["gidMappings"] = mapping
     if _seccomp_on(policy):
         config["linux"]["seccomp"] = oci_seccomp(policy)
+    notes = unenforced(policy, "oci")
+    if notes:
+        config["annotations"] = {"pysandbox.dev/not-enforced": "; ".join(notes)}
     return config
 
 
@@ -272,11 +312,14 @@ def _profile_file(policy: model.Policy) -> str:
     return f"pysandbox-{name}.json"
 
 
+PLACEHOLDER_IMAGE = "registry.example.com/app@sha256:" + "0" * 64
+
+
 def kubernetes_pod(policy: model.Policy) -> dict[str, Any]:
     """A Pod whose pod- and container-level securityContext say what the policy says.
     The seccomp profile must be copied to each node's kubelet seccomp directory."""
     sandbox = policy.sandbox
-    uid, gid = _numeric_user(policy)
+    numbers = _numeric_user(policy)
     seccomp = (
         {"type": "Localhost", "localhostProfile": _profile_file(policy)}
         if _seccomp_on(policy)
@@ -284,14 +327,19 @@ def kubernetes_pod(policy: model.Policy) -> dict[str, Any]:
     )
     container_context: dict[str, Any] = {
         "privileged": sandbox.privileged,
-        "allowPrivilegeEscalation": not sandbox.no_new_privileges,
-        "readOnlyRootFilesystem": sandbox.mounts.read_only_rootfs,
         "capabilities": {"drop": ["ALL"], "add": [name.removeprefix("CAP_") for name in _granted(policy)]},
         "seccompProfile": seccomp,
     }
-    if sandbox.ids.user:
-        container_context["runAsUser"] = uid
-        container_context["runAsGroup"] = gid
+    # What the policy requires is said; what it only permits is left to the default (which
+    # permits it too), rather than asked for explicitly.
+    if sandbox.no_new_privileges:
+        container_context["allowPrivilegeEscalation"] = False
+    if sandbox.mounts.read_only_rootfs:
+        container_context["readOnlyRootFilesystem"] = True
+    if numbers is not None:
+        container_context["runAsUser"], container_context["runAsGroup"] = numbers
+    if sandbox.ids.user and (numbers is None or numbers[0] != 0) and sandbox.ids.user.split(":")[0] != "root":
+        container_context["runAsNonRoot"] = True  # a name: the kubelet refuses a root image user
     resources: dict[str, Any] = {}
     if sandbox.limits.memory is not None:
         resources["memory"] = format_size(sandbox.limits.memory)
@@ -306,7 +354,7 @@ def kubernetes_pod(policy: model.Policy) -> dict[str, Any]:
     ]
     container: dict[str, Any] = {
         "name": "app",
-        "image": "IMAGE@sha256:DIGEST",
+        "image": PLACEHOLDER_IMAGE,
         "securityContext": container_context,
         "volumeMounts": [{"name": f"tmpfs-{i}", "mountPath": t.path} for i, t in enumerate(sandbox.mounts.tmpfs)],
     }
@@ -331,5 +379,12 @@ def kubernetes_pod(policy: model.Policy) -> dict[str, Any]:
     if sandbox.limits.open_files is not None:
         unexpressed.append(f"open files {sandbox.limits.open_files}: set the container runtime's default ulimits")
     unexpressed.append("masked and read-only paths: procMount Default keeps the runtime's own")
-    metadata = {"name": "app", "annotations": {"pysandbox.dev/not-expressible": "; ".join(unexpressed)}}
+    annotations = {
+        "pysandbox.dev/image": f"replace {PLACEHOLDER_IMAGE} with the image, pinned by its digest",
+        "pysandbox.dev/not-expressible": "; ".join(unexpressed),
+    }
+    notes = unenforced(policy, "kubernetes")
+    if notes:
+        annotations["pysandbox.dev/not-enforced"] = "; ".join(notes)
+    metadata = {"name": "app", "annotations": annotations}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}

@@ -63,21 +63,38 @@ def load_policy(reference: str | Path, syscall_known: Callable[[str], bool] | No
     return _load(path, [], syscall_known or _libseccomp_knows)
 
 
+def load_policy_text(
+    text: str, label: str, base: Path, syscall_known: Callable[[str], bool] | None = None
+) -> LoadedPolicy:
+    """Load a policy read elsewhere (standard input, `git show REV:path` through a pipe):
+    `label` names it in problems, and what it refers to (extends, keys, a seccomp profile)
+    is resolved relative to `base`."""
+    if len(text.encode()) > MAX_POLICY_BYTES:
+        raise PolicyError([Problem(label, 1, 1, f"the policy is larger than {MAX_POLICY_BYTES} bytes")])
+    return _load_text(label, base, text, [], syscall_known or _libseccomp_knows)
+
+
 def _load(path: Path, seen: list[Path], syscall_known: Callable[[str], bool]) -> LoadedPolicy:
-    label = str(path)
+    return _load_text(str(path), path.parent, _read_policy(path), seen, syscall_known)
+
+
+def _load_text(
+    label: str, base: Path, text: str, seen: list[Path], syscall_known: Callable[[str], bool]
+) -> LoadedPolicy:
+    path = Path(label)
     if path in seen:
         raise PolicyError([Problem(label, 1, 1, "extends itself in a cycle: " + " -> ".join(map(str, [*seen, path])))])
     if len(seen) > _MAX_CHAIN:
         raise PolicyError([Problem(label, 1, 1, f"extends chain deeper than {_MAX_CHAIN}")])
-    parser = _Parser(label, path.parent, syscall_known)
-    explicit = parser.parse_document(_compose(path))
+    parser = _Parser(label, base, syscall_known)
+    explicit = parser.parse_document(_compose(text, label))
     if parser.problems:
         raise PolicyError(parser.problems)
     chain = [label]
     locations = parser.locations
     parent_ref = explicit.pop("extends", None)
     if parent_ref is not None:
-        parent_path = resolve_reference(parent_ref, path.parent)
+        parent_path = resolve_reference(parent_ref, base)
         if not _is_regular_file(parent_path):
             line, column = parser.locations[("extends",)][1:]
             raise PolicyError(
@@ -104,14 +121,14 @@ def _is_regular_file(path: Path) -> bool:
 MAX_POLICY_BYTES = 1 << 20  # a policy is a page of YAML; 1 MiB is generous
 
 
-def _compose(path: Path) -> yaml.Node:
-    """The YAML of a policy file, read as a regular file (a FIFO or /dev/zero named as a
-    policy is an error, not a hang or an exhausted memory), bounded."""
+def _read_policy(path: Path) -> str:
+    """A policy file, read as a regular file (a FIFO or /dev/zero named as a policy is an
+    error, not a hang or an exhausted memory), bounded."""
     label = str(path)
     try:
         fd = open_regular(label, follow=True)
         try:
-            text = read_bounded(fd, MAX_POLICY_BYTES).decode("utf-8")
+            return read_bounded(fd, MAX_POLICY_BYTES).decode("utf-8")
         finally:
             os.close(fd)
     except ValueError as error:
@@ -120,6 +137,9 @@ def _compose(path: Path) -> yaml.Node:
         raise PolicyError([Problem(label, 1, 1, f"the policy is larger than {MAX_POLICY_BYTES} bytes")]) from None
     except OSError as error:
         raise PolicyError([Problem(label, 1, 1, f"cannot read the policy: {error.strerror}")]) from None
+
+
+def _compose(text: str, label: str) -> yaml.Node:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as error:
@@ -160,7 +180,8 @@ class _Parser:
         if parsed is _INVALID:
             return {}
         assert isinstance(parsed, dict)
-        if "version" not in parsed:
+        written = isinstance(node, yaml.MappingNode) and any(key.value == "version" for key, _ in node.value)
+        if "version" not in parsed and not written:  # a wrong version was said where it is written
             self.problem(node, "'version: 1' is required")
         return parsed
 
@@ -464,7 +485,9 @@ def contradictions(policy: model.Policy, locations: dict[FieldPath, Location], c
 
         strict = build(model.Policy, _builtin_explicit("strict"))
         for change in diff_policies(strict, policy):
-            if loosens(change) and not _names_whom_strict_leaves_to_trust(strict, change):
+            if loosens(change) and not (
+                _names_whom_strict_leaves_to_trust(strict, change) or _is_expiring_exception(policy, change)
+            ):
                 at(change.location, f"extends strict but loosens it: {change.describe()}")
     return problems
 
@@ -479,6 +502,16 @@ def _names_whom_strict_leaves_to_trust(strict: model.Policy, change: Change) -> 
     return change.path in _TRUST_FIELDS and not getattr(strict.signing, change.path[-1])
 
 
+def _is_expiring_exception(policy: model.Policy, change: Change) -> bool:
+    """An added audit.ignore entry with an expiry date: a reviewed, time-bound exception to the
+    gate (its reason is required), not a loosening of what strict enforces; one without
+    `expires` is an error under strict. `policy diff` still marks every such entry `loosens`."""
+    if change.path != ("audit", "ignore") or change.index is None or not change.item.startswith("+"):
+        return False
+    return policy.audit.ignore[change.index].expires is not None
+
+
 def _builtin_explicit(name: str) -> dict[str, Any]:
-    parser = _Parser(str(builtin_path(name)), BUILTIN_DIR, lambda _: True)
-    return parser.parse_document(_compose(builtin_path(name)))
+    path = builtin_path(name)
+    parser = _Parser(str(path), BUILTIN_DIR, lambda _: True)
+    return parser.parse_document(_compose(_read_policy(path), str(path)))

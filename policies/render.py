@@ -31,6 +31,19 @@ def plain(value: Any, hint: Any = None) -> Any:
     return value
 
 
+def flow(value: Any) -> str:
+    """A plain value as YAML's flow style writes it in a message: true, null, {a: 1}, [x, y]."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {flow(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(flow(item) for item in value) + "]"
+    return str(value)
+
+
 def _is(hint: Any, kind: Any) -> bool:
     return hint is kind or kind in getattr(hint, "__args__", ())
 

@@ -74,3 +74,8 @@ def suggest(word: str, choices: list[str] | frozenset[str] | tuple[str, ...]) ->
     """' (did you mean X?)' when something is close enough, else ''."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def counted(number: int, singular: str, plural: str | None = None) -> str:
+    """`1 problem`, `2 problems`, `1 policy`, `3 policies`: counts in messages and summaries."""
+    return f"{number} {singular if number == 1 else plural or singular + 's'}"

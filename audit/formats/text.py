@@ -10,7 +10,7 @@ import os
 from pysbx.audit.engine import AuditResult
 from pysbx.audit.findings import Finding, severity_rank
 from pysbx.policies.model import SEVERITIES
-from pysbx.policies.values import format_size
+from pysbx.policies.values import counted, format_size
 
 _COLOURS = {
     "critical": "\x1b[1;31m",
@@ -28,7 +28,7 @@ def render(result: AuditResult, terminal: bool = False) -> str:
     verdict = "FAIL" if result.failed else "pass"
     suppressed = f", {len(result.suppressed)} suppressed" if result.suppressed else ""
     lines.append(
-        f"{len(result.targets)} targets, {len(result.findings)} findings ({counts}){suppressed}; "
+        f"{counted(len(result.targets), 'target')}, {counted(len(result.findings), 'finding')} ({counts}){suppressed}; "
         f"fail on {result.fail_on}: {verdict}"
     )
     return "\n".join(lines) + "\n"

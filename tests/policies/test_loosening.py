@@ -392,7 +392,7 @@ def test_lint_reports_every_loosening_of_strict_at_its_own_line(tmp_path: Path) 
         f"{path}:6:5",
         f"{path}:10:9",
     ]
-    assert result.stderr.strip() == "1 policies checked, 3 problems"
+    assert result.stderr.strip() == "1 policy checked, 3 problems"
 
 
 # ----- what a container may write, in all ----------------------------------------------------
