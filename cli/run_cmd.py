@@ -4,6 +4,7 @@ imports no CLI framework (typer serves every other command)."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from pysbx.cli.runargs import RunArgs, parse
@@ -31,6 +32,8 @@ def main(argv: list[str]) -> int:
 def _run(args: RunArgs) -> int:
     from pysbx.sandbox import warm
 
+    if args.tty and args.interactive and not os.isatty(0):
+        return _fail("the input device is not a TTY: -it needs a terminal on stdin (drop -t to pipe input)")
     if warm.eligible(args) and not args.dry_run:
         try:
             plan = warm.load_plan(args.image, args.policy, args.bundle)
@@ -94,7 +97,7 @@ def _verify(image: Any, loaded: Any, bundle: str | None) -> tuple[str | None, st
 def _execute(spec: RunSpec, args: RunArgs, signing_required: bool) -> int:
     from pysbx.sandbox.runner import run_container
 
-    spec.tty = args.tty
+    spec.tty, spec.interactive = args.tty, args.interactive
     spec.remove_state = args.rm
     if not signing_required:
         print(f"pysandbox: warning: running {args.image} unsigned (policy {args.policy})", file=sys.stderr)

@@ -43,7 +43,7 @@ class Option(Record):
 
 OPTIONS = (
     Option(("--policy",), "value", "built-in policy (strict, baseline, permissive) or a policy file"),
-    Option(("-i", "--interactive"), "flag", "keep stdin open (it always is)"),
+    Option(("-i", "--interactive"), "flag", "with -t, typed input reaches the container (stdin is open without -t)"),
     Option(("-t", "--tty"), "flag", "allocate a pseudo-terminal of the container's own"),
     Option(("--rm",), "flag", "delete the container's writable layer when it exits"),
     Option(("--name",), "value", "container name (and default hostname)"),

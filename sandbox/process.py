@@ -40,11 +40,12 @@ def command_line(
 
 
 def environment(
-    image_env: list[str], extra: list[str], user: User, host_env: dict[str, str] | None = None
+    image_env: list[str], extra: list[str], user: User, host_env: dict[str, str] | None = None, tty: bool = False
 ) -> dict[str, str]:
-    """Defaults, then the image's ENV, then -e and --env-file (`NAME=value`; a bare `NAME`
-    passes the host's value when it has one, as Docker does, and otherwise changes nothing)."""
-    env = {"PATH": DEFAULT_PATH, "HOSTNAME": "", "HOME": user.home}
+    """Defaults (with -t, TERM=xterm, as Docker), then the image's ENV, then -e and --env-file
+    (`NAME=value`; a bare `NAME` passes the host's value when it has one, as Docker does, and
+    otherwise changes nothing)."""
+    env = {"PATH": DEFAULT_PATH, "HOSTNAME": "", "HOME": user.home} | ({"TERM": "xterm"} if tty else {})
     for item in image_env:
         key, sep, value = item.partition("=")
         if key:

@@ -84,6 +84,7 @@ class RunSpec(Record):
         "env",
         "hostname",
         "id_maps",
+        "interactive",
         "limits",
         "lowers",
         "masked_paths",
@@ -127,6 +128,7 @@ class RunSpec(Record):
         wall_time: float | None = None,
         tty: bool = False,
         remove_state: bool = False,  # --rm
+        interactive: bool = False,  # -i: with -t, what is typed reaches the container's pty
     ) -> None:
         self.lowers, self.state = lowers, state
         self.argv, self.env, self.workdir, self.user = argv, env, workdir, user
@@ -135,6 +137,7 @@ class RunSpec(Record):
         self.read_only_rootfs, self.masked_paths, self.readonly_paths = read_only_rootfs, masked_paths, readonly_paths
         self.tmpfs, self.binds, self.limits = tmpfs, binds, limits
         self.wall_time, self.tty, self.remove_state = wall_time, tty, remove_state
+        self.interactive = interactive
 
 
 def run_container(spec: RunSpec) -> int:
@@ -193,7 +196,7 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     master = tty.receive_master(monitor_end) if monitor_end is not None else None
     try:
         if master is not None:
-            with tty.relaying(master):
+            with tty.relaying(master, spec.interactive):
                 message, status = _collect(errors_r, pid, spec.wall_time)
         else:
             message, status = _collect(errors_r, pid, spec.wall_time)

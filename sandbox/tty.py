@@ -20,6 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
     import threading
+    from typing import Any
 
 # Imported only with -t: sandbox.runner imports this module and socket before the container's
 # side forks, so the imports below still find them after pivot_root.
@@ -66,22 +67,29 @@ def attach(slave: int) -> None:
 
 
 @contextlib.contextmanager
-def relaying(master: int) -> Iterator[None]:
-    """Relay stdin -> pty and pty -> stdout while the container runs; the local terminal is
-    put in raw mode (the container's pty does the line editing) and restored after."""
+def relaying(master: int, forward_stdin: bool) -> Iterator[None]:
+    """Relay pty -> stdout while the container runs, and with -i stdin -> pty (Docker: -t
+    alone attaches no input). A terminal on stdout stops translating newlines (the
+    container's pty already turned \n into \r\n); a terminal on stdin, while forwarded, is
+    in raw mode (the container's pty does the line editing). Both are restored after."""
     stdin = sys.stdin.fileno()
-    saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
-    if saved is not None:
+    saved: list[tuple[int, list[Any]]] = []
+    if os.isatty(1):
+        saved.append((1, termios.tcgetattr(1)))
+        output = termios.tcgetattr(1)
+        output[1] &= ~termios.OPOST
+        termios.tcsetattr(1, termios.TCSANOW, output)
+    if forward_stdin and os.isatty(stdin):
+        saved.append((stdin, termios.tcgetattr(stdin)))
         raw = termios.tcgetattr(stdin)
         raw[3] &= ~(termios.ECHO | termios.ICANON | termios.ISIG | termios.IEXTEN)
         raw[0] &= ~(termios.IXON | termios.ICRNL)
-        raw[1] &= ~termios.OPOST  # the container's pty already turned \n into \r\n: not again here
         termios.tcsetattr(stdin, termios.TCSANOW, raw)
     previous = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(master))
     import threading
 
     stop = threading.Event()
-    thread = threading.Thread(target=_pump, args=(master, stdin, stop), daemon=True)
+    thread = threading.Thread(target=_pump, args=(master, stdin if forward_stdin else None, stop), daemon=True)
     thread.start()
     try:
         yield
@@ -89,13 +97,13 @@ def relaying(master: int) -> Iterator[None]:
         stop.set()
         thread.join(timeout=1)
         signal.signal(signal.SIGWINCH, previous)
-        if saved is not None:
-            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        for fd, attributes in reversed(saved):  # the same terminal on both: back to the first state
+            termios.tcsetattr(fd, termios.TCSADRAIN, attributes)
         os.close(master)
 
 
-def _pump(master: int, stdin: int, stop: threading.Event) -> None:
-    sources = [master, stdin]
+def _pump(master: int, stdin: int | None, stop: threading.Event) -> None:
+    sources = [master] if stdin is None else [master, stdin]
     while not stop.is_set() or select.select([master], [], [], 0)[0]:
         ready, _, _ = select.select(sources, [], [], 0.05)
         for fd in ready:

@@ -254,7 +254,7 @@ def _resolve_run(plan: Plan, args: RunArgs, hostname: str) -> dict[str, Any]:
         env_extra += _env_file_lines(path)
     return {
         "argv": command_line(config.entrypoint, config.cmd, args.entrypoint, args.command),
-        "env": environment(config.env, env_extra, user, dict(os.environ)) | {"HOSTNAME": hostname},
+        "env": environment(config.env, env_extra, user, dict(os.environ), args.tty) | {"HOSTNAME": hostname},
         "user": user,
         "workdir": _absolute_workdir(args.workdir or config.working_dir or "/"),
     }

@@ -96,3 +96,32 @@ def test_lines_from_the_container_end_once_in_carriage_return_line_feed(world: P
         raw=True,
     )
     assert code == 0 and "one\r\n" in out and "\r\r\n" not in out, repr(out)
+
+
+def test_a_tty_has_term_xterm_unless_the_image_or_a_flag_says_otherwise(world: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("runs as root here")
+    policy, image = str(world / "strict-unsigned.yaml"), str(world / "busybox-app.tar")
+    code, out = run_on_terminal(["--rm", "-t", "--policy", policy, image, "sh", "-c", "echo term=$TERM"])
+    assert code == 0 and "term=xterm" in out, out
+    code, out = run_on_terminal(
+        ["--rm", "-t", "-e", "TERM=vt100", "--policy", policy, image, "sh", "-c", "echo term=$TERM"]
+    )
+    assert "term=vt100" in out, out
+    plain = subprocess.run([PYSANDBOX, "run", "--rm", "--policy", policy, image, "sh", "-c", "echo term=$TERM"],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd="/")  # fmt: skip
+    assert plain.stdout == "term=\n", plain.stdout  # no terminal, no TERM
+
+
+def test_t_without_i_takes_no_input_and_it_without_a_terminal_is_refused(world: Path) -> None:
+    """Docker's rules: -t alone attaches no stdin (nothing piped is echoed back or read), and
+    -it with a pipe on stdin is an error, not a hang."""
+    if os.geteuid() != 0:
+        pytest.skip("runs as root here")
+    policy, image = str(world / "strict-unsigned.yaml"), str(world / "busybox-app.tar")
+    command = [PYSANDBOX, "run", "--rm", "-t", "--policy", policy, image, "sh", "-c", "echo out"]
+    piped = subprocess.run(command, input=b"secret typed\n", capture_output=True, timeout=60, cwd="/")
+    assert piped.returncode == 0 and piped.stdout == b"out\r\n", piped.stdout
+    refused = subprocess.run([*command[:3], "-i", *command[3:]], input=b"x\n", capture_output=True, timeout=60, cwd="/")
+    assert refused.returncode == 125 and b"the input device is not a TTY" in refused.stderr
+    assert refused.stderr.count(b"\n") == 1
