@@ -138,6 +138,21 @@ class Cgroup:
             with open(os.path.join(folder, file), "w") as members:
                 members.write("0")
 
+    def oom_kills(self) -> int:
+        """How many processes the kernel killed for the memory limit (v2's memory.events, v1's
+        memory.oom_control, kernel 4.13+); 0 when neither is there to say."""
+        for folder in self.folders:
+            for file in ("memory.events", "memory.oom_control"):
+                try:
+                    with open(os.path.join(folder, file)) as counters:
+                        for line in counters:
+                            key, _, value = line.partition(" ")
+                            if key == "oom_kill" and value.strip().isdigit():
+                                return int(value)
+                except OSError:
+                    continue
+        return 0
+
     def remove(self) -> None:
         """rmdir each folder; the container's last processes may need a moment to go."""
         deadline = time.monotonic() + 2

@@ -150,10 +150,22 @@ def run_container(spec: RunSpec) -> int:
         _print_error(f"cannot make the container's cgroup {name}: {error.strerror or error}")
         return EXIT_SETUP_FAILED
     try:
-        return _run(spec, cgroup)
+        status = _run(spec, cgroup)
+        if status == 128 + signal.SIGKILL and cgroup is not None and cgroup.oom_kills():
+            _say_out_of_memory(spec)
+        return status
     finally:
         if cgroup is not None:
             cgroup.remove()
+
+
+def _say_out_of_memory(spec: RunSpec) -> None:
+    """Docker leaves an OOM kill to `inspect`; here the one line says why the status is 137."""
+    from pysbx.policies.values import format_size
+
+    limit = next((item.value for item in spec.limits if item.name == "memory"), None)
+    shown = f" ({format_size(int(limit))})" if isinstance(limit, int | float) else ""
+    os.write(2, f"pysandbox: the container was killed: it went over its memory limit{shown}\n".encode())
 
 
 def _make_cgroup(name: str, values: dict[str, float]) -> cgroups.Cgroup | None:

@@ -117,3 +117,14 @@ def test_a_memory_limit_lets_a_runtime_reserve_address_space_it_does_not_use(san
     assert result.returncode == 0 and "reserve=ok" in result.stdout, result.stdout + result.stderr
     if expected_mechanism(sandbox.mode, sandbox.user, "memory") == "none":
         assert "memory limit 67108864 enforced by RLIMIT_DATA" in result.stderr, result.stderr
+
+
+def test_a_container_killed_for_memory_exits_137_and_says_so(sandbox) -> None:  # type: ignore[no-untyped-def]
+    """The container's own process over the limit: 137 as Docker, and one line saying why."""
+    if expected_mechanism(sandbox.mode, sandbox.user, "memory") == "none":
+        pytest.skip("no memory cgroup for this user here: RLIMIT_DATA refuses the allocation instead")
+    result = sandbox("--memory", "32m", "exec dd if=/dev/zero of=/dev/null bs=64M count=1")
+    assert result.returncode == 137, result.stderr
+    assert "pysandbox: the container was killed: it went over its memory limit (32Mi)" in result.stderr
+    quiet = sandbox("--memory", "32m", "kill -9 $$")  # killed, but not for memory: no such line
+    assert quiet.returncode == 137 and "memory limit" not in quiet.stderr
