@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -40,8 +41,52 @@ class SignatureFormat(StrEnum):
 
 
 def _password() -> bytes | None:
+    """$COSIGN_PASSWORD as cosign reads it: set (even empty) it is the password; unset, None."""
     value = os.environ.get("COSIGN_PASSWORD")
-    return value.encode() if value else None
+    return None if value is None else value.encode()
+
+
+def _new_key_password(no_password: bool) -> bytes | None:
+    """The password a new private key is encrypted with, as cosign asks for it: $COSIGN_PASSWORD,
+    else typed twice on a terminal. None (an unencrypted key) only when asked for explicitly:
+    --no-password, or COSIGN_PASSWORD set to the empty string."""
+    if no_password:
+        return None
+    given = _password()
+    if given is not None:
+        return given or None
+    if not sys.stdin.isatty():
+        fail(
+            "pysandbox",
+            "no password for the private key: set COSIGN_PASSWORD, run on a terminal to type one, "
+            "or pass --no-password for an unencrypted key",
+            EXIT_BAD_INPUT,
+        )
+    import getpass
+
+    first = getpass.getpass("Enter password for private key: ")
+    if first != getpass.getpass("Enter password for private key again: "):
+        fail("pysandbox", "the passwords do not match; no key written", EXIT_BAD_INPUT)
+    if not first:
+        fail("pysandbox", "an empty password: pass --no-password for an unencrypted key", EXIT_BAD_INPUT)
+    return first.encode()
+
+
+def _key_password(path: Path) -> bytes | None:
+    """The password of the private key at `path`: $COSIGN_PASSWORD, else typed on a terminal
+    when the key is encrypted, else None (loading an encrypted key then says what is missing)."""
+    given = _password()
+    if given is not None or not sys.stdin.isatty():
+        return given or None  # an empty COSIGN_PASSWORD: the key is not encrypted
+    try:
+        encrypted = b"ENCRYPTED" in path.read_bytes()[:4096]
+    except OSError:
+        return None  # load_private_key says what is wrong with the file
+    if not encrypted:
+        return None
+    import getpass
+
+    return getpass.getpass(f"Enter password for private key {path}: ").encode()
 
 
 @app.command()
@@ -49,9 +94,13 @@ def keygen(
     output_key_prefix: Annotated[
         Path, typer.Option("--output-key-prefix", help="Writes PREFIX.key (private) and PREFIX.pub.")
     ] = Path("cosign"),
+    no_password: Annotated[
+        bool, typer.Option("--no-password", help="Write the private key unencrypted (asked for explicitly).")
+    ] = False,
 ) -> None:
-    """Generate an ECDSA P-256 key pair: PREFIX.key (PKCS#8 PEM, encrypted with $COSIGN_PASSWORD
-    when it is set, mode 0600) and PREFIX.pub (the public key, for policies and cosign verify --key)."""
+    """Generate an ECDSA P-256 key pair: PREFIX.key (PKCS#8 PEM, mode 0600, encrypted with
+    $COSIGN_PASSWORD, or a password typed twice on a terminal, as cosign does) and PREFIX.pub
+    (the public key, for policies and cosign verify --key)."""
     from pysbx.signing.keys import generate_key_pair
 
     private_path = output_key_prefix.with_name(output_key_prefix.name + ".key")
@@ -59,7 +108,7 @@ def keygen(
     for path in (private_path, public_path):
         if path.exists():
             fail("pysandbox", f"{path} exists; not overwriting a key", EXIT_BAD_INPUT)
-    pair = generate_key_pair(_password())
+    pair = generate_key_pair(_new_key_password(no_password))
     try:
         descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as stream:
@@ -153,7 +202,7 @@ def _sign_with_key(image: Image, key: Path, kind: SignatureKind) -> SignedBundle
     from pysbx.signing.keys import load_private_key
     from pysbx.signing.sign import sign_image
 
-    return sign_image(image, load_private_key(key, _password()), kind)
+    return sign_image(image, load_private_key(key, _key_password(key)), kind)
 
 
 def _sign_keyless(image: Image, token: str | None, instance: Instance, kind: SignatureKind) -> SignedBundle:

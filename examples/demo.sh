@@ -20,7 +20,7 @@ show pysandbox image inspect "$out/busybox.tar"
 show pysandbox image unpack "$out/busybox.tar" "$out/unpacked"
 show pysandbox policy lint strict baseline permissive
 show pysandbox policy diff baseline strict || true
-show pysandbox keygen --output-key-prefix "$out/demo"
+show pysandbox keygen --no-password --output-key-prefix "$out/demo"
 show pysandbox sign "$out/busybox.tar" --key "$out/demo.key"
 show pyaudit "$out/busybox.tar" --policy examples/demo-policy.yaml --fail-on high
 show pysandbox verify "$out/busybox.tar" --policy examples/demo-policy.yaml

@@ -67,7 +67,7 @@ def test_an_expiring_audit_exception_is_no_loosening_of_strict_but_is_marked_in_
 
 def key_pair(folder: Path, name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    made = pysandbox("keygen", "--output-key-prefix", str(folder / name), stdin="")
+    made = pysandbox("keygen", "--no-password", "--output-key-prefix", str(folder / name), stdin="")
     assert made.returncode == 0, made.stderr
     return folder / f"{name}.pub"
 

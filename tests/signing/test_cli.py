@@ -15,7 +15,7 @@ runner = CliRunner()
 
 def test_keygen_sign_and_verify_an_oci_layout_end_to_end(tmp_path: Path) -> None:
     image = write_image(image_of([T("app", data=b"hi\n")]), tmp_path, "oci-layout")
-    made = runner.invoke(app, ["keygen", "--output-key-prefix", str(tmp_path / "cosign")])
+    made = runner.invoke(app, ["keygen", "--no-password", "--output-key-prefix", str(tmp_path / "cosign")])
     assert made.exit_code == 0, made.output
     assert (tmp_path / "cosign.key").stat().st_mode & 0o777 == 0o600
     signed = runner.invoke(app, ["sign", image, "--key", str(tmp_path / "cosign.key")])
@@ -30,7 +30,7 @@ def test_keygen_sign_and_verify_an_oci_layout_end_to_end(tmp_path: Path) -> None
 
 def test_verify_refuses_with_exit_1_and_one_line(tmp_path: Path) -> None:
     image = write_image(image_of([T("app", data=b"hi\n")]), tmp_path, "docker-legacy")
-    runner.invoke(app, ["keygen", "--output-key-prefix", str(tmp_path / "k")])
+    runner.invoke(app, ["keygen", "--no-password", "--output-key-prefix", str(tmp_path / "k")])
     result = runner.invoke(app, ["verify", image, "--key", str(tmp_path / "k.pub")])
     assert result.exit_code == 1
     assert result.stderr.startswith("refused sha256:") and result.stderr.count("\n") == 1
@@ -38,7 +38,7 @@ def test_verify_refuses_with_exit_1_and_one_line(tmp_path: Path) -> None:
 
 def test_sign_writes_a_sidecar_beside_an_archive_and_text_verify_names_the_signer(tmp_path: Path) -> None:
     image = write_image(image_of([T("app", data=b"hi\n")]), tmp_path, "docker-25")
-    runner.invoke(app, ["keygen", "--output-key-prefix", str(tmp_path / "k")])
+    runner.invoke(app, ["keygen", "--no-password", "--output-key-prefix", str(tmp_path / "k")])
     assert runner.invoke(app, ["sign", image, "--key", str(tmp_path / "k.key")]).exit_code == 0
     assert Path(image + ".sigstore.json").is_file()
     result = runner.invoke(app, ["verify", image, "--key", str(tmp_path / "k.pub")])
@@ -49,7 +49,7 @@ def test_sign_writes_a_sidecar_beside_an_archive_and_text_verify_names_the_signe
 
 def test_signature_only_says_in_its_first_line_that_content_was_not_checked(tmp_path: Path) -> None:
     image = write_image(image_of([T("app", data=b"hi\n")]), tmp_path, "oci-archive")
-    runner.invoke(app, ["keygen", "--output-key-prefix", str(tmp_path / "k")])
+    runner.invoke(app, ["keygen", "--no-password", "--output-key-prefix", str(tmp_path / "k")])
     assert runner.invoke(app, ["sign", image, "--key", str(tmp_path / "k.key")]).exit_code == 0
     result = runner.invoke(app, ["verify", image, "--key", str(tmp_path / "k.pub"), "--signature-only"])
     assert result.exit_code == 0
@@ -66,5 +66,5 @@ def test_bad_input_exits_2(tmp_path: Path) -> None:
 
 
 def test_keygen_does_not_overwrite_a_key(tmp_path: Path) -> None:
-    assert runner.invoke(app, ["keygen", "--output-key-prefix", str(tmp_path / "k")]).exit_code == 0
-    assert runner.invoke(app, ["keygen", "--output-key-prefix", str(tmp_path / "k")]).exit_code == 2
+    assert runner.invoke(app, ["keygen", "--no-password", "--output-key-prefix", str(tmp_path / "k")]).exit_code == 0
+    assert runner.invoke(app, ["keygen", "--no-password", "--output-key-prefix", str(tmp_path / "k")]).exit_code == 2
