@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 from pysbx.images import Image
 from pysbx.policies.loader import LoadedPolicy
 from pysbx.policies.model import Limits, Size, granted_capabilities
-from pysbx.policies.values import ENGINE_SOCKETS, normalize_capability
+from pysbx.policies.values import ENGINE_SOCKETS, format_size, normalize_capability
 from pysbx.sandbox import capabilities, mounts
 from pysbx.sandbox.errors import SandboxError
 from pysbx.sandbox.idmap import IdMaps, plan_id_maps
@@ -79,7 +79,8 @@ def check_flags(flags: RunArgs, loaded: LoadedPolicy) -> None:
         _check_volume(volume, loaded, refuse)
     _check_numbers(flags)
     _check_tmpfs(flags, loaded)
-    _check_limit(_memory_flag(flags.memory), sandbox.limits.memory, "--memory", loaded)
+    memory, allowed = _memory_flag(flags.memory), sandbox.limits.memory
+    _check_limit(memory, allowed, "--memory", loaded, flags.memory, None if allowed is None else format_size(allowed))
     _check_limit(flags.pids_limit, sandbox.limits.pids, "--pids-limit", loaded)
     _check_limit(flags.cpus, sandbox.limits.cpus, "--cpus", loaded)
 
@@ -111,7 +112,9 @@ def _check_tmpfs(flags: RunArgs, loaded: LoadedPolicy) -> None:
         raise Refused(f"--tmpfs needs a size (PATH:size=64m): the policy bounds what a container may write ({where})")
     total = sum(size for size in sizes if size is not None)
     if total > min(bounds):
-        raise Refused(f"--tmpfs of {total} bytes in all is refused: the policy allows at most {min(bounds)} ({where})")
+        raise Refused(
+            f"--tmpfs of {format_size(total)} in all is refused: the policy allows at most {format_size(min(bounds))} ({where})"
+        )
 
 
 def _memory_flag(text: str | None) -> int | None:
@@ -149,10 +152,19 @@ def _check_volume(volume: str, loaded: LoadedPolicy, refuse: Callable[..., NoRet
     refuse(f"-v {volume}", "sandbox", "mounts", "binds", why=f"{real} is not under a bind source the policy allows")
 
 
-def _check_limit(asked: float | int | None, allowed: float | int | None, flag: str, loaded: LoadedPolicy) -> None:
+def _check_limit(
+    asked: float | int | None,
+    allowed: float | int | None,
+    flag: str,
+    loaded: LoadedPolicy,
+    asked_as: str | None = None,
+    allowed_as: str | None = None,
+) -> None:
+    """Refuse a flag above the policy's bound, each said as written (`--memory 1g`, `512Mi`)."""
     if asked is not None and allowed is not None and asked > allowed:
         raise Refused(
-            f"{flag} {asked} is refused: the policy allows at most {allowed} ({_where(loaded, 'sandbox', 'limits')})"
+            f"{flag} {asked_as or asked} is refused: the policy allows at most {allowed_as or allowed} "
+            f"({_where(loaded, 'sandbox', 'limits')})"
         )
 
 

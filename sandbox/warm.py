@@ -272,8 +272,10 @@ ENV_FILE_LIMIT = 1 << 20
 
 
 def _env_file_lines(path: str) -> list[str]:
-    """--env-file's settings: a regular file (a FIFO or /proc/kmsg would hang the start),
-    bounded, UTF-8; comments and blank lines left out."""
+    """--env-file's settings, read as Docker reads them: a regular file (a FIFO or /proc/kmsg
+    would hang the start), bounded, UTF-8; each line NAME=value (the value verbatim, quotes
+    included) or NAME (the host's value), leading whitespace, blank lines and # comments
+    left out; a name holding whitespace (`export NAME=...`, a shell habit) is an error."""
     from pysbx.images.regular import open_regular, read_bounded  # only with --env-file
     from pysbx.sandbox.process import ProcessError
 
@@ -287,7 +289,16 @@ def _env_file_lines(path: str) -> list[str]:
         raise ProcessError(f"--env-file {path}: {error.strerror}") from None
     except ValueError:  # too large, or not UTF-8
         raise ProcessError(f"--env-file {path}: not a text file of at most {ENV_FILE_LIMIT} bytes") from None
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    settings = []
+    for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
+        line = raw.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        name = line.partition("=")[0]
+        if not name or any(char.isspace() for char in name):
+            raise ProcessError(f"--env-file {path}:{number}: {name[:40]!r} is no variable name (expected NAME=value)")
+        settings.append(line)
+    return settings
 
 
 def _tmpfs_flags(flags: list[str]) -> list[TmpfsMount]:

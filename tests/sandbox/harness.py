@@ -198,7 +198,11 @@ def signed_image(folder: Path, source: Path) -> Path:
 
     folder.mkdir(exist_ok=True)
     shutil.copy(source, folder / "image.tar")
-    subprocess.run([PYSANDBOX, "keygen", "--no-password", "--output-key-prefix", str(folder / "team")], check=True, capture_output=True)
+    subprocess.run(
+        [PYSANDBOX, "keygen", "--no-password", "--output-key-prefix", str(folder / "team")],
+        check=True,
+        capture_output=True,
+    )
     subprocess.run(
         [PYSANDBOX, "sign", str(folder / "image.tar"), "--key", str(folder / "team.key")],
         check=True,

@@ -40,3 +40,10 @@ def test_each_loosening_flag_is_refused_naming_the_policy_line(flags: list[str],
 def test_flags_within_the_policy_pass() -> None:
     flags = ["--memory", "64m", "--pids-limit", "16", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
     check_flags(parse(["--policy", "strict", *flags, "img"]), load_policy("strict"))
+
+
+def test_a_refused_size_is_said_in_the_units_given_and_the_policys() -> None:
+    with pytest.raises(Refused, match=r"--memory 1g is refused: the policy allows at most 512Mi \(.*strict.yaml:\d+\)"):
+        check_flags(parse(["--policy", "strict", "--memory", "1g", "img"]), load_policy("strict"))
+    with pytest.raises(Refused, match=r"--tmpfs of 1Gi in all is refused: the policy allows at most 256Mi"):
+        check_flags(parse(["--policy", "strict", "--tmpfs", "/a:size=1g", "img"]), load_policy("strict"))

@@ -3,6 +3,9 @@ CMD, and the environment a container starts with."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from pysbx.sandbox.process import ProcessError, User, command_line, environment, resolve_user
@@ -72,3 +75,15 @@ def test_a_bare_name_takes_the_hosts_value_as_docker_does() -> None:
     host = {"FROM_HOST": "yes"}
     env = environment(["KEPT=image"], ["FROM_HOST", "KEPT", "UNSET_ON_HOST"], user, host)
     assert env["FROM_HOST"] == "yes" and env["KEPT"] == "image" and "UNSET_ON_HOST" not in env
+
+
+def test_an_env_file_is_read_as_docker_reads_it(tmp_path: Path) -> None:
+    from pysbx.sandbox.warm import _env_file_lines
+
+    path = tmp_path / "app.env"
+    path.write_text('\ufeff# comment\n  QUOTED="kept as written" \n\nBARE\nEMPTY=\nURL=a=b\n')
+    assert _env_file_lines(str(path)) == ['QUOTED="kept as written" ', "BARE", "EMPTY=", "URL=a=b"]
+    for line, shown in (("export A=1", "'export A'"), ("=value", "''"), ("A B=1", "'A B'")):
+        path.write_text(f"OK=1\n{line}\n")
+        with pytest.raises(ProcessError, match=rf"app.env:2: {re.escape(shown)} is no variable name"):
+            _env_file_lines(str(path))
