@@ -30,6 +30,7 @@ from pysbx.images.writer import (
     write_oci_archive,
     write_oci_layout,
 )
+from pysbx.policies.values import counted, format_size
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED
 
 app = typer.Typer(
@@ -43,7 +44,22 @@ IMAGE_HELP = (
     ":REF to choose one image (a tag, or a name:tag)."
 )
 PLATFORM_HELP = "The platform to choose from a multi-platform index (default linux/amd64)."
-MAX_BYTES_HELP = "Ceiling on uncompressed bytes, against decompression bombs."
+MAX_BYTES_HELP = "Ceiling on uncompressed bytes, against decompression bombs (64Gi, 512Mi, 4096)."
+
+
+def _size_option(text: str) -> int:
+    """--max-bytes as policies write sizes: 64Gi, 512Mi, 1G, or bytes."""
+    from pysbx.policies.values import parse_size
+
+    size = parse_size(text)
+    if size is None or size <= 0:
+        raise typer.BadParameter(f"{text!r}: expected a size such as 64Gi, 512Mi or 4096")
+    return size
+
+
+MaxBytes = Annotated[int, typer.Option(help=MAX_BYTES_HELP, parser=_size_option, metavar="SIZE")]
+# The default as people write it (64Gi); the option's parser turns it into bytes like any value.
+DEFAULT_MAX_SIZE: int = format_size(DEFAULT_MAX_BYTES)  # type: ignore[assignment]
 
 
 class ArchiveFormat(StrEnum):
@@ -60,12 +76,12 @@ class Compression(StrEnum):
 
 @app.command()
 def inspect(
-    image: Annotated[str, typer.Argument(help=IMAGE_HELP)],
+    image: Annotated[str, typer.Argument(help=IMAGE_HELP, metavar="IMAGE")],
     output_format: Annotated[
         OutputFormat, typer.Option("--format", help="text for people, json for scripts.")
     ] = OutputFormat.text,
-    platform: Annotated[str | None, typer.Option(help=PLATFORM_HELP)] = None,
-    max_bytes: Annotated[int, typer.Option(help=MAX_BYTES_HELP)] = DEFAULT_MAX_BYTES,
+    platform: Annotated[str | None, typer.Option(help=PLATFORM_HELP, metavar="OS/ARCH")] = None,
+    max_bytes: MaxBytes = DEFAULT_MAX_SIZE,
 ) -> None:
     """Show what `docker image inspect` and `docker history` show, after verifying every
     blob against its digest: references, digests, platform, run configuration, and each
@@ -82,10 +98,10 @@ def inspect(
 
 @app.command()
 def unpack(
-    image: Annotated[str, typer.Argument(help=IMAGE_HELP)],
-    target: Annotated[Path, typer.Argument(help="The folder to create (or an empty one).")],
-    platform: Annotated[str | None, typer.Option(help=PLATFORM_HELP)] = None,
-    max_bytes: Annotated[int, typer.Option(help=MAX_BYTES_HELP)] = DEFAULT_MAX_BYTES,
+    image: Annotated[str, typer.Argument(help=IMAGE_HELP, metavar="IMAGE")],
+    target: Annotated[Path, typer.Argument(help="The folder to create (or an empty one).", metavar="DIR")],
+    platform: Annotated[str | None, typer.Option(help=PLATFORM_HELP, metavar="OS/ARCH")] = None,
+    max_bytes: MaxBytes = DEFAULT_MAX_SIZE,
 ) -> None:
     """Flatten the image's layers into TARGET, applying whiteouts and opaque directories.
 
@@ -97,9 +113,10 @@ def unpack(
         with _layer_progress(opened.layers, "unpacking") as advance:
             report = unpack_image(opened, target, UnpackOptions(max_bytes=max_bytes), advance)
     typer.echo(
-        f"unpacked {report.layers} layers of {opened.manifest_digest} into {target}: "
-        f"{report.files} files ({_size(report.bytes_written)}), {report.directories} directories, "
-        f"{report.symlinks} symlinks, {report.hardlinks} hard links, {report.whiteouts} whiteouts applied"
+        f"unpacked {counted(report.layers, 'layer')} of {opened.manifest_digest} into {target}: "
+        f"{counted(report.files, 'file')} ({_size(report.bytes_written)}), "
+        f"{counted(report.directories, 'directory', 'directories')}, {counted(report.symlinks, 'symlink')}, "
+        f"{counted(report.hardlinks, 'hard link')}, {counted(report.whiteouts, 'whiteout')} applied"
     )
     for note in report.notes():
         typer.echo(f"note: {note}", err=True)
@@ -107,20 +124,22 @@ def unpack(
 
 @app.command()
 def build(
-    rootfs: Annotated[list[Path], typer.Argument(help="Folders, one layer each, lowest first.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the image.")],
+    rootfs: Annotated[list[Path], typer.Argument(help="Folders, one layer each, lowest first.", metavar="FOLDER")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the image.", metavar="PATH")],
     archive_format: Annotated[
         ArchiveFormat, typer.Option("--format", help="oci-archive, docker-archive or oci (a layout folder).")
     ] = ArchiveFormat.oci_archive,
-    tag: Annotated[str, typer.Option(help="The image's name:tag.")] = "localhost/image:latest",
-    user: Annotated[str, typer.Option(help="The user the image runs as (USER).")] = "",
-    entrypoint: Annotated[str, typer.Option(help="ENTRYPOINT, split like a shell would.")] = "",
-    cmd: Annotated[str, typer.Option(help="CMD, split like a shell would.")] = "",
-    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE, repeatable.")] = None,
-    workdir: Annotated[str, typer.Option(help="WORKDIR.")] = "",
-    label: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable.")] = None,
+    tag: Annotated[str, typer.Option(help="The image's name:tag.", metavar="NAME:TAG")] = "localhost/image:latest",
+    user: Annotated[str, typer.Option(help="The user the image runs as (USER).", metavar="USER")] = "",
+    entrypoint: Annotated[str, typer.Option(help="ENTRYPOINT, split like a shell would.", metavar="CMD")] = "",
+    cmd: Annotated[str, typer.Option(help="CMD, split like a shell would.", metavar="CMD")] = "",
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE, repeatable.", metavar="KEY=VALUE")
+    ] = None,
+    workdir: Annotated[str, typer.Option(help="WORKDIR.", metavar="DIR")] = "",
+    label: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable.", metavar="KEY=VALUE")] = None,
     compression: Annotated[Compression, typer.Option(help="Layer compression.")] = Compression.gzip,
-    platform: Annotated[str, typer.Option(help="The image's platform.")] = "linux/amd64",
+    platform: Annotated[str, typer.Option(help="The image's platform.", metavar="OS/ARCH")] = "linux/amd64",
     keep_owner: Annotated[bool, typer.Option(help="Keep file owners instead of making root own everything.")] = False,
 ) -> None:
     """Build an image from folders: each becomes one layer, files owned by root unless

@@ -82,8 +82,9 @@ def run_app(app: typer.Typer, tool: str, usage_code: int, group_codes: dict[str,
     """Run `app`; a usage error (an unknown option, a bad value) is one line naming the
     command's --help, and exits with `usage_code` (125 for pysandbox, like Docker), or with
     the code of the command group it is in (`group_codes`: 2 for `pysandbox policy`)."""
+    command = typer.main.get_command(app)
     try:
-        code = typer.main.get_command(app).main(prog_name=tool, standalone_mode=False)
+        code = command.main(prog_name=tool, standalone_mode=False)
     except ExitWith:
         raise
     except typer.Abort:

@@ -101,7 +101,7 @@ def _read_stream(reference: str) -> str:
 
 @app.command()
 def show(
-    policy: Annotated[str, typer.Argument(help=POLICY_HELP)],
+    policy: Annotated[str, typer.Argument(help=POLICY_HELP, metavar="POLICY")],
     effective: Annotated[
         bool, typer.Option(help="Every setting, defaults included, not only those the files set.")
     ] = False,
@@ -117,7 +117,9 @@ def show(
 
 @app.command()
 def lint(
-    policies: Annotated[list[str], typer.Argument(help="Policy files (or built-in names, or - for standard input).")],
+    policies: Annotated[
+        list[str], typer.Argument(help="Policy files (or built-in names, or - for standard input).", metavar="POLICY")
+    ],
     output_format: Annotated[
         LintFormat, typer.Option("--format", help="text; json; github (inline pull-request annotations).")
     ] = LintFormat.text,
@@ -157,8 +159,10 @@ def shown_path(path: str) -> str:
 
 @app.command()
 def diff(
-    old: Annotated[str, typer.Argument(help=POLICY_HELP + " - reads standard input; <(git show REV:FILE) works.")],
-    new: Annotated[str, typer.Argument(help=POLICY_HELP)],
+    old: Annotated[
+        str, typer.Argument(help=POLICY_HELP + " - reads standard input; <(git show REV:FILE) works.", metavar="OLD")
+    ],
+    new: Annotated[str, typer.Argument(help=POLICY_HELP, metavar="NEW")],
     output_format: Annotated[
         LintFormat, typer.Option("--format", help="text; json; github (pull-request annotations on NEW's lines).")
     ] = LintFormat.text,
@@ -223,7 +227,7 @@ def _reserved_base() -> int | None:
 
 @app.command()
 def export(
-    policy: Annotated[str, typer.Argument(help=POLICY_HELP)],
+    policy: Annotated[str, typer.Argument(help=POLICY_HELP, metavar="POLICY")],
     to: Annotated[
         ExportTarget,
         typer.Option(
@@ -231,7 +235,9 @@ def export(
             help="oci: runtime config.json; docker: run flags + seccomp JSON; kubernetes: securityContext.",
         ),
     ],
-    output: Annotated[Path | None, typer.Option(help="A directory for the files (stdout by default).")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="A directory for the files (stdout by default).", metavar="PATH")
+    ] = None,
 ) -> None:
     """Export the policy for the engines you may move to: an OCI runtime config.json that
     runc and crun accept, `docker run` flags with a seccomp profile, or Kubernetes

@@ -20,10 +20,16 @@ EXIT_USAGE = 2
 app = typer.Typer(
     name="pyaudit",
     help="The CI gate for container images, Dockerfiles, Compose files, Kubernetes manifests and runtime configs.",
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh and fish
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+rules_app = typer.Typer(
+    name="pyaudit rules",
     add_completion=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-rules_app = typer.Typer(name="pyaudit rules", add_completion=False, rich_markup_mode=None)
 
 
 # --format's choices: the format registry's names (audit.formats.FORMATS), first the default.
@@ -45,7 +51,8 @@ def audit(
         list[str],
         typer.Argument(
             help="Image archives, OCI layouts, Dockerfiles, Compose, Kubernetes, docker inspect or OCI config files; "
-            "directories are walked."
+            "directories are walked.",
+            metavar="TARGET",
         ),
     ],
     output_format: Annotated[
@@ -55,7 +62,9 @@ def audit(
             help="text for people, json for scripts, sarif for code scanning, junit for dashboards.",
         ),
     ] = DEFAULT_FORMAT,
-    output: Annotated[Path | None, typer.Option(help="Write the report to this file instead of stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Write the report to this file instead of stdout.", metavar="PATH")
+    ] = None,
     fail_on: Annotated[
         FailOn | None,
         typer.Option(
@@ -64,16 +73,19 @@ def audit(
         ),
     ] = None,
     policy: Annotated[
-        str | None, typer.Option(help="A built-in policy (strict, baseline, permissive) or a policy file.")
+        str | None,
+        typer.Option(help="A built-in policy (strict, baseline, permissive) or a policy file.", metavar="POLICY"),
     ] = None,
     only: Annotated[
         list[str] | None,
-        typer.Option(help="Only these rules or categories (repeatable, or comma-separated)."),
+        typer.Option(help="Only these rules or categories (repeatable, or comma-separated).", metavar="RULE"),
     ] = None,
-    skip: Annotated[list[str] | None, typer.Option(help="Skip these rules or categories.")] = None,
-    baseline: Annotated[Path | None, typer.Option(help="Ignore findings recorded in this baseline file.")] = None,
+    skip: Annotated[list[str] | None, typer.Option(help="Skip these rules or categories.", metavar="RULE")] = None,
+    baseline: Annotated[
+        Path | None, typer.Option(help="Ignore findings recorded in this baseline file.", metavar="FILE")
+    ] = None,
     write_baseline: Annotated[
-        Path | None, typer.Option(help="Record the current findings as a baseline and exit 0.")
+        Path | None, typer.Option(help="Record the current findings as a baseline and exit 0.", metavar="FILE")
     ] = None,
     skip_non_inputs: Annotated[
         bool,
@@ -89,7 +101,7 @@ def audit(
     version: Annotated[
         bool | None,
         typer.Option(
-            "--version", callback=version_option("pyaudit"), is_eager=True, help="Print the version and exit."
+            "--version", "-V", callback=version_option("pyaudit"), is_eager=True, help="Print the version and exit."
         ),
     ] = None,
 ) -> None:
@@ -162,7 +174,7 @@ def _categories() -> list[str]:
 
 @rules_app.command()
 def rules(
-    rule: Annotated[str | None, typer.Argument(help="A rule id (PA1010) or name (root-user).")] = None,
+    rule: Annotated[str | None, typer.Argument(help="A rule id (PA1010) or name (root-user).", metavar="RULE")] = None,
 ) -> None:
     """List the rule catalogue, or print one rule's help."""
     from pysbx.audit.catalog import RULES, find_rule

@@ -16,8 +16,9 @@ app = typer.Typer(
     name="pysandbox",
     help="Run container images rootless, confined by a policy, after they verify.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh and fish
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(image_cmd.app, name="image")
 app.add_typer(policy_cmd.app, name="policy")
@@ -35,6 +36,7 @@ def _root(
         bool | None,
         typer.Option(
             "--version",
+            "-V",
             callback=version_option("pysandbox"),
             is_eager=True,
             help="Print the version and exit.",
@@ -78,7 +80,10 @@ def prune(
         raise ExitWith(1)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+@app.command(
+    hidden=True,  # for the sigstore-conformance harness, not for people
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+)
 def conformance(context: typer.Context) -> None:
     """The sigstore-conformance protocol: verify-bundle, sign-bundle (pysandbox conformance --help)."""
     from pysbx.cli.conformance_cmd import main as conformance_main

@@ -42,32 +42,37 @@ class Option(Record):
 
 
 OPTIONS = (
-    Option(("--policy",), "value", "built-in policy (strict, baseline, permissive) or a policy file"),
+    Option(("--policy",), "value", "built-in policy (strict, baseline, permissive) or a policy file", metavar="POLICY"),
     Option(("-i", "--interactive"), "flag", "with -t, typed input reaches the container (stdin is open without -t)"),
     Option(("-t", "--tty"), "flag", "allocate a pseudo-terminal of the container's own"),
     Option(("--rm",), "flag", "delete the container's writable layer when it exits"),
-    Option(("--name",), "value", "container name (and default hostname)"),
+    Option(("--name",), "value", "container name (and default hostname)", metavar="NAME"),
     Option(("-e", "--env"), "append", "set an environment variable", metavar="K=V"),
     Option(("--env-file",), "append", "read K=V lines from FILE", metavar="FILE"),
-    Option(("-w", "--workdir"), "value", "working directory inside the container"),
-    Option(("-u", "--user"), "value", "USER[:GROUP], names or ids"),
+    Option(("-w", "--workdir"), "value", "working directory inside the container", metavar="DIR"),
+    Option(("-u", "--user"), "value", "USER[:GROUP], names or ids", metavar="USER[:GROUP]"),
     Option(("-v", "--volume"), "append", "bind mount or named volume", metavar="SRC:DST[:ro]"),
     Option(("--tmpfs",), "append", "mount a tmpfs", metavar="DST[:size=64m,mode=1777]"),
     Option(("--network",), "value", "network (default: the policy's)", choices=("none", "loopback", "host")),
-    Option(("--hostname",), "value", "container hostname"),
+    Option(("--hostname",), "value", "container hostname", metavar="NAME"),
     Option(("--init",), "flag", "run an init as PID 1 (always done)"),
-    Option(("--memory",), "value", "memory limit, e.g. 512m"),
-    Option(("--pids-limit",), "value", "process limit", convert=int),
-    Option(("--cpus",), "value", "CPU share (needs delegated cgroups)", convert=float),
+    Option(("--memory",), "value", "memory limit, e.g. 512m or 1g", metavar="SIZE"),
+    Option(("--pids-limit",), "value", "process limit", convert=int, metavar="N"),
+    Option(("--cpus",), "value", "CPU share (needs delegated cgroups)", convert=float, metavar="N"),
     Option(("--read-only",), "flag", "mount the root filesystem read-only"),
-    Option(("--cap-add",), "append", "add a capability (only if the policy grants it)"),
-    Option(("--cap-drop",), "append", "drop a capability (ALL for every one)"),
-    Option(("--security-opt",), "append", "seccomp=PROFILE or no-new-privileges"),
+    Option(("--cap-add",), "append", "add a capability (only if the policy grants it)", metavar="CAP"),
+    Option(("--cap-drop",), "append", "drop a capability (ALL for every one)", metavar="CAP"),
+    Option(("--security-opt",), "append", "seccomp=PROFILE or no-new-privileges", metavar="OPT"),
     Option(("--privileged",), "flag", "privileged mode (only if the policy allows it)"),
     Option(("--pid",), "value", "share the host's pid namespace (only if the policy allows it)", choices=("host",)),
-    Option(("--entrypoint",), "value", "override the image's ENTRYPOINT"),
-    Option(("--platform",), "value", "platform to choose from a multi-platform image"),
-    Option(("--bundle",), "value", "the signature bundle (default: IMAGE.sigstore.json beside it, or a referrer)"),
+    Option(("--entrypoint",), "value", "override the image's ENTRYPOINT", metavar="CMD"),
+    Option(("--platform",), "value", "platform to choose from a multi-platform image", metavar="OS/ARCH"),
+    Option(
+        ("--bundle",),
+        "value",
+        "the signature bundle (default: IMAGE.sigstore.json beside it, or a referrer)",
+        metavar="FILE",
+    ),
     Option(
         ("--dry-run",), "flag", "print the plan (namespaces, mappings, mounts, capabilities, seccomp, limits) and exit"
     ),
@@ -207,7 +212,10 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             hint = f" ({coming} is not supported yet)" if coming else " (pysandbox run --help lists the flags)"
             self.exit(2, f"pysandbox run: error: {message}{hint}\n")
 
-    p = OneLineErrors(formatter_class=_help_formatter, prog="pysandbox run", description=DESCRIPTION)
+        def format_help(self) -> str:
+            return help_text(_terminal_width())
+
+    p = OneLineErrors(prog="pysandbox run", description=DESCRIPTION)
     for option in OPTIONS:
         settings: dict[str, object] = {"dest": option.dest, "help": option.help}
         if option.kind == "flag":
@@ -248,16 +256,51 @@ def _coming_feature(argv: list[str]) -> str | None:
     return None
 
 
-def _help_formatter(prog: str) -> argparse.HelpFormatter:
-    """argparse's own, told the width: left to find it, it imports shutil."""
-    import argparse
-
+def _terminal_width() -> int:
+    """COLUMNS, else the terminal's width, else 80 (argparse would import shutil to ask)."""
     columns = os.environ.get("COLUMNS", "")
     if columns.isdigit():
-        width = int(columns)
-    else:
-        try:
-            width = os.get_terminal_size(sys.stdout.fileno()).columns
-        except OSError:
-            width = 80
-    return argparse.HelpFormatter(prog, width=max(width - 2, 40))
+        return int(columns)
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except OSError:
+        return 80
+
+
+ARGUMENTS = (("IMAGE", "image archive or OCI layout, optionally :REF  [required]"),
+             ("[COMMAND]...", "command and arguments (default: the image's)"))  # fmt: skip
+
+
+def help_text(width: int = 80) -> str:
+    """`pysandbox run --help` in the style of every other command's (typer's): usage, the
+    description, then arguments and options in two columns, defaults in brackets."""
+    import textwrap
+
+    width = max(min(width, 100), 50)
+    rows = [("-h, --help", "Show this message and exit.")]
+    for option in OPTIONS:
+        names = ", ".join(option.names) + ("" if option.kind == "flag" else f" {_metavar(option)}")
+        default = f"  [default:\0{_DEFAULTS[option.dest]}]" if option.dest in _DEFAULTS else ""  # kept whole
+        rows.append((names, option.help + default))
+    left = min(max(len(name) for name, _ in [*rows, *ARGUMENTS]) + 2, 34)
+
+    def table(entries: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> list[str]:
+        lines = []
+        for name, text in entries:
+            wrapped = [part.replace("\0", " ") for part in textwrap.wrap(text, width - left - 2)] or [""]
+            if len(name) + 2 > left:
+                lines += [f"  {name}", *(" " * (left + 2) + part for part in wrapped)]
+            else:
+                lines += [f"  {name:<{left}}{wrapped[0]}", *(" " * (left + 2) + part for part in wrapped[1:])]
+        return lines
+
+    description = textwrap.wrap(DESCRIPTION, width - 2, initial_indent="  ", subsequent_indent="  ")
+    lines = ["Usage: pysandbox run [OPTIONS] IMAGE [COMMAND]...", "", *description, ""]
+    lines += ["Arguments:", *table(ARGUMENTS), "", "Options:", *table(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def _metavar(option: Option) -> str:
+    if option.choices is not None:
+        return "[" + "|".join(option.choices) + "]"
+    return option.metavar or option.dest.upper()

@@ -32,11 +32,16 @@ app = typer.Typer(
 @app.command("compile")
 def compile_cli(
     profile: Annotated[
-        str, typer.Argument(help=f"{' or '.join(BUILTIN_PROFILES)}, or a Docker/OCI seccomp JSON file.")
+        str,
+        typer.Argument(help=f"{' or '.join(BUILTIN_PROFILES)}, or a Docker/OCI seccomp JSON file.", metavar="PROFILE"),
     ],
     bpf: Annotated[
         Path | None,
-        typer.Option("--bpf", help="Write the BPF program here (what prctl(PR_SET_SECCOMP) and bwrap --seccomp take)."),
+        typer.Option(
+            "--bpf",
+            help="Write the BPF program here (what prctl(PR_SET_SECCOMP) and bwrap --seccomp take).",
+            metavar="FILE",
+        ),
     ] = None,
     pfc: Annotated[bool, typer.Option("--pfc", help="Print libseccomp's readable pseudo filter code.")] = False,
     cap: Annotated[
@@ -44,9 +49,12 @@ def compile_cli(
         typer.Option("--cap", help="A capability the process will hold, such as SYS_ADMIN; repeatable."),
     ] = None,
     deny: Annotated[
-        list[str] | None, typer.Option("--deny", help="A system call to refuse with EPERM; repeatable.")
+        list[str] | None,
+        typer.Option("--deny", help="A system call to refuse with EPERM; repeatable.", metavar="SYSCALL"),
     ] = None,
-    allow: Annotated[list[str] | None, typer.Option("--allow", help="A system call to allow; repeatable.")] = None,
+    allow: Annotated[
+        list[str] | None, typer.Option("--allow", help="A system call to allow; repeatable.", metavar="SYSCALL")
+    ] = None,
 ) -> None:
     """Resolve PROFILE for the given capabilities on this machine's architecture and kernel,
     as `pysandbox run` does, and compile it with libseccomp."""

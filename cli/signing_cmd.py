@@ -92,7 +92,7 @@ def _key_password(path: Path) -> bytes | None:
 @app.command()
 def keygen(
     output_key_prefix: Annotated[
-        Path, typer.Option("--output-key-prefix", help="Writes PREFIX.key (private) and PREFIX.pub.")
+        Path, typer.Option("--output-key-prefix", help="Writes PREFIX.key (private) and PREFIX.pub.", metavar="PREFIX")
     ] = Path("cosign"),
     no_password: Annotated[
         bool, typer.Option("--no-password", help="Write the private key unencrypted (asked for explicitly).")
@@ -121,9 +121,10 @@ def keygen(
 
 @app.command()
 def sign(
-    image: Annotated[str, typer.Argument(help=IMAGE_HELP)],
+    image: Annotated[str, typer.Argument(help=IMAGE_HELP, metavar="IMAGE")],
     key: Annotated[
-        Path | None, typer.Option("--key", help="The private key (PEM); its password from $COSIGN_PASSWORD.")
+        Path | None,
+        typer.Option("--key", help="The private key (PEM); its password from $COSIGN_PASSWORD.", metavar="FILE"),
     ] = None,
     keyless: Annotated[
         bool,
@@ -135,18 +136,24 @@ def sign(
     ] = False,
     identity_token: Annotated[
         str | None,
-        typer.Option("--identity-token", help="With --keyless: the OIDC token; default: $SIGSTORE_ID_TOKEN."),
+        typer.Option(
+            "--identity-token", help="With --keyless: the OIDC token; default: $SIGSTORE_ID_TOKEN.", metavar="TOKEN"
+        ),
     ] = None,
     staging: Annotated[
         bool, typer.Option("--staging", help="With --keyless: use the Sigstore staging instance.")
     ] = False,
     trusted_root: Annotated[
         Path | None,
-        typer.Option("--trusted-root", help="With --keyless: a private instance's trusted_root.json."),
+        typer.Option("--trusted-root", help="With --keyless: a private instance's trusted_root.json.", metavar="FILE"),
     ] = None,
     signing_config: Annotated[
         Path | None,
-        typer.Option("--signing-config", help="With --keyless: a private instance's signing config (service URLs)."),
+        typer.Option(
+            "--signing-config",
+            help="With --keyless: a private instance's signing config (service URLs).",
+            metavar="FILE",
+        ),
     ] = None,
     bundle_out: Annotated[
         Path | None,
@@ -154,6 +161,7 @@ def sign(
             "--bundle-out",
             help="Write the bundle here; default: a referrer in an OCI layout folder, "
             "else the sidecar IMAGE.sigstore.json.",
+            metavar="FILE",
         ),
     ] = None,
     signature_format: Annotated[
@@ -229,20 +237,26 @@ def _store_signature(image: Image, signed: SignedBundle, bundle_out: Path | None
 
 @app.command()
 def verify(
-    image: Annotated[str, typer.Argument(help=IMAGE_HELP)],
+    image: Annotated[str, typer.Argument(help=IMAGE_HELP, metavar="IMAGE")],
     policy: Annotated[
-        str | None, typer.Option("--policy", help="A built-in policy name or a policy file; default: no policy keys.")
+        str | None,
+        typer.Option(
+            "--policy", help="A built-in policy name or a policy file; default: no policy keys.", metavar="POLICY"
+        ),
     ] = None,
     bundle: Annotated[
-        Path | None, typer.Option("--bundle", help="The bundle file (else sidecar, then referrers).")
+        Path | None, typer.Option("--bundle", help="The bundle file (else sidecar, then referrers).", metavar="FILE")
     ] = None,
-    key: Annotated[list[Path] | None, typer.Option("--key", help="Also trust this public key (PEM).")] = None,
+    key: Annotated[
+        list[Path] | None, typer.Option("--key", help="Also trust this public key (PEM).", metavar="FILE")
+    ] = None,
     reference: Annotated[
         str | None,
         typer.Option(
             "--reference",
             help="The name IMAGE goes by (ghcr.io/acme/app:1): what was signed must name it. Without it, "
             "the policy's match_reference holds the signature to the image's own names.",
+            metavar="NAME",
         ),
     ] = None,
     signature_only: Annotated[

@@ -35,7 +35,7 @@ def _folder(name: str) -> Path:
 
 
 @app.command()
-def create(name: Annotated[str, typer.Argument(help="The volume's name.")]) -> None:
+def create(name: Annotated[str, typer.Argument(help="The volume's name.", metavar="NAME")]) -> None:
     """Create an empty volume (run -v NAME:/path creates one on first use too)."""
     folder = _folder(name)
     folder.mkdir(mode=0o700, exist_ok=True)

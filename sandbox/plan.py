@@ -112,9 +112,8 @@ def _check_tmpfs(flags: RunArgs, loaded: LoadedPolicy) -> None:
         raise Refused(f"--tmpfs needs a size (PATH:size=64m): the policy bounds what a container may write ({where})")
     total = sum(size for size in sizes if size is not None)
     if total > min(bounds):
-        raise Refused(
-            f"--tmpfs of {format_size(total)} in all is refused: the policy allows at most {format_size(min(bounds))} ({where})"
-        )
+        asked, allowed = format_size(total), format_size(min(bounds))
+        raise Refused(f"--tmpfs of {asked} in all is refused: the policy allows at most {allowed} ({where})")
 
 
 def _memory_flag(text: str | None) -> int | None:
