@@ -160,9 +160,13 @@ def _image_or_index(blobs: Blobs, images: list[NewImage]) -> dict[str, Any]:
     return add_image(blobs, images[0]) if len(images) == 1 else add_index(blobs, images)
 
 
-def write_docker_archive(target: Path, image: NewImage, repo_tags: list[str], oci_inside: bool = False) -> None:
+def write_docker_archive(
+    target: Path, image: NewImage, repo_tags: list[str], oci_inside: bool = False, compress_legacy: bool = False
+) -> None:
     """`docker save` output: the legacy layout, or (oci_inside) Docker 25+'s, which is an
-    OCI layout plus the legacy manifest.json pointing into blobs/."""
+    OCI layout plus the legacy manifest.json pointing into blobs/. Legacy layers are stored
+    uncompressed as `<id>/layer.tar`, as docker save writes them (dive reads nothing else);
+    `compress_legacy` writes them compressed, as some other tools do, for readers to cope."""
     if oci_inside:
         blobs = Blobs()
         descriptor = add_image(blobs, image)
@@ -199,7 +203,7 @@ def write_docker_archive(target: Path, image: NewImage, repo_tags: list[str], oc
     for layer in image.layers:
         layer_id = digest_bytes(layer.tar).hex
         name = f"{layer_id}/layer.tar"
-        files[name] = compress(layer.tar, layer.compression)
+        files[name] = compress(layer.tar, layer.compression) if compress_legacy else layer.tar
         files[f"{layer_id}/VERSION"] = b"1.0"
         layer_names.append(name)
     files["manifest.json"] = _canonical([{"Config": config_name, "RepoTags": repo_tags, "Layers": layer_names}])

@@ -84,7 +84,8 @@ def write_image(image: NewImage, directory: Path, layout: str, tag: str = "examp
         write_oci_archive(directory / "image.oci.tar", [(tag.rsplit(":", 1)[-1], [image])])
         return str(directory / "image.oci.tar")
     path = directory / "image.tar"
-    write_docker_archive(path, image, [tag], oci_inside=layout == "docker-25")
+    # Legacy layers compressed as given: the reader copes with what skopeo and podman also read.
+    write_docker_archive(path, image, [tag], oci_inside=layout == "docker-25", compress_legacy=True)
     return str(path)
 
 

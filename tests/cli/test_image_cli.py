@@ -278,3 +278,29 @@ def test_a_reference_two_entries_answer_to_is_refused_not_guessed(tmp_path: Path
     write_oci_layout(tmp_path / "lay", [("1.0", [one]), ("team/app:1.0", [two])])
     result = run("pysandbox", "image", "inspect", f"{tmp_path}/lay:team/app:1.0")
     assert result.returncode == 125 and "'team/app:1.0' names 2 different images" in result.stderr
+
+
+def test_a_built_docker_archive_stores_layers_as_docker_save_does(tmp_path: Path) -> None:
+    """Legacy layout: `<id>/layer.tar` holds a plain tar (dive reads nothing else), and its
+    name is the digest of those bytes, the config's diff_id."""
+    import hashlib
+    import io
+    import tarfile
+
+    (tmp_path / "rootfs").mkdir()
+    (tmp_path / "rootfs" / "hello").write_text("hi\n")
+    out = tmp_path / "image.tar"
+    assert (
+        run(
+            "pysandbox", "image", "build", str(tmp_path / "rootfs"), "-o", str(out), "--format", "docker-archive"
+        ).returncode
+        == 0
+    )
+    with tarfile.open(out) as archive:
+        layers = [member for member in archive.getmembers() if member.name.endswith("/layer.tar")]
+        assert len(layers) == 1
+        data = archive.extractfile(layers[0]).read()  # type: ignore[union-attr]
+    assert data[257:262] == b"ustar"  # a plain tar, not gzip data under a .tar name
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as layer:
+        assert layer.getnames() == ["hello"]
+    assert layers[0].name.split("/")[0] == hashlib.sha256(data).hexdigest()
