@@ -53,7 +53,7 @@ def _cold_run(args: RunArgs) -> int:
     from pysbx.policies.loader import load_policy
     from pysbx.policies.seccomp import SeccompProfileError
     from pysbx.sandbox import warm
-    from pysbx.sandbox.plan import bind_mounts, build_plan, bundle_evidence
+    from pysbx.sandbox.plan import bind_mounts, build_plan, bundle_evidence, give_trees, trees_to_give
     from pysbx.signing.errors import VerificationError
 
     try:
@@ -68,12 +68,19 @@ def _cold_run(args: RunArgs) -> int:
         binds = bind_mounts(args.volume, plan.id_maps)
         spec = warm.spec_from_plan(plan, args)
         spec.binds = binds
+        given = trees_to_give(args.volume)
+        if args.dry_run:
+            print(_describe(spec) + "".join(f"\nwould give {folder} to the container's user" for folder in given))
+            remove_state(spec.state)
+            return 0
     except (ImageError, PolicyError, SeccompProfileError, SandboxError, VerificationError, OSError) as error:
         return _fail(str(error).replace("\n", "; "))
-    if args.dry_run:
-        print(_describe(spec))
+    try:
+        for line in give_trees(given, spec.user, spec.id_maps) if given else ():
+            print(f"pysandbox: {line}", file=sys.stderr)
+    except SandboxError as error:
         remove_state(spec.state)
-        return 0
+        return _fail(str(error))
     return _execute(spec, args, loaded.policy.signing.required)
 
 

@@ -2,7 +2,8 @@
 # The product on the built-in example, end to end, each command shown before it runs:
 # build the busybox example image, inspect it (every digest verified), unpack it, lint and
 # compare the built-in policies, make a key and sign the image, audit it, verify it, run it
-# under a policy that extends strict; then flip one byte in a copy and watch it be refused.
+# under a policy that extends strict; then change one byte of a copy (USER 1000 -> 0000, root)
+# and watch it be refused.
 set -eu
 cd "$(dirname "$0")/.."
 python=${PYTHON:-$( [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || command -v python3 )}
@@ -28,13 +29,16 @@ show pysandbox verify "$out/busybox.tar" --policy examples/demo-policy.yaml
 [ "$(id -u)" != 0 ] || show pysandbox system setup-ids
 show pysandbox run --rm --policy examples/demo-policy.yaml "$out/busybox.tar" \
     sh -c 'id; grep -E "CapEff|NoNewPrivs|Seccomp:" /proc/self/status; ps; touch /x || echo "the root is read-only"'
-# A copy with one byte of a layer flipped: the signature still names the original digests,
-# so the run is refused before anything is unpacked.
+# A copy whose config was edited by one byte to run as root (USER 1000:1000 -> 0000:1000): the
+# signature names the original manifest, which names the original config, so the run is
+# refused before anything is unpacked. (A flipped byte in a layer that earlier runs cached
+# changes nothing that runs: layers are content-addressed and the cached tree was verified.)
 cp "$out/busybox.tar" "$out/tampered.tar" && cp "$out/busybox.tar.sigstore.json" "$out/tampered.tar.sigstore.json"
 python3 - "$out/tampered.tar" <<'PY'
 import sys
 with open(sys.argv[1], "r+b") as f:
-    f.seek(4096); b = f.read(1); f.seek(4096); f.write(bytes([b[0] ^ 1]))
+    data = f.read(); at = data.index(b'"User":"1000:1000"') + len(b'"User":"')
+    f.seek(at); f.write(b"0")
 PY
 show sh -c "pysandbox run --rm --policy examples/demo-policy.yaml $out/tampered.tar true; echo exit code \$?"
 show "$out/unpacked/bin/busybox" echo "the unpacked busybox runs"

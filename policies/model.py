@@ -163,6 +163,12 @@ class BindRule:
 
     source: str = required("The host path.", "any")
     read_only: bool = spec("Binds of it must be read-only.", "false", True)
+    chown: bool = spec(
+        "`-v SRC:DST:U` may give the bound tree to the container's user (runs as root): its owners "
+        "on the host change for good, to the user's id in the range reserved for pysandbox.",
+        "true",
+        False,
+    )
 
 
 @dataclass(frozen=True)

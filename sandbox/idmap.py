@@ -28,6 +28,13 @@ class IdRange(Record):
         self.size = size
 
 
+def _to_host(ranges: tuple[IdRange, ...], wanted: int) -> int | None:
+    for mapped in ranges:
+        if mapped.container <= wanted < mapped.container + mapped.size:
+            return mapped.host + wanted - mapped.container
+    return None
+
+
 class IdMaps(Record):
     __slots__ = ("gids", "uids", "via_helpers")
 
@@ -39,6 +46,11 @@ class IdMaps(Record):
     @property
     def root_host_uid(self) -> int:
         return self.uids[0].host
+
+    def host_ids(self, uid: int, gid: int) -> tuple[int, int] | None:
+        """The host ids that container ids uid:gid stand for; None when either is unmapped."""
+        host_uid, host_gid = _to_host(self.uids, uid), _to_host(self.gids, gid)
+        return None if host_uid is None or host_gid is None else (host_uid, host_gid)
 
     @property
     def setgroups_allowed(self) -> bool:

@@ -30,6 +30,7 @@ from pysbx.sandbox.warm import make_plan
 
 if TYPE_CHECKING:  # the run request is read, never made, here: no CLI code is imported
     from pysbx.cli.runargs import RunArgs
+    from pysbx.sandbox.process import User
 
 
 class Refused(SandboxError):
@@ -132,6 +133,10 @@ def _check_volume(volume: str, loaded: LoadedPolicy, refuse: Callable[..., NoRet
     destination, _, options = rest.partition(":")
     if not destination.startswith("/"):
         raise Refused(f"-v {volume}: expected SRC:DST[:ro] with an absolute DST")
+    flags = [flag for flag in options.split(",") if flag]
+    unknown = [flag for flag in flags if flag not in VOLUME_OPTIONS]
+    if unknown:
+        raise Refused(f"-v {volume}: unknown option {unknown[0]!r} (expected ro, rw, U, nocopy; z and Z do nothing)")
     if not source.startswith(("/", ".")):
         if not mounts_policy.volumes:
             refuse(f"-v {volume}", "sandbox", "mounts", "volumes", why="the policy forbids named volumes")
@@ -143,12 +148,26 @@ def _check_volume(volume: str, loaded: LoadedPolicy, refuse: Callable[..., NoRet
     real = os.path.realpath(source)
     if real == "/" or real in ENGINE_SOCKETS or real.endswith("/docker.sock"):
         refuse(f"-v {volume}", "sandbox", "mounts", "binds", why=f"binding {real} hands the host to the container")
-    read_only = "ro" in options.split(",")
-    for rule in mounts_policy.binds:
-        base = os.path.realpath(rule.source)
-        if (real == base or real.startswith(base.rstrip("/") + "/")) and (read_only or not rule.read_only):
-            return
+    read_only, give = "ro" in flags, "U" in flags
+    if give and os.geteuid() != 0:
+        raise Refused(
+            f"-v {volume}: U gives a host tree to the container's user in runs as root; as an ordinary "
+            "user, your own files are already the container root's"
+        )
+    under = [rule for rule in mounts_policy.binds if _under(real, os.path.realpath(rule.source))]
+    if any((read_only or not rule.read_only) and (rule.chown or not give) for rule in under):
+        return
+    if give and any(read_only or not rule.read_only for rule in under):
+        why = f"the policy does not let -v :U change the owners of {real} (binds[].chown)"
+        refuse(f"-v {volume}", "sandbox", "mounts", "binds", why=why)
     refuse(f"-v {volume}", "sandbox", "mounts", "binds", why=f"{real} is not under a bind source the policy allows")
+
+
+VOLUME_OPTIONS = ("ro", "rw", "U", "nocopy", "z", "Z")  # z/Z: SELinux labels, which this host has none of
+
+
+def _under(path: str, base: str) -> bool:
+    return path == base or path.startswith(base.rstrip("/") + "/")
 
 
 def _check_limit(
@@ -285,6 +304,26 @@ def bundle_evidence(origin: str | None, image_path: str) -> str | None:
     if origin.startswith("OCI referrer sha256:") and os.path.isdir(image_path):
         return os.path.join(image_path, "blobs", "sha256", origin.rpartition(":")[2])
     return origin if os.path.isfile(origin) else None
+
+
+def trees_to_give(volumes: list[str]) -> list[str]:
+    """The host folders of `-v SRC:DST:U` binds (check_flags allowed them), as realpaths."""
+    given = []
+    for volume in volumes:
+        source, _, rest = volume.partition(":")
+        if source.startswith(("/", ".")) and "U" in rest.partition(":")[2].split(","):
+            given.append(os.path.realpath(source))
+    return given
+
+
+def give_trees(folders: list[str], user: User, id_maps: IdMaps) -> list[str]:
+    """Give each folder to the container's user (its host ids): one line per folder saying so."""
+    from pysbx.sandbox.chowntree import ChownError, give_tree
+
+    owner = id_maps.host_ids(user.uid, user.gid)
+    if owner is None:
+        raise ChownError(f"the container's user {user.uid}:{user.gid} has no host id to give a tree to")
+    return [f"gave {folder} to {owner[0]}:{owner[1]} ({give_tree(folder, *owner)} changed)" for folder in folders]
 
 
 def bind_mounts(volumes: list[str], id_maps: IdMaps) -> list[mounts.BindMount]:

@@ -143,7 +143,7 @@ def test_lint_messages_speak_yaml_and_count_in_english(tmp_path: Path) -> None:
         "version: 1\nextends: strict\nsandbox:\n  mounts:\n    binds: [{source: /srv, read_only: false}]\n"
     )
     bind = pysandbox("policy", "lint", "bind.yaml", "v2.yaml", "--format", "github", cwd=tmp_path)
-    assert "read_only: false}" in bind.stdout and "False" not in bind.stdout
+    assert "read_only: false, chown: false}" in bind.stdout and "False" not in bind.stdout
     assert "::error file=bind.yaml,line=5," in bind.stdout and "::error file=v2.yaml," in bind.stdout
 
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
+from pysbx.images.writer import write_docker_archive
+from tests.imagekit import T, image_of
 from tests.sandbox.harness import signed_image
 
 PYSANDBOX = str(Path(sys.executable).parent / "pysandbox")
@@ -17,12 +20,22 @@ PYSANDBOX = str(Path(sys.executable).parent / "pysandbox")
 
 @pytest.fixture(scope="module")
 def signed(world: Path) -> Path:
-    """A signed copy of the busybox image, the key's policy (extends strict), a tampered copy."""
+    """A signed copy of the busybox image, the key's policy (extends strict), and a tampered
+    copy of a signed image whose top layer no run has cached: layers are content-addressed, so
+    a flipped byte in a layer that is cached already changes nothing that runs (the cached,
+    verified tree does); one that is not cached must be refused as it is read."""
     folder = signed_image(world / "signed", world / "busybox-app.tar")
-    data = bytearray((folder / "image.tar").read_bytes())
-    data[len(data) // 2] ^= 0x01  # inside the (gzip) layer blob
+    marker = f"tamper-target-{uuid.uuid4().hex}".encode()
+    with_unique_layer = world / "signed" / "unique.tar"
+    write_docker_archive(with_unique_layer, image_of([T("bin", "dir"), T("bin/marker", data=marker * 64)]), ["t:1"])
+    tampered = signed_image(world / "signed-tamper", with_unique_layer)
+    data = bytearray((tampered / "image.tar").read_bytes())
+    data[data.index(marker) + 5] ^= 0x01  # inside the layer's file data: the tar still parses
     (folder / "tampered.tar").write_bytes(bytes(data))
-    shutil.copy(folder / "image.tar.sigstore.json", folder / "tampered.tar.sigstore.json")
+    shutil.copy(tampered / "image.tar.sigstore.json", folder / "tampered.tar.sigstore.json")
+    (folder / "policy-tamper.yaml").write_text(
+        (tampered / "policy.yaml").read_text().replace("team.pub", "../signed-tamper/team.pub")
+    )
     shutil.copy(folder / "image.tar", folder / "unsigned.tar")
     for item in folder.iterdir():
         item.chmod(0o600 if item.suffix == ".key" else 0o644)
@@ -37,11 +50,15 @@ def test_a_signed_image_runs_under_strict(sandbox, signed: Path) -> None:  # typ
 
 
 @pytest.mark.parametrize(
-    ("image", "words"), [("signed/unsigned.tar", "is not signed"), ("signed/tampered.tar", "layer")]
+    ("image", "policy", "words"),
+    [
+        ("signed/unsigned.tar", "signed/policy.yaml", "is not signed"),
+        ("signed/tampered.tar", "signed/policy-tamper.yaml", "layer"),
+    ],
 )
-def test_unsigned_and_tampered_images_are_refused(sandbox, signed: Path, image: str, words: str) -> None:  # type: ignore[no-untyped-def]
+def test_unsigned_and_tampered_images_are_refused(sandbox, signed: Path, image: str, policy: str, words: str) -> None:  # type: ignore[no-untyped-def]
     cache_before = _cached_images(sandbox)
-    result = sandbox("echo SHOULD-NOT-RUN", policy="signed/policy.yaml", image=image)
+    result = sandbox("echo SHOULD-NOT-RUN", policy=policy, image=image)
     assert result.returncode == 125 and "SHOULD-NOT-RUN" not in result.stdout
     assert words in result.stderr.lower(), result.stderr
     assert _cached_images(sandbox) == cache_before  # nothing of it was unpacked
@@ -53,8 +70,14 @@ def _cached_images(sandbox) -> set[str]:  # type: ignore[no-untyped-def]
         if sandbox.mode == "root"
         else Path(f"~{sandbox.user}").expanduser() / ".cache/pysandbox"
     )
+    # What a layer unpacks to; not the lock files beside them (an uncompressed layer's digest is
+    # known only at its end, after its lock was taken: the lock stays, the unpacked tree never lands).
     return {
-        f"{kind}/{name}" for kind in ("layers", "images") if (home / kind).is_dir() for name in os.listdir(home / kind)
+        f"{kind}/{name}"
+        for kind in ("layers", "images")
+        if (home / kind).is_dir()
+        for name in os.listdir(home / kind)
+        if not name.endswith(".lock")
     }
 
 

@@ -1,0 +1,161 @@
+"""`-v SRC:DST:U` in runs as root: the tree becomes the container user's (its host ids in the
+reserved range), so a folder host root owns, which the container sees as nobody's, is
+writable; governed by the policy (binds[].chown), and walked as root walks other users'
+folders: no link followed, no mount crossed, setuid bits not kept."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pysbx.sandbox.chowntree import ChownError, give_tree, open_folder
+from tests.sandbox.conftest import PYSANDBOX, as_user, command
+
+OWNER = (166536, 166536)
+
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A tree outside pytest's 0700 folders (the container's ids must reach it)."""
+    if os.geteuid() != 0:
+        pytest.skip("giving a tree away is root's")
+    folder = Path(tempfile.mkdtemp(prefix="pysandbox-give-"))
+    folder.chmod(0o755)
+    yield folder
+    subprocess.run(["umount", "-R", str(folder / "data" / "mounted")], capture_output=True)
+    subprocess.run(["rm", "-rf", str(folder)], check=True)
+
+
+def build_tree(base: Path) -> dict[str, Path]:
+    outside_file, outside_dir = base / "outside-file", base / "outside-dir"
+    outside_file.write_text("host's\n")
+    outside_dir.mkdir()
+    (outside_dir / "inner").write_text("host's\n")
+    data = base / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "sub" / "file").write_text("x\n")
+    (data / "tool").write_text("#!/bin/sh\n")
+    (data / "tool").chmod(0o4755)
+    (data / "to-file").symlink_to(outside_file)
+    (data / "to-dir").symlink_to(outside_dir)
+    (data / "mounted").mkdir()
+    subprocess.run(["mount", "--bind", str(outside_dir), str(data / "mounted")], check=True)
+    return {"data": data, "outside_file": outside_file, "outside_dir": outside_dir}
+
+
+def test_the_tree_is_given_without_following_links_or_crossing_mounts(shared: Path) -> None:
+    paths = build_tree(shared)
+    changed = give_tree(str(paths["data"]), *OWNER)
+    for inside in ("", "sub", "sub/file", "tool", "to-file", "to-dir", "mounted"):
+        entry = os.lstat(paths["data"] / inside)
+        assert (entry.st_uid, entry.st_gid) == OWNER or inside == "mounted", inside
+    assert changed == 6  # the top, sub, sub/file, tool and the two links: not the mount point
+    for outside in (paths["outside_file"], paths["outside_dir"], paths["outside_dir"] / "inner"):
+        assert (os.lstat(outside).st_uid, os.lstat(outside).st_gid) == (0, 0), outside  # neither linked nor mounted
+    assert not os.stat(paths["data"] / "tool").st_mode & stat.S_ISUID  # chown clears setuid
+
+
+def test_a_component_that_became_a_link_is_refused(shared: Path) -> None:
+    (shared / "real").mkdir()
+    (shared / "link").symlink_to(shared / "real")
+    with pytest.raises(ChownError, match="without following links"):
+        open_folder(str(shared / "link"))
+    with pytest.raises(ChownError, match="without following links"):
+        give_tree(str(shared / "link"), *OWNER)
+    assert os.stat(shared / "real").st_uid == 0
+
+
+def policy_allowing(world: Path, source: Path, chown: bool) -> Path:
+    text = (world / "baseline-unsigned.yaml").read_text()
+    rule = f"    binds: [{{source: {source}, read_only: false, chown: {str(chown).lower()}}}]"
+    path = source.parent / f"policy-{chown}.yaml"
+    path.write_text(text.replace("    binds: []", rule))
+    path.chmod(0o644)
+    return path
+
+
+def test_a_run_as_root_writes_into_a_root_owned_folder_only_with_u(shared: Path, world: Path) -> None:
+    data = shared / "data"
+    data.mkdir()
+    (data / "old").write_text("old\n")
+    allowed = policy_allowing(world, data, chown=True)
+    image = str(world / "busybox-app.tar")
+    write = ["sh", "-c", "touch /data/new && echo wrote"]
+    plain = subprocess.run([PYSANDBOX, "run", "--rm", "-v", f"{data}:/data", "--policy", str(allowed), image, *write],
+                           capture_output=True, text=True, cwd="/")  # fmt: skip
+    assert plain.returncode == 1 and "Permission denied" in plain.stderr
+    given = subprocess.run([PYSANDBOX, "run", "--rm", "-v", f"{data}:/data:U", "--policy", str(allowed), image, *write],
+                           capture_output=True, text=True, cwd="/")  # fmt: skip
+    assert given.returncode == 0 and "wrote" in given.stdout, given.stderr
+    assert f"gave {data} to {OWNER[0]}:{OWNER[1]}" in given.stderr
+    assert (os.stat(data / "new").st_uid, os.stat(data / "old").st_uid) == (OWNER[0], OWNER[0])
+
+
+def test_the_policy_governs_u_and_unknown_options_are_refused(shared: Path, world: Path) -> None:
+    data = shared / "data"
+    data.mkdir()
+    refused_policy = policy_allowing(world, data, chown=False)
+    image = str(world / "busybox-app.tar")
+    for option, words in (("U", "the policy does not let -v :U change the owners"), ("Q", "unknown option 'Q'")):
+        result = subprocess.run([PYSANDBOX, "run", "--rm", "-v", f"{data}:/data:{option}", "--policy",
+                                 str(refused_policy), image, "true"], capture_output=True, text=True, cwd="/")  # fmt: skip
+        assert result.returncode == 125 and words in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1
+    assert os.stat(data).st_uid == 0  # nothing given
+
+
+def test_an_ordinary_user_is_told_u_is_for_runs_as_root(world: Path, test_user: str) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="pysandbox-give-user-"))
+    try:
+        if os.geteuid() == 0:
+            os.chown(
+                folder,
+                *[
+                    int(x)
+                    for x in subprocess.run(["id", "-u", test_user], capture_output=True, text=True).stdout.split()
+                ]
+                * 2,
+            )
+        policy = policy_allowing(world, folder / "data", chown=True)
+        (folder / "data").mkdir()
+        result = subprocess.run(command("user", ["--rm", "-v", f"{folder}/data:/data:U", "--policy", str(policy),
+                                                 str(world / "busybox-app.tar"), "true"], test_user),
+                                capture_output=True, text=True, cwd="/")  # fmt: skip
+        assert (
+            result.returncode == 125 and "U gives a host tree to the container's user in runs as root" in result.stderr
+        )
+    finally:
+        subprocess.run([*as_user(test_user), "rm", "-rf", str(folder)], capture_output=True)
+        subprocess.run(["rm", "-rf", str(folder)], capture_output=True)
+
+
+def test_a_folder_swapped_for_a_link_after_its_look_is_not_followed(
+    shared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race a path-based walk loses: the look (lstat) sees a folder, then someone who can
+    write in the tree puts a link to /etc-like territory in its place before it is opened."""
+    import pysbx.sandbox.chowntree as chowntree
+
+    paths = build_tree(shared)
+    real_lstat = os.lstat
+    folder_look = real_lstat(paths["data"] / "sub")
+
+    class OsWhoseLookIsStale:
+        def __getattr__(self, name: str) -> object:
+            return getattr(os, name)
+
+        @staticmethod
+        def lstat(name: str, dir_fd: int | None = None) -> os.stat_result:
+            return folder_look if name == "to-dir" else real_lstat(name, dir_fd=dir_fd)
+
+    monkeypatch.setattr(chowntree, "os", OsWhoseLookIsStale())
+    with pytest.raises(ChownError, match="to-dir"):
+        give_tree(str(paths["data"]), *OWNER)
+    for outside in (paths["outside_dir"], paths["outside_dir"] / "inner"):
+        assert os.lstat(outside).st_uid == 0
