@@ -102,6 +102,8 @@ def _give_entries(
             except OSError as error:
                 raise OSError(error.errno, error.strerror, f"{where}/{name}") from None
             pending.append((inner, f"{where}/{name}"))
+        elif entry.st_nlink > 1 and not stat.S_ISLNK(entry.st_mode):
+            continue  # one inode, other names: not only this tree's to give
         elif _owner(entry) != (uid, gid):
             os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
             changed += 1

@@ -159,3 +159,17 @@ def test_a_folder_swapped_for_a_link_after_its_look_is_not_followed(
         give_tree(str(paths["data"]), *OWNER)
     for outside in (paths["outside_dir"], paths["outside_dir"] / "inner"):
         assert os.lstat(outside).st_uid == 0
+
+
+def test_a_file_with_other_hard_links_is_not_given(shared: Path) -> None:
+    """Where fs.protected_hardlinks is off, anyone can link /etc/shadow into a folder they
+    write; giving the name would give the host's file. (Root makes the link here.)"""
+    outside = shared / "shadow-like"
+    outside.write_text("root's secret\n")
+    outside.chmod(0o600)
+    data = shared / "data"
+    data.mkdir()
+    os.link(outside, data / "linked")
+    (data / "own").write_text("x\n")
+    give_tree(str(data), *OWNER)
+    assert os.stat(outside).st_uid == 0 and os.stat(data / "own").st_uid == OWNER[0]
