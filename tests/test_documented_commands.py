@@ -16,7 +16,13 @@ import pytest
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent
-SOURCES = ("README.md", "policies/README.md", "examples/demo.sh", "examples/ci/github-actions.yml", "examples/ci/gitlab-ci.yml")
+SOURCES = (
+    "README.md",
+    "policies/README.md",
+    "examples/demo.sh",
+    "examples/ci/github-actions.yml",
+    "examples/ci/gitlab-ci.yml",
+)
 
 
 def documented_commands() -> list[tuple[str, list[str]]]:
@@ -60,7 +66,9 @@ def test_a_documented_command_uses_flags_that_exist(where: str, words: list[str]
     text = help_of(path)
     assert text, f"{where}: {' '.join(path)} --help fails"
     for flag in (word.split("=")[0] for word in words[len(path) :] if re.fullmatch(r"--?[A-Za-z][\w-]*(=.*)?", word)):
-        assert re.search(rf"(^|[\s,]){re.escape(flag)}([\s,=/]|$)", text, re.M), f"{where}: {' '.join(path)} has no {flag}"
+        assert re.search(rf"(^|[\s,]){re.escape(flag)}([\s,=/]|$)", text, re.M), (
+            f"{where}: {' '.join(path)} has no {flag}"
+        )
 
 
 def test_the_docs_show_commands_to_check() -> None:
