@@ -113,6 +113,9 @@ class DiveResult:
     efficiency: float
     wasted_bytes: int
     inefficient: list[tuple[str, int, int]]  # path, versions, cumulative bytes (dive's list)
+    # dive's userWastedPercent (its CI rule highestUserWastedPercent): the wasted bytes over the
+    # bytes of every layer above the first, which dive takes for the base image.
+    user_wasted_ratio: float = 0.0
 
 
 def dive_efficiency(layers: list[list[Entry]]) -> DiveResult:
@@ -137,7 +140,9 @@ def dive_efficiency(layers: list[list[Entry]]) -> DiveResult:
     discovered = sum(cumulative.values())
     score = 1.0 if discovered == 0 else sum(minimum.values()) / discovered
     inefficient = sorted(((p, versions[p], cumulative[p]) for p in versions if versions[p] > 1), key=lambda row: row[2])
-    return DiveResult(score, sum(row[2] for row in inefficient), inefficient)
+    wasted = sum(row[2] for row in inefficient)
+    user_bytes = sum(entry.size for entries in layers[1:] for entry in entries if entry.kind == "file")
+    return DiveResult(score, wasted, inefficient, wasted / user_bytes if user_bytes else 0.0)
 
 
 def _dive_layer_tree(entries: list[Entry]) -> dict[str, tuple[int, bool]]:

@@ -257,7 +257,16 @@ class RuleSettings:
 @dataclass(frozen=True)
 class Thresholds:
     max_wasted_bytes: Size | None = spec("bloated-layer: wasted bytes allowed in an image.", "more")
-    max_wasted_ratio: float | None = spec("bloated-layer: wasted bytes / image size allowed (0 to 1).", "more")
+    max_wasted_ratio: float | None = spec(
+        "bloated-layer: wasted bytes (stored file versions not in the final filesystem) / all file bytes stored, "
+        "allowed (0 to 1). Not dive's measure: that is max_user_wasted_ratio.",
+        "more",
+    )
+    max_user_wasted_ratio: float | None = spec(
+        "bloated-layer: dive's highestUserWastedPercent: dive's wasted bytes / the bytes of every layer above "
+        "the first (0 to 1; dive --ci's default is 0.1).",
+        "more",
+    )
     max_layer_size: Size | None = spec("bloated-layer: the largest layer allowed.", "more")
     min_efficiency: float | None = spec("bloated-layer: dive's efficiency score required (0 to 1).", "less")
 

@@ -147,13 +147,16 @@ def _bloat(facts: ImageFacts, target: str, final: FinalTree, policy: Policy) -> 
     over_bytes = thresholds.max_wasted_bytes is not None and wasted_bytes > thresholds.max_wasted_bytes
     over_ratio = thresholds.max_wasted_ratio is not None and ratio > thresholds.max_wasted_ratio
     low_score = thresholds.min_efficiency is not None and dive.efficiency < thresholds.min_efficiency
-    if over_bytes or over_ratio or low_score:
+    over_user = (
+        thresholds.max_user_wasted_ratio is not None and dive.user_wasted_ratio > thresholds.max_user_wasted_ratio
+    )
+    if over_bytes or over_ratio or low_score or over_user:
         findings.append(
             finding(
                 "bloated-layer",
                 target,
-                f"{wasted_bytes} bytes ({ratio:.1%}) are stored but not in the final filesystem; "
-                f"dive efficiency {dive.efficiency:.4f}",
+                f"{wasted_bytes} bytes ({ratio:.1%} of all stored) are stored but not in the final filesystem; "
+                f"dive efficiency {dive.efficiency:.4f}, dive user-wasted {dive.user_wasted_ratio:.1%}",
                 evidence=evidence,
             )
         )

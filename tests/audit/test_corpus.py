@@ -124,7 +124,9 @@ def test_dive_numbers_are_reproduced_exactly() -> None:
     }
     sizes = [sum(e.size for e in entries if e.kind == "file") for entries in layers]
     assert sum(sizes) == 1220598 and sum(sizes[1:]) == 66237
-    assert dive.wasted_bytes / sum(sizes[1:]) == 0.4834911001404049
+    assert (
+        dive.wasted_bytes / sum(sizes[1:]) == dive.user_wasted_ratio == 0.4834911001404049
+    )  # dive's userWastedPercent
     # Our own measure, by its definition: every stored version not visible at the end.
     final = FinalTree()
     for index, entries in enumerate(layers):
@@ -138,6 +140,22 @@ def test_dive_numbers_are_reproduced_exactly() -> None:
         ("root/saved.txt", 7),  # chmod'ed again in layer 14
     ]
     assert sum(w.size for w in wasted) == 32025
+
+
+def test_strict_gates_the_dive_image_as_dive_ci_does() -> None:
+    """`dive --ci` fails this image on highestUserWastedPercent (48.3% > 10%) though its
+    efficiency (0.984) passes; strict carries dive's CI defaults, so pyaudit fails it too."""
+    from pysbx.audit.engine import AuditOptions
+    from pysbx.policies.loader import load_policy
+
+    path = need(TESTDATA / "dive/test-docker-image.tar")
+    result = audit([str(path)], AuditOptions(policy=load_policy("strict").policy))
+    bloat = [f for f in result.findings if f.rule_id == "PA1030"]
+    assert (
+        len(bloat) == 1
+        and "dive user-wasted 48.3%" in bloat[0].message
+        and "dive efficiency 0.9844" in bloat[0].message
+    )
 
 
 def test_the_dive_image_audits_with_its_summary() -> None:

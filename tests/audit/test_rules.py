@@ -405,10 +405,11 @@ def test_bloat_thresholds_come_from_the_policy(tmp_path: Path) -> None:
 
     image = image_of([T("a", data=b"1" * 50_000)], [T("a", data=b"2" * 50_000)])
     path = write_image(image, tmp_path, "oci-archive")
-    strict = load_policy("strict").policy  # max_wasted_ratio 0.1, min_efficiency 0.9
+    strict = load_policy("strict").policy  # dive's CI defaults: max_user_wasted_ratio 0.1, min_efficiency 0.9
     result = audit([path], AuditOptions(policy=strict))
     bloat = [f for f in result.findings if f.rule_id == "PA1030"]
-    assert len(bloat) == 1 and "50000 bytes (50.0%)" in bloat[0].message
+    assert len(bloat) == 1 and "50000 bytes (50.0% of all stored)" in bloat[0].message
+    assert "dive user-wasted 200.0%" in bloat[0].message  # dive counts every version of a file changed
     assert "PA1100" in ids(result.findings)  # strict requires a signature and none is beside it
     near_miss = audit(
         [write_image(image_of([T("a", data=b"1" * 50_000)]), tmp_path / "..", "docker-legacy")],
