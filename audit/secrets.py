@@ -30,7 +30,6 @@ SECRET_SUFFIXES = {
     ".aws/credentials": "AWS credentials", ".docker/config.json": "registry credentials",
     ".kube/config": "a kubeconfig", ".npmrc": "an npm config",
 }  # fmt: skip
-CONTENT_SUFFIXES = (".pem", ".key", ".p12", ".pfx", ".npmrc", "config.json", ".env")
 
 
 # scheme://user:password@host: the password group is judged (a variable or a placeholder is none).
@@ -47,6 +46,45 @@ def token_in(text: str) -> str | None:
     if any(not _PLACEHOLDER.match(word) and not _URL_PLACEHOLDER.match(word) for word in passwords):
         return "a password in a connection string"
     return None
+
+
+# A cheap first look at a file's bytes: only where one of these appears are the patterns run.
+_PREFILTER = re.compile(
+    rb"AKIA|ASIA|gh[pousr]_|glpat-|xox[abprs]-|AIza|sk_live_|-----BEGIN|npm_|_authToken|://[^/\s:@]{1,256}:[^@\s/]{1,256}@"
+    rb"|(?i:password|passwd|secret|token|api_?key|private_?key|access_?key)[\"']?\s{0,4}[:=]"
+)
+# NAME = "value" where the name says secret (gitleaks' generic rule): quoted, long, varied.
+_ASSIGNMENT = re.compile(
+    r"(?im)^[ \t]*(?:export[ \t]+)?[\"']?([A-Za-z_][\w.-]{0,60})[\"']?[ \t]*[:=][ \t]*[\"']([^\"'\s]{16,200})[\"']"
+)
+
+
+def secret_in_text(data: bytes) -> str | None:
+    """Why the bytes of a file look like they hold a secret: a private key, a token of a known
+    format, a password in a connection string, or a long, varied quoted value given to a name
+    that says secret. Binary and ordinary files are passed over by a cheap first look."""
+    if not _PREFILTER.search(data):
+        return None
+    text = data.decode("utf-8", "replace")
+    found = token_in(text)
+    if found:
+        return found
+    for match in _ASSIGNMENT.finditer(text):
+        name, value = match.group(1), match.group(2)
+        if SECRET_NAME.search(name) and not _PLACEHOLDER.match(value) and _varied(value):
+            return f"a secret-looking value for {name}"
+    return None
+
+
+def _varied(value: str) -> bool:
+    """Entropy enough for a key (3.5 bits a character), not a word, a path or a repeated run."""
+    import math
+
+    if value.startswith(("/", "./", "http://", "https://", "{{", "<")) or "${" in value:
+        return False
+    counts = {char: value.count(char) for char in set(value)}
+    entropy = -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+    return entropy >= 3.5
 
 
 def secret_in_assignment(name: str, value: str) -> str | None:
@@ -72,15 +110,11 @@ def secret_file(path: str) -> str | None:
     return None
 
 
-def wants_content_check(path: str) -> bool:
-    return path.endswith(CONTENT_SUFFIXES)
-
-
 def secret_content(data: bytes, path: str) -> str | None:
-    text = data.decode("utf-8", "replace")
-    found = token_in(text)
+    found = secret_in_text(data)
     if found:
         return found
+    text = data.decode("utf-8", "replace") if path.endswith((".npmrc", "config.json")) else ""
     if path.endswith(".npmrc") and "_authToken" in text:
         return "an npm auth token"
     if path.endswith("config.json") and '"auths"' in text and '"auth"' in text:

@@ -10,7 +10,7 @@ from pysbx.audit.efficiency import FinalTree, dive_efficiency, wasted_files
 from pysbx.audit.findings import Finding
 from pysbx.audit.rules import finding
 from pysbx.audit.rules.references import reference_pinning
-from pysbx.audit.secrets import secret_content, secret_file, secret_in_assignment, token_in
+from pysbx.audit.secrets import secret_file, secret_in_assignment, token_in
 from pysbx.audit.sources.image import ImageFacts
 from pysbx.audit.spec import is_root_user
 from pysbx.policies.model import Policy
@@ -91,10 +91,7 @@ def _secrets(facts: ImageFacts, target: str, final: FinalTree) -> Iterator[Findi
         for entry in entries:
             if entry.kind != "file" or entry.whiteout is not None:
                 continue
-            why = secret_file(entry.path)
-            head = facts.contents.get((index, entry.path))
-            if head is not None:
-                why = secret_content(head, entry.path) or why
+            why = facts.secrets.get((index, entry.path)) or secret_file(entry.path)
             if why is None:
                 continue
             gone = "" if (entry.path, index) in visible else " (deleted later, but still in the layer)"

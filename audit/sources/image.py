@@ -1,23 +1,23 @@
 """Image facts for the auditor, gathered in one streamed pass over each layer (never
-extracted): every entry, and the first bytes of files that may hold credentials."""
+extracted): every entry, and for every regular file up to a size bound (deleted ones
+included) whether its content holds a secret, read in the pass that verifies the layer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pysbx.audit.secrets import secret_file, wants_content_check
+from pysbx.audit.secrets import secret_content
 from pysbx.images.image import Image
 from pysbx.images.layers import Entry, walk_layer
 
-CONTENT_LIMIT = 64 * 1024
-_MAX_CANDIDATE_SIZE = 1024 * 1024
+CONTENT_LIMIT = 1024 * 1024  # files above it are binaries, archives, data: not read for secrets
 
 
 @dataclass
 class ImageFacts:
     image: Image
     layers: list[list[Entry]]
-    contents: dict[tuple[int, str], bytes] = field(default_factory=dict)  # (layer, path) -> head
+    secrets: dict[tuple[int, str], str] = field(default_factory=dict)  # (layer, path) -> what it holds
 
 
 def gather_facts(image: Image) -> ImageFacts:
@@ -27,8 +27,9 @@ def gather_facts(image: Image) -> ImageFacts:
         for member in walk_layer(image, layer):
             entry = member.entry
             entries.append(entry)
-            small_file = entry.kind == "file" and entry.whiteout is None and entry.size <= _MAX_CANDIDATE_SIZE
-            if small_file and (secret_file(entry.path) or wants_content_check(entry.path)):
-                facts.contents[(layer.index, entry.path)] = member.read_data(CONTENT_LIMIT)
+            if entry.kind == "file" and entry.whiteout is None and 0 < entry.size <= CONTENT_LIMIT:
+                found = secret_content(member.read_data(CONTENT_LIMIT), entry.path)
+                if found:
+                    facts.secrets[(layer.index, entry.path)] = found
         facts.layers.append(entries)
     return facts

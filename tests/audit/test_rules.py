@@ -451,3 +451,27 @@ def test_inline_suppression_in_yaml_covers_its_line_and_the_next(tmp_path: Path)
     result = audit([str(path)])
     assert {f.rule_id for f in result.suppressed} == {"PA1080"}
     assert "PA1001" in ids(result.findings)
+
+
+def test_secrets_are_found_by_content_in_any_file_deleted_ones_included(tmp_path: Path) -> None:
+    """Not by name alone: an OpenSSH key at /app/deploy_key, a Slack token in settings.py, a
+    long varied value given to a name that says secret; a file removed by a later layer still
+    holds its bytes in the image. Placeholders, variables, URLs and words are no secret."""
+    key = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+    settings = b'DEBUG = False\nSLACK = "xoxb-123456789012-abcdefghijkl"\n'
+    generic = b'API_KEY = "q8Zt3LmW9vX2pR7nK4sJ6hF1"\n'
+    harmless = (
+        b'PASSWORD = "changeme"\nSECRET_KEY = "${SECRET_KEY}"\nTOKEN_URL = "https://auth.example/token/endpoint"\n'
+        b'API_KEY = "aaaaaaaaaaaaaaaaaaaaaaaa"\nACCESS_KEY = "/run/secrets/access-key-file"\npassword_hint = "the usual one"\n'
+    )
+    image = image_of(
+        [T("app", "dir"), T("app/deploy_key", data=key), T("app/settings.py", data=settings), T("app/old.env.py", data=generic),
+         T("app/harmless.py", data=harmless), T("bin", "dir"), T("bin/tool", data=b"\x7fELF" + b"\0" * 64 + b"password=")],
+        [T("app", "dir"), T("app/.wh.old.env.py")],
+        config={"User": "1000"},
+    )  # fmt: skip
+    found = audit([write_image(image, tmp_path, "oci-archive")]).findings
+    secrets = {f.path: f.message for f in found if f.rule_id == "PA1040"}
+    assert set(secrets) == {"/app/deploy_key", "/app/settings.py", "/app/old.env.py"}, secrets
+    assert "a private key" in secrets["/app/deploy_key"] and "a Slack token" in secrets["/app/settings.py"]
+    assert "API_KEY" in secrets["/app/old.env.py"] and "deleted later" in secrets["/app/old.env.py"]
