@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +27,7 @@ from pysbx.images.platform import parse_platform
 from pysbx.images.writer import (
     NewImage,
     NewLayer,
-    tar_from_directory,
+    spool_layer_tar,
     write_docker_archive,
     write_oci_archive,
     write_oci_layout,
@@ -150,16 +152,24 @@ def build(
     with _image_errors():
         epoch = source_date_epoch()
         config = _run_config(user, entrypoint, cmd, env or [], workdir, label or [])
-        layers = []
         for folder in rootfs:
             if not folder.is_dir():
                 raise ImageError(f"{folder}: not a folder")
-            tar = tar_from_directory(folder, None if keep_owner else (0, 0), epoch)
-            layers.append(NewLayer(tar, compression.value, f"pysandbox image build {folder.name}"))
-        new = NewImage(layers, config, parse_platform(platform))
-        if epoch is not None:
-            new.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-        _write(new, output, archive_format, tag)
+        if output.exists():
+            raise ImageError(f"{output}: already exists; remove it or choose another --output")
+        # Layers are spooled to files beside the output as they are made, never held whole.
+        spool = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+        try:
+            layers = []
+            for index, folder in enumerate(rootfs):
+                tar = spool_layer_tar(folder, spool / f"{index}.tar", None if keep_owner else (0, 0), epoch)
+                layers.append(NewLayer(tar, compression.value, f"pysandbox image build {folder.name}"))
+            new = NewImage(layers, config, parse_platform(platform))
+            if epoch is not None:
+                new.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+            _write(new, output, archive_format, tag)
+        finally:
+            shutil.rmtree(spool, ignore_errors=True)
         built = open_image(str(output))
     typer.echo(f"wrote {output} ({archive_format.value}) {tag} {built.manifest_digest}")
 

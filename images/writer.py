@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import stat
 import tarfile
 from collections.abc import Iterable
@@ -36,11 +37,56 @@ _DOCKER_LAYER_TYPES = {
 }
 
 
+@dataclass(frozen=True)
+class Spooled:
+    """Bytes written to a file as they were made, with their digest and size: a layer of
+    `image build` is never held in memory whole."""
+
+    path: Path
+    digest: Digest
+    size: int
+
+
+class _HashingFile:
+    """A write-only file that digests what passes through it (tarfile and the compressors
+    write to it)."""
+
+    def __init__(self, path: Path) -> None:
+        import hashlib
+
+        self._file = open(path, "xb")  # noqa: SIM115 - closed by spooled()
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self.path = path
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        self._size += len(data)
+        return self._file.write(data)
+
+    def tell(self) -> int:
+        return self._size
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def spooled(self) -> Spooled:
+        self._file.close()
+        return Spooled(self.path, Digest("sha256", self._hash.hexdigest()), self._size)
+
+
+Data = bytes | Spooled  # a blob in memory, or spooled to a file
+
+
 @dataclass
 class NewLayer:
-    tar: bytes
+    tar: Data
     compression: str = "gzip"
     created_by: str = ""
+
+    @property
+    def diff_id(self) -> Digest:
+        return self.tar.digest if isinstance(self.tar, Spooled) else digest_bytes(self.tar)
 
 
 @dataclass
@@ -52,11 +98,57 @@ class NewImage:
     docker_media_types: bool = False
 
 
+def compress_data(data: Data, compression: str) -> Data:
+    """`compress` for a blob in memory, or streamed file to file for a spooled one."""
+    if not isinstance(data, Spooled):
+        return compress(data, compression)
+    if compression == "none":
+        return data
+    target = _HashingFile(data.path.with_name(data.path.name + f".{compression}"))
+    try:
+        with open(data.path, "rb") as source:
+            if compression == "gzip":
+                _gzip(source, target)
+            elif compression == "zstd":
+                compressor = zstandard.ZstdCompressor(level=3)
+                with compressor.stream_writer(target, size=data.size, closefd=False) as stream:  # type: ignore[arg-type]
+                    _copy(source, stream)
+            else:
+                raise ImageError(f"unknown compression {compression!r} (gzip, zstd or none)")
+    finally:
+        compressed = target.spooled()
+    return compressed
+
+
+def _gzip(source: Any, target: _HashingFile) -> None:
+    """gzip, streamed, byte for byte what `compress` makes in memory (gzip.compress's own
+    header, a raw deflate stream at the same level, the CRC and size trailer), so that a
+    spooled layer and one in memory have one digest."""
+    import struct
+    import zlib
+
+    target.write(gzip.compress(b"", compresslevel=6, mtime=0)[:10])
+    deflate, crc, size = zlib.compressobj(6, zlib.DEFLATED, -15), 0, 0
+    while chunk := source.read(1 << 20):
+        crc, size = zlib.crc32(chunk, crc), size + len(chunk)
+        target.write(deflate.compress(chunk))
+    target.write(deflate.flush() + struct.pack("<LL", crc, size & 0xFFFFFFFF))
+
+
+def _copy(source: Any, target: Any) -> None:
+    while chunk := source.read(1 << 20):
+        target.write(chunk)
+
+
 def compress(data: bytes, compression: str) -> bytes:
     if compression == "gzip":
         return gzip.compress(data, compresslevel=6, mtime=0)
-    if compression == "zstd":
-        return bytes(zstandard.ZstdCompressor(level=3).compress(data))
+    if compression == "zstd":  # streamed as compress_data streams it: one layer, one digest
+        buffer = io.BytesIO()
+        with zstandard.ZstdCompressor(level=3).stream_writer(buffer, size=len(data), closefd=False) as stream:
+            for start in range(0, len(data), 1 << 20):
+                stream.write(data[start : start + (1 << 20)])
+        return buffer.getvalue()
     if compression == "none":
         return data
     raise ImageError(f"unknown compression {compression!r} (gzip, zstd or none)")
@@ -66,12 +158,12 @@ class Blobs:
     """Content-addressed blobs waiting to be written; each returns its descriptor."""
 
     def __init__(self) -> None:
-        self.data: dict[Digest, bytes] = {}
+        self.data: dict[Digest, Data] = {}
 
-    def add(self, data: bytes, media_type: str, **extra: Any) -> dict[str, Any]:
-        digest = digest_bytes(data)
+    def add(self, data: Data, media_type: str, **extra: Any) -> dict[str, Any]:
+        digest, size = (data.digest, data.size) if isinstance(data, Spooled) else (digest_bytes(data), len(data))
         self.data[digest] = data
-        return {"mediaType": media_type, "digest": str(digest), "size": len(data), **extra}
+        return {"mediaType": media_type, "digest": str(digest), "size": size, **extra}
 
 
 def config_document(image: NewImage) -> dict[str, Any]:
@@ -83,7 +175,7 @@ def config_document(image: NewImage) -> dict[str, Any]:
         "architecture": image.platform.architecture,
         "os": image.platform.os,
         "config": image.config,
-        "rootfs": {"type": "layers", "diff_ids": [str(digest_bytes(layer.tar)) for layer in image.layers]},
+        "rootfs": {"type": "layers", "diff_ids": [str(layer.diff_id) for layer in image.layers]},
         "history": history,
     }
     if image.platform.variant:
@@ -100,7 +192,7 @@ def add_image(blobs: Blobs, image: NewImage) -> dict[str, Any]:
         mediatypes.DOCKER_CONFIG if docker else mediatypes.OCI_CONFIG,
     )
     layers = [
-        blobs.add(compress(layer.tar, layer.compression), layer_types[layer.compression]) for layer in image.layers
+        blobs.add(compress_data(layer.tar, layer.compression), layer_types[layer.compression]) for layer in image.layers
     ]
     manifest_type = mediatypes.DOCKER_MANIFEST if docker else mediatypes.OCI_MANIFEST
     manifest = {"schemaVersion": 2, "mediaType": manifest_type, "config": config, "layers": layers}
@@ -124,14 +216,14 @@ def _canonical(document: Any) -> bytes:
     return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
 
 
-def _layout_files(blobs: Blobs, tagged: list[tuple[str | None, dict[str, Any]]]) -> dict[str, bytes]:
+def _layout_files(blobs: Blobs, tagged: list[tuple[str | None, dict[str, Any]]]) -> dict[str, Data]:
     entries = []
     for ref, descriptor in tagged:
         entry = dict(descriptor)
         if ref is not None:
             entry["annotations"] = {"org.opencontainers.image.ref.name": ref}
         entries.append(entry)
-    files = {
+    files: dict[str, Data] = {
         "oci-layout": _canonical({"imageLayoutVersion": "1.0.0"}),
         "index.json": _canonical({"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries}),
     }
@@ -147,7 +239,10 @@ def write_oci_layout(target: Path, tagged: list[tuple[str | None, list[NewImage]
     for name, data in _layout_files(blobs, descriptors).items():
         path = target / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        if isinstance(data, Spooled):
+            shutil.copyfile(data.path, path)
+        else:
+            path.write_bytes(data)
 
 
 def write_oci_archive(target: Path, tagged: list[tuple[str | None, list[NewImage]]]) -> None:
@@ -171,7 +266,7 @@ def write_docker_archive(
         blobs = Blobs()
         descriptor = add_image(blobs, image)
         files = _layout_files(blobs, [])
-        manifest = json.loads(blobs.data[Digest("sha256", descriptor["digest"].split(":")[1])])
+        manifest = json.loads(blobs.data[Digest("sha256", descriptor["digest"].split(":")[1])])  # type: ignore[arg-type]
         index_entries = [
             {
                 **descriptor,
@@ -201,32 +296,57 @@ def write_docker_archive(
     files = {config_name: config}
     layer_names = []
     for layer in image.layers:
-        layer_id = digest_bytes(layer.tar).hex
+        layer_id = layer.diff_id.hex
         name = f"{layer_id}/layer.tar"
-        files[name] = compress(layer.tar, layer.compression) if compress_legacy else layer.tar
+        files[name] = compress_data(layer.tar, layer.compression) if compress_legacy else layer.tar
         files[f"{layer_id}/VERSION"] = b"1.0"
         layer_names.append(name)
     files["manifest.json"] = _canonical([{"Config": config_name, "RepoTags": repo_tags, "Layers": layer_names}])
     write_tar(target, files.items())
 
 
-def write_tar(target: Path, files: Iterable[tuple[str, bytes]]) -> None:
+def write_tar(target: Path, files: Iterable[tuple[str, Data]]) -> None:
     with tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as archive:
-        for name, data in sorted(files):
+        for name, data in sorted(files, key=lambda item: item[0]):
             info = tarfile.TarInfo(name)
-            info.size = len(data)
             info.mode = 0o644
-            archive.addfile(info, io.BytesIO(data))
+            if isinstance(data, Spooled):
+                info.size = data.size
+                with open(data.path, "rb") as stream:
+                    archive.addfile(info, stream)
+            else:
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
 
 
 def tar_from_directory(root: Path, owner: tuple[int, int] | None = (0, 0), clamp_mtime: int | None = None) -> bytes:
-    """A layer tar of everything under `root`, in sorted order, hard links kept; files are
-    owned by `owner` (root by default, as a build would) unless owner is None. With
+    """A layer tar of everything under `root`, in memory (see `write_layer_tar`)."""
+    buffer = io.BytesIO()
+    write_layer_tar(buffer, root, owner, clamp_mtime)
+    return buffer.getvalue()
+
+
+def spool_layer_tar(
+    root: Path, spool: Path, owner: tuple[int, int] | None = (0, 0), clamp_mtime: int | None = None
+) -> Spooled:
+    """The layer tar of `root` written to the new file `spool` as it is made, digested on the way."""
+    target = _HashingFile(spool)
+    try:
+        write_layer_tar(target, root, owner, clamp_mtime)
+    finally:
+        spooled = target.spooled()
+    return spooled
+
+
+def write_layer_tar(
+    stream: Any, root: Path, owner: tuple[int, int] | None = (0, 0), clamp_mtime: int | None = None
+) -> None:
+    """A layer tar of everything under `root`, in sorted order, hard links kept, to `stream`;
+    files are owned by `owner` (root by default, as a build would) unless owner is None. With
     `clamp_mtime` (SOURCE_DATE_EPOCH), no entry is newer than it, as BuildKit's
     rewrite-timestamp does: the same tree checked out at different times gives one digest."""
-    buffer = io.BytesIO()
     seen_inodes: dict[tuple[int, int], str] = {}
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+    with tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for path in _sorted_walk(root):
             name = path.relative_to(root).as_posix()
             info = archive.gettarinfo(str(path), arcname=name)
@@ -247,7 +367,6 @@ def tar_from_directory(root: Path, owner: tuple[int, int] | None = (0, 0), clamp
                     archive.addfile(info, data)
             else:
                 archive.addfile(info)
-    return buffer.getvalue()
 
 
 def _sorted_walk(root: Path) -> Iterable[Path]:
