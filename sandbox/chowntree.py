@@ -102,12 +102,33 @@ def _give_entries(
             except OSError as error:
                 raise OSError(error.errno, error.strerror, f"{where}/{name}") from None
             pending.append((inner, f"{where}/{name}"))
+        elif stat.S_ISREG(entry.st_mode):
+            changed += _give_file(fd, name, uid, gid)
         elif entry.st_nlink > 1 and not stat.S_ISLNK(entry.st_mode):
             continue  # one inode, other names: not only this tree's to give
         elif _owner(entry) != (uid, gid):
             os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
             changed += 1
     return changed
+
+
+def _give_file(fd: int, name: str, uid: int, gid: int) -> int:
+    """A regular file, judged and changed through one descriptor (fstat, then fchown): a file
+    swapped in after the folder was listed (a hard link to another file) is what is judged."""
+    try:
+        file = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+    except OSError as error:
+        if error.errno == 40:  # ELOOP: it became a link since the listing; not followed, not given
+            return 0
+        raise
+    try:
+        info = os.fstat(file)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1 or _owner(info) == (uid, gid):
+            return 0  # one inode, other names: not only this tree's to give
+        os.fchown(file, uid, gid)
+        return 1
+    finally:
+        os.close(file)
 
 
 def _owner(entry: os.stat_result) -> tuple[int, int]:

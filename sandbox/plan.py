@@ -154,6 +154,8 @@ def _check_volume(volume: str, loaded: LoadedPolicy, refuse: Callable[..., NoRet
             f"-v {volume}: U gives a host tree to the container's user in runs as root; as an ordinary "
             "user, your own files are already the container root's"
         )
+    if give:
+        _check_link_free(volume, source, [rule.source for rule in mounts_policy.binds if rule.chown])
     under = [rule for rule in mounts_policy.binds if _under(real, os.path.realpath(rule.source))]
     if any((read_only or not rule.read_only) and (rule.chown or not give) for rule in under):
         return
@@ -168,6 +170,23 @@ VOLUME_OPTIONS = ("ro", "rw", "U", "nocopy", "z", "Z")  # z/Z: SELinux labels, w
 
 def _under(path: str, base: str) -> bool:
     return path == base or path.startswith(base.rstrip("/") + "/")
+
+
+def _check_link_free(volume: str, source: str, rule_sources: list[str]) -> None:
+    """:U makes root change owners: the tree must be named by a path without symbolic links,
+    and so must the policy's bind source, both as written. A link anywhere on either (a user
+    owning a folder on the way swaps one in) would send the walk elsewhere: /etc. The walk
+    itself opens each component without following links (chowntree.open_folder), so a link
+    put in later is refused then too."""
+    given = os.path.abspath(source)
+    if os.path.realpath(given) != given:
+        raise Refused(
+            f"-v {volume}: U needs a source path without symbolic links (it leads to {os.path.realpath(given)})"
+        )
+    for rule_source in rule_sources:
+        base = os.path.abspath(rule_source)
+        if _under(given, base) and os.path.realpath(base) != base:
+            raise Refused(f"-v {volume}: U under the policy's bind source {rule_source}, which holds a symbolic link")
 
 
 def _check_limit(
@@ -307,12 +326,13 @@ def bundle_evidence(origin: str | None, image_path: str) -> str | None:
 
 
 def trees_to_give(volumes: list[str]) -> list[str]:
-    """The host folders of `-v SRC:DST:U` binds (check_flags allowed them), as realpaths."""
+    """The host folders of `-v SRC:DST:U` binds (check_flags allowed them), as written and
+    made absolute, never resolved: give_tree opens them without following links."""
     given = []
     for volume in volumes:
         source, _, rest = volume.partition(":")
         if source.startswith(("/", ".")) and "U" in rest.partition(":")[2].split(","):
-            given.append(os.path.realpath(source))
+            given.append(os.path.abspath(source))
     return given
 
 

@@ -173,3 +173,43 @@ def test_a_file_with_other_hard_links_is_not_given(shared: Path) -> None:
     (data / "own").write_text("x\n")
     give_tree(str(data), *OWNER)
     assert os.stat(outside).st_uid == 0 and os.stat(data / "own").st_uid == OWNER[0]
+
+
+def test_a_folder_swapped_for_a_link_between_the_check_and_the_walk_is_not_given(shared: Path, world: Path) -> None:
+    """Found by review: the check and the walk each resolved the path, and a user owning the
+    folder swapped it for a link to /etc in between. Now the walk takes the path as written
+    and opens each component without following links."""
+    from pysbx.cli.runargs import parse
+    from pysbx.policies.loader import load_policy
+    from pysbx.sandbox.plan import check_flags, give_trees, trees_to_give
+    from pysbx.sandbox.process import User
+
+    allowed, victim = shared / "allowed", shared / "victim"
+    (allowed / "proj").mkdir(parents=True)
+    victim.mkdir()
+    (victim / "shadow").write_text("x\n")
+    policy = policy_allowing(world, allowed, chown=True)
+    args = parse(["--policy", str(policy), "-v", f"{allowed}/proj:/data:U", "img"])
+    check_flags(args, load_policy(str(policy)))  # allowed now
+    (allowed / "proj").rmdir()
+    (allowed / "proj").symlink_to(victim)  # ... and swapped before the walk
+    from pysbx.sandbox.idmap import IdMaps, IdRange
+
+    maps = IdMaps((IdRange(0, 165536, 65536),), (IdRange(0, 165536, 65536),), False)
+    with pytest.raises(ChownError, match="without following links"):
+        give_trees(trees_to_give(args.volume), User(1000, 1000, (), "/"), maps)
+    assert os.stat(victim / "shadow").st_uid == 0 and os.stat(victim).st_uid == 0
+
+
+def test_a_bind_source_that_is_a_link_gives_nothing(shared: Path, world: Path) -> None:
+    """Found by review: the policy's own bind source, a folder a user owns, replaced by a link
+    to /etc: both sides resolved alike and /etc was given. A link on either path is refused."""
+    victim = shared / "victim"
+    victim.mkdir()
+    (victim / "passwd").write_text("x\n")
+    (shared / "shared").symlink_to(victim)
+    policy = policy_allowing(world, shared / "shared", chown=True)
+    result = subprocess.run([PYSANDBOX, "run", "--rm", "-v", f"{shared}/shared:/d:U", "--policy", str(policy),
+                             str(world / "busybox-app.tar"), "true"], capture_output=True, text=True, cwd="/")  # fmt: skip
+    assert result.returncode == 125 and "symbolic link" in result.stderr, result.stderr
+    assert os.stat(victim / "passwd").st_uid == 0
