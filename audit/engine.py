@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import stat
 import sys
 from dataclasses import dataclass, field
@@ -213,7 +214,7 @@ def _yaml_specs(path: str, text: str, explicit: bool) -> tuple[str | None, list]
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
         problem = describe_problem(error)
-        if not explicit and not _claims_to_be_ours(path):
+        if not explicit and not _claims_to_be_ours(path, text):
             return None, []
         raise AuditInputError(f"{where}: not valid YAML or JSON ({problem})") from None
     specs = []
@@ -230,9 +231,27 @@ def _yaml_specs(path: str, text: str, explicit: bool) -> tuple[str | None, list]
     return "+".join(sorted(kinds)), specs
 
 
-def _claims_to_be_ours(path: str) -> bool:
+_MANIFEST_HEAD = re.compile(r"(?m)^(apiVersion|kind|services):[ \t]")
+
+
+def _claims_to_be_ours(path: str, text: str | None = None) -> bool:
+    """A file a walk may not pass over when it cannot be read: named like a Compose file, or
+    starting like a manifest or Compose file (`apiVersion:` and `kind:`, or `services:`, at the
+    top level of its first 64 KiB), unless it is a Helm chart's template. Otherwise making a
+    manifest too large or unparseable would hide it from the gate while kubectl still reads it."""
     name = Path(path).name.lower()
-    return "compose" in name
+    if "compose" in name:
+        return True
+    parent = Path(path).parent
+    if parent.name == "templates" and (parent.parent / "Chart.yaml").is_file():
+        return False  # a Helm template: YAML only once rendered
+    if text is None:
+        try:
+            text = read_regular(path, 64 * 1024, follow=False, truncate=True).decode("utf-8", "replace")
+        except (AuditInputError, OSError):
+            return False
+    keys = set(_MANIFEST_HEAD.findall(text[: 64 * 1024]))
+    return {"apiVersion", "kind"} <= keys or "services" in keys
 
 
 def _with_inline(findings: list[Finding], text: str, target: str) -> list[Finding]:

@@ -320,3 +320,30 @@ def test_the_pre_commit_hooks_pass_a_repository_with_workflows_and_values_files(
         command = [str(Path(sys.executable).parent / entry[0]), *entry[1:], "--fail-on", "critical", *chosen]
         result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
         assert result.returncode == 0, (hook["id"], result.stderr)
+
+
+def test_a_walk_cannot_be_blinded_by_making_a_manifest_too_large_or_unparseable(tmp_path: Path) -> None:
+    """Found by review: a privileged Pod grown past the size bound with one long comment, or
+    with a line YAML cannot read, was passed over by a walk and the gate passed. A file that
+    starts like a manifest (or a Compose file) is an input error; a Helm template is not."""
+    pod = "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n    - name: c\n      image: x\n      securityContext: {privileged: true}\n"
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big" / "pod.yaml").write_text(pod + "# " + "x" * (17 << 20) + "\n")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "pod.yaml").write_text(pod + "  bad: [\n")
+    (tmp_path / "chart" / "templates").mkdir(parents=True)
+    (tmp_path / "chart" / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 1.0.0\n")
+    (tmp_path / "chart" / "templates" / "pod.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\n{{- if .Values.x }}\n  bad: [\n"
+    )
+    (tmp_path / "notes.yaml").write_text("just: [broken\n")
+    for folder, expected in (("big", 2), ("broken", 2), ("chart", 0)):
+        result = pyaudit(str(tmp_path / folder), "--fail-on", "never")
+        assert result.returncode == expected, (folder, result.stdout, result.stderr)
+    whole = pyaudit(str(tmp_path), "--fail-on", "never", "--format", "json")
+    errors = sorted(
+        Path(f["target"]).relative_to(tmp_path).as_posix()
+        for f in json.loads(whole.stdout)["findings"]
+        if f["rule_id"] == "PA1990"
+    )
+    assert errors == ["big/pod.yaml", "broken/pod.yaml"]
