@@ -6,16 +6,20 @@ runs where VAR is unset; a variable without a default stays unjudged), string bo
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
+from pysbx.audit.inputs import AuditInputError, read_regular
 from pysbx.audit.sources.settings import host_modes, security_options, setting
 from pysbx.audit.sources.shape import LIST, MAPPING, ShapeError, described, field_of
 from pysbx.audit.sources.yamllines import LineDict, LineList
 from pysbx.audit.spec import ContainerSpec, Mount, Setting
 
-# ${NAME:-default} and ${NAME-default} whose default holds no further variable (inner ones
-# are replaced first); other forms (${NAME}, $NAME, ${NAME:?error}, ${NAME:+alt}) stay.
-_DEFAULTED = re.compile(r"\$\{[_A-Za-z][_A-Za-z0-9]*:?-([^}$]*)\}")
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME:+alt} whose argument holds
+# no further variable (inner ones are replaced first), and $NAME; `$$` is a literal dollar.
+_VARIABLE = re.compile(r"\$\$|\$\{([_A-Za-z][_A-Za-z0-9]*)(?:(:?[-?+])([^}$]*))?\}|\$([_A-Za-z][_A-Za-z0-9]*)")
+_DOTENV_LIMIT = 1 << 20
+_NESTING = 8
 # compose-go's boolean reading of strings (YAML 1.1's yes/on with a warning).
 _BOOLEANS = {"true": True, "yes": True, "y": True, "on": True, "false": False, "no": False, "n": False, "off": False}
 
@@ -26,27 +30,62 @@ def is_compose(document: object) -> bool:
 
 def compose_specs(document: LineDict, target: str) -> list[ContainerSpec]:
     services = document["services"]
+    values = dotenv(Path(target).parent / ".env")
     specs = []
     for name in services:
         service = field_of(services, name, MAPPING, target, "services.")
         if service is None:
             continue  # `web:` with nothing under it
-        interpolate(service)
+        interpolate(service, values)
         specs.append(_service_spec(name, service, target, services.line_of(name)))
     return specs
 
 
-def interpolate(node: LineDict | LineList) -> None:
-    """Replace, in place and all the way down, each `${NAME:-default}` by its default."""
+def dotenv(path: Path) -> dict[str, str]:
+    """The `.env` beside a Compose file, which Compose reads for interpolation on its own:
+    NAME=value lines (quotes around a value removed), comments and blank lines left out."""
+    try:
+        text = read_regular(str(path), _DOTENV_LIMIT, follow=True).decode("utf-8", "replace")
+    except (AuditInputError, OSError):
+        return {}
+    values = {}
+    for line in text.splitlines():
+        name, equals, value = line.strip().removeprefix("export ").partition("=")
+        if equals and name.strip() and not name.startswith("#"):
+            value = value.strip()
+            quoted = len(value) > 1 and value[0] == value[-1] and value[0] in "\"'"
+            values[name.strip()] = value[1:-1] if quoted else value
+    return values
+
+
+def interpolate(node: LineDict | LineList, values: dict[str, str]) -> None:
+    """Replace, in place and all the way down, each variable as Compose would with `values`
+    (the project's .env): a value that is set, else its default; a variable with neither stays,
+    unknown until deployed (and unjudged)."""
     keys = node.keys() if isinstance(node, LineDict) else range(len(node))
     for key in keys:
         value = node[key]  # type: ignore[index]
         if isinstance(value, LineDict | LineList):
-            interpolate(value)
-        elif isinstance(value, str) and "${" in value:
-            while (replaced := _DEFAULTED.sub(lambda match: match.group(1), value)) != value:
+            interpolate(value, values)
+        elif isinstance(value, str) and "$" in value:
+            for _ in range(_NESTING):  # inner variables first; a value naming itself stops here
+                replaced = _VARIABLE.sub(lambda match: _value_of(match, values), value)
+                if replaced == value or len(replaced) > _DOTENV_LIMIT:
+                    break
                 value = replaced
             node[key] = value  # type: ignore[index]
+
+
+def _value_of(match: re.Match[str], values: dict[str, str]) -> str:
+    whole, name, operator, argument = match.group(0), match.group(1) or match.group(4), match.group(2), match.group(3)
+    if whole == "$$":
+        return whole  # kept: a literal dollar, and unjudged as a variable would be
+    known = values.get(name)
+    if operator in (None, "?", ":?"):
+        return whole if known is None or (operator == ":?" and not known) else known
+    if operator in ("-", ":-"):
+        return known if known is not None and (operator == "-" or known) else argument
+    return argument if known is not None and (operator == "+" or known) else ""
 
 
 def _service_spec(name: str, service: LineDict, target: str, line: int) -> ContainerSpec:

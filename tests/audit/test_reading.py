@@ -347,3 +347,15 @@ def test_a_walk_cannot_be_blinded_by_making_a_manifest_too_large_or_unparseable(
         if f["rule_id"] == "PA1990"
     )
     assert errors == ["big/pod.yaml", "broken/pod.yaml"]
+
+
+def test_compose_reads_the_dotenv_beside_it_as_compose_does(tmp_path: Path) -> None:
+    """Found by review: `privileged: ${PRIV:-false}` with PRIV=true in .env ran privileged
+    under Compose and passed pyaudit, which judged the default."""
+    (tmp_path / ".env").write_text('# project settings\nPRIV=true\nCAP="SYS_ADMIN"\nTAG=latest\nLOOP=${LOOP}${LOOP}\n')
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  web:\n    image: nginx:${TAG:-1.27}\n    privileged: ${PRIV:-false}\n"
+        '    cap_add: ["${CAP:-CHOWN}"]\n    user: ${LOOP}\n'
+    )
+    found = {(f.rule_id, f.evidence) for f in audit([str(tmp_path / "compose.yaml")]).findings}
+    assert {("PA1001", None), ("PA1060", "SYS_ADMIN"), ("PA1020", "nginx:latest")} <= found, found
