@@ -175,8 +175,11 @@ def diff(
 
     if old == new == STDIN:
         fail("pysandbox", "only one of OLD and NEW can be - (standard input)", EXIT_BAD_INPUT)
-    newer = _load(new, other=old)
-    changes = diff_policies(_load(old, other=new).policy, newer.policy)
+    newer, older = _load(new, other=old), _load(old, other=new)
+    changes = diff_policies(older.policy, newer.policy)
+    for reference, loaded in ((old, older), (new, newer)):
+        if reference == STDIN or _is_pipe(reference):
+            _warn_about_files_read_now(reference, loaded, output_format)
     loosened = sum(map(loosens, changes))
     if output_format is LintFormat.json:
         listed = [{"field": ".".join(c.path), "change": c.describe(), "effect": c.effect} for c in changes]
@@ -197,6 +200,28 @@ def diff(
         )
     if loosened:
         raise ExitWith(EXIT_LOOSENS)
+
+
+def _warn_about_files_read_now(reference: str, loaded: LoadedPolicy, output_format: LintFormat) -> None:
+    """A policy read from a pipe (`git show REV:p.yaml`) brings only itself: the files it names
+    (what it extends, keys, a trusted root, a profile) were read as they are now, beside the
+    other policy, not as they were at REV. A change in them is not in this diff: say which,
+    so that a review compares them too."""
+    from pysbx.policies.loader import BUILTIN_DIR
+
+    named = [path for path in loaded.chain[1:] if Path(path).parent != BUILTIN_DIR]
+    signing, profile = loaded.policy.signing, loaded.policy.sandbox.seccomp.profile
+    named += [*signing.keys, *([signing.trusted_root] if signing.trusted_root else [])]
+    named += [profile] if os.path.isabs(profile) else []
+    for path in named:
+        message = (
+            f"{reference} was read from a pipe: {shown_path(path)} was read as it is now, not as it was; "
+            f"compare it too (pysandbox policy diff <(git show REV:{shown_path(path)}) {shown_path(path)})"
+        )
+        if output_format is LintFormat.github:
+            typer.echo(f"::warning title=policy files read as they are now::{message}")
+        else:
+            typer.echo(f"pysandbox: warning: {message}", err=True)
 
 
 def _located(loaded: LoadedPolicy, change: Change) -> tuple[str, int, int]:

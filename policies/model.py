@@ -165,7 +165,8 @@ class BindRule:
     read_only: bool = spec("Binds of it must be read-only.", "false", True)
     chown: bool = spec(
         "`-v SRC:DST:U` may give the bound tree to the container's user (runs as root): its owners "
-        "on the host change for good, to the user's id in the range reserved for pysandbox.",
+        "on the host change for good, to the user's id in the range reserved for pysandbox. Every "
+        "folder below this source may be given, other users' included: name the narrowest source.",
         "true",
         False,
     )

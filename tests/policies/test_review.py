@@ -180,3 +180,19 @@ def test_a_named_user_exports_as_non_root_never_as_uid_0(tmp_path: Path) -> None
     _, pod = exported_pod("numbered.yaml", tmp_path)
     context = pod["spec"]["containers"][0]["securityContext"]  # type: ignore[index]
     assert (context["runAsUser"], context["runAsGroup"], context["runAsNonRoot"]) == (1000, 1000, True)
+
+
+def test_a_piped_policy_says_which_of_its_files_were_read_as_they_are_now(tmp_path: Path) -> None:
+    """Found by review: `diff <(git show REV:pol.yaml) pol.yaml` showed no change while the
+    loosening was in base.yaml, which both versions extend and which was read from today's
+    tree. The diff names such files, so the review compares them too."""
+    (tmp_path / "base.yaml").write_text("version: 1\nextends: baseline\n")
+    policy = "version: 1\nextends: base.yaml\n"
+    (tmp_path / "pol.yaml").write_text(policy)
+    piped = pysandbox("policy", "diff", "-", "pol.yaml", cwd=tmp_path, stdin=policy)
+    assert piped.returncode == 0 and piped.stdout == ""
+    assert "warning: - was read from a pipe: base.yaml was read as it is now, not as it was" in piped.stderr
+    github = pysandbox("policy", "diff", "-", "pol.yaml", "--format", "github", cwd=tmp_path, stdin=policy)
+    assert "::warning title=policy files read as they are now::" in github.stdout
+    plain = pysandbox("policy", "diff", "pol.yaml", "pol.yaml", cwd=tmp_path)
+    assert "warning" not in plain.stderr
