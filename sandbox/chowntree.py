@@ -44,7 +44,7 @@ def give_tree(path: str, uid: int, gid: int) -> int:
     """Make `uid:gid` own the tree at `path` (a realpath), its top included; return how many
     entries changed owner. Raises ChownError naming the entry that could not be changed."""
     top = open_folder(path)
-    device = os.fstat(top).st_dev
+    device, mount = os.fstat(top).st_dev, mount_id(top)
     changed = 0
     pending = [(top, path)]
     skipped = mount_points_below(path)
@@ -53,7 +53,7 @@ def give_tree(path: str, uid: int, gid: int) -> int:
             fd, where = pending.pop()
             try:
                 info = os.fstat(fd)
-                if info.st_dev != device:  # a folder swapped for a mount point after its lstat
+                if info.st_dev != device or mount_id(fd) != mount:  # a mount reached by a path renamed since
                     continue
                 if _owner(info) != (uid, gid):
                     os.fchown(fd, uid, gid)
@@ -67,6 +67,19 @@ def give_tree(path: str, uid: int, gid: int) -> int:
         for fd, _ in pending:
             os.close(fd)
     return changed
+
+
+def mount_id(fd: int) -> int:
+    """The id of the mount an open folder is on (/proc/self/fdinfo's mnt_id, kernel 3.15+):
+    a bind mount of the same file system has its own, whatever path reaches it."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as info:
+            for line in info:
+                if line.startswith("mnt_id:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    raise ChownError("cannot tell mounts apart (no mnt_id in /proc/self/fdinfo)")
 
 
 def mount_points_below(path: str) -> set[str]:

@@ -213,3 +213,15 @@ def test_a_bind_source_that_is_a_link_gives_nothing(shared: Path, world: Path) -
                              str(world / "busybox-app.tar"), "true"], capture_output=True, text=True, cwd="/")  # fmt: skip
     assert result.returncode == 125 and "symbolic link" in result.stderr, result.stderr
     assert os.stat(victim / "passwd").st_uid == 0
+
+
+def test_a_mount_the_path_table_misses_is_still_not_crossed(shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review's suspicion: mountinfo is read once, by path; a folder above a mount renamed
+    after that hides the mount from the table. Each folder's own mount id is compared too."""
+    import pysbx.sandbox.chowntree as chowntree
+
+    paths = build_tree(shared)
+    monkeypatch.setattr(chowntree, "mount_points_below", lambda path: set())  # the table as a rename leaves it
+    give_tree(str(paths["data"]), *OWNER)
+    for outside in (paths["outside_dir"], paths["outside_dir"] / "inner"):
+        assert (os.lstat(outside).st_uid, os.lstat(outside).st_gid) == (0, 0), outside
