@@ -127,17 +127,28 @@ def _memory_flag(text: str | None) -> int | None:
     return size
 
 
-def _check_volume(volume: str, loaded: LoadedPolicy, refuse: Callable[..., NoReturn]) -> None:
-    mounts_policy = loaded.policy.sandbox.mounts
+def _volume_parts(volume: str) -> tuple[str, str, list[str]]:
+    """`-v SRC:DST[:OPT,...]` as (SRC, DST, options): one reading for the check, the mount
+    and the trees `:U` gives."""
     source, _, rest = volume.partition(":")
     destination, _, options = rest.partition(":")
+    return source, destination, [flag for flag in options.split(",") if flag]
+
+
+def _is_bind_source(source: str) -> bool:
+    """A host path (a named volume is a bare name)."""
+    return source.startswith(("/", "."))
+
+
+def _check_volume(volume: str, loaded: LoadedPolicy, refuse: Callable[..., NoReturn]) -> None:
+    mounts_policy = loaded.policy.sandbox.mounts
+    source, destination, flags = _volume_parts(volume)
     if not destination.startswith("/"):
         raise Refused(f"-v {volume}: expected SRC:DST[:ro] with an absolute DST")
-    flags = [flag for flag in options.split(",") if flag]
     unknown = [flag for flag in flags if flag not in VOLUME_OPTIONS]
     if unknown:
         raise Refused(f"-v {volume}: unknown option {unknown[0]!r} (expected ro, rw, U, nocopy; z and Z do nothing)")
-    if not source.startswith(("/", ".")):
+    if not _is_bind_source(source):
         if not mounts_policy.volumes:
             refuse(f"-v {volume}", "sandbox", "mounts", "volumes", why="the policy forbids named volumes")
         try:
@@ -328,12 +339,8 @@ def bundle_evidence(origin: str | None, image_path: str) -> str | None:
 def trees_to_give(volumes: list[str]) -> list[str]:
     """The host folders of `-v SRC:DST:U` binds (check_flags allowed them), as written and
     made absolute, never resolved: give_tree opens them without following links."""
-    given = []
-    for volume in volumes:
-        source, _, rest = volume.partition(":")
-        if source.startswith(("/", ".")) and "U" in rest.partition(":")[2].split(","):
-            given.append(os.path.abspath(source))
-    return given
+    parts = [_volume_parts(volume) for volume in volumes]
+    return [os.path.abspath(source) for source, _, flags in parts if _is_bind_source(source) and "U" in flags]
 
 
 def give_trees(folders: list[str], user: User, id_maps: IdMaps) -> list[str]:
@@ -363,11 +370,9 @@ def _with_flag_limits(limits: Limits, flags: RunArgs) -> Limits:
 
 
 def _bind_flag(volume: str, owner: int | None) -> mounts.BindMount:
-    source, _, rest = volume.partition(":")
-    destination, _, options = rest.partition(":")
-    flags = options.split(",")
+    source, destination, flags = _volume_parts(volume)
     fill = False
-    if not source.startswith(("/", ".")):  # a named volume: a new, empty one takes the image's content
+    if not _is_bind_source(source):  # a named volume: a new, empty one takes the image's content
         folder = _volume_path(source, owner)
         fill, source = "nocopy" not in flags and not any(folder.iterdir()), str(folder)
     return mounts.BindMount(os.path.realpath(source), destination, "ro" in flags, fill)
