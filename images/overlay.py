@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pysbx.images.errors import ImageError
-from pysbx.images.regular import NotRegularFile, open_regular, read_bounded
+from pysbx.images.regular import NotRegularFile, read_regular_file
 
 OPAQUE_XATTR = "user.overlay.opaque"
 
@@ -78,15 +78,11 @@ def read_visible_file(layers: Sequence[Path], path: str, limit: int) -> bytes | 
     if found is None or not stat.S_ISREG(found[1].st_mode):
         return None
     try:
-        fd = open_regular(str(found[0]))
+        return read_regular_file(str(found[0]), limit)
     except NotRegularFile:
         return None
-    try:
-        return read_bounded(fd, limit)
     except ValueError:
         raise ImageError(f"/{path} in the image is larger than {limit} bytes") from None
-    finally:
-        os.close(fd)
 
 
 def flatten(layers: Sequence[Path], target: Path) -> None:

@@ -40,3 +40,13 @@ def read_bounded(fd: int, limit: int) -> bytes:
     if size > limit:
         raise ValueError(f"more than {limit} bytes")
     return b"".join(chunks)
+
+
+def read_regular_file(path: str, limit: int, *, follow: bool = False) -> bytes:
+    """The bytes of the regular file at `path`, at most `limit` of them (open_regular, then
+    read_bounded). Raises NotRegularFile or the OSError of the open, ValueError when larger."""
+    fd = open_regular(path, follow=follow)
+    try:
+        return read_bounded(fd, limit)
+    finally:
+        os.close(fd)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
 import re
 import stat
 import types
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get
 
 import yaml
 
-from pysbx.images.regular import open_regular, read_bounded
+from pysbx.images.regular import read_regular_file
 from pysbx.policies import model
 from pysbx.policies.errors import PolicyError, Problem
 from pysbx.policies.values import normalize_capability, parse_duration, parse_size, suggest
@@ -126,11 +125,7 @@ def _read_policy(path: Path) -> str:
     error, not a hang or an exhausted memory), bounded."""
     label = str(path)
     try:
-        fd = open_regular(label, follow=True)
-        try:
-            return read_bounded(fd, MAX_POLICY_BYTES).decode("utf-8")
-        finally:
-            os.close(fd)
+        return read_regular_file(label, MAX_POLICY_BYTES, follow=True).decode("utf-8")
     except ValueError as error:
         if isinstance(error, UnicodeDecodeError):
             raise PolicyError([Problem(label, 1, 1, "the policy is not UTF-8 text")]) from None

@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Callable
 
-from pysbx.images.regular import open_regular, read_bounded
+from pysbx.images.regular import read_regular_file
 from pysbx.policies.errors import Problem
 from pysbx.policies.loader import LoadedPolicy
 
@@ -18,11 +18,7 @@ MAX_REFERENCED_FILE = 16 * 2**20  # far beyond any public key, trusted_root.json
 def read_referenced(path: str) -> bytes:
     """A file a policy names: a regular file (a FIFO or a device behind a link would hang or
     never end), at most MAX_REFERENCED_FILE bytes. Raises OSError, or ValueError when larger."""
-    fd = open_regular(path, follow=True)
-    try:
-        return read_bounded(fd, MAX_REFERENCED_FILE)
-    finally:
-        os.close(fd)
+    return read_regular_file(path, MAX_REFERENCED_FILE, follow=True)
 
 
 def referenced_file_problems(loaded: LoadedPolicy) -> list[Problem]:

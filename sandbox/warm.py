@@ -276,15 +276,11 @@ def _env_file_lines(path: str) -> list[str]:
     would hang the start), bounded, UTF-8; each line NAME=value (the value verbatim, quotes
     included) or NAME (the host's value), leading whitespace, blank lines and # comments
     left out; a name holding whitespace (`export NAME=...`, a shell habit) is an error."""
-    from pysbx.images.regular import open_regular, read_bounded  # only with --env-file
+    from pysbx.images.regular import read_regular_file  # only with --env-file
     from pysbx.sandbox.process import ProcessError
 
     try:
-        fd = open_regular(path, follow=True)
-        try:
-            text = read_bounded(fd, ENV_FILE_LIMIT).decode()
-        finally:
-            os.close(fd)
+        text = read_regular_file(path, ENV_FILE_LIMIT, follow=True).decode()
     except OSError as error:
         raise ProcessError(f"--env-file {path}: {error.strerror}") from None
     except ValueError:  # too large, or not UTF-8

@@ -26,7 +26,7 @@ from typing import Any
 from pysbx.images.digest import Digest, digest_bytes, parse_digest
 from pysbx.images.errors import ImageError
 from pysbx.images.image import Image, blob_path, split_reference
-from pysbx.images.regular import open_regular, read_bounded
+from pysbx.images.regular import read_regular_file
 from pysbx.images.store import read_document
 from pysbx.signing.bundle import BUNDLE_MEDIA_TYPES, MAX_BUNDLE_BYTES
 from pysbx.signing.cosign_tag import (
@@ -77,19 +77,13 @@ def read_bundle_file(path: Path, follow: bool = True) -> FoundBundle:
 
 def _read_small(path: Path, follow: bool, what: str) -> bytes:
     try:
-        fd = open_regular(str(path), follow=follow)
-    except OSError as error:
-        raise VerificationError("bad-input", f"{path}: cannot read {what}: {error.strerror}") from None
-    try:
-        return read_bounded(fd, MAX_BUNDLE_BYTES)
+        return read_regular_file(str(path), MAX_BUNDLE_BYTES, follow=follow)
     except ValueError:
         raise VerificationError(
             "malformed", f"{path}: too large for a bundle ({MAX_BUNDLE_BYTES} bytes at most)"
         ) from None
     except OSError as error:
         raise VerificationError("bad-input", f"{path}: cannot read {what}: {error.strerror}") from None
-    finally:
-        os.close(fd)
 
 
 def find_bundles(image: Image, explicit: Path | None = None) -> list[FoundBundle]:
