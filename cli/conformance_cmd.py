@@ -15,8 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from pysbx.cli.exits import EXIT_BAD_INPUT
+
 EXIT_REFUSED = 1
-EXIT_BAD_INPUT = 2
+
 STAGING_HELP = "use the Sigstore staging instance instead of public-good production"
 
 

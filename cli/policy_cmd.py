@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pysbx.cli.exits import EXIT_BAD_INPUT
 from pysbx.cli.kit import ExitWith, fail
 from pysbx.images.regular import read_bounded
 from pysbx.policies.errors import PolicyError, Problem
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 EXIT_LINT_FAILED = 2
 EXIT_LOOSENS = 1
-EXIT_BAD_INPUT = 2  # a policy tool's usage and input errors, as pyaudit's
 
 app = typer.Typer(
     help="Show, lint, compare and export policy files (YAML, reviewed in pull requests).",

@@ -11,11 +11,11 @@ import typer
 
 from pysbx.audit.findings import NEVER
 from pysbx.audit.formats import FORMATS
+from pysbx.cli.exits import EXIT_BAD_INPUT
 from pysbx.cli.kit import ExitWith, fail, package_version, run_app, version_option, write_output
 from pysbx.policies.model import SEVERITIES
 
 EXIT_FINDINGS = 1
-EXIT_USAGE = 2
 
 app = typer.Typer(
     name="pyaudit",
@@ -125,7 +125,7 @@ def audit(
     )
     for key in options.only + options.skip:
         if find_rule(key) is None and key not in _categories():
-            fail("pyaudit", f"--only/--skip {key!r}: no such rule or category (see pyaudit rules)", EXIT_USAGE)
+            fail("pyaudit", f"--only/--skip {key!r}: no such rule or category (see pyaudit rules)", EXIT_BAD_INPUT)
     try:
         if policy is not None:
             from pysbx.policies.loader import load_policy
@@ -139,9 +139,9 @@ def audit(
         result = audit(targets, options)
         result.tool_version = package_version()
     except (AuditInputError, ValueError, VerificationError) as error:
-        fail("pyaudit", str(error), EXIT_USAGE)
+        fail("pyaudit", str(error), EXIT_BAD_INPUT)
     except PolicyError as error:
-        fail("pyaudit", str(error).replace("\n", "; "), EXIT_USAGE)
+        fail("pyaudit", str(error).replace("\n", "; "), EXIT_BAD_INPUT)
     if verbose:
         for path, reason in result.skipped:
             typer.echo(f"pyaudit: skipped {path}: {reason}", err=True)
@@ -149,19 +149,19 @@ def audit(
         typer.echo(f"pyaudit: error: {problem.message}", err=True)
     if write_baseline is not None:
         recorded = [found for found in result.findings if found not in result.input_errors]
-        write_output("pyaudit", write_baseline, baseline_text(recorded), EXIT_USAGE)
+        write_output("pyaudit", write_baseline, baseline_text(recorded), EXIT_BAD_INPUT)
         typer.echo(f"wrote {len(recorded)} findings to {write_baseline}", err=True)
         if result.input_errors:
-            raise ExitWith(EXIT_USAGE)
+            raise ExitWith(EXIT_BAD_INPUT)
         return
     colour = output is None and output_format is DEFAULT_FORMAT and sys.stdout.isatty()
     report = renderer(output_format.value)(result, colour)
     if output is None:
         typer.echo(report, nl=False)
     else:
-        write_output("pyaudit", output, report, EXIT_USAGE)
+        write_output("pyaudit", output, report, EXIT_BAD_INPUT)
     if result.input_errors:
-        raise ExitWith(EXIT_USAGE)  # what was read is reported; what was not fails the run
+        raise ExitWith(EXIT_BAD_INPUT)  # what was read is reported; what was not fails the run
     if result.failed:
         raise ExitWith(EXIT_FINDINGS)
 
@@ -186,7 +186,7 @@ def rules(
         return
     found = find_rule(rule)
     if found is None:
-        fail("pyaudit", f"no rule {rule!r} (pyaudit rules lists them)", EXIT_USAGE)
+        fail("pyaudit", f"no rule {rule!r} (pyaudit rules lists them)", EXIT_BAD_INPUT)
     typer.echo(
         f"{found.id} {found.name}: {found.title}\ncategory: {found.category}\ndefault severity: {found.severity}\n"
     )
@@ -198,5 +198,5 @@ def rules(
 def main() -> None:
     if sys.argv[1:2] == ["rules"]:
         sys.argv.pop(1)
-        run_app(rules_app, "pyaudit rules", EXIT_USAGE)
-    run_app(app, "pyaudit", EXIT_USAGE)
+        run_app(rules_app, "pyaudit rules", EXIT_BAD_INPUT)
+    run_app(app, "pyaudit", EXIT_BAD_INPUT)

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from pysbx.cli import image_cmd, policy_cmd, seccomp_cmd, signing_cmd, system_cmd, volume_cmd
+from pysbx.cli.exits import EXIT_BAD_INPUT
 from pysbx.cli.kit import ExitWith, fail, run_app, version_option
-from pysbx.cli.policy_cmd import EXIT_BAD_INPUT
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED
 
 app = typer.Typer(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pysbx.cli.exits import EXIT_BAD_INPUT
 from pysbx.cli.kit import OutputFormat, fail
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from pysbx.signing.sign import SignatureKind, SignedBundle
 
 EXIT_REFUSED = 1
-EXIT_BAD_INPUT = 2
 
 app = typer.Typer(
     help="Generate keys, sign images offline, and verify image signatures.",
