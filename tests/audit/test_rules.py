@@ -475,3 +475,24 @@ def test_secrets_are_found_by_content_in_any_file_deleted_ones_included(tmp_path
     assert set(secrets) == {"/app/deploy_key", "/app/settings.py", "/app/old.env.py"}, secrets
     assert "a private key" in secrets["/app/deploy_key"] and "a Slack token" in secrets["/app/settings.py"]
     assert "API_KEY" in secrets["/app/old.env.py"] and "deleted later" in secrets["/app/old.env.py"]
+
+
+def test_the_content_prefilter_lets_every_token_format_through() -> None:
+    """Files are read for secrets only where a cheap prefilter matches: each token format
+    must pass it, so adding a format without its prefix fails here, not silently in images."""
+    from pysbx.audit.secrets import _PREFILTER, TOKEN_PATTERNS, secret_in_text
+
+    samples = {
+        "an AWS access key id": "AKIAABCDEFGHIJKLMNOP",
+        "a GitHub token": "ghp_" + "a1" * 18,
+        "a GitLab token": "glpat-" + "x" * 20,
+        "a Slack token": "xoxb-1234567890-abc",
+        "a Google API key": "AIza" + "B" * 35,
+        "a Stripe secret key": "sk_live_" + "c" * 24,
+        "a private key": "-----BEGIN EC PRIVATE KEY-----",
+        "an npm token": "npm_" + "d" * 36,
+    }
+    assert set(samples) == set(TOKEN_PATTERNS)
+    for what, token in samples.items():
+        assert _PREFILTER.search(f"value {token} end".encode()), what
+        assert secret_in_text(f"value {token} end".encode()) == what
