@@ -43,9 +43,11 @@ def compose_specs(document: LineDict, target: str) -> list[ContainerSpec]:
 
 def dotenv(path: Path) -> dict[str, str]:
     """The `.env` beside a Compose file, which Compose reads for interpolation on its own:
-    NAME=value lines (quotes around a value removed), comments and blank lines left out."""
+    NAME=value lines (quotes around a value removed), comments and blank lines left out. A
+    link is not followed: a pull request's `.env -> /proc/self/environ` would otherwise pour
+    the CI job's environment (its tokens) into values that findings quote in the report."""
     try:
-        text = read_regular(str(path), _DOTENV_LIMIT, follow=True).decode("utf-8", "replace")
+        text = read_regular(str(path), _DOTENV_LIMIT, follow=False).decode("utf-8", "replace")
     except (AuditInputError, OSError):
         return {}
     values = {}

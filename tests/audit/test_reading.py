@@ -359,3 +359,17 @@ def test_compose_reads_the_dotenv_beside_it_as_compose_does(tmp_path: Path) -> N
     )
     found = {(f.rule_id, f.evidence) for f in audit([str(tmp_path / "compose.yaml")]).findings}
     assert {("PA1001", None), ("PA1060", "SYS_ADMIN"), ("PA1020", "nginx:latest")} <= found, found
+
+
+def test_a_dotenv_that_is_a_link_is_not_followed_into_the_report(tmp_path: Path) -> None:
+    """A pull request adds `.env -> /proc/self/environ` (here: a file outside the project) and
+    `image: ${SHELL}`: followed, the job's environment would be quoted in the findings."""
+    outside = tmp_path / "outside.env"
+    outside.write_text("TOKEN=ghp-canary-value-123\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".env").symlink_to(outside)
+    (project / "compose.yaml").write_text("services:\n  web:\n    image: ${TOKEN}\n    privileged: true\n")
+    result = pyaudit(str(project), "--format", "json")
+    assert "canary" not in result.stdout and "canary" not in result.stderr
+    assert "PA1001" in result.stdout  # the file is still audited
