@@ -196,3 +196,15 @@ def test_a_piped_policy_says_which_of_its_files_were_read_as_they_are_now(tmp_pa
     assert "::warning title=policy files read as they are now::" in github.stdout
     plain = pysandbox("policy", "diff", "pol.yaml", "pol.yaml", cwd=tmp_path)
     assert "warning" not in plain.stderr
+
+
+def test_a_named_file_that_is_a_fifo_or_a_device_neither_hangs_nor_is_read_unbounded(tmp_path: Path) -> None:
+    """`keys: [k.pub]` where k.pub is a FIFO (opening it would wait for a writer) or a link to
+    /dev/zero (it never ends): lint and diff say so at once, read nothing."""
+    os.mkfifo(tmp_path / "fifo.pub")
+    (tmp_path / "zero.pub").symlink_to("/dev/zero")
+    (tmp_path / "policy.yaml").write_text("version: 1\nsigning:\n  keys: [fifo.pub, zero.pub]\n")
+    lint = pysandbox("policy", "lint", "policy.yaml", cwd=tmp_path)
+    assert lint.returncode == 2 and lint.stdout.count("not a regular file") == 2, lint.stdout
+    diff = pysandbox("policy", "diff", "baseline", "policy.yaml", cwd=tmp_path)
+    assert diff.returncode in (0, 1) and "unreadable" in diff.stdout
