@@ -80,6 +80,32 @@ def prune(
         raise ExitWith(1)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def unshare(
+    command: Annotated[
+        list[str] | None, typer.Argument(help="The command and its arguments (default: $SHELL).")
+    ] = None,
+) -> None:
+    """As an ordinary user: run COMMAND as root of a user namespace mapped as your containers'
+    are (podman unshare), to look at, change or remove what belongs to their ids: your layer
+    cache, volumes, folders given with -v :U. Exits with the command's status."""
+    import os
+
+    from pysbx.sandbox.userns import run_as_container_root, subordinate_maps
+
+    if os.geteuid() == 0:
+        fail("pysandbox", "unshare is for ordinary users: root reaches every id already", EXIT_SETUP_FAILED)
+    maps = subordinate_maps()
+    if maps is None:
+        fail("pysandbox", "no subordinate ids (/etc/subuid, /etc/subgid, newuidmap): your files are all yours already",
+             EXIT_SETUP_FAILED)  # fmt: skip
+    argv = command or [os.environ.get("SHELL") or "/bin/sh"]
+    try:
+        raise ExitWith(run_as_container_root(maps, argv))
+    except OSError as error:
+        fail("pysandbox", f"cannot enter the user namespace: {error}", EXIT_SETUP_FAILED)
+
+
 @app.command(
     hidden=True,  # for the sigstore-conformance harness, not for people
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},

@@ -57,3 +57,38 @@ def check(
     typer.echo(f"checked {len(results)} cache folders: {len(results) - len(failed)} intact, {len(failed)} not")
     if failed and not repair:
         raise typer.Exit(1)
+
+
+@app.command("reset")
+def reset(
+    force: Annotated[bool, typer.Option("--force", "-f", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove all of your pysandbox storage: layers, flattened images, plans, compiled
+    filters, volumes, and what dead runs left (podman's `system reset`). Refused while a
+    container runs. An ordinary user's layers belong partly to their subordinate ids, so
+    this is how to delete them (or `pysandbox unshare rm -rf ...`)."""
+    from pathlib import Path
+
+    from pysbx.sandbox.reset import StorageInUse, reset_storage
+    from pysbx.sandbox.state import StorageError, private_root
+
+    try:
+        root = Path(private_root())
+    except StorageError as error:
+        fail("pysandbox", str(error), EXIT_SETUP_FAILED)
+    if not force and not _confirmed(f"Remove everything under {root}, volumes included?"):
+        fail("pysandbox", "nothing removed (confirm, or pass --force)", 1)
+    try:
+        removed = reset_storage(root)
+    except (StorageInUse, OSError) as error:
+        fail("pysandbox", str(error), EXIT_SETUP_FAILED)
+    typer.echo(f"removed {removed} entries of {root}")
+
+
+def _confirmed(question: str) -> bool:
+    """A yes from the terminal; no answer (end of input) is a no."""
+    try:
+        return typer.confirm(question, err=True)
+    except typer.Abort:
+        typer.echo("", err=True)
+        return False

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pysbx.sandbox.rootfs import locked
+from pysbx.sandbox.rootfs import in_namespace, locked, unpacked_in_namespace
 from pysbx.sandbox.treedigest import recorded_digest, tree_digest
 
 _TREES = (("layers", "root"), ("images", "rootfs"))
@@ -45,12 +45,31 @@ def check_folder(folder: Path, tree: str) -> str | None:
     return None if actual == recorded else f"changed since it was unpacked (recorded {recorded}, now {actual})"
 
 
+def check_folders(folders: list[tuple[Path, str]]) -> dict[Path, str | None]:
+    """check_folder for each; those unpacked in a user namespace are checked in one made
+    alike, where their owners read as the containers see them (as they did when the digest
+    was recorded)."""
+    from pysbx.sandbox.userns import subordinate_maps
+
+    nested = [(folder, tree) for folder, tree in folders if unpacked_in_namespace(folder.name)]
+    found = {folder: check_folder(folder, tree) for folder, tree in folders if (folder, tree) not in nested}
+    if nested:
+        maps = subordinate_maps()
+        if maps is None:
+            found |= {folder: "unpacked in a user namespace that cannot be made now" for folder, _ in nested}
+        else:
+            found |= in_namespace(maps, lambda: {folder: check_folder(folder, tree) for folder, tree in nested})
+    return found
+
+
 def check_cache(cache: Path, repair: bool) -> list[CacheEntry]:
     from pysbx.sandbox.prune import remove_tree
 
+    folders = list(cache_folders(cache))
+    problems = check_folders(folders)
     results = []
-    for folder, tree in cache_folders(cache):
-        problem = check_folder(folder, tree)
+    for folder, _ in folders:
+        problem = problems[folder]
         removed = False
         if problem is not None and repair:
             with locked(folder.parent / f"{folder.name}.lock"):  # no unpack of it meanwhile

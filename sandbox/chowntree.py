@@ -1,5 +1,7 @@
-"""`-v SRC:DST:U` for runs as root: give a host tree to the container's user (podman's `:U`),
-so that a folder owned by host root, which the container sees as nobody's, is its own.
+"""`-v SRC:DST:U`: give a host tree to the container's user (podman's `:U`), so that a folder
+owned by host root (or, for an ordinary user, by the user: the container's root), is the
+container user's own. Root gives host ids; an ordinary user walks as root of a user
+namespace mapped as the container's (sandbox.plan.give_trees).
 
 Root does this on the host, in folders other users may write into, so the walk takes nothing
 on trust: every folder is opened relative to the one above it with O_NOFOLLOW (a link swapped
@@ -116,7 +118,10 @@ def _give_entries(
                 raise OSError(error.errno, error.strerror, f"{where}/{name}") from None
             pending.append((inner, f"{where}/{name}"))
         elif stat.S_ISREG(entry.st_mode):
-            changed += _give_file(fd, name, uid, gid)
+            try:
+                changed += _give_file(fd, name, uid, gid)
+            except OSError as error:
+                raise OSError(error.errno, error.strerror, f"{where}/{name}") from None
         elif entry.st_nlink > 1 and not stat.S_ISLNK(entry.st_mode):
             continue  # one inode, other names: not only this tree's to give
         elif _owner(entry) != (uid, gid):

@@ -240,7 +240,8 @@ def tmpfs(root: str, mount: TmpfsMount) -> None:
 
 def fill_volume(root: str, mount: BindMount) -> None:
     """A new named volume takes what the image has at its destination, owners and modes
-    kept, as Docker's and podman's do (nginx's /etc/nginx, postgres's data folder). Run as
+    kept, the volume's own folder included (it takes the owner and mode of the image's folder),
+    as Docker's and podman's do (nginx's /etc/nginx, postgres's data folder). Run as
     the container's root inside its namespaces: the files it writes belong to the
     container's ids. Nothing is followed: symlinks are copied as symlinks, devices, FIFOs
     and sockets left out; an image with nothing there leaves the volume empty."""
@@ -250,6 +251,9 @@ def fill_volume(root: str, mount: BindMount) -> None:
     if not os.path.isdir(source) or os.path.islink(source) or os.listdir(mount.source):
         return
     copy_tree(source, mount.source)
+    top = os.lstat(source)
+    os.chown(mount.source, top.st_uid, top.st_gid)
+    os.chmod(mount.source, top.st_mode & 0o7777)
 
 
 def copy_tree(source: str, target: str) -> None:

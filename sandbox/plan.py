@@ -24,7 +24,7 @@ from pysbx.sandbox.limits import plan_limits
 from pysbx.sandbox.names import InvalidName, check_name
 from pysbx.sandbox.plan_light import parse_docker_size
 from pysbx.sandbox.planrecord import Confinement, ImageRun, Plan
-from pysbx.sandbox.rootfs import etc_text, image_lowers
+from pysbx.sandbox.rootfs import etc_text, image_lowers, owners_for
 from pysbx.sandbox.state import private_folder, private_root
 from pysbx.sandbox.warm import make_plan
 
@@ -160,11 +160,6 @@ def _check_volume(volume: str, loaded: LoadedPolicy, refuse: Callable[..., NoRet
     if real == "/" or real in ENGINE_SOCKETS or real.endswith("/docker.sock"):
         refuse(f"-v {volume}", "sandbox", "mounts", "binds", why=f"binding {real} hands the host to the container")
     read_only, give = "ro" in flags, "U" in flags
-    if give and os.geteuid() != 0:
-        raise Refused(
-            f"-v {volume}: U gives a host tree to the container's user in runs as root; as an ordinary "
-            "user, your own files are already the container root's"
-        )
     if give:
         _check_link_free(volume, source, [rule.source for rule in mounts_policy.binds if rule.chown])
     under = [rule for rule in mounts_policy.binds if _under(real, os.path.realpath(rule.source))]
@@ -270,13 +265,13 @@ def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy, bundle: str |
     --security-opt, limits) checked and applied. Without any of them it is the policy's own
     plan, which a warm run may reuse; the per-run flags are sandbox.warm.spec_from_plan's.
     `bundle` is the file the signature verification used, if it was one: evidence the plan
-    rests on, with the policy chain, keys, trusted root and (for root) the id reservation."""
+    rests on, with the policy chain, keys, trusted root and the id files (root's reservation,
+    or a user's subordinate ranges)."""
     check_flags(flags, loaded)
     sandbox = loaded.policy.sandbox
     id_maps = plan_id_maps(sandbox.ids)
-    root = os.geteuid() == 0
-    offset, limit = (id_maps.root_host_uid, id_maps.uids[0].size) if root else (0, None)
-    lowers = tuple(str(folder) for folder in image_lowers(image, offset, limit))
+    owners = owners_for(id_maps)
+    lowers = tuple(str(folder) for folder in image_lowers(image, owners))
     granted = frozenset(granted_capabilities(sandbox.capabilities, sandbox.privileged or flags.privileged))
     shared = {"network": flags.network == "host", "pid": flags.pid == "host"}  # the host's: not made
     namespaces = [name for name in sandbox.namespaces if not shared.get(name)]
@@ -288,7 +283,7 @@ def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy, bundle: str |
     config = image.config
     return make_plan(
         lowers=lowers,
-        etc_texts=(etc_text(lowers, "passwd"), etc_text(lowers, "group")),
+        etc_texts=(etc_text(lowers, "passwd", owners.userns), etc_text(lowers, "group", owners.userns)),
         image=ImageRun(config.entrypoint, config.cmd, config.env, config.working_dir, config.user),
         confinement=Confinement(
             namespaces=list(map(str, namespaces)),
@@ -312,14 +307,15 @@ def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy, bundle: str |
             *loaded.policy.signing.keys,
             *filter(None, [loaded.policy.signing.trusted_root]),
             *_profile_files(sandbox.seccomp.profile),
-            *(_id_files() if os.geteuid() == 0 else []),
+            *(_id_files() if os.geteuid() == 0 or id_maps.via_helpers else []),
         ],
         bundle=bundle,
     )
 
 
 def _id_files() -> list[str]:
-    """What root's id range was checked against: a new overlapping entry is a cold run."""
+    """What the id maps were read from (root's range was also checked against the accounts):
+    a changed entry is a cold run, whose layers are unpacked for the new map."""
     from pysbx.sandbox.idmap import GROUP, PASSWD, SUBGID, SUBUID
 
     return [path for path in (SUBUID, SUBGID, PASSWD, GROUP) if os.path.exists(path)]
@@ -344,13 +340,26 @@ def trees_to_give(volumes: list[str]) -> list[str]:
 
 
 def give_trees(folders: list[str], user: User, id_maps: IdMaps) -> list[str]:
-    """Give each folder to the container's user (its host ids): one line per folder saying so."""
+    """Give each folder to the container's user: one line per folder saying so. Root gives
+    them the user's host ids; an ordinary user gives them from inside a user namespace
+    mapped as the container's (podman's `:U`, `podman unshare chown`), so only what the
+    user owns can change hands, and only to ids of their own subordinate range."""
     from pysbx.sandbox.chowntree import ChownError, give_tree
 
     owner = id_maps.host_ids(user.uid, user.gid)
     if owner is None:
         raise ChownError(f"the container's user {user.uid}:{user.gid} has no host id to give a tree to")
-    return [f"gave {folder} to {owner[0]}:{owner[1]} ({give_tree(folder, *owner)} changed)" for folder in folders]
+    if os.geteuid() == 0:
+        return [f"gave {folder} to {owner[0]}:{owner[1]} ({give_tree(folder, *owner)} changed)" for folder in folders]
+    if not id_maps.via_helpers:
+        raise ChownError("-v :U needs subordinate ids (/etc/subuid and /etc/subgid entries, newuidmap) to give to")
+    from pysbx.sandbox.userns import as_container_root
+
+    changed = as_container_root(id_maps, lambda: [give_tree(folder, user.uid, user.gid) for folder in folders])
+    return [
+        f"gave {folder} to {user.uid}:{user.gid} in the container, {owner[0]}:{owner[1]} here ({count} changed)"
+        for folder, count in zip(folders, changed, strict=True)
+    ]
 
 
 def bind_mounts(volumes: list[str], id_maps: IdMaps) -> list[mounts.BindMount]:

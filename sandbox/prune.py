@@ -43,7 +43,7 @@ class Leftover:
     error: str | None = None  # why it could not be removed
 
 
-def _owner_gone(state: Path) -> str | None:
+def owner_gone(state: Path) -> str | None:
     """Why `state` is stale, or None while its owner lives (or it is too young to judge)."""
     try:
         fields = owner_record(str(state))
@@ -76,7 +76,7 @@ def checked_bases(cache: Path) -> tuple[list[Path], list[Leftover]]:
     return bases, refused
 
 
-def _is_state_folder(folder: Path) -> bool:
+def is_state_folder(folder: Path) -> bool:
     """NAME-XXXXXXXX, as sandbox.state.container_dir names them."""
     name = container_name_of(folder.name)
     return name is not None and is_valid_name(name)
@@ -86,15 +86,15 @@ def stale_containers(bases: list[Path]) -> Iterator[Leftover]:
     for base in bases:
         with contextlib.suppress(FileNotFoundError):
             for folder in sorted(base.iterdir()):
-                if not _is_state_folder(folder) or folder.is_symlink() or not folder.is_dir():
+                if not is_state_folder(folder) or folder.is_symlink() or not folder.is_dir():
                     continue
-                why = _owner_gone(folder)
+                why = owner_gone(folder)
                 if why is not None:
                     yield Leftover("container", folder, why)
 
 
 @contextlib.contextmanager
-def _all_locks_free(folder: Path) -> Iterator[bool]:
+def all_locks_free(folder: Path) -> Iterator[bool]:
     """Hold every `*.lock` in `folder` without waiting; yields whether all were free, so no
     unpack can start (or be running) while staging folders are judged and removed."""
     held: list[int] = []
@@ -119,7 +119,7 @@ def stale_staging(cache: Path, dry_run: bool) -> Iterator[Leftover]:
     for folder in (cache / "layers", cache / "images"):
         if not folder.is_dir():
             continue
-        with _all_locks_free(folder) as free:
+        with all_locks_free(folder) as free:
             if not free:
                 continue  # an unpack is running here: its staging folder is not ours to judge
             for staging in sorted(folder.glob(".unpack-*")):
@@ -178,34 +178,8 @@ def remove_tree(path: Path) -> None:
 
 
 def _remove_as_container_root(path: Path) -> None:
-    from pysbx.policies.model import IdMapping
-    from pysbx.sandbox.idmap import plan_id_maps, write_id_maps
-    from pysbx.sandbox.runner import enter_user_namespace
+    from pysbx.sandbox.userns import as_container_root, subordinate_maps
 
-    maps = plan_id_maps(IdMapping())
-    ready_r, ready_w = os.pipe()
-    maps_r, maps_w = os.pipe()
-    child = os.fork()
-    if child == 0:
-        code = 1
-        try:
-            os.close(ready_r)
-            os.close(maps_w)
-            enter_user_namespace(ready_w, maps_r)
-            remove_state(str(path))
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(ready_w)
-    os.close(maps_r)
-    try:
-        if os.read(ready_r, 1) == b"u":
-            try:
-                write_id_maps(child, maps)
-                os.write(maps_w, b"m")
-            except OSError as error:
-                os.write(maps_w, b"x" + str(error).encode())
-    finally:
-        os.close(ready_r)
-        os.close(maps_w)
-        os.waitpid(child, 0)
+    maps = subordinate_maps()
+    if maps is not None:
+        as_container_root(maps, lambda: remove_state(str(path)))

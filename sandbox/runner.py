@@ -39,7 +39,7 @@ import time
 
 from pysbx.sandbox import capabilities, linux, mounts
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED
-from pysbx.sandbox.idmap import IdMaps, write_id_maps
+from pysbx.sandbox.idmap import IdMaps
 from pysbx.sandbox.limits import Enforcement, apply_rlimits, cgroup_values
 from pysbx.sandbox.process import User
 from pysbx.sandbox.record import Record
@@ -48,6 +48,7 @@ from pysbx.sandbox.record import Record
 # out of reach, so nothing may be imported lazily on the container's side.
 from pysbx.sandbox.seccomp import load_bpf
 from pysbx.sandbox.state import remove_tree
+from pysbx.sandbox.userns import become_namespace_root, make_user_namespace, map_child
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -228,14 +229,9 @@ def _collect(errors_r: int, pid: int, wall_time: float | None) -> tuple[str, int
 
 def _monitor_setup(pid: int, spec: RunSpec, ready_r: int, maps_w: int) -> int:
     """Map the new user namespace once the setup process has made it, and learn init's pid."""
-    with os.fdopen(ready_r, "rb") as ready, os.fdopen(maps_w, "wb", buffering=0) as go:
-        if ready.read(1) != b"u":
+    with os.fdopen(ready_r, "rb", buffering=0) as ready, os.fdopen(maps_w, "wb", buffering=0):
+        if not map_child(pid, ready_r, maps_w, spec.id_maps):
             return 0
-        try:
-            write_id_maps(pid, spec.id_maps)
-            go.write(b"m")
-        except OSError as error:
-            go.write(b"x" + str(error).encode())
         line = ready.readline()
     return int(line) if line.strip().isdigit() else 0
 
@@ -387,28 +383,6 @@ def reach_host_folders_by_descriptor(spec: RunSpec) -> list[int]:
 def _close_all(descriptors: list[int]) -> None:
     for fd in descriptors:
         os.close(fd)
-
-
-def enter_user_namespace(ready_w: int, maps_r: int) -> None:
-    """Make the user namespace, have the monitor map it, then become its root."""
-    make_user_namespace(ready_w)
-    become_namespace_root(maps_r)
-
-
-def make_user_namespace(ready_w: int) -> None:
-    """Unshare the user namespace and tell the monitor, which maps it."""
-    linux.unshare(linux.CLONE_NEWUSER)
-    os.write(ready_w, b"u")
-
-
-def become_namespace_root(maps_r: int) -> None:
-    """Wait for the monitor's answer; once mapped, become the namespace's root."""
-    answer = os.read(maps_r, 4096)
-    os.close(maps_r)
-    if answer != b"m":
-        raise OSError(f"mapping the user namespace failed: {answer[1:].decode(errors='replace')}")
-    os.setresgid(0, 0, 0)
-    os.setresuid(0, 0, 0)
 
 
 # ----- init: PID 1 of the container --------------------------------------------------------

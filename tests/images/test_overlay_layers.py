@@ -18,7 +18,7 @@ import pytest
 from pysbx.images import open_image
 from pysbx.images.extract import LayerNeedsParents, UnpackOptions, unpack_image, unpack_layer_folder
 from pysbx.images.overlay import flatten, visible
-from pysbx.sandbox.rootfs import image_lowers
+from pysbx.sandbox.rootfs import LayerOwners, image_lowers
 from tests.imagekit import T, image_of, write_image
 
 BASE = [
@@ -168,7 +168,7 @@ def test_a_layer_that_cannot_stand_alone_is_flattened(upper: list[T], tmp_path: 
         unpack_layer_folder(image, image.layers[1], tmp_path / "upper", UnpackOptions(lowers=(base,)))
     assert not (tmp_path / "upper").exists()
     monkeypatch.setenv("PYSANDBOX_STATE", str(tmp_path / "state"))
-    (lowers,) = [image_lowers(image, 0)]
+    (lowers,) = [image_lowers(image, LayerOwners())]
     assert len(lowers) == 1 and lowers[0].parent.parent.name == "images"
     assert describe(lowers[0]) == flattened(image_path, tmp_path / "flat")
 
@@ -177,12 +177,12 @@ def test_images_on_one_base_share_its_unpacked_layer(tmp_path: Path, monkeypatch
     monkeypatch.setenv("PYSANDBOX_STATE", str(tmp_path / "state"))
     first = open_image(write_image(image_of(BASE, [T("app1", data=b"1")]), tmp_path / "one", "oci-layout"))
     second = open_image(write_image(image_of(BASE, [T("app2", data=b"2")]), tmp_path / "two", "oci-layout"))
-    lowers_one, lowers_two = image_lowers(first, 0), image_lowers(second, 0)
+    lowers_one, lowers_two = image_lowers(first, LayerOwners()), image_lowers(second, LayerOwners())
     assert lowers_one[1] == lowers_two[1] and lowers_one[0] != lowers_two[0]
     folders = [p for p in (tmp_path / "state/layers").iterdir() if p.is_dir()]
     assert len(folders) == 3
     assert all(os.access(folder / "root", os.R_OK) for folder in folders)
-    again = image_lowers(first, 0)
+    again = image_lowers(first, LayerOwners())
     assert again == lowers_one
 
 
@@ -196,7 +196,7 @@ def test_a_failed_unpack_leaves_no_layer_folder(tmp_path: Path, monkeypatch) -> 
     data[1024] ^= 1
     layer_blob.write_bytes(bytes(data))
     with pytest.raises(Exception, match="digest"):
-        image_lowers(open_image(image_path), 0)
+        image_lowers(open_image(image_path), LayerOwners())
     entries = sorted(p.name for p in (tmp_path / "state/layers").iterdir() if p.is_dir())
     assert len(entries) == 1 and not entries[0].startswith(".unpack-")  # the base only
     shutil.rmtree(tmp_path / "state")

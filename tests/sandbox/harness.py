@@ -211,3 +211,42 @@ def signed_image(folder: Path, source: Path) -> Path:
     (folder / "policy.yaml").write_text("version: 1\nextends: strict\nsigning:\n  keys: [team.pub]\n")
     share(folder)
     return folder
+
+
+PASSWD = b"root:x:0:0::/root:/bin/sh\npostgres:x:100:102::/var/lib/postgresql:/bin/sh\n"
+
+
+def owned_image(world: Path, name: str, extra: list[T]) -> str:
+    path = world / name
+    if not path.exists():
+        layers = [NewLayer(tar_from_directory(world / "rootfs"), "gzip", "COPY rootfs /"),
+                  NewLayer(make_tar(extra), "gzip", "RUN useradd postgres")]  # fmt: skip
+        write_docker_archive(path, NewImage(layers, {"Env": ["PATH=/bin"]}), [f"example/{name}:1"])
+        share(world)
+    return name
+
+
+OWNERS = "owners.tar"  # made by the postgres_like fixture
+
+
+@pytest.fixture
+def postgres_like(world: Path) -> str:
+    """busybox with a postgres user (100:102) whose home is 0700 and holds a 0600 file."""
+    return owned_image(world, OWNERS, [
+        T("etc", "dir"), T("etc/passwd", data=PASSWD, mode=0o644),
+        T("etc/group", data=b"root:x:0:\npostgres:x:102:\n", mode=0o644),
+        T("var", "dir"), T("var/lib", "dir"),
+        T("var/lib/postgresql", "dir", mode=0o700, uid=100, gid=102),
+        T("var/lib/postgresql/secret", data=b"pg\n", mode=0o600, uid=100, gid=102),
+        T("nobodys", data=b"x\n", uid=65534, gid=65534),
+    ])  # fmt: skip
+
+
+def subordinate_starts(user: str) -> tuple[int, int]:
+    from pysbx.sandbox.idmap import _subordinate
+
+    uid = pwd.getpwnam(user).pw_uid
+    found = [_subordinate(path, user, uid) for path in ("/etc/subuid", "/etc/subgid")]
+    if None in found:
+        pytest.skip(f"{user} has no subordinate ids")
+    return found[0].host, found[1].host  # type: ignore[union-attr]

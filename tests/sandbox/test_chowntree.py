@@ -1,13 +1,17 @@
-"""`-v SRC:DST:U` in runs as root: the tree becomes the container user's (its host ids in the
-reserved range), so a folder host root owns, which the container sees as nobody's, is
-writable; governed by the policy (binds[].chown), and walked as root walks other users'
-folders: no link followed, no mount crossed, setuid bits not kept."""
+"""`-v SRC:DST:U`: the tree becomes the container user's (as root, its host ids in the
+reserved range; as an ordinary user, given from inside the container's user namespace), so
+a folder the container sees as another's is writable; governed by the policy
+(binds[].chown), and walked as root walks other users' folders: no link followed, no mount
+crossed, setuid bits not kept."""
 
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,29 +114,68 @@ def test_the_policy_governs_u_and_unknown_options_are_refused(shared: Path, worl
     assert os.stat(data).st_uid == 0  # nothing given
 
 
-def test_an_ordinary_user_is_told_u_is_for_runs_as_root(world: Path, test_user: str) -> None:
+@pytest.fixture
+def users_folder(test_user: str) -> Iterator[Path]:
+    """A folder the test user owns, outside pytest's 0700 folders; removed as that user
+    from a namespace like the container's (what it gave away is no longer the user's)."""
     folder = Path(tempfile.mkdtemp(prefix="pysandbox-give-user-"))
-    try:
-        if os.geteuid() == 0:
-            os.chown(
-                folder,
-                *[
-                    int(x)
-                    for x in subprocess.run(["id", "-u", test_user], capture_output=True, text=True).stdout.split()
-                ]
-                * 2,
-            )
-        policy = policy_allowing(world, folder / "data", chown=True)
-        (folder / "data").mkdir()
-        result = subprocess.run(command("user", ["--rm", "-v", f"{folder}/data:/data:U", "--policy", str(policy),
-                                                 str(world / "busybox-app.tar"), "true"], test_user),
-                                capture_output=True, text=True, cwd="/")  # fmt: skip
-        assert (
-            result.returncode == 125 and "U gives a host tree to the container's user in runs as root" in result.stderr
-        )
-    finally:
-        subprocess.run([*as_user(test_user), "rm", "-rf", str(folder)], capture_output=True)
-        subprocess.run(["rm", "-rf", str(folder)], capture_output=True)
+    folder.chmod(0o755)
+    if os.geteuid() == 0:
+        account = pwd.getpwnam(test_user)
+        os.chown(folder, account.pw_uid, account.pw_gid)
+    yield folder
+    subprocess.run(["rm", "-rf", str(folder)], capture_output=True)
+    if folder.exists():
+        remove_as(test_user, folder)
+
+
+def remove_as(user: str, folder: Path) -> None:
+    code = f"from pathlib import Path; from pysbx.sandbox.prune import remove_tree; remove_tree(Path({str(folder)!r}))"
+    subprocess.run([*as_user(user), sys.executable, "-c", code], capture_output=True, cwd="/")
+
+
+def subordinate_start(user: str) -> int:
+    from pysbx.sandbox.idmap import _subordinate
+
+    found = _subordinate("/etc/subuid", user, pwd.getpwnam(user).pw_uid)
+    if found is None or shutil.which("newuidmap") is None:
+        pytest.skip(f"{user} has no subordinate ids to give a tree to")
+    return found.host
+
+
+def test_an_ordinary_user_gives_own_tree_to_the_container_user_through_the_map(
+    world: Path, test_user: str, users_folder: Path
+) -> None:
+    """podman's rootless :U: inside the user namespace the tree becomes the container user's
+    (1000:1000 for busybox-app), which on the host is the user's subordinate id 1000 - 1 up
+    from the first; a file the user does not own is not theirs to give, and says so."""
+    start = subordinate_start(test_user)
+    data = users_folder / "data"
+    run_as = [*as_user(test_user)]
+    subprocess.run([*run_as, "mkdir", "-p", str(data / "sub")], check=True)
+    subprocess.run([*run_as, "sh", "-c", f"echo old > {data}/sub/old"], check=True)
+    policy = policy_allowing(world, data, chown=True)
+    image = str(world / "busybox-app.tar")
+    write = ["sh", "-c", "touch /data/new /data/sub/old && id -u && stat -c %u:%g /data/sub/old"]
+    plain = subprocess.run(command("user", ["--rm", "-v", f"{data}:/data", "--policy", str(policy), image, *write],
+                                   test_user), capture_output=True, text=True, cwd="/")  # fmt: skip
+    assert plain.returncode == 1 and "Permission denied" in plain.stderr, plain.stderr
+    given = subprocess.run(command("user", ["--rm", "-v", f"{data}:/data:U", "--policy", str(policy), image, *write],
+                                   test_user), capture_output=True, text=True, cwd="/")  # fmt: skip
+    assert given.returncode == 0 and given.stdout.split() == ["1000", "1000:1000"], given.stderr
+    host = start + 999
+    assert f"gave {data} to 1000:1000 in the container, {host}:" in given.stderr
+    assert {os.stat(data / name).st_uid for name in ("", "new", "sub", "sub/old")} == {host}
+    if os.geteuid() == 0:  # a file of root's inside: not the user's to give, and named
+        (users_folder / "root-data").mkdir()
+        os.chown(users_folder / "root-data", pwd.getpwnam(test_user).pw_uid, pwd.getpwnam(test_user).pw_gid)
+        (users_folder / "root-data" / "roots").write_text("root's\n")
+        other = policy_allowing(world, users_folder / "root-data", chown=True)
+        refused = subprocess.run(command("user", ["--rm", "-v", f"{users_folder}/root-data:/data:U", "--policy",
+                                                  str(other), image, "true"], test_user),
+                                 capture_output=True, text=True, cwd="/")  # fmt: skip
+        assert refused.returncode == 125 and "roots: cannot give it to 1000:1000" in refused.stderr, refused.stderr
+        assert os.stat(users_folder / "root-data" / "roots").st_uid == 0
 
 
 def test_a_folder_swapped_for_a_link_after_its_look_is_not_followed(

@@ -21,7 +21,7 @@ import pytest
 
 from pysbx.images import open_image
 from pysbx.images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
-from pysbx.sandbox.rootfs import image_lowers
+from pysbx.sandbox.rootfs import LayerOwners, image_lowers
 from tests.imagekit import T, make_tar, snapshot
 from tests.sandbox.conftest import PYSANDBOX, command
 from tests.sandbox.harness import (
@@ -236,7 +236,7 @@ def test_after_kill_9_during_verification_or_unpack_the_next_run_works_and_the_c
     left = subprocess.run([*prune, "--dry-run"], capture_output=True, text=True, cwd="/").stdout
     assert "would remove" not in left, left
     monkeypatch.setenv("PYSANDBOX_STATE", str(tmp_path / "reference"))
-    image_lowers(open_image(str(folder / "image.tar")), 0)
+    image_lowers(open_image(str(folder / "image.tar")), LayerOwners())
     reference, cached = (layer_roots(state / "layers") for state in (tmp_path / "reference", fresh_state))
     assert cached.keys() == reference.keys()  # every layer, and nothing half-written
     for key, root in cached.items():
