@@ -31,10 +31,15 @@ found["ssl"] = ssl.create_default_context().check_hostname
 print(json.dumps(found, sort_keys=True))
 PY
 """
-PYTHON_EXPECTED = [
-    "1", "pipefail=141", "x", "loop=141", "SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000",
-    '{"pool": 6, "sqlite": 42, "ssl": true, "thread": true}',
-]  # fmt: skip
+PYTHON_EXPECTED = """
+1
+pipefail=141
+x
+loop=141
+SigBlk: 0000000000000000
+SigIgn: 0000000000000000
+{"pool": 6, "sqlite": 42, "ssl": true, "thread": true}
+"""
 
 NGINX_SERVES = r"""
 echo hello-from-nginx > /var/www/html/index.html
@@ -75,37 +80,31 @@ def same_outcome(ours: subprocess.CompletedProcess[str], peer: subprocess.Comple
     assert (ours.returncode, ours.stdout) == (peer.returncode, peer.stdout), (ours.stderr[-800:], peer.stderr[-800:])
 
 
+def runs_alike(ours: Engine, recipe: str, script: str, expected: str, policy: str = "baseline") -> None:
+    """`script` in the recipe's image prints the `expected` words under pysandbox, and
+    podman (run the same way) prints the same, with the same exit status."""
+    image = debian_image(recipe)
+    result = ours.run(image, recipe, script, policy=policy)
+    assert result.returncode == 0 and result.stdout.split() == expected.split(), result.stderr[-2000:]
+    peer = podman_engine(ours.mode, ours.user, ours.policies, image, recipe)
+    same_outcome(result, peer.run(image, recipe, script, policy=policy))
+
+
 @pytest.mark.parametrize("policy", ["baseline", "strict"])
 def test_python_pipes_signals_threads_processes_sqlite_ssl(ours: Engine, policy: str) -> None:
-    image = debian_image("python")
-    result = ours.run(image, "python", PYTHON_CHECKS, policy=policy)
-    assert result.returncode == 0 and result.stdout.splitlines() == PYTHON_EXPECTED, result.stderr[-2000:]
-    peer = podman_engine(ours.mode, ours.user, ours.policies, image, "python")
-    same_outcome(result, peer.run(image, "python", PYTHON_CHECKS, policy=policy))
+    runs_alike(ours, "python", PYTHON_CHECKS, PYTHON_EXPECTED, policy)
 
 
 def test_nginx_serves_a_file_on_loopback_with_no_network(ours: Engine) -> None:
     """Under baseline (nginx as root binds port 80 and writes its logs); `network: none`
     still has `lo` up, as Docker's and podman's none do."""
-    image = debian_image("nginx")
-    result = ours.run(image, "nginx", NGINX_SERVES)
-    assert result.returncode == 0 and result.stdout.split() == ["HTTP/1.1", "200", "OK", "hello-from-nginx"], (
-        result.stderr[-2000:]
-    )
-    peer = podman_engine(ours.mode, ours.user, ours.policies, image, "nginx")
-    same_outcome(result, peer.run(image, "nginx", NGINX_SERVES))
+    runs_alike(ours, "nginx", NGINX_SERVES, "HTTP/1.1 200 OK hello-from-nginx")
 
 
 def test_postgres_cluster_and_initdb_as_user_postgres(ours: Engine) -> None:
     """The data folder keeps its owner (postgres, 0700), so pg_ctlcluster accepts it; an
     initdb'd cluster answers over TCP on loopback."""
-    image = debian_image("postgres")
-    result = ours.run(image, "postgres", POSTGRES_AS_POSTGRES)
-    assert result.returncode == 0 and result.stdout.split() == ["postgres:postgres", "700", "42", "postgres"], (
-        result.stderr[-2000:]
-    )
-    peer = podman_engine(ours.mode, ours.user, ours.policies, image, "postgres")
-    same_outcome(result, peer.run(image, "postgres", POSTGRES_AS_POSTGRES))
+    runs_alike(ours, "postgres", POSTGRES_AS_POSTGRES, "postgres:postgres 700 42 postgres")
 
 
 def test_node_starts_under_a_memory_limit_and_cannot_pass_it(ours: Engine) -> None:
