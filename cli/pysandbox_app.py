@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pysbx.cli import image_cmd, policy_cmd, seccomp_cmd, signing_cmd, system_cmd, volume_cmd
+from pysbx.cli import container_cmd, image_cmd, policy_cmd, seccomp_cmd, signing_cmd, system_cmd, volume_cmd
 from pysbx.cli.exits import EXIT_BAD_INPUT
 from pysbx.cli.kit import ExitWith, fail, run_app, version_option
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED
@@ -28,6 +28,9 @@ app.add_typer(system_cmd.app, name="system")
 app.command("keygen")(signing_cmd.keygen)
 app.command("sign")(signing_cmd.sign)
 app.command("verify")(signing_cmd.verify)
+for _command in (container_cmd.ps, container_cmd.logs, container_cmd.stop, container_cmd.kill, container_cmd.rm,
+                 container_cmd.wait, container_cmd.inspect):  # fmt: skip
+    app.command(_command.__name__)(_command)
 
 
 @app.callback()

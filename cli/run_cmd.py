@@ -34,6 +34,8 @@ def _run(args: RunArgs) -> int:
 
     if args.tty and args.interactive and not os.isatty(0):
         return _fail("the input device is not a TTY: -it needs a terminal on stdin (drop -t to pipe input)")
+    if args.detach and (args.tty or args.interactive):
+        return _fail("-d with -i or -t needs `attach`, which pysandbox does not have yet: run -d without them")
     if warm.eligible(args) and not args.dry_run:
         try:
             plan = warm.load_plan(args.image, args.policy, args.bundle)
@@ -111,11 +113,61 @@ def _execute(spec: RunSpec, args: RunArgs, signing_required: bool) -> int:
     for item in spec.limits:
         if item.name in ("memory", "pids") and item.mechanism.startswith("RLIMIT"):  # said, not only in --dry-run
             print(f"pysandbox: note: {item.name} limit {item.value} enforced by {item.mechanism}", file=sys.stderr)
+    if args.detach:
+        return _detach(spec, args)
     try:
         return run_container(spec)
     finally:
         if args.rm:
             remove_state(spec.state)
+
+
+def _detach(spec: RunSpec, args: RunArgs) -> int:
+    """run -d: record the container, start its monitor, print its id once it runs."""
+    from pathlib import Path
+
+    from pysbx.sandbox.containers import RECORD, claim_name, new_id, now, write_json
+    from pysbx.sandbox.monitor import start_detached
+    from pysbx.sandbox.state import container_name_of
+
+    folder = Path(spec.state)
+    name = container_name_of(folder.name) or folder.name
+    try:
+        bounds = log_bounds(args.log_opt)
+        claim_name(name, folder)
+    except SandboxError as error:
+        remove_state(spec.state)
+        return _fail(str(error))
+    container_id = new_id()
+    record = {"id": container_id, "name": name, "image": args.image, "policy": args.policy,
+              "command": spec.argv, "created": now(), "auto_remove": args.rm,
+              "log": {"max_size": bounds.max_size, "max_file": bounds.max_file}}  # fmt: skip
+    write_json(folder, RECORD, record)
+    try:
+        start_detached(spec, folder, bounds, args.rm, name)
+    except SandboxError as error:
+        print(f"pysandbox: error: {error}", file=sys.stderr)
+        return int(getattr(error, "exit_code", EXIT_SETUP_FAILED))
+    print(container_id)
+    return 0
+
+
+def log_bounds(options: list[str]) -> Any:
+    """--log-opt max-size=SIZE,max-file=N as the monitor's LogBounds (json-file's keys)."""
+    from pysbx.policies.values import parse_size
+    from pysbx.sandbox.monitor import LogBounds
+
+    values = {"max-size": "10m", "max-file": "1"}
+    for option in options:
+        key, equals, value = option.partition("=")
+        if key not in values or not equals:
+            raise SandboxError(f"--log-opt {option}: expected max-size=SIZE or max-file=N")
+        values[key] = value
+    size = parse_size(values["max-size"])
+    if size is None or size < 4096 or not values["max-file"].isdigit() or int(values["max-file"]) < 1:
+        raise SandboxError(f"--log-opt: expected max-size of at least 4k and max-file of at least 1, "
+                           f"got {values['max-size']} and {values['max-file']}")  # fmt: skip
+    return LogBounds(size, int(values["max-file"]))
 
 
 def _fail(message: str) -> int:

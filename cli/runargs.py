@@ -45,7 +45,9 @@ OPTIONS = (
     Option(("--policy",), "value", "built-in policy (strict, baseline, permissive) or a policy file", metavar="POLICY"),
     Option(("-i", "--interactive"), "flag", "with -t, typed input reaches the container (stdin is open without -t)"),
     Option(("-t", "--tty"), "flag", "allocate a pseudo-terminal of the container's own"),
+    Option(("-d", "--detach"), "flag", "run in the background and print the container's id (see ps, logs, stop)"),
     Option(("--rm",), "flag", "delete the container's writable layer when it exits"),
+    Option(("--log-opt",), "append", "with -d: max-size=SIZE (10m) and max-file=N (1) of its log", metavar="K=V"),
     Option(("--name",), "value", "container name (and default hostname)", metavar="NAME"),
     Option(("-e", "--env"), "append", "set an environment variable", metavar="K=V"),
     Option(("--env-file",), "append", "read K=V lines from FILE", metavar="FILE"),
@@ -93,7 +95,9 @@ class RunArgs(Record):
     policy: str
     interactive: bool
     tty: bool
+    detach: bool
     rm: bool
+    log_opt: list[str]
     name: str | None
     env: list[str]
     env_file: list[str]
@@ -233,8 +237,6 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 _COMING = {
-    "-d": "running detached (-d)",
-    "--detach": "running detached (-d)",
     "-p": "publishing ports (-p)",
     "--publish": "publishing ports (-p)",
     "-P": "publishing ports (-P)",

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pysbx.sandbox.containers import RECORD
 from pysbx.sandbox.names import is_valid_name
 from pysbx.sandbox.state import (
     StorageError,
@@ -87,6 +88,8 @@ def stale_containers(bases: list[Path]) -> Iterator[Leftover]:
         with contextlib.suppress(FileNotFoundError):
             for folder in sorted(base.iterdir()):
                 if not is_state_folder(folder) or folder.is_symlink() or not folder.is_dir():
+                    continue
+                if (folder / RECORD).exists():  # run -d's: kept until `rm`, whatever its state
                     continue
                 why = owner_gone(folder)
                 if why is not None:

@@ -54,6 +54,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
     import socket
+    from collections.abc import Callable
 
     from pysbx.sandbox import cgroups
 else:
@@ -89,6 +90,7 @@ class RunSpec(Record):
         "limits",
         "lowers",
         "masked_paths",
+        "monitor_fds",
         "namespaces",
         "network",
         "no_new_privileges",
@@ -96,6 +98,7 @@ class RunSpec(Record):
         "readonly_paths",
         "remove_state",
         "seccomp_bpf",
+        "started",
         "state",
         "tmpfs",
         "tty",
@@ -139,6 +142,10 @@ class RunSpec(Record):
         self.tmpfs, self.binds, self.limits = tmpfs, binds, limits
         self.wall_time, self.tty, self.remove_state = wall_time, tty, remove_state
         self.interactive = interactive
+        # run -d (sandbox.monitor): told (init's pid, "", 0) once the command was exec'd,
+        # or (init's pid, the setup error, the exit status) when it could not be.
+        self.started: Callable[[int, str, int], None] | None = None
+        self.monitor_fds: tuple[int, ...] = ()  # the monitor's own: closed at once in the container's side
 
 
 def run_container(spec: RunSpec) -> int:
@@ -192,9 +199,8 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     held = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
     pid = os.fork()
     if pid == 0:
-        os.close(ready_r)
-        os.close(maps_w)
-        os.close(errors_r)
+        for fd in (ready_r, maps_w, errors_r, *spec.monitor_fds):
+            os.close(fd)
         if monitor_end is not None:
             monitor_end.close()
         _guarded(errors_w, lambda: _setup_process(spec, cgroup, ready_w, maps_r, errors_w, container_end))
@@ -210,9 +216,9 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     try:
         if master is not None:
             with tty.relaying(master, spec.interactive):
-                message, status = _collect(errors_r, pid, spec.wall_time)
+                message, status = _collect(errors_r, pid, init_pid, spec)
         else:
-            message, status = _collect(errors_r, pid, spec.wall_time)
+            message, status = _collect(errors_r, pid, init_pid, spec)
     finally:
         for signum in forward:
             signal.signal(signum, signal.SIG_DFL)
@@ -221,10 +227,16 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     return status
 
 
-def _collect(errors_r: int, pid: int, wall_time: float | None) -> tuple[str, int]:
-    """The setup error (if any) and the container's exit status."""
+def _collect(errors_r: int, pid: int, init_pid: int, spec: RunSpec) -> tuple[str, int]:
+    """The setup error (if any) and the container's exit status. The errors pipe closes on
+    the command's execve: from then on the container runs (spec.started hears it then)."""
     message = _read_all(errors_r)
-    return message, _wait(pid, wall_time)
+    if spec.started is not None and not message:
+        spec.started(init_pid, "", 0)
+    status = _wait(pid, spec.wall_time)
+    if spec.started is not None and message:
+        spec.started(init_pid, message, status)
+    return message, status
 
 
 def _monitor_setup(pid: int, spec: RunSpec, ready_r: int, maps_w: int) -> int:

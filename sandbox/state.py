@@ -150,6 +150,9 @@ def container_dir(name: str) -> str:
         running = _running_container_named(other, name)
         if running is not None:
             raise SandboxError(f"the container name {name!r} is in use by a running container ({running})")
+    claimed = _claimed_by(name)
+    if claimed is not None:
+        raise SandboxError(f"the container name {name!r} is in use by {claimed}: remove it first (pysandbox rm)")
     while True:
         folder = os.path.join(base, f"{name}-{os.urandom(_SUFFIX_BYTES).hex()}")
         try:
@@ -161,6 +164,16 @@ def container_dir(name: str) -> str:
     with open(os.path.join(folder, OWNER_FILE), "w") as owner:
         owner.write(f"{pid} {process_start_time(pid)}\n")
     return folder
+
+
+def _claimed_by(name: str) -> str | None:
+    """The folder of the detached container that holds `name` (sandbox.containers), if any."""
+    try:
+        with open(os.path.join(private_root(), "names", name)) as claim:
+            folder = claim.read(4096).strip()
+    except OSError:
+        return None
+    return folder if os.path.isdir(folder) else None
 
 
 def _running_container_named(base: str, name: str) -> str | None:

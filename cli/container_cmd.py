@@ -1,0 +1,129 @@
+"""`pysandbox ps|logs|stop|kill|rm|wait|inspect`: detached containers (run -d), by Docker's
+names, flags and exit codes. The work is in sandbox.containers and sandbox.lifecycle."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from pysbx.cli.kit import ExitWith, fail
+from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pysbx.sandbox.containers import Container
+
+CONTAINER = typer.Argument(help="Container name or id (a unique prefix of the id).", metavar="CONTAINER")
+
+
+def _find(reference: str) -> Container:
+    from pysbx.sandbox.containers import find
+
+    try:
+        return find(reference)
+    except (SandboxError, OSError) as error:
+        fail("pysandbox", str(error), 1)
+
+
+def ps(
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Show exited containers too.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the ids.")] = False,
+    filters: Annotated[
+        list[str] | None, typer.Option("--filter", "-f", help="status=running|exited|created, name=NAME, id=PREFIX.")
+    ] = None,
+    output: Annotated[str, typer.Option("--format", help="table or json.", metavar="FORMAT")] = "table",
+) -> None:
+    """List detached containers (running ones unless -a)."""
+    from pysbx.sandbox.lifecycle import FilterError, listing, table
+
+    try:
+        rows = listing(all_, filters or [])
+    except (FilterError, SandboxError) as error:
+        fail("pysandbox", str(error), EXIT_SETUP_FAILED)
+    if quiet:
+        typer.echo("\n".join(row["id"][:12] for row in rows) if rows else "", nl=bool(rows))
+    elif output == "json":
+        typer.echo(json.dumps(rows, indent=2))
+    elif output == "table":
+        typer.echo(table(rows))
+    else:
+        fail("pysandbox", f"--format {output}: expected table or json", EXIT_SETUP_FAILED)
+
+
+def logs(
+    container: Annotated[str, CONTAINER],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the container exits.")] = False,
+    tail: Annotated[str, typer.Option("--tail", "-n", help="Lines from the end (or all).", metavar="N")] = "all",
+    timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Prefix each line with its time.")] = False,
+) -> None:
+    """The container's output, stdout to stdout and stderr to stderr, as it was written."""
+    from pysbx.sandbox.lifecycle import print_logs
+
+    if tail != "all" and not tail.isdigit():
+        fail("pysandbox", f"--tail {tail}: expected a number or all", EXIT_SETUP_FAILED)
+    print_logs(_find(container), None if tail == "all" else int(tail), timestamps, follow)
+
+
+def stop(
+    containers: Annotated[list[str], CONTAINER],
+    time: Annotated[int, typer.Option("--time", "-t", help="Seconds to wait before SIGKILL.", min=0)] = 10,
+) -> None:
+    """SIGTERM to each container's command, then SIGKILL after --time seconds."""
+    from pysbx.sandbox.lifecycle import stop_container
+
+    for reference in containers:
+        stop_container(_find(reference), time)
+        typer.echo(reference)
+
+
+def kill(
+    containers: Annotated[list[str], CONTAINER],
+    signal_name: Annotated[str, typer.Option("--signal", "-s", help="Signal name or number.")] = "KILL",
+) -> None:
+    """Send a signal to each running container's command (SIGKILL by default)."""
+    from pysbx.sandbox.lifecycle import signal_container
+
+    for reference in containers:
+        try:
+            signal_container(_find(reference), signal_name)
+        except SandboxError as error:
+            fail("pysandbox", str(error), 1)
+        typer.echo(reference)
+
+
+def rm(
+    containers: Annotated[list[str], CONTAINER],
+    force: Annotated[bool, typer.Option("--force", "-f", help="Kill a running container first.")] = False,
+) -> None:
+    """Remove containers: their writable layer, log and name."""
+    from pysbx.sandbox.lifecycle import remove_container
+
+    failed = False
+    for reference in containers:
+        try:
+            remove_container(_find(reference), force)
+            typer.echo(reference)
+        except (SandboxError, OSError) as error:
+            typer.echo(f"pysandbox: error: {error}", err=True)
+            failed = True
+    if failed:
+        raise ExitWith(1)
+
+
+def wait(containers: Annotated[list[str], CONTAINER]) -> None:
+    """Wait until each container exits; print its exit code."""
+    from pysbx.sandbox.lifecycle import wait_for_exit
+
+    for reference in containers:
+        typer.echo(str(wait_for_exit(_find(reference))))
+
+
+def inspect(containers: Annotated[list[str], CONTAINER]) -> None:
+    """Each container's record and state, as JSON."""
+    from pysbx.sandbox.lifecycle import describe
+
+    json.dump([describe(_find(reference)) for reference in containers], sys.stdout, indent=2)
+    sys.stdout.write("\n")

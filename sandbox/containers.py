@@ -1,0 +1,208 @@
+"""Detached containers as records on disk: what `ps`, `logs`, `stop`, `rm`, `wait` and
+`inspect` read. A detached container's state folder (sandbox.state.container_dir) also holds
+
+    container.json   what it is: id, name, image, policy, command, created, log bounds
+    status.json      what it does: created/running/exited, the monitor's and PID 1's pids
+                     with their start times, exit code, times (written whole, renamed in)
+    ctr.log          its output as Docker's json-file lines, rotated by size
+
+and its name is claimed in the cache's `names/` folder with O_EXCL, so two runs with one name
+cannot both start. Every status is reconciled with the processes it names (pid and start
+time): a monitor killed with SIGKILL leaves a container that `ps` shows as exited, never as
+running."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pysbx.sandbox.errors import SandboxError
+from pysbx.sandbox.state import (
+    check_private_file,
+    private_folder,
+    private_root,
+    process_start_time,
+    state_bases,
+)
+
+RECORD, STATUS, LOG = "container.json", "status.json", "ctr.log"
+RECORD_LIMIT = 1 << 20
+
+
+class NoSuchContainer(SandboxError):
+    """No container of this user has that name or id."""
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def new_id() -> str:
+    return os.urandom(32).hex()
+
+
+@dataclass
+class Container:
+    """One detached container: its folder, its record, and its status as last written."""
+
+    folder: Path
+    record: dict[str, object]
+    status: dict[str, object]
+
+    @property
+    def id(self) -> str:
+        return str(self.record["id"])
+
+    @property
+    def name(self) -> str:
+        return str(self.record["name"])
+
+    def state(self) -> str:
+        """created, running or exited, after checking the processes the status names."""
+        recorded = str(self.status.get("status", "created"))
+        if recorded in ("created", "running") and not _alive(self.status.get("monitor")):
+            return "exited"  # the monitor died without writing (SIGKILL): nothing runs on
+        return recorded
+
+    def exit_code(self) -> int | None:
+        code = self.status.get("exit_code")
+        return code if isinstance(code, int) else None
+
+    def signal_monitor(self, signum: int) -> bool:
+        """Send `signum` to the monitor, which forwards it to PID 1 (and it to the command)."""
+        return _signal_recorded(self.status.get("monitor"), signum)
+
+    def kill_init(self) -> bool:
+        """SIGKILL to the container's PID 1: every process of its pid namespace goes with it."""
+        return _signal_recorded(self.status.get("init"), signal.SIGKILL)
+
+
+def process_record(pid: int) -> list[object]:
+    return [pid, process_start_time(pid)]
+
+
+def _alive(recorded: object) -> bool:
+    if not isinstance(recorded, list) or len(recorded) != 2 or not isinstance(recorded[0], int):
+        return False
+    return bool(process_start_time(recorded[0]) == recorded[1])
+
+
+def _signal_recorded(recorded: object, signum: int) -> bool:
+    """Signal the process a [pid, start time] record names, if it is still that process.
+    (Between the check and the kill the pid could be reused in principle; a pidfd would
+    close that window: follow-up.)"""
+    if not _alive(recorded):
+        return False
+    assert isinstance(recorded, list)
+    try:
+        os.kill(recorded[0], signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def write_json(folder: Path, name: str, document: dict[str, object]) -> None:
+    """Write `name` whole: a reader sees the old document or the new one, never half."""
+    temporary = folder / f".{name}.{os.getpid()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(document, out)
+    os.replace(temporary, folder / name)
+
+
+def read_json(folder: Path, name: str) -> dict[str, object]:
+    """A document of ours, read as a private regular file (never through a link, bounded)."""
+    path = folder / name
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as source:
+        check_private_file(source.fileno(), str(path))
+        data = source.read(RECORD_LIMIT + 1)
+    if len(data) > RECORD_LIMIT:
+        raise SandboxError(f"{path}: larger than {RECORD_LIMIT} bytes")
+    document = json.loads(data)
+    if not isinstance(document, dict):
+        raise SandboxError(f"{path}: expected a JSON object")
+    return document
+
+
+def all_containers() -> Iterator[Container]:
+    """Every detached container of this user, oldest first."""
+    found = []
+    for base in map(Path, state_bases(private_root())):
+        try:
+            folders = list(base.iterdir())
+        except OSError:
+            continue
+        for folder in folders:
+            loaded = _load(folder)
+            if loaded is not None:
+                found.append(loaded)
+    yield from sorted(found, key=lambda item: str(item.record.get("created", "")))
+
+
+def _load(folder: Path) -> Container | None:
+    if folder.is_symlink() or not (folder / RECORD).is_file():
+        return None
+    try:
+        record = read_json(folder, RECORD)
+        status = read_json(folder, STATUS) if (folder / STATUS).exists() else {}
+    except (OSError, ValueError, SandboxError):
+        return None
+    return Container(folder, record, status)
+
+
+def find(reference: str) -> Container:
+    """The container with this name, or whose id starts with `reference` (Docker's rule: a
+    unique prefix of at least one character)."""
+    matches = [item for item in all_containers() if item.name == reference]
+    if not matches:
+        matches = [item for item in all_containers() if item.id.startswith(reference)]
+    if len(matches) > 1:
+        raise SandboxError(f"{reference!r} matches {len(matches)} containers: give more of the id")
+    if not matches:
+        raise NoSuchContainer(f"no such container: {reference}")
+    return matches[0]
+
+
+# ----- names: one container per name, claimed atomically ------------------------------------
+
+
+def _names() -> Path:
+    return Path(private_folder(os.path.join(private_root(), "names")))
+
+
+def claim_name(name: str, folder: Path) -> None:
+    """Claim `name` for the container in `folder`, or raise SandboxError naming the holder.
+    A claim whose container is gone (its folder removed) is taken over."""
+    path = _names() / name
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            holder = _holder(path)
+            if holder is not None and holder.is_dir():
+                raise SandboxError(f"the container name {name!r} is in use by {holder.name}: remove it first") from None
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as out:
+            out.write(str(folder))
+        return
+    raise SandboxError(f"could not claim the container name {name!r}")
+
+
+def _holder(path: Path) -> Path | None:
+    try:
+        return Path(path.read_text().strip())
+    except OSError:
+        return None
+
+
+def release_name(name: str, folder: Path) -> None:
+    path = _names() / name
+    if _holder(path) == folder:
+        path.unlink(missing_ok=True)

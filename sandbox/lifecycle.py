@@ -1,0 +1,225 @@
+"""What `ps`, `logs`, `stop`, `kill`, `rm`, `wait` and `inspect` do with detached containers
+(sandbox.containers holds the records, sandbox.monitor writes them)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from pysbx.sandbox.containers import LOG, Container, all_containers, release_name
+from pysbx.sandbox.errors import SandboxError
+
+POLL_SECONDS = 0.1
+
+
+class FilterError(SandboxError):
+    """A `ps --filter` that is not KEY=VALUE with a known key."""
+
+
+def listing(include_exited: bool, filters: list[str]) -> list[dict[str, str]]:
+    """One row per container, as `ps --format json` prints them."""
+    wanted = _parse_filters(filters)
+    rows = []
+    for container in all_containers():
+        state = container.state()
+        if not include_exited and state != "running" and "status" not in wanted:
+            continue
+        if not all(_matches(container, state, key, values) for key, values in wanted.items()):
+            continue
+        rows.append({
+            "id": container.id, "name": container.name, "image": str(container.record.get("image", "")),
+            "command": " ".join(map(str, container.record.get("command") or [])),  # type: ignore[call-overload]
+            "created": str(container.record.get("created", "")), "state": state, "status": status_text(container),
+        })  # fmt: skip
+    return rows
+
+
+def _parse_filters(filters: list[str]) -> dict[str, list[str]]:
+    wanted: dict[str, list[str]] = {}
+    for item in filters:
+        key, equals, value = item.partition("=")
+        if not equals or key not in ("status", "name", "id"):
+            raise FilterError(f"--filter {item}: expected status=..., name=... or id=...")
+        wanted.setdefault(key, []).append(value)
+    return wanted
+
+
+def _matches(container: Container, state: str, key: str, values: list[str]) -> bool:
+    if key == "status":
+        return state in values
+    if key == "name":
+        return any(value in container.name for value in values)  # Docker: a substring
+    return any(container.id.startswith(value) for value in values)
+
+
+def status_text(container: Container) -> str:
+    """Docker's STATUS column: Up 3 minutes, Exited (0) 2 seconds ago, Created."""
+    state = container.state()
+    if state == "running":
+        return f"Up {_ago(container.status.get('started'))}"
+    if state == "exited":
+        code = container.exit_code()
+        finished = container.status.get("finished")
+        return f"Exited ({'?' if code is None else code}) {_ago(finished)} ago" if finished else "Exited (monitor gone)"
+    return "Created"
+
+
+def _ago(stamp: object) -> str:
+    try:
+        then = datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return "?"
+    seconds = int((datetime.datetime.now(datetime.UTC) - then).total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count > 1 else ''}"
+    return "Less than a second" if seconds < 1 else f"{seconds} second{'s' if seconds > 1 else ''}"
+
+
+def table(rows: list[dict[str, str]]) -> str:
+    headers = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")
+    cells = [(row["id"][:12], row["image"], _short(row["command"]), _ago(row["created"]) + " ago", row["status"],
+              row["name"]) for row in rows]  # fmt: skip
+    widths = [max(len(str(line[index])) for line in [headers, *cells]) for index in range(len(headers))]
+    return "\n".join("   ".join(str(value).ljust(width) for value, width in zip(line, widths, strict=True)).rstrip()
+                     for line in [headers, *cells])  # fmt: skip
+
+
+def _short(command: str) -> str:
+    return json.dumps(command if len(command) <= 20 else command[:19] + "…", ensure_ascii=False)
+
+
+# ----- logs ----------------------------------------------------------------------------------
+
+
+def log_files(container: Container) -> list[Path]:
+    """ctr.log and its rotated predecessors, oldest first."""
+    rotated = [path for path in container.folder.glob(f"{LOG}.*") if path.suffix[1:].isdigit()]
+    return [*sorted(rotated, key=lambda path: int(path.suffix[1:]), reverse=True), container.folder / LOG]
+
+
+def print_logs(container: Container, tail: int | None, timestamps: bool, follow: bool) -> None:
+    entries = [entry for path in log_files(container) for entry in _entries(path)]
+    for entry in entries[len(entries) - tail :] if tail is not None else entries:
+        _show(entry, timestamps)
+    if follow:
+        _follow(container, timestamps)
+
+
+def _entries(path: Path, offset: int = 0) -> Iterator[dict[str, str]]:
+    try:
+        with open(path, "rb") as log:
+            log.seek(offset)
+            for line in log:
+                if line.endswith(b"\n"):
+                    yield json.loads(line)
+    except (OSError, ValueError):
+        return
+
+
+def _show(entry: dict[str, str], timestamps: bool) -> None:
+    out = sys.stderr if entry.get("stream") == "stderr" else sys.stdout
+    out.write((f"{entry.get('time', '')} " if timestamps else "") + str(entry.get("log", "")))
+    out.flush()
+
+
+def _follow(container: Container, timestamps: bool) -> None:
+    """Print what is appended until the container has exited and its log is complete (the
+    monitor records the exit after the log writer has finished)."""
+    path = container.folder / LOG
+    offset = path.stat().st_size if path.exists() else 0
+    inode = path.stat().st_ino if path.exists() else None
+    while True:
+        done = _reloaded(container).state() != "running"
+        if path.exists() and path.stat().st_ino != inode:  # rotated: start at the new file's top
+            inode, offset = path.stat().st_ino, 0
+        with open(path, "rb") if path.exists() else open(os.devnull, "rb") as log:
+            log.seek(offset)
+            for line in log:
+                if not line.endswith(b"\n"):
+                    break
+                offset += len(line)
+                _show(json.loads(line), timestamps)
+        if done:
+            return
+        time.sleep(POLL_SECONDS)
+
+
+def _reloaded(container: Container) -> Container:
+    from pysbx.sandbox.containers import STATUS, read_json
+
+    try:
+        return Container(container.folder, container.record, read_json(container.folder, STATUS))
+    except (OSError, ValueError, SandboxError):
+        return container
+
+
+# ----- stop, kill, wait, rm --------------------------------------------------------------------
+
+
+def wait_for_exit(container: Container, timeout: float | None = None) -> int:
+    """The exit code once the container has exited (-1 when its monitor died unrecorded)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    current = container
+    while current.state() in ("running", "created"):
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError
+        time.sleep(POLL_SECONDS)
+        current = _reloaded(current)
+    code = current.exit_code()
+    return -1 if code is None else code
+
+
+def stop_container(container: Container, timeout: int) -> None:
+    """SIGTERM through the monitor (to PID 1, then the command), SIGKILL after `timeout`."""
+    if container.state() != "running":
+        return
+    container.signal_monitor(signal.SIGTERM)
+    try:
+        wait_for_exit(container, timeout)
+    except TimeoutError:
+        container.kill_init()
+        wait_for_exit(container, 10)
+
+
+def signal_container(container: Container, name: str) -> None:
+    signum = _signal_number(name)
+    if container.state() != "running":
+        raise SandboxError(f"container {container.name} is not running")
+    delivered = container.kill_init() if signum == signal.SIGKILL else container.signal_monitor(signum)
+    if not delivered:
+        raise SandboxError(f"container {container.name} is not running")
+
+
+def _signal_number(name: str) -> int:
+    text = name.upper().removeprefix("SIG")
+    try:
+        return int(text) if text.isdigit() else int(getattr(signal, f"SIG{text}"))
+    except AttributeError:
+        raise SandboxError(f"--signal {name}: no such signal") from None
+
+
+def remove_container(container: Container, force: bool) -> None:
+    """Delete the container's folder (its writable layer and log) and release its name."""
+    from pysbx.sandbox.prune import remove_tree
+
+    if container.state() == "running":
+        if not force:
+            raise SandboxError(f"container {container.name} is running: stop it first, or rm -f")
+        container.kill_init()
+        wait_for_exit(container, 10)
+    remove_tree(container.folder)
+    release_name(container.name, container.folder)
+
+
+def describe(container: Container) -> dict[str, object]:
+    """`inspect`: the record, the status as written, and the state as reconciled."""
+    return {**container.record, "folder": str(container.folder), "state": container.state(),
+            "status": container.status, "log_files": [str(path) for path in log_files(container)]}  # fmt: skip

@@ -1,0 +1,182 @@
+"""`run -d`: the monitor, a process of its own per container (conmon's role), started by
+`pysandbox run -d` and outliving it. It is the container's parent as in a foreground run
+(sandbox.runner: it maps the user namespace, forwards signals, reaps, enforces the wall
+time), holds the container's stdout and stderr and writes them to ctr.log, and records the
+status as it changes. `run -d` returns once the command has been exec'd, or fails with the
+setup error as a foreground run would.
+
+    pysandbox run -d ──fork──► (setsid) ──fork──► monitor ──► setup ─► init ─► command
+                                                     └─fork─► log writer (reads the pipes)
+
+The log writer is a process, not a thread: the monitor forks the container's setup process,
+and a fork from a threaded process may take another thread's lock along."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pysbx.sandbox.containers import LOG, STATUS, now, process_record, release_name, write_json
+from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError
+from pysbx.sandbox.runner import RunSpec, run_container
+from pysbx.sandbox.state import OWNER_FILE, process_start_time, remove_state
+
+
+class LogBounds:
+    """json-file's rotation: at `max_size` bytes the log becomes ctr.log.1 (and so on up to
+    `max_file` files in all); the oldest goes."""
+
+    def __init__(self, max_size: int, max_file: int) -> None:
+        self.max_size, self.max_file = max_size, max_file
+
+
+def start_detached(spec: RunSpec, folder: Path, bounds: LogBounds, auto_remove: bool, name: str) -> None:
+    """Start the monitor and return once the container's command runs; SandboxError with
+    the setup error (and its exit code) when it does not."""
+    started_r, started_w = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the monitor's side, which _exits
+        os.close(started_r)
+        code = EXIT_SETUP_FAILED
+        try:
+            os.setsid()  # no controlling terminal: closing the one `run -d` ran in sends nothing
+            code = _monitor(spec, folder, bounds, started_w, (auto_remove, name)) if os.fork() == 0 else 0
+        finally:
+            os._exit(code)
+    os.close(started_w)
+    os.waitpid(child, 0)
+    with os.fdopen(started_r, "rb") as started:
+        answer = started.read().decode(errors="replace")  # to the end: the monitor closes it after its word
+    if not answer.startswith("ok"):
+        error = SandboxError(answer.partition(" ")[2] or "the monitor ended before the container started")
+        error.exit_code = int(answer.split()[0]) if answer[:3].isdigit() else EXIT_SETUP_FAILED  # type: ignore[attr-defined]
+        raise error
+
+
+def _monitor(spec: RunSpec, folder: Path, bounds: LogBounds, started_w: int, removal: tuple[bool, str]) -> int:
+    os.chdir("/")  # holds no folder of the invoker's busy
+    _record_owner(folder)
+    write_json(folder, STATUS, {"status": "created", "monitor": process_record(os.getpid())})
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    writer = os.fork()
+    if writer == 0:  # pragma: no cover - the log writer, which _exits
+        code = 1
+        try:
+            for fd in (out_w, err_w, started_w):
+                os.close(fd)
+            _detach_stdio()  # `id=$(pysandbox run -d ...)` must not wait for the log writer
+            write_log(folder, {out_r: "stdout", err_r: "stderr"}, bounds)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(out_r)
+    os.close(err_r)
+    _detach_stdio(out_w, err_w)
+    spec.started = lambda init, error, status: _started(folder, started_w, init, error, status)
+    spec.monitor_fds = (started_w,)
+    status = run_container(spec)
+    for target in (1, 2):  # the log writer sees the end once the container's copies close too
+        os.dup2(0, target)
+    os.waitpid(writer, 0)
+    write_json(folder, STATUS, {"status": "exited", "exit_code": status, "finished": now(),
+                                **_kept(folder)})  # fmt: skip
+    auto_remove, name = removal
+    if auto_remove:
+        remove_state(str(folder))
+        release_name(name, folder)
+    return 0
+
+
+def _detach_stdio(out: int | None = None, err: int | None = None) -> None:
+    """stdin from /dev/null; stdout and stderr to `out` and `err` (or /dev/null), so nothing
+    keeps the terminal or pipe `run -d` was started with."""
+    null = os.open(os.devnull, os.O_RDWR)
+    sources = (null, null if out is None else out, null if err is None else err)
+    for target, fd in enumerate(sources):
+        os.dup2(fd, target)
+    for fd in set(sources):
+        os.close(fd)
+
+
+def _started(folder: Path, started_w: int, init: int, error: str, status: int) -> None:
+    """The runner's word once the command was exec'd (or failed to be): the status records
+    PID 1, and `run -d` learns the outcome (with the exit status a foreground run gives)."""
+    if error:
+        os.write(started_w, f"{status or EXIT_SETUP_FAILED} {error}".encode())
+    else:
+        write_json(folder, STATUS, {"status": "running", "monitor": process_record(os.getpid()),
+                                    "init": process_record(init), "started": now()})  # fmt: skip
+        os.write(started_w, b"ok")
+    os.close(started_w)
+
+
+def _kept(folder: Path) -> dict[str, object]:
+    """What the running status said that stays true after exit (when it started)."""
+    try:
+        with open(folder / STATUS) as current:
+            started = json.load(current).get("started")
+    except (OSError, ValueError):
+        started = None
+    return {"started": started} if started else {}
+
+
+def _record_owner(folder: Path) -> None:
+    """The monitor owns the state folder now (prune asks whether its owner lives)."""
+    temporary = folder / f".{OWNER_FILE}.{os.getpid()}"
+    with open(temporary, "w") as owner:
+        owner.write(f"{os.getpid()} {process_start_time(os.getpid())}\n")
+    os.replace(temporary, folder / OWNER_FILE)
+
+
+def write_log(folder: Path, streams: dict[int, str], bounds: LogBounds) -> None:
+    """Copy the container's output into ctr.log as json-file lines ({"log", "stream",
+    "time"}), one per line (a partial line at the end is written as it is), rotating at the
+    bounds. Reads until every stream is closed."""
+    import select
+
+    log = _open_log(folder)
+    pending = {fd: b"" for fd in streams}
+    poller = select.poll()
+    for fd in streams:
+        poller.register(fd, select.POLLIN)
+    while pending:
+        for fd, _ in poller.poll():
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                poller.unregister(fd)
+                lines, rest = [pending.pop(fd)], b""
+            else:
+                *lines, rest = (pending[fd] + chunk).split(b"\n")
+                lines = [line + b"\n" for line in lines]
+                pending[fd] = rest
+            for line in lines:
+                if line:
+                    log = _append(folder, log, line, streams[fd], bounds)
+
+
+def _open_log(folder: Path) -> int:
+    return os.open(folder / LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
+def _append(folder: Path, log: int, line: bytes, stream: str, bounds: LogBounds) -> int:
+    entry = json.dumps({"log": line.decode(errors="replace"), "stream": stream, "time": now()}) + "\n"
+    data = entry.encode()
+    if os.fstat(log).st_size + len(data) > bounds.max_size and os.fstat(log).st_size:
+        os.close(log)
+        _rotate(folder, bounds.max_file)
+        log = _open_log(folder)
+    os.write(log, data)
+    return log
+
+
+def _rotate(folder: Path, max_file: int) -> None:
+    """ctr.log -> ctr.log.1 -> ... -> ctr.log.N-1; with one file, the log starts again."""
+    if max_file <= 1:
+        os.truncate(folder / LOG, 0)
+        return
+    for index in range(max_file - 1, 0, -1):
+        older = folder / f"{LOG}.{index - 1}" if index > 1 else folder / LOG
+        if older.exists():
+            os.replace(older, folder / f"{LOG}.{index}")

@@ -1,0 +1,123 @@
+"""Detached containers, as root and as an ordinary user: `run -d` returns once the command
+runs and the container outlives it; `ps`, `logs [-f] [--tail] [-t]`, `wait`, `stop`, `kill`,
+`rm`, `inspect` behave as Docker's; names stay taken until `rm`; setup errors reach `run -d`
+with Docker's exit codes; a monitor killed with SIGKILL leaves a container `ps` reports as
+exited; logs stay within their bounds."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.sandbox.harness import Sandbox, tool
+
+POLICY = "strict-unsigned.yaml"
+
+
+@pytest.fixture
+def named(sandbox: Sandbox) -> Iterator[list[str]]:
+    """Names the test uses, each removed (rm -f) at the end."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        tool(sandbox, "rm", "-f", name)
+
+
+def detach(sandbox: Sandbox, world: Path, name: str, script: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    return tool(sandbox, "run", "-d", "--name", name, *flags, "--policy", str(world / POLICY),
+                str(world / "busybox-app.tar"), "sh", "-c", script)  # fmt: skip
+
+
+def test_a_detached_container_outlives_run_and_its_output_is_kept(
+    sandbox: Sandbox, world: Path, named: list[str]
+) -> None:
+    named.append(name := f"life-{sandbox.mode}")
+    started = time.monotonic()
+    ran = detach(sandbox, world, name, "echo one; echo two >&2; sleep 1; echo three; exit 3")
+    assert ran.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}\n", ran.stdout), ran.stderr
+    assert time.monotonic() - started < 5
+    listed = tool(sandbox, "ps")
+    assert name in listed.stdout and "Up " in listed.stdout, listed.stdout
+    followed = tool(sandbox, "logs", "-f", name)  # returns once the container has exited
+    assert followed.stdout == "one\nthree\n" and followed.stderr == "two\n"
+    assert tool(sandbox, "wait", name).stdout == "3\n"
+    assert tool(sandbox, "logs", "--tail", "1", name).stdout == "three\n"
+    stamped = tool(sandbox, "logs", "-t", name).stdout.splitlines()[0]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z one", stamped), stamped
+    assert name not in tool(sandbox, "ps").stdout
+    everything = json.loads(tool(sandbox, "ps", "-a", "--format", "json").stdout)
+    (row,) = [row for row in everything if row["name"] == name]
+    assert row["state"] == "exited" and row["status"].startswith("Exited (3)") and row["id"] == ran.stdout.strip()
+    (inspected,) = json.loads(tool(sandbox, "inspect", ran.stdout.strip()[:12]).stdout)
+    assert inspected["name"] == name and inspected["status"]["exit_code"] == 3
+    folder = Path(inspected["folder"])
+    assert tool(sandbox, "rm", name).returncode == 0
+    assert name not in tool(sandbox, "ps", "-a").stdout and not folder.exists()
+
+
+def test_stop_asks_with_sigterm_then_kills_after_the_timeout(sandbox: Sandbox, world: Path, named: list[str]) -> None:
+    named += [polite := f"polite-{sandbox.mode}", stubborn := f"stubborn-{sandbox.mode}"]
+    assert detach(sandbox, world, polite, "trap 'exit 0' TERM; while :; do sleep 0.1; done").returncode == 0
+    assert detach(sandbox, world, stubborn, "trap '' TERM; while :; do sleep 0.1; done").returncode == 0
+    started = time.monotonic()
+    assert tool(sandbox, "stop", "-t", "5", polite).returncode == 0
+    assert time.monotonic() - started < 4 and tool(sandbox, "wait", polite).stdout == "0\n"
+    started = time.monotonic()
+    assert tool(sandbox, "stop", "-t", "1", stubborn).returncode == 0
+    assert 1 <= time.monotonic() - started < 6 and tool(sandbox, "wait", stubborn).stdout == "137\n"
+
+
+def test_a_name_stays_taken_until_rm(sandbox: Sandbox, world: Path, named: list[str]) -> None:
+    named.append(name := f"taken-{sandbox.mode}")
+    assert detach(sandbox, world, name, "exit 0").returncode == 0
+    assert tool(sandbox, "wait", name).stdout == "0\n"
+    again = detach(sandbox, world, name, "exit 0")
+    assert again.returncode == 125 and f"the container name {name!r} is in use" in again.stderr
+    foreground = sandbox("--name", name, "true")
+    assert foreground.returncode == 125 and "is in use" in foreground.stderr
+    assert tool(sandbox, "rm", name).returncode == 0
+    assert detach(sandbox, world, name, "exit 0").returncode == 0
+
+
+def test_setup_errors_reach_run_d_with_dockers_codes(sandbox: Sandbox, world: Path, named: list[str]) -> None:
+    named.append(name := f"broken-{sandbox.mode}")
+    missing = tool(sandbox, "run", "-d", "--name", name, "--policy", str(world / POLICY),
+                   str(world / "busybox-app.tar"), "/no/such/command")  # fmt: skip
+    assert missing.returncode == 127 and "/no/such/command" in missing.stderr and missing.stdout == ""
+
+
+def test_a_monitor_killed_with_sigkill_leaves_a_container_ps_calls_exited(
+    sandbox: Sandbox, world: Path, named: list[str]
+) -> None:
+    named.append(name := f"orphan-{sandbox.mode}")
+    assert detach(sandbox, world, name, "while :; do sleep 0.1; done").returncode == 0
+    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    monitor, init = inspected["status"]["monitor"][0], inspected["status"]["init"][0]
+    os.kill(monitor, signal.SIGKILL)
+    for _ in range(50):  # PID 1 had the monitor as its parent's parent: the death signal takes it
+        if not Path(f"/proc/{init}").exists():
+            break
+        time.sleep(0.1)
+    assert not Path(f"/proc/{init}").exists()
+    (row,) = [row for row in json.loads(tool(sandbox, "ps", "-a", "--format", "json").stdout) if row["name"] == name]
+    assert row["state"] == "exited" and row["status"] == "Exited (monitor gone)"
+    assert tool(sandbox, "rm", name).returncode == 0 and not Path(inspected["folder"]).exists()
+
+
+def test_logs_stay_within_their_bounds(sandbox: Sandbox, world: Path, named: list[str]) -> None:
+    named.append(name := f"chatty-{sandbox.mode}")
+    script = "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done"
+    assert detach(sandbox, world, name, script, "--log-opt", "max-size=8k", "--log-opt", "max-file=2").returncode == 0
+    assert tool(sandbox, "wait", name).stdout == "0\n"
+    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    files = [Path(path) for path in inspected["log_files"] if Path(path).exists()]
+    assert len(files) == 2 and all(path.stat().st_size <= 8192 for path in files)
+    assert tool(sandbox, "logs", "--tail", "1", name).stdout == "line 2999\n"
