@@ -127,3 +127,31 @@ def inspect(containers: Annotated[list[str], CONTAINER]) -> None:
 
     json.dump([describe(_find(reference)) for reference in containers], sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def exec_(
+    container: Annotated[str, CONTAINER],
+    command: Annotated[list[str], typer.Argument(help="The command and its arguments.", metavar="COMMAND...")],
+    interactive: Annotated[bool, typer.Option("--interactive", "-i", help="With -t: typed input reaches it.")] = False,
+    tty: Annotated[bool, typer.Option("--tty", "-t", help="A pseudo-terminal of the container's own.")] = False,
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="Set K=V (or pass K on).")] = None,
+    workdir: Annotated[str | None, typer.Option("--workdir", "-w", help="Working folder inside.")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Not yet: runs as the container's user.")] = None,
+) -> None:
+    """Run COMMAND in a running container, confined as its own command is: the same user,
+    capabilities, no_new_privs, seccomp filter, namespaces, cgroup and masked view."""
+    import os
+
+    from pysbx.sandbox.enter import exec_in, exec_spec
+
+    if user is not None:
+        fail("pysandbox", "exec -u is not supported yet: exec runs as the container's own user", EXIT_SETUP_FAILED)
+    if tty and interactive and not os.isatty(0):
+        fail("pysandbox", "the input device is not a TTY: -it needs a terminal on stdin", EXIT_SETUP_FAILED)
+    found = _find(container)
+    try:
+        spec = exec_spec(found, command, env or [], workdir)
+        status = exec_in(found, spec, tty, interactive)
+    except (SandboxError, OSError) as error:
+        fail("pysandbox", str(error), EXIT_SETUP_FAILED)
+    raise ExitWith(status)

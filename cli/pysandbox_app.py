@@ -31,6 +31,7 @@ app.command("verify")(signing_cmd.verify)
 for _command in (container_cmd.ps, container_cmd.logs, container_cmd.stop, container_cmd.kill, container_cmd.rm,
                  container_cmd.wait, container_cmd.inspect):  # fmt: skip
     app.command(_command.__name__)(_command)
+app.command("exec", context_settings={"allow_interspersed_args": False})(container_cmd.exec_)
 
 
 @app.callback()

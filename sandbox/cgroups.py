@@ -53,8 +53,13 @@ def _own_cgroups() -> dict[str, str]:
 
 
 def _read_own_cgroups() -> dict[str, str]:
+    return _read_cgroups("self")
+
+
+def _read_cgroups(pid: str) -> dict[str, str]:
+    """Process `pid`'s cgroup path per v1 controller (and named hierarchy), "" for v2."""
     paths: dict[str, str] = {}
-    with open("/proc/self/cgroup") as lines:
+    with open(f"/proc/{pid}/cgroup") as lines:
         for line in lines:
             _, controllers, path = line.rstrip("\n").split(":", 2)
             for controller in controllers.split(",") if controllers else [""]:
@@ -118,6 +123,24 @@ def mechanisms(limits: set[str]) -> dict[str, str]:
         return {name: f"cgroup v2 {_V2[name][1]}" for name in limits if name in _V2}
     parents = v1_parents({_V1[name][0] for name in limits if name in _V1})
     return {name: f"cgroup v1 {_V1[name][1]}" for name in limits if name in _V1 and _V1[name][0] in parents}
+
+
+def join_cgroups_of(pid: int, prefix: str = "pysandbox-") -> list[str]:
+    """Move the calling (single-threaded) process into the container cgroups that process
+    `pid` is in (those named `prefix`...: a container without limits has none of its own);
+    return the folders joined. exec's way into a running container's limits."""
+    paths = _read_cgroups(str(pid))
+    joined: list[str] = []
+    for mount_point, root, fstype, options in _mounts():
+        key: str | None = "" if fstype == "cgroup2" else next((c for c in options if c in paths and c), None)
+        found = paths.get(key) if key is not None else None
+        folder = None if found is None else _inside(mount_point, root, found)
+        if folder is None or not os.path.basename(folder).startswith(prefix) or folder in joined:
+            continue
+        with open(os.path.join(folder, "cgroup.procs" if fstype == "cgroup2" else "tasks"), "w") as members:
+            members.write("0")
+        joined.append(folder)
+    return joined
 
 
 class Cgroup:

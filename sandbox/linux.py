@@ -59,11 +59,11 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 NUMBERS = {
     "x86_64": {
         "capget": 125, "capset": 126, "mount": 165, "pivot_root": 155, "prctl": 157, "seccomp": 317,
-        "sethostname": 170, "umount2": 166, "unshare": 272,
+        "sethostname": 170, "umount2": 166, "unshare": 272, "setns": 308, "pidfd_open": 434,
     },
     "aarch64": {
         "capget": 90, "capset": 91, "mount": 40, "pivot_root": 41, "prctl": 167, "seccomp": 277,
-        "sethostname": 161, "umount2": 39, "unshare": 97,
+        "sethostname": 161, "umount2": 39, "unshare": 97, "setns": 268, "pidfd_open": 434,
     },
 }[os.uname().machine]  # fmt: skip
 
@@ -88,6 +88,15 @@ def _path(text: str) -> bytes:
 
 def unshare(flags: int) -> None:
     call("unshare", flags, what="unshare")
+
+
+def setns(fd: int, flag: int, what: str) -> None:
+    call("setns", fd, flag, what=f"join the container's {what} namespace")
+
+
+def pidfd_open(pid: int) -> int:
+    """A descriptor that stays on process `pid` (or fails): what it names cannot be reused."""
+    return call("pidfd_open", pid, 0, what=f"pidfd_open {pid}")
 
 
 def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:

@@ -55,8 +55,11 @@ def start_detached(spec: RunSpec, folder: Path, bounds: LogBounds, auto_remove: 
 
 
 def _monitor(spec: RunSpec, folder: Path, bounds: LogBounds, started_w: int, removal: tuple[bool, str]) -> int:
+    from pysbx.sandbox.enter import save_exec_spec
+
     os.chdir("/")  # holds no folder of the invoker's busy
     _record_owner(folder)
+    save_exec_spec(folder, spec)
     write_json(folder, STATUS, {"status": "created", "monitor": process_record(os.getpid())})
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()

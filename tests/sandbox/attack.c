@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int report(const char *name, long result) {
@@ -128,6 +130,48 @@ static int reserve(const char *mib) {
     return report("reserve", area == MAP_FAILED ? -1 : 0);
 }
 
+/* runc CVE-2019-5736 and CVE-2016-9962 against `exec`: for SECONDS, watch every process
+ * that appears in the pid namespace; print "caught PID TARGET" whenever one's /proc/PID/exe
+ * can be read and leads to the host's interpreter (the exec'd process before its execve),
+ * and "attached PID" whenever one can be ptraced. Then "watched N" (processes seen). */
+static int watch(const char *seconds) {
+    time_t end = time(NULL) + atoi(seconds);
+    long seen = 0;
+    pid_t self = getpid(), last = 1;
+    while (time(NULL) < end) {
+        DIR *proc = opendir("/proc");
+        struct dirent *entry;
+        while (proc != NULL && (entry = readdir(proc)) != NULL) {
+            pid_t pid = atoi(entry->d_name);
+            if (pid <= 1 || pid == self)
+                continue;
+            if (pid > last) {
+                seen++;
+                last = pid;
+            }
+            char path[64], target[4096] = "";
+            snprintf(path, sizeof path, "/proc/%d/exe", pid);
+            ssize_t n = readlink(path, target, sizeof target - 1);
+            target[n > 0 ? n : 0] = 0;
+            if (n > 0 && strstr(target, "python") != NULL) {
+                printf("caught %d %s\n", pid, target);
+                fflush(stdout);
+            }
+            if (n > 0 && strstr(target, "python") != NULL && ptrace(PTRACE_ATTACH, pid, 0, 0) == 0) {
+                printf("attached %d\n", pid);
+                fflush(stdout);
+                waitpid(pid, NULL, __WALL); /* the attach stop, then let it go on */
+                ptrace(PTRACE_DETACH, pid, 0, 0);
+            }
+        }
+        if (proc != NULL)
+            closedir(proc);
+    }
+    printf("watched %ld\n", seen);
+    fflush(stdout);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *what = argc > 1 ? argv[1] : "";
     if (!strcmp(what, "inject") && argc > 2)
@@ -146,6 +190,8 @@ int main(int argc, char **argv) {
         return trace(argv[2]);
     if (!strcmp(what, "reserve") && argc > 2)
         return reserve(argv[2]);
-    fprintf(stderr, "usage: attack inject TEXT|fds|exe PID|hog|flood|keys|ptrace PID|reserve MIB\n");
+    if (!strcmp(what, "watch") && argc > 2)
+        return watch(argv[2]);
+    fprintf(stderr, "usage: attack inject TEXT|fds|exe PID|hog|flood|keys|ptrace PID|reserve MIB|watch SECONDS\n");
     return 2;
 }

@@ -37,8 +37,13 @@ class Sandbox(Protocol):
 
 def tool(sandbox: Sandbox, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
     """Another pysandbox command (`volume rm`, `prune`) as the sandbox's user."""
-    argv = command(sandbox.mode, [], sandbox.user)[:-1] + list(args)  # `pysandbox` without `run`
+    argv = tool_argv(sandbox) + list(args)
     return subprocess.run(argv, capture_output=True, text=True, cwd="/", timeout=60, **kw)  # type: ignore[call-overload,no-any-return]
+
+
+def tool_argv(sandbox: Sandbox) -> list[str]:
+    """`pysandbox` (without `run`) as the sandbox's user."""
+    return command(sandbox.mode, [], sandbox.user)[:-1]
 
 
 def share(folder: Path) -> None:

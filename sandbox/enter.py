@@ -1,0 +1,166 @@
+"""`pysandbox exec`: a new process in a running detached container, under the same
+confinement as the container's command. The monitor saves what that confinement is when it
+starts the container (`exec.json`: user, environment, working folder, capabilities,
+no_new_privs, the compiled seccomp filter, rlimits, the id maps), and exec joins PID 1's
+cgroups and the namespaces of the container's command (one setns through its pidfd), forks
+into the pid
+namespace, and ends with the runner's own last steps (runner._exec_command: rlimits, the
+working folder, bounding set, ids, capabilities, no_new_privs, every other descriptor closed,
+seccomp, execve). The classic exec escapes are closed on the way:
+
+- CVE-2016-9962 and CVE-2019-5736: the joining process is not dumpable from before the first
+  setns until its execve, so nothing in the container can ptrace it or open its
+  /proc/PID/exe (the host's interpreter) while it still holds privileges;
+- CVE-2024-21626: no descriptor of the host reaches the command (closerange before execve),
+  and the working folder is resolved inside the container's root after joining its mount
+  namespace;
+- the process joined is pinned by a pidfd and checked to be PID 1's child while PID 1 is the
+  recorded one (pid and start time), so a reused pid is never joined."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pysbx.sandbox import linux
+from pysbx.sandbox.containers import Container, read_json, write_json
+from pysbx.sandbox.errors import SandboxError
+from pysbx.sandbox.idmap import IdMaps, IdRange
+from pysbx.sandbox.limits import Enforcement
+from pysbx.sandbox.process import User
+from pysbx.sandbox.runner import RunSpec
+
+EXEC_SPEC = "exec.json"
+
+
+def save_exec_spec(folder: Path, spec: RunSpec) -> None:
+    """What exec needs to confine a new process as the container's command is confined."""
+    write_json(folder, EXEC_SPEC, {
+        "user": [spec.user.uid, spec.user.gid, list(spec.user.groups), spec.user.home],
+        "env": spec.env, "workdir": spec.workdir, "namespaces": list(spec.namespaces),
+        "capabilities": spec.capabilities, "no_new_privileges": spec.no_new_privileges,
+        "seccomp_bpf": None if spec.seccomp_bpf is None else spec.seccomp_bpf.hex(),
+        "limits": [[item.name, item.value, item.mechanism] for item in spec.limits],
+        "id_maps": {"uids": [list(r.values()) for r in spec.id_maps.uids],
+                    "gids": [list(r.values()) for r in spec.id_maps.gids], "via_helpers": spec.id_maps.via_helpers},
+    })  # fmt: skip
+
+
+def exec_spec(container: Container, argv: list[str], env: list[str], workdir: str | None) -> RunSpec:
+    """The container's command's confinement for `argv`, with -e and -w applied."""
+    saved = read_json(container.folder, EXEC_SPEC)
+    user, maps = saved["user"], saved["id_maps"]
+    assert isinstance(user, list) and isinstance(maps, dict)
+    uid, gid, groups, home = user
+    id_maps = IdMaps(tuple(IdRange(*r) for r in maps["uids"]), tuple(IdRange(*r) for r in maps["gids"]),
+                     bool(maps["via_helpers"]))  # fmt: skip
+    environment = dict(saved["env"])  # type: ignore[call-overload]
+    for item in env:
+        key, equals, value = item.partition("=")
+        if not key:
+            raise SandboxError(f"-e {item}: expected KEY=VALUE or KEY")
+        if equals:
+            environment[key] = value
+        elif key in os.environ:
+            environment[key] = os.environ[key]
+    bpf = saved["seccomp_bpf"]
+    return RunSpec(
+        lowers=(), state=str(container.folder), argv=argv, env=environment, workdir=workdir or str(saved["workdir"]),
+        user=User(int(uid), int(gid), tuple(groups), str(home)), hostname="",
+        namespaces=tuple(saved["namespaces"]),  # type: ignore[arg-type]
+        network="", id_maps=id_maps, capabilities=int(saved["capabilities"]),  # type: ignore[call-overload]
+        no_new_privileges=bool(saved["no_new_privileges"]),
+        seccomp_bpf=None if bpf is None else bytes.fromhex(str(bpf)),
+        read_only_rootfs=False, masked_paths=(), readonly_paths=(), tmpfs=[], binds=[],
+        limits=[Enforcement(*item) for item in saved["limits"]],  # type: ignore[attr-defined]
+    )  # fmt: skip
+
+
+def exec_in(container: Container, spec: RunSpec, tty: bool = False, interactive: bool = False) -> int:
+    """Run spec.argv in the container; its exit status (125/126/127 as run gives them)."""
+    if container.state() != "running":
+        raise SandboxError(f"container {container.name} is not running")
+    init = container.status.get("init")
+    assert isinstance(init, list)
+    pidfd = _pin_command(container, int(init[0]))
+    try:
+        return _run_entered(spec, int(init[0]), pidfd, tty, interactive)
+    finally:
+        os.close(pidfd)
+
+
+def _pin_command(container: Container, init: int) -> int:
+    """A pidfd on the container's command (PID 1's child), checked after it was opened to
+    still be PID 1's child while PID 1 is still the recorded one. Its namespaces are the ones
+    joined: PID 1 itself is never dumpable and was not exec'd in the container, so an
+    ordinary user may not join through it (setns asks for ptrace access to it)."""
+    try:
+        with open(f"/proc/{init}/task/{init}/children") as listed:
+            children = [int(pid) for pid in listed.read().split()]
+    except (OSError, ValueError):
+        children = []
+    if not children:
+        raise SandboxError(f"container {container.name} is not running (no command)")
+    pidfd = linux.pidfd_open(children[0])
+    try:
+        with open(f"/proc/{children[0]}/stat") as stat:
+            parent = int(stat.read().rpartition(")")[2].split()[1])
+    except (OSError, ValueError):
+        parent = -1
+    if parent != init or container.state() != "running":
+        os.close(pidfd)
+        raise SandboxError(f"container {container.name} is not running")
+    return pidfd
+
+
+def _run_entered(spec: RunSpec, init: int, pidfd: int, tty: bool, interactive: bool) -> int:
+    from pysbx.sandbox import runner
+
+    errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
+    if tty:
+        import socket
+
+        from pysbx.sandbox import tty as terminal
+    ours, theirs = socket.socketpair() if tty else (None, None)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - joins the container and execs, or _exits
+        os.close(errors_r)
+        if ours is not None:
+            ours.close()
+        runner._guarded(errors_w, lambda: _join_and_exec(spec, init, pidfd, errors_w, theirs))
+    os.close(errors_w)
+    if theirs is not None:
+        theirs.close()
+    master = terminal.receive_master(ours) if ours is not None else None
+    if master is not None:
+        with terminal.relaying(master, interactive):
+            message, status = _collect(errors_r, child)
+    else:
+        message, status = _collect(errors_r, child)
+    if message:
+        os.write(2, f"pysandbox: error: {message}\n".encode())
+    return status
+
+
+def _collect(errors_r: int, child: int) -> tuple[str, int]:
+    from pysbx.sandbox import runner
+
+    return runner._read_all(errors_r), runner._wait(child, None)
+
+
+def _join_and_exec(spec: RunSpec, init: int, pidfd: int, errors_w: int, console: object) -> None:
+    """In the child: not dumpable first, then PID 1's cgroups and the command's namespaces
+    (all at once, through its pidfd), then a fork into the pid namespace that ends in the
+    command."""
+    from pysbx.sandbox import cgroups, runner
+
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    cgroups.join_cgroups_of(init)
+    linux.setns(pidfd, sum(linux.NAMESPACE_FLAGS[name] for name in spec.namespaces), ", ".join(spec.namespaces))
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)  # joining the user namespace changed credentials
+    os.close(pidfd)
+    command = os.fork()
+    if command == 0:
+        runner._guarded(errors_w, lambda: runner._exec_command(spec, errors_w, console))  # type: ignore[arg-type]
+    os.close(errors_w)
+    os._exit(runner._wait(command, None))

@@ -1,0 +1,110 @@
+"""`pysandbox exec` into a detached container, as root and as an ordinary user: the new
+process is confined exactly as the container's command (proved from inside: ids, CapEff,
+NoNewPrivs, Seccomp, uid_map, cgroup, hostname), reaches no descriptor of the host, and the
+classic exec escapes fail: a process in the container watching every new pid can neither
+read the joining process's /proc/PID/exe (the host's interpreter: runc CVE-2019-5736) nor
+ptrace it before its execve (CVE-2016-9962)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.sandbox.harness import (
+    Sandbox,
+    attack_image,  # noqa: F401 - fixture
+    tool,
+    tool_argv,
+)
+
+pytestmark = pytest.mark.usefixtures("attack_image")
+ATTACK = "busybox-attack.tar"  # made by the attack_image fixture
+CONFINEMENT = (
+    "id; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp)' /proc/self/status; cat /proc/self/uid_map; "
+    "cat /proc/self/cgroup | sort; hostname; pwd"
+)
+
+
+@pytest.fixture
+def running(sandbox: Sandbox, world: Path) -> Iterator[str]:
+    """A detached container under strict whose command prints its confinement, then waits."""
+    name = f"exec-{sandbox.mode}"
+    tool(sandbox, "rm", "-f", name)
+    started = tool(sandbox, "run", "-d", "--name", name, "-w", "/tmp", "--policy", str(world / "strict-unsigned.yaml"),
+                   str(world / ATTACK), "sh", "-c", f"{CONFINEMENT}; echo ready; exec sleep 600")  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    yield name
+    tool(sandbox, "rm", "-f", name)
+
+
+def logged_confinement(sandbox: Sandbox, name: str) -> str:
+    for _ in range(50):
+        shown = tool(sandbox, "logs", name).stdout
+        if "ready" in shown:
+            return shown.split("ready")[0]
+        subprocess.run(["sleep", "0.1"])
+    raise AssertionError(f"{name} never got ready")
+
+
+def test_exec_runs_under_the_containers_own_confinement(sandbox: Sandbox, running: str) -> None:
+    theirs = logged_confinement(sandbox, running)
+    ours = tool(sandbox, "exec", running, "sh", "-c", CONFINEMENT)
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == theirs
+    assert "NoNewPrivs:\t1" in ours.stdout and "CapEff:\t0000000000000000" in ours.stdout
+    assert "Seccomp:\t2" in ours.stdout and ours.stdout.rstrip().endswith("/tmp")
+
+
+def test_exec_passes_its_environment_workdir_and_exit_status(sandbox: Sandbox, running: str) -> None:
+    shown = tool(sandbox, "exec", "-e", "GREETING=hi", "-w", "/etc", running, "sh", "-c", "echo $GREETING; pwd; exit 7")
+    assert shown.returncode == 7 and shown.stdout == "hi\n/etc\n", shown.stderr
+    missing = tool(sandbox, "exec", running, "/no/such/tool")
+    assert missing.returncode == 127 and "/no/such/tool" in missing.stderr
+
+
+def test_no_descriptor_of_the_host_reaches_an_exec(sandbox: Sandbox, running: str) -> None:
+    """runc CVE-2024-21626: fds 0-2 only, and the working folder is the container's."""
+    seen = tool(sandbox, "exec", running, "/attack", "fds")
+    fds = [line.split()[1] for line in seen.stdout.splitlines() if line.startswith("fd ")]
+    assert fds == ["0", "1", "2"], seen.stdout
+    assert "cwd /tmp /tmp" in seen.stdout
+
+
+def test_exec_into_a_stopped_or_unknown_container_is_refused(sandbox: Sandbox, running: str) -> None:
+    assert tool(sandbox, "stop", "-t", "1", running).returncode == 0
+    stopped = tool(sandbox, "exec", running, "true")
+    assert stopped.returncode == 125 and "is not running" in stopped.stderr
+    unknown = tool(sandbox, "exec", "no-such-container", "true")
+    assert unknown.returncode != 0 and "no such container" in unknown.stderr
+
+
+def test_the_container_cannot_reach_an_exec_before_it_has_dropped_privileges(sandbox: Sandbox, world: Path) -> None:
+    """The watcher is the container's root under baseline: for an ordinary user's container
+    that is the user's own uid on the host, which the joining process also has until it
+    switches, so only its not being dumpable keeps the watcher out."""
+    running = f"exec-watched-{sandbox.mode}"
+    tool(sandbox, "rm", "-f", running)
+    started = tool(sandbox, "run", "-d", "--name", running, "-u", "0", "--policy", str(world / "baseline-unsigned.yaml"),
+                   str(world / ATTACK), "sleep", "600")  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    try:
+        watch_execs(sandbox, running)
+    finally:
+        tool(sandbox, "rm", "-f", running)
+
+
+def watch_execs(sandbox: Sandbox, running: str) -> None:
+    watcher = subprocess.Popen(
+        [*tool_argv(sandbox), "exec", running, "/attack", "watch", "6"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
+    )  # fmt: skip
+    subprocess.run(["sleep", "0.5"])
+    for _ in range(30):
+        assert tool(sandbox, "exec", running, "true").returncode == 0
+    out, err = watcher.communicate(timeout=60)
+    assert "watched" in out, err
+    assert int(out.split("watched")[1].split()[0]) >= 5  # it saw the execs come (each lives a few ms)
+    assert "caught" not in out and "attached" not in out, out
