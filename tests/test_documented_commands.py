@@ -80,12 +80,21 @@ def test_a_documented_command_uses_flags_that_exist(where: str, words: list[str]
     path = command_path(words)
     text = help_of(path)
     assert text, f"{where}: {' '.join(path)} --help fails"
-    for flag in (
-        word.split("=")[0] for word in own_words(path, words) if re.fullmatch(r"--?[A-Za-z][\w-]*(=.*)?", word)
-    ):
+    for flag in flags_of(own_words(path, words)):
         assert re.search(rf"(^|[\s,]){re.escape(flag)}([\s,=/]|$)", text, re.M), (
             f"{where}: {' '.join(path)} has no {flag}"
         )
+
+
+def flags_of(words: list[str]) -> list[str]:
+    """The flags among `words`, a cluster of short ones (-it) as each of its letters."""
+    found = []
+    for word in words:
+        if re.fullmatch(r"-[A-Za-z]{2,}", word):
+            found += [f"-{letter}" for letter in word[1:]]
+        elif re.fullmatch(r"--?[A-Za-z][\w-]*(=.*)?", word):
+            found.append(word.split("=")[0])
+    return found
 
 
 def test_the_docs_show_commands_to_check() -> None:
