@@ -150,7 +150,7 @@ def exec_(
         fail("pysandbox", "the input device is not a TTY: -it needs a terminal on stdin", EXIT_SETUP_FAILED)
     found = _find(container)
     try:
-        spec = exec_spec(found, command, env or [], workdir)
+        spec = exec_spec(found, command, env or [], workdir, tty)
         status = exec_in(found, spec, tty, interactive)
     except (SandboxError, OSError) as error:
         fail("pysandbox", str(error), EXIT_SETUP_FAILED)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pysbx.sandbox import linux
+from pysbx.sandbox import linux, process
 from pysbx.sandbox.containers import Container, read_json, write_json
 from pysbx.sandbox.errors import SandboxError
 from pysbx.sandbox.idmap import IdMaps, IdRange
@@ -46,27 +46,24 @@ def save_exec_spec(folder: Path, spec: RunSpec) -> None:
     })  # fmt: skip
 
 
-def exec_spec(container: Container, argv: list[str], env: list[str], workdir: str | None) -> RunSpec:
-    """The container's command's confinement for `argv`, with -e and -w applied."""
+def exec_spec(container: Container, argv: list[str], env: list[str], workdir: str | None, tty: bool = False) -> RunSpec:
+    """The container's command's confinement for `argv`, with -e and -w applied (and with
+    -t, TERM=xterm unless -e says otherwise, as run and Docker do)."""
     saved = read_json(container.folder, EXEC_SPEC)
-    user, maps = saved["user"], saved["id_maps"]
-    assert isinstance(user, list) and isinstance(maps, dict)
-    uid, gid, groups, home = user
+    saved_user, maps = saved["user"], saved["id_maps"]
+    assert isinstance(saved_user, list) and isinstance(maps, dict)
+    uid, gid, groups, home = saved_user
     id_maps = IdMaps(tuple(IdRange(*r) for r in maps["uids"]), tuple(IdRange(*r) for r in maps["gids"]),
                      bool(maps["via_helpers"]))  # fmt: skip
-    environment = dict(saved["env"])  # type: ignore[call-overload]
-    for item in env:
-        key, equals, value = item.partition("=")
-        if not key:
-            raise SandboxError(f"-e {item}: expected KEY=VALUE or KEY")
-        if equals:
-            environment[key] = value
-        elif key in os.environ:
-            environment[key] = os.environ[key]
+    user = User(int(uid), int(gid), tuple(groups), str(home))
+    saved_env = saved["env"]
+    assert isinstance(saved_env, dict)
+    environment = process.environment([f"{key}={value}" for key, value in saved_env.items()], env, user,
+                                      dict(os.environ), tty)  # fmt: skip
     bpf = saved["seccomp_bpf"]
     return RunSpec(
         lowers=(), state=str(container.folder), argv=argv, env=environment, workdir=workdir or str(saved["workdir"]),
-        user=User(int(uid), int(gid), tuple(groups), str(home)), hostname="",
+        user=user, hostname="",
         namespaces=tuple(saved["namespaces"]),  # type: ignore[arg-type]
         network="", id_maps=id_maps, capabilities=int(saved["capabilities"]),  # type: ignore[call-overload]
         no_new_privileges=bool(saved["no_new_privileges"]),

@@ -7,6 +7,7 @@ ptrace it before its execve (CVE-2016-9962)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.sandbox.harness import (
     tool,
     tool_argv,
 )
+from tests.sandbox.test_tty import run_on_terminal
 
 pytestmark = pytest.mark.usefixtures("attack_image")
 ATTACK = "busybox-attack.tar"  # made by the attack_image fixture
@@ -108,3 +110,12 @@ def watch_execs(sandbox: Sandbox, running: str) -> None:
     assert "watched" in out, err
     assert int(out.split("watched")[1].split()[0]) >= 5  # it saw the execs come (each lives a few ms)
     assert "caught" not in out and "attached" not in out, out
+
+
+def test_exec_t_gets_a_terminal_of_the_containers_own_and_it_takes_input(sandbox: Sandbox, running: str) -> None:
+    if sandbox.mode != "root" or os.geteuid() != 0:
+        pytest.skip("the terminal tests run as root (test_tty)")
+    code, out = run_on_terminal(["-t", running, "sh", "-c", "tty; stty size; echo $TERM"], command="exec")
+    assert code == 0 and out.split()[1:] == ["40", "100", "xterm"] and out.split()[0].startswith("/dev/pts/"), out
+    code, out = run_on_terminal(["-it", running, "sh"], typed=b"echo typed-$((6*7))\nexit 4\n", command="exec")
+    assert code == 4 and "typed-42" in out, out

@@ -18,12 +18,12 @@ PYSANDBOX = str(Path(sys.executable).parent / "pysandbox")
 
 
 def run_on_terminal(
-    args: list[str], typed: bytes = b"", rows: int = 40, columns: int = 100, raw: bool = False
+    args: list[str], typed: bytes = b"", rows: int = 40, columns: int = 100, raw: bool = False, command: str = "run"
 ) -> tuple[int, str]:
-    """Run pysandbox with a real terminal of the given size as its stdin and stdout."""
+    """Run `pysandbox COMMAND` with a real terminal of the given size as its stdin and stdout."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-    process = subprocess.Popen([PYSANDBOX, "run", *args], stdin=slave, stdout=slave, stderr=subprocess.PIPE, cwd="/")
+    process = subprocess.Popen([PYSANDBOX, command, *args], stdin=slave, stdout=slave, stderr=subprocess.PIPE, cwd="/")
     os.close(slave)
     if typed:
         time.sleep(1.0)
