@@ -18,12 +18,20 @@ CAPABILITY_NUMBERS = {
 }
 
 
+_last_capability: int | None = None
+
+
 def last_capability() -> int:
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as last:
-            return int(last.read())
-    except OSError:
-        return max(CAPABILITY_NUMBERS.values())
+    """The kernel's highest capability number, read once per process: `exec` reads it on the
+    host, before joining a container whose /proc a container root may have mounted over."""
+    global _last_capability
+    if _last_capability is None:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as last:
+                _last_capability = int(last.read())
+        except OSError:
+            _last_capability = max(CAPABILITY_NUMBERS.values())
+    return _last_capability
 
 
 def mask(names: frozenset[str] | set[str]) -> int:

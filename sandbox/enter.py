@@ -149,9 +149,10 @@ def _join_and_exec(spec: RunSpec, init: int, pidfd: int, errors_w: int, console:
     """In the child: not dumpable first, then PID 1's cgroups and the command's namespaces
     (all at once, through its pidfd), then a fork into the pid namespace that ends in the
     command."""
-    from pysbx.sandbox import cgroups, runner
+    from pysbx.sandbox import capabilities, cgroups, runner
 
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    capabilities.last_capability()  # read here: the container's /proc/sys may lie
     cgroups.join_cgroups_of(init)
     linux.setns(pidfd, sum(linux.NAMESPACE_FLAGS[name] for name in spec.namespaces), ", ".join(spec.namespaces))
     linux.prctl(linux.PR_SET_DUMPABLE, 0)  # joining the user namespace changed credentials

@@ -119,3 +119,29 @@ def test_exec_t_gets_a_terminal_of_the_containers_own_and_it_takes_input(sandbox
     assert code == 0 and out.split()[1:] == ["40", "100", "xterm"] and out.split()[0].startswith("/dev/pts/"), out
     code, out = run_on_terminal(["-it", running, "sh"], typed=b"echo typed-$((6*7))\nexit 4\n", command="exec")
     assert code == 4 and "typed-42" in out, out
+
+
+def test_a_container_root_that_lies_about_the_kernels_capabilities_does_not_widen_an_exec(
+    sandbox: Sandbox, world: Path
+) -> None:
+    """A container with CAP_SYS_ADMIN mounts "3" over /proc/sys/kernel/cap_last_cap: an exec
+    that read it inside would leave capabilities 4 and up in its bounding set."""
+    policy = world / "sysadmin.yaml"
+    policy.write_text("version: 1\nextends: permissive\nsigning:\n  required: false\n"
+                      "sandbox:\n  capabilities:\n    add: [SYS_ADMIN]\n")  # fmt: skip
+    policy.chmod(0o644)
+    name = f"liar-{sandbox.mode}"
+    tool(sandbox, "rm", "-f", name)
+    script = ("echo 3 > /tmp/three && mount --bind /tmp/three /proc/sys/kernel/cap_last_cap && "
+              "grep CapBnd /proc/self/status && echo ready && exec sleep 600")  # fmt: skip
+    started = tool(sandbox, "run", "-d", "--name", name, "-u", "0", "--policy", str(policy), str(world / ATTACK),
+                   "sh", "-c", script)  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stderr
+        theirs = logged_confinement(sandbox, name)
+        assert theirs.startswith("CapBnd:"), theirs
+        assert tool(sandbox, "exec", name, "cat", "/proc/sys/kernel/cap_last_cap").stdout == "3\n"  # the lie is there
+        ours = tool(sandbox, "exec", name, "grep", "CapBnd", "/proc/self/status")
+        assert ours.stdout == theirs, ours.stderr
+    finally:
+        tool(sandbox, "rm", "-f", name)
