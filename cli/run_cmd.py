@@ -36,6 +36,8 @@ def _run(args: RunArgs) -> int:
         return _fail("the input device is not a TTY: -it needs a terminal on stdin (drop -t to pipe input)")
     if args.detach and (args.tty or args.interactive):
         return _fail("-d with -i or -t needs `attach`, which pysandbox does not have yet: run -d without them")
+    if args.restart not in (None, "no") and not args.detach:
+        return _fail(f"--restart {args.restart} needs -d: the monitor of a detached container restarts it")
     if warm.eligible(args) and not args.dry_run:
         try:
             plan = warm.load_plan(args.image, args.policy, args.bundle)
@@ -127,24 +129,27 @@ def _detach(spec: RunSpec, args: RunArgs) -> int:
     from pathlib import Path
 
     from pysbx.sandbox.containers import RECORD, claim_name, new_id, now, write_json
-    from pysbx.sandbox.monitor import start_detached
+    from pysbx.sandbox.monitor import DetachOptions, start_detached
+    from pysbx.sandbox.restart import parse_restart
     from pysbx.sandbox.state import container_name_of
 
     folder = Path(spec.state)
     name = container_name_of(folder.name) or folder.name
     try:
-        bounds = log_bounds(args.log_opt)
+        bounds, restart = log_bounds(args.log_opt), parse_restart(args.restart or "no")
+        if args.rm and restart.name != "no":
+            raise SandboxError(f"--restart {args.restart} and --rm conflict: a container is restarted or removed")
         claim_name(name, folder)
     except SandboxError as error:
         remove_state(spec.state)
         return _fail(str(error))
     container_id = new_id()
     record = {"id": container_id, "name": name, "image": args.image, "policy": args.policy,
-              "command": spec.argv, "created": now(), "auto_remove": args.rm,
+              "command": spec.argv, "created": now(), "auto_remove": args.rm, "restart": args.restart or "no",
               "log": {"max_size": bounds.max_size, "max_file": bounds.max_file}}  # fmt: skip
     write_json(folder, RECORD, record)
     try:
-        start_detached(spec, folder, bounds, args.rm, name)
+        start_detached(spec, folder, DetachOptions(bounds, restart, args.rm, name))
     except SandboxError as error:
         print(f"pysandbox: error: {error}", file=sys.stderr)
         return int(getattr(error, "exit_code", EXIT_SETUP_FAILED))

@@ -47,6 +47,7 @@ OPTIONS = (
     Option(("-t", "--tty"), "flag", "allocate a pseudo-terminal of the container's own"),
     Option(("-d", "--detach"), "flag", "run in the background and print the container's id (see ps, logs, stop)"),
     Option(("--rm",), "flag", "delete the container's writable layer when it exits"),
+    Option(("--restart",), "value", "with -d: no, on-failure[:N], always, unless-stopped", metavar="POLICY"),
     Option(("--log-opt",), "append", "with -d: max-size=SIZE (10m) and max-file=N (1) of its log", metavar="K=V"),
     Option(("--name",), "value", "container name (and default hostname)", metavar="NAME"),
     Option(("-e", "--env"), "append", "set an environment variable", metavar="K=V"),
@@ -97,6 +98,7 @@ class RunArgs(Record):
     tty: bool
     detach: bool
     rm: bool
+    restart: str | None
     log_opt: list[str]
     name: str | None
     env: list[str]
@@ -241,7 +243,6 @@ _COMING = {
     "--publish": "publishing ports (-p)",
     "-P": "publishing ports (-P)",
     "--publish-all": "publishing ports (-P)",
-    "--restart": "a restart policy (--restart)",
 }
 
 

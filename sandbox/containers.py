@@ -31,6 +31,7 @@ from pysbx.sandbox.state import (
 )
 
 RECORD, STATUS, LOG = "container.json", "status.json", "ctr.log"
+STOP_REQUESTED = "stop-requested"  # written by stop/kill/rm -f before they signal: no restart after
 RECORD_LIMIT = 1 << 20
 
 
@@ -65,7 +66,7 @@ class Container:
     def state(self) -> str:
         """created, running or exited, after checking the processes the status names."""
         recorded = str(self.status.get("status", "created"))
-        if recorded in ("created", "running") and not _alive(self.status.get("monitor")):
+        if recorded in ("created", "running", "restarting") and not _alive(self.status.get("monitor")):
             return "exited"  # the monitor died without writing (SIGKILL): nothing runs on
         return recorded
 
@@ -80,6 +81,10 @@ class Container:
     def kill_init(self) -> bool:
         """SIGKILL to the container's PID 1: every process of its pid namespace goes with it."""
         return _signal_recorded(self.status.get("init"), signal.SIGKILL)
+
+    def ask_to_stop(self) -> None:
+        """Tell the monitor that what ends the command now is a stop: no restart follows."""
+        write_json(self.folder, STOP_REQUESTED, {"at": now()})
 
 
 def process_record(pid: int) -> list[object]:

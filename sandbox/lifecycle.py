@@ -28,7 +28,7 @@ def listing(include_exited: bool, filters: list[str]) -> list[dict[str, str]]:
     rows = []
     for container in all_containers():
         state = container.state()
-        if not include_exited and state != "running" and "status" not in wanted:
+        if not include_exited and state not in ("running", "restarting") and "status" not in wanted:
             continue
         if not all(_matches(container, state, key, values) for key, values in wanted.items()):
             continue
@@ -63,6 +63,8 @@ def status_text(container: Container) -> str:
     state = container.state()
     if state == "running":
         return f"Up {_ago(container.status.get('started'))}"
+    if state == "restarting":
+        return f"Restarting ({container.exit_code()}) {_ago(container.status.get('finished'))} ago"
     if state == "exited":
         code = container.exit_code()
         finished = container.status.get("finished")
@@ -168,7 +170,7 @@ def wait_for_exit(container: Container, timeout: float | None = None) -> int:
     """The exit code once the container has exited (-1 when its monitor died unrecorded)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     current = container
-    while current.state() in ("running", "created"):
+    while current.state() in ("running", "created", "restarting"):
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError
         time.sleep(POLL_SECONDS)
@@ -178,9 +180,11 @@ def wait_for_exit(container: Container, timeout: float | None = None) -> int:
 
 
 def stop_container(container: Container, timeout: int) -> None:
-    """SIGTERM through the monitor (to PID 1, then the command), SIGKILL after `timeout`."""
-    if container.state() != "running":
+    """SIGTERM through the monitor (to PID 1, then the command), SIGKILL after `timeout`;
+    no restart policy starts it again."""
+    if container.state() not in ("running", "restarting"):
         return
+    container.ask_to_stop()
     container.signal_monitor(signal.SIGTERM)
     try:
         wait_for_exit(container, timeout)
@@ -193,6 +197,8 @@ def signal_container(container: Container, name: str) -> None:
     signum = _signal_number(name)
     if container.state() != "running":
         raise SandboxError(f"container {container.name} is not running")
+    if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):  # Docker: a kill is not restarted
+        container.ask_to_stop()
     delivered = container.kill_init() if signum == signal.SIGKILL else container.signal_monitor(signum)
     if not delivered:
         raise SandboxError(f"container {container.name} is not running")
@@ -210,9 +216,11 @@ def remove_container(container: Container, force: bool) -> None:
     """Delete the container's folder (its writable layer and log) and release its name."""
     from pysbx.sandbox.prune import remove_tree
 
-    if container.state() == "running":
+    if container.state() in ("running", "restarting"):
         if not force:
             raise SandboxError(f"container {container.name} is running: stop it first, or rm -f")
+        container.ask_to_stop()
+        container.signal_monitor(signal.SIGTERM)  # a monitor waiting to restart ends there
         container.kill_init()
         wait_for_exit(container, 10)
     remove_tree(container.folder)

@@ -17,8 +17,9 @@ import json
 import os
 from pathlib import Path
 
-from pysbx.sandbox.containers import LOG, STATUS, now, process_record, release_name, write_json
+from pysbx.sandbox.containers import LOG, STATUS, STOP_REQUESTED, now, process_record, release_name, write_json
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError
+from pysbx.sandbox.restart import Backoff, RestartPolicy
 from pysbx.sandbox.runner import RunSpec, run_container
 from pysbx.sandbox.state import OWNER_FILE, process_start_time, remove_state
 
@@ -31,7 +32,7 @@ class LogBounds:
         self.max_size, self.max_file = max_size, max_file
 
 
-def start_detached(spec: RunSpec, folder: Path, bounds: LogBounds, auto_remove: bool, name: str) -> None:
+def start_detached(spec: RunSpec, folder: Path, options: DetachOptions) -> None:
     """Start the monitor and return once the container's command runs; SandboxError with
     the setup error (and its exit code) when it does not."""
     started_r, started_w = os.pipe()
@@ -41,7 +42,7 @@ def start_detached(spec: RunSpec, folder: Path, bounds: LogBounds, auto_remove: 
         code = EXIT_SETUP_FAILED
         try:
             os.setsid()  # no controlling terminal: closing the one `run -d` ran in sends nothing
-            code = _monitor(spec, folder, bounds, started_w, (auto_remove, name)) if os.fork() == 0 else 0
+            code = Monitor(spec, folder, options, started_w).run() if os.fork() == 0 else 0
         finally:
             os._exit(code)
     os.close(started_w)
@@ -54,42 +55,103 @@ def start_detached(spec: RunSpec, folder: Path, bounds: LogBounds, auto_remove: 
         raise error
 
 
-def _monitor(spec: RunSpec, folder: Path, bounds: LogBounds, started_w: int, removal: tuple[bool, str]) -> int:
-    from pysbx.sandbox.enter import save_exec_spec
+class DetachOptions:
+    """What `run -d` asks of the monitor beyond the container itself."""
 
-    os.chdir("/")  # holds no folder of the invoker's busy
-    _record_owner(folder)
-    save_exec_spec(folder, spec)
-    write_json(folder, STATUS, {"status": "created", "monitor": process_record(os.getpid())})
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    writer = os.fork()
-    if writer == 0:  # pragma: no cover - the log writer, which _exits
-        code = 1
+    def __init__(self, bounds: LogBounds, restart: RestartPolicy, auto_remove: bool, name: str) -> None:
+        self.bounds, self.restart, self.auto_remove, self.name = bounds, restart, auto_remove, name
+
+
+class Monitor:
+    """One container's monitor: the state it guards is the pipe `run -d` waits on (until
+    the first start), how many restarts there were, and whether a stop was asked for."""
+
+    def __init__(self, spec: RunSpec, folder: Path, options: DetachOptions, started_w: int) -> None:
+        self.spec, self.folder, self.options, self.started_w = spec, folder, options, started_w
+        self.restarts = 0
+
+    def run(self) -> int:
+        from pysbx.sandbox.enter import save_exec_spec
+
+        os.chdir("/")  # holds no folder of the invoker's busy
+        _record_owner(self.folder)
+        save_exec_spec(self.folder, self.spec)
+        self.write_status("created")
+        writer = self.start_log_writer()
+        self.spec.started = self.started
+        self.spec.monitor_fds = (self.started_w,)
+        status = self.run_until_done()
+        for target in (1, 2):  # the log writer sees the end once the container's copies close too
+            os.dup2(0, target)
+        os.waitpid(writer, 0)
+        self.write_status("exited", exit_code=status, finished=now(), restarts=self.restarts, **_kept(self.folder))
+        if self.options.auto_remove:
+            remove_state(str(self.folder))
+            release_name(self.options.name, self.folder)
+        return 0
+
+    def start_log_writer(self) -> int:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        writer = os.fork()
+        if writer == 0:  # pragma: no cover - the log writer, which _exits
+            code = 1
+            try:
+                for fd in (out_w, err_w, self.started_w):
+                    os.close(fd)
+                _detach_stdio()  # `id=$(pysandbox run -d ...)` must not wait for the log writer
+                write_log(self.folder, {out_r: "stdout", err_r: "stderr"}, self.options.bounds)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(out_r)
+        os.close(err_r)
+        _detach_stdio(out_w, err_w)
+        return writer
+
+    def run_until_done(self) -> int:
+        """Run the command, and again while the restart policy says so."""
+        import time
+
+        backoff = Backoff()
+        while True:
+            began = time.monotonic()
+            status = run_container(self.spec)
+            stopped = (self.folder / STOP_REQUESTED).exists()
+            if self.started_w >= 0 or not self.options.restart.wants(status, self.restarts, stopped):
+                return status  # a first start that failed is run -d's error, not a restart
+            self.restarts += 1
+            self.write_status("restarting", exit_code=status, restarts=self.restarts, finished=now())
+            if not self.wait_unless_stopped(backoff.next(time.monotonic() - began)):
+                return status
+
+    def wait_unless_stopped(self, seconds: float) -> bool:
+        """Sleep before a restart; False when a stop came meanwhile (SIGTERM, or its note)."""
+        import signal
+        import time
+
+        asked: list[int] = []
+        previous = signal.signal(signal.SIGTERM, lambda signum, _frame: asked.append(signum))
         try:
-            for fd in (out_w, err_w, started_w):
-                os.close(fd)
-            _detach_stdio()  # `id=$(pysandbox run -d ...)` must not wait for the log writer
-            write_log(folder, {out_r: "stdout", err_r: "stderr"}, bounds)
-            code = 0
+            time.sleep(seconds)
         finally:
-            os._exit(code)
-    os.close(out_r)
-    os.close(err_r)
-    _detach_stdio(out_w, err_w)
-    spec.started = lambda init, error, status: _started(folder, started_w, init, error, status)
-    spec.monitor_fds = (started_w,)
-    status = run_container(spec)
-    for target in (1, 2):  # the log writer sees the end once the container's copies close too
-        os.dup2(0, target)
-    os.waitpid(writer, 0)
-    write_json(folder, STATUS, {"status": "exited", "exit_code": status, "finished": now(),
-                                **_kept(folder)})  # fmt: skip
-    auto_remove, name = removal
-    if auto_remove:
-        remove_state(str(folder))
-        release_name(name, folder)
-    return 0
+            signal.signal(signal.SIGTERM, previous)
+        return not asked and not (self.folder / STOP_REQUESTED).exists()
+
+    def started(self, init: int, error: str, status: int) -> None:
+        """The runner's word once the command was exec'd (or failed to be): the status records
+        PID 1, and (the first time) `run -d` learns the outcome, with the exit status a
+        foreground run gives."""
+        if not error:
+            self.write_status("running", init=process_record(init), started=now(), restarts=self.restarts)
+        if self.started_w >= 0:
+            os.write(self.started_w, f"{status or EXIT_SETUP_FAILED} {error}".encode() if error else b"ok")
+            os.close(self.started_w)
+            self.started_w = -1
+            self.spec.monitor_fds = ()
+
+    def write_status(self, status: str, **fields: object) -> None:
+        write_json(self.folder, STATUS, {"status": status, "monitor": process_record(os.getpid()), **fields})
 
 
 def _detach_stdio(out: int | None = None, err: int | None = None) -> None:
@@ -101,18 +163,6 @@ def _detach_stdio(out: int | None = None, err: int | None = None) -> None:
         os.dup2(fd, target)
     for fd in set(sources):
         os.close(fd)
-
-
-def _started(folder: Path, started_w: int, init: int, error: str, status: int) -> None:
-    """The runner's word once the command was exec'd (or failed to be): the status records
-    PID 1, and `run -d` learns the outcome (with the exit status a foreground run gives)."""
-    if error:
-        os.write(started_w, f"{status or EXIT_SETUP_FAILED} {error}".encode())
-    else:
-        write_json(folder, STATUS, {"status": "running", "monitor": process_record(os.getpid()),
-                                    "init": process_record(init), "started": now()})  # fmt: skip
-        os.write(started_w, b"ok")
-    os.close(started_w)
 
 
 def _kept(folder: Path) -> dict[str, object]:

@@ -12,7 +12,7 @@ from pysbx.cli.runargs import parse
     [
         (["-d", "--publish", "80", "img"], "publishing ports (-p) is not supported yet"),
         (["--network", "bridge", "img"], "a network other than none, loopback or host is not supported yet"),
-        (["--restart=always", "img"], "a restart policy (--restart) is not supported yet"),
+        (["-P", "img"], "publishing ports (-P) is not supported yet"),
         (["--bogus", "img"], "pysandbox run --help lists the flags"),
     ],
 )

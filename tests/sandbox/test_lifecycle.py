@@ -121,3 +121,52 @@ def test_logs_stay_within_their_bounds(sandbox: Sandbox, world: Path, named: lis
     files = [Path(path) for path in inspected["log_files"] if Path(path).exists()]
     assert len(files) == 2 and all(path.stat().st_size <= 8192 for path in files)
     assert tool(sandbox, "logs", "--tail", "1", name).stdout == "line 2999\n"
+
+
+def test_on_failure_restarts_up_to_its_count_and_keeps_the_writable_layer(
+    sandbox: Sandbox, world: Path, named: list[str]
+) -> None:
+    """Each run appends to a file in the root filesystem: a restart sees what the run before
+    it wrote (permissive: its writable layer is on disk; under a policy with writable_size
+    it is a tmpfs, which does not outlive a run)."""
+    named.append(name := f"flaky-{sandbox.mode}")
+    ran = tool(sandbox, "run", "-d", "--name", name, "--restart", "on-failure:2", "--policy",
+               str(world / "permissive-unsigned.yaml"), str(world / "busybox-root.tar"), "sh", "-c",
+               "echo x >> /runs; wc -l < /runs; exit 2")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert tool(sandbox, "wait", name).stdout == "2\n"
+    assert tool(sandbox, "logs", name).stdout.split() == ["1", "2", "3"]
+    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    assert inspected["status"]["restarts"] == 2 and inspected["restart"] == "on-failure:2"
+
+
+def test_a_stopped_container_is_not_restarted_even_with_always(sandbox: Sandbox, world: Path, named: list[str]) -> None:
+    named.append(name := f"always-{sandbox.mode}")
+    assert detach(sandbox, world, name, "echo run; sleep 0.3", "--restart", "always").returncode == 0
+    for _ in range(40):  # a few restarts
+        if tool(sandbox, "logs", name).stdout.count("run") >= 3:
+            break
+        time.sleep(0.1)
+    assert tool(sandbox, "stop", "-t", "2", name).returncode == 0
+    runs = tool(sandbox, "logs", name).stdout.count("run")
+    assert runs >= 3
+    time.sleep(1)
+    assert tool(sandbox, "logs", name).stdout.count("run") == runs
+    (row,) = [row for row in json.loads(tool(sandbox, "ps", "-a", "--format", "json").stdout) if row["name"] == name]
+    assert row["state"] == "exited"
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--restart", "always"], "--restart always needs -d"),
+        (["-d", "--rm", "--restart", "always"], "--restart always and --rm conflict"),
+        (["-d", "--restart", "sometimes"], "expected no, on-failure[:N], always or unless-stopped"),
+        (["-d", "--log-opt", "max-size=1"], "expected max-size of at least 4k"),
+    ],
+)
+def test_lifecycle_flags_are_checked_before_anything_starts(
+    sandbox: Sandbox, world: Path, flags: list[str], words: str
+) -> None:
+    result = tool(sandbox, "run", *flags, "--policy", str(world / POLICY), str(world / "busybox-app.tar"), "true")
+    assert result.returncode == 125 and words in result.stderr and result.stdout == "", result.stderr
