@@ -15,6 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from pysbx.sandbox.planrecord import Confinement
     from pysbx.sandbox.runner import RunSpec
 
 
@@ -41,11 +42,13 @@ def _run(args: RunArgs) -> int:
     if warm.eligible(args) and not args.dry_run:
         try:
             plan = warm.load_plan(args.image, args.policy, args.bundle)
+            if plan is not None:
+                check_lifecycle(args, plan.confinement.lifecycle)
             spec = None if plan is None else warm.spec_from_plan(plan, args)
         except (SandboxError, OSError) as error:
             return _fail(str(error))
         if plan is not None and spec is not None:
-            return _execute(spec, args, plan.confinement.signing_required)
+            return _execute(spec, args, plan.confinement)
     return _cold_run(args)
 
 
@@ -67,6 +70,7 @@ def _cold_run(args: RunArgs) -> int:
         if refusal is not None:
             return _fail(refusal)
         plan = build_plan(args, image, loaded, bundle_evidence(origin, args.image.split(":", 1)[0]))
+        check_lifecycle(args, plan.confinement.lifecycle)
         if warm.eligible(args):  # with no policy-sensitive flag, the plan is the policy's own
             warm.save_plan(args.image, args.policy, plan)
         binds = bind_mounts(args.volume, plan.id_maps)
@@ -85,7 +89,7 @@ def _cold_run(args: RunArgs) -> int:
     except SandboxError as error:
         remove_state(spec.state)
         return _fail(str(error))
-    return _execute(spec, args, loaded.policy.signing.required)
+    return _execute(spec, args, plan.confinement)
 
 
 def _verify(image: Any, loaded: Any, bundle: str | None) -> tuple[str | None, str | None]:
@@ -105,18 +109,18 @@ def _verify(image: Any, loaded: Any, bundle: str | None) -> tuple[str | None, st
     return None, verdict.bundle_origin
 
 
-def _execute(spec: RunSpec, args: RunArgs, signing_required: bool) -> int:
+def _execute(spec: RunSpec, args: RunArgs, confinement: Confinement) -> int:
     from pysbx.sandbox.runner import run_container
 
     spec.tty, spec.interactive = args.tty, args.interactive
     spec.remove_state = args.rm
-    if not signing_required:
+    if not confinement.signing_required:
         print(f"pysandbox: warning: running {args.image} unsigned (policy {args.policy})", file=sys.stderr)
     for item in spec.limits:
         if item.name in ("memory", "pids") and item.mechanism.startswith("RLIMIT"):  # said, not only in --dry-run
             print(f"pysandbox: note: {item.name} limit {item.value} enforced by {item.mechanism}", file=sys.stderr)
     if args.detach:
-        return _detach(spec, args)
+        return _detach(spec, args, confinement.lifecycle)
     try:
         return run_container(spec)
     finally:
@@ -124,7 +128,7 @@ def _execute(spec: RunSpec, args: RunArgs, signing_required: bool) -> int:
             remove_state(spec.state)
 
 
-def _detach(spec: RunSpec, args: RunArgs) -> int:
+def _detach(spec: RunSpec, args: RunArgs, lifecycle: dict[str, Any]) -> int:
     """run -d: record the container, start its monitor, print its id once it runs."""
     from pathlib import Path
 
@@ -136,7 +140,7 @@ def _detach(spec: RunSpec, args: RunArgs) -> int:
     folder = Path(spec.state)
     name = container_name_of(folder.name) or folder.name
     try:
-        bounds, restart = log_bounds(args.log_opt), parse_restart(args.restart or "no")
+        bounds, restart = log_bounds(args.log_opt, lifecycle), parse_restart(args.restart or "no")
         if args.rm and restart.name != "no":
             raise SandboxError(f"--restart {args.restart} and --rm conflict: a container is restarted or removed")
         claim_name(name, folder)
@@ -149,7 +153,8 @@ def _detach(spec: RunSpec, args: RunArgs) -> int:
               "log": {"max_size": bounds.max_size, "max_file": bounds.max_file}}  # fmt: skip
     write_json(folder, RECORD, record)
     try:
-        start_detached(spec, folder, DetachOptions(bounds, restart, args.rm, name))
+        exec_rule = (bool(lifecycle["exec"]), str(lifecycle["where"]["exec"]))
+        start_detached(spec, folder, DetachOptions(bounds, restart, args.rm, name, exec_rule))
     except SandboxError as error:
         print(f"pysandbox: error: {error}", file=sys.stderr)
         return int(getattr(error, "exit_code", EXIT_SETUP_FAILED))
@@ -157,12 +162,31 @@ def _detach(spec: RunSpec, args: RunArgs) -> int:
     return 0
 
 
-def log_bounds(options: list[str]) -> Any:
-    """--log-opt max-size=SIZE,max-file=N as the monitor's LogBounds (json-file's keys)."""
-    from pysbx.policies.values import parse_size
-    from pysbx.sandbox.monitor import LogBounds
+def check_lifecycle(args: RunArgs, lifecycle: dict[str, Any]) -> None:
+    """-d, --restart and --log-opt as the policy's lifecycle section allows them, before
+    anything is made: a refusal names the policy line, as every flag's does."""
+    from pysbx.sandbox.plan import Refused
+    from pysbx.sandbox.restart import parse_restart
 
-    values = {"max-size": "10m", "max-file": "1"}
+    where = lifecycle["where"]
+    if args.detach and not lifecycle["detach"]:
+        raise Refused(f"-d is refused: the policy does not allow detached containers ({where['detach']})")
+    restart = parse_restart(args.restart or "no")
+    if restart.name != "no" and restart.name not in lifecycle["restart"]:
+        allowed = ", ".join(lifecycle["restart"])
+        raise Refused(f"--restart {args.restart} is refused: the policy allows {allowed} ({where['restart']})")
+    if args.detach:
+        log_bounds(args.log_opt, lifecycle)
+
+
+def log_bounds(options: list[str], lifecycle: dict[str, Any]) -> Any:
+    """--log-opt max-size=SIZE,max-file=N (json-file's keys) as the monitor's LogBounds,
+    within the policy's bounds (max-size defaults to the policy's, max-file to 1)."""
+    from pysbx.policies.values import format_size, parse_size
+    from pysbx.sandbox.monitor import LogBounds
+    from pysbx.sandbox.plan import Refused
+
+    values = {"max-size": str(lifecycle["log_max_size"]), "max-file": "1"}
     for option in options:
         key, equals, value = option.partition("=")
         if key not in values or not equals:
@@ -172,6 +196,14 @@ def log_bounds(options: list[str]) -> Any:
     if size is None or size < 4096 or not values["max-file"].isdigit() or int(values["max-file"]) < 1:
         raise SandboxError(f"--log-opt: expected max-size of at least 4k and max-file of at least 1, "
                            f"got {values['max-size']} and {values['max-file']}")  # fmt: skip
+    where = lifecycle["where"]
+    if size > lifecycle["log_max_size"]:
+        limit = format_size(lifecycle["log_max_size"])
+        raise Refused(f"--log-opt max-size={values['max-size']} is refused: the policy allows {limit} "
+                      f"({where['log_max_size']})")  # fmt: skip
+    if int(values["max-file"]) > lifecycle["log_max_file"]:
+        raise Refused(f"--log-opt max-file={values['max-file']} is refused: the policy allows "
+                      f"{lifecycle['log_max_file']} ({where['log_max_file']})")  # fmt: skip
     return LogBounds(size, int(values["max-file"]))
 
 

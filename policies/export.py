@@ -300,10 +300,20 @@ def docker_flags(policy: model.Policy) -> list[str]:
         flags.append(f"--ulimit cpu={int(limits.cpu_time)}:{int(limits.cpu_time)}")
     if limits.cpus is not None:
         flags.append(f"--cpus {limits.cpus}")
+    lifecycle = sandbox.lifecycle
+    size = format_size(lifecycle.log_max_size).lower().replace("i", "")
+    flags += [f"--log-opt max-size={size}", f"--log-opt max-file={lifecycle.log_max_file}"]
     return flags
 
 
 # ----- Kubernetes ---------------------------------------------------------------------------
+
+
+def _restart_policy(lifecycle: model.Lifecycle) -> str:
+    """The pod's restartPolicy: the most a policy's allowed restart policies permit."""
+    if {"always", "unless-stopped"} & set(lifecycle.restart):
+        return "Always"
+    return "OnFailure" if "on-failure" in lifecycle.restart else "Never"
 
 
 def _profile_file(policy: model.Policy) -> str:
@@ -370,8 +380,11 @@ def kubernetes_pod(policy: model.Policy) -> dict[str, Any]:
         "securityContext": {"seccompProfile": seccomp},
         "containers": [container],
         "volumes": volumes,
+        "restartPolicy": _restart_policy(sandbox.lifecycle),
     }
     unexpressed = []
+    if not sandbox.lifecycle.exec:
+        unexpressed.append("exec forbidden: deny pods/exec in RBAC")
     if sandbox.network == "none":
         unexpressed.append("network none: add a NetworkPolicy that denies all traffic")
     if sandbox.limits.pids is not None:

@@ -218,6 +218,29 @@ class Limits:
     )
 
 
+RestartName = Literal["no", "on-failure", "always", "unless-stopped"]
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """Containers that outlive `pysandbox run`: run -d, their restarts, exec and logs."""
+
+    detach: bool = spec("Allow run -d: a container that outlives the command that started it.", "true", True)
+    restart: tuple[RestartName, ...] = spec(
+        "Restart policies run -d may ask for (--restart); no is always allowed.",
+        "add",
+        default_factory=lambda: ("no", "on-failure", "always", "unless-stopped"),
+    )
+    exec: bool = spec(
+        "Allow pysandbox exec into a running container (always as the container's own user, under its own "
+        "confinement).",
+        "true",
+        True,
+    )
+    log_max_size: Size = spec("The largest --log-opt max-size allowed, and the default.", "more", Size(10 << 20))
+    log_max_file: int = spec("The most --log-opt max-file allowed (the default is 1).", "more", 5)
+
+
 @dataclass(frozen=True)
 class SandboxPolicy:
     """How `pysandbox run` confines a container."""
@@ -243,6 +266,7 @@ class SandboxPolicy:
     mounts: Mounts = spec("Root filesystem, tmpfs, binds, volumes, masked paths.", "fields", default_factory=Mounts)
     seccomp: Seccomp = spec("The seccomp filter.", "fields", default_factory=Seccomp)
     limits: Limits = spec("Resource limits.", "fields", default_factory=Limits)
+    lifecycle: Lifecycle = spec("Detached containers, restarts, exec, logs.", "fields", default_factory=Lifecycle)
 
 
 # ----- audit ---------------------------------------------------------------------------

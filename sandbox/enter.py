@@ -33,9 +33,12 @@ from pysbx.sandbox.runner import RunSpec
 EXEC_SPEC = "exec.json"
 
 
-def save_exec_spec(folder: Path, spec: RunSpec) -> None:
-    """What exec needs to confine a new process as the container's command is confined."""
+def save_exec_spec(folder: Path, spec: RunSpec, rule: tuple[bool, str]) -> None:
+    """What exec needs to confine a new process as the container's command is confined, and
+    whether the policy the container started under allows exec at all (`rule`: the answer
+    and its policy line)."""
     write_json(folder, EXEC_SPEC, {
+        "allowed": rule[0], "allowed_where": rule[1],
         "user": [spec.user.uid, spec.user.gid, list(spec.user.groups), spec.user.home],
         "env": spec.env, "workdir": spec.workdir, "namespaces": list(spec.namespaces),
         "capabilities": spec.capabilities, "no_new_privileges": spec.no_new_privileges,
@@ -50,6 +53,9 @@ def exec_spec(container: Container, argv: list[str], env: list[str], workdir: st
     """The container's command's confinement for `argv`, with -e and -w applied (and with
     -t, TERM=xterm unless -e says otherwise, as run and Docker do)."""
     saved = read_json(container.folder, EXEC_SPEC)
+    if saved.get("allowed") is not True:
+        raise SandboxError(f"exec is refused: the policy {container.name} runs under does not allow exec "
+                           f"({saved.get('allowed_where')})")  # fmt: skip
     saved_user, maps = saved["user"], saved["id_maps"]
     assert isinstance(saved_user, list) and isinstance(maps, dict)
     uid, gid, groups, home = saved_user

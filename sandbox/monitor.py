@@ -58,8 +58,11 @@ def start_detached(spec: RunSpec, folder: Path, options: DetachOptions) -> None:
 class DetachOptions:
     """What `run -d` asks of the monitor beyond the container itself."""
 
-    def __init__(self, bounds: LogBounds, restart: RestartPolicy, auto_remove: bool, name: str) -> None:
+    def __init__(
+        self, bounds: LogBounds, restart: RestartPolicy, auto_remove: bool, name: str, exec_rule: tuple[bool, str]
+    ) -> None:
         self.bounds, self.restart, self.auto_remove, self.name = bounds, restart, auto_remove, name
+        self.exec_rule = exec_rule  # whether the policy allows exec, and the line that says so
 
 
 class Monitor:
@@ -75,7 +78,7 @@ class Monitor:
 
         os.chdir("/")  # holds no folder of the invoker's busy
         _record_owner(self.folder)
-        save_exec_spec(self.folder, self.spec)
+        save_exec_spec(self.folder, self.spec, self.options.exec_rule)
         self.write_status("created")
         writer = self.start_log_writer()
         self.spec.started = self.started

@@ -297,6 +297,7 @@ def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy, bundle: str |
             user=sandbox.ids.user,
             user_where=_where(loaded, "sandbox", "ids", "user"),
             signing_required=loaded.policy.signing.required,
+            lifecycle=_lifecycle(loaded),
         ),
         id_maps=id_maps,
         limits=limits,
@@ -311,6 +312,16 @@ def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy, bundle: str |
         ],
         bundle=bundle,
     )
+
+
+def _lifecycle(loaded: LoadedPolicy) -> dict[str, object]:
+    """The policy's lifecycle section as plain values a plan can keep, with each field's line."""
+    lifecycle = loaded.policy.sandbox.lifecycle
+    names = ("detach", "restart", "exec", "log_max_size", "log_max_file")
+    return {
+        **{name: list(value) if isinstance(value := getattr(lifecycle, name), tuple) else value for name in names},
+        "where": {name: _where(loaded, "sandbox", "lifecycle", name) for name in names},
+    }
 
 
 def _id_files() -> list[str]:

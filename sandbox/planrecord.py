@@ -36,6 +36,7 @@ class Confinement(Record):
 
     __slots__ = (
         "capabilities",
+        "lifecycle",
         "masked_paths",
         "namespaces",
         "network",
@@ -62,8 +63,12 @@ class Confinement(Record):
         user: str | None,
         user_where: str,
         signing_required: bool,
+        lifecycle: dict[str, Any],
     ) -> None:
         self.namespaces, self.network, self.capabilities = namespaces, network, capabilities
+        # run -d, --restart, --log-opt and exec as the policy allows them (sandbox.lifecycle
+        # fields by name, and "where": each one's policy line, for refusals)
+        self.lifecycle = lifecycle
         self.no_new_privileges, self.read_only_rootfs = no_new_privileges, read_only_rootfs
         self.masked_paths, self.readonly_paths, self.wall_time = masked_paths, readonly_paths, wall_time
         self.user, self.user_where, self.signing_required = user, user_where, signing_required

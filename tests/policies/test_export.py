@@ -159,3 +159,10 @@ def test_export_command_writes_stdout_or_a_directory(tmp_path: Path) -> None:
     assert written.returncode == 0, written.stderr
     assert sorted(os.listdir(tmp_path / "k8s")) == ["pod.yaml", "pysandbox-strict.json"]
     assert yaml.safe_load((tmp_path / "k8s/pod.yaml").read_text())["kind"] == "Pod"
+
+
+def test_the_lifecycle_section_exports_as_log_options_and_a_restart_policy() -> None:
+    strict, baseline = load_policy("strict").policy, load_policy("baseline").policy
+    assert {"--log-opt max-size=10m", "--log-opt max-file=2"} <= set(docker_flags(strict))
+    assert kubernetes_pod(strict)["spec"]["restartPolicy"] == "OnFailure"  # strict allows no always
+    assert kubernetes_pod(baseline)["spec"]["restartPolicy"] == "Always"

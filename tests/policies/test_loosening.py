@@ -413,3 +413,23 @@ def test_a_tmpfs_within_a_capped_writable_roots_budget_tightens_and_beyond_it_lo
     assert effects(baseline, beyond) == {added % "64Mi": "loosens"}  # 1Gi + 64Mi
     unbounded = policy(tmp_path / "none", "version: 1\nextends: baseline\nsandbox:\n  limits: {writable_size: null}\n")
     assert effects(baseline, unbounded) == {"sandbox.limits.writable_size: 1Gi -> null": "loosens"}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "effect"),
+    [
+        ("exec: false", "exec: true", "loosens"),
+        ("exec: true", "exec: false", "tightens"),
+        ("detach: false", "detach: true", "loosens"),
+        ("restart: ['no', on-failure]", "restart: ['no', on-failure, always]", "loosens"),
+        ("restart: ['no', on-failure]", "restart: ['no']", "tightens"),
+        ("log_max_size: 10Mi", "log_max_size: 1Gi", "loosens"),
+        ("log_max_file: 2", "log_max_file: 1", "tightens"),
+    ],
+)
+def test_the_lifecycle_section_is_judged_by_what_it_lets_containers_do(
+    tmp_path: Path, old: str, new: str, effect: str
+) -> None:
+    before = policy(tmp_path, f"version: 1\nsandbox:\n  lifecycle:\n    {old}\n", "old.yaml")
+    after = policy(tmp_path, f"version: 1\nsandbox:\n  lifecycle:\n    {new}\n", "new.yaml")
+    assert set(effects(before, after).values()) == {effect}

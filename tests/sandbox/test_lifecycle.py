@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox.harness import Sandbox, tool
+from tests.sandbox.harness import Sandbox, strict_variant, tool
 
 POLICY = "strict-unsigned.yaml"
 
@@ -142,7 +142,9 @@ def test_on_failure_restarts_up_to_its_count_and_keeps_the_writable_layer(
 
 def test_a_stopped_container_is_not_restarted_even_with_always(sandbox: Sandbox, world: Path, named: list[str]) -> None:
     named.append(name := f"always-{sandbox.mode}")
-    assert detach(sandbox, world, name, "echo run; sleep 0.3", "--restart", "always").returncode == 0
+    started = tool(sandbox, "run", "-d", "--name", name, "--restart", "always", "--policy",
+                   str(world / "baseline-unsigned.yaml"), str(world / "busybox-app.tar"), "sh", "-c", "echo run; sleep 0.3")  # fmt: skip
+    assert started.returncode == 0, started.stderr
     for _ in range(40):  # a few restarts
         if tool(sandbox, "logs", name).stdout.count("run") >= 3:
             break
@@ -160,7 +162,7 @@ def test_a_stopped_container_is_not_restarted_even_with_always(sandbox: Sandbox,
     ("flags", "words"),
     [
         (["--restart", "always"], "--restart always needs -d"),
-        (["-d", "--rm", "--restart", "always"], "--restart always and --rm conflict"),
+        (["-d", "--rm", "--restart", "on-failure"], "--restart on-failure and --rm conflict"),
         (["-d", "--restart", "sometimes"], "expected no, on-failure[:N], always or unless-stopped"),
         (["-d", "--log-opt", "max-size=1"], "expected max-size of at least 4k"),
     ],
@@ -170,3 +172,27 @@ def test_lifecycle_flags_are_checked_before_anything_starts(
 ) -> None:
     result = tool(sandbox, "run", *flags, "--policy", str(world / POLICY), str(world / "busybox-app.tar"), "true")
     assert result.returncode == 125 and words in result.stderr and result.stdout == "", result.stderr
+
+
+def test_the_policy_governs_detach_restarts_logs_and_exec(sandbox: Sandbox, world: Path, named: list[str]) -> None:
+    """Each refusal names the policy line; exec follows the policy the container started under."""
+    strict = world / POLICY
+    lines = strict.read_text().splitlines()
+    restart_line = next(number for number, line in enumerate(lines, 1) if line.strip().startswith("restart:"))
+    always = tool(sandbox, "run", "-d", "--restart", "always", "--policy", str(strict),
+                  str(world / "busybox-app.tar"), "true")  # fmt: skip
+    assert always.returncode == 125 and f"allows no, on-failure ({strict}:{restart_line})" in always.stderr
+    big = tool(sandbox, "run", "-d", "--log-opt", "max-size=1g", "--policy", str(strict),
+               str(world / "busybox-app.tar"), "true")  # fmt: skip
+    assert big.returncode == 125 and "max-size=1g is refused: the policy allows 10Mi" in big.stderr, big.stderr
+    closed = strict_variant(world, "no-detach.yaml", ("    detach: true", "    detach: false"),
+                            ("    exec: true", "    exec: false"))  # fmt: skip
+    refused = tool(sandbox, "run", "-d", "--policy", str(closed), str(world / "busybox-app.tar"), "true")
+    assert refused.returncode == 125 and "-d is refused: the policy does not allow detached" in refused.stderr
+    no_exec = strict_variant(world, "no-exec.yaml", ("    exec: true", "    exec: false"))
+    named.append(name := f"sealed-{sandbox.mode}")
+    started = tool(sandbox, "run", "-d", "--name", name, "--policy", str(no_exec), str(world / "busybox-app.tar"),
+                   "sleep", "60")  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    entered = tool(sandbox, "exec", name, "true")
+    assert entered.returncode == 125 and "exec is refused" in entered.stderr and str(no_exec) in entered.stderr
