@@ -165,7 +165,9 @@ def _detach(spec: RunSpec, args: RunArgs, lifecycle: dict[str, Any]) -> int:
 def check_lifecycle(args: RunArgs, lifecycle: dict[str, Any]) -> None:
     """-d, --restart and --log-opt as the policy's lifecycle section allows them, before
     anything is made: a refusal names the policy line, as every flag's does."""
-    from pysbx.sandbox.plan import Refused
+    if not (args.detach or args.restart or args.log_opt):
+        return  # a plain run: nothing to import or check (the warm start stays lean)
+    from pysbx.sandbox.errors import Refused
     from pysbx.sandbox.restart import parse_restart
 
     where = lifecycle["where"]
@@ -183,8 +185,8 @@ def log_bounds(options: list[str], lifecycle: dict[str, Any]) -> Any:
     """--log-opt max-size=SIZE,max-file=N (json-file's keys) as the monitor's LogBounds,
     within the policy's bounds (max-size defaults to the policy's, max-file to 1)."""
     from pysbx.policies.values import format_size, parse_size
+    from pysbx.sandbox.errors import Refused
     from pysbx.sandbox.monitor import LogBounds
-    from pysbx.sandbox.plan import Refused
 
     values = {"max-size": str(lifecycle["log_max_size"]), "max-file": "1"}
     for option in options:

@@ -1,6 +1,6 @@
 """`pysandbox exec`: a new process in a running detached container, under the same
 confinement as the container's command. The monitor saves what that confinement is when it
-starts the container (`exec.json`: user, environment, working folder, capabilities,
+starts the container (sandbox.specfile: user, environment, working folder, capabilities,
 no_new_privs, the compiled seccomp filter, rlimits, the id maps), and exec joins PID 1's
 cgroups and the namespaces of the container's command (one setns through its pidfd), forks
 into the pid
@@ -20,63 +20,27 @@ seccomp, execve). The classic exec escapes are closed on the way:
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from pysbx.sandbox import linux, process
-from pysbx.sandbox.containers import Container, read_json, write_json
+from pysbx.sandbox.containers import Container
 from pysbx.sandbox.errors import SandboxError
-from pysbx.sandbox.idmap import IdMaps, IdRange
-from pysbx.sandbox.limits import Enforcement
-from pysbx.sandbox.process import User
 from pysbx.sandbox.runner import RunSpec
-
-EXEC_SPEC = "exec.json"
-
-
-def save_exec_spec(folder: Path, spec: RunSpec, rule: tuple[bool, str]) -> None:
-    """What exec needs to confine a new process as the container's command is confined, and
-    whether the policy the container started under allows exec at all (`rule`: the answer
-    and its policy line)."""
-    write_json(folder, EXEC_SPEC, {
-        "allowed": rule[0], "allowed_where": rule[1],
-        "user": [spec.user.uid, spec.user.gid, list(spec.user.groups), spec.user.home],
-        "env": spec.env, "workdir": spec.workdir, "namespaces": list(spec.namespaces),
-        "capabilities": spec.capabilities, "no_new_privileges": spec.no_new_privileges,
-        "seccomp_bpf": None if spec.seccomp_bpf is None else spec.seccomp_bpf.hex(),
-        "limits": [[item.name, item.value, item.mechanism] for item in spec.limits],
-        "id_maps": {"uids": [list(r.values()) for r in spec.id_maps.uids],
-                    "gids": [list(r.values()) for r in spec.id_maps.gids], "via_helpers": spec.id_maps.via_helpers},
-    })  # fmt: skip
+from pysbx.sandbox.specfile import load_spec
 
 
 def exec_spec(container: Container, argv: list[str], env: list[str], workdir: str | None, tty: bool = False) -> RunSpec:
     """The container's command's confinement for `argv`, with -e and -w applied (and with
-    -t, TERM=xterm unless -e says otherwise, as run and Docker do)."""
-    saved = read_json(container.folder, EXEC_SPEC)
-    if saved.get("allowed") is not True:
-        raise SandboxError(f"exec is refused: the policy {container.name} runs under does not allow exec "
-                           f"({saved.get('allowed_where')})")  # fmt: skip
-    saved_user, maps = saved["user"], saved["id_maps"]
-    assert isinstance(saved_user, list) and isinstance(maps, dict)
-    uid, gid, groups, home = saved_user
-    id_maps = IdMaps(tuple(IdRange(*r) for r in maps["uids"]), tuple(IdRange(*r) for r in maps["gids"]),
-                     bool(maps["via_helpers"]))  # fmt: skip
-    user = User(int(uid), int(gid), tuple(groups), str(home))
-    saved_env = saved["env"]
-    assert isinstance(saved_env, dict)
-    environment = process.environment([f"{key}={value}" for key, value in saved_env.items()], env, user,
-                                      dict(os.environ), tty)  # fmt: skip
-    bpf = saved["seccomp_bpf"]
-    return RunSpec(
-        lowers=(), state=str(container.folder), argv=argv, env=environment, workdir=workdir or str(saved["workdir"]),
-        user=user, hostname="",
-        namespaces=tuple(saved["namespaces"]),  # type: ignore[arg-type]
-        network="", id_maps=id_maps, capabilities=int(saved["capabilities"]),  # type: ignore[call-overload]
-        no_new_privileges=bool(saved["no_new_privileges"]),
-        seccomp_bpf=None if bpf is None else bytes.fromhex(str(bpf)),
-        read_only_rootfs=False, masked_paths=(), readonly_paths=(), tmpfs=[], binds=[],
-        limits=[Enforcement(*item) for item in saved["limits"]],  # type: ignore[attr-defined]
-    )  # fmt: skip
+    -t, TERM=xterm unless -e says otherwise, as run and Docker do); refused when the policy
+    the container started under does not allow exec."""
+    spec, extra = load_spec(container.folder)
+    rule = extra.get("exec")
+    if not isinstance(rule, dict) or rule.get("allowed") is not True:
+        where = rule.get("where") if isinstance(rule, dict) else "no rule saved"
+        raise SandboxError(f"exec is refused: the policy {container.name} runs under does not allow exec ({where})")
+    saved_env = [f"{key}={value}" for key, value in spec.env.items()]
+    spec.env = process.environment(saved_env, env, spec.user, dict(os.environ), tty)
+    spec.argv, spec.workdir = argv, workdir or spec.workdir
+    return spec
 
 
 def exec_in(container: Container, spec: RunSpec, tty: bool = False, interactive: bool = False) -> int:

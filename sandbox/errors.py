@@ -11,3 +11,7 @@ EXIT_SETUP_FAILED = 125  # Docker's convention: the sandbox itself could not do 
 
 class SandboxError(Exception):
     """A refusal or failure of the runtime, with a message ready to show."""
+
+
+class Refused(SandboxError):
+    """A flag the policy forbids, or a setting that cannot be honoured (exit 125)."""

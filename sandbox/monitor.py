@@ -74,11 +74,12 @@ class Monitor:
         self.restarts = 0
 
     def run(self) -> int:
-        from pysbx.sandbox.enter import save_exec_spec
+        from pysbx.sandbox.specfile import save_spec
 
         os.chdir("/")  # holds no folder of the invoker's busy
         _record_owner(self.folder)
-        save_exec_spec(self.folder, self.spec, self.options.exec_rule)
+        allowed, where = self.options.exec_rule
+        save_spec(self.folder, self.spec, {"exec": {"allowed": allowed, "where": where}})
         self.write_status("created")
         writer = self.start_log_writer()
         self.spec.started = self.started

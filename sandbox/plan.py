@@ -18,7 +18,7 @@ from pysbx.policies.loader import LoadedPolicy
 from pysbx.policies.model import Limits, Size, granted_capabilities
 from pysbx.policies.values import ENGINE_SOCKETS, format_size, normalize_capability
 from pysbx.sandbox import capabilities, mounts
-from pysbx.sandbox.errors import SandboxError
+from pysbx.sandbox.errors import Refused
 from pysbx.sandbox.idmap import IdMaps, plan_id_maps
 from pysbx.sandbox.limits import plan_limits
 from pysbx.sandbox.names import InvalidName, check_name
@@ -31,10 +31,6 @@ from pysbx.sandbox.warm import make_plan
 if TYPE_CHECKING:  # the run request is read, never made, here: no CLI code is imported
     from pysbx.cli.runargs import RunArgs
     from pysbx.sandbox.process import User
-
-
-class Refused(SandboxError):
-    """A flag the policy forbids, or a setting that cannot be honoured (exit 125)."""
 
 
 def _where(loaded: LoadedPolicy, *path: str) -> str:

@@ -1,0 +1,61 @@
+"""A detached container's RunSpec on disk (`spec.json` in its state folder, written by the
+monitor when it first starts it): what `start` runs again (the same writable layer, the
+same verdict: nothing is verified again) and what `exec` confines a new process by. Plain
+JSON of plain values; read back only from the invoker's private storage
+(sandbox.containers.read_json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pysbx.sandbox.containers import read_json, write_json
+from pysbx.sandbox.idmap import IdMaps, IdRange
+from pysbx.sandbox.limits import Enforcement
+from pysbx.sandbox.mounts import BindMount, TmpfsMount
+from pysbx.sandbox.process import User
+from pysbx.sandbox.runner import RunSpec
+
+SPEC_FILE = "spec.json"
+_PLAIN = (
+    "argv", "env", "workdir", "hostname", "namespaces", "network", "capabilities", "no_new_privileges",
+    "read_only_rootfs", "masked_paths", "readonly_paths", "lowers", "wall_time", "remove_state",
+)  # fmt: skip
+_TUPLES = ("namespaces", "masked_paths", "readonly_paths", "lowers")  # JSON gives lists
+
+
+def save_spec(folder: Path, spec: RunSpec, extra: dict[str, Any]) -> None:
+    """`spec` (as the monitor starts it, before the runner points it at descriptors) and
+    `extra` (what the policy said of exec) into the container's folder."""
+    document = {name: getattr(spec, name) for name in _PLAIN}
+    document |= {
+        "user": spec.user.as_dict(),
+        "id_maps": {"uids": [r.as_dict() for r in spec.id_maps.uids], "gids": [r.as_dict() for r in spec.id_maps.gids],
+                    "via_helpers": spec.id_maps.via_helpers},
+        "seccomp_bpf": None if spec.seccomp_bpf is None else spec.seccomp_bpf.hex(),
+        "limits": [item.as_dict() for item in spec.limits],
+        "tmpfs": [item.as_dict() for item in spec.tmpfs],
+        "binds": [item.as_dict() for item in spec.binds],
+        "extra": extra,
+    }  # fmt: skip
+    write_json(folder, SPEC_FILE, document)
+
+
+def load_spec(folder: Path) -> tuple[RunSpec, dict[str, Any]]:
+    """The saved RunSpec (its state folder this one) and the extra facts saved with it."""
+    data: dict[str, Any] = read_json(folder, SPEC_FILE)
+    maps = data["id_maps"]
+    plain: dict[str, Any] = {name: tuple(data[name]) if name in _TUPLES else data[name] for name in _PLAIN}
+    spec = RunSpec(
+        **plain,
+        state=str(folder),
+        user=User(**{**data["user"], "groups": tuple(data["user"]["groups"])}),
+        id_maps=IdMaps(tuple(IdRange(**r) for r in maps["uids"]), tuple(IdRange(**r) for r in maps["gids"]),
+                       bool(maps["via_helpers"])),
+        seccomp_bpf=None if data["seccomp_bpf"] is None else bytes.fromhex(str(data["seccomp_bpf"])),
+        limits=[Enforcement(**item) for item in data["limits"]],
+        tmpfs=[TmpfsMount(**item) for item in data["tmpfs"]],
+        binds=[BindMount(**item) for item in data["binds"]],
+    )  # fmt: skip
+    extra = data.get("extra")
+    return spec, extra if isinstance(extra, dict) else {}
