@@ -155,3 +155,47 @@ def exec_(
     except (SandboxError, OSError) as error:
         fail("pysandbox", str(error), EXIT_SETUP_FAILED)
     raise ExitWith(status)
+
+
+def start(containers: Annotated[list[str], CONTAINER]) -> None:
+    """Start exited containers again, with their writable layer and the verdict they had."""
+    from pysbx.sandbox.lifecycle import start_container
+
+    for reference in containers:
+        try:
+            start_container(_find(reference))
+        except SandboxError as error:
+            fail("pysandbox", str(error), int(getattr(error, "exit_code", EXIT_SETUP_FAILED)))
+        typer.echo(reference)
+
+
+def restart(
+    containers: Annotated[list[str], CONTAINER],
+    time: Annotated[int, typer.Option("--time", "-t", help="Seconds to wait before SIGKILL.", min=0)] = 10,
+) -> None:
+    """Stop (SIGTERM, then SIGKILL after --time) and start each container again."""
+    from pysbx.sandbox.lifecycle import start_container, stop_container
+
+    for reference in containers:
+        stop_container(_find(reference), time)
+        try:
+            start_container(_find(reference))
+        except SandboxError as error:
+            fail("pysandbox", str(error), int(getattr(error, "exit_code", EXIT_SETUP_FAILED)))
+        typer.echo(reference)
+
+
+prune_app = typer.Typer(help="Containers as a group.", no_args_is_help=True, rich_markup_mode=None)
+
+
+@prune_app.command("prune")
+def container_prune(
+    force: Annotated[bool, typer.Option("--force", "-f", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove every exited container (its writable layer, log and name)."""
+    from pysbx.sandbox.lifecycle import prune_containers
+
+    if not force and not typer.confirm("Remove all exited containers?", err=True, default=False):
+        fail("pysandbox", "nothing removed (confirm, or pass --force)", 1)
+    for container in prune_containers():
+        typer.echo(container.id)

@@ -25,11 +25,13 @@ app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(seccomp_cmd.app, name="seccomp")
 app.add_typer(volume_cmd.app, name="volume")
 app.add_typer(system_cmd.app, name="system")
+app.add_typer(container_cmd.prune_app, name="container")
 app.command("keygen")(signing_cmd.keygen)
 app.command("sign")(signing_cmd.sign)
 app.command("verify")(signing_cmd.verify)
-for _command in (container_cmd.ps, container_cmd.logs, container_cmd.stop, container_cmd.kill, container_cmd.rm,
-                 container_cmd.wait, container_cmd.inspect):  # fmt: skip
+for _command in (container_cmd.ps, container_cmd.logs, container_cmd.start, container_cmd.stop,
+                 container_cmd.restart, container_cmd.kill, container_cmd.rm, container_cmd.wait,
+                 container_cmd.inspect):  # fmt: skip
     app.command(_command.__name__)(_command)
 app.command("exec", context_settings={"allow_interspersed_args": False})(container_cmd.exec_)
 

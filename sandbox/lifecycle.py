@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pysbx.sandbox.containers import LOG, Container, all_containers, release_name
 from pysbx.sandbox.errors import SandboxError
@@ -231,3 +232,37 @@ def describe(container: Container) -> dict[str, object]:
     """`inspect`: the record, the status as written, and the state as reconciled."""
     return {**container.record, "folder": str(container.folder), "state": container.state(),
             "status": container.status, "log_files": [str(path) for path in log_files(container)]}  # fmt: skip
+
+
+def start_container(container: Container) -> None:
+    """Start an exited container again: its saved spec, its writable layer, the verdict it
+    started with (nothing is verified again, as Docker's start); a new monitor."""
+    from pysbx.sandbox.containers import STOP_REQUESTED
+    from pysbx.sandbox.monitor import DetachOptions, LogBounds, start_detached
+    from pysbx.sandbox.restart import parse_restart
+    from pysbx.sandbox.specfile import load_spec
+
+    if container.state() != "exited":
+        raise SandboxError(f"container {container.name} is {container.state()}: only an exited one starts again")
+    spec, extra = load_spec(container.folder)
+    missing = [folder for folder in spec.lowers if not os.path.isdir(folder)]
+    if missing:
+        raise SandboxError(f"container {container.name}: its image layers are gone from the cache ({missing[0]}): "
+                           "run the image again")  # fmt: skip
+    record: dict[str, Any] = container.record
+    log, rule = record.get("log") or {}, extra.get("exec") or {}
+    bounds = LogBounds(int(log.get("max_size", 10 << 20)), int(log.get("max_file", 1)))
+    exec_rule = (rule.get("allowed") is True, str(rule.get("where", "")))
+    options = DetachOptions(bounds, parse_restart(str(record.get("restart", "no"))), False, container.name, exec_rule)
+    (container.folder / STOP_REQUESTED).unlink(missing_ok=True)
+    start_detached(spec, container.folder, options)
+
+
+def prune_containers() -> list[Container]:
+    """`container prune`: remove every exited container; return them."""
+    removed = []
+    for container in all_containers():
+        if container.state() == "exited":
+            remove_container(container, force=False)
+            removed.append(container)
+    return removed

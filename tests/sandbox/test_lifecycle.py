@@ -196,3 +196,23 @@ def test_the_policy_governs_detach_restarts_logs_and_exec(sandbox: Sandbox, worl
     assert started.returncode == 0, started.stderr
     entered = tool(sandbox, "exec", name, "true")
     assert entered.returncode == 125 and "exec is refused" in entered.stderr and str(no_exec) in entered.stderr
+
+
+def test_start_and_restart_run_the_same_container_again_and_prune_removes_only_exited_ones(
+    sandbox: Sandbox, world: Path, named: list[str]
+) -> None:
+    named += [again := f"again-{sandbox.mode}", alive := f"alive-{sandbox.mode}"]
+    ran = tool(sandbox, "run", "-d", "--name", again, "--policy", str(world / "permissive-unsigned.yaml"),
+               str(world / "busybox-root.tar"), "sh", "-c", "echo x >> /runs; wc -l < /runs")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert tool(sandbox, "wait", again).stdout == "0\n"
+    assert tool(sandbox, "start", again).returncode == 0 and tool(sandbox, "wait", again).stdout == "0\n"
+    assert tool(sandbox, "restart", "-t", "1", again).returncode == 0 and tool(sandbox, "wait", again).stdout == "0\n"
+    assert tool(sandbox, "logs", again).stdout.split() == ["1", "2", "3"]  # one writable layer throughout
+    assert detach(sandbox, world, alive, "sleep 60").returncode == 0
+    refused = tool(sandbox, "start", alive)
+    assert refused.returncode == 125 and "only an exited one starts again" in refused.stderr
+    pruned = tool(sandbox, "container", "prune", "-f")
+    assert pruned.returncode == 0 and ran.stdout.strip() in pruned.stdout.split()
+    left = [row["name"] for row in json.loads(tool(sandbox, "ps", "-a", "--format", "json").stdout)]
+    assert alive in left and again not in left
