@@ -37,20 +37,9 @@ def ps(
     output: Annotated[str, typer.Option("--format", help="table or json.", metavar="FORMAT")] = "table",
 ) -> None:
     """List detached containers (running ones unless -a)."""
-    from pysbx.sandbox.lifecycle import FilterError, listing, table
+    from pysbx.cli import lifecycle_cmd
 
-    try:
-        rows = listing(all_, filters or [])
-    except (FilterError, SandboxError) as error:
-        fail("pysandbox", str(error), EXIT_SETUP_FAILED)
-    if quiet:
-        typer.echo("\n".join(row["id"][:12] for row in rows) if rows else "", nl=bool(rows))
-    elif output == "json":
-        typer.echo(json.dumps(rows, indent=2))
-    elif output == "table":
-        typer.echo(table(rows))
-    else:
-        fail("pysandbox", f"--format {output}: expected table or json", EXIT_SETUP_FAILED)
+    raise ExitWith(lifecycle_cmd.ps(all_, quiet, filters or [], output))
 
 
 def logs(
@@ -72,11 +61,9 @@ def stop(
     time: Annotated[int, typer.Option("--time", "-t", help="Seconds to wait before SIGKILL.", min=0)] = 10,
 ) -> None:
     """SIGTERM to each container's command, then SIGKILL after --time seconds."""
-    from pysbx.sandbox.lifecycle import stop_container
+    from pysbx.cli import lifecycle_cmd
 
-    for reference in containers:
-        stop_container(_find(reference), time)
-        typer.echo(reference)
+    raise ExitWith(lifecycle_cmd.stop(containers, time))
 
 
 def kill(
@@ -140,21 +127,11 @@ def exec_(
 ) -> None:
     """Run COMMAND in a running container, confined as its own command is: the same user,
     capabilities, no_new_privs, seccomp filter, namespaces, cgroup and masked view."""
-    import os
-
-    from pysbx.sandbox.enter import exec_in, exec_spec
+    from pysbx.cli import lifecycle_cmd
 
     if user is not None:
         fail("pysandbox", "exec -u is not supported yet: exec runs as the container's own user", EXIT_SETUP_FAILED)
-    if tty and interactive and not os.isatty(0):
-        fail("pysandbox", "the input device is not a TTY: -it needs a terminal on stdin", EXIT_SETUP_FAILED)
-    found = _find(container)
-    try:
-        spec = exec_spec(found, command, env or [], workdir, tty)
-        status = exec_in(found, spec, tty, interactive)
-    except (SandboxError, OSError) as error:
-        fail("pysandbox", str(error), EXIT_SETUP_FAILED)
-    raise ExitWith(status)
+    raise ExitWith(lifecycle_cmd.exec_command(container, command, env or [], workdir, tty, interactive))
 
 
 def start(containers: Annotated[list[str], CONTAINER]) -> None:

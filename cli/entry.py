@@ -1,6 +1,7 @@
 """The `pysandbox` console script. `run` goes straight to its argparse front end, so that
-starting a container imports no CLI framework, and so does `conformance` (a process per
-verification); everything else goes to the typer app."""
+starting a container imports no CLI framework, and so do `conformance` (a process per
+verification) and the plain forms of `ps`, `stop` and `exec` (cli.lifecycle_cmd);
+everything else goes to the typer app."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ def main() -> None:
         from pysbx.cli.run_cmd import main as run_main
 
         _exit_now(run_main(sys.argv[2:]))
+    if sys.argv[1:2] in (["ps"], ["stop"], ["exec"]):  # frequent and scripted: no framework when the form is plain
+        from pysbx.cli.lifecycle_cmd import fast
+
+        code = fast(sys.argv[1], sys.argv[2:])
+        if code is not None:
+            _exit_now(code)
     if sys.argv[1:2] == ["conformance"]:  # the conformance harness starts a process per case
         from pysbx.cli.conformance_cmd import main as conformance_main
 
