@@ -70,6 +70,11 @@ class Container:
             return "exited"  # the monitor died without writing (SIGKILL): nothing runs on
         return recorded
 
+    def init_alive(self) -> bool:
+        """Whether the recorded PID 1 (pid and start time) still runs: between its death and
+        the monitor's last word, status.json still says running, and the pid may be reused."""
+        return _alive(self.status.get("init"))
+
     def exit_code(self) -> int | None:
         code = self.status.get("exit_code")
         return code if isinstance(code, int) else None

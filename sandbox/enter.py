@@ -26,6 +26,7 @@ from pysbx.sandbox.containers import Container
 from pysbx.sandbox.errors import SandboxError
 from pysbx.sandbox.runner import RunSpec
 from pysbx.sandbox.specfile import load_spec
+from pysbx.sandbox.stdio import Pipes
 
 
 def exec_spec(container: Container, argv: list[str], env: list[str], workdir: str | None, tty: bool = False) -> RunSpec:
@@ -74,7 +75,7 @@ def _pin_command(container: Container, init: int) -> int:
             parent = int(stat.read().rpartition(")")[2].split()[1])
     except (OSError, ValueError):
         parent = -1
-    if parent != init or container.state() != "running":
+    if parent != init or not container.init_alive() or container.state() != "running":
         os.close(pidfd)
         raise SandboxError(f"container {container.name} is not running")
     return pidfd
@@ -89,11 +90,14 @@ def _run_entered(spec: RunSpec, init: int, pidfd: int, tty: bool, interactive: b
 
         from pysbx.sandbox import tty as terminal
     ours, theirs = socket.socketpair() if tty else (None, None)
+    pipes = None if tty else Pipes(interactive)  # never the invoker's own stdio (sandbox.stdio)
     child = os.fork()
     if child == 0:  # pragma: no cover - joins the container and execs, or _exits
         os.close(errors_r)
         if ours is not None:
             ours.close()
+        if pipes is not None:
+            pipes.give()
         runner._guarded(errors_w, lambda: _join_and_exec(spec, init, pidfd, errors_w, theirs))
     os.close(errors_w)
     if theirs is not None:
@@ -102,6 +106,9 @@ def _run_entered(spec: RunSpec, init: int, pidfd: int, tty: bool, interactive: b
     if master is not None:
         with terminal.relaying(master, interactive):
             message, status = _collect(errors_r, child)
+    elif pipes is not None:
+        message = runner._read_all(errors_r)  # until the command's execve (or its failure)
+        status = pipes.relay_until(child)
     else:
         message, status = _collect(errors_r, child)
     if message:

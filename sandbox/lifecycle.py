@@ -206,12 +206,18 @@ def signal_container(container: Container, name: str) -> None:
         raise SandboxError(f"container {container.name} is not running")
 
 
+DELIVERED = ("KILL", "TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "WINCH")
+
+
 def _signal_number(name: str) -> int:
+    """A signal the monitor forwards to the command (or KILL, which goes to PID 1): any other
+    would reach the monitor itself (found by review: ALRM killed it, STOP froze it)."""
     text = name.upper().removeprefix("SIG")
-    try:
-        return int(text) if text.isdigit() else int(getattr(signal, f"SIG{text}"))
-    except AttributeError:
-        raise SandboxError(f"--signal {name}: no such signal") from None
+    numbers = {int(getattr(signal, f"SIG{known}")): known for known in DELIVERED}
+    number = int(text) if text.isdigit() else int(getattr(signal, f"SIG{text}", 0))
+    if number not in numbers:
+        raise SandboxError(f"--signal {name}: pysandbox delivers {', '.join(DELIVERED)} (as names or numbers)")
+    return number
 
 
 def remove_container(container: Container, force: bool) -> None:

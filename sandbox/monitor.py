@@ -189,28 +189,45 @@ def _record_owner(folder: Path) -> None:
 
 def write_log(folder: Path, streams: dict[int, str], bounds: LogBounds) -> None:
     """Copy the container's output into ctr.log as json-file lines ({"log", "stream",
-    "time"}), one per line (a partial line at the end is written as it is), rotating at the
-    bounds. Reads until every stream is closed."""
+    "time"}), one entry per line, rotating at the bounds. A line is cut into entries of at
+    most `piece` bytes (Docker cuts at 16 KiB; the last piece of a line ends in "\n", the
+    others do not), so no entry, even of bytes JSON writes six times over, passes max-size,
+    and nothing a container writes without a newline grows in memory (found by review: one
+    30 MB line went into a 1 MiB log whole). Reads until every stream is closed."""
     import select
 
+    piece = max(256, min(16 << 10, bounds.max_size // 8))
     log = _open_log(folder)
-    pending = {fd: b"" for fd in streams}
+    pending = {fd: bytearray() for fd in streams}
     poller = select.poll()
     for fd in streams:
         poller.register(fd, select.POLLIN)
     while pending:
         for fd, _ in poller.poll():
             chunk = os.read(fd, 65536)
+            buffer = pending[fd]
+            buffer += chunk
+            for entry in _cut(buffer, piece, last=not chunk):
+                log = _append(folder, log, entry, streams[fd], bounds)
             if not chunk:
                 poller.unregister(fd)
-                lines, rest = [pending.pop(fd)], b""
-            else:
-                *lines, rest = (pending[fd] + chunk).split(b"\n")
-                lines = [line + b"\n" for line in lines]
-                pending[fd] = rest
-            for line in lines:
-                if line:
-                    log = _append(folder, log, line, streams[fd], bounds)
+                del pending[fd]
+
+
+def _cut(buffer: bytearray, piece: int, last: bool) -> list[bytes]:
+    """Take the entries `buffer` holds from its front: whole lines (with their newline) and
+    pieces of `piece` bytes; at the end of the stream, what is left too."""
+    entries: list[bytes] = []
+    while True:
+        end = buffer.find(b"\n", 0, piece)
+        if end >= 0:
+            cut = end + 1
+        elif len(buffer) >= piece or (last and buffer):
+            cut = min(piece, len(buffer))
+        else:
+            return entries
+        entries.append(bytes(buffer[:cut]))
+        del buffer[:cut]
 
 
 def _open_log(folder: Path) -> int:

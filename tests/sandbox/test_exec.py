@@ -7,6 +7,7 @@ ptrace it before its execve (CVE-2016-9962)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -145,3 +146,36 @@ def test_a_container_root_that_lies_about_the_kernels_capabilities_does_not_wide
         assert ours.stdout == theirs, ours.stderr
     finally:
         tool(sandbox, "rm", "-f", name)
+
+
+def test_exec_without_t_gives_the_command_pipes_and_nothing_it_can_keep(
+    sandbox: Sandbox, running: str, world: Path
+) -> None:
+    """Found by review: the invoker's own stdio went into the container, and a process there
+    that took over the exec'd command (ptrace, as container root may) kept the terminal after
+    exec returned. Now the command has pipes, and what it leaves running writes nowhere."""
+    sink = world / f"exec-sink-{sandbox.mode}"
+    script = "for fd in 0 1 2; do readlink /proc/$$/fd/$fd; done; (sleep 1; echo late) & echo early"
+    with open(sink, "w") as out:
+        done = subprocess.run([*tool_argv(sandbox), "exec", running, "sh", "-c", script], stdout=out,
+                              stderr=subprocess.PIPE, text=True, cwd="/", timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    subprocess.run(["sleep", "2"])
+    lines = sink.read_text().splitlines()
+    assert [line.split(":")[0] for line in lines[:3]] == ["pipe"] * 3 and lines[3:] == ["early"], lines
+    typed = subprocess.run([*tool_argv(sandbox), "exec", "-i", running, "sh", "-c", "cat; echo $?"], input="hi\n",
+                           capture_output=True, text=True, cwd="/", timeout=60)  # fmt: skip
+    assert typed.stdout == "hi\n0\n", typed.stderr
+
+
+def test_exec_joins_only_while_pid_1_is_the_recorded_process(sandbox: Sandbox, running: str) -> None:
+    """Found by review: between PID 1's death and the monitor's last word the status still
+    says running, and the pid may be reused; exec checks PID 1's start time as recorded."""
+    (inspected,) = json.loads(tool(sandbox, "inspect", running).stdout)
+    status_file = Path(inspected["folder"]) / "status.json"
+    status = json.loads(status_file.read_text())
+    status["init"][1] = "1"  # the pid as recorded, but another process's start time
+    with open(status_file, "w") as rewritten:  # in place: the file stays the owner's
+        json.dump(status, rewritten)
+    refused = tool(sandbox, "exec", running, "true")
+    assert refused.returncode == 125 and "is not running" in refused.stderr, refused.stderr

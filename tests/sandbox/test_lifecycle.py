@@ -216,3 +216,39 @@ def test_start_and_restart_run_the_same_container_again_and_prune_removes_only_e
     assert pruned.returncode == 0 and ran.stdout.strip() in pruned.stdout.split()
     left = [row["name"] for row in json.loads(tool(sandbox, "ps", "-a", "--format", "json").stdout)]
     assert alive in left and again not in left
+
+
+def test_kill_delivers_forwarded_signals_to_the_command_and_refuses_others(
+    sandbox: Sandbox, world: Path, named: list[str]
+) -> None:
+    """Found by review: a signal the monitor does not forward (ALRM) killed the monitor."""
+    named.append(name := f"signalled-{sandbox.mode}")
+    script = "trap 'echo got-usr1' USR1; echo ready; while :; do sleep 0.1; done"
+    assert detach(sandbox, world, name, script).returncode == 0
+    refused = tool(sandbox, "kill", "-s", "ALRM", name)
+    assert refused.returncode == 1 and "pysandbox delivers KILL, TERM" in refused.stderr
+    assert tool(sandbox, "kill", "-s", "USR1", name).returncode == 0
+    for _ in range(50):
+        if "got-usr1" in tool(sandbox, "logs", name).stdout:
+            break
+        time.sleep(0.1)
+    assert "got-usr1" in tool(sandbox, "logs", name).stdout
+    (row,) = [row for row in json.loads(tool(sandbox, "ps", "--format", "json").stdout) if row["name"] == name]
+    assert row["state"] == "running"
+    assert tool(sandbox, "kill", name).returncode == 0 and tool(sandbox, "wait", name).stdout == "137\n"
+
+
+def test_one_endless_line_of_nul_bytes_stays_within_the_log_bounds(
+    sandbox: Sandbox, world: Path, named: list[str]
+) -> None:
+    """Found by review: a line without a newline was kept in memory whole and written as one
+    entry (30 MB into a 1 MiB log), and NUL bytes grow sixfold in JSON."""
+    named.append(name := f"endless-{sandbox.mode}")
+    script = "head -c 3000000 /dev/zero; echo; echo end"
+    flags = ("--log-opt", "max-size=64k", "--log-opt", "max-file=2")
+    assert detach(sandbox, world, name, script, *flags).returncode == 0
+    assert tool(sandbox, "wait", name).stdout == "0\n"
+    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    files = [Path(path) for path in inspected["log_files"] if Path(path).exists()]
+    assert len(files) == 2 and all(path.stat().st_size <= 64 << 10 for path in files)
+    assert tool(sandbox, "logs", "--tail", "1", name).stdout == "end\n"
