@@ -125,11 +125,22 @@ def mechanisms(limits: set[str]) -> dict[str, str]:
     return {name: f"cgroup v1 {_V1[name][1]}" for name in limits if name in _V1 and _V1[name][0] in parents}
 
 
-def join_cgroups_of(pid: int, prefix: str = "pysandbox-") -> list[str]:
+def join_cgroups_of(pid: int, limits: set[str], prefix: str = "pysandbox-") -> list[str]:
     """Move the calling (single-threaded) process into the container cgroups that process
     `pid` is in (those named `prefix`...: a container without limits has none of its own);
-    return the folders joined. exec's way into a running container's limits."""
+    return the folders joined. exec's way into a running container's limits. An OSError,
+    before joining any, when a controller that enforces one of `limits` (memory, pids,
+    cpus) has no such cgroup of `pid`'s: it left the one its limits live in."""
     paths = _read_cgroups(str(pid))
+    ours = {
+        controller
+        for mount_point, root, fstype, options in _mounts()
+        for controller in (["v2"] if fstype == "cgroup2" else options)
+        if _own_folder(mount_point, root, paths.get("" if fstype == "cgroup2" else controller), prefix)
+    }
+    needed = {_V1[limit][0] for limit in limits}
+    if limits and "v2" not in ours and not needed <= ours:
+        raise OSError(f"the container's PID 1 is not in its own cgroup for {', '.join(sorted(needed - ours))}")
     joined: list[str] = []
     for mount_point, root, fstype, options in _mounts():
         key: str | None = "" if fstype == "cgroup2" else next((c for c in options if c in paths and c), None)
@@ -141,6 +152,11 @@ def join_cgroups_of(pid: int, prefix: str = "pysandbox-") -> list[str]:
             members.write("0")
         joined.append(folder)
     return joined
+
+
+def _own_folder(mount_point: str, root: str, path: str | None, prefix: str) -> bool:
+    folder = None if path is None else _inside(mount_point, root, path)
+    return folder is not None and os.path.basename(folder).startswith(prefix)
 
 
 class Cgroup:

@@ -130,7 +130,9 @@ def _join_and_exec(spec: RunSpec, init: int, pidfd: int, errors_w: int, console:
 
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
     capabilities.last_capability()  # read here: the container's /proc/sys may lie
-    cgroups.join_cgroups_of(init)
+    # PID 1 outside a container cgroup of ours (a sub-group it made, where a delegated
+    # hierarchy lets it) would leave exec outside its limits: refused (join_cgroups_of)
+    cgroups.join_cgroups_of(init, {item.name for item in spec.limits if item.mechanism.startswith("cgroup")})
     linux.setns(pidfd, sum(linux.NAMESPACE_FLAGS[name] for name in spec.namespaces), ", ".join(spec.namespaces))
     linux.prctl(linux.PR_SET_DUMPABLE, 0)  # joining the user namespace changed credentials
     os.close(pidfd)

@@ -179,3 +179,24 @@ def test_exec_joins_only_while_pid_1_is_the_recorded_process(sandbox: Sandbox, r
         json.dump(status, rewritten)
     refused = tool(sandbox, "exec", running, "true")
     assert refused.returncode == 125 and "is not running" in refused.stderr, refused.stderr
+
+
+def test_exec_refuses_when_pid_1_left_the_cgroup_its_limits_live_in(sandbox: Sandbox, world: Path) -> None:
+    """Where PID 1 could move itself into a sub-group (a delegated hierarchy), joining its
+    cgroup by name would leave exec outside the limits: it fails closed instead. Root moves
+    PID 1 out here, the one way to stage it on this host."""
+    if sandbox.mode != "root" or not Path("/sys/fs/cgroup/memory/tasks").exists():
+        pytest.skip("needs root and the v1 memory controller to move PID 1 out of its cgroup")
+    name = "limited-root"
+    tool(sandbox, "rm", "-f", name)
+    started = tool(sandbox, "run", "-d", "--name", name, "--memory", "256m", "--policy",
+                   str(world / "baseline-unsigned.yaml"), str(world / ATTACK), "sleep", "600")  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stderr
+        assert tool(sandbox, "exec", name, "true").returncode == 0
+        (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+        Path("/sys/fs/cgroup/memory/tasks").write_text(str(inspected["status"]["init"][0]))
+        refused = tool(sandbox, "exec", name, "true")
+        assert refused.returncode == 125 and "not in its own cgroup for memory" in refused.stderr, refused.stderr
+    finally:
+        tool(sandbox, "rm", "-f", name)
