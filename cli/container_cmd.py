@@ -47,13 +47,19 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the container exits.")] = False,
     tail: Annotated[str, typer.Option("--tail", "-n", help="Lines from the end (or all).", metavar="N")] = "all",
     timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Prefix each line with its time.")] = False,
+    since: Annotated[str | None, typer.Option("--since", help="From a time (RFC 3339) or duration ago (10m).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Before this time or duration ago.")] = None,
 ) -> None:
     """The container's output, stdout to stdout and stderr to stderr, as it was written."""
-    from pysbx.sandbox.lifecycle import print_logs
+    from pysbx.sandbox.lifecycle import log_time, print_logs
 
     if tail != "all" and not tail.isdigit():
         fail("pysandbox", f"--tail {tail}: expected a number or all", EXIT_SETUP_FAILED)
-    print_logs(_find(container), None if tail == "all" else int(tail), timestamps, follow)
+    try:
+        window = (log_time(since) if since else "", log_time(until) if until else "~")
+    except SandboxError as error:
+        fail("pysandbox", str(error), EXIT_SETUP_FAILED)
+    print_logs(_find(container), None if tail == "all" else int(tail), timestamps, follow, window)
 
 
 def stop(

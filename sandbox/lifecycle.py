@@ -109,12 +109,35 @@ def log_files(container: Container) -> list[Path]:
     return [*sorted(rotated, key=lambda path: int(path.suffix[1:]), reverse=True), container.folder / LOG]
 
 
-def print_logs(container: Container, tail: int | None, timestamps: bool, follow: bool) -> None:
-    entries = [entry for path in log_files(container) for entry in _entries(path)]
+def print_logs(
+    container: Container, tail: int | None, timestamps: bool, follow: bool, window: tuple[str, str] = ("", "~")
+) -> None:
+    """The log, or its last `tail` entries, written between `window` (times as the log
+    writes them, log_time makes them); with `follow`, then what comes until the container
+    exits (or passes the window's end)."""
+    since, until = window
+    entries = [e for path in log_files(container) for e in _entries(path) if since <= e.get("time", "") < until]
     for entry in entries[len(entries) - tail :] if tail is not None else entries:
         _show(entry, timestamps)
     if follow:
-        _follow(container, timestamps)
+        _follow(container, timestamps, window)
+
+
+def log_time(text: str, now: datetime.datetime | None = None) -> str:
+    """--since/--until as Docker reads them: an RFC 3339 time (2026-12-05T10:00:00Z, or a
+    date) or a duration back from now (90s, 10m, 2h), as the log writes its times."""
+    moment = now or datetime.datetime.now(datetime.UTC)
+    units = {"s": 1, "m": 60, "h": 3600}
+    if text[:-1].isdigit() and text[-1:] in units:
+        moment -= datetime.timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    else:
+        try:
+            moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise SandboxError(f"{text}: expected a time (2026-12-05T10:00:00Z) or a duration (10m)") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _entries(path: Path, offset: int = 0) -> Iterator[dict[str, str]]:
@@ -134,9 +157,10 @@ def _show(entry: dict[str, str], timestamps: bool) -> None:
     out.flush()
 
 
-def _follow(container: Container, timestamps: bool) -> None:
+def _follow(container: Container, timestamps: bool, window: tuple[str, str]) -> None:
     """Print what is appended until the container has exited and its log is complete (the
-    monitor records the exit after the log writer has finished)."""
+    monitor records the exit after the log writer has finished), or an entry passes the
+    window's end."""
     path = container.folder / LOG
     offset = path.stat().st_size if path.exists() else 0
     inode = path.stat().st_ino if path.exists() else None
@@ -150,7 +174,11 @@ def _follow(container: Container, timestamps: bool) -> None:
                 if not line.endswith(b"\n"):
                     break
                 offset += len(line)
-                _show(json.loads(line), timestamps)
+                entry = json.loads(line)
+                if entry.get("time", "") >= window[1]:
+                    return
+                if entry.get("time", "") >= window[0]:
+                    _show(entry, timestamps)
         if done:
             return
         time.sleep(POLL_SECONDS)

@@ -252,3 +252,16 @@ def test_one_endless_line_of_nul_bytes_stays_within_the_log_bounds(
     files = [Path(path) for path in inspected["log_files"] if Path(path).exists()]
     assert len(files) == 2 and all(path.stat().st_size <= 64 << 10 for path in files)
     assert tool(sandbox, "logs", "--tail", "1", name).stdout == "end\n"
+
+
+def test_logs_since_and_until_pick_entries_by_their_time(sandbox: Sandbox, world: Path, named: list[str]) -> None:
+    named.append(name := f"timed-{sandbox.mode}")
+    assert detach(sandbox, world, name, "echo early; sleep 2; echo late").returncode == 0
+    assert tool(sandbox, "wait", name).stdout == "0\n"
+    stamped = dict(reversed(line.split(" ", 1)) for line in tool(sandbox, "logs", "-t", name).stdout.splitlines())
+    assert tool(sandbox, "logs", "--since", stamped["late"], name).stdout == "late\n"
+    assert tool(sandbox, "logs", "--until", stamped["late"], name).stdout == "early\n"
+    assert tool(sandbox, "logs", "--since", "1h", name).stdout == "early\nlate\n"
+    assert tool(sandbox, "logs", "--until", "1h", name).stdout == ""
+    bad = tool(sandbox, "logs", "--since", "yesterday", name)
+    assert bad.returncode == 125 and "expected a time" in bad.stderr
