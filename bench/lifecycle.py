@@ -41,27 +41,21 @@ def rows(user: startup.User) -> list[tuple[str, str, str]]:
     """(name, command, prepare) for each measured command."""
     image, policy = str(startup.IMAGE), str(startup.POLICY)
     as_user = shlex.join(user.prefix())
+    engines = [("pysandbox", ours, "", "root", ("--policy", policy, image)),
+               ("pysandbox", ours, as_user, user.name, ("--policy", policy, image)),
+               ("podman", theirs, as_user, user.name, ("--network=none", startup.IMAGE_REF))]  # fmt: skip
     found = []
-    for who, prefix in (("root", ""), (user.name, as_user)):
-        run_d = ("run", "-d", "--name", "bench-d", "--policy", policy, image, "sleep", "1000")
-        stop_me = ("run", "-d", "--name", "bench-s", "--policy", policy, image, "sh", "-c", SERVICE)
+    for tool, call, prefix, who, tail in engines:
+        start_stoppable = call(prefix, "run", "-d", "--name", "bench-s", *tail, "sh", "-c", SERVICE)
         found += [
-            (f"pysandbox run -d ({who})", ours(prefix, *run_d), ours(prefix, "rm", "-f", "bench-d")),
-            (f"pysandbox exec true ({who})", ours(prefix, "exec", "bench-x", "/bin/true"), ""),
-            (f"pysandbox stop ({who})", ours(prefix, "stop", "bench-s"),
-             f"{ours(prefix, 'rm', '-f', 'bench-s')} >/dev/null; {ours(prefix, *stop_me)}"),
-            (f"pysandbox ps, {CROWD} running ({who})", ours(prefix, "ps"), ""),
+            (f"{tool} run -d ({who})", call(prefix, "run", "-d", "--name", "bench-d", *tail, "sleep", "1000"),
+             call(prefix, "rm", "-f", "bench-d")),
+            (f"{tool} exec true ({who})", call(prefix, "exec", "bench-x", "/bin/true"), ""),
+            (f"{tool} stop ({who})", call(prefix, "stop", "bench-s"),
+             f"{call(prefix, 'rm', '-f', 'bench-s')} >/dev/null; {start_stoppable}"),
+            (f"{tool} ps, {CROWD} running ({who})", call(prefix, "ps"), ""),
         ]  # fmt: skip
-    podman_run = ("run", "-d", "--name", "bench-d", "--network=none", startup.IMAGE_REF, "sleep", "1000")
-    podman_stop = ("run", "-d", "--name", "bench-s", "--network=none", startup.IMAGE_REF, "sh", "-c", SERVICE)
-    found += [
-        (f"podman run -d ({user.name})", theirs(as_user, *podman_run), theirs(as_user, "rm", "-f", "bench-d")),
-        (f"podman exec true ({user.name})", theirs(as_user, "exec", "bench-x", "/bin/true"), ""),
-        (f"podman stop ({user.name})", theirs(as_user, "stop", "bench-s"),
-         f"{theirs(as_user, 'rm', '-f', 'bench-s')} >/dev/null; {theirs(as_user, *podman_stop)}"),
-        (f"podman ps, {CROWD} running ({user.name})", theirs(as_user, "ps"), ""),
-        ("runc exec true (root)", f"runc --root {RUNC_ROOT} exec bench-x /bin/true", ""),
-    ]  # fmt: skip
+    found.append(("runc exec true (root)", f"runc --root {RUNC_ROOT} exec bench-x /bin/true", ""))
     return found
 
 

@@ -169,9 +169,10 @@ def _load(folder: Path) -> Container | None:
 def find(reference: str) -> Container:
     """The container with this name, or whose id starts with `reference` (Docker's rule: a
     unique prefix of at least one character)."""
-    matches = [item for item in all_containers() if item.name == reference]
+    everyone = list(all_containers())  # read once: names first, then id prefixes
+    matches = [item for item in everyone if item.name == reference]
     if not matches:
-        matches = [item for item in all_containers() if item.id.startswith(reference)]
+        matches = [item for item in everyone if item.id.startswith(reference)]
     if len(matches) > 1:
         raise SandboxError(f"{reference!r} matches {len(matches)} containers: give more of the id")
     if not matches:

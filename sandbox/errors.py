@@ -6,7 +6,14 @@ only: the warm start imports it."""
 
 from __future__ import annotations
 
+import os
+
 EXIT_SETUP_FAILED = 125  # Docker's convention: the sandbox itself could not do it (defined once)
+
+
+def exit_status(wait_status: int) -> int:
+    """A waitpid status as Docker reports it: the exit code, or 128+N when killed by signal N."""
+    return os.waitstatus_to_exitcode(wait_status) if os.WIFEXITED(wait_status) else 128 + os.WTERMSIG(wait_status)
 
 
 class SandboxError(Exception):

@@ -38,7 +38,7 @@ import os
 import time
 
 from pysbx.sandbox import capabilities, linux, mounts
-from pysbx.sandbox.errors import EXIT_SETUP_FAILED
+from pysbx.sandbox.errors import EXIT_SETUP_FAILED, exit_status
 from pysbx.sandbox.idmap import IdMaps
 from pysbx.sandbox.limits import Enforcement, apply_rlimits, cgroup_values
 from pysbx.sandbox.process import User
@@ -275,7 +275,7 @@ def _wait(pid: int, wall_time: float | None) -> int:
         except ChildProcessError:
             return EXIT_SETUP_FAILED
         if done:
-            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+            return exit_status(status)
         if deadline and time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             deadline = None
@@ -352,7 +352,7 @@ def _setup_process(
     _, status = os.waitpid(init, 0)
     if spec.remove_state and writable_size(spec) is None:
         _empty_writable_layer(state)
-    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+    os._exit(exit_status(status))
 
 
 def _empty_writable_layer(state: int) -> None:
@@ -494,7 +494,7 @@ def _reap_until(command: int) -> None:
         except InterruptedError:
             continue
         if pid == command:
-            os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+            os._exit(exit_status(status))
 
 
 # ----- the command --------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import select
 
+from pysbx.sandbox.errors import exit_status
+
 DRAIN_LIMIT = 1 << 20  # after the command ends: what is already in the pipes, up to this
 
 
@@ -45,7 +47,7 @@ class Pipes:
             done, status = os.waitpid(child, os.WNOHANG)
             if done:
                 self._drain()
-                return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+                return exit_status(status)
             ready, _, _ = select.select(list(watched), [], [], 0.05)
             for fd in ready:
                 if not self._move(fd, watched):

@@ -191,5 +191,6 @@ def _run_command(argv: list[str]) -> int:
             print(f"pysandbox: {argv[0]}: {error.strerror}", file=sys.stderr)
         finally:
             os._exit(code)
-    _, status = os.waitpid(command, 0)
-    return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.waitstatus_to_exitcode(status)
+    from pysbx.sandbox.errors import exit_status
+
+    return exit_status(os.waitpid(command, 0)[1])
