@@ -4,6 +4,7 @@ applet for), long-running containers to signal, and counts of what runs may leav
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -162,18 +163,33 @@ def default_cache(sandbox: Sandbox) -> Path:
     return Path(pwd.getpwnam(sandbox.user).pw_dir) / ".cache/pysandbox"
 
 
-def leftovers(mode: str, cache: Path, marker: str) -> dict[str, object]:
+def leftovers(sandbox: Sandbox, cache: Path, marker: str) -> dict[str, object]:
     """What runs named `marker` (--name, and in their command line) may leave on the host,
     to compare before and after: mounts in our mount namespace, processes, per-container
     state and staging folders, /tmp entries of ours, and this process's descriptors. Other
-    workers' containers on this machine are told apart by the marker."""
+    workers' containers on this machine are told apart by the marker, their /tmp entries
+    by their owner."""
     return {
         "mounts": len(Path("/proc/self/mountinfo").read_text().splitlines()),
         "processes": processes_with(marker),
-        "state": state_entries(mode, cache, marker),
-        "tmp": sorted(name for name in os.listdir(tempfile.gettempdir()) if "pysandbox" in name or "unpack" in name),
+        "state": state_entries(sandbox.mode, cache, marker),
+        "tmp": own_tmp_entries(sandbox),
         "fds": sorted(os.listdir("/proc/self/fd")),
     }
+
+
+def own_tmp_entries(sandbox: Sandbox) -> list[str]:
+    """/tmp entries of pysandbox's that belong to the user the sandbox runs as."""
+    owner = pwd.getpwnam(sandbox.user).pw_uid if sandbox.user else os.geteuid()
+    tmp = tempfile.gettempdir()
+    names = (name for name in os.listdir(tmp) if "pysandbox" in name or "unpack" in name)
+    return sorted(name for name in names if _owner(os.path.join(tmp, name)) == owner)
+
+
+def _owner(path: str) -> int | None:
+    with contextlib.suppress(FileNotFoundError):
+        return os.lstat(path).st_uid
+    return None
 
 
 def state_entries(mode: str, cache: Path, marker: str) -> list[str]:

@@ -262,7 +262,7 @@ def test_host_processes_cannot_be_seen_signalled_or_traced(sandbox: Sandbox, hos
 def test_a_killed_pysandbox_takes_its_container_and_prune_removes_what_it_left(sandbox: Sandbox, world: Path) -> None:
     marker = f"killed-{os.getpid()}-{sandbox.mode}"
     findmnt = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True).stdout
-    before = leftovers(sandbox.mode, default_cache(sandbox), marker)
+    before = leftovers(sandbox, default_cache(sandbox), marker)
     process, monitor = start_until_ready(
         sandbox, world, f"echo ready; sleep 60 # {marker}", flags=("--rm", "--name", marker)
     )
@@ -270,7 +270,7 @@ def test_a_killed_pysandbox_takes_its_container_and_prune_removes_what_it_left(s
     process.communicate(timeout=20)
     assert wait_until(lambda: not processes_with(marker)), processes_with(marker)
     assert subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True).stdout == findmnt
-    after = leftovers(sandbox.mode, default_cache(sandbox), marker)
+    after = leftovers(sandbox, default_cache(sandbox), marker)
     assert {k: v for k, v in after.items() if k != "state"} == {k: v for k, v in before.items() if k != "state"}
     left = set(state_entries(sandbox.mode, default_cache(sandbox), marker)) - set(before["state"])  # type: ignore[call-overload]
     pruned = tool(sandbox, "prune")

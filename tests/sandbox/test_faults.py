@@ -185,13 +185,13 @@ def test_a_hundred_runs_in_a_row_leave_nothing_behind(sandbox: Sandbox, world: P
     image = world / "busybox-app.tar"
     first = run_argv(sandbox, strict_run(sandbox, world, image, "true", "--name", f"{marker}-warmup"), fresh_state)
     assert subprocess.run(first, capture_output=True, cwd="/").returncode == 0  # unpacked and planned: warm from now
-    before = leftovers(sandbox.mode, fresh_state, marker)
+    before = leftovers(sandbox, fresh_state, marker)
     for number in range(RUNS):
         args = strict_run(sandbox, world, image, f"echo {number} # {marker}", "--name", f"{marker}-{number}")
         done = subprocess.run(run_argv(sandbox, args, fresh_state), capture_output=True, text=True, cwd="/")
         assert done.returncode == 0 and done.stdout.strip() == str(number), done.stderr
-    assert wait_until(lambda: leftovers(sandbox.mode, fresh_state, marker) == before, seconds=3)
-    assert leftovers(sandbox.mode, fresh_state, marker) == before
+    assert wait_until(lambda: leftovers(sandbox, fresh_state, marker) == before, seconds=3)
+    assert leftovers(sandbox, fresh_state, marker) == before
 
 
 def test_ten_runs_of_a_new_image_at_once_unpack_each_layer_once(
