@@ -64,9 +64,12 @@ def logs(
 
 def stop(
     containers: Annotated[list[str], CONTAINER],
-    time: Annotated[int, typer.Option("--time", "-t", help="Seconds to wait before SIGKILL.", min=0)] = 10,
+    time: Annotated[
+        int | None, typer.Option("--time", "-t", help="Seconds to wait before SIGKILL (its --stop-timeout, 10).", min=0)
+    ] = None,
 ) -> None:
-    """SIGTERM to each container's command, then SIGKILL after --time seconds."""
+    """The stop signal (the image's STOPSIGNAL or --stop-signal, else SIGTERM) to each
+    container's command, then SIGKILL after --time seconds."""
     from pysbx.cli import lifecycle_cmd
 
     raise ExitWith(lifecycle_cmd.stop(containers, time))
@@ -129,15 +132,15 @@ def exec_(
     tty: Annotated[bool, typer.Option("--tty", "-t", help="A pseudo-terminal of the container's own.")] = False,
     env: Annotated[list[str] | None, typer.Option("--env", "-e", help="Set K=V (or pass K on).")] = None,
     workdir: Annotated[str | None, typer.Option("--workdir", "-w", help="Working folder inside.")] = None,
-    user: Annotated[str | None, typer.Option("--user", "-u", help="Not yet: runs as the container's user.")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="USER[:GROUP] of the image's (when the policy allows exec -u).")
+    ] = None,
 ) -> None:
     """Run COMMAND in a running container, confined as its own command is: the same user,
     capabilities, no_new_privs, seccomp filter, namespaces, cgroup and masked view."""
     from pysbx.cli import lifecycle_cmd
 
-    if user is not None:
-        fail("pysandbox", "exec -u is not supported yet: exec runs as the container's own user", EXIT_SETUP_FAILED)
-    raise ExitWith(lifecycle_cmd.exec_command(container, command, env or [], workdir, tty, interactive))
+    raise ExitWith(lifecycle_cmd.exec_command(container, command, env or [], workdir, tty, interactive, user))
 
 
 def start(containers: Annotated[list[str], CONTAINER]) -> None:
@@ -154,9 +157,11 @@ def start(containers: Annotated[list[str], CONTAINER]) -> None:
 
 def restart(
     containers: Annotated[list[str], CONTAINER],
-    time: Annotated[int, typer.Option("--time", "-t", help="Seconds to wait before SIGKILL.", min=0)] = 10,
+    time: Annotated[
+        int | None, typer.Option("--time", "-t", help="Seconds to wait before SIGKILL (its --stop-timeout, 10).", min=0)
+    ] = None,
 ) -> None:
-    """Stop (SIGTERM, then SIGKILL after --time) and start each container again."""
+    """Stop (the stop signal, then SIGKILL after --time) and start each container again."""
     from pysbx.sandbox.lifecycle import start_container, stop_container
 
     for reference in containers:

@@ -36,7 +36,7 @@ def ps(include_exited: bool, quiet: bool, filters: list[str], output: str) -> in
     return 0
 
 
-def stop(references: list[str], seconds: int) -> int:
+def stop(references: list[str], seconds: int | None) -> int:
     from pysbx.sandbox.containers import find
     from pysbx.sandbox.lifecycle import stop_container
 
@@ -50,7 +50,13 @@ def stop(references: list[str], seconds: int) -> int:
 
 
 def exec_command(
-    reference: str, argv: list[str], env: list[str], workdir: str | None, tty: bool, interactive: bool
+    reference: str,
+    argv: list[str],
+    env: list[str],
+    workdir: str | None,
+    tty: bool,
+    interactive: bool,
+    user: str | None = None,
 ) -> int:
     from pysbx.sandbox.containers import find
     from pysbx.sandbox.enter import exec_in, exec_spec
@@ -62,7 +68,7 @@ def exec_command(
     except (SandboxError, OSError) as error:
         return _error(str(error), NOT_FOUND)
     try:
-        return exec_in(container, exec_spec(container, argv, env, workdir, tty), tty, interactive)
+        return exec_in(container, exec_spec(container, argv, env, workdir, tty, user), tty, interactive)
     except (SandboxError, OSError) as error:
         return _error(str(error), EXIT_SETUP_FAILED)
 
@@ -86,7 +92,7 @@ def _read_ps(argv: list[str]) -> int | None:
 
 
 def _read_stop(argv: list[str]) -> int | None:
-    seconds = 10
+    seconds = None
     if argv[:1] in (["-t"], ["--time"]):
         if len(argv) < 2 or not argv[1].isdigit():
             return None

@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from pysbx.sandbox.planrecord import Confinement
+    from pysbx.sandbox.planrecord import Plan
     from pysbx.sandbox.runner import RunSpec
 
 
@@ -39,6 +39,9 @@ def _run(args: RunArgs) -> int:
         return _fail("-d with -i or -t needs `attach`, which pysandbox does not have yet: run -d without them")
     if args.restart not in (None, "no") and not args.detach:
         return _fail(f"--restart {args.restart} needs -d: the monitor of a detached container restarts it")
+    detached_only = _detached_only_flags(args)
+    if detached_only and not args.detach:
+        return _fail(f"{detached_only} needs -d: the monitor of a detached container does what it asks")
     if warm.eligible(args) and not args.dry_run:
         try:
             plan = warm.load_plan(args.image, args.policy, args.bundle)
@@ -48,7 +51,7 @@ def _run(args: RunArgs) -> int:
         except (SandboxError, OSError) as error:
             return _fail(str(error))
         if plan is not None and spec is not None:
-            return _execute(spec, args, plan.confinement)
+            return _execute(spec, args, plan)
     return _cold_run(args)
 
 
@@ -66,10 +69,10 @@ def _cold_run(args: RunArgs) -> int:
     try:
         loaded = load_policy(args.policy)
         image = open_image(args.image, args.platform)
-        refusal, origin = _verify(image, loaded, args.bundle)
+        refusal, origin, verdict = _verify(image, loaded, args.bundle)
         if refusal is not None:
             return _fail(refusal)
-        plan = build_plan(args, image, loaded, bundle_evidence(origin, args.image.split(":", 1)[0]))
+        plan = build_plan(args, image, loaded, bundle_evidence(origin, args.image.split(":", 1)[0]), verdict)
         check_lifecycle(args, plan.confinement.lifecycle)
         if warm.eligible(args):  # with no policy-sensitive flag, the plan is the policy's own
             warm.save_plan(args.image, args.policy, plan)
@@ -89,29 +92,31 @@ def _cold_run(args: RunArgs) -> int:
     except SandboxError as error:
         remove_state(spec.state)
         return _fail(str(error))
-    return _execute(spec, args, plan.confinement)
+    return _execute(spec, args, plan)
 
 
-def _verify(image: Any, loaded: Any, bundle: str | None) -> tuple[str | None, str | None]:
+def _verify(image: Any, loaded: Any, bundle: str | None) -> tuple[str | None, str | None, str]:
     """Step 1 of the init sequence: when the policy requires it, the image's signature must
-    verify before anything is unpacked. Returns why it is refused (or None), and where the
-    bundle that verified came from."""
+    verify before anything is unpacked. Returns why it is refused (or None), where the
+    bundle that verified came from, and the verdict in words (for `inspect`)."""
     if not loaded.policy.signing.required:
-        return None, None
+        return None, None, "unsigned: the policy does not require a signature"
     from pathlib import Path
 
     from pysbx.signing.verify import verify_image
 
     verdict = verify_image(image, loaded.policy.signing, Path(bundle) if bundle else None)
     if not verdict.verified:
-        return f"{image.source}: refused: {verdict.reason}", None
-    print(f"pysandbox: verified {verdict.manifest_digest} (signed by {verdict.signer})", file=sys.stderr)
-    return None, verdict.bundle_origin
+        return f"{image.source}: refused: {verdict.reason}", None, ""
+    said = f"verified {verdict.manifest_digest} (signed by {verdict.signer})"
+    print(f"pysandbox: {said}", file=sys.stderr)
+    return None, verdict.bundle_origin, said
 
 
-def _execute(spec: RunSpec, args: RunArgs, confinement: Confinement) -> int:
+def _execute(spec: RunSpec, args: RunArgs, plan: Plan) -> int:
     from pysbx.sandbox.runner import run_container
 
+    confinement = plan.confinement
     spec.tty, spec.interactive = args.tty, args.interactive
     spec.remove_state = args.rm
     if not confinement.signing_required:
@@ -120,7 +125,7 @@ def _execute(spec: RunSpec, args: RunArgs, confinement: Confinement) -> int:
         if item.name in ("memory", "pids") and item.mechanism.startswith("RLIMIT"):  # said, not only in --dry-run
             print(f"pysandbox: note: {item.name} limit {item.value} enforced by {item.mechanism}", file=sys.stderr)
     if args.detach:
-        return _detach(spec, args, confinement.lifecycle)
+        return _detach(spec, args, plan)
     try:
         return run_container(spec)
     finally:
@@ -128,44 +133,86 @@ def _execute(spec: RunSpec, args: RunArgs, confinement: Confinement) -> int:
             remove_state(spec.state)
 
 
-def _detach(spec: RunSpec, args: RunArgs, lifecycle: dict[str, Any]) -> int:
+def _detach(spec: RunSpec, args: RunArgs, plan: Plan) -> int:
     """run -d: record the container, start its monitor, print its id once it runs."""
     from pathlib import Path
 
-    from pysbx.sandbox.containers import RECORD, claim_name, new_id, now, write_json
+    from pysbx.sandbox.containers import RECORD, claim_name, new_id, write_json
     from pysbx.sandbox.monitor import DetachOptions, start_detached
     from pysbx.sandbox.restart import parse_restart
     from pysbx.sandbox.state import container_name_of
 
     folder = Path(spec.state)
     name = container_name_of(folder.name) or folder.name
+    lifecycle = plan.confinement.lifecycle
     try:
         bounds, restart = log_bounds(args.log_opt, lifecycle), parse_restart(args.restart or "no")
         if args.rm and restart.name != "no":
             raise SandboxError(f"--restart {args.restart} and --rm conflict: a container is restarted or removed")
+        rules = detach_rules(args, plan)
+        record = container_record(new_id(), name, spec, args, plan, bounds)
+        record["healthcheck"] = rules["health"] is not None
         claim_name(name, folder)
     except SandboxError as error:
         remove_state(spec.state)
         return _fail(str(error))
-    container_id = new_id()
-    record = {"id": container_id, "name": name, "image": args.image, "policy": args.policy,
-              "command": spec.argv, "created": now(), "auto_remove": args.rm, "restart": args.restart or "no",
-              "log": {"max_size": bounds.max_size, "max_file": bounds.max_file}}  # fmt: skip
     write_json(folder, RECORD, record)
     try:
-        exec_rule = (bool(lifecycle["exec"]), str(lifecycle["where"]["exec"]))
-        start_detached(spec, folder, DetachOptions(bounds, restart, args.rm, name, exec_rule))
+        start_detached(spec, folder, DetachOptions(bounds, restart, args.rm, name, rules))
     except SandboxError as error:
         print(f"pysandbox: error: {error}", file=sys.stderr)
         return int(getattr(error, "exit_code", EXIT_SETUP_FAILED))
-    print(container_id)
+    print(record["id"])
     return 0
+
+
+def container_record(
+    container_id: str, name: str, spec: RunSpec, args: RunArgs, plan: Plan, bounds: Any
+) -> dict[str, object]:
+    """container.json: what the container is, for ps and inspect (and stop's signal)."""
+    from pysbx.sandbox.containers import now
+
+    image = plan.image
+    return {"id": container_id, "name": name, "image": args.image, "policy": args.policy,
+            "image_digest": image.digest, "verdict": image.verdict, "command": spec.argv, "created": now(),
+            "auto_remove": args.rm, "restart": args.restart or "no",
+            "stop_signal": stop_signal(args.stop_signal or image.stop_signal or "SIGTERM"),
+            "stop_timeout": 10 if args.stop_timeout is None else args.stop_timeout,
+            "log": {"max_size": bounds.max_size, "max_file": bounds.max_file}}  # fmt: skip
+
+
+def stop_signal(name: str) -> str:
+    """STOPSIGNAL or --stop-signal as a name stop can deliver through the monitor."""
+    from pysbx.sandbox.lifecycle import signal_name
+
+    return signal_name(name, "--stop-signal (or the image's STOPSIGNAL)")
+
+
+def detach_rules(args: RunArgs, plan: Plan) -> dict[str, Any]:
+    """What the monitor saves beside the spec for exec and the health checker (the policy's
+    word on exec and exec -u with its lines, the user it pins, the image's passwd and group),
+    and the health check, when there is one the policy lets run."""
+    from pysbx.sandbox.health import health_check
+
+    lifecycle, where = plan.confinement.lifecycle, plan.confinement.lifecycle["where"]
+    check = health_check(plan.image.healthcheck, args)
+    if check is not None and not lifecycle["health"]:  # a --health-cmd was refused by check_lifecycle
+        print(f"pysandbox: note: the image's HEALTHCHECK is not run: the policy does not allow health checks "
+              f"({where['health']})", file=sys.stderr)  # fmt: skip
+        check = None
+    return {
+        "exec": {"allowed": bool(lifecycle["exec"]), "where": str(where["exec"])},
+        "exec_user": {"allowed": bool(lifecycle["exec_user"]), "where": str(where["exec_user"])},
+        "user_pin": {"user": plan.confinement.user, "where": plan.confinement.user_where},
+        "etc": list(plan.etc_texts),
+        "health": None if check is None else check.as_dict(),
+    }
 
 
 def check_lifecycle(args: RunArgs, lifecycle: dict[str, Any]) -> None:
     """-d, --restart and --log-opt as the policy's lifecycle section allows them, before
     anything is made: a refusal names the policy line, as every flag's does."""
-    if not (args.detach or args.restart or args.log_opt):
+    if not (args.detach or args.restart or args.log_opt or args.health_cmd):
         return  # a plain run: nothing to import or check (the warm start stays lean)
     from pysbx.sandbox.errors import Refused
     from pysbx.sandbox.restart import parse_restart
@@ -173,6 +220,8 @@ def check_lifecycle(args: RunArgs, lifecycle: dict[str, Any]) -> None:
     where = lifecycle["where"]
     if args.detach and not lifecycle["detach"]:
         raise Refused(f"-d is refused: the policy does not allow detached containers ({where['detach']})")
+    if args.health_cmd is not None and not lifecycle["health"]:
+        raise Refused(f"--health-cmd is refused: the policy does not allow health checks ({where['health']})")
     restart = parse_restart(args.restart or "no")
     if restart.name != "no" and restart.name not in lifecycle["restart"]:
         allowed = ", ".join(lifecycle["restart"])
@@ -207,6 +256,14 @@ def log_bounds(options: list[str], lifecycle: dict[str, Any]) -> Any:
         raise Refused(f"--log-opt max-file={values['max-file']} is refused: the policy allows "
                       f"{lifecycle['log_max_file']} ({where['log_max_file']})")  # fmt: skip
     return LogBounds(size, int(values["max-file"]))
+
+
+def _detached_only_flags(args: RunArgs) -> str:
+    """The first flag given that only a detached container's monitor acts on, or ""."""
+    names = ("stop_signal", "stop_timeout", "health_cmd", "health_interval", "health_timeout",
+             "health_start_period", "health_retries")  # fmt: skip
+    given = [name for name in names if getattr(args, name) is not None]
+    return f"--{given[0].replace('_', '-')}" if given else ""
 
 
 def _fail(message: str) -> int:

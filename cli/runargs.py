@@ -49,6 +49,24 @@ OPTIONS = (
     Option(("--rm",), "flag", "delete the container's writable layer when it exits"),
     Option(("--restart",), "value", "with -d: no, on-failure[:N], always, unless-stopped", metavar="POLICY"),
     Option(("--log-opt",), "append", "with -d: max-size=SIZE (10m) and max-file=N (1) of its log", metavar="K=V"),
+    Option(
+        ("--stop-signal",),
+        "value",
+        "with -d: the signal stop sends first (default: the image's STOPSIGNAL, else TERM)",
+        metavar="SIG",
+    ),
+    Option(("--stop-timeout",), "value", "with -d: seconds stop waits before SIGKILL (10)", convert=int, metavar="N"),
+    Option(
+        ("--health-cmd",),
+        "value",
+        "with -d: a command (run by sh -c) that says whether the container is healthy",
+        metavar="CMD",
+    ),
+    Option(("--health-interval",), "value", "time between health checks (30s)", metavar="DURATION"),
+    Option(("--health-timeout",), "value", "time a health check may take (30s)", metavar="DURATION"),
+    Option(("--health-start-period",), "value", "time after start when failures do not count (0s)", metavar="DURATION"),
+    Option(("--health-retries",), "value", "failures in a row that make it unhealthy (3)", convert=int, metavar="N"),
+    Option(("--no-healthcheck",), "flag", "do not run the image's HEALTHCHECK"),
     Option(("--name",), "value", "container name (and default hostname)", metavar="NAME"),
     Option(("-e", "--env"), "append", "set an environment variable", metavar="K=V"),
     Option(("--env-file",), "append", "read K=V lines from FILE", metavar="FILE"),
@@ -100,6 +118,14 @@ class RunArgs(Record):
     rm: bool
     restart: str | None
     log_opt: list[str]
+    stop_signal: str | None
+    stop_timeout: int | None
+    health_cmd: str | None
+    health_interval: str | None
+    health_timeout: str | None
+    health_start_period: str | None
+    health_retries: int | None
+    no_healthcheck: bool
     name: str | None
     env: list[str]
     env_file: list[str]

@@ -303,6 +303,8 @@ def docker_flags(policy: model.Policy) -> list[str]:
     lifecycle = sandbox.lifecycle
     size = format_size(lifecycle.log_max_size).lower().replace("i", "")
     flags += [f"--log-opt max-size={size}", f"--log-opt max-file={lifecycle.log_max_file}"]
+    if not lifecycle.health:
+        flags.append("--no-healthcheck")
     return flags
 
 

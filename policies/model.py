@@ -237,6 +237,18 @@ class Lifecycle:
         "true",
         True,
     )
+    exec_user: bool = spec(
+        "Allow exec -u: exec as another user of the image's (root among them), still under the container's "
+        "confinement otherwise.",
+        "true",
+        True,
+    )
+    health: bool = spec(
+        "Run health checks (the image's HEALTHCHECK, --health-cmd): the monitor runs each through exec's path; "
+        "without it the image's HEALTHCHECK is not run and --health-cmd is refused.",
+        "true",
+        True,
+    )
     log_max_size: Size = spec("The largest --log-opt max-size allowed, and the default.", "more", Size(10 << 20))
     log_max_file: int = spec("The most --log-opt max-file allowed (the default is 1).", "more", 5)
 

@@ -149,13 +149,14 @@ def all_containers() -> Iterator[Container]:
         except OSError:
             continue
         for folder in folders:
-            loaded = _load(folder)
+            loaded = load(folder)
             if loaded is not None:
                 found.append(loaded)
     yield from sorted(found, key=lambda item: str(item.record.get("created", "")))
 
 
-def _load(folder: Path) -> Container | None:
+def load(folder: Path) -> Container | None:
+    """The container whose folder this is, or None when it holds no readable record."""
     if folder.is_symlink() or not (folder / RECORD).is_file():
         return None
     try:

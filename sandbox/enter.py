@@ -20,6 +20,7 @@ seccomp, execve). The classic exec escapes are closed on the way:
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from pysbx.sandbox import linux, process
 from pysbx.sandbox.containers import Container
@@ -29,19 +30,53 @@ from pysbx.sandbox.specfile import load_spec
 from pysbx.sandbox.stdio import Pipes
 
 
-def exec_spec(container: Container, argv: list[str], env: list[str], workdir: str | None, tty: bool = False) -> RunSpec:
-    """The container's command's confinement for `argv`, with -e and -w applied (and with
-    -t, TERM=xterm unless -e says otherwise, as run and Docker do); refused when the policy
-    the container started under does not allow exec."""
+def exec_spec(
+    container: Container,
+    argv: list[str],
+    env: list[str],
+    workdir: str | None,
+    tty: bool = False,
+    user: str | None = None,
+    rule: str = "exec",
+) -> RunSpec:
+    """The container's command's confinement for `argv`, with -e, -w and -u applied (and
+    with -t, TERM=xterm unless -e says otherwise, as run and Docker do); refused when the
+    policy the container started under does not allow exec (`rule` "health": the monitor's
+    health check, which the policy allowed when the container started), or -u."""
     spec, extra = load_spec(container.folder)
-    rule = extra.get("exec")
-    if not isinstance(rule, dict) or rule.get("allowed") is not True:
-        where = rule.get("where") if isinstance(rule, dict) else "no rule saved"
-        raise SandboxError(f"exec is refused: the policy {container.name} runs under does not allow exec ({where})")
+    if rule == "exec":
+        _check_rule(container, extra, "exec", "exec")
     saved_env = [f"{key}={value}" for key, value in spec.env.items()]
+    if user is not None:
+        _check_rule(container, extra, "exec_user", f"exec -u {user}")
+        chosen = _exec_user(container, extra, user)
+        if spec.env.get("HOME") == spec.user.home:  # the default HOME, not the image's ENV: the new user's
+            saved_env = [item for item in saved_env if not item.startswith("HOME=")]
+        spec.user = chosen
     spec.env = process.environment(saved_env, env, spec.user, dict(os.environ), tty)
     spec.argv, spec.workdir = argv, workdir or spec.workdir
     return spec
+
+
+def _check_rule(container: Container, extra: dict[str, Any], name: str, what: str) -> None:
+    rule = extra.get(name)
+    if not isinstance(rule, dict) or rule.get("allowed") is not True:
+        where = rule.get("where") if isinstance(rule, dict) else "no rule saved"
+        raise SandboxError(
+            f"{what} is refused: the policy container {container.name} runs under does not allow it ({where})"
+        )
+
+
+def _exec_user(container: Container, extra: dict[str, Any], user: str) -> process.User:
+    """-u USER[:GROUP] as run's -u reads it, in the image's /etc/passwd and /etc/group as the
+    container started with them; a policy that pins the containers' user pins exec's too."""
+    pin = extra.get("user_pin") or {}
+    if pin.get("user") and user != pin["user"]:
+        raise SandboxError(
+            f"exec -u {user} is refused: the policy runs containers as {pin['user']} ({pin.get('where')})"
+        )
+    passwd, group = (extra.get("etc") or ["", ""])[:2]
+    return process.resolve_user(user, str(passwd), str(group))
 
 
 def exec_in(container: Container, spec: RunSpec, tty: bool = False, interactive: bool = False) -> int:

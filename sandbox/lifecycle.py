@@ -46,8 +46,8 @@ def _parse_filters(filters: list[str]) -> dict[str, list[str]]:
     wanted: dict[str, list[str]] = {}
     for item in filters:
         key, equals, value = item.partition("=")
-        if not equals or key not in ("status", "name", "id"):
-            raise FilterError(f"--filter {item}: expected status=..., name=... or id=...")
+        if not equals or key not in ("status", "name", "id", "health"):
+            raise FilterError(f"--filter {item}: expected status=..., name=..., id=... or health=...")
         wanted.setdefault(key, []).append(value)
     return wanted
 
@@ -57,6 +57,8 @@ def _matches(container: Container, state: str, key: str, values: list[str]) -> b
         return state in values
     if key == "name":
         return any(value in container.name for value in values)  # Docker: a substring
+    if key == "health":
+        return (health_status(container) or "none") in values
     return any(container.id.startswith(value) for value in values)
 
 
@@ -64,7 +66,9 @@ def status_text(container: Container) -> str:
     """Docker's STATUS column: Up 3 minutes, Exited (0) 2 seconds ago, Created."""
     state = container.state()
     if state == "running":
-        return f"Up {_ago(container.status.get('started'))}"
+        health = health_status(container)
+        shown = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}
+        return f"Up {_ago(container.status.get('started'))}{shown.get(health, '')}"
     if state == "restarting":
         return f"Restarting ({container.exit_code()}) {_ago(container.status.get('finished'))} ago"
     if state == "exited":
@@ -209,15 +213,24 @@ def wait_for_exit(container: Container, timeout: float | None = None) -> int:
     return -1 if code is None else code
 
 
-def stop_container(container: Container, timeout: int) -> None:
-    """SIGTERM through the monitor (to PID 1, then the command), SIGKILL after `timeout`;
-    no restart policy starts it again."""
+def stop_container(container: Container, timeout: int | None = None) -> None:
+    """The container's stop signal (its image's STOPSIGNAL or --stop-signal; TERM) through
+    the monitor (to PID 1, then the command), SIGKILL after `timeout` (its --stop-timeout,
+    10 s); no restart policy starts it again."""
     if container.state() not in ("running", "restarting"):
         return
+    recorded = container.record.get("stop_timeout")
+    seconds = timeout if timeout is not None else recorded if isinstance(recorded, int) else 10
+    signum = _signal_number(str(container.record.get("stop_signal") or "TERM"), "stop signal")
     container.ask_to_stop()
-    container.signal_monitor(signal.SIGTERM)
+    if container.state() == "restarting":  # a monitor waiting to restart ends at TERM, whatever the stop signal
+        container.signal_monitor(signal.SIGTERM)
+    elif signum == signal.SIGKILL:
+        container.kill_init()
+    else:
+        container.signal_monitor(signum)
     try:
-        wait_for_exit(container, timeout)
+        wait_for_exit(container, seconds)
     except TimeoutError:
         container.kill_init()
         wait_for_exit(container, 10)
@@ -237,15 +250,20 @@ def signal_container(container: Container, name: str) -> None:
 DELIVERED = ("KILL", "TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "WINCH")
 
 
-def _signal_number(name: str) -> int:
+def _signal_number(name: str, flag: str = "--signal") -> int:
     """A signal the monitor forwards to the command (or KILL, which goes to PID 1): any other
     would reach the monitor itself (found by review: ALRM killed it, STOP froze it)."""
     text = name.upper().removeprefix("SIG")
     numbers = {int(getattr(signal, f"SIG{known}")): known for known in DELIVERED}
     number = int(text) if text.isdigit() else int(getattr(signal, f"SIG{text}", 0))
     if number not in numbers:
-        raise SandboxError(f"--signal {name}: pysandbox delivers {', '.join(DELIVERED)} (as names or numbers)")
+        raise SandboxError(f"{flag} {name}: pysandbox delivers {', '.join(DELIVERED)} (as names or numbers)")
     return number
+
+
+def signal_name(name: str, flag: str) -> str:
+    """`name` (QUIT, SIGQUIT, 3) as the name of a signal the monitor delivers: SIGQUIT."""
+    return signal.Signals(_signal_number(name, flag)).name
 
 
 def remove_container(container: Container, force: bool) -> None:
@@ -264,9 +282,54 @@ def remove_container(container: Container, force: bool) -> None:
 
 
 def describe(container: Container) -> dict[str, object]:
-    """`inspect`: the record, the status as written, and the state as reconciled."""
+    """`inspect`: the record (image, digest, verdict, policy, stop signal), the status as
+    written, the state as reconciled, health, and the confinement it runs under (user,
+    capabilities, seccomp, namespaces, mounts, limits) as its saved spec says."""
+    from pysbx.sandbox.health import read_health
+
     return {**container.record, "folder": str(container.folder), "state": container.state(),
-            "status": container.status, "log_files": [str(path) for path in log_files(container)]}  # fmt: skip
+            "status": container.status, "health": read_health(container.folder) if _has_health(container) else None,
+            "confinement": _confinement(container),
+            "log_files": [str(path) for path in log_files(container)]}  # fmt: skip
+
+
+def _confinement(container: Container) -> dict[str, object] | None:
+    from pysbx.sandbox.specfile import load_spec
+
+    try:
+        spec, _ = load_spec(container.folder)
+    except (OSError, ValueError, KeyError, TypeError, SandboxError):
+        return None
+    return {
+        "user": {"uid": spec.user.uid, "gid": spec.user.gid, "groups": list(spec.user.groups)},
+        "capabilities": f"{spec.capabilities:#018x}",
+        "no_new_privileges": spec.no_new_privileges,
+        "seccomp": None if spec.seccomp_bpf is None else f"{len(spec.seccomp_bpf) // 8} BPF instructions",
+        "namespaces": list(spec.namespaces),
+        "network": spec.network,
+        "id_maps": spec.id_maps.describe(),
+        "read_only_rootfs": spec.read_only_rootfs,
+        "mounts": [{"type": "bind", "source": item.source, "destination": item.destination,
+                    "read_only": item.read_only} for item in spec.binds]
+        + [{"type": "tmpfs", "destination": item.destination, "size": item.size} for item in spec.tmpfs],
+        "limits": [{"name": item.name, "value": item.value, "mechanism": item.mechanism} for item in spec.limits],
+        "masked_paths": list(spec.masked_paths),
+        "readonly_paths": list(spec.readonly_paths),
+    }  # fmt: skip
+
+
+def _has_health(container: Container) -> bool:
+    return container.record.get("healthcheck") is True
+
+
+def health_status(container: Container) -> str:
+    """starting, healthy or unhealthy while it runs with a check; "" otherwise."""
+    from pysbx.sandbox.health import read_health
+
+    if not _has_health(container) or container.state() != "running":
+        return ""
+    health = read_health(container.folder) or {}
+    return str(health.get("status", "starting"))
 
 
 def start_container(container: Container) -> None:
@@ -285,10 +348,9 @@ def start_container(container: Container) -> None:
         raise SandboxError(f"container {container.name}: its image layers are gone from the cache ({missing[0]}): "
                            "run the image again")  # fmt: skip
     record: dict[str, Any] = container.record
-    log, rule = record.get("log") or {}, extra.get("exec") or {}
+    log = record.get("log") or {}
     bounds = LogBounds(int(log.get("max_size", 10 << 20)), int(log.get("max_file", 1)))
-    exec_rule = (rule.get("allowed") is True, str(rule.get("where", "")))
-    options = DetachOptions(bounds, parse_restart(str(record.get("restart", "no"))), False, container.name, exec_rule)
+    options = DetachOptions(bounds, parse_restart(str(record.get("restart", "no"))), False, container.name, extra)
     (container.folder / STOP_REQUESTED).unlink(missing_ok=True)
     start_detached(spec, container.folder, options)
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
+from typing import Any
 
 from pysbx.sandbox.containers import LOG, STATUS, STOP_REQUESTED, now, process_record, release_name, write_json
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError
@@ -56,13 +58,15 @@ def start_detached(spec: RunSpec, folder: Path, options: DetachOptions) -> None:
 
 
 class DetachOptions:
-    """What `run -d` asks of the monitor beyond the container itself."""
+    """What `run -d` asks of the monitor beyond the container itself. `rules` is saved with
+    the spec for exec and the health checker (what the policy said of exec and exec -u,
+    with their lines; the user it pins; the image's passwd and group; the health check)."""
 
     def __init__(
-        self, bounds: LogBounds, restart: RestartPolicy, auto_remove: bool, name: str, exec_rule: tuple[bool, str]
+        self, bounds: LogBounds, restart: RestartPolicy, auto_remove: bool, name: str, rules: dict[str, Any]
     ) -> None:
         self.bounds, self.restart, self.auto_remove, self.name = bounds, restart, auto_remove, name
-        self.exec_rule = exec_rule  # whether the policy allows exec, and the line that says so
+        self.rules = rules
 
 
 class Monitor:
@@ -78,13 +82,16 @@ class Monitor:
 
         os.chdir("/")  # holds no folder of the invoker's busy
         _record_owner(self.folder)
-        allowed, where = self.options.exec_rule
-        save_spec(self.folder, self.spec, {"exec": {"allowed": allowed, "where": where}})
+        save_spec(self.folder, self.spec, self.options.rules)
         self.write_status("created")
         writer = self.start_log_writer()
+        checker = self.start_health_checker()
         self.spec.started = self.started
         self.spec.monitor_fds = (self.started_w,)
         status = self.run_until_done()
+        if checker:
+            os.kill(checker, signal.SIGKILL)
+            os.waitpid(checker, 0)
         for target in (1, 2):  # the log writer sees the end once the container's copies close too
             os.dup2(0, target)
         os.waitpid(writer, 0)
@@ -113,6 +120,13 @@ class Monitor:
         _detach_stdio(out_w, err_w)
         return writer
 
+    def start_health_checker(self) -> int:
+        """The health checker's pid, when the container has a check (0 when not)."""
+        from pysbx.sandbox.health import HealthCheck, start_checker
+
+        check = self.options.rules.get("health")
+        return start_checker(self.folder, HealthCheck(**check)) if isinstance(check, dict) else 0
+
     def run_until_done(self) -> int:
         """Run the command, and again while the restart policy says so."""
         import time
@@ -131,7 +145,6 @@ class Monitor:
 
     def wait_unless_stopped(self, seconds: float) -> bool:
         """Sleep before a restart; False when a stop came meanwhile (SIGTERM, or its note)."""
-        import signal
         import time
 
         asked: list[int] = []

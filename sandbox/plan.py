@@ -255,14 +255,16 @@ def _profile_files(profile: str) -> list[str]:
     return [str(path)] if profile != "unconfined" and path.is_file() else []
 
 
-def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy, bundle: str | None = None) -> Plan:
+def build_plan(
+    flags: RunArgs, image: Image, loaded: LoadedPolicy, bundle: str | None = None, verdict: str = ""
+) -> Plan:
     """The plan for `image` under the policy, with the flags that change what the policy
     gives (sandbox.warm.POLICY_SENSITIVE: --privileged, --pid host, --network host,
     --security-opt, limits) checked and applied. Without any of them it is the policy's own
     plan, which a warm run may reuse; the per-run flags are sandbox.warm.spec_from_plan's.
     `bundle` is the file the signature verification used, if it was one: evidence the plan
     rests on, with the policy chain, keys, trusted root and the id files (root's reservation,
-    or a user's subordinate ranges)."""
+    or a user's subordinate ranges); `verdict` what the verification concluded, in words."""
     check_flags(flags, loaded)
     sandbox = loaded.policy.sandbox
     id_maps = plan_id_maps(sandbox.ids)
@@ -280,7 +282,17 @@ def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy, bundle: str |
     return make_plan(
         lowers=lowers,
         etc_texts=(etc_text(lowers, "passwd", owners.userns), etc_text(lowers, "group", owners.userns)),
-        image=ImageRun(config.entrypoint, config.cmd, config.env, config.working_dir, config.user),
+        image=ImageRun(
+            config.entrypoint,
+            config.cmd,
+            config.env,
+            config.working_dir,
+            config.user,
+            stop_signal=config.stop_signal,
+            healthcheck=config.healthcheck,
+            digest=str(image.manifest_digest),
+            verdict=verdict,
+        ),
         confinement=Confinement(
             namespaces=list(map(str, namespaces)),
             network=sandbox.network,
@@ -313,7 +325,7 @@ def build_plan(flags: RunArgs, image: Image, loaded: LoadedPolicy, bundle: str |
 def _lifecycle(loaded: LoadedPolicy) -> dict[str, object]:
     """The policy's lifecycle section as plain values a plan can keep, with each field's line."""
     lifecycle = loaded.policy.sandbox.lifecycle
-    names = ("detach", "restart", "exec", "log_max_size", "log_max_file")
+    names = ("detach", "restart", "exec", "exec_user", "health", "log_max_size", "log_max_file")
     return {
         **{name: list(value) if isinstance(value := getattr(lifecycle, name), tuple) else value for name in names},
         "where": {name: _where(loaded, "sandbox", "lifecycle", name) for name in names},

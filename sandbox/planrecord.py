@@ -18,16 +18,28 @@ if TYPE_CHECKING:
 
 
 class ImageRun(Record):
-    """The image's own run configuration (what Docker's ENTRYPOINT, CMD, ENV, WORKDIR and
-    USER say), which the run's flags may override."""
+    """The image's own run configuration (what Docker's ENTRYPOINT, CMD, ENV, WORKDIR, USER,
+    STOPSIGNAL and HEALTHCHECK say), which the run's flags may override; and which image it
+    is (its manifest digest) and what its verification concluded, for `inspect`."""
 
-    __slots__ = ("cmd", "entrypoint", "env", "user", "working_dir")
+    __slots__ = ("cmd", "digest", "entrypoint", "env", "healthcheck", "stop_signal", "user", "verdict", "working_dir")
 
     def __init__(
-        self, entrypoint: list[str] | None, cmd: list[str] | None, env: list[str], working_dir: str, user: str
+        self,
+        entrypoint: list[str] | None,
+        cmd: list[str] | None,
+        env: list[str],
+        working_dir: str,
+        user: str,
+        *,
+        stop_signal: str = "",
+        healthcheck: dict[str, Any] | None = None,
+        digest: str = "",
+        verdict: str = "",
     ) -> None:
         self.entrypoint, self.cmd, self.env = entrypoint, cmd, env
         self.working_dir, self.user = working_dir, user
+        self.stop_signal, self.healthcheck, self.digest, self.verdict = stop_signal, healthcheck, digest, verdict
 
 
 class Confinement(Record):

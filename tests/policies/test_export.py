@@ -3,6 +3,7 @@ the policy's effect visible inside; the Docker and Kubernetes forms say the same
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -166,3 +167,6 @@ def test_the_lifecycle_section_exports_as_log_options_and_a_restart_policy() -> 
     assert {"--log-opt max-size=10m", "--log-opt max-file=2"} <= set(docker_flags(strict))
     assert kubernetes_pod(strict)["spec"]["restartPolicy"] == "OnFailure"  # strict allows no always
     assert kubernetes_pod(baseline)["spec"]["restartPolicy"] == "Always"
+    unhealthy = dataclasses.replace(strict.sandbox.lifecycle, health=False)
+    without = dataclasses.replace(strict, sandbox=dataclasses.replace(strict.sandbox, lifecycle=unhealthy))
+    assert "--no-healthcheck" in docker_flags(without) and "--no-healthcheck" not in docker_flags(strict)

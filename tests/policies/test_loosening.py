@@ -420,6 +420,9 @@ def test_a_tmpfs_within_a_capped_writable_roots_budget_tightens_and_beyond_it_lo
     [
         ("exec: false", "exec: true", "loosens"),
         ("exec: true", "exec: false", "tightens"),
+        ("exec_user: false", "exec_user: true", "loosens"),
+        ("exec_user: true", "exec_user: false", "tightens"),
+        ("health: false", "health: true", "loosens"),
         ("detach: false", "detach: true", "loosens"),
         ("restart: ['no', on-failure]", "restart: ['no', on-failure, always]", "loosens"),
         ("restart: ['no', on-failure]", "restart: ['no']", "tightens"),

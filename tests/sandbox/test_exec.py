@@ -18,6 +18,7 @@ import pytest
 from tests.sandbox.harness import (
     Sandbox,
     attack_image,  # noqa: F401 - fixture
+    strict_variant,
     tool,
     tool_argv,
 )
@@ -200,3 +201,52 @@ def test_exec_refuses_when_pid_1_left_the_cgroup_its_limits_live_in(sandbox: San
         assert refused.returncode == 125 and "not in its own cgroup for memory" in refused.stderr, refused.stderr
     finally:
         tool(sandbox, "rm", "-f", name)
+
+
+def test_exec_u_follows_the_policy_and_the_images_users(sandbox: Sandbox, world: Path, running: str) -> None:
+    """strict: no exec as another user; where a policy allows it, -u resolves in the image's
+    own passwd and group, and the rest of the confinement stays the container's."""
+    refused = tool(sandbox, "exec", "-u", "0", running, "id")
+    assert refused.returncode == 125 and "exec -u 0 is refused" in refused.stderr, refused.stderr
+    line = refused.stderr.rpartition(":")[2].rstrip(")\n")
+    assert (world / "strict-unsigned.yaml").read_text().splitlines()[int(line) - 1].strip() == "exec_user: false"
+    name = f"exec-u-{sandbox.mode}"
+    tool(sandbox, "rm", "-f", name)
+    policy = strict_variant(world, "exec-user.yaml", ("    exec_user: false", "    exec_user: true"))
+    try:
+        started = tool(sandbox, "run", "-d", "--name", name, "--policy", str(policy), str(world / ATTACK),
+                       "sh", "-c", "exec sleep 600")  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        own = tool(sandbox, "exec", name, "sh", "-c", CONFINEMENT)
+        as_root = tool(sandbox, "exec", "-u", "root", name, "sh", "-c", f"{CONFINEMENT}; echo $HOME")
+        assert as_root.returncode == 0, as_root.stderr
+        assert as_root.stdout.startswith("uid=0(root) gid=0(root)") and as_root.stdout.endswith("/root\n")
+        assert own.stdout.startswith("uid=1000(app)")
+        for line in ("CapBnd", "NoNewPrivs", "Seccomp", "0 "):  # the same bounding set, filter, map
+            assert _lines(own.stdout, line) == _lines(as_root.stdout, line), line
+        nobody = tool(sandbox, "exec", "-u", "nobody:nogroup", name, "id")
+        assert nobody.stdout.startswith("uid=65534(nobody) gid=65534(nogroup)"), nobody.stdout
+        unknown = tool(sandbox, "exec", "-u", "mallory", name, "id")
+        assert unknown.returncode == 125 and "'mallory' is not in the image's /etc/passwd" in unknown.stderr
+    finally:
+        tool(sandbox, "rm", "-f", name)
+
+
+def test_exec_u_cannot_leave_a_user_the_policy_pins(sandbox: Sandbox, world: Path) -> None:
+    name = f"exec-pinned-{sandbox.mode}"
+    tool(sandbox, "rm", "-f", name)
+    policy = strict_variant(world, "exec-pinned.yaml", ("    exec_user: false", "    exec_user: true"),
+                            ("    size: 65536\n", "    size: 65536\n    user: '1000'\n"))  # fmt: skip
+    try:
+        started = tool(sandbox, "run", "-d", "--name", name, "--policy", str(policy), str(world / ATTACK),
+                       "sh", "-c", "exec sleep 600")  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        refused = tool(sandbox, "exec", "-u", "0", name, "id")
+        assert refused.returncode == 125 and "the policy runs containers as 1000" in refused.stderr, refused.stderr
+        assert tool(sandbox, "exec", "-u", "1000", name, "id").stdout.startswith("uid=1000")
+    finally:
+        tool(sandbox, "rm", "-f", name)
+
+
+def _lines(text: str, prefix: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(prefix)]

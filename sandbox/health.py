@@ -1,0 +1,264 @@
+"""Health checks of detached containers, Docker's HEALTHCHECK: a process the monitor forks
+runs the check every `interval` through exec's own path (sandbox.enter: the container's
+namespaces, cgroups, user, capabilities, seccomp filter), so a check can do nothing the
+container's command could not. Its result goes to health.json in the container's folder
+(written whole): `starting` until the first success (failures in the start period do not
+count), `healthy`, or `unhealthy` after `retries` failures in a row; the last five results
+with the first 4 KiB of their output, as `docker inspect` keeps them. A check that outlives
+its timeout is killed with everything it started, and counts as a failure (exit code -1)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from pysbx.sandbox.errors import SandboxError
+from pysbx.sandbox.record import Record
+
+HEALTH = "health.json"
+OUTPUT = ".health-output"
+OUTPUT_LIMIT = 4096
+KEPT_RESULTS = 5
+NANOSECONDS = 1_000_000_000
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+
+
+class HealthCheck(Record):
+    """What to run (an argv, `sh -c CMD` for CMD-SHELL) and when, in seconds."""
+
+    __slots__ = ("interval", "retries", "start_period", "test", "timeout")
+
+    def __init__(self, test: list[str], interval: float, timeout: float, start_period: float, retries: int) -> None:
+        self.test, self.interval, self.timeout = test, interval, timeout
+        self.start_period, self.retries = start_period, retries
+
+
+def parse_duration(text: str, flag: str) -> float:
+    """A Go duration as Docker's --health-* flags take it (1m30s, 500ms, 10s), in seconds."""
+    if text == "0":
+        return 0.0
+    parts = _DURATION.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        raise SandboxError(f"{flag} {text}: expected a duration such as 30s, 1m30s or 500ms")
+    return sum(float(number) * _UNITS[unit] for number, unit in parts)
+
+
+def _test_argv(test: list[str], where: str) -> list[str] | None:
+    """Docker's Test: ["NONE"] turns checks off, ["CMD", ...] is an argv, ["CMD-SHELL", C]
+    runs C with /bin/sh -c; an empty one inherits (here: nothing to inherit)."""
+    if not test or test[0] == "NONE":
+        return None
+    if test[0] == "CMD" and len(test) > 1:
+        return [str(item) for item in test[1:]]
+    if test[0] == "CMD-SHELL" and len(test) == 2:
+        return ["/bin/sh", "-c", str(test[1])]
+    raise SandboxError(f"{where}: expected a Test of NONE, CMD ARG..., or CMD-SHELL COMMAND, got {test[:3]!r}")
+
+
+def health_check(image: dict[str, Any] | None, flags: Any) -> HealthCheck | None:
+    """The image's HEALTHCHECK with the run's --health-* flags over it (Docker's rules: a
+    zero or absent time means the default; --no-healthcheck turns the image's off and
+    conflicts with every --health-* flag)."""
+    given = [flags.health_cmd, flags.health_interval, flags.health_timeout, flags.health_start_period,
+             flags.health_retries]  # fmt: skip
+    if flags.no_healthcheck:
+        if any(value is not None for value in given):
+            raise SandboxError("--no-healthcheck conflicts with the --health-* flags")
+        return None
+    config = image or {}
+    test = ["CMD-SHELL", flags.health_cmd] if flags.health_cmd is not None else list(config.get("Test") or [])
+    argv = _test_argv(test, "the image's HEALTHCHECK" if flags.health_cmd is None else "--health-cmd")
+    if argv is None:
+        return None
+    times = {}
+    for key, flag, image_key, default in (
+        ("interval", "--health-interval", "Interval", 30.0),
+        ("timeout", "--health-timeout", "Timeout", 30.0),
+        ("start_period", "--health-start-period", "StartPeriod", 0.0),
+    ):
+        value = getattr(flags, f"health_{key}")
+        seconds = parse_duration(value, flag) if value is not None else int(config.get(image_key) or 0) / NANOSECONDS
+        if key != "start_period" and 0 < seconds < 0.001:
+            raise SandboxError(f"{flag} {value}: expected at least 1ms (Docker's floor)")
+        times[key] = seconds or default
+    retries = flags.health_retries if flags.health_retries is not None else int(config.get("Retries") or 3)
+    if retries < 0:
+        raise SandboxError(f"--health-retries {retries}: expected 0 or more")
+    return HealthCheck(argv, times["interval"], times["timeout"], times["start_period"], retries or 3)
+
+
+# ----- the checker, a process of the monitor's ---------------------------------------------------
+
+
+def start_checker(folder: Path, check: HealthCheck) -> int:
+    """Fork the checker; it ends when the monitor does."""
+    monitor = os.getpid()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the checker's side, which _exits
+        code = 1
+        try:
+            from pysbx.sandbox import linux
+
+            linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+            _quiet_stdio()
+            if os.getppid() == monitor:
+                Checker(folder, check).run(monitor)
+            code = 0
+        finally:
+            os._exit(code)
+    return child
+
+
+def _quiet_stdio() -> None:
+    """No descriptor of the monitor's: its log pipes must close when the container's do."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):
+        os.dup2(null, target)
+    os.closerange(3, 65536)
+
+
+class Checker:
+    """The checker's state: the health it last wrote, the failures in a row, the results."""
+
+    def __init__(self, folder: Path, check: HealthCheck) -> None:
+        self.folder, self.check = folder, check
+        self.status, self.streak = "starting", 0
+        self.results: list[dict[str, object]] = []
+        self.started: object = None
+
+    def run(self, monitor: int) -> None:
+        self.write()
+        while os.getppid() == monitor:
+            time.sleep(self.check.interval)
+            container = _running(self.folder)
+            if container is None:
+                continue
+            if container.status.get("started") != self.started:  # a (re)start: health begins again
+                self.started, self.status, self.streak = container.status.get("started"), "starting", 0
+            self.record(container, *probe(container, self.check))
+
+    def record(self, container: Any, began: str, code: int, output: str) -> None:
+        from pysbx.sandbox.containers import now
+
+        self.results = [*self.results, {"start": began, "end": now(), "exit_code": code, "output": output}]
+        self.results = self.results[-KEPT_RESULTS:]
+        if code == 0:
+            self.status, self.streak = "healthy", 0
+        elif not _in_start_period(container, self.check.start_period):
+            self.streak += 1
+            if self.streak >= self.check.retries:
+                self.status = "unhealthy"
+        self.write()
+
+    def write(self) -> None:
+        from pysbx.sandbox.containers import write_json
+
+        write_json(self.folder, HEALTH, {"status": self.status, "failing_streak": self.streak, "log": self.results})
+
+
+def _running(folder: Path) -> Any:
+    from pysbx.sandbox.containers import load
+
+    container = load(folder)
+    return container if container is not None and container.state() == "running" else None
+
+
+def _in_start_period(container: Any, seconds: float) -> bool:
+    import datetime
+
+    try:
+        started = datetime.datetime.fromisoformat(str(container.status.get("started")).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (datetime.datetime.now(datetime.UTC) - started).total_seconds() < seconds
+
+
+def probe(container: Any, check: HealthCheck) -> tuple[str, int, str]:
+    """Run the check once: when it began, its exit code (-1 when it timed out or could not
+    be run), and the start of its output."""
+    from pysbx.sandbox.containers import now
+
+    began = now()
+    output = os.open(
+        container.folder / OUTPUT, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+    )
+    try:
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs the check through exec's path, then _exits
+            _exec_check(container, check, output)
+        code = _wait_or_kill(child, check.timeout)
+        text = os.pread(output, OUTPUT_LIMIT, 0).decode(errors="replace")
+    finally:
+        os.close(output)
+    if code is None:
+        return began, -1, f"Health check exceeded timeout ({check.timeout:g}s)"
+    return began, code, text
+
+
+def _exec_check(container: Any, check: HealthCheck, output: int) -> None:
+    code = 1
+    try:
+        from pysbx.sandbox.enter import exec_in, exec_spec
+
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        code = exec_in(container, exec_spec(container, check.test, [], None, rule="health"))
+    except BaseException as error:
+        os.write(2, f"{error}\n".encode(errors="replace"))
+    finally:
+        os._exit(code & 0xFF)
+
+
+def _wait_or_kill(child: int, timeout: float) -> int | None:
+    """The child's exit status, or None after killing it and all it started at `timeout`."""
+    from pysbx.sandbox.errors import exit_status
+
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            return exit_status(status)
+        if time.monotonic() > deadline:
+            for pid in [child, *descendants(child)]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            os.waitpid(child, 0)
+            return None
+        time.sleep(0.01)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children of children), read from /proc."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children") as listed:
+                    children = [int(item) for item in listed.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += children
+            pending += children
+    return found
+
+
+def read_health(folder: Path) -> dict[str, Any] | None:
+    """health.json as the checker last wrote it, or None."""
+    from pysbx.sandbox.containers import read_json
+
+    try:
+        return read_json(folder, HEALTH)
+    except (OSError, ValueError, SandboxError):
+        return None
