@@ -1,4 +1,4 @@
-"""`pysandbox ps|logs|stop|kill|rm|wait|inspect`: detached containers (run -d), by Docker's
+"""`pysandbox ps|logs|stop|kill|pause|unpause|rm|wait|inspect`: detached containers (run -d), by Docker's
 names, flags and exit codes. The work is in sandbox.containers and sandbox.lifecycle."""
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pysbx.sandbox.containers import Container
 
 CONTAINER = typer.Argument(help="Container name or id (a unique prefix of the id).", metavar="CONTAINER")
@@ -82,12 +84,7 @@ def kill(
     """Send a signal to each running container's command (SIGKILL by default)."""
     from pysbx.sandbox.lifecycle import signal_container
 
-    for reference in containers:
-        try:
-            signal_container(_find(reference), signal_name)
-        except SandboxError as error:
-            fail("pysandbox", str(error), 1)
-        typer.echo(reference)
+    _each(containers, lambda container: signal_container(container, signal_name))
 
 
 def rm(
@@ -107,6 +104,30 @@ def rm(
             failed = True
     if failed:
         raise ExitWith(1)
+
+
+def pause(containers: Annotated[list[str], CONTAINER]) -> None:
+    """Freeze every process of each container (the cgroup freezer; the monitor goes on)."""
+    from pysbx.sandbox.lifecycle import pause_container
+
+    _each(containers, pause_container)
+
+
+def unpause(containers: Annotated[list[str], CONTAINER]) -> None:
+    """Let each paused container run again."""
+    from pysbx.sandbox.lifecycle import unpause_container
+
+    _each(containers, unpause_container)
+
+
+def _each(references: list[str], action: Callable[[Container], None]) -> None:
+    """`action` on each container, its reference echoed; exit 1 after the first failure."""
+    for reference in references:
+        try:
+            action(_find(reference))
+        except (SandboxError, OSError) as error:
+            fail("pysandbox", str(error), 1)
+        typer.echo(reference)
 
 
 def wait(containers: Annotated[list[str], CONTAINER]) -> None:

@@ -208,22 +208,29 @@ class Cgroup:
                     time.sleep(0.01)
 
 
-def create(name: str, values: dict[str, float]) -> Cgroup | None:
+def create(name: str, values: dict[str, float], freezer: bool = False) -> Cgroup | None:
     """Make the container's cgroup with `values` (memory bytes, pids, cpus) written, by the
-    same choice `mechanisms` made; None when no limit asks for one."""
-    if not values:
+    same choice `mechanisms` made; with `freezer` (a detached container, for pause), one
+    that can be frozen too where we may: v2 (cgroup.freeze is in every v2 cgroup), or v1's
+    freezer hierarchy. None when nothing asks for one, or nothing can give it."""
+    if not values and not freezer:
         return None
     wanted_v2 = {_V2[limit][0] for limit in values}
-    parent = v2_parent(wanted_v2)
+    v1_freezer = v1_parents({"freezer"}) if freezer else {}
+    parent = v2_parent(wanted_v2) if values or not v1_freezer else None
     if parent is not None:
         folder = os.path.join(parent, name)
         os.mkdir(folder)
         cgroup = Cgroup([folder], 2)
         _write_all(cgroup, folder, _v2_settings(values))
         return cgroup
-    parents = v1_parents({_V1[limit][0] for limit in values})
+    parents = v1_parents({_V1[limit][0] for limit in values}) | v1_freezer
     folders: dict[str, str] = {}
     cgroup = Cgroup([], 1)
+    if "freezer" in parents:
+        folders["freezer"] = os.path.join(parents["freezer"], name)
+        os.mkdir(folders["freezer"])
+        cgroup.folders.append(folders["freezer"])
     for limit, value in values.items():
         controller = _V1[limit][0]
         if controller not in parents:
@@ -234,6 +241,39 @@ def create(name: str, values: dict[str, float]) -> Cgroup | None:
             cgroup.folders.append(folders[controller])
         _write_all(cgroup, folders[controller], _v1_settings(limit, value))
     return cgroup if cgroup.folders else None
+
+
+def freezer_of(pid: int, prefix: str = "pysandbox-") -> tuple[str, int] | None:
+    """The container cgroup of ours (named `prefix`...) that can freeze process `pid`: its
+    v1 freezer folder, or its v2 folder; with the version. None when it has none."""
+    paths = _read_cgroups(str(pid))
+    found: list[tuple[str, int]] = []
+    for mount_point, root, fstype, options in _mounts():
+        key = "" if fstype == "cgroup2" else "freezer" if "freezer" in options else None
+        path = None if key is None else paths.get(key)
+        folder = None if path is None else _inside(mount_point, root, path)
+        control = "cgroup.freeze" if fstype == "cgroup2" else "freezer.state"
+        if folder and os.path.basename(folder).startswith(prefix) and os.path.exists(os.path.join(folder, control)):
+            found.append((folder, 2 if fstype == "cgroup2" else 1))
+    return min(found, key=lambda item: item[1], default=None)
+
+
+def set_frozen(folder: str, version: int, frozen: bool, seconds: float = 5) -> None:
+    """Freeze or thaw the cgroup, and wait until the kernel says it is done (v1 passes
+    through FREEZING; v2's cgroup.events says frozen 1). OSError when it does not settle."""
+    if version == 1:
+        control, value, done = "freezer.state", "FROZEN" if frozen else "THAWED", "FROZEN" if frozen else "THAWED"
+    else:
+        control, value, done = "cgroup.freeze", "1" if frozen else "0", f"frozen {int(frozen)}"
+    with open(os.path.join(folder, control), "w") as out:
+        out.write(value)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with open(os.path.join(folder, control if version == 1 else "cgroup.events")) as state:
+            if done in state.read().split("\n"):
+                return
+        time.sleep(0.005)
+    raise OSError(f"{folder}: the freezer did not settle within {seconds:g} s")
 
 
 def _write_all(cgroup: Cgroup, folder: str, settings: list[tuple[str, str, bool]]) -> None:

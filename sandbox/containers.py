@@ -32,6 +32,7 @@ from pysbx.sandbox.state import (
 
 RECORD, STATUS, LOG = "container.json", "status.json", "ctr.log"
 STOP_REQUESTED = "stop-requested"  # written by stop/kill/rm -f before they signal: no restart after
+PAUSED = "paused"  # written by pause once the freezer holds the container, removed by unpause
 RECORD_LIMIT = 1 << 20
 
 
@@ -64,10 +65,13 @@ class Container:
         return str(self.record["name"])
 
     def state(self) -> str:
-        """created, running or exited, after checking the processes the status names."""
+        """created, running, paused, restarting or exited, after checking the processes the
+        status names."""
         recorded = str(self.status.get("status", "created"))
         if recorded in ("created", "running", "restarting") and not _alive(self.status.get("monitor")):
             return "exited"  # the monitor died without writing (SIGKILL): nothing runs on
+        if recorded == "running" and (self.folder / PAUSED).exists():
+            return "paused"
         return recorded
 
     def init_alive(self) -> bool:

@@ -81,8 +81,11 @@ def _exec_user(container: Container, extra: dict[str, Any], user: str) -> proces
 
 def exec_in(container: Container, spec: RunSpec, tty: bool = False, interactive: bool = False) -> int:
     """Run spec.argv in the container; its exit status (125/126/127 as run gives them)."""
-    if container.state() != "running":
-        raise SandboxError(f"container {container.name} is not running")
+    state = container.state()
+    if state != "running":
+        raise SandboxError(
+            f"container {container.name} is {'paused: unpause it first' if state == 'paused' else 'not running'}"
+        )
     init = container.status.get("init")
     assert isinstance(init, list)
     pidfd = _pin_command(container, int(init[0]))

@@ -16,6 +16,7 @@ from typing import Any
 from pysbx.sandbox.containers import LOG, Container, all_containers, release_name
 from pysbx.sandbox.errors import SandboxError
 
+LIVE = ("running", "paused", "restarting")  # states with a monitor at work
 POLL_SECONDS = 0.1  # logs -f
 WAIT_POLL_SECONDS = 0.02  # wait and stop: an exit is seen within 20 ms
 
@@ -30,7 +31,7 @@ def listing(include_exited: bool, filters: list[str]) -> list[dict[str, str]]:
     rows = []
     for container in all_containers():
         state = container.state()
-        if not include_exited and state not in ("running", "restarting") and "status" not in wanted:
+        if not include_exited and state not in LIVE and "status" not in wanted:
             continue
         if not all(_matches(container, state, key, values) for key, values in wanted.items()):
             continue
@@ -65,6 +66,8 @@ def _matches(container: Container, state: str, key: str, values: list[str]) -> b
 def status_text(container: Container) -> str:
     """Docker's STATUS column: Up 3 minutes, Exited (0) 2 seconds ago, Created."""
     state = container.state()
+    if state == "paused":
+        return f"Up {_ago(container.status.get('started'))} (Paused)"
     if state == "running":
         health = health_status(container)
         shown = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}
@@ -169,7 +172,7 @@ def _follow(container: Container, timestamps: bool, window: tuple[str, str]) -> 
     offset = path.stat().st_size if path.exists() else 0
     inode = path.stat().st_ino if path.exists() else None
     while True:
-        done = _reloaded(container).state() != "running"
+        done = _reloaded(container).state() not in LIVE
         if path.exists() and path.stat().st_ino != inode:  # rotated: start at the new file's top
             inode, offset = path.stat().st_ino, 0
         with open(path, "rb") if path.exists() else open(os.devnull, "rb") as log:
@@ -204,7 +207,7 @@ def wait_for_exit(container: Container, timeout: float | None = None) -> int:
     """The exit code once the container has exited (-1 when its monitor died unrecorded)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     current = container
-    while current.state() in ("running", "created", "restarting"):
+    while current.state() in (*LIVE, "created"):
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError
         time.sleep(WAIT_POLL_SECONDS)
@@ -217,7 +220,7 @@ def stop_container(container: Container, timeout: int | None = None) -> None:
     """The container's stop signal (its image's STOPSIGNAL or --stop-signal; TERM) through
     the monitor (to PID 1, then the command), SIGKILL after `timeout` (its --stop-timeout,
     10 s); no restart policy starts it again."""
-    if container.state() not in ("running", "restarting"):
+    if container.state() not in LIVE:
         return
     recorded = container.record.get("stop_timeout")
     seconds = timeout if timeout is not None else recorded if isinstance(recorded, int) else 10
@@ -229,6 +232,7 @@ def stop_container(container: Container, timeout: int | None = None) -> None:
         container.kill_init()
     else:
         container.signal_monitor(signum)
+    _thaw(container)  # a paused command can take its signal only once it runs again
     try:
         wait_for_exit(container, seconds)
     except TimeoutError:
@@ -238,13 +242,15 @@ def stop_container(container: Container, timeout: int | None = None) -> None:
 
 def signal_container(container: Container, name: str) -> None:
     signum = _signal_number(name)
-    if container.state() != "running":
+    if container.state() not in ("running", "paused"):
         raise SandboxError(f"container {container.name} is not running")
     if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):  # Docker: a kill is not restarted
         container.ask_to_stop()
     delivered = container.kill_init() if signum == signal.SIGKILL else container.signal_monitor(signum)
     if not delivered:
         raise SandboxError(f"container {container.name} is not running")
+    if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+        _thaw(container)
 
 
 DELIVERED = ("KILL", "TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "WINCH")
@@ -270,12 +276,13 @@ def remove_container(container: Container, force: bool) -> None:
     """Delete the container's folder (its writable layer and log) and release its name."""
     from pysbx.sandbox.prune import remove_tree
 
-    if container.state() in ("running", "restarting"):
+    if container.state() in LIVE:
         if not force:
             raise SandboxError(f"container {container.name} is running: stop it first, or rm -f")
         container.ask_to_stop()
         container.signal_monitor(signal.SIGTERM)  # a monitor waiting to restart ends there
         container.kill_init()
+        _thaw(container)
         wait_for_exit(container, 10)
     remove_tree(container.folder)
     release_name(container.name, container.folder)
@@ -363,3 +370,57 @@ def prune_containers() -> list[Container]:
             remove_container(container, force=False)
             removed.append(container)
     return removed
+
+
+# ----- pause, unpause ----------------------------------------------------------------------------
+
+
+def pause_container(container: Container) -> None:
+    """Freeze every process of the container (Docker's pause: the cgroup freezer, where the
+    host gives pysandbox one); the monitor and its log writer go on."""
+    from pysbx.sandbox import cgroups
+    from pysbx.sandbox.containers import PAUSED, now, write_json
+
+    state = container.state()
+    if state != "running":
+        raise SandboxError(f"container {container.name} is {state}: only a running one pauses")
+    folder, version = _freezer(container)
+    cgroups.set_frozen(folder, version, True)
+    write_json(container.folder, PAUSED, {"at": now(), "cgroup": folder})
+
+
+def unpause_container(container: Container) -> None:
+    from pysbx.sandbox.containers import PAUSED
+
+    if container.state() != "paused":
+        raise SandboxError(f"container {container.name} is not paused")
+    _thaw(container)
+    (container.folder / PAUSED).unlink(missing_ok=True)
+
+
+def _thaw(container: Container) -> None:
+    """Let a paused container run again (stop, kill and rm do, after their signal)."""
+    from pysbx.sandbox import cgroups
+    from pysbx.sandbox.containers import PAUSED
+
+    if not (container.folder / PAUSED).exists():
+        return
+    try:
+        folder, version = _freezer(container)
+        cgroups.set_frozen(folder, version, False)
+    except (SandboxError, OSError):
+        pass  # PID 1 is gone: nothing is left frozen
+    (container.folder / PAUSED).unlink(missing_ok=True)
+
+
+def _freezer(container: Container) -> tuple[str, int]:
+    """The container's freezer cgroup, found from its recorded PID 1 (while that is still
+    the recorded process), or the one line that says this host gives none."""
+    from pysbx.sandbox import cgroups
+
+    init = container.status.get("init")
+    found = cgroups.freezer_of(int(init[0])) if isinstance(init, list) and container.init_alive() else None
+    if found is None or not container.init_alive():
+        raise SandboxError(f"container {container.name}: pause needs the cgroup freezer, which this host does not "
+                           "give pysandbox here (cgroup v1 freezer not writable, no delegated cgroup v2)")  # fmt: skip
+    return found

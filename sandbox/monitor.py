@@ -19,7 +19,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from pysbx.sandbox.containers import LOG, STATUS, STOP_REQUESTED, now, process_record, release_name, write_json
+from pysbx.sandbox.containers import LOG, PAUSED, STATUS, STOP_REQUESTED, now, process_record, release_name, write_json
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError
 from pysbx.sandbox.restart import Backoff, RestartPolicy
 from pysbx.sandbox.runner import RunSpec, run_container
@@ -88,6 +88,7 @@ class Monitor:
         checker = self.start_health_checker()
         self.spec.started = self.started
         self.spec.monitor_fds = (self.started_w,)
+        self.spec.freezable = True
         status = self.run_until_done()
         if checker:
             os.kill(checker, signal.SIGKILL)
@@ -160,6 +161,7 @@ class Monitor:
         PID 1, and (the first time) `run -d` learns the outcome, with the exit status a
         foreground run gives."""
         if not error:
+            (self.folder / PAUSED).unlink(missing_ok=True)  # a new cgroup: nothing of it is frozen
             self.write_status("running", init=process_record(init), started=now(), restarts=self.restarts)
         if self.started_w >= 0:
             os.write(self.started_w, f"{status or EXIT_SETUP_FAILED} {error}".encode() if error else b"ok")

@@ -84,6 +84,7 @@ class RunSpec(Record):
         "binds",
         "capabilities",
         "env",
+        "freezable",
         "hostname",
         "id_maps",
         "interactive",
@@ -146,6 +147,7 @@ class RunSpec(Record):
         # or (init's pid, the setup error, the exit status) when it could not be.
         self.started: Callable[[int, str, int], None] | None = None
         self.monitor_fds: tuple[int, ...] = ()  # the monitor's own: closed at once in the container's side
+        self.freezable = False  # run -d: a cgroup the freezer can pause, where the host gives one
 
 
 def run_container(spec: RunSpec) -> int:
@@ -153,7 +155,7 @@ def run_container(spec: RunSpec) -> int:
     folder = os.path.basename(spec.state)
     name = folder if folder.startswith("pysandbox-") else f"pysandbox-{folder}"
     try:
-        cgroup = _make_cgroup(name, cgroup_values(spec.limits))
+        cgroup = _make_cgroup(name, cgroup_values(spec.limits), spec.freezable)
     except OSError as error:  # the plan promised these limits: no run without them
         _print_error(f"cannot make the container's cgroup {name}: {error.strerror or error}")
         return EXIT_SETUP_FAILED
@@ -176,12 +178,12 @@ def _say_out_of_memory(spec: RunSpec) -> None:
     os.write(2, f"pysandbox: the container was killed: it went over its memory limit{shown}\n".encode())
 
 
-def _make_cgroup(name: str, values: dict[str, float]) -> cgroups.Cgroup | None:
-    if not values:  # an ordinary user's run, mostly: rlimits only, no import
+def _make_cgroup(name: str, values: dict[str, float], freezable: bool) -> cgroups.Cgroup | None:
+    if not values and not freezable:  # an ordinary user's foreground run, mostly: rlimits only, no import
         return None
     from pysbx.sandbox import cgroups
 
-    return cgroups.create(name, values)
+    return cgroups.create(name, values, freezable)
 
 
 def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:

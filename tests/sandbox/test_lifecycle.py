@@ -265,3 +265,37 @@ def test_logs_since_and_until_pick_entries_by_their_time(sandbox: Sandbox, world
     assert tool(sandbox, "logs", "--until", "1h", name).stdout == ""
     bad = tool(sandbox, "logs", "--since", "yesterday", name)
     assert bad.returncode == 125 and "expected a time" in bad.stderr
+
+
+def ticks(sandbox: Sandbox, name: str) -> int:
+    return tool(sandbox, "logs", name).stdout.count("tick")
+
+
+def test_pause_freezes_the_container_and_unpause_lets_it_go_on(
+    sandbox: Sandbox, world: Path, named: list[str]
+) -> None:
+    """Through the cgroup freezer where the host gives one (root here); where it does not
+    (an ordinary user on cgroup v1), pause says so in one line and changes nothing."""
+    named.append(name := f"paused-{sandbox.mode}")
+    assert detach(sandbox, world, name, "while :; do echo tick; sleep 0.05; done").returncode == 0
+    paused = tool(sandbox, "pause", name)
+    if paused.returncode != 0:
+        assert sandbox.mode == "user" and paused.stderr.count("\n") == 1 and "freezer" in paused.stderr, paused.stderr
+        before = ticks(sandbox, name)
+        time.sleep(0.5)
+        assert ticks(sandbox, name) > before and "Up " in tool(sandbox, "ps").stdout
+        return
+    before = ticks(sandbox, name)
+    time.sleep(0.6)
+    assert ticks(sandbox, name) == before  # nothing of it ran
+    assert "(Paused)" in tool(sandbox, "ps").stdout
+    refused = tool(sandbox, "exec", name, "true")
+    assert refused.returncode == 125 and "is paused" in refused.stderr
+    assert tool(sandbox, "pause", name).returncode == 1  # already paused
+    assert tool(sandbox, "unpause", name).returncode == 0
+    time.sleep(0.5)
+    assert ticks(sandbox, name) > before and "(Paused)" not in tool(sandbox, "ps").stdout
+    assert tool(sandbox, "pause", name).returncode == 0
+    started = time.monotonic()
+    assert tool(sandbox, "stop", "-t", "5", name).returncode == 0  # a paused container stops: thawed after its signal
+    assert time.monotonic() - started < 4 and tool(sandbox, "wait", name).stdout == "143\n"
