@@ -90,14 +90,15 @@ def kill(
 def rm(
     containers: Annotated[list[str], CONTAINER],
     force: Annotated[bool, typer.Option("--force", "-f", help="Kill a running container first.")] = False,
+    volumes: Annotated[bool, typer.Option("--volumes", "-v", help="Remove its anonymous volumes (-v /path).")] = False,
 ) -> None:
-    """Remove containers: their writable layer, log and name."""
+    """Remove containers: their writable layer, log and name (with -v, anonymous volumes)."""
     from pysbx.sandbox.lifecycle import remove_container
 
     failed = False
     for reference in containers:
         try:
-            remove_container(_find(reference), force)
+            remove_container(_find(reference), force, volumes)
             typer.echo(reference)
         except (SandboxError, OSError) as error:
             typer.echo(f"pysandbox: error: {error}", err=True)

@@ -42,6 +42,10 @@ def _run(args: RunArgs) -> int:
     detached_only = _detached_only_flags(args)
     if detached_only and not args.detach:
         return _fail(f"{detached_only} needs -d: the monitor of a detached container does what it asks")
+    if any(volume.startswith("/") and ":" not in volume for volume in args.volume):
+        from pysbx.sandbox.volumes import with_anonymous_volumes
+
+        args.volume, args.anonymous_volumes = with_anonymous_volumes(args.volume)
     if warm.eligible(args) and not args.dry_run:
         try:
             plan = warm.load_plan(args.image, args.policy, args.bundle)
@@ -131,6 +135,14 @@ def _execute(spec: RunSpec, args: RunArgs, plan: Plan) -> int:
     finally:
         if args.rm:
             remove_state(spec.state)
+            _remove_anonymous_volumes(args.anonymous_volumes)
+
+
+def _remove_anonymous_volumes(names: list[str]) -> None:
+    if names:
+        from pysbx.sandbox.volumes import remove_anonymous
+
+        remove_anonymous(names)
 
 
 def _detach(spec: RunSpec, args: RunArgs, plan: Plan) -> int:
@@ -169,8 +181,10 @@ def _detach(spec: RunSpec, args: RunArgs, plan: Plan) -> int:
 def container_record(
     container_id: str, name: str, spec: RunSpec, args: RunArgs, plan: Plan, bounds: Any
 ) -> dict[str, object]:
-    """container.json: what the container is, for ps and inspect (and stop's signal)."""
+    """container.json: what the container is, for ps and inspect (and stop's signal, the
+    volumes volume rm must not take from it, the anonymous ones rm -v removes)."""
     from pysbx.sandbox.containers import now
+    from pysbx.sandbox.volumes import volume_names
 
     image = plan.image
     return {"id": container_id, "name": name, "image": args.image, "policy": args.policy,
@@ -178,6 +192,7 @@ def container_record(
             "auto_remove": args.rm, "restart": args.restart or "no",
             "stop_signal": stop_signal(args.stop_signal or image.stop_signal or "SIGTERM"),
             "stop_timeout": 10 if args.stop_timeout is None else args.stop_timeout,
+            "volumes": volume_names(args.volume), "anonymous_volumes": args.anonymous_volumes,
             "log": {"max_size": bounds.max_size, "max_file": bounds.max_file}}  # fmt: skip
 
 

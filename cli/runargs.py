@@ -109,7 +109,7 @@ DESCRIPTION = (
 class RunArgs(Record):
     """The parsed command line, whichever parser read it."""
 
-    __slots__ = (*(option.dest for option in OPTIONS), "image", "command")
+    __slots__ = (*(option.dest for option in OPTIONS), "image", "command", "anonymous_volumes")
 
     policy: str
     interactive: bool
@@ -158,6 +158,7 @@ class RunArgs(Record):
         command = values.get("command") or []
         assert isinstance(command, list)
         self.image, self.command = str(values["image"]), command
+        self.anonymous_volumes: list[str] = []  # -v /path: the names run gave them (sandbox.volumes)
 
 
 def _default(option: Option) -> object:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -11,9 +10,13 @@ import typer
 
 from pysbx.cli.kit import fail
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED
-from pysbx.sandbox.names import InvalidName, check_name
-from pysbx.sandbox.prune import remove_tree
-from pysbx.sandbox.state import StorageError, private_folder, private_root
+from pysbx.sandbox.names import InvalidName
+from pysbx.sandbox.state import StorageError
+from pysbx.sandbox.volumes import remove_volume, volume_folder, volumes_root
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pysbx.sandbox.containers import Container
 
 app = typer.Typer(
     help="Named volumes that persist across runs (-v NAME:/path).", no_args_is_help=True, rich_markup_mode=None
@@ -22,15 +25,15 @@ app = typer.Typer(
 
 def _volumes() -> Path:
     try:
-        return Path(private_folder(os.path.join(private_root(), "volumes")))
+        return volumes_root()
     except StorageError as error:
         fail("pysandbox", str(error), EXIT_SETUP_FAILED)
 
 
 def _folder(name: str) -> Path:
     try:
-        return _volumes() / check_name("volume", name)
-    except InvalidName as error:
+        return volume_folder(name)
+    except (InvalidName, StorageError) as error:
         fail("pysandbox", str(error), EXIT_SETUP_FAILED)
 
 
@@ -53,13 +56,25 @@ def list_volumes() -> None:
 
 @app.command()
 def rm(names: Annotated[list[str], typer.Argument(help="Volumes to delete, with their data.")]) -> None:
-    """Delete volumes and everything in them."""
+    """Delete volumes and everything in them (not one a container still uses)."""
+    from pysbx.sandbox.containers import all_containers
+
+    users = {volume: container.name for container in all_containers() for volume in _volumes_of(container)}
     for name in names:
-        folder = _folder(name)
-        if not folder.is_dir():
-            fail("pysandbox", f"no volume named {name!r}", EXIT_SETUP_FAILED)
+        _folder(name)  # the name checked
+        if name in users:
+            fail(
+                "pysandbox", f"volume {name!r} is in use by container {users[name]}: remove it first", EXIT_SETUP_FAILED
+            )
         try:
-            remove_tree(folder)  # as container root where a container's other users own files
+            removed = remove_volume(name)
         except OSError as error:
             fail("pysandbox", f"cannot remove volume {name!r} entirely: {error.strerror or error}", EXIT_SETUP_FAILED)
+        if not removed:
+            fail("pysandbox", f"no volume named {name!r}", EXIT_SETUP_FAILED)
         typer.echo(name)
+
+
+def _volumes_of(container: Container) -> list[str]:
+    volumes = container.record.get("volumes")
+    return [str(name) for name in volumes] if isinstance(volumes, list) else []

@@ -272,9 +272,11 @@ def signal_name(name: str, flag: str) -> str:
     return signal.Signals(_signal_number(name, flag)).name
 
 
-def remove_container(container: Container, force: bool) -> None:
-    """Delete the container's folder (its writable layer and log) and release its name."""
+def remove_container(container: Container, force: bool, volumes: bool = False) -> None:
+    """Delete the container's folder (its writable layer and log) and release its name; with
+    `volumes` (rm -v), its anonymous volumes too."""
     from pysbx.sandbox.prune import remove_tree
+    from pysbx.sandbox.volumes import remove_anonymous
 
     if container.state() in LIVE:
         if not force:
@@ -286,6 +288,9 @@ def remove_container(container: Container, force: bool) -> None:
         wait_for_exit(container, 10)
     remove_tree(container.folder)
     release_name(container.name, container.folder)
+    anonymous = container.record.get("anonymous_volumes")
+    if volumes and isinstance(anonymous, list):
+        remove_anonymous([str(name) for name in anonymous])
 
 
 def describe(container: Container) -> dict[str, object]:

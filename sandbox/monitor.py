@@ -19,11 +19,23 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from pysbx.sandbox.containers import LOG, PAUSED, STATUS, STOP_REQUESTED, now, process_record, release_name, write_json
+from pysbx.sandbox.containers import (
+    LOG,
+    PAUSED,
+    RECORD,
+    STATUS,
+    STOP_REQUESTED,
+    now,
+    process_record,
+    read_json,
+    release_name,
+    write_json,
+)
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError
 from pysbx.sandbox.restart import Backoff, RestartPolicy
 from pysbx.sandbox.runner import RunSpec, run_container
 from pysbx.sandbox.state import OWNER_FILE, process_start_time, remove_state
+from pysbx.sandbox.volumes import remove_anonymous
 
 
 class LogBounds:
@@ -98,8 +110,10 @@ class Monitor:
         os.waitpid(writer, 0)
         self.write_status("exited", exit_code=status, finished=now(), restarts=self.restarts, **_kept(self.folder))
         if self.options.auto_remove:
+            anonymous = _anonymous_volumes(self.folder)
             remove_state(str(self.folder))
             release_name(self.options.name, self.folder)
+            remove_anonymous(anonymous)
         return 0
 
     def start_log_writer(self) -> int:
@@ -192,6 +206,15 @@ def _kept(folder: Path) -> dict[str, object]:
     except (OSError, ValueError):
         started = None
     return {"started": started} if started else {}
+
+
+def _anonymous_volumes(folder: Path) -> list[str]:
+    """The anonymous volumes (-v /path) container.json names: --rm removes them too."""
+    try:
+        names = read_json(folder, RECORD).get("anonymous_volumes")
+    except (OSError, ValueError, SandboxError):
+        return []
+    return [str(name) for name in names] if isinstance(names, list) else []
 
 
 def _record_owner(folder: Path) -> None:

@@ -26,6 +26,7 @@ from pysbx.sandbox.plan_light import parse_docker_size
 from pysbx.sandbox.planrecord import Confinement, ImageRun, Plan
 from pysbx.sandbox.rootfs import etc_text, image_lowers, owners_for
 from pysbx.sandbox.state import private_folder, private_root
+from pysbx.sandbox.volumes import data_folder
 from pysbx.sandbox.warm import make_plan
 
 if TYPE_CHECKING:  # the run request is read, never made, here: no CLI code is imported
@@ -401,18 +402,6 @@ def _bind_flag(volume: str, owner: int | None) -> mounts.BindMount:
     source, destination, flags = _volume_parts(volume)
     fill = False
     if not _is_bind_source(source):  # a named volume: a new, empty one takes the image's content
-        folder = _volume_path(source, owner)
+        folder = data_folder(source, owner)
         fill, source = "nocopy" not in flags and not any(folder.iterdir()), str(folder)
     return mounts.BindMount(os.path.realpath(source), destination, "ro" in flags, fill)
-
-
-def _volume_path(name: str, owner: int | None) -> Path:
-    """A named volume's folder (its name checked again: this joins it into a path); when
-    root runs us, its data folder belongs to the container's mapped root. The folders above
-    it are private, so what a container leaves in a volume (a setuid file) is out of every
-    other user's reach."""
-    path = Path(private_folder(os.path.join(private_root(), "volumes", check_name("volume", name)))) / "data"
-    path.mkdir(mode=0o755, exist_ok=True)
-    if owner is not None and path.stat().st_uid == 0 and not any(path.iterdir()):
-        os.chown(path, owner, owner)  # made by `volume create` or just now: hand it to container root
-    return path

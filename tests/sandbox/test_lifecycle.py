@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox.harness import Sandbox, strict_variant, tool
+from tests.sandbox.harness import Sandbox, strict_variant, tool, wait_until
 
 POLICY = "strict-unsigned.yaml"
 
@@ -271,9 +271,7 @@ def ticks(sandbox: Sandbox, name: str) -> int:
     return tool(sandbox, "logs", name).stdout.count("tick")
 
 
-def test_pause_freezes_the_container_and_unpause_lets_it_go_on(
-    sandbox: Sandbox, world: Path, named: list[str]
-) -> None:
+def test_pause_freezes_the_container_and_unpause_lets_it_go_on(sandbox: Sandbox, world: Path, named: list[str]) -> None:
     """Through the cgroup freezer where the host gives one (root here); where it does not
     (an ordinary user on cgroup v1), pause says so in one line and changes nothing."""
     named.append(name := f"paused-{sandbox.mode}")
@@ -299,3 +297,32 @@ def test_pause_freezes_the_container_and_unpause_lets_it_go_on(
     started = time.monotonic()
     assert tool(sandbox, "stop", "-t", "5", name).returncode == 0  # a paused container stops: thawed after its signal
     assert time.monotonic() - started < 4 and tool(sandbox, "wait", name).stdout == "143\n"
+
+
+def volume_names(sandbox: Sandbox) -> set[str]:
+    return {line.split("\t")[0] for line in tool(sandbox, "volume", "ls").stdout.splitlines()}
+
+
+def test_anonymous_volumes_belong_to_their_container(sandbox: Sandbox, world: Path, named: list[str]) -> None:
+    """-v /path is a volume of the container's own: volume rm refuses it while the container
+    exists, rm -v and --rm remove it with the container, a plain rm leaves it."""
+    named += [kept := f"anon-{sandbox.mode}", removed := f"anon-rm-{sandbox.mode}"]
+    before = volume_names(sandbox)
+    flags = ("-v", "/data", "--policy", str(world / "volumes-allowed.yaml"), str(world / "busybox-root.tar"))
+    started = tool(sandbox, "run", "-d", "--name", kept, *flags, "sh", "-c", "echo hi > /data/f; exec sleep 600")
+    assert started.returncode == 0, started.stderr
+    (inspected,) = json.loads(tool(sandbox, "inspect", kept).stdout)
+    (volume,) = inspected["anonymous_volumes"]
+    assert volume_names(sandbox) - before == {volume} and re.fullmatch(r"[0-9a-f]{64}", volume)
+    in_use = tool(sandbox, "volume", "rm", volume)
+    assert in_use.returncode == 125 and f"in use by container {kept}" in in_use.stderr
+    assert tool(sandbox, "rm", "-f", "-v", kept).returncode == 0
+    assert volume_names(sandbox) == before
+    assert tool(sandbox, "run", "-d", "--rm", "--name", removed, *flags, "true").returncode == 0
+    assert wait_until(lambda: volume_names(sandbox) == before, seconds=10)  # --rm took it with the container
+    assert tool(sandbox, "run", "--rm", *flags, "true").returncode == 0  # in the foreground too
+    assert volume_names(sandbox) == before
+    assert tool(sandbox, "run", "-d", "--name", kept, *flags, "true").returncode == 0
+    assert tool(sandbox, "wait", kept).stdout == "0\n" and tool(sandbox, "rm", kept).returncode == 0
+    (left,) = volume_names(sandbox) - before  # Docker's rm without -v keeps it
+    assert tool(sandbox, "volume", "rm", left).returncode == 0
