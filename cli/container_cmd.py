@@ -14,6 +14,7 @@ from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Callable
 
     from pysbx.sandbox.containers import Container
@@ -165,16 +166,66 @@ def exec_(
     raise ExitWith(lifecycle_cmd.exec_command(container, command, env or [], workdir, tty, interactive, user))
 
 
-def start(containers: Annotated[list[str], CONTAINER]) -> None:
+DETACH_KEYS = typer.Option("--detach-keys", help="Keys that detach (the container's, else ctrl-p,ctrl-q).")
+
+
+def start(
+    containers: Annotated[list[str], CONTAINER],
+    attach: Annotated[bool, typer.Option("--attach", "-a", help="Attach to its output; its exit code.")] = False,
+    interactive: Annotated[bool, typer.Option("--interactive", "-i", help="With -a, attach stdin too.")] = False,
+    detach_keys: Annotated[str | None, DETACH_KEYS] = None,
+) -> None:
     """Start exited containers again, with their writable layer and the verdict they had."""
     from pysbx.sandbox.lifecycle import start_container
 
+    if attach:
+        if len(containers) > 1:
+            fail("pysandbox", "start -a attaches to one container", EXIT_SETUP_FAILED)
+        raise ExitWith(_start_attached(_find(containers[0]), detach_keys, interactive))
     for reference in containers:
         try:
             start_container(_find(reference))
         except SandboxError as error:
             fail("pysandbox", str(error), int(getattr(error, "exit_code", EXIT_SETUP_FAILED)))
         typer.echo(reference)
+
+
+def _start_attached(found: Container, detach_keys: str | None, interactive: bool) -> int:
+    """start -a: attached before the container starts, so nothing it writes is missed."""
+    from pysbx.sandbox.attach import connect
+    from pysbx.sandbox.lifecycle import start_container
+
+    clients: list[socket.socket] = []
+    try:
+        start_container(found, lambda: clients.append(connect(found.folder, wait=10)))
+    except SandboxError as error:
+        fail("pysandbox", str(error), int(getattr(error, "exit_code", EXIT_SETUP_FAILED)))
+    return _attach(found, detach_keys, interactive, sig_proxy=True, client=clients[0])
+
+
+def attach(
+    container: Annotated[str, CONTAINER],
+    detach_keys: Annotated[str | None, DETACH_KEYS] = None,
+    no_stdin: Annotated[bool, typer.Option("--no-stdin", help="Do not attach stdin.")] = False,
+    sig_proxy: Annotated[bool, typer.Option("--sig-proxy/--no-sig-proxy", help="Pass signals on (no -t).")] = True,
+) -> None:
+    """Attach here to a running container's output, and (started with -i) its input; the
+    detach keys leave it running. The container's exit code when it ends."""
+    raise ExitWith(_attach(_find(container), detach_keys, not no_stdin, sig_proxy))
+
+
+def _attach(
+    found: Container, keys: str | None, stdin: bool, sig_proxy: bool, client: socket.socket | None = None
+) -> int:
+    from pysbx.sandbox.attach import attach_to, parse_detach_keys
+
+    if client is None and found.state() != "running":
+        fail("pysandbox", f"container {found.name} is {found.state()}: attach needs a running one", 1)
+    try:
+        sequence = parse_detach_keys(keys if keys is not None else str(found.record.get("detach_keys", "")))
+        return attach_to(found, sequence, stdin, sig_proxy, client)
+    except (SandboxError, OSError) as error:
+        fail("pysandbox", str(error), EXIT_SETUP_FAILED)
 
 
 def restart(

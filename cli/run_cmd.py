@@ -33,10 +33,8 @@ def main(argv: list[str]) -> int:
 def _run(args: RunArgs) -> int:
     from pysbx.sandbox import warm
 
-    if args.tty and args.interactive and not os.isatty(0):
+    if args.tty and args.interactive and not args.detach and not os.isatty(0):
         return _fail("the input device is not a TTY: -it needs a terminal on stdin (drop -t to pipe input)")
-    if args.detach and (args.tty or args.interactive):
-        return _fail("-d with -i or -t needs `attach`, which pysandbox does not have yet: run -d without them")
     if args.restart not in (None, "no") and not args.detach:
         return _fail(f"--restart {args.restart} needs -d: the monitor of a detached container restarts it")
     detached_only = _detached_only_flags(args)
@@ -193,7 +191,16 @@ def container_record(
             "stop_signal": stop_signal(args.stop_signal or image.stop_signal or "SIGTERM"),
             "stop_timeout": 10 if args.stop_timeout is None else args.stop_timeout,
             "volumes": volume_names(args.volume), "anonymous_volumes": args.anonymous_volumes,
+            "tty": args.tty, "interactive": args.interactive, "detach_keys": detach_keys(args.detach_keys),
             "log": {"max_size": bounds.max_size, "max_file": bounds.max_file}}  # fmt: skip
+
+
+def detach_keys(keys: str | None) -> str:
+    """--detach-keys as given (checked), or Docker's ctrl-p,ctrl-q."""
+    from pysbx.sandbox.attach import DEFAULT_DETACH_KEYS, parse_detach_keys
+
+    parse_detach_keys(keys or DEFAULT_DETACH_KEYS)
+    return keys if keys is not None else DEFAULT_DETACH_KEYS
 
 
 def stop_signal(name: str) -> str:
@@ -276,7 +283,7 @@ def log_bounds(options: list[str], lifecycle: dict[str, Any]) -> Any:
 def _detached_only_flags(args: RunArgs) -> str:
     """The first flag given that only a detached container's monitor acts on, or ""."""
     names = ("stop_signal", "stop_timeout", "health_cmd", "health_interval", "health_timeout",
-             "health_start_period", "health_retries")  # fmt: skip
+             "health_start_period", "health_retries", "detach_keys")  # fmt: skip
     given = [name for name in names if getattr(args, name) is not None]
     return f"--{given[0].replace('_', '-')}" if given else ""
 

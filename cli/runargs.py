@@ -46,6 +46,7 @@ OPTIONS = (
     Option(("-i", "--interactive"), "flag", "with -t, typed input reaches the container (stdin is open without -t)"),
     Option(("-t", "--tty"), "flag", "allocate a pseudo-terminal of the container's own"),
     Option(("-d", "--detach"), "flag", "run in the background and print the container's id (see ps, logs, stop)"),
+    Option(("--detach-keys",), "value", "with -d: the keys that detach an attach (ctrl-p,ctrl-q)", metavar="KEYS"),
     Option(("--rm",), "flag", "delete the container's writable layer when it exits"),
     Option(("--restart",), "value", "with -d: no, on-failure[:N], always, unless-stopped", metavar="POLICY"),
     Option(("--log-opt",), "append", "with -d: max-size=SIZE (10m) and max-file=N (1) of its log", metavar="K=V"),
@@ -115,6 +116,7 @@ class RunArgs(Record):
     interactive: bool
     tty: bool
     detach: bool
+    detach_keys: str | None
     rm: bool
     restart: str | None
     log_opt: list[str]

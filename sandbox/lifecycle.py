@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -344,9 +344,10 @@ def health_status(container: Container) -> str:
     return str(health.get("status", "starting"))
 
 
-def start_container(container: Container) -> None:
+def start_container(container: Container, before_start: Callable[[], None] | None = None) -> None:
     """Start an exited container again: its saved spec, its writable layer, the verdict it
-    started with (nothing is verified again, as Docker's start); a new monitor."""
+    started with (nothing is verified again, as Docker's start); a new monitor, which waits
+    for `before_start` (start -a attaching) to be done before the container starts."""
     from pysbx.sandbox.containers import STOP_REQUESTED
     from pysbx.sandbox.monitor import DetachOptions, LogBounds, start_detached
     from pysbx.sandbox.restart import parse_restart
@@ -363,8 +364,9 @@ def start_container(container: Container) -> None:
     log = record.get("log") or {}
     bounds = LogBounds(int(log.get("max_size", 10 << 20)), int(log.get("max_file", 1)))
     options = DetachOptions(bounds, parse_restart(str(record.get("restart", "no"))), False, container.name, extra)
+    options.attach_first = before_start is not None
     (container.folder / STOP_REQUESTED).unlink(missing_ok=True)
-    start_detached(spec, container.folder, options)
+    start_detached(spec, container.folder, options, before_start)
 
 
 def prune_containers() -> list[Container]:

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pysbx.sandbox.attach import Hub
 from pysbx.sandbox.containers import (
     LOG,
     PAUSED,
@@ -37,6 +40,8 @@ from pysbx.sandbox.runner import RunSpec, run_container
 from pysbx.sandbox.state import OWNER_FILE, process_start_time, remove_state
 from pysbx.sandbox.volumes import remove_anonymous
 
+ATTACH_WAIT = 10
+
 
 class LogBounds:
     """json-file's rotation: at `max_size` bytes the log becomes ctr.log.1 (and so on up to
@@ -46,9 +51,13 @@ class LogBounds:
         self.max_size, self.max_file = max_size, max_file
 
 
-def start_detached(spec: RunSpec, folder: Path, options: DetachOptions) -> None:
+def start_detached(
+    spec: RunSpec, folder: Path, options: DetachOptions, before_start: Callable[[], None] | None = None
+) -> None:
     """Start the monitor and return once the container's command runs; SandboxError with
-    the setup error (and its exit code) when it does not."""
+    the setup error (and its exit code) when it does not. `before_start` runs once the
+    monitor is there and before the container starts (start -a connects then: the monitor,
+    told options.attach_first, waits for it)."""
     started_r, started_w = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the monitor's side, which _exits
@@ -61,6 +70,8 @@ def start_detached(spec: RunSpec, folder: Path, options: DetachOptions) -> None:
             os._exit(code)
     os.close(started_w)
     os.waitpid(child, 0)
+    if before_start is not None:
+        before_start()
     with os.fdopen(started_r, "rb") as started:
         answer = started.read().decode(errors="replace")  # to the end: the monitor closes it after its word
     if not answer.startswith("ok"):
@@ -79,6 +90,7 @@ class DetachOptions:
     ) -> None:
         self.bounds, self.restart, self.auto_remove, self.name = bounds, restart, auto_remove, name
         self.rules = rules
+        self.attach_first = False  # start -a: the container starts once a client is attached
 
 
 class Monitor:
@@ -117,22 +129,34 @@ class Monitor:
         return 0
 
     def start_log_writer(self) -> int:
+        """Fork the log writer, which is also the attach hub (sandbox.attach): it reads the
+        container's stdout and stderr pipes and (with -i) holds its stdin pipe's other end."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        in_r, in_w = os.pipe() if self.spec.interactive else (None, None)
+        ready_r, ready_w = os.pipe()
+        attached_r, attached_w = os.pipe() if self.options.attach_first else (None, None)
         writer = os.fork()
         if writer == 0:  # pragma: no cover - the log writer, which _exits
             code = 1
             try:
-                for fd in (out_w, err_w, self.started_w):
+                for fd in (out_w, err_w, ready_r, self.started_w, *(fd for fd in (in_r, attached_r) if fd is not None)):
                     os.close(fd)
                 _detach_stdio()  # `id=$(pysandbox run -d ...)` must not wait for the log writer
-                write_log(self.folder, {out_r: "stdout", err_r: "stderr"}, self.options.bounds)
+                hub = Hub(self.folder, in_w, attached_w)
+                os.close(ready_w)  # listening: `attach` right after `run -d` finds the socket
+                write_log(self.folder, {out_r: "stdout", err_r: "stderr"}, self.options.bounds, hub)
                 code = 0
             finally:
                 os._exit(code)
-        os.close(out_r)
-        os.close(err_r)
-        _detach_stdio(out_w, err_w)
+        for fd in (out_r, err_r, ready_w, *(fd for fd in (in_w, attached_w) if fd is not None)):
+            os.close(fd)
+        os.read(ready_r, 1)  # returns at the writer's close (or its end)
+        os.close(ready_r)
+        if attached_r is not None:  # start -a: its client first (for at most ATTACH_WAIT seconds)
+            select.select([attached_r], [], [], ATTACH_WAIT)
+            os.close(attached_r)
+        _detach_stdio(out_w, err_w, in_r)
         return writer
 
     def start_health_checker(self) -> int:
@@ -187,11 +211,11 @@ class Monitor:
         write_json(self.folder, STATUS, {"status": status, "monitor": process_record(os.getpid()), **fields})
 
 
-def _detach_stdio(out: int | None = None, err: int | None = None) -> None:
-    """stdin from /dev/null; stdout and stderr to `out` and `err` (or /dev/null), so nothing
-    keeps the terminal or pipe `run -d` was started with."""
+def _detach_stdio(out: int | None = None, err: int | None = None, stdin: int | None = None) -> None:
+    """stdin from `stdin` (or /dev/null); stdout and stderr to `out` and `err` (or /dev/null),
+    so nothing keeps the terminal or pipe `run -d` was started with."""
     null = os.open(os.devnull, os.O_RDWR)
-    sources = (null, null if out is None else out, null if err is None else err)
+    sources = (null if stdin is None else stdin, null if out is None else out, null if err is None else err)
     for target, fd in enumerate(sources):
         os.dup2(fd, target)
     for fd in set(sources):
@@ -225,62 +249,98 @@ def _record_owner(folder: Path) -> None:
     os.replace(temporary, folder / OWNER_FILE)
 
 
-def write_log(folder: Path, streams: dict[int, str], bounds: LogBounds) -> None:
+def write_log(folder: Path, streams: dict[int, str], bounds: LogBounds, hub: Hub) -> None:
     """Copy the container's output into ctr.log as json-file lines ({"log", "stream",
     "time"}), one entry per line, rotating at the bounds. A line is cut into entries of at
     most `piece` bytes (Docker cuts at 16 KiB; the last piece of a line ends in "\n", the
     others do not), so no entry, even of bytes JSON writes six times over, passes max-size,
     and nothing a container writes without a newline grows in memory (found by review: one
     30 MB line went into a 1 MiB log whole). Reads until every stream is closed."""
-    import select
 
     piece = max(256, min(16 << 10, bounds.max_size // 8))
-    log = _open_log(folder)
+    log = LogFile(folder, bounds)
     pending = {fd: bytearray() for fd in streams}
     poller = select.poll()
     for fd in streams:
         poller.register(fd, select.POLLIN)
+    hub.register(poller)
     while pending:
-        for fd, _ in poller.poll():
+        for fd, events in poller.poll():
+            if fd not in pending:
+                hub.handle(fd, events)
+                continue
             chunk = os.read(fd, 65536)
+            if chunk:
+                hub.broadcast(streams[fd], chunk)
             buffer = pending[fd]
             buffer += chunk
-            for entry in _cut(buffer, piece, last=not chunk):
-                log = _append(folder, log, entry, streams[fd], bounds)
+            log.append(_cut(buffer, piece, last=not chunk), streams[fd])
             if not chunk:
                 poller.unregister(fd)
                 del pending[fd]
+    hub.close()
 
 
 def _cut(buffer: bytearray, piece: int, last: bool) -> list[bytes]:
     """Take the entries `buffer` holds from its front: whole lines (with their newline) and
-    pieces of `piece` bytes; at the end of the stream, what is left too."""
+    pieces of `piece` bytes; at the end of the stream, what is left too. (One cut of the
+    buffer at the end: cutting it per line moved the rest of a 64 KiB read once per line.)"""
     entries: list[bytes] = []
-    while True:
-        end = buffer.find(b"\n", 0, piece)
+    start, size = 0, len(buffer)
+    while start < size:
+        end = buffer.find(b"\n", start, start + piece)
         if end >= 0:
             cut = end + 1
-        elif len(buffer) >= piece or (last and buffer):
-            cut = min(piece, len(buffer))
+        elif size - start >= piece or last:
+            cut = min(start + piece, size)
         else:
-            return entries
-        entries.append(bytes(buffer[:cut]))
-        del buffer[:cut]
+            break
+        entries.append(bytes(buffer[start:cut]))
+        start = cut
+    del buffer[:start]
+    return entries
 
 
 def _open_log(folder: Path) -> int:
     return os.open(folder / LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
 
 
-def _append(folder: Path, log: int, line: bytes, stream: str, bounds: LogBounds) -> int:
-    entry = json.dumps({"log": line.decode(errors="replace"), "stream": stream, "time": now()}) + "\n"
-    data = entry.encode()
-    if os.fstat(log).st_size + len(data) > bounds.max_size and os.fstat(log).st_size:
-        os.close(log)
-        _rotate(folder, bounds.max_file)
-        log = _open_log(folder)
-    os.write(log, data)
-    return log
+class LogFile:
+    """ctr.log as the log writer appends to it: its descriptor and size (kept here, not
+    asked of the kernel per entry), rotated before an entry would pass max-size."""
+
+    def __init__(self, folder: Path, bounds: LogBounds) -> None:
+        self.folder, self.bounds = folder, bounds
+        self.fd = _open_log(folder)
+        self.size = os.fstat(self.fd).st_size
+
+    def append(self, entries: list[bytes], stream: str) -> None:
+        """Docker's json-file lines for `entries`, written together (one time for all: they
+        came in one read)."""
+        from json.encoder import encode_basestring_ascii
+
+        tail = f',"stream":"{stream}","time":"{now()}"}}\n'
+        out = bytearray()
+        for entry in entries:
+            line = ('{"log":' + encode_basestring_ascii(entry.decode(errors="replace")) + tail).encode()
+            if self.size + len(out) + len(line) > self.bounds.max_size and self.size + len(out):
+                self._write(out)
+                out.clear()
+                self._rotate()
+            out += line
+        self._write(out)
+
+    def _write(self, data: bytearray) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        self.size += len(data)
+
+    def _rotate(self) -> None:
+        os.close(self.fd)
+        _rotate(self.folder, self.bounds.max_file)
+        self.fd = _open_log(self.folder)
+        self.size = os.fstat(self.fd).st_size
 
 
 def _rotate(folder: Path, max_file: int) -> None:

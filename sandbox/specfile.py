@@ -19,7 +19,7 @@ from pysbx.sandbox.runner import RunSpec
 SPEC_FILE = "spec.json"
 _PLAIN = (
     "argv", "env", "workdir", "hostname", "namespaces", "network", "capabilities", "no_new_privileges",
-    "read_only_rootfs", "masked_paths", "readonly_paths", "lowers", "wall_time", "remove_state",
+    "read_only_rootfs", "masked_paths", "readonly_paths", "lowers", "wall_time", "remove_state", "tty", "interactive",
 )  # fmt: skip
 _TUPLES = ("namespaces", "masked_paths", "readonly_paths", "lowers")  # JSON gives lists
 

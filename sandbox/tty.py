@@ -12,6 +12,7 @@ import fcntl
 import os
 import select
 import signal
+import struct
 import sys
 import termios
 from collections.abc import Iterator
@@ -46,14 +47,19 @@ def receive_master(channel: socket.socket) -> int | None:
     channel.close()
     if not fds:
         return None
-    copy_window_size(fds[0])
+    if not copy_window_size(fds[0]):  # run -dt: no terminal here; a size programs can work with
+        fcntl.ioctl(fds[0], termios.TIOCSWINSZ, struct.pack("4H", 24, 80, 0, 0))
     return fds[0]
 
 
-def copy_window_size(master: int) -> None:
-    with contextlib.suppress(OSError):
+def copy_window_size(master: int) -> bool:
+    """Give the pty the size of our terminal; False when stdin is not one."""
+    try:
         size = fcntl.ioctl(sys.stdin.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
         fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+    except OSError:
+        return False
+    return True
 
 
 def attach(slave: int) -> None:
@@ -73,33 +79,45 @@ def relaying(master: int, forward_stdin: bool) -> Iterator[None]:
     container's pty already turned \n into \r\n); a terminal on stdin, while forwarded, is
     in raw mode (the container's pty does the line editing). Both are restored after."""
     stdin = sys.stdin.fileno()
+    previous = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(master))
+    import threading
+
+    stop = threading.Event()
+    thread = threading.Thread(target=_pump, args=(master, stdin if forward_stdin else None, stop), daemon=True)
+    with terminal_modes(True, forward_stdin):
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=1)
+            signal.signal(signal.SIGWINCH, previous)
+            os.close(master)
+
+
+@contextlib.contextmanager
+def terminal_modes(output: bool, forward_stdin: bool) -> Iterator[None]:
+    """While bytes of a container's pty are relayed here: with `output`, a terminal on stdout
+    stops translating newlines (the pty already did); with `forward_stdin`, a terminal on
+    stdin is raw (the container's pty does the line editing). Both restored after."""
+    stdin = sys.stdin.fileno()
     saved: list[tuple[int, list[Any]]] = []
-    if os.isatty(1):
+    if output and os.isatty(1):
         saved.append((1, termios.tcgetattr(1)))
-        output = termios.tcgetattr(1)
-        output[1] &= ~termios.OPOST
-        termios.tcsetattr(1, termios.TCSANOW, output)
+        modes = termios.tcgetattr(1)
+        modes[1] &= ~termios.OPOST
+        termios.tcsetattr(1, termios.TCSANOW, modes)
     if forward_stdin and os.isatty(stdin):
         saved.append((stdin, termios.tcgetattr(stdin)))
         raw = termios.tcgetattr(stdin)
         raw[3] &= ~(termios.ECHO | termios.ICANON | termios.ISIG | termios.IEXTEN)
         raw[0] &= ~(termios.IXON | termios.ICRNL)
         termios.tcsetattr(stdin, termios.TCSANOW, raw)
-    previous = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(master))
-    import threading
-
-    stop = threading.Event()
-    thread = threading.Thread(target=_pump, args=(master, stdin if forward_stdin else None, stop), daemon=True)
-    thread.start()
     try:
         yield
     finally:
-        stop.set()
-        thread.join(timeout=1)
-        signal.signal(signal.SIGWINCH, previous)
         for fd, attributes in reversed(saved):  # the same terminal on both: back to the first state
             termios.tcsetattr(fd, termios.TCSADRAIN, attributes)
-        os.close(master)
 
 
 def _pump(master: int, stdin: int | None, stop: threading.Event) -> None:

@@ -1,0 +1,322 @@
+"""`attach` and `run -dit`: the container's stdio held by its monitor, reachable again later.
+
+The monitor's log writer is the hub: besides writing ctr.log it listens on `attach.sock` in
+the container's private folder, sends what the container writes to every attached client,
+and (for a container started with -i) passes what clients type to the container's stdin,
+a pipe whose other end it holds. Frames both ways are a kind byte, a 4-byte length and the
+bytes: o (stdout), e (stderr) to the client; i (input) from it. `start -a` connects before
+the container starts (the monitor waits for it), so it misses nothing.
+
+Nothing a client does may hold the container up: the hub never blocks on a client (one that
+does not read falls behind by at most CLIENT_LIMIT and is then disconnected) nor on the
+container's stdin (input past STDIN_LIMIT that the container does not read is dropped). The
+socket's folder is private to the invoker, and the hub answers only its own user (or root)
+by SO_PEERCRED; the container never sees the socket.
+
+The client (`attach_to`) detaches on the detach keys (Docker's ctrl-p,ctrl-q by default),
+and otherwise returns the container's exit code once its output has ended."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import socket
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pysbx.sandbox.errors import SandboxError
+
+SOCKET = "attach.sock"
+HEADER = struct.Struct(">cI")
+CLIENT_LIMIT = 1 << 20
+STDIN_LIMIT = 1 << 20
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+
+
+def frame(kind: bytes, data: bytes) -> bytes:
+    return HEADER.pack(kind, len(data)) + data
+
+
+def frames(buffer: bytearray) -> list[tuple[bytes, bytes]]:
+    """Take the whole frames `buffer` holds from its front."""
+    taken = []
+    while len(buffer) >= HEADER.size:
+        kind, size = HEADER.unpack_from(buffer)
+        if len(buffer) < HEADER.size + size:
+            break
+        taken.append((kind, bytes(buffer[HEADER.size : HEADER.size + size])))
+        del buffer[: HEADER.size + size]
+    return taken
+
+
+# ----- the hub, in the monitor's log writer ---------------------------------------------------
+
+
+class Hub:
+    """The listening socket, the clients with what waits to be sent to each, and the
+    container's stdin (with what waits to go in)."""
+
+    def __init__(self, folder: Path, stdin: int | None, attached: int | None = None) -> None:
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.folder = folder
+        os.chdir(folder)  # bind by a relative name: a long state path would not fit sun_path
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(SOCKET)  # the last monitor's (start): ours now
+        self.listener.bind(SOCKET)
+        os.chdir("/")
+        self.attached = attached  # told once the first client is in (start -a waits for it)
+        self.listener.listen(8)
+        self.listener.setblocking(False)
+        self.stdin, self.to_stdin = stdin, bytearray()
+        if stdin is not None:
+            os.set_blocking(stdin, False)
+        self.clients: dict[int, tuple[socket.socket, bytearray, bytearray]] = {}  # fd: (socket, to send, received)
+        self.poller: Any = None
+        self.stdin_watched = False  # registered for POLLOUT: input waits for the container
+
+    def register(self, poller: Any) -> None:
+        self.poller = poller
+        poller.register(self.listener.fileno(), select.POLLIN)
+
+    def owns(self, fd: int) -> bool:
+        return fd == self.listener.fileno() or fd in self.clients or fd == self.stdin
+
+    def handle(self, fd: int, events: int) -> None:
+        if fd == self.listener.fileno():
+            self._accept()
+        elif fd == self.stdin:
+            self._flush_stdin()
+        elif events & (select.POLLIN | select.POLLHUP | select.POLLERR):
+            self._receive(fd)
+        if fd in self.clients and events & select.POLLOUT:
+            self._flush(fd)
+
+    def broadcast(self, stream: str, data: bytes) -> None:
+        """What the container wrote, to every client."""
+        kind = b"e" if stream == "stderr" else b"o"
+        for fd in list(self.clients):
+            self._send(fd, frame(kind, data))
+
+    def close(self) -> None:
+        for fd in list(self.clients):
+            self._flush(fd)
+            self._drop(fd)
+        self.listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.folder / SOCKET)  # nobody answers there any more
+        if self.stdin is not None:
+            os.close(self.stdin)
+
+    def _accept(self) -> None:
+        try:
+            client, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        uid = struct.unpack("3i", client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+        if uid not in (os.geteuid(), 0):
+            client.close()
+            return
+        client.setblocking(False)
+        self.clients[client.fileno()] = (client, bytearray(), bytearray())
+        self.poller.register(client.fileno(), select.POLLIN)
+        if self.attached is not None:
+            os.close(self.attached)
+            self.attached = None
+
+    def _receive(self, fd: int) -> None:
+        client, _, received = self.clients[fd]
+        try:
+            data = client.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(fd)
+            return
+        received += data
+        for kind, payload in frames(received):
+            if kind == b"i" and self.stdin is not None and len(self.to_stdin) < STDIN_LIMIT:
+                self.to_stdin += payload[: STDIN_LIMIT - len(self.to_stdin)]
+                self._flush_stdin()
+
+    def _send(self, fd: int, data: bytes) -> None:
+        _, pending, _ = self.clients[fd]
+        pending += data
+        if len(pending) > CLIENT_LIMIT:  # it does not read: it goes, the container does not wait
+            self._drop(fd)
+            return
+        self._flush(fd)
+
+    def _flush(self, fd: int) -> None:
+        client, pending, _ = self.clients[fd]
+        try:
+            while pending:
+                del pending[: client.send(pending)]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._drop(fd)
+            return
+        self.poller.modify(fd, select.POLLIN | (select.POLLOUT if pending else 0))
+
+    def _flush_stdin(self) -> None:
+        assert self.stdin is not None
+        try:
+            while self.to_stdin:
+                del self.to_stdin[: os.write(self.stdin, self.to_stdin)]
+        except BlockingIOError:
+            pass
+        except OSError:  # the container closed its stdin: what is typed goes nowhere
+            self.to_stdin.clear()
+        waiting = bool(self.to_stdin)
+        if waiting != self.stdin_watched:
+            if waiting:
+                self.poller.register(self.stdin, select.POLLOUT)
+            else:
+                self.poller.unregister(self.stdin)
+            self.stdin_watched = waiting
+
+    def _drop(self, fd: int) -> None:
+        client, _, _ = self.clients.pop(fd)
+        self.poller.unregister(fd)
+        client.close()
+
+
+# ----- the client: `pysandbox attach`, `start -a` ---------------------------------------------
+
+
+def parse_detach_keys(text: str) -> bytes:
+    """Docker's --detach-keys: a comma-separated sequence of ctrl-<a-z @ [ \\ ] ^ _> or single
+    characters; "" turns detaching off."""
+    keys = bytearray()
+    for item in filter(None, text.split(",")):
+        if (
+            item.startswith("ctrl-")
+            and len(item) == 6
+            and ((item[5].isascii() and item[5].isalpha()) or item[5] in "@[\\]^_")
+        ):
+            keys.append(ord(item[5].upper()) & 0x1F)
+        elif len(item) == 1:
+            keys.append(ord(item))
+        else:
+            raise SandboxError(f"--detach-keys {text}: expected keys such as ctrl-p,ctrl-q or ctrl-a,x")
+    return bytes(keys)
+
+
+class DetachFilter:
+    """Watches what is typed for the detach keys: bytes that may begin them wait until it is
+    known whether they do."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys, self.held = keys, b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """What to send on, and whether the keys were typed (then nothing after them)."""
+        out = bytearray()
+        for byte in data:
+            candidate = self.held + bytes([byte])
+            if self.keys and self.keys.startswith(candidate):
+                if candidate == self.keys:
+                    return bytes(out), True
+                self.held = candidate
+            else:
+                out += candidate
+                self.held = b""
+        return bytes(out), False
+
+
+def attach_to(
+    container: Any, detach_keys: bytes, stdin: bool, sig_proxy: bool, client: socket.socket | None = None
+) -> int:
+    """Relay the container's output here (and with `stdin`, what is typed there), until it
+    ends (its exit code) or the detach keys are typed (0). With `sig_proxy` and no pty, the
+    signals this process gets go to the container's command (with a pty, ^C is a byte the
+    container's terminal turns into SIGINT itself). `client`: a connection made already."""
+    from pysbx.sandbox import tty as terminal
+    from pysbx.sandbox.lifecycle import wait_for_exit
+
+    tty = container.record.get("tty") is True
+    client = client or connect(container.folder)
+    forward = stdin and container.record.get("interactive") is True
+    with terminal.terminal_modes(tty, forward), _proxied_signals(container, sig_proxy and not tty):
+        detached = _relay(client, DetachFilter(detach_keys), forward)
+    client.close()
+    if detached:
+        return 0
+    return wait_for_exit(container)
+
+
+@contextlib.contextmanager
+def _proxied_signals(container: Any, proxy: bool) -> Iterator[None]:
+    from pysbx.sandbox.lifecycle import signal_container
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(SandboxError):
+            signal_container(container, signal.Signals(signum).name)
+
+    wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+    previous = {signum: signal.signal(signum, forward) for signum in wanted} if proxy else {}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def connect(folder: Path, wait: float = 0) -> socket.socket:
+    """A connection to the container's hub, through the folder's descriptor (no path limit);
+    trying for `wait` seconds while the socket is not there yet (a monitor starting)."""
+    import time
+
+    deadline = time.monotonic() + wait
+    directory = os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        while True:
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            try:
+                client.connect(f"/proc/self/fd/{directory}/{SOCKET}")
+                return client
+            except OSError as error:
+                client.close()
+                if time.monotonic() > deadline:
+                    raise SandboxError(
+                        f"cannot attach: its monitor does not answer ({error.strerror or error})"
+                    ) from None
+            time.sleep(0.01)
+    finally:
+        os.close(directory)
+
+
+def _relay(client: socket.socket, keys: DetachFilter, forward: bool) -> bool:
+    """Copy until the hub closes (False) or the keys are typed (True)."""
+    received = bytearray()
+    sources = [client.fileno(), 0] if forward else [client.fileno()]
+    while True:
+        ready, _, _ = select.select(sources, [], [])
+        if 0 in ready:
+            data = os.read(0, 65536)
+            if not data:
+                sources.remove(0)  # end of input: output goes on
+            else:
+                passed, detached = keys.feed(data)
+                if passed:
+                    client.sendall(frame(b"i", passed))
+                if detached:
+                    return True
+        if client.fileno() in ready:
+            data = client.recv(65536)
+            if not data:
+                return False
+            received += data
+            for kind, payload in frames(received):
+                _write_all(2 if kind == b"e" else 1, payload)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
