@@ -260,3 +260,37 @@ def container_prune(
         fail("pysandbox", "nothing removed (confirm, or pass --force)", 1)
     for container in prune_containers():
         typer.echo(container.id)
+
+
+generate_app = typer.Typer(help="Files that run containers elsewhere.", no_args_is_help=True, rich_markup_mode=None)
+
+
+@generate_app.command("systemd")
+def generate_systemd(
+    container: Annotated[str, CONTAINER],
+    files: Annotated[bool, typer.Option("--files", "-f", help="Write container-NAME.service here.")] = False,
+    restart_policy: Annotated[str, typer.Option("--restart-policy", help="systemd's Restart=.")] = "on-failure",
+    time: Annotated[int | None, typer.Option("--time", "-t", help="Stop timeout (its --stop-timeout).", min=0)] = None,
+) -> None:
+    """A systemd unit that runs the container as a service across reboots: each start
+    runs it anew (verified again) with the command line it was first run with."""
+    import os
+
+    from pysbx.sandbox.systemd import unit
+
+    found = _find(container)
+    try:
+        text = unit(found, restart_policy, time)
+    except SandboxError as error:
+        fail("pysandbox", str(error), EXIT_SETUP_FAILED)
+    if not files:
+        typer.echo(text, nl=False)
+        return
+    path = os.path.abspath(f"container-{found.name}.service")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        fail("pysandbox", f"{path}: {error.strerror or error}", EXIT_SETUP_FAILED)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    typer.echo(path)

@@ -24,6 +24,7 @@ def main(argv: list[str]) -> int:
         args = parse(argv)
     except SystemExit as done:
         return EXIT_SETUP_FAILED if done.code else 0
+    args.given = argv
     try:
         return _run(args)
     except KeyboardInterrupt:
@@ -168,7 +169,9 @@ def _detach(spec: RunSpec, args: RunArgs, plan: Plan) -> int:
         return _fail(str(error))
     write_json(folder, RECORD, record)
     try:
-        start_detached(spec, folder, DetachOptions(bounds, restart, args.rm, name, rules))
+        options = DetachOptions(bounds, restart, args.rm, name, rules)
+        options.pidfile = os.path.abspath(args.monitor_pidfile) if args.monitor_pidfile else None
+        start_detached(spec, folder, options)
     except SandboxError as error:
         print(f"pysandbox: error: {error}", file=sys.stderr)
         return int(getattr(error, "exit_code", EXIT_SETUP_FAILED))
@@ -192,6 +195,7 @@ def container_record(
             "stop_timeout": 10 if args.stop_timeout is None else args.stop_timeout,
             "volumes": volume_names(args.volume), "anonymous_volumes": args.anonymous_volumes,
             "tty": args.tty, "interactive": args.interactive, "detach_keys": detach_keys(args.detach_keys),
+            "run": {"argv": args.given, "cwd": os.getcwd()},
             "log": {"max_size": bounds.max_size, "max_file": bounds.max_file}}  # fmt: skip
 
 
@@ -283,7 +287,7 @@ def log_bounds(options: list[str], lifecycle: dict[str, Any]) -> Any:
 def _detached_only_flags(args: RunArgs) -> str:
     """The first flag given that only a detached container's monitor acts on, or ""."""
     names = ("stop_signal", "stop_timeout", "health_cmd", "health_interval", "health_timeout",
-             "health_start_period", "health_retries", "detach_keys")  # fmt: skip
+             "health_start_period", "health_retries", "detach_keys", "monitor_pidfile")  # fmt: skip
     given = [name for name in names if getattr(args, name) is not None]
     return f"--{given[0].replace('_', '-')}" if given else ""
 

@@ -47,6 +47,9 @@ OPTIONS = (
     Option(("-t", "--tty"), "flag", "allocate a pseudo-terminal of the container's own"),
     Option(("-d", "--detach"), "flag", "run in the background and print the container's id (see ps, logs, stop)"),
     Option(("--detach-keys",), "value", "with -d: the keys that detach an attach (ctrl-p,ctrl-q)", metavar="KEYS"),
+    Option(
+        ("--monitor-pidfile",), "value", "with -d: write the monitor's pid here (systemd's PIDFile)", metavar="FILE"
+    ),
     Option(("--rm",), "flag", "delete the container's writable layer when it exits"),
     Option(("--restart",), "value", "with -d: no, on-failure[:N], always, unless-stopped", metavar="POLICY"),
     Option(("--log-opt",), "append", "with -d: max-size=SIZE (10m) and max-file=N (1) of its log", metavar="K=V"),
@@ -110,13 +113,14 @@ DESCRIPTION = (
 class RunArgs(Record):
     """The parsed command line, whichever parser read it."""
 
-    __slots__ = (*(option.dest for option in OPTIONS), "image", "command", "anonymous_volumes")
+    __slots__ = (*(option.dest for option in OPTIONS), "image", "command", "anonymous_volumes", "given")
 
     policy: str
     interactive: bool
     tty: bool
     detach: bool
     detach_keys: str | None
+    monitor_pidfile: str | None
     rm: bool
     restart: str | None
     log_opt: list[str]
@@ -161,6 +165,7 @@ class RunArgs(Record):
         assert isinstance(command, list)
         self.image, self.command = str(values["image"]), command
         self.anonymous_volumes: list[str] = []  # -v /path: the names run gave them (sandbox.volumes)
+        self.given: list[str] = []  # the command line as typed (run -d records it: generate systemd)
 
 
 def _default(option: Option) -> object:

@@ -91,6 +91,7 @@ class DetachOptions:
         self.bounds, self.restart, self.auto_remove, self.name = bounds, restart, auto_remove, name
         self.rules = rules
         self.attach_first = False  # start -a: the container starts once a client is attached
+        self.pidfile: str | None = None  # --monitor-pidfile: systemd's PIDFile of a generated unit
 
 
 class Monitor:
@@ -106,6 +107,13 @@ class Monitor:
 
         os.chdir("/")  # holds no folder of the invoker's busy
         _record_owner(self.folder)
+        if self.options.pidfile:
+            try:
+                _write_pidfile(self.options.pidfile)
+            except OSError as error:
+                self.started(0, f"--monitor-pidfile {self.options.pidfile}: {error.strerror or error}", 0)
+                self.write_status("exited", exit_code=EXIT_SETUP_FAILED, finished=now())
+                return 0
         save_spec(self.folder, self.spec, self.options.rules)
         self.write_status("created")
         writer = self.start_log_writer()
@@ -121,6 +129,8 @@ class Monitor:
             os.dup2(0, target)
         os.waitpid(writer, 0)
         self.write_status("exited", exit_code=status, finished=now(), restarts=self.restarts, **_kept(self.folder))
+        if self.options.pidfile:
+            _remove_pidfile(self.options.pidfile)
         if self.options.auto_remove:
             anonymous = _anonymous_volumes(self.folder)
             remove_state(str(self.folder))
@@ -239,6 +249,24 @@ def _anonymous_volumes(folder: Path) -> list[str]:
     except (OSError, ValueError, SandboxError):
         return []
     return [str(name) for name in names] if isinstance(names, list) else []
+
+
+def _write_pidfile(path: str) -> None:
+    """The monitor's pid, for systemd (Type=forking, PIDFile=): written by the invoker, never
+    through a link, so a pidfile in a shared folder cannot be turned onto another file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"{os.getpid()}\n")
+
+
+def _remove_pidfile(path: str) -> None:
+    """Remove the pidfile if it still names this monitor (a newer one may have replaced it)."""
+    try:
+        with open(path) as current:
+            if current.read().strip() == str(os.getpid()):
+                os.unlink(path)
+    except OSError:
+        pass
 
 
 def _record_owner(folder: Path) -> None:

@@ -1,0 +1,109 @@
+"""`generate systemd`, as root and as an ordinary user: the unit passes `systemd-analyze
+verify`, and its ExecStart, read back as systemd reads it (quotes, %% and $$), makes the
+same container again (the same environment and command, byte for byte), with the monitor's
+pid in the PIDFile; ExecStop and ExecStopPost stop and remove it. Nothing of systemd itself
+runs here (no systemd is PID 1 on this machine)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from pysbx.sandbox.systemd import quote, run_arguments
+from tests.sandbox.harness import Sandbox, tool, tool_argv, wait_until
+
+POLICY = "strict-unsigned.yaml"
+AWKWARD = '100% of $HOME; "quoted" \\ back'
+
+
+def systemd_words(line: str, runtime: Path) -> list[str]:
+    """A command line of the unit as systemd runs it: %t is the runtime folder."""
+    words = shlex.split(line.replace("%t", str(runtime)))
+    for word in words:  # systemd would expand a lone % (a specifier) or $ (a variable)
+        assert "%" not in word.replace("%%", "") and "$" not in word.replace("$$", ""), word
+    return [word.replace("%%", "%").replace("$$", "$") for word in words]
+
+
+def entries(text: str) -> dict[str, str]:
+    return {key: value for key, _, value in (line.partition("=") for line in text.splitlines() if "=" in line)}
+
+
+def test_the_unit_makes_the_same_container_again_and_stops_it(sandbox: Sandbox, world: Path, tmp_path: Path) -> None:
+    name = f"unit-{sandbox.mode}"
+    tool(sandbox, "rm", "-f", name)
+    started = tool(sandbox, "run", "-d", "--rm", "--name", name, "-e", f"GREETING={AWKWARD}", "--stop-timeout", "3",
+                   "--policy", str(world / POLICY), str(world / "busybox-app.tar"),
+                   "sh", "-c", 'echo "$GREETING"; echo "$1"; exec sleep 600', "sh", AWKWARD)  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    assert wait_until(lambda: tool(sandbox, "logs", name).stdout.count("\n") == 2)
+    first = tool(sandbox, "logs", name).stdout
+    assert first == f"{AWKWARD}\n{AWKWARD}\n"
+    made = tool(sandbox, "generate", "systemd", name)
+    assert made.returncode == 0, made.stderr
+    text = made.stdout
+    unit = entries(text)
+    assert unit["Type"] == "forking" and unit["TimeoutStopSec"] == "63" and unit["Restart"] == "on-failure"
+    assert "--rm" not in unit["ExecStart"] and unit["PIDFile"] == f"%t/pysandbox-{name}.pid"
+    if shutil.which("systemd-analyze"):
+        (tmp_path / f"container-{name}.service").write_text(text)
+        verified = subprocess.run(["systemd-analyze", "verify", str(tmp_path / f"container-{name}.service")],
+                                  capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert verified.returncode == 0, verified.stderr
+    runtime = Path(tempfile.mkdtemp(prefix="unit-runtime-"))  # XDG_RUNTIME_DIR's stand-in, the user's own
+    if sandbox.user:
+        shutil.chown(runtime, sandbox.user)
+    try:
+        run_the_unit(sandbox, name, unit, runtime, first)
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def run_the_unit(sandbox: Sandbox, name: str, unit: dict[str, str], runtime: Path, first: str) -> None:
+    assert tool(sandbox, "rm", "-f", name).returncode == 0
+    prefix = tool_argv(sandbox)[:-1]  # as the sandbox's user: what runs pysandbox, without it
+    for step in ("ExecStartPre", "ExecStart"):
+        ran = subprocess.run([*prefix, *systemd_words(unit[step].lstrip("-"), runtime)], capture_output=True,
+                             text=True, cwd=unit["WorkingDirectory"], timeout=60)  # fmt: skip
+        assert step == "ExecStartPre" or ran.returncode == 0, ran.stderr
+    assert wait_until(lambda: tool(sandbox, "logs", name).stdout.count("\n") == 2)
+    assert tool(sandbox, "logs", name).stdout == first  # the same environment and arguments, byte for byte
+    pid = int((runtime / f"pysandbox-{name}.pid").read_text())
+    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    assert inspected["status"]["monitor"][0] == pid  # systemd's main process is the monitor
+    for step in ("ExecStop", "ExecStopPost"):
+        ran = subprocess.run([*prefix, *systemd_words(unit[step].lstrip("-"), runtime)], capture_output=True,
+                             text=True, cwd="/", timeout=60)  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+    assert name not in tool(sandbox, "ps", "-a").stdout
+    assert not (runtime / f"pysandbox-{name}.pid").exists()  # the monitor took its pidfile with it
+
+
+def test_the_flags_the_unit_sets_itself_are_dropped_and_the_rest_kept() -> None:
+    recorded = ["-d", "--rm", "--name=web", "--restart", "always", "--monitor-pidfile", "/x", "-e", "A=1",
+                "--policy", "strict", "IMAGE", "sh", "-c", "--rm --name"]  # fmt: skip
+    assert run_arguments(recorded) == ["-e", "A=1", "--policy", "strict", "IMAGE", "sh", "-c", "--rm --name"]
+    for word in ("plain", "100%", "$HOME", 'say "hi"', "a\\b", "", "two words", ";"):
+        (back,) = systemd_words(quote(word), Path("/run"))
+        assert back == word, (word, quote(word))
+    assert re.fullmatch(r'"100%%"', quote("100%"))
+
+
+def test_a_pidfile_is_never_written_through_a_link(sandbox: Sandbox, world: Path, tmp_path: Path) -> None:
+    if sandbox.mode != "root":
+        pytest.skip("the link's target must be a file the sandbox user could not write otherwise")
+    target = tmp_path / "precious"
+    target.write_text("keep\n")
+    link = tmp_path / "pidfile"
+    os.symlink(target, link)
+    refused = tool(sandbox, "run", "-d", "--monitor-pidfile", str(link), "--policy", str(world / POLICY),
+                   str(world / "busybox-app.tar"), "true")  # fmt: skip
+    assert refused.returncode == 125 and "--monitor-pidfile" in refused.stderr, refused.stderr
+    assert target.read_text() == "keep\n"
