@@ -4,7 +4,8 @@ The monitor's log writer is the hub: besides writing ctr.log it listens on `atta
 the container's private folder, sends what the container writes to every attached client,
 and (for a container started with -i) passes what clients type to the container's stdin,
 a pipe whose other end it holds. Frames both ways are a kind byte, a 4-byte length and the
-bytes: o (stdout), e (stderr) to the client; i (input) from it. `start -a` connects before
+bytes: o (stdout), e (stderr) to the client; i (input) and w (a terminal's rows and columns,
+for a -t container's pty, whose master the monitor hands the hub at each start) from it. `start -a` connects before
 the container starts (the monitor waits for it), so it misses nothing.
 
 Nothing a client does may hold the container up: the hub never blocks on a client (one that
@@ -60,7 +61,9 @@ class Hub:
     """The listening socket, the clients with what waits to be sent to each, and the
     container's stdin (with what waits to go in)."""
 
-    def __init__(self, folder: Path, stdin: int | None, attached: int | None = None) -> None:
+    def __init__(
+        self, folder: Path, stdin: int | None, attached: int | None = None, consoles: socket.socket | None = None
+    ) -> None:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self.folder = folder
         os.chdir(folder)  # bind by a relative name: a long state path would not fit sun_path
@@ -77,17 +80,19 @@ class Hub:
         self.clients: dict[int, tuple[socket.socket, bytearray, bytearray]] = {}  # fd: (socket, to send, received)
         self.poller: Any = None
         self.stdin_watched = False  # registered for POLLOUT: input waits for the container
+        self.consoles, self.master = consoles, -1  # run -dt: the monitor sends each run's pty master
 
     def register(self, poller: Any) -> None:
         self.poller = poller
         poller.register(self.listener.fileno(), select.POLLIN)
-
-    def owns(self, fd: int) -> bool:
-        return fd == self.listener.fileno() or fd in self.clients or fd == self.stdin
+        if self.consoles is not None:
+            poller.register(self.consoles.fileno(), select.POLLIN)
 
     def handle(self, fd: int, events: int) -> None:
         if fd == self.listener.fileno():
             self._accept()
+        elif self.consoles is not None and fd == self.consoles.fileno():
+            self._new_console()
         elif fd == self.stdin:
             self._flush_stdin()
         elif events & (select.POLLIN | select.POLLHUP | select.POLLERR):
@@ -106,10 +111,39 @@ class Hub:
             self._flush(fd)
             self._drop(fd)
         self.listener.close()
+        if self.master >= 0:
+            os.close(self.master)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.folder / SOCKET)  # nobody answers there any more
         if self.stdin is not None:
             os.close(self.stdin)
+
+    def _new_console(self) -> None:
+        """The pty master of the container's (re)start, for window sizes; end of the monitor."""
+        assert self.consoles is not None
+        try:
+            _, fds, _, _ = socket.recv_fds(self.consoles, 16, 1)
+        except OSError:
+            fds = []
+        if self.master >= 0:
+            os.close(self.master)
+            self.master = -1
+        if fds:
+            self.master = fds[0]
+        else:
+            self.poller.unregister(self.consoles.fileno())
+            self.consoles.close()
+            self.consoles = None
+
+    def _resize(self, size: bytes) -> None:
+        """A client's terminal size (rows, columns) to the pty: its programs get SIGWINCH."""
+        import fcntl
+        import termios
+
+        if self.master >= 0 and len(size) == 4:
+            rows, columns = struct.unpack(">HH", size)
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("4H", rows, columns, 0, 0))
 
     def _accept(self) -> None:
         try:
@@ -143,6 +177,8 @@ class Hub:
             if kind == b"i" and self.stdin is not None and len(self.to_stdin) < STDIN_LIMIT:
                 self.to_stdin += payload[: STDIN_LIMIT - len(self.to_stdin)]
                 self._flush_stdin()
+            elif kind == b"w":
+                self._resize(payload)
 
     def _send(self, fd: int, data: bytes) -> None:
         _, pending, _ = self.clients[fd]
@@ -243,12 +279,40 @@ def attach_to(
     tty = container.record.get("tty") is True
     client = client or connect(container.folder)
     forward = stdin and container.record.get("interactive") is True
-    with terminal.terminal_modes(tty, forward), _proxied_signals(container, sig_proxy and not tty):
+    with (
+        terminal.terminal_modes(tty, forward),
+        _proxied_signals(container, sig_proxy and not tty),
+        _window_sizes(client, tty),
+    ):
         detached = _relay(client, DetachFilter(detach_keys), forward)
     client.close()
     if detached:
         return 0
     return wait_for_exit(container)
+
+
+@contextlib.contextmanager
+def _window_sizes(client: socket.socket, tty: bool) -> Iterator[None]:
+    """With a pty and a terminal here: its size now, and at each change (SIGWINCH)."""
+    import fcntl
+    import termios
+
+    def send(*_: object) -> None:
+        try:
+            rows, columns = struct.unpack("4H", fcntl.ioctl(1, termios.TIOCGWINSZ, b"\0" * 8))[:2]
+            client.sendall(frame(b"w", struct.pack(">HH", rows, columns)))
+        except OSError:
+            pass
+
+    if not tty or not os.isatty(1):
+        yield
+        return
+    send()
+    previous = signal.signal(signal.SIGWINCH, send)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGWINCH, previous)
 
 
 @contextlib.contextmanager

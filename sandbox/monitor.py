@@ -13,10 +13,12 @@ and a fork from a threaded process may take another thread's lock along."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -101,6 +103,7 @@ class Monitor:
     def __init__(self, spec: RunSpec, folder: Path, options: DetachOptions, started_w: int) -> None:
         self.spec, self.folder, self.options, self.started_w = spec, folder, options, started_w
         self.restarts = 0
+        self.own_fds: tuple[int, ...] = ()  # descriptors of the monitor's that the container's side closes
 
     def run(self) -> int:
         from pysbx.sandbox.specfile import save_spec
@@ -119,7 +122,7 @@ class Monitor:
         writer = self.start_log_writer()
         checker = self.start_health_checker()
         self.spec.started = self.started
-        self.spec.monitor_fds = (self.started_w,)
+        self.spec.monitor_fds = (self.started_w, *self.own_fds)
         self.spec.freezable = True
         status = self.run_until_done()
         if checker:
@@ -144,6 +147,7 @@ class Monitor:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         in_r, in_w = os.pipe() if self.spec.interactive else (None, None)
+        consoles, console_in = socket.socketpair() if self.spec.tty else (None, None)
         ready_r, ready_w = os.pipe()
         attached_r, attached_w = os.pipe() if self.options.attach_first else (None, None)
         writer = os.fork()
@@ -152,8 +156,10 @@ class Monitor:
             try:
                 for fd in (out_w, err_w, ready_r, self.started_w, *(fd for fd in (in_r, attached_r) if fd is not None)):
                     os.close(fd)
+                if consoles is not None:
+                    consoles.close()
                 _detach_stdio()  # `id=$(pysandbox run -d ...)` must not wait for the log writer
-                hub = Hub(self.folder, in_w, attached_w)
+                hub = Hub(self.folder, in_w, attached_w, console_in)
                 os.close(ready_w)  # listening: `attach` right after `run -d` finds the socket
                 write_log(self.folder, {out_r: "stdout", err_r: "stderr"}, self.options.bounds, hub)
                 code = 0
@@ -161,6 +167,10 @@ class Monitor:
                 os._exit(code)
         for fd in (out_r, err_r, ready_w, *(fd for fd in (in_w, attached_w) if fd is not None)):
             os.close(fd)
+        if consoles is not None and console_in is not None:
+            console_in.close()
+            self.spec.console_sink = lambda master: _send_console(consoles, master)
+            self.own_fds = (consoles.fileno(),)  # never the container's: closed at once on its side
         os.read(ready_r, 1)  # returns at the writer's close (or its end)
         os.close(ready_r)
         if attached_r is not None:  # start -a: its client first (for at most ATTACH_WAIT seconds)
@@ -215,7 +225,7 @@ class Monitor:
             os.write(self.started_w, f"{status or EXIT_SETUP_FAILED} {error}".encode() if error else b"ok")
             os.close(self.started_w)
             self.started_w = -1
-            self.spec.monitor_fds = ()
+            self.spec.monitor_fds = self.own_fds
 
     def write_status(self, status: str, **fields: object) -> None:
         write_json(self.folder, STATUS, {"status": status, "monitor": process_record(os.getpid()), **fields})
@@ -249,6 +259,12 @@ def _anonymous_volumes(folder: Path) -> list[str]:
     except (OSError, ValueError, SandboxError):
         return []
     return [str(name) for name in names] if isinstance(names, list) else []
+
+
+def _send_console(channel: socket.socket, master: int) -> None:
+    """The new pty master to the attach hub (a copy: the runner keeps and closes its own)."""
+    with contextlib.suppress(OSError):  # the hub is gone: nothing attaches any more
+        socket.send_fds(channel, [b"m"], [master])
 
 
 def _write_pidfile(path: str) -> None:

@@ -83,6 +83,7 @@ class RunSpec(Record):
         "argv",
         "binds",
         "capabilities",
+        "console_sink",
         "env",
         "freezable",
         "hostname",
@@ -148,6 +149,7 @@ class RunSpec(Record):
         self.started: Callable[[int, str, int], None] | None = None
         self.monitor_fds: tuple[int, ...] = ()  # the monitor's own: closed at once in the container's side
         self.freezable = False  # run -d: a cgroup the freezer can pause, where the host gives one
+        self.console_sink: Callable[[int], None] | None = None  # run -dt: told the pty master
 
 
 def run_container(spec: RunSpec) -> int:
@@ -215,6 +217,8 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     forward = _forward_signals(init_pid, spec.tty)
     signal.pthread_sigmask(signal.SIG_SETMASK, held)
     master = tty.receive_master(monitor_end) if monitor_end is not None else None
+    if master is not None and spec.console_sink is not None:
+        spec.console_sink(master)  # run -dt: the attach hub sets its size from attached terminals
     try:
         if master is not None:
             with tty.relaying(master, spec.interactive):

@@ -6,10 +6,13 @@ one that does not read does not hold the container up; no other user can attach.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import select
+import struct
 import subprocess
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +28,18 @@ POLICY = "strict-unsigned.yaml"
 class Terminal:
     """A pysandbox command as the sandbox's user, on a pty of its own."""
 
-    def __init__(self, sandbox: Sandbox, *args: str) -> None:
+    def __init__(self, sandbox: Sandbox, *args: str, rows: int = 24, columns: int = 80) -> None:
         self.master, slave = os.openpty()
+        self.resize(rows, columns)
         self.process = subprocess.Popen([*tool_argv(sandbox), *args], stdin=slave, stdout=slave,
-                                        stderr=subprocess.PIPE, cwd="/")  # fmt: skip
+                                        stderr=subprocess.PIPE, cwd="/", start_new_session=True,
+                                        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))  # fmt: skip
         os.close(slave)
         self.seen = b""
+
+    def resize(self, rows: int, columns: int) -> None:
+        """As a terminal window does: the size changes, its foreground programs get SIGWINCH."""
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("4H", rows, columns, 0, 0))
 
     def type(self, data: bytes) -> None:
         os.write(self.master, data)
@@ -85,6 +94,21 @@ def test_attach_to_a_dit_shell_types_detaches_and_returns_its_exit_code(
     second.type(b"exit 3\r")
     assert second.wait() == 3
     assert tool(sandbox, "wait", name).stdout == "3\n"
+
+
+def test_an_attached_terminal_gives_the_pty_its_size(sandbox: Sandbox, world: Path, named: list[str]) -> None:
+    named.append(name := f"sized-{sandbox.mode}")
+    start(sandbox, world, name, "-it", "exec sh")
+    session = Terminal(sandbox, "attach", name, rows=31, columns=101)
+    time.sleep(0.5)
+    session.type(b"stty size\r")
+    assert session.until(b"31 101"), session.seen
+    session.resize(42, 123)
+    time.sleep(0.3)
+    session.type(b"stty size\r")
+    assert session.until(b"42 123"), session.seen
+    session.type(b"\x10\x11")
+    assert session.wait() == 0
 
 
 def test_detach_keys_of_the_run_or_the_attach(sandbox: Sandbox, world: Path, named: list[str]) -> None:
