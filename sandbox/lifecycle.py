@@ -167,28 +167,82 @@ def _show(entry: dict[str, str], timestamps: bool) -> None:
 def _follow(container: Container, timestamps: bool, window: tuple[str, str]) -> None:
     """Print what is appended until the container has exited and its log is complete (the
     monitor records the exit after the log writer has finished), or an entry passes the
-    window's end."""
+    window's end. The file stays open between reads: when the writer rotates it (ctr.log
+    becomes ctr.log.1), what was added to it before the rotation is read to its end first,
+    then the new ctr.log from its start, so no line is lost between two reads."""
     path = container.folder / LOG
-    offset = path.stat().st_size if path.exists() else 0
-    inode = path.stat().st_ino if path.exists() else None
+    log = _open_at_end(path)
+    try:
+        while True:
+            done = _reloaded(container).state() not in LIVE
+            if not _print_new(log, timestamps, window):
+                return
+            current = _identity(path)
+            if log is None or (current is not None and current != os.fstat(log.fileno()).st_ino):
+                log = _next_file(container, log, timestamps, window)
+                if log is not None:
+                    continue  # read the new file at once
+            if log is not None and log.tell() > os.fstat(log.fileno()).st_size:  # truncated (max-file=1)
+                log.seek(0)
+            if done:
+                return
+            time.sleep(POLL_SECONDS)
+    finally:
+        if log is not None:
+            log.close()
+
+
+def _next_file(container: Container, log: Any, timestamps: bool, window: tuple[str, str]) -> Any:
+    """After a rotation: the rest of the file we had (the writer closed it before renaming
+    it), every file rotated after it (several rotations may come between two reads), and the
+    new ctr.log, open at its start."""
+    files = log_files(container)
+    if log is not None:
+        _print_new(log, timestamps, window)
+        ours = os.fstat(log.fileno()).st_ino
+        log.close()
+        inodes = [_identity(path) for path in files]
+        files = files[inodes.index(ours) + 1 :] if ours in inodes else files[-1:]
+    for path in files[:-1]:
+        with open(path, "rb") as rotated:
+            _print_new(rotated, timestamps, window)
+    try:
+        return open(files[-1], "rb")
+    except OSError:
+        return None
+
+
+def _open_at_end(path: Path) -> Any:
+    try:
+        log = open(path, "rb")  # noqa: SIM115 - kept open across reads
+    except OSError:
+        return None
+    log.seek(0, os.SEEK_END)
+    return log
+
+
+def _identity(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
+
+
+def _print_new(log: Any, timestamps: bool, window: tuple[str, str]) -> bool:
+    """Print the whole lines added since the last read; False once one passes the window."""
+    if log is None:
+        return True
     while True:
-        done = _reloaded(container).state() not in LIVE
-        if path.exists() and path.stat().st_ino != inode:  # rotated: start at the new file's top
-            inode, offset = path.stat().st_ino, 0
-        with open(path, "rb") if path.exists() else open(os.devnull, "rb") as log:
-            log.seek(offset)
-            for line in log:
-                if not line.endswith(b"\n"):
-                    break
-                offset += len(line)
-                entry = json.loads(line)
-                if entry.get("time", "") >= window[1]:
-                    return
-                if entry.get("time", "") >= window[0]:
-                    _show(entry, timestamps)
-        if done:
-            return
-        time.sleep(POLL_SECONDS)
+        start = log.tell()
+        line = log.readline()
+        if not line.endswith(b"\n"):
+            log.seek(start)  # half written: read again next time
+            return True
+        entry = json.loads(line)
+        if entry.get("time", "") >= window[1]:
+            return False
+        if entry.get("time", "") >= window[0]:
+            _show(entry, timestamps)
 
 
 def _reloaded(container: Container) -> Container:

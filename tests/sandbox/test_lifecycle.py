@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox.harness import Sandbox, strict_variant, tool, wait_until
+from tests.sandbox.harness import Sandbox, strict_variant, tool, tool_argv, wait_until
 
 POLICY = "strict-unsigned.yaml"
 
@@ -326,3 +326,22 @@ def test_anonymous_volumes_belong_to_their_container(sandbox: Sandbox, world: Pa
     assert tool(sandbox, "wait", kept).stdout == "0\n" and tool(sandbox, "rm", kept).returncode == 0
     (left,) = volume_names(sandbox) - before  # Docker's rm without -v keeps it
     assert tool(sandbox, "volume", "rm", left).returncode == 0
+
+
+def test_logs_f_loses_no_line_across_rotations(sandbox: Sandbox, world: Path, named: list[str]) -> None:
+    """The follower keeps the file it reads open: a rotation between two reads (several, at
+    this rate) costs it nothing, neither the old file's last lines nor a whole rotated file."""
+    named.append(name := f"rotating-{sandbox.mode}")
+    count = 10000  # in batches of 100 every 10 ms: about a rotation per read, far below five
+    script = (f"read go; i=0; while [ $i -lt {count} ]; do echo line-$i; i=$((i+1)); "
+              "[ $((i % 100)) = 0 ] && sleep 0.01; done")  # fmt: skip
+    policy = strict_variant(world, "five-logs.yaml", ("    log_max_file: 2", "    log_max_file: 5"))
+    started = tool(sandbox, "run", "-d", "-i", "--name", name, "--log-opt", "max-size=64k", "--log-opt", "max-file=5",
+                   "--policy", str(policy), str(world / "busybox-app.tar"), "sh", "-c", script)  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    follower = subprocess.Popen([*tool_argv(sandbox), "logs", "-f", name], stdout=subprocess.PIPE, text=True, cwd="/")
+    time.sleep(0.5)  # following before the first line
+    subprocess.run([*tool_argv(sandbox), "attach", "--detach-keys", "ctrl-x", name], input=b"go\n\x18", timeout=30)
+    out, _ = follower.communicate(timeout=120)
+    assert out.splitlines() == [f"line-{index}" for index in range(count)]
+    assert len(list(Path(json.loads(tool(sandbox, "inspect", name).stdout)[0]["folder"]).glob("ctr.log*"))) == 5
