@@ -21,18 +21,19 @@ def _error(message: str, code: int) -> int:
 
 
 def ps(include_exited: bool, quiet: bool, filters: list[str], output: str) -> int:
-    from pysbx.sandbox.lifecycle import listing, table
+    from pysbx.sandbox.lifecycle import listing, table, templated
 
-    if output not in ("table", "json"):
-        return _error(f"--format {output}: expected table or json", EXIT_SETUP_FAILED)
     try:
         rows = listing(include_exited, filters)
+        if quiet:
+            shown = "".join(f"{row['id'][:12]}\n" for row in rows)
+        elif output in ("table", "json"):
+            shown = (json.dumps(rows, indent=2) if output == "json" else table(rows)) + "\n"
+        else:
+            shown = templated(rows, output) + ("\n" if rows or output.startswith("table ") else "")
     except (SandboxError, OSError) as error:
         return _error(str(error), EXIT_SETUP_FAILED)
-    if quiet:
-        print("".join(f"{row['id'][:12]}\n" for row in rows), end="")
-    else:
-        print(json.dumps(rows, indent=2) if output == "json" else table(rows))
+    print(shown, end="")
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -101,6 +102,32 @@ def table(rows: list[dict[str, str]]) -> str:
     widths = [max(len(str(line[index])) for line in [headers, *cells]) for index in range(len(headers))]
     return "\n".join("   ".join(str(value).ljust(width) for value, width in zip(line, widths, strict=True)).rstrip()
                      for line in [headers, *cells])  # fmt: skip
+
+
+_TEMPLATE_FIELDS: dict[str, tuple[str, Callable[[dict[str, str]], str]]] = {"ID": ("CONTAINER ID", lambda row: row["id"][:12]), "Image": ("IMAGE", lambda row: row["image"]),
+                    "Command": ("COMMAND", lambda row: _short(row["command"])),
+                    "CreatedAt": ("CREATED AT", lambda row: row["created"]),
+                    "RunningFor": ("CREATED", lambda row: _ago(row["created"]) + " ago"),
+                    "Status": ("STATUS", lambda row: row["status"]), "State": ("STATE", lambda row: row["state"]),
+                    "Names": ("NAMES", lambda row: row["name"])}  # fmt: skip
+_PLACEHOLDER = re.compile(r"{{\s*\.(\w+)\s*}}")
+
+
+def templated(rows: list[dict[str, str]], template: str) -> str:
+    """`ps --format` with a Go template as Docker's CLI takes one: {{.ID}}, {{.Names}},
+    {{.Image}}, {{.Command}}, {{.CreatedAt}}, {{.RunningFor}}, {{.Status}}, {{.State}};
+    \\t is a tab, and a leading `table ` adds the header row."""
+    header, text = template.startswith("table "), template.removeprefix("table ").replace("\\t", "\t")
+    unknown = [name for name in _PLACEHOLDER.findall(text) if name not in _TEMPLATE_FIELDS]
+    if unknown or "{{" in _PLACEHOLDER.sub("", text):
+        raise FilterError(f"--format {template}: expected table, json or a template of {{{{.Field}}}} with "
+                          f"{', '.join(_TEMPLATE_FIELDS)}")  # fmt: skip
+    lines = [_PLACEHOLDER.sub(lambda match: _TEMPLATE_FIELDS[match.group(1)][0], text)] if header else []
+    return "\n".join(lines + [_fill(text, row) for row in rows])
+
+
+def _fill(text: str, row: dict[str, str]) -> str:
+    return _PLACEHOLDER.sub(lambda match: _TEMPLATE_FIELDS[match.group(1)][1](row), text)
 
 
 def _short(command: str) -> str:

@@ -345,3 +345,15 @@ def test_logs_f_loses_no_line_across_rotations(sandbox: Sandbox, world: Path, na
     out, _ = follower.communicate(timeout=120)
     assert out.splitlines() == [f"line-{index}" for index in range(count)]
     assert len(list(Path(json.loads(tool(sandbox, "inspect", name).stdout)[0]["folder"]).glob("ctr.log*"))) == 5
+
+
+def test_ps_format_takes_dockers_templates(sandbox: Sandbox, world: Path, named: list[str]) -> None:
+    named.append(name := f"templated-{sandbox.mode}")
+    assert detach(sandbox, world, name, "exec sleep 600").returncode == 0
+    (row,) = [r for r in json.loads(tool(sandbox, "ps", "--format", "json").stdout) if r["name"] == name]
+    lines = tool(sandbox, "ps", "--format", "{{.Names}}\\t{{.State}} {{ .ID }}").stdout.splitlines()
+    assert f"{name}\trunning {row['id'][:12]}" in lines
+    table = tool(sandbox, "ps", "--format", "table {{.Names}}\\t{{.Status}}").stdout.splitlines()
+    assert table[0] == "NAMES\tSTATUS" and any(line.startswith(f"{name}\tUp ") for line in table[1:])
+    wrong = tool(sandbox, "ps", "--format", "{{.Labels}}")
+    assert wrong.returncode == 125 and "{{.Field}}" in wrong.stderr
