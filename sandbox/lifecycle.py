@@ -104,12 +104,16 @@ def table(rows: list[dict[str, str]]) -> str:
                      for line in [headers, *cells])  # fmt: skip
 
 
-_TEMPLATE_FIELDS: dict[str, tuple[str, Callable[[dict[str, str]], str]]] = {"ID": ("CONTAINER ID", lambda row: row["id"][:12]), "Image": ("IMAGE", lambda row: row["image"]),
-                    "Command": ("COMMAND", lambda row: _short(row["command"])),
-                    "CreatedAt": ("CREATED AT", lambda row: row["created"]),
-                    "RunningFor": ("CREATED", lambda row: _ago(row["created"]) + " ago"),
-                    "Status": ("STATUS", lambda row: row["status"]), "State": ("STATE", lambda row: row["state"]),
-                    "Names": ("NAMES", lambda row: row["name"])}  # fmt: skip
+_TEMPLATE_FIELDS: dict[str, tuple[str, Callable[[dict[str, str]], str]]] = {
+    "ID": ("CONTAINER ID", lambda row: row["id"][:12]),
+    "Image": ("IMAGE", lambda row: row["image"]),
+    "Command": ("COMMAND", lambda row: _short(row["command"])),
+    "CreatedAt": ("CREATED AT", lambda row: row["created"]),
+    "RunningFor": ("CREATED", lambda row: _ago(row["created"]) + " ago"),
+    "Status": ("STATUS", lambda row: row["status"]),
+    "State": ("STATE", lambda row: row["state"]),
+    "Names": ("NAMES", lambda row: row["name"]),
+}
 _PLACEHOLDER = re.compile(r"{{\s*\.(\w+)\s*}}")
 
 
