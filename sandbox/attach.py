@@ -34,6 +34,8 @@ from pysbx.sandbox.errors import SandboxError
 SOCKET = "attach.sock"
 HEADER = struct.Struct(">cI")
 CLIENT_LIMIT = 1 << 20
+FRAME_LIMIT = 1 << 16
+MAX_CLIENTS = 64
 STDIN_LIMIT = 1 << 20
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 
@@ -64,16 +66,17 @@ class Hub:
     def __init__(
         self, folder: Path, stdin: int | None, attached: int | None = None, consoles: socket.socket | None = None
     ) -> None:
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.listener: socket.socket | None = listener
         self.folder = folder
         os.chdir(folder)  # bind by a relative name: a long state path would not fit sun_path
         with contextlib.suppress(FileNotFoundError):
             os.unlink(SOCKET)  # the last monitor's (start): ours now
-        self.listener.bind(SOCKET)
+        listener.bind(SOCKET)
         os.chdir("/")
         self.attached = attached  # told once the first client is in (start -a waits for it)
-        self.listener.listen(8)
-        self.listener.setblocking(False)
+        listener.listen(8)
+        listener.setblocking(False)
         self.stdin, self.to_stdin = stdin, bytearray()
         if stdin is not None:
             os.set_blocking(stdin, False)
@@ -84,37 +87,65 @@ class Hub:
 
     def register(self, poller: Any) -> None:
         self.poller = poller
+        assert self.listener is not None
         poller.register(self.listener.fileno(), select.POLLIN)
         if self.consoles is not None:
             poller.register(self.consoles.fileno(), select.POLLIN)
 
     def handle(self, fd: int, events: int) -> None:
-        if fd == self.listener.fileno():
-            self._accept()
-        elif self.consoles is not None and fd == self.consoles.fileno():
-            self._new_console()
-        elif fd == self.stdin:
-            self._flush_stdin()
-        elif events & (select.POLLIN | select.POLLHUP | select.POLLERR):
-            self._receive(fd)
-        if fd in self.clients and events & select.POLLOUT:
-            self._flush(fd)
+        """One poll event of ours. Nothing the hub meets may stop the log writer: whatever
+        goes wrong in it turns the hub off (found by review: a client dropped while its
+        event waited in the same poll batch raised KeyError and killed the writer)."""
+        try:
+            self._handle(fd, events)
+        except Exception:  # the log goes on without attaching
+            self.shut()
 
     def broadcast(self, stream: str, data: bytes) -> None:
         """What the container wrote, to every client."""
         kind = b"e" if stream == "stderr" else b"o"
+        try:
+            for fd in list(self.clients):
+                if fd in self.clients:
+                    self._send(fd, frame(kind, data))
+        except Exception:  # as handle
+            self.shut()
+
+    def _handle(self, fd: int, events: int) -> None:
+        if self.listener is not None and fd == self.listener.fileno():
+            self._accept()
+        elif self.consoles is not None and fd == self.consoles.fileno():
+            self._new_console()
+        elif fd == self.stdin and self.stdin_watched:
+            self._flush_stdin()
+        elif fd in self.clients:
+            if events & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                self._receive(fd)
+            if fd in self.clients and events & select.POLLOUT:
+                self._flush(fd)
+        # else: an event of a descriptor dropped earlier in the same poll batch
+
+    def shut(self) -> None:
+        """Stop attaching: every client goes, the socket closes; the container's stdin pipe
+        stays open (closing it would end what reads it)."""
         for fd in list(self.clients):
-            self._send(fd, frame(kind, data))
+            with contextlib.suppress(Exception):
+                self._drop(fd)
+        if self.listener is not None:
+            with contextlib.suppress(Exception):
+                self.poller.unregister(self.listener.fileno())
+            self.listener.close()
+            self.listener = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.folder / SOCKET)
 
     def close(self) -> None:
         for fd in list(self.clients):
-            self._flush(fd)
-            self._drop(fd)
-        self.listener.close()
+            with contextlib.suppress(Exception):
+                self._flush(fd)
+        self.shut()
         if self.master >= 0:
             os.close(self.master)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.folder / SOCKET)  # nobody answers there any more
         if self.stdin is not None:
             os.close(self.stdin)
 
@@ -146,12 +177,13 @@ class Hub:
                 fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("4H", rows, columns, 0, 0))
 
     def _accept(self) -> None:
+        assert self.listener is not None
         try:
             client, _ = self.listener.accept()
-        except BlockingIOError:
+        except OSError:  # none waiting, or out of descriptors: the next poll tries again
             return
         uid = struct.unpack("3i", client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
-        if uid not in (os.geteuid(), 0):
+        if uid not in (os.geteuid(), 0) or len(self.clients) >= MAX_CLIENTS:
             client.close()
             return
         client.setblocking(False)
@@ -173,7 +205,11 @@ class Hub:
             self._drop(fd)
             return
         received += data
-        for kind, payload in frames(received):
+        taken = frames(received)
+        if len(received) >= HEADER.size and HEADER.unpack_from(received)[1] > FRAME_LIMIT:
+            self._drop(fd)  # no frame of ours is that long: it would only grow here
+            return
+        for kind, payload in taken:
             if kind == b"i" and self.stdin is not None and len(self.to_stdin) < STDIN_LIMIT:
                 self.to_stdin += payload[: STDIN_LIMIT - len(self.to_stdin)]
                 self._flush_stdin()

@@ -205,3 +205,36 @@ def test_no_other_user_can_attach(sandbox: Sandbox, world: Path, named: list[str
     finally:
         for path, mode in modes.items():
             path.chmod(mode)
+
+
+def test_clients_that_vanish_or_lie_leave_the_hub_and_the_container_as_they_were(
+    sandbox: Sandbox, world: Path, named: list[str]
+) -> None:
+    """Found by review: a client killed while the container wrote raised in the hub, which
+    took the log writer down, and the container with it (SIGPIPE); a frame announcing 4 GiB
+    grew in the hub without bound."""
+    named.append(name := f"vanishing-{sandbox.mode}")
+    start(sandbox, world, name, "while :; do echo hello; done")
+    for _ in range(3):
+        attached = subprocess.Popen([*tool_argv(sandbox), "attach", name], stdout=subprocess.DEVNULL, cwd="/")
+        time.sleep(0.5)
+        attached.kill()
+        attached.wait()
+    folder = Path(json.loads(tool(sandbox, "inspect", name).stdout)[0]["folder"])
+    script = (f"import socket, struct; s = socket.socket(socket.AF_UNIX); s.connect({str(folder / 'attach.sock')!r}); "
+              "s.sendall(struct.pack('>cI', b'i', 0xFFFFFFFF) + b'x' * 200000)")  # fmt: skip
+    prefix = [] if sandbox.mode == "root" else as_user(str(sandbox.user))
+    subprocess.run([*prefix, "python3", "-c", script], cwd="/", timeout=30, capture_output=True)
+    time.sleep(0.5)
+    assert "Up " in tool(sandbox, "ps", "--filter", f"name={name}").stdout
+    size = log_size(folder)
+    seen = subprocess.Popen([*tool_argv(sandbox), "attach", name], stdout=subprocess.PIPE, cwd="/")
+    assert seen.stdout is not None and seen.stdout.read(6) == b"hello\n"  # the hub still answers
+    seen.kill()
+    seen.wait()
+    time.sleep(0.3)
+    assert log_size(folder) != size  # the log writer still writes
+
+
+def log_size(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.glob("ctr.log*"))
