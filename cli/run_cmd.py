@@ -191,7 +191,7 @@ def container_record(
     return {"id": container_id, "name": name, "image": args.image, "policy": args.policy,
             "image_digest": image.digest, "verdict": image.verdict, "command": spec.argv, "created": now(),
             "auto_remove": args.rm, "restart": args.restart or "no",
-            "stop_signal": stop_signal(args.stop_signal or image.stop_signal or "SIGTERM"),
+            "stop_signal": stop_signal(args.stop_signal, image.stop_signal),
             "stop_timeout": 10 if args.stop_timeout is None else args.stop_timeout,
             "volumes": volume_names(args.volume), "anonymous_volumes": args.anonymous_volumes,
             "tty": args.tty, "interactive": args.interactive, "detach_keys": detach_keys(args.detach_keys),
@@ -207,11 +207,19 @@ def detach_keys(keys: str | None) -> str:
     return keys if keys is not None else DEFAULT_DETACH_KEYS
 
 
-def stop_signal(name: str) -> str:
-    """STOPSIGNAL or --stop-signal as a name stop can deliver through the monitor."""
+def stop_signal(flag: str | None, image: str) -> str:
+    """--stop-signal, else the image's STOPSIGNAL, else SIGTERM, as a name `stop` delivers
+    through the monitor. One the monitor does not forward is refused from the flag; from
+    the image (SIGRTMIN+3 of systemd images), it is said, and SIGTERM is used."""
     from pysbx.sandbox.lifecycle import signal_name
 
-    return signal_name(name, "--stop-signal (or the image's STOPSIGNAL)")
+    if flag is not None:
+        return signal_name(flag, "--stop-signal")
+    try:
+        return signal_name(image or "SIGTERM", "the image's STOPSIGNAL")
+    except SandboxError as error:
+        print(f"pysandbox: note: {error}; stop sends SIGTERM (or give --stop-signal)", file=sys.stderr)
+        return "SIGTERM"
 
 
 def detach_rules(args: RunArgs, plan: Plan) -> dict[str, Any]:

@@ -9,9 +9,9 @@ its timeout is killed with everything it started, and counts as a failure (exit 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
+import select
 import signal
 import time
 from pathlib import Path
@@ -21,10 +21,12 @@ from pysbx.sandbox.errors import SandboxError
 from pysbx.sandbox.record import Record
 
 HEALTH = "health.json"
-OUTPUT = ".health-output"
 OUTPUT_LIMIT = 4096
 KEPT_RESULTS = 5
 NANOSECONDS = 1_000_000_000
+MAX_SECONDS = 24 * 3600  # for interval, timeout and start period
+MAX_RETRIES = 1000
+IMAGE_FLOOR = 1.0  # seconds between two checks an image may ask for (flags follow Docker: 1 ms)
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 
@@ -83,14 +85,32 @@ def health_check(image: dict[str, Any] | None, flags: Any) -> HealthCheck | None
         ("start_period", "--health-start-period", "StartPeriod", 0.0),
     ):
         value = getattr(flags, f"health_{key}")
-        seconds = parse_duration(value, flag) if value is not None else int(config.get(image_key) or 0) / NANOSECONDS
+        seconds = parse_duration(value, flag) if value is not None else _image_seconds(config, image_key)
         if key != "start_period" and 0 < seconds < 0.001:
             raise SandboxError(f"{flag} {value}: expected at least 1ms (Docker's floor)")
+        if seconds > MAX_SECONDS:
+            raise SandboxError(f"{flag if value is not None else image_key} {value or seconds}: expected at most 24h")
         times[key] = seconds or default
-    retries = flags.health_retries if flags.health_retries is not None else int(config.get("Retries") or 3)
-    if retries < 0:
-        raise SandboxError(f"--health-retries {retries}: expected 0 or more")
+    if flags.health_interval is None:  # the image's own: at most one check a second (an image
+        times["interval"] = max(times["interval"], IMAGE_FLOOR)  # author must not keep the host forking)
+    retries = flags.health_retries if flags.health_retries is not None else _image_count(config, "Retries")
+    if not 0 <= retries <= MAX_RETRIES:
+        raise SandboxError(f"--health-retries {retries}: expected 0 to {MAX_RETRIES}")
     return HealthCheck(argv, times["interval"], times["timeout"], times["start_period"], retries or 3)
+
+
+def _image_seconds(config: dict[str, Any], key: str) -> float:
+    """A time of the image's HEALTHCHECK (nanoseconds), checked: JSON may hold anything."""
+    return _image_count(config, key, MAX_SECONDS * NANOSECONDS) / NANOSECONDS
+
+
+def _image_count(config: dict[str, Any], key: str, limit: int = MAX_RETRIES) -> int:
+    value = config.get(key) or 0
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
+        raise SandboxError(
+            f"the image's HEALTHCHECK: {key} {str(value)[:40]!r}: expected a whole number from 0 to {limit}"
+        )
+    return value
 
 
 # ----- the checker, a process of the monitor's ---------------------------------------------------
@@ -181,24 +201,25 @@ def _in_start_period(container: Any, seconds: float) -> bool:
 
 def probe(container: Any, check: HealthCheck) -> tuple[str, int, str]:
     """Run the check once: when it began, its exit code (-1 when it timed out or could not
-    be run), and the start of its output."""
+    be run), and the start of its output (its output comes through a pipe read here: the
+    first OUTPUT_LIMIT bytes are kept, the rest read and dropped, so a check that writes
+    without end fills nothing; found by review: a file took 4.7 GB in 20 s)."""
     from pysbx.sandbox.containers import now
 
     began = now()
-    output = os.open(
-        container.folder / OUTPUT, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-    )
+    output_r, output_w = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs the check through exec's path, then _exits
+        os.close(output_r)
+        _exec_check(container, check, output_w)
+    os.close(output_w)
     try:
-        child = os.fork()
-        if child == 0:  # pragma: no cover - runs the check through exec's path, then _exits
-            _exec_check(container, check, output)
-        code = _wait_or_kill(child, check.timeout)
-        text = os.pread(output, OUTPUT_LIMIT, 0).decode(errors="replace")
+        code, text = _collect(child, output_r, check.timeout)
     finally:
-        os.close(output)
+        os.close(output_r)
     if code is None:
         return began, -1, f"Health check exceeded timeout ({check.timeout:g}s)"
-    return began, code, text
+    return began, code, text.decode(errors="replace")
 
 
 def _exec_check(container: Any, check: HealthCheck, output: int) -> None:
@@ -208,6 +229,7 @@ def _exec_check(container: Any, check: HealthCheck, output: int) -> None:
 
         os.dup2(output, 1)
         os.dup2(output, 2)
+        os.close(output)
         code = exec_in(container, exec_spec(container, check.test, [], None, rule="health"))
     except BaseException as error:
         os.write(2, f"{error}\n".encode(errors="replace"))
@@ -215,22 +237,78 @@ def _exec_check(container: Any, check: HealthCheck, output: int) -> None:
         os._exit(code & 0xFF)
 
 
-def _wait_or_kill(child: int, timeout: float) -> int | None:
-    """The child's exit status, or None after killing it and all it started at `timeout`."""
+def _collect(child: int, output: int, timeout: float) -> tuple[int | None, bytes]:
+    """The child's exit status (None after killing what it started, at `timeout`) and the
+    first OUTPUT_LIMIT bytes it wrote."""
     from pysbx.sandbox.errors import exit_status
 
+    kept = bytearray()
     deadline = time.monotonic() + timeout
+    reading, status = True, None
     while True:
-        done, status = os.waitpid(child, os.WNOHANG)
-        if done:
-            return exit_status(status)
+        if reading and select.select([output], [], [], 0.01)[0]:
+            data = os.read(output, 65536)
+            reading = bool(data)
+            kept += data[: max(0, OUTPUT_LIMIT - len(kept))]
+        elif not reading:
+            time.sleep(0.01)
+        if status is None:
+            done, waited = os.waitpid(child, os.WNOHANG)
+            status = waited if done else None
+        if status is not None and not reading:
+            return exit_status(status), bytes(kept)
         if time.monotonic() > deadline:
-            for pid in [child, *descendants(child)]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            os.waitpid(child, 0)
-            return None
-        time.sleep(0.01)
+            if status is None:
+                kill_check(child)
+                os.waitpid(child, 0)
+            return None, bytes(kept)
+
+
+def kill_check(child: int) -> None:
+    """SIGKILL to everything the check started: the processes below `child`, and every
+    process of the sessions they lead (exec makes the command a session leader, so what it
+    left in the background is found even once its parent is gone). Each goes through a
+    pidfd opened before it is checked to still be below the check or in one of its
+    sessions, so a pid reused meanwhile is never signalled (found by review)."""
+    below = descendants(child)
+    leaders = {pid for pid in below if _session(pid) == pid}
+    members = [pid for pid in _all_pids() if pid not in below and _session(pid) in leaders] if leaders else []
+    chain = {child, *below}
+    for pid in [*below, *members]:
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            continue
+        try:
+            if _parent(pid) in chain or _session(pid) in leaders:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
+    os.kill(child, signal.SIGKILL)  # ours, not yet reaped: its pid cannot have been reused
+
+
+def _stat_fields(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()
+    except OSError:
+        return []
+
+
+def _session(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[3]) if len(fields) > 3 else None
+
+
+def _parent(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if len(fields) > 1 else None
+
+
+def _all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
 def descendants(pid: int) -> list[int]:

@@ -222,7 +222,8 @@ class Monitor:
             (self.folder / PAUSED).unlink(missing_ok=True)  # a new cgroup: nothing of it is frozen
             self.write_status("running", init=process_record(init), started=now(), restarts=self.restarts)
         if self.started_w >= 0:
-            os.write(self.started_w, f"{status or EXIT_SETUP_FAILED} {error}".encode() if error else b"ok")
+            with contextlib.suppress(OSError):  # `run -d` was killed: the container runs on (found by review)
+                os.write(self.started_w, f"{status or EXIT_SETUP_FAILED} {error}".encode() if error else b"ok")
             os.close(self.started_w)
             self.started_w = -1
             self.spec.monitor_fds = self.own_fds

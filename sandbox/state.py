@@ -229,12 +229,15 @@ def _writable_folder(path: str) -> bool:
 
 def process_start_time(pid: int) -> str | None:
     """Field 22 of /proc/PID/stat (clock ticks since boot), read after the command name,
-    which may itself hold spaces and parentheses."""
+    which may itself hold spaces and parentheses; None when the process is gone, or has
+    exited and waits to be reaped (a zombie: found by review, a killed monitor its parent
+    had not reaped yet counted as running, and `wait` waited for it)."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[19]
+            fields = stat.read().rpartition(")")[2].split()
     except OSError:
         return None
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def remove_state(folder: str) -> None:
