@@ -10,6 +10,7 @@ the container's own cgroup."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -258,6 +259,22 @@ def freezer_of(pid: int, prefix: str = "pysandbox-") -> tuple[str, int] | None:
     return min(found, key=lambda item: item[1], default=None)
 
 
+def container_freezer(folder: str, prefix: str = "pysandbox-") -> tuple[str, int] | None:
+    """`folder` with its version when it is a container cgroup of ours that can be frozen:
+    named `prefix`..., right below a cgroup mount's folder of ours, through no link."""
+    if os.path.realpath(folder) != folder or not os.path.basename(folder).startswith(prefix):
+        return None
+    for mount_point, _, fstype, options in _mounts():
+        control = "cgroup.freeze" if fstype == "cgroup2" else "freezer.state" if "freezer" in options else None
+        if (
+            control
+            and folder.startswith(mount_point.rstrip("/") + "/")
+            and os.path.exists(os.path.join(folder, control))
+        ):
+            return folder, 2 if fstype == "cgroup2" else 1
+    return None
+
+
 def set_frozen(folder: str, version: int, frozen: bool, seconds: float = 5) -> None:
     """Freeze or thaw the cgroup, and wait until the kernel says it is done (v1 passes
     through FREEZING; v2's cgroup.events says frozen 1). OSError when it does not settle."""
@@ -329,6 +346,32 @@ def leftover_folders(prefix: str = "pysandbox-") -> list[str]:
             except OSError:
                 pass
     return sorted(set(found))
+
+
+def frozen_folders(prefix: str = "pysandbox-") -> list[tuple[str, int]]:
+    """Container cgroups of ours that are frozen (or freezing), with their version: what a
+    pause left when its container's monitor died."""
+    found = []
+    own = _own_cgroups()
+    for mount_point, root, fstype, options in _mounts():
+        key = "" if fstype == "cgroup2" else "freezer" if "freezer" in options else None
+        parent = None if key is None else _inside(mount_point, root, own.get(key, "/"))
+        if parent is None:
+            continue
+        control, version = ("cgroup.freeze", 2) if fstype == "cgroup2" else ("freezer.state", 1)
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(parent):
+                if entry.name.startswith(prefix) and entry.is_dir() and _frozen(entry.path, control):
+                    found.append((entry.path, version))
+    return found
+
+
+def _frozen(folder: str, control: str) -> bool:
+    try:
+        with open(os.path.join(folder, control)) as state:
+            return state.read().strip() in ("1", "FROZEN", "FREEZING")
+    except OSError:
+        return False
 
 
 def _empty(folder: str) -> bool:

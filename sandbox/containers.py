@@ -68,7 +68,7 @@ class Container:
         recorded = str(self.status.get("status", "created"))
         if recorded in ("created", "running", "restarting") and not _alive(self.status.get("monitor")):
             return "exited"  # the monitor died without writing (SIGKILL): nothing runs on
-        if recorded == "running" and (self.folder / PAUSED).exists():
+        if recorded in ("running", "restarting") and (self.folder / PAUSED).exists():
             return "paused"
         return recorded
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -370,7 +371,11 @@ def remove_container(container: Container, force: bool, volumes: bool = False) -
         container.signal_monitor(signal.SIGTERM)  # a monitor waiting to restart ends there
         container.kill_init()
         _thaw(container)
-        wait_for_exit(container, 10)
+        try:
+            wait_for_exit(container, 10)
+        except TimeoutError:
+            raise SandboxError(f"container {container.name} did not exit within 10 s of SIGKILL") from None
+    thaw_paused(container.folder)  # its monitor died while it was paused: its processes go now
     remove_tree(container.folder)
     release_name(container.name, container.folder)
     anonymous = container.record.get("anonymous_volumes")
@@ -469,7 +474,8 @@ def prune_containers() -> list[Container]:
 
 def pause_container(container: Container) -> None:
     """Freeze every process of the container (Docker's pause: the cgroup freezer, where the
-    host gives pysandbox one); the monitor and its log writer go on."""
+    host gives pysandbox one); the monitor and its log writer go on. The marker names the
+    cgroup, so whatever becomes of the monitor, rm and unpause can thaw it."""
     from pysbx.sandbox import cgroups
     from pysbx.sandbox.containers import PAUSED, now, write_json
 
@@ -477,32 +483,43 @@ def pause_container(container: Container) -> None:
     if state != "running":
         raise SandboxError(f"container {container.name} is {state}: only a running one pauses")
     folder, version = _freezer(container)
-    cgroups.set_frozen(folder, version, True)
     write_json(container.folder, PAUSED, {"at": now(), "cgroup": folder})
+    try:
+        cgroups.set_frozen(folder, version, True)
+    except OSError:
+        thaw_paused(container.folder)
+        raise
 
 
 def unpause_container(container: Container) -> None:
     from pysbx.sandbox.containers import PAUSED
 
-    if container.state() != "paused":
+    if not (container.folder / PAUSED).exists():
         raise SandboxError(f"container {container.name} is not paused")
-    _thaw(container)
-    (container.folder / PAUSED).unlink(missing_ok=True)
+    thaw_paused(container.folder)
 
 
 def _thaw(container: Container) -> None:
     """Let a paused container run again (stop, kill and rm do, after their signal)."""
-    from pysbx.sandbox import cgroups
-    from pysbx.sandbox.containers import PAUSED
+    thaw_paused(container.folder)
 
-    if not (container.folder / PAUSED).exists():
-        return
+
+def thaw_paused(folder: Path) -> None:
+    """Thaw the cgroup the pause marker in `folder` names, whatever the container's state (a
+    monitor that died while it was paused left its processes frozen: found by review), and
+    remove the marker. The cgroup is thawed only if it is a container cgroup of ours."""
+    from pysbx.sandbox import cgroups
+    from pysbx.sandbox.containers import PAUSED, read_json
+
     try:
-        folder, version = _freezer(container)
-        cgroups.set_frozen(folder, version, False)
-    except (SandboxError, OSError):
-        pass  # PID 1 is gone: nothing is left frozen
-    (container.folder / PAUSED).unlink(missing_ok=True)
+        recorded = read_json(folder, PAUSED).get("cgroup")
+    except (OSError, ValueError, SandboxError):
+        recorded = None
+    found = cgroups.container_freezer(recorded) if isinstance(recorded, str) else None
+    if found is not None:
+        with contextlib.suppress(OSError):  # emptied meanwhile: nothing is frozen
+            cgroups.set_frozen(*found, False)
+    (folder / PAUSED).unlink(missing_ok=True)
 
 
 def _freezer(container: Container) -> tuple[str, int]:

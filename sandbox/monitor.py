@@ -104,6 +104,7 @@ class Monitor:
         self.spec, self.folder, self.options, self.started_w = spec, folder, options, started_w
         self.restarts = 0
         self.own_fds: tuple[int, ...] = ()  # descriptors of the monitor's that the container's side closes
+        self.asked: list[int] = []  # SIGTERMs that came while no container ran
 
     def run(self) -> int:
         from pysbx.sandbox.specfile import save_spec
@@ -124,6 +125,8 @@ class Monitor:
         self.spec.started = self.started
         self.spec.monitor_fds = (self.started_w, *self.own_fds)
         self.spec.freezable = True
+        self.spec.on_signal = self.thaw_if_paused
+        self.between_runs()
         status = self.run_until_done()
         if checker:
             os.kill(checker, signal.SIGKILL)
@@ -179,6 +182,14 @@ class Monitor:
         _detach_stdio(out_w, err_w, in_r)
         return writer
 
+    def thaw_if_paused(self, _signum: int) -> None:
+        """A paused container takes a signal only once thawed: a stop that reaches the monitor
+        directly (systemd's TERM to the unit's main process) must not leave it frozen."""
+        if (self.folder / PAUSED).exists():
+            from pysbx.sandbox.lifecycle import thaw_paused
+
+            thaw_paused(self.folder)
+
     def start_health_checker(self) -> int:
         """The health checker's pid, when the container has a check (0 when not)."""
         from pysbx.sandbox.health import HealthCheck, start_checker
@@ -202,17 +213,23 @@ class Monitor:
             if not self.wait_unless_stopped(backoff.next(time.monotonic() - began)):
                 return status
 
+    def between_runs(self) -> None:
+        """What the signals `stop` and `kill` send do while no container runs (the runner
+        forwards them while one does): TERM asks for a stop, the others are ignored, so a
+        stop signal that meets a restart's back-off cannot end the monitor unrecorded
+        (found by review: QUIT, HUP or USR1 then killed it)."""
+        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
+            signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda signum, _frame: self.asked.append(signum))
+
     def wait_unless_stopped(self, seconds: float) -> bool:
         """Sleep before a restart; False when a stop came meanwhile (SIGTERM, or its note)."""
         import time
 
-        asked: list[int] = []
-        previous = signal.signal(signal.SIGTERM, lambda signum, _frame: asked.append(signum))
-        try:
-            time.sleep(seconds)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-        return not asked and not (self.folder / STOP_REQUESTED).exists()
+        deadline = time.monotonic() + seconds
+        while not self.asked and time.monotonic() < deadline:
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        return not self.asked and not (self.folder / STOP_REQUESTED).exists()
 
     def started(self, init: int, error: str, status: int) -> None:
         """The runner's word once the command was exec'd (or failed to be): the status records

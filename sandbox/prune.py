@@ -38,7 +38,7 @@ UNOWNED_GRACE_SECONDS = 600
 
 @dataclass(frozen=True)
 class Leftover:
-    kind: str  # "container" (a state folder), "staging" (half unpacked) or "cgroup"
+    kind: str  # "container" (a state folder), "staging" (half unpacked), "cgroup" or "frozen" (a cgroup)
     path: Path
     why: str
     error: str | None = None  # why it could not be removed
@@ -143,6 +143,20 @@ def stale_cgroups(live_states: set[str]) -> Iterator[Leftover]:
             yield Leftover("cgroup", Path(folder), "its container is gone")
 
 
+def frozen_cgroups(live_states: set[str]) -> Iterator[Leftover]:
+    """Frozen container cgroups of ours whose container has no live state folder: a pause
+    whose monitor died (their processes wait, frozen, for the SIGKILL they were sent)."""
+    from pysbx.sandbox import cgroups
+
+    for folder, _ in cgroups.frozen_folders():
+        name = os.path.basename(folder)
+        with contextlib.suppress(OSError):
+            if os.stat(folder).st_uid != os.geteuid():
+                continue  # another user's container
+        if name not in live_states and name.removeprefix("pysandbox-") not in live_states:
+            yield Leftover("frozen", Path(folder), "frozen, its container is gone")
+
+
 def prune(cache: Path, dry_run: bool = False) -> list[Leftover]:
     """Find (and unless `dry_run`, remove) what dead runs left under `cache` and the
     runtime folders; return each, with the error when it could not be removed."""
@@ -151,6 +165,7 @@ def prune(cache: Path, dry_run: bool = False) -> list[Leftover]:
     stale = {item.path for item in found}
     live = {folder.name for base in bases if base.is_dir() for folder in base.iterdir()}
     found += stale_cgroups(live - {path.name for path in stale})
+    found += frozen_cgroups(live - {path.name for path in stale})
     if not dry_run:
         found = [_removed(item) for item in found]
     return refused + found + list(stale_staging(cache, dry_run))
@@ -158,13 +173,35 @@ def prune(cache: Path, dry_run: bool = False) -> list[Leftover]:
 
 def _removed(item: Leftover) -> Leftover:
     try:
-        if item.kind == "cgroup":
+        if item.kind == "frozen":
+            _thaw_and_remove(str(item.path))
+        elif item.kind == "cgroup":
             os.rmdir(item.path)  # a cgroup folder goes with rmdir, its control files with it
         else:
             remove_tree(item.path)
     except OSError as error:
         return Leftover(item.kind, item.path, item.why, f"{error.strerror or error}: {error.filename or item.path}")
     return item
+
+
+def _thaw_and_remove(folder: str) -> None:
+    """Thaw an orphaned frozen cgroup: its processes take the SIGKILL they were sent when
+    their monitor died; once it is empty, remove it."""
+    from pysbx.sandbox import cgroups
+
+    found = cgroups.container_freezer(folder)
+    if found is None:
+        raise OSError(f"{folder}: not a container cgroup of ours")
+    cgroups.set_frozen(*found, False)
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            os.rmdir(folder)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def remove_tree(path: Path) -> None:

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     import signal
     import socket
     from collections.abc import Callable
+    from typing import Any
 
     from pysbx.sandbox import cgroups
 else:
@@ -96,6 +97,7 @@ class RunSpec(Record):
         "namespaces",
         "network",
         "no_new_privileges",
+        "on_signal",
         "read_only_rootfs",
         "readonly_paths",
         "remove_state",
@@ -150,6 +152,7 @@ class RunSpec(Record):
         self.monitor_fds: tuple[int, ...] = ()  # the monitor's own: closed at once in the container's side
         self.freezable = False  # run -d: a cgroup the freezer can pause, where the host gives one
         self.console_sink: Callable[[int], None] | None = None  # run -dt: told the pty master
+        self.on_signal: Callable[[int], None] | None = None  # run -d: before a signal is forwarded
 
 
 def run_container(spec: RunSpec) -> int:
@@ -214,7 +217,7 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     if container_end is not None:
         container_end.close()
     init_pid = _monitor_setup(pid, spec, ready_r, maps_w)
-    forward = _forward_signals(init_pid, spec.tty)
+    forward = _forward_signals(init_pid, spec.tty, spec.on_signal)
     signal.pthread_sigmask(signal.SIG_SETMASK, held)
     master = tty.receive_master(monitor_end) if monitor_end is not None else None
     if master is not None and spec.console_sink is not None:
@@ -226,8 +229,8 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
         else:
             message, status = _collect(errors_r, pid, init_pid, spec)
     finally:
-        for signum in forward:
-            signal.signal(signum, signal.SIG_DFL)
+        for signum, previous in forward.items():  # the caller's own again (run -d's monitor ignores them)
+            signal.signal(signum, previous)
     if message:
         _print_error(message)
     return status
@@ -254,16 +257,16 @@ def _monitor_setup(pid: int, spec: RunSpec, ready_r: int, maps_w: int) -> int:
     return int(line) if line.strip().isdigit() else 0
 
 
-def _forward_signals(init_pid: int, has_tty: bool) -> list[int]:
+def _forward_signals(init_pid: int, has_tty: bool, before: Callable[[int], None] | None) -> dict[int, Any]:
     def forward(signum: int, _frame: object) -> None:
+        if before is not None:
+            before(signum)
         if init_pid:
             _signal_quietly(init_pid, signum)
 
     # With a pty, window changes go to the pty (tty.relaying), which signals the container.
     forwarded: list[int] = [s for s in _FORWARDED if not (has_tty and s == signal.SIGWINCH)]
-    for signum in forwarded:
-        signal.signal(signum, forward)
-    return forwarded
+    return {signum: signal.signal(signum, forward) for signum in forwarded}
 
 
 def _signal_quietly(pid: int, signum: int) -> None:

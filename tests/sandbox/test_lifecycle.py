@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox.harness import Sandbox, strict_variant, tool, tool_argv, wait_until
+from tests.sandbox.harness import Sandbox, processes_with, strict_variant, tool, tool_argv, wait_until
 
 POLICY = "strict-unsigned.yaml"
 
@@ -357,3 +358,61 @@ def test_ps_format_takes_dockers_templates(sandbox: Sandbox, world: Path, named:
     assert table[0] == "NAMES\tSTATUS" and any(line.startswith(f"{name}\tUp ") for line in table[1:])
     wrong = tool(sandbox, "ps", "--format", "{{.Labels}}")
     assert wrong.returncode == 125 and "{{.Field}}" in wrong.stderr
+
+
+def test_a_container_paused_when_its_monitor_died_is_thawed_and_removed_by_rm(
+    sandbox: Sandbox, world: Path, named: list[str]
+) -> None:
+    """Found by review: with the monitor gone, rm -f neither thawed nor killed, and the
+    container's processes stayed frozen for good."""
+    named.append(name := f"frozen-orphan-{sandbox.mode}")
+    marker = f"frozen-{os.getpid()}-{sandbox.mode}"
+    assert detach(sandbox, world, name, f"sleep 1000 & exec sleep 1001 # {marker}").returncode == 0
+    if tool(sandbox, "pause", name).returncode != 0:
+        pytest.skip("no freezer for this user here (test_pause_freezes... checks the one-line refusal)")
+    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    os.kill(inspected["status"]["monitor"][0], signal.SIGKILL)
+    time.sleep(0.5)
+    assert tool(sandbox, "rm", "-f", name).returncode == 0
+    assert wait_until(lambda: not processes_with(marker), seconds=10), processes_with(marker)
+
+
+def test_a_signal_that_meets_a_restart_back_off_does_not_end_the_monitor(
+    sandbox: Sandbox, world: Path, named: list[str]
+) -> None:
+    """Found by review: between two runs the monitor took QUIT, HUP, USR1... as their default
+    action, and died unrecorded."""
+    named.append(name := f"backing-off-{sandbox.mode}")
+    assert detach(sandbox, world, name, "sleep 0.2; exit 1", "--restart", "on-failure").returncode == 0
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:  # the signals must land in a back-off (after the 4th run: 800 ms)
+        (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+        if inspected["status"]["status"] == "restarting" and inspected["status"]["restarts"] >= 4:
+            break
+        time.sleep(0.02)
+    monitor = inspected["status"]["monitor"][0]
+    for signum in (signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGINT):
+        os.kill(monitor, signum)
+    restarts = inspected["status"]["restarts"]
+    assert wait_until(lambda: json.loads(tool(sandbox, "inspect", name).stdout)[0]["status"]["restarts"] > restarts)
+    assert Path(f"/proc/{monitor}").exists()  # the same monitor goes on restarting it
+    assert tool(sandbox, "stop", "-t", "2", name).returncode == 0
+    assert tool(sandbox, "wait", name).stdout.strip() in ("1", "143")
+
+
+def test_prune_thaws_a_frozen_cgroup_whose_container_is_gone(sandbox: Sandbox, world: Path, named: list[str]) -> None:
+    """A paused container whose monitor died and whose folder went by other means than rm:
+    pysandbox prune thaws its cgroup, so its processes take the SIGKILL they wait for."""
+    named.append(name := f"frozen-gone-{sandbox.mode}")
+    marker = f"frozen-gone-{os.getpid()}-{sandbox.mode}"
+    assert detach(sandbox, world, name, f"exec sleep 1002 # {marker}").returncode == 0
+    if tool(sandbox, "pause", name).returncode != 0:
+        pytest.skip("no freezer for this user here")
+    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    os.kill(inspected["status"]["monitor"][0], signal.SIGKILL)
+    time.sleep(0.5)
+    shutil.rmtree(inspected["folder"])
+    assert processes_with(marker)  # frozen, with nothing left that knows of them
+    pruned = tool(sandbox, "prune")
+    assert pruned.returncode == 0 and "frozen" in pruned.stdout + pruned.stderr, pruned
+    assert wait_until(lambda: not processes_with(marker), seconds=10), processes_with(marker)
