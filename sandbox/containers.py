@@ -120,26 +120,35 @@ def _signal_recorded(recorded: object, signum: int) -> bool:
 
 def write_json(folder: Path, name: str, document: dict[str, object]) -> None:
     """Write `name` whole: a reader sees the old document or the new one, never half."""
-    temporary = folder / f".{name}.{os.getpid()}"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(document, out)
-    os.replace(temporary, folder / name)
+    write_private(folder, name, json.dumps(document).encode())
 
 
-def read_json(folder: Path, name: str) -> dict[str, object]:
+def read_json(folder: Path, name: str, limit: int = RECORD_LIMIT) -> dict[str, object]:
     """A document of ours, read as a private regular file (never through a link, bounded)."""
-    path = folder / name
+    document = json.loads(read_private(folder / name, limit))
+    if not isinstance(document, dict):
+        raise SandboxError(f"{folder / name}: expected a JSON object")
+    return document
+
+
+def read_private(path: Path, limit: int) -> bytes:
+    """A file of ours, read as a private regular file: never through a link, at most `limit`."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as source:
         check_private_file(source.fileno(), str(path))
-        data = source.read(RECORD_LIMIT + 1)
-    if len(data) > RECORD_LIMIT:
-        raise SandboxError(f"{path}: larger than {RECORD_LIMIT} bytes")
-    document = json.loads(data)
-    if not isinstance(document, dict):
-        raise SandboxError(f"{path}: expected a JSON object")
-    return document
+        data = source.read(limit + 1)
+    if len(data) > limit:
+        raise SandboxError(f"{path}: larger than {limit} bytes")
+    return data
+
+
+def write_private(folder: Path, name: str, data: bytes) -> None:
+    """Write `name` whole, as write_json does."""
+    temporary = folder / f".{name}.{os.getpid()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.replace(temporary, folder / name)
 
 
 def all_containers() -> Iterator[Container]:

@@ -26,7 +26,7 @@ from pysbx.sandbox import linux, process
 from pysbx.sandbox.containers import Container
 from pysbx.sandbox.errors import SandboxError
 from pysbx.sandbox.runner import RunSpec
-from pysbx.sandbox.specfile import load_spec
+from pysbx.sandbox.specfile import load_etc, load_spec
 from pysbx.sandbox.stdio import Pipes
 
 
@@ -75,8 +75,8 @@ def _exec_user(container: Container, extra: dict[str, Any], user: str) -> proces
         raise SandboxError(
             f"exec -u {user} is refused: the policy runs containers as {pin['user']} ({pin.get('where')})"
         )
-    passwd, group = (extra.get("etc") or ["", ""])[:2]
-    return process.resolve_user(user, str(passwd), str(group))
+    passwd, group = load_etc(container.folder)
+    return process.resolve_user(user, passwd, group)
 
 
 def exec_in(container: Container, spec: RunSpec, tty: bool = False, interactive: bool = False) -> int:

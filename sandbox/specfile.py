@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pysbx.sandbox.containers import read_json, write_json
+from pysbx.sandbox.containers import read_json, read_private, write_json, write_private
+from pysbx.sandbox.errors import SandboxError
 from pysbx.sandbox.idmap import IdMaps, IdRange
 from pysbx.sandbox.limits import Enforcement
 from pysbx.sandbox.mounts import BindMount, TmpfsMount
@@ -17,6 +18,8 @@ from pysbx.sandbox.process import User
 from pysbx.sandbox.runner import RunSpec
 
 SPEC_FILE = "spec.json"
+SPEC_LIMIT = 16 << 20  # the image's environment and the seccomp filter are its large parts
+ETC_FILES = ("image-passwd", "image-group")
 _PLAIN = (
     "argv", "env", "workdir", "hostname", "namespaces", "network", "capabilities", "no_new_privileges",
     "read_only_rootfs", "masked_paths", "readonly_paths", "lowers", "wall_time", "remove_state", "tty", "interactive",
@@ -26,7 +29,13 @@ _TUPLES = ("namespaces", "masked_paths", "readonly_paths", "lowers")  # JSON giv
 
 def save_spec(folder: Path, spec: RunSpec, extra: dict[str, Any]) -> None:
     """`spec` (as the monitor starts it, before the runner points it at descriptors) and
-    `extra` (what the policy said of exec) into the container's folder."""
+    `extra` (what the policy said of exec) into the container's folder; the image's passwd
+    and group (extra's "etc", for exec -u) go to files of their own, as they are (up to
+    4 MiB each: in JSON, escaped, they made spec.json too large to read back; found by
+    review)."""
+    extra = dict(extra)
+    for name, text in zip(ETC_FILES, extra.pop("etc", None) or ("", ""), strict=True):
+        write_private(folder, name, str(text).encode())
     document = {name: getattr(spec, name) for name in _PLAIN}
     document |= {
         "user": spec.user.as_dict(),
@@ -41,9 +50,22 @@ def save_spec(folder: Path, spec: RunSpec, extra: dict[str, Any]) -> None:
     write_json(folder, SPEC_FILE, document)
 
 
+def load_etc(folder: Path) -> tuple[str, str]:
+    """The image's passwd and group as the container started with them ("" when missing)."""
+    from pysbx.sandbox.rootfs import ETC_FILE_LIMIT
+
+    texts = []
+    for name in ETC_FILES:
+        try:
+            texts.append(read_private(folder / name, ETC_FILE_LIMIT).decode(errors="replace"))
+        except (OSError, SandboxError):
+            texts.append("")
+    return texts[0], texts[1]
+
+
 def load_spec(folder: Path) -> tuple[RunSpec, dict[str, Any]]:
     """The saved RunSpec (its state folder this one) and the extra facts saved with it."""
-    data: dict[str, Any] = read_json(folder, SPEC_FILE)
+    data: dict[str, Any] = read_json(folder, SPEC_FILE, SPEC_LIMIT)
     maps = data["id_maps"]
     plain: dict[str, Any] = {name: tuple(data[name]) if name in _TUPLES else data[name] for name in _PLAIN}
     spec = RunSpec(

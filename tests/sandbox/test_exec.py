@@ -250,3 +250,30 @@ def test_exec_u_cannot_leave_a_user_the_policy_pins(sandbox: Sandbox, world: Pat
 
 def _lines(text: str, prefix: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith(prefix)]
+
+
+def test_an_image_with_a_large_passwd_still_execs(sandbox: Sandbox, world: Path) -> None:
+    """Found by review: the image's passwd and group went into spec.json, escaped, and a
+    2 MB passwd (or 300 KB of control bytes) made it too large to read back: exec, health
+    checks and start all failed."""
+    from pysbx.images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
+    from tests.imagekit import T, make_tar
+    from tests.sandbox.harness import share
+
+    filler = "".join(f"user{index}:x:{10000 + index}:100:\x01\x02:/home/u{index}:/bin/sh\n" for index in range(40000))
+    passwd = (world / "rootfs/etc/passwd").read_text() + filler
+    image = world / f"busybox-bigpasswd-{sandbox.mode}.tar"
+    layers = [NewLayer(tar_from_directory(world / "rootfs"), "gzip", "COPY rootfs /"),
+              NewLayer(make_tar([T("etc", "dir"), T("etc/passwd", data=passwd.encode())]), "gzip", "RUN useradd")]  # fmt: skip
+    write_docker_archive(image, NewImage(layers, {"User": "1000:1000", "Env": ["PATH=/bin"]}), ["example/big:1"])
+    share(world)
+    policy = strict_variant(world, "exec-user-big.yaml", ("    exec_user: false", "    exec_user: true"))
+    name = f"bigpasswd-{sandbox.mode}"
+    tool(sandbox, "rm", "-f", name)
+    try:
+        started = tool(sandbox, "run", "-d", "--name", name, "--policy", str(policy), str(image), "sleep", "600")
+        assert started.returncode == 0, started.stderr
+        assert tool(sandbox, "exec", name, "true").returncode == 0
+        assert tool(sandbox, "exec", "-u", "user39999", name, "id", "-u").stdout == "49999\n"
+    finally:
+        tool(sandbox, "rm", "-f", name)
