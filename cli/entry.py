@@ -10,6 +10,14 @@ import sys
 
 
 def main() -> None:
+    try:
+        _main()
+    except BrokenPipeError:  # `pysandbox ps | head -1`: the reader left; no traceback, SIGPIPE's status
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        os._exit(141)
+
+
+def _main() -> None:
     if sys.argv[1:2] == ["run"]:
         from pysbx.cli.run_cmd import main as run_main
 

@@ -84,12 +84,24 @@ def fast(command: str, argv: list[str]) -> int | None:
 
 
 def _read_ps(argv: list[str]) -> int | None:
-    flags = set()
-    for word in argv:
-        if word not in ("-a", "--all", "-q", "--quiet", "-aq", "-qa"):
+    flags: set[str] = set()
+    filters: list[str] = []
+    output = "table"
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word in ("-a", "--all", "-q", "--quiet", "-aq", "-qa"):
+            flags |= set(word.lstrip("-")) if len(word) <= 3 else {word[2]}
+            index += 1
+        elif word in ("--format", "--filter", "-f") and index + 1 < len(argv) and not argv[index + 1].startswith("-"):
+            if word == "--format":
+                output = argv[index + 1]
+            else:
+                filters.append(argv[index + 1])
+            index += 2
+        else:
             return None
-        flags |= set(word.lstrip("-")) if len(word) <= 3 else {word[2]}
-    return ps("a" in flags, "q" in flags, [], "table")
+    return ps("a" in flags, "q" in flags, filters, output)
 
 
 def _read_stop(argv: list[str]) -> int | None:

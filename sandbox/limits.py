@@ -37,7 +37,7 @@ def plan_limits(limits: Limits) -> list[Enforcement]:
         # RLIMIT_DATA counts private writable memory, not address space a runtime only
         # reserves (PROT_NONE): RLIMIT_AS refused Node's code range and Java's heap reservation.
         "memory": "RLIMIT_DATA (private writable memory, not resident memory or tmpfs)",
-        "pids": "RLIMIT_NPROC (counts every process of the container's host uid)",
+        "pids": "RLIMIT_NPROC (per user of the container, counted in its own user namespace)",
         "cpus": "not enforced: needs a writable cgroup cpu controller",
     }
     plan = []
