@@ -34,6 +34,7 @@ from pysbx.sandbox.state import (
 # A state folder without an owner record is either being set up right now (the cold path
 # unpacks and plans between making it and running) or from an older pysandbox: give it time.
 UNOWNED_GRACE_SECONDS = 600
+EMPTY_GRACE_SECONDS = 5  # an empty one: sandbox.state.container_dir writes the owner right after mkdir
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ def owner_gone(state: Path) -> str | None:
         fields = owner_record(str(state))
     except FileNotFoundError:
         age = time.time() - state.stat().st_mtime
+        if age > EMPTY_GRACE_SECONDS and not any(state.iterdir()):  # the owner is written right after mkdir
+            return f"empty, no owner recorded, {int(age)} s old (its run was killed as it began)"
         return f"no owner recorded, {int(age)} s old" if age > UNOWNED_GRACE_SECONDS else None
     except (OSError, ValueError):
         return "unreadable owner record"

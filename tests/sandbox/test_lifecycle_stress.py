@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from pysbx.sandbox.prune import EMPTY_GRACE_SECONDS
 from tests.sandbox.conftest import as_user, command
 from tests.sandbox.harness import Sandbox, cmdline, processes_with, tool, wait_until
 
@@ -313,13 +314,15 @@ def test_run_d_killed_at_random_moments_of_its_start_leaves_the_truth_and_nothin
         report(f"{mode}: left after rm -f and container prune (for pysandbox prune): {left}")
         cleaned = tool(sandbox, "prune")
         assert cleaned.returncode == 0, cleaned.stderr
-    # Known and tolerated: a run killed between os.mkdir and the owner file of its state folder
-    # (sandbox.state.container_dir, microseconds) leaves an empty folder that prune keeps for
-    # UNOWNED_GRACE_SECONDS (600 s: it cannot tell it from a run making its folder right now).
+    # A run killed between os.mkdir and the owner file of its state folder (sandbox.state.
+    # container_dir, microseconds) leaves an empty folder: prune removes it once it is
+    # EMPTY_GRACE_SECONDS old (it kept it 600 s, as it keeps a folder with content but no owner).
     unowned = [path for name in names for path in state_folders(storage, name) if not any(path.iterdir())]
     if unowned:
-        report(f"{mode}: empty state folders without an owner, kept by prune for its grace period: {unowned}")
-    left = {name: leftovers_of(storage, name, unowned) for name in names if leftovers_of(storage, name, unowned)}
+        report(f"{mode}: empty state folders without an owner, for prune in {EMPTY_GRACE_SECONDS} s: {unowned}")
+        time.sleep(EMPTY_GRACE_SECONDS + 1)
+        assert tool(sandbox, "prune").returncode == 0
+    left = {name: leftovers_of(storage, name) for name in names if leftovers_of(storage, name)}
     assert left == {}
     assert [name for name in rows(sandbox) if name.startswith("stress-")] == []
     for name in names:

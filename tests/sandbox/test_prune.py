@@ -20,9 +20,8 @@ from pysbx.sandbox.state import OWNER_FILE, container_dir, process_start_time, s
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_RUNTIME_DIR", "")  # as root, /run/pysandbox is looked at too: not here
     monkeypatch.setattr("pysbx.sandbox.prune.state_bases", lambda cache: [f"{cache}/containers"])
-    monkeypatch.setattr(
-        "pysbx.sandbox.prune.stale_cgroups", lambda live: iter(())
-    )  # the host's are not ours to judge here
+    for judge in ("stale_cgroups", "frozen_cgroups"):  # the host's are not ours to judge here
+        monkeypatch.setattr(f"pysbx.sandbox.prune.{judge}", lambda live: iter(()))
     (tmp_path / "containers").mkdir()
     return tmp_path
 
@@ -65,6 +64,21 @@ def test_a_new_state_folder_records_its_owner(tmp_path: Path, monkeypatch: pytes
 def test_a_young_state_folder_without_an_owner_is_kept(cache: Path) -> None:
     young = container(cache, "young", None)
     assert prune(cache) == [] and young.exists()
+
+
+def test_an_empty_state_folder_goes_after_seconds_not_minutes(cache: Path) -> None:
+    """A run killed between the folder's mkdir and its owner file (found by the stress test)."""
+    from pysbx.sandbox.prune import EMPTY_GRACE_SECONDS
+
+    empty, fresh = cache / "containers" / "killed-0badf00d", cache / "containers" / "starting-0badf00d"
+    empty.mkdir()
+    fresh.mkdir()
+    then = os.stat(empty).st_mtime - EMPTY_GRACE_SECONDS - 1
+    os.utime(empty, (then, then))
+    kept_with_content = container(cache, "busy", None)
+    os.utime(kept_with_content, (then, then))
+    assert [item.path for item in prune(cache)] == [empty]
+    assert fresh.exists() and kept_with_content.exists()
 
 
 def test_staging_folders_are_removed_unless_an_unpack_holds_a_lock(cache: Path) -> None:
