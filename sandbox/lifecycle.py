@@ -115,7 +115,7 @@ _TEMPLATE_FIELDS: dict[str, tuple[str, Callable[[dict[str, str]], str]]] = {
     "State": ("STATE", lambda row: row["state"]),
     "Names": ("NAMES", lambda row: row["name"]),
 }
-_PLACEHOLDER = re.compile(r"{{\s*\.(\w+)\s*}}")
+_PLACEHOLDER = r"{{\s*\.(\w+)\s*}}"
 
 
 def templated(rows: list[dict[str, str]], template: str) -> str:
@@ -123,16 +123,17 @@ def templated(rows: list[dict[str, str]], template: str) -> str:
     {{.Image}}, {{.Command}}, {{.CreatedAt}}, {{.RunningFor}}, {{.Status}}, {{.State}};
     \\t is a tab, and a leading `table ` adds the header row."""
     header, text = template.startswith("table "), template.removeprefix("table ").replace("\\t", "\t")
-    unknown = [name for name in _PLACEHOLDER.findall(text) if name not in _TEMPLATE_FIELDS]
-    if unknown or "{{" in _PLACEHOLDER.sub("", text):
+    placeholder = re.compile(_PLACEHOLDER)  # compiled here: ps without a template never pays for it
+    unknown = [name for name in placeholder.findall(text) if name not in _TEMPLATE_FIELDS]
+    if unknown or "{{" in placeholder.sub("", text):
         raise FilterError(f"--format {template}: expected table, json or a template of {{{{.Field}}}} with "
                           f"{', '.join(_TEMPLATE_FIELDS)}")  # fmt: skip
-    lines = [_PLACEHOLDER.sub(lambda match: _TEMPLATE_FIELDS[match.group(1)][0], text)] if header else []
-    return "\n".join(lines + [_fill(text, row) for row in rows])
+    lines = [placeholder.sub(lambda match: _TEMPLATE_FIELDS[match.group(1)][0], text)] if header else []
+    return "\n".join(lines + [_fill(placeholder, text, row) for row in rows])
 
 
-def _fill(text: str, row: dict[str, str]) -> str:
-    return _PLACEHOLDER.sub(lambda match: _TEMPLATE_FIELDS[match.group(1)][1](row), text)
+def _fill(placeholder: re.Pattern[str], text: str, row: dict[str, str]) -> str:
+    return placeholder.sub(lambda match: _TEMPLATE_FIELDS[match.group(1)][1](row), text)
 
 
 def _short(command: str) -> str:
@@ -426,10 +427,10 @@ def _has_health(container: Container) -> bool:
 
 def health_status(container: Container) -> str:
     """starting, healthy or unhealthy while it runs with a check; "" otherwise."""
-    from pysbx.sandbox.health import read_health
-
     if not _has_health(container) or container.state() != "running":
         return ""
+    from pysbx.sandbox.health import read_health
+
     health = read_health(container.folder) or {}
     return str(health.get("status", "starting"))
 
