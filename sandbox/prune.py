@@ -137,13 +137,8 @@ def stale_cgroups(live_states: set[str]) -> Iterator[Leftover]:
     """Empty container cgroups of ours whose container has no live state folder."""
     from pysbx.sandbox import cgroups
 
-    for folder in cgroups.leftover_folders():
-        name = os.path.basename(folder)
-        with contextlib.suppress(OSError):
-            if os.stat(folder).st_uid != os.geteuid():
-                continue  # another user's container
-        if name not in live_states and name.removeprefix("pysandbox-") not in live_states:
-            yield Leftover("cgroup", Path(folder), "its container is gone")
+    for folder in _orphaned(cgroups.leftover_folders(), live_states):
+        yield Leftover("cgroup", Path(folder), "its container is gone")
 
 
 def frozen_cgroups(live_states: set[str]) -> Iterator[Leftover]:
@@ -151,13 +146,20 @@ def frozen_cgroups(live_states: set[str]) -> Iterator[Leftover]:
     whose monitor died (their processes wait, frozen, for the SIGKILL they were sent)."""
     from pysbx.sandbox import cgroups
 
-    for folder, _ in cgroups.frozen_folders():
+    for folder in _orphaned([folder for folder, _ in cgroups.frozen_folders()], live_states):
+        yield Leftover("frozen", Path(folder), "frozen, its container is gone")
+
+
+def _orphaned(folders: list[str], live_states: set[str]) -> Iterator[str]:
+    """The container cgroups among `folders` that are ours and whose container has no live
+    state folder (another user's are theirs to judge)."""
+    for folder in folders:
         name = os.path.basename(folder)
         with contextlib.suppress(OSError):
             if os.stat(folder).st_uid != os.geteuid():
-                continue  # another user's container
+                continue
         if name not in live_states and name.removeprefix("pysandbox-") not in live_states:
-            yield Leftover("frozen", Path(folder), "frozen, its container is gone")
+            yield folder
 
 
 def prune(cache: Path, dry_run: bool = False) -> list[Leftover]:

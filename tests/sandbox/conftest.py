@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,3 +131,14 @@ def sandbox(request: pytest.FixtureRequest, world: Path) -> object:
     run.mode = mode  # type: ignore[attr-defined]
     run.user = user  # type: ignore[attr-defined]
     return run
+
+
+@pytest.fixture
+def named(sandbox: Any) -> Iterator[list[str]]:
+    """Container names a test uses, each removed (rm -f) at its end, passed or failed."""
+    from tests.sandbox.harness import tool
+
+    names: list[str] = []
+    yield names
+    for name in names:
+        tool(sandbox, "rm", "-f", name)

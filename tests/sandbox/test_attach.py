@@ -14,7 +14,6 @@ import struct
 import subprocess
 import termios
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,14 +58,6 @@ class Terminal:
         code = self.process.wait(timeout=seconds)
         os.close(self.master)
         return code
-
-
-@pytest.fixture
-def named(sandbox: Sandbox) -> Iterator[list[str]]:
-    names: list[str] = []
-    yield names
-    for name in names:
-        tool(sandbox, "rm", "-f", name)
 
 
 def start(sandbox: Sandbox, world: Path, name: str, *flags_and_command: str) -> None:

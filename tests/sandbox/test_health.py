@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,14 +39,6 @@ def service_image(world: Path) -> Path:
     write_docker_archive(image, NewImage(layers, config), ["example/service:1"])
     share(world)
     return image
-
-
-@pytest.fixture
-def named(sandbox: Sandbox) -> Iterator[list[str]]:
-    names: list[str] = []
-    yield names
-    for name in names:
-        tool(sandbox, "rm", "-f", name)
 
 
 def detach(sandbox: Sandbox, world: Path, name: str, script: str, *flags: str, policy: str = POLICY,

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,6 @@ import pytest
 from tests.sandbox.harness import Sandbox, processes_with, strict_variant, tool, tool_argv, wait_until
 
 POLICY = "strict-unsigned.yaml"
-
-
-@pytest.fixture
-def named(sandbox: Sandbox) -> Iterator[list[str]]:
-    """Names the test uses, each removed (rm -f) at the end."""
-    names: list[str] = []
-    yield names
-    for name in names:
-        tool(sandbox, "rm", "-f", name)
 
 
 def detach(sandbox: Sandbox, world: Path, name: str, script: str, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -360,6 +350,18 @@ def test_ps_format_takes_dockers_templates(sandbox: Sandbox, world: Path, named:
     assert wrong.returncode == 125 and "{{.Field}}" in wrong.stderr
 
 
+def paused_then_orphaned(sandbox: Sandbox, world: Path, name: str, script: str) -> str:
+    """A detached container, paused, whose monitor is then killed; its folder. Skips where
+    this user gets no freezer (test_pause_freezes... checks the one-line refusal)."""
+    assert detach(sandbox, world, name, script).returncode == 0
+    if tool(sandbox, "pause", name).returncode != 0:
+        pytest.skip("no freezer for this user here")
+    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    os.kill(inspected["status"]["monitor"][0], signal.SIGKILL)
+    time.sleep(0.5)
+    return str(inspected["folder"])
+
+
 def test_a_container_paused_when_its_monitor_died_is_thawed_and_removed_by_rm(
     sandbox: Sandbox, world: Path, named: list[str]
 ) -> None:
@@ -367,12 +369,7 @@ def test_a_container_paused_when_its_monitor_died_is_thawed_and_removed_by_rm(
     container's processes stayed frozen for good."""
     named.append(name := f"frozen-orphan-{sandbox.mode}")
     marker = f"frozen-{os.getpid()}-{sandbox.mode}"
-    assert detach(sandbox, world, name, f"sleep 1000 & exec sleep 1001 # {marker}").returncode == 0
-    if tool(sandbox, "pause", name).returncode != 0:
-        pytest.skip("no freezer for this user here (test_pause_freezes... checks the one-line refusal)")
-    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
-    os.kill(inspected["status"]["monitor"][0], signal.SIGKILL)
-    time.sleep(0.5)
+    paused_then_orphaned(sandbox, world, name, f"sleep 1000 & exec sleep 1001 # {marker}")
     assert tool(sandbox, "rm", "-f", name).returncode == 0
     assert wait_until(lambda: not processes_with(marker), seconds=10), processes_with(marker)
 
@@ -405,13 +402,7 @@ def test_prune_thaws_a_frozen_cgroup_whose_container_is_gone(sandbox: Sandbox, w
     pysandbox prune thaws its cgroup, so its processes take the SIGKILL they wait for."""
     named.append(name := f"frozen-gone-{sandbox.mode}")
     marker = f"frozen-gone-{os.getpid()}-{sandbox.mode}"
-    assert detach(sandbox, world, name, f"exec sleep 1002 # {marker}").returncode == 0
-    if tool(sandbox, "pause", name).returncode != 0:
-        pytest.skip("no freezer for this user here")
-    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
-    os.kill(inspected["status"]["monitor"][0], signal.SIGKILL)
-    time.sleep(0.5)
-    shutil.rmtree(inspected["folder"])
+    shutil.rmtree(paused_then_orphaned(sandbox, world, name, f"exec sleep 1002 # {marker}"))
     assert processes_with(marker)  # frozen, with nothing left that knows of them
     pruned = tool(sandbox, "prune")
     assert pruned.returncode == 0 and "frozen" in pruned.stdout + pruned.stderr, pruned
