@@ -10,7 +10,6 @@ the container's own cgroup."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
@@ -359,10 +358,12 @@ def frozen_folders(prefix: str = "pysandbox-") -> list[tuple[str, int]]:
         if parent is None:
             continue
         control, version = ("cgroup.freeze", 2) if fstype == "cgroup2" else ("freezer.state", 1)
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(parent):
-                if entry.name.startswith(prefix) and entry.is_dir() and _frozen(entry.path, control):
-                    found.append((entry.path, version))
+        try:  # (no contextlib: a warm run imports this module, and nothing heavy)
+            entries = list(os.scandir(parent))
+        except OSError:
+            continue
+        found += [(entry.path, version) for entry in entries
+                  if entry.name.startswith(prefix) and entry.is_dir() and _frozen(entry.path, control)]  # fmt: skip
     return found
 
 
