@@ -286,11 +286,24 @@ def _send_console(channel: socket.socket, master: int) -> None:
 
 
 def _write_pidfile(path: str) -> None:
-    """The monitor's pid, for systemd (Type=forking, PIDFile=): written by the invoker, never
-    through a link, so a pidfile in a shared folder cannot be turned onto another file."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    """The monitor's pid, for systemd (Type=forking, PIDFile=): a new file renamed into place,
+    over nothing but a regular file of our own, so a pidfile in a shared folder cannot be
+    turned onto another file (a symbolic link, or a hard link to one: O_TRUNC through it
+    would empty that file)."""
+    import stat
+
+    try:
+        existing = os.lstat(path)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and (not stat.S_ISREG(existing.st_mode) or existing.st_uid != os.geteuid()
+                                 or existing.st_nlink != 1):  # fmt: skip
+        raise OSError(f"{path} exists and is not a file of ours")
+    temporary = f"{path}.{os.getpid()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     with os.fdopen(fd, "w") as out:
         out.write(f"{os.getpid()}\n")
+    os.replace(temporary, path)
 
 
 def _remove_pidfile(path: str) -> None:

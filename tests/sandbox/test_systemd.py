@@ -107,3 +107,8 @@ def test_a_pidfile_is_never_written_through_a_link(sandbox: Sandbox, world: Path
                    str(world / "busybox-app.tar"), "true")  # fmt: skip
     assert refused.returncode == 125 and "--monitor-pidfile" in refused.stderr, refused.stderr
     assert target.read_text() == "keep\n"
+    link.unlink()
+    os.link(target, link)  # a hard link: O_TRUNC through it would empty the target
+    again = tool(sandbox, "run", "-d", "--monitor-pidfile", str(link), "--policy", str(world / POLICY),
+                 str(world / "busybox-app.tar"), "true")  # fmt: skip
+    assert again.returncode == 125 and target.read_text() == "keep\n", again.stderr
