@@ -161,6 +161,7 @@ class Checker:
                 continue
             if container.status.get("started") != self.started:  # a (re)start: health begins again
                 self.started, self.status, self.streak = container.status.get("started"), "starting", 0
+                self.write()  # ps tells the last run's health no more
             self.record(container, *probe(container, self.check))
 
     def record(self, container: Any, began: str, code: int, output: str) -> None:
