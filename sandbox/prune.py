@@ -39,7 +39,7 @@ EMPTY_GRACE_SECONDS = 5  # an empty one: sandbox.state.container_dir writes the 
 
 @dataclass(frozen=True)
 class Leftover:
-    kind: str  # "container" (a state folder), "staging" (half unpacked), "cgroup" or "frozen" (a cgroup)
+    kind: str  # "container" (a state folder), "staging" (half unpacked), "cgroup", "frozen" (a cgroup), "name"
     path: Path
     why: str
     error: str | None = None  # why it could not be removed
@@ -173,13 +173,34 @@ def prune(cache: Path, dry_run: bool = False) -> list[Leftover]:
     found += frozen_cgroups(live - {path.name for path in stale})
     if not dry_run:
         found = [_removed(item) for item in found]
-    return refused + found + list(stale_staging(cache, dry_run))
+    claims = [item if dry_run else _removed(item) for item in stale_name_claims(cache, stale)]
+    return refused + found + claims + list(stale_staging(cache, dry_run))
+
+
+def stale_name_claims(cache: Path, going: set[Path]) -> Iterator[Leftover]:
+    """Container names still claimed for a folder that is gone (or `going`): a `run -d`
+    killed between its claim and its monitor's start (found by the stress test). A later
+    run takes such a name over anyway; prune leaves nothing behind."""
+    names = cache / "names"
+    try:
+        claims = sorted(names.iterdir())
+    except OSError:
+        return
+    for claim in claims:
+        try:
+            holder = Path(claim.read_text()[:4096].strip())
+        except OSError:
+            continue
+        if holder in going or not holder.is_dir():
+            yield Leftover("name", claim, "its container is gone")
 
 
 def _removed(item: Leftover) -> Leftover:
     try:
         if item.kind == "frozen":
             _thaw_and_remove(str(item.path))
+        elif item.kind == "name":
+            item.path.unlink()
         elif item.kind == "cgroup":
             os.rmdir(item.path)  # a cgroup folder goes with rmdir, its control files with it
         else:

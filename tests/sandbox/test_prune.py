@@ -114,3 +114,14 @@ def test_prune_as_a_user_removes_files_of_the_containers_other_users(world: Path
     pruned = subprocess.run(prune_argv, capture_output=True, text=True, cwd="/")
     assert pruned.returncode == 0 and f"removed container {left[0]}" in pruned.stdout, pruned.stdout + pruned.stderr
     assert not left[0].exists()
+
+
+def test_a_name_claimed_for_a_folder_that_is_gone_is_released(cache: Path) -> None:
+    """A `run -d` killed between its name claim and its monitor's start (found by the stress test)."""
+    names = cache / "names"
+    names.mkdir()
+    live = container(cache, "held", f"{os.getpid()} {process_start_time(os.getpid())}\n")
+    (names / "held").write_text(str(live))
+    (names / "orphan").write_text(str(cache / "containers" / "orphan-0badf00d"))
+    assert [(item.kind, item.path) for item in prune(cache)] == [("name", names / "orphan")]
+    assert (names / "held").exists() and not (names / "orphan").exists()
