@@ -125,6 +125,7 @@ class Monitor:
         self.spec.started = self.started
         self.spec.monitor_fds = (self.started_w, *self.own_fds)
         self.spec.freezable = True
+        self.spec.keeps_layer = True
         self.spec.on_signal = self.thaw_if_paused
         self.between_runs()
         status = self.run_until_done()

@@ -317,16 +317,34 @@ def remount_root_read_only() -> None:
     linux.mount("none", "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
 
 
-def mount_overlay(lowers: tuple[str, ...], state: str, target: str, size: int | None = None) -> str:
+def mount_bounded_layer(state: int, size: int) -> tuple[int, int]:
+    """A tmpfs of `size` over the state folder's `writable` (a writable layer that caps what
+    the container can write), in our mount namespace: the setup process mounts it, so that
+    it outlives the container's processes (sandbox.layercopy saves it after them). Returns
+    descriptors of the folder beneath (where a saved layer lives) and of the tmpfs. Its
+    inodes are bounded too, one per 4 KiB: an empty folder takes no tmpfs space but a block
+    of the disk a saved layer goes to."""
+    try:
+        os.mkdir("writable", 0o755, dir_fd=state)
+    except FileExistsError:
+        pass
+    beneath = os.open("writable", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=state)
+    options = f"size={size},nr_inodes={max(size // 4096, 1024)},mode=0755"
+    linux.mount("tmpfs", f"/proc/self/fd/{beneath}", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, options)
+    above = os.open("writable", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=state)
+    if os.fstat(above).st_dev == os.fstat(beneath).st_dev:
+        raise OSError(f"the tmpfs for the writable layer is not where it was mounted ({size} bytes)")
+    return beneath, above
+
+
+def mount_overlay(lowers: tuple[str, ...], state: str, target: str) -> str:
     """Mount the container root at `target` (inside our user and mount namespaces): an
     overlay of the cached layer folders (top first) under an upper directory that takes
     every write, so writes never reach the cache; where overlay cannot be mounted, a private
-    flattened copy. With `size`, the upper directory lives on a tmpfs of that size, which
-    caps what the container can write. Returns which."""
+    flattened copy. (Under limits.writable_size the setup process has mounted a tmpfs on
+    the state folder's `writable` first: mount_bounded_layer.) Returns which."""
     writable = f"{state}/writable"
     os.makedirs(writable, exist_ok=True)
-    if size is not None:
-        linux.mount("tmpfs", writable, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"size={size},mode=0755")
     upper, work = f"{writable}/upper", f"{writable}/work"
     for folder in (upper, work, target):
         os.makedirs(folder, exist_ok=True)

@@ -17,7 +17,8 @@ Where each policy field takes effect (sandbox.planrecord carries them from sandb
     sandbox.namespaces, network       confinement.namespaces      setup process: make_user_namespace, unshare
     limits.memory/pids/cpus           limits (cgroup)             monitor: _make_cgroup; setup joins it first
     (storage, sandbox.state)          lowers, state               setup: reach_host_folders_by_descriptor
-    limits.writable_size              limits                      init: mounts.mount_overlay (tmpfs upper)
+    limits.writable_size              limits                      setup: mounts.mount_bounded_layer (a
+                                                                    tmpfs; run -d: layercopy keeps it)
     mounts.read_only_rootfs           confinement.read_only_...   init: mounts.remount_root_read_only, last
     mounts.masked/readonly_paths      confinement.masked_paths    init: mounts.mask_paths, read_only_paths
     mounts.tmpfs, binds, volumes      tmpfs (+ -v flags: binds)   init: mounts.tmpfs, mounts.bind
@@ -37,7 +38,7 @@ import errno
 import os
 import time
 
-from pysbx.sandbox import capabilities, linux, mounts
+from pysbx.sandbox import capabilities, layercopy, linux, mounts
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED, exit_status
 from pysbx.sandbox.idmap import IdMaps
 from pysbx.sandbox.limits import Enforcement, apply_rlimits, cgroup_values
@@ -90,6 +91,7 @@ class RunSpec(Record):
         "hostname",
         "id_maps",
         "interactive",
+        "keeps_layer",
         "limits",
         "lowers",
         "masked_paths",
@@ -151,6 +153,7 @@ class RunSpec(Record):
         self.started: Callable[[int, str, int], None] | None = None
         self.monitor_fds: tuple[int, ...] = ()  # the monitor's own: closed at once in the container's side
         self.freezable = False  # run -d: a cgroup the freezer can pause, where the host gives one
+        self.keeps_layer = False  # run -d: a bounded (tmpfs) writable layer outlives a run (layercopy)
         self.console_sink: Callable[[int], None] | None = None  # run -dt: told the pty master
         self.on_signal: Callable[[int], None] | None = None  # run -d: before a signal is forwarded
 
@@ -348,10 +351,14 @@ def _setup_process(
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
     if os.getppid() != monitor:
         os._exit(EXIT_SETUP_FAILED)
+    layer = _bounded_layer(spec)
     init = os.fork()
     if init == 0:
         os.close(ready_w)
-        _guarded(errors_w, lambda: _init(spec, errors_w, console, held, own_cgroups))
+        # PID 1 holds no folder of the host: neither those held for its mounts nor ours
+        # (found by review: `state` stayed open in it, reachable through /proc/1/fd).
+        theirs = [*held, state, *(layer or ())]
+        _guarded(errors_w, lambda: _init(spec, errors_w, console, theirs, own_cgroups))
     _close_all(held)
     if console is not None:
         console.close()
@@ -359,9 +366,44 @@ def _setup_process(
     os.close(ready_w)
     os.close(errors_w)
     _, status = os.waitpid(init, 0)
+    if layer is not None and spec.keeps_layer and not spec.remove_state:
+        _save_layer(*layer)
     if spec.remove_state and writable_size(spec) is None:
         _empty_writable_layer(state)
     os._exit(exit_status(status))
+
+
+def _bounded_layer(spec: RunSpec) -> tuple[int, int] | None:
+    """Under limits.writable_size: the tmpfs of the writable layer, mounted by this process
+    (it outlives the container's), with what the container's last run wrote copied back into
+    it (run -d: sandbox.layercopy). Returns (the folder beneath, the tmpfs), or None."""
+    size = writable_size(spec)
+    if size is None:
+        return None
+    linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)  # nothing of it reaches the host
+    state = os.open(spec.state, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # as this mount namespace sees it
+    try:
+        beneath, tmpfs = mounts.mount_bounded_layer(state, size)
+    finally:
+        os.close(state)
+    if spec.keeps_layer:
+        try:
+            layercopy.restore(beneath, tmpfs)
+        except OSError as error:
+            why = _describe_failure(error)
+            raise OSError(f"the writable layer saved by the last run cannot be put back: {why}") from None
+    return beneath, tmpfs
+
+
+def _save_layer(beneath: int, tmpfs: int) -> None:
+    """After the container's last process: its tmpfs layer to the state folder, for the next
+    run. A failure is said in the log (this process's stderr is the monitor's log pipe)."""
+    try:
+        layercopy.save(tmpfs, beneath)
+    except OSError as error:
+        why = _describe_failure(error)
+        message = f"pysandbox: the writable layer could not be kept, the next run starts from the image: {why}\n"
+        os.write(2, message.encode(errors="backslashreplace"))
 
 
 def _empty_writable_layer(state: int) -> None:
@@ -461,7 +503,7 @@ def prepare_root(spec: RunSpec, own_cgroups: tuple[str, ...] = ()) -> None:
     and the read-only remount last (earlier steps create mount points)."""
     linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
     root = f"{spec.state}/root"
-    mounts.mount_overlay(spec.lowers, spec.state, root, writable_size(spec))
+    mounts.mount_overlay(spec.lowers, spec.state, root)
     for bind in spec.binds:  # from the image's own content: before /proc, /dev, /sys are mounted
         if bind.fill:
             mounts.fill_volume(root, bind)
