@@ -238,8 +238,8 @@ def restart(
     from pysbx.sandbox.lifecycle import start_container, stop_container
 
     for reference in containers:
-        stop_container(_find(reference), time)
         try:
+            stop_container(_find(reference), time)
             start_container(_find(reference))
         except SandboxError as error:
             fail("pysandbox", str(error), int(getattr(error, "exit_code", EXIT_SETUP_FAILED)))

@@ -148,7 +148,7 @@ def _detach(spec: RunSpec, args: RunArgs, plan: Plan) -> int:
     """run -d: record the container, start its monitor, print its id once it runs."""
     from pathlib import Path
 
-    from pysbx.sandbox.containers import RECORD, claim_name, new_id, write_json
+    from pysbx.sandbox.containers import RECORD, claim_name, new_id, release_name, write_json
     from pysbx.sandbox.monitor import DetachOptions, start_detached
     from pysbx.sandbox.restart import parse_restart
     from pysbx.sandbox.state import container_name_of
@@ -167,7 +167,12 @@ def _detach(spec: RunSpec, args: RunArgs, plan: Plan) -> int:
     except SandboxError as error:
         remove_state(spec.state)
         return _fail(str(error))
-    write_json(folder, RECORD, record)
+    try:
+        write_json(folder, RECORD, record)
+    except OSError as error:  # a full disk: nothing of it stays, the name is free again
+        release_name(name, folder)
+        remove_state(spec.state)
+        return _fail(f"cannot record the container in {folder}: {error.strerror or error}")
     try:
         options = DetachOptions(bounds, restart, args.rm, name, rules)
         options.pidfile = os.path.abspath(args.monitor_pidfile) if args.monitor_pidfile else None
@@ -184,7 +189,7 @@ def container_record(
 ) -> dict[str, object]:
     """container.json: what the container is, for ps and inspect (and stop's signal, the
     volumes volume rm must not take from it, the anonymous ones rm -v removes)."""
-    from pysbx.sandbox.containers import now
+    from pysbx.sandbox.containers import STOP_TIMEOUT, now
     from pysbx.sandbox.volumes import volume_names
 
     image = plan.image
@@ -192,7 +197,7 @@ def container_record(
             "image_digest": image.digest, "verdict": image.verdict, "command": spec.argv, "created": now(),
             "auto_remove": args.rm, "restart": args.restart or "no",
             "stop_signal": stop_signal(args.stop_signal, image.stop_signal),
-            "stop_timeout": 10 if args.stop_timeout is None else args.stop_timeout,
+            "stop_timeout": STOP_TIMEOUT if args.stop_timeout is None else args.stop_timeout,
             "volumes": volume_names(args.volume), "anonymous_volumes": args.anonymous_volumes,
             "tty": args.tty, "interactive": args.interactive, "detach_keys": detach_keys(args.detach_keys),
             "run": {"argv": args.given, "cwd": os.getcwd()},

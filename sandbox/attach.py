@@ -318,9 +318,9 @@ def attach_to(
     with (
         terminal.terminal_modes(tty, forward),
         _proxied_signals(container, sig_proxy and not tty),
-        _window_sizes(client, tty),
+        _window_sizes(client, tty) as resized,
     ):
-        detached = _relay(client, DetachFilter(detach_keys), forward)
+        detached = _relay(client, DetachFilter(detach_keys), forward, resized)
     client.close()
     if detached:
         return 0
@@ -328,27 +328,39 @@ def attach_to(
 
 
 @contextlib.contextmanager
-def _window_sizes(client: socket.socket, tty: bool) -> Iterator[None]:
-    """With a pty and a terminal here: its size now, and at each change (SIGWINCH)."""
+def _window_sizes(client: socket.socket, tty: bool) -> Iterator[int | None]:
+    """With a pty and a terminal here: its size now, and a descriptor that turns readable at
+    each change (SIGWINCH), for _relay to send the new size. The handler only writes a byte:
+    sending from it could cut in two a frame the loop was sending (found by review)."""
+    if not tty or not os.isatty(1):
+        yield None
+        return
+    send_window_size(client)
+    changed, poke = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    previous = signal.signal(signal.SIGWINCH, lambda *_: _poke(poke))
+    try:
+        yield changed
+    finally:
+        signal.signal(signal.SIGWINCH, previous)
+        os.close(changed)
+        os.close(poke)
+
+
+def _poke(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError):  # one pending wake-up is enough
+        os.write(fd, b"w")
+
+
+def send_window_size(client: socket.socket) -> None:
+    """This terminal's size to the hub, for the container's pty."""
     import fcntl
     import termios
 
-    def send(*_: object) -> None:
-        try:
-            rows, columns = struct.unpack("4H", fcntl.ioctl(1, termios.TIOCGWINSZ, b"\0" * 8))[:2]
-            client.sendall(frame(b"w", struct.pack(">HH", rows, columns)))
-        except OSError:
-            pass
-
-    if not tty or not os.isatty(1):
-        yield
-        return
-    send()
-    previous = signal.signal(signal.SIGWINCH, send)
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGWINCH, previous)
+        rows, columns = struct.unpack("4H", fcntl.ioctl(1, termios.TIOCGWINSZ, b"\0" * 8))[:2]
+        client.sendall(frame(b"w", struct.pack(">HH", rows, columns)))
+    except OSError:
+        pass
 
 
 @contextlib.contextmanager
@@ -392,12 +404,18 @@ def connect(folder: Path, wait: float = 0) -> socket.socket:
         os.close(directory)
 
 
-def _relay(client: socket.socket, keys: DetachFilter, forward: bool) -> bool:
-    """Copy until the hub closes (False) or the keys are typed (True)."""
+def _relay(client: socket.socket, keys: DetachFilter, forward: bool, resized: int | None = None) -> bool:
+    """Copy until the hub closes (False) or the keys are typed (True); after each change of
+    the terminal's size (`resized` readable), send the new one."""
     received = bytearray()
     sources = [client.fileno(), 0] if forward else [client.fileno()]
+    if resized is not None:
+        sources.append(resized)
     while True:
         ready, _, _ = select.select(sources, [], [])
+        if resized in ready:
+            os.read(resized, 64)
+            send_window_size(client)
         if 0 in ready:
             data = os.read(0, 65536)
             if not data:

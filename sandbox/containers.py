@@ -33,6 +33,7 @@ RECORD, STATUS, LOG = "container.json", "status.json", "ctr.log"
 STOP_REQUESTED = "stop-requested"  # written by stop/kill/rm -f before they signal: no restart after
 PAUSED = "paused"  # written by pause once the freezer holds the container, removed by unpause
 RECORD_LIMIT = 1 << 20
+STOP_TIMEOUT = 10  # Docker's seconds between the stop signal and SIGKILL
 
 
 class NoSuchContainer(SandboxError):
@@ -88,6 +89,11 @@ class Container:
     def kill_init(self) -> bool:
         """SIGKILL to the container's PID 1: every process of its pid namespace goes with it."""
         return _signal_recorded(self.status.get("init"), signal.SIGKILL)
+
+    def stop_timeout(self) -> int:
+        """Seconds between the stop signal and SIGKILL: its --stop-timeout (0 too), else 10."""
+        recorded = self.record.get("stop_timeout")
+        return recorded if isinstance(recorded, int) else STOP_TIMEOUT
 
     def ask_to_stop(self) -> None:
         """Tell the monitor that what ends the command now is a stop: no restart follows."""

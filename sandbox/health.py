@@ -247,21 +247,25 @@ def _collect(child: int, output: int, timeout: float) -> tuple[int | None, bytes
     deadline = time.monotonic() + timeout
     reading, status = True, None
     while True:
-        if reading and select.select([output], [], [], 0.01)[0]:
-            data = os.read(output, 65536)
-            reading = bool(data)
-            kept += data[: max(0, OUTPUT_LIMIT - len(kept))]
-        elif not reading:
-            time.sleep(0.01)
         if status is None:
             done, waited = os.waitpid(child, os.WNOHANG)
             status = waited if done else None
-        if status is not None and not reading:
+        # Once it has exited, what it wrote is in the pipe already: read that, and do not
+        # wait for the end of a pipe that something it left running holds open (Docker's
+        # result is the check's exit code; found by review: it was scored a timeout).
+        if reading and select.select([output], [], [], 0 if status is not None else 0.01)[0]:
+            data = os.read(output, 65536)
+            reading = bool(data)
+            kept += data[: max(0, OUTPUT_LIMIT - len(kept))]
+        elif status is not None:
             return exit_status(status), bytes(kept)
+        elif not reading:
+            time.sleep(0.01)
         if time.monotonic() > deadline:
-            if status is None:
-                kill_check(child)
-                os.waitpid(child, 0)
+            if status is not None:
+                return exit_status(status), bytes(kept)
+            kill_check(child)
+            os.waitpid(child, 0)
             return None, bytes(kept)
 
 

@@ -309,8 +309,7 @@ def stop_container(container: Container, timeout: int | None = None) -> None:
     10 s); no restart policy starts it again."""
     if container.state() not in LIVE:
         return
-    recorded = container.record.get("stop_timeout")
-    seconds = timeout if timeout is not None else recorded if isinstance(recorded, int) else 10
+    seconds = timeout if timeout is not None else container.stop_timeout()
     signum = _signal_number(str(container.record.get("stop_signal") or "TERM"), "stop signal")
     container.ask_to_stop()
     if container.state() == "restarting":  # a monitor waiting to restart ends at TERM, whatever the stop signal
@@ -446,7 +445,11 @@ def start_container(container: Container, before_start: Callable[[], None] | Non
 
     if container.state() != "exited":
         raise SandboxError(f"container {container.name} is {container.state()}: only an exited one starts again")
-    spec, extra = load_spec(container.folder)
+    try:
+        spec, extra = load_spec(container.folder)
+    except (OSError, SandboxError, KeyError, TypeError, ValueError) as error:  # e.g. a monitor that never started it
+        raise SandboxError(f"container {container.name} cannot start again: its saved spec is unreadable "
+                           f"({error}): rm it and run the image again") from None  # fmt: skip
     missing = [folder for folder in spec.lowers if not os.path.isdir(folder)]
     if missing:
         raise SandboxError(f"container {container.name}: its image layers are gone from the cache ({missing[0]}): "

@@ -72,14 +72,20 @@ def start_detached(
             os._exit(code)
     os.close(started_w)
     os.waitpid(child, 0)
+    unattached: SandboxError | None = None
     if before_start is not None:
-        before_start()
+        try:
+            before_start()
+        except SandboxError as failure:  # the monitor starts the container all the same, a little later
+            unattached = failure
     with os.fdopen(started_r, "rb") as started:
         answer = started.read().decode(errors="replace")  # to the end: the monitor closes it after its word
     if not answer.startswith("ok"):
         error = SandboxError(answer.partition(" ")[2] or "the monitor ended before the container started")
         error.exit_code = int(answer.split()[0]) if answer[:3].isdigit() else EXIT_SETUP_FAILED  # type: ignore[attr-defined]
         raise error
+    if unattached is not None:
+        raise SandboxError(f"the container started, but not attached: {unattached}")
 
 
 class DetachOptions:
@@ -183,10 +189,11 @@ class Monitor:
         _detach_stdio(out_w, err_w, in_r)
         return writer
 
-    def thaw_if_paused(self, _signum: int) -> None:
+    def thaw_if_paused(self, signum: int) -> None:
         """A paused container takes a signal only once thawed: a stop that reaches the monitor
-        directly (systemd's TERM to the unit's main process) must not leave it frozen."""
-        if (self.folder / PAUSED).exists():
+        directly (systemd's TERM to the unit's main process) must not leave it frozen. Other
+        signals wait, pending, until `unpause` (found by review: HUP unpaused it)."""
+        if signum in (signal.SIGTERM, signal.SIGINT) and (self.folder / PAUSED).exists():
             from pysbx.sandbox.lifecycle import thaw_paused
 
             thaw_paused(self.folder)

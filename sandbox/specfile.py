@@ -34,7 +34,8 @@ def save_spec(folder: Path, spec: RunSpec, extra: dict[str, Any]) -> None:
     4 MiB each: in JSON, escaped, they made spec.json too large to read back; found by
     review)."""
     extra = dict(extra)
-    for name, text in zip(ETC_FILES, extra.pop("etc", None) or ("", ""), strict=True):
+    etc = extra.pop("etc", None)  # absent at `start`: the files of the first start stay (found by review)
+    for name, text in zip(ETC_FILES, etc or ("", ""), strict=True) if etc is not None else ():
         write_private(folder, name, str(text).encode())
     document = {name: getattr(spec, name) for name in _PLAIN}
     document |= {

@@ -70,7 +70,7 @@ def unit(container: Any, restart: str, stop_timeout: int | None, program: str | 
                            "pysandbox): run it again")  # fmt: skip
     name = container.name
     pysandbox = program or _program()
-    seconds = stop_timeout if stop_timeout is not None else int(container.record.get("stop_timeout") or 10)
+    seconds = stop_timeout if stop_timeout is not None else container.stop_timeout()
     pidfile = f"%t/pysandbox-{name}.pid"
     arguments = run_arguments([str(word) for word in recorded["argv"]])
     root = os.geteuid() == 0
@@ -90,10 +90,10 @@ def unit(container: Any, restart: str, stop_timeout: int | None, program: str | 
         f"Restart={restart}",
         f"TimeoutStopSec={seconds + 60}",
         f"WorkingDirectory={_plain(str(recorded.get('cwd') or '/'))}",
-        f"ExecStartPre=-{_command(pysandbox, 'rm', '-f', name)}",
+        f"ExecStartPre=-{_command(pysandbox, 'rm', '-f', '-v', name)}",
         f"ExecStart={start}",
         f"ExecStop={_command(pysandbox, 'stop', '-t', str(seconds), name)}",
-        f"ExecStopPost=-{_command(pysandbox, 'rm', '-f', name)}",
+        f"ExecStopPost=-{_command(pysandbox, 'rm', '-f', '-v', name)}",
         f"PIDFile={pidfile}",
         "",
         "[Install]",

@@ -228,6 +228,9 @@ def test_exec_u_follows_the_policy_and_the_images_users(sandbox: Sandbox, world:
         assert nobody.stdout.startswith("uid=65534(nobody) gid=65534(nogroup)"), nobody.stdout
         unknown = tool(sandbox, "exec", "-u", "mallory", name, "id")
         assert unknown.returncode == 125 and "'mallory' is not in the image's /etc/passwd" in unknown.stderr
+        assert tool(sandbox, "restart", "-t", "1", name).returncode == 0  # found by review: start emptied them
+        again = tool(sandbox, "exec", "-u", "nobody:nogroup", name, "id")
+        assert again.stdout.startswith("uid=65534(nobody) gid=65534(nogroup)"), again.stderr
     finally:
         tool(sandbox, "rm", "-f", name)
 

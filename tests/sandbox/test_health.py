@@ -90,6 +90,19 @@ def test_a_health_check_runs_under_the_containers_confinement(sandbox: Sandbox, 
 
 
 @pytest.mark.usefixtures("service_image")
+def test_a_check_that_leaves_a_process_behind_is_scored_by_its_exit_code(
+    sandbox: Sandbox, world: Path, named: list[str]
+) -> None:
+    """Found by review: what it left running held the output pipe open, and the check was
+    scored a timeout although it had exited 0 (Docker scores its exit code)."""
+    named.append(name := f"health-behind-{sandbox.mode}")
+    detach(sandbox, world, name, "exec sleep 600", "--health-cmd", "sleep 30 & echo fine", "--health-timeout", "1s",
+           "--health-interval", "1s", "--health-retries", "1")  # fmt: skip
+    assert becomes(lambda: status(sandbox, name).endswith("(healthy)")), status(sandbox, name)
+    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    assert inspected["health"]["log"][-1]["exit_code"] == 0 and inspected["health"]["log"][-1]["output"] == "fine\n"
+
+
 def test_a_check_past_its_timeout_is_killed_with_what_it_started(
     sandbox: Sandbox, world: Path, named: list[str]
 ) -> None:

@@ -285,6 +285,10 @@ def test_pause_freezes_the_container_and_unpause_lets_it_go_on(sandbox: Sandbox,
     time.sleep(0.5)
     assert ticks(sandbox, name) > before and "(Paused)" not in tool(sandbox, "ps").stdout
     assert tool(sandbox, "pause", name).returncode == 0
+    frozen = ticks(sandbox, name)
+    assert tool(sandbox, "kill", "-s", "WINCH", name).returncode == 0  # pending until unpause (found by review)
+    time.sleep(0.4)
+    assert "(Paused)" in tool(sandbox, "ps").stdout and ticks(sandbox, name) == frozen
     started = time.monotonic()
     assert tool(sandbox, "stop", "-t", "5", name).returncode == 0  # a paused container stops: thawed after its signal
     assert time.monotonic() - started < 4 and tool(sandbox, "wait", name).stdout == "143\n"
@@ -407,3 +411,19 @@ def test_prune_thaws_a_frozen_cgroup_whose_container_is_gone(sandbox: Sandbox, w
     pruned = tool(sandbox, "prune")
     assert pruned.returncode == 0 and "frozen" in pruned.stdout + pruned.stderr, pruned
     assert wait_until(lambda: not processes_with(marker), seconds=10), processes_with(marker)
+
+
+def test_start_of_a_container_without_a_saved_spec_is_one_error(
+    sandbox: Sandbox, world: Path, named: list[str]
+) -> None:
+    """Found by review: a monitor that failed before saving the spec (--monitor-pidfile) left
+    a container whose `start` ended in a traceback."""
+    named.append(name := f"specless-{sandbox.mode}")
+    assert detach(sandbox, world, name, "true").returncode == 0
+    assert tool(sandbox, "wait", name).stdout == "0\n"
+    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    (Path(inspected["folder"]) / "spec.json").unlink()
+    for command in (["start"], ["restart", "-t", "1"]):
+        again = tool(sandbox, *command, name)
+        assert again.returncode == 125 and again.stderr.count("\n") == 1, again.stderr
+        assert "cannot start again: its saved spec is unreadable" in again.stderr and "Traceback" not in again.stderr

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from pysbx.sandbox import systemd
+from pysbx.sandbox.containers import Container
 from pysbx.sandbox.systemd import quote, run_arguments
 from tests.sandbox.harness import Sandbox, tool, tool_argv, wait_until
 
@@ -52,6 +54,7 @@ def test_the_unit_makes_the_same_container_again_and_stops_it(sandbox: Sandbox, 
     unit = entries(text)
     assert unit["Type"] == "forking" and unit["TimeoutStopSec"] == "63" and unit["Restart"] == "on-failure"
     assert "--rm" not in unit["ExecStart"] and unit["PIDFile"] == f"%t/pysandbox-{name}.pid"
+    assert " rm -f -v " in unit["ExecStartPre"] and " rm -f -v " in unit["ExecStopPost"]  # no volume left per start
     if shutil.which("systemd-analyze"):
         (tmp_path / f"container-{name}.service").write_text(text)
         verified = subprocess.run(["systemd-analyze", "verify", str(tmp_path / f"container-{name}.service")],
@@ -115,3 +118,11 @@ def test_a_pidfile_is_never_written_through_a_link(
     again = tool(sandbox, "run", "-d", "--name", named[1], "--monitor-pidfile", str(link), "--policy",
                  str(world / POLICY), str(world / "busybox-app.tar"), "true")  # fmt: skip
     assert again.returncode == 125 and target.read_text() == "keep\n", again.stderr
+
+
+def test_a_stop_timeout_of_zero_stays_zero_in_the_unit(tmp_path: Path) -> None:
+    """Found by review: `or 10` turned --stop-timeout 0 into 10."""
+    record: dict[str, object] = {"id": "0" * 64, "name": "quick", "image": "busybox", "stop_timeout": 0,
+                                 "run": {"argv": ["-d", "busybox", "true"], "cwd": "/"}}  # fmt: skip
+    text = systemd.unit(Container(tmp_path, record, {}), "on-failure", None, "/usr/bin/pysandbox")
+    assert "ExecStop=/usr/bin/pysandbox stop -t 0 quick" in text and "TimeoutStopSec=60" in text, text
