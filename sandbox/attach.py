@@ -371,7 +371,9 @@ def _proxied_signals(container: Any, proxy: bool) -> Iterator[None]:
         with contextlib.suppress(SandboxError):
             signal_container(container, signal.Signals(signum).name)
 
-    wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+    from pysbx.sandbox.signals import FORWARDED
+
+    wanted = [signum for signum in FORWARDED if signum != signal.SIGWINCH]  # a terminal's own, not the container's
     previous = {signum: signal.signal(signum, forward) for signum in wanted} if proxy else {}
     try:
         yield

@@ -17,6 +17,7 @@ from typing import Any
 
 from pysbx.sandbox.containers import LOG, Container, all_containers, release_name
 from pysbx.sandbox.errors import SandboxError
+from pysbx.sandbox.signals import FORWARDED
 
 LIVE = ("running", "paused", "restarting")  # states with a monitor at work
 POLL_SECONDS = 0.1  # logs -f
@@ -339,7 +340,7 @@ def signal_container(container: Container, name: str) -> None:
         _thaw(container)
 
 
-DELIVERED = ("KILL", "TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "WINCH")
+DELIVERED = ("KILL", *(signal.Signals(signum).name.removeprefix("SIG") for signum in FORWARDED))
 
 
 def _signal_number(name: str, flag: str = "--signal") -> int:

@@ -39,6 +39,7 @@ from pysbx.sandbox.containers import (
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError
 from pysbx.sandbox.restart import Backoff, RestartPolicy
 from pysbx.sandbox.runner import RunSpec, run_container
+from pysbx.sandbox.signals import FORWARDED
 from pysbx.sandbox.state import OWNER_FILE, process_start_time, remove_state
 from pysbx.sandbox.volumes import remove_anonymous
 
@@ -226,7 +227,7 @@ class Monitor:
         forwards them while one does): TERM asks for a stop, the others are ignored, so a
         stop signal that meets a restart's back-off cannot end the monitor unrecorded
         (found by review: QUIT, HUP or USR1 then killed it)."""
-        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
+        for signum in FORWARDED:
             signal.signal(signum, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, lambda signum, _frame: self.asked.append(signum))
 

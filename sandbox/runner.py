@@ -48,6 +48,7 @@ from pysbx.sandbox.record import Record
 # Imported here, not where used: after pivot_root the host's files, Python's included, are
 # out of reach, so nothing may be imported lazily on the container's side.
 from pysbx.sandbox.seccomp import load_bpf
+from pysbx.sandbox.signals import FORWARDED
 from pysbx.sandbox.state import remove_tree
 from pysbx.sandbox.userns import become_namespace_root, make_user_namespace, map_child
 
@@ -66,15 +67,6 @@ else:
 
 EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
-_FORWARDED = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGWINCH,
-)
 
 
 class RunSpec(Record):
@@ -206,7 +198,7 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     monitor_end, container_end = socket.socketpair() if spec.tty else (None, None)
     # Signals wait (blocked) until someone can forward them: the monitor once it knows init's
     # pid, init once its handlers are in, the command just before exec. None is lost.
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     pid = os.fork()
     if pid == 0:
         for fd in (ready_r, maps_w, errors_r, *spec.monitor_fds):
@@ -268,7 +260,7 @@ def _forward_signals(init_pid: int, has_tty: bool, before: Callable[[int], None]
             _signal_quietly(init_pid, signum)
 
     # With a pty, window changes go to the pty (tty.relaying), which signals the container.
-    forwarded: list[int] = [s for s in _FORWARDED if not (has_tty and s == signal.SIGWINCH)]
+    forwarded: list[int] = [s for s in FORWARDED if not (has_tty and s == signal.SIGWINCH)]
     return {signum: signal.signal(signum, forward) for signum in forwarded}
 
 
@@ -534,9 +526,9 @@ def _reap_until(command: int) -> None:
     def forward(signum: int, _frame: object) -> None:
         _signal_quietly(command, signum)
 
-    for signum in _FORWARDED:
+    for signum in FORWARDED:
         signal.signal(signum, forward)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     while True:
         try:
             pid, status = os.wait()
