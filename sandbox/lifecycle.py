@@ -17,6 +17,7 @@ from typing import Any
 
 from pysbx.sandbox.containers import LOG, Container, all_containers, release_name
 from pysbx.sandbox.errors import SandboxError
+from pysbx.sandbox.layercopy import SKIP_SAVE
 from pysbx.sandbox.signals import FORWARDED
 
 LIVE = ("running", "paused", "restarting")  # states with a monitor at work
@@ -324,7 +325,27 @@ def stop_container(container: Container, timeout: int | None = None) -> None:
         wait_for_exit(container, seconds)
     except TimeoutError:
         container.kill_init()
+        wait_after_kill(container)
+
+
+SAVE_WAIT = 300  # seconds a monitor may take to save a bounded writable layer after its run
+
+
+def wait_after_kill(container: Container) -> None:
+    """After SIGKILL to PID 1: 10 s for the monitor to record the exit, and longer while PID 1
+    is gone but the monitor lives on, saving a bounded writable layer (sandbox.layercopy:
+    bounded by the layer's size and inodes). Found by review: a large layer outlasted 10 s."""
+    try:
         wait_for_exit(container, 10)
+    except TimeoutError:
+        if _reloaded(container).init_alive():
+            raise SandboxError(f"container {container.name} did not exit within 10 s of SIGKILL") from None
+        try:
+            wait_for_exit(container, SAVE_WAIT)
+        except TimeoutError:
+            raise SandboxError(
+                f"container {container.name}: its monitor is still saving its writable layer after {SAVE_WAIT} s"
+            ) from None
 
 
 def signal_container(container: Container, name: str) -> None:
@@ -369,13 +390,11 @@ def remove_container(container: Container, force: bool, volumes: bool = False) -
         if not force:
             raise SandboxError(f"container {container.name} is running: stop it first, or rm -f")
         container.ask_to_stop()
+        (container.folder / SKIP_SAVE).touch()  # its writable layer is not saved: it goes now
         container.signal_monitor(signal.SIGTERM)  # a monitor waiting to restart ends there
         container.kill_init()
         _thaw(container)
-        try:
-            wait_for_exit(container, 10)
-        except TimeoutError:
-            raise SandboxError(f"container {container.name} did not exit within 10 s of SIGKILL") from None
+        wait_after_kill(container)
     thaw_paused(container.folder)  # its monitor died while it was paused: its processes go now
     remove_tree(container.folder)
     release_name(container.name, container.folder)
@@ -460,7 +479,8 @@ def start_container(container: Container, before_start: Callable[[], None] | Non
     bounds = LogBounds(int(log.get("max_size", 10 << 20)), int(log.get("max_file", 1)))
     options = DetachOptions(bounds, parse_restart(str(record.get("restart", "no"))), False, container.name, extra)
     options.attach_first = before_start is not None
-    (container.folder / STOP_REQUESTED).unlink(missing_ok=True)
+    for note in (STOP_REQUESTED, SKIP_SAVE):  # what an earlier stop or a failed rm -f left
+        (container.folder / note).unlink(missing_ok=True)
     start_detached(spec, container.folder, options, before_start)
 
 

@@ -237,7 +237,7 @@ def _collect(errors_r: int, pid: int, init_pid: int, spec: RunSpec) -> tuple[str
     message = _read_all(errors_r)
     if spec.started is not None and not message:
         spec.started(init_pid, "", 0)
-    status = _wait(pid, spec.wall_time)
+    status = _wait(pid, spec.wall_time, init_pid)
     if spec.started is not None and message:
         spec.started(init_pid, message, status)
     return message, status
@@ -271,7 +271,9 @@ def _signal_quietly(pid: int, signum: int) -> None:
         pass
 
 
-def _wait(pid: int, wall_time: float | None) -> int:
+def _wait(pid: int, wall_time: float | None, init: int = 0) -> int:
+    """Wait for the setup process `pid`; at the wall time, kill `init` (PID 1: the container
+    ends, and the setup process still saves its layer; found by review), else `pid`."""
     deadline = time.monotonic() + wall_time if wall_time else None
     while True:
         try:
@@ -281,7 +283,7 @@ def _wait(pid: int, wall_time: float | None) -> int:
         if done:
             return exit_status(status)
         if deadline and time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            _signal_quietly(init or pid, signal.SIGKILL)
             deadline = None
         time.sleep(0.01)
 
@@ -357,9 +359,12 @@ def _setup_process(
     os.write(ready_w, f"{init}\n".encode())
     os.close(ready_w)
     os.close(errors_w)
-    _, status = os.waitpid(init, 0)
     if layer is not None and spec.keeps_layer and not spec.remove_state:
-        _save_layer(*layer)
+        # init stays a zombie while the layer is saved: its pid, which the monitor still
+        # signals, is not reused meanwhile (found by review)
+        os.waitid(os.P_PID, init, os.WEXITED | os.WNOWAIT)
+        _save_layer(state, *layer)
+    _, status = os.waitpid(init, 0)
     if spec.remove_state and writable_size(spec) is None:
         _empty_writable_layer(state)
     os._exit(exit_status(status))
@@ -380,22 +385,36 @@ def _bounded_layer(spec: RunSpec) -> tuple[int, int] | None:
         os.close(state)
     if spec.keeps_layer:
         try:
-            layercopy.restore(beneath, tmpfs)
+            note = layercopy.restore(beneath, tmpfs)
+            if note:
+                os.write(2, f"pysandbox: {note}\n".encode())
         except OSError as error:
             why = _describe_failure(error)
             raise OSError(f"the writable layer saved by the last run cannot be put back: {why}") from None
     return beneath, tmpfs
 
 
-def _save_layer(beneath: int, tmpfs: int) -> None:
-    """After the container's last process: its tmpfs layer to the state folder, for the next
-    run. A failure is said in the log (this process's stderr is the monitor's log pipe)."""
+def _save_layer(state: int, beneath: int, tmpfs: int) -> None:
+    """After the container's last process: its tmpfs layer, made read-only first, to the
+    state folder for the next run; not when `rm -f` is removing the container. A failure is
+    said in the log (this process's stderr is the monitor's log pipe)."""
     try:
+        os.stat(layercopy.SKIP_SAVE, dir_fd=state)
+        return
+    except FileNotFoundError:
+        pass
+    try:
+        try:
+            linux.remount_read_only(tmpfs, "the writable layer")
+        except OSError as error:
+            if error.errno != errno.EBUSY:
+                raise
+            raise OSError("a process outside the container still holds a file of it open for writing") from None
         layercopy.save(tmpfs, beneath)
     except OSError as error:
         why = _describe_failure(error)
-        message = f"pysandbox: the writable layer could not be kept, the next run starts from the image: {why}\n"
-        os.write(2, message.encode(errors="backslashreplace"))
+        message = f"pysandbox: the writable layer could not be kept ({why}): the next run starts from the last one kept"
+        os.write(2, f"{message}\n".encode(errors="backslashreplace"))
 
 
 def _empty_writable_layer(state: int) -> None:

@@ -93,13 +93,74 @@ def test_a_save_replaces_the_saved_copy_only_when_complete(tmp_path: Path) -> No
         fresh.mkdir()
         into = folder_fd(fresh)
         try:
-            assert layercopy.restore(fds[1], into) and os.listdir(fresh / "upper") == ["second"]
+            assert layercopy.restore(fds[1], into) == "" and os.listdir(fresh / "upper") == ["second"]
         finally:
             os.close(into)
         (tmpfs / "upper").joinpath(*["d"] * (layercopy.MAX_DEPTH + 2)).mkdir(parents=True)
         with pytest.raises(layercopy.LayerCopyError):
             layercopy.save(*fds)
-        assert os.listdir(disk) == []  # nothing older than the run it follows stays saved
+        assert os.listdir(disk / "upper") == ["second"]  # the copy kept before stays (found by review)
+        again = tmp_path / "again"
+        again.mkdir()
+        into = folder_fd(again)
+        try:
+            note = layercopy.restore(fds[1], into)
+        finally:
+            os.close(into)
+        assert "not saved whole" in note and os.listdir(again / "upper") == ["second"]
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def test_hard_links_deeper_than_path_max_take_little_memory(tmp_path: Path) -> None:
+    """Found by review: the link table held every linked file's full path (65 KB each at
+    250 levels of 255-character names: 8x the layer's size in memory), and a link deeper
+    than PATH_MAX failed the whole save."""
+    import tracemalloc
+
+    source = tmp_path / "upper"
+    deep = folder_fd(tmp_path)
+    os.mkdir("upper", dir_fd=deep)
+    steps = ["upper", *["n" * 255] * 200]
+    for step in steps[1:]:
+        os.mkdir(step, dir_fd=(parent := os.open(steps[0], os.O_RDONLY | os.O_DIRECTORY, dir_fd=deep)))
+        os.close(deep)
+        deep, steps = parent, steps[1:]
+    flat = source / "flat"
+    flat.mkdir()
+    for number in range(2000):
+        os.close(os.open(f"f{number}", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=deep))
+        os.link(f"f{number}", flat / f"f{number}", src_dir_fd=deep)
+    os.close(deep)
+    tracemalloc.start()
+    try:
+        copy(source, tmp_path / "copy")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20, peak
+    assert os.stat(tmp_path / "copy" / "flat" / "f7").st_nlink == 2
+
+
+def test_sockets_become_whiteouts_and_file_capabilities_stay(tmp_path: Path) -> None:
+    """Found by review: a socket in an image file's place was dropped, and the image's file
+    came back; chown after the xattrs cleared security.capability."""
+    import socket
+    import struct
+
+    source = tmp_path / "upper"
+    source.mkdir()
+    with socket.socket(socket.AF_UNIX) as bound:
+        bound.bind(str(source / "sock"))
+    (source / "tool").write_bytes(b"x")
+    capability = struct.pack("<5I", 0x02000001, 1 << 10, 0, 0, 0)  # v2, effective: cap_net_bind_service
+    try:
+        os.setxattr(source / "tool", "security.capability", capability)
+    except PermissionError:
+        capability = b""  # an ordinary user sets no file capability
+    copy(source, tmp_path / "copy")
+    kept = (tmp_path / "copy" / "sock").lstat()
+    assert stat.S_ISCHR(kept.st_mode) and kept.st_rdev == 0
+    if capability:
+        assert os.getxattr(tmp_path / "copy" / "tool", "security.capability") == capability
