@@ -54,7 +54,7 @@ def logs(
     until: Annotated[str | None, typer.Option("--until", help="Before this time or duration ago.")] = None,
 ) -> None:
     """The container's output, stdout to stdout and stderr to stderr, as it was written."""
-    from pysbx.sandbox.lifecycle import log_time, print_logs
+    from pysbx.sandbox.logs import log_time, print_logs
 
     if tail != "all" and not tail.isdigit():
         fail("pysandbox", f"--tail {tail}: expected a number or all", EXIT_SETUP_FAILED)
@@ -110,14 +110,14 @@ def rm(
 
 def pause(containers: Annotated[list[str], CONTAINER]) -> None:
     """Freeze every process of each container (the cgroup freezer; the monitor goes on)."""
-    from pysbx.sandbox.lifecycle import pause_container
+    from pysbx.sandbox.pause import pause_container
 
     _each(containers, pause_container)
 
 
 def unpause(containers: Annotated[list[str], CONTAINER]) -> None:
     """Let each paused container run again."""
-    from pysbx.sandbox.lifecycle import unpause_container
+    from pysbx.sandbox.pause import unpause_container
 
     _each(containers, unpause_container)
 

@@ -189,7 +189,8 @@ def container_record(
 ) -> dict[str, object]:
     """container.json: what the container is, for ps and inspect (and stop's signal, the
     volumes volume rm must not take from it, the anonymous ones rm -v removes)."""
-    from pysbx.sandbox.containers import STOP_TIMEOUT, now
+    from pysbx.sandbox.containers import STOP_TIMEOUT
+    from pysbx.sandbox.times import now
     from pysbx.sandbox.volumes import volume_names
 
     image = plan.image

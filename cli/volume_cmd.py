@@ -16,7 +16,7 @@ from pysbx.sandbox.volumes import remove_volume, volume_folder, volumes_root
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pysbx.sandbox.containers import Container
+    pass
 
 app = typer.Typer(
     help="Named volumes that persist across runs (-v NAME:/path).", no_args_is_help=True, rich_markup_mode=None
@@ -59,7 +59,7 @@ def rm(names: Annotated[list[str], typer.Argument(help="Volumes to delete, with 
     """Delete volumes and everything in them (not one a container still uses)."""
     from pysbx.sandbox.containers import all_containers
 
-    users = {volume: container.name for container in all_containers() for volume in _volumes_of(container)}
+    users = {volume: container.name for container in all_containers() for volume in container.listed("volumes")}
     for name in names:
         _folder(name)  # the name checked
         if name in users:
@@ -73,8 +73,3 @@ def rm(names: Annotated[list[str], typer.Argument(help="Volumes to delete, with 
         if not removed:
             fail("pysandbox", f"no volume named {name!r}", EXIT_SETUP_FAILED)
         typer.echo(name)
-
-
-def _volumes_of(container: Container) -> list[str]:
-    volumes = container.record.get("volumes")
-    return [str(name) for name in volumes] if isinstance(volumes, list) else []

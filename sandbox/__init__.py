@@ -7,8 +7,8 @@ these modules of the project, and of the standard library nothing slow
     cli, cli.entry, cli.run_cmd, cli.runargs,
     sandbox, sandbox.capabilities, sandbox.errors, sandbox.idmap, sandbox.layercopy,
     sandbox.limits, sandbox.linux, sandbox.mounts, sandbox.names, sandbox.planrecord,
-    sandbox.process, sandbox.record, sandbox.runner, sandbox.seccomp, sandbox.signals,
-    sandbox.state, sandbox.userns, sandbox.warm,
+    sandbox.process, sandbox.procfs, sandbox.record, sandbox.runner, sandbox.seccomp,
+    sandbox.signals, sandbox.state, sandbox.userns, sandbox.warm,
     sandbox._syscall (the C extension, where it was built),
     sandbox.syscall_ctypes (where it was not), sandbox.cgroups (when a limit needs a
     cgroup), sandbox.tty (with -t), sandbox.plan_light (with --tmpfs)

@@ -13,7 +13,6 @@ running."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import signal
@@ -21,11 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pysbx.sandbox.errors import SandboxError
+from pysbx.sandbox.procfs import start_time
 from pysbx.sandbox.state import (
+    NAMES,
     check_private_file,
+    claim_holder,
     private_folder,
     private_root,
-    process_start_time,
     state_bases,
 )
 
@@ -34,14 +35,11 @@ STOP_REQUESTED = "stop-requested"  # written by stop/kill/rm -f before they sign
 PAUSED = "paused"  # written by pause once the freezer holds the container, removed by unpause
 RECORD_LIMIT = 1 << 20
 STOP_TIMEOUT = 10  # Docker's seconds between the stop signal and SIGKILL
+LIVE = ("running", "paused", "restarting")  # states with a monitor at work
 
 
 class NoSuchContainer(SandboxError):
     """No container of this user has that name or id."""
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def new_id() -> str:
@@ -90,6 +88,11 @@ class Container:
         """SIGKILL to the container's PID 1: every process of its pid namespace goes with it."""
         return _signal_recorded(self.status.get("init"), signal.SIGKILL)
 
+    def listed(self, key: str) -> list[str]:
+        """The names its record lists under `key` (volumes, anonymous_volumes); [] for none."""
+        names = self.record.get(key)
+        return [str(name) for name in names] if isinstance(names, list) else []
+
     def stop_timeout(self) -> int:
         """Seconds between the stop signal and SIGKILL: its --stop-timeout (0 too), else 10."""
         recorded = self.record.get("stop_timeout")
@@ -97,17 +100,19 @@ class Container:
 
     def ask_to_stop(self) -> None:
         """Tell the monitor that what ends the command now is a stop: no restart follows."""
+        from pysbx.sandbox.times import now  # datetime: only what writes a time pays for it
+
         write_json(self.folder, STOP_REQUESTED, {"at": now()})
 
 
 def process_record(pid: int) -> list[object]:
-    return [pid, process_start_time(pid)]
+    return [pid, start_time(pid)]
 
 
 def _alive(recorded: object) -> bool:
     if not isinstance(recorded, list) or len(recorded) != 2 or not isinstance(recorded[0], int):
         return False
-    return bool(process_start_time(recorded[0]) == recorded[1])
+    return bool(start_time(recorded[0]) == recorded[1])
 
 
 def _signal_recorded(recorded: object, signum: int) -> bool:
@@ -184,6 +189,14 @@ def load(folder: Path) -> Container | None:
     return Container(folder, record, status)
 
 
+def reloaded(container: Container) -> Container:
+    """`container` with its status as last written (itself when that cannot be read)."""
+    try:
+        return Container(container.folder, container.record, read_json(container.folder, STATUS))
+    except (OSError, ValueError, SandboxError):
+        return container
+
+
 def find(reference: str) -> Container:
     """The container with this name, or whose id starts with `reference` (Docker's rule: a
     unique prefix of at least one character)."""
@@ -202,7 +215,7 @@ def find(reference: str) -> Container:
 
 
 def _names() -> Path:
-    return Path(private_folder(os.path.join(private_root(), "names")))
+    return Path(private_folder(os.path.join(private_root(), NAMES)))
 
 
 def claim_name(name: str, folder: Path) -> None:
@@ -225,10 +238,8 @@ def claim_name(name: str, folder: Path) -> None:
 
 
 def _holder(path: Path) -> Path | None:
-    try:
-        return Path(path.read_text().strip())
-    except OSError:
-        return None
+    held = claim_holder(str(path))
+    return None if held is None else Path(held)
 
 
 def release_name(name: str, folder: Path) -> None:

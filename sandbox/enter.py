@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pysbx.sandbox import linux, process
+from pysbx.sandbox import linux, process, procfs
 from pysbx.sandbox.containers import Container
 from pysbx.sandbox.errors import SandboxError
 from pysbx.sandbox.runner import RunSpec
@@ -100,20 +100,11 @@ def _pin_command(container: Container, init: int) -> int:
     still be PID 1's child while PID 1 is still the recorded one. Its namespaces are the ones
     joined: PID 1 itself is never dumpable and was not exec'd in the container, so an
     ordinary user may not join through it (setns asks for ptrace access to it)."""
-    try:
-        with open(f"/proc/{init}/task/{init}/children") as listed:
-            children = [int(pid) for pid in listed.read().split()]
-    except (OSError, ValueError):
-        children = []
+    children = procfs.children(init)
     if not children:
         raise SandboxError(f"container {container.name} is not running (no command)")
     pidfd = linux.pidfd_open(children[0])
-    try:
-        with open(f"/proc/{children[0]}/stat") as stat:
-            parent = int(stat.read().rpartition(")")[2].split()[1])
-    except (OSError, ValueError):
-        parent = -1
-    if parent != init or not container.init_alive() or container.state() != "running":
+    if procfs.parent(children[0]) != init or not container.init_alive() or container.state() != "running":
         os.close(pidfd)
         raise SandboxError(f"container {container.name} is not running")
     return pidfd

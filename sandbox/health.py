@@ -10,13 +10,13 @@ its timeout is killed with everything it started, and counts as a failure (exit 
 from __future__ import annotations
 
 import os
-import re
 import select
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
+from pysbx.sandbox import procfs, times
 from pysbx.sandbox.errors import SandboxError
 from pysbx.sandbox.record import Record
 
@@ -27,8 +27,6 @@ NANOSECONDS = 1_000_000_000
 MAX_SECONDS = 24 * 3600  # for interval, timeout and start period
 MAX_RETRIES = 1000
 IMAGE_FLOOR = 1.0  # seconds between two checks an image may ask for (flags follow Docker: 1 ms)
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 
 
 class HealthCheck(Record):
@@ -43,12 +41,10 @@ class HealthCheck(Record):
 
 def parse_duration(text: str, flag: str) -> float:
     """A Go duration as Docker's --health-* flags take it (1m30s, 500ms, 10s), in seconds."""
-    if text == "0":
-        return 0.0
-    parts = _DURATION.findall(text)
-    if not parts or "".join(number + unit for number, unit in parts) != text:
+    seconds = times.parse_duration(text)
+    if seconds is None:
         raise SandboxError(f"{flag} {text}: expected a duration such as 30s, 1m30s or 500ms")
-    return sum(float(number) * _UNITS[unit] for number, unit in parts)
+    return seconds
 
 
 def _test_argv(test: list[str], where: str) -> list[str] | None:
@@ -165,9 +161,7 @@ class Checker:
             self.record(container, *probe(container, self.check))
 
     def record(self, container: Any, began: str, code: int, output: str) -> None:
-        from pysbx.sandbox.containers import now
-
-        self.results = [*self.results, {"start": began, "end": now(), "exit_code": code, "output": output}]
+        self.results = [*self.results, {"start": began, "end": times.now(), "exit_code": code, "output": output}]
         self.results = self.results[-KEPT_RESULTS:]
         if code == 0:
             self.status, self.streak = "healthy", 0
@@ -191,13 +185,8 @@ def _running(folder: Path) -> Any:
 
 
 def _in_start_period(container: Any, seconds: float) -> bool:
-    import datetime
-
-    try:
-        started = datetime.datetime.fromisoformat(str(container.status.get("started")).replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return (datetime.datetime.now(datetime.UTC) - started).total_seconds() < seconds
+    since = times.seconds_since(container.status.get("started"))
+    return since is not None and since < seconds
 
 
 def probe(container: Any, check: HealthCheck) -> tuple[str, int, str]:
@@ -205,9 +194,7 @@ def probe(container: Any, check: HealthCheck) -> tuple[str, int, str]:
     be run), and the start of its output (its output comes through a pipe read here: the
     first OUTPUT_LIMIT bytes are kept, the rest read and dropped, so a check that writes
     without end fills nothing; found by review: a file took 4.7 GB in 20 s)."""
-    from pysbx.sandbox.containers import now
-
-    began = now()
+    began = times.now()
     output_r, output_w = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - runs the check through exec's path, then _exits
@@ -275,9 +262,11 @@ def kill_check(child: int) -> None:
     left in the background is found even once its parent is gone). Each goes through a
     pidfd opened before it is checked to still be below the check or in one of its
     sessions, so a pid reused meanwhile is never signalled (found by review)."""
-    below = descendants(child)
-    leaders = {pid for pid in below if _session(pid) == pid}
-    members = [pid for pid in _all_pids() if pid not in below and _session(pid) in leaders] if leaders else []
+    below = procfs.descendants(child)
+    leaders = {pid for pid in below if procfs.session(pid) == pid}
+    members = (
+        [pid for pid in procfs.all_pids() if pid not in below and procfs.session(pid) in leaders] if leaders else []
+    )
     chain = {child, *below}
     for pid in [*below, *members]:
         try:
@@ -285,56 +274,13 @@ def kill_check(child: int) -> None:
         except OSError:
             continue
         try:
-            if _parent(pid) in chain or _session(pid) in leaders:
+            if procfs.parent(pid) in chain or procfs.session(pid) in leaders:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         except OSError:
             pass
         finally:
             os.close(pidfd)
     os.kill(child, signal.SIGKILL)  # ours, not yet reaped: its pid cannot have been reused
-
-
-def _stat_fields(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()
-    except OSError:
-        return []
-
-
-def _session(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return int(fields[3]) if len(fields) > 3 else None
-
-
-def _parent(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return int(fields[1]) if len(fields) > 1 else None
-
-
-def _all_pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (children of children), read from /proc."""
-    found: list[int] = []
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            tasks = os.listdir(f"/proc/{current}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{current}/task/{task}/children") as listed:
-                    children = [int(item) for item in listed.read().split()]
-            except (OSError, ValueError):
-                continue
-            found += children
-            pending += children
-    return found
 
 
 def read_health(folder: Path) -> dict[str, Any] | None:

@@ -1,27 +1,25 @@
-"""What `ps`, `logs`, `stop`, `kill`, `rm`, `wait` and `inspect` do with detached containers
-(sandbox.containers holds the records, sandbox.monitor writes them)."""
+"""What `ps`, `stop`, `kill`, `rm`, `wait`, `inspect`, `start` and `container prune` do with
+detached containers (sandbox.containers holds the records, sandbox.monitor writes them;
+sandbox.logs reads their logs, sandbox.pause freezes them)."""
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import json
 import os
 import re
 import signal
-import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from pysbx.sandbox.containers import LOG, Container, all_containers, release_name
+from pysbx.sandbox import times
+from pysbx.sandbox.containers import LIVE, Container, all_containers, release_name, reloaded
 from pysbx.sandbox.errors import SandboxError
 from pysbx.sandbox.layercopy import SKIP_SAVE
+from pysbx.sandbox.logs import log_files
+from pysbx.sandbox.pause import thaw, thaw_paused
 from pysbx.sandbox.signals import FORWARDED
 
-LIVE = ("running", "paused", "restarting")  # states with a monitor at work
-POLL_SECONDS = 0.1  # logs -f
 WAIT_POLL_SECONDS = 0.02  # wait and stop: an exit is seen within 20 ms
 
 
@@ -86,11 +84,10 @@ def status_text(container: Container) -> str:
 
 
 def _ago(stamp: object) -> str:
-    try:
-        then = datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    except ValueError:
+    since = times.seconds_since(stamp)
+    if since is None:
         return "?"
-    seconds = int((datetime.datetime.now(datetime.UTC) - then).total_seconds())
+    seconds = int(since)
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
             count = seconds // size
@@ -142,153 +139,6 @@ def _short(command: str) -> str:
     return json.dumps(command if len(command) <= 20 else command[:19] + "…", ensure_ascii=False)
 
 
-# ----- logs ----------------------------------------------------------------------------------
-
-
-def log_files(container: Container) -> list[Path]:
-    """ctr.log and its rotated predecessors, oldest first."""
-    rotated = [path for path in container.folder.glob(f"{LOG}.*") if path.suffix[1:].isdigit()]
-    return [*sorted(rotated, key=lambda path: int(path.suffix[1:]), reverse=True), container.folder / LOG]
-
-
-def print_logs(
-    container: Container, tail: int | None, timestamps: bool, follow: bool, window: tuple[str, str] = ("", "~")
-) -> None:
-    """The log, or its last `tail` entries, written between `window` (times as the log
-    writes them, log_time makes them); with `follow`, then what comes until the container
-    exits (or passes the window's end)."""
-    since, until = window
-    entries = [e for path in log_files(container) for e in _entries(path) if since <= e.get("time", "") < until]
-    for entry in entries[len(entries) - tail :] if tail is not None else entries:
-        _show(entry, timestamps)
-    if follow:
-        _follow(container, timestamps, window)
-
-
-def log_time(text: str, now: datetime.datetime | None = None) -> str:
-    """--since/--until as Docker reads them: an RFC 3339 time (2026-12-05T10:00:00Z, or a
-    date) or a duration back from now (90s, 10m, 2h), as the log writes its times."""
-    moment = now or datetime.datetime.now(datetime.UTC)
-    units = {"s": 1, "m": 60, "h": 3600}
-    if text[:-1].isdigit() and text[-1:] in units:
-        moment -= datetime.timedelta(seconds=int(text[:-1]) * units[text[-1]])
-    else:
-        try:
-            moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise SandboxError(f"{text}: expected a time (2026-12-05T10:00:00Z) or a duration (10m)") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.astimezone(datetime.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _entries(path: Path, offset: int = 0) -> Iterator[dict[str, str]]:
-    try:
-        with open(path, "rb") as log:
-            log.seek(offset)
-            for line in log:
-                if line.endswith(b"\n"):
-                    yield json.loads(line)
-    except (OSError, ValueError):
-        return
-
-
-def _show(entry: dict[str, str], timestamps: bool) -> None:
-    out = sys.stderr if entry.get("stream") == "stderr" else sys.stdout
-    out.write((f"{entry.get('time', '')} " if timestamps else "") + str(entry.get("log", "")))
-    out.flush()
-
-
-def _follow(container: Container, timestamps: bool, window: tuple[str, str]) -> None:
-    """Print what is appended until the container has exited and its log is complete (the
-    monitor records the exit after the log writer has finished), or an entry passes the
-    window's end. The file stays open between reads: when the writer rotates it (ctr.log
-    becomes ctr.log.1), what was added to it before the rotation is read to its end first,
-    then the new ctr.log from its start, so no line is lost between two reads."""
-    path = container.folder / LOG
-    log = _open_at_end(path)
-    try:
-        while True:
-            done = _reloaded(container).state() not in LIVE
-            if not _print_new(log, timestamps, window):
-                return
-            current = _identity(path)
-            if log is None or (current is not None and current != os.fstat(log.fileno()).st_ino):
-                log = _next_file(container, log, timestamps, window)
-                if log is not None:
-                    continue  # read the new file at once
-            if log is not None and log.tell() > os.fstat(log.fileno()).st_size:  # truncated (max-file=1)
-                log.seek(0)
-            if done:
-                return
-            time.sleep(POLL_SECONDS)
-    finally:
-        if log is not None:
-            log.close()
-
-
-def _next_file(container: Container, log: Any, timestamps: bool, window: tuple[str, str]) -> Any:
-    """After a rotation: the rest of the file we had (the writer closed it before renaming
-    it), every file rotated after it (several rotations may come between two reads), and the
-    new ctr.log, open at its start."""
-    files = log_files(container)
-    if log is not None:
-        _print_new(log, timestamps, window)
-        ours = os.fstat(log.fileno()).st_ino
-        log.close()
-        inodes = [_identity(path) for path in files]
-        files = files[inodes.index(ours) + 1 :] if ours in inodes else files[-1:]
-    for path in files[:-1]:
-        with open(path, "rb") as rotated:
-            _print_new(rotated, timestamps, window)
-    try:
-        return open(files[-1], "rb")
-    except OSError:
-        return None
-
-
-def _open_at_end(path: Path) -> Any:
-    try:
-        log = open(path, "rb")  # noqa: SIM115 - kept open across reads
-    except OSError:
-        return None
-    log.seek(0, os.SEEK_END)
-    return log
-
-
-def _identity(path: Path) -> int | None:
-    try:
-        return path.stat().st_ino
-    except OSError:
-        return None
-
-
-def _print_new(log: Any, timestamps: bool, window: tuple[str, str]) -> bool:
-    """Print the whole lines added since the last read; False once one passes the window."""
-    if log is None:
-        return True
-    while True:
-        start = log.tell()
-        line = log.readline()
-        if not line.endswith(b"\n"):
-            log.seek(start)  # half written: read again next time
-            return True
-        entry = json.loads(line)
-        if entry.get("time", "") >= window[1]:
-            return False
-        if entry.get("time", "") >= window[0]:
-            _show(entry, timestamps)
-
-
-def _reloaded(container: Container) -> Container:
-    from pysbx.sandbox.containers import STATUS, read_json
-
-    try:
-        return Container(container.folder, container.record, read_json(container.folder, STATUS))
-    except (OSError, ValueError, SandboxError):
-        return container
-
-
 # ----- stop, kill, wait, rm --------------------------------------------------------------------
 
 
@@ -300,7 +150,7 @@ def wait_for_exit(container: Container, timeout: float | None = None) -> int:
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError
         time.sleep(WAIT_POLL_SECONDS)
-        current = _reloaded(current)
+        current = reloaded(current)
     code = current.exit_code()
     return -1 if code is None else code
 
@@ -320,7 +170,7 @@ def stop_container(container: Container, timeout: int | None = None) -> None:
         container.kill_init()
     else:
         container.signal_monitor(signum)
-    _thaw(container)  # a paused command can take its signal only once it runs again
+    thaw(container)  # a paused command can take its signal only once it runs again
     try:
         wait_for_exit(container, seconds)
     except TimeoutError:
@@ -338,7 +188,7 @@ def wait_after_kill(container: Container) -> None:
     try:
         wait_for_exit(container, 10)
     except TimeoutError:
-        if _reloaded(container).init_alive():
+        if reloaded(container).init_alive():
             raise SandboxError(f"container {container.name} did not exit within 10 s of SIGKILL") from None
         try:
             wait_for_exit(container, SAVE_WAIT)
@@ -358,7 +208,7 @@ def signal_container(container: Container, name: str) -> None:
     if not delivered:
         raise SandboxError(f"container {container.name} is not running")
     if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
-        _thaw(container)
+        thaw(container)
 
 
 DELIVERED = ("KILL", *(signal.Signals(signum).name.removeprefix("SIG") for signum in FORWARDED))
@@ -393,14 +243,13 @@ def remove_container(container: Container, force: bool, volumes: bool = False) -
         (container.folder / SKIP_SAVE).touch()  # its writable layer is not saved: it goes now
         container.signal_monitor(signal.SIGTERM)  # a monitor waiting to restart ends there
         container.kill_init()
-        _thaw(container)
+        thaw(container)
         wait_after_kill(container)
     thaw_paused(container.folder)  # its monitor died while it was paused: its processes go now
     remove_tree(container.folder)
     release_name(container.name, container.folder)
-    anonymous = container.record.get("anonymous_volumes")
-    if volumes and isinstance(anonymous, list):
-        remove_anonymous([str(name) for name in anonymous])
+    if volumes:
+        remove_anonymous(container.listed("anonymous_volumes"))
 
 
 def describe(container: Container) -> dict[str, object]:
@@ -492,69 +341,3 @@ def prune_containers() -> list[Container]:
             remove_container(container, force=False)
             removed.append(container)
     return removed
-
-
-# ----- pause, unpause ----------------------------------------------------------------------------
-
-
-def pause_container(container: Container) -> None:
-    """Freeze every process of the container (Docker's pause: the cgroup freezer, where the
-    host gives pysandbox one); the monitor and its log writer go on. The marker names the
-    cgroup, so whatever becomes of the monitor, rm and unpause can thaw it."""
-    from pysbx.sandbox import cgroups
-    from pysbx.sandbox.containers import PAUSED, now, write_json
-
-    state = container.state()
-    if state != "running":
-        raise SandboxError(f"container {container.name} is {state}: only a running one pauses")
-    folder, version = _freezer(container)
-    write_json(container.folder, PAUSED, {"at": now(), "cgroup": folder})
-    try:
-        cgroups.set_frozen(folder, version, True)
-    except OSError:
-        thaw_paused(container.folder)
-        raise
-
-
-def unpause_container(container: Container) -> None:
-    from pysbx.sandbox.containers import PAUSED
-
-    if not (container.folder / PAUSED).exists():
-        raise SandboxError(f"container {container.name} is not paused")
-    thaw_paused(container.folder)
-
-
-def _thaw(container: Container) -> None:
-    """Let a paused container run again (stop, kill and rm do, after their signal)."""
-    thaw_paused(container.folder)
-
-
-def thaw_paused(folder: Path) -> None:
-    """Thaw the cgroup the pause marker in `folder` names, whatever the container's state (a
-    monitor that died while it was paused left its processes frozen: found by review), and
-    remove the marker. The cgroup is thawed only if it is a container cgroup of ours."""
-    from pysbx.sandbox import cgroups
-    from pysbx.sandbox.containers import PAUSED, read_json
-
-    try:
-        recorded = read_json(folder, PAUSED).get("cgroup")
-    except (OSError, ValueError, SandboxError):
-        recorded = None
-    found = cgroups.container_freezer(recorded) if isinstance(recorded, str) else None
-    if found is not None:
-        with contextlib.suppress(OSError):  # emptied meanwhile: nothing is frozen
-            cgroups.set_frozen(*found, False)
-    (folder / PAUSED).unlink(missing_ok=True)
-
-
-def _freezer(container: Container) -> tuple[str, int]:
-    """The container's freezer cgroup, found from its recorded PID 1 (while that is still
-    the recorded process), or the one line that says this host gives none."""
-    from pysbx.sandbox import cgroups
-
-    init = container.status.get("init")
-    found = cgroups.freezer_of(int(init[0])) if isinstance(init, list) and container.init_alive() else None
-    if found is None or not container.init_alive():
-        raise SandboxError(f"container {container.name}: pause needs the cgroup freezer, which this host does not "
-                           "give pysandbox here (cgroup v1 freezer not writable, no delegated cgroup v2)")  # fmt: skip
-    return found

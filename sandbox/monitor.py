@@ -27,20 +27,20 @@ from pysbx.sandbox.attach import Hub
 from pysbx.sandbox.containers import (
     LOG,
     PAUSED,
-    RECORD,
     STATUS,
     STOP_REQUESTED,
-    now,
+    load,
     process_record,
-    read_json,
     release_name,
     write_json,
 )
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError
+from pysbx.sandbox.procfs import start_time
 from pysbx.sandbox.restart import Backoff, RestartPolicy
 from pysbx.sandbox.runner import RunSpec, run_container
 from pysbx.sandbox.signals import FORWARDED
-from pysbx.sandbox.state import OWNER_FILE, process_start_time, remove_state
+from pysbx.sandbox.state import OWNER_FILE, remove_state
+from pysbx.sandbox.times import now
 from pysbx.sandbox.volumes import remove_anonymous
 
 ATTACH_WAIT = 10
@@ -195,7 +195,7 @@ class Monitor:
         directly (systemd's TERM to the unit's main process) must not leave it frozen. Other
         signals wait, pending, until `unpause` (found by review: HUP unpaused it)."""
         if signum in (signal.SIGTERM, signal.SIGINT) and (self.folder / PAUSED).exists():
-            from pysbx.sandbox.lifecycle import thaw_paused
+            from pysbx.sandbox.pause import thaw_paused
 
             thaw_paused(self.folder)
 
@@ -281,11 +281,8 @@ def _kept(folder: Path) -> dict[str, object]:
 
 def _anonymous_volumes(folder: Path) -> list[str]:
     """The anonymous volumes (-v /path) container.json names: --rm removes them too."""
-    try:
-        names = read_json(folder, RECORD).get("anonymous_volumes")
-    except (OSError, ValueError, SandboxError):
-        return []
-    return [str(name) for name in names] if isinstance(names, list) else []
+    container = load(folder)
+    return container.listed("anonymous_volumes") if container is not None else []
 
 
 def _send_console(channel: socket.socket, master: int) -> None:
@@ -329,7 +326,7 @@ def _record_owner(folder: Path) -> None:
     """The monitor owns the state folder now (prune asks whether its owner lives)."""
     temporary = folder / f".{OWNER_FILE}.{os.getpid()}"
     with open(temporary, "w") as owner:
-        owner.write(f"{os.getpid()} {process_start_time(os.getpid())}\n")
+        owner.write(f"{os.getpid()} {start_time(os.getpid())}\n")
     os.replace(temporary, folder / OWNER_FILE)
 
 

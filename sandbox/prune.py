@@ -22,8 +22,10 @@ from pathlib import Path
 from pysbx.sandbox.containers import RECORD
 from pysbx.sandbox.names import is_valid_name
 from pysbx.sandbox.state import (
+    NAMES,
     StorageError,
     check_trusted_path,
+    claim_holder,
     container_name_of,
     owner_record,
     recorded_process_alive,
@@ -181,16 +183,15 @@ def stale_name_claims(cache: Path, going: set[Path]) -> Iterator[Leftover]:
     """Container names still claimed for a folder that is gone (or `going`): a `run -d`
     killed between its claim and its monitor's start (found by the stress test). A later
     run takes such a name over anyway; prune leaves nothing behind."""
-    names = cache / "names"
     try:
-        claims = sorted(names.iterdir())
+        claims = sorted((cache / NAMES).iterdir())
     except OSError:
         return
     for claim in claims:
-        try:
-            holder = Path(claim.read_text()[:4096].strip())
-        except OSError:
+        held = claim_holder(str(claim))
+        if held is None:
             continue
+        holder = Path(held)
         if holder in going or not holder.is_dir():
             yield Leftover("name", claim, "its container is gone")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 from pysbx.sandbox.errors import SandboxError
+from pysbx.sandbox.procfs import start_time
 
 OWNER_FILE = "owner"
 _SUFFIX_BYTES = 4  # a state folder is NAME-XXXXXXXX (container_dir, container_name_of)
@@ -162,18 +163,26 @@ def container_dir(name: str) -> str:
             continue
     pid = os.getpid()
     with open(os.path.join(folder, OWNER_FILE), "w") as owner:
-        owner.write(f"{pid} {process_start_time(pid)}\n")
+        owner.write(f"{pid} {start_time(pid)}\n")
     return folder
+
+
+NAMES = "names"  # under the private root: one file per claimed container name (sandbox.containers)
+
+
+def claim_holder(path: str) -> str | None:
+    """The folder a name's claim file names (read to 4 KiB at most), or None."""
+    try:
+        with open(path) as claim:
+            return claim.read(4096).strip()
+    except OSError:
+        return None
 
 
 def _claimed_by(name: str) -> str | None:
     """The folder of the detached container that holds `name` (sandbox.containers), if any."""
-    try:
-        with open(os.path.join(private_root(), "names", name)) as claim:
-            folder = claim.read(4096).strip()
-    except OSError:
-        return None
-    return folder if os.path.isdir(folder) else None
+    folder = claim_holder(os.path.join(private_root(), NAMES, name))
+    return folder if folder and os.path.isdir(folder) else None
 
 
 def _running_container_named(base: str, name: str) -> str | None:
@@ -220,24 +229,11 @@ def owner_alive(folder: str) -> bool:
 
 def recorded_process_alive(fields: list[str]) -> bool:
     """Whether an owner record's [pid, start time] is a process that still runs."""
-    return len(fields) == 2 and fields[0].isdigit() and process_start_time(int(fields[0])) == fields[1]
+    return len(fields) == 2 and fields[0].isdigit() and start_time(int(fields[0])) == fields[1]
 
 
 def _writable_folder(path: str) -> bool:
     return os.path.isdir(path) and os.access(path, os.W_OK)
-
-
-def process_start_time(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat (clock ticks since boot), read after the command name,
-    which may itself hold spaces and parentheses; None when the process is gone, or has
-    exited and waits to be reaped (a zombie: found by review, a killed monitor its parent
-    had not reaped yet counted as running, and `wait` waited for it)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def remove_state(folder: str) -> None:

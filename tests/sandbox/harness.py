@@ -18,6 +18,7 @@ from typing import Protocol
 import pytest
 
 from pysbx.images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
+from pysbx.sandbox import procfs
 from tests.imagekit import T, make_tar
 from tests.sandbox.conftest import as_user, command
 
@@ -117,13 +118,15 @@ def monitor_pid(sandbox: Sandbox, started: int) -> int:
     return pysandbox_below(started) if under_runuser else started
 
 
-def pysandbox_below(pid: int) -> int:
-    """The pysandbox process under runuser (and env, which execs it)."""
-    for _ in range(50):
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            if "pysandbox" in cmdline(child):
-                return int(child)
-        time.sleep(0.05)
+def pysandbox_below(pid: int, poll: float = 0.05, seconds: float = 2.5) -> int:
+    """The pysandbox process under runuser (and env, which execs it), looked for every
+    `poll` seconds."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for child in procfs.children(pid):
+            if "pysandbox" in cmdline(str(child)):
+                return child
+        time.sleep(poll)
     raise AssertionError("pysandbox did not start under runuser")
 
 

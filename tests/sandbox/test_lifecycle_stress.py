@@ -35,9 +35,10 @@ from pathlib import Path
 
 import pytest
 
+from pysbx.sandbox import procfs
 from pysbx.sandbox.prune import EMPTY_GRACE_SECONDS
 from tests.sandbox.conftest import as_user, command
-from tests.sandbox.harness import Sandbox, cmdline, processes_with, tool, wait_until
+from tests.sandbox.harness import Sandbox, cmdline, processes_with, pysandbox_below, tool, wait_until
 
 POLICY = "strict-unsigned.yaml"
 IMAGE = "busybox-app.tar"
@@ -115,25 +116,13 @@ def recorded(document: dict[str, object], key: str) -> tuple[int, str] | None:
 
 def process_state(pid: int) -> str | None:
     """R, S, Z... of /proc/PID/stat; None when there is no such process (reaped)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return None
-
-
-def start_time(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
-    except OSError:
-        return None
+    fields = procfs.stat_fields(pid)
+    return fields[0] if fields else None
 
 
 def really_alive(pid_and_start: tuple[int, str] | None) -> bool:
     """Whether [pid, start time] is a process that runs: the same start time, not a zombie."""
-    if pid_and_start is None:
-        return False
-    pid, started = pid_and_start
-    return start_time(pid) == started and process_state(pid) not in (None, "Z", "X")
+    return pid_and_start is not None and procfs.start_time(pid_and_start[0]) == pid_and_start[1]
 
 
 def logged(sandbox: Sandbox, name: str, text: str) -> bool:
@@ -152,14 +141,7 @@ def pysandbox_pid(sandbox: Sandbox, started: int) -> int:
     runuser when there is one (env execs pysandbox), polled every millisecond."""
     if not (sandbox.mode == "user" and as_user(str(sandbox.user))):
         return started
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            for child in Path(f"/proc/{started}/task/{started}/children").read_text().split():
-                if "pysandbox" in cmdline(child):
-                    return int(child)
-        time.sleep(0.001)
-    raise AssertionError("pysandbox did not start under runuser")
+    return pysandbox_below(started, poll=0.001, seconds=10)
 
 
 def state_folders(storage: Path, name: str) -> list[Path]:
@@ -377,7 +359,7 @@ def test_a_dead_monitor_not_reaped_yet_is_not_running(sandbox: Sandbox, world: P
     document = inspect(sandbox, name)
     monitor, init = recorded(document, "monitor"), recorded(document, "init")
     assert monitor is not None and init is not None
-    assert Path(f"/proc/{monitor[0]}/stat").read_text().rpartition(")")[2].split()[1] == str(os.getpid())
+    assert procfs.parent(monitor[0]) == os.getpid()
     try:
         os.kill(monitor[0], signal.SIGKILL)
         assert wait_until(lambda: process_state(monitor[0]) == "Z" and not really_alive(init), 10)

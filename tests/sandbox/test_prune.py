@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from pysbx.sandbox.procfs import start_time
 from pysbx.sandbox.prune import prune
-from pysbx.sandbox.state import OWNER_FILE, container_dir, process_start_time, state_bases
+from pysbx.sandbox.state import OWNER_FILE, container_dir, state_bases
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def container(cache: Path, name: str, owner: str | None) -> Path:
 
 
 def test_a_state_folder_whose_owner_is_gone_is_removed_and_a_live_ones_kept(cache: Path) -> None:
-    live = container(cache, "live", f"{os.getpid()} {process_start_time(os.getpid())}\n")
+    live = container(cache, "live", f"{os.getpid()} {start_time(os.getpid())}\n")
     dead = subprocess.Popen(["true"])
     dead.wait()
     gone = container(cache, "gone", f"{dead.pid} 1\n")
@@ -55,7 +56,7 @@ def test_a_new_state_folder_records_its_owner(tmp_path: Path, monkeypatch: pytes
     try:
         assert str(folder.parent) in state_bases(str(tmp_path)) and folder.name.startswith("app-")
         assert oct(folder.stat().st_mode & 0o777) == "0o700"
-        assert (folder / OWNER_FILE).read_text() == f"{os.getpid()} {process_start_time(os.getpid())}\n"
+        assert (folder / OWNER_FILE).read_text() == f"{os.getpid()} {start_time(os.getpid())}\n"
         assert folder not in [item.path for item in prune(tmp_path, dry_run=True)]
     finally:
         shutil.rmtree(folder)
@@ -120,7 +121,7 @@ def test_a_name_claimed_for_a_folder_that_is_gone_is_released(cache: Path) -> No
     """A `run -d` killed between its name claim and its monitor's start (found by the stress test)."""
     names = cache / "names"
     names.mkdir()
-    live = container(cache, "held", f"{os.getpid()} {process_start_time(os.getpid())}\n")
+    live = container(cache, "held", f"{os.getpid()} {start_time(os.getpid())}\n")
     (names / "held").write_text(str(live))
     (names / "orphan").write_text(str(cache / "containers" / "orphan-0badf00d"))
     assert [(item.kind, item.path) for item in prune(cache)] == [("name", names / "orphan")]
