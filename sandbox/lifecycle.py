@@ -10,7 +10,6 @@ import re
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
 
 from pysbx.sandbox import times
 from pysbx.sandbox.containers import LIVE, Container, all_containers, release_name, reloaded
@@ -308,8 +307,8 @@ def start_container(container: Container, before_start: Callable[[], None] | Non
     started with (nothing is verified again, as Docker's start); a new monitor, which waits
     for `before_start` (start -a attaching) to be done before the container starts."""
     from pysbx.sandbox.containers import STOP_REQUESTED
-    from pysbx.sandbox.monitor import DetachOptions, LogBounds, start_detached
-    from pysbx.sandbox.restart import parse_restart
+    from pysbx.sandbox.detach import options_from_record
+    from pysbx.sandbox.monitor import start_detached
     from pysbx.sandbox.specfile import load_spec
 
     if container.state() != "exited":
@@ -323,10 +322,7 @@ def start_container(container: Container, before_start: Callable[[], None] | Non
     if missing:
         raise SandboxError(f"container {container.name}: its image layers are gone from the cache ({missing[0]}): "
                            "run the image again")  # fmt: skip
-    record: dict[str, Any] = container.record
-    log = record.get("log") or {}
-    bounds = LogBounds(int(log.get("max_size", 10 << 20)), int(log.get("max_file", 1)))
-    options = DetachOptions(bounds, parse_restart(str(record.get("restart", "no"))), False, container.name, extra)
+    options = options_from_record(container, extra)
     options.attach_first = before_start is not None
     for note in (STOP_REQUESTED, SKIP_SAVE):  # what an earlier stop or a failed rm -f left
         (container.folder / note).unlink(missing_ok=True)
