@@ -39,7 +39,8 @@ def listing(include_exited: bool, filters: list[str]) -> list[dict[str, str]]:
         rows.append({
             "id": container.id, "name": container.name, "image": str(container.record.get("image", "")),
             "command": " ".join(map(str, container.record.get("command") or [])),  # type: ignore[call-overload]
-            "created": str(container.record.get("created", "")), "state": state, "status": status_text(container),
+            "created": str(container.record.get("created", "")), "state": state,
+            "status": status_text(container, state),
         })  # fmt: skip
     return rows
 
@@ -60,17 +61,18 @@ def _matches(container: Container, state: str, key: str, values: list[str]) -> b
     if key == "name":
         return any(value in container.name for value in values)  # Docker: a substring
     if key == "health":
-        return (health_status(container) or "none") in values
+        return (health_status(container, state) or "none") in values
     return any(container.id.startswith(value) for value in values)
 
 
-def status_text(container: Container) -> str:
-    """Docker's STATUS column: Up 3 minutes, Exited (0) 2 seconds ago, Created."""
-    state = container.state()
+def status_text(container: Container, state: str | None = None) -> str:
+    """Docker's STATUS column: Up 3 minutes, Exited (0) 2 seconds ago, Created. (`state`:
+    container.state() when the caller has it: each call reads /proc, ps's cost per row.)"""
+    state = state or container.state()
     if state == "paused":
         return f"Up {_ago(container.status.get('started'))} (Paused)"
     if state == "running":
-        health = health_status(container)
+        health = health_status(container, state)
         shown = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}
         return f"Up {_ago(container.status.get('started'))}{shown.get(health, '')}"
     if state == "restarting":
@@ -292,9 +294,9 @@ def _has_health(container: Container) -> bool:
     return container.record.get("healthcheck") is True
 
 
-def health_status(container: Container) -> str:
+def health_status(container: Container, state: str | None = None) -> str:
     """starting, healthy or unhealthy while it runs with a check; "" otherwise."""
-    if not _has_health(container) or container.state() != "running":
+    if not _has_health(container) or (state or container.state()) != "running":
         return ""
     from pysbx.sandbox.health import read_health
 
