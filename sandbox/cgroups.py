@@ -243,18 +243,25 @@ def create(name: str, values: dict[str, float], freezer: bool = False) -> Cgroup
     return cgroup if cgroup.folders else None
 
 
+def _freezer_control(fstype: str, options: set[str]) -> tuple[str, str, int] | None:
+    """How a cgroup mount freezes: (the key of /proc/PID/cgroup it answers to, the control
+    file, the version), or None when it cannot (a v1 hierarchy without the freezer)."""
+    if fstype == "cgroup2":
+        return "", "cgroup.freeze", 2
+    return ("freezer", "freezer.state", 1) if "freezer" in options else None
+
+
 def freezer_of(pid: int, prefix: str = "pysandbox-") -> tuple[str, int] | None:
     """The container cgroup of ours (named `prefix`...) that can freeze process `pid`: its
     v1 freezer folder, or its v2 folder; with the version. None when it has none."""
     paths = _read_cgroups(str(pid))
     found: list[tuple[str, int]] = []
     for mount_point, root, fstype, options in _mounts():
-        key = "" if fstype == "cgroup2" else "freezer" if "freezer" in options else None
-        path = None if key is None else paths.get(key)
-        folder = None if path is None else _inside(mount_point, root, path)
-        control = "cgroup.freeze" if fstype == "cgroup2" else "freezer.state"
-        if folder and os.path.basename(folder).startswith(prefix) and os.path.exists(os.path.join(folder, control)):
-            found.append((folder, 2 if fstype == "cgroup2" else 1))
+        freezes = _freezer_control(fstype, options)
+        path = None if freezes is None else paths.get(freezes[0])
+        folder = None if freezes is None or path is None else _inside(mount_point, root, path)
+        if freezes and folder and os.path.basename(folder).startswith(prefix) and _has(folder, freezes[1]):
+            found.append((folder, freezes[2]))
     return min(found, key=lambda item: item[1], default=None)
 
 
@@ -264,14 +271,14 @@ def container_freezer(folder: str, prefix: str = "pysandbox-") -> tuple[str, int
     if os.path.realpath(folder) != folder or not os.path.basename(folder).startswith(prefix):
         return None
     for mount_point, _, fstype, options in _mounts():
-        control = "cgroup.freeze" if fstype == "cgroup2" else "freezer.state" if "freezer" in options else None
-        if (
-            control
-            and folder.startswith(mount_point.rstrip("/") + "/")
-            and os.path.exists(os.path.join(folder, control))
-        ):
-            return folder, 2 if fstype == "cgroup2" else 1
+        freezes = _freezer_control(fstype, options)
+        if freezes and folder.startswith(mount_point.rstrip("/") + "/") and _has(folder, freezes[1]):
+            return folder, freezes[2]
     return None
+
+
+def _has(folder: str, control: str) -> bool:
+    return os.path.exists(os.path.join(folder, control))
 
 
 def set_frozen(folder: str, version: int, frozen: bool, seconds: float = 5) -> None:
@@ -353,11 +360,11 @@ def frozen_folders(prefix: str = "pysandbox-") -> list[tuple[str, int]]:
     found = []
     own = _own_cgroups()
     for mount_point, root, fstype, options in _mounts():
-        key = "" if fstype == "cgroup2" else "freezer" if "freezer" in options else None
-        parent = None if key is None else _inside(mount_point, root, own.get(key, "/"))
-        if parent is None:
+        freezes = _freezer_control(fstype, options)
+        parent = None if freezes is None else _inside(mount_point, root, own.get(freezes[0], "/"))
+        if freezes is None or parent is None:
             continue
-        control, version = ("cgroup.freeze", 2) if fstype == "cgroup2" else ("freezer.state", 1)
+        _, control, version = freezes
         try:  # (no contextlib: a warm run imports this module, and nothing heavy)
             entries = list(os.scandir(parent))
         except OSError:
