@@ -1,5 +1,7 @@
-"""`pysandbox ps|logs|stop|kill|pause|unpause|rm|wait|inspect`: detached containers (run -d), by Docker's
-names, flags and exit codes. The work is in sandbox.containers and sandbox.lifecycle."""
+"""`pysandbox ps|logs|attach|exec|stop|kill|pause|unpause|start|restart|rm|wait|inspect|
+container prune|generate systemd`: detached containers (run -d), by Docker's names, flags and exit codes.
+The work is in sandbox.containers, sandbox.lifecycle, sandbox.logs, sandbox.pause,
+sandbox.attach and sandbox.enter."""
 
 from __future__ import annotations
 
@@ -35,9 +37,18 @@ def ps(
     all_: Annotated[bool, typer.Option("--all", "-a", help="Show exited containers too.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the ids.")] = False,
     filters: Annotated[
-        list[str] | None, typer.Option("--filter", "-f", help="status=running|exited|created, name=NAME, id=PREFIX.")
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            "-f",
+            help="status=running|paused|restarting|exited|created, name=NAME, id=PREFIX, "
+            "health=healthy|unhealthy|starting|none.",
+        ),
     ] = None,
-    output: Annotated[str, typer.Option("--format", help="table or json.", metavar="FORMAT")] = "table",
+    output: Annotated[
+        str,
+        typer.Option("--format", help="table, json, or a Go template ({{.Names}}\\t{{.Status}}).", metavar="FORMAT"),
+    ] = "table",
 ) -> None:
     """List detached containers (running ones unless -a)."""
     from pysbx.cli import lifecycle_cmd

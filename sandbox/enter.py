@@ -37,14 +37,14 @@ def exec_spec(
     workdir: str | None,
     tty: bool = False,
     user: str | None = None,
-    rule: str = "exec",
+    health_check: bool = False,
 ) -> RunSpec:
     """The container's command's confinement for `argv`, with -e, -w and -u applied (and
     with -t, TERM=xterm unless -e says otherwise, as run and Docker do); refused when the
-    policy the container started under does not allow exec (`rule` "health": the monitor's
-    health check, which the policy allowed when the container started), or -u."""
+    policy the container started under does not allow exec (but for the monitor's
+    `health_check`, which that policy allowed when the container started), or -u."""
     spec, extra = load_spec(container.folder)
-    if rule == "exec":
+    if not health_check:
         _check_rule(container, extra, "exec", "exec")
     saved_env = [f"{key}={value}" for key, value in spec.env.items()]
     if user is not None:
