@@ -133,9 +133,9 @@ def start_checker(folder: Path, check: HealthCheck) -> int:
 
 def _quiet_stdio() -> None:
     """No descriptor of the monitor's: its log pipes must close when the container's do."""
-    null = os.open(os.devnull, os.O_RDWR)
-    for target in (0, 1, 2):
-        os.dup2(null, target)
+    from pysbx.sandbox.stdio import detach_stdio
+
+    detach_stdio()
     os.closerange(3, 65536)
 
 

@@ -40,6 +40,7 @@ from pysbx.sandbox.restart import Backoff, RestartPolicy
 from pysbx.sandbox.runner import RunSpec, run_container
 from pysbx.sandbox.signals import FORWARDED
 from pysbx.sandbox.state import OWNER_FILE, remove_state
+from pysbx.sandbox.stdio import detach_stdio
 from pysbx.sandbox.times import now
 from pysbx.sandbox.volumes import remove_anonymous
 
@@ -169,7 +170,7 @@ class Monitor:
                     os.close(fd)
                 if consoles is not None:
                     consoles.close()
-                _detach_stdio()  # `id=$(pysandbox run -d ...)` must not wait for the log writer
+                detach_stdio()  # `id=$(pysandbox run -d ...)` must not wait for the log writer
                 hub = Hub(self.folder, in_w, attached_w, console_in)
                 os.close(ready_w)  # listening: `attach` right after `run -d` finds the socket
                 write_log(self.folder, {out_r: "stdout", err_r: "stderr"}, self.options.bounds, hub)
@@ -187,7 +188,7 @@ class Monitor:
         if attached_r is not None:  # start -a: its client first (for at most ATTACH_WAIT seconds)
             select.select([attached_r], [], [], ATTACH_WAIT)
             os.close(attached_r)
-        _detach_stdio(out_w, err_w, in_r)
+        detach_stdio(out_w, err_w, in_r)
         return writer
 
     def thaw_if_paused(self, signum: int) -> None:
@@ -256,17 +257,6 @@ class Monitor:
 
     def write_status(self, status: str, **fields: object) -> None:
         write_json(self.folder, STATUS, {"status": status, "monitor": process_record(os.getpid()), **fields})
-
-
-def _detach_stdio(out: int | None = None, err: int | None = None, stdin: int | None = None) -> None:
-    """stdin from `stdin` (or /dev/null); stdout and stderr to `out` and `err` (or /dev/null),
-    so nothing keeps the terminal or pipe `run -d` was started with."""
-    null = os.open(os.devnull, os.O_RDWR)
-    sources = (null if stdin is None else stdin, null if out is None else out, null if err is None else err)
-    for target, fd in enumerate(sources):
-        os.dup2(fd, target)
-    for fd in set(sources):
-        os.close(fd)
 
 
 def _kept(folder: Path) -> dict[str, object]:

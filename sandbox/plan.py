@@ -26,7 +26,7 @@ from pysbx.sandbox.plan_light import parse_docker_size
 from pysbx.sandbox.planrecord import Confinement, ImageRun, Plan
 from pysbx.sandbox.rootfs import etc_text, image_lowers, owners_for
 from pysbx.sandbox.state import private_folder, private_root
-from pysbx.sandbox.volumes import data_folder
+from pysbx.sandbox.volumes import data_folder, is_bind_source
 from pysbx.sandbox.warm import make_plan
 
 if TYPE_CHECKING:  # the run request is read, never made, here: no CLI code is imported
@@ -132,11 +132,6 @@ def _volume_parts(volume: str) -> tuple[str, str, list[str]]:
     return source, destination, [flag for flag in options.split(",") if flag]
 
 
-def _is_bind_source(source: str) -> bool:
-    """A host path (a named volume is a bare name)."""
-    return source.startswith(("/", "."))
-
-
 def _check_volume(volume: str, loaded: LoadedPolicy, refuse: Callable[..., NoReturn]) -> None:
     mounts_policy = loaded.policy.sandbox.mounts
     source, destination, flags = _volume_parts(volume)
@@ -145,7 +140,7 @@ def _check_volume(volume: str, loaded: LoadedPolicy, refuse: Callable[..., NoRet
     unknown = [flag for flag in flags if flag not in VOLUME_OPTIONS]
     if unknown:
         raise Refused(f"-v {volume}: unknown option {unknown[0]!r} (expected ro, rw, U, nocopy; z and Z do nothing)")
-    if not _is_bind_source(source):
+    if not is_bind_source(source):
         if not mounts_policy.volumes:
             refuse(f"-v {volume}", "sandbox", "mounts", "volumes", why="the policy forbids named volumes")
         try:
@@ -356,7 +351,7 @@ def trees_to_give(volumes: list[str]) -> list[str]:
     """The host folders of `-v SRC:DST:U` binds (check_flags allowed them), as written and
     made absolute, never resolved: give_tree opens them without following links."""
     parts = [_volume_parts(volume) for volume in volumes]
-    return [os.path.abspath(source) for source, _, flags in parts if _is_bind_source(source) and "U" in flags]
+    return [os.path.abspath(source) for source, _, flags in parts if is_bind_source(source) and "U" in flags]
 
 
 def give_trees(folders: list[str], user: User, id_maps: IdMaps) -> list[str]:
@@ -401,7 +396,7 @@ def _with_flag_limits(limits: Limits, flags: RunArgs) -> Limits:
 def _bind_flag(volume: str, owner: int | None) -> mounts.BindMount:
     source, destination, flags = _volume_parts(volume)
     fill = False
-    if not _is_bind_source(source):  # a named volume: a new, empty one takes the image's content
+    if not is_bind_source(source):  # a named volume: a new, empty one takes the image's content
         folder = data_folder(source, owner)
         fill, source = "nocopy" not in flags and not any(folder.iterdir()), str(folder)
     return mounts.BindMount(os.path.realpath(source), destination, "ro" in flags, fill)

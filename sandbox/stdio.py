@@ -91,3 +91,15 @@ def _write_all(fd: int, data: bytes) -> None:
             data = data[os.write(fd, data) :]
     except BrokenPipeError:
         pass
+
+
+def detach_stdio(out: int | None = None, err: int | None = None, stdin: int | None = None) -> None:
+    """stdin from `stdin` (or /dev/null); stdout and stderr to `out` and `err` (or /dev/null),
+    so nothing keeps the terminal or pipe `run -d` was started with (the monitor, its log
+    writer, its health checker)."""
+    null = os.open(os.devnull, os.O_RDWR)
+    sources = (null if stdin is None else stdin, null if out is None else out, null if err is None else err)
+    for target, fd in enumerate(sources):
+        os.dup2(fd, target)
+    for fd in set(sources):
+        os.close(fd)

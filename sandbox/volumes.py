@@ -12,6 +12,16 @@ from pysbx.sandbox.names import check_name
 from pysbx.sandbox.state import private_folder, private_root
 
 
+def is_bind_source(source: str) -> bool:
+    """A -v source that is a host path (a named volume is a bare name)."""
+    return source.startswith(("/", "."))
+
+
+def is_anonymous(volume: str) -> bool:
+    """`-v /path`: Docker's anonymous volume (no source)."""
+    return volume.startswith("/") and ":" not in volume
+
+
 def volumes_root() -> Path:
     return Path(private_folder(os.path.join(private_root(), "volumes")))
 
@@ -50,7 +60,7 @@ def with_anonymous_volumes(volumes: list[str]) -> tuple[list[str], list[str]]:
     flags: list[str] = []
     made: list[str] = []
     for volume in volumes:
-        if volume.startswith("/") and ":" not in volume:
+        if is_anonymous(volume):
             made.append(os.urandom(32).hex())
             volume = f"{made[-1]}:{volume}"
         flags.append(volume)
@@ -60,7 +70,7 @@ def with_anonymous_volumes(volumes: list[str]) -> tuple[list[str], list[str]]:
 def volume_names(volumes: list[str]) -> list[str]:
     """The named volumes -v flags use (a bind's source is a path)."""
     sources = (volume.partition(":")[0] for volume in volumes)
-    return [source for source in sources if source and not source.startswith(("/", "."))]
+    return [source for source in sources if source and not is_bind_source(source)]
 
 
 def remove_anonymous(names: list[str]) -> None:
