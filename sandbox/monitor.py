@@ -45,6 +45,8 @@ from pysbx.sandbox.times import now
 from pysbx.sandbox.volumes import remove_anonymous
 
 ATTACH_WAIT = 10
+WRITER_GRACE = 5  # seconds the log writer may take to write out what is left after the end
+LEFT_OVER_SECONDS = 1  # what the pipes hold at the end is read for at most this long
 
 
 class LogBounds:
@@ -140,9 +142,7 @@ class Monitor:
         if checker:
             os.kill(checker, signal.SIGKILL)
             os.waitpid(checker, 0)
-        for target in (1, 2):  # the log writer sees the end once the container's copies close too
-            os.dup2(0, target)
-        os.waitpid(writer, 0)
+        self.end_log_writer(writer)
         self.write_status("exited", exit_code=status, finished=now(), restarts=self.restarts, **_kept(self.folder))
         if self.options.pidfile:
             _remove_pidfile(self.options.pidfile)
@@ -161,28 +161,37 @@ class Monitor:
         in_r, in_w = os.pipe() if self.spec.interactive else (None, None)
         consoles, console_in = socket.socketpair() if self.spec.tty else (None, None)
         ready_r, ready_w = os.pipe()
+        ended_r, self.ended_w = os.pipe()  # closed by the monitor once the container has ended for good
         attached_r, attached_w = os.pipe() if self.options.attach_first else (None, None)
         writer = os.fork()
         if writer == 0:  # pragma: no cover - the log writer, which _exits
             code = 1
             try:
-                for fd in (out_w, err_w, ready_r, self.started_w, *(fd for fd in (in_r, attached_r) if fd is not None)):
+                for fd in (
+                    out_w,
+                    err_w,
+                    ready_r,
+                    self.started_w,
+                    self.ended_w,
+                    *(fd for fd in (in_r, attached_r) if fd is not None),
+                ):
                     os.close(fd)
                 if consoles is not None:
                     consoles.close()
                 detach_stdio()  # `id=$(pysandbox run -d ...)` must not wait for the log writer
                 hub = Hub(self.folder, in_w, attached_w, console_in)
                 os.close(ready_w)  # listening: `attach` right after `run -d` finds the socket
-                write_log(self.folder, {out_r: "stdout", err_r: "stderr"}, self.options.bounds, hub)
+                write_log(self.folder, {out_r: "stdout", err_r: "stderr"}, self.options.bounds, hub, ended_r)
                 code = 0
             finally:
                 os._exit(code)
-        for fd in (out_r, err_r, ready_w, *(fd for fd in (in_w, attached_w) if fd is not None)):
+        for fd in (out_r, err_r, ready_w, ended_r, *(fd for fd in (in_w, attached_w) if fd is not None)):
             os.close(fd)
+        self.own_fds = (self.ended_w,)  # never the container's: closed at once on its side
         if consoles is not None and console_in is not None:
             console_in.close()
             self.spec.console_sink = lambda master: _send_console(consoles, master)
-            self.own_fds = (consoles.fileno(),)  # never the container's: closed at once on its side
+            self.own_fds += (consoles.fileno(),)
         os.read(ready_r, 1)  # returns at the writer's close (or its end)
         os.close(ready_r)
         if attached_r is not None:  # start -a: its client first (for at most ATTACH_WAIT seconds)
@@ -190,6 +199,24 @@ class Monitor:
             os.close(attached_r)
         detach_stdio(out_w, err_w, in_r)
         return writer
+
+    def end_log_writer(self, writer: int) -> None:
+        """The container has ended: the log writer takes what its pipes hold now and ends,
+        even if a process outside the container still holds one open (found by review: one
+        it was handed through a shared volume kept `stop` waiting); past WRITER_GRACE, it is
+        killed."""
+        import time
+
+        for target in (1, 2):
+            os.dup2(0, target)
+        os.close(self.ended_w)
+        deadline = time.monotonic() + WRITER_GRACE
+        while not os.waitpid(writer, os.WNOHANG)[0]:
+            if time.monotonic() > deadline:
+                os.kill(writer, signal.SIGKILL)
+                os.waitpid(writer, 0)
+                return
+            time.sleep(0.005)
 
     def thaw_if_paused(self, signum: int) -> None:
         """A paused container takes a signal only once thawed: a stop that reaches the monitor
@@ -320,13 +347,14 @@ def _record_owner(folder: Path) -> None:
     os.replace(temporary, folder / OWNER_FILE)
 
 
-def write_log(folder: Path, streams: dict[int, str], bounds: LogBounds, hub: Hub) -> None:
+def write_log(folder: Path, streams: dict[int, str], bounds: LogBounds, hub: Hub, ended: int) -> None:
     """Copy the container's output into ctr.log as json-file lines ({"log", "stream",
     "time"}), one entry per line, rotating at the bounds. A line is cut into entries of at
     most `piece` bytes (Docker cuts at 16 KiB; the last piece of a line ends in "\n", the
     others do not), so no entry, even of bytes JSON writes six times over, passes max-size,
     and nothing a container writes without a newline grows in memory (found by review: one
-    30 MB line went into a 1 MiB log whole). Reads until every stream is closed."""
+    30 MB line went into a 1 MiB log whole). Reads until every stream is closed, or `ended`
+    is (the monitor: the container has ended), then what the streams hold at that moment."""
 
     piece = max(256, min(16 << 10, bounds.max_size // 8))
     log = LogFile(folder, bounds)
@@ -334,22 +362,47 @@ def write_log(folder: Path, streams: dict[int, str], bounds: LogBounds, hub: Hub
     poller = select.poll()
     for fd in streams:
         poller.register(fd, select.POLLIN)
+    poller.register(ended, select.POLLIN)
     hub.register(poller)
+
+    def take(fd: int) -> bool:
+        """One read of stream `fd` into the log (and to attached clients); False at its end."""
+        chunk = os.read(fd, 65536)
+        if chunk:
+            hub.broadcast(streams[fd], chunk)
+        pending[fd] += chunk
+        log.append(_cut(pending[fd], piece, last=not chunk), streams[fd])
+        return bool(chunk)
+
     while pending:
         for fd, events in poller.poll():
+            if fd == ended:
+                _take_what_is_left(list(pending), take)
+                for stream, buffer in pending.items():  # a last line without its newline
+                    log.append(_cut(buffer, piece, last=True), streams[stream])
+                pending.clear()
+                break
             if fd not in pending:
                 hub.handle(fd, events)
-                continue
-            chunk = os.read(fd, 65536)
-            if chunk:
-                hub.broadcast(streams[fd], chunk)
-            buffer = pending[fd]
-            buffer += chunk
-            log.append(_cut(buffer, piece, last=not chunk), streams[fd])
-            if not chunk:
+            elif not take(fd):
                 poller.unregister(fd)
                 del pending[fd]
     hub.close()
+
+
+def _take_what_is_left(fds: list[int], take: Callable[[int], bool]) -> None:
+    """After the end: read each stream while it has data now, for LEFT_OVER_SECONDS at most
+    (whoever still holds one open may write on)."""
+    import time
+
+    deadline = time.monotonic() + LEFT_OVER_SECONDS
+    for fd in fds:
+        os.set_blocking(fd, False)
+        try:
+            while time.monotonic() < deadline and take(fd):
+                pass
+        except BlockingIOError:  # nothing more in it now
+            pass
 
 
 def _cut(buffer: bytearray, piece: int, last: bool) -> list[bytes]:

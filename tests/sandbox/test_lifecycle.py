@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pysbx.sandbox import procfs
 from tests.sandbox.harness import Sandbox, processes_with, strict_variant, tool, tool_argv, wait_until
 
 POLICY = "strict-unsigned.yaml"
@@ -427,3 +428,30 @@ def test_start_of_a_container_without_a_saved_spec_is_one_error(
         again = tool(sandbox, *command, name)
         assert again.returncode == 125 and again.stderr.count("\n") == 1, again.stderr
         assert "cannot start again: its saved spec is unreadable" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_a_log_pipe_held_outside_the_container_does_not_hold_up_stop(
+    sandbox: Sandbox, world: Path, named: list[str]
+) -> None:
+    """Found by review: a container that handed its stdout to a process outside it (another
+    container, through a shared volume) kept its log writer, and so its monitor, waiting for
+    the pipe's end: `stop` hung and ps said Up. Here the holder is the test, through
+    /proc/PID/fd. What the pipe held at the end is still logged."""
+    if os.geteuid() != 0:
+        pytest.skip("opens the container's stdout through /proc/PID/fd: root's reach")
+    named.append(name := f"handed-{sandbox.mode}")
+    assert detach(sandbox, world, name, "echo before; exec sleep 600").returncode == 0
+    assert wait_until(lambda: tool(sandbox, "logs", name).stdout == "before\n")
+    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    init = inspected["status"]["init"][0]
+    (command,) = procfs.children(init)
+    held = os.open(f"/proc/{command}/fd/1", os.O_WRONLY)
+    try:
+        os.write(held, b"from outside\n")
+        started = time.monotonic()
+        assert tool(sandbox, "stop", "-t", "1", name).returncode == 0
+        assert time.monotonic() - started < 4  # the writer ends at once, not at the monitor's grace (5 s) kill
+        assert "Exited" in tool(sandbox, "ps", "-a", "--filter", f"name={name}").stdout
+    finally:
+        os.close(held)
+    assert tool(sandbox, "logs", name).stdout == "before\nfrom outside\n"
