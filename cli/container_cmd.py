@@ -287,7 +287,7 @@ def generate_systemd(
     runs it anew (verified again) with the command line it was first run with."""
     import os
 
-    from pysbx.sandbox.systemd import unit
+    from pysbx.sandbox.systemd import unit, write_unit
 
     found = _find(container)
     try:
@@ -299,9 +299,7 @@ def generate_systemd(
         return
     path = os.path.abspath(f"container-{found.name}.service")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        write_unit(path, text)
     except OSError as error:
         fail("pysandbox", f"{path}: {error.strerror or error}", EXIT_SETUP_FAILED)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
     typer.echo(path)

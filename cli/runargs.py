@@ -103,6 +103,14 @@ OPTIONS = (
     ),
 )
 _BY_NAME = {name: option for option in OPTIONS for name in option.names}
+
+
+def takes_value(name: str) -> bool:
+    """Whether run's flag `name` (-e, --env) takes a value (an unknown one is taken not to)."""
+    option = _BY_NAME.get(name)
+    return option is not None and option.kind != "flag"
+
+
 _DEFAULTS: dict[str, object] = {"policy": "strict"}
 DESCRIPTION = (
     "Run IMAGE's command in a rootless sandbox confined as the policy says. "

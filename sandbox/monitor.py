@@ -37,7 +37,7 @@ from pysbx.sandbox.containers import (
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError
 from pysbx.sandbox.procfs import start_time
 from pysbx.sandbox.restart import Backoff, RestartPolicy
-from pysbx.sandbox.runner import RunSpec, run_container
+from pysbx.sandbox.runner import RunSpec, hide_host_command_line, run_container
 from pysbx.sandbox.signals import FORWARDED
 from pysbx.sandbox.state import OWNER_FILE, remove_state
 from pysbx.sandbox.stdio import detach_stdio
@@ -71,6 +71,7 @@ def start_detached(
         code = EXIT_SETUP_FAILED
         try:
             os.setsid()  # no controlling terminal: closing the one `run -d` ran in sends nothing
+            hide_host_command_line(f"pysandbox-monitor {options.name}".encode())  # not `run`'s -e values
             code = Monitor(spec, folder, options, started_w).run() if os.fork() == 0 else 0
         finally:
             os._exit(code)
@@ -315,18 +316,29 @@ def _write_pidfile(path: str) -> None:
     would empty that file)."""
     import stat
 
+    from pysbx.sandbox.state import StorageError, check_symlinks_on_the_way
+
+    folder, name = os.path.split(os.path.abspath(path))
+    try:  # a symlink another user owns on the way could point a root's pidfile anywhere (found by review)
+        check_symlinks_on_the_way(folder, os.geteuid())
+    except StorageError as error:
+        raise OSError(str(error)) from None
+    directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        existing = os.lstat(path)
-    except FileNotFoundError:
-        existing = None
-    if existing is not None and (not stat.S_ISREG(existing.st_mode) or existing.st_uid != os.geteuid()
-                                 or existing.st_nlink != 1):  # fmt: skip
-        raise OSError(f"{path} exists and is not a file of ours")
-    temporary = f"{path}.{os.getpid()}"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    with os.fdopen(fd, "w") as out:
-        out.write(f"{os.getpid()}\n")
-    os.replace(temporary, path)
+        try:
+            existing = os.stat(name, dir_fd=directory, follow_symlinks=False)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and (not stat.S_ISREG(existing.st_mode) or existing.st_uid != os.geteuid()
+                                     or existing.st_nlink != 1):  # fmt: skip
+            raise OSError(f"{path} exists and is not a file of ours")
+        temporary = f".{name}.{os.urandom(6).hex()}"  # not a name another user can guess and take first
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with os.fdopen(os.open(temporary, flags, 0o644, dir_fd=directory), "w") as out:
+            out.write(f"{os.getpid()}\n")
+        os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
+    finally:
+        os.close(directory)
 
 
 def _remove_pidfile(path: str) -> None:

@@ -144,12 +144,38 @@ def stale_cgroups(live_states: set[str]) -> Iterator[Leftover]:
 
 
 def frozen_cgroups(live_states: set[str]) -> Iterator[Leftover]:
-    """Frozen container cgroups of ours whose container has no live state folder: a pause
-    whose monitor died (their processes wait, frozen, for the SIGKILL they were sent)."""
+    """Frozen container cgroups of ours whose container has no live state folder and whose
+    processes have lost their monitor: a pause whose monitor died (they wait, frozen, for
+    the SIGKILL they were sent). One whose monitor lives is paused on purpose, whichever
+    storage its state folder is in (found by review: another PYSANDBOX_STATE's container was
+    thawed)."""
     from pysbx.sandbox import cgroups
 
     for folder in _orphaned([folder for folder, _ in cgroups.frozen_folders()], live_states):
-        yield Leftover("frozen", Path(folder), "frozen, its container is gone")
+        if not _has_live_monitor(folder):
+            yield Leftover("frozen", Path(folder), "frozen, its container is gone")
+
+
+def _has_live_monitor(folder: str) -> bool:
+    """Whether a process of the cgroup has a parent outside it that is a pysandbox monitor
+    (the setup process's parent; once the monitor dies, a reaper takes its place)."""
+    from pysbx.sandbox import procfs
+
+    try:
+        with open(os.path.join(folder, "cgroup.procs")) as listed:
+            members = {int(pid) for pid in listed.read().split()}
+    except (OSError, ValueError):
+        return False
+    parents = {procfs.parent(pid) for pid in members} - members - {None, 0, 1}
+    return any(b"pysandbox" in _command_line(parent) for parent in parents if parent is not None)
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as line:
+            return line.read(4096)
+    except OSError:
+        return b""
 
 
 def _orphaned(folders: list[str], live_states: set[str]) -> Iterator[str]:

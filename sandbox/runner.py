@@ -481,21 +481,24 @@ def _init(
 _INIT_NAME = b"pysandbox-init"
 
 
-def hide_host_command_line() -> None:
+def hide_host_command_line(title: bytes = _INIT_NAME) -> None:
     """PID 1 is a fork of pysandbox: its /proc/1/cmdline and /proc/1/environ would show the
-    container the host's interpreter, venv, policy path and environment. Overwrite both
-    areas of our own memory in place (through /proc/self/mem, which a process may always
-    write for itself) before anything of the container can look. Non-dumpable, our /proc
-    files belong to host root: dumpable for these few lines, before the container has any
-    process of its own."""
+    container the host's interpreter, venv, policy path and environment; a detached
+    container's monitor (and the log writer, health checker and setup processes it forks)
+    would show every user of the host its `run` command line, -e values included (found by
+    review). Overwrite both areas of our own memory in place with `title` (through
+    /proc/self/mem, which a process may always write for itself). Non-dumpable, our /proc
+    files belong to host root: dumpable for these few lines (PID 1: before the container has
+    any process of its own), then as before."""
+    before = linux.prctl(linux.PR_GET_DUMPABLE)
     linux.prctl(linux.PR_SET_DUMPABLE, 1)
     try:
-        _overwrite_arguments_and_environment()
+        _overwrite_arguments_and_environment(title)
     finally:
-        linux.prctl(linux.PR_SET_DUMPABLE, 0)
+        linux.prctl(linux.PR_SET_DUMPABLE, before)
 
 
-def _overwrite_arguments_and_environment() -> None:
+def _overwrite_arguments_and_environment(title: bytes) -> None:
     with open("/proc/self/stat", "rb") as stat:
         fields = stat.read().rpartition(b")")[2].split()
     # fields 48-51 of proc(5): arg_start, arg_end, env_start, env_end (the list starts at 3)
@@ -503,7 +506,7 @@ def _overwrite_arguments_and_environment() -> None:
     with open("/proc/self/mem", "r+b", buffering=0) as memory:
         length = arg_end - arg_start
         memory.seek(arg_start)
-        memory.write((_INIT_NAME + bytes(length))[: length - 1] + b"\0")
+        memory.write((title + bytes(length))[: length - 1] + b"\0")
         memory.seek(env_start)
         memory.write(bytes(env_end - env_start))
 

@@ -76,7 +76,7 @@ def check_trusted_path(path: str) -> None:
     names: each component, symlinks resolved, is owned by us or root and not writable by
     group or others, except a root-owned sticky folder above the last; the last is ours."""
     me = os.geteuid()
-    _check_symlinks_on_the_way(path, me)
+    check_symlinks_on_the_way(path, me)
     real = os.path.realpath(path)
     parts = real.split("/")[1:]
     current = "/"
@@ -97,7 +97,7 @@ def check_trusted_path(path: str) -> None:
             raise StorageError(f"refusing storage folder {path}: {current} is writable by other users")
 
 
-def _check_symlinks_on_the_way(path: str, me: int) -> None:
+def check_symlinks_on_the_way(path: str, me: int) -> None:
     """A symlink among the components as written could be retargeted by its owner after the
     check: only ours or root's are followed."""
     current = ""

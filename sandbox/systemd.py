@@ -17,22 +17,63 @@ from typing import Any
 
 from pysbx.sandbox.errors import SandboxError
 
-# run's flags that the unit sets itself (or that make no sense under systemd), with how
-# many values each takes
-_DROPPED = {"-d": 0, "--detach": 0, "--rm": 0, "--name": 1, "--restart": 1, "--monitor-pidfile": 1}
+# run's flags that the unit sets itself (or that make no sense under systemd)
+_DROPPED = ("-d", "--detach", "--rm", "--name", "--restart", "--monitor-pidfile")
 _RESTARTS = ("no", "on-success", "on-failure", "on-abnormal", "on-watchdog", "on-abort", "always")
 
 
 def quote(word: str) -> str:
     """One argument as systemd's command-line parser reads it back: double quotes with \\
-    and " escaped, % as %% (a specifier otherwise) and $ as $$ (a variable otherwise)."""
+    and " escaped, % as %% (a specifier otherwise), $ as $$ (a variable otherwise), and
+    every control character as a C escape (\\xNN: systemd ends a line at a newline or a
+    carriage return; found by review, a multi-line `sh -c` script broke the unit)."""
     escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    escaped = "".join(f"\\x{ord(c):02x}" if _control(c) else c for c in escaped)
     return f'"{escaped}"' if escaped != word or not word or any(c.isspace() or c in "'\";" for c in word) else word
 
 
-def _plain(text: str) -> str:
-    """A value systemd takes whole (a path, a description): only its specifiers escaped."""
-    return text.replace("%", "%%").replace("\n", " ")
+def _control(character: str) -> bool:
+    return ord(character) < 0x20 or ord(character) == 0x7F
+
+
+def _plain(text: str, what: str) -> str:
+    """A value systemd takes whole (a path): its specifiers escaped; one with a control
+    character or a final backslash (both would end or join lines of the unit: found by
+    review, a carriage return in the folder `run` was started from added a directive) is
+    refused."""
+    if any(_control(c) for c in text) or text.endswith("\\"):
+        raise SandboxError(f"{what} {text!r} cannot be written into a unit (a control character or a final \\)")
+    return text.replace("%", "%%")
+
+
+def write_unit(path: str, text: str) -> None:
+    """The unit into `path`, readable by its owner only (it holds the run's -e values), as a
+    new file renamed into place: never through a link, never into a file of another user's
+    (found by review: O_TRUNC wrote into one another user had made in a shared folder)."""
+    import stat
+
+    folder, name = os.path.split(path)
+    directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    temporary = f".{name}.{os.urandom(6).hex()}"
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with os.fdopen(os.open(temporary, flags, 0o600, dir_fd=directory), "w") as out:
+            out.write(text)
+        try:
+            existing = os.stat(name, dir_fd=directory, follow_symlinks=False)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and (not stat.S_ISREG(existing.st_mode) or existing.st_uid != os.geteuid()):
+            os.unlink(temporary, dir_fd=directory)
+            raise OSError(f"{path} exists and is not a file of ours")
+        os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
+    finally:
+        os.close(directory)
+
+
+def _described(text: str) -> str:
+    """The image as the Description shows it: control characters as spaces, no final \\."""
+    return "".join(" " if _control(c) else c for c in text).rstrip("\\").replace("%", "%%")
 
 
 def _command(*words: str) -> str:
@@ -40,24 +81,46 @@ def _command(*words: str) -> str:
 
 
 def run_arguments(argv: list[str]) -> list[str]:
-    """`run`'s recorded arguments without the flags the unit gives itself."""
+    """`run`'s recorded arguments without the flags the unit gives itself, read with run's
+    own table of which flags take a value (found by review: the value of -e was taken for
+    the image, and every flag after it kept)."""
     kept: list[str] = []
     index = 0
     while index < len(argv):
         word = argv[index]
-        flag, equals, _ = word.partition("=")
-        if word == "--":
-            kept += argv[index:]
-            break
-        if flag in _DROPPED:
-            index += 1 + (_DROPPED[flag] if not equals else 0)
-            continue
-        if not word.startswith("-") or word == "-":
-            kept += argv[index:]  # the image and the command: from here on nothing is a flag of ours
-            break
-        kept.append(word)
-        index += 1
+        if word == "--" or not word.startswith("-") or word == "-":
+            return kept + argv[index:]  # the image and its command: nothing after is a flag of ours
+        words = _option_words(word, argv[index + 1 : index + 2])
+        kept += _without_dropped(words)
+        index += len(words)
     return kept
+
+
+def _option_words(word: str, after: list[str]) -> list[str]:
+    """The words one option (or a cluster of short ones, -dit, -eK=V) takes from argv."""
+    from pysbx.cli.runargs import takes_value
+
+    if word.startswith("--"):
+        name, equals, _ = word.partition("=")
+        return [word, *after] if takes_value(name) and not equals else [word]
+    for position, letter in enumerate(word[1:], 1):
+        if takes_value(f"-{letter}"):
+            return [word, *after] if position == len(word) - 1 else [word]
+    return [word]
+
+
+def _without_dropped(words: list[str]) -> list[str]:
+    """One option's words, or none when the unit sets it itself; from a cluster of short
+    flags only -d goes (-dit: -it)."""
+    from pysbx.cli.runargs import takes_value
+
+    word = words[0]
+    if word.startswith("--"):
+        return [] if word.partition("=")[0] in _DROPPED else words
+    letters = word[1:]
+    flags = next((letters[:at] for at, letter in enumerate(letters) if takes_value(f"-{letter}")), letters)
+    kept = flags.replace("d", "") + letters[len(flags) :]
+    return [f"-{kept}", *words[1:]] if kept else []
 
 
 def unit(container: Any, restart: str, stop_timeout: int | None, program: str | None = None) -> str:
@@ -81,7 +144,7 @@ def unit(container: Any, restart: str, stop_timeout: int | None, program: str | 
         f"enable --now container-{name}.service",
         "",
         "[Unit]",
-        f"Description=pysandbox container {name} ({_plain(str(container.record.get('image', '')))})",
+        f"Description=pysandbox container {name} ({_described(str(container.record.get('image', '')))})",
         "Wants=network-online.target",
         "After=network-online.target",
         "",
@@ -89,7 +152,7 @@ def unit(container: Any, restart: str, stop_timeout: int | None, program: str | 
         "Type=forking",
         f"Restart={restart}",
         f"TimeoutStopSec={seconds + 60}",
-        f"WorkingDirectory={_plain(str(recorded.get('cwd') or '/'))}",
+        f"WorkingDirectory={_plain(str(recorded.get('cwd') or '/'), 'the folder it was run from,')}",
         f"ExecStartPre=-{_command(pysandbox, 'rm', '-f', '-v', name)}",
         f"ExecStart={start}",
         f"ExecStop={_command(pysandbox, 'stop', '-t', str(seconds), name)}",

@@ -23,9 +23,11 @@ from tests.sandbox.harness import Sandbox, processes_with, strict_variant, tool,
 POLICY = "strict-unsigned.yaml"
 
 
-def detach(sandbox: Sandbox, world: Path, name: str, script: str, *flags: str) -> subprocess.CompletedProcess[str]:
+def detach(
+    sandbox: Sandbox, world: Path, name: str, script: str, *flags: str, **kw: object
+) -> subprocess.CompletedProcess[str]:
     return tool(sandbox, "run", "-d", "--name", name, *flags, "--policy", str(world / POLICY),
-                str(world / "busybox-app.tar"), "sh", "-c", script)  # fmt: skip
+                str(world / "busybox-app.tar"), "sh", "-c", script, **kw)  # fmt: skip
 
 
 def test_a_detached_container_outlives_run_and_its_output_is_kept(
@@ -373,8 +375,9 @@ def test_a_container_paused_when_its_monitor_died_is_thawed_and_removed_by_rm(
     """Found by review: with the monitor gone, rm -f neither thawed nor killed, and the
     container's processes stayed frozen for good."""
     named.append(name := f"frozen-orphan-{sandbox.mode}")
-    marker = f"frozen-{os.getpid()}-{sandbox.mode}"
-    paused_then_orphaned(sandbox, world, name, f"sleep 1000 & exec sleep 1001 # {marker}")
+    marker = f"{7_000_000 + os.getpid() * 2 + (sandbox.mode == 'user')}"  # in the command's own argv
+    paused_then_orphaned(sandbox, world, name, f"sleep {marker} & exec sleep {marker}")
+    assert len(processes_with(marker)) == 2
     assert tool(sandbox, "rm", "-f", name).returncode == 0
     assert wait_until(lambda: not processes_with(marker), seconds=10), processes_with(marker)
 
@@ -406,8 +409,8 @@ def test_prune_thaws_a_frozen_cgroup_whose_container_is_gone(sandbox: Sandbox, w
     """A paused container whose monitor died and whose folder went by other means than rm:
     pysandbox prune thaws its cgroup, so its processes take the SIGKILL they wait for."""
     named.append(name := f"frozen-gone-{sandbox.mode}")
-    marker = f"frozen-gone-{os.getpid()}-{sandbox.mode}"
-    shutil.rmtree(paused_then_orphaned(sandbox, world, name, f"exec sleep 1002 # {marker}"))
+    marker = f"{8_000_000 + os.getpid() * 2 + (sandbox.mode == 'user')}"  # in the command's own argv
+    shutil.rmtree(paused_then_orphaned(sandbox, world, name, f"exec sleep {marker}"))
     assert processes_with(marker)  # frozen, with nothing left that knows of them
     pruned = tool(sandbox, "prune")
     assert pruned.returncode == 0 and "frozen" in pruned.stdout + pruned.stderr, pruned
@@ -455,3 +458,42 @@ def test_a_log_pipe_held_outside_the_container_does_not_hold_up_stop(
     finally:
         os.close(held)
     assert tool(sandbox, "logs", name).stdout == "before\nfrom outside\n"
+
+
+def test_no_process_of_a_detached_container_shows_its_run_command_line(
+    sandbox: Sandbox, world: Path, named: list[str]
+) -> None:
+    """Found by review: the monitor, its log writer and the setup process kept `run`'s argv,
+    -e values included, in /proc/PID/cmdline, which every user of the host can read."""
+    named.append(name := f"secretive-{sandbox.mode}")
+    assert detach(sandbox, world, name, "exec sleep 600", "-e", "DB_PASSWORD=hunter2").returncode == 0
+    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    monitor = inspected["status"]["monitor"][0]
+    shown = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in [monitor, *procfs.descendants(monitor)]}
+    assert shown[monitor].rstrip(b"\0") == f"pysandbox-monitor {name}".encode(), shown[monitor]
+    assert not any(b"hunter2" in line for line in shown.values()), shown
+    assert tool(sandbox, "exec", name, "sh", "-c", "echo $DB_PASSWORD").stdout == "hunter2\n"  # still the container's
+
+
+def test_prune_leaves_alone_a_container_paused_from_another_storage(
+    sandbox: Sandbox, world: Path, tmp_path: Path
+) -> None:
+    """Found by review: prune took any frozen cgroup without a state folder in its own
+    storage for an orphan, and thawed a container paused under another PYSANDBOX_STATE."""
+    if sandbox.mode != "root" or os.geteuid() != 0:
+        pytest.skip("another storage of root's: PYSANDBOX_STATE passes to root's own runs")
+    other = tmp_path / "other-storage"
+    other.mkdir(mode=0o700)
+    env = {**os.environ, "PYSANDBOX_STATE": str(other)}
+    name = f"elsewhere-{os.getpid()}"
+    try:
+        assert detach(sandbox, world, name, "while :; do echo tick; sleep 0.05; done", env=env).returncode == 0
+        if tool(sandbox, "pause", name, env=env).returncode != 0:
+            pytest.skip("no freezer here")
+        frozen = tool(sandbox, "logs", name, env=env).stdout.count("tick")
+        pruned = tool(sandbox, "prune")
+        assert pruned.returncode == 0 and name not in pruned.stdout + pruned.stderr, pruned.stdout
+        time.sleep(0.4)
+        assert tool(sandbox, "logs", name, env=env).stdout.count("tick") == frozen
+    finally:
+        tool(sandbox, "rm", "-f", name, env=env)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -19,6 +18,7 @@ import pytest
 
 from pysbx.sandbox import systemd
 from pysbx.sandbox.containers import Container
+from pysbx.sandbox.errors import SandboxError
 from pysbx.sandbox.systemd import quote, run_arguments
 from tests.sandbox.harness import Sandbox, tool, tool_argv, wait_until
 
@@ -27,11 +27,17 @@ AWKWARD = '100% of $HOME; "quoted" \\ back'
 
 
 def systemd_words(line: str, runtime: Path) -> list[str]:
-    """A command line of the unit as systemd runs it: %t is the runtime folder."""
-    words = shlex.split(line.replace("%t", str(runtime)))
-    for word in words:  # systemd would expand a lone % (a specifier) or $ (a variable)
+    """A command line of the unit as systemd runs it: %t is the runtime folder; words apart
+    at spaces, double-quoted ones with C escapes (backslash, quote, xNN) read in one pass."""
+    words = re.findall(r'"((?:[^"\\]|\\.)*)"|(\S+)', line.replace("%t", str(runtime)))
+    read = [re.sub(r"\\x([0-9a-f]{2})|\\(.)", _unescape, quoted) if quoted else bare for quoted, bare in words]
+    for word in read:  # systemd would expand a lone % (a specifier) or $ (a variable)
         assert "%" not in word.replace("%%", "") and "$" not in word.replace("$$", ""), word
-    return [word.replace("%%", "%").replace("$$", "$") for word in words]
+    return [word.replace("%%", "%").replace("$$", "$") for word in read]
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return chr(int(match.group(1), 16)) if match.group(1) else match.group(2)
 
 
 def entries(text: str) -> dict[str, str]:
@@ -93,7 +99,11 @@ def test_the_flags_the_unit_sets_itself_are_dropped_and_the_rest_kept() -> None:
     recorded = ["-d", "--rm", "--name=web", "--restart", "always", "--monitor-pidfile", "/x", "-e", "A=1",
                 "--policy", "strict", "IMAGE", "sh", "-c", "--rm --name"]  # fmt: skip
     assert run_arguments(recorded) == ["-e", "A=1", "--policy", "strict", "IMAGE", "sh", "-c", "--rm --name"]
-    for word in ("plain", "100%", "$HOME", 'say "hi"', "a\\b", "", "two words", ";"):
+    # found by review: the value of -e was taken for the image, and every flag after it kept
+    after_value = ["-d", "--name", "web", "-e", "FOO=1", "--rm", "--restart", "always", "--name", "other", "img", "sh"]
+    assert run_arguments(after_value) == ["-e", "FOO=1", "img", "sh"]
+    assert run_arguments(["-dit", "-eA=1", "-de", "B=2", "--name", "x", "img"]) == ["-it", "-eA=1", "-e", "B=2", "img"]
+    for word in ("plain", "100%", "$HOME", 'say "hi"', "a\\b", "", "two words", ";", "one\ntwo\r", "tab\there\x7f"):
         (back,) = systemd_words(quote(word), Path("/run"))
         assert back == word, (word, quote(word))
     assert re.fullmatch(r'"100%%"', quote("100%"))
@@ -126,3 +136,52 @@ def test_a_stop_timeout_of_zero_stays_zero_in_the_unit(tmp_path: Path) -> None:
                                  "run": {"argv": ["-d", "busybox", "true"], "cwd": "/"}}  # fmt: skip
     text = systemd.unit(Container(tmp_path, record, {}), "on-failure", None, "/usr/bin/pysandbox")
     assert "ExecStop=/usr/bin/pysandbox stop -t 0 quick" in text and "TimeoutStopSec=60" in text, text
+
+
+def test_what_would_end_a_line_of_the_unit_never_reaches_it(tmp_path: Path) -> None:
+    """Found by review: a carriage return in the folder `run` was started from (or in the
+    image's path) added a directive; a multi-line script broke the unit."""
+    record: dict[str, object] = {"id": "0" * 64, "name": "lines", "image": "evil\r[Service]\rExecStartPre=/x\\",
+                                 "run": {"argv": ["img", "sh", "-c", "echo one\necho two\r"], "cwd": "/"}}  # fmt: skip
+    text = systemd.unit(Container(tmp_path, record, {}), "on-failure", None, "/usr/bin/pysandbox")
+    keys = [line.partition("=")[0] for line in text.split("\n") if line and not line.startswith(("#", "["))]
+    assert all(key.isalpha() for key in keys) and "\r" not in text, text
+    assert systemd_words(entries(text)["ExecStart"], tmp_path)[-1] == "echo one\necho two\r"
+    record["run"] = {"argv": ["img"], "cwd": "/tmp\rExecStartPre=INJECTED"}
+    with pytest.raises(SandboxError, match="cannot be written into a unit"):
+        systemd.unit(Container(tmp_path, record, {}), "on-failure", None, "/usr/bin/pysandbox")
+
+
+def test_a_unit_file_is_private_and_never_written_into_another_users_file(tmp_path: Path) -> None:
+    """Found by review: --files opened an existing file with O_TRUNC, another user's too."""
+    mine = tmp_path / "container-web.service"
+    systemd.write_unit(str(mine), "[Unit]\n")
+    assert mine.read_text() == "[Unit]\n" and mine.stat().st_mode & 0o777 == 0o600
+    systemd.write_unit(str(mine), "[Service]\n")  # ours: replaced
+    assert mine.read_text() == "[Service]\n" and sorted(os.listdir(tmp_path)) == [mine.name]
+    if os.geteuid() != 0:
+        return
+    theirs = tmp_path / "container-other.service"
+    theirs.write_text("theirs")
+    os.chown(theirs, 65534, 65534)
+    with pytest.raises(OSError, match="not a file of ours"):
+        systemd.write_unit(str(theirs), "[Unit]\n")
+    assert theirs.read_text() == "theirs" and sorted(os.listdir(tmp_path)) == sorted([mine.name, theirs.name])
+
+
+def test_a_pidfile_is_never_written_through_another_users_symlink(tmp_path: Path) -> None:
+    """Found by review: root's --monitor-pidfile followed a folder symlink an ordinary user
+    owned, and made a file wherever it pointed (/etc/nologin stops every login)."""
+    from pysbx.sandbox.monitor import _write_pidfile
+
+    if os.geteuid() != 0:
+        pytest.skip("the link must belong to another user than the one writing")
+    target = tmp_path / "target"
+    target.mkdir()
+    (tmp_path / "run").symlink_to(target)
+    os.lchown(tmp_path / "run", 65534, 65534)
+    with pytest.raises(OSError, match="is a symlink of uid 65534"):
+        _write_pidfile(str(tmp_path / "run" / "nologin"))
+    assert list(target.iterdir()) == []
+    _write_pidfile(str(target / "monitor.pid"))
+    assert (target / "monitor.pid").read_text() == f"{os.getpid()}\n" and len(list(target.iterdir())) == 1
