@@ -116,16 +116,22 @@ def _alive(recorded: object) -> bool:
 
 
 def _signal_recorded(recorded: object, signum: int) -> bool:
-    """Signal the process a [pid, start time] record names, if it is still that process.
-    (Between the check and the kill the pid could be reused in principle; a pidfd would
-    close that window: follow-up.)"""
-    if not _alive(recorded):
+    """Signal the process a [pid, start time] record names, if it is still that process:
+    through a pidfd opened before the check, so a pid reused after it is never signalled."""
+    if not isinstance(recorded, list) or len(recorded) != 2 or not isinstance(recorded[0], int):
         return False
-    assert isinstance(recorded, list)
     try:
-        os.kill(recorded[0], signum)
+        pidfd = os.pidfd_open(recorded[0])
+    except OSError:
+        return False
+    try:
+        if not _alive(recorded):
+            return False
+        signal.pidfd_send_signal(pidfd, signum)
     except ProcessLookupError:
         return False
+    finally:
+        os.close(pidfd)
     return True
 
 
