@@ -390,7 +390,10 @@ def _bounded_layer(spec: RunSpec) -> tuple[int, int] | None:
                 os.write(2, f"pysandbox: {note}\n".encode())
         except OSError as error:
             why = _describe_failure(error)
-            raise OSError(f"the writable layer saved by the last run cannot be put back: {why}") from None
+            raise OSError(
+                f"the writable layer saved by the last run cannot be put back: {why} (to start from the image, "
+                "delete writable/upper in its folder, which `inspect` names; or rm it)"
+            ) from None
     return beneath, tmpfs
 
 
