@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 from pysbx.sandbox.errors import SandboxError
@@ -31,6 +30,10 @@ from pysbx.sandbox.state import (
 )
 
 RECORD, STATUS, LOG = "container.json", "status.json", "ctr.log"
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 STOP_REQUESTED = "stop-requested"  # written by stop/kill/rm -f before they signal: no restart after
 PAUSED = "paused"  # written by pause once the freezer holds the container, removed by unpause
 RECORD_LIMIT = 1 << 20
