@@ -209,6 +209,9 @@ def reloaded(container: Container) -> Container:
 def find(reference: str) -> Container:
     """The container with this name, or whose id starts with `reference` (Docker's rule: a
     unique prefix of at least one character)."""
+    named = _holder_of(reference)
+    if named is not None:  # the common case, through the name's claim: one record read, not all
+        return named
     everyone = list(all_containers())  # read once: names first, then id prefixes
     matches = [item for item in everyone if item.name == reference]
     if not matches:
@@ -218,6 +221,18 @@ def find(reference: str) -> Container:
     if not matches:
         raise NoSuchContainer(f"no such container: {reference}")
     return matches[0]
+
+
+def _holder_of(name: str) -> Container | None:
+    """The container whose claim holds `name`, if that claim names a container folder of
+    ours that still calls itself so."""
+    if not name or "/" in name or name in (".", ".."):
+        return None
+    held = claim_holder(os.path.join(private_root(), NAMES, name))
+    if not held or os.path.dirname(held) not in state_bases(private_root()):
+        return None
+    found = load(Path(held))
+    return found if found is not None and found.name == name else None
 
 
 # ----- names: one container per name, claimed atomically ------------------------------------
