@@ -287,11 +287,12 @@ def generate_systemd(
     runs it anew (verified again) with the command line it was first run with."""
     import os
 
+    from pysbx.cli.runargs import takes_value
     from pysbx.sandbox.systemd import unit, write_unit
 
     found = _find(container)
     try:
-        text = unit(found, restart_policy, time)
+        text = unit(found, restart_policy, time, takes_value)
     except SandboxError as error:
         fail("pysandbox", str(error), EXIT_SETUP_FAILED)
     if not files:

@@ -244,26 +244,37 @@ def _names() -> Path:
 
 def claim_name(name: str, folder: Path) -> None:
     """Claim `name` for the container in `folder`, or raise SandboxError naming the holder.
-    A claim whose container is gone (its folder removed) is taken over."""
-    path = _names() / name
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except FileExistsError:
-            holder = _holder(path)
-            if holder is not None and holder.is_dir():
-                raise SandboxError(f"the container name {name!r} is in use by {holder.name}: remove it first") from None
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as out:
-            out.write(str(folder))
-        return
-    raise SandboxError(f"could not claim the container name {name!r}")
+    The claim is written whole to a new file first and linked in under the name (link fails
+    when the name exists: O_EXCL's rule), so no claim is ever empty (found by the stress
+    test: a run -d killed between creating the file and writing it left an empty claim that
+    held the name for good). A claim whose container is gone is taken over."""
+    names = _names()
+    path = names / name
+    draft = names / f".{name}.{os.urandom(6).hex()}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(str(folder))
+    try:
+        for _ in range(3):
+            try:
+                os.link(draft, path, follow_symlinks=False)
+                return
+            except FileExistsError:
+                holder = _holder(path)
+                if holder is not None and holder.is_dir():
+                    raise SandboxError(
+                        f"the container name {name!r} is in use by {holder.name}: remove it first"
+                    ) from None
+                path.unlink(missing_ok=True)
+        raise SandboxError(f"could not claim the container name {name!r}")
+    finally:
+        draft.unlink(missing_ok=True)
 
 
 def _holder(path: Path) -> Path | None:
+    """The folder a claim names; None when it names none (unreadable or empty)."""
     held = claim_holder(str(path))
-    return None if held is None else Path(held)
+    return Path(held) if held else None
 
 
 def release_name(name: str, folder: Path) -> None:

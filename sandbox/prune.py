@@ -215,10 +215,10 @@ def stale_name_claims(cache: Path, going: set[Path]) -> Iterator[Leftover]:
         return
     for claim in claims:
         held = claim_holder(str(claim))
-        if held is None:
+        if held is None:  # unreadable: not ours to judge
             continue
-        holder = Path(held)
-        if holder in going or not holder.is_dir():
+        # empty: made by a run -d killed before it wrote it (before claims were linked in whole)
+        if not held or Path(held) in going or not Path(held).is_dir():
             yield Leftover("name", claim, "its container is gone")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from pysbx.sandbox.errors import SandboxError
@@ -80,7 +81,7 @@ def _command(*words: str) -> str:
     return " ".join(quote(word) for word in words)
 
 
-def run_arguments(argv: list[str]) -> list[str]:
+def run_arguments(argv: list[str], takes_value: Callable[[str], bool]) -> list[str]:
     """`run`'s recorded arguments without the flags the unit gives itself, read with run's
     own table of which flags take a value (found by review: the value of -e was taken for
     the image, and every flag after it kept)."""
@@ -90,16 +91,14 @@ def run_arguments(argv: list[str]) -> list[str]:
         word = argv[index]
         if word == "--" or not word.startswith("-") or word == "-":
             return kept + argv[index:]  # the image and its command: nothing after is a flag of ours
-        words = _option_words(word, argv[index + 1 : index + 2])
-        kept += _without_dropped(words)
+        words = _option_words(word, argv[index + 1 : index + 2], takes_value)
+        kept += _without_dropped(words, takes_value)
         index += len(words)
     return kept
 
 
-def _option_words(word: str, after: list[str]) -> list[str]:
+def _option_words(word: str, after: list[str], takes_value: Callable[[str], bool]) -> list[str]:
     """The words one option (or a cluster of short ones, -dit, -eK=V) takes from argv."""
-    from pysbx.cli.runargs import takes_value
-
     if word.startswith("--"):
         name, equals, _ = word.partition("=")
         return [word, *after] if takes_value(name) and not equals else [word]
@@ -109,11 +108,9 @@ def _option_words(word: str, after: list[str]) -> list[str]:
     return [word]
 
 
-def _without_dropped(words: list[str]) -> list[str]:
+def _without_dropped(words: list[str], takes_value: Callable[[str], bool]) -> list[str]:
     """One option's words, or none when the unit sets it itself; from a cluster of short
     flags only -d goes (-dit: -it)."""
-    from pysbx.cli.runargs import takes_value
-
     word = words[0]
     if word.startswith("--"):
         return [] if word.partition("=")[0] in _DROPPED else words
@@ -123,8 +120,15 @@ def _without_dropped(words: list[str]) -> list[str]:
     return [f"-{kept}", *words[1:]] if kept else []
 
 
-def unit(container: Any, restart: str, stop_timeout: int | None, program: str | None = None) -> str:
-    """The unit's text for `container` (a sandbox.containers.Container)."""
+def unit(
+    container: Any,
+    restart: str,
+    stop_timeout: int | None,
+    takes_value: Callable[[str], bool],
+    program: str | None = None,
+) -> str:
+    """The unit's text for `container` (a sandbox.containers.Container); `takes_value`: which
+    of run's flags take a value (cli.runargs knows: this package imports nothing above it)."""
     if restart not in _RESTARTS:
         raise SandboxError(f"--restart-policy {restart}: expected one of {', '.join(_RESTARTS)}")
     recorded = container.record.get("run")
@@ -135,7 +139,7 @@ def unit(container: Any, restart: str, stop_timeout: int | None, program: str | 
     pysandbox = program or _program()
     seconds = stop_timeout if stop_timeout is not None else container.stop_timeout()
     pidfile = f"%t/pysandbox-{name}.pid"
-    arguments = run_arguments([str(word) for word in recorded["argv"]])
+    arguments = run_arguments([str(word) for word in recorded["argv"]], takes_value)
     root = os.geteuid() == 0
     start = f"{_command(pysandbox, 'run', '-d', '--name', name, '--monitor-pidfile')} {pidfile} {_command(*arguments)}"
     return "\n".join([

@@ -497,3 +497,21 @@ def test_prune_leaves_alone_a_container_paused_from_another_storage(
         assert tool(sandbox, "logs", name, env=env).stdout.count("tick") == frozen
     finally:
         tool(sandbox, "rm", "-f", name, env=env)
+
+
+def test_an_empty_name_claim_holds_no_name(sandbox: Sandbox, world: Path, named: list[str]) -> None:
+    """Found by the stress test: a run -d killed between creating its name's claim and
+    writing it left an empty claim, which held the name for good and which prune kept.
+    Claims are now linked in whole; an empty one (from before) is taken over and pruned."""
+    named += [first := f"claims-{sandbox.mode}", second := f"claimed-{sandbox.mode}"]
+    assert detach(sandbox, world, first, "true").returncode == 0
+    (inspected,) = json.loads(tool(sandbox, "inspect", first).stdout)
+    names = Path(inspected["folder"]).parent.parent / "names"
+    assert sorted(path.name for path in names.iterdir() if path.name.startswith("claim")) == [first]  # no draft left
+    for name in (second, f"pruned-{sandbox.mode}"):
+        (names / name).touch()
+        shutil.chown(names / name, *(2 * [sandbox.user] if sandbox.user else ["root", "root"]))
+    assert detach(sandbox, world, second, "true").returncode == 0  # taken over
+    assert tool(sandbox, "prune").returncode == 0
+    assert not (names / f"pruned-{sandbox.mode}").exists()
+    assert Path((names / second).read_text()).name.startswith(f"{second}-")  # the new container's claim

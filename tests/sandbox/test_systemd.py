@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from pysbx.cli.runargs import takes_value
 from pysbx.sandbox import systemd
 from pysbx.sandbox.containers import Container
 from pysbx.sandbox.errors import SandboxError
@@ -98,11 +99,26 @@ def run_the_unit(sandbox: Sandbox, name: str, unit: dict[str, str], runtime: Pat
 def test_the_flags_the_unit_sets_itself_are_dropped_and_the_rest_kept() -> None:
     recorded = ["-d", "--rm", "--name=web", "--restart", "always", "--monitor-pidfile", "/x", "-e", "A=1",
                 "--policy", "strict", "IMAGE", "sh", "-c", "--rm --name"]  # fmt: skip
-    assert run_arguments(recorded) == ["-e", "A=1", "--policy", "strict", "IMAGE", "sh", "-c", "--rm --name"]
+    assert run_arguments(recorded, takes_value) == [
+        "-e",
+        "A=1",
+        "--policy",
+        "strict",
+        "IMAGE",
+        "sh",
+        "-c",
+        "--rm --name",
+    ]
     # found by review: the value of -e was taken for the image, and every flag after it kept
     after_value = ["-d", "--name", "web", "-e", "FOO=1", "--rm", "--restart", "always", "--name", "other", "img", "sh"]
-    assert run_arguments(after_value) == ["-e", "FOO=1", "img", "sh"]
-    assert run_arguments(["-dit", "-eA=1", "-de", "B=2", "--name", "x", "img"]) == ["-it", "-eA=1", "-e", "B=2", "img"]
+    assert run_arguments(after_value, takes_value) == ["-e", "FOO=1", "img", "sh"]
+    assert run_arguments(["-dit", "-eA=1", "-de", "B=2", "--name", "x", "img"], takes_value) == [
+        "-it",
+        "-eA=1",
+        "-e",
+        "B=2",
+        "img",
+    ]
     for word in ("plain", "100%", "$HOME", 'say "hi"', "a\\b", "", "two words", ";", "one\ntwo\r", "tab\there\x7f"):
         (back,) = systemd_words(quote(word), Path("/run"))
         assert back == word, (word, quote(word))
@@ -134,7 +150,7 @@ def test_a_stop_timeout_of_zero_stays_zero_in_the_unit(tmp_path: Path) -> None:
     """Found by review: `or 10` turned --stop-timeout 0 into 10."""
     record: dict[str, object] = {"id": "0" * 64, "name": "quick", "image": "busybox", "stop_timeout": 0,
                                  "run": {"argv": ["-d", "busybox", "true"], "cwd": "/"}}  # fmt: skip
-    text = systemd.unit(Container(tmp_path, record, {}), "on-failure", None, "/usr/bin/pysandbox")
+    text = systemd.unit(Container(tmp_path, record, {}), "on-failure", None, takes_value, "/usr/bin/pysandbox")
     assert "ExecStop=/usr/bin/pysandbox stop -t 0 quick" in text and "TimeoutStopSec=60" in text, text
 
 
@@ -143,13 +159,13 @@ def test_what_would_end_a_line_of_the_unit_never_reaches_it(tmp_path: Path) -> N
     image's path) added a directive; a multi-line script broke the unit."""
     record: dict[str, object] = {"id": "0" * 64, "name": "lines", "image": "evil\r[Service]\rExecStartPre=/x\\",
                                  "run": {"argv": ["img", "sh", "-c", "echo one\necho two\r"], "cwd": "/"}}  # fmt: skip
-    text = systemd.unit(Container(tmp_path, record, {}), "on-failure", None, "/usr/bin/pysandbox")
+    text = systemd.unit(Container(tmp_path, record, {}), "on-failure", None, takes_value, "/usr/bin/pysandbox")
     keys = [line.partition("=")[0] for line in text.split("\n") if line and not line.startswith(("#", "["))]
     assert all(key.isalpha() for key in keys) and "\r" not in text, text
     assert systemd_words(entries(text)["ExecStart"], tmp_path)[-1] == "echo one\necho two\r"
     record["run"] = {"argv": ["img"], "cwd": "/tmp\rExecStartPre=INJECTED"}
     with pytest.raises(SandboxError, match="cannot be written into a unit"):
-        systemd.unit(Container(tmp_path, record, {}), "on-failure", None, "/usr/bin/pysandbox")
+        systemd.unit(Container(tmp_path, record, {}), "on-failure", None, takes_value, "/usr/bin/pysandbox")
 
 
 def test_a_unit_file_is_private_and_never_written_into_another_users_file(tmp_path: Path) -> None:
