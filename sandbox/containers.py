@@ -24,6 +24,7 @@ from pysbx.sandbox.state import (
     NAMES,
     check_private_file,
     claim_holder,
+    claimed_by,
     private_folder,
     private_root,
     state_bases,
@@ -112,19 +113,26 @@ def process_record(pid: int) -> list[object]:
     return [pid, start_time(pid)]
 
 
-def _alive(recorded: object) -> bool:
+def _process(recorded: object) -> tuple[int, object] | None:
+    """A [pid, start time] record as (pid, start time), or None when it is not one."""
     if not isinstance(recorded, list) or len(recorded) != 2 or not isinstance(recorded[0], int):
-        return False
-    return bool(start_time(recorded[0]) == recorded[1])
+        return None
+    return recorded[0], recorded[1]
+
+
+def _alive(recorded: object) -> bool:
+    process = _process(recorded)
+    return process is not None and start_time(process[0]) == process[1]
 
 
 def _signal_recorded(recorded: object, signum: int) -> bool:
     """Signal the process a [pid, start time] record names, if it is still that process:
     through a pidfd opened before the check, so a pid reused after it is never signalled."""
-    if not isinstance(recorded, list) or len(recorded) != 2 or not isinstance(recorded[0], int):
+    process = _process(recorded)
+    if process is None:
         return False
     try:
-        pidfd = os.pidfd_open(recorded[0])
+        pidfd = os.pidfd_open(process[0])
     except OSError:
         return False
     try:
@@ -228,8 +236,8 @@ def _holder_of(name: str) -> Container | None:
     ours that still calls itself so."""
     if not name or "/" in name or name in (".", ".."):
         return None
-    held = claim_holder(os.path.join(private_root(), NAMES, name))
-    if not held or os.path.dirname(held) not in state_bases(private_root()):
+    held = claimed_by(name)
+    if held is None or os.path.dirname(held) not in state_bases(private_root()):
         return None
     found = load(Path(held))
     return found if found is not None and found.name == name else None

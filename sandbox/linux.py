@@ -6,6 +6,7 @@ operation and its target, so a failure reads as
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -110,14 +111,15 @@ FSPICK_CLOEXEC, FSPICK_EMPTY_PATH = 1, 8
 FSCONFIG_SET_FLAG, FSCONFIG_CMD_RECONFIGURE = 0, 7
 
 
-def remount_read_only(root: int, what: str) -> None:
+def remount_read_only(root: int, what: str, busy: str) -> None:
     """Make the filesystem whose root is open as `root` read-only, for every mount of it
-    (fspick, unlike mount(2), reaches a mount that is detached). EBUSY while anyone holds a
-    file of it open for writing."""
-    context = call("fspick", root, b"", FSPICK_EMPTY_PATH | FSPICK_CLOEXEC, what=f"make {what} read-only")
+    (fspick, unlike mount(2), reaches a mount that is detached). EBUSY, said as `busy`,
+    while anyone holds a file of it open for writing."""
+    doing = f"make {what} read-only"
+    context = call("fspick", root, b"", FSPICK_EMPTY_PATH | FSPICK_CLOEXEC, what=doing)
     try:
-        call("fsconfig", context, FSCONFIG_SET_FLAG, b"ro", None, 0, what=f"make {what} read-only")
-        call("fsconfig", context, FSCONFIG_CMD_RECONFIGURE, None, None, 0, what=f"make {what} read-only")
+        call("fsconfig", context, FSCONFIG_SET_FLAG, b"ro", None, 0, what=doing)
+        call("fsconfig", context, FSCONFIG_CMD_RECONFIGURE, None, None, 0, what=doing, hints={errno.EBUSY: busy})
     finally:
         os.close(context)
 

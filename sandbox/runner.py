@@ -407,12 +407,8 @@ def _save_layer(state: int, beneath: int, tmpfs: int) -> None:
     except FileNotFoundError:
         pass
     try:
-        try:
-            linux.remount_read_only(tmpfs, "the writable layer")
-        except OSError as error:
-            if error.errno != errno.EBUSY:
-                raise
-            raise OSError("a process outside the container still holds a file of it open for writing") from None
+        busy = "a process outside the container still holds a file of it open for writing"
+        linux.remount_read_only(tmpfs, "the writable layer", busy)
         layercopy.save(tmpfs, beneath)
     except OSError as error:
         why = _describe_failure(error)

@@ -151,7 +151,7 @@ def container_dir(name: str) -> str:
         running = _running_container_named(other, name)
         if running is not None:
             raise SandboxError(f"the container name {name!r} is in use by a running container ({running})")
-    claimed = _claimed_by(name)
+    claimed = claimed_by(name)
     if claimed is not None:
         raise SandboxError(f"the container name {name!r} is in use by {claimed}: remove it first (pysandbox rm)")
     while True:
@@ -179,7 +179,7 @@ def claim_holder(path: str) -> str | None:
         return None
 
 
-def _claimed_by(name: str) -> str | None:
+def claimed_by(name: str) -> str | None:
     """The folder of the detached container that holds `name` (sandbox.containers), if any."""
     folder = claim_holder(os.path.join(private_root(), NAMES, name))
     return folder if folder and os.path.isdir(folder) else None
