@@ -515,26 +515,3 @@ def test_an_empty_name_claim_holds_no_name(sandbox: Sandbox, world: Path, named:
     assert tool(sandbox, "prune").returncode == 0
     assert not (names / f"pruned-{sandbox.mode}").exists()
     assert Path((names / second).read_text()).name.startswith(f"{second}-")  # the new container's claim
-
-
-def test_a_name_claim_pointing_outside_the_storage_finds_nothing(
-    sandbox: Sandbox, world: Path, named: list[str], tmp_path: Path
-) -> None:
-    """find() reads a name's claim to reach its container at once: a claim naming a folder
-    outside the user's container storage (a record planted there, owned by the user) is not
-    taken for the container; the lookup falls back to the storage itself."""
-    named.append(name := f"planted-{sandbox.mode}")
-    assert detach(sandbox, world, name, "true").returncode == 0
-    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
-    folder = Path(inspected["folder"])
-    planted = tmp_path / folder.name
-    shutil.copytree(folder, planted, ignore=shutil.ignore_patterns("writable", "*.sock"))
-    record = json.loads((planted / "container.json").read_text())
-    (planted / "container.json").write_text(json.dumps({**record, "image": "planted"}))
-    owner = sandbox.user or "root"
-    for path in [tmp_path, planted, *planted.iterdir()]:
-        shutil.chown(path, owner, owner)
-    claim = folder.parent.parent / "names" / name
-    claim.write_text(str(planted))
-    (again,) = json.loads(tool(sandbox, "inspect", name).stdout)
-    assert again["folder"] == str(folder) and again["image"] != "planted"
