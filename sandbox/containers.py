@@ -196,7 +196,7 @@ def all_containers() -> Iterator[Container]:
 
 def load(folder: Path) -> Container | None:
     """The container whose folder this is, or None when it holds no readable record."""
-    if folder.is_symlink() or not (folder / RECORD).is_file():
+    if os.path.islink(folder) or not os.path.isfile(folder / RECORD):  # never raise on a stat
         return None
     try:
         record = read_json(folder, RECORD)
@@ -269,7 +269,7 @@ def claim_name(name: str, folder: Path) -> None:
                 return
             except FileExistsError:
                 holder = _holder(path)
-                if holder is not None and holder.is_dir():
+                if holder is not None and os.path.isdir(holder):  # False, not an error, when unreachable
                     raise SandboxError(
                         f"the container name {name!r} is in use by {holder.name}: remove it first"
                     ) from None

@@ -217,8 +217,9 @@ def stale_name_claims(cache: Path, going: set[Path]) -> Iterator[Leftover]:
         held = claim_holder(str(claim))
         if held is None:  # unreadable: not ours to judge
             continue
-        # empty: made by a run -d killed before it wrote it (before claims were linked in whole)
-        if not held or Path(held) in going or not Path(held).is_dir():
+        # empty: made by a run -d killed before it wrote it (before claims were linked in whole);
+        # a folder the user cannot even look at (os.path.isdir says False) is no container of theirs
+        if not held or Path(held) in going or not os.path.isdir(held):
             yield Leftover("name", claim, "its container is gone")
 
 

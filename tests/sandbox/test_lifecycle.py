@@ -515,3 +515,53 @@ def test_an_empty_name_claim_holds_no_name(sandbox: Sandbox, world: Path, named:
     assert tool(sandbox, "prune").returncode == 0
     assert not (names / f"pruned-{sandbox.mode}").exists()
     assert Path((names / second).read_text()).name.startswith(f"{second}-")  # the new container's claim
+
+
+def test_a_name_claim_pointing_outside_the_storage_finds_nothing(
+    sandbox: Sandbox, world: Path, named: list[str], tmp_path: Path
+) -> None:
+    """find() reads a name's claim to reach its container at once: a claim naming a folder
+    outside the user's container storage (a record planted there, owned by the user) is not
+    taken for the container; the lookup falls back to the storage itself."""
+    named.append(name := f"planted-{sandbox.mode}")
+    assert detach(sandbox, world, name, "true").returncode == 0
+    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    folder = Path(inspected["folder"])
+    planted = tmp_path / folder.name
+    shutil.copytree(folder, planted, ignore=shutil.ignore_patterns("writable", "*.sock"))
+    record = json.loads((planted / "container.json").read_text())
+    (planted / "container.json").write_text(json.dumps({**record, "image": "planted"}))
+    owner = sandbox.user or "root"
+    for path in [tmp_path, planted, *planted.iterdir()]:
+        shutil.chown(path, owner, owner)
+    claim = folder.parent.parent / "names" / name
+    claim.write_text(str(planted))
+    try:
+        (again,) = json.loads(tool(sandbox, "inspect", name).stdout)
+        assert again["folder"] == str(folder) and again["image"] != "planted"
+    finally:
+        claim.write_text(str(folder))  # the real claim back, so rm -f at the end finds it
+
+
+def test_prune_survives_a_name_claim_it_cannot_follow(
+    sandbox: Sandbox, world: Path, named: list[str], tmp_path: Path
+) -> None:
+    """A claim naming a folder the user may not even look at (under another user's private
+    folder) made every prune of that user fail with a traceback (found by CI: stat raised
+    PermissionError). Such a folder is no container of the user's: the claim is stale."""
+    named.append(name := f"unreachable-{sandbox.mode}")
+    assert detach(sandbox, world, name, "true").returncode == 0
+    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o700)  # root's: an ordinary user cannot look inside
+    claim = Path(inspected["folder"]).parent.parent / "names" / f"locked-{sandbox.mode}"
+    claim.write_text(str(locked / "container"))
+    shutil.chown(claim, *(2 * [sandbox.user] if sandbox.user else ["root", "root"]))
+    pruned = tool(sandbox, "prune")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "Traceback" not in pruned.stderr and not claim.exists()
+    assert (claim.parent / name).exists()  # the live container keeps its name
+    claim.write_text(str(locked / "container"))  # and a run -d taking that name over
+    shutil.chown(claim, *(2 * [sandbox.user] if sandbox.user else ["root", "root"]))
+    named.append(claim.name)
+    assert detach(sandbox, world, claim.name, "true").returncode == 0
