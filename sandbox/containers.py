@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 from pathlib import Path
 
@@ -80,6 +81,17 @@ class Container:
         the monitor's last word, status.json still says running, and the pid may be reused."""
         return _alive(self.status.get("init"))
 
+    def wait_for_init(self, seconds: float) -> bool:
+        """Wait up to `seconds` for the recorded PID 1 to exit, on its pidfd (no polling):
+        whether it is gone (at once when it was gone already)."""
+        pidfd = _pidfd(self.status.get("init"))
+        if pidfd is None:
+            return True
+        try:
+            return bool(select.select([pidfd], [], [], seconds)[0])
+        finally:
+            os.close(pidfd)
+
     def exit_code(self) -> int | None:
         code = self.status.get("exit_code")
         return code if isinstance(code, int) else None
@@ -125,19 +137,29 @@ def _alive(recorded: object) -> bool:
     return process is not None and start_time(process[0]) == process[1]
 
 
-def _signal_recorded(recorded: object, signum: int) -> bool:
-    """Signal the process a [pid, start time] record names, if it is still that process:
-    through a pidfd opened before the check, so a pid reused after it is never signalled."""
+def _pidfd(recorded: object) -> int | None:
+    """A pidfd on the process a [pid, start time] record names, None when that process is
+    gone: opened before the start time is checked, so a pid reused after the check is never
+    the process it holds."""
     process = _process(recorded)
     if process is None:
-        return False
+        return None
     try:
         pidfd = os.pidfd_open(process[0])
     except OSError:
+        return None
+    if start_time(process[0]) != process[1]:
+        os.close(pidfd)
+        return None
+    return pidfd
+
+
+def _signal_recorded(recorded: object, signum: int) -> bool:
+    """Signal the process a [pid, start time] record names, if it is still that process."""
+    pidfd = _pidfd(recorded)
+    if pidfd is None:
         return False
     try:
-        if not _alive(recorded):
-            return False
         signal.pidfd_send_signal(pidfd, signum)
     except ProcessLookupError:
         return False

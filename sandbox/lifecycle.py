@@ -19,7 +19,8 @@ from pysbx.sandbox.logs import log_files
 from pysbx.sandbox.pause import thaw, thaw_paused
 from pysbx.sandbox.signals import FORWARDED
 
-WAIT_POLL_SECONDS = 0.02  # wait and stop: an exit is seen within 20 ms
+WAIT_POLL_SECONDS = 0.02  # wait and stop: a monitor that died unrecorded is seen within 20 ms
+RECORD_POLL_SECONDS = 0.001  # first look for the monitor's record once PID 1 is gone; doubles
 
 
 class FilterError(SandboxError):
@@ -146,11 +147,13 @@ def _short(command: str) -> str:
 def wait_for_exit(container: Container, timeout: float | None = None) -> int:
     """The exit code once the container has exited (-1 when its monitor died unrecorded)."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    current = container
+    current, pause = container, RECORD_POLL_SECONDS
     while current.state() in (*LIVE, "created"):
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError
-        time.sleep(WAIT_POLL_SECONDS)
+        if current.wait_for_init(WAIT_POLL_SECONDS):  # woken the moment PID 1 exits
+            time.sleep(pause)  # then the monitor records it within milliseconds (a fixed 20 ms
+            pause = min(2 * pause, WAIT_POLL_SECONDS)  # poll was a fifth of `stop`: bench/)
         current = reloaded(current)
     code = current.exit_code()
     return -1 if code is None else code
