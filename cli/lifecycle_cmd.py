@@ -6,7 +6,6 @@ that these frequent, scripted calls start as fast as `run` (typer's import alone
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -21,6 +20,8 @@ def _error(message: str, code: int) -> int:
 
 
 def ps(include_exited: bool, quiet: bool, filters: list[str], output: str) -> int:
+    import json  # only here: exec and stop read no JSON through it (sandbox.jsonread)
+
     from pysbx.sandbox.lifecycle import listing, table, templated
 
     try:

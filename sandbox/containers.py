@@ -13,13 +13,11 @@ running."""
 
 from __future__ import annotations
 
-import json
 import os
 import select
-import signal
-from pathlib import Path
 
 from pysbx.sandbox.errors import SandboxError
+from pysbx.sandbox.jsonread import loads
 from pysbx.sandbox.procfs import start_time
 from pysbx.sandbox.state import (
     NAMES,
@@ -34,7 +32,13 @@ from pysbx.sandbox.state import (
 RECORD, STATUS, LOG = "container.json", "status.json", "ctr.log"
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
     from collections.abc import Iterator
+    from pathlib import Path
+
+    Folder = str | os.PathLike[str]
+else:  # the C half of `signal`: `signal` itself imports enum (sandbox.runner says more)
+    import _signal as signal
 
 STOP_REQUESTED = "stop-requested"  # written by stop/kill/rm -f before they signal: no restart after
 PAUSED = "paused"  # written by pause once the freezer holds the container, removed by unpause
@@ -55,8 +59,16 @@ class Container:
     """One detached container: its folder, its record, and its status as last written. (A
     plain class: dataclasses imports inspect, a sixth of `exec`'s imports.)"""
 
-    def __init__(self, folder: Path, record: dict[str, object], status: dict[str, object]) -> None:
-        self.folder, self.record, self.status = folder, record, status
+    def __init__(self, folder: Folder, record: dict[str, object], status: dict[str, object]) -> None:
+        self.path, self.record, self.status = os.fspath(folder), record, status
+
+    @property
+    def folder(self) -> Path:
+        """Its state folder as a Path (`path` is the same as a str: exec, ps and stop import
+        no pathlib, 3 ms of theirs)."""
+        from pathlib import Path
+
+        return Path(self.path)
 
     @property
     def id(self) -> str:
@@ -72,7 +84,7 @@ class Container:
         recorded = str(self.status.get("status", "created"))
         if recorded in ("created", "running", "restarting") and not _alive(self.status.get("monitor")):
             return "exited"  # the monitor died without writing (SIGKILL): nothing runs on
-        if recorded in ("running", "restarting") and (self.folder / PAUSED).exists():
+        if recorded in ("running", "restarting") and os.path.exists(os.path.join(self.path, PAUSED)):
             return "paused"
         return recorded
 
@@ -118,7 +130,7 @@ class Container:
         """Tell the monitor that what ends the command now is a stop: no restart follows."""
         from pysbx.sandbox.times import now  # datetime: only what writes a time pays for it
 
-        write_json(self.folder, STOP_REQUESTED, {"at": now()})
+        write_json(self.path, STOP_REQUESTED, {"at": now()})
 
 
 def process_record(pid: int) -> list[object]:
@@ -168,20 +180,23 @@ def _signal_recorded(recorded: object, signum: int) -> bool:
     return True
 
 
-def write_json(folder: Path, name: str, document: dict[str, object]) -> None:
+def write_json(folder: Folder, name: str, document: dict[str, object]) -> None:
     """Write `name` whole: a reader sees the old document or the new one, never half."""
+    import json  # reading needs none of it (sandbox.jsonread)
+
     write_private(folder, name, json.dumps(document).encode())
 
 
-def read_json(folder: Path, name: str, limit: int = RECORD_LIMIT) -> dict[str, object]:
+def read_json(folder: Folder, name: str, limit: int = RECORD_LIMIT) -> dict[str, object]:
     """A document of ours, read as a private regular file (never through a link, bounded)."""
-    document = json.loads(read_private(folder / name, limit))
+    path = os.path.join(folder, name)
+    document = loads(read_private(path, limit))
     if not isinstance(document, dict):
-        raise SandboxError(f"{folder / name}: expected a JSON object")
+        raise SandboxError(f"{path}: expected a JSON object")
     return document
 
 
-def read_private(path: Path, limit: int) -> bytes:
+def read_private(path: Folder, limit: int) -> bytes:
     """A file of ours, read as a private regular file: never through a link, at most `limit`."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as source:
@@ -192,37 +207,37 @@ def read_private(path: Path, limit: int) -> bytes:
     return data
 
 
-def write_private(folder: Path, name: str, data: bytes) -> None:
+def write_private(folder: Folder, name: str, data: bytes) -> None:
     """Write `name` whole, as write_json does."""
-    temporary = folder / f".{name}.{os.getpid()}"
+    temporary = os.path.join(folder, f".{name}.{os.getpid()}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
-    os.replace(temporary, folder / name)
+    os.replace(temporary, os.path.join(folder, name))
 
 
 def all_containers() -> Iterator[Container]:
     """Every detached container of this user, oldest first."""
     found = []
-    for base in map(Path, state_bases(private_root())):
+    for base in state_bases(private_root()):
         try:
-            folders = list(base.iterdir())
+            folders = os.listdir(base)
         except OSError:
             continue
         for folder in folders:
-            loaded = load(folder)
+            loaded = load(os.path.join(base, folder))
             if loaded is not None:
                 found.append(loaded)
     yield from sorted(found, key=lambda item: str(item.record.get("created", "")))
 
 
-def load(folder: Path) -> Container | None:
+def load(folder: Folder) -> Container | None:
     """The container whose folder this is, or None when it holds no readable record."""
-    if os.path.islink(folder) or not os.path.isfile(folder / RECORD):  # never raise on a stat
+    if os.path.islink(folder) or not os.path.isfile(os.path.join(folder, RECORD)):  # never raise on a stat
         return None
     try:
         record = read_json(folder, RECORD)
-        status = read_json(folder, STATUS) if (folder / STATUS).exists() else {}
+        status = read_json(folder, STATUS) if os.path.exists(os.path.join(folder, STATUS)) else {}
     except (OSError, ValueError, SandboxError):
         return None
     return Container(folder, record, status)
@@ -231,7 +246,7 @@ def load(folder: Path) -> Container | None:
 def reloaded(container: Container) -> Container:
     """`container` with its status as last written (itself when that cannot be read)."""
     try:
-        return Container(container.folder, container.record, read_json(container.folder, STATUS))
+        return Container(container.path, container.record, read_json(container.path, STATUS))
     except (OSError, ValueError, SandboxError):
         return container
 
@@ -261,53 +276,55 @@ def _holder_of(name: str) -> Container | None:
     held = claimed_by(name)
     if held is None or os.path.dirname(held) not in state_bases(private_root()):
         return None
-    found = load(Path(held))
+    found = load(held)
     return found if found is not None and found.name == name else None
 
 
 # ----- names: one container per name, claimed atomically ------------------------------------
 
 
-def _names() -> Path:
-    return Path(private_folder(os.path.join(private_root(), NAMES)))
+def _names() -> str:
+    return private_folder(os.path.join(private_root(), NAMES))
 
 
-def claim_name(name: str, folder: Path) -> None:
+def claim_name(name: str, folder: Folder) -> None:
     """Claim `name` for the container in `folder`, or raise SandboxError naming the holder.
     The claim is written whole to a new file first and linked in under the name (link fails
     when the name exists: O_EXCL's rule), so no claim is ever empty (found by the stress
     test: a run -d killed between creating the file and writing it left an empty claim that
     held the name for good). A claim whose container is gone is taken over."""
     names = _names()
-    path = names / name
-    draft = names / f".{name}.{os.urandom(6).hex()}"
+    path = os.path.join(names, name)
+    draft = os.path.join(names, f".{name}.{os.urandom(6).hex()}")
     fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(str(folder))
+        out.write(os.fspath(folder))
     try:
         for _ in range(3):
             try:
                 os.link(draft, path, follow_symlinks=False)
                 return
             except FileExistsError:
-                holder = _holder(path)
-                if holder is not None and os.path.isdir(holder):  # False, not an error, when unreachable
+                holder = claim_holder(path)
+                if holder and os.path.isdir(holder):  # False, not an error, when unreachable
                     raise SandboxError(
-                        f"the container name {name!r} is in use by {holder.name}: remove it first"
+                        f"the container name {name!r} is in use by {os.path.basename(holder)}: remove it first"
                     ) from None
-                path.unlink(missing_ok=True)
+                _unlink(path)
         raise SandboxError(f"could not claim the container name {name!r}")
     finally:
-        draft.unlink(missing_ok=True)
+        _unlink(draft)
 
 
-def _holder(path: Path) -> Path | None:
-    """The folder a claim names; None when it names none (unreadable or empty)."""
-    held = claim_holder(str(path))
-    return Path(held) if held else None
+def release_name(name: str, folder: Folder) -> None:
+    path = os.path.join(_names(), name)
+    held = claim_holder(path)
+    if held and os.path.normpath(held) == os.path.normpath(folder):
+        _unlink(path)
 
 
-def release_name(name: str, folder: Path) -> None:
-    path = _names() / name
-    if _holder(path) == folder:
-        path.unlink(missing_ok=True)
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return

@@ -46,7 +46,7 @@ def exec_spec(
     with -t, TERM=xterm unless -e says otherwise, as run and Docker do); refused when the
     policy the container started under does not allow exec (but for the monitor's
     `health_check`, which that policy allowed when the container started), or -u."""
-    spec, extra = load_spec(container.folder)
+    spec, extra = load_spec(container.path)
     if not health_check:
         _check_rule(container, extra, "exec", "exec")
     saved_env = [f"{key}={value}" for key, value in spec.env.items()]
@@ -78,7 +78,7 @@ def _exec_user(container: Container, extra: dict[str, Any], user: str) -> proces
         raise SandboxError(
             f"exec -u {user} is refused: the policy runs containers as {pin['user']} ({pin.get('where')})"
         )
-    passwd, group = load_etc(container.folder)
+    passwd, group = load_etc(container.path)
     return process.resolve_user(user, passwd, group)
 
 

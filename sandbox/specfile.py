@@ -6,7 +6,7 @@ JSON of plain values; read back only from the invoker's private storage
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from pysbx.sandbox.containers import read_json, read_private, write_json, write_private
 from pysbx.sandbox.errors import SandboxError
@@ -20,6 +20,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # exec reads the spec: typing would cost it 2 ms at run time
     from typing import Any
 
+    from pysbx.sandbox.containers import Folder
+
 SPEC_FILE = "spec.json"
 SPEC_LIMIT = 16 << 20  # the image's environment and the seccomp filter are its large parts
 ETC_FILES = ("image-passwd", "image-group")
@@ -30,7 +32,7 @@ _PLAIN = (
 _TUPLES = ("namespaces", "masked_paths", "readonly_paths", "lowers")  # JSON gives lists
 
 
-def save_spec(folder: Path, spec: RunSpec, extra: dict[str, Any]) -> None:
+def save_spec(folder: Folder, spec: RunSpec, extra: dict[str, Any]) -> None:
     """`spec` (as the monitor starts it, before the runner points it at descriptors) and
     `extra` (what the policy said of exec) into the container's folder; the image's passwd
     and group (extra's "etc", for exec -u) go to files of their own, as they are (up to
@@ -54,27 +56,27 @@ def save_spec(folder: Path, spec: RunSpec, extra: dict[str, Any]) -> None:
     write_json(folder, SPEC_FILE, document)
 
 
-def load_etc(folder: Path) -> tuple[str, str]:
+def load_etc(folder: Folder) -> tuple[str, str]:
     """The image's passwd and group as the container started with them ("" when missing)."""
     from pysbx.sandbox.rootfs import ETC_FILE_LIMIT
 
     texts = []
     for name in ETC_FILES:
         try:
-            texts.append(read_private(folder / name, ETC_FILE_LIMIT).decode(errors="replace"))
+            texts.append(read_private(os.path.join(folder, name), ETC_FILE_LIMIT).decode(errors="replace"))
         except (OSError, SandboxError):
             texts.append("")
     return texts[0], texts[1]
 
 
-def load_spec(folder: Path) -> tuple[RunSpec, dict[str, Any]]:
+def load_spec(folder: Folder) -> tuple[RunSpec, dict[str, Any]]:
     """The saved RunSpec (its state folder this one) and the extra facts saved with it."""
     data: dict[str, Any] = read_json(folder, SPEC_FILE, SPEC_LIMIT)
     maps = data["id_maps"]
     plain: dict[str, Any] = {name: tuple(data[name]) if name in _TUPLES else data[name] for name in _PLAIN}
     spec = RunSpec(
         **plain,
-        state=str(folder),
+        state=os.fspath(folder),
         user=User(**{**data["user"], "groups": tuple(data["user"]["groups"])}),
         id_maps=IdMaps(tuple(IdRange(**r) for r in maps["uids"]), tuple(IdRange(**r) for r in maps["gids"]),
                        bool(maps["via_helpers"])),

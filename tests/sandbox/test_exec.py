@@ -280,3 +280,16 @@ def test_an_image_with_a_large_passwd_still_execs(sandbox: Sandbox, world: Path)
         assert tool(sandbox, "exec", "-u", "user39999", name, "id", "-u").stdout == "49999\n"
     finally:
         tool(sandbox, "rm", "-f", name)
+
+
+def test_exec_imports_no_pathlib_json_re_or_enum(sandbox: Sandbox, running: str) -> None:
+    """exec is what scripts and health checks run most: it reads its records with
+    sandbox.jsonread and plain str paths, and so imports none of these (together about
+    10 ms of a 29 ms exec; bench/lifecycle.py measures it against runc exec)."""
+    argv = tool_argv(sandbox)
+    profiled = [*argv[:-1], "env", "PYTHONPROFILEIMPORTTIME=1", argv[-1], "exec", running, "/bin/true"]
+    done = subprocess.run(profiled, capture_output=True, text=True, cwd="/", timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "pysbx.sandbox.enter" in imported  # the profile is exec's own
+    assert imported.isdisjoint({"pathlib", "json", "re", "enum", "typing"}), sorted(imported)
