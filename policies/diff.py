@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 from pysbx.policies import model
 from pysbx.policies.render import flow, plain
@@ -116,17 +116,27 @@ def _number(before: Any, after: Any, at: _Field) -> str:
 
 
 def _ordered(before: Any, after: Any, at: _Field) -> str:
-    """Later in the order loosens. A null stands outside the order (a rule's own severity,
-    which only the rule knows), so a change from it loosens unless it goes to the strict end,
-    and a change to it loosens unless it comes from the permissive end."""
-    order: tuple[Any, ...] = at.field.metadata["order"]
-    if before in order and after in order:
-        return LOOSENS if order.index(after) > order.index(before) else TIGHTENS
+    """Later in the order loosens, and so does a change within a group of equals (each may
+    let through what the other does not). A null stands outside the order (a rule's own
+    severity, which only the rule knows), so a change from it loosens unless it goes to the
+    strict end, and a change to it loosens unless it comes from the permissive end."""
+    order: model.Order = at.field.metadata["order"]
+    old, new = _level(order, before), _level(order, after)
+    if old is not None and new is not None:
+        return LOOSENS if new >= old else TIGHTENS
     if before is None and after == order[0]:
         return TIGHTENS
     if after is None and before == order[-1]:
         return TIGHTENS
     return LOOSENS
+
+
+def _level(order: model.Order, value: Any) -> int | None:
+    """Where `value` stands in the order: the index of the entry that is it or holds it."""
+    for index, entry in enumerate(order):
+        if value == entry or (isinstance(entry, tuple) and value in entry):
+            return index
+    return None
 
 
 def _constraint(before: Any, after: Any, at: _Field) -> str:
@@ -168,7 +178,7 @@ def _any_change(before: Any, after: Any, at: _Field) -> list[Change]:
 
 def _items(before: tuple[Any, ...], after: tuple[Any, ...], at: _Field) -> list[Change]:
     """Items compared by what they are (a key by its fingerprint, not its path). An added
-    item that an old one covers (none of its fields loosens against it) does not loosen."""
+    item that an old one covers (lets through all it does) does not loosen."""
     identify = _identifier(at.field.metadata["compare"])
     old_ids, new_ids = [identify(item) for item in before], [identify(item) for item in after]
     grows = at.kind in ("add", "allowlist", "writable")
@@ -210,6 +220,11 @@ def _writable_total(policy: model.Policy) -> float:
 
 
 def _covers(old: Any, new: Any, at: _Field) -> bool:
+    """An old item covers a new one when it lets through all the new one does: an address
+    when it is the same or its family's every-address (0.0.0.0, ::), a section when none of
+    its fields loosens against it."""
+    if model.IPAddress in get_args(at.hint):
+        return model.address_covers(old, new)
     if not dataclasses.is_dataclass(old) or isinstance(old, type):
         return False
     return not any(map(loosens, _diff_object(old, new, at.path, at.old_policy, at.new_policy)))

@@ -28,6 +28,7 @@ def export_files(policy: model.Policy, target: str, reserved_base: int | None = 
     if target == "docker":
         notes = [
             "Docker applies its own masked and read-only paths; user namespaces need the daemon's userns-remap.",
+            *unexpressed_network(policy, "docker"),
             *unenforced(policy, "docker"),
         ]
         note = "".join(f"# {line}\n" for line in notes)
@@ -91,6 +92,49 @@ def unenforced(policy: model.Policy, engine: str) -> list[str]:
     return notes
 
 
+# How each engine comes nearest to a rootless network mode, which none of them starts itself.
+_ROOTLESS_NEAREST = {
+    "docker": "Docker has neither pasta nor slirp4netns (podman run takes --network {mode} as written); its "
+    "nearest is the default bridge, which also reaches the other containers on it",
+    "oci": "the config gives a network namespace with loopback alone: start {mode} on it for outbound access, "
+    "as podman does",
+    "kubernetes": "a Pod has the cluster's network: limit its traffic with a NetworkPolicy",
+}
+# How each engine keeps to the ports a policy lets a run publish, which none of them limits.
+# An OCI runtime publishes no port itself: a policy that allows none needs no note for it.
+_NO_PUBLISHING = {
+    "docker": "give no -p or -P (docker run refuses neither)",
+    "kubernetes": "give no container a hostPort",
+}
+_PUBLISHING = {
+    "docker": "write each -p as ADDRESS:HOSTPORT:PORT with one of them, and no -P (it binds every address)",
+    "oci": "an OCI runtime publishes no ports; whatever forwards them (pasta, slirp4netns) must keep to these",
+    "kubernetes": "nothing in a Pod limits its ports (a container port's hostIP and hostPort would publish one "
+    "anywhere): expose it through a Service and limit who reaches it with a NetworkPolicy",
+}
+
+
+def unexpressed_network(policy: model.Policy, engine: str) -> list[str]:
+    """What `engine` (oci, docker, kubernetes) cannot say of the network settings: a rootless
+    default mode, the modes a run may choose, and the addresses and ports it may publish."""
+    sandbox, notes = policy.sandbox, []
+    if sandbox.network in model.ROOTLESS_NETWORKS:
+        notes.append(f"network {sandbox.network}: " + _ROOTLESS_NEAREST[engine].format(mode=sandbox.network))
+    chosen = [mode for mode in sandbox.network_modes if mode not in ("none", "loopback", sandbox.network)]
+    if chosen:
+        notes.append(
+            f"network_modes: a run may also choose {' or '.join(chosen)}; the export gives the default "
+            f"({sandbox.network}) alone"
+        )
+    publish = sandbox.publish
+    if publish.addresses:
+        allowed = f"only {' or '.join(publish.addresses)}, host ports from {publish.lowest_port}"
+        notes.append(f"publish: {allowed}: {_PUBLISHING[engine]}")
+    elif engine in _NO_PUBLISHING:
+        notes.append(f"publish: no port may be published: {_NO_PUBLISHING[engine]}")
+    return notes
+
+
 # ----- OCI runtime config ------------------------------------------------------------------
 
 
@@ -140,9 +184,12 @@ def oci_config(
         config["linux"]["gidMappings"] = mapping
     if _seccomp_on(policy):
         config["linux"]["seccomp"] = oci_seccomp(policy)
-    notes = unenforced(policy, "oci")
-    if notes:
-        config["annotations"] = {"pysandbox.dev/not-enforced": "; ".join(notes)}
+    annotations = {
+        "pysandbox.dev/not-expressible": "; ".join(unexpressed_network(policy, "oci")),
+        "pysandbox.dev/not-enforced": "; ".join(unenforced(policy, "oci")),
+    }
+    if any(annotations.values()):
+        config["annotations"] = {key: value for key, value in annotations.items() if value}
     return config
 
 
@@ -283,7 +330,7 @@ def docker_flags(policy: model.Policy) -> list[str]:
     for tmpfs in sandbox.mounts.tmpfs:
         size = f",size={format_size(tmpfs.size).lower().replace('i', '')}" if tmpfs.size is not None else ""
         flags.append(f"--tmpfs {tmpfs.path}:rw,nosuid,nodev,mode={tmpfs.mode}{size}")
-    flags.append(f"--network {'host' if sandbox.network == 'host' else 'none'}")
+    flags.append(f"--network {_docker_network(sandbox.network)}")
     for flag, name in (("host_pid", "pid"), ("host_ipc", "ipc"), ("host_uts", "uts")):
         if getattr(sandbox, flag):
             flags.append(f"--{name} host")
@@ -306,6 +353,12 @@ def docker_flags(policy: model.Policy) -> list[str]:
     if not lifecycle.health:
         flags.append("--no-healthcheck")
     return flags
+
+
+def _docker_network(network: str) -> str:
+    """--network as docker and podman spell it: their none keeps lo up, which is our loopback;
+    pasta and slirp4netns are podman's (Docker has neither: the notes say so)."""
+    return "none" if network == "loopback" else network
 
 
 # ----- Kubernetes ---------------------------------------------------------------------------
@@ -394,6 +447,7 @@ def kubernetes_pod(policy: model.Policy) -> dict[str, Any]:
     if sandbox.limits.open_files is not None:
         unexpressed.append(f"open files {sandbox.limits.open_files}: set the container runtime's default ulimits")
     unexpressed.append("masked and read-only paths: procMount Default keeps the runtime's own")
+    unexpressed += unexpressed_network(policy, "kubernetes")
     annotations = {
         "pysandbox.dev/image": f"replace {PLACEHOLDER_IMAGE} with the image, pinned by its digest",
         "pysandbox.dev/not-expressible": "; ".join(unexpressed),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import ipaddress
 import re
 import stat
 import types
@@ -314,6 +315,16 @@ class _Parser:
             if not self.syscall_known(text):
                 return self.problem(node, f"{where}: {text!r} is not a system call that libseccomp knows")
             return text
+        if hint is model.IPAddress:
+            address = _ip_address(text) if tag in ("str", "int") else None  # 1:2:3:4:5:6:7:8 is an int in YAML 1.1
+            if address is None:
+                return self.problem(node, f"{where}: {text!r} is not an IP address such as 127.0.0.1 or '::1'")
+            return address
+        if hint is model.Port:
+            port = _yaml_value(node) if tag == "int" else None
+            if not isinstance(port, int) or not 1 <= port <= 65535:
+                return self.problem(node, f"{where}: expected a port from 1 to 65535, got {text!r}")
+            return port
         if hint is datetime.date:
             parsed = _yaml_value(node) if tag == "timestamp" else None
             if isinstance(parsed, datetime.date):
@@ -354,6 +365,15 @@ def _yaml_value(node: yaml.ScalarNode) -> object:
         return None
 
 
+def _ip_address(text: str) -> str | None:
+    """An IP address literal as ipaddress writes it (`0::1` is `::1`), so that equal addresses
+    are one; None for anything else (a host name, 300.1.1.1, a network with a prefix)."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
 def _as_float(value: object) -> float | None:
     """A YAML number as a float; None for anything else, and for an integer too large for
     one (float() raises OverflowError)."""
@@ -380,7 +400,10 @@ def _node_kind(node: yaml.Node) -> str:
 
 
 def _describe(hint: Any) -> str:
-    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+    names = {
+        bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+        model.IPAddress: "an IP address (quote an IPv6 one: '::')", model.Port: "a port from 1 to 65535",
+    }  # fmt: skip
     return names.get(hint, "a single value")
 
 

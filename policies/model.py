@@ -8,6 +8,7 @@ change loosens or tightens. Field docs become schema descriptions, so editors sh
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Literal, NewType
 
@@ -15,19 +16,28 @@ Size = NewType("Size", int)  # bytes; written as 512Mi, 1G, 4096
 Duration = NewType("Duration", float)  # seconds; written as 30s, 5m, 1h, 500ms
 Capability = NewType("Capability", str)  # normalised as CAP_SYS_ADMIN; ALL allowed
 Syscall = NewType("Syscall", str)  # a name libseccomp knows
+IPAddress = NewType("IPAddress", str)  # an IPv4 or IPv6 literal, as ipaddress writes it: ::1, not 0::1
+Port = NewType("Port", int)  # a TCP or UDP port, 1 to 65535
+Order = tuple[str | tuple[str, ...], ...]  # least loose first; a tuple in it is a group of equals
 
 Severity = Literal["critical", "high", "medium", "low", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low", "info")
 Namespace = Literal["user", "pid", "mount", "uts", "ipc", "network", "cgroup"]
-Network = Literal["none", "loopback", "host"]
+Network = Literal["none", "loopback", "pasta", "slirp4netns", "host"]
+# pasta and slirp4netns both give rootless outbound access, yet each engine exposes things the
+# other does not: one level of the order, a group of equals between which any change loosens.
+ROOTLESS_NETWORKS: tuple[Network, ...] = ("pasta", "slirp4netns")
+NETWORK_ORDER: Order = ("none", "loopback", ROOTLESS_NETWORKS, "host")
 
 # How a change to a field moves the policy: `policy diff` and `extends: strict` judge every
 # change by its effect, never by how it is spelled; a change they cannot judge loosens.
 #   true: turning it on loosens          false: turning it off loosens
 #   more: a higher number (or no limit, null) loosens
 #   less: a lower number (or no minimum, null) loosens
-#   order: later in `order` loosens; a null outside the order loosens unless it cannot
-#   add: an added item loosens, unless an old item covers it (none of its fields loosens)
+#   order: later in `order` loosens; a null outside the order loosens unless it cannot. An
+#     entry of the order may be a tuple of equals (a group): a change within a group loosens
+#   add: an added item loosens, unless an old item covers it (none of its fields loosens; an
+#     address: 0.0.0.0 covers every IPv4 address, :: every IPv6 one)
 #   remove: a removed item loosens
 #   allowlist: like add, and emptying the list (which allows everything) loosens
 #   writable: places to write (tmpfs): like add, but a root that was writable without a size
@@ -52,7 +62,7 @@ KINDS = frozenset(
 COMPARE = frozenset({"public_key", "file_content"})
 
 
-def _metadata(doc: str, loosens: str, order: tuple[str, ...], compare: str | None) -> dict[str, Any]:
+def _metadata(doc: str, loosens: str, order: Order, compare: str | None) -> dict[str, Any]:
     """The field's doc and kind; an unknown kind fails at import, so no field goes unjudged."""
     if loosens not in KINDS:
         raise ValueError(f"{loosens!r} is not a kind of policy change (model.KINDS)")
@@ -65,7 +75,7 @@ def spec(
     doc: str,
     loosens: str,
     default: Any = None,
-    order: tuple[str, ...] = (),
+    order: Order = (),
     compare: str | None = None,
     **kw: Any,
 ) -> Any:
@@ -218,6 +228,19 @@ class Limits:
     )
 
 
+@dataclass(frozen=True)
+class Publish:
+    """Container ports published on the host (`-p/--publish`, `-P`): where they may listen."""
+
+    addresses: tuple[IPAddress, ...] = spec(
+        "Host addresses a published port may be bound to (IPv4 or IPv6 literals; 0.0.0.0 and :: mean every "
+        "address of their family). Empty: nothing may be published.",
+        "add",
+        default_factory=lambda: (IPAddress("127.0.0.1"),),
+    )
+    lowest_port: Port = spec("The lowest host port that may be published (1 to 65535).", "less", Port(1024))
+
+
 RestartName = Literal["no", "on-failure", "always", "unless-stopped"]
 
 
@@ -264,11 +287,19 @@ class SandboxPolicy:
         default_factory=lambda: ("user", "pid", "mount", "uts", "ipc", "network", "cgroup"),
     )
     network: Network = spec(
-        "none: no network; loopback: only lo; host: the host's network.",
+        "The mode a container gets when --network is not given. none: no network; loopback: only lo; pasta, "
+        "slirp4netns: rootless outbound access through that engine; host: the host's network.",
         "order",
         "loopback",
-        order=("none", "loopback", "host"),
+        order=NETWORK_ORDER,
     )
+    network_modes: tuple[Network, ...] = spec(
+        "The modes --network may choose besides the default (network): a run may use network, any mode listed "
+        "here, and always none or loopback.",
+        "add",
+        default_factory=lambda: ("none", "loopback"),
+    )
+    publish: Publish = spec("Ports published on the host (-p/--publish, -P).", "fields", default_factory=Publish)
     privileged: bool = spec("Every capability, no seccomp, no masked paths: never outside development.", "true", False)
     host_pid: bool = spec("Share the host's pid namespace.", "true", False)
     host_ipc: bool = spec("Share the host's ipc namespace.", "true", False)
@@ -359,6 +390,13 @@ DOCKER_DEFAULT_CAPABILITIES = frozenset(
         "NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE"
     ).split()
 )
+
+
+def address_covers(entry: str, address: str) -> bool:
+    """Whether a publish address entry lets a port be bound to `address`: the address itself,
+    or any of its family when the entry is 0.0.0.0 or ::."""
+    held, asked = ipaddress.ip_address(entry), ipaddress.ip_address(address)
+    return held == asked or (held.is_unspecified and held.version == asked.version)
 
 
 def granted_capabilities(capabilities: Capabilities, privileged: bool = False) -> frozenset[str]:

@@ -76,6 +76,8 @@ def _type_schema(hint: Any) -> dict[str, Any]:
         str: {"type": "string"},
         datetime.date: {"type": "string", "format": "date"},
         model.Syscall: {"type": "string", "pattern": "^[a-z0-9_]+$"},
+        model.IPAddress: {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]},
+        model.Port: {"type": "integer", "minimum": 1, "maximum": 65535},
         model.Size: {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": _SIZE_PATTERN}]},
         model.Duration: {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": _DURATION_PATTERN}]},
     }

@@ -19,6 +19,7 @@ import yaml
 
 from pysbx.images import open_image
 from pysbx.images.extract import unpack_image
+from pysbx.policies import model
 from pysbx.policies.export import docker_flags, export_files, kubernetes_pod, oci_config
 from pysbx.policies.loader import load_policy
 
@@ -170,3 +171,59 @@ def test_the_lifecycle_section_exports_as_log_options_and_a_restart_policy() -> 
     unhealthy = dataclasses.replace(strict.sandbox.lifecycle, health=False)
     without = dataclasses.replace(strict, sandbox=dataclasses.replace(strict.sandbox, lifecycle=unhealthy))
     assert "--no-healthcheck" in docker_flags(without) and "--no-healthcheck" not in docker_flags(strict)
+
+
+def network_policy(tmp_path: Path, network: str) -> model.Policy:
+    """Baseline with another default network (host without a network namespace of its own)."""
+    namespaces = "  namespaces: [user, pid, mount, uts, ipc, cgroup]\n" if network == "host" else ""
+    path = tmp_path / f"{network}.yaml"
+    path.write_text(f"version: 1\nextends: baseline\nsandbox:\n  network: {network}\n{namespaces}")
+    return load_policy(str(path)).policy
+
+
+def test_a_rootless_network_exports_as_podman_spells_it_and_says_what_docker_lacks(tmp_path: Path) -> None:
+    pasta = network_policy(tmp_path, "pasta")
+    assert "--network pasta" in docker_flags(pasta)
+    assert "--network slirp4netns" in docker_flags(network_policy(tmp_path, "slirp4netns"))
+    notes = export_files(pasta, "docker")["docker-run.txt"]
+    assert "# network pasta: Docker has neither pasta nor slirp4netns (podman run takes --network pasta" in notes
+    assert "# network_modes: a run may also choose slirp4netns; the export gives the default (pasta) alone" in notes
+    assert "--network none" in docker_flags(load_policy("baseline").policy)  # Docker's none keeps lo up: loopback
+    assert "--network host" in docker_flags(network_policy(tmp_path, "host"))
+
+
+def test_docker_notes_say_where_ports_may_be_published() -> None:
+    strict = export_files(load_policy("strict").policy, "docker")["docker-run.txt"]
+    assert "# publish: no port may be published: give no -p or -P (docker run refuses neither)" in strict
+    assert "network_modes" not in strict  # strict lets a run choose nothing beyond none and loopback
+    baseline = export_files(load_policy("baseline").policy, "docker")["docker-run.txt"]
+    assert "# publish: only 127.0.0.1, host ports from 1024: write each -p as ADDRESS:HOSTPORT:PORT" in baseline
+    assert "# network_modes: a run may also choose pasta or slirp4netns" in baseline
+    assert (
+        "only 127.0.0.1 or ::1, host ports from 1024"
+        in export_files(load_policy("permissive").policy, "docker")["docker-run.txt"]
+    )
+
+
+def test_the_oci_config_has_a_network_namespace_unless_host_and_names_what_it_leaves_out(tmp_path: Path) -> None:
+    pasta = oci_config(network_policy(tmp_path, "pasta"), reserved_base=100000)
+    assert {"type": "network"} in pasta["linux"]["namespaces"]
+    expressible = pasta["annotations"]["pysandbox.dev/not-expressible"]
+    assert "network pasta: the config gives a network namespace with loopback alone: start pasta on it" in expressible
+    assert "publish: only 127.0.0.1, host ports from 1024: an OCI runtime publishes no ports" in expressible
+    host = oci_config(network_policy(tmp_path, "host"), reserved_base=100000)
+    assert {"type": "network"} not in host["linux"]["namespaces"]
+    strict = oci_config(load_policy("strict").policy, reserved_base=100000)
+    assert "pysandbox.dev/not-expressible" not in strict["annotations"]  # no network, nothing published: all said
+
+
+def test_kubernetes_shares_the_host_network_only_for_host_and_names_the_rest(tmp_path: Path) -> None:
+    pasta = kubernetes_pod(network_policy(tmp_path, "pasta"))
+    assert pasta["spec"]["hostNetwork"] is False
+    expressible = pasta["metadata"]["annotations"]["pysandbox.dev/not-expressible"]
+    assert "network pasta: a Pod has the cluster's network: limit its traffic with a NetworkPolicy" in expressible
+    assert "publish: only 127.0.0.1, host ports from 1024: nothing in a Pod limits its ports" in expressible
+    host = kubernetes_pod(network_policy(tmp_path, "host"))
+    assert host["spec"]["hostNetwork"] is True
+    strict = kubernetes_pod(load_policy("strict").policy)["metadata"]["annotations"]["pysandbox.dev/not-expressible"]
+    assert "publish: no port may be published: give no container a hostPort" in strict

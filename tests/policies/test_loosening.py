@@ -436,3 +436,76 @@ def test_the_lifecycle_section_is_judged_by_what_it_lets_containers_do(
     before = policy(tmp_path, f"version: 1\nsandbox:\n  lifecycle:\n    {old}\n", "old.yaml")
     after = policy(tmp_path, f"version: 1\nsandbox:\n  lifecycle:\n    {new}\n", "new.yaml")
     assert set(effects(before, after).values()) == {effect}
+
+
+# ----- network modes and published ports -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("network_modes: [none, loopback]", "network_modes: [none, loopback, pasta]",
+         {"sandbox.network_modes: +pasta": "loosens"}),
+        ("network_modes: [none, loopback, pasta]", "network_modes: [none, loopback]",
+         {"sandbox.network_modes: -pasta": "tightens"}),
+        ("network: loopback", "network: pasta", {"sandbox.network: loopback -> pasta": "loosens"}),
+        # one level, but each engine exposes what the other does not
+        ("network: pasta", "network: slirp4netns", {"sandbox.network: pasta -> slirp4netns": "loosens"}),
+        ("network: slirp4netns", "network: pasta", {"sandbox.network: slirp4netns -> pasta": "loosens"}),
+        ("network: pasta", "network: loopback", {"sandbox.network: pasta -> loopback": "tightens"}),
+        ("network: none", "network: slirp4netns", {"sandbox.network: none -> slirp4netns": "loosens"}),
+        ("network: host\n  namespaces: [user, pid, mount]", "network: pasta\n  namespaces: [user, pid, mount, network]",
+         {"sandbox.network: host -> pasta": "tightens", "sandbox.namespaces: +network": "tightens"}),
+        ("publish: {addresses: [127.0.0.1]}", "publish: {addresses: [127.0.0.1, 0.0.0.0]}",
+         {"sandbox.publish.addresses: +0.0.0.0": "loosens"}),
+        ("publish: {addresses: [127.0.0.1, 0.0.0.0]}", "publish: {addresses: [127.0.0.1]}",
+         {"sandbox.publish.addresses: -0.0.0.0": "tightens"}),
+        # every IPv4 address covers each one, and :: every IPv6 one, but neither the other family
+        ("publish: {addresses: [0.0.0.0]}", "publish: {addresses: [0.0.0.0, 10.0.0.1]}",
+         {"sandbox.publish.addresses: +10.0.0.1": "tightens"}),
+        ("publish: {addresses: [0.0.0.0]}", "publish: {addresses: [10.0.0.1]}",
+         {"sandbox.publish.addresses: +10.0.0.1": "tightens", "sandbox.publish.addresses: -0.0.0.0": "tightens"}),
+        ("publish: {addresses: ['::']}", "publish: {addresses: ['::', 'fd00::1']}",
+         {"sandbox.publish.addresses: +fd00::1": "tightens"}),
+        ("publish: {addresses: ['::']}", "publish: {addresses: ['::', 10.0.0.1]}",
+         {"sandbox.publish.addresses: +10.0.0.1": "loosens"}),
+        ("publish: {addresses: [0.0.0.0]}", "publish: {addresses: [0.0.0.0, '::1']}",
+         {"sandbox.publish.addresses: +::1": "loosens"}),
+        ("publish: {addresses: [10.0.0.1]}", "publish: {addresses: [10.0.0.2]}",
+         {"sandbox.publish.addresses: +10.0.0.2": "loosens", "sandbox.publish.addresses: -10.0.0.1": "tightens"}),
+        ("publish: {addresses: ['::1']}", "publish: {addresses: ['0:0::1']}", {}),  # one address, two spellings
+        ("publish: {lowest_port: 1024}", "publish: {lowest_port: 80}", {"sandbox.publish.lowest_port: 1024 -> 80": "loosens"}),
+        ("publish: {lowest_port: 80}", "publish: {lowest_port: 1024}", {"sandbox.publish.lowest_port: 80 -> 1024": "tightens"}),
+    ],
+)  # fmt: skip
+def test_network_and_publish_changes_are_judged_by_what_they_let_a_run_reach(
+    tmp_path: Path, old: str, new: str, expected: dict[str, str]
+) -> None:
+    before = policy(tmp_path, f"version: 1\nsandbox:\n  {old}\n", "old.yaml")
+    after = policy(tmp_path, f"version: 1\nsandbox:\n  {new}\n", "new.yaml")
+    assert effects(before, after) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sandbox:\n  network_modes: [none, loopback, pasta]\n",
+         "4:35: extends strict but loosens it: sandbox.network_modes: +pasta"),
+        ("sandbox:\n  network: slirp4netns\n", "4:3: extends strict but loosens it: sandbox.network: none -> slirp4netns"),
+        ("sandbox:\n  publish:\n    addresses: [127.0.0.1]\n",
+         "5:17: extends strict but loosens it: sandbox.publish.addresses: +127.0.0.1"),
+        ("sandbox:\n  publish: {lowest_port: 443}\n",
+         "4:13: extends strict but loosens it: sandbox.publish.lowest_port: 1024 -> 443"),
+    ],
+)  # fmt: skip
+def test_strict_refuses_outbound_networks_and_published_ports_at_their_line(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    assert strict_problems(tmp_path, text) == [expected]
+
+
+def test_a_policy_extending_strict_may_narrow_its_network_further(tmp_path: Path) -> None:
+    path = tmp_path / "narrow.yaml"
+    path.write_text("version: 1\nextends: strict\nsandbox:\n  network_modes: [none]\n  publish: {lowest_port: 8000}\n")
+    sandbox = load_policy(str(path)).policy.sandbox
+    assert (sandbox.network_modes, sandbox.publish) == (("none",), model.Publish(addresses=(), lowest_port=8000))

@@ -59,6 +59,23 @@ def test_baseline_grants_dockers_default_capabilities_and_permissive_allows_unsi
     assert not permissive.signing.required and permissive.sandbox.seccomp.profile == "default"
 
 
+def test_the_builtins_say_which_networks_a_run_may_choose_and_where_it_may_publish() -> None:
+    strict, baseline, permissive = (load_policy(name).policy.sandbox for name in BUILTINS)
+    assert (strict.network, strict.network_modes) == ("none", ("none", "loopback"))
+    assert strict.publish == model.Publish(addresses=(), lowest_port=1024)  # nothing is published
+    for sandbox in (baseline, permissive):
+        assert (sandbox.network, sandbox.network_modes) == ("loopback", ("none", "loopback", "pasta", "slirp4netns"))
+        assert sandbox.publish.addresses[0] == "127.0.0.1" and sandbox.publish.lowest_port == 1024
+    assert permissive.publish.addresses == ("127.0.0.1", "::1")  # the host's loopback, either family
+    assert model.SandboxPolicy().network_modes == ("none", "loopback")
+    assert (model.Publish().addresses, model.Publish().lowest_port) == (("127.0.0.1",), 1024)
+
+
+def test_an_address_is_kept_as_ipaddress_writes_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "version: 1\nsandbox:\n  publish:\n    addresses: ['0:0::1', '::', 1:2:3:4:5:6:7:8]\n")
+    assert load_policy(str(path)).policy.sandbox.publish.addresses == ("::1", "::", "1:2:3:4:5:6:7:8")
+
+
 MALFORMED = [
     ("sandbox: {}", "1:1: 'version: 1' is required"),
     ("version: 2", "1:10: version: '2' is not one of 1"),
@@ -66,7 +83,39 @@ MALFORMED = [
     ("version: 1\nsandbox:\n  netwrok: none", "3:3: sandbox.netwrok: unknown key (did you mean 'network'?)"),
     (
         "version: 1\nsandbox:\n  network: hots",
-        "3:12: sandbox.network: 'hots' is not one of none, loopback, host (did you mean 'host'?)",
+        "3:12: sandbox.network: 'hots' is not one of none, loopback, pasta, slirp4netns, host (did you mean 'host'?)",
+    ),
+    (
+        "version: 1\nsandbox:\n  network_modes: [loopback, slirp]",
+        "3:29: sandbox.network_modes[1]: 'slirp' is not one of none, loopback, pasta, slirp4netns, host",
+    ),
+    (
+        "version: 1\nsandbox:\n  network: pasta\n  namespaces: [user, pid, mount]",
+        "3:3: network: pasta needs a network namespace of its own; add network to sandbox.namespaces",
+    ),
+    (
+        "version: 1\nsandbox:\n  publish:\n    addresses: [127.0.0.1, localhost]",
+        "4:28: sandbox.publish.addresses[1]: 'localhost' is not an IP address such as 127.0.0.1 or '::1'",
+    ),
+    (
+        "version: 1\nsandbox:\n  publish:\n    addresses: [300.1.1.1]",
+        "4:17: sandbox.publish.addresses[0]: '300.1.1.1' is not an IP address",
+    ),
+    (
+        "version: 1\nsandbox:\n  publish:\n    addresses: [10.0.0.0/8]",
+        "4:17: sandbox.publish.addresses[0]: '10.0.0.0/8' is not an IP address",
+    ),
+    (
+        "version: 1\nsandbox:\n  publish:\n    addresses:\n      - ::",  # YAML reads an unquoted :: as a mapping
+        "5:9: sandbox.publish.addresses[0]: expected an IP address (quote an IPv6 one: '::'), got a mapping",
+    ),
+    (
+        "version: 1\nsandbox:\n  publish:\n    lowest_port: 0",
+        "4:18: sandbox.publish.lowest_port: expected a port from 1 to 65535, got '0'",
+    ),
+    (
+        "version: 1\nsandbox:\n  publish: {lowest_port: 70000}",
+        "3:26: sandbox.publish.lowest_port: expected a port from 1 to 65535, got '70000'",
     ),
     (
         "version: 1\nsandbox:\n  privileged: yes please",
@@ -326,6 +375,17 @@ def test_show_prints_the_resolved_policy_as_yaml(tmp_path: Path) -> None:
     )
     assert yaml.safe_load(effective.stdout)["sandbox"]["ids"]["user"] is None  # defaults appear only with --effective
     assert "user" not in document["sandbox"]["ids"]
+
+
+def test_show_prints_the_network_modes_and_the_publish_section() -> None:
+    shown = subprocess.run([BIN / "pysandbox", "policy", "show", "baseline"], capture_output=True, text=True)
+    sandbox = yaml.safe_load(shown.stdout)["sandbox"]
+    assert sandbox["network_modes"] == ["none", "loopback", "pasta", "slirp4netns"]
+    assert sandbox["publish"] == {"addresses": ["127.0.0.1"], "lowest_port": 1024}
+    effective = subprocess.run(
+        [BIN / "pysandbox", "policy", "show", "--effective", "strict"], capture_output=True, text=True
+    )
+    assert yaml.safe_load(effective.stdout)["sandbox"]["publish"] == {"addresses": [], "lowest_port": 1024}
 
 
 def test_the_committed_schema_is_generated_from_the_model() -> None:
