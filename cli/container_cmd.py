@@ -151,6 +151,26 @@ def wait(containers: Annotated[list[str], CONTAINER]) -> None:
         typer.echo(str(wait_for_exit(_find(reference))))
 
 
+def port(
+    container: Annotated[str, CONTAINER],
+    private: Annotated[
+        str | None, typer.Argument(help="Only this container port (PORT or PORT/PROTO).", metavar="[PORT[/PROTO]]")
+    ] = None,
+) -> None:
+    """The container's published ports, as `CONTAINER_PORT/PROTO -> HOST_IP:HOST_PORT`."""
+    from pysbx.sandbox.network import Published
+
+    recorded = _find(container).record.get("ports")
+    ports = [Published(**item) for item in recorded if isinstance(item, dict)] if isinstance(recorded, list) else []
+    if private is not None:
+        number, _, protocol = private.partition("/")
+        ports = [item for item in ports if str(item.container_port) == number and item.protocol == (protocol or "tcp")]
+        if not ports:
+            fail("pysandbox", f"no public port '{private}' published for {container}", 1)
+    for item in ports:
+        typer.echo(str(item))
+
+
 def inspect(containers: Annotated[list[str], CONTAINER]) -> None:
     """Each container's record and state, as JSON."""
     from pysbx.sandbox.lifecycle import describe

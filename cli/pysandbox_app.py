@@ -32,7 +32,8 @@ app.command("sign")(signing_cmd.sign)
 app.command("verify")(signing_cmd.verify)
 for _command in (container_cmd.ps, container_cmd.logs, container_cmd.start, container_cmd.stop,
                  container_cmd.restart, container_cmd.kill, container_cmd.rm, container_cmd.wait,
-                 container_cmd.inspect, container_cmd.pause, container_cmd.unpause, container_cmd.attach):  # fmt: skip
+                 container_cmd.inspect, container_cmd.pause, container_cmd.unpause, container_cmd.attach,
+                 container_cmd.port):  # fmt: skip
     app.command(_command.__name__)(_command)
 app.command("exec", context_settings={"allow_interspersed_args": False})(container_cmd.exec_)
 

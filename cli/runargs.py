@@ -41,6 +41,8 @@ class Option(Record):
         self.dest = names[-1].lstrip("-").replace("-", "_")
 
 
+NETWORKS = ("none", "loopback", "pasta", "host")
+
 OPTIONS = (
     Option(("--policy",), "value", "built-in policy (strict, baseline, permissive) or a policy file", metavar="POLICY"),
     Option(("-i", "--interactive"), "flag", "with -t, typed input reaches the container (stdin is open without -t)"),
@@ -78,7 +80,19 @@ OPTIONS = (
     Option(("-u", "--user"), "value", "USER[:GROUP], names or ids", metavar="USER[:GROUP]"),
     Option(("-v", "--volume"), "append", "bind mount or named volume", metavar="SRC:DST[:ro]"),
     Option(("--tmpfs",), "append", "mount a tmpfs", metavar="DST[:size=64m,mode=1777]"),
-    Option(("--network",), "value", "network (default: the policy's)", choices=("none", "loopback", "host")),
+    Option(
+        ("--network",),
+        "value",
+        "none, loopback, pasta (outbound through pasta) or host (default: the policy's)",
+        choices=NETWORKS,
+    ),
+    Option(
+        ("-p", "--publish"),
+        "append",
+        "publish a container port (on 127.0.0.1 unless an address is given; needs --network pasta)",
+        metavar="[IP:][HOST_PORT:]PORT[/udp]",
+    ),
+    Option(("-P", "--publish-all"), "flag", "publish the image's EXPOSE ports on free ports of 127.0.0.1"),
     Option(("--hostname",), "value", "container hostname", metavar="NAME"),
     Option(("--init",), "flag", "run an init as PID 1 (always done)"),
     Option(("--memory",), "value", "memory limit, e.g. 512m or 1g", metavar="SIZE"),
@@ -148,6 +162,8 @@ class RunArgs(Record):
     volume: list[str]
     tmpfs: list[str]
     network: str | None
+    publish: list[str]
+    publish_all: bool
     hostname: str | None
     init: bool
     memory: str | None
@@ -280,24 +296,12 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return p
 
 
-_COMING = {
-    "-p": "publishing ports (-p)",
-    "--publish": "publishing ports (-p)",
-    "-P": "publishing ports (-P)",
-    "--publish-all": "publishing ports (-P)",
-}
-
-
 def _coming_feature(argv: list[str]) -> str | None:
     """A Docker flag of a feature pysandbox does not have yet, if the command line has one."""
     for index, word in enumerate(argv):
         name = word.partition("=")[0]
-        if name in _COMING:
-            return _COMING[name]
-        if name == "--network" and (word.partition("=")[2] or argv[index + 1 : index + 2] or [""])[0] not in (
-            "none", "loopback", "host",
-        ):  # fmt: skip
-            return "a network other than none, loopback or host"
+        if name == "--network" and (word.partition("=")[2] or argv[index + 1 : index + 2] or [""])[0] not in NETWORKS:
+            return "a network other than " + ", ".join(NETWORKS)
     return None
 
 

@@ -6,7 +6,7 @@ these modules of the project, and of the standard library nothing slow
 
     cli, cli.entry, cli.run_cmd, cli.runargs,
     sandbox, sandbox.capabilities, sandbox.errors, sandbox.idmap, sandbox.layercopy,
-    sandbox.limits, sandbox.linux, sandbox.mounts, sandbox.names, sandbox.planrecord,
+    sandbox.limits, sandbox.linux, sandbox.mounts, sandbox.names, sandbox.network, sandbox.planrecord,
     sandbox.process, sandbox.procfs, sandbox.record, sandbox.runner, sandbox.seccomp,
     sandbox.signals, sandbox.state, sandbox.userns, sandbox.warm,
     sandbox._syscall (the C extension, where it was built),

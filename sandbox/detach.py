@@ -40,7 +40,8 @@ def container_record(
             "volumes": volume_names(args.volume), "anonymous_volumes": args.anonymous_volumes,
             "tty": args.tty, "interactive": args.interactive, "detach_keys": detach_keys(args.detach_keys),
             "run": {"argv": args.given, "cwd": os.getcwd()},
-            "log": {"max_size": bounds.max_size, "max_file": bounds.max_file}}  # fmt: skip
+            "log": {"max_size": bounds.max_size, "max_file": bounds.max_file},
+            "network": spec.network, "ports": [port.as_dict() for port in spec.ports]}  # fmt: skip
 
 
 def detach_keys(keys: str | None) -> str:

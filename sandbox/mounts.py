@@ -198,7 +198,7 @@ def read_only_paths(root: str, paths: tuple[str, ...]) -> None:
         linux.mount("none", target, None, flags)
 
 
-def etc_files(root: str, state: str, hostname: str) -> None:
+def etc_files(root: str, state: str, hostname: str, nameserver: str | None = None) -> None:
     """/etc/hostname, /etc/hosts, /etc/resolv.conf from per-container files, written on a
     small tmpfs of the container's own mount namespace: a bind from the state folder would
     show the host's storage path (and the user's home) in the container's mountinfo."""
@@ -208,7 +208,7 @@ def etc_files(root: str, state: str, hostname: str) -> None:
     contents = {
         "hostname": f"{hostname}\n",
         "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n",
-        "resolv.conf": _resolv_conf(),
+        "resolv.conf": _resolv_conf(nameserver),
     }
     for name, text in contents.items():
         source = f"{folder}/{name}"
@@ -222,12 +222,18 @@ def etc_files(root: str, state: str, hostname: str) -> None:
         linux.mount(source, target, None, linux.MS_BIND)
 
 
-def _resolv_conf() -> str:
+def _resolv_conf(nameserver: str | None) -> str:
+    """The host's resolver settings; under a network engine, its forwarding address is the
+    one nameserver (the host's own may be loopback addresses, out of the container's reach)."""
     try:
         with open("/etc/resolv.conf") as host:
             lines = host.read().splitlines()
     except OSError:
-        return ""
+        lines = []
+    if nameserver is not None:
+        return "".join(line + "\n" for line in lines if not line.strip().startswith("nameserver")) + (
+            f"nameserver {nameserver}\n"
+        )
     return "".join(line + "\n" for line in lines if not line.strip().startswith("nameserver 127."))
 
 

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, NoReturn
 
 from pysbx.images import Image
 from pysbx.policies.loader import LoadedPolicy
-from pysbx.policies.model import Limits, Size, granted_capabilities
+from pysbx.policies.model import Limits, SandboxPolicy, Size, granted_capabilities
 from pysbx.policies.values import ENGINE_SOCKETS, format_size, normalize_capability
-from pysbx.sandbox import capabilities, mounts
+from pysbx.sandbox import capabilities, mounts, ports
 from pysbx.sandbox.errors import Refused
 from pysbx.sandbox.idmap import IdMaps, plan_id_maps
 from pysbx.sandbox.limits import plan_limits
 from pysbx.sandbox.names import InvalidName, check_name
+from pysbx.sandbox.network import ENGINES, Published
 from pysbx.sandbox.plan_light import parse_docker_size
 from pysbx.sandbox.planrecord import Confinement, ImageRun, Plan
 from pysbx.sandbox.rootfs import etc_text, image_lowers, owners_for
@@ -42,6 +43,34 @@ def _where(loaded: LoadedPolicy, *path: str) -> str:
     return f"{loaded.chain[0]} (by default)"
 
 
+def network_mode(flags: RunArgs, sandbox: SandboxPolicy) -> str:
+    """The network a run gets: --network, else the policy's (sandbox.network)."""
+    return flags.network or sandbox.network
+
+
+def _check_network(flags: RunArgs, sandbox: SandboxPolicy, refuse: Callable[..., NoReturn]) -> None:
+    """--network: the policy's own mode, one it lists in network_modes, or none and loopback
+    (only lo: nothing to loosen). -p and -P: under an engine that publishes (pasta), on an
+    address and from a port sandbox.publish allows."""
+    mode = network_mode(flags, sandbox)
+    if mode not in ("none", "loopback", sandbox.network, *sandbox.network_modes):
+        allowed = ", ".join(dict.fromkeys(("none", "loopback", sandbox.network, *sandbox.network_modes)))
+        refuse(f"--network {mode}", "sandbox", "network_modes", why=f"the policy allows the networks {allowed}")
+    if not flags.publish and not flags.publish_all:
+        return
+    if mode not in ENGINES:
+        raise Refused(f"-p and -P need a network that publishes ports (--network pasta); this run's is {mode}")
+    for spec in flags.publish:
+        for port in ports.parse(spec):
+            why = ports.refusal(port, sandbox.publish.addresses, sandbox.publish.lowest_port)
+            if why is not None:
+                refuse(f"-p {spec}", "sandbox", "publish", why=why)
+    if flags.publish_all:
+        why = ports.refusal(Published(ports.DEFAULT_ADDRESS, 0, 0, "tcp"), sandbox.publish.addresses, 0)
+        if why is not None:
+            refuse("-P", "sandbox", "publish", why=why)
+
+
 def check_flags(flags: RunArgs, loaded: LoadedPolicy) -> None:
     sandbox = loaded.policy.sandbox
 
@@ -52,8 +81,7 @@ def check_flags(flags: RunArgs, loaded: LoadedPolicy) -> None:
         refuse("--privileged", "sandbox", "privileged", why="the policy forbids privileged mode")
     if flags.pid == "host" and not sandbox.host_pid:
         refuse("--pid host", "sandbox", "host_pid", why="the policy forbids the host's pid namespace")
-    if flags.network == "host" and sandbox.network != "host":
-        refuse("--network host", "sandbox", "network", why=f"the policy's network is {sandbox.network}")
+    _check_network(flags, sandbox, refuse)
     granted = granted_capabilities(sandbox.capabilities, sandbox.privileged)
     for raw in flags.cap_add:
         name = normalize_capability(raw)
@@ -288,6 +316,7 @@ def build_plan(
             healthcheck=config.healthcheck,
             digest=str(image.manifest_digest),
             verdict=verdict,
+            exposed_ports=config.exposed_ports,
         ),
         confinement=Confinement(
             namespaces=list(map(str, namespaces)),

@@ -22,7 +22,10 @@ class ImageRun(Record):
     STOPSIGNAL and HEALTHCHECK say), which the run's flags may override; and which image it
     is (its manifest digest) and what its verification concluded, for `inspect`."""
 
-    __slots__ = ("cmd", "digest", "entrypoint", "env", "healthcheck", "stop_signal", "user", "verdict", "working_dir")
+    __slots__ = (
+        "cmd", "digest", "entrypoint", "env", "exposed_ports", "healthcheck", "stop_signal", "user", "verdict",
+        "working_dir",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -36,8 +39,10 @@ class ImageRun(Record):
         healthcheck: dict[str, Any] | None = None,
         digest: str = "",
         verdict: str = "",
+        exposed_ports: list[str] | None = None,  # EXPOSE: what -P publishes
     ) -> None:
         self.entrypoint, self.cmd, self.env = entrypoint, cmd, env
+        self.exposed_ports = exposed_ports or []
         self.working_dir, self.user = working_dir, user
         self.stop_signal, self.healthcheck, self.digest, self.verdict = stop_signal, healthcheck, digest, verdict
 

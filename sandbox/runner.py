@@ -38,10 +38,11 @@ import errno
 import os
 import time
 
-from pysbx.sandbox import capabilities, layercopy, linux, mounts
-from pysbx.sandbox.errors import EXIT_SETUP_FAILED, exit_status
+from pysbx.sandbox import capabilities, layercopy, linux, mounts, network
+from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError, exit_status
 from pysbx.sandbox.idmap import IdMaps
 from pysbx.sandbox.limits import Enforcement, apply_rlimits, cgroup_values
+from pysbx.sandbox.network import Published
 from pysbx.sandbox.process import User
 from pysbx.sandbox.record import Record
 
@@ -92,6 +93,7 @@ class RunSpec(Record):
         "network",
         "no_new_privileges",
         "on_signal",
+        "ports",
         "read_only_rootfs",
         "readonly_paths",
         "remove_state",
@@ -131,6 +133,7 @@ class RunSpec(Record):
         tty: bool = False,
         remove_state: bool = False,  # --rm
         interactive: bool = False,  # -i: with -t, what is typed reaches the container's pty
+        ports: list[Published] | None = None,  # -p: published through the network's engine
     ) -> None:
         self.lowers, self.state = lowers, state
         self.argv, self.env, self.workdir, self.user = argv, env, workdir, user
@@ -139,7 +142,7 @@ class RunSpec(Record):
         self.read_only_rootfs, self.masked_paths, self.readonly_paths = read_only_rootfs, masked_paths, readonly_paths
         self.tmpfs, self.binds, self.limits = tmpfs, binds, limits
         self.wall_time, self.tty, self.remove_state = wall_time, tty, remove_state
-        self.interactive = interactive
+        self.interactive, self.ports = interactive, ports or []
         # run -d (sandbox.monitor): told (init's pid, "", 0) once the command was exec'd,
         # or (init's pid, the setup error, the exit status) when it could not be.
         self.started: Callable[[int, str, int], None] | None = None
@@ -190,12 +193,14 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     ready_r, ready_w = os.pipe()
     maps_r, maps_w = os.pipe()
     errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
-    if spec.tty:  # imported here, before the container's side forks: it cannot after pivot_root
+    engine_wanted = spec.network in network.ENGINES
+    if spec.tty or engine_wanted:  # imported here, before the container's side forks: not after pivot_root
         import socket
 
         from pysbx.sandbox import tty
 
     monitor_end, container_end = socket.socketpair() if spec.tty else (None, None)
+    gate, gate_inside = socket.socketpair() if engine_wanted else (None, None)  # sandbox.network's
     # Signals wait (blocked) until someone can forward them: the monitor once it knows init's
     # pid, init once its handlers are in, the command just before exec. None is lost.
     held = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
@@ -203,15 +208,18 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     if pid == 0:
         for fd in (ready_r, maps_w, errors_r, *spec.monitor_fds):
             os.close(fd)
-        if monitor_end is not None:
-            monitor_end.close()
-        _guarded(errors_w, lambda: _setup_process(spec, cgroup, ready_w, maps_r, errors_w, container_end))
+        for end in (monitor_end, gate):
+            if end is not None:
+                end.close()
+        _guarded(errors_w, lambda: _setup_process(spec, cgroup, ready_w, maps_r, errors_w, container_end, gate_inside))
     os.close(ready_w)
     os.close(maps_r)
     os.close(errors_w)
-    if container_end is not None:
-        container_end.close()
+    for end in (container_end, gate_inside):
+        if end is not None:
+            end.close()
     init_pid = _monitor_setup(pid, spec, ready_r, maps_w)
+    engine = _start_network(spec, gate) if gate is not None else None
     forward = _forward_signals(init_pid, spec.tty, spec.on_signal)
     signal.pthread_sigmask(signal.SIG_SETMASK, held)
     master = tty.receive_master(monitor_end) if monitor_end is not None else None
@@ -226,9 +234,40 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     finally:
         for signum, previous in forward.items():  # the caller's own again (run -d's monitor ignores them)
             signal.signal(signum, previous)
+        if engine is not None:
+            engine.stop()
     if message:
         _print_error(message)
     return status
+
+
+def _start_network(spec: RunSpec, gate: socket.socket) -> network.Engine | None:
+    """The network's engine for the container's namespaces, which PID 1 sends through the
+    gate (it opens its own /proc/self/ns files: PID 1 is not dumpable, so no other process of
+    an ordinary user may open them); PID 1 then waits there for the word: "ready", or why not
+    (it fails the run with that sentence, exit 125). No namespaces: PID 1 failed before, and
+    its own error says why."""
+    import socket
+
+    with gate:
+        try:
+            _, namespaces, _, _ = socket.recv_fds(gate, 16, 2)
+        except OSError:
+            namespaces = []
+        engine, word = None, b"ready"
+        try:
+            if len(namespaces) == 2:
+                engine = network.start(spec.network, namespaces, spec.ports, spec.state)
+        except (OSError, SandboxError) as error:
+            word = str(error).encode(errors="backslashreplace")
+        finally:
+            for fd in namespaces:
+                os.close(fd)
+        try:
+            gate.sendall(word)
+        except OSError:  # PID 1 is gone already
+            pass
+    return engine
 
 
 def _collect(errors_r: int, pid: int, init_pid: int, spec: RunSpec) -> tuple[str, int]:
@@ -325,6 +364,7 @@ def _setup_process(
     maps_r: int,
     errors_w: int,
     console: socket.socket | None,
+    gate: socket.socket | None = None,
 ) -> None:
     monitor = os.getppid()
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -352,7 +392,9 @@ def _setup_process(
         # PID 1 holds no folder of the host: neither those held for its mounts nor ours
         # (found by review: `state` stayed open in it, reachable through /proc/1/fd).
         theirs = [*held, state, *(layer or ())]
-        _guarded(errors_w, lambda: _init(spec, errors_w, console, theirs, own_cgroups))
+        _guarded(errors_w, lambda: _init(spec, errors_w, console, theirs, own_cgroups, gate))
+    if gate is not None:
+        gate.close()
     _close_all(held)
     if console is not None:
         console.close()
@@ -462,12 +504,19 @@ def _close_all(descriptors: list[int]) -> None:
 
 
 def _init(
-    spec: RunSpec, errors_w: int, console: socket.socket | None, held: list[int], own_cgroups: tuple[str, ...]
+    spec: RunSpec,
+    errors_w: int,
+    console: socket.socket | None,
+    held: list[int],
+    own_cgroups: tuple[str, ...],
+    gate: socket.socket | None = None,
 ) -> None:
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     hide_host_command_line()
     prepare_root(spec, own_cgroups)
     _close_all(held)  # nothing of the host stays open in the container's PID 1
+    if gate is not None:  # the network's engine set up meanwhile (sandbox.network)
+        _wait_for_network(gate)
     command = os.fork()
     if command == 0:
         _guarded(errors_w, lambda: _exec_command(spec, errors_w, console))
@@ -475,6 +524,26 @@ def _init(
     if console is not None:
         console.close()
     _reap_until(command)
+
+
+def _wait_for_network(gate: socket.socket) -> None:
+    """The command starts only with the network it was promised: PID 1 hands the monitor its
+    namespaces, then waits for the monitor's word."""
+    import socket  # imported before the fork (sandbox.runner._run): a lookup, not a load
+
+    namespaces = [os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC) for name in ("user", "net")]
+    try:
+        socket.send_fds(gate, [b"namespaces"], namespaces)
+    finally:
+        for fd in namespaces:
+            os.close(fd)
+    gate.shutdown(socket.SHUT_WR)
+    word = b""
+    while chunk := gate.recv(4096):
+        word += chunk
+    gate.close()
+    if word != b"ready":
+        raise SandboxError(word.decode(errors="replace") or "the network was not set up (the monitor is gone)")
 
 
 _INIT_NAME = b"pysandbox-init"
@@ -527,7 +596,7 @@ def prepare_root(spec: RunSpec, own_cgroups: tuple[str, ...] = ()) -> None:
         mounts.mount_cgroups(root, own_cgroups)
     if "uts" in spec.namespaces:
         linux.sethostname(spec.hostname)
-    mounts.etc_files(root, spec.state, spec.hostname)
+    mounts.etc_files(root, spec.state, spec.hostname, network.nameserver(spec.network))
     for tmpfs in spec.tmpfs:
         mounts.tmpfs(root, tmpfs)
     for bind in spec.binds:
@@ -567,6 +636,8 @@ def _reap_until(command: int) -> None:
 def _describe_failure(error: BaseException) -> str:
     """One line for the monitor: an OSError with the path it concerns (`mkdir /x: No such
     file or directory`, not the bare strerror), anything else with its type."""
+    if isinstance(error, SandboxError):  # already a sentence for the user
+        return str(error)
     if not isinstance(error, OSError):
         return f"{type(error).__name__}: {error}"
     if error.strerror and error.filename is not None:

@@ -13,6 +13,7 @@ from pysbx.sandbox.errors import SandboxError
 from pysbx.sandbox.idmap import IdMaps, IdRange
 from pysbx.sandbox.limits import Enforcement
 from pysbx.sandbox.mounts import BindMount, TmpfsMount
+from pysbx.sandbox.network import Published
 from pysbx.sandbox.process import User
 from pysbx.sandbox.runner import RunSpec
 
@@ -51,6 +52,7 @@ def save_spec(folder: Folder, spec: RunSpec, extra: dict[str, Any]) -> None:
         "limits": [item.as_dict() for item in spec.limits],
         "tmpfs": [item.as_dict() for item in spec.tmpfs],
         "binds": [item.as_dict() for item in spec.binds],
+        "ports": [item.as_dict() for item in spec.ports],
         "extra": extra,
     }  # fmt: skip
     write_json(folder, SPEC_FILE, document)
@@ -84,6 +86,7 @@ def load_spec(folder: Folder) -> tuple[RunSpec, dict[str, Any]]:
         limits=[Enforcement(**item) for item in data["limits"]],
         tmpfs=[TmpfsMount(**item) for item in data["tmpfs"]],
         binds=[BindMount(**item) for item in data["binds"]],
+        ports=[Published(**item) for item in data.get("ports", [])],  # the same host ports at every start
     )  # fmt: skip
     extra = data.get("extra")
     return spec, extra if isinstance(extra, dict) else {}

@@ -35,11 +35,16 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pysbx.cli.runargs import RunArgs
+    from pysbx.sandbox.network import Published
     from pysbx.sandbox.runner import RunSpec
 
-FORMAT = 7  # bumped with sandbox.plan.FILTER_FORMAT: no plan rests on a filter an older pysandbox compiled
+# Bumped with sandbox.plan.FILTER_FORMAT (no plan rests on a filter an older pysandbox
+# compiled) and with the plan's records (8: the image's EXPOSE, for -P).
+FORMAT = 8
 # Flags that the cold path must check against the policy; with any of them, no warm start.
 POLICY_SENSITIVE = (
+    "publish",
+    "publish_all",
     "volume",
     "privileged",
     "pid",
@@ -229,7 +234,7 @@ def spec_from_plan(plan: Plan, args: RunArgs) -> RunSpec:
         user=run["user"],
         hostname=hostname,
         namespaces=tuple(confinement.namespaces),
-        network="none" if args.network == "none" else confinement.network,
+        network=args.network or confinement.network,
         id_maps=id_maps,
         capabilities=granted,
         no_new_privileges=confinement.no_new_privileges,
@@ -241,7 +246,19 @@ def spec_from_plan(plan: Plan, args: RunArgs) -> RunSpec:
         binds=[],
         limits=list(plan.limits),
         wall_time=confinement.wall_time,
+        ports=_published(args, plan.image.exposed_ports),
     )
+
+
+def _published(args: RunArgs, exposed: list[str]) -> list[Published]:
+    """-p and -P (sandbox.plan checked them against the policy): each host port chosen and
+    found free now."""
+    if not args.publish and not args.publish_all:
+        return []
+    from pysbx.sandbox import ports
+
+    wanted = [port for spec in args.publish for port in ports.parse(spec)]
+    return ports.bind_free(wanted + (ports.exposed(exposed) if args.publish_all else []))
 
 
 def _resolve_run(plan: Plan, args: RunArgs, hostname: str) -> dict[str, Any]:

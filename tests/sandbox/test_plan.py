@@ -6,6 +6,7 @@ import pytest
 
 from pysbx.cli.runargs import parse
 from pysbx.policies.loader import load_policy
+from pysbx.sandbox.errors import SandboxError
 from pysbx.sandbox.plan import Refused, check_flags
 
 
@@ -14,7 +15,10 @@ from pysbx.sandbox.plan import Refused, check_flags
     [
         (["--privileged"], "the policy forbids privileged mode"),
         (["--pid", "host"], "host's pid namespace"),
-        (["--network", "host"], "the policy's network is none"),
+        (["--network", "host"], "the policy allows the networks none, loopback"),
+        (["--network", "pasta"], "the policy allows the networks none, loopback"),
+        (["--network", "pasta", "-p", "8080:80"], "the policy allows the networks"),
+        (["-p", "8080:80"], "need a network that publishes ports"),
         (["--cap-add", "SYS_ADMIN"], "the policy does not grant it"),
         (["--cap-add", "NOT_A_CAP"], "not a Linux capability"),
         (["--security-opt", "seccomp=unconfined"], "the policy's seccomp profile is strict"),
@@ -47,3 +51,39 @@ def test_a_refused_size_is_said_in_the_units_given_and_the_policys() -> None:
         check_flags(parse(["--policy", "strict", "--memory", "1g", "img"]), load_policy("strict"))
     with pytest.raises(Refused, match=r"--tmpfs of 1Gi in all is refused: the policy allows at most 256Mi"):
         check_flags(parse(["--policy", "strict", "--tmpfs", "/a:size=1g", "img"]), load_policy("strict"))
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["-p", "0.0.0.0:8080:80"], r"-p 0.0.0.0:8080:80 is refused: the host address 0.0.0.0 is not one .*baseline"),
+        (["-p", "[::1]:8080:80"], "the host address ::1 is not one the policy lets ports be published on"),
+        (["-p", "80:80"], r"host port 80 is below the lowest the policy allows \(1024\)"),
+        (["-p", "8000-8001:80-82"], "ranges differ in length"),
+        (["-p", "8080:80/sctp"], "tcp or udp"),
+        (["-p", "localhost:8080:80"], "'localhost' is not an IP address"),
+        (["-p", "8080:0"], "between 1 and 65535"),
+        (["--network", "host"], "the policy allows the networks none, loopback, pasta, slirp4netns"),
+    ],
+)
+def test_published_ports_follow_the_policys_publish_rules(flags: list[str], words: str) -> None:
+    """baseline: pasta allowed, ports published on 127.0.0.1 only, from 1024."""
+    with pytest.raises(SandboxError, match=words):
+        check_flags(parse(["--policy", "baseline", "--network", "pasta", *flags, "img"]), load_policy("baseline"))
+
+
+def test_ports_within_the_publish_rules_pass() -> None:
+    for flags in (["-p", "8080:80"], ["-p", "127.0.0.1:8080-8081:80-81/udp"], ["-p", "80"], ["-P"]):
+        check_flags(parse(["--policy", "baseline", "--network", "pasta", *flags, "img"]), load_policy("baseline"))
+
+
+def test_a_published_range_is_bounded() -> None:
+    """An image's EXPOSE 1024-65535 under -P would be 64,512 sockets and pasta arguments."""
+    from pysbx.sandbox import ports
+
+    wanted = ports.exposed(["1024-65535/tcp"])
+    assert len(wanted) == 64512
+    with pytest.raises(ports.PortError, match="64512 ports to publish: at most 1024 per container"):
+        ports.bind_free(wanted)
+    (one,) = ports.bind_free(ports.parse("8080"))
+    assert (one.host_ip, one.container_port, one.protocol) == ("127.0.0.1", 8080, "tcp") and one.host_port > 0
