@@ -30,6 +30,19 @@ class Mount:
 
 
 @dataclass
+class PublishedPort:
+    """A container port the engine opens on the host, as the source read it: numbers and
+    ranges as written ("8080", "8000-8010"), the address normalised ("::" for "[::]")."""
+
+    container_port: str
+    protocol: str  # tcp, udp, sctp
+    line: Line
+    host_port: str = ""  # "" where the engine picks one
+    host_ip: str | None = None  # None where none is given: Docker and the kubelet then bind every interface
+    loopback_form: str = ""  # the entry bound to 127.0.0.1, spelled as its file spells it
+
+
+@dataclass
 class ContainerSpec:
     kind: str  # compose, kubernetes, docker-inspect, oci
     target: str
@@ -48,6 +61,7 @@ class ContainerSpec:
     no_new_privileges: Setting = field(default_factory=Setting)  # True when escalation is prevented
     read_only_rootfs: Setting = field(default_factory=Setting)
     mounts: list[Mount] = field(default_factory=list)
+    published_ports: list[PublishedPort] = field(default_factory=list)
     builds_image: bool = False  # Compose `build:`: `image:` names the result, it is not pulled
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pysbx.audit.findings import Finding
 from pysbx.audit.rules import finding
 from pysbx.audit.rules.references import pinning_finding
-from pysbx.audit.spec import ContainerSpec, capability_name, is_root_user
+from pysbx.audit.spec import ContainerSpec, PublishedPort, capability_name, is_root_user
 from pysbx.policies.values import ENGINE_SOCKETS
 
 DANGEROUS_CAPABILITIES = {
@@ -24,6 +24,7 @@ DANGEROUS_CAPABILITIES = {
     "PERFMON",
     "SYS_TIME",
 }
+EVERY_INTERFACE = (None, "0.0.0.0", "::")  # no address given, or the wildcard of either family
 SENSITIVE_EXACT = {
     "/",
     "/etc",
@@ -63,6 +64,7 @@ def container_findings(spec: ContainerSpec) -> Iterator[Finding]:
 
 def _findings_of(spec: ContainerSpec) -> Iterator[Finding]:
     yield from _privileged_and_namespaces(spec)
+    yield from _published_ports(spec)
     yield from _user(spec)
     yield from _image(spec)
     yield from _capabilities(spec)
@@ -83,6 +85,31 @@ def _privileged_and_namespaces(spec: ContainerSpec) -> Iterator[Finding]:
         setting = getattr(spec, attribute)
         if setting.value is True:
             yield finding(rule, spec.target, f"{spec.name} shares the host's {what} namespace", setting.line)
+
+
+def _published_ports(spec: ContainerSpec) -> Iterator[Finding]:
+    """Ports open on every interface of the host. Under the host network every port is the
+    host's anyway (Compose drops `ports:` there): host-network says it, louder."""
+    if spec.host_network.value is True:
+        return
+    for port in spec.published_ports:
+        if port.host_ip not in EVERY_INTERFACE:
+            continue
+        mapping, picked = _mapping(port), "" if port.host_port else " on a host port the engine picks"
+        yield finding(
+            "published-port",
+            spec.target,
+            f"{spec.name} publishes {mapping}{picked} on every interface ({port.host_ip or '0.0.0.0'}): "
+            f"bind it to 127.0.0.1 ({port.loopback_form}) unless other machines must reach it",
+            port.line,
+            evidence=f"{port.host_ip}:{mapping}" if port.host_ip else mapping,  # as `docker ps` shows it
+        )
+
+
+def _mapping(port: PublishedPort) -> str:
+    """`8080->80/tcp` as `docker ps` shows a port, or `80/tcp` where the engine picks the host's."""
+    container = f"{port.container_port}/{port.protocol}"
+    return f"{port.host_port}->{container}" if port.host_port else container
 
 
 def _user(spec: ContainerSpec) -> Iterator[Finding]:

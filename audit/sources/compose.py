@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from pysbx.audit.inputs import AuditInputError, read_regular
+from pysbx.audit.sources.ports import compose_port
 from pysbx.audit.sources.settings import host_modes, security_options, setting
 from pysbx.audit.sources.shape import LIST, MAPPING, ShapeError, described, field_of
 from pysbx.audit.sources.yamllines import LineDict, LineList
-from pysbx.audit.spec import ContainerSpec, Mount, Setting
+from pysbx.audit.spec import ContainerSpec, Mount, PublishedPort, Setting
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME:+alt} whose argument holds
 # no further variable (inner ones are replaced first), and $NAME; `$$` is a literal dollar.
@@ -104,6 +105,7 @@ def _service_spec(name: str, service: LineDict, target: str, line: int) -> Conta
         spec.capabilities_added = [(str(cap), line) for cap, line in zip(caps, caps.item_lines, strict=True)]
     security_options(spec, field_of(service, "security_opt", LIST, target, where))
     spec.mounts = _volumes(service, target, where)
+    spec.published_ports = _ports(service, target, where)
     return spec
 
 
@@ -130,6 +132,19 @@ def _volumes(service: LineDict, target: str, where: str) -> list[Mount]:
         if mount is not None:
             mounts.append(mount)
     return mounts
+
+
+def _ports(service: LineDict, target: str, where: str) -> list[PublishedPort]:
+    """The service's `ports:`; a null item is passed over, as Compose does."""
+    ports = field_of(service, "ports", LIST, target, where)
+    if ports is None:
+        return []
+    found = [
+        compose_port(entry, line, target, where)
+        for entry, line in zip(ports, ports.item_lines, strict=True)
+        if entry is not None
+    ]
+    return [port for port in found if port is not None]
 
 
 def _volume(volume: Any, line: int) -> Mount | None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-from pysbx.audit.sources.shape import LIST, MAPPING, field_of, items_of
+from pysbx.audit.sources.ports import host_address
+from pysbx.audit.sources.shape import LIST, MAPPING, ShapeError, described, field_of, items_of
 from pysbx.audit.sources.yamllines import LineDict, LineList
-from pysbx.audit.spec import ContainerSpec, Mount, Setting
+from pysbx.audit.spec import ContainerSpec, Mount, PublishedPort, Setting
 
 WORKLOADS = {
     "Pod",
@@ -102,6 +103,7 @@ def _container_spec(document: LineDict, pod: LineDict, container: LineDict, targ
     if added is not None:
         spec.capabilities_added = [(str(c), line) for c, line in zip(added, added.item_lines, strict=True)]
     spec.mounts = _host_paths(pod, container)
+    spec.published_ports = _host_ports(container, target, label)
     return spec
 
 
@@ -154,3 +156,41 @@ def _host_paths(pod: LineDict, container: LineDict) -> list[Mount]:
             path, line = host_paths.pop(name)
             mounts.append(Mount(path, str(mount.get("mountPath", "")), line, read_only=mount.get("readOnly") is True))
     return mounts
+
+
+def _host_ports(container: LineDict, target: str, label: str) -> list[PublishedPort]:
+    """The container's ports with a hostPort, which the kubelet binds on the node: on hostIP,
+    every interface where none is given. A containerPort alone stays in the pod network, and a
+    Service (NodePort, LoadBalancer) is exposure on purpose, not a workload's setting."""
+    ports = field_of(container, "ports", LIST, target, f"{label}: ")
+    return [
+        _host_port(port, target, f"{label}: ports.")
+        for port in items_of(ports, MAPPING, target, f"{label}: ports")
+        if port.get("hostPort") not in (None, 0)
+    ]
+
+
+def _host_port(port: LineDict, target: str, where: str) -> PublishedPort:
+    host_port = _port_number(port, "hostPort", target, where)
+    container_port = _port_number(port, "containerPort", target, where)
+    try:
+        address = host_address(str(port.get("hostIP") or ""))
+    except ValueError as error:
+        raise ShapeError(f"{target}:{port.line_of('hostIP')}: {where}hostIP: {error}") from None
+    return PublishedPort(
+        container_port=str(container_port),
+        protocol=str(port.get("protocol") or "TCP").lower(),
+        line=port.line_of("hostPort"),
+        host_port=str(host_port),
+        host_ip=address,
+        loopback_form="hostIP: 127.0.0.1",
+    )
+
+
+def _port_number(port: LineDict, key: str, target: str, where: str) -> int:
+    """A port number as the API server accepts it: an integer from 1 to 65535."""
+    number = port.get(key)
+    if type(number) is int and 0 < number <= 65535:  # not a bool, which Python counts as an int
+        return number
+    found = str(number) if type(number) is int else "nothing" if number is None else described(number)
+    raise ShapeError(f"{target}:{port.line_of(key)}: {where}{key}: expected a port number (1-65535), found {found}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pysbx.audit.sources.ports import inspect_ports
 from pysbx.audit.sources.settings import host_modes, security_options, setting
 from pysbx.audit.sources.yamllines import LineDict, LineList
 from pysbx.audit.spec import ContainerSpec, Mount, Setting
@@ -43,6 +44,7 @@ def _inspect_spec(item: LineDict, target: str) -> ContainerSpec:
         spec.capabilities_added = [(str(c), line) for c, line in zip(caps, caps.item_lines, strict=True)]
     security_options(spec, host.get("SecurityOpt") if isinstance(host, dict) else None)
     spec.mounts = _inspect_mounts(host, item)
+    spec.published_ports = inspect_ports(host.get("PortBindings") if isinstance(host, dict) else None)
     return spec
 
 

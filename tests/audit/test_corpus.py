@@ -38,6 +38,7 @@ def test_every_realworld_file_parses_and_the_counts_are_recorded() -> None:
     assert by_category["host-ipc"] == 2
     assert by_category["dangerous-capability"] == 3
     assert by_category["supply-chain"] == 2
+    assert by_category["published-port"] == 77  # 67 Compose ports, 10 Kubernetes hostPorts
     assert by_category["unpinned-image"] >= 430 and by_category["root-user"] >= 350
 
 
