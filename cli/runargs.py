@@ -41,7 +41,7 @@ class Option(Record):
         self.dest = names[-1].lstrip("-").replace("-", "_")
 
 
-NETWORKS = ("none", "loopback", "pasta", "host")
+NETWORKS = ("none", "loopback", "pasta", "slirp4netns", "host")
 
 OPTIONS = (
     Option(("--policy",), "value", "built-in policy (strict, baseline, permissive) or a policy file", metavar="POLICY"),
@@ -83,13 +83,13 @@ OPTIONS = (
     Option(
         ("--network",),
         "value",
-        "none, loopback, pasta (outbound through pasta) or host (default: the policy's)",
+        "none, loopback, pasta or slirp4netns (outbound through that engine), host (default: the policy's)",
         choices=NETWORKS,
     ),
     Option(
         ("-p", "--publish"),
         "append",
-        "publish a container port (on 127.0.0.1 unless an address is given; needs --network pasta)",
+        "publish a container port (on 127.0.0.1 unless an address is given; needs pasta or slirp4netns)",
         metavar="[IP:][HOST_PORT:]PORT[/udp]",
     ),
     Option(("-P", "--publish-all"), "flag", "publish the image's EXPOSE ports on free ports of 127.0.0.1"),

@@ -1,27 +1,38 @@
 """Outbound access and published ports for a container's own network namespace, through
-pasta (Debian's `passt`), the engine podman 5 chose for rootless containers: pysandbox
-starts it and nothing of ours moves packets.
+the engines the container world trusts, from Debian's packages: pasta (package `passt`,
+podman 5's choice for rootless containers) and slirp4netns (podman 4's). pysandbox starts
+them; nothing of ours moves packets.
 
-The monitor starts pasta once the setup process has made the container's namespaces and
-PID 1 exists, and PID 1 waits at a gate (a pipe) before it starts the command, so that the
-command never runs without the network it was promised. pasta joins the container's user
-and network namespaces through descriptors the monitor opened (`--userns/--netns
-/proc/self/fd/N`), configures the tap interface (`--config-net`: the host's address and
-routes, as podman does), and is told every forwarding it may do and no other: no automatic
-forwarding either way (`-t/-u/-T/-U none`, which default to `auto`), no mapping of the
-gateway address to the host's loopback (`--no-map-gw`), DNS forwarded from one address
-only. A published port is one `-t ADDR/HOST:CONTAINER` each (a range can bind in part
-without a word: found by research for #16). pasta runs in the foreground as a child of the
-monitor with the parent-death signal set, so a killed monitor leaves no pasta and no bound
-port; the monitor stops it when the container ends. Run by root, pasta must stay root to
-enter a user namespace that root owns (`--runas 0`; it drops to nobody otherwise and cannot):
-it then isolates itself (its own namespaces, no capabilities, a seccomp filter)."""
+The monitor starts the engine once PID 1 exists and has handed it the container's user and
+network namespaces (sandbox.runner's gate), and PID 1 waits at that gate before it starts the
+command, so the command never runs without the network it was promised. The engine joins the
+namespaces through those descriptors (`/proc/self/fd/3` and `4`), configures the interface,
+and says it is ready on a pipe (pasta's `--pid` file, slirp4netns's `--ready-fd`). It is told
+every forwarding it may do and no other:
+
+- pasta: `--config-net` (the host's address and routes, as podman does), no automatic port
+  forwarding either way (`-t/-u/-T/-U` default to `auto`: `-T/-U none`), no mapping of the
+  gateway to the host's loopback (`--no-map-gw`), DNS forwarded from one address; a
+  published port is one `-t ADDR/HOST:CONTAINER` each (a range can bind in part without a
+  word: found by research for #16). Run by root, pasta must stay root to enter a user
+  namespace root owns (`--runas 0`); it then confines itself (its own namespaces, no
+  capabilities, a seccomp filter).
+- slirp4netns: `--configure` (10.0.2.100/24, DNS at 10.0.2.3), `--disable-host-loopback`
+  (10.0.2.2 does not reach the host's 127.0.0.1), `--enable-seccomp`, and as root
+  `--enable-sandbox` (a mount namespace of its own, no capability but NET_BIND_SERVICE); published
+  ports through its API socket (`add_hostfwd`), one request per port, before PID 1 hears
+  "ready".
+
+The engine runs in the foreground as a child of the monitor with the parent-death signal
+set (and slirp4netns also ends when its `--exit-fd` closes), so a killed monitor leaves no
+engine and no bound port; the monitor stops it when the container ends."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 import select
+import stat
 import time
 
 from pysbx.sandbox import linux
@@ -34,10 +45,12 @@ if TYPE_CHECKING:
 else:
     import _signal as signal
 
-ENGINES = ("pasta",)  # network modes an engine of ours provides (the others: none, loopback, host)
+ENGINES = ("pasta", "slirp4netns")  # network modes an engine provides (the others: none, loopback, host)
 PASTA_DNS = "169.254.1.1"  # the container's nameserver: pasta forwards it to the host's first one
+SLIRP_DNS = "10.0.2.3"  # slirp4netns's own resolver address, forwarded to the host's
 READY_SECONDS = 10.0  # pasta configures the namespace and binds its ports in 5-40 ms here
-_LOG = "pasta.log"
+_PACKAGES = {"pasta": "passt", "slirp4netns": "slirp4netns"}
+_API = "slirp4netns.sock"  # relative to the container's folder: a socket path has 107 bytes at most
 _READY = "/proc/self/fd/5"  # pasta's --pid file: a pipe, which it writes once it is ready
 
 
@@ -56,7 +69,7 @@ class Published(Record):
 
 def nameserver(mode: str) -> str | None:
     """The address the container's /etc/resolv.conf names under `mode` (None: the host's)."""
-    return PASTA_DNS if mode == "pasta" else None
+    return {"pasta": PASTA_DNS, "slirp4netns": SLIRP_DNS}.get(mode)
 
 
 def pasta_arguments(ports: list[Published], as_root: bool) -> list[str]:
@@ -76,14 +89,28 @@ def _spec(port: Published) -> str:
     return f"{port.host_ip}/{port.host_port}:{port.container_port}"
 
 
-class Engine:
-    """A running pasta for one container run."""
+def slirp4netns_arguments(as_root: bool) -> list[str]:
+    """slirp4netns's command line (fd 5: ready, fd 6: its end when it closes). Run by root, it
+    confines itself (--enable-sandbox: a mount namespace of its own, every capability but
+    NET_BIND_SERVICE dropped); an ordinary user's cannot with namespaces given as paths
+    (setegid(0) fails: "parent failed"), and holds no more than the user anyway."""
+    return ["slirp4netns", "--configure", "--mtu=65520", "--disable-host-loopback",
+            *(["--enable-sandbox"] if as_root else []), "--enable-seccomp", "--userns-path=/proc/self/fd/3",
+            "--netns-type=path", "--ready-fd=5", "--exit-fd=6", "--api-socket", _API, "/proc/self/fd/4",
+            "tap0"]  # fmt: skip
 
-    def __init__(self, pid: int, folder: str) -> None:
-        self.pid, self.folder = pid, folder
+
+class Engine:
+    """A running engine for one container run."""
+
+    def __init__(self, mode: str, pid: int, folder: str, exit_w: int = -1) -> None:
+        self.mode, self.pid, self.folder, self.exit_w = mode, pid, folder, exit_w
 
     def stop(self) -> None:
         """End it and reap it: its ports are free once this returns."""
+        if self.exit_w >= 0:
+            os.close(self.exit_w)
+            self.exit_w = -1
         _signal(self.pid, signal.SIGTERM)
         if not _reap(self.pid, 2.0):
             _kill(self.pid)
@@ -91,33 +118,67 @@ class Engine:
 
 def start(mode: str, namespaces: list[int], ports: list[Published], folder: str) -> Engine:
     """Start the engine for the container's user and network `namespaces` (descriptors) and
-    wait until it is ready; SandboxError with the engine's own words when it cannot (a port
-    taken meanwhile, /dev/net/tun out of reach)."""
-    if mode != "pasta":
+    wait until it is ready, its ports published; SandboxError with the engine's own words
+    when it cannot (a port taken meanwhile, /dev/net/tun out of reach)."""
+    if mode not in ENGINES:
         raise SandboxError(f"network {mode!r} has no engine")
-    program = _find("pasta")
+    program = _find(mode)
     if program is None:
-        raise SandboxError("--network pasta needs pasta (Debian's package passt): install it")
-    argv = pasta_arguments(ports, os.geteuid() == 0)
+        raise SandboxError(f"--network {mode} needs {mode} (Debian's package {_PACKAGES[mode]}): install it")
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-    log = os.open(os.path.join(folder, _LOG), flags, 0o600)
+    log = os.open(os.path.join(folder, f"{mode}.log"), flags, 0o600)
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    exit_r, exit_w = os.pipe2(os.O_CLOEXEC) if mode == "slirp4netns" else (-1, -1)
+    as_root = os.geteuid() == 0
+    argv = pasta_arguments(ports, as_root) if mode == "pasta" else slirp4netns_arguments(as_root)
     try:
-        pid = _spawn(program, argv, [*namespaces, ready_w, log])
+        pid = _spawn(program, argv, [*namespaces, ready_w, *([exit_r] if exit_r >= 0 else [])], log, folder)
     finally:
-        for fd in (ready_w, log):
-            os.close(fd)
-    engine = Engine(pid, folder)
+        for fd in (ready_w, log, exit_r):
+            if fd >= 0:
+                os.close(fd)
+    engine = Engine(mode, pid, folder, exit_w)
     try:
         _wait_until_ready(engine, ready_r)
+        if mode == "slirp4netns":
+            _forward_ports(engine, ports)
+    except BaseException:
+        engine.stop()
+        raise
     finally:
         os.close(ready_r)
     return engine
 
 
-def _spawn(program: str, argv: list[str], fds: list[int]) -> int:
-    """pasta as a child with fds 3 and 4 the namespaces, 5 the readiness pipe, stderr its
-    log, nothing else of ours open, default signal dispositions, the parent-death signal set."""
+def _forward_ports(engine: Engine, ports: list[Published]) -> None:
+    """slirp4netns publishes through its API socket: one add_hostfwd per port."""
+    import json
+    import socket
+
+    from pysbx.sandbox.jsonread import loads
+
+    folder = os.open(engine.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for port in ports:
+            request = {"execute": "add_hostfwd", "arguments": {"proto": port.protocol, "host_addr": port.host_ip,
+                       "host_port": port.host_port, "guest_port": port.container_port}}  # fmt: skip
+            with socket.socket(socket.AF_UNIX) as api:
+                api.settimeout(READY_SECONDS)
+                api.connect(f"/proc/self/fd/{folder}/{_API}")  # the folder's path may be too long for a socket
+                api.sendall(json.dumps(request).encode())
+                api.shutdown(socket.SHUT_WR)
+                answer = loads(api.recv(1 << 16) or b"{}")
+            if not isinstance(answer, dict) or "return" not in answer:
+                said = answer.get("error", {}).get("desc") if isinstance(answer, dict) else None
+                raise SandboxError(f"slirp4netns could not publish {port}: {said or answer}")
+    finally:
+        os.close(folder)
+
+
+def _spawn(program: str, argv: list[str], fds: list[int], log: int, folder: str) -> int:
+    """The engine as a child: `fds` become 3, 4, 5..., stderr its log, its working folder
+    the container's, nothing else of ours open, default signal dispositions, and the
+    parent-death signal set."""
     parent = os.getpid()
     pid = os.fork()
     if pid != 0:
@@ -125,36 +186,44 @@ def _spawn(program: str, argv: list[str], fds: list[int]) -> int:
     try:  # pragma: no cover - the child execs or _exits
         null = os.open(os.devnull, os.O_RDWR)
         # above every target first, so that no dup2 below overwrites a source not yet copied
-        userns, netns, ready, log, null = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (*fds, null))
-        for source, target in ((null, 0), (null, 1), (log, 2), (userns, 3), (netns, 4), (ready, 5)):
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10 + len(fds)) for fd in (null, log, *fds)]
+        for target, source in enumerate([moved[0], moved[0], *moved[1:]]):
             os.dup2(source, target)  # dup2's copy is inheritable
-        os.closerange(6, os.sysconf("SC_OPEN_MAX"))
+        os.closerange(len(fds) + 3, os.sysconf("SC_OPEN_MAX"))
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the monitor died before the line above
             os._exit(1)
-        for signum in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
+        for signum in range(1, signal.NSIG):  # an ignored signal stays ignored across exec
+            if signum not in (signal.SIGKILL, signal.SIGSTOP):
+                try:
+                    signal.signal(signum, signal.SIG_DFL)
+                except (OSError, ValueError):  # the real-time ones Python does not know
+                    continue
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        os.chdir(folder)
         os.execv(program, argv)
     finally:
         os._exit(127)
 
 
 def _wait_until_ready(engine: Engine, ready_r: int) -> None:
-    """pasta writes its pid to the readiness pipe once the namespace is configured and its
-    ports are bound; it exits with a message (the pipe ends empty) when it cannot."""
+    """The engine writes to the readiness pipe once the namespace is configured (pasta: its
+    pid, once its ports are bound too; slirp4netns: "1"); it exits with a message (the pipe
+    ends empty) when it cannot."""
     if not select.select([ready_r], [], [], READY_SECONDS)[0]:
-        _kill(engine.pid)
-        raise SandboxError(f"pasta did not set up the network within {READY_SECONDS:.0f} s")
+        raise SandboxError(f"{engine.mode} did not set up the network within {READY_SECONDS:.0f} s")
     if not os.read(ready_r, 64).strip():
         _, status = os.waitpid(engine.pid, 0)
-        raise SandboxError(f"pasta could not set up the network: {_said(engine.folder, status)}")
+        raise SandboxError(f"{engine.mode} could not set up the network: {_said(engine, status)}")
 
 
-def _said(folder: str, status: int) -> str:
-    """pasta's last words from its log (without its complaints about a missing syslog)."""
+def _said(engine: Engine, status: int) -> str:
+    """The engine's last words from its log (without pasta's complaints about a missing syslog)."""
     try:
-        fd = os.open(os.path.join(folder, _LOG), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(
+            os.path.join(engine.folder, f"{engine.mode}.log"),
+            os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+        )
         with os.fdopen(fd, errors="replace") as log:
             lines = [line.strip() for line in log.read(1 << 16).splitlines()]
     except OSError:
@@ -192,9 +261,17 @@ def _signal(pid: int, signum: int) -> None:
 
 
 def _find(name: str) -> str | None:
-    """`name` in PATH's absolute folders (never one relative to wherever run was started)."""
-    for folder in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/sbin"]:
+    """The engine's program: Debian's first, then PATH's absolute folders (never one relative
+    to wherever run was started). For root, only a program that root owns and no one else
+    may write: root's pasta runs as root until it has confined itself."""
+    for folder in ["/usr/bin", "/usr/sbin", *os.environ.get("PATH", "").split(os.pathsep)]:
         candidate = os.path.join(folder, name)
-        if os.path.isabs(folder) and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        try:
+            info = os.stat(candidate)
+        except OSError:
+            continue
+        if not os.path.isabs(folder) or not stat.S_ISREG(info.st_mode) or not os.access(candidate, os.X_OK):
+            continue
+        if os.geteuid() != 0 or (info.st_uid == 0 and not info.st_mode & 0o022):
             return candidate
     return None

@@ -59,7 +59,7 @@ def _check_network(flags: RunArgs, sandbox: SandboxPolicy, refuse: Callable[...,
     if not flags.publish and not flags.publish_all:
         return
     if mode not in ENGINES:
-        raise Refused(f"-p and -P need a network that publishes ports (--network pasta); this run's is {mode}")
+        raise Refused(f"-p and -P need a network that publishes ports (pasta, slirp4netns); this run's is {mode}")
     for spec in flags.publish:
         for port in ports.parse(spec):
             why = ports.refusal(port, sandbox.publish.addresses, sandbox.publish.lowest_port)

@@ -10,6 +10,7 @@ privileged one is one sentence naming the flag, not the engine's error."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 
 from pysbx.policies.model import address_covers
@@ -40,12 +41,18 @@ def parse(spec: str) -> list[Published]:
 
 
 def exposed(ports: list[str]) -> list[Published]:
-    """-P: the image's EXPOSE entries (`80/tcp`), each on a free host port of 127.0.0.1."""
+    """-P: the image's EXPOSE entries (`80/tcp`, `8000-8010/udp`), each on a free host port
+    of 127.0.0.1. Only a port or a range and a protocol: an entry that names an address or a
+    host port (`0.0.0.0:2222:22`) would let the image choose where it listens (found by
+    review), and is refused."""
     found: list[Published] = []
     for entry in ports:
         port, _, protocol = entry.partition("/")
-        if (protocol or "tcp") in PROTOCOLS:
-            found += parse(f"{port}/{protocol or 'tcp'}")
+        if not re.fullmatch(r"[0-9]+(-[0-9]+)?", port):
+            raise PortError(f"-P: the image exposes {entry!r}, which is not PORT[-PORT][/tcp|udp]")
+        if (protocol or "tcp") in PROTOCOLS:  # Docker's sctp: nothing our engines publish
+            found += [Published(DEFAULT_ADDRESS, 0, number, protocol or "tcp")
+                      for number in _port_range(f"(EXPOSE {entry})", port, "container port")]  # fmt: skip
     return found
 
 
@@ -74,6 +81,9 @@ def _address(spec: str, text: str, version: int) -> str:
         raise PortError(f"-p {spec}: {text!r} is not an IP address") from None
     if parsed.version != version:
         raise PortError(f"-p {spec}: {text!r} is not an IPv{version} address")
+    if isinstance(parsed, ipaddress.IPv6Address) and (parsed.ipv4_mapped is not None or parsed.scope_id):
+        # ::ffff:0.0.0.0 is every IPv4 address to a socket without IPV6_V6ONLY (found by review)
+        raise PortError(f"-p {spec}: give an IPv4 address as such, and an IPv6 one without a scope")
     return str(parsed)
 
 
@@ -118,9 +128,12 @@ def _bound(port: Published, held: list[socket.socket]) -> Published:
     family = socket.AF_INET6 if ":" in port.host_ip else socket.AF_INET
     probe = socket.socket(family, socket.SOCK_STREAM if port.protocol == "tcp" else socket.SOCK_DGRAM)
     held.append(probe)
-    # as pasta binds (and servers do): a port whose last connections linger in TIME_WAIT (a
-    # container just removed) is free; one that something listens on is not
-    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if port.protocol == "tcp":  # as pasta binds (and servers do): a port whose connections
+        # linger in TIME_WAIT (a container just removed) is free, one something listens on is
+        # not. Not for UDP: there it would let us share a port another user holds so (review)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:  # [::] is IPv6's every address, not IPv4's too
+        probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     try:
         probe.bind((port.host_ip, port.host_port))
     except PermissionError:

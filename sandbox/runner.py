@@ -219,9 +219,10 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
         if end is not None:
             end.close()
     init_pid = _monitor_setup(pid, spec, ready_r, maps_w)
-    engine = _start_network(spec, gate) if gate is not None else None
     forward = _forward_signals(init_pid, spec.tty, spec.on_signal)
     signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    # after the handlers: a TERM while PID 1 is still mounting reaches it (found by review)
+    engine = _start_network(spec, gate) if gate is not None else None
     master = tty.receive_master(monitor_end) if monitor_end is not None else None
     if master is not None and spec.console_sink is not None:
         spec.console_sink(master)  # run -dt: the attach hub sets its size from attached terminals

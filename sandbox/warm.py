@@ -217,6 +217,7 @@ def spec_from_plan(plan: Plan, args: RunArgs) -> RunSpec:
         run = _resolve_run(plan, args, hostname)
         seccomp_bpf = None if plan.bpf is None else read_private_file(plan.bpf)
         tmpfs = plan.tmpfs + _tmpfs_flags(args.tmpfs)
+        published = _published(args, plan.image.exposed_ports)
     except BaseException:
         remove_state(state)
         raise
@@ -246,7 +247,7 @@ def spec_from_plan(plan: Plan, args: RunArgs) -> RunSpec:
         binds=[],
         limits=list(plan.limits),
         wall_time=confinement.wall_time,
-        ports=_published(args, plan.image.exposed_ports),
+        ports=published,
     )
 
 

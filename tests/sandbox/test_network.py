@@ -1,11 +1,12 @@
-"""`--network pasta` and published ports, as root and as an ordinary user, with Debian's
-pasta (package passt): an HTTP server in a container answers on its published host port and
-only there, a port in use or outside the policy is one line, and neither `rm` nor a SIGKILL
-of the monitor leaves an engine or a bound port behind. Traffic stays on this machine: the
-host's loopback and the namespaces the runs make."""
+"""`--network pasta|slirp4netns` and published ports, as root and as an ordinary user, with
+Debian's engines: an HTTP server in a container answers on its published host port and only
+there, a port in use or outside the policy is one line, the host's loopback is out of reach,
+and neither `rm` nor a SIGKILL of the monitor leaves an engine or a bound port behind.
+Traffic stays on this machine: the host's loopback and the namespaces the runs make."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -21,17 +22,22 @@ import pytest
 from pysbx.images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
 from tests.sandbox.harness import Sandbox, tool
 
-POLICY = "baseline-unsigned.yaml"  # pasta among network_modes; -p on 127.0.0.1 from 1024
+POLICY = "baseline-unsigned.yaml"  # pasta and slirp4netns among network_modes; -p on 127.0.0.1 from 1024
+ENGINE_NAMES = {"pasta": ("pasta", "passt", "passt.avx2"), "slirp4netns": ("slirp4netns",)}
+RESOLVERS = {"pasta": "169.254.1.1", "slirp4netns": "10.0.2.3"}
 SERVE = "mkdir -p /tmp/www && echo {text} > /tmp/www/index.html && exec httpd -f -p {port} -h /tmp/www"
 
 
-@pytest.fixture(autouse=True)
-def pasta_usable(sandbox: Sandbox) -> None:
-    if shutil.which("pasta") is None:
-        pytest.skip("needs pasta (Debian's passt)")
+@pytest.fixture(params=list(ENGINE_NAMES))
+def engine(request: pytest.FixtureRequest, sandbox: Sandbox) -> str:
+    """Each test with each engine, where it is installed and usable."""
+    name: str = request.param
+    if shutil.which(name) is None:
+        pytest.skip(f"needs {name} (Debian's {'passt' if name == 'pasta' else name})")
     tun = Path("/dev/net/tun")
     if sandbox.user is not None and (not tun.exists() or tun.stat().st_mode & 0o006 != 0o006):
-        pytest.skip("an ordinary user's pasta needs /dev/net/tun mode 0666 (Debian's default; .ci/run sets it)")
+        pytest.skip("an ordinary user's engine needs /dev/net/tun mode 0666 (Debian's default; .ci/run sets it)")
+    return name
 
 
 def free_port() -> int:
@@ -64,59 +70,75 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def pastas_publishing(port: int) -> list[int]:
-    """pasta processes whose command line publishes host port `port`."""
+def engines_of(monitor: int, engine: str) -> list[int]:
+    """The engine processes the container's monitor started (its children of that name)."""
     found = []
-    for entry in os.listdir("/proc"):
+    for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            words = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        if entry.isdigit() and words[0].endswith(b"pasta") and f"/{port}:".encode() in b" ".join(words):
+        name, _, rest = stat.partition("(")[2].rpartition(")")
+        if name in ENGINE_NAMES[engine] and int(rest.split()[1]) == monitor:
             found.append(int(entry))
     return found
 
 
-def serve(sandbox: Sandbox, world: Path, name: str, port: int, *flags: str) -> subprocess.CompletedProcess[str]:
-    return tool(sandbox, "run", "-d", "--name", name, "--policy", str(world / POLICY), "--network", "pasta",
+def alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
+def monitor_of(sandbox: Sandbox, name: str) -> int:
+    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    return int(inspected["status"]["monitor"][0])
+
+
+def serve(
+    sandbox: Sandbox, world: Path, engine: str, name: str, port: int, *flags: str
+) -> subprocess.CompletedProcess[str]:
+    return tool(sandbox, "run", "-d", "--name", name, "--policy", str(world / POLICY), "--network", engine,
                 "-p", f"{port}:8000", *flags, str(world / "busybox-app.tar"),
                 "sh", "-c", SERVE.format(text=name, port=8000))  # fmt: skip
 
 
 def test_a_published_port_reaches_the_server_in_the_container_until_rm(
-    sandbox: Sandbox, world: Path, named: list[str]
+    sandbox: Sandbox, world: Path, engine: str, named: list[str]
 ) -> None:
-    named.append(name := f"web-{sandbox.mode}")
+    named.append(name := f"web-{engine}-{sandbox.mode}")
     port = free_port()
-    started = serve(sandbox, world, name, port)
+    started = serve(sandbox, world, engine, name, port)
     assert started.returncode == 0, started.stderr
     assert fetch(port) == f"{name}\n"
     shown = tool(sandbox, "port", name)
     assert shown.stdout == f"8000/tcp -> 127.0.0.1:{port}\n", shown.stderr
     (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    assert inspected["network"] == engine
     assert inspected["ports"] == [{"container_port": 8000, "host_ip": "127.0.0.1", "host_port": port,
                                    "protocol": "tcp"}]  # fmt: skip
-    assert len(pastas_publishing(port)) == 1
+    running = engines_of(monitor_of(sandbox, name), engine)
+    assert len(running) == 1
     assert tool(sandbox, "rm", "-f", name).returncode == 0
-    assert port_is_free(port) and pastas_publishing(port) == []
+    assert port_is_free(port) and alive(running) == []
 
 
-def test_a_published_port_is_the_same_after_a_restart(sandbox: Sandbox, world: Path, named: list[str]) -> None:
-    named.append(name := f"web-again-{sandbox.mode}")
+def test_a_published_port_is_the_same_after_a_restart(
+    sandbox: Sandbox, world: Path, engine: str, named: list[str]
+) -> None:
+    named.append(name := f"web-again-{engine}-{sandbox.mode}")
     port = free_port()
-    assert serve(sandbox, world, name, port).returncode == 0
+    assert serve(sandbox, world, engine, name, port).returncode == 0
     assert fetch(port) == f"{name}\n"
     restarted = tool(sandbox, "restart", name)
     assert restarted.returncode == 0, restarted.stderr
     assert fetch(port) == f"{name}\n"
 
 
-def test_a_port_in_use_is_refused_in_one_line_and_nothing_starts(sandbox: Sandbox, world: Path) -> None:
+def test_a_port_in_use_is_refused_in_one_line_and_nothing_starts(sandbox: Sandbox, world: Path, engine: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        ran = tool(sandbox, "run", "--rm", "--policy", str(world / POLICY), "--network", "pasta",
+        ran = tool(sandbox, "run", "--rm", "--policy", str(world / POLICY), "--network", engine,
                    "-p", f"{port}:8000", str(world / "busybox-app.tar"), "echo", "started")  # fmt: skip
     assert ran.returncode == 125 and "started" not in ran.stdout
     errors = [line for line in ran.stderr.splitlines() if "error" in line]
@@ -132,55 +154,60 @@ def test_a_port_in_use_is_refused_in_one_line_and_nothing_starts(sandbox: Sandbo
     ],
 )
 def test_ports_outside_the_policy_are_refused_naming_it(
-    sandbox: Sandbox, world: Path, flags: list[str], words: str
+    sandbox: Sandbox, world: Path, engine: str, flags: list[str], words: str
 ) -> None:
-    ran = tool(sandbox, "run", "--rm", "--policy", str(world / POLICY), "--network", "pasta", *flags,
+    ran = tool(sandbox, "run", "--rm", "--policy", str(world / POLICY), "--network", engine, *flags,
                str(world / "busybox-app.tar"), "echo", "started")  # fmt: skip
     assert ran.returncode == 125 and "started" not in ran.stdout
     assert words in ran.stderr, ran.stderr
 
 
-def test_strict_refuses_the_engine(sandbox: Sandbox, world: Path) -> None:
-    ran = tool(sandbox, "run", "--rm", "--policy", str(world / "strict-unsigned.yaml"), "--network", "pasta",
+def test_strict_refuses_the_engine(sandbox: Sandbox, world: Path, engine: str) -> None:
+    ran = tool(sandbox, "run", "--rm", "--policy", str(world / "strict-unsigned.yaml"), "--network", engine,
                str(world / "busybox-app.tar"), "echo", "started")  # fmt: skip
-    assert ran.returncode == 125 and "--network pasta is refused: the policy allows the networks none" in ran.stderr
+    assert ran.returncode == 125
+    assert f"--network {engine} is refused: the policy allows the networks none" in ran.stderr
 
 
-def test_under_pasta_the_container_has_the_hosts_address_and_the_forwarded_resolver(
-    sandbox: Sandbox, world: Path
-) -> None:
-    ran = tool(sandbox, "run", "--rm", "--policy", str(world / POLICY), "--network", "pasta",
+def test_the_container_gets_an_interface_and_the_engines_resolver(sandbox: Sandbox, world: Path, engine: str) -> None:
+    ran = tool(sandbox, "run", "--rm", "--policy", str(world / POLICY), "--network", engine,
                str(world / "busybox-app.tar"), "sh", "-c", "ip -o -4 addr show; cat /etc/resolv.conf")  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     interfaces = [line.split()[1] for line in ran.stdout.splitlines() if " inet " in line]
-    assert "lo" in interfaces and len(interfaces) == 2  # lo and the tap pasta configured
-    assert [line for line in ran.stdout.splitlines() if line.startswith("nameserver")] == ["nameserver 169.254.1.1"]
+    assert "lo" in interfaces and len(interfaces) == 2  # lo and the tap the engine configured
+    assert [line for line in ran.stdout.splitlines() if line.startswith("nameserver")] == [
+        f"nameserver {RESOLVERS[engine]}"
+    ]
 
 
 def test_a_sigkilled_monitor_leaves_no_engine_and_no_bound_port(
-    sandbox: Sandbox, world: Path, named: list[str]
+    sandbox: Sandbox, world: Path, engine: str, named: list[str]
 ) -> None:
-    named.append(name := f"web-killed-{sandbox.mode}")
+    named.append(name := f"web-killed-{engine}-{sandbox.mode}")
     port = free_port()
-    assert serve(sandbox, world, name, port).returncode == 0
+    assert serve(sandbox, world, engine, name, port).returncode == 0
     assert fetch(port) == f"{name}\n"
-    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
-    os.kill(inspected["status"]["monitor"][0], signal.SIGKILL)
+    monitor = monitor_of(sandbox, name)
+    running = engines_of(monitor, engine)
+    assert len(running) == 1
+    os.kill(monitor, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while (pastas_publishing(port) or not port_is_free(port)) and time.monotonic() < deadline:
+    while (alive(running) or not port_is_free(port)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert pastas_publishing(port) == [] and port_is_free(port)
+    assert alive(running) == [] and port_is_free(port)
 
 
-def test_publish_all_publishes_the_images_exposed_ports(sandbox: Sandbox, world: Path, named: list[str]) -> None:
+def test_publish_all_publishes_the_images_exposed_ports(
+    sandbox: Sandbox, world: Path, engine: str, named: list[str]
+) -> None:
     image = world / "busybox-exposed.tar"
     if not image.exists():
         write_docker_archive(image, NewImage([NewLayer(tar_from_directory(world / "rootfs"), "gzip", "COPY rootfs /")],
                              {"User": "1000:1000", "Env": ["PATH=/bin"], "ExposedPorts": {"8000/tcp": {}}}),
                              ["example/exposed:1"])  # fmt: skip
         image.chmod(0o644)
-    named.append(name := f"web-all-{sandbox.mode}")
-    started = tool(sandbox, "run", "-d", "--name", name, "--policy", str(world / POLICY), "--network", "pasta", "-P",
+    named.append(name := f"web-all-{engine}-{sandbox.mode}")
+    started = tool(sandbox, "run", "-d", "--name", name, "--policy", str(world / POLICY), "--network", engine, "-P",
                    str(image), "sh", "-c", SERVE.format(text=name, port=8000))  # fmt: skip
     assert started.returncode == 0, started.stderr
     shown = tool(sandbox, "port", name, "8000/tcp").stdout.split()
@@ -188,19 +215,34 @@ def test_publish_all_publishes_the_images_exposed_ports(sandbox: Sandbox, world:
     assert fetch(int(shown[2].rpartition(":")[2])) == f"{name}\n"
 
 
-def test_the_container_cannot_reach_services_on_the_hosts_loopback(sandbox: Sandbox, world: Path) -> None:
+def test_the_container_cannot_reach_services_on_the_hosts_loopback(sandbox: Sandbox, world: Path, engine: str) -> None:
     """pasta's defaults would forward the host's bound ports into the container's own
-    loopback (-T auto) and map the gateway address to the host's loopback: both are off, so
-    a service listening on the host's 127.0.0.1 (a database, a Docker socket's proxy, a
-    metadata endpoint) is out of the container's reach, at either address."""
+    loopback (-T auto), and slirp4netns's would let 10.0.2.2 reach the host's loopback: both
+    off, so a service listening on the host's 127.0.0.1 (a database, a Docker socket's
+    proxy, a metadata endpoint) is out of the container's reach."""
     with socket.socket() as host_service:
         host_service.bind(("127.0.0.1", 0))
         host_service.listen()
         port = host_service.getsockname()[1]
-        probe = (f"gw=$(ip route | awk '/^default/ {{print $3}}'); "
-                 f"for address in 127.0.0.1 $gw; do nc -w 2 $address {port} </dev/null && echo reached $address; done; "
+        # slirp4netns's gateway is its own (10.0.2.2); pasta's is this machine's real one, which
+        # a test does not touch: pasta_arguments' own test holds --no-map-gw
+        addresses = "127.0.0.1 10.0.2.2" if engine == "slirp4netns" else "127.0.0.1"
+        probe = (f"for address in {addresses}; do nc -w 2 $address {port} </dev/null && echo reached $address; done; "
                  "echo probed")  # fmt: skip
-        ran = tool(sandbox, "run", "--rm", "--policy", str(world / POLICY), "--network", "pasta",
+        ran = tool(sandbox, "run", "--rm", "--policy", str(world / POLICY), "--network", engine,
                    str(world / "busybox-app.tar"), "sh", "-c", probe)  # fmt: skip
     assert ran.returncode == 0 and ran.stdout.endswith("probed\n"), ran.stderr
     assert "reached" not in ran.stdout
+
+
+def test_pasta_is_told_no_forwarding_but_the_published_ports() -> None:
+    """pasta's defaults forward every bound port either way (`auto`) and map the gateway to the
+    host's loopback; its command line turns each off (the gateway cannot be probed here
+    without traffic to this machine's real gateway)."""
+    from pysbx.sandbox.network import Published, pasta_arguments
+
+    argv = pasta_arguments([Published("127.0.0.1", 8080, 80, "tcp")], as_root=False)
+    pairs = list(itertools.pairwise(argv))
+    assert "--no-map-gw" in argv and ("-T", "none") in pairs and ("-U", "none") in pairs and ("-u", "none") in pairs
+    assert [value for flag, value in pairs if flag == "-t"] == ["127.0.0.1/8080:80"]
+    assert "--runas" not in argv and pasta_arguments([], as_root=True)[-6:-4] == ["--runas", "0"]

@@ -87,3 +87,26 @@ def test_a_published_range_is_bounded() -> None:
         ports.bind_free(wanted)
     (one,) = ports.bind_free(ports.parse("8080"))
     assert (one.host_ip, one.container_port, one.protocol) == ("127.0.0.1", 8080, "tcp") and one.host_port > 0
+
+
+@pytest.mark.parametrize("entry", ["0.0.0.0:2222:22/tcp", "[::]:8080:80", "127.0.0.1::80", "80-", "-80", "x/tcp", ""])
+def test_an_images_expose_cannot_choose_the_address_or_host_port(entry: str) -> None:
+    """Found by review: EXPOSE entries were read as -p values, so an image could publish
+    itself on 0.0.0.0 (or below the lowest port) under -P whatever the policy said."""
+    from pysbx.sandbox import ports
+
+    with pytest.raises(ports.PortError, match="which is not PORT"):
+        ports.exposed([entry])
+    assert [(p.host_ip, p.host_port, p.container_port) for p in ports.exposed(["22/tcp", "53/udp", "9/sctp"])] == [
+        ("127.0.0.1", 0, 22),
+        ("127.0.0.1", 0, 53),
+    ]
+
+
+def test_ipv6_spellings_of_every_ipv4_address_are_refused() -> None:
+    """::ffff:0.0.0.0 binds every IPv4 address on a socket without IPV6_V6ONLY (review)."""
+    from pysbx.sandbox import ports
+
+    for spec in ("[::ffff:0.0.0.0]:8080:80", "[::ffff:127.0.0.1]:8080:80", "[fe80::1%1]:8080:80"):
+        with pytest.raises(ports.PortError):
+            ports.parse(spec)
