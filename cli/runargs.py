@@ -301,7 +301,8 @@ def _coming_feature(argv: list[str]) -> str | None:
     for index, word in enumerate(argv):
         name = word.partition("=")[0]
         if name == "--network" and (word.partition("=")[2] or argv[index + 1 : index + 2] or [""])[0] not in NETWORKS:
-            return "a network other than " + ", ".join(NETWORKS)
+            known = f"{', '.join(NETWORKS[:-1])} or {NETWORKS[-1]}"
+            return f"a network other than {known} (a bridge, user-defined networks)"
     return None
 
 

@@ -10,9 +10,12 @@ from pysbx.cli.runargs import parse
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["-d", "--publish", "80", "img"], "publishing ports (-p) is not supported yet"),
-        (["--network", "bridge", "img"], "a network other than none, loopback or host is not supported yet"),
-        (["-P", "img"], "publishing ports (-P) is not supported yet"),
+        (
+            ["--network", "bridge", "img"],
+            "a network other than none, loopback, pasta, slirp4netns or host (a bridge, user-defined networks) "
+            "is not supported yet",
+        ),
+        (["--network=app-net", "img"], "user-defined networks) is not supported yet"),
         (["--bogus", "img"], "pysandbox run --help lists the flags"),
     ],
 )
@@ -23,3 +26,8 @@ def test_a_usage_error_is_one_line_and_names_a_coming_feature(
         parse(argv)
     error = capsys.readouterr().err
     assert done.value.code == 2 and error.count("\n") == 1 and words in error, error
+
+
+def test_publish_flags_are_read_as_docker_reads_them() -> None:
+    args = parse(["-d", "-p", "8080:80", "--publish", "127.0.0.1::53/udp", "-P", "--network", "pasta", "img"])
+    assert (args.publish, args.publish_all, args.network) == (["8080:80", "127.0.0.1::53/udp"], True, "pasta")
