@@ -50,6 +50,10 @@ def _run(args: RunArgs) -> int:
             plan = warm.load_plan(args.image, args.policy, args.bundle)
             if plan is not None:
                 check_lifecycle(args, plan.confinement.lifecycle)
+                if args.network or args.publish or args.publish_all:  # a plain run imports nothing for it
+                    from pysbx.sandbox.netrules import check
+
+                    check(args, plan.confinement.network_rules)
             spec = None if plan is None else warm.spec_from_plan(plan, args)
         except (SandboxError, OSError) as error:
             return _fail(str(error))

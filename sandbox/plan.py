@@ -11,18 +11,17 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pysbx.images import Image
 from pysbx.policies.loader import LoadedPolicy
-from pysbx.policies.model import Limits, SandboxPolicy, Size, granted_capabilities
+from pysbx.policies.model import Limits, Size, granted_capabilities
 from pysbx.policies.values import ENGINE_SOCKETS, format_size, normalize_capability
-from pysbx.sandbox import capabilities, mounts, ports
+from pysbx.sandbox import capabilities, mounts, netrules
 from pysbx.sandbox.errors import Refused
 from pysbx.sandbox.idmap import IdMaps, plan_id_maps
 from pysbx.sandbox.limits import plan_limits
 from pysbx.sandbox.names import InvalidName, check_name
-from pysbx.sandbox.network import ENGINES, Published
 from pysbx.sandbox.plan_light import parse_docker_size
 from pysbx.sandbox.planrecord import Confinement, ImageRun, Plan
 from pysbx.sandbox.rootfs import etc_text, image_lowers, owners_for
@@ -43,32 +42,12 @@ def _where(loaded: LoadedPolicy, *path: str) -> str:
     return f"{loaded.chain[0]} (by default)"
 
 
-def network_mode(flags: RunArgs, sandbox: SandboxPolicy) -> str:
-    """The network a run gets: --network, else the policy's (sandbox.network)."""
-    return flags.network or sandbox.network
-
-
-def _check_network(flags: RunArgs, sandbox: SandboxPolicy, refuse: Callable[..., NoReturn]) -> None:
-    """--network: the policy's own mode, one it lists in network_modes, or none and loopback
-    (only lo: nothing to loosen). -p and -P: under an engine that publishes (pasta), on an
-    address and from a port sandbox.publish allows."""
-    mode = network_mode(flags, sandbox)
-    if mode not in ("none", "loopback", sandbox.network, *sandbox.network_modes):
-        allowed = ", ".join(dict.fromkeys(("none", "loopback", sandbox.network, *sandbox.network_modes)))
-        refuse(f"--network {mode}", "sandbox", "network_modes", why=f"the policy allows the networks {allowed}")
-    if not flags.publish and not flags.publish_all:
-        return
-    if mode not in ENGINES:
-        raise Refused(f"-p and -P need a network that publishes ports (pasta, slirp4netns); this run's is {mode}")
-    for spec in flags.publish:
-        for port in ports.parse(spec):
-            why = ports.refusal(port, sandbox.publish.addresses, sandbox.publish.lowest_port)
-            if why is not None:
-                refuse(f"-p {spec}", "sandbox", "publish", why=why)
-    if flags.publish_all:
-        why = ports.refusal(Published(ports.DEFAULT_ADDRESS, 0, 0, "tcp"), sandbox.publish.addresses, 0)
-        if why is not None:
-            refuse("-P", "sandbox", "publish", why=why)
+def network_rules(loaded: LoadedPolicy) -> dict[str, Any]:
+    """sandbox.network, network_modes and publish as a plan carries them (sandbox.netrules)."""
+    sandbox = loaded.policy.sandbox
+    where = {"modes": _where(loaded, "sandbox", "network_modes"), "publish": _where(loaded, "sandbox", "publish")}
+    return netrules.rules(sandbox.network, list(sandbox.network_modes), list(sandbox.publish.addresses),
+                          sandbox.publish.lowest_port, where)  # fmt: skip
 
 
 def check_flags(flags: RunArgs, loaded: LoadedPolicy) -> None:
@@ -81,7 +60,7 @@ def check_flags(flags: RunArgs, loaded: LoadedPolicy) -> None:
         refuse("--privileged", "sandbox", "privileged", why="the policy forbids privileged mode")
     if flags.pid == "host" and not sandbox.host_pid:
         refuse("--pid host", "sandbox", "host_pid", why="the policy forbids the host's pid namespace")
-    _check_network(flags, sandbox, refuse)
+    netrules.check(flags, network_rules(loaded))
     granted = granted_capabilities(sandbox.capabilities, sandbox.privileged)
     for raw in flags.cap_add:
         name = normalize_capability(raw)
@@ -331,6 +310,7 @@ def build_plan(
             user_where=_where(loaded, "sandbox", "ids", "user"),
             signing_required=loaded.policy.signing.required,
             lifecycle=_lifecycle(loaded),
+            network_rules=network_rules(loaded),
         ),
         id_maps=id_maps,
         limits=limits,

@@ -57,6 +57,7 @@ class Confinement(Record):
         "masked_paths",
         "namespaces",
         "network",
+        "network_rules",
         "no_new_privileges",
         "read_only_rootfs",
         "readonly_paths",
@@ -81,8 +82,11 @@ class Confinement(Record):
         user_where: str,
         signing_required: bool,
         lifecycle: dict[str, Any],
+        network_rules: dict[str, Any] | None = None,
     ) -> None:
         self.namespaces, self.network, self.capabilities = namespaces, network, capabilities
+        # --network, -p and -P as the policy allows them (sandbox.netrules), with its lines
+        self.network_rules = network_rules or {}
         # run -d, --restart, --log-opt and exec as the policy allows them (sandbox.lifecycle
         # fields by name, and "where": each one's policy line, for refusals)
         self.lifecycle = lifecycle

@@ -39,12 +39,10 @@ if TYPE_CHECKING:
     from pysbx.sandbox.runner import RunSpec
 
 # Bumped with sandbox.plan.FILTER_FORMAT (no plan rests on a filter an older pysandbox
-# compiled) and with the plan's records (8: the image's EXPOSE, for -P).
-FORMAT = 8
+# compiled) and with the plan's records (8: the image's EXPOSE, for -P; 9: the network rules).
+FORMAT = 9
 # Flags that the cold path must check against the policy; with any of them, no warm start.
 POLICY_SENSITIVE = (
-    "publish",
-    "publish_all",
     "volume",
     "privileged",
     "pid",
@@ -110,8 +108,10 @@ def _plan_file(key: tuple[object, ...]) -> str:
 
 
 def eligible(args: RunArgs) -> bool:
-    """No policy-sensitive flag given (a given 0, as in --pids-limit 0, counts as given)."""
-    return not any(_given(getattr(args, name)) for name in POLICY_SENSITIVE) and args.network in (None, "none")
+    """No policy-sensitive flag given (a given 0, as in --pids-limit 0, counts as given).
+    --network (but host, which changes the plan's namespaces), -p and -P are checked against
+    the rules the plan carries (sandbox.netrules), so they keep a warm start."""
+    return not any(_given(getattr(args, name)) for name in POLICY_SENSITIVE) and args.network != "host"
 
 
 def _given(value: object) -> bool:
@@ -221,6 +221,7 @@ def spec_from_plan(plan: Plan, args: RunArgs) -> RunSpec:
     except BaseException:
         remove_state(state)
         raise
+    network = args.network or confinement.network
     granted = confinement.capabilities
     for raw in args.cap_drop:  # Docker's spellings: ALL, chown, CAP_CHOWN
         upper = raw.strip().upper()
@@ -234,8 +235,8 @@ def spec_from_plan(plan: Plan, args: RunArgs) -> RunSpec:
         workdir=run["workdir"],
         user=run["user"],
         hostname=hostname,
-        namespaces=tuple(confinement.namespaces),
-        network=args.network or confinement.network,
+        namespaces=_namespaces(confinement.namespaces, network),
+        network=network,
         id_maps=id_maps,
         capabilities=granted,
         no_new_privileges=confinement.no_new_privileges,
@@ -249,6 +250,13 @@ def spec_from_plan(plan: Plan, args: RunArgs) -> RunSpec:
         wall_time=confinement.wall_time,
         ports=published,
     )
+
+
+def _namespaces(planned: list[str], network: str) -> tuple[str, ...]:
+    """The plan's namespaces with a network namespace of the container's own unless this run's
+    network is the host's: --network none under a policy whose default is host gets one
+    (found by review: it got the host's network)."""
+    return (*(name for name in planned if name != "network"), *(() if network == "host" else ("network",)))
 
 
 def _published(args: RunArgs, exposed: list[str]) -> list[Published]:

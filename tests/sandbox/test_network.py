@@ -246,3 +246,37 @@ def test_pasta_is_told_no_forwarding_but_the_published_ports() -> None:
     assert "--no-map-gw" in argv and ("-T", "none") in pairs and ("-U", "none") in pairs and ("-u", "none") in pairs
     assert [value for flag, value in pairs if flag == "-t"] == ["127.0.0.1/8080:80"]
     assert "--runas" not in argv and pasta_arguments([], as_root=True)[-6:-4] == ["--runas", "0"]
+
+
+def test_a_warm_start_refuses_what_the_cold_path_refuses(sandbox: Sandbox, world: Path) -> None:
+    """--network, -p and -P keep a warm start (bench/network.py: the cold path cost a network
+    run 100 ms), so the cached plan carries the policy's network rules and the same check
+    runs on it, with the same words and policy lines."""
+    base = ["run", "--rm", "--policy", str(world / POLICY)]
+    image = [str(world / "busybox-app.tar"), "true"]
+    assert tool(sandbox, *base, *image).returncode == 0  # the plan is cached now
+    for flags, words in (
+        (["--network", "host"], "--network host is refused: the policy allows the networks none, loopback, pasta"),
+        (["--network", "pasta", "-p", "0.0.0.0:18000:80"], "the host address 0.0.0.0 is not one the policy lets"),
+        (["--network", "pasta", "-p", "1000:80"], "host port 1000 is below the lowest the policy allows (1024)"),
+        (["-p", "18000:80"], "-p and -P need a network that publishes ports"),
+    ):
+        ran = tool(sandbox, *base, *flags, *image)
+        assert ran.returncode == 125 and words in ran.stderr, (flags, ran.stderr)
+        assert POLICY in ran.stderr or "need a network" in words  # a refusal names the policy line
+
+
+def test_network_none_under_a_policy_of_the_hosts_network_is_its_own(sandbox: Sandbox, world: Path) -> None:
+    """Found by review: a policy whose default is the host's network has no network namespace
+    in its plan, and --network none used that plan: the container got the host's network."""
+    policy = world / f"host-network-{sandbox.mode}.yaml"
+    text = (world / "strict-unsigned.yaml").read_text()
+    text = text.replace(
+        "namespaces: [user, pid, mount, uts, ipc, network, cgroup]", "namespaces: [user, pid, mount, uts, ipc, cgroup]"
+    )
+    policy.write_text(text.replace("  network: none\n", "  network: host\n"))
+    policy.chmod(0o644)
+    for _ in range(2):  # cold, then warm
+        ran = tool(sandbox, "run", "--rm", "--policy", str(policy), "--network", "none", str(world / "busybox-app.tar"),
+                   "sh", "-c", "ls /sys/class/net")  # fmt: skip
+        assert ran.returncode == 0 and ran.stdout.split() == ["lo"], ran.stdout + ran.stderr

@@ -1,0 +1,55 @@
+"""What the policy lets a run ask of the network (`--network`, `-p`, `-P`), as plain data a
+plan carries (sandbox.planrecord.Confinement.network_rules), and the one check of a run's
+flags against it: the cold path makes the rules from the loaded policy, a warm start reads
+them from its cached plan, so a run with --network pasta or -p starts as fast as one without
+and is refused by the same words, naming the same policy lines."""
+
+from __future__ import annotations
+
+from pysbx.sandbox.errors import Refused
+from pysbx.sandbox.network import ENGINES, Published
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pysbx.cli.runargs import RunArgs
+
+ALWAYS = ("none", "loopback")  # only lo: nothing to loosen
+
+
+def rules(
+    default: str, modes: list[str], addresses: list[str], lowest_port: int, where: dict[str, str]
+) -> dict[str, Any]:
+    """The rules as a plan stores them; `where` holds the policy lines of network_modes and publish."""
+    return {"default": default, "modes": modes, "addresses": addresses, "lowest_port": lowest_port, "where": where}
+
+
+def mode_of(args: RunArgs, network_rules: dict[str, Any]) -> str:
+    """The network a run gets: --network, else the policy's default."""
+    return str(args.network or network_rules["default"])
+
+
+def check(args: RunArgs, network_rules: dict[str, Any]) -> None:
+    """--network: the policy's default, a mode it lists, or none and loopback. -p and -P:
+    under an engine that publishes, on an address and from a port the policy allows."""
+    mode, where = mode_of(args, network_rules), network_rules["where"]
+    allowed = list(dict.fromkeys((*ALWAYS, network_rules["default"], *network_rules["modes"])))
+    if mode not in allowed:
+        raise Refused(
+            f"--network {mode} is refused: the policy allows the networks {', '.join(allowed)} ({where['modes']})"
+        )
+    if not args.publish and not args.publish_all:
+        return
+    from pysbx.sandbox import ports
+
+    if mode not in ENGINES:
+        raise Refused(f"-p and -P need a network that publishes ports (pasta, slirp4netns); this run's is {mode}")
+    wanted = [(f"-p {spec}", port) for spec in args.publish for port in ports.parse(spec)]
+    if args.publish_all:  # the image's EXPOSE: free ports of 127.0.0.1 (sandbox.ports.exposed)
+        wanted.append(("-P", Published(ports.DEFAULT_ADDRESS, 0, 0, "tcp")))
+    for flag, port in wanted:
+        lowest = network_rules["lowest_port"] if port.host_port else 0
+        why = ports.refusal(port, tuple(network_rules["addresses"]), lowest)
+        if why is not None:
+            raise Refused(f"{flag} is refused: {why} ({where['publish']})")
