@@ -107,13 +107,12 @@ class Engine:
         self.mode, self.pid, self.folder, self.exit_w = mode, pid, folder, exit_w
 
     def stop(self) -> None:
-        """End it and reap it: its ports are free once this returns."""
+        """End it and reap it: its ports are free once this returns. SIGKILL at once: the
+        container is gone, the engine has nothing to save, and on TERM both took 15-45 ms."""
         if self.exit_w >= 0:
             os.close(self.exit_w)
             self.exit_w = -1
-        _signal(self.pid, signal.SIGTERM)
-        if not _reap(self.pid, 2.0):
-            _kill(self.pid)
+        _kill(self.pid)
 
 
 def start(mode: str, namespaces: list[int], ports: list[Published], folder: str) -> Engine:
@@ -250,7 +249,10 @@ def _reap(pid: int, seconds: float) -> bool:
 
 def _kill(pid: int) -> None:
     _signal(pid, signal.SIGKILL)
-    _reap(pid, 5.0)
+    try:
+        os.waitpid(pid, 0)  # SIGKILL cannot be caught: the wait is the kernel's teardown
+    except ChildProcessError:
+        return
 
 
 def _signal(pid: int, signum: int) -> None:

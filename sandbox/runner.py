@@ -243,11 +243,10 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
 
 
 def _start_network(spec: RunSpec, gate: socket.socket) -> network.Engine | None:
-    """The network's engine for the container's namespaces, which PID 1 sends through the
-    gate (it opens its own /proc/self/ns files: PID 1 is not dumpable, so no other process of
-    an ordinary user may open them); PID 1 then waits there for the word: "ready", or why not
-    (it fails the run with that sentence, exit 125). No namespaces: PID 1 failed before, and
-    its own error says why."""
+    """The network's engine for the container's namespaces, which the setup process sends
+    through the gate (sandbox.runner._send_namespaces); PID 1 waits there for the word:
+    "ready", or why not (it fails the run with that sentence, exit 125). No namespaces: the
+    setup failed before, and its own error says why."""
     import socket
 
     with gate:
@@ -386,6 +385,8 @@ def _setup_process(
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
     if os.getppid() != monitor:
         os._exit(EXIT_SETUP_FAILED)
+    if gate is not None:  # the engine starts now, while PID 1 mounts the root (bench/network.py)
+        _send_namespaces(gate)
     layer = _bounded_layer(spec)
     init = os.fork()
     if init == 0:
@@ -527,9 +528,10 @@ def _init(
     _reap_until(command)
 
 
-def _wait_for_network(gate: socket.socket) -> None:
-    """The command starts only with the network it was promised: PID 1 hands the monitor its
-    namespaces, then waits for the monitor's word."""
+def _send_namespaces(gate: socket.socket) -> None:
+    """The setup process hands the monitor the container's user and network namespaces (its
+    own, made above) for the network's engine: no other process of an ordinary user may open
+    them, the setup process not being dumpable."""
     import socket  # imported before the fork (sandbox.runner._run): a lookup, not a load
 
     namespaces = [os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC) for name in ("user", "net")]
@@ -538,7 +540,11 @@ def _wait_for_network(gate: socket.socket) -> None:
     finally:
         for fd in namespaces:
             os.close(fd)
-    gate.shutdown(socket.SHUT_WR)
+
+
+def _wait_for_network(gate: socket.socket) -> None:
+    """The command starts only with the network it was promised: PID 1 waits for the
+    monitor's word ("ready", or why not) once the root is mounted."""
     word = b""
     while chunk := gate.recv(4096):
         word += chunk
