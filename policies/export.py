@@ -13,7 +13,7 @@ import yaml
 
 from pysbx.policies import model
 from pysbx.policies.errors import PolicyError, Problem
-from pysbx.policies.values import format_size
+from pysbx.policies.values import format_size, parse_egress
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 _PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -38,6 +38,9 @@ def export_files(policy: model.Policy, target: str, reserved_base: int | None = 
         return files
     if target == "kubernetes":
         files = {"pod.yaml": yaml.dump(kubernetes_pod(policy), Dumper=_PlainDumper, sort_keys=False)}
+        network_policy = kubernetes_network_policy(policy)
+        if network_policy is not None:
+            files["networkpolicy.yaml"] = yaml.dump(network_policy, Dumper=_PlainDumper, sort_keys=False)
         if _seccomp_on(policy):
             files[_profile_file(policy)] = json.dumps(docker_seccomp(policy), indent=2) + "\n"
         return files
@@ -114,6 +117,12 @@ _PUBLISHING = {
 }
 
 
+_EGRESS = {
+    "oci": "a runtime config has no egress rules; load an nftables table into the container's network namespace",
+    "docker": "Docker has no egress rules; add them to the DOCKER-USER chain or the container's network",
+}
+
+
 def unexpressed_network(policy: model.Policy, engine: str) -> list[str]:
     """What `engine` (oci, docker, kubernetes) cannot say of the network settings: a rootless
     default mode, the modes a run may choose, and the addresses and ports it may publish."""
@@ -126,6 +135,8 @@ def unexpressed_network(policy: model.Policy, engine: str) -> list[str]:
             f"network_modes: a run may also choose {' or '.join(chosen)}; the export gives the default "
             f"({sandbox.network}) alone"
         )
+    if sandbox.egress is not None and engine != "kubernetes":  # kubernetes: networkpolicy.yaml
+        notes.append(f"egress: only {', '.join(sandbox.egress) or 'nothing'}: {_EGRESS[engine]}")
     publish = sandbox.publish
     if publish.addresses:
         allowed = f"only {' or '.join(publish.addresses)}, host ports from {publish.lowest_port}"
@@ -440,8 +451,6 @@ def kubernetes_pod(policy: model.Policy) -> dict[str, Any]:
     unexpressed = []
     if not sandbox.lifecycle.exec:
         unexpressed.append("exec forbidden: deny pods/exec in RBAC")
-    if sandbox.network == "none":
-        unexpressed.append("network none: add a NetworkPolicy that denies all traffic")
     if sandbox.limits.pids is not None:
         unexpressed.append(f"pids {sandbox.limits.pids}: set the kubelet's podPidsLimit")
     if sandbox.limits.open_files is not None:
@@ -455,5 +464,33 @@ def kubernetes_pod(policy: model.Policy) -> dict[str, Any]:
     notes = unenforced(policy, "kubernetes")
     if notes:
         annotations["pysandbox.dev/not-enforced"] = "; ".join(notes)
-    metadata = {"name": "app", "annotations": annotations}
+    metadata = {"name": "app", "labels": {"app": "app"}, "annotations": annotations}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def kubernetes_network_policy(policy: model.Policy) -> dict[str, Any] | None:
+    """The NetworkPolicy for pod.yaml's pod: no traffic at all for none and loopback; the
+    egress allow-list as ipBlock rules (with DNS to anywhere on port 53: the cluster's
+    resolver has no fixed address); None where the policy restricts nothing a NetworkPolicy
+    says (host's network, an outbound mode without a list)."""
+    sandbox = policy.sandbox
+    if sandbox.network == "host" or (sandbox.network in model.ROOTLESS_NETWORKS and sandbox.egress is None):
+        return None
+    spec: dict[str, Any] = {"podSelector": {"matchLabels": {"app": "app"}}}
+    if sandbox.network in ("none", "loopback"):
+        spec |= {"policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": []}
+    else:
+        dns = {"ports": [{"protocol": protocol, "port": 53} for protocol in ("UDP", "TCP")]}
+        spec |= {"policyTypes": ["Egress"], "egress": [dns, *map(_egress_rule, sandbox.egress or ())]}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "app"}, "spec": spec}
+
+
+def _egress_rule(text: str) -> dict[str, Any]:
+    rule = parse_egress(text)
+    assert rule is not None  # the loader admitted it
+    network, low, high = rule
+    block: dict[str, Any] = {"to": [{"ipBlock": {"cidr": str(network)}}]}
+    if (low, high) != (1, 65535):
+        port: dict[str, Any] = {"port": low} if low == high else {"port": low, "endPort": high}
+        block["ports"] = [{"protocol": protocol, **port} for protocol in ("TCP", "UDP")]
+    return block

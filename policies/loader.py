@@ -23,7 +23,7 @@ import yaml
 from pysbx.images.regular import read_regular_file
 from pysbx.policies import model
 from pysbx.policies.errors import PolicyError, Problem
-from pysbx.policies.values import normalize_capability, parse_duration, parse_size, suggest
+from pysbx.policies.values import format_egress, normalize_capability, parse_duration, parse_egress, parse_size, suggest
 
 if TYPE_CHECKING:
     from pysbx.policies.diff import Change
@@ -320,6 +320,13 @@ class _Parser:
             if address is None:
                 return self.problem(node, f"{where}: {text!r} is not an IP address such as 127.0.0.1 or '::1'")
             return address
+        if hint is model.Egress:
+            rule = parse_egress(text) if tag == "str" else None
+            if rule is None:
+                return self.problem(
+                    node, f"{where}: {text!r} is not CIDR[:PORT[-PORT]] such as 10.0.0.0/8:443 or '[fd00::/8]:53'"
+                )
+            return format_egress(rule)
         if hint is model.Port:
             port = _yaml_value(node) if tag == "int" else None
             if not isinstance(port, int) or not 1 <= port <= 65535:

@@ -18,6 +18,7 @@ Capability = NewType("Capability", str)  # normalised as CAP_SYS_ADMIN; ALL allo
 Syscall = NewType("Syscall", str)  # a name libseccomp knows
 IPAddress = NewType("IPAddress", str)  # an IPv4 or IPv6 literal, as ipaddress writes it: ::1, not 0::1
 Port = NewType("Port", int)  # a TCP or UDP port, 1 to 65535
+Egress = NewType("Egress", str)  # CIDR[:PORT[-PORT]], [IPV6-CIDR]:PORT: a destination allowed out
 Order = tuple[str | tuple[str, ...], ...]  # least loose first; a tuple in it is a group of equals
 
 Severity = Literal["critical", "high", "medium", "low", "info"]
@@ -300,6 +301,15 @@ class SandboxPolicy:
         default_factory=lambda: ("none", "loopback"),
     )
     publish: Publish = spec("Ports published on the host (-p/--publish, -P).", "fields", default_factory=Publish)
+    # null lets a container reach anything its network reaches; a list, only that. Judged as a
+    # constraint: setting one tightens, and any change to it loosens (when in doubt, loosens).
+    egress: tuple[Egress, ...] | None = spec(
+        "Destinations a container with an outbound network (pasta, slirp4netns) may reach, as CIDR[:PORT[-PORT]] "
+        "(TCP and UDP; an IPv6 network in brackets), enforced by an nftables table in the container's own network "
+        "namespace; its engine's resolver stays reachable for DNS. null: anything. Refused with a capability that "
+        "could undo it (NET_ADMIN).",
+        "constraint",
+    )
     privileged: bool = spec("Every capability, no seccomp, no masked paths: never outside development.", "true", False)
     host_pid: bool = spec("Share the host's pid namespace.", "true", False)
     host_ipc: bool = spec("Share the host's ipc namespace.", "true", False)

@@ -15,6 +15,7 @@ from pysbx.policies import model
 from pysbx.policies.render import plain
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "policy.schema.json"
+_EGRESS_PATTERN = r"^(\[[0-9a-fA-F:.]+(/[0-9]+)?\]|[0-9.]+(/[0-9]+)?)(:[0-9]+(-[0-9]+)?)?$"
 _SIZE_PATTERN = r"^[0-9]+(\.[0-9]+)?\s*([KMGTP]i?|[kmgtp]|[KMGTP]?B)?$"
 _DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)$"
 
@@ -78,6 +79,7 @@ def _type_schema(hint: Any) -> dict[str, Any]:
         model.Syscall: {"type": "string", "pattern": "^[a-z0-9_]+$"},
         model.IPAddress: {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]},
         model.Port: {"type": "integer", "minimum": 1, "maximum": 65535},
+        model.Egress: {"type": "string", "pattern": _EGRESS_PATTERN},
         model.Size: {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": _SIZE_PATTERN}]},
         model.Duration: {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": _DURATION_PATTERN}]},
     }

@@ -1,9 +1,10 @@
 """Parsing and printing the scalar kinds of policy files: sizes (512Mi), durations (30s),
-capability names (CAP_SYS_ADMIN or SYS_ADMIN)."""
+capability names (CAP_SYS_ADMIN or SYS_ADMIN), egress rules (10.0.0.0/8:443)."""
 
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from decimal import Decimal
 
@@ -79,3 +80,34 @@ def suggest(word: str, choices: list[str] | frozenset[str] | tuple[str, ...]) ->
 def counted(number: int, singular: str, plural: str | None = None) -> str:
     """`1 problem`, `2 problems`, `1 policy`, `3 policies`: counts in messages and summaries."""
     return f"{number} {singular if number == 1 else plural or singular + 's'}"
+
+
+EgressRule = tuple["ipaddress.IPv4Network | ipaddress.IPv6Network", int, int]  # network, lowest, highest port
+_EGRESS_RE = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<plain>[^:\[\]]+))(?::(?P<low>[0-9]+)(?:-(?P<high>[0-9]+))?)?$")
+
+
+def parse_egress(text: str) -> EgressRule | None:
+    """`CIDR[:PORT[-PORT]]` (an IPv6 network in brackets: `[fd00::/8]:443`; an address alone
+    is its own /32 or /128; no port: every port) as (network, lowest, highest); None when it
+    is not one (a host name, host bits set, a port outside 1-65535 or a range upside down)."""
+    found = _EGRESS_RE.match(text.strip())
+    if found is None:
+        return None
+    try:
+        network = ipaddress.ip_network(found["v6"] or found["plain"])
+    except ValueError:
+        return None
+    if found["v6"] and network.version != 6:
+        return None
+    low = int(found["low"]) if found["low"] else 1
+    high = int(found["high"]) if found["high"] else (low if found["low"] else 65535)
+    return (network, low, high) if 1 <= low <= high <= 65535 else None
+
+
+def format_egress(rule: EgressRule) -> str:
+    """A rule as the policy writes it, normalised (one spelling per rule)."""
+    network, low, high = rule
+    where = f"[{network}]" if network.version == 6 else str(network)
+    if (low, high) == (1, 65535):
+        return where
+    return f"{where}:{low}" if low == high else f"{where}:{low}-{high}"

@@ -19,10 +19,19 @@ ALWAYS = ("none", "loopback")  # only lo: nothing to loosen
 
 
 def rules(
-    default: str, modes: list[str], addresses: list[str], lowest_port: int, where: dict[str, str]
+    default: str,
+    modes: list[str],
+    addresses: list[str],
+    lowest_port: int,
+    where: dict[str, str],
+    egress: list[str] | None = None,
+    net_admin: bool = False,
 ) -> dict[str, Any]:
-    """The rules as a plan stores them; `where` holds the policy lines of network_modes and publish."""
-    return {"default": default, "modes": modes, "addresses": addresses, "lowest_port": lowest_port, "where": where}
+    """The rules as a plan stores them; `where` holds the policy lines of network_modes,
+    publish and egress; `net_admin` whether the policy grants the one capability that could
+    undo an egress allow-list."""
+    return {"default": default, "modes": modes, "addresses": addresses, "lowest_port": lowest_port, "where": where,
+            "egress": egress, "net_admin": net_admin}  # fmt: skip
 
 
 def mode_of(args: RunArgs, network_rules: dict[str, Any]) -> str:
@@ -39,6 +48,7 @@ def check(args: RunArgs, network_rules: dict[str, Any]) -> None:
         raise Refused(
             f"--network {mode} is refused: the policy allows the networks {', '.join(allowed)} ({where['modes']})"
         )
+    _check_egress(args, network_rules, mode)
     if not args.publish and not args.publish_all:
         return
     from pysbx.sandbox import ports
@@ -53,3 +63,16 @@ def check(args: RunArgs, network_rules: dict[str, Any]) -> None:
         why = ports.refusal(port, tuple(network_rules["addresses"]), lowest)
         if why is not None:
             raise Refused(f"{flag} is refused: {why} ({where['publish']})")
+
+
+def _check_egress(args: RunArgs, network_rules: dict[str, Any], mode: str) -> None:
+    """An egress allow-list holds only while nothing in the container may change the
+    namespace's nftables: NET_ADMIN (from the policy, --cap-add or --privileged) would."""
+    if network_rules.get("egress") is None or mode not in ENGINES:
+        return
+    added = {name.upper().removeprefix("CAP_") for name in args.cap_add}
+    if network_rules.get("net_admin") or args.privileged or added & {"NET_ADMIN", "ALL"}:
+        raise Refused(
+            "NET_ADMIN would let the container undo the policy's egress allow-list: the run is refused "
+            f"({network_rules['where']['egress']})"
+        )

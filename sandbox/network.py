@@ -121,7 +121,7 @@ def start(mode: str, namespaces: list[int], ports: list[Published], folder: str)
     when it cannot (a port taken meanwhile, /dev/net/tun out of reach)."""
     if mode not in ENGINES:
         raise SandboxError(f"network {mode!r} has no engine")
-    program = _find(mode)
+    program = find_program(mode)
     if program is None:
         raise SandboxError(f"--network {mode} needs {mode} (Debian's package {_PACKAGES[mode]}): install it")
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -262,7 +262,7 @@ def _signal(pid: int, signum: int) -> None:
         return
 
 
-def _find(name: str) -> str | None:
+def find_program(name: str) -> str | None:
     """The engine's program: Debian's first, then PATH's absolute folders (never one relative
     to wherever run was started). For root, only a program that root owns and no one else
     may write: root's pasta runs as root until it has confined itself."""

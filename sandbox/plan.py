@@ -45,9 +45,12 @@ def _where(loaded: LoadedPolicy, *path: str) -> str:
 def network_rules(loaded: LoadedPolicy) -> dict[str, Any]:
     """sandbox.network, network_modes and publish as a plan carries them (sandbox.netrules)."""
     sandbox = loaded.policy.sandbox
-    where = {"modes": _where(loaded, "sandbox", "network_modes"), "publish": _where(loaded, "sandbox", "publish")}
+    where = {name: _where(loaded, "sandbox", field)
+             for name, field in (("modes", "network_modes"), ("publish", "publish"), ("egress", "egress"))}  # fmt: skip
+    egress = None if sandbox.egress is None else [str(rule) for rule in sandbox.egress]
+    net_admin = "CAP_NET_ADMIN" in granted_capabilities(sandbox.capabilities, sandbox.privileged)
     return netrules.rules(sandbox.network, list(sandbox.network_modes), list(sandbox.publish.addresses),
-                          sandbox.publish.lowest_port, where)  # fmt: skip
+                          sandbox.publish.lowest_port, where, egress, net_admin)  # fmt: skip
 
 
 def check_flags(flags: RunArgs, loaded: LoadedPolicy) -> None:

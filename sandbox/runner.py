@@ -79,6 +79,7 @@ class RunSpec(Record):
         "binds",
         "capabilities",
         "console_sink",
+        "egress",
         "env",
         "freezable",
         "hostname",
@@ -134,6 +135,7 @@ class RunSpec(Record):
         remove_state: bool = False,  # --rm
         interactive: bool = False,  # -i: with -t, what is typed reaches the container's pty
         ports: list[Published] | None = None,  # -p: published through the network's engine
+        egress: list[str] | None = None,  # sandbox.egress: the only destinations out (None: any)
     ) -> None:
         self.lowers, self.state = lowers, state
         self.argv, self.env, self.workdir, self.user = argv, env, workdir, user
@@ -142,7 +144,7 @@ class RunSpec(Record):
         self.read_only_rootfs, self.masked_paths, self.readonly_paths = read_only_rootfs, masked_paths, readonly_paths
         self.tmpfs, self.binds, self.limits = tmpfs, binds, limits
         self.wall_time, self.tty, self.remove_state = wall_time, tty, remove_state
-        self.interactive, self.ports = interactive, ports or []
+        self.interactive, self.ports, self.egress = interactive, ports or [], egress
         # run -d (sandbox.monitor): told (init's pid, "", 0) once the command was exec'd,
         # or (init's pid, the setup error, the exit status) when it could not be.
         self.started: Callable[[int, str, int], None] | None = None
@@ -258,6 +260,10 @@ def _start_network(spec: RunSpec, gate: socket.socket) -> network.Engine | None:
         try:
             if len(namespaces) == 2:
                 engine = network.start(spec.network, namespaces, spec.ports, spec.state)
+                if spec.egress is not None:  # before the command: sandbox.egress
+                    from pysbx.sandbox import egress
+
+                    egress.restrict(namespaces, spec.egress, network.nameserver(spec.network))
         except (OSError, SandboxError) as error:
             word = str(error).encode(errors="backslashreplace")
         finally:

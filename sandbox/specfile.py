@@ -29,6 +29,7 @@ ETC_FILES = ("image-passwd", "image-group")
 _PLAIN = (
     "argv", "env", "workdir", "hostname", "namespaces", "network", "capabilities", "no_new_privileges",
     "read_only_rootfs", "masked_paths", "readonly_paths", "lowers", "wall_time", "remove_state", "tty", "interactive",
+    "egress",
 )  # fmt: skip
 _TUPLES = ("namespaces", "masked_paths", "readonly_paths", "lowers")  # JSON gives lists
 
@@ -75,7 +76,7 @@ def load_spec(folder: Folder) -> tuple[RunSpec, dict[str, Any]]:
     """The saved RunSpec (its state folder this one) and the extra facts saved with it."""
     data: dict[str, Any] = read_json(folder, SPEC_FILE, SPEC_LIMIT)
     maps = data["id_maps"]
-    plain: dict[str, Any] = {name: tuple(data[name]) if name in _TUPLES else data[name] for name in _PLAIN}
+    plain: dict[str, Any] = {name: tuple(data[name]) if name in _TUPLES else data.get(name) for name in _PLAIN}
     spec = RunSpec(
         **plain,
         state=os.fspath(folder),

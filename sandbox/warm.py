@@ -249,6 +249,7 @@ def spec_from_plan(plan: Plan, args: RunArgs) -> RunSpec:
         limits=list(plan.limits),
         wall_time=confinement.wall_time,
         ports=published,
+        egress=confinement.network_rules.get("egress"),
     )
 
 

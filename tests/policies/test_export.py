@@ -135,7 +135,7 @@ def test_kubernetes_security_context_says_what_the_policy_says() -> None:
     }
     spec = pod["spec"]
     assert (spec["hostPID"], spec["hostIPC"], spec["hostNetwork"], spec["hostUsers"]) == (False, False, False, False)
-    assert "NetworkPolicy" in pod["metadata"]["annotations"]["pysandbox.dev/not-expressible"]
+    assert pod["metadata"]["labels"] == {"app": "app"}  # what networkpolicy.yaml selects
     assert pod["spec"]["volumes"] == [{"name": "tmpfs-0", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}]
 
 
@@ -159,8 +159,10 @@ def test_export_command_writes_stdout_or_a_directory(tmp_path: Path) -> None:
         text=True,
     )
     assert written.returncode == 0, written.stderr
-    assert sorted(os.listdir(tmp_path / "k8s")) == ["pod.yaml", "pysandbox-strict.json"]
+    assert sorted(os.listdir(tmp_path / "k8s")) == ["networkpolicy.yaml", "pod.yaml", "pysandbox-strict.json"]
     assert yaml.safe_load((tmp_path / "k8s/pod.yaml").read_text())["kind"] == "Pod"
+    denied = yaml.safe_load((tmp_path / "k8s/networkpolicy.yaml").read_text())["spec"]  # strict: network none
+    assert (denied["policyTypes"], denied["ingress"], denied["egress"]) == (["Ingress", "Egress"], [], [])
 
 
 def test_the_lifecycle_section_exports_as_log_options_and_a_restart_policy() -> None:
@@ -227,3 +229,23 @@ def test_kubernetes_shares_the_host_network_only_for_host_and_names_the_rest(tmp
     assert host["spec"]["hostNetwork"] is True
     strict = kubernetes_pod(load_policy("strict").policy)["metadata"]["annotations"]["pysandbox.dev/not-expressible"]
     assert "publish: no port may be published: give no container a hostPort" in strict
+
+
+def test_an_egress_allow_list_becomes_a_network_policy_and_a_note_elsewhere(tmp_path: Path) -> None:
+    path = tmp_path / "egress.yaml"
+    path.write_text(
+        "version: 1\nsandbox:\n  network: pasta\n  egress: ['10.0.0.0/8:443', '192.0.2.7', '[fd00::/8]:80-90']\n"
+    )
+    loaded = load_policy(str(path)).policy
+    rules = yaml.safe_load(export_files(loaded, "kubernetes")["networkpolicy.yaml"])["spec"]
+    assert rules["policyTypes"] == ["Egress"] and rules["podSelector"] == {"matchLabels": {"app": "app"}}
+    dns, https, host, ranged = rules["egress"]
+    assert dns == {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+    assert https == {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"protocol": "TCP", "port": 443},
+                                                                          {"protocol": "UDP", "port": 443}]}  # fmt: skip
+    assert host == {"to": [{"ipBlock": {"cidr": "192.0.2.7/32"}}]}
+    assert ranged["ports"][0] == {"protocol": "TCP", "port": 80, "endPort": 90}
+    assert (
+        "egress: only 10.0.0.0/8:443, 192.0.2.7/32, [fd00::/8]:80-90: Docker has no egress rules"
+        in (export_files(loaded, "docker")["docker-run.txt"])
+    )

@@ -509,3 +509,37 @@ def test_a_policy_extending_strict_may_narrow_its_network_further(tmp_path: Path
     path.write_text("version: 1\nextends: strict\nsandbox:\n  network_modes: [none]\n  publish: {lowest_port: 8000}\n")
     sandbox = load_policy(str(path)).policy.sandbox
     assert (sandbox.network_modes, sandbox.publish) == (("none",), model.Publish(addresses=(), lowest_port=8000))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("network: loopback", "egress: ['10.0.0.0/8:443']", "tightens"),  # null (anything) -> a list
+        ("egress: ['10.0.0.0/8:443']", "network: loopback", "loosens"),  # the list removed: anything
+        ("egress: ['10.0.0.0/8:443']", "egress: ['10.0.0.0/8:443', '192.0.2.1']", "loosens"),
+        (
+            "egress: ['10.0.0.0/8:443', '192.0.2.1']",
+            "egress: ['10.0.0.0/8:443']",
+            "loosens",
+        ),  # a constraint: any change
+    ],
+)
+def test_an_egress_allow_list_is_judged_as_a_constraint(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    """null lets a container reach anything; setting a list tightens; any other change is
+    marked loosening (when in doubt, a change loosens)."""
+    before = policy(tmp_path, f"version: 1\nsandbox:\n  {old}\n", "old.yaml")
+    after = policy(tmp_path, f"version: 1\nsandbox:\n  {new}\n", "new.yaml")
+    assert set(effects(before, after).values()) == {expected}
+
+
+def test_egress_rules_are_normalised_and_a_bad_one_is_refused_at_its_line(tmp_path: Path) -> None:
+    loaded = policy(
+        tmp_path,
+        "version: 1\nsandbox:\n  egress: ['10.1.2.3', '10.0.0.0/8:80-90', '[fd00::/8]:53', '192.0.2.0/24:1-65535']\n",
+    )
+    assert loaded.sandbox.egress == ("10.1.2.3/32", "10.0.0.0/8:80-90", "[fd00::/8]:53", "192.0.2.0/24")
+    for bad in ("example.com:443", "10.0.0.1/8", "10.0.0.0/8:0", "10.0.0.0/8:90-80", "fd00::/8:53"):
+        with pytest.raises(
+            PolicyError, match=r"policy.yaml:3:12: sandbox.egress\[0\]: .* is not CIDR\[:PORT\[-PORT\]\]"
+        ):
+            policy(tmp_path, f"version: 1\nsandbox:\n  egress: ['{bad}']\n")

@@ -13,8 +13,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -280,3 +282,62 @@ def test_network_none_under_a_policy_of_the_hosts_network_is_its_own(sandbox: Sa
         ran = tool(sandbox, "run", "--rm", "--policy", str(policy), "--network", "none", str(world / "busybox-app.tar"),
                    "sh", "-c", "ls /sys/class/net")  # fmt: skip
         assert ran.returncode == 0 and ran.stdout.split() == ["lo"], ran.stdout + ran.stderr
+
+
+TARGETS = ("10.231.0.2", "10.231.0.3")  # in a network namespace of the test's own, behind a veth
+
+
+@pytest.fixture(scope="module")
+def targets() -> Iterator[int]:
+    """Two addresses on this machine that a container reaches only the way it reaches the
+    outside (through its engine and the host's routing): a namespace the test makes, with a
+    veth to the host and an HTTP server on both addresses; yields the port."""
+    if os.geteuid() != 0:
+        pytest.skip("making the target namespace needs root (the runs themselves go as both users)")
+    name, link = f"pysbx-egress-{os.getpid()}", f"pse{os.getpid() % 100000}"  # a link's name: 15 bytes at most
+    port = 18231
+    setup = [f"ip netns add {name}", f"ip link add {link}h type veth peer name {link}n",
+             f"ip link set {link}n netns {name}", f"ip addr add 10.231.0.1/24 dev {link}h", f"ip link set {link}h up",
+             *(f"ip -n {name} addr add {address}/24 dev {link}n" for address in TARGETS),
+             f"ip -n {name} link set {link}n up", f"ip -n {name} link set lo up"]  # fmt: skip
+    server = None
+    try:
+        for command in setup:
+            subprocess.run(command.split(), check=True, capture_output=True)
+        server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-m", "http.server", "--bind",
+                                   "0.0.0.0", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  cwd="/")  # fmt: skip
+        time.sleep(0.5)
+        yield port
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "link", "del", f"{link}h"], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def test_the_egress_allow_list_admits_its_destination_and_refuses_another(
+    sandbox: Sandbox, world: Path, engine: str, targets: int
+) -> None:
+    """The policy's egress list names one of two addresses the container could otherwise
+    reach: that one answers, the other is refused at once (an nftables table in the
+    container's own namespace), DNS to the engine's resolver stays allowed, and a run that
+    asks for NET_ADMIN (which could remove the table) is refused."""
+    probe = " ".join(f"nc -w 3 {address} {targets} </dev/null >/dev/null && echo reached {address};"
+                     for address in TARGETS) + " echo probed"  # fmt: skip
+    plain = tool(sandbox, "run", "--rm", "--policy", str(world / POLICY), "--network", engine,
+                 str(world / "busybox-app.tar"), "sh", "-c", probe)  # fmt: skip
+    assert plain.stdout.split("\n")[:-1] == [f"reached {TARGETS[0]}", f"reached {TARGETS[1]}", "probed"], plain.stderr
+    policy = world / f"egress-{sandbox.mode}.yaml"
+    policy.write_text(
+        (world / POLICY).read_text().replace("  publish:\n", f"  egress: ['{TARGETS[0]}:{targets}']\n  publish:\n", 1)
+    )
+    policy.chmod(0o644)
+    for _ in range(2):  # cold, then warm
+        limited = tool(sandbox, "run", "--rm", "--policy", str(policy), "--network", engine,
+                       str(world / "busybox-app.tar"), "sh", "-c", probe)  # fmt: skip
+        assert limited.stdout.split("\n")[:-1] == [f"reached {TARGETS[0]}", "probed"], limited.stderr
+    admin = tool(sandbox, "run", "--rm", "--policy", str(policy), "--network", engine, "--cap-add", "NET_ADMIN",
+                 str(world / "busybox-app.tar"), "true")  # fmt: skip
+    assert admin.returncode == 125 and "NET_ADMIN would let the container undo the policy's egress" in admin.stderr
