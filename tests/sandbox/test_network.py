@@ -341,3 +341,20 @@ def test_the_egress_allow_list_admits_its_destination_and_refuses_another(
     admin = tool(sandbox, "run", "--rm", "--policy", str(policy), "--network", engine, "--cap-add", "NET_ADMIN",
                  str(world / "busybox-app.tar"), "true")  # fmt: skip
     assert admin.returncode == 125 and "NET_ADMIN would let the container undo the policy's egress" in admin.stderr
+
+
+def test_a_sigkilled_pid_1_ends_the_engine_and_frees_the_port(
+    sandbox: Sandbox, world: Path, engine: str, named: list[str]
+) -> None:
+    """The container's end (here its PID 1 killed) is the engine's: the monitor records the
+    exit and stops the engine, and the port is free again."""
+    named.append(name := f"web-pid1-{engine}-{sandbox.mode}")
+    port = free_port()
+    assert serve(sandbox, world, engine, name, port).returncode == 0
+    assert fetch(port) == f"{name}\n"
+    monitor = monitor_of(sandbox, name)
+    running = engines_of(monitor, engine)
+    (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
+    os.kill(inspected["status"]["init"][0], signal.SIGKILL)
+    assert tool(sandbox, "wait", name).stdout.strip() == "137"
+    assert alive(running) == [] and port_is_free(port)
