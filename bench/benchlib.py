@@ -8,6 +8,7 @@ same digests."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import fcntl
@@ -364,6 +365,14 @@ def machine_lock() -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def runs_arguments(doc: str | None) -> argparse.Namespace:
+    """--runs N and --no-append, the options of the side-by-side benches (lifecycle, network)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--no-append", action="store_true")
+    return parser.parse_args()
 
 
 def compile_sources() -> None:

@@ -15,7 +15,6 @@ podman; exec within 1.5x of runc exec."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import subprocess
@@ -108,14 +107,10 @@ def clean(user: startup.User) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--no-append", action="store_true")
-    args = parser.parse_args()
+    args = b.runs_arguments(__doc__)
     log: list[str] = []
     with b.machine_lock():
-        user = startup.ensure_user(log)
-        startup.build_inputs(user, log)
+        user = startup.prepared_user(log)
         W.mkdir(parents=True, exist_ok=True)
         clean(user)
         try:

@@ -18,7 +18,6 @@ throughput, start-up overhead at most podman's. About 4 minutes on 2 cores."""
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import socket
 import statistics
@@ -127,14 +126,10 @@ def latency(tool: str, user: startup.User, mode: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--no-append", action="store_true")
-    args = parser.parse_args()
+    args = b.runs_arguments(__doc__)
     log: list[str] = []
     with b.machine_lock():
-        user = startup.ensure_user(log)
-        startup.build_inputs(user, log)
+        user = startup.prepared_user(log)
         W.mkdir(parents=True, exist_ok=True)
         baseline = (b.REPO / "policies/baseline.yaml").read_text().replace("  required: true", "  required: false")
         POLICY.write_text(baseline)

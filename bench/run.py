@@ -120,6 +120,13 @@ def run_logged(argv: list[str], log: list[str], **kwargs: object) -> subprocess.
     return subprocess.run(argv, check=True, text=True, cwd=kwargs.pop("cwd", b.REPO), **kwargs)  # type: ignore[call-overload]
 
 
+def prepared_user(log: list[str]) -> User:
+    """The ordinary user of the benches, with bench/run.py's inputs (image, policy) built."""
+    user = ensure_user(log)
+    build_inputs(user, log)
+    return user
+
+
 def build_inputs(user: User, log: list[str]) -> None:
     """The rootfs, the image, the unsigned copy of strict, and the runc bundles."""
     shutil.rmtree(W, ignore_errors=True)  # everything is rebuilt; the image is deterministic

@@ -103,14 +103,20 @@ def serve(
                 "sh", "-c", SERVE.format(text=name, port=8000))  # fmt: skip
 
 
-def test_a_published_port_reaches_the_server_in_the_container_until_rm(
-    sandbox: Sandbox, world: Path, engine: str, named: list[str]
-) -> None:
-    named.append(name := f"web-{engine}-{sandbox.mode}")
+def served(sandbox: Sandbox, world: Path, engine: str, named: list[str], label: str) -> tuple[str, int]:
+    """A detached web server publishing a free port, answering there: its name and the port."""
+    named.append(name := f"{label}-{engine}-{sandbox.mode}")
     port = free_port()
     started = serve(sandbox, world, engine, name, port)
     assert started.returncode == 0, started.stderr
     assert fetch(port) == f"{name}\n"
+    return name, port
+
+
+def test_a_published_port_reaches_the_server_in_the_container_until_rm(
+    sandbox: Sandbox, world: Path, engine: str, named: list[str]
+) -> None:
+    name, port = served(sandbox, world, engine, named, "web")
     shown = tool(sandbox, "port", name)
     assert shown.stdout == f"8000/tcp -> 127.0.0.1:{port}\n", shown.stderr
     (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
@@ -126,10 +132,7 @@ def test_a_published_port_reaches_the_server_in_the_container_until_rm(
 def test_a_published_port_is_the_same_after_a_restart(
     sandbox: Sandbox, world: Path, engine: str, named: list[str]
 ) -> None:
-    named.append(name := f"web-again-{engine}-{sandbox.mode}")
-    port = free_port()
-    assert serve(sandbox, world, engine, name, port).returncode == 0
-    assert fetch(port) == f"{name}\n"
+    name, port = served(sandbox, world, engine, named, "web-again")
     restarted = tool(sandbox, "restart", name)
     assert restarted.returncode == 0, restarted.stderr
     assert fetch(port) == f"{name}\n"
@@ -185,10 +188,7 @@ def test_the_container_gets_an_interface_and_the_engines_resolver(sandbox: Sandb
 def test_a_sigkilled_monitor_leaves_no_engine_and_no_bound_port(
     sandbox: Sandbox, world: Path, engine: str, named: list[str]
 ) -> None:
-    named.append(name := f"web-killed-{engine}-{sandbox.mode}")
-    port = free_port()
-    assert serve(sandbox, world, engine, name, port).returncode == 0
-    assert fetch(port) == f"{name}\n"
+    name, port = served(sandbox, world, engine, named, "web-killed")
     monitor = monitor_of(sandbox, name)
     running = engines_of(monitor, engine)
     assert len(running) == 1
@@ -348,10 +348,7 @@ def test_a_sigkilled_pid_1_ends_the_engine_and_frees_the_port(
 ) -> None:
     """The container's end (here its PID 1 killed) is the engine's: the monitor records the
     exit and stops the engine, and the port is free again."""
-    named.append(name := f"web-pid1-{engine}-{sandbox.mode}")
-    port = free_port()
-    assert serve(sandbox, world, engine, name, port).returncode == 0
-    assert fetch(port) == f"{name}\n"
+    name, port = served(sandbox, world, engine, named, "web-pid1")
     monitor = monitor_of(sandbox, name)
     running = engines_of(monitor, engine)
     (inspected,) = json.loads(tool(sandbox, "inspect", name).stdout)
