@@ -496,6 +496,14 @@ def contradictions(policy: model.Policy, locations: dict[FieldPath, Location], c
             ("sandbox", "network"),
             f"network: {sandbox.network} needs a network namespace of its own; add network to sandbox.namespaces",
         )
+    if sandbox.egress is not None and "CAP_NET_ADMIN" in model.granted_capabilities(
+        sandbox.capabilities, sandbox.privileged
+    ):
+        at(
+            ("sandbox", "egress"),
+            "egress: an allow-list cannot hold while sandbox.capabilities grants NET_ADMIN (or privileged is true): "
+            "a container could remove it",
+        )
     for flag, namespace in (("host_pid", "pid"), ("host_ipc", "ipc"), ("host_uts", "uts")):
         if getattr(sandbox, flag) and namespace in own:
             at(("sandbox", flag), f"{flag}: true contradicts sandbox.namespaces, which lists {namespace}")

@@ -543,3 +543,8 @@ def test_egress_rules_are_normalised_and_a_bad_one_is_refused_at_its_line(tmp_pa
             PolicyError, match=r"policy.yaml:3:12: sandbox.egress\[0\]: .* is not CIDR\[:PORT\[-PORT\]\]"
         ):
             policy(tmp_path, f"version: 1\nsandbox:\n  egress: ['{bad}']\n")
+
+
+def test_an_egress_allow_list_with_net_admin_granted_is_a_contradiction(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match=r"policy.yaml:3:3: egress: an allow-list cannot hold while .* NET_ADMIN"):
+        policy(tmp_path, "version: 1\nsandbox:\n  egress: ['10.0.0.0/8']\n  capabilities: {add: [NET_ADMIN]}\n")
