@@ -66,10 +66,16 @@ def check(args: RunArgs, network_rules: dict[str, Any]) -> None:
 
 
 def _check_egress(args: RunArgs, network_rules: dict[str, Any], mode: str) -> None:
-    """An egress allow-list holds only while nothing in the container may change the
-    namespace's nftables: NET_ADMIN (from the policy, --cap-add or --privileged) would."""
-    if network_rules.get("egress") is None or mode not in ENGINES:
+    """An egress allow-list holds only in the container's own network namespace (not the
+    host's), and only while nothing in the container may change its nftables: NET_ADMIN
+    (from the policy, --cap-add or --privileged) would."""
+    if network_rules.get("egress") is None or mode in ALWAYS:
         return
+    if mode not in ENGINES:  # the host's network: no namespace of its own to hold the table
+        raise Refused(
+            f"--network {mode} is refused: the policy's egress allow-list holds only in a network namespace of "
+            f"the container's own ({network_rules['where']['egress']})"
+        )
     added = {name.upper().removeprefix("CAP_") for name in args.cap_add}
     if network_rules.get("net_admin") or args.privileged or added & {"NET_ADMIN", "ALL"}:
         raise Refused(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pysbx.cli.runargs import parse
@@ -110,3 +112,20 @@ def test_ipv6_spellings_of_every_ipv4_address_are_refused() -> None:
     for spec in ("[::ffff:0.0.0.0]:8080:80", "[::ffff:127.0.0.1]:8080:80", "[fe80::1%1]:8080:80"):
         with pytest.raises(ports.PortError):
             ports.parse(spec)
+
+
+def test_an_egress_allow_list_refuses_the_hosts_network_and_net_admin(tmp_path: Path) -> None:
+    """The table lives in the container's own network namespace: the host's network would be
+    out of its reach, and NET_ADMIN could delete it."""
+    path = tmp_path / "egress.yaml"
+    path.write_text(
+        "version: 1\nsandbox:\n  network_modes: [none, loopback, pasta, host]\n  egress: ['10.0.0.0/8']\n"
+        "  capabilities: {drop: [ALL]}\n"
+    )
+    loaded = load_policy(str(path))
+    for flags, words in ((["--network", "host"], "holds only in a network namespace of the container's own"),
+                         (["--network", "pasta", "--cap-add", "NET_ADMIN"], "NET_ADMIN would let the container")):  # fmt: skip
+        with pytest.raises(Refused, match=words):
+            check_flags(parse([*flags, "img"]), loaded)
+    check_flags(parse(["--network", "pasta", "img"]), loaded)
+    check_flags(parse(["--network", "none", "img"]), loaded)
