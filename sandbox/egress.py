@@ -12,6 +12,7 @@ one's own needs none.)"""
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 from pysbx.policies.values import parse_egress
@@ -60,7 +61,10 @@ def restrict(namespaces: list[int], allowed: list[str], resolver: str | None) ->
             os.dup2(rules_r, 0)
             os.dup2(said_w, 1)
             os.dup2(said_w, 2)
-            userns, netns = namespaces
+            userns, netns = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in namespaces)  # gone at exec
+            low, high = sorted((userns, netns))
+            for first, end in ((3, low), (low + 1, high), (high + 1, os.sysconf("SC_OPEN_MAX"))):
+                os.closerange(first, end)  # nothing else of the monitor's reaches nft
             linux.setns(userns, linux.CLONE_NEWUSER, "the container's user namespace")
             linux.setns(netns, linux.CLONE_NEWNET, "the container's network namespace")
             os.setresgid(0, 0, 0)  # its root: capabilities survive exec only for uid 0 of the namespace
