@@ -23,6 +23,9 @@ Where each policy field takes effect (sandbox.planrecord carries them from sandb
     mounts.masked/readonly_paths      confinement.masked_paths    init: mounts.mask_paths, read_only_paths
     mounts.tmpfs, binds, volumes      tmpfs (+ -v flags: binds)   init: mounts.tmpfs, mounts.bind
     sandbox.network (none, loopback)  confinement.network         init: linux.set_loopback_up
+    sandbox.network (pasta, slirp4..) network, ports (-p)         monitor: _start_network (sandbox.network),
+      and publish                                                   PID 1 waits at the gate
+    sandbox.egress                    egress                      monitor: sandbox.egress.restrict (nft)
     limits.open_files/cpu_time/...    limits (rlimit)             command: apply_rlimits
     sandbox.ids.user (or -u, USER)    confinement.user            command: _switch_user
     sandbox.capabilities              confinement.capabilities    command: drop_bounding_capabilities,
