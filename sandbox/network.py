@@ -33,7 +33,6 @@ import fcntl
 import os
 import select
 import stat
-import time
 
 from pysbx.sandbox import linux
 from pysbx.sandbox.errors import SandboxError
@@ -234,31 +233,11 @@ def _said(engine: Engine, status: int) -> str:
     return message
 
 
-def _reap(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return True
-        if done:
-            return True
-        time.sleep(0.005)
-    return False
-
-
 def _kill(pid: int) -> None:
-    _signal(pid, signal.SIGKILL)
     try:
+        os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)  # SIGKILL cannot be caught: the wait is the kernel's teardown
-    except ChildProcessError:
-        return
-
-
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:  # reaped already
+    except (ProcessLookupError, ChildProcessError):  # reaped already
         return
 
 
