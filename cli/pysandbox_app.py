@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from pysbx.cli import container_cmd, image_cmd, policy_cmd, seccomp_cmd, signing_cmd, system_cmd, volume_cmd
+from pysbx.cli import (
+    container_cmd,
+    image_cmd,
+    network_cmd,
+    policy_cmd,
+    seccomp_cmd,
+    signing_cmd,
+    system_cmd,
+    volume_cmd,
+)
 from pysbx.cli.exits import EXIT_BAD_INPUT
 from pysbx.cli.kit import ExitWith, fail, run_app, version_option
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED
@@ -24,6 +33,7 @@ app.add_typer(image_cmd.app, name="image")
 app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(seccomp_cmd.app, name="seccomp")
 app.add_typer(volume_cmd.app, name="volume")
+app.add_typer(network_cmd.app, name="network")
 app.add_typer(system_cmd.app, name="system")
 app.add_typer(container_cmd.prune_app, name="container")
 app.add_typer(container_cmd.generate_app, name="generate")

@@ -41,7 +41,17 @@ class Option(Record):
         self.dest = names[-1].lstrip("-").replace("-", "_")
 
 
-NETWORKS = ("none", "loopback", "pasta", "slirp4netns", "host")
+NETWORKS = ("none", "loopback", "pasta", "slirp4netns", "host")  # the modes that are not bridge networks
+
+
+def network_name(text: str) -> str:
+    """A --network value: a mode, or a bridge network's name (Docker's pattern: checked
+    again, with the definition, when the network is loaded)."""
+    if text in NETWORKS or (0 < len(text) <= 64 and text[0].isalnum() and text.isascii()
+                            and all(char.isalnum() or char in "_.-" for char in text)):  # fmt: skip
+        return text
+    raise ValueError(f"not a network name: {text!r}")
+
 
 OPTIONS = (
     Option(("--policy",), "value", "built-in policy (strict, baseline, permissive) or a policy file", metavar="POLICY"),
@@ -83,8 +93,10 @@ OPTIONS = (
     Option(
         ("--network",),
         "value",
-        "none, loopback, pasta or slirp4netns (outbound through that engine), host (default: the policy's)",
-        choices=NETWORKS,
+        "none, loopback, pasta or slirp4netns (outbound through that engine), host, bridge (the default bridge) "
+        "or a network's name (pysandbox network create; its containers by name) (default: the policy's)",
+        convert=network_name,
+        metavar="NETWORK",
     ),
     Option(
         ("-p", "--publish"),
@@ -299,10 +311,10 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def _coming_feature(argv: list[str]) -> str | None:
     """A Docker flag of a feature pysandbox does not have yet, if the command line has one."""
     for index, word in enumerate(argv):
-        name = word.partition("=")[0]
-        if name == "--network" and (word.partition("=")[2] or argv[index + 1 : index + 2] or [""])[0] not in NETWORKS:
-            known = f"{', '.join(NETWORKS[:-1])} or {NETWORKS[-1]}"
-            return f"a network other than {known} (a bridge, user-defined networks)"
+        if word.partition("=")[0] == "--network":
+            value = word.partition("=")[2] or (argv[index + 1 : index + 2] or [""])[0]
+            if value.startswith("container:"):
+                return "--network container:NAME (sharing another container's network)"
     return None
 
 

@@ -135,6 +135,11 @@ def unexpressed_network(policy: model.Policy, engine: str) -> list[str]:
             f"network_modes: a run may also choose {' or '.join(chosen)}; the export gives the default "
             f"({sandbox.network}) alone"
         )
+    if sandbox.networks:
+        notes.append(
+            f"networks: a run may join the bridge networks {', '.join(sandbox.networks)} (by name, with DNS); the "
+            "export gives the default network alone"
+        )
     if sandbox.egress is not None and engine != "kubernetes":  # kubernetes: networkpolicy.yaml
         notes.append(f"egress: only {', '.join(sandbox.egress) or 'nothing'}: {_EGRESS[engine]}")
     publish = sandbox.publish
@@ -474,7 +479,7 @@ def kubernetes_network_policy(policy: model.Policy) -> dict[str, Any] | None:
     resolver has no fixed address); None where the policy restricts nothing a NetworkPolicy
     says (host's network, an outbound mode without a list)."""
     sandbox = policy.sandbox
-    if sandbox.network == "host" or (sandbox.network in model.ROOTLESS_NETWORKS and sandbox.egress is None):
+    if sandbox.network == "host" or (sandbox.network in model.OUTBOUND_NETWORKS and sandbox.egress is None):
         return None
     spec: dict[str, Any] = {"podSelector": {"matchLabels": {"app": "app"}}}
     if sandbox.network in ("none", "loopback"):

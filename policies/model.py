@@ -24,11 +24,14 @@ Order = tuple[str | tuple[str, ...], ...]  # least loose first; a tuple in it is
 Severity = Literal["critical", "high", "medium", "low", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low", "info")
 Namespace = Literal["user", "pid", "mount", "uts", "ipc", "network", "cgroup"]
-Network = Literal["none", "loopback", "pasta", "slirp4netns", "host"]
+Network = Literal["none", "loopback", "pasta", "slirp4netns", "bridge", "host"]
 # pasta and slirp4netns both give rootless outbound access, yet each engine exposes things the
 # other does not: one level of the order, a group of equals between which any change loosens.
 ROOTLESS_NETWORKS: tuple[Network, ...] = ("pasta", "slirp4netns")
-NETWORK_ORDER: Order = ("none", "loopback", ROOTLESS_NETWORKS, "host")
+# bridge: the default bridge and the user's networks (netavark in the user's keeper namespace),
+# outbound access like the engines' plus the other containers of the network
+OUTBOUND_NETWORKS: tuple[Network, ...] = (*ROOTLESS_NETWORKS, "bridge")
+NETWORK_ORDER: Order = ("none", "loopback", OUTBOUND_NETWORKS, "host")
 
 # How a change to a field moves the policy: `policy diff` and `extends: strict` judge every
 # change by its effect, never by how it is spelled; a change they cannot judge loosens.
@@ -289,7 +292,8 @@ class SandboxPolicy:
     )
     network: Network = spec(
         "The mode a container gets when --network is not given. none: no network; loopback: only lo; pasta, "
-        "slirp4netns: rootless outbound access through that engine; host: the host's network.",
+        "slirp4netns: rootless outbound access through that engine; bridge: the default bridge network (outbound "
+        "access, the other containers on it by address); host: the host's network.",
         "order",
         "loopback",
         order=NETWORK_ORDER,
@@ -300,14 +304,20 @@ class SandboxPolicy:
         "add",
         default_factory=lambda: ("none", "loopback"),
     )
+    networks: tuple[str, ...] = spec(
+        "The user-defined bridge networks (pysandbox network create) a container may join by name, where the "
+        "bridge mode is allowed; * for any. Containers on one network reach each other by name.",
+        "add",
+        default_factory=tuple,
+    )
     publish: Publish = spec("Ports published on the host (-p/--publish, -P).", "fields", default_factory=Publish)
     # null lets a container reach anything its network reaches; a list, only that. Judged as a
     # constraint: setting one tightens, and any change to it loosens (when in doubt, loosens).
     egress: tuple[Egress, ...] | None = spec(
-        "Destinations a container with an outbound network (pasta, slirp4netns) may reach, as CIDR[:PORT[-PORT]] "
-        "(TCP and UDP; an IPv6 network in brackets), enforced by an nftables table in the container's own network "
-        "namespace; its engine's resolver stays reachable for DNS. null: anything. Refused with a capability that "
-        "could undo it (NET_ADMIN).",
+        "Destinations a container with an outbound network (pasta, slirp4netns, bridge) may reach, as "
+        "CIDR[:PORT[-PORT]] (TCP and UDP; an IPv6 network in brackets), enforced by an nftables table in the "
+        "container's own network namespace; its engine's resolver stays reachable for DNS. null: anything. "
+        "Refused with a capability that could undo it (NET_ADMIN).",
         "constraint",
     )
     privileged: bool = spec("Every capability, no seccomp, no masked paths: never outside development.", "true", False)

@@ -198,16 +198,18 @@ def read_only_paths(root: str, paths: tuple[str, ...]) -> None:
         linux.mount("none", target, None, flags)
 
 
-def etc_files(root: str, state: str, hostname: str, nameserver: str | None = None) -> None:
+def etc_files(root: str, state: str, hostname: str, nameserver: str | None = None, address: str | None = None) -> None:
     """/etc/hostname, /etc/hosts, /etc/resolv.conf from per-container files, written on a
     small tmpfs of the container's own mount namespace: a bind from the state folder would
-    show the host's storage path (and the user's home) in the container's mountinfo."""
+    show the host's storage path (and the user's home) in the container's mountinfo. On a
+    bridge network the hostname names the container's `address` there, as Docker's does."""
     folder = f"{state}/etc"
     os.makedirs(folder, exist_ok=True)
     linux.mount("tmpfs", folder, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "size=64k,mode=0755")
     contents = {
         "hostname": f"{hostname}\n",
-        "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n",
+        "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        f"{address or '127.0.1.1'}\t{hostname}\n",
         "resolv.conf": _resolv_conf(nameserver),
     }
     for name, text in contents.items():

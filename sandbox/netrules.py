@@ -26,12 +26,18 @@ def rules(
     where: dict[str, str],
     egress: list[str] | None = None,
     net_admin: bool = False,
+    networks: list[str] | None = None,
 ) -> dict[str, Any]:
     """The rules as a plan stores them; `where` holds the policy lines of network_modes,
-    publish and egress; `net_admin` whether the policy grants the one capability that could
-    undo an egress allow-list."""
+    publish, egress and networks; `net_admin` whether the policy grants the one capability
+    that could undo an egress allow-list; `networks` the bridge networks a run may join."""
     return {"default": default, "modes": modes, "addresses": addresses, "lowest_port": lowest_port, "where": where,
-            "egress": egress, "net_admin": net_admin}  # fmt: skip
+            "egress": egress, "net_admin": net_admin, "networks": networks or []}  # fmt: skip
+
+
+def kind_of(mode: str) -> str:
+    """The policy's mode a --network value stands for: a bridge network's name is bridge."""
+    return mode if mode in (*ALWAYS, *ENGINES, "host") else "bridge"
 
 
 def mode_of(args: RunArgs, network_rules: dict[str, Any]) -> str:
@@ -44,11 +50,18 @@ def check(args: RunArgs, network_rules: dict[str, Any]) -> None:
     under an engine that publishes, on an address and from a port the policy allows."""
     mode, where = mode_of(args, network_rules), network_rules["where"]
     allowed = list(dict.fromkeys((*ALWAYS, network_rules["default"], *network_rules["modes"])))
-    if mode not in allowed:
+    kind = kind_of(mode)
+    if kind not in allowed:
         raise Refused(
             f"--network {mode} is refused: the policy allows the networks {', '.join(allowed)} ({where['modes']})"
         )
-    _check_egress(args, network_rules, mode)
+    joinable = network_rules.get("networks", [])
+    if mode != kind and "*" not in joinable and mode not in joinable:
+        raise Refused(
+            f"--network {mode} is refused: the policy lets containers join "
+            f"{', '.join(joinable) if joinable else 'no network of its own'} ({where.get('networks', 'networks')})"
+        )
+    _check_egress(args, network_rules, kind)
     if not args.publish and not args.publish_all:
         return
     from pysbx.sandbox import ports
@@ -71,7 +84,7 @@ def _check_egress(args: RunArgs, network_rules: dict[str, Any], mode: str) -> No
     (from the policy, --cap-add or --privileged) would."""
     if network_rules.get("egress") is None or mode in ALWAYS:
         return
-    if mode not in ENGINES:  # the host's network: no namespace of its own to hold the table
+    if mode == "host":  # the host's network: no namespace of its own to hold the table
         raise Refused(
             f"--network {mode} is refused: the policy's egress allow-list holds only in a network namespace of "
             f"the container's own ({network_rules['where']['egress']})"

@@ -46,11 +46,12 @@ def network_rules(loaded: LoadedPolicy) -> dict[str, Any]:
     """sandbox.network, network_modes and publish as a plan carries them (sandbox.netrules)."""
     sandbox = loaded.policy.sandbox
     where = {name: _where(loaded, "sandbox", field)
-             for name, field in (("modes", "network_modes"), ("publish", "publish"), ("egress", "egress"))}  # fmt: skip
+             for name, field in (("modes", "network_modes"), ("publish", "publish"), ("egress", "egress"),
+                                 ("networks", "networks"))}  # fmt: skip
     egress = None if sandbox.egress is None else [str(rule) for rule in sandbox.egress]
     net_admin = "CAP_NET_ADMIN" in granted_capabilities(sandbox.capabilities, sandbox.privileged)
     return netrules.rules(sandbox.network, list(sandbox.network_modes), list(sandbox.publish.addresses),
-                          sandbox.publish.lowest_port, where, egress, net_admin)  # fmt: skip
+                          sandbox.publish.lowest_port, where, egress, net_admin, list(sandbox.networks))  # fmt: skip
 
 
 def check_flags(flags: RunArgs, loaded: LoadedPolicy) -> None:

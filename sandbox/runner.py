@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from pysbx.sandbox import cgroups
+    from pysbx.sandbox import cgroups, netkeeper
 else:
     # The C half of `signal`: the same functions, with plain ints instead of the enums whose
     # import (enum, functools, collections...) costs a warm start 2-3 ms.
@@ -78,6 +78,7 @@ class RunSpec(Record):
     sandbox.warm.spec_from_plan from a plan: cached, or just made by sandbox.plan)."""
 
     __slots__ = (
+        "address",
         "argv",
         "binds",
         "capabilities",
@@ -101,6 +102,7 @@ class RunSpec(Record):
         "read_only_rootfs",
         "readonly_paths",
         "remove_state",
+        "resolver",
         "seccomp_bpf",
         "started",
         "state",
@@ -156,6 +158,8 @@ class RunSpec(Record):
         self.keeps_layer = False  # run -d: a bounded (tmpfs) writable layer outlives a run (layercopy)
         self.console_sink: Callable[[int], None] | None = None  # run -dt: told the pty master
         self.on_signal: Callable[[int], None] | None = None  # run -d: before a signal is forwarded
+        self.address: str | None = None  # on a bridge: the container's address there (sandbox.netkeeper)
+        self.resolver: str | None = None  # on a bridge: the nameserver of /etc/resolv.conf
 
 
 def run_container(spec: RunSpec) -> int:
@@ -195,10 +199,55 @@ def _make_cgroup(name: str, values: dict[str, float], freezable: bool) -> cgroup
 
 
 def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
+    try:
+        keeper = _join_bridge(spec) if on_bridge(spec.network) else None
+    except (SandboxError, OSError) as error:  # no such network, no netavark, the keeper failed
+        message = str(error) if isinstance(error, SandboxError) else f"cannot join {spec.network}: {error}"
+        if spec.started is not None:
+            spec.started(0, message, EXIT_SETUP_FAILED)
+        _print_error(message)
+        return EXIT_SETUP_FAILED
+    try:
+        return _run_joined(spec, cgroup, keeper)
+    finally:
+        if keeper is not None:
+            keeper.close()  # stopped already when the container ran (_start_network's engine)
+
+
+def on_bridge(mode: str) -> bool:
+    """Whether a --network value names a bridge network (the default one or a user's)."""
+    return mode not in (*network.ENGINES, "none", "loopback", "host")
+
+
+def _join_bridge(spec: RunSpec) -> netkeeper.Keeper:
+    """The user's network keeper, joined for this run, with the container's address on its
+    network reserved; /etc/resolv.conf names the network's aardvark-dns (its gateway), or on
+    the default bridge (no DNS by name, as Docker's) the keeper's engine's forwarder."""
+    from pysbx.sandbox import netkeeper, networks
+    from pysbx.sandbox.state import container_name_of
+
+    joined = networks.load(spec.network)
+    for program in (netkeeper.NETAVARK, netkeeper.AARDVARK):
+        if not os.path.exists(program):
+            raise networks.NetworkError(
+                f"--network {spec.network} needs {program} (Debian's packages netavark and aardvark-dns): install them"
+            )
+    keeper = netkeeper.join(networks.folder())
+    try:
+        name = container_name_of(os.path.basename(spec.state)) or spec.hostname
+        spec.address = keeper.reserve(name, [joined], [name])[joined.name]
+    except BaseException:
+        keeper.close()
+        raise
+    spec.resolver = joined.gateway if joined.dns else keeper.dns
+    return keeper
+
+
+def _run_joined(spec: RunSpec, cgroup: cgroups.Cgroup | None, keeper: netkeeper.Keeper | None) -> int:
     ready_r, ready_w = os.pipe()
     maps_r, maps_w = os.pipe()
     errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
-    engine_wanted = spec.network in network.ENGINES
+    engine_wanted = spec.network in network.ENGINES or keeper is not None
     if spec.tty or engine_wanted:  # imported here, before the container's side forks: not after pivot_root
         import socket
 
@@ -213,21 +262,25 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     if pid == 0:
         for fd in (ready_r, maps_w, errors_r, *spec.monitor_fds):
             os.close(fd)
-        for end in (monitor_end, gate):
+        for end in (monitor_end, gate, keeper.sock if keeper is not None else None):
             if end is not None:
                 end.close()
-        _guarded(errors_w, lambda: _setup_process(spec, cgroup, ready_w, maps_r, errors_w, container_end, gate_inside))
+        userns = keeper.userns if keeper is not None else -1
+        _guarded(
+            errors_w,
+            lambda: _setup_process(spec, cgroup, ready_w, maps_r, errors_w, container_end, gate_inside, userns),
+        )
     os.close(ready_w)
     os.close(maps_r)
     os.close(errors_w)
     for end in (container_end, gate_inside):
         if end is not None:
             end.close()
-    init_pid = _monitor_setup(pid, spec, ready_r, maps_w)
+    init_pid = _monitor_setup(pid, spec, ready_r, maps_w, keeper)
     forward = _forward_signals(init_pid, spec.tty, spec.on_signal)
     signal.pthread_sigmask(signal.SIG_SETMASK, held)
     # after the handlers: a TERM while PID 1 is still mounting reaches it (found by review)
-    engine = _start_network(spec, gate) if gate is not None else None
+    engine = _start_network(spec, gate, keeper) if gate is not None else None
     master = tty.receive_master(monitor_end) if monitor_end is not None else None
     if master is not None and spec.console_sink is not None:
         spec.console_sink(master)  # run -dt: the attach hub sets its size from attached terminals
@@ -247,7 +300,9 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
     return status
 
 
-def _start_network(spec: RunSpec, gate: socket.socket) -> network.Engine | None:
+def _start_network(
+    spec: RunSpec, gate: socket.socket, keeper: netkeeper.Keeper | None
+) -> network.Engine | netkeeper.Keeper | None:
     """The network's engine for the container's namespaces, which the setup process sends
     through the gate (sandbox.runner._send_namespaces); PID 1 waits there for the word:
     "ready", or why not (it fails the run with that sentence, exit 125). No namespaces: the
@@ -259,14 +314,19 @@ def _start_network(spec: RunSpec, gate: socket.socket) -> network.Engine | None:
             _, namespaces, _, _ = socket.recv_fds(gate, 16, 2)
         except OSError:
             namespaces = []
-        engine, word = None, b"ready"
+        engine: network.Engine | netkeeper.Keeper | None = None
+        word = b"ready"
         try:
             if len(namespaces) == 2:
-                engine = network.start(spec.network, namespaces, spec.ports, spec.state)
+                if keeper is not None:  # netavark attaches it to its bridge in the keeper
+                    keeper.attach(namespaces[1])
+                    engine = keeper
+                else:
+                    engine = network.start(spec.network, namespaces, spec.ports, spec.state)
                 if spec.egress is not None:  # before the command: sandbox.egress
                     from pysbx.sandbox import egress
 
-                    egress.restrict(namespaces, spec.egress, network.nameserver(spec.network))
+                    egress.restrict(namespaces, spec.egress, spec.resolver or network.nameserver(spec.network))
         except (OSError, SandboxError) as error:
             word = str(error).encode(errors="backslashreplace")
         finally:
@@ -291,10 +351,19 @@ def _collect(errors_r: int, pid: int, init_pid: int, spec: RunSpec) -> tuple[str
     return message, status
 
 
-def _monitor_setup(pid: int, spec: RunSpec, ready_r: int, maps_w: int) -> int:
-    """Map the new user namespace once the setup process has made it, and learn init's pid."""
+def _monitor_setup(pid: int, spec: RunSpec, ready_r: int, maps_w: int, keeper: netkeeper.Keeper | None) -> int:
+    """Map the new user namespace once the setup process has made it (inside the network
+    keeper's, for a container on a bridge: sandbox.netkeeper), and learn init's pid."""
     with os.fdopen(ready_r, "rb", buffering=0) as ready, os.fdopen(maps_w, "wb", buffering=0):
-        if not map_child(pid, ready_r, maps_w, spec.id_maps):
+        if keeper is not None:
+            from pysbx.sandbox.netkeeper import write_maps_inside
+
+            mapped = map_child(
+                pid, ready_r, maps_w, spec.id_maps, lambda child, maps: write_maps_inside(child, keeper, maps)
+            )
+        else:
+            mapped = map_child(pid, ready_r, maps_w, spec.id_maps)
+        if not mapped:
             return 0
         line = ready.readline()
     return int(line) if line.strip().isdigit() else 0
@@ -374,6 +443,7 @@ def _setup_process(
     errors_w: int,
     console: socket.socket | None,
     gate: socket.socket | None = None,
+    keeper_userns: int = -1,
 ) -> None:
     monitor = os.getppid()
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -382,6 +452,12 @@ def _setup_process(
         cgroup.join()
     own_cgroups = mounts.own_cgroup_hierarchies() if "cgroup" in spec.namespaces else ()
     state = os.open(spec.state, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # reachable after pivot_root
+    if keeper_userns >= 0:  # on a bridge: our user namespace is made inside the keeper's
+        linux.setns(keeper_userns, linux.CLONE_NEWUSER, "network keeper's user")
+        os.close(keeper_userns)
+        # its mapper, in the keeper's namespace, opens our uid_map: the files of a process
+        # that is not dumpable are host root's (not dumpable again once mapped, below)
+        linux.prctl(linux.PR_SET_DUMPABLE, 1)
     make_user_namespace(ready_w)
     # The other namespaces while the monitor maps this one (newuidmap and newgidmap take a
     # few milliseconds): its creator holds every capability in it before any id is mapped.
@@ -612,7 +688,7 @@ def prepare_root(spec: RunSpec, own_cgroups: tuple[str, ...] = ()) -> None:
         mounts.mount_cgroups(root, own_cgroups)
     if "uts" in spec.namespaces:
         linux.sethostname(spec.hostname)
-    mounts.etc_files(root, spec.state, spec.hostname, network.nameserver(spec.network))
+    mounts.etc_files(root, spec.state, spec.hostname, spec.resolver or network.nameserver(spec.network), spec.address)
     for tmpfs in spec.tmpfs:
         mounts.tmpfs(root, tmpfs)
     for bind in spec.binds:

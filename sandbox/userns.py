@@ -39,14 +39,17 @@ def become_namespace_root(maps_r: int) -> None:
     os.setresuid(0, 0, 0)
 
 
-def map_child(child: int, ready_r: int, maps_w: int, maps: IdMaps) -> bool:
-    """The parent's half: once `child` has its namespace, write the maps and tell it how
+def map_child(
+    child: int, ready_r: int, maps_w: int, maps: IdMaps, write: Callable[[int, IdMaps], None] = write_id_maps
+) -> bool:
+    """The parent's half: once `child` has its namespace, write the maps (`write`: from the
+    host's user namespace, or sandbox.netkeeper's from inside the keeper's) and tell it how
     that went (an error travels to the child, which reports it). False when the child
     failed before it unshared (its own report says why)."""
     if os.read(ready_r, 1) != b"u":
         return False
     try:
-        write_id_maps(child, maps)
+        write(child, maps)
         os.write(maps_w, b"m")
     except OSError as error:
         os.write(maps_w, b"x" + str(error).encode())

@@ -39,8 +39,9 @@ if TYPE_CHECKING:
     from pysbx.sandbox.runner import RunSpec
 
 # Bumped with sandbox.plan.FILTER_FORMAT (no plan rests on a filter an older pysandbox
-# compiled) and with the plan's records (8: the image's EXPOSE, for -P; 9: the network rules).
-FORMAT = 9
+# compiled) and with the plan's records (8: the image's EXPOSE, for -P; 9: the network rules; 10:
+# the bridge networks a run may join).
+FORMAT = 10
 # Flags that the cold path must check against the policy; with any of them, no warm start.
 POLICY_SENSITIVE = (
     "volume",

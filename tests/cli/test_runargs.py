@@ -11,11 +11,11 @@ from pysbx.cli.runargs import parse
     ("argv", "words"),
     [
         (
-            ["--network", "bridge", "img"],
-            "a network other than none, loopback, pasta, slirp4netns or host (a bridge, user-defined networks) "
-            "is not supported yet",
+            ["--network", "container:web", "img"],
+            "--network container:NAME (sharing another container's network) is not supported yet",
         ),
-        (["--network=app-net", "img"], "user-defined networks) is not supported yet"),
+        (["--network=container:web", "img"], "(sharing another container's network) is not supported yet"),
+        (["--network", "a/b", "img"], "argument --network: invalid network_name value: 'a/b'"),
         (["--bogus", "img"], "pysandbox run --help lists the flags"),
     ],
 )
@@ -26,6 +26,11 @@ def test_a_usage_error_is_one_line_and_names_a_coming_feature(
         parse(argv)
     error = capsys.readouterr().err
     assert done.value.code == 2 and error.count("\n") == 1 and words in error, error
+
+
+def test_a_network_is_a_mode_or_a_bridge_networks_name() -> None:
+    assert parse(["--network", "app-net", "img"]).network == "app-net"
+    assert parse(["--network=bridge", "img"]).network == "bridge"
 
 
 def test_publish_flags_are_read_as_docker_reads_them() -> None:

@@ -189,7 +189,10 @@ def test_a_rootless_network_exports_as_podman_spells_it_and_says_what_docker_lac
     assert "--network slirp4netns" in docker_flags(network_policy(tmp_path, "slirp4netns"))
     notes = export_files(pasta, "docker")["docker-run.txt"]
     assert "# network pasta: Docker has neither pasta nor slirp4netns (podman run takes --network pasta" in notes
-    assert "# network_modes: a run may also choose slirp4netns; the export gives the default (pasta) alone" in notes
+    assert (
+        "# network_modes: a run may also choose slirp4netns or bridge; the export gives the default (pasta) alone"
+        in notes
+    )
     assert "--network none" in docker_flags(load_policy("baseline").policy)  # Docker's none keeps lo up: loopback
     assert "--network host" in docker_flags(network_policy(tmp_path, "host"))
 

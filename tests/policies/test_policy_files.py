@@ -61,10 +61,14 @@ def test_baseline_grants_dockers_default_capabilities_and_permissive_allows_unsi
 
 def test_the_builtins_say_which_networks_a_run_may_choose_and_where_it_may_publish() -> None:
     strict, baseline, permissive = (load_policy(name).policy.sandbox for name in BUILTINS)
-    assert (strict.network, strict.network_modes) == ("none", ("none", "loopback"))
+    assert (strict.network, strict.network_modes, strict.networks) == ("none", ("none", "loopback"), ())
     assert strict.publish == model.Publish(addresses=(), lowest_port=1024)  # nothing is published
     for sandbox in (baseline, permissive):
-        assert (sandbox.network, sandbox.network_modes) == ("loopback", ("none", "loopback", "pasta", "slirp4netns"))
+        assert (sandbox.network, sandbox.network_modes) == (
+            "loopback",
+            ("none", "loopback", "pasta", "slirp4netns", "bridge"),
+        )
+        assert sandbox.networks == ("*",)  # any network the user makes
         assert sandbox.publish.addresses[0] == "127.0.0.1" and sandbox.publish.lowest_port == 1024
     assert permissive.publish.addresses == ("127.0.0.1", "::1")  # the host's loopback, either family
     assert model.SandboxPolicy().network_modes == ("none", "loopback")
@@ -83,11 +87,11 @@ MALFORMED = [
     ("version: 1\nsandbox:\n  netwrok: none", "3:3: sandbox.netwrok: unknown key (did you mean 'network'?)"),
     (
         "version: 1\nsandbox:\n  network: hots",
-        "3:12: sandbox.network: 'hots' is not one of none, loopback, pasta, slirp4netns, host (did you mean 'host'?)",
+        "3:12: sandbox.network: 'hots' is not one of none, loopback, pasta, slirp4netns, bridge, host (did you mean 'host'?)",
     ),
     (
         "version: 1\nsandbox:\n  network_modes: [loopback, slirp]",
-        "3:29: sandbox.network_modes[1]: 'slirp' is not one of none, loopback, pasta, slirp4netns, host",
+        "3:29: sandbox.network_modes[1]: 'slirp' is not one of none, loopback, pasta, slirp4netns, bridge, host",
     ),
     (
         "version: 1\nsandbox:\n  network: pasta\n  namespaces: [user, pid, mount]",
@@ -380,7 +384,8 @@ def test_show_prints_the_resolved_policy_as_yaml(tmp_path: Path) -> None:
 def test_show_prints_the_network_modes_and_the_publish_section() -> None:
     shown = subprocess.run([BIN / "pysandbox", "policy", "show", "baseline"], capture_output=True, text=True)
     sandbox = yaml.safe_load(shown.stdout)["sandbox"]
-    assert sandbox["network_modes"] == ["none", "loopback", "pasta", "slirp4netns"]
+    assert sandbox["network_modes"] == ["none", "loopback", "pasta", "slirp4netns", "bridge"]
+    assert sandbox["networks"] == ["*"]
     assert sandbox["publish"] == {"addresses": ["127.0.0.1"], "lowest_port": 1024}
     effective = subprocess.run(
         [BIN / "pysandbox", "policy", "show", "--effective", "strict"], capture_output=True, text=True

@@ -1,0 +1,594 @@
+"""The user's network keeper: one user namespace and one network namespace per user (per
+storage root) that hold the bridges of the bridge networks (sandbox.networks), podman's
+"rootless netns" design; for root the same, owned by root. The host's network namespace
+gets no bridge, no veth and no firewall rule of ours.
+
+Processes, all the user's own:
+- the supervisor, in the host's namespaces: it maps the keeper's user namespace (newuidmap
+  and newgidmap for a user: their uid as 0, their subordinate ids above; identity for root),
+  and gives the keeper its outbound access through pasta (or slirp4netns), the engine
+  sandbox.network starts for a container, here for the keeper's namespace;
+- the keeper, PID 1 of a pid namespace of its own inside the keeper's user, network and mount
+  namespaces: it serves the containers' monitors on a socket in the private storage folder,
+  allocates their addresses, and runs netavark (Debian's package; podman's network stack) to
+  attach each container and detach it again. netavark starts aardvark-dns, which answers the
+  names of a network's containers on its gateway, and dies with the keeper's pid namespace.
+
+A container on a bridge network has its user namespace made inside the keeper's (mapped by a
+helper there to the same host ids it would otherwise get: sandbox.idmap's plan, translated),
+so that netavark, root of the keeper's user namespace, may configure the container's network
+namespace. The container's monitor holds a connection to the keeper while the container
+runs; the keeper detaches the container when it ends or when that connection drops (the
+monitor killed), and ends, with everything it holds, once no container is left. Everything
+dies with the supervisor (the parent-death signal down the chain).
+
+The keeper's mount namespace hides the host's homes, /tmp and pysandbox's storage behind empty
+tmpfs mounts and its root is read-only: aardvark-dns, which answers the containers, runs there."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+
+from pysbx.sandbox import linux, network
+from pysbx.sandbox.idmap import IdMaps, IdRange
+from pysbx.sandbox.networks import Network, NetworkError
+from pysbx.sandbox.userns import become_namespace_root, make_user_namespace, map_child
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+SOCKET, LOCK, LOG = "keeper.sock", "keeper.lock", "keeper.log"
+START_SECONDS = 10.0  # the keeper's namespaces and its engine take 40-80 ms here
+IDLE_SECONDS = 0.5  # how long a keeper with no container waits for the next before it ends
+NETAVARK, AARDVARK = "/usr/lib/podman/netavark", "/usr/lib/podman/aardvark-dns"
+_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # netavark runs iptables and ip by name
+HIDDEN = ("/home", "/root", "/tmp", "/var/tmp", "/var/lib/pysandbox", "/srv", "/mnt", "/media")
+_MESSAGE = 1 << 16
+
+
+class Keeper:
+    """A container's hold on the keeper: one connection, kept while the container runs."""
+
+    def __init__(self, sock: socket.socket, userns: int, hello: dict[str, Any]) -> None:
+        self.sock, self.userns = sock, userns
+        os.set_inheritable(userns, False)  # recv_fds gives descriptors without close-on-exec
+        self.dns: str | None = hello.get("dns")
+        self.uids = tuple(IdRange(*extent) for extent in hello["uids"])
+        self.gids = tuple(IdRange(*extent) for extent in hello["gids"])
+
+    def ask(self, message: dict[str, Any], fds: list[int] | None = None) -> dict[str, Any]:
+        """One request, one answer; NetworkError with the keeper's words when it refuses."""
+        try:
+            socket.send_fds(self.sock, [json.dumps(message).encode()], fds or [])
+            answer = json.loads(self.sock.recv(_MESSAGE) or b'{"error": "the network keeper ended"}')
+        except (OSError, ValueError) as error:
+            raise NetworkError(f"the network keeper did not answer: {error}") from None
+        if "error" in answer:
+            raise NetworkError(str(answer["error"]))
+        return dict(answer)
+
+    def reserve(self, name: str, joined: list[Network], aliases: list[str]) -> dict[str, str]:
+        """An address on each network (network name -> address)."""
+        definitions = {network.name: network.definition() for network in joined}
+        answer = self.ask({"op": "reserve", "name": name, "networks": definitions, "aliases": aliases})
+        return dict(answer["addresses"])
+
+    def attach(self, netns: int) -> None:
+        """netavark setup for the container whose network namespace `netns` is."""
+        self.ask({"op": "setup"}, [netns])
+
+    def stop(self) -> None:
+        """Detach the container and let go of the keeper (sandbox.runner calls every
+        network's engine's stop once the container has ended)."""
+        with contextlib.suppress(NetworkError):  # the keeper is gone: it took the attachment with it
+            self.ask({"op": "teardown"})
+        self.close()
+
+    def close(self) -> None:
+        if self.userns >= 0:
+            os.close(self.userns)
+            self.userns = -1
+        self.sock.close()
+
+    def maps_inside(self, maps: IdMaps) -> tuple[str, str]:
+        """The container's uid_map and gid_map written from inside the keeper's user
+        namespace: the host ids of sandbox.idmap's plan, as the keeper's ids (one line per
+        extent of the keeper's map, which the kernel requires)."""
+        return _translate(maps.uids, self.uids, "uid"), _translate(maps.gids, self.gids, "gid")
+
+
+def _translate(wanted: tuple[IdRange, ...], keeper: tuple[IdRange, ...], kind: str) -> str:
+    lines = []
+    for mapped in wanted:
+        start, end = mapped.host, mapped.host + mapped.size
+        covered = 0
+        for extent in keeper:
+            low, high = max(start, extent.host), min(end, extent.host + extent.size)
+            if low < high:
+                container = mapped.container + low - start
+                lines.append(f"{container} {extent.container + low - extent.host} {high - low}\n")
+                covered += high - low
+        if covered != mapped.size:
+            raise NetworkError(f"host {kind}s {start}-{end - 1} are not mapped in the network keeper's namespace")
+    return "".join(lines)
+
+
+def write_maps_inside(pid: int, keeper: Keeper, maps: IdMaps) -> None:
+    """Map process `pid`'s new user namespace (a child of the keeper's) from a helper that
+    joins the keeper's user namespace: only a process there may write them. OSError with
+    the helper's words when it cannot."""
+    uid_map, gid_map = keeper.maps_inside(maps)
+    errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
+    helper = os.fork()
+    if helper == 0:  # pragma: no cover - the helper _exits
+        try:
+            os.close(errors_r)
+            linux.setns(keeper.userns, linux.CLONE_NEWUSER, "network keeper's user")
+            if not maps.setgroups_allowed:
+                _write(f"/proc/{pid}/setgroups", "deny")
+            _write(f"/proc/{pid}/uid_map", uid_map)
+            _write(f"/proc/{pid}/gid_map", gid_map)
+            os._exit(0)
+        except BaseException as error:
+            os.write(errors_w, str(error).encode(errors="replace")[:4000])
+            os._exit(1)
+    os.close(errors_w)
+    with os.fdopen(errors_r, "rb") as errors:
+        said = errors.read().decode(errors="replace")
+    _, status = os.waitpid(helper, 0)
+    if status != 0:
+        raise OSError(f"mapping the container's ids inside the network keeper failed: {said or status}")
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as target:
+        target.write(text)
+
+
+# ----- joining: connect, or start the keeper first ----------------------------------------
+
+
+def join(folder: str) -> Keeper:
+    """The keeper of the storage's `folder` (sandbox.networks.folder()), started when none
+    runs. One start at a time: the lock file, which the keeper also takes before it ends, so
+    that it never ends under a container that is joining."""
+    directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    lock = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=directory)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        sock = _connect(directory)
+        if sock is None:
+            _start(directory)
+            sock = _connect(directory)
+        if sock is None:
+            raise NetworkError(f"the network keeper did not start (its log: {os.path.join(folder, LOG)})")
+        return _hello(sock)
+    finally:
+        os.close(lock)
+        os.close(directory)
+
+
+def running(folder: str) -> Keeper | None:
+    """The keeper, if one runs; never starts one (network rm asks who uses a network)."""
+    try:
+        directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        sock = _connect(directory)
+        return None if sock is None else _hello(sock)
+    finally:
+        os.close(directory)
+
+
+def _connect(directory: int) -> socket.socket | None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(f"/proc/self/fd/{directory}/{SOCKET}")  # the folder's path may be too long for a socket
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _hello(sock: socket.socket) -> Keeper:
+    sock.settimeout(START_SECONDS * 3)  # a keeper busy attaching other containers answers in turn
+    try:
+        data, fds, _, _ = socket.recv_fds(sock, _MESSAGE, 1)
+        hello = json.loads(data)
+    except (OSError, ValueError) as error:
+        sock.close()
+        raise NetworkError(f"the network keeper did not answer: {error}") from None
+    if len(fds) != 1:
+        sock.close()
+        for fd in fds:
+            os.close(fd)
+        raise NetworkError(str(hello.get("error", "the network keeper refused the connection")))
+    return Keeper(sock, fds[0], hello)
+
+
+def _start(directory: int) -> None:
+    """Bind the socket, start the supervisor (detached: a session of its own, not our child)
+    and wait for its word that the keeper runs with its engine."""
+    with contextlib.suppress(FileNotFoundError):  # a keeper killed with SIGKILL left it
+        os.unlink(SOCKET, dir_fd=directory)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    listener.bind(f"/proc/self/fd/{directory}/{SOCKET}")
+    listener.listen(64)
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    middle = os.fork()
+    if middle == 0:  # pragma: no cover - becomes the supervisor or _exits
+        try:
+            os.close(ready_r)
+            os.setsid()
+            if os.fork() == 0:
+                _supervise(listener.fileno(), directory, ready_w)
+        finally:
+            os._exit(0)
+    listener.close()
+    os.close(ready_w)
+    os.waitpid(middle, 0)
+    with os.fdopen(ready_r, "rb") as ready:
+        if not select.select([ready], [], [], START_SECONDS)[0]:
+            raise NetworkError(f"the network keeper did not start within {START_SECONDS:.0f} s")
+        word = ready.read().decode(errors="replace")
+    if word != "ready":
+        raise NetworkError(f"the network keeper could not start: {word or 'it ended'}")
+
+
+# ----- the supervisor: host side ----------------------------------------------------------
+
+
+def _supervise(listener: int, directory: int, ready_w: int) -> None:  # pragma: no cover - a detached process
+    status = 1
+    try:
+        _detach_from_caller(listener, directory, ready_w)
+        from pysbx.sandbox.runner import hide_host_command_line
+
+        hide_host_command_line(b"pysandbox-network-keeper")
+        status = _keep(listener, directory, ready_w)
+    except BaseException as error:
+        _say(ready_w, f"{type(error).__name__}: {error}")
+    finally:
+        os._exit(status)
+
+
+def _detach_from_caller(listener: int, directory: int, ready_w: int) -> None:
+    """Nothing of the run that started us stays open here; stderr is the keeper's log."""
+    log = os.open(LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=directory)
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    for target, source in ((0, null), (1, null), (2, log)):
+        os.dup2(source, target)
+    keep = {0, 1, 2, listener, directory, ready_w}
+    for fd in _open_descriptors():
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    for fd in (listener, directory, ready_w):
+        os.set_inheritable(fd, False)
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def _open_descriptors() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc/self/fd") if entry.isdigit()]
+
+
+def _keep(listener: int, directory: int, ready_w: int) -> int:
+    """Start the keeper's namespaces, map them, give them the engine, say ready, and wait:
+    when the keeper ends, stop the engine."""
+    import signal
+
+    maps = keeper_maps()
+    mapped_r, mapped_w = os.pipe2(os.O_CLOEXEC)
+    unshared_r, unshared_w = os.pipe2(os.O_CLOEXEC)
+    gate, gate_inside = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    keeper = os.fork()
+    if keeper == 0:  # pragma: no cover
+        try:
+            gate.close()
+            os.close(ready_w)
+            _enter_namespaces(unshared_w, mapped_r, listener, directory, gate_inside)
+        except BaseException as error:
+            print(f"keeper: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        finally:
+            os._exit(1)
+    os.close(listener)
+    gate_inside.close()
+    os.close(unshared_w)
+    os.close(mapped_r)
+    with os.fdopen(unshared_r, "rb", buffering=0), os.fdopen(mapped_w, "wb", buffering=0):
+        if not map_child(keeper, unshared_r, mapped_w, maps):
+            raise NetworkError("the keeper's user namespace was not made")
+    _, namespaces, _, _ = socket.recv_fds(gate, 16, 2)
+    if len(namespaces) != 2:
+        raise NetworkError("the keeper did not hand over its namespaces (see keeper.log)")
+    mode = "pasta" if network.find_program("pasta") else "slirp4netns"
+    folder = f"/proc/self/fd/{directory}"
+    engine = network.start(mode, namespaces, [], os.readlink(folder))
+    for fd in namespaces:
+        os.close(fd)
+    gate.sendall(json.dumps({"dns": network.nameserver(mode)}).encode())
+    _say(ready_w, "ready")
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(keeper, signal.SIGKILL))
+    os.waitpid(keeper, 0)
+    engine.stop()
+    return 0
+
+
+def keeper_maps() -> IdMaps:
+    """Every id this user may map: their uid and subordinate ranges (sandbox.idmap's plan
+    with no policy's narrowing); for root, all."""
+    if os.geteuid() == 0:
+        everything = (IdRange(0, 0, 4294967295),)
+        return IdMaps(everything, everything, via_helpers=False)
+    from pysbx.policies.model import IdMapping
+    from pysbx.sandbox.idmap import plan_id_maps
+
+    return plan_id_maps(IdMapping())
+
+
+def _say(fd: int, word: str) -> None:
+    try:
+        os.write(fd, word.encode(errors="replace"))
+        os.close(fd)
+    except OSError:
+        pass
+
+
+# ----- the keeper: inside its namespaces --------------------------------------------------
+
+
+def _enter_namespaces(
+    unshared_w: int, mapped_r: int, listener: int, directory: int, gate: socket.socket
+) -> None:  # pragma: no cover - runs in the keeper's process
+    import signal
+
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    make_user_namespace(unshared_w)
+    become_namespace_root(mapped_r)
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    linux.unshare(linux.CLONE_NEWNET | linux.CLONE_NEWNS | linux.CLONE_NEWPID)
+    _private_mounts()
+    first = os.fork()
+    if first != 0:
+        _, _status = os.waitpid(first, 0)
+        os._exit(1)
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    linux.set_loopback_up()
+    own = [os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC) for name in ("user", "net")]
+    socket.send_fds(gate, [b"namespaces"], own)
+    for fd in own:
+        os.close(fd)
+    hello = json.loads(gate.recv(_MESSAGE) or b"{}")
+    gate.close()
+    with open("/run/resolv.conf", "w") as resolv:  # aardvark-dns's upstream: the engine's forwarder
+        resolv.write(f"nameserver {hello.get('dns') or '127.0.0.1'}\n")
+    _Server(listener, directory, hello.get("dns")).serve()
+    os._exit(0)
+
+
+def _private_mounts() -> None:
+    """A /run of our own (netavark's config, aardvark-dns's state, the xtables lock), the
+    resolver aardvark-dns forwards to, the host's private places hidden, the root read-only."""
+    linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    linux.mount("tmpfs", "/run", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=0755,size=4m")
+    os.makedirs("/run/netavark", mode=0o700)
+    open("/run/resolv.conf", "w").close()
+    resolv = os.path.realpath("/etc/resolv.conf")
+    if resolv.startswith("/run/"):  # a link into the /run we just covered (systemd-resolved's)
+        os.makedirs(os.path.dirname(resolv), exist_ok=True)
+        open(resolv, "a").close()
+    linux.mount("/run/resolv.conf", resolv, None, linux.MS_BIND)
+    for path in HIDDEN:
+        if os.path.isdir(path) and not os.path.islink(path):
+            linux.mount(
+                "tmpfs", path, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "size=16k,mode=0755"
+            )
+    linux.mount("none", "/", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
+
+
+class _Client:
+    """One container's connection, what it reserved and what netavark set up for it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.options: dict[str, Any] = {}
+        self.addresses: dict[str, str] = {}
+        self.netns = -1
+
+
+class _Server:
+    def __init__(self, listener: int, directory: int, dns: str | None) -> None:
+        self.listener = socket.socket(fileno=listener)
+        self.directory, self.dns = directory, dns
+        self.clients: dict[int, _Client] = {}
+        self.guarded: set[str] = set()  # bridges whose INPUT chain already drops other gateways
+        with open("/proc/self/uid_map") as uids, open("/proc/self/gid_map") as gids:
+            self.maps = {"uids": _extents(uids.read()), "gids": _extents(gids.read())}
+
+    def serve(self) -> None:
+        import signal
+
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        while True:
+            watched: list[Any] = [self.listener, *self.clients]
+            ready = select.select(watched, [], [], None if self.clients else IDLE_SECONDS)[0]
+            if not ready and not self.clients and self._may_end():
+                return
+            for fd in ready:
+                if fd is self.listener:
+                    self._accept()
+                else:
+                    self._handle(self.clients[fd])
+            _reap()
+
+    def _may_end(self) -> bool:
+        """End only while holding the lock (no container is joining), with nobody waiting."""
+        lock = os.open(LOCK, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.directory)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock)
+            return False
+        if select.select([self.listener], [], [], 0)[0]:
+            os.close(lock)
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(SOCKET, dir_fd=self.directory)
+        return True  # the lock is let go when this process ends
+
+    def _accept(self) -> None:
+        sock, _ = self.listener.accept()
+        uid = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)[4:8]
+        if int.from_bytes(uid, sys.byteorder) != os.getuid():  # the keeper's own user only
+            sock.close()
+            return
+        userns = os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            socket.send_fds(sock, [json.dumps({"dns": self.dns, **self.maps}).encode()], [userns])
+        except OSError:
+            sock.close()
+            return
+        finally:
+            os.close(userns)
+        self.clients[sock.fileno()] = _Client(sock)
+
+    def _handle(self, client: _Client) -> None:
+        try:
+            data, fds, _, _ = socket.recv_fds(client.sock, _MESSAGE, 1)
+        except OSError:
+            data, fds = b"", []
+        if not data:
+            self._drop(client)
+            return
+        try:
+            answer = self._answer(client, json.loads(data), fds)
+        except (NetworkError, OSError, ValueError, KeyError, TypeError) as error:
+            answer = {"error": str(error)}
+        finally:
+            for fd in fds:
+                if fd != client.netns:
+                    os.close(fd)
+        try:
+            client.sock.send(json.dumps(answer).encode())
+        except OSError:
+            self._drop(client)
+
+    def _answer(self, client: _Client, request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        operation = request.get("op")
+        if operation == "reserve" and not client.options:
+            return {"addresses": self._reserve(client, request)}
+        if operation == "setup" and client.options and client.netns < 0 and len(fds) == 1:
+            client.netns = fds[0]
+            try:
+                self._netavark("setup", client)
+            except NetworkError:
+                client.netns = -1  # closed below, with the request's descriptors
+                raise
+            self._guard_gateways(client)
+            return {"ok": True}
+        if operation == "teardown":
+            self._teardown(client)
+            return {"ok": True}
+        if operation == "users":
+            name = str(request.get("network"))
+            return {"containers": [c.options["container_name"] for c in self.clients.values()
+                                   if name in c.addresses]}  # fmt: skip
+        raise NetworkError(f"the network keeper does not know the request {operation!r} here")
+
+    def _reserve(self, client: _Client, request: dict[str, Any]) -> dict[str, str]:
+        definitions: dict[str, Any] = request["networks"]
+        taken = {(n, a) for other in self.clients.values() for n, a in other.addresses.items()}
+        addresses = {}
+        for name, definition in definitions.items():
+            joined = Network(name, definition["id"], definition["subnets"][0]["subnet"],
+                             definition["subnets"][0]["gateway"], definition["network_interface"],
+                             bool(definition["dns_enabled"]), bool(definition["internal"]), "")  # fmt: skip
+            free = next((a for a in joined.addresses() if (name, a) not in taken), None)
+            if free is None:
+                raise NetworkError(f"network {name!r} has no free address left ({joined.subnet})")
+            addresses[name] = free
+        aliases = [str(alias) for alias in request.get("aliases", [])]
+        client.addresses = addresses
+        client.options = {
+            "container_id": os.urandom(32).hex(),
+            "container_name": str(request["name"]),
+            "networks": {
+                name: {"interface_name": f"eth{number}", "static_ips": [addresses[name]], "aliases": aliases}
+                for number, name in enumerate(definitions)
+            },
+            "network_info": definitions,
+        }
+        return addresses
+
+    def _netavark(self, command: str, client: _Client) -> None:
+        argv = [NETAVARK, "--config", "/run/netavark", "--aardvark-binary", AARDVARK,
+                "--rootless", "false" if os.getuid() == 0 and _host_root() else "true",
+                command, f"/proc/self/fd/{client.netns}"]  # fmt: skip
+        done = subprocess.run(argv, input=json.dumps(client.options).encode(), capture_output=True,
+                              env={"PATH": _PATH}, pass_fds=(client.netns,), timeout=30, check=False)  # fmt: skip
+        if done.returncode != 0:
+            said = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
+            raise NetworkError(f"netavark {command} failed: {said[-1] if said else done.returncode}")
+
+    def _guard_gateways(self, client: _Client) -> None:
+        """A container reaches the keeper only on its own network's gateway (aardvark-dns):
+        not another network's (whose aardvark-dns would name that network's containers)."""
+        for definition in client.options["network_info"].values():
+            bridge, gateway = definition["network_interface"], definition["subnets"][0]["gateway"]
+            if bridge in self.guarded:
+                continue
+            rule = ["INPUT", "-i", bridge, "!", "-d", gateway, "-j", "DROP"]
+            subprocess.run(["iptables", "-w", "-I", *rule], env={"PATH": _PATH}, capture_output=True, check=True)
+            self.guarded.add(bridge)
+
+    def _teardown(self, client: _Client) -> None:
+        if client.netns >= 0:
+            try:
+                self._netavark("teardown", client)
+            except NetworkError as error:
+                print(f"keeper: {error}", file=sys.stderr, flush=True)
+            os.close(client.netns)
+            client.netns = -1
+        client.addresses, client.options = {}, {}
+
+    def _drop(self, client: _Client) -> None:
+        """The connection ended (the container ended, or its monitor was killed)."""
+        self._teardown(client)
+        del self.clients[client.sock.fileno()]
+        client.sock.close()
+
+
+def _host_root() -> bool:
+    """Whether this keeper is root's: its user namespace maps the host's uid 0."""
+    with open("/proc/self/uid_map") as uids:
+        return any(extent.host == 0 for extent in _ranges(uids.read()))
+
+
+def _extents(text: str) -> list[list[int]]:
+    return [[int(field) for field in line.split()] for line in text.splitlines() if line.strip()]
+
+
+def _ranges(text: str) -> list[IdRange]:
+    return [IdRange(*extent) for extent in _extents(text)]
+
+
+def _reap() -> None:
+    """PID 1 of the keeper's pid namespace: aardvark-dns daemonizes, and its first process
+    ends here."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
