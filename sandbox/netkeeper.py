@@ -45,6 +45,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from pysbx.sandbox.rootlessport import Forwarder
+
 SOCKET, LOCK, LOG = "keeper.sock", "keeper.lock", "keeper.log"
 START_SECONDS = 10.0  # the keeper's namespaces and its engine take 40-80 ms here
 IDLE_SECONDS = 0.5  # how long a keeper with no container waits for the next before it ends
@@ -59,6 +61,7 @@ class Keeper:
 
     def __init__(self, sock: socket.socket, userns: int, hello: dict[str, Any]) -> None:
         self.sock, self.userns = sock, userns
+        self.forwarder: Forwarder | None = None  # the container's published ports (sandbox.rootlessport)
         os.set_inheritable(userns, False)  # recv_fds gives descriptors without close-on-exec
         self.dns: str | None = hello.get("dns")
         self.uids = tuple(IdRange(*extent) for extent in hello["uids"])
@@ -88,6 +91,9 @@ class Keeper:
     def stop(self) -> None:
         """Detach the container and let go of the keeper (sandbox.runner calls every
         network's engine's stop once the container has ended)."""
+        if self.forwarder is not None:
+            self.forwarder.stop()
+            self.forwarder = None
         with contextlib.suppress(NetworkError):  # the keeper is gone: it took the attachment with it
             self.ask({"op": "teardown"})
         self.close()

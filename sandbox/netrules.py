@@ -66,8 +66,10 @@ def check(args: RunArgs, network_rules: dict[str, Any]) -> None:
         return
     from pysbx.sandbox import ports
 
-    if mode not in ENGINES:
-        raise Refused(f"-p and -P need a network that publishes ports (pasta, slirp4netns); this run's is {mode}")
+    if kind_of(mode) not in (*ENGINES, "bridge"):
+        raise Refused(
+            f"-p and -P need a network that publishes ports (pasta, slirp4netns, a bridge); this run's is {mode}"
+        )
     wanted = [(f"-p {spec}", port) for spec in args.publish for port in ports.parse(spec)]
     if args.publish_all:  # the image's EXPOSE: free ports of 127.0.0.1 (sandbox.ports.exposed)
         wanted.append(("-P", Published(ports.DEFAULT_ADDRESS, 0, 0, "tcp")))

@@ -130,7 +130,7 @@ def start(mode: str, namespaces: list[int], ports: list[Published], folder: str)
     as_root = os.geteuid() == 0
     argv = pasta_arguments(ports, as_root) if mode == "pasta" else slirp4netns_arguments(as_root)
     try:
-        pid = _spawn(program, argv, [*namespaces, ready_w, *([exit_r] if exit_r >= 0 else [])], log, folder)
+        pid = spawn(program, argv, [*namespaces, ready_w, *([exit_r] if exit_r >= 0 else [])], log, folder)
     finally:
         for fd in (ready_w, log, exit_r):
             if fd >= 0:
@@ -173,19 +173,25 @@ def _forward_ports(engine: Engine, ports: list[Published]) -> None:
         os.close(folder)
 
 
-def _spawn(program: str, argv: list[str], fds: list[int], log: int, folder: str) -> int:
-    """The engine as a child: `fds` become 3, 4, 5..., stderr its log, its working folder
-    the container's, nothing else of ours open, default signal dispositions, and the
-    parent-death signal set."""
+def spawn(
+    program: str, argv: list[str], fds: list[int], log: int, folder: str, stdin: int = -1, userns: int = -1
+) -> int:
+    """The engine as a child: `fds` become 3, 4, 5..., stdin `stdin` (else /dev/null),
+    stdout and stderr its log, its working folder the container's, nothing else of ours
+    open, default signal dispositions, and the parent-death signal set; in the user
+    namespace `userns` first when one is given."""
     parent = os.getpid()
     pid = os.fork()
     if pid != 0:
         return pid
     try:  # pragma: no cover - the child execs or _exits
+        if userns >= 0:  # before the parent-death signal below: a change of credentials clears it
+            linux.setns(userns, linux.CLONE_NEWUSER, "network keeper's user")
         null = os.open(os.devnull, os.O_RDWR)
         # above every target first, so that no dup2 below overwrites a source not yet copied
         moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10 + len(fds)) for fd in (null, log, *fds)]
-        for target, source in enumerate([moved[0], moved[0], *moved[1:]]):
+        given = fcntl.fcntl(stdin, fcntl.F_DUPFD_CLOEXEC, 10 + len(fds)) if stdin >= 0 else moved[0]
+        for target, source in enumerate([given, moved[1], *moved[1:]]):
             os.dup2(source, target)  # dup2's copy is inheritable
         os.closerange(len(fds) + 3, os.sysconf("SC_OPEN_MAX"))
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -212,10 +218,10 @@ def _wait_until_ready(engine: Engine, ready_r: int) -> None:
         raise SandboxError(f"{engine.mode} did not set up the network within {READY_SECONDS:.0f} s")
     if not os.read(ready_r, 64).strip():
         _, status = os.waitpid(engine.pid, 0)
-        raise SandboxError(f"{engine.mode} could not set up the network: {_said(engine, status)}")
+        raise SandboxError(f"{engine.mode} could not set up the network: {said(engine, status)}")
 
 
-def _said(engine: Engine, status: int) -> str:
+def said(engine: Engine, status: int) -> str:
     """The engine's last words from its log (without pasta's complaints about a missing syslog)."""
     try:
         fd = os.open(

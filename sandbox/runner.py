@@ -319,8 +319,15 @@ def _start_network(
         try:
             if len(namespaces) == 2:
                 if keeper is not None:  # netavark attaches it to its bridge in the keeper
-                    keeper.attach(namespaces[1])
                     engine = keeper
+                    keeper.attach(namespaces[1])
+                    if spec.ports and spec.address is not None:
+                        from pysbx.sandbox import rootlessport
+
+                        inside = keeper.userns if os.geteuid() != 0 else -1  # see sandbox.rootlessport
+                        keeper.forwarder = rootlessport.start(
+                            spec.ports, namespaces[1], spec.address, inside, spec.state
+                        )
                 else:
                     engine = network.start(spec.network, namespaces, spec.ports, spec.state)
                 if spec.egress is not None:  # before the command: sandbox.egress

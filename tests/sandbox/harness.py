@@ -8,9 +8,11 @@ import contextlib
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -274,3 +276,36 @@ def subordinate_starts(user: str) -> tuple[int, int]:
     if None in found:
         pytest.skip(f"{user} has no subordinate ids")
     return found[0].host, found[1].host  # type: ignore[union-attr]
+
+
+# ----- published ports (test_network, test_bridge) -----
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def fetch(port: int, seconds: float = 5.0) -> str:
+    """The page on 127.0.0.1:port, retried while the server inside starts."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as page:
+                return str(page.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def port_is_free(port: int) -> bool:
+    """Nothing listens there (connections the engine accepted may linger in TIME_WAIT)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox.harness import Sandbox, tool, wait_until
+from tests.sandbox.harness import Sandbox, fetch, free_port, port_is_free, tool, wait_until
 
 POLICY = "baseline-unsigned.yaml"  # bridge among network_modes, any network (networks: ["*"])
 SERVE = "mkdir -p /tmp/www && echo {text} > /tmp/www/index.html && exec httpd -f -p 8000 -h /tmp/www"
@@ -77,10 +77,10 @@ def keeper_processes(sandbox: Sandbox) -> list[int]:
     return processes(uid, command="pysandbox-network-keeper") + processes(uid, comm="aardvark-dns")
 
 
-def serve(sandbox: Sandbox, world: Path, network: str, name: str, named: list[str]) -> None:
+def serve(sandbox: Sandbox, world: Path, network: str, name: str, named: list[str], *flags: str) -> None:
     named.append(name)
     started = tool(sandbox, "run", "-d", "--name", name, "--policy", str(world / POLICY), "--network", network,
-                   str(world / "busybox-app.tar"), "sh", "-c", SERVE.format(text=name))  # fmt: skip
+                   *flags, str(world / "busybox-app.tar"), "sh", "-c", SERVE.format(text=name))  # fmt: skip
     assert started.returncode == 0, started.stderr
 
 
@@ -166,15 +166,33 @@ def test_the_policy_decides_which_networks_a_container_joins(
     assert sandbox("--network", nets[1], "true", policy=narrowed.name).returncode == 0
 
 
+def test_a_published_port_reaches_the_container_on_its_network_until_rm(
+    sandbox: Sandbox, world: Path, nets: tuple[str, str], named: list[str]
+) -> None:
+    web, port = f"web-port-{sandbox.mode}", free_port()
+    serve(sandbox, world, nets[0], web, named, "-p", f"{port}:8000")
+    assert fetch(port) == f"{web}\n"
+    assert tool(sandbox, "port", web).stdout == f"8000/tcp -> 127.0.0.1:{port}\n"
+    assert processes(uid_of(sandbox), comm="rootlessport")
+    restarted = tool(sandbox, "restart", web)
+    assert restarted.returncode == 0, restarted.stderr
+    assert fetch(port) == f"{web}\n"  # the same port after a restart
+    assert tool(sandbox, "rm", "-f", web).returncode == 0
+    assert port_is_free(port) and not processes(uid_of(sandbox), comm="rootlessport")
+    assert not [entry for entry in os.listdir("/tmp") if entry.startswith("pysbx-rp-")
+                and os.stat(f"/tmp/{entry}").st_uid == uid_of(sandbox)]  # fmt: skip
+
+
 def test_a_sigkilled_monitor_detaches_its_container_and_the_keeper_ends(
     sandbox: Sandbox, world: Path, nets: tuple[str, str], named: list[str]
 ) -> None:
-    web = f"web-killed-{sandbox.mode}"
-    serve(sandbox, world, nets[0], web, named)
-    assert keeper_processes(sandbox)
+    web, port = f"web-killed-{sandbox.mode}", free_port()
+    serve(sandbox, world, nets[0], web, named, "-p", f"{port}:8000")
+    assert keeper_processes(sandbox) and fetch(port) == f"{web}\n"
     (inspected,) = json.loads(tool(sandbox, "inspect", web).stdout)
     os.kill(int(inspected["status"]["monitor"][0]), signal.SIGKILL)
     assert wait_until(lambda: not keeper_processes(sandbox)), keeper_processes(sandbox)
+    assert wait_until(lambda: port_is_free(port) and not processes(uid_of(sandbox), comm="rootlessport"))
 
 
 def test_a_sigkilled_keeper_takes_everything_it_started_with_it(

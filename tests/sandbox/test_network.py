@@ -15,14 +15,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pysbx.images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
-from tests.sandbox.harness import Sandbox, tool
+from tests.sandbox.harness import Sandbox, fetch, free_port, port_is_free, tool
 
 POLICY = "baseline-unsigned.yaml"  # pasta and slirp4netns among network_modes; -p on 127.0.0.1 from 1024
 ENGINE_NAMES = {"pasta": ("pasta", "passt", "passt.avx2"), "slirp4netns": ("slirp4netns",)}
@@ -40,36 +39,6 @@ def engine(request: pytest.FixtureRequest, sandbox: Sandbox) -> str:
     if sandbox.user is not None and (not tun.exists() or tun.stat().st_mode & 0o006 != 0o006):
         pytest.skip("an ordinary user's engine needs /dev/net/tun mode 0666 (Debian's default; .ci/run sets it)")
     return name
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def fetch(port: int, seconds: float = 5.0) -> str:
-    """The page on 127.0.0.1:port, retried while the server inside starts."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as page:
-                return str(page.read().decode())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def port_is_free(port: int) -> bool:
-    """Nothing listens there (connections the engine accepted may linger in TIME_WAIT)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def engines_of(monitor: int, engine: str) -> list[int]:
