@@ -6,7 +6,12 @@
 - throughput host -> container through `-p`: 1 GiB sent from the host to 127.0.0.1:PORT,
   received by busybox `nc -l` in the container (the same receiver for both);
 - connection latency through `-p`: a new connection and an HTTP GET of a small page from
-  busybox `httpd`, one after the other, median of 300.
+  busybox `httpd`, one after the other, median of 300;
+- a bridge network (`network create benchnet`, netavark and aardvark-dns for both): the
+  start-up of a container joining it while another holds it (the keeper, podman's rootless
+  netns, already up), -p through rootlessport (both), and container -> container throughput
+  by name: 512 MiB from busybox `httpd` to busybox `nc` in another container, timed inside
+  the client from /proc/uptime (10 ms steps), median of 3.
 
     .venv/bin/python bench/network.py [--runs N] [--no-append]
 
@@ -32,6 +37,16 @@ POLICY = W / "baseline-unsigned.yaml"
 SEND_BYTES = 1 << 30
 LATENCY_REQUESTS = 300
 ENGINES = ("pasta", "slirp4netns")
+NETWORK = "benchnet"  # a bridge network of each tool's, made by the bench
+BETWEEN_MIB = 512
+SERVE_BIG = (
+    f"mkdir -p /tmp/www && dd if=/dev/zero of=/tmp/www/big bs=1M count={BETWEEN_MIB} 2>/dev/null && "
+    "exec httpd -f -p 8000 -h /tmp/www"
+)
+FETCH_BIG = (
+    "read a x < /proc/uptime; printf 'GET /big HTTP/1.0\\r\\n\\r\\n' | nc {host} 8000 | wc -c; "
+    "read b x < /proc/uptime; echo $a $b"
+)
 
 
 def ours(user: startup.User, *args: str) -> list[str]:
@@ -48,8 +63,50 @@ def start_rows(user: startup.User) -> list[tuple[str, str]]:
     found = [(f"pysandbox --network {mode}", shlex.join(ours(user, "run", "--rm", "--policy", str(POLICY),
               "--network", mode, image, "true"))) for mode in ("none", *ENGINES)]  # fmt: skip
     found += [(f"podman --network {mode}", shlex.join(theirs(user, "run", "--rm", "--network", mode,
-               startup.IMAGE_REF, "true"))) for mode in ("none", "slirp4netns")]  # fmt: skip
+               startup.IMAGE_REF, "true"))) for mode in ("none", "slirp4netns", NETWORK)]  # fmt: skip
+    found.insert(3, (f"pysandbox --network {NETWORK}", shlex.join(ours(user, "run", "--rm", "--policy", str(POLICY),
+                     "--network", NETWORK, image, "true"))))  # fmt: skip
     return found
+
+
+def make_networks(user: startup.User, log: list[str]) -> None:
+    """benchnet for each tool, made anew."""
+    for command in (ours(user, "network", "rm", NETWORK), theirs(user, "network", "rm", "-f", NETWORK)):
+        subprocess.run(command, capture_output=True)
+    for command in (ours(user, "network", "create", NETWORK), theirs(user, "network", "create", NETWORK)):
+        startup.run_logged(["sh", "-c", shlex.join(command) + " >/dev/null"], log)
+
+
+def started(tool: str, user: startup.User, mode: str, script: str, *flags: str) -> str:
+    """A detached container on `mode` running `script`: its id."""
+    if tool == "pysandbox":
+        command = ours(user, "run", "-d", "--network", mode, *flags, "--policy", str(POLICY), str(startup.IMAGE),
+                       "sh", "-c", script)  # fmt: skip
+    else:
+        command = theirs(user, "run", "-d", "--network", mode, *flags, startup.IMAGE_REF, "sh", "-c", script)
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+
+
+def between(tool: str, user: startup.User) -> list[float]:
+    """MiB/s of BETWEEN_MIB from one container's httpd to another's nc, by name, three times."""
+    server = started(tool, user, NETWORK, SERVE_BIG, "--name", f"bench-big-{tool}")
+    rates = []
+    try:
+        time.sleep(3)  # the file is written, httpd listens
+        for _ in range(3):
+            script = FETCH_BIG.format(host=f"bench-big-{tool}")
+            if tool == "pysandbox":
+                command = ours(user, "run", "--rm", "--network", NETWORK, "--policy", str(POLICY),
+                               str(startup.IMAGE), "sh", "-c", script)  # fmt: skip
+            else:
+                command = theirs(user, "run", "--rm", "--network", NETWORK, startup.IMAGE_REF, "sh", "-c", script)
+            words = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+            received, begun, ended = int(words[0]), float(words[1]), float(words[2])
+            assert received > BETWEEN_MIB << 20, words
+            rates.append(BETWEEN_MIB / (ended - begun))
+    finally:
+        remove(tool, user, server)
+    return rates
 
 
 def free_port() -> int:
@@ -137,13 +194,20 @@ def main() -> None:
         log.append(f"sed 's/  required: true/  required: false/' policies/baseline.yaml > {b.rel(POLICY)}")
         startup.run_logged(["sh", "-c", shlex.join(theirs(user, "load", "-i", str(startup.IMAGE))) + " >/dev/null"],
                            log)  # fmt: skip
-        rows = start_rows(user)
-        measured, argv, note = b.measure(rows, "true", W / "start.json", 1, args.runs)
-        peers = [("pysandbox", mode) for mode in ENGINES] + [("podman", "slirp4netns")]
+        make_networks(user, log)
+        holders = [(tool, started(tool, user, NETWORK, "sleep 100000")) for tool in ("pysandbox", "podman")]
+        try:
+            rows = start_rows(user)
+            measured, argv, note = b.measure(rows, "true", W / "start.json", 1, args.runs)
+        finally:
+            for tool, holder in holders:
+                remove(tool, user, holder)
+        peers = [("pysandbox", mode) for mode in (*ENGINES, NETWORK)] + [("podman", "slirp4netns"), ("podman", NETWORK)]
         b.wait_for_quiet()
         flows = {(tool, mode): [throughput(tool, user, mode) for _ in range(3)] for tool, mode in peers}
         delays = {(tool, mode): latency(tool, user, mode) for tool, mode in peers}
-    body = report(measured, note, flows, delays)
+        across = {tool: between(tool, user) for tool in ("pysandbox", "podman")}
+    body = report(measured, note, flows, delays, across)
     print(body)
     if not args.no_append:
         receivers = [shlex.join(detached(tool, user, mode, 0, "nc -l -p 5000 > /dev/null")) for tool, mode in peers]
@@ -156,6 +220,7 @@ def report(
     note: str,
     flows: dict[tuple[str, str], list[float]],
     delays: dict[tuple[str, str], float],
+    across: dict[str, list[float]],
 ) -> str:
     by_name = {m.name: m.median * 1000 for m in measured}
     start = b.table(["command", "median ms", "mean ± sd ms", "runs"],
@@ -176,7 +241,20 @@ def report(
         goals.append(f"- {mode}: start-up overhead {overhead:.1f} ms against podman slirp4netns's "
                      f"{podman_overhead:.1f} ms: goal (at most podman's) {started}; throughput {rate:.0f} MiB/s "
                      f"against podman's {podman_rate:.0f}: goal (at least podman's) {flowed}.")  # fmt: skip
-    return "\n".join([f"Load: {note}.", "", start, "", transfer, "", *goals])
+    bridged = b.table([f"container -> container on {NETWORK}, by name", "MiB/s (median of 3)", "runs"],
+                      [[tool, f"{statistics.median(rates):.0f}", ", ".join(f"{rate:.0f}" for rate in rates)]
+                       for tool, rates in across.items()])  # fmt: skip
+    overhead = by_name[f"pysandbox --network {NETWORK}"] - by_name["pysandbox --network none"]
+    podman_bridge = by_name[f"podman --network {NETWORK}"] - by_name["podman --network none"]
+    ours_rate, their_rate = (statistics.median(across[tool]) for tool in ("pysandbox", "podman"))
+    port_rate = statistics.median(flows["pysandbox", NETWORK])
+    their_port = statistics.median(flows["podman", NETWORK])
+    goals.append(f"- {NETWORK} (bridge): start-up overhead {overhead:.1f} ms against podman's {podman_bridge:.1f} ms: "
+                 f"{'met' if overhead <= podman_bridge else '**missed**'}; container -> container {ours_rate:.0f} "
+                 f"MiB/s against podman's {their_rate:.0f}: {'met' if ours_rate >= their_rate else '**missed**'}; "
+                 f"-p {port_rate:.0f} MiB/s against podman's {their_port:.0f}: "
+                 f"{'met' if port_rate >= their_port else '**missed**'}.")  # fmt: skip
+    return "\n".join([f"Load: {note}.", "", start, "", transfer, "", bridged, "", *goals])
 
 
 if __name__ == "__main__":

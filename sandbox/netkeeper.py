@@ -132,13 +132,14 @@ def write_maps_inside(pid: int, keeper: Keeper, maps: IdMaps) -> None:
     joins the keeper's user namespace: only a process there may write them. OSError with
     the helper's words when it cannot."""
     uid_map, gid_map = keeper.maps_inside(maps)
+    deny_setgroups = not maps.setgroups_allowed  # asked here: inside, root's euid is no longer 0
     errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
     helper = os.fork()
     if helper == 0:  # pragma: no cover - the helper _exits
         try:
             os.close(errors_r)
             linux.setns(keeper.userns, linux.CLONE_NEWUSER, "network keeper's user")
-            if not maps.setgroups_allowed:
+            if deny_setgroups:
                 _write(f"/proc/{pid}/setgroups", "deny")
             _write(f"/proc/{pid}/uid_map", uid_map)
             _write(f"/proc/{pid}/gid_map", gid_map)
@@ -152,6 +153,42 @@ def write_maps_inside(pid: int, keeper: Keeper, maps: IdMaps) -> None:
     _, status = os.waitpid(helper, 0)
     if status != 0:
         raise OSError(f"mapping the container's ids inside the network keeper failed: {said or status}")
+
+
+def join_new_user_namespace(keeper_userns: int) -> None:
+    """Join a user namespace made inside the keeper's (a container's on a bridge). A helper
+    makes it: only an id mapped in the keeper's may, and root is not mapped there (the
+    keeper's 0 is the first id of root's reserved range: keeper_maps); this process joins
+    it (the caller is the keeper's creator: it has every capability there) and stays the
+    invoking user until its namespace is mapped, so that it still reaches the storage."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    helper = os.fork()
+    if helper == 0:  # pragma: no cover - the helper _exits
+        try:
+            ours.close()
+            linux.setns(keeper_userns, linux.CLONE_NEWUSER, "network keeper's user")
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+            linux.unshare(linux.CLONE_NEWUSER)
+            made = os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+            socket.send_fds(theirs, [b"u"], [made])
+            os._exit(0)
+        except BaseException as error:
+            with contextlib.suppress(OSError):
+                theirs.send(str(error).encode(errors="replace")[:4000])
+            os._exit(1)
+    theirs.close()
+    try:
+        said, fds, _, _ = socket.recv_fds(ours, 4096, 1)
+    finally:
+        ours.close()
+        os.waitpid(helper, 0)
+    if not fds:
+        raise OSError(f"making the container's user namespace inside the network keeper's failed: {said.decode()}")
+    try:
+        linux.setns(fds[0], linux.CLONE_NEWUSER, "user (made inside the network keeper's)")
+    finally:
+        os.close(fds[0])
 
 
 def _write(path: str, text: str) -> None:
@@ -183,14 +220,20 @@ def join(folder: str) -> Keeper:
 
 
 def running(folder: str) -> Keeper | None:
-    """The keeper, if one runs; never starts one (network rm asks who uses a network)."""
+    """The keeper, if one runs; never starts one (network rm asks who uses a network).
+    Under the lock as well: a keeper that is ending has then ended."""
     try:
         directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        sock = _connect(directory)
-        return None if sock is None else _hello(sock)
+        lock = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=directory)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            sock = _connect(directory)
+            return None if sock is None else _hello(sock)
+        finally:
+            os.close(lock)
     finally:
         os.close(directory)
 
@@ -298,18 +341,22 @@ def _keep(listener: int, directory: int, ready_w: int) -> int:
     maps = keeper_maps()
     mapped_r, mapped_w = os.pipe2(os.O_CLOEXEC)
     unshared_r, unshared_w = os.pipe2(os.O_CLOEXEC)
-    gate, gate_inside = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    gate, gate_inside = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    # the keeper's own description of the lock file (one that no one else shares), which it
+    # takes before it ends; opened here: the keeper's ids may not be the storage's owner
+    lock = os.open(LOCK, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
     keeper = os.fork()
     if keeper == 0:  # pragma: no cover
         try:
             gate.close()
-            os.close(ready_w)
-            _enter_namespaces(unshared_w, mapped_r, listener, directory, gate_inside)
+            for fd in (ready_w, listener, directory):
+                os.close(fd)
+            _enter_namespaces(unshared_w, mapped_r, lock, gate_inside)
         except BaseException as error:
             print(f"keeper: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
         finally:
             os._exit(1)
-    os.close(listener)
+    os.close(lock)
     gate_inside.close()
     os.close(unshared_w)
     os.close(mapped_r)
@@ -327,17 +374,45 @@ def _keep(listener: int, directory: int, ready_w: int) -> int:
     gate.sendall(json.dumps({"dns": network.nameserver(mode)}).encode())
     _say(ready_w, "ready")
     signal.signal(signal.SIGTERM, lambda *_: os.kill(keeper, signal.SIGKILL))
+    _relay(socket.socket(fileno=listener), gate, directory)
     os.waitpid(keeper, 0)
     engine.stop()
     return 0
 
 
+def _relay(listener: socket.socket, gate: socket.socket, directory: int) -> None:
+    """Accept the monitors' connections in the host's namespaces, where their credentials
+    are what they are, and hand the keeper those of its own user only (SO_PEERCRED): inside,
+    root's keeper would see root as nobody. Until the keeper ends: it asks first ("end"),
+    holding the lock, and the socket is removed before it lets go."""
+    while True:
+        ready = select.select([listener, gate], [], [])[0]
+        if gate in ready:
+            if gate.recv(16) == b"end":
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(SOCKET, dir_fd=directory)
+                listener.close()
+                gate.sendall(b"ok")
+            else:  # killed: the socket stays until the next start replaces it
+                listener.close()
+            return
+        connection, _ = listener.accept()
+        with connection:
+            uid = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)[4:8]
+            if int.from_bytes(uid, sys.byteorder) == os.geteuid():
+                socket.send_fds(gate, [b"c"], [connection.fileno()])
+
+
 def keeper_maps() -> IdMaps:
-    """Every id this user may map: their uid and subordinate ranges (sandbox.idmap's plan
-    with no policy's narrowing); for root, all."""
+    """Every id this user's containers may have: their uid and subordinate ranges
+    (sandbox.idmap's plan with no policy's narrowing). For root, the range reserved for
+    root's containers, never root itself: the keeper's processes (aardvark-dns among them)
+    are then the containers' unprivileged ids on the host, owners of none of root's files."""
     if os.geteuid() == 0:
-        everything = (IdRange(0, 0, 4294967295),)
-        return IdMaps(everything, everything, via_helpers=False)
+        from pysbx.sandbox.idmap import GROUP, PASSWD, SUBGID, SUBUID, reserved_range
+
+        uids, gids = reserved_range(SUBUID, PASSWD), reserved_range(SUBGID, GROUP)
+        return IdMaps((uids,), (gids,), via_helpers=False)
     from pysbx.policies.model import IdMapping
     from pysbx.sandbox.idmap import plan_id_maps
 
@@ -356,7 +431,7 @@ def _say(fd: int, word: str) -> None:
 
 
 def _enter_namespaces(
-    unshared_w: int, mapped_r: int, listener: int, directory: int, gate: socket.socket
+    unshared_w: int, mapped_r: int, lock: int, gate: socket.socket
 ) -> None:  # pragma: no cover - runs in the keeper's process
     import signal
 
@@ -368,19 +443,21 @@ def _enter_namespaces(
     _private_mounts()
     first = os.fork()
     if first != 0:
+        os.close(lock)  # the first process's copy: the lock is the keeper's alone
         _, _status = os.waitpid(first, 0)
         os._exit(1)
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    # a /proc of the keeper's pid namespace: the host's processes out of sight
+    linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
     linux.set_loopback_up()
     own = [os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC) for name in ("user", "net")]
     socket.send_fds(gate, [b"namespaces"], own)
     for fd in own:
         os.close(fd)
     hello = json.loads(gate.recv(_MESSAGE) or b"{}")
-    gate.close()
     with open("/run/resolv.conf", "w") as resolv:  # aardvark-dns's upstream: the engine's forwarder
         resolv.write(f"nameserver {hello.get('dns') or '127.0.0.1'}\n")
-    _Server(listener, directory, hello.get("dns")).serve()
+    _Server(gate, lock, hello.get("dns")).serve()
     os._exit(0)
 
 
@@ -401,7 +478,18 @@ def _private_mounts() -> None:
             linux.mount(
                 "tmpfs", path, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "size=16k,mode=0755"
             )
+    _minimal_dev()
     linux.mount("none", "/", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
+
+
+def _minimal_dev() -> None:
+    """/dev with the four character devices the programs read, no terminal and no disk."""
+    os.mkdir("/run/dev")
+    linux.mount("tmpfs", "/run/dev", "tmpfs", linux.MS_NOSUID | linux.MS_NOEXEC, "size=16k,mode=0755")
+    for name in ("null", "zero", "random", "urandom"):
+        open(f"/run/dev/{name}", "w").close()
+        linux.mount(f"/dev/{name}", f"/run/dev/{name}", None, linux.MS_BIND)
+    linux.mount("/run/dev", "/dev", None, linux.MS_MOVE)
 
 
 class _Client:
@@ -415,9 +503,8 @@ class _Client:
 
 
 class _Server:
-    def __init__(self, listener: int, directory: int, dns: str | None) -> None:
-        self.listener = socket.socket(fileno=listener)
-        self.directory, self.dns = directory, dns
+    def __init__(self, gate: socket.socket, lock: int, dns: str | None) -> None:
+        self.gate, self.lock, self.dns = gate, lock, dns  # gate: the supervisor's relay
         self.clients: dict[int, _Client] = {}
         self.guarded: set[str] = set()  # bridges whose INPUT chain already drops other gateways
         with open("/proc/self/uid_map") as uids, open("/proc/self/gid_map") as gids:
@@ -428,38 +515,38 @@ class _Server:
 
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         while True:
-            watched: list[Any] = [self.listener, *self.clients]
+            watched: list[Any] = [self.gate, *self.clients]
             ready = select.select(watched, [], [], None if self.clients else IDLE_SECONDS)[0]
             if not ready and not self.clients and self._may_end():
                 return
             for fd in ready:
-                if fd is self.listener:
+                if fd is self.gate:
                     self._accept()
                 else:
                     self._handle(self.clients[fd])
             _reap()
 
     def _may_end(self) -> bool:
-        """End only while holding the lock (no container is joining), with nobody waiting."""
-        lock = os.open(LOCK, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.directory)
+        """End only while holding the lock (no container is joining), with nobody waiting;
+        the supervisor removes the socket before the lock is let go (when this ends)."""
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            os.close(lock)
             return False
-        if select.select([self.listener], [], [], 0)[0]:
-            os.close(lock)
+        if select.select([self.gate], [], [], 0)[0]:
+            fcntl.flock(self.lock, fcntl.LOCK_UN)
             return False
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(SOCKET, dir_fd=self.directory)
-        return True  # the lock is let go when this process ends
+        self.gate.sendall(b"end")
+        self.gate.recv(16)  # "ok": the socket is gone
+        return True
 
     def _accept(self) -> None:
-        sock, _ = self.listener.accept()
-        uid = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)[4:8]
-        if int.from_bytes(uid, sys.byteorder) != os.getuid():  # the keeper's own user only
-            sock.close()
-            return
+        """A connection the supervisor accepted and checked (its user's: _relay)."""
+        _, fds, _, _ = socket.recv_fds(self.gate, 16, 1)
+        if not fds:  # the supervisor is gone: so is everything this keeper was for
+            os._exit(0)
+        os.set_inheritable(fds[0], False)
+        sock = socket.socket(fileno=fds[0])
         userns = os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)
         try:
             socket.send_fds(sock, [json.dumps({"dns": self.dns, **self.maps}).encode()], [userns])

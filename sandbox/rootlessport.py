@@ -16,7 +16,6 @@ import json
 import os
 import select
 import shutil
-import tempfile
 import time
 
 from pysbx.sandbox import network
@@ -57,8 +56,21 @@ def start(ports: list[network.Published], netns: int, address: str, userns: int,
     SandboxError with rootlessport's words when it cannot (a port taken meanwhile)."""
     if not os.access(PROGRAM, os.X_OK):
         raise SandboxError(f"-p on a bridge network needs {PROGRAM} (Debian's package podman): install it")
-    # its sockets: a path of 107 bytes at most, which a container's folder may exceed
-    scratch = tempfile.mkdtemp(prefix="pysbx-rp-", dir="/tmp")
+    # its sockets, kept in the container's folder (removed with it, even after a SIGKILL),
+    # named through its own descriptor: a socket's path has 107 bytes at most
+    scratch = os.path.join(folder, "rootlessport")
+    os.makedirs(scratch, mode=0o700, exist_ok=True)
+    held = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    config_r, config_w = os.pipe2(os.O_CLOEXEC)
+    exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    log = os.open(os.path.join(folder, "rootlessport.log"), flags, 0o600)
+    try:
+        pid = network.spawn(PROGRAM, ["rootlessport"], [netns, exit_r, ready_w, held], log, folder, config_r, userns)
+    finally:
+        for fd in (config_r, exit_r, ready_w, log, held):
+            os.close(fd)
     config = {
         "Mappings": [
             {
@@ -73,23 +85,13 @@ def start(ports: list[network.Published], netns: int, address: str, userns: int,
         "NetNSPath": "/proc/self/fd/3",
         "ExitFD": 4,
         "ReadyFD": 5,
-        "TmpDir": scratch,
+        "TmpDir": f"/proc/{pid}/fd/6",  # its child, another process, finds the sockets there too
         "ChildIP": address,
         "ContainerID": "c",
         "RootlessCNI": False,
     }
-    config_r, config_w = os.pipe2(os.O_CLOEXEC)
-    os.write(config_w, json.dumps(config).encode())  # far below a pipe's 64 KiB: MAX_PORTS entries
-    os.close(config_w)
-    exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
-    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-    log = os.open(os.path.join(folder, "rootlessport.log"), flags, 0o600)
-    try:
-        pid = network.spawn(PROGRAM, ["rootlessport"], [netns, exit_r, ready_w], log, folder, config_r, userns)
-    finally:
-        for fd in (config_r, exit_r, ready_w, log):
-            os.close(fd)
+    with os.fdopen(config_w, "wb") as told:  # far below a pipe's 64 KiB: MAX_PORTS entries
+        told.write(json.dumps(config).encode())
     forwarder = Forwarder(network.Engine("rootlessport", pid, folder, exit_w), scratch)
     try:
         _wait_until_ready(forwarder, ready_r)

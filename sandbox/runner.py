@@ -460,12 +460,16 @@ def _setup_process(
     own_cgroups = mounts.own_cgroup_hierarchies() if "cgroup" in spec.namespaces else ()
     state = os.open(spec.state, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # reachable after pivot_root
     if keeper_userns >= 0:  # on a bridge: our user namespace is made inside the keeper's
-        linux.setns(keeper_userns, linux.CLONE_NEWUSER, "network keeper's user")
+        from pysbx.sandbox.netkeeper import join_new_user_namespace
+
+        join_new_user_namespace(keeper_userns)
         os.close(keeper_userns)
         # its mapper, in the keeper's namespace, opens our uid_map: the files of a process
         # that is not dumpable are host root's (not dumpable again once mapped, below)
         linux.prctl(linux.PR_SET_DUMPABLE, 1)
-    make_user_namespace(ready_w)
+        os.write(ready_w, b"u")
+    else:
+        make_user_namespace(ready_w)
     # The other namespaces while the monitor maps this one (newuidmap and newgidmap take a
     # few milliseconds): its creator holds every capability in it before any id is mapped.
     linux.unshare(sum(linux.NAMESPACE_FLAGS[name] for name in spec.namespaces if name != "user"))

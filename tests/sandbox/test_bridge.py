@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox.harness import Sandbox, fetch, free_port, port_is_free, tool, wait_until
+from tests.sandbox.harness import Sandbox, fetch, free_port, port_is_free, root_container_base, tool, wait_until
 
 POLICY = "baseline-unsigned.yaml"  # bridge among network_modes, any network (networks: ["*"])
 SERVE = "mkdir -p /tmp/www && echo {text} > /tmp/www/index.html && exec httpd -f -p 8000 -h /tmp/www"
@@ -51,13 +51,20 @@ def uid_of(sandbox: Sandbox) -> int:
     return 0 if sandbox.user is None else pwd.getpwnam(sandbox.user).pw_uid
 
 
-def processes(uid: int, *, command: str = "", comm: str = "") -> list[int]:
+def keeper_uids(sandbox: Sandbox) -> set[int]:
+    """Whose the keeper's processes are: the user's; for root, root's supervisor and the
+    keeper itself as the first id of root's reserved range (never root)."""
+    return {0, root_container_base()} if sandbox.user is None else {uid_of(sandbox)}
+
+
+def processes(uid: int | set[int], *, command: str = "", comm: str = "") -> list[int]:
     """The pids of `uid`'s processes whose command line starts with `command` or whose
     name is `comm`."""
     found = []
+    uids = uid if isinstance(uid, set) else {uid}
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if os.stat(f"/proc/{entry}").st_uid != uid:
+            if os.stat(f"/proc/{entry}").st_uid not in uids:
                 continue
             argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
             name = Path(f"/proc/{entry}/comm").read_text().strip()
@@ -73,7 +80,7 @@ def parent_of(pid: int) -> int:
 
 
 def keeper_processes(sandbox: Sandbox) -> list[int]:
-    uid = uid_of(sandbox)
+    uid = keeper_uids(sandbox)
     return processes(uid, command="pysandbox-network-keeper") + processes(uid, comm="aardvark-dns")
 
 
@@ -179,8 +186,6 @@ def test_a_published_port_reaches_the_container_on_its_network_until_rm(
     assert fetch(port) == f"{web}\n"  # the same port after a restart
     assert tool(sandbox, "rm", "-f", web).returncode == 0
     assert port_is_free(port) and not processes(uid_of(sandbox), comm="rootlessport")
-    assert not [entry for entry in os.listdir("/tmp") if entry.startswith("pysbx-rp-")
-                and os.stat(f"/tmp/{entry}").st_uid == uid_of(sandbox)]  # fmt: skip
 
 
 def test_a_sigkilled_monitor_detaches_its_container_and_the_keeper_ends(
@@ -200,7 +205,7 @@ def test_a_sigkilled_keeper_takes_everything_it_started_with_it(
 ) -> None:
     web = f"web-orphan-{sandbox.mode}"
     serve(sandbox, world, nets[0], web, named)
-    uid = uid_of(sandbox)
+    uid = keeper_uids(sandbox)
     engines = processes(uid, comm="pasta") + processes(uid, comm="pasta.avx2") + processes(uid, comm="slirp4netns")
     keepers = processes(uid, command="pysandbox-network-keeper")
     supervisors = [pid for pid in keepers if parent_of(pid) not in keepers]
@@ -214,10 +219,15 @@ def test_a_sigkilled_keeper_takes_everything_it_started_with_it(
 def test_the_keeper_sees_no_homes_and_no_tmp(
     sandbox: Sandbox, world: Path, nets: tuple[str, str], named: list[str]
 ) -> None:
-    """aardvark-dns answers the containers: a process that could be turned finds empty
-    folders where the host's homes, /tmp and the storage are, and a read-only root."""
+    """aardvark-dns answers the containers: a process that could be turned is no one of
+    root's, sees only its own pid namespace's processes and four devices, finds empty folders
+    where the host's homes, /tmp and the storage are, and a read-only root."""
     serve(sandbox, world, nets[0], f"web-hidden-{sandbox.mode}", named)
-    (aardvark,) = processes(uid_of(sandbox), comm="aardvark-dns")
+    (aardvark,) = processes(keeper_uids(sandbox), comm="aardvark-dns")
+    owner = root_container_base() if sandbox.user is None else uid_of(sandbox)
+    assert os.stat(f"/proc/{aardvark}").st_uid == owner  # root's keeper is never root
+    assert sorted(os.listdir(f"/proc/{aardvark}/root/dev")) == ["null", "random", "urandom", "zero"]
+    assert not [pid for pid in os.listdir(f"/proc/{aardvark}/root/proc") if pid.isdigit() and int(pid) > 100]
     root = Path(f"/proc/{aardvark}/root")
     assert os.listdir("/tmp") and os.listdir(root / "tmp") == []
     assert os.listdir(root / "home") == [] and os.listdir(root / "var/lib/pysandbox") == []
