@@ -70,11 +70,15 @@ def start_rows(user: startup.User) -> list[tuple[str, str]]:
 
 
 def make_networks(user: startup.User, log: list[str]) -> None:
-    """benchnet for each tool, made anew."""
+    """benchnet for each tool: made anew, or kept when a container of an interrupted run still
+    names it."""
     for command in (ours(user, "network", "rm", NETWORK), theirs(user, "network", "rm", "-f", NETWORK)):
         subprocess.run(command, capture_output=True)
     for command in (ours(user, "network", "create", NETWORK), theirs(user, "network", "create", NETWORK)):
-        startup.run_logged(["sh", "-c", shlex.join(command) + " >/dev/null"], log)
+        made = subprocess.run(command, capture_output=True, text=True)
+        if made.returncode != 0 and "already exists" not in made.stderr:
+            raise SystemExit(f"{shlex.join(command)}: {made.stderr.strip()}")
+        log.append(shlex.join(command))
 
 
 def started(tool: str, user: startup.User, mode: str, script: str, *flags: str) -> str:
