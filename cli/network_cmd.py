@@ -117,8 +117,37 @@ def _recorded_users() -> dict[str, list[str]]:
 
     found: dict[str, list[str]] = {}
     for container in all_containers():
-        found.setdefault(str(container.record.get("network")), []).append(container.name)
+        for name in str(container.record.get("network")).split(","):
+            found.setdefault(name, []).append(container.name)
     return found
+
+
+@app.command()
+def connect(
+    network: Annotated[str, typer.Argument(help="The network to join.", metavar="NETWORK")],
+    container: Annotated[str, typer.Argument(help="A detached container on a bridge network.", metavar="CONTAINER")],
+) -> None:
+    """Put a container on another bridge network too: at once if it runs, and at every start."""
+    _change("connect", network, container)
+
+
+@app.command()
+def disconnect(
+    network: Annotated[str, typer.Argument(help="The network to leave.", metavar="NETWORK")],
+    container: Annotated[str, typer.Argument(help="A detached container on it.", metavar="CONTAINER")],
+) -> None:
+    """Take a container off one of its bridge networks: at once if it runs, and for good."""
+    _change("disconnect", network, container)
+
+
+def _change(operation: str, network: str, reference: str) -> None:
+    from pysbx.sandbox.containers import find
+    from pysbx.sandbox.netconnect import change
+
+    try:
+        change(operation, network, find(reference))
+    except (SandboxError, OSError) as error:
+        _failing(error)
 
 
 @app.command()

@@ -44,11 +44,14 @@ class Option(Record):
 NETWORKS = ("none", "loopback", "pasta", "slirp4netns", "host")  # the modes that are not bridge networks
 
 
+def _is_network_name(name: str) -> bool:
+    return 0 < len(name) <= 64 and name[0].isalnum() and name.isascii() and all(c.isalnum() or c in "_.-" for c in name)
+
+
 def network_name(text: str) -> str:
     """A --network value: a mode, or a bridge network's name (Docker's pattern: checked
     again, with the definition, when the network is loaded)."""
-    if text in NETWORKS or (0 < len(text) <= 64 and text[0].isalnum() and text.isascii()
-                            and all(char.isalnum() or char in "_.-" for char in text)):  # fmt: skip
+    if text in NETWORKS or all(_is_network_name(name) for name in text.split(",")):  # several: bridges only
         return text
     raise ValueError(f"not a network name: {text!r}")
 

@@ -85,6 +85,7 @@ def detach_rules(args: RunArgs, plan: Plan) -> dict[str, Any]:
         "user_pin": {"user": plan.confinement.user, "where": plan.confinement.user_where},
         "etc": list(plan.etc_texts),
         "health": None if check is None else check.as_dict(),
+        "network": plan.confinement.network_rules,  # network connect's check (sandbox.netrules)
     }
 
 

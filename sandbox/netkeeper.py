@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from pysbx.sandbox.rootlessport import Forwarder
 
 SOCKET, LOCK, LOG = "keeper.sock", "keeper.lock", "keeper.log"
+PROTOCOL = 2  # the requests a keeper answers: a keeper of another pysandbox is refused, not misread
 START_SECONDS = 10.0  # the keeper's namespaces and its engine take 40-80 ms here
 IDLE_SECONDS = 0.5  # how long a keeper with no container waits for the next before it ends
 NETAVARK, AARDVARK = "/usr/lib/podman/netavark", "/usr/lib/podman/aardvark-dns"
@@ -83,6 +84,11 @@ class Keeper:
         definitions = {network.name: network.definition() for network in joined}
         answer = self.ask({"op": "reserve", "name": name, "networks": definitions, "aliases": aliases})
         return dict(answer["addresses"])
+
+    def change(self, operation: str, container: str, joined: Network, aliases: list[str]) -> None:
+        """network connect (or disconnect) of a running container to (from) `joined`."""
+        self.ask({"op": operation, "container": container, "network": joined.name,
+                  "definition": joined.definition(), "aliases": aliases})  # fmt: skip
 
     def attach(self, netns: int) -> None:
         """netavark setup for the container whose network namespace `netns` is."""
@@ -256,10 +262,15 @@ def _hello(sock: socket.socket) -> Keeper:
     except (OSError, ValueError) as error:
         sock.close()
         raise NetworkError(f"the network keeper did not answer: {error}") from None
-    if len(fds) != 1:
+    if len(fds) != 1 or hello.get("protocol") != PROTOCOL:
         sock.close()
         for fd in fds:
             os.close(fd)
+        if fds:
+            raise NetworkError(
+                "the network keeper that runs was started by another version of pysandbox: stop the containers on "
+                "bridge networks (pysandbox ps), and it ends with the last of them"
+            )
         raise NetworkError(str(hello.get("error", "the network keeper refused the connection")))
     return Keeper(sock, fds[0], hello)
 
@@ -549,7 +560,8 @@ class _Server:
         sock = socket.socket(fileno=fds[0])
         userns = os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            socket.send_fds(sock, [json.dumps({"dns": self.dns, **self.maps}).encode()], [userns])
+            hello = {"protocol": PROTOCOL, "dns": self.dns, **self.maps}
+            socket.send_fds(sock, [json.dumps(hello).encode()], [userns])
         except OSError:
             sock.close()
             return
@@ -585,12 +597,14 @@ class _Server:
         if operation == "setup" and client.options and client.netns < 0 and len(fds) == 1:
             client.netns = fds[0]
             try:
-                self._netavark("setup", client)
+                self._netavark("setup", client.options, client.netns)
             except NetworkError:
                 client.netns = -1  # closed below, with the request's descriptors
                 raise
-            self._guard_gateways(client)
+            self._guard_gateways(client.options)
             return {"ok": True}
+        if operation in ("connect", "disconnect"):
+            return self._change(operation, request)
         if operation == "teardown":
             self._teardown(client)
             return {"ok": True}
@@ -602,16 +616,7 @@ class _Server:
 
     def _reserve(self, client: _Client, request: dict[str, Any]) -> dict[str, str]:
         definitions: dict[str, Any] = request["networks"]
-        taken = {(n, a) for other in self.clients.values() for n, a in other.addresses.items()}
-        addresses = {}
-        for name, definition in definitions.items():
-            joined = Network(name, definition["id"], definition["subnets"][0]["subnet"],
-                             definition["subnets"][0]["gateway"], definition["network_interface"],
-                             bool(definition["dns_enabled"]), bool(definition["internal"]), "")  # fmt: skip
-            free = next((a for a in joined.addresses() if (name, a) not in taken), None)
-            if free is None:
-                raise NetworkError(f"network {name!r} has no free address left ({joined.subnet})")
-            addresses[name] = free
+        addresses = {name: self._free_address(name, definition) for name, definition in definitions.items()}
         aliases = [str(alias) for alias in request.get("aliases", [])]
         client.addresses = addresses
         client.options = {
@@ -625,20 +630,67 @@ class _Server:
         }
         return addresses
 
-    def _netavark(self, command: str, client: _Client) -> None:
+    def _free_address(self, name: str, definition: dict[str, Any]) -> str:
+        """The lowest address of network `name` that no container of this keeper has."""
+        taken = {(n, a) for other in self.clients.values() for n, a in other.addresses.items()}
+        joined = Network(name, definition["id"], definition["subnets"][0]["subnet"],
+                         definition["subnets"][0]["gateway"], definition["network_interface"],
+                         bool(definition["dns_enabled"]), bool(definition["internal"]), "")  # fmt: skip
+        free = next((a for a in joined.addresses() if (name, a) not in taken), None)
+        if free is None:
+            raise NetworkError(f"network {name!r} has no free address left ({joined.subnet})")
+        return free
+
+    def _change(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+        """network connect/disconnect of a running container: netavark set up (or torn down)
+        for that one network in its network namespace, which this keeper holds."""
+        name, network_name = str(request["container"]), str(request["network"])
+        client = next((c for c in self.clients.values() if c.netns >= 0 and c.options["container_name"] == name), None)
+        if client is None:
+            raise NetworkError(f"container {name} is not running on a bridge network")
+        networks = client.options["networks"]
+        if operation == "connect":
+            if network_name in networks:
+                raise NetworkError(f"container {name} is already on network {network_name!r}")
+            definition = request["definition"]
+            used = {entry["interface_name"] for entry in networks.values()}
+            interface = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
+            address = self._free_address(network_name, definition)
+            entry = {
+                "interface_name": interface,
+                "static_ips": [address],
+                "aliases": [str(a) for a in request["aliases"]],
+            }
+            one = {**client.options, "networks": {network_name: entry}, "network_info": {network_name: definition}}
+            self._netavark("setup", one, client.netns)
+            networks[network_name], client.options["network_info"][network_name] = entry, definition
+            client.addresses[network_name] = address
+            self._guard_gateways(one)
+            return {"address": address}
+        if network_name not in networks:
+            raise NetworkError(f"container {name} is not on network {network_name!r}")
+        one = {**client.options, "networks": {network_name: networks[network_name]},
+               "network_info": {network_name: client.options["network_info"][network_name]}}  # fmt: skip
+        self._netavark("teardown", one, client.netns)
+        del networks[network_name], client.options["network_info"][network_name], client.addresses[network_name]
+        return {"ok": True}
+
+    def _netavark(self, command: str, options: dict[str, Any], netns: int) -> None:
+        if not options["networks"]:  # disconnected from every network
+            return
         argv = [NETAVARK, "--config", "/run/netavark", "--aardvark-binary", AARDVARK,
                 "--rootless", "false" if os.getuid() == 0 and _host_root() else "true",
-                command, f"/proc/self/fd/{client.netns}"]  # fmt: skip
-        done = subprocess.run(argv, input=json.dumps(client.options).encode(), capture_output=True,
-                              env={"PATH": _PATH}, pass_fds=(client.netns,), timeout=30, check=False)  # fmt: skip
+                command, f"/proc/self/fd/{netns}"]  # fmt: skip
+        done = subprocess.run(argv, input=json.dumps(options).encode(), capture_output=True,
+                              env={"PATH": _PATH}, pass_fds=(netns,), timeout=30, check=False)  # fmt: skip
         if done.returncode != 0:
             said = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
             raise NetworkError(f"netavark {command} failed: {said[-1] if said else done.returncode}")
 
-    def _guard_gateways(self, client: _Client) -> None:
+    def _guard_gateways(self, options: dict[str, Any]) -> None:
         """A container reaches the keeper only on its own network's gateway (aardvark-dns):
         not another network's (whose aardvark-dns would name that network's containers)."""
-        for definition in client.options["network_info"].values():
+        for definition in options["network_info"].values():
             bridge, gateway = definition["network_interface"], definition["subnets"][0]["gateway"]
             if bridge in self.guarded:
                 continue
@@ -649,7 +701,7 @@ class _Server:
     def _teardown(self, client: _Client) -> None:
         if client.netns >= 0:
             try:
-                self._netavark("teardown", client)
+                self._netavark("teardown", client.options, client.netns)
             except NetworkError as error:
                 print(f"keeper: {error}", file=sys.stderr, flush=True)
             os.close(client.netns)

@@ -35,6 +35,18 @@ def rules(
             "egress": egress, "net_admin": net_admin, "networks": networks or []}  # fmt: skip
 
 
+def check_joinable(name: str, network_rules: dict[str, Any]) -> None:
+    """A bridge network's name: the default bridge, or one the policy's networks list names."""
+    joinable, where = network_rules.get("networks", []), network_rules["where"]
+    if name in ("none", "loopback", "host", *ENGINES):
+        raise Refused(f"--network {name} cannot be combined with other networks: only bridge networks can")
+    if name != "bridge" and "*" not in joinable and name not in joinable:
+        raise Refused(
+            f"--network {name} is refused: the policy lets containers join "
+            f"{', '.join(joinable) if joinable else 'no network of its own'} ({where.get('networks', 'networks')})"
+        )
+
+
 def kind_of(mode: str) -> str:
     """The policy's mode a --network value stands for: a bridge network's name is bridge."""
     return mode if mode in (*ALWAYS, *ENGINES, "host") else "bridge"
@@ -55,12 +67,9 @@ def check(args: RunArgs, network_rules: dict[str, Any]) -> None:
         raise Refused(
             f"--network {mode} is refused: the policy allows the networks {', '.join(allowed)} ({where['modes']})"
         )
-    joinable = network_rules.get("networks", [])
-    if mode != kind and "*" not in joinable and mode not in joinable:
-        raise Refused(
-            f"--network {mode} is refused: the policy lets containers join "
-            f"{', '.join(joinable) if joinable else 'no network of its own'} ({where.get('networks', 'networks')})"
-        )
+    if mode != kind:
+        for name in mode.split(","):
+            check_joinable(name, network_rules)
     _check_egress(args, network_rules, kind)
     if not args.publish and not args.publish_all:
         return

@@ -215,7 +215,8 @@ def _run(spec: RunSpec, cgroup: cgroups.Cgroup | None) -> int:
 
 
 def on_bridge(mode: str) -> bool:
-    """Whether a --network value names a bridge network (the default one or a user's)."""
+    """Whether a --network value names bridge networks (the default one or a user's; several,
+    comma-separated, after network connect)."""
     return mode not in (*network.ENGINES, "none", "loopback", "host")
 
 
@@ -226,7 +227,7 @@ def _join_bridge(spec: RunSpec) -> netkeeper.Keeper:
     from pysbx.sandbox import netkeeper, networks
     from pysbx.sandbox.state import container_name_of
 
-    joined = networks.load(spec.network)
+    joined = [networks.load(name) for name in spec.network.split(",")]
     for program in (netkeeper.NETAVARK, netkeeper.AARDVARK):
         if not os.path.exists(program):
             raise networks.NetworkError(
@@ -235,11 +236,12 @@ def _join_bridge(spec: RunSpec) -> netkeeper.Keeper:
     keeper = netkeeper.join(networks.folder())
     try:
         name = container_name_of(os.path.basename(spec.state)) or spec.hostname
-        spec.address = keeper.reserve(name, [joined], [name])[joined.name]
+        spec.address = keeper.reserve(name, joined, [name])[joined[0].name]
     except BaseException:
         keeper.close()
         raise
-    spec.resolver = joined.gateway if joined.dns else keeper.dns
+    # aardvark-dns names the containers of every network its asker is on: one resolver
+    spec.resolver = next((each.gateway for each in joined if each.dns), keeper.dns)
     return keeper
 
 

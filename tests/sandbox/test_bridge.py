@@ -253,3 +253,45 @@ def test_no_one_but_its_user_is_served_by_a_keeper(
     while time.monotonic() < deadline and not keeper_processes(sandbox):
         time.sleep(0.05)
     assert keeper_processes(sandbox)  # still serving its own user
+
+
+def test_network_connect_joins_a_running_container_at_once_and_for_good(
+    sandbox: Sandbox, world: Path, nets: tuple[str, str], named: list[str]
+) -> None:
+    net_a, net_b = nets
+    web = f"web-connect-{sandbox.mode}"
+    serve(sandbox, world, net_a, web, named)
+    ask = f"{GET.format(host=web)}; echo end"
+    assert on(sandbox, net_b, ask).split() == ["end"]
+    joined = tool(sandbox, "network", "connect", net_b, web)
+    assert joined.returncode == 0, joined.stderr
+    assert on(sandbox, net_b, ask).split() == [web, "end"]  # at once, by name, on the other network
+    (inspected,) = json.loads(tool(sandbox, "inspect", web).stdout)
+    assert inspected["network"] == f"{net_a},{net_b}"
+    assert f"is in use by {web}" in tool(sandbox, "network", "rm", net_b).stderr
+    assert tool(sandbox, "restart", web).returncode == 0
+    assert on(sandbox, net_b, ask).split() == [web, "end"]  # and at every start
+    both = on(sandbox, f"{net_a},{net_b}", "ip -o -4 addr | grep -c eth")
+    assert both.split() == ["2"]  # run --network a,b: one interface on each
+    left = tool(sandbox, "network", "disconnect", net_b, web)
+    assert left.returncode == 0, left.stderr
+    assert on(sandbox, net_b, ask).split() == ["end"]
+    assert on(sandbox, net_a, ask).split() == [web, "end"]
+    last = tool(sandbox, "network", "disconnect", net_a, web)
+    assert last.returncode == 125 and "is container" in last.stderr and "only network" in last.stderr
+
+
+def test_network_connect_asks_the_containers_policy(
+    sandbox: Sandbox, world: Path, nets: tuple[str, str], named: list[str]
+) -> None:
+    narrowed = world / f"connect-{sandbox.mode}.yaml"
+    narrowed.write_text((world / POLICY).read_text().replace('  networks: ["*"]', f"  networks: [{nets[0]}]"))
+    narrowed.chmod(0o644)
+    web = f"web-narrow-{sandbox.mode}"
+    named.append(web)
+    started = tool(sandbox, "run", "-d", "--name", web, "--policy", str(narrowed), "--network", nets[0],
+                   str(world / "busybox-app.tar"), "sleep", "1000")  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    refused = tool(sandbox, "network", "connect", nets[1], web)
+    assert refused.returncode == 125
+    assert f"--network {nets[1]} is refused: the policy lets containers join {nets[0]} ({narrowed}:" in refused.stderr
