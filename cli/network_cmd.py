@@ -92,23 +92,26 @@ def inspect(names: Annotated[list[str], typer.Argument(help="Networks to show.",
     try:
         for name in names:
             network = networks.load(name)
-            shown.append(_summary(network) | {"containers": _users(network.name)})
+            users = _users(network.name)
+            shown.append(_summary(network) | {"containers": [{"name": n, "address": a} for n, a in users.items()]})
     except (SandboxError, OSError) as error:
         _failing(error)
     typer.echo(json.dumps(shown, indent=2))
 
 
-def _users(name: str) -> list[str]:
-    """The containers on network `name` now (the keeper knows them; none when none runs)."""
+def _users(name: str) -> dict[str, str]:
+    """The containers on network `name` now, with their addresses there (the keeper knows
+    them; none when none runs)."""
     from pysbx.sandbox import netkeeper, networks
 
     keeper = netkeeper.running(networks.folder())
     if keeper is None:
-        return []
+        return {}
     try:
-        return sorted(str(user) for user in keeper.ask({"op": "users", "network": name})["containers"])
+        found = keeper.ask({"op": "users", "network": name})["containers"]
     finally:
         keeper.close()
+    return {str(user): str(address) for user, address in sorted(found.items())}
 
 
 def _recorded_users() -> dict[str, list[str]]:

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from pysbx.sandbox.rootlessport import Forwarder
 
 SOCKET, LOCK, LOG = "keeper.sock", "keeper.lock", "keeper.log"
-PROTOCOL = 2  # the requests a keeper answers: a keeper of another pysandbox is refused, not misread
+PROTOCOL = 3  # the requests a keeper answers: a keeper of another pysandbox is refused, not misread
 START_SECONDS = 10.0  # the keeper's namespaces and its engine take 40-80 ms here
 IDLE_SECONDS = 0.5  # how long a keeper with no container waits for the next before it ends
 NETAVARK, AARDVARK = "/usr/lib/podman/netavark", "/usr/lib/podman/aardvark-dns"
@@ -610,8 +610,8 @@ class _Server:
             return {"ok": True}
         if operation == "users":
             name = str(request.get("network"))
-            return {"containers": [c.options["container_name"] for c in self.clients.values()
-                                   if name in c.addresses]}  # fmt: skip
+            return {"containers": {c.options["container_name"]: c.addresses[name] for c in self.clients.values()
+                                   if name in c.addresses}}  # fmt: skip
         raise NetworkError(f"the network keeper does not know the request {operation!r} here")
 
     def _reserve(self, client: _Client, request: dict[str, Any]) -> dict[str, str]:
