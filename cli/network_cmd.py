@@ -34,7 +34,9 @@ def create(
     name: Annotated[str, typer.Argument(help="The network's name.", metavar="NAME")],
     subnet: Annotated[str | None, typer.Option("--subnet", help="CIDR (default: the next free 10.89.N.0/24).")] = None,
     gateway: Annotated[str | None, typer.Option("--gateway", help="The gateway (default: the first address).")] = None,
-    internal: Annotated[bool, typer.Option("--internal", help="No outbound access, only the network's own.")] = False,
+    internal: Annotated[
+        bool, typer.Option("--internal", help="No outbound access, only the network's own (with --disable-dns).")
+    ] = False,
     disable_dns: Annotated[bool, typer.Option("--disable-dns", help="No DNS by name on this network.")] = False,
 ) -> None:
     """Define a bridge network; containers join it with run --network NAME."""

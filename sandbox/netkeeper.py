@@ -52,6 +52,7 @@ PROTOCOL = 3  # the requests a keeper answers: a keeper of another pysandbox is 
 START_SECONDS = 10.0  # the keeper's namespaces and its engine take 40-80 ms here
 IDLE_SECONDS = 0.5  # how long a keeper with no container waits for the next before it ends
 NETAVARK, AARDVARK = "/usr/lib/podman/netavark", "/usr/lib/podman/aardvark-dns"
+CONFINED_AARDVARK = "/run/aardvark-dns"  # what netavark starts: aardvark-dns with no capability (_confine_aardvark)
 _PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # netavark runs iptables and ip by name
 HIDDEN = ("/home", "/root", "/tmp", "/var/tmp", "/var/lib/pysandbox", "/srv", "/mnt", "/media")
 _MESSAGE = 1 << 16
@@ -460,6 +461,8 @@ def _enter_namespaces(
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     # a /proc of the keeper's pid namespace: the host's processes out of sight
     linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "w") as ports:  # this namespace's only
+        ports.write("0")
     linux.set_loopback_up()
     own = [os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC) for name in ("user", "net")]
     socket.send_fds(gate, [b"namespaces"], own)
@@ -490,7 +493,22 @@ def _private_mounts() -> None:
                 "tmpfs", path, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "size=16k,mode=0755"
             )
     _minimal_dev()
+    _confine_aardvark()
     linux.mount("none", "/", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
+
+
+def _confine_aardvark() -> None:
+    """aardvark-dns answers every container: started through util-linux's setpriv, it holds
+    no capability (none to undo the mounts above, none over the containers' namespaces) and
+    can gain none; port 53 it may bind all the same (ip_unprivileged_port_start is 0 in the
+    keeper's network namespace, set by the keeper)."""
+    with open(CONFINED_AARDVARK, "w") as wrapper:
+        wrapper.write(
+            "#!/bin/sh\n"
+            "exec /usr/bin/setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all -- "
+            f'{AARDVARK} "$@"\n'
+        )
+    os.chmod(CONFINED_AARDVARK, 0o555)
 
 
 def _minimal_dev() -> None:
@@ -678,7 +696,7 @@ class _Server:
     def _netavark(self, command: str, options: dict[str, Any], netns: int) -> None:
         if not options["networks"]:  # disconnected from every network
             return
-        argv = [NETAVARK, "--config", "/run/netavark", "--aardvark-binary", AARDVARK,
+        argv = [NETAVARK, "--config", "/run/netavark", "--aardvark-binary", CONFINED_AARDVARK,
                 "--rootless", "false" if os.getuid() == 0 and _host_root() else "true",
                 command, f"/proc/self/fd/{netns}"]  # fmt: skip
         done = subprocess.run(argv, input=json.dumps(options).encode(), capture_output=True,

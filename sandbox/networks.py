@@ -134,6 +134,11 @@ def create(name: str, subnet: str | None = None, gateway: str | None = None, int
     check_name(name)
     if name in RESERVED:
         raise NetworkError(f"network name {name!r} is reserved (a --network mode of its own)")
+    if internal and dns:  # found by review: `nslookup` of any outside name answered
+        raise NetworkError(
+            "--internal needs --disable-dns here: Debian's aardvark-dns (1.4) asks the outside for every name "
+            "it does not know, a way out of an internal network"
+        )
     existing = listing()
     if any(network.name == name for network in existing):
         raise NetworkError(f"network {name!r} already exists")

@@ -154,6 +154,8 @@ def test_network_commands_keep_what_is_in_use(
     assert net_b in pruned.stdout.split() and net_a not in pruned.stdout.split()
     assert tool(sandbox, "rm", web).returncode == 0
     assert tool(sandbox, "network", "rm", net_a).stdout == f"{net_a}\n"
+    internal = tool(sandbox, "network", "create", "--internal", f"{net_a}-internal")
+    assert internal.returncode == 125 and "--internal needs --disable-dns here" in internal.stderr
     gone = sandbox("--network", net_a, "true", policy=POLICY)
     assert gone.returncode == 125 and f"network {net_a!r} not found" in gone.stderr
 
@@ -220,8 +222,8 @@ def test_a_sigkilled_keeper_takes_everything_it_started_with_it(
 def test_the_keeper_sees_no_homes_and_no_tmp(
     sandbox: Sandbox, world: Path, nets: tuple[str, str], named: list[str]
 ) -> None:
-    """aardvark-dns answers the containers: a process that could be turned is no one of
-    root's, sees only its own pid namespace's processes and four devices, finds empty folders
+    """aardvark-dns answers the containers: a process that could be turned holds no
+    capability (none to unmount what hides the host), is no one of root's, sees only its own pid namespace's processes and four devices, finds empty folders
     where the host's homes, /tmp and the storage are, and a read-only root."""
     serve(sandbox, world, nets[0], f"web-hidden-{sandbox.mode}", named)
     (aardvark,) = processes(keeper_uids(sandbox), comm="aardvark-dns")
@@ -229,6 +231,9 @@ def test_the_keeper_sees_no_homes_and_no_tmp(
     assert os.stat(f"/proc/{aardvark}").st_uid == owner  # root's keeper is never root
     assert sorted(os.listdir(f"/proc/{aardvark}/root/dev")) == ["null", "random", "urandom", "zero"]
     assert not [pid for pid in os.listdir(f"/proc/{aardvark}/root/proc") if pid.isdigit() and int(pid) > 100]
+    status = dict(line.split(":\t", 1) for line in Path(f"/proc/{aardvark}/status").read_text().splitlines())
+    assert (status["CapEff"], status["CapPrm"], status["CapBnd"], status["NoNewPrivs"]) == ("0" * 16, "0" * 16,
+                                                                                            "0" * 16, "1")  # fmt: skip
     root = Path(f"/proc/{aardvark}/root")
     assert os.listdir("/tmp") and os.listdir(root / "tmp") == []
     assert os.listdir(root / "home") == [] and os.listdir(root / "var/lib/pysandbox") == []
