@@ -126,3 +126,26 @@ def test_a_name_claimed_for_a_folder_that_is_gone_is_released(cache: Path) -> No
     (names / "orphan").write_text(str(cache / "containers" / "orphan-0badf00d"))
     assert [(item.kind, item.path) for item in prune(cache)] == [("name", names / "orphan")]
     assert (names / "held").exists() and not (names / "orphan").exists()
+
+
+def test_staging_is_judged_in_a_cache_with_more_layers_than_descriptors(tmp_path: Path) -> None:
+    """Every layer's lock is held while staging folders are judged: with more layers than the
+    soft descriptor limit (1024), prune failed with EMFILE (found by CI, in a user's cache of
+    about a thousand layers). It raises its limit towards the hard one."""
+    import sys
+
+    layers = tmp_path / "layers"
+    layers.mkdir()
+    for number in range(1100):
+        (layers / f"{number:04d}.lock").touch()
+    (layers / ".unpack-stale").mkdir()
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+        "from pathlib import Path\n"
+        "from pysbx.sandbox.prune import stale_staging\n"
+        "print([item.kind for item in stale_staging(Path(sys.argv[1]), False)])\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "['staging']" and not (layers / ".unpack-stale").exists()
