@@ -293,6 +293,17 @@ def test_the_egress_allow_list_admits_its_destination_and_refuses_another(
     reach: that one answers, the other is refused at once (an nftables table in the
     container's own namespace), DNS to the engine's resolver stays allowed, and a run that
     asks for NET_ADMIN (which could remove the table) is refused."""
+    egress_holds(sandbox, world, engine, targets)
+
+
+def test_the_egress_allow_list_holds_on_the_default_bridge(sandbox: Sandbox, world: Path, targets: int) -> None:
+    """The same on a bridge network: out through the keeper's engine (sandbox.netkeeper)."""
+    if not Path("/usr/lib/podman/netavark").exists() or shutil.which("pasta") is None:
+        pytest.skip("needs netavark, aardvark-dns and pasta (Debian's packages)")
+    egress_holds(sandbox, world, "bridge", targets)
+
+
+def egress_holds(sandbox: Sandbox, world: Path, engine: str, targets: int) -> None:
     probe = " ".join(f"nc -w 3 {address} {targets} </dev/null >/dev/null && echo reached {address};"
                      for address in TARGETS) + " echo probed"  # fmt: skip
     plain = tool(sandbox, "run", "--rm", "--policy", str(world / POLICY), "--network", engine,
