@@ -5,9 +5,11 @@ gets no bridge, no veth and no firewall rule of ours.
 
 Processes, all the user's own:
 - the supervisor, in the host's namespaces: it maps the keeper's user namespace (newuidmap
-  and newgidmap for a user: their uid as 0, their subordinate ids above; identity for root),
-  and gives the keeper its outbound access through pasta (or slirp4netns), the engine
-  sandbox.network starts for a container, here for the keeper's namespace;
+  and newgidmap for a user: their uid as 0, their subordinate ids above; for root, the range
+  reserved for root's containers: root's keeper is never root), gives the keeper its outbound
+  access through pasta (or slirp4netns), the engine sandbox.network starts for a container,
+  here for the keeper's namespace, and relays the monitors' connections to it, checking
+  their credentials where they are what they are;
 - the keeper, PID 1 of a pid namespace of its own inside the keeper's user, network and mount
   namespaces: it serves the containers' monitors on a socket in the private storage folder,
   allocates their addresses, and runs netavark (Debian's package; podman's network stack) to
@@ -22,8 +24,9 @@ runs; the keeper detaches the container when it ends or when that connection dro
 monitor killed), and ends, with everything it holds, once no container is left. Everything
 dies with the supervisor (the parent-death signal down the chain).
 
-The keeper's mount namespace hides the host's homes, /tmp and pysandbox's storage behind empty
-tmpfs mounts and its root is read-only: aardvark-dns, which answers the containers, runs there."""
+aardvark-dns answers the containers, so it runs with no capability (util-linux's setpriv), in
+a mount namespace that hides the host's homes, /tmp and pysandbox's storage behind empty
+tmpfs mounts, with a read-only root, a /dev of four devices and a /proc of its own."""
 
 from __future__ import annotations
 
