@@ -92,28 +92,31 @@ def inspect(names: Annotated[list[str], typer.Argument(help="Networks to show.",
 
     shown = []
     try:
+        live = _live_users()
         for name in names:
             network = networks.load(name)
-            users = _users(network.name)
-            shown.append(_summary(network) | {"containers": [{"name": n, "address": a} for n, a in users.items()]})
+            users = sorted(live.get(network.name, {}).items())
+            shown.append(_summary(network) | {"containers": [{"name": n, "address": a} for n, a in users]})
     except (SandboxError, OSError) as error:
         _failing(error)
     typer.echo(json.dumps(shown, indent=2))
 
 
-def _users(name: str) -> dict[str, str]:
-    """The containers on network `name` now, with their addresses there (the keeper knows
-    them; none when none runs)."""
+def _live_users() -> dict[str, dict[str, str]]:
+    """network -> the containers on it now -> their addresses there (the keeper knows them;
+    none when none runs). One question for every network."""
     from pysbx.sandbox import netkeeper, networks
 
     keeper = netkeeper.running(networks.folder())
     if keeper is None:
         return {}
     try:
-        found = keeper.ask({"op": "users", "network": name})["containers"]
+        found = keeper.ask({"op": "users"})["networks"]
     finally:
         keeper.close()
-    return {str(user): str(address) for user, address in sorted(found.items())}
+    return {
+        str(network): {str(user): str(address) for user, address in users.items()} for network, users in found.items()
+    }
 
 
 def _recorded_users() -> dict[str, list[str]]:
@@ -161,12 +164,12 @@ def rm(names: Annotated[list[str], typer.Argument(help="Networks to remove.", me
     from pysbx.sandbox import networks
 
     try:
-        recorded = _recorded_users()
+        recorded, live = _recorded_users(), _live_users()
         for name in names:
             if name in networks.BUILT_IN:
                 raise networks.NetworkError(f"{name} is a built-in network: it cannot be removed")
             networks.load(name)  # found
-            users = sorted({*_users(name), *recorded.get(name, [])})
+            users = sorted({*live.get(name, {}), *recorded.get(name, [])})
             if users:
                 raise networks.NetworkError(
                     f"network {name!r} is in use by {', '.join(users)}: remove those containers first"
@@ -185,9 +188,9 @@ def prune(force: Annotated[bool, typer.Option("--force", "-f", help="Do not ask.
     if not force and not typer.confirm("Remove every network no container uses?"):
         raise typer.Exit(1)
     try:
-        recorded = _recorded_users()
+        recorded, live = _recorded_users(), _live_users()
         for network in networks.listing():
-            if not recorded.get(network.name) and not _users(network.name):
+            if not recorded.get(network.name) and not live.get(network.name):
                 networks.remove(network.name)
                 typer.echo(network.name)
     except (SandboxError, OSError) as error:

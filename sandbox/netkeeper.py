@@ -41,17 +41,18 @@ import sys
 
 from pysbx.sandbox import linux, network
 from pysbx.sandbox.idmap import IdMaps, IdRange
-from pysbx.sandbox.networks import Network, NetworkError
+from pysbx.sandbox.networks import Network, NetworkError, container_addresses
 from pysbx.sandbox.userns import become_namespace_root, make_user_namespace, map_child
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     from pysbx.sandbox.rootlessport import Forwarder
 
 SOCKET, LOCK, LOG = "keeper.sock", "keeper.lock", "keeper.log"
-PROTOCOL = 3  # the requests a keeper answers: a keeper of another pysandbox is refused, not misread
+PROTOCOL = 4  # the requests a keeper answers: a keeper of another pysandbox is refused, not misread
 START_SECONDS = 10.0  # the keeper's namespaces and its engine take 40-80 ms here
 IDLE_SECONDS = 0.5  # how long a keeper with no container waits for the next before it ends
 NETAVARK, AARDVARK = "/usr/lib/podman/netavark", "/usr/lib/podman/aardvark-dns"
@@ -213,10 +214,7 @@ def join(folder: str) -> Keeper:
     """The keeper of the storage's `folder` (sandbox.networks.folder()), started when none
     runs. One start at a time: the lock file, which the keeper also takes before it ends, so
     that it never ends under a container that is joining."""
-    directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    lock = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=directory)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _locked(folder) as directory:
         sock = _connect(directory)
         if sock is None:
             _start(directory)
@@ -224,24 +222,27 @@ def join(folder: str) -> Keeper:
         if sock is None:
             raise NetworkError(f"the network keeper did not start (its log: {os.path.join(folder, LOG)})")
         return _hello(sock)
-    finally:
-        os.close(lock)
-        os.close(directory)
 
 
 def running(folder: str) -> Keeper | None:
     """The keeper, if one runs; never starts one (network rm asks who uses a network).
     Under the lock as well: a keeper that is ending has then ended."""
-    try:
-        directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
+    if not os.path.isdir(folder):
         return None
+    with _locked(folder) as directory:
+        sock = _connect(directory)
+        return None if sock is None else _hello(sock)
+
+
+@contextlib.contextmanager
+def _locked(folder: str) -> Iterator[int]:
+    """The folder (a descriptor), with its lock file held: no keeper starts or ends meanwhile."""
+    directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         lock = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=directory)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            sock = _connect(directory)
-            return None if sock is None else _hello(sock)
+            yield directory
         finally:
             os.close(lock)
     finally:
@@ -629,10 +630,12 @@ class _Server:
         if operation == "teardown":
             self._teardown(client)
             return {"ok": True}
-        if operation == "users":
-            name = str(request.get("network"))
-            return {"containers": {c.options["container_name"]: c.addresses[name] for c in self.clients.values()
-                                   if name in c.addresses}}  # fmt: skip
+        if operation == "users":  # network -> container -> its address there
+            users: dict[str, dict[str, str]] = {}
+            for other in self.clients.values():
+                for network_name, address in other.addresses.items():
+                    users.setdefault(network_name, {})[other.options["container_name"]] = address
+            return {"networks": users}
         raise NetworkError(f"the network keeper does not know the request {operation!r} here")
 
     def _reserve(self, client: _Client, request: dict[str, Any]) -> dict[str, str]:
@@ -653,13 +656,10 @@ class _Server:
 
     def _free_address(self, name: str, definition: dict[str, Any]) -> str:
         """The lowest address of network `name` that no container of this keeper has."""
-        taken = {(n, a) for other in self.clients.values() for n, a in other.addresses.items()}
-        joined = Network(name, definition["id"], definition["subnets"][0]["subnet"],
-                         definition["subnets"][0]["gateway"], definition["network_interface"],
-                         bool(definition["dns_enabled"]), bool(definition["internal"]), "")  # fmt: skip
-        free = next((a for a in joined.addresses() if (name, a) not in taken), None)
+        taken = {address for other in self.clients.values() for n, address in other.addresses.items() if n == name}
+        free = next((a for a in container_addresses(definition) if a not in taken), None)
         if free is None:
-            raise NetworkError(f"network {name!r} has no free address left ({joined.subnet})")
+            raise NetworkError(f"network {name!r} has no free address left ({definition['subnets'][0]['subnet']})")
         return free
 
     def _change(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,11 @@ from pysbx.sandbox.errors import SandboxError
 from pysbx.sandbox.record import Record
 from pysbx.sandbox.state import private_folder, private_root, read_private_file
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
 FOLDER = "networks"
 DEFAULT = "bridge"
 BUILT_IN = ("bridge", "host", "none")  # what `network ls` shows besides the user's own
@@ -63,10 +68,12 @@ class Network(Record):
             "ipam_options": {"driver": "host-local"},
         }
 
-    def addresses(self) -> list[str]:
-        """The container addresses of the subnet, lowest first, without the gateway."""
-        subnet = ipaddress.ip_network(self.subnet)
-        return [str(host) for host in subnet.hosts() if str(host) != self.gateway]
+
+def container_addresses(definition: dict[str, Any]) -> Iterator[str]:
+    """The container addresses of a network's subnet (netavark's definition), lowest first,
+    without the gateway: one at a time (the default bridge's /16 has 65,533)."""
+    subnet, gateway = definition["subnets"][0]["subnet"], definition["subnets"][0]["gateway"]
+    return (str(host) for host in ipaddress.ip_network(subnet).hosts() if str(host) != gateway)
 
 
 def folder() -> str:
