@@ -79,6 +79,19 @@ def parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
 
 
+def in_pid_namespace_of(pid: int) -> list[int]:
+    """The host's pids of the processes in `pid`'s pid namespace (its descendants' too)."""
+    namespace = os.stat(f"/proc/{pid}/ns/pid").st_ino
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{entry}/ns/pid").st_ino == namespace:
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
 def keeper_processes(sandbox: Sandbox) -> list[int]:
     uid = keeper_uids(sandbox)
     return processes(uid, command="pysandbox-network-keeper") + processes(uid, comm="aardvark-dns")
@@ -230,7 +243,8 @@ def test_the_keeper_sees_no_homes_and_no_tmp(
     owner = root_container_base() if sandbox.user is None else uid_of(sandbox)
     assert os.stat(f"/proc/{aardvark}").st_uid == owner  # root's keeper is never root
     assert sorted(os.listdir(f"/proc/{aardvark}/root/dev")) == ["null", "random", "urandom", "zero"]
-    assert not [pid for pid in os.listdir(f"/proc/{aardvark}/root/proc") if pid.isdigit() and int(pid) > 100]
+    seen = [pid for pid in os.listdir(f"/proc/{aardvark}/root/proc") if pid.isdigit()]
+    assert len(seen) == len(in_pid_namespace_of(aardvark))  # its /proc: its own pid namespace's, no more
     status = dict(line.split(":\t", 1) for line in Path(f"/proc/{aardvark}/status").read_text().splitlines())
     assert (status["CapEff"], status["CapPrm"], status["CapBnd"], status["NoNewPrivs"]) == ("0" * 16, "0" * 16,
                                                                                             "0" * 16, "1")  # fmt: skip
