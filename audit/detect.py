@@ -10,7 +10,7 @@ ends at a regular file is checked where it is read (audit.inputs.read_regular)."
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pysbx.audit.inputs import AuditInputError, file_kind
@@ -48,28 +48,34 @@ def _is_candidate_name(name: str) -> bool:
     return is_dockerfile_name(name) or name.endswith(_YAML_SUFFIXES) or name.endswith(_ARCHIVE_SUFFIXES)
 
 
-def expand_targets(targets: list[str], skipped: list[tuple[str, str]] | None = None) -> Iterator[tuple[str, bool]]:
+def expand_targets(
+    targets: list[str],
+    skipped: list[tuple[str, str]] | None = None,
+    stored: Callable[[str], bool] | None = None,
+) -> Iterator[tuple[str, bool]]:
     """(path, explicit) for each input; a directory yields the files in it that pyaudit
     may read (Dockerfiles, YAML and JSON, image archives and layouts). What a walk passes
-    over that pyaudit would otherwise have read is appended to `skipped` as (path, why)."""
+    over that pyaudit would otherwise have read is appended to `skipped` as (path, why).
+    A target that names no file may name an image of pysandbox's store (`stored`): files first."""
     notes = skipped if skipped is not None else []
     for target in targets:
         if target == STDIN:
             yield target, True
             continue
         path = Path(target)
-        if not path.exists() and _names_an_image(target):
-            yield target, True  # IMAGE:REF, one image of a layout or archive
+        if not path.exists() and (names_an_image(target) or (stored is not None and stored(target))):
+            yield target, True  # IMAGE:REF, one image of a layout or archive, or a stored name
             continue
         if not path.exists():
-            raise AuditInputError(f"{target}: no such file or directory")
+            nor = ", nor an image of pysandbox's store" if stored is not None else ""
+            raise AuditInputError(f"{target}: no such file or directory{nor}")
         if path.is_dir() and not is_image_layout(path):
             yield from _walk(path, notes)
         else:
             yield target, True
 
 
-def _names_an_image(target: str) -> bool:
+def names_an_image(target: str) -> bool:
     """`layout:team/app:1.0` or `image.tar:name:tag`: an existing image before a colon."""
     if ":" not in target:
         return False

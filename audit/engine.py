@@ -10,7 +10,7 @@ import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import yaml
 
@@ -21,6 +21,7 @@ from pysbx.audit.detect import (
     expand_targets,
     is_dockerfile_name,
     is_image_archive,
+    names_an_image,
 )
 from pysbx.audit.findings import Finding, at_or_above, number_fingerprints
 from pysbx.audit.inputs import TEXT_LIMIT, InputTooLargeError, NotRegularFileError, read_regular
@@ -35,6 +36,7 @@ from pysbx.policies.model import Policy
 
 if TYPE_CHECKING:  # images are read only when an image is audited: keep start-up small
     from pysbx.audit.rules.image_contents import ImageSummary
+    from pysbx.images.image import Image
 
 
 NOT_AN_INPUT = "not a Dockerfile, Compose file, Kubernetes manifest, docker inspect output or OCI config"
@@ -53,6 +55,15 @@ class AuditOptions:
     # file their pattern matches): one that is no input is passed over, not an error.
     skip_non_inputs: bool = False
     today: datetime.date = field(default_factory=datetime.date.today)
+    # Images of pysandbox's local store, for a TARGET that names no file (the front end
+    # gives it: the auditor knows nothing of where the runtime keeps things).
+    stored: StoredImages | None = None
+
+
+class StoredImages(Protocol):
+    def holds(self, name: str) -> bool: ...
+
+    def open(self, name: str) -> Image: ...
 
 
 @dataclass
@@ -79,10 +90,10 @@ def audit(targets: list[str], options: AuditOptions | None = None) -> AuditResul
     kinds: dict[str, str] = {}
     skipped: list[tuple[str, str]] = []
     errors: list[Finding] = []
-    for path, named in expand_targets(targets, skipped):
+    for path, named in expand_targets(targets, skipped, options.stored.holds if options.stored else None):
         explicit = named and not options.skip_non_inputs
         try:
-            kind, target_findings, summary = audit_one(path, explicit, options.policy)
+            kind, target_findings, summary = audit_one(path, explicit, options.policy, options.stored)
         except AuditInputError as error:
             if _walk_may_skip(path, explicit, error):
                 skipped.append((path, str(error).removeprefix(f"{path}: ")))
@@ -137,13 +148,15 @@ def _walk_may_skip(path: str, explicit: bool, error: AuditInputError) -> bool:
     return not (is_dockerfile_name(Path(path).name) or _claims_to_be_ours(path))
 
 
-def audit_one(path: str, explicit: bool, policy: Policy) -> tuple[str | None, list[Finding], ImageSummary | None]:
+def audit_one(
+    path: str, explicit: bool, policy: Policy, stored: StoredImages | None = None
+) -> tuple[str | None, list[Finding], ImageSummary | None]:
     """Findings for one input, or (None, [], None) for a file a directory walk may skip.
     An `explicit` input was named by the user: a symlink to a regular file is followed."""
     if path == STDIN:
         return _audit_text(path, _decoded(path, _read_stdin()), explicit)
-    if explicit and not os.path.lexists(path):  # IMAGE:REF, which expand_targets let through
-        return _audit_image(path, policy)
+    if explicit and not os.path.lexists(path):  # IMAGE:REF or a stored name, which expand_targets let through
+        return _audit_image(path, policy, stored)
     if _is_folder(path, explicit):  # expand_targets yields only OCI layouts as folders
         return _audit_image(path, policy)
     if is_image_archive(read_regular(path, TAR_HEADER_SIZE, follow=explicit, truncate=True)):
@@ -169,13 +182,16 @@ def _audit_text(path: str, text: str, explicit: bool) -> tuple[str | None, list[
     return kind, _with_inline(findings, text, path), None
 
 
-def _audit_image(path: str, policy: Policy) -> tuple[str, list[Finding], ImageSummary]:
+def _audit_image(
+    path: str, policy: Policy, stored: StoredImages | None = None
+) -> tuple[str, list[Finding], ImageSummary]:
     from pysbx.audit.rules.image_contents import image_findings
     from pysbx.audit.sources.image import gather_facts
     from pysbx.images import ImageError, open_image
 
     try:
-        facts = gather_facts(open_image(path))
+        in_store = stored is not None and not names_an_image(path) and stored.holds(path)
+        facts = gather_facts(stored.open(path) if stored is not None and in_store else open_image(path))
     except ImageError as error:
         raise AuditInputError(str(error)) from None
     found, summary = image_findings(facts, path, policy)

@@ -1,4 +1,4 @@
-"""`pysandbox image inspect|unpack|build`."""
+"""`pysandbox image inspect|unpack|build` (the store's own commands: cli.store_cmd)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from pysbx.cli.imagearg import open_image_argument
 from pysbx.cli.kit import OutputFormat, fail
 from pysbx.images import ImageError, open_image
 from pysbx.images.decompress import DEFAULT_MAX_BYTES
@@ -33,7 +34,7 @@ from pysbx.images.writer import (
     write_oci_layout,
 )
 from pysbx.policies.values import counted, format_size
-from pysbx.sandbox.errors import EXIT_SETUP_FAILED
+from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError
 
 app = typer.Typer(
     help="Inspect, unpack and build images (docker save archives, OCI archives, OCI layouts).",
@@ -42,8 +43,8 @@ app = typer.Typer(
 )
 
 IMAGE_HELP = (
-    "A docker save archive, an OCI archive or an OCI layout folder, optionally followed by "
-    ":REF to choose one image (a tag, or a name:tag)."
+    "An image of the store (NAME[:TAG], NAME@DIGEST, an id), or a docker save archive, an OCI archive "
+    "or an OCI layout folder, optionally followed by :REF to choose one image (a tag, or a name:tag)."
 )
 PLATFORM_HELP = "The platform to choose from a multi-platform index (default linux/amd64)."
 MAX_BYTES_HELP = "Ceiling on uncompressed bytes, against decompression bombs (64Gi, 512Mi, 4096)."
@@ -89,7 +90,7 @@ def inspect(
     blob against its digest: references, digests, platform, run configuration, and each
     layer with its sizes, file count and the history line that made it."""
     with _image_errors():
-        opened = open_image(image, platform)
+        opened = open_image_argument(image, platform)
         with _layer_progress(opened.layers, "verifying") as advance:
             report = inspect_image(opened, max_bytes, advance)
     if output_format is OutputFormat.json:
@@ -111,7 +112,7 @@ def unpack(
     the user.containers.override_stat xattr; device nodes are skipped with a note. Nothing
     is ever written outside TARGET, and TARGET is emptied again if a layer fails to verify."""
     with _image_errors():
-        opened = open_image(image, platform)
+        opened = open_image_argument(image, platform)
         with _layer_progress(opened.layers, "unpacking") as advance:
             report = unpack_image(opened, target, UnpackOptions(max_bytes=max_bytes), advance)
     typer.echo(
@@ -230,7 +231,7 @@ def _write(new: NewImage, output: Path, archive_format: ArchiveFormat, tag: str)
 def _image_errors() -> Iterator[None]:
     try:
         yield
-    except ImageError as error:
+    except (ImageError, SandboxError) as error:
         fail("pysandbox", str(error), EXIT_SETUP_FAILED)
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""

@@ -114,6 +114,7 @@ def audit(
     from pysbx.audit.engine import AuditOptions, audit
     from pysbx.audit.formats import renderer
     from pysbx.audit.suppress import baseline_text, read_baseline
+    from pysbx.cli.imagearg import StoredImages
     from pysbx.policies.errors import PolicyError
     from pysbx.signing.errors import VerificationError
 
@@ -122,6 +123,7 @@ def audit(
         only=_split(only),
         skip=_split(skip),
         skip_non_inputs=skip_non_inputs,
+        stored=StoredImages(),
     )
     for key in options.only + options.skip:
         if find_rule(key) is None and key not in _categories():

@@ -3,6 +3,7 @@ library packages (`images`, and later `policies`, `signing`, the runtime)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -14,6 +15,7 @@ from pysbx.cli import (
     policy_cmd,
     seccomp_cmd,
     signing_cmd,
+    store_cmd,
     system_cmd,
     volume_cmd,
 )
@@ -37,6 +39,14 @@ app.add_typer(network_cmd.app, name="network")
 app.add_typer(system_cmd.app, name="system")
 app.add_typer(container_cmd.prune_app, name="container")
 app.add_typer(container_cmd.generate_app, name="generate")
+_store_command: Callable[..., None]
+for _name, _store_command in (("load", store_cmd.load), ("save", store_cmd.save), ("images", store_cmd.images),
+                        ("tag", store_cmd.tag), ("rmi", store_cmd.rmi), ("history", store_cmd.history)):  # fmt: skip
+    app.command(_name)(_store_command)
+for _name, _store_command in (("ls", store_cmd.images), ("load", store_cmd.load), ("save", store_cmd.save),
+                        ("tag", store_cmd.tag), ("rm", store_cmd.rmi), ("history", store_cmd.history),
+                        ("prune", store_cmd.prune)):  # fmt: skip
+    image_cmd.app.command(_name)(_store_command)
 app.command("keygen")(signing_cmd.keygen)
 app.command("sign")(signing_cmd.sign)
 app.command("verify")(signing_cmd.verify)

@@ -65,7 +65,8 @@ def _run(args: RunArgs) -> int:
 def _cold_run(args: RunArgs) -> int:
     """First run of an image under a policy, or a run with flags to check: load and verify
     everything, then (when the flags allow) leave a plan for the warm path."""
-    from pysbx.images import ImageError, open_image
+    from pysbx.cli.imagearg import open_image_argument
+    from pysbx.images import ImageError
     from pysbx.policies.errors import PolicyError
     from pysbx.policies.loader import load_policy
     from pysbx.policies.seccomp import SeccompProfileError
@@ -75,11 +76,11 @@ def _cold_run(args: RunArgs) -> int:
 
     try:
         loaded = load_policy(args.policy)
-        image = open_image(args.image, args.platform)
+        image = open_image_argument(args.image, args.platform)
         refusal, origin, verdict = _verify(image, loaded, args.bundle)
         if refusal is not None:
             return _fail(refusal)
-        plan = build_plan(args, image, loaded, bundle_evidence(origin, args.image.split(":", 1)[0]), verdict)
+        plan = build_plan(args, image, loaded, bundle_evidence(origin, image.source.split(":", 1)[0]), verdict)
         check_lifecycle(args, plan.confinement.lifecycle)
         if warm.eligible(args):  # with no policy-sensitive flag, the plan is the policy's own
             warm.save_plan(args.image, args.policy, plan)
@@ -114,7 +115,7 @@ def _verify(image: Any, loaded: Any, bundle: str | None) -> tuple[str | None, st
 
     verdict = verify_image(image, loaded.policy.signing, Path(bundle) if bundle else None)
     if not verdict.verified:
-        return f"{image.source}: refused: {verdict.reason}", None, ""
+        return f"{image.shown}: refused: {verdict.reason}", None, ""
     said = f"verified {verdict.manifest_digest} (signed by {verdict.signer})"
     print(f"pysandbox: {said}", file=sys.stderr)
     return None, verdict.bundle_origin, said

@@ -183,7 +183,8 @@ def sign(
     material, no transparency-log entry), or --keyless through sigstore-python (a Fulcio
     certificate for the identity in --identity-token or $SIGSTORE_ID_TOKEN, a Rekor entry; needs
     a network, fails within two minutes without one). Exit 0 signed, 2 when it cannot sign."""
-    from pysbx.images import ImageError, open_image
+    from pysbx.cli.imagearg import open_image_argument
+    from pysbx.images import ImageError
     from pysbx.signing.errors import SigningError, VerificationError
     from pysbx.signing.keyless_sign import Instance
 
@@ -193,7 +194,7 @@ def sign(
         fail("pysandbox", "--cosign-tag stores key signatures; a keyless signature is a bundle", EXIT_BAD_INPUT)
     kind: SignatureKind = "message" if signature_format is SignatureFormat.message or cosign_tag else "dsse"
     try:
-        opened = open_image(image)
+        opened = open_image_argument(image)
         if key is not None:
             signed = _sign_with_key(opened, key, kind)
         else:
@@ -223,11 +224,17 @@ def _sign_keyless(image: Image, token: str | None, instance: Instance, kind: Sig
 
 def _store_signature(image: Image, signed: SignedBundle, bundle_out: Path | None, cosign_tag: bool) -> str:
     """Where the signature goes: the cosign tag, a referrer in an OCI layout folder, or a file."""
-    from pysbx.images.image import split_reference
+    from pysbx.images.image import STORED_LAYOUT, split_reference
+    from pysbx.images.localstore import LocalStore
     from pysbx.signing.locate import sidecar_path
     from pysbx.signing.sign import attach_referrer, attach_signature_tag, write_bundle_file
 
     layout, _ = split_reference(image.source)
+    if image.layout == STORED_LAYOUT and bundle_out is None:
+        with LocalStore(layout).editing():
+            if cosign_tag:
+                return f"manifest {attach_signature_tag(image, signed)} under cosign's signature tag in the store"
+            return f"referrer {attach_referrer(image, signed)} in the store"
     if cosign_tag:
         return f"manifest {attach_signature_tag(image, signed)} under cosign's signature tag in {layout}"
     if bundle_out is None and layout.is_dir():
@@ -275,7 +282,8 @@ def verify(
     then its content: every blob under the signed manifest is read and must match its digest
     and size, and each layer its diff_id (skipped with --signature-only).
     Exit 0 verified, 1 refused, 2 bad input."""
-    from pysbx.images import ImageError, open_image
+    from pysbx.cli.imagearg import open_image_argument
+    from pysbx.images import ImageError
     from pysbx.policies.errors import PolicyError
     from pysbx.policies.loader import load_policy
     from pysbx.policies.model import SigningPolicy
@@ -284,7 +292,7 @@ def verify(
 
     try:
         signing_policy = load_policy(policy).policy.signing if policy else SigningPolicy()
-        opened = open_image(image)
+        opened = open_image_argument(image)
         verdict = verify_image(
             opened,
             signing_policy,

@@ -76,7 +76,7 @@ def reset(
         root = Path(private_root())
     except StorageError as error:
         fail("pysandbox", str(error), EXIT_SETUP_FAILED)
-    if not force and not _confirmed(f"Remove everything under {root}, volumes included?"):
+    if not force and not confirmed(f"Remove everything under {root}, volumes included?"):
         fail("pysandbox", "nothing removed (confirm, or pass --force)", 1)
     try:
         removed = reset_storage(root)
@@ -85,7 +85,7 @@ def reset(
     typer.echo(f"removed {removed} entries of {root}")
 
 
-def _confirmed(question: str) -> bool:
+def confirmed(question: str) -> bool:
     """A yes from the terminal; no answer (end of input) is a no."""
     try:
         return typer.confirm(question, err=True)

@@ -20,9 +20,17 @@ from pysbx.images.errors import ImageError
 from pysbx.images.jsonfields import as_list, as_object, load_json, load_json_object, opt_str, opt_str_map, req_int
 from pysbx.images.platform import DEFAULT_PLATFORM, Platform, parse_platform
 from pysbx.images.references import is_tag_alone, reference_matches
-from pysbx.images.store import MAX_DOCUMENT_BYTES, BlobStore, open_store, read_document, sniff_compression
+from pysbx.images.store import (
+    MAX_DOCUMENT_BYTES,
+    BlobStore,
+    DirectoryStore,
+    open_store,
+    read_document,
+    sniff_compression,
+)
 
 REF_NAME = "org.opencontainers.image.ref.name"
+STORED_LAYOUT = "local store"
 CONTAINERD_NAME = "io.containerd.image.name"
 _MAX_INDEX_DEPTH = 4
 
@@ -68,6 +76,12 @@ class Image:
     layers: list[Layer]
 
     @property
+    def shown(self) -> str:
+        """How messages name the image: the argument a stored image was asked for by, the
+        path (and :REF) of any other."""
+        return self.store.label if self.layout == STORED_LAYOUT else self.source
+
+    @property
     def compressed_size(self) -> int:
         return sum(layer.size for layer in self.layers)
 
@@ -84,6 +98,15 @@ def open_image(reference: str, platform: str | Platform | None = None) -> Image:
     if store.exists("manifest.json"):
         return _open_docker_legacy(reference, store, ref, wanted)
     raise ImageError(f"{path}: not an image: no index.json (OCI layout) or manifest.json (docker save) in it")
+
+
+def open_stored_image(folder: Path, digest: Digest, label: str, platform: str | Platform | None = None) -> Image:
+    """An image of the local store (images.localstore) by its entry's digest; errors name it
+    by `label` (the name it was asked for), not by the store's folder."""
+    store = DirectoryStore(folder)
+    store.label = label
+    wanted = parse_platform(platform) if isinstance(platform, str) else platform
+    return _open_oci(f"{folder}:{digest}", store, STORED_LAYOUT, str(digest), wanted)
 
 
 def split_reference(text: str) -> tuple[Path, str | None]:
@@ -157,7 +180,7 @@ def _open_oci(source: str, store: BlobStore, layout: str, ref: str | None, wante
     entries = [
         _parse_descriptor(item, f"{store.label}: index.json manifests[{i}]")
         for i, item in enumerate(items)
-        if not _is_attached_artifact(item)
+        if not is_attached_artifact(item)
     ]
     chosen = _choose_by_reference(store, entries, ref)
     references = sorted({name for entry in entries if entry.digest == chosen.digest for name in _names(entry)})
@@ -167,7 +190,7 @@ def _open_oci(source: str, store: BlobStore, layout: str, ref: str | None, wante
 _COSIGN_TAG = re.compile(r"sha256-[0-9a-f]{64}(\.(sig|att|sbom))?")
 
 
-def _is_attached_artifact(item: object) -> bool:
+def is_attached_artifact(item: object) -> bool:
     """What sits beside images in a layout without being one: OCI 1.1 referrers (they carry
     an artifactType) and cosign's tag fallbacks (`sha256-<hex>.sig` and the like)."""
     if not isinstance(item, dict):
@@ -191,6 +214,9 @@ def _names(entry: Descriptor) -> list[str]:
 
 
 def _choose_by_reference(store: BlobStore, entries: list[Descriptor], ref: str | None) -> Descriptor:
+    by_digest = [entry for entry in entries if ref is not None and ref == str(entry.digest)]
+    if by_digest:  # `LAYOUT:sha256:<hex>`: an entry by its digest, named or not
+        return by_digest[0]
     if ref is not None:
         matching = [entry for entry in entries if any(reference_matches(ref, name) for name in _names(entry))]
         if len({entry.digest for entry in matching}) > 1:  # a lone tag and a full name, say: never guess

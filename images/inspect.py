@@ -68,7 +68,7 @@ def inspect_image(
             on_layer(layer)
     config = image.config
     return InspectReport(
-        source=image.source,
+        source=image.shown,
         layout=image.layout,
         references=image.references,
         manifest_digest=str(image.manifest_digest),

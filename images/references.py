@@ -3,6 +3,22 @@
 
 from __future__ import annotations
 
+import re
+
+# The distribution project's reference grammar: a registry host (with a port), path
+# components of lowercase letters and digits joined by `.`, `_`, `__` or dashes, a tag, a digest.
+_HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REFERENCE = re.compile(
+    rf"(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?(?:@[a-z0-9]+:[0-9a-f]{{32,}})?"
+)
+_MAX_NAME = 255
+
+
+def is_reference(text: str) -> bool:
+    """Whether `text` is an image reference Docker would accept (NAME[:TAG][@DIGEST])."""
+    return len(text) <= _MAX_NAME + 200 and bool(_REFERENCE.fullmatch(text))
+
 
 def normalize_name(name: str) -> str:
     """Docker's familiar-name expansion: add `docker.io/`, `library/` and `:latest`

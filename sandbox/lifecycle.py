@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from pysbx.sandbox import times
 from pysbx.sandbox.containers import LIVE, Container, all_containers, release_name, reloaded
 from pysbx.sandbox.errors import SandboxError
 from pysbx.sandbox.layercopy import SKIP_SAVE
+from pysbx.sandbox.listing import Field, TemplateError, columns, fill_template
 from pysbx.sandbox.logs import log_files
 from pysbx.sandbox.pause import thaw, thaw_paused
 from pysbx.sandbox.signals import FORWARDED
@@ -71,21 +71,21 @@ def status_text(container: Container, state: str | None = None) -> str:
     container.state() when the caller has it: each call reads /proc, ps's cost per row.)"""
     state = state or container.state()
     if state == "paused":
-        return f"Up {_ago(container.status.get('started'))} (Paused)"
+        return f"Up {ago(container.status.get('started'))} (Paused)"
     if state == "running":
         health = health_status(container, state)
         shown = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}
-        return f"Up {_ago(container.status.get('started'))}{shown.get(health, '')}"
+        return f"Up {ago(container.status.get('started'))}{shown.get(health, '')}"
     if state == "restarting":
-        return f"Restarting ({container.exit_code()}) {_ago(container.status.get('finished'))} ago"
+        return f"Restarting ({container.exit_code()}) {ago(container.status.get('finished'))} ago"
     if state == "exited":
         code = container.exit_code()
         finished = container.status.get("finished")
-        return f"Exited ({'?' if code is None else code}) {_ago(finished)} ago" if finished else "Exited (monitor gone)"
+        return f"Exited ({'?' if code is None else code}) {ago(finished)} ago" if finished else "Exited (monitor gone)"
     return "Created"
 
 
-def _ago(stamp: object) -> str:
+def ago(stamp: object) -> str:
     since = times.seconds_since(stamp)
     if since is None:
         return "?"
@@ -99,42 +99,29 @@ def _ago(stamp: object) -> str:
 
 def table(rows: list[dict[str, str]]) -> str:
     headers = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")
-    cells = [(row["id"][:12], row["image"], _short(row["command"]), _ago(row["created"]) + " ago", row["status"],
-              row["name"]) for row in rows]  # fmt: skip
-    widths = [max(len(str(line[index])) for line in [headers, *cells]) for index in range(len(headers))]
-    return "\n".join("   ".join(str(value).ljust(width) for value, width in zip(line, widths, strict=True)).rstrip()
-                     for line in [headers, *cells])  # fmt: skip
+    return columns(headers, [(row["id"][:12], row["image"], _short(row["command"]), ago(row["created"]) + " ago",
+                              row["status"], row["name"]) for row in rows])  # fmt: skip
 
 
-_TEMPLATE_FIELDS: dict[str, tuple[str, Callable[[dict[str, str]], str]]] = {
+_TEMPLATE_FIELDS: dict[str, Field] = {
     "ID": ("CONTAINER ID", lambda row: row["id"][:12]),
     "Image": ("IMAGE", lambda row: row["image"]),
     "Command": ("COMMAND", lambda row: _short(row["command"])),
     "CreatedAt": ("CREATED AT", lambda row: row["created"]),
-    "RunningFor": ("CREATED", lambda row: _ago(row["created"]) + " ago"),
+    "RunningFor": ("CREATED", lambda row: ago(row["created"]) + " ago"),
     "Status": ("STATUS", lambda row: row["status"]),
     "State": ("STATE", lambda row: row["state"]),
     "Names": ("NAMES", lambda row: row["name"]),
 }
-_PLACEHOLDER = r"{{\s*\.(\w+)\s*}}"
 
 
 def templated(rows: list[dict[str, str]], template: str) -> str:
-    """`ps --format` with a Go template as Docker's CLI takes one: {{.ID}}, {{.Names}},
-    {{.Image}}, {{.Command}}, {{.CreatedAt}}, {{.RunningFor}}, {{.Status}}, {{.State}};
-    \\t is a tab, and a leading `table ` adds the header row."""
-    header, text = template.startswith("table "), template.removeprefix("table ").replace("\\t", "\t")
-    placeholder = re.compile(_PLACEHOLDER)  # compiled here: ps without a template never pays for it
-    unknown = [name for name in placeholder.findall(text) if name not in _TEMPLATE_FIELDS]
-    if unknown or "{{" in placeholder.sub("", text):
-        raise FilterError(f"--format {template}: expected table, json or a template of {{{{.Field}}}} with "
-                          f"{', '.join(_TEMPLATE_FIELDS)}")  # fmt: skip
-    lines = [placeholder.sub(lambda match: _TEMPLATE_FIELDS[match.group(1)][0], text)] if header else []
-    return "\n".join(lines + [_fill(placeholder, text, row) for row in rows])
-
-
-def _fill(placeholder: re.Pattern[str], text: str, row: dict[str, str]) -> str:
-    return placeholder.sub(lambda match: _TEMPLATE_FIELDS[match.group(1)][1](row), text)
+    """`ps --format` with a Go template: {{.ID}}, {{.Names}}, {{.Image}}, {{.Command}},
+    {{.CreatedAt}}, {{.RunningFor}}, {{.Status}}, {{.State}}."""
+    try:
+        return fill_template(rows, template, _TEMPLATE_FIELDS)
+    except TemplateError as error:
+        raise FilterError(str(error)) from None
 
 
 def _short(command: str) -> str:

@@ -71,6 +71,19 @@ def private_root() -> str:
     return private_folder(cache_root())
 
 
+IMAGE_STORE = "images"
+
+
+def image_store_folder(create: bool) -> str | None:
+    """The local image store's OCI layout folder (images.localstore), made private and
+    checked; with `create` False, None while there is none (a lookup must not make storage)."""
+    folder = os.path.join(cache_root(), IMAGE_STORE)
+    if not create and not os.path.isdir(folder):
+        return None
+    private_root()
+    return private_folder(folder)
+
+
 def check_trusted_path(path: str) -> None:
     """Raise StorageError unless no one but this user (or root) can change what `path`
     names: each component, symlinks resolved, is owned by us or root and not writable by

@@ -28,7 +28,15 @@ from pysbx.sandbox.mounts import TmpfsMount
 from pysbx.sandbox.names import check_name
 from pysbx.sandbox.planrecord import Confinement, ImageRun, Plan
 from pysbx.sandbox.process import User, command_line, environment, resolve_user
-from pysbx.sandbox.state import container_dir, private_folder, private_root, read_private_file, remove_state
+from pysbx.sandbox.state import (
+    IMAGE_STORE,
+    cache_root,
+    container_dir,
+    private_folder,
+    private_root,
+    read_private_file,
+    remove_state,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -86,21 +94,36 @@ def _policy_path(reference: str) -> str:
 
 
 def _image_file(image: str) -> str:
-    """The file whose identity stands for the image: an archive itself, or a layout's
-    index.json (rewritten whenever a tag or referrer is added or removed)."""
+    """The file whose identity stands for an image given as a path: an archive itself, or a
+    layout's index.json (rewritten whenever a tag or referrer is added or removed)."""
     path = image.split(":", 1)[0] if not os.path.exists(image) else image
     index = os.path.join(path, "index.json")
     return index if os.path.isdir(path) else path
 
 
+def _image_identities(image: str) -> list[object]:
+    """What decides which image IMAGE names (images.resolve): for an argument not written as
+    a path, the store's index.json (any load, tag or removal rewrites it) and the path of
+    that name if one exists; for a path, the path. A file missing counts as None."""
+    files = [_image_file(image)]
+    if not image.startswith(("/", "./", "../", "~")):
+        files.append(os.path.join(cache_root(), IMAGE_STORE, "index.json"))
+    identities: list[object] = []
+    for path in files:
+        try:
+            identities += [os.path.realpath(path), *_identity(path)]
+        except OSError:
+            identities.append(None)
+    return identities
+
+
 def plan_key(image: str, policy: str) -> tuple[object, ...] | None:
     """What a plan is valid for: this format, this user, this image, this policy (both by
     resolved path and identity)."""
-    try:
-        path = _image_file(image)
-        return (FORMAT, os.geteuid(), image, os.path.realpath(path), *_identity(path), _policy_path(policy))
-    except OSError:
+    identities = _image_identities(image)
+    if all(item is None for item in identities):
         return None
+    return (FORMAT, os.geteuid(), image, *identities, _policy_path(policy))
 
 
 def _plan_file(key: tuple[object, ...]) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 from pysbx.images.digest import Digest, digest_bytes, parse_digest
 from pysbx.images.errors import ImageError
-from pysbx.images.image import Image, blob_path, split_reference
+from pysbx.images.image import STORED_LAYOUT, Image, blob_path, split_reference
 from pysbx.images.regular import read_regular_file
 from pysbx.images.store import read_document
 from pysbx.signing.bundle import BUNDLE_MEDIA_TYPES, MAX_BUNDLE_BYTES
@@ -92,7 +92,7 @@ def find_bundles(image: Image, explicit: Path | None = None) -> list[FoundBundle
         return [read_bundle_file(explicit)]
     found: list[FoundBundle] = []
     sidecar = sidecar_path(image)
-    if os.path.lexists(sidecar):
+    if image.layout != STORED_LAYOUT and os.path.lexists(sidecar):  # the store has no "beside"
         found.append(read_bundle_file(sidecar, follow=False))
     found.extend(find_referrers(image))
     found.extend(find_cosign_tags(image))

@@ -130,7 +130,7 @@ def verify_image(
             False,
             digest,
             refusal="unsigned",
-            reason=f"{image.source} is not signed: no --bundle, no sidecar and no sigstore referrer was found",
+            reason=f"{image.shown} is not signed: no --bundle, no sidecar and no sigstore referrer was found",
         )
     failures: list[tuple[FoundBundle, VerificationError]] = []
     for candidate in found:

@@ -1,0 +1,51 @@
+"""IMAGE arguments of every command: a name of the local store or a path (images.resolve),
+and the store itself, in the invoking user's private storage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pysbx.images.errors import ImageError
+from pysbx.images.image import Image
+from pysbx.images.localstore import LocalStore
+from pysbx.images.resolve import Resolved, open_resolved, resolve
+from pysbx.sandbox.state import StorageError, image_store_folder
+
+
+def store_folder(create: bool = False) -> Path | None:
+    """The store's folder, checked private; ImageError when it is not (someone else could
+    have put any image under any name there)."""
+    try:
+        folder = image_store_folder(create)
+    except StorageError as error:
+        raise ImageError(str(error)) from None
+    return Path(folder) if folder is not None else None
+
+
+def local_store() -> LocalStore:
+    """The user's store, made on first use. Raises StorageError when it is not private."""
+    folder = store_folder(create=True)
+    assert folder is not None
+    return LocalStore.create(folder)
+
+
+def resolve_argument(text: str) -> Resolved:
+    return resolve(text, store_folder())
+
+
+def open_image_argument(text: str, platform: str | None = None) -> Image:
+    """Open IMAGE as the user meant it: a stored name first, else a path (images.resolve)."""
+    folder = store_folder()
+    return open_resolved(resolve(text, folder), folder, platform)
+
+
+class StoredImages:
+    """The store as pyaudit reads it (audit.engine.StoredImages): a TARGET that names no file
+    may name a stored image."""
+
+    def holds(self, name: str) -> bool:
+        folder = store_folder()
+        return folder is not None and (folder / "index.json").exists() and LocalStore(folder).find(name) is not None
+
+    def open(self, name: str) -> Image:
+        return open_image_argument(name)

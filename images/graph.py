@@ -1,0 +1,68 @@
+"""An image as a graph of blobs: an index names manifests, a manifest names its config and
+layers (and, for a referrer, its subject, which is not followed: the subject is the image
+it is attached to, not part of it). Loading, saving, pulling, pushing and pruning all walk
+the same edges."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pysbx.images import mediatypes
+from pysbx.images.digest import Digest, parse_digest
+from pysbx.images.errors import ImageError
+
+MAX_DOCUMENT = 4 << 20  # a manifest or an index; a bigger one is an attack, not an image
+_MAX_DEPTH = 4
+
+
+def is_document(descriptor: dict[str, Any]) -> bool:
+    """A manifest or an index: read whole and followed, where other blobs are streamed."""
+    return descriptor.get("mediaType") in mediatypes.INDEX_TYPES | mediatypes.MANIFEST_TYPES
+
+
+def children(data: bytes, where: str) -> list[dict[str, Any]]:
+    """The descriptors a manifest or an index names (its config and layers, or its
+    manifests); each is checked to carry a usable digest and size."""
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ImageError(f"{where}: not valid JSON") from None
+    if not isinstance(document, dict):
+        raise ImageError(f"{where}: not a JSON object")
+    if "manifests" in document:
+        found = document["manifests"]
+    else:
+        found = [document.get("config"), *(document.get("layers") or [])]
+    if not isinstance(found, list) or not all(isinstance(item, dict) for item in found):
+        raise ImageError(f"{where}: its descriptors are not a list of objects")
+    for number, item in enumerate(found):
+        descriptor_digest(item, f"{where} descriptor {number + 1}")
+    return found
+
+
+def descriptor_digest(descriptor: dict[str, Any], where: str) -> Digest:
+    size = descriptor.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ImageError(f"{where}: size must be a non-negative integer")
+    return parse_digest(descriptor.get("digest"), f"{where} digest")
+
+
+def reachable_blobs(
+    read_document: Callable[[Digest, int], bytes], present: Callable[[Digest], bool], roots: Iterable[dict[str, Any]]
+) -> set[str]:
+    """Every blob digest the `roots` reach, through documents that are present (an index
+    may name platforms that were never fetched)."""
+    live: set[str] = set()
+    pending = [(root, 0) for root in roots]
+    while pending:
+        descriptor, depth = pending.pop()
+        digest = descriptor_digest(descriptor, "index.json")
+        if str(digest) in live or not present(digest):
+            continue
+        live.add(str(digest))
+        if depth < _MAX_DEPTH and (is_document(descriptor) or "artifactType" in descriptor or depth == 0):
+            data = read_document(digest, MAX_DOCUMENT)
+            pending.extend((child, depth + 1) for child in children(data, f"manifest {digest.short()}"))
+    return live
