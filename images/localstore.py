@@ -199,6 +199,9 @@ class LocalStore:
         image; with no name, the image is listed once without one. Attached artifacts are
         listed as they come. Returns the names that moved off another image."""
         moved: list[str] = []
+        digest = parse_digest(descriptor.get("digest"), "the image to name")
+        if not self.has_blob(digest):
+            raise ImageError(f"the image store: {digest} is not in the store; load or pull it again")
 
         def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             plain = {key: value for key, value in descriptor.items() if key != "annotations"}
@@ -311,7 +314,13 @@ def _name_of(entry: dict[str, Any]) -> str | None:
 
 
 def _without_name(entries: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    return [entry for entry in entries if _name_of(entry) != name]
+    """`entries` with `name` taken off whatever image has it; an image left without any
+    entry stays, nameless (Docker's dangling image)."""
+    kept = [entry for entry in entries if _name_of(entry) != name]
+    for entry in entries:
+        if _name_of(entry) == name and not any(other.get("digest") == entry.get("digest") for other in kept):
+            kept.append({key: value for key, value in entry.items() if key != "annotations"})
+    return kept
 
 
 def _keep_nameless_images(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
