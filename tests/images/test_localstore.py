@@ -248,5 +248,5 @@ def test_a_file_found_by_name_that_another_user_owns_is_refused(
 
 
 def test_nothing_of_that_name_anywhere_is_one_clear_error(store: LocalStore) -> None:
-    with pytest.raises(ImageError, match="no such image in the store .* and no such file"):
+    with pytest.raises(ImageError, match=r"no such image in the store .* and no such file"):
         resolve("nothing-here:1", store.folder)

@@ -1,0 +1,71 @@
+"""`pysandbox run NAME` from the user's own store, as root and as an ordinary user: the name
+runs the image it names now (a warm plan never runs the image a name used to name), a
+signature attached in the store is what strict verifies, and a removed name is refused."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.sandbox.conftest import PYSANDBOX
+from tests.sandbox.harness import Sandbox, share, tool
+
+
+@pytest.fixture
+def name(sandbox: Sandbox) -> Iterator[str]:
+    """A name no other test uses, removed from the store at the end."""
+    chosen = f"localhost/pysbx-test-{secrets.token_hex(4)}:1"
+    yield chosen
+    tool(sandbox, "rmi", "-f", chosen)
+    tool(sandbox, "image", "prune", "-f")
+
+
+def run_named(
+    sandbox: Sandbox, world: Path, image: str, script: str, policy: str = "strict-unsigned.yaml"
+) -> tuple[int, str, str]:
+    result = tool(sandbox, "run", "--rm", "--policy", str(world / policy), image, "sh", "-c", script)
+    return result.returncode, result.stdout, result.stderr
+
+
+def load_as(sandbox: Sandbox, archive: Path, name: str) -> None:
+    loaded = tool(sandbox, "load", "-i", str(archive))
+    assert loaded.returncode == 0, loaded.stderr
+    source = loaded.stdout.split("Loaded image: ", 1)[1].split()[0]
+    tagged = tool(sandbox, "tag", source, name)
+    assert tagged.returncode == 0, tagged.stderr
+
+
+def test_a_stored_name_runs_and_runs_warm_then_follows_the_name(sandbox: Sandbox, world: Path, name: str) -> None:
+    load_as(sandbox, world / "busybox-app.tar", name)
+    assert run_named(sandbox, world, name, "id -u")[:2] == (0, "1000\n")
+    assert run_named(sandbox, world, name, "id -u")[:2] == (0, "1000\n")  # the warm path
+    load_as(sandbox, world / "busybox-root.tar", name)  # the name moves to an image whose user is root
+    assert run_named(sandbox, world, name, "id -u")[:2] == (0, "0\n")
+    removed = tool(sandbox, "rmi", name)
+    assert removed.returncode == 0, removed.stderr
+    code, _, stderr = run_named(sandbox, world, name, "id -u")
+    assert code == 125 and "no such image in the store" in stderr and "Traceback" not in stderr
+
+
+def test_strict_runs_a_stored_image_only_with_its_signature_from_the_store(
+    sandbox: Sandbox, world: Path, name: str
+) -> None:
+    keys = world / f"keys-{secrets.token_hex(4)}"  # a folder the test user reaches
+    keys.mkdir()
+    made = subprocess.run([PYSANDBOX, "keygen", "--no-password", "--output-key-prefix", str(keys / "team")])
+    assert made.returncode == 0
+    (keys / "policy.yaml").write_text("version: 1\nextends: strict\nsigning:\n  keys: [team.pub]\n")
+    share(keys)
+    load_as(sandbox, world / "busybox-app.tar", name)
+    policy = str(keys / "policy.yaml")
+    refused = tool(sandbox, "run", "--rm", "--policy", policy, name, "true")
+    assert refused.returncode == 125 and "is not signed" in refused.stderr and name in refused.stderr
+    (keys / "team.key").chmod(0o644)  # the test user signs with it too
+    signed = tool(sandbox, "sign", name, "--key", str(keys / "team.key"))
+    assert signed.returncode == 0 and "in the store" in signed.stdout, signed.stderr
+    ran = tool(sandbox, "run", "--rm", "--policy", policy, name, "echo", "verified")
+    assert (ran.returncode, ran.stdout) == (0, "verified\n"), ran.stderr
