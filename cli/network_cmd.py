@@ -183,15 +183,23 @@ def rm(names: Annotated[list[str], typer.Argument(help="Networks to remove.", me
 @app.command()
 def prune(force: Annotated[bool, typer.Option("--force", "-f", help="Do not ask.")] = False) -> None:
     """Remove every network of the user's that no container is on or names."""
-    from pysbx.sandbox import networks
-
     if not force and not typer.confirm("Remove every network no container uses?"):
         raise typer.Exit(1)
     try:
-        recorded, live = _recorded_users(), _live_users()
-        for network in networks.listing():
-            if not recorded.get(network.name) and not live.get(network.name):
-                networks.remove(network.name)
-                typer.echo(network.name)
+        for name in prune_networks():
+            typer.echo(name)
     except (SandboxError, OSError) as error:
         _failing(error)
+
+
+def prune_networks() -> list[str]:
+    """Remove every network no container is on or names; the names removed."""
+    from pysbx.sandbox import networks
+
+    recorded, live = _recorded_users(), _live_users()
+    removed = []
+    for network in networks.listing():
+        if not recorded.get(network.name) and not live.get(network.name):
+            networks.remove(network.name)
+            removed.append(network.name)
+    return removed

@@ -96,7 +96,7 @@ def images(
     from pysbx.images.summary import summarize
 
     with _store_errors():
-        store = _store_if_any()
+        store = existing_store_or_none()
         stored = [] if store is None else store.images()
         rows = [summarize(store, image).as_row() for image in stored] if store is not None else []
         rows = [row for row in rows if _wanted(row, reference)]
@@ -260,7 +260,7 @@ def prune(
     if not force and not confirmed(question + " Continue?"):
         raise typer.Exit(0)
     with _store_errors():
-        store = _store_if_any()
+        store = existing_store_or_none()
         if store is None:
             typer.echo("Total reclaimed space: 0B")
             return
@@ -279,13 +279,14 @@ def prune_store(store: LocalStore, all_: bool) -> str:
 
 
 def _existing_store() -> LocalStore:
-    store = _store_if_any()
+    store = existing_store_or_none()
     if store is None:
         raise ImageError("the image store is empty: `pysandbox load -i ARCHIVE` or `pysandbox pull NAME` adds images")
     return store
 
 
-def _store_if_any() -> LocalStore | None:
+def existing_store_or_none() -> LocalStore | None:
+    """The user's store when there is one (a listing or a prune makes no storage)."""
     folder = store_folder()
     return LocalStore(folder) if folder is not None and (folder / "index.json").exists() else None
 

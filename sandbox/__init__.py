@@ -5,7 +5,7 @@ these modules of the project, and of the standard library nothing slow
 (tests/sandbox/test_warm.py holds both lists); every other module may import anything:
 
     cli, cli.entry, cli.run_cmd, cli.runargs,
-    sandbox, sandbox.capabilities, sandbox.errors, sandbox.idmap, sandbox.layercopy,
+    sandbox, sandbox.capabilities, sandbox.errors, sandbox.idmap, sandbox.inuse, sandbox.layercopy,
     sandbox.limits, sandbox.linux, sandbox.mounts, sandbox.names, sandbox.network, sandbox.planrecord,
     sandbox.process, sandbox.procfs, sandbox.record, sandbox.runner, sandbox.seccomp,
     sandbox.signals, sandbox.state, sandbox.userns, sandbox.warm,

@@ -41,7 +41,7 @@ import errno
 import os
 import time
 
-from pysbx.sandbox import capabilities, layercopy, linux, mounts, network
+from pysbx.sandbox import capabilities, inuse, layercopy, linux, mounts, network
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError, exit_status
 from pysbx.sandbox.idmap import IdMaps
 from pysbx.sandbox.limits import Enforcement, apply_rlimits, cgroup_values
@@ -171,14 +171,32 @@ def run_container(spec: RunSpec) -> int:
     except OSError as error:  # the plan promised these limits: no run without them
         _print_error(f"cannot make the container's cgroup {name}: {error.strerror or error}")
         return EXIT_SETUP_FAILED
+    try:  # system prune leaves the layers and volumes of a running container alone
+        layers = inuse.hold(spec.lowers, _volume_folders(spec))
+    except OSError as error:
+        _print_error(f"{error.filename}: {error.strerror or error}")
+        if cgroup is not None:
+            cgroup.remove()
+        return EXIT_SETUP_FAILED
+    before = spec.monitor_fds
+    spec.monitor_fds = (*before, *layers)
     try:
         status = _run(spec, cgroup)
         if status == 128 + signal.SIGKILL and cgroup is not None and cgroup.oom_kills():
             _say_out_of_memory(spec)
         return status
     finally:
+        spec.monitor_fds = before
+        inuse.release(layers)
         if cgroup is not None:
             cgroup.remove()
+
+
+def _volume_folders(spec: RunSpec) -> list[str]:
+    from pysbx.sandbox.state import cache_root
+
+    volumes = os.path.join(cache_root(), "volumes")
+    return [folder for bind in spec.binds if (folder := inuse.volume_of(bind.source, volumes)) is not None]
 
 
 def _say_out_of_memory(spec: RunSpec) -> None:

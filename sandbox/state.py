@@ -71,7 +71,7 @@ def private_root() -> str:
     return private_folder(cache_root())
 
 
-IMAGE_STORE = "images"
+IMAGE_STORE = "store"  # images/ holds flattened rootfs folders (sandbox.rootfs.image_rootfs)
 
 
 def image_store_folder(create: bool) -> str | None:

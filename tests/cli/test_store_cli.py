@@ -71,7 +71,7 @@ def test_tag_and_rmi_move_and_remove_names_then_prune_frees_the_rest(tmp_path: P
     ok(state, "pysandbox", "load", "-i", archive(tmp_path, "example/app:1", b"newer"))
     listed = ok(state, "pysandbox", "images", "--format", "{{.Repository}} {{.Tag}}").splitlines()
     assert sorted(listed) == ["<none> <none>", "example/app 1"]
-    blobs = state / "images" / "blobs" / "sha256"
+    blobs = state / "store" / "blobs" / "sha256"
     before = len(list(blobs.iterdir()))
     report = ok(state, "pysandbox", "image", "prune", "-f")
     assert report.startswith("Deleted: sha256:") and "Total reclaimed space:" in report
@@ -138,7 +138,7 @@ def test_sign_and_verify_a_stored_image_by_name(tmp_path: Path, state: Path) -> 
     attached = ok(state, "pysandbox", "images", "-a", "--format", "{{.Repository}} {{.Tag}}")
     assert "<attached to sha256:" in attached
     ok(state, "pysandbox", "rmi", "example/app:1")
-    assert json.loads((state / "images" / "index.json").read_text())["manifests"] == []  # the signature went too
+    assert json.loads((state / "store" / "index.json").read_text())["manifests"] == []  # the signature went too
 
 
 def test_inspect_names_a_stored_image_by_its_name(tmp_path: Path, state: Path) -> None:
@@ -149,7 +149,7 @@ def test_inspect_names_a_stored_image_by_its_name(tmp_path: Path, state: Path) -
 
 def test_the_store_is_private(tmp_path: Path, state: Path) -> None:
     ok(state, "pysandbox", "load", "-i", archive(tmp_path, "example/app:1"))
-    assert (state / "images").stat().st_mode & 0o777 == 0o700
-    (state / "images").chmod(0o777)  # someone made it writable to others: nothing in it is trusted
+    assert (state / "store").stat().st_mode & 0o777 == 0o700
+    (state / "store").chmod(0o777)  # someone made it writable to others: nothing in it is trusted
     result = tool(state, "pysandbox", "images")
     assert result.returncode == 125 and "writable by other users" in result.stderr

@@ -20,7 +20,8 @@ def name(sandbox: Sandbox) -> Iterator[str]:
     """A name no other test uses, removed from the store at the end."""
     chosen = f"localhost/pysbx-test-{secrets.token_hex(4)}:1"
     yield chosen
-    tool(sandbox, "rmi", "-f", chosen)
+    for image in (chosen, "example/busybox-app.tar:1", "example/busybox-root.tar:1"):  # load_as loads these names
+        tool(sandbox, "rmi", "-f", image)
     tool(sandbox, "image", "prune", "-f")
 
 
