@@ -8,7 +8,6 @@ signatures sign are the same wherever the images go."""
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from enum import StrEnum
 from pathlib import Path
@@ -20,7 +19,7 @@ from pysbx.images.errors import ImageError
 from pysbx.images.graph import reachable_blobs
 from pysbx.images.image import CONTAINERD_NAME, REF_NAME, is_attached_artifact, open_stored_image
 from pysbx.images.localstore import LocalStore, StoredImage, canonical_json, subject_of
-from pysbx.images.writer import Data, Spooled, write_tar
+from pysbx.images.writer import Data, Spooled, write_files, write_tar
 
 
 class SaveFormat(StrEnum):
@@ -117,13 +116,7 @@ def _write_folder(target: Path, files: dict[str, Data]) -> None:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ImageError(f"{target}: exists and is not an empty folder; an OCI layout is written to a new one")
     target.mkdir(exist_ok=True)
-    for name, data in files.items():
-        path = target / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(data, Spooled):
-            shutil.copyfile(data.path, path)
-        else:
-            path.write_bytes(data)
+    write_files(target, files)
 
 
 def _umask() -> int:

@@ -236,7 +236,12 @@ def write_oci_layout(target: Path, tagged: list[tuple[str | None, list[NewImage]
     """Write an OCI layout folder; a tag with several images becomes a multi-platform index."""
     blobs = Blobs()
     descriptors = [(ref, _image_or_index(blobs, images)) for ref, images in tagged]
-    for name, data in _layout_files(blobs, descriptors).items():
+    write_files(target, _layout_files(blobs, descriptors))
+
+
+def write_files(target: Path, files: dict[str, Data]) -> None:
+    """Each file of a layout under `target`, its folders made as needed."""
+    for name, data in files.items():
         path = target / name
         path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(data, Spooled):

@@ -163,38 +163,21 @@ def disk_usage(cache: Path, store: LocalStore | None) -> list[Usage]:
     active_roots = [{"mediaType": i.media_type, "digest": str(i.digest), "size": i.size} for i in active_images]
     active_blobs = set() if store is None else reachable_blobs(store.read_blob, store.has_blob, active_roots)
     active_bytes = sum(store.blob_file(_digest(text)).stat().st_size for text in active_blobs) if store else 0
-    running = [c for c in containers if c.state() in ("running", "paused", "restarting")]
-    container_sizes = {c.id: tree_size(c.folder) for c in containers}
-    volumes = unused_volumes(cache, []) if (cache / "volumes").is_dir() else []
-    idle_volumes = {folder.name for folder in unused_volumes(cache, containers)}
-    volume_sizes = {folder.name: tree_size(folder) for folder in volumes}
-    layers = list(layer_folders(cache))
-    idle_layers = removable_layers(cache, set(), containers)
-    layer_sizes = {folder: tree_size(folder) for folder in layers}
+    running = {c.folder for c in containers if c.state() in ("running", "paused", "restarting")}
+    volumes = unused_volumes(cache, [])
+    idle_volumes = set(unused_volumes(cache, containers))
+    idle_layers = set(removable_layers(cache, set(), containers))
     return [
         Usage("Images", len(images), len(active_images), image_bytes, image_bytes - active_bytes),
-        Usage(
-            "Containers",
-            len(containers),
-            len(running),
-            sum(container_sizes.values()),
-            sum(size for cid, size in container_sizes.items() if cid not in {c.id for c in running}),
-        ),
-        Usage(
-            "Local Volumes",
-            len(volumes),
-            len(volumes) - len(idle_volumes),
-            sum(volume_sizes.values()),
-            sum(volume_sizes[name] for name in idle_volumes),
-        ),
-        Usage(
-            "Layer cache",
-            len(layers),
-            len(layers) - len(idle_layers),
-            sum(layer_sizes.values()),
-            sum(layer_sizes[folder] for folder in idle_layers),
-        ),
+        _usage("Containers", [c.folder for c in containers], {c.folder for c in containers} - running),
+        _usage("Local Volumes", volumes, idle_volumes),
+        _usage("Layer cache", list(layer_folders(cache)), idle_layers),
     ]
+
+
+def _usage(kind: str, folders: list[Path], idle: set[Path]) -> Usage:
+    sizes = {folder: tree_size(folder) for folder in folders}
+    return Usage(kind, len(folders), len(folders) - len(idle), sum(sizes.values()), sum(sizes[f] for f in idle))
 
 
 def _digest(text: str) -> Digest:
