@@ -61,6 +61,9 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 # Blobs up to this size go in one PUT; bigger ones in PATCH chunks of this size.
 UPLOAD_CHUNK_BYTES = 64 * 1024 * 1024
 _READ_BYTES = 1 << 20
+# A blob is read in pieces this big: a transfer cut short loses the piece it was in (urllib3
+# drops a short read's bytes when it raises), and the part before it is kept for resuming.
+_BLOB_PIECE = 64 * 1024
 _MAX_SMALL_BODY = 64 * 1024
 _TIMEOUT = (10.0, 60.0)
 _MAX_REDIRECTS = 5
@@ -723,7 +726,7 @@ def _stream_to_file(
 
 def _chunks(response: requests.Response, where: str, label: str, have: int, size: int) -> Iterator[bytes]:
     try:
-        yield from response.iter_content(_READ_BYTES)
+        yield from response.iter_content(_BLOB_PIECE)
     except requests.RequestException as error:
         raise RegistryError(
             f"{where}: download of {label} interrupted ({_reason(error)}); the part is kept and the next try resumes it"

@@ -260,6 +260,26 @@ def test_push_skips_a_blob_the_registry_has_and_mounts_across_repositories(
     assert client.blob_exists("mount/dst", digest)
 
 
+@pytest.mark.parametrize("chunk_size", [64 * 1024 * 1024, 8 * 1024 * 1024])
+def test_upload_is_never_held_in_memory(client: RegistryClient, tmp_path: Path, chunk_size: int) -> None:
+    import tracemalloc
+
+    data = os.urandom(24 * 1024 * 1024)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    digest = digest_bytes(data)
+    del data
+    client.blob_exists("big", digest_bytes(b"warm up: scheme and connection"))
+    tracemalloc.start()
+    try:
+        client.push_blob(f"big{chunk_size}", digest, path.stat().st_size, str(path), chunk_size=chunk_size)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert client.blob_exists(f"big{chunk_size}", digest)
+    assert peak < 2 * 1024 * 1024, peak
+
+
 def test_push_refuses_a_file_of_the_wrong_size(client: RegistryClient, tmp_path: Path) -> None:
     path = tmp_path / "blob"
     path.write_bytes(b"0123456789")
@@ -459,7 +479,8 @@ class Hostile:
         handler.send_response(status)
         for name, value in headers.items():
             handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(body)))
+        if "Content-Length" not in headers:
+            handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         if handler.command != "HEAD":
             handler.wfile.write(body)
@@ -485,6 +506,63 @@ def test_server_that_ignores_range_is_read_from_the_start(hostile: tuple[Hostile
         client.fetch_blob("app", digest, len(blob), str(into))
     assert into.read_bytes() == blob
     assert server.seen[-1][2].get("Range") == "bytes=2000-"
+
+
+def test_transfer_cut_short_keeps_the_part_for_the_next_try(hostile: tuple[Hostile, str], tmp_path: Path) -> None:
+    server, host = hostile
+    blob = os.urandom(300_000)
+    digest = digest_bytes(blob)
+    server.routes[f"/v2/app/blobs/{digest}"] = (200, {"Content-Length": "300000"}, blob[:200_000])
+    into = tmp_path / "blob"
+    with RegistryClient(host) as client, pytest.raises(RegistryError) as refused:
+        client.fetch_blob("app", digest, len(blob), str(into))
+    assert str(refused.value).startswith(f"{host}/app: download of blob {digest.short()} interrupted (")
+    assert str(refused.value).endswith("); the part is kept and the next try resumes it")
+    kept = into.read_bytes()
+    assert 100_000 < len(kept) <= 200_000 and blob.startswith(kept)  # whole 64 KiB pieces
+    server.routes[f"/v2/app/blobs/{digest}"] = (
+        206,
+        {"Content-Range": f"bytes {len(kept)}-299999/300000"},
+        blob[len(kept) :],
+    )
+    with RegistryClient(host) as client:
+        client.fetch_blob("app", digest, len(blob), str(into))
+    assert into.read_bytes() == blob
+    assert server.seen[-1][2].get("Range") == f"bytes={len(kept)}-"
+
+
+def test_range_answer_from_elsewhere_in_the_blob_is_refused(hostile: tuple[Hostile, str], tmp_path: Path) -> None:
+    server, host = hostile
+    blob = os.urandom(5000)
+    digest = digest_bytes(blob)
+    server.routes[f"/v2/app/blobs/{digest}"] = (206, {"Content-Range": "bytes 0-4999/5000"}, blob)
+    into = tmp_path / "blob"
+    into.write_bytes(blob[:1000])
+    with RegistryClient(host) as client, pytest.raises(RegistryError) as refused:
+        client.fetch_blob("app", digest, len(blob), str(into))
+    assert str(refused.value) == (
+        f"{host}/app: blob {digest.short()}: asked for bytes from 1000, the registry sent range 'bytes 0-4999/5000'"
+    )
+
+
+def test_blob_is_never_held_in_memory(hostile: tuple[Hostile, str], tmp_path: Path) -> None:
+    import tracemalloc
+
+    server, host = hostile
+    blob = bytes(32 * 1024 * 1024)
+    digest = digest_bytes(blob)
+    server.routes[f"/v2/app/blobs/{digest}"] = (200, {}, blob)
+    into = tmp_path / "blob"
+    with RegistryClient(host) as client:
+        client.blob_exists("app", digest_bytes(b"warm up: scheme and connection"))
+        tracemalloc.start()
+        try:
+            client.fetch_blob("app", digest, len(blob), str(into))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert into.stat().st_size == len(blob)
+    assert peak < 2 * 1024 * 1024, peak
 
 
 def test_blob_of_the_wrong_size_is_refused_and_deleted(hostile: tuple[Hostile, str], tmp_path: Path) -> None:
@@ -647,3 +725,23 @@ def test_token_realm_over_plain_http_elsewhere_gets_no_credentials(hostile: tupl
     assert str(refused.value) == (
         f"{host}/app: refusing to send the credentials for {host} to http://127.0.0.2:9/token over plain http"
     )
+
+
+def test_proxy_from_the_environment_and_no_proxy(hostile: tuple[Hostile, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP(S)_PROXY carry the requests to a registry elsewhere; NO_PROXY exempts a host."""
+    proxy, proxy_host = hostile
+    proxy.routes["http://127.0.0.2:9/v2/"] = (200, {}, b"{}")
+    proxy.routes["http://127.0.0.2:9/v2/app/tags/list"] = (200, {}, b'{"tags":["via-proxy"]}')
+    monkeypatch.setenv("HTTP_PROXY", f"http://{proxy_host}")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://{proxy_host}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with RegistryClient("127.0.0.2:9", tls_verify=False) as client:
+        assert client.tags("app") == ["via-proxy"]
+    assert proxy.seen[-1][:2] == ("GET", "http://127.0.0.2:9/v2/app/tags/list")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.2")
+    with (
+        RegistryClient("127.0.0.2:9", tls_verify=False) as client,
+        pytest.raises(RegistryError, match="cannot reach the registry"),
+    ):
+        client.tags("app")
