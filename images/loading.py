@@ -22,7 +22,7 @@ from pysbx.images.graph import MAX_DOCUMENT, children, descriptor_digest, is_doc
 from pysbx.images.image import CONTAINERD_NAME, REF_NAME, blob_path, is_attached_artifact
 from pysbx.images.jsonfields import as_list, as_object, load_json, load_json_object, opt_str
 from pysbx.images.localstore import LocalStore, canonical_json
-from pysbx.images.references import is_reference, is_tag_alone, normalize_name
+from pysbx.images.references import is_tag_alone
 from pysbx.images.store import BlobStore, open_store, read_document, sniff_compression
 
 _MAX_DEPTH = 4
@@ -105,9 +105,12 @@ def _entry_names(entry: dict[str, Any]) -> list[str]:
 
 def checked_name(text: str) -> str:
     """A full reference as the store keeps it, or ImageError for what cannot be one."""
-    if not is_reference(text) or "@" in text:
-        raise ImageError(f"{text!r} is not an image name (NAME[:TAG], lowercase, as Docker spells them)")
-    return normalize_name(text)
+    from pysbx.images.registryname import parse_image_name
+
+    name = parse_image_name(text)
+    if name.digest is not None:
+        raise ImageError(f"{text!r} is not an image name to keep: a name pinned to a digest names no tag")
+    return name.full
 
 
 def copy_graph(store: LocalStore, source: BlobStore, descriptor: dict[str, Any], where: str, depth: int) -> None:

@@ -3,26 +3,21 @@
 
 from __future__ import annotations
 
-import re
-
-# The distribution project's reference grammar: a registry host (with a port), path
-# components of lowercase letters and digits joined by `.`, `_`, `__` or dashes, a tag, a digest.
-_HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?"
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REFERENCE = re.compile(
-    rf"(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?(?:@[a-z0-9]+:[0-9a-f]{{32,}})?"
-)
-_MAX_NAME = 255
-
-
-def is_reference(text: str) -> bool:
-    """Whether `text` is an image reference Docker would accept (NAME[:TAG][@DIGEST])."""
-    return len(text) <= _MAX_NAME + 200 and bool(_REFERENCE.fullmatch(text))
-
 
 def normalize_name(name: str) -> str:
-    """Docker's familiar-name expansion: add `docker.io/`, `library/` and `:latest`
-    where they are implied."""
+    """Docker's familiar-name expansion: add `docker.io/`, `library/` and `:latest` where
+    they are implied (images.registryname, as `docker pull` reads names); a name that
+    grammar refuses (a layout's odd ref.name) is expanded as written, never refused here."""
+    from pysbx.images.registryname import ImageNameError, parse_image_name
+
+    try:
+        parsed = parse_image_name(name)
+    except ImageNameError:
+        return _expanded_as_written(name)
+    return parsed.full
+
+
+def _expanded_as_written(name: str) -> str:
     name_part, _, digest = name.partition("@")
     first, _, rest = name_part.partition("/")
     if not rest:

@@ -104,7 +104,7 @@ def test_history_shows_each_step_newest_first(tmp_path: Path, state: Path) -> No
     [
         (("load", "-i", "/nonexistent.tar"), "/nonexistent.tar: no such file or directory"),
         (("rmi", "example/ghost:1"), "example/ghost:1: no such image in the store"),
-        (("tag", "example/app:1", "Bad Name"), "'Bad Name' is not an image name"),
+        (("tag", "example/app:1", "bad name"), "image name 'bad name'"),
         (("history", "example/ghost:1"), "no such image in the store"),
         (("save", "-o", "/tmp/never-written.tar", "example/ghost:1"), "example/ghost:1: no such image"),
         (("images", "--format", "{{.Nope}}"), "--format {{.Nope}}: expected table, json or a template"),
