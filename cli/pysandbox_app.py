@@ -13,6 +13,7 @@ from pysbx.cli import (
     image_cmd,
     network_cmd,
     policy_cmd,
+    registry_cmd,
     seccomp_cmd,
     signing_cmd,
     store_cmd,
@@ -41,11 +42,14 @@ app.add_typer(container_cmd.prune_app, name="container")
 app.add_typer(container_cmd.generate_app, name="generate")
 _store_command: Callable[..., None]
 for _name, _store_command in (("load", store_cmd.load), ("save", store_cmd.save), ("images", store_cmd.images),
-                        ("tag", store_cmd.tag), ("rmi", store_cmd.rmi), ("history", store_cmd.history)):  # fmt: skip
+                        ("tag", store_cmd.tag), ("rmi", store_cmd.rmi), ("history", store_cmd.history),
+                        ("pull", registry_cmd.pull), ("push", registry_cmd.push), ("login", registry_cmd.login),
+                        ("logout", registry_cmd.logout)):  # fmt: skip
     app.command(_name)(_store_command)
 for _name, _store_command in (("ls", store_cmd.images), ("load", store_cmd.load), ("save", store_cmd.save),
                         ("tag", store_cmd.tag), ("rm", store_cmd.rmi), ("history", store_cmd.history),
-                        ("prune", store_cmd.prune)):  # fmt: skip
+                        ("prune", store_cmd.prune), ("pull", registry_cmd.pull),
+                        ("push", registry_cmd.push)):  # fmt: skip
     image_cmd.app.command(_name)(_store_command)
 app.command("keygen")(signing_cmd.keygen)
 app.command("sign")(signing_cmd.sign)

@@ -65,7 +65,7 @@ def save(
     from pysbx.images.saving import save_images
 
     with _store_errors():
-        save_images(_existing_store(), images, output, save_format)
+        save_images(existing_store(), images, output, save_format)
 
 
 _IMAGE_FIELDS: dict[str, Field] = {
@@ -172,7 +172,7 @@ def tag(
     from pysbx.images.loading import checked_name
 
     with _store_errors():
-        store = _existing_store()
+        store = existing_store()
         found = _find(store, source)
         with store.locked(exclusive=False):
             store.add(
@@ -188,7 +188,7 @@ def rmi(
     the blobs no other image shares, when its last name goes. Containers made from it keep
     running and start again: each has its own copy of the unpacked layers."""
     with _store_errors():
-        store = _existing_store()
+        store = existing_store()
         for text in images:
             typer.echo(_remove_one(store, text, force))
         store.collect_garbage()
@@ -278,7 +278,7 @@ def prune_store(store: LocalStore, all_: bool) -> str:
     return "\n".join([*lines, f"Total reclaimed space: {human_size(freed)}"])
 
 
-def _existing_store() -> LocalStore:
+def existing_store() -> LocalStore:
     store = existing_store_or_none()
     if store is None:
         raise ImageError("the image store is empty: `pysandbox load -i ARCHIVE` or `pysandbox pull NAME` adds images")

@@ -306,6 +306,11 @@ class RegistryClient:
         descriptors = _index_descriptors(body, where, f"referrers of {digest.short()}")
         return descriptors if filtered else _of_type(descriptors, artifact_type)
 
+    def referrers_tag_index(self, repository: str, digest: Digest) -> list[dict[str, Any]]:
+        """Every descriptor listed under `digest`'s referrers tag (none when there is no such
+        tag): what a client that adds a referrer there must keep."""
+        return self._referrers_from_tag(repository, digest, None, self._where(repository))
+
     def ping(self) -> None:
         """Ask `/v2/` with the credentials, to tell a login that works from one that does not."""
         response = self._call("GET", "/v2/", self.registry, scope="")

@@ -181,6 +181,18 @@ class LocalStore:
                 os.unlink(staged)
             raise
 
+    def staging_file(self, name: str) -> str:
+        """A path in the staging folder (a download in progress keeps its partial file there)."""
+        return str(self._staging / name)
+
+    def adopt(self, path: str, digest: Digest) -> None:
+        """Move a file of the staging folder, verified to be `digest` by whoever wrote it,
+        into blobs/."""
+        if os.path.dirname(os.path.abspath(path)) != str(self._staging):
+            raise ImageError(f"the image store: {path} is not in its staging folder")
+        os.chmod(path, 0o644)
+        os.rename(path, self.blob_file(digest))
+
     def put_bytes(self, data: bytes) -> Digest:
         """Store a small document (a manifest, an index, a config) under its own digest."""
         digest = digest_bytes(data)
