@@ -134,9 +134,10 @@ class LocalStore:
         hex digits that names one image only. None when nothing matches."""
         images = self.images()
         name, _, pinned = text.partition("@")
-        if pinned:
+        if pinned:  # the digest is the identity; an entry of the same repository is preferred for its name
             repository = (_normalized_or_none(name) or "").rsplit(":", 1)[0]
-            return next((i for i in images if str(i.digest) == pinned and _repository(i.name) == repository), None)
+            matching = [image for image in images if str(image.digest) == pinned]
+            return next((i for i in matching if _repository(i.name) == repository), matching[0] if matching else None)
         full = _normalized_or_none(text)
         named = next((image for image in images if full is not None and image.name == full), None)
         if named is not None:
