@@ -4,7 +4,10 @@ signature attached in the store is what strict verifies, and a removed name is r
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
+import tempfile
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,3 +73,62 @@ def test_strict_runs_a_stored_image_only_with_its_signature_from_the_store(
     assert signed.returncode == 0 and "in the store" in signed.stdout, signed.stderr
     ran = tool(sandbox, "run", "--rm", "--policy", policy, name, "echo", "verified")
     assert (ran.returncode, ran.stdout) == (0, "verified\n"), ran.stderr
+
+
+@pytest.fixture(scope="module")
+def published(world: Path) -> Iterator[tuple[str, Path]]:
+    """A registry on loopback holding busybox signed by a new key, pushed from a publisher's
+    own storage; the key's policy (strict, trusting it) beside it. Yields (name, policy)."""
+    from tests.images.registry_server import start_registry
+
+    folder = world / f"registry-{secrets.token_hex(4)}"
+    registry = start_registry(folder / "registry")
+    storage = Path(tempfile.mkdtemp(prefix="pysbx-publisher-"))  # private, unlike `folder`, which is shared
+    publisher = {**os.environ, "PYSANDBOX_STATE": str(storage)}
+    name = f"{registry.host}/team/busybox:1"
+    steps = [
+        ["load", "-i", str(world / "busybox-app.tar")],
+        ["tag", "example/busybox-app.tar:1", name],
+        ["keygen", "--no-password", "--output-key-prefix", str(folder / "team")],
+        ["sign", name, "--key", str(folder / "team.key")],
+        ["push", name],
+    ]
+    for step in steps:
+        done = subprocess.run([PYSANDBOX, *step], capture_output=True, text=True, env=publisher)
+        assert done.returncode == 0, done.stderr
+    (folder / "policy.yaml").write_text("version: 1\nextends: strict\nsigning:\n  keys: [team.pub]\n")
+    share(folder)
+    yield name, folder / "policy.yaml"
+    registry.stop()
+    shutil.rmtree(storage, ignore_errors=True)
+
+
+def test_pull_then_run_strict_with_the_signature_from_the_registry(
+    sandbox: Sandbox, published: tuple[str, Path]
+) -> None:
+    name, policy = published
+    tool(sandbox, "rmi", "-f", name)
+    pulled = tool(sandbox, "pull", "--policy", str(policy), name)
+    assert pulled.returncode == 0 and pulled.stdout == f"{name}\n", pulled.stderr
+    assert "Attached: 1 signature" in pulled.stderr
+    try:
+        ran = tool(sandbox, "run", "--rm", "--policy", str(policy), name, "echo", "verified")
+        assert (ran.returncode, ran.stdout) == (0, "verified\n"), ran.stderr
+    finally:
+        tool(sandbox, "rmi", "-f", name)
+
+
+def test_pull_under_a_policy_whose_key_did_not_sign_stores_nothing(
+    sandbox: Sandbox, world: Path, published: tuple[str, Path]
+) -> None:
+    name, policy = published
+    other = policy.with_name(f"other-{secrets.token_hex(4)}")
+    other.mkdir()
+    made = subprocess.run([PYSANDBOX, "keygen", "--no-password", "--output-key-prefix", str(other / "other")])
+    assert made.returncode == 0
+    (other / "policy.yaml").write_text("version: 1\nextends: strict\nsigning:\n  keys: [other.pub]\n")
+    share(other)
+    tool(sandbox, "rmi", "-f", name)
+    refused = tool(sandbox, "pull", "--policy", str(other / "policy.yaml"), name)
+    assert refused.returncode == 125 and "refused" in refused.stderr and "Traceback" not in refused.stderr
+    assert name.split("/", 1)[1].split(":")[0] not in tool(sandbox, "images").stdout
