@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import tempfile
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
