@@ -31,6 +31,9 @@ from pysbx.images.platform import DEFAULT_PLATFORM, Platform
 from pysbx.images.registryname import ImageName
 
 MAX_ATTACHED = 64  # signatures and attestations fetched per image: a registry could list thousands
+# A signature bundle is a few KB (signing.bundle reads 4 MiB at most); an attached artifact
+# bigger than this is an SBOM or an attack, and is left in the registry.
+MAX_ATTACHED_BYTES = 16 << 20
 Verification = Callable[[Image], str | None]  # the refusal, or None when the image may be named
 
 
@@ -191,8 +194,11 @@ def _fetch_artifact(
 ) -> int:
     reference = tag if tag is not None else str(descriptor_digest(referrer or {}, "referrer"))
     fetched = client.get_manifest(repository, reference)
+    blobs = children(fetched.body, f"{client.registry}/{repository}: {reference}")
+    if sum(blob["size"] for blob in blobs) > MAX_ATTACHED_BYTES:
+        return 0
     store.put_bytes(fetched.body)
-    for blob in children(fetched.body, f"{client.registry}/{repository}: {reference}"):
+    for blob in blobs:
         _fetch_blob(store, client, repository, blob, counts, None)
     entry: dict[str, Any] = {"mediaType": fetched.media_type, "digest": str(fetched.digest), "size": len(fetched.body)}
     if tag is not None:

@@ -282,3 +282,42 @@ def test_the_referrers_tag_keeps_what_other_signers_listed(
         listed = client.referrers_tag_index("shared-tag", image.manifest_digest)
     assert len(listed) == 2 and len({item["digest"] for item in listed}) == 2
     assert all(json.loads(json.dumps(item)).get("artifactType") for item in listed)
+
+
+def test_an_attached_artifact_too_big_to_be_a_signature_is_left_in_the_registry(
+    registry: Registry, store: LocalStore, tmp_path: Path
+) -> None:
+    from pysbx.images.pull import MAX_ATTACHED_BYTES
+
+    name = f"{registry.host}/bloated:1"
+    image = stored(store, tmp_path, name, b"bloated\n")
+    push(store, registry, name, name)
+    big = tmp_path / "big"
+    with big.open("wb") as sink:
+        sink.truncate(MAX_ATTACHED_BYTES + 1)
+    big_digest = digest_bytes(big.read_bytes())
+    empty = b"{}"
+    referrer = {
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": str(digest_bytes(empty)), "size": 2},
+        "layers": [{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json", "digest": str(big_digest),
+                    "size": MAX_ATTACHED_BYTES + 1}],
+        "subject": {"mediaType": image.manifest_media_type, "digest": str(image.manifest_digest),
+                    "size": len(image.manifest_bytes)},
+    }  # fmt: skip
+    body = json.dumps(referrer).encode()
+    (tmp_path / "empty").write_bytes(empty)
+    with RegistryClient(registry.host) as client:
+        client.push_blob("bloated", big_digest, MAX_ATTACHED_BYTES + 1, str(big))
+        client.push_blob("bloated", digest_bytes(empty), 2, str(tmp_path / "empty"))
+        client.put_manifest("bloated", str(digest_bytes(body)), referrer["mediaType"], body)
+        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+            {"mediaType": referrer["mediaType"], "digest": str(digest_bytes(body)), "size": len(body),
+             "artifactType": referrer["artifactType"]}]}  # fmt: skip
+        client.put_manifest(
+            "bloated", f"sha256-{image.manifest_digest.hex}", index["mediaType"], json.dumps(index).encode()
+        )
+    elsewhere = LocalStore.create(tmp_path / "elsewhere" / "store")
+    pulled = pull(elsewhere, registry, name)
+    assert pulled.attached == 0 and not elsewhere.has_blob(big_digest)
