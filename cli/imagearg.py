@@ -1,20 +1,24 @@
 """IMAGE arguments of every command: a name of the local store or a path (images.resolve),
-and the store itself, in the invoking user's private storage."""
+and the store itself, in the invoking user's private storage. Imports are made where they
+are used: pyaudit holds a StoredImages for every run and must not pay for the image reader
+when it audits a Dockerfile."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pysbx.images.errors import ImageError
-from pysbx.images.image import Image
-from pysbx.images.localstore import LocalStore
-from pysbx.images.resolve import Resolved, open_resolved, resolve
-from pysbx.sandbox.state import StorageError, image_store_folder
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pysbx.images.image import Image
+    from pysbx.images.localstore import LocalStore
 
 
 def store_folder(create: bool = False) -> Path | None:
     """The store's folder, checked private; ImageError when it is not (someone else could
     have put any image under any name there)."""
+    from pysbx.images.errors import ImageError
+    from pysbx.sandbox.state import StorageError, image_store_folder
+
     try:
         folder = image_store_folder(create)
     except StorageError as error:
@@ -23,18 +27,18 @@ def store_folder(create: bool = False) -> Path | None:
 
 
 def local_store() -> LocalStore:
-    """The user's store, made on first use. Raises StorageError when it is not private."""
+    """The user's store, made on first use. Raises ImageError when it is not private."""
+    from pysbx.images.localstore import LocalStore
+
     folder = store_folder(create=True)
     assert folder is not None
     return LocalStore.create(folder)
 
 
-def resolve_argument(text: str) -> Resolved:
-    return resolve(text, store_folder())
-
-
 def open_image_argument(text: str, platform: str | None = None) -> Image:
     """Open IMAGE as the user meant it: a stored name first, else a path (images.resolve)."""
+    from pysbx.images.resolve import open_resolved, resolve
+
     folder = store_folder()
     return open_resolved(resolve(text, folder), folder, platform)
 
@@ -44,6 +48,8 @@ class StoredImages:
     may name a stored image."""
 
     def holds(self, name: str) -> bool:
+        from pysbx.images.localstore import LocalStore
+
         folder = store_folder()
         return folder is not None and (folder / "index.json").exists() and LocalStore(folder).find(name) is not None
 

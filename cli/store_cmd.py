@@ -269,9 +269,15 @@ def prune(
 
 def prune_store(store: LocalStore, all_: bool) -> str:
     """Remove the images prune removes and collect the garbage; a report of it."""
-    from pysbx.images.summary import human_size
+    from pathlib import Path
 
-    going = [image for image in store.images() if all_ or image.name is None]
+    from pysbx.images.summary import human_size
+    from pysbx.sandbox.containers import all_containers
+    from pysbx.sandbox.housekeeping import images_in_use
+    from pysbx.sandbox.state import cache_root
+
+    used = images_in_use(Path(cache_root()), store, list(all_containers())) if all_ else set()
+    going = [image for image in store.images() if (all_ and str(image.digest) not in used) or image.name is None]
     store.remove({str(image.digest) for image in going})
     _, freed = store.collect_garbage()
     lines = [f"Deleted: {image.digest}" for image in going]

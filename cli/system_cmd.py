@@ -159,7 +159,7 @@ def system_prune(
         store = existing_store_or_none()
         freed = 0
         if store is not None:
-            used = {str(container.record.get("image_digest", "")) for container in containers}
+            used = housekeeping.images_in_use(cache, store, containers)
             going = [i for i in store.images() if str(i.digest) not in used and (all_ or i.name is None)]
             store.remove({str(image.digest) for image in going})
             freed += store.collect_garbage()[1]

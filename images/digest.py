@@ -33,7 +33,7 @@ def parse_digest(text: object, where: str) -> Digest:
     (the hex part becomes a file name, so it must be exactly hex of the right length)."""
     if not isinstance(text, str):
         raise ImageError(f"{where}: expected a digest string, got {type(text).__name__}")
-    match = _DIGEST_RE.match(text)
+    match = _DIGEST_RE.fullmatch(text)  # `$` would let a trailing newline through
     if not match or len(match.group(2)) != _HEX_LENGTH[match.group(1)]:
         raise ImageError(f"{where}: {text!r} is not a sha256 or sha512 digest")
     return Digest(match.group(1), match.group(2))

@@ -402,6 +402,10 @@ class RegistryClient:
         url = path if "://" in path else self._base_url() + path
         earned = self._auth.cached(scope)
         response = self._send(method, url, where, headers or {}, earned, body)
+        if response.status_code == 401 and _origin(response.url) != _origin(self._base_url()):
+            response.close()  # a redirect's target asks: the registry's credentials are not for it
+            raise RegistryError(f"{where}: {urlsplit(response.url).netloc}, where the registry redirected, "
+                                "asks for credentials; they go to the registry only")  # fmt: skip
         if response.status_code == 401:
             challenge = response.headers.get("WWW-Authenticate")
             response.close()

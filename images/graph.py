@@ -14,7 +14,6 @@ from pysbx.images.digest import Digest, parse_digest
 from pysbx.images.errors import ImageError
 
 MAX_DOCUMENT = 4 << 20  # a manifest or an index; a bigger one is an attack, not an image
-_MAX_DEPTH = 4
 
 
 def is_document(descriptor: dict[str, Any]) -> bool:
@@ -53,16 +52,22 @@ def reachable_blobs(
     read_document: Callable[[Digest, int], bytes], present: Callable[[Digest], bool], roots: Iterable[dict[str, Any]]
 ) -> set[str]:
     """Every blob digest the `roots` reach, through documents that are present (an index
-    may name platforms that were never fetched)."""
+    may name platforms that were never fetched). Each document is read once, however deep
+    (what is seen is not followed again, so a loop ends), and followed by its media type
+    alone; one that cannot be read as a document is still live, as a leaf: what decides
+    what a prune deletes must not be stopped, or misled, by a document's shape."""
     live: set[str] = set()
-    pending = [(root, 0) for root in roots]
+    pending = [(root, True) for root in roots]
     while pending:
-        descriptor, depth = pending.pop()
+        descriptor, is_root = pending.pop()
         digest = descriptor_digest(descriptor, "index.json")
         if str(digest) in live or not present(digest):
             continue
         live.add(str(digest))
-        if depth < _MAX_DEPTH and (is_document(descriptor) or "artifactType" in descriptor or depth == 0):
-            data = read_document(digest, MAX_DOCUMENT)
-            pending.extend((child, depth + 1) for child in children(data, f"manifest {digest.short()}"))
+        if is_document(descriptor) or is_root:
+            try:
+                found = children(read_document(digest, MAX_DOCUMENT), f"manifest {digest.short()}")
+            except ImageError:
+                continue
+            pending.extend((child, False) for child in found)
     return live

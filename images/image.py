@@ -197,7 +197,8 @@ def is_attached_artifact(item: object) -> bool:
         return False
     annotations = item.get("annotations")
     name = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
-    return bool(item.get("artifactType")) or (isinstance(name, str) and _COSIGN_TAG.fullmatch(name) is not None)
+    tag = name.rsplit(":", 1)[-1] if isinstance(name, str) else ""  # `sha256-<hex>.sig`, alone or after a repository
+    return bool(item.get("artifactType")) or _COSIGN_TAG.fullmatch(tag) is not None
 
 
 def _names(entry: Descriptor) -> list[str]:

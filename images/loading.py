@@ -21,7 +21,7 @@ from pysbx.images.errors import ImageError
 from pysbx.images.graph import MAX_DOCUMENT, children, descriptor_digest, is_document
 from pysbx.images.image import CONTAINERD_NAME, REF_NAME, blob_path, is_attached_artifact
 from pysbx.images.jsonfields import as_list, as_object, load_json, load_json_object, opt_str
-from pysbx.images.localstore import LocalStore, canonical_json
+from pysbx.images.localstore import LocalStore, canonical_json, subject_of
 from pysbx.images.references import is_tag_alone
 from pysbx.images.store import BlobStore, open_store, read_document, sniff_compression
 
@@ -67,23 +67,52 @@ def load_archive(store: LocalStore, path: Path) -> list[Loaded]:
 
 def _copy_layout(store: LocalStore, source: BlobStore) -> list[tuple[dict[str, Any], list[str]]]:
     index = load_json_object(read_document(source, "index.json"), f"{source.label}: index.json")
-    planned: list[tuple[dict[str, Any], list[str]]] = []
+    images: list[tuple[dict[str, Any], list[str]]] = []
+    attached: list[dict[str, Any]] = []
     for number, item in enumerate(as_list(index.get("manifests", []), f"{source.label}: index.json manifests")):
         entry = as_object(item, f"{source.label}: index.json manifests[{number}]")
         copy_graph(store, source, entry, f"{source.label}: index.json manifests[{number}]", 0)
         if is_attached_artifact(entry):
-            planned.append((_kept_artifact_fields(entry), []))
+            attached.append(_kept_artifact_fields(entry))
         else:
-            planned.append(({key: value for key, value in entry.items() if key != "annotations"}, _entry_names(entry)))
-    return planned
+            images.append((clean_descriptor(entry), _entry_names(entry)))
+    loaded = _image_and_platform_digests(store, [descriptor for descriptor, _ in images])
+    # A signature rides only with an image of this archive: one naming another image of the
+    # store would reach that image's verification (a damaged one, a flood of them).
+    kept: list[tuple[dict[str, Any], list[str]]] = [(a, []) for a in attached if subject_of(store, a) in loaded]
+    return images + kept
+
+
+def clean_descriptor(entry: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a descriptor the store keeps, rebuilt from their parsed values (a
+    digest with a trailing newline, or a field no reader expects, is not carried over)."""
+    cleaned: dict[str, Any] = {
+        "mediaType": str(entry.get("mediaType", "")),
+        "digest": str(descriptor_digest(entry, "index.json")),
+        "size": entry["size"],
+    }
+    if isinstance(entry.get("artifactType"), str):
+        cleaned["artifactType"] = entry["artifactType"]
+    return cleaned
+
+
+def _image_and_platform_digests(store: LocalStore, descriptors: list[dict[str, Any]]) -> set[str]:
+    """The digests signatures may be for: each image's, and for an index, each platform's."""
+    found = {descriptor["digest"] for descriptor in descriptors}
+    for descriptor in descriptors:
+        if descriptor["mediaType"] in mediatypes.INDEX_TYPES:
+            data = store.read_blob(descriptor_digest(descriptor, "index"), MAX_DOCUMENT)
+            found.update(child["digest"] for child in children(data, "index"))
+    return found
 
 
 def _kept_artifact_fields(entry: dict[str, Any]) -> dict[str, Any]:
-    """A referrer keeps its artifactType; a cosign tag keeps its tag, alone, whatever
-    repository the archive named it under (its digest says which image it is for)."""
-    kept: dict[str, Any] = {key: entry[key] for key in ("mediaType", "digest", "size", "artifactType") if key in entry}
+    """A referrer keeps its artifactType and no name (a name there could shadow an image's
+    for tools that read the layout); a cosign tag keeps its tag alone, whatever repository
+    the archive named it under (its digest says which image it is for)."""
+    kept = clean_descriptor(entry)
     name = (entry.get("annotations") or {}).get(REF_NAME)
-    if isinstance(name, str):
+    if not entry.get("artifactType") and isinstance(name, str):
         kept["annotations"] = {REF_NAME: name.rsplit(":", 1)[-1] if "/" in name or ":" in name else name}
     return kept
 

@@ -177,10 +177,10 @@ def _fetch_attached(
     found = 0
     for digest in sorted(digests, key=str):
         for referrer in client.referrers(repository, digest)[:MAX_ATTACHED]:
-            found += _fetch_artifact(store, client, repository, referrer, None, counts)
+            found += _fetch_artifact(store, client, repository, digest, referrer, None, counts)
         signature_tag = f"{digest.algorithm}-{digest.hex}.sig"
         if client.manifest_digest(repository, signature_tag) is not None:
-            found += _fetch_artifact(store, client, repository, None, signature_tag, counts)
+            found += _fetch_artifact(store, client, repository, digest, None, signature_tag, counts)
     return found
 
 
@@ -188,14 +188,19 @@ def _fetch_artifact(
     store: LocalStore,
     client: RegistryClient,
     repository: str,
+    subject: Digest,
     referrer: dict[str, Any] | None,
     tag: str | None,
     counts: _Counts,
 ) -> int:
+    """One signature or attestation of `subject` into the store; 0 for one that is not for
+    `subject` (a referrers tag lists whatever anyone pushed under it) or too big to be one."""
     reference = tag if tag is not None else str(descriptor_digest(referrer or {}, "referrer"))
     fetched = client.get_manifest(repository, reference)
     blobs = children(fetched.body, f"{client.registry}/{repository}: {reference}")
     if sum(blob["size"] for blob in blobs) > MAX_ATTACHED_BYTES:
+        return 0
+    if tag is None and _subject(fetched.body) != str(subject):
         return 0
     store.put_bytes(fetched.body)
     for blob in blobs:
@@ -207,6 +212,13 @@ def _fetch_artifact(
         entry["artifactType"] = _artifact_type(referrer or {}, fetched.body)
     store.add(entry, [])
     return 1
+
+
+def _subject(body: bytes) -> str | None:
+    document = json.loads(body)
+    subject = document.get("subject") if isinstance(document, dict) else None
+    digest = subject.get("digest") if isinstance(subject, dict) else None
+    return digest if isinstance(digest, str) else None
 
 
 def _artifact_type(referrer: dict[str, Any], body: bytes) -> str:

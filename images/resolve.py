@@ -59,12 +59,14 @@ def resolve(text: str, store_folder: Path | None) -> Resolved:
 def _check_found_path_is_trusted(text: str, path: Path) -> None:
     """Each component of the relative path found (`ghcr.io`, then `ghcr.io/app`) must be
     the user's or root's: a folder of another user could hold anything under any name."""
-    for depth in range(1, len(path.parts) + 1):
-        part = Path(*path.parts[:depth])
+    real = Path(os.path.realpath(path))  # a link of the user's may lead into another user's folder
+    written = [Path(*path.parts[:depth]) for depth in range(1, len(path.parts) + 1)]
+    for part in [*written, *(Path(*real.parts[:depth]) for depth in range(2, len(real.parts) + 1))]:
         owner = os.lstat(part).st_uid
         if owner not in (os.geteuid(), 0):
+            shown = part if part.is_absolute() else f"./{part}"
             raise ImageError(
-                f"{text}: not an image of the store, and ./{part} belongs to uid {owner}, not to you: "
+                f"{text}: not an image of the store, and {shown} belongs to uid {owner}, not to you: "
                 f"write ./{text} to use it as a file"
             )
 

@@ -7,7 +7,9 @@ signatures sign are the same wherever the images go."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from enum import StrEnum
 from pathlib import Path
@@ -19,7 +21,7 @@ from pysbx.images.errors import ImageError
 from pysbx.images.graph import reachable_blobs
 from pysbx.images.image import CONTAINERD_NAME, REF_NAME, is_attached_artifact, open_stored_image
 from pysbx.images.localstore import LocalStore, StoredImage, canonical_json, subject_of
-from pysbx.images.writer import Data, Spooled, write_files, write_tar
+from pysbx.images.writer import Data, Spooled, write_tar
 
 
 class SaveFormat(StrEnum):
@@ -112,11 +114,43 @@ def _write_archive(target: Path, files: dict[str, Data]) -> None:
 
 
 def _write_folder(target: Path, files: dict[str, Data]) -> None:
-    """A new layout folder (or an empty one), never written into a layout that exists."""
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ImageError(f"{target}: exists and is not an empty folder; an OCI layout is written to a new one")
-    target.mkdir(exist_ok=True)
-    write_files(target, files)
+    """A new layout folder, written through descriptors of folders we made: its parent may be
+    a folder others can write (/tmp, a shared folder), where a member planted as a symlink
+    would otherwise be written through."""
+    try:
+        os.mkdir(target, 0o755)
+    except FileExistsError:
+        raise ImageError(f"{target}: exists; an OCI layout is written to a new folder") from None
+    root = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if os.fstat(root).st_uid != os.geteuid():
+            raise ImageError(f"{target}: replaced by another user's folder while it was being made")
+        for name, data in files.items():
+            _write_member(root, name.split("/"), data)
+    finally:
+        os.close(root)
+
+
+def _write_member(root: int, parts: list[str], data: Data) -> None:
+    folder = root
+    try:
+        for part in parts[:-1]:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=folder)
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+            if folder != root:
+                os.close(folder)
+            folder = inner
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with os.fdopen(os.open(parts[-1], flags, 0o644, dir_fd=folder), "wb") as out:
+            if isinstance(data, Spooled):
+                with open(data.path, "rb") as source:
+                    shutil.copyfileobj(source, out, 1 << 20)
+            else:
+                out.write(data)
+    finally:
+        if folder != root:
+            os.close(folder)
 
 
 def _umask() -> int:

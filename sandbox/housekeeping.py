@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pysbx.images.digest import Digest, parse_digest
-from pysbx.images.localstore import LocalStore
+from pysbx.images.localstore import LocalStore, StoredImage
 from pysbx.sandbox import inuse
 from pysbx.sandbox.containers import Container, all_containers
 from pysbx.sandbox.prune import remove_tree
@@ -60,23 +60,47 @@ def container_lowers(containers: list[Container]) -> set[str]:
 def stored_chains(store: LocalStore | None, named_only: bool) -> set[str]:
     """The chain ids (and manifest digests, for flattened images) of the store's images, by
     which their unpacked layers are named."""
-    from pysbx.images.errors import ImageError
-    from pysbx.images.image import open_stored_image
-    from pysbx.sandbox.rootfs import chain_ids
-
     kept: set[str] = set()
     if store is None:
         return kept
     for image in store.images():
-        if named_only and image.name is None:
-            continue
-        try:
-            opened = open_stored_image(store.folder, image.digest, image.label)
-        except ImageError:
-            continue
-        kept.update(chain[:32] for chain in chain_ids(opened))
-        kept.add(opened.manifest_digest.hex)
+        if not named_only or image.name is not None:
+            kept |= stored_chains_of(store, image)
     return kept
+
+
+def stored_chains_of(store: LocalStore, image: StoredImage) -> set[str]:
+    from pysbx.images.errors import ImageError
+    from pysbx.images.image import open_stored_image
+    from pysbx.sandbox.rootfs import chain_ids
+
+    try:
+        opened = open_stored_image(store.folder, image.digest, image.label)
+    except ImageError:
+        return set()
+    return {chain[:32] for chain in chain_ids(opened)} | {opened.manifest_digest.hex}
+
+
+def images_in_use(cache: Path, store: LocalStore | None, containers: list[Container]) -> set[str]:
+    """Digests of the stored images a container uses: a detached one's record says which;
+    a foreground run holds its layers' locks (sandbox.inuse), so an image any of whose
+    unpacked layers is held is in use."""
+    used = {str(container.record.get("image_digest", "")) for container in containers}
+    if store is None:
+        return used
+    held = {folder.name.split("-", 1)[0] for folder in layer_folders(cache) if _held(folder)}
+    for image in store.images():
+        if str(image.digest) not in used and held & stored_chains_of(store, image):
+            used.add(str(image.digest))
+    return used
+
+
+def _held(folder: Path) -> bool:
+    claim = inuse.claim_unused(inuse.layer_lock_of(_lower_of(folder)))
+    if claim is None:
+        return os.path.exists(inuse.layer_lock_of(_lower_of(folder)))
+    os.close(claim)
+    return False
 
 
 def layer_folders(cache: Path) -> Iterator[Path]:

@@ -202,13 +202,13 @@ def _bundle_from_referrer(image: Image, entry: dict[str, Any]) -> FoundBundle | 
     try:
         manifest = json.loads(_read_checked(image, digest, _MAX_MANIFEST_BYTES))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise VerificationError("malformed", f"{where}: the referrer manifest is not valid JSON") from None
+        return None  # whoever could attach it could attach any number: a damaged one blocks no good one
     subject = manifest.get("subject") if isinstance(manifest, dict) else None
     if not isinstance(subject, dict) or subject.get("digest") != str(image.manifest_digest):
         return None  # a bundle for another image in the same layout
     layers = manifest.get("layers")
     if not isinstance(layers, list):
-        raise VerificationError("malformed", f"{where}: the referrer manifest has no layers")
+        return None
     bundle: bytes | None = None
     payload: bytes | None = None
     for layer in layers:
@@ -220,5 +220,5 @@ def _bundle_from_referrer(image: Image, entry: dict[str, Any]) -> FoundBundle | 
         elif media_type == SIMPLE_SIGNING_MEDIA_TYPE and payload is None:
             payload = _read_checked(image, parse_digest(layer.get("digest"), f"{where} layer"), _MAX_MANIFEST_BYTES)
     if bundle is None:
-        raise VerificationError("malformed", f"{where}: the referrer holds no sigstore bundle layer")
+        return None
     return FoundBundle(bundle, f"OCI referrer {digest}", payload)

@@ -658,6 +658,35 @@ def test_redirect_to_another_host_does_not_carry_the_credentials(hostile: tuple[
         elsewhere.stop()
 
 
+def test_a_redirect_target_that_asks_for_credentials_gets_none(hostile: tuple[Hostile, str], tmp_path: Path) -> None:
+    """The registry redirects a blob to a server that answers 401 with a Basic challenge:
+    the registry's credentials are not sent there (found by review)."""
+    server, host = hostile
+    seen: list[str] = []
+    realm: list[str] = []
+
+    def asks(handler: http.server.BaseHTTPRequestHandler) -> None:  # a token realm of its own choosing
+        seen.append(handler.headers.get("Authorization", ""))
+        handler.send_response(401)
+        handler.send_header("WWW-Authenticate", f'Bearer realm="{realm[0]}",service="s"')
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    elsewhere = serve_in_thread(asks)
+    realm.append(f"{elsewhere.url}/token")
+    try:
+        digest = digest_bytes(b"never")
+        server.routes[f"/v2/app/blobs/{digest}"] = (307, {"Location": f"{elsewhere.url}/blob"}, b"")
+        with (
+            RegistryClient(host, credentials=Credentials("alice", "s3cret")) as client,
+            pytest.raises(RegistryError, match="asks for credentials; they go to the registry only"),
+        ):
+            client.fetch_blob("app", digest, 5, str(tmp_path / "blob"))
+        assert seen and all(value == "" for value in seen)
+    finally:
+        elsewhere.stop()
+
+
 def test_tags_follow_the_link_pages(hostile: tuple[Hostile, str]) -> None:
     server, host = hostile
     pages = {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pysbx.images.digest import Digest
+from pysbx.images.digest import Digest, digest_bytes
 from pysbx.images.errors import ImageError
 from pysbx.images.image import open_image, open_stored_image
 from pysbx.images.loading import load_archive
@@ -250,3 +250,142 @@ def test_a_file_found_by_name_that_another_user_owns_is_refused(
 def test_nothing_of_that_name_anywhere_is_one_clear_error(store: LocalStore) -> None:
     with pytest.raises(ImageError, match=r"no such image in the store .* and no such file"):
         resolve("nothing-here:1", store.folder)
+
+
+# -- found by review (an attacker's reading of the store) ------------------------------------------
+
+
+def test_save_never_writes_into_a_folder_that_exists(tmp_path: Path, store: LocalStore) -> None:
+    """A folder made beforehand (by another user, in a shared parent) could hold links that a
+    write would follow: the layout goes to a folder save makes itself."""
+    load_archive(store, archive_path(written(tmp_path, app_image(), "docker-25")))
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / "index.json").symlink_to(tmp_path / "victim")
+    with pytest.raises(ImageError, match="exists; an OCI layout is written to a new folder"):
+        save_images(store, ["example/app:1"], planted, SaveFormat.oci_dir)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ImageError, match="exists"):
+        save_images(store, ["example/app:1"], empty, SaveFormat.oci_dir)
+    assert not (tmp_path / "victim").exists()
+
+
+def test_a_referrer_for_another_image_does_not_ride_in_with_a_load(tmp_path: Path, store: LocalStore) -> None:
+    keys = write_key_pairs(tmp_path, "alice")
+    policy = SigningPolicy(required=True, keys=(str(keys["alice"].with_suffix(".pub")),))
+    victim_source = archive_path(written(tmp_path, app_image(b"victim"), "oci-layout"))
+    victim = open_image(str(victim_source))
+    attach_referrer(victim, sign_image(victim, load_private_key(keys["alice"].with_suffix(".key")), "dsse"))
+    victim_digest = load_archive(store, victim_source)[0].digest
+    store.add(
+        {"mediaType": victim.manifest_media_type, "digest": str(victim_digest), "size": len(victim.manifest_bytes)},
+        ["docker.io/victim/app:1"],
+    )
+    # The attacker's archive: its own image, and a damaged "signature" whose subject is the victim's.
+    attacker_source = archive_path(written(tmp_path, app_image(b"attacker"), "oci-layout"))
+    bogus = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": str(digest_bytes(b"{}")), "size": 2},
+        "layers": [],
+        "subject": {"mediaType": victim.manifest_media_type, "digest": str(victim_digest), "size": len(victim.manifest_bytes)},
+    }).encode()  # fmt: skip
+    for blob in (bogus, b"{}"):
+        (attacker_source / "blobs/sha256" / digest_bytes(blob).hex).write_bytes(blob)
+    index = json.loads((attacker_source / "index.json").read_text())
+    index["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": str(digest_bytes(bogus)),
+                               "size": len(bogus), "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json"})  # fmt: skip
+    (attacker_source / "index.json").write_text(json.dumps(index))
+    load_archive(store, attacker_source)
+    assert str(digest_bytes(bogus)) not in {entry.get("digest") for entry in store.entries()}
+    verdict = verify_image(open_stored_image(store.folder, victim_digest, "victim/app:1"), policy)
+    assert verdict.verified, verdict.reason
+
+
+def test_a_damaged_referrer_blocks_no_good_signature(tmp_path: Path) -> None:
+    keys = write_key_pairs(tmp_path, "alice")
+    source = archive_path(written(tmp_path, app_image(), "oci-layout"))
+    image = open_image(str(source))
+    attach_referrer(image, sign_image(image, load_private_key(keys["alice"].with_suffix(".key")), "dsse"))
+    damaged = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "layers": [],
+                          "subject": {"digest": str(image.manifest_digest)}}).encode()  # fmt: skip
+    (source / "blobs/sha256" / digest_bytes(damaged).hex).write_bytes(damaged)
+    index = json.loads((source / "index.json").read_text())
+    index["manifests"].insert(0, {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": len(damaged),
+                                  "digest": str(digest_bytes(damaged)),
+                                  "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json"})  # fmt: skip
+    (source / "index.json").write_text(json.dumps(index))
+    policy = SigningPolicy(required=True, keys=(str(keys["alice"].with_suffix(".pub")),))
+    verdict = verify_image(open_image(f"{source}:1"), policy)
+    assert verdict.verified, verdict.reason
+
+
+def test_prune_keeps_what_a_named_image_reaches_through_deeply_nested_indexes(
+    tmp_path: Path, store: LocalStore
+) -> None:
+    source = archive_path(written(tmp_path, app_image(b"nested"), "oci-layout"))
+    inner = open_image(str(source))
+    loaded = load_archive(store, source)[0]
+    store.add(
+        {"mediaType": inner.manifest_media_type, "digest": str(loaded.digest), "size": len(inner.manifest_bytes)},
+        ["docker.io/victim/y:1"],
+    )
+    entry = {"mediaType": inner.manifest_media_type, "digest": str(loaded.digest), "size": len(inner.manifest_bytes),
+             "platform": {"os": "linux", "architecture": "amd64"}}  # fmt: skip
+    nest = tmp_path / "nest"
+    (nest / "blobs/sha256").mkdir(parents=True)
+    for blob in (source / "blobs/sha256").iterdir():
+        (nest / "blobs/sha256" / blob.name).write_bytes(blob.read_bytes())
+    for _ in range(4):  # four indexes above the manifest: the same manifest, reached deep first
+        body = json.dumps(
+            {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [entry]}
+        ).encode()
+        (nest / "blobs/sha256" / digest_bytes(body).hex).write_bytes(body)
+        entry = {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": str(digest_bytes(body)), "size": len(body),
+                 "platform": {"os": "linux", "architecture": "amd64"}}  # fmt: skip
+    (nest / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (nest / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    load_archive(store, nest)
+    store.remove({str(image.digest) for image in store.images() if image.name is None})
+    store.collect_garbage()
+    opened = open_stored_image(store.folder, loaded.digest, "victim/y:1")
+    assert all(store.has_blob(layer.digest) for layer in opened.layers)
+
+
+def test_a_layer_that_calls_itself_an_artifact_does_not_stop_a_prune(tmp_path: Path, store: LocalStore) -> None:
+    source = archive_path(written(tmp_path, app_image(b"odd"), "oci-layout"))
+    manifest_digest = open_image(str(source)).manifest_digest
+    manifest = json.loads((source / "blobs/sha256" / manifest_digest.hex).read_bytes())
+    manifest["layers"][0]["artifactType"] = "application/x-not-a-document"
+    body = json.dumps(manifest).encode()
+    (source / "blobs/sha256" / digest_bytes(body).hex).write_bytes(body)
+    (source / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": str(digest_bytes(body)), "size": len(body),
+         "annotations": {"org.opencontainers.image.ref.name": "docker.io/odd/app:1"}}]}))  # fmt: skip
+    load_archive(store, source)
+    removed, _ = store.collect_garbage()
+    assert removed == 0 and store.find("odd/app:1") is not None
+
+
+def test_a_digest_with_a_trailing_newline_is_not_a_digest() -> None:
+    from pysbx.images.digest import parse_digest
+
+    with pytest.raises(ImageError, match="is not a sha256 or sha512 digest"):
+        parse_digest("sha256:" + "a" * 64 + "\n", "test")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user needs root")
+def test_a_link_of_the_users_into_another_users_folder_is_not_followed_by_name(
+    tmp_path: Path, store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    shutil.copy(archive_path(written(tmp_path, app_image(), "docker-25", "bb:1")), theirs / "bb")
+    os.chown(theirs, 1001, 1001)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "link").symlink_to(theirs)
+    monkeypatch.chdir(mine)
+    with pytest.raises(ImageError, match=f"{theirs} belongs to uid 1001"):
+        resolve("link/bb", store.folder)

@@ -321,3 +321,25 @@ def test_an_attached_artifact_too_big_to_be_a_signature_is_left_in_the_registry(
     elsewhere = LocalStore.create(tmp_path / "elsewhere" / "store")
     pulled = pull(elsewhere, registry, name)
     assert pulled.attached == 0 and not elsewhere.has_blob(big_digest)
+
+
+def test_a_referrer_listed_for_one_image_but_naming_another_is_not_pulled(
+    registry: Registry, store: LocalStore, tmp_path: Path, keys: dict[str, Path]
+) -> None:
+    """A referrers tag lists whatever anyone pushed under it: a signature whose subject is
+    another image (the victim's, already in the store) does not come with this one."""
+    victim = stored(store, tmp_path, f"{registry.host}/victim:1", b"victim\n")
+    with store.editing():
+        attach_referrer(victim, sign_image(victim, load_private_key(keys["alice"].with_suffix(".key")), "dsse"))
+    push(store, registry, f"{registry.host}/victim:1", f"{registry.host}/attacker:1")  # its referrer, under attacker/
+    attacker = stored(store, tmp_path, f"{registry.host}/attacker:2", b"attacker\n")
+    push(store, registry, f"{registry.host}/attacker:2", f"{registry.host}/attacker:2")
+    with RegistryClient(registry.host) as client:  # list the victim's referrer under the attacker's digest
+        listed = client.referrers_tag_index("attacker", victim.manifest_digest)
+        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": listed}
+        client.put_manifest(
+            "attacker", f"sha256-{attacker.manifest_digest.hex}", index["mediaType"], json.dumps(index).encode()
+        )
+    elsewhere = LocalStore.create(tmp_path / "elsewhere" / "store")
+    pulled = pull(elsewhere, registry, f"{registry.host}/attacker:2")
+    assert pulled.attached == 0 and [entry for entry in elsewhere.entries() if entry.get("artifactType")] == []
