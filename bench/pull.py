@@ -24,18 +24,9 @@ import sys
 import time
 
 import benchlib as b
+import unpack
 
-SPEC = b.ImageSpec(
-    name="unpack",  # the image of bench/unpack.py: the same bytes, cached once
-    seed=20240501,
-    total_bytes=500_000_000,
-    files=20_000,
-    layers=10,
-    large_files=40,
-    symlinks=500,
-    hardlinks=50,
-    whiteouts=30,
-)
+SPEC = unpack.SPEC  # the image of bench/unpack.py: the same bytes, generated once
 W = b.WORK / "pull"
 BIN = b.REPO / ".venv" / "bin"
 

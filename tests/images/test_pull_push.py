@@ -74,6 +74,16 @@ def stored(store: LocalStore, tmp_path: Path, name: str, content: bytes = b"hell
     return open_stored_image(store.folder, loaded.digest, name)
 
 
+def published(
+    store: LocalStore, registry: Registry, tmp_path: Path, repository: str, content: bytes
+) -> tuple[str, Image]:
+    """An image stored as REGISTRY/REPOSITORY:1 and pushed there."""
+    name = f"{registry.host}/{repository}:1"
+    image = stored(store, tmp_path, name, content)
+    push(store, registry, name, name)
+    return name, image
+
+
 def pull(store: LocalStore, registry: Registry, name: str, verify=None, platform=None):  # type: ignore[no-untyped-def]
     with RegistryClient(registry.host) as client:
         return pull_image(store, parse_image_name(name), client, platform, verify)
@@ -157,9 +167,7 @@ def test_a_signature_travels_through_the_registry_and_verifies_on_pull(
 def test_an_unsigned_image_is_not_stored_under_a_policy_that_requires_a_signature(
     registry: Registry, store: LocalStore, tmp_path: Path, keys: dict[str, Path]
 ) -> None:
-    name = f"{registry.host}/unsigned:1"
-    stored(store, tmp_path, name, b"unsigned\n")
-    push(store, registry, name, name)
+    name, _ = published(store, registry, tmp_path, "unsigned", b"unsigned\n")
     elsewhere = LocalStore.create(tmp_path / "elsewhere" / "store")
     with pytest.raises(PullRefused, match="is not signed"):
         pull(elsewhere, registry, name, verification(policy_of(keys["alice"])))
@@ -167,9 +175,7 @@ def test_an_unsigned_image_is_not_stored_under_a_policy_that_requires_a_signatur
 
 
 def test_an_interrupted_pull_resumes_with_range(registry: Registry, store: LocalStore, tmp_path: Path) -> None:
-    name = f"{registry.host}/resume:1"
-    image = stored(store, tmp_path, name, b"resume\n")
-    push(store, registry, name, name)
+    name, image = published(store, registry, tmp_path, "resume", b"resume\n")
     layer = image.layers[0]
     elsewhere = LocalStore.create(tmp_path / "elsewhere" / "store")
     partial = Path(elsewhere.staging_file(f"pull-sha256-{layer.digest.hex}"))
@@ -184,9 +190,7 @@ def test_an_interrupted_pull_resumes_with_range(registry: Registry, store: Local
 def test_a_blob_doctored_in_the_registry_is_refused_and_nothing_is_named(
     registry: Registry, store: LocalStore, tmp_path: Path
 ) -> None:
-    name = f"{registry.host}/doctored:1"
-    image = stored(store, tmp_path, name, b"doctored\n")
-    push(store, registry, name, name)
+    name, image = published(store, registry, tmp_path, "doctored", b"doctored\n")
     blob = registry.blob_file(str(image.layers[1].digest))
     data = bytearray(blob.read_bytes())
     data[-1] ^= 1
@@ -289,9 +293,7 @@ def test_an_attached_artifact_too_big_to_be_a_signature_is_left_in_the_registry(
 ) -> None:
     from pysbx.images.pull import MAX_ATTACHED_BYTES
 
-    name = f"{registry.host}/bloated:1"
-    image = stored(store, tmp_path, name, b"bloated\n")
-    push(store, registry, name, name)
+    name, image = published(store, registry, tmp_path, "bloated", b"bloated\n")
     big = tmp_path / "big"
     with big.open("wb") as sink:
         sink.truncate(MAX_ATTACHED_BYTES + 1)
