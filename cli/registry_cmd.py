@@ -61,9 +61,10 @@ def pull(
     """Fetch an image and the signatures attached to it (OCI referrers, cosign's .sig tag)
     into the store, every blob verified against its digest as it streams; an interrupted
     pull resumes where it stopped. With --policy, an image that does not verify as the
-    policy requires is not stored."""
+    policy requires is not stored. Mirrors in registries.conf are tried first."""
+    from pysbx.images.mirrors import sources_for
     from pysbx.images.platform import parse_platform
-    from pysbx.images.pull import pull_image
+    from pysbx.images.pull import pull_from_sources
     from pysbx.images.registryname import parse_image_name
     from pysbx.images.summary import human_size
 
@@ -71,10 +72,15 @@ def pull(
         wanted = parse_image_name(name)
         verify = _verification(policy) if policy is not None else None
         store = local_store()
+        sources = sources_for(wanted)
         if not quiet:
-            typer.echo(f"Pulling {wanted.familiar} from {wanted.registry}", err=True)
-        with _client(wanted.registry, tls_verify, ca_file) as client:
-            pulled = pull_image(store, wanted, client, parse_platform(platform) if platform else None, verify)
+            typer.echo(f"Pulling {wanted.familiar} from {', then '.join(s.label for s in sources)}", err=True)
+        pulled, source = pull_from_sources(
+            store, wanted, sources, lambda s: _client(s.registry, tls_verify and not s.insecure, ca_file),
+            parse_platform(platform) if platform else None, verify,
+        )  # fmt: skip
+    if not quiet and source.mirror:
+        typer.echo(f"Pulled from {source.label}", err=True)
     if not quiet:
         typer.echo(f"Digest: {pulled.digest}", err=True)
         if pulled.attached:

@@ -27,6 +27,7 @@ from pysbx.images.errors import ImageError
 from pysbx.images.graph import children, descriptor_digest
 from pysbx.images.image import Image, open_stored_image
 from pysbx.images.localstore import REF_NAME, LocalStore
+from pysbx.images.mirrors import Source
 from pysbx.images.platform import DEFAULT_PLATFORM, Platform
 from pysbx.images.registryname import ImageName
 
@@ -64,17 +65,18 @@ def pull_image(
     platform: Platform | None = None,
     verify: Verification | None = None,
     progress: Callable[[str], None] | None = None,
+    repository: str | None = None,
 ) -> Pulled:
     """Fetch `name` into the store and name it (unless it was asked for by digest alone);
-    PullRefused when `verify` refuses it, RegistryError and ImageError otherwise."""
-    top = client.get_manifest(name.repository, name.reference)
+    PullRefused when `verify` refuses it, RegistryError and ImageError otherwise.
+    `repository`: where the client finds it, when that is not the name's own (a mirror)."""
+    remote = repository or name.repository
+    top = client.get_manifest(remote, name.reference)
     counts = _Counts()
     with store.locked(exclusive=False):
         store.put_bytes(top.body)
-        manifest_digest = _fetch_image(
-            store, client, name.repository, top.media_type, top.body, platform, counts, progress
-        )
-        attached = _fetch_attached(store, client, name.repository, {top.digest, manifest_digest}, counts)
+        manifest_digest = _fetch_image(store, client, remote, top.media_type, top.body, platform, counts, progress)
+        attached = _fetch_attached(store, client, remote, {top.digest, manifest_digest}, counts)
         descriptor = {"mediaType": top.media_type, "digest": str(top.digest), "size": len(top.body)}
         refusal = _verification(store, descriptor, name, platform, verify)
         if refusal is None and name.tag is not None:
@@ -252,3 +254,27 @@ def _verification(
     if refusal is not None and not already:  # an image stored before keeps its names
         store.remove({str(digest)})
     return refusal
+
+
+def pull_from_sources(
+    store: LocalStore,
+    name: ImageName,
+    sources: list[Source],
+    open_client: Callable[[Source], RegistryClient],
+    platform: Platform | None = None,
+    verify: Verification | None = None,
+) -> tuple[Pulled, Source]:
+    """pull_image from the first source that serves the image whole (and verified, when
+    asked): mirrors in order, then the registry (images.mirrors). The last source's error
+    when none does, with what each mirror said."""
+    failures: list[str] = []
+    for source in sources:
+        try:
+            with open_client(source) as client:
+                return pull_image(store, name, client, platform, verify, repository=source.repository), source
+        except ImageError as error:  # a registry's answer, a refusal, a blob that did not verify
+            if source is sources[-1]:
+                tried = f" (mirrors: {'; '.join(failures)})" if failures else ""
+                raise type(error)(f"{error}{tried}") from None
+            failures.append(f"{source.label}: {error}")
+    raise ImageError(f"{name.familiar}: no source to pull from")
