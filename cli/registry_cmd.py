@@ -57,6 +57,16 @@ def pull(
     tls_verify: Annotated[bool, TLS_VERIFY] = True,
     ca_file: Annotated[Path | None, CA_FILE] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the name pulled.")] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Also write it, with its signatures, to a new OCI layout folder "
+            "(for a machine without the registry: `load -i` it there).",
+            metavar="DIR",
+        ),
+    ] = None,
 ) -> None:
     """Fetch an image and the signatures attached to it (OCI referrers, cosign's .sig tag)
     into the store, every blob verified against its digest as it streams; an interrupted
@@ -79,6 +89,10 @@ def pull(
             store, wanted, sources, lambda s: _client(s.registry, tls_verify and not s.insecure, ca_file),
             parse_platform(platform) if platform else None, verify,
         )  # fmt: skip
+        if output is not None:
+            from pysbx.images.saving import SaveFormat, save_images
+
+            save_images(store, [wanted.full if wanted.tag else str(pulled.digest)], output, SaveFormat.oci_dir)
     if not quiet and source.mirror:
         typer.echo(f"Pulled from {source.label}", err=True)
     if not quiet:

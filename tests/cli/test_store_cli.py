@@ -153,3 +153,25 @@ def test_the_store_is_private(tmp_path: Path, state: Path) -> None:
     (state / "store").chmod(0o777)  # someone made it writable to others: nothing in it is trusted
     result = tool(state, "pysandbox", "images")
     assert result.returncode == 125 and "writable by other users" in result.stderr
+
+
+def test_pull_to_a_folder_then_load_elsewhere_verifies_the_same(tmp_path: Path, state: Path) -> None:
+    """Air-gapped: pull -o DIR writes the image with its signature to a layout folder; a
+    machine without the registry loads it and verifies the same signature."""
+    from tests.images.registry_server import start_registry
+
+    registry = start_registry(tmp_path / "registry")
+    try:
+        name = f"{registry.host}/team/app:1"
+        publisher = tmp_path / "publisher"
+        ok(publisher, "pysandbox", "load", "-i", archive(tmp_path, name))
+        ok(publisher, "pysandbox", "keygen", "--no-password", "--output-key-prefix", str(tmp_path / "team"))
+        ok(publisher, "pysandbox", "sign", name, "--key", str(tmp_path / "team.key"))
+        ok(publisher, "pysandbox", "push", name)
+        assert ok(state, "pysandbox", "pull", "-q", "-o", str(tmp_path / "carried"), name) == f"{name}\n"
+    finally:
+        registry.stop()
+    offline = tmp_path / "offline"
+    assert ok(offline, "pysandbox", "load", "-i", str(tmp_path / "carried")) == f"Loaded image: {name}\n"
+    verified = tool(offline, "pysandbox", "verify", name, "--key", str(tmp_path / "team.pub"))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
