@@ -54,6 +54,7 @@ def pull(
         ),
     ] = None,
     platform: Annotated[str | None, typer.Option(help="From a multi-platform index (default linux/amd64).")] = None,
+    all_platforms: Annotated[bool, typer.Option("--all-platforms", help="Every platform of an index.")] = False,
     tls_verify: Annotated[bool, TLS_VERIFY] = True,
     ca_file: Annotated[Path | None, CA_FILE] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the name pulled.")] = False,
@@ -87,7 +88,7 @@ def pull(
             typer.echo(f"Pulling {wanted.familiar} from {', then '.join(s.label for s in sources)}", err=True)
         pulled, source = pull_from_sources(
             store, wanted, sources, lambda s: _client(s.registry, tls_verify and not s.insecure, ca_file),
-            parse_platform(platform) if platform else None, verify,
+            parse_platform(platform) if platform else None, verify, all_platforms,
         )  # fmt: skip
         if output is not None:
             from pysbx.images.saving import SaveFormat, save_images

@@ -66,6 +66,7 @@ def pull_image(
     verify: Verification | None = None,
     progress: Callable[[str], None] | None = None,
     repository: str | None = None,
+    all_platforms: bool = False,
 ) -> Pulled:
     """Fetch `name` into the store and name it (unless it was asked for by digest alone);
     PullRefused when `verify` refuses it, RegistryError and ImageError otherwise.
@@ -75,7 +76,9 @@ def pull_image(
     counts = _Counts()
     with store.locked(exclusive=False):
         store.put_bytes(top.body)
-        manifest_digest = _fetch_image(store, client, remote, top.media_type, top.body, platform, counts, progress)
+        manifest_digest = _fetch_image(
+            store, client, remote, top.media_type, top.body, platform, all_platforms, counts, progress
+        )
         attached = _fetch_attached(store, client, remote, {top.digest, manifest_digest}, counts)
         descriptor = {"mediaType": top.media_type, "digest": str(top.digest), "size": len(top.body)}
         refusal = _verification(store, descriptor, name, platform, verify)
@@ -96,34 +99,49 @@ def _fetch_image(
     media_type: str,
     body: bytes,
     platform: Platform | None,
+    all_platforms: bool,
     counts: _Counts,
     progress: Callable[[str], None] | None,
 ) -> Digest:
-    """The manifest's config and layers (for an index: the chosen platform's manifest
-    first); returns the platform manifest's digest."""
-    if media_type in mediatypes.INDEX_TYPES:
-        chosen = _choose_platform(
-            children(body, f"{client.registry}/{repository}: index"), platform, client, repository
-        )
-        fetched = client.get_manifest(repository, str(descriptor_digest(chosen, "index")))
+    """The manifest's config and layers (for an index: the chosen platform's manifest, or
+    with `all_platforms` every platform's); returns the chosen platform manifest's digest."""
+    if media_type not in mediatypes.INDEX_TYPES:
+        manifest = digest_bytes(body)
+        _fetch_manifest_blobs(store, client, repository, media_type, body, manifest, counts, progress)
+        return manifest
+    entries = children(body, f"{client.registry}/{repository}: index")
+    chosen = _choose_platform(entries, platform, client, repository, fallback=all_platforms)
+    for entry in entries if all_platforms else [chosen]:
+        fetched = client.get_manifest(repository, str(descriptor_digest(entry, "index")))
         if fetched.media_type in mediatypes.INDEX_TYPES:
             raise ImageError(f"{client.registry}/{repository}: an index inside an index is not pulled")
         store.put_bytes(fetched.body)
-        media_type, body = fetched.media_type, fetched.body
-        manifest = fetched.digest
-    else:
-        manifest = digest_bytes(body)
+        _fetch_manifest_blobs(
+            store, client, repository, fetched.media_type, fetched.body, fetched.digest, counts, progress
+        )
+    return descriptor_digest(chosen, "index")
+
+
+def _fetch_manifest_blobs(
+    store: LocalStore,
+    client: RegistryClient,
+    repository: str,
+    media_type: str,
+    body: bytes,
+    manifest: Digest,
+    counts: _Counts,
+    progress: Callable[[str], None] | None,
+) -> None:
     if media_type not in mediatypes.MANIFEST_TYPES:
         raise ImageError(
             f"{client.registry}/{repository}: {media_type or 'an untyped document'} is not an image manifest"
         )
     for blob in children(body, f"{client.registry}/{repository}: manifest {manifest.short()}"):
         _fetch_blob(store, client, repository, blob, counts, progress)
-    return manifest
 
 
 def _choose_platform(
-    entries: list[dict[str, Any]], wanted: Platform | None, client: RegistryClient, repository: str
+    entries: list[dict[str, Any]], wanted: Platform | None, client: RegistryClient, repository: str, fallback: bool
 ) -> dict[str, Any]:
     target = wanted or DEFAULT_PLATFORM
     for entry in entries:
@@ -132,6 +150,8 @@ def _choose_platform(
             offered = Platform(str(spec.get("os", "")), str(spec.get("architecture", "")), str(spec.get("variant", "")))
             if target.matches(offered):
                 return entry
+    if fallback and entries:  # every platform is fetched: the first stands for them where this one is missing
+        return entries[0]
     raise ImageError(f"{client.registry}/{repository}: no manifest for platform {target} in the index")
 
 
@@ -263,6 +283,7 @@ def pull_from_sources(
     open_client: Callable[[Source], RegistryClient],
     platform: Platform | None = None,
     verify: Verification | None = None,
+    all_platforms: bool = False,
 ) -> tuple[Pulled, Source]:
     """pull_image from the first source that serves the image whole (and verified, when
     asked): mirrors in order, then the registry (images.mirrors). The last source's error
@@ -271,7 +292,10 @@ def pull_from_sources(
     for source in sources:
         try:
             with open_client(source) as client:
-                return pull_image(store, name, client, platform, verify, repository=source.repository), source
+                pulled = pull_image(
+                    store, name, client, platform, verify, repository=source.repository, all_platforms=all_platforms
+                )
+                return pulled, source
         except ImageError as error:  # a registry's answer, a refusal, a blob that did not verify
             if source is sources[-1]:
                 tried = f" (mirrors: {'; '.join(failures)})" if failures else ""

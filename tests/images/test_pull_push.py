@@ -345,3 +345,19 @@ def test_a_referrer_listed_for_one_image_but_naming_another_is_not_pulled(
     elsewhere = LocalStore.create(tmp_path / "elsewhere" / "store")
     pulled = pull(elsewhere, registry, f"{registry.host}/attacker:2")
     assert pulled.attached == 0 and [entry for entry in elsewhere.entries() if entry.get("artifactType")] == []
+
+
+def test_all_platforms_pulls_every_manifest_so_the_index_pushes_whole(
+    registry: Registry, store: LocalStore, tmp_path: Path
+) -> None:
+    amd, arm = image_of([T("amd", data=b"x86 all\n")]), image_of([T("arm", data=b"arm all\n")])
+    arm.platform = Platform("linux", "arm64", "")
+    write_oci_layout(tmp_path / "multi", [(f"{registry.host}/all:1", [amd, arm])])
+    loaded = load_archive(store, tmp_path / "multi")[0]
+    push(store, registry, f"{registry.host}/all:1", f"{registry.host}/all:1")
+    elsewhere = LocalStore.create(tmp_path / "elsewhere" / "store")
+    with RegistryClient(registry.host) as client:
+        pull_image(elsewhere, parse_image_name(f"{registry.host}/all:1"), client, all_platforms=True)
+    for wanted in (Platform("linux", "amd64", ""), Platform("linux", "arm64", "")):
+        assert open_stored_image(elsewhere.folder, loaded.digest, "all", wanted).platform == wanted
+    assert push(elsewhere, registry, f"{registry.host}/all:1", f"{registry.host}/all:2").digest == loaded.digest
