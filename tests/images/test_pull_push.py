@@ -361,3 +361,22 @@ def test_all_platforms_pulls_every_manifest_so_the_index_pushes_whole(
     for wanted in (Platform("linux", "amd64", ""), Platform("linux", "arm64", "")):
         assert open_stored_image(elsewhere.folder, loaded.digest, "all", wanted).platform == wanted
     assert push(elsewhere, registry, f"{registry.host}/all:1", f"{registry.host}/all:2").digest == loaded.digest
+
+
+def test_a_signature_for_another_name_is_refused_when_the_policy_matches_references(
+    registry: Registry, store: LocalStore, tmp_path: Path, keys: dict[str, Path]
+) -> None:
+    """podman's signedIdentity: the signed docker-reference must name what was pulled, so a
+    signature carried over to another repository (a debug build's, promoted) is a replay."""
+    name, other = f"{registry.host}/release/app:1", f"{registry.host}/debug/app:1"
+    image = stored(store, tmp_path, name, b"promoted\n")
+    with store.editing():
+        signed = sign_image(image, load_private_key(keys["alice"].with_suffix(".key")), "message", reference=name)
+        attach_referrer(image, signed)
+    push(store, registry, name, name)
+    push(store, registry, name, other)
+    matching = SigningPolicy(required=True, keys=(str(keys["alice"].with_suffix(".pub")),), match_reference=True)
+    pulled = pull(LocalStore.create(tmp_path / "a" / "store"), registry, name, verification(matching))
+    assert pulled.attached == 1
+    with pytest.raises(PullRefused, match="signature is for reference"):
+        pull(LocalStore.create(tmp_path / "b" / "store"), registry, other, verification(matching))
