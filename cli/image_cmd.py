@@ -37,7 +37,8 @@ from pysbx.policies.values import counted, format_size
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError
 
 app = typer.Typer(
-    help="Inspect, unpack and build images (docker save archives, OCI archives, OCI layouts).",
+    help="Images of the store (ls, load, save, tag, rm, history, prune, pull, push) and image files "
+    "(inspect, unpack, build).",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
