@@ -110,7 +110,7 @@ def disk_free() -> None:
 
     try:
         rows = disk_usage(Path(private_root()), existing_store_or_none())
-    except (StorageError, OSError) as error:
+    except (StorageError, ImageError, OSError) as error:
         fail("pysandbox", str(error), EXIT_SETUP_FAILED)
     cells = [
         [row.kind, str(row.total), str(row.active), human_size(row.size),
