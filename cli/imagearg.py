@@ -48,10 +48,15 @@ class StoredImages:
     may name a stored image."""
 
     def holds(self, name: str) -> bool:
+        from pysbx.audit.detect import AuditInputError
+        from pysbx.images.errors import ImageError
         from pysbx.images.localstore import LocalStore
 
-        folder = store_folder()
-        return folder is not None and (folder / "index.json").exists() and LocalStore(folder).find(name) is not None
+        try:
+            folder = store_folder()
+            return folder is not None and (folder / "index.json").exists() and LocalStore(folder).find(name) is not None
+        except ImageError as error:  # a store that is not private, an ambiguous id: pyaudit's exit 2
+            raise AuditInputError(f"{name}: {error}") from None
 
     def open(self, name: str) -> Image:
         return open_image_argument(name)
