@@ -129,9 +129,14 @@ def prune_layers(folders: list[Path]) -> tuple[int, int]:
     then deleted. Returns (layers removed, bytes freed)."""
     removed = freed = 0
     for folder in folders:
-        claim = inuse.claim_unused(inuse.layer_lock_of(_lower_of(folder)))
+        claim = inuse.claim_unused(inuse.layer_lock_of(_lower_of(folder)), create=True)
         if claim is None:
             continue  # a run holds it
+        unpacking = inuse.claim_unused(inuse.unpack_lock_of(_lower_of(folder)), create=True)
+        if unpacking is None:
+            os.close(claim)
+            continue  # being unpacked (a run about to use it)
+        claim_fds = (claim, unpacking)
         try:
             size = tree_size(folder)
             doomed = folder.with_name(f".prune-{folder.name}")
@@ -139,7 +144,7 @@ def prune_layers(folders: list[Path]) -> tuple[int, int]:
             remove_tree(doomed)
             removed, freed = removed + 1, freed + size
         finally:
-            os.close(claim)
+            inuse.release(claim_fds)
     return removed, freed
 
 

@@ -1,7 +1,7 @@
 """What a run is using, so that housekeeping never removes it under a running container,
 whatever started it (run, run -d, a restart). A run holds, for as long as it runs, a shared
-lock on the lock file of each cached layer its overlay stacks (the lock unpacking takes
-beside each layer folder) and on the folder of each named volume it mounts. `system prune`
+lock on a `KEY.use` file beside each cached layer its overlay stacks and on the folder of
+each named volume it mounts. `system prune`
 removes a layer or a volume only when it gets that lock exclusively without waiting, and
 renames it away before deleting it, so a run that waited on the lock finds it gone and
 stops, instead of mounting half of it.
@@ -15,8 +15,14 @@ import os
 
 
 def layer_lock_of(lower: str) -> str:
-    """`.../layers/KEY/root` -> `.../layers/KEY.lock` (and `.../images/KEY/rootfs`, a
-    flattened image, -> `.../images/KEY.lock`): the lock beside the layer's folder."""
+    """`.../layers/KEY/root` -> `.../layers/KEY.use` (and `.../images/KEY/rootfs`, a
+    flattened image, -> `.../images/KEY.use`): the lock of the runs that use the layer,
+    beside the layer's folder and its unpacking lock (`KEY.lock`), which stays the
+    unpackers' alone: `pysandbox prune` reads a held `.lock` as an unpack in progress."""
+    return os.path.dirname(os.path.normpath(lower)) + ".use"
+
+
+def unpack_lock_of(lower: str) -> str:
     return os.path.dirname(os.path.normpath(lower)) + ".lock"
 
 
@@ -51,12 +57,13 @@ def release(held: tuple[int, ...]) -> None:
         os.close(fd)
 
 
-def claim_unused(path: str, directory: bool = False) -> int | None:
+def claim_unused(path: str, directory: bool = False, create: bool = False) -> int | None:
     """`path` (a layer's lock file, or a volume's folder) locked exclusively when no run
     holds it; None when one does. The caller renames the layer or volume away, removes it,
     then closes the descriptor."""
+    flags = (os.O_RDONLY | os.O_DIRECTORY if directory else os.O_RDWR) | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(path, (os.O_RDONLY | os.O_DIRECTORY if directory else os.O_RDWR) | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, flags | (os.O_CREAT if create else 0), 0o600)
     except FileNotFoundError:
         return None
     try:

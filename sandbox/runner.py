@@ -178,15 +178,14 @@ def run_container(spec: RunSpec) -> int:
         if cgroup is not None:
             cgroup.remove()
         return EXIT_SETUP_FAILED
-    before = spec.monitor_fds
-    spec.monitor_fds = (*before, *layers)
+    spec.monitor_fds = (*spec.monitor_fds, *layers)  # the monitor may change its own meanwhile (run -d)
     try:
         status = _run(spec, cgroup)
         if status == 128 + signal.SIGKILL and cgroup is not None and cgroup.oom_kills():
             _say_out_of_memory(spec)
         return status
     finally:
-        spec.monitor_fds = before
+        spec.monitor_fds = tuple(fd for fd in spec.monitor_fds if fd not in layers)
         inuse.release(layers)
         if cgroup is not None:
             cgroup.remove()
