@@ -175,3 +175,43 @@ def test_pull_to_a_folder_then_load_elsewhere_verifies_the_same(tmp_path: Path, 
     assert ok(offline, "pysandbox", "load", "-i", str(tmp_path / "carried")) == f"Loaded image: {name}\n"
     verified = tool(offline, "pysandbox", "verify", name, "--key", str(tmp_path / "team.pub"))
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_login_checks_with_the_registry_saves_0600_and_pull_uses_it(tmp_path: Path, state: Path) -> None:
+    from tests.images.registry_server import TokenServer, serve_in_thread, start_registry
+
+    tokens = TokenServer(tmp_path / "tokens")
+    server = serve_in_thread(tokens.handle)
+    tokens.port = server.port
+    registry = start_registry(tmp_path / "registry", tokens=tokens)
+    config = tmp_path / "docker"
+    env = {**os.environ, "PYSANDBOX_STATE": str(state), "DOCKER_CONFIG": str(config), "REGISTRY_AUTH_FILE": ""}
+    env.pop("XDG_RUNTIME_DIR", None)
+
+    def as_ci(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "pysandbox"), *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
+        )
+
+    try:
+        name = f"{registry.host}/private/app:1"
+        wrong = as_ci("login", registry.host, "-u", "alice", "--password-stdin", stdin="nope\n")
+        assert wrong.returncode == 125 and "refused the credentials of alice" in wrong.stderr
+        assert not (config / "config.json").exists()
+        denied = as_ci("push", name)  # nothing stored yet: the store says so before the registry is asked
+        assert denied.returncode == 125
+        assert as_ci("load", "-i", archive(tmp_path, name)).returncode == 0
+        anonymous = as_ci("push", name)
+        assert anonymous.returncode == 125 and "authentication required" in anonymous.stderr
+        logged = as_ci("login", registry.host, "-u", "alice", "--password-stdin", stdin="s3cret\n")
+        assert logged.returncode == 0, logged.stderr
+        assert (config / "config.json").stat().st_mode & 0o777 == 0o600
+        assert as_ci("push", name).returncode == 0
+        assert as_ci("rmi", name).returncode == 0
+        pulled = as_ci("pull", "-q", name)
+        assert (pulled.returncode, pulled.stdout) == (0, f"{name}\n"), pulled.stderr
+        assert as_ci("logout", registry.host).stdout == f"Removing login credentials for {registry.host}\n"
+        assert registry.host not in (config / "config.json").read_text()
+    finally:
+        registry.stop()
+        server.stop()

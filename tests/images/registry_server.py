@@ -335,5 +335,11 @@ def push_with_skopeo(layout: Path, tag: str, destination: str, *, tls_verify: bo
         ],
         check=True,
         capture_output=True,
-        env={**os.environ, "HOME": str(layout.parent)},
+        env=skopeo_environment(layout.parent),
     )
+
+
+def skopeo_environment(folder: Path) -> dict[str, str]:
+    """skopeo as any user: without XDG_RUNTIME_DIR it reads /run/containers/UID/auth.json,
+    which an ordinary user may not open (found by the user-mode suite)."""
+    return {**os.environ, "HOME": str(folder), "REGISTRY_AUTH_FILE": str(folder / "skopeo-auth.json")}

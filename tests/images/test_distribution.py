@@ -30,6 +30,7 @@ from tests.images.registry_server import (
     make_pki,
     push_with_skopeo,
     serve_in_thread,
+    skopeo_environment,
     start_registry,
 )
 
@@ -111,10 +112,10 @@ def test_manifest_by_digest_and_head_agree(client: RegistryClient, reference: Lo
     assert client.manifest_digest("app", "no-such-tag") is None
 
 
-def test_skopeo_reads_the_same_manifest(plain: Registry, reference: LocalImage) -> None:
+def test_skopeo_reads_the_same_manifest(plain: Registry, reference: LocalImage, tmp_path: Path) -> None:
     raw = subprocess.run(
         [str(SKOPEO), "inspect", "--raw", "--tls-verify=false", f"docker://{plain.host}/app:1"],
-        check=True, capture_output=True,
+        check=True, capture_output=True, env=skopeo_environment(tmp_path),
     ).stdout  # fmt: skip
     assert digest_bytes(raw) == reference.digest
 
@@ -227,7 +228,7 @@ def test_pushed_image_pulls_back_byte_identical(client: RegistryClient, plain: R
     copied = tmp_path / "copied"
     subprocess.run(
         [str(SKOPEO), "copy", "--quiet", "--src-tls-verify=false", f"docker://{plain.host}/pushed/app:v1", f"oci:{copied}:v1"],
-        check=True, capture_output=True, env={**os.environ, "HOME": str(tmp_path)},
+        check=True, capture_output=True, env=skopeo_environment(tmp_path),
     )  # fmt: skip
     assert json.loads((copied / "index.json").read_text())["manifests"][0]["digest"] == str(image.digest)
 

@@ -31,7 +31,14 @@ from pysbx.signing.keys import load_private_key
 from pysbx.signing.sign import attach_referrer, attach_signature_tag, sign_image
 from pysbx.signing.verify import verify_image
 from tests.imagekit import T, image_of
-from tests.images.registry_server import Registry, TokenServer, make_pki, serve_in_thread, start_registry
+from tests.images.registry_server import (
+    Registry,
+    TokenServer,
+    make_pki,
+    serve_in_thread,
+    skopeo_environment,
+    start_registry,
+)
 from tests.signing.conftest import write_key_pairs
 
 
@@ -254,13 +261,17 @@ def test_skopeo_reads_what_we_pushed(registry: Registry, store: LocalStore, tmp_
     name = f"{registry.host}/for-skopeo:1"
     image = stored(store, tmp_path, name, b"skopeo\n")
     push(store, registry, name, name)
+    env = skopeo_environment(tmp_path)
     raw = subprocess.run(
-        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{name}"], capture_output=True, check=True
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{name}"],
+        capture_output=True,
+        check=True,
+        env=env,
     ).stdout
     assert raw == image.manifest_bytes
     copied = tmp_path / "copied"
     subprocess.run(
-        ["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{name}", f"oci:{copied}:x"], check=True
+        ["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{name}", f"oci:{copied}:x"], check=True, env=env
     )
     assert open_image(f"{copied}:x").manifest_digest == image.manifest_digest
 
