@@ -1,0 +1,156 @@
+"""Reading a compiled seccomp program without the kernel: what it answers for a system call,
+and the same program with every denial turned into a user notification.
+
+The first brick of `--explain` (issue #18): the container loads `notify_variant(plain)`, so
+that each call the policy denies stops and is reported to the monitor, which answers with
+what `evaluate(plain, data)` says the plain filter would have returned: the errno, exactly,
+and never "continue". libseccomp (2.5) emits constant returns only, so a denial is a
+`ret #ERRNO|e` instruction and the variant differs from the plain program in those
+instructions alone: everywhere else, the two programs take the same paths.
+
+The interpreter covers classic BPF as seccomp admits it (loads of the 64-byte seccomp_data,
+the scratch memory, ALU, jumps, returns) and refuses anything else with ValueError, so a
+program it cannot read is never guessed at. Standard library only."""
+
+from __future__ import annotations
+
+import struct
+
+INSTRUCTION = struct.Struct("=HBBI")  # struct sock_filter: u16 code, u8 jt, u8 jf, u32 k
+SECCOMP_DATA = struct.Struct("=iIQ6Q")  # nr, arch, instruction_pointer, args[6]: 64 bytes
+
+RET_ACTION_FULL = 0xFFFF0000
+RET_DATA = 0x0000FFFF
+RET_KILL_PROCESS = 0x80000000
+RET_KILL_THREAD = 0x00000000
+RET_TRAP = 0x00030000
+RET_ERRNO = 0x00050000
+RET_USER_NOTIF = 0x7FC00000
+RET_TRACE = 0x7FF00000
+RET_LOG = 0x7FFC0000
+RET_ALLOW = 0x7FFF0000
+
+_CLASS_LD, _CLASS_LDX, _CLASS_ST, _CLASS_STX, _CLASS_ALU, _CLASS_JMP, _CLASS_RET, _CLASS_MISC = range(8)
+_MASK32 = 0xFFFFFFFF
+_SCRATCH_WORDS = 16
+_MAX_STEPS = 1 << 16  # cBPF only jumps forward; a bound all the same, for a damaged program
+
+
+def instructions(bpf: bytes) -> list[tuple[int, int, int, int]]:
+    """(code, jt, jf, k) of each instruction; ValueError for what is not a program."""
+    if not bpf or len(bpf) % INSTRUCTION.size:
+        raise ValueError(f"not a BPF program: {len(bpf)} bytes")
+    return [INSTRUCTION.unpack_from(bpf, offset) for offset in range(0, len(bpf), INSTRUCTION.size)]
+
+
+def notify_variant(bpf: bytes) -> bytes:
+    """The program with each `ret #ERRNO|e` made `ret #USER_NOTIF`: the same decisions,
+    except that a denial waits for the monitor's answer instead of failing at once."""
+    changed = bytearray()
+    for code, jt, jf, k in instructions(bpf):
+        if code & 0x07 == _CLASS_RET and code & 0x18 != 0x00:
+            raise ValueError("a return of a register, not a constant: the denials cannot be told apart")
+        if code & 0x07 == _CLASS_RET and k & RET_ACTION_FULL == RET_ERRNO:
+            k = RET_USER_NOTIF
+        changed += INSTRUCTION.pack(code, jt, jf, k)
+    return bytes(changed)
+
+
+def seccomp_data(nr: int, arch: int, args: tuple[int, ...] = (), ip: int = 0) -> bytes:
+    """The 64 bytes the kernel gives a filter (and a notification carries) for one call."""
+    padded = (*args, 0, 0, 0, 0, 0, 0)[:6]
+    return SECCOMP_DATA.pack(nr, arch, ip, *padded)
+
+
+def evaluate(bpf: bytes, data: bytes) -> int:
+    """The 32-bit value the program returns for `data` (a seccomp_data)."""
+    program = instructions(bpf)
+    if len(data) != SECCOMP_DATA.size:
+        raise ValueError(f"seccomp_data is {SECCOMP_DATA.size} bytes, not {len(data)}")
+    a = x = pc = 0
+    scratch = [0] * _SCRATCH_WORDS
+    for _ in range(_MAX_STEPS):
+        if pc >= len(program):
+            raise ValueError(f"the program runs past its end at instruction {pc}")
+        code, jt, jf, k = program[pc]
+        kind = code & 0x07
+        pc += 1
+        if kind == _CLASS_RET:
+            return (a if code & 0x18 == 0x10 else k) & _MASK32
+        if kind == _CLASS_LD:
+            a = _load(code, k, data, scratch, x)
+        elif kind == _CLASS_LDX:
+            x = _load(code, k, data, scratch, x)
+        elif kind in (_CLASS_ST, _CLASS_STX):
+            scratch[_slot(k)] = a if kind == _CLASS_ST else x
+        elif kind == _CLASS_ALU:
+            a = _alu(code, a, x if code & 0x08 else k)
+        elif kind == _CLASS_JMP:
+            pc += _jump(code, jt, jf, k, a, x)
+        elif code == 0x07:  # misc: tax
+            x = a
+        elif code == 0x87:  # misc: txa
+            a = x
+        else:
+            raise ValueError(f"instruction {pc - 1}: code {code:#x} is not seccomp's BPF")
+    raise ValueError("the program does not end")
+
+
+def _load(code: int, k: int, data: bytes, scratch: list[int], x: int) -> int:
+    mode, size = code & 0xE0, code & 0x18
+    if mode == 0x00:  # imm
+        return k & _MASK32
+    if mode == 0x60:  # mem
+        return scratch[_slot(k)]
+    if mode == 0x80:  # len
+        return SECCOMP_DATA.size
+    if mode == 0x20 and size == 0x00:  # abs, a word: seccomp admits 32-bit aligned loads only
+        if k % 4 or k + 4 > SECCOMP_DATA.size:
+            raise ValueError(f"a load at offset {k} is outside seccomp_data or not aligned")
+        return int.from_bytes(data[k : k + 4], "little")
+    raise ValueError(f"load code {code:#x} is not seccomp's BPF")
+
+
+def _slot(k: int) -> int:
+    if k >= _SCRATCH_WORDS:
+        raise ValueError(f"scratch memory has {_SCRATCH_WORDS} words, not {k + 1}")
+    return k
+
+
+def _alu(code: int, a: int, operand: int) -> int:
+    operation = code & 0xF0
+    results = {
+        0x00: lambda: a + operand,
+        0x10: lambda: a - operand,
+        0x20: lambda: a * operand,
+        0x40: lambda: a | operand,
+        0x50: lambda: a & operand,
+        0x60: lambda: a << operand if operand < 32 else 0,
+        0x70: lambda: a >> operand if operand < 32 else 0,
+        0x80: lambda: -a,
+        0xA0: lambda: a ^ operand,
+    }
+    if operation == 0x30:  # div: the kernel refuses a program dividing by a constant 0
+        if operand == 0:
+            raise ValueError("division by zero")
+        return (a // operand) & _MASK32
+    if operation not in results:
+        raise ValueError(f"alu code {code:#x} is not seccomp's BPF")
+    return results[operation]() & _MASK32
+
+
+def _jump(code: int, jt: int, jf: int, k: int, a: int, x: int) -> int:
+    """How far to skip: `ja` by k, a test by jt or jf."""
+    operation = code & 0xF0
+    if operation == 0x00:
+        return k
+    operand = x if code & 0x08 else k
+    tests = {0x10: a == operand, 0x20: a > operand, 0x30: a >= operand, 0x40: bool(a & operand)}
+    if operation not in tests:
+        raise ValueError(f"jump code {code:#x} is not seccomp's BPF")
+    return jt if tests[operation] else jf
+
+
+def action_of(value: int) -> tuple[int, int]:
+    """(the action, its data): (RET_ERRNO, 1) for `errno EPERM`."""
+    return value & RET_ACTION_FULL, value & RET_DATA
