@@ -174,7 +174,10 @@ def run_container(spec: RunSpec) -> int:
     try:  # system prune leaves the layers and volumes of a running container alone
         layers = inuse.hold(spec.lowers, _volume_folders(spec))
     except OSError as error:
-        _print_error(f"{error.filename}: {error.strerror or error}")
+        message = f"{error.filename}: {error.strerror or error}"
+        if spec.started is not None:  # run -d waits for its monitor's word
+            spec.started(0, message, EXIT_SETUP_FAILED)
+        _print_error(message)
         if cgroup is not None:
             cgroup.remove()
         return EXIT_SETUP_FAILED

@@ -102,3 +102,22 @@ def test_prune_without_all_keeps_named_images_and_their_layers(sandbox: Sandbox,
     assert pruned.returncode == 0 and "Deleted image" not in pruned.stdout, pruned.stdout + pruned.stderr
     assert layer_folders(state) == before
     assert pysandbox(sandbox, state, "images", "-q").stdout.strip() != ""
+
+
+def test_a_layer_that_cannot_be_held_refuses_the_run_in_one_line(sandbox: Sandbox, world: Path, state: Path) -> None:
+    """What a prune that won the race leaves (or a damaged cache): the run, detached or not,
+    stops at once with the layer named, instead of mounting half of it or hanging `run -d`."""
+    policy = str(world / "strict-unsigned.yaml")
+    first = pysandbox(sandbox, state, "run", "--rm", "--policy", policy, str(world / "busybox-app.tar"), "true")
+    assert first.returncode == 0, first.stderr
+    key = layer_folders(state)[0]
+    use = state / "layers" / f"{key}.use"
+    use.unlink(missing_ok=True)
+    use.mkdir()  # a lock file that cannot be opened for writing
+    for detached in ([], ["-d"]):
+        refused = pysandbox(
+            sandbox, state, "run", *detached, "--rm", "--policy", policy, str(world / "busybox-app.tar"), "true"
+        )
+        assert refused.returncode == 125 and f"{key}.use" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+    use.rmdir()
