@@ -175,9 +175,7 @@ def tag(
         store = existing_store()
         found = _find(store, source)
         with store.locked(exclusive=False):
-            store.add(
-                {"mediaType": found.media_type, "digest": str(found.digest), "size": found.size}, [checked_name(target)]
-            )
+            store.add(found.descriptor, [checked_name(target)])
 
 
 def rmi(
@@ -273,13 +271,10 @@ def prune_store(store: LocalStore, all_: bool) -> str:
 
     from pysbx.images.summary import human_size
     from pysbx.sandbox.containers import all_containers
-    from pysbx.sandbox.housekeeping import images_in_use
+    from pysbx.sandbox.housekeeping import prune_images
     from pysbx.sandbox.state import cache_root
 
-    used = images_in_use(Path(cache_root()), store, list(all_containers())) if all_ else set()
-    going = [image for image in store.images() if (all_ and str(image.digest) not in used) or image.name is None]
-    store.remove({str(image.digest) for image in going})
-    _, freed = store.collect_garbage()
+    going, freed = prune_images(Path(cache_root()), store, list(all_containers()), all_)
     lines = [f"Deleted: {image.digest}" for image in going]
     return "\n".join([*lines, f"Total reclaimed space: {human_size(freed)}"])
 

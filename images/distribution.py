@@ -45,7 +45,7 @@ from urllib3.exceptions import InsecureRequestWarning
 from pysbx.images import mediatypes
 from pysbx.images.digest import Digest, parse_digest
 from pysbx.images.errors import ImageError
-from pysbx.images.registryauth import Authenticator, Credentials, RegistryError, TokenRequest
+from pysbx.images.registryauth import Authenticator, Credentials, RegistryError, TokenRequest, json_object
 from pysbx.images.registryname import ImageNameError, api_host, check_repository, check_tag, is_loopback
 from pysbx.images.regular import NotRegularFile, open_regular
 
@@ -372,7 +372,7 @@ class RegistryClient:
             body = _read_small(response, MAX_MANIFEST_BYTES, where, what)
             link = response.links.get("next", {}).get("url")
             here = response.url
-        document = _json_object(body, where, what)
+        document = json_object(body, where, what)
         if link is None:
             return document, None
         next_url = urljoin(here, link)
@@ -593,19 +593,9 @@ def _media_type(content_type: str, body: bytes) -> str:
     return declared if isinstance(declared, str) else media_type
 
 
-def _json_object(body: bytes, where: str, what: str) -> dict[str, Any]:
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        raise RegistryError(f"{where}: {what} is not valid JSON") from None
-    if not isinstance(document, dict):
-        raise RegistryError(f"{where}: {what} is not a JSON object")
-    return document
-
-
 def _index_descriptors(body: bytes, where: str, what: str) -> list[dict[str, Any]]:
     """The `manifests` of an image index, each checked to be a descriptor."""
-    manifests = _json_object(body, where, what).get("manifests") or []
+    manifests = json_object(body, where, what).get("manifests") or []
     if not isinstance(manifests, list):
         raise RegistryError(f"{where}: {what}: manifests is not a list")
     for i, descriptor in enumerate(manifests):
@@ -648,7 +638,7 @@ def _failure(response: requests.Response, where: str, what: str) -> RegistryErro
         return RegistryError(f"{where}: {what} not found")
     detail = ""
     try:
-        document = _json_object(_read_small(response, _MAX_SMALL_BODY, where, what), where, what)
+        document = json_object(_read_small(response, _MAX_SMALL_BODY, where, what), where, what)
         first = (document.get("errors") or [{}])[0]
         if isinstance(first, dict) and first.get("code"):
             detail = f" ({_printable(str(first.get('code')))}: {_printable(str(first.get('message', '')))})"

@@ -41,6 +41,18 @@ def children(data: bytes, where: str) -> list[dict[str, Any]]:
     return found
 
 
+def subject_digest(data: bytes) -> str | None:
+    """The digest in a referrer manifest's `subject` (the image it is attached to), or None
+    for a document that names none or is not JSON."""
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    subject = document.get("subject") if isinstance(document, dict) else None
+    digest = subject.get("digest") if isinstance(subject, dict) else None
+    return digest if isinstance(digest, str) else None
+
+
 def descriptor_digest(descriptor: dict[str, Any], where: str) -> Digest:
     size = descriptor.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:

@@ -131,7 +131,7 @@ def _oci_layout_name(store: BlobStore, path: Path) -> str:
     return "oci-layout" if path.is_dir() else "oci-archive"
 
 
-def _parse_descriptor(value: object, where: str) -> Descriptor:
+def parse_descriptor(value: object, where: str) -> Descriptor:
     doc = as_object(value, where)
     platform = None
     if isinstance(doc.get("platform"), dict):
@@ -178,7 +178,7 @@ def _open_oci(source: str, store: BlobStore, layout: str, ref: str | None, wante
     index = load_json_object(read_document(store, "index.json"), f"{store.label}: index.json")
     items = as_list(index.get("manifests", []), "index.json manifests")
     entries = [
-        _parse_descriptor(item, f"{store.label}: index.json manifests[{i}]")
+        parse_descriptor(item, f"{store.label}: index.json manifests[{i}]")
         for i, item in enumerate(items)
         if not is_attached_artifact(item)
     ]
@@ -252,10 +252,10 @@ def _resolve_descriptor(
         where = f"{store.label}: index {descriptor.digest.short()}"
         doc = load_json_object(nested, where)
         entries = [
-            _parse_descriptor(item, f"{where} manifests[{i}]")
+            parse_descriptor(item, f"{where} manifests[{i}]")
             for i, item in enumerate(as_list(doc.get("manifests", []), f"{where} manifests"))
         ]
-        chosen = _choose_platform(store, entries, wanted or DEFAULT_PLATFORM)
+        chosen = choose_platform(entries, wanted or DEFAULT_PLATFORM, store.label)
         return _resolve_descriptor(source, store, layout, chosen, references, wanted, descriptor.digest, depth + 1)
     if descriptor.media_type not in mediatypes.MANIFEST_TYPES and descriptor.media_type:
         raise ImageError(
@@ -268,12 +268,13 @@ def _resolve_descriptor(
     )
 
 
-def _choose_platform(store: BlobStore, entries: list[Descriptor], wanted: Platform) -> Descriptor:
+def choose_platform(entries: list[Descriptor], wanted: Platform, label: str) -> Descriptor:
+    """The first entry of an index for `wanted` (a layout's, or a registry's on pull)."""
     for entry in entries:
         if entry.platform is not None and wanted.matches(entry.platform):
             return entry
     offered = ", ".join(str(e.platform) for e in entries if e.platform) or "none"
-    raise ImageError(f"{store.label}: no manifest for platform {wanted} (offered: {offered})")
+    raise ImageError(f"{label}: no manifest for platform {wanted} (offered: {offered})")
 
 
 def _image_from_manifest(
@@ -290,11 +291,11 @@ def _image_from_manifest(
     manifest = load_json_object(manifest_bytes, where)
     if manifest.get("schemaVersion") != 2:
         raise ImageError(f"{where}: schemaVersion must be 2")
-    config_descriptor = _parse_descriptor(manifest.get("config"), f"{where} config")
+    config_descriptor = parse_descriptor(manifest.get("config"), f"{where} config")
     config_bytes = _read_verified(store, config_descriptor, "config")
     config = parse_config(config_bytes, f"{store.label}: config {config_descriptor.digest.short()}")
     layer_descriptors = [
-        _parse_descriptor(item, f"{where} layers[{i}]")
+        parse_descriptor(item, f"{where} layers[{i}]")
         for i, item in enumerate(as_list(manifest.get("layers", []), f"{where} layers"))
     ]
     _check_diff_id_count(where, config, len(layer_descriptors))

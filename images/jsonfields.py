@@ -9,6 +9,12 @@ from typing import Any
 from pysbx.images.errors import ImageError
 
 
+def canonical_json(document: object) -> bytes:
+    """The one serialisation of a document this project writes (manifests, indexes, configs):
+    compact and key-sorted, so the same content always has the same digest."""
+    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+
+
 def load_json_object(data: bytes, where: str) -> dict[str, Any]:
     return as_object(load_json(data, where), where)
 

@@ -20,8 +20,8 @@ from pysbx.images.digest import Digest, VerifyingReader
 from pysbx.images.errors import ImageError
 from pysbx.images.graph import MAX_DOCUMENT, children, descriptor_digest, is_document
 from pysbx.images.image import CONTAINERD_NAME, REF_NAME, blob_path, is_attached_artifact
-from pysbx.images.jsonfields import as_list, as_object, load_json, load_json_object, opt_str
-from pysbx.images.localstore import LocalStore, canonical_json, subject_of
+from pysbx.images.jsonfields import as_list, as_object, canonical_json, load_json, load_json_object, opt_str
+from pysbx.images.localstore import LocalStore, subject_of
 from pysbx.images.references import is_tag_alone
 from pysbx.images.store import BlobStore, open_store, read_document, sniff_compression
 

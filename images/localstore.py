@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -29,9 +28,9 @@ from typing import Any, BinaryIO
 from pysbx.images import mediatypes
 from pysbx.images.digest import Digest, VerifyingReader, digest_bytes, parse_digest
 from pysbx.images.errors import ImageError
-from pysbx.images.graph import reachable_blobs
+from pysbx.images.graph import reachable_blobs, subject_digest
 from pysbx.images.image import is_attached_artifact
-from pysbx.images.jsonfields import as_list, load_json_object
+from pysbx.images.jsonfields import as_list, canonical_json, load_json_object
 from pysbx.images.references import normalize_name
 from pysbx.images.store import DirectoryStore, read_document
 
@@ -54,9 +53,10 @@ class StoredImage:
     def label(self) -> str:
         return self.name or str(self.digest)
 
-
-def canonical_json(document: object) -> bytes:
-    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+    @property
+    def descriptor(self) -> dict[str, Any]:
+        """The image's descriptor, as index.json lists it (without its name)."""
+        return {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}
 
 
 class LocalStore:
@@ -166,21 +166,14 @@ class LocalStore:
             return digest
         reader = VerifyingReader(stream, digest, size, label)
         hasher = None if digest is not None else digest_bytes(b"").hasher()
-        fd, staged = tempfile.mkstemp(dir=self._staging, prefix="blob-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := reader.read(_CHUNK):
-                    out.write(chunk)
-                    if hasher is not None:
-                        hasher.update(chunk)
+        with _staged(self._staging) as (out, staged):
+            while chunk := reader.read(_CHUNK):
+                out.write(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
             final = digest if digest is not None else Digest("sha256", hasher.hexdigest())  # type: ignore[union-attr]
-            os.chmod(staged, 0o644)
-            os.rename(staged, self.blob_file(final))
-            return final
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(staged)
-            raise
+            _publish(staged, self.blob_file(final))
+        return final
 
     def staging_file(self, name: str) -> str:
         """A path in the staging folder (a download in progress keeps its partial file there)."""
@@ -191,19 +184,21 @@ class LocalStore:
         into blobs/."""
         if os.path.dirname(os.path.abspath(path)) != str(self._staging):
             raise ImageError(f"the image store: {path} is not in its staging folder")
-        os.chmod(path, 0o644)
-        os.rename(path, self.blob_file(digest))
+        _publish(path, self.blob_file(digest))
 
     def put_bytes(self, data: bytes) -> Digest:
         """Store a small document (a manifest, an index, a config) under its own digest."""
         digest = digest_bytes(data)
         if not self.has_blob(digest):
-            fd, staged = tempfile.mkstemp(dir=self._staging, prefix="blob-")
-            with os.fdopen(fd, "wb") as out:
+            with _staged(self._staging) as (out, staged):
                 out.write(data)
-            os.chmod(staged, 0o644)
-            os.rename(staged, self.blob_file(digest))
+                _publish(staged, self.blob_file(digest))
         return digest
+
+    def reachable_size(self, images: list[StoredImage]) -> int:
+        """Bytes on disk of every blob these images reach (a blob they share, once)."""
+        reached = reachable_blobs(self.read_blob, self.has_blob, [image.descriptor for image in images])
+        return sum(self.blob_file(parse_digest(text, "the image store")).stat().st_size for text in reached)
 
     # ----- naming (each takes the exclusive lock itself) -----
 
@@ -360,24 +355,35 @@ def subject_of(store: LocalStore, entry: dict[str, Any]) -> str | None:
     if tag.startswith("sha256-"):
         return "sha256:" + tag.removeprefix("sha256-").split(".", 1)[0]
     try:
-        manifest = json.loads(store.read_blob(parse_digest(entry.get("digest"), "index.json"), 1 << 20))
-    except (ImageError, ValueError):
+        return subject_digest(store.read_blob(parse_digest(entry.get("digest"), "index.json"), 1 << 20))
+    except ImageError:
         return None
-    subject = manifest.get("subject") if isinstance(manifest, dict) else None
-    digest = subject.get("digest") if isinstance(subject, dict) else None
-    return digest if isinstance(digest, str) else None
 
 
-def _replace_file(path: Path, data: bytes, staging: Path) -> None:
-    fd, staged = tempfile.mkstemp(dir=staging, prefix="doc-")
+@contextlib.contextmanager
+def _staged(staging: Path) -> Iterator[tuple[BinaryIO, str]]:
+    """A new file in the staging folder, open for writing; gone again unless the caller
+    published it (renamed it into place) before the block ended."""
+    fd, staged = tempfile.mkstemp(dir=staging, prefix="new-")
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(staged, 0o644)
-        os.rename(staged, path)
+            yield out, staged
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(staged)
         raise
+
+
+def _publish(staged: str, target: Path) -> None:
+    os.chmod(staged, 0o644)
+    os.rename(staged, target)
+
+
+def _replace_file(path: Path, data: bytes, staging: Path) -> None:
+    """A document of ours (index.json, oci-layout) replaced whole and durably: a blob torn by
+    a crash fails its digest when read, a torn index.json would lose every name."""
+    with _staged(staging) as (out, staged):
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+        _publish(staged, path)

@@ -24,8 +24,8 @@ from pysbx.images import mediatypes
 from pysbx.images.digest import Digest, digest_bytes
 from pysbx.images.distribution import RegistryClient
 from pysbx.images.errors import ImageError
-from pysbx.images.graph import children, descriptor_digest
-from pysbx.images.image import Image, open_stored_image
+from pysbx.images.graph import children, descriptor_digest, subject_digest
+from pysbx.images.image import Image, choose_platform, open_stored_image, parse_descriptor
 from pysbx.images.localstore import REF_NAME, LocalStore
 from pysbx.images.mirrors import Source
 from pysbx.images.platform import DEFAULT_PLATFORM, Platform
@@ -143,16 +143,16 @@ def _fetch_manifest_blobs(
 def _choose_platform(
     entries: list[dict[str, Any]], wanted: Platform | None, client: RegistryClient, repository: str, fallback: bool
 ) -> dict[str, Any]:
-    target = wanted or DEFAULT_PLATFORM
-    for entry in entries:
-        spec = entry.get("platform")
-        if isinstance(spec, dict):
-            offered = Platform(str(spec.get("os", "")), str(spec.get("architecture", "")), str(spec.get("variant", "")))
-            if target.matches(offered):
-                return entry
-    if fallback and entries:  # every platform is fetched: the first stands for them where this one is missing
-        return entries[0]
-    raise ImageError(f"{client.registry}/{repository}: no manifest for platform {target} in the index")
+    """images.image.choose_platform on the registry's index; with `fallback` (every platform
+    is fetched), the first entry stands for them where the wanted one is missing."""
+    where = f"{client.registry}/{repository}: index"
+    descriptors = [parse_descriptor(entry, f"{where} manifests[{i}]") for i, entry in enumerate(entries)]
+    try:
+        return entries[descriptors.index(choose_platform(descriptors, wanted or DEFAULT_PLATFORM, where))]
+    except ImageError:
+        if fallback and entries:
+            return entries[0]
+        raise
 
 
 def _fetch_blob(
@@ -222,7 +222,7 @@ def _fetch_artifact(
     blobs = children(fetched.body, f"{client.registry}/{repository}: {reference}")
     if sum(blob["size"] for blob in blobs) > MAX_ATTACHED_BYTES:
         return 0
-    if tag is None and _subject(fetched.body) != str(subject):
+    if tag is None and subject_digest(fetched.body) != str(subject):
         return 0
     store.put_bytes(fetched.body)
     for blob in blobs:
@@ -234,13 +234,6 @@ def _fetch_artifact(
         entry["artifactType"] = _artifact_type(referrer or {}, fetched.body)
     store.add(entry, [])
     return 1
-
-
-def _subject(body: bytes) -> str | None:
-    document = json.loads(body)
-    subject = document.get("subject") if isinstance(document, dict) else None
-    digest = subject.get("digest") if isinstance(subject, dict) else None
-    return digest if isinstance(digest, str) else None
 
 
 def _artifact_type(referrer: dict[str, Any], body: bytes) -> str:

@@ -20,7 +20,8 @@ from pysbx.images.distribution import RegistryClient, referrers_tag
 from pysbx.images.errors import ImageError
 from pysbx.images.graph import MAX_DOCUMENT, children, descriptor_digest, is_document
 from pysbx.images.image import is_attached_artifact
-from pysbx.images.localstore import REF_NAME, LocalStore, StoredImage, canonical_json, subject_of
+from pysbx.images.jsonfields import canonical_json
+from pysbx.images.localstore import REF_NAME, LocalStore, StoredImage, subject_of
 from pysbx.images.registryname import ImageName
 
 
@@ -38,8 +39,7 @@ def push_image(store: LocalStore, image: StoredImage, destination: ImageName, cl
     if destination.digest is not None and destination.digest != image.digest:
         raise ImageError(f"{destination.familiar}: the stored image is {image.digest}, not {destination.digest}")
     with store.locked(exclusive=False):
-        root = {"mediaType": image.media_type, "digest": str(image.digest), "size": image.size}
-        blobs = _push_graph(store, client, repository, root, str(image.digest))
+        blobs = _push_graph(store, client, repository, image.descriptor, str(image.digest))
         if destination.tag is not None:
             client.put_manifest(repository, destination.tag, image.media_type, _document(store, image.digest))
         attached = [e for e in store.entries() if is_attached_artifact(e) and _is_for(store, e, image)]

@@ -104,12 +104,18 @@ def read_auth_file(path: Path) -> dict[str, Any] | None:
         raise RegistryError(f"{path}: credentials file larger than {_MAX_CONFIG_BYTES} bytes") from None
     finally:
         os.close(fd)
+    return json_object(data, str(path), "credentials file")
+
+
+def json_object(data: bytes, where: str, what: str) -> dict[str, Any]:
+    """A JSON object a registry, a token server or a credentials file gave; RegistryError
+    naming `where` and `what` for anything else."""
     try:
         document = json.loads(data)
     except (ValueError, RecursionError):
-        raise RegistryError(f"{path}: credentials file is not valid JSON") from None
+        raise RegistryError(f"{where}: {what} is not valid JSON") from None
     if not isinstance(document, dict):
-        raise RegistryError(f"{path}: credentials file is not a JSON object")
+        raise RegistryError(f"{where}: {what} is not a JSON object")
     return document
 
 

@@ -20,7 +20,8 @@ from pysbx.images.digest import parse_digest
 from pysbx.images.errors import ImageError
 from pysbx.images.graph import reachable_blobs
 from pysbx.images.image import CONTAINERD_NAME, REF_NAME, is_attached_artifact, open_stored_image
-from pysbx.images.localstore import LocalStore, StoredImage, canonical_json, subject_of
+from pysbx.images.jsonfields import canonical_json
+from pysbx.images.localstore import LocalStore, StoredImage, subject_of
 from pysbx.images.writer import Data, Spooled, write_tar
 
 
@@ -71,7 +72,7 @@ def _index_entry(image: StoredImage, save_format: SaveFormat) -> dict[str, Any]:
     """The image's descriptor, named as each format names it: Docker 25+ puts the full name
     in containerd's annotation and the tag alone in ref.name; OCI tools (skopeo) read a
     full name in ref.name."""
-    entry: dict[str, Any] = {"mediaType": image.media_type, "digest": str(image.digest), "size": image.size}
+    entry = image.descriptor
     if image.name is None:
         return entry
     if save_format is SaveFormat.docker_archive:

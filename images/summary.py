@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pysbx.images.digest import Digest, parse_digest
 from pysbx.images.errors import ImageError
-from pysbx.images.graph import reachable_blobs
 from pysbx.images.image import open_stored_image
 from pysbx.images.localstore import LocalStore, StoredImage
 
@@ -38,20 +36,12 @@ class ImageSummary:
 
 def summarize(store: LocalStore, image: StoredImage) -> ImageSummary:
     repository, tag = split_name(image.name)
-    root = {"mediaType": image.media_type, "digest": str(image.digest), "size": image.size}
-    size = sum(
-        store.blob_file(digest).stat().st_size
-        for digest in _digests(reachable_blobs(store.read_blob, store.has_blob, [root]))
-    )
+    size = store.reachable_size([image])
     try:
         created = open_stored_image(store.folder, image.digest, image.label).config.created or ""
     except ImageError as error:
         return ImageSummary(repository, tag, str(image.digest), "", size, str(error))
     return ImageSummary(repository, tag, str(image.digest), created, size)
-
-
-def _digests(found: set[str]) -> list[Digest]:
-    return [parse_digest(text, "the image store") for text in sorted(found)]
 
 
 def split_name(name: str | None) -> tuple[str, str]:

@@ -23,6 +23,7 @@ import zstandard
 from pysbx.images import mediatypes
 from pysbx.images.digest import Digest, digest_bytes
 from pysbx.images.errors import ImageError
+from pysbx.images.jsonfields import canonical_json
 from pysbx.images.platform import DEFAULT_PLATFORM, Platform
 
 _OCI_LAYER_TYPES = {
@@ -188,7 +189,7 @@ def add_image(blobs: Blobs, image: NewImage) -> dict[str, Any]:
     docker = image.docker_media_types
     layer_types = _DOCKER_LAYER_TYPES if docker else _OCI_LAYER_TYPES
     config = blobs.add(
-        _canonical(config_document(image)),
+        canonical_json(config_document(image)),
         mediatypes.DOCKER_CONFIG if docker else mediatypes.OCI_CONFIG,
     )
     layers = [
@@ -196,7 +197,7 @@ def add_image(blobs: Blobs, image: NewImage) -> dict[str, Any]:
     ]
     manifest_type = mediatypes.DOCKER_MANIFEST if docker else mediatypes.OCI_MANIFEST
     manifest = {"schemaVersion": 2, "mediaType": manifest_type, "config": config, "layers": layers}
-    return blobs.add(_canonical(manifest), manifest_type)
+    return blobs.add(canonical_json(manifest), manifest_type)
 
 
 def add_index(blobs: Blobs, images: list[NewImage]) -> dict[str, Any]:
@@ -209,11 +210,7 @@ def add_index(blobs: Blobs, images: list[NewImage]) -> dict[str, Any]:
             platform["variant"] = image.platform.variant
         manifests.append({**descriptor, "platform": platform})
     index = {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": manifests}
-    return blobs.add(_canonical(index), mediatypes.OCI_INDEX)
-
-
-def _canonical(document: Any) -> bytes:
-    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+    return blobs.add(canonical_json(index), mediatypes.OCI_INDEX)
 
 
 def _layout_files(blobs: Blobs, tagged: list[tuple[str | None, dict[str, Any]]]) -> dict[str, Data]:
@@ -224,8 +221,8 @@ def _layout_files(blobs: Blobs, tagged: list[tuple[str | None, dict[str, Any]]])
             entry["annotations"] = {"org.opencontainers.image.ref.name": ref}
         entries.append(entry)
     files: dict[str, Data] = {
-        "oci-layout": _canonical({"imageLayoutVersion": "1.0.0"}),
-        "index.json": _canonical({"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries}),
+        "oci-layout": canonical_json({"imageLayoutVersion": "1.0.0"}),
+        "index.json": canonical_json({"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries}),
     }
     for digest, data in blobs.data.items():
         files[f"blobs/{digest.algorithm}/{digest.hex}"] = data
@@ -282,10 +279,10 @@ def write_docker_archive(
             }
             for tag in repo_tags
         ] or [descriptor]
-        files["index.json"] = _canonical(
+        files["index.json"] = canonical_json(
             {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": index_entries}
         )
-        files["manifest.json"] = _canonical(
+        files["manifest.json"] = canonical_json(
             [
                 {
                     "Config": "blobs/" + manifest["config"]["digest"].replace(":", "/"),
@@ -296,7 +293,7 @@ def write_docker_archive(
         )
         write_tar(target, files.items())
         return
-    config = _canonical(config_document(image))
+    config = canonical_json(config_document(image))
     config_name = f"{digest_bytes(config).hex}.json"
     files = {config_name: config}
     layer_names = []
@@ -306,7 +303,7 @@ def write_docker_archive(
         files[name] = compress_data(layer.tar, layer.compression) if compress_legacy else layer.tar
         files[f"{layer_id}/VERSION"] = b"1.0"
         layer_names.append(name)
-    files["manifest.json"] = _canonical([{"Config": config_name, "RepoTags": repo_tags, "Layers": layer_names}])
+    files["manifest.json"] = canonical_json([{"Config": config_name, "RepoTags": repo_tags, "Layers": layer_names}])
     write_tar(target, files.items())
 
 

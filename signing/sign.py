@@ -24,6 +24,7 @@ from pysbx.images import mediatypes
 from pysbx.images.digest import digest_bytes
 from pysbx.images.errors import ImageError
 from pysbx.images.image import Image, blob_path, split_reference
+from pysbx.images.jsonfields import canonical_json
 from pysbx.images.store import read_document
 from pysbx.signing.bundle import BUNDLE_V03_NEW, DsseEnvelope, MessageSignature, public_key_bundle
 from pysbx.signing.keys import PrivateKey, key_hint, sign_bytes
@@ -118,12 +119,12 @@ def attach_referrer(image: Image, signed: SignedBundle, created: datetime | None
         },
         "annotations": annotations,
     }
-    manifest_bytes = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+    manifest_bytes = canonical_json(manifest)
     descriptor = put_blob(layout, manifest_bytes, mediatypes.OCI_MANIFEST)
     descriptor["artifactType"] = BUNDLE_V03_NEW
     index = json.loads(read_document(image.store, "index.json"))
     index.setdefault("manifests", []).append(descriptor)
-    write_atomically(layout / "index.json", json.dumps(index, separators=(",", ":"), sort_keys=True).encode())
+    write_atomically(layout / "index.json", canonical_json(index))
     return str(descriptor["digest"])
 
 
@@ -154,10 +155,10 @@ def attach_signature_tag(image: Image, signed: SignedBundle) -> str:
     manifest = {
         "schemaVersion": 2,
         "mediaType": mediatypes.OCI_MANIFEST,
-        "config": put_blob(layout, _canonical(config), mediatypes.OCI_CONFIG),
+        "config": put_blob(layout, canonical_json(config), mediatypes.OCI_CONFIG),
         "layers": layers,
     }
-    descriptor = put_blob(layout, _canonical(manifest), mediatypes.OCI_MANIFEST)
+    descriptor = put_blob(layout, canonical_json(manifest), mediatypes.OCI_MANIFEST)
     descriptor["annotations"] = {REF_NAME_ANNOTATION: tag}
     index = json.loads(read_document(image.store, "index.json"))
     kept = [
@@ -166,7 +167,7 @@ def attach_signature_tag(image: Image, signed: SignedBundle) -> str:
         if not names_tag((e.get("annotations") or {}).get(REF_NAME_ANNOTATION), tag)
     ]
     index["manifests"] = [*kept, descriptor]
-    write_atomically(layout / "index.json", _canonical(index))
+    write_atomically(layout / "index.json", canonical_json(index))
     return str(descriptor["digest"])
 
 
@@ -175,10 +176,6 @@ def _layout_folder(image: Image) -> Path:
     if not layout.is_dir() or not (layout / "index.json").is_file():
         raise ImageError(f"{layout}: only an OCI layout folder can hold a signature; write a bundle file instead")
     return layout
-
-
-def _canonical(document: object) -> bytes:
-    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
 
 
 def put_blob(layout: Path, data: bytes, media_type: str) -> dict[str, Any]:
