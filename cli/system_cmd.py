@@ -159,10 +159,7 @@ def system_prune(
         store = existing_store_or_none()
         freed = 0
         if store is not None:
-            used = housekeeping.images_in_use(cache, store, containers)
-            going = [i for i in store.images() if str(i.digest) not in used and (all_ or i.name is None)]
-            store.remove({str(image.digest) for image in going})
-            freed += store.collect_garbage()[1]
+            going, freed = housekeeping.prune_images(cache, store, containers, all_)
             for image in going:
                 typer.echo(f"Deleted image: {image.label}")
         layers = housekeeping.removable_layers(cache, housekeeping.stored_chains(store, named_only=True), containers)

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pysbx.images.digest import Digest, parse_digest
 from pysbx.images.localstore import LocalStore, StoredImage
 from pysbx.sandbox import inuse
 from pysbx.sandbox.containers import Container, all_containers
@@ -93,6 +92,17 @@ def images_in_use(cache: Path, store: LocalStore | None, containers: list[Contai
         if str(image.digest) not in used and held & stored_chains_of(store, image):
             used.add(str(image.digest))
     return used
+
+
+def prune_images(
+    cache: Path, store: LocalStore, containers: list[Container], all_: bool
+) -> tuple[list[StoredImage], int]:
+    """Remove the images no container uses that have no name (with `all_`, every such image),
+    then every blob nothing reaches; the images removed and the bytes freed."""
+    used = images_in_use(cache, store, containers)
+    going = [image for image in store.images() if str(image.digest) not in used and (all_ or image.name is None)]
+    store.remove({str(image.digest) for image in going})
+    return going, store.collect_garbage()[1]
 
 
 def _held(folder: Path) -> bool:
@@ -182,16 +192,12 @@ def prune_volumes(folders: list[Path]) -> tuple[list[str], int]:
 
 def disk_usage(cache: Path, store: LocalStore | None) -> list[Usage]:
     """One row per kind: how many, how many in use, bytes, bytes a prune -a could free."""
-    from pysbx.images.graph import reachable_blobs
-
     containers = list(all_containers())
-    used_digests = {str(container.record.get("image_digest", "")) for container in containers}
+    used = images_in_use(cache, store, containers)  # what prune -a spares
     images = [] if store is None else store.images()
-    active_images = [image for image in images if str(image.digest) in used_digests]
+    active_images = [image for image in images if str(image.digest) in used]
     image_bytes = 0 if store is None else store.disk_usage()
-    active_roots = [{"mediaType": i.media_type, "digest": str(i.digest), "size": i.size} for i in active_images]
-    active_blobs = set() if store is None else reachable_blobs(store.read_blob, store.has_blob, active_roots)
-    active_bytes = sum(store.blob_file(_digest(text)).stat().st_size for text in active_blobs) if store else 0
+    active_bytes = 0 if store is None else store.reachable_size(active_images)
     running = {c.folder for c in containers if c.state() in ("running", "paused", "restarting")}
     volumes = unused_volumes(cache, [])
     idle_volumes = set(unused_volumes(cache, containers))
@@ -207,7 +213,3 @@ def disk_usage(cache: Path, store: LocalStore | None) -> list[Usage]:
 def _usage(kind: str, folders: list[Path], idle: set[Path]) -> Usage:
     sizes = {folder: tree_size(folder) for folder in folders}
     return Usage(kind, len(folders), len(folders) - len(idle), sum(sizes.values()), sum(sizes[f] for f in idle))
-
-
-def _digest(text: str) -> Digest:
-    return parse_digest(text, "the image store")
