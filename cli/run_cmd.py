@@ -134,9 +134,14 @@ def _execute(spec: RunSpec, args: RunArgs, plan: Plan) -> int:
             print(f"pysandbox: note: {item.name} limit {item.value} enforced by {item.mechanism}", file=sys.stderr)
     if args.detach:
         return _detach(spec, args, plan)
+    spec.explain = args.explain or args.explain_json
     try:
         return run_container(spec)
     finally:
+        if spec.heard is not None:
+            from pysbx.cli.explain_cmd import report_run
+
+            report_run(args.policy, spec.capabilities, spec.seccomp_bpf, spec.heard, args.explain_json)
         if args.rm:
             remove_state(spec.state)
             _remove_anonymous_volumes(args.anonymous_volumes)

@@ -35,10 +35,11 @@ class Option(Record):
         metavar: str | None = None,
         choices: tuple[str, ...] | None = None,
         convert: Callable[[str], object] | None = None,
+        dest: str | None = None,
     ) -> None:
         self.names, self.kind, self.help = names, kind, help
         self.metavar, self.choices, self.convert = metavar, choices, convert
-        self.dest = names[-1].lstrip("-").replace("-", "_")
+        self.dest = dest or names[-1].lstrip("-").replace("-", "_")
 
 
 NETWORKS = ("none", "loopback", "pasta", "slirp4netns", "host")  # the modes that are not bridge networks
@@ -130,6 +131,14 @@ OPTIONS = (
     Option(
         ("--dry-run",), "flag", "print the plan (namespaces, mappings, mounts, capabilities, seccomp, limits) and exit"
     ),
+    Option(
+        ("--explain",),
+        "flag",
+        "at exit, say on stderr each system call the policy denied, the policy line that denied it, and the "
+        "policy diff that would allow it",
+    ),
+    # a flag of its own: `--explain IMAGE` must never read IMAGE as a format
+    Option(("--explain=json",), "flag", "the same, as one line of JSON at the end of stderr", dest="explain_json"),
 )
 _BY_NAME = {name: option for option in OPTIONS for name in option.names}
 
@@ -194,6 +203,8 @@ class RunArgs(Record):
     platform: str | None
     bundle: str | None
     dry_run: bool
+    explain: bool
+    explain_json: bool
     image: str
     command: list[str]
 
@@ -238,6 +249,10 @@ def parse_fast(argv: list[str]) -> RunArgs | None:
 def _read_option(argv: list[str], index: int, values: dict[str, object]) -> int:
     """Store the option at argv[index]; how many arguments it took (0: declined)."""
     text = argv[index]
+    whole = _BY_NAME.get(text)
+    if whole is not None and whole.kind == "flag":  # a flag whose name has "=" (--explain=json)
+        values[whole.dest] = True
+        return 1
     if text.startswith("--"):
         name, equals, attached = text.partition("=")
         option = _BY_NAME.get(name)

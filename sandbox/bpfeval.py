@@ -62,9 +62,20 @@ def seccomp_data(nr: int, arch: int, args: tuple[int, ...] = (), ip: int = 0) ->
     return SECCOMP_DATA.pack(nr, arch, ip, *padded)
 
 
-def evaluate(bpf: bytes, data: bytes) -> int:
-    """The 32-bit value the program returns for `data` (a seccomp_data)."""
-    program = instructions(bpf)
+def evaluate(bpf: bytes, data: bytes, looked_at: set[int] | None = None) -> int:
+    """The 32-bit value the program returns for `data` (a seccomp_data); the offsets of
+    seccomp_data it read are added to `looked_at` (arguments_read names them)."""
+    return run(instructions(bpf), data, looked_at)
+
+
+def arguments_read(offsets: set[int]) -> tuple[int, ...]:
+    """Which arguments (0 to 5) a program read, by the offsets evaluate saw it load."""
+    first = SECCOMP_DATA.size - 6 * 8
+    return tuple(sorted({(offset - first) // 8 for offset in offsets if offset >= first}))
+
+
+def run(program: list[tuple[int, int, int, int]], data: bytes, looked_at: set[int] | None = None) -> int:
+    """evaluate, for a program already decoded by `instructions` (a monitor decodes once)."""
     if len(data) != SECCOMP_DATA.size:
         raise ValueError(f"seccomp_data is {SECCOMP_DATA.size} bytes, not {len(data)}")
     a = x = pc = 0
@@ -77,10 +88,14 @@ def evaluate(bpf: bytes, data: bytes) -> int:
         pc += 1
         if kind == _CLASS_RET:
             return (a if code & 0x18 == 0x10 else k) & _MASK32
-        if kind == _CLASS_LD:
-            a = _load(code, k, data, scratch, x)
-        elif kind == _CLASS_LDX:
-            x = _load(code, k, data, scratch, x)
+        if kind in (_CLASS_LD, _CLASS_LDX):
+            loaded = _load(code, k, data, scratch, x)
+            if looked_at is not None and code & 0xE0 == 0x20:
+                looked_at.add(k)
+            if kind == _CLASS_LD:
+                a = loaded
+            else:
+                x = loaded
         elif kind in (_CLASS_ST, _CLASS_STX):
             scratch[_slot(k)] = a if kind == _CLASS_ST else x
         elif kind == _CLASS_ALU:

@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from pysbx.sandbox import cgroups, netkeeper
+    from pysbx.sandbox import cgroups, netkeeper, notify
 else:
     # The C half of `signal`: the same functions, with plain ints instead of the enums whose
     # import (enum, functools, collections...) costs a warm start 2-3 ms.
@@ -85,12 +85,16 @@ class RunSpec(Record):
         "console_sink",
         "egress",
         "env",
+        "explain",
+        "explain_bpf",
         "freezable",
+        "heard",
         "hostname",
         "id_maps",
         "interactive",
         "keeps_layer",
         "limits",
+        "listener_end",
         "lowers",
         "masked_paths",
         "monitor_fds",
@@ -160,6 +164,10 @@ class RunSpec(Record):
         self.on_signal: Callable[[int], None] | None = None  # run -d: before a signal is forwarded
         self.address: str | None = None  # on a bridge: the container's address there (sandbox.netkeeper)
         self.resolver: str | None = None  # on a bridge: the nameserver of /etc/resolv.conf
+        self.explain = False  # --explain: the monitor hears each denied call (sandbox.notify)
+        self.explain_bpf: bytes | None = None  # the filter that notifies (bpfeval.notify_variant)
+        self.listener_end: socket.socket | None = None  # the container's side: the listener goes through it
+        self.heard: notify.Heard | None = None  # --explain: what the monitor heard, once the run is over
 
 
 def run_container(spec: RunSpec) -> int:
@@ -270,13 +278,14 @@ def _run_joined(spec: RunSpec, cgroup: cgroups.Cgroup | None, keeper: netkeeper.
     maps_r, maps_w = os.pipe()
     errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
     engine_wanted = spec.network in network.ENGINES or keeper is not None
-    if spec.tty or engine_wanted:  # imported here, before the container's side forks: not after pivot_root
+    if spec.tty or engine_wanted or spec.explain:  # imported here, before the container's side forks
         import socket
 
         from pysbx.sandbox import tty
 
     monitor_end, container_end = socket.socketpair() if spec.tty else (None, None)
     gate, gate_inside = socket.socketpair() if engine_wanted else (None, None)  # sandbox.network's
+    listening = _prepare_listening(spec) if spec.explain else None
     # Signals wait (blocked) until someone can forward them: the monitor once it knows init's
     # pid, init once its handlers are in, the command just before exec. None is lost.
     held = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
@@ -287,6 +296,8 @@ def _run_joined(spec: RunSpec, cgroup: cgroups.Cgroup | None, keeper: netkeeper.
         for end in (monitor_end, gate, keeper.sock if keeper is not None else None):
             if end is not None:
                 end.close()
+        if listening is not None:
+            listening.receiver.close()
         userns = keeper.userns if keeper is not None else -1
         _guarded(
             errors_w,
@@ -295,9 +306,12 @@ def _run_joined(spec: RunSpec, cgroup: cgroups.Cgroup | None, keeper: netkeeper.
     os.close(ready_w)
     os.close(maps_r)
     os.close(errors_w)
-    for end in (container_end, gate_inside):
+    for end in (container_end, gate_inside, spec.listener_end):
         if end is not None:
             end.close()
+    spec.listener_end = None
+    if listening is not None:
+        listening.start()
     init_pid = _monitor_setup(pid, spec, ready_r, maps_w, keeper)
     forward = _forward_signals(init_pid, spec.tty, spec.on_signal)
     signal.pthread_sigmask(signal.SIG_SETMASK, held)
@@ -317,9 +331,42 @@ def _run_joined(spec: RunSpec, cgroup: cgroups.Cgroup | None, keeper: netkeeper.
             signal.signal(signum, previous)
         if engine is not None:
             engine.stop()
+        if listening is not None:
+            spec.heard = listening.finish()
     if message:
         _print_error(message)
     return status
+
+
+def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
+    """--explain: the monitor's listening for this run, and the container's end of the
+    socket its listener will come through (spec.listener_end); None when the policy filters
+    nothing (spec.heard says why nothing was heard)."""
+    import socket
+
+    from pysbx.sandbox import bpfeval, notify
+
+    plain = spec.seccomp_bpf
+    if plain is None:
+        spec.heard = notify.Heard()
+        spec.heard.unavailable = "the policy filters no system call (seccomp: unconfined)"
+        return None
+    receiver, spec.listener_end = socket.socketpair()
+    listening = notify.Listening(plain, receiver, notify.path_arguments(_number_of))
+    blocker = notify.listener_blocker(plain)
+    if blocker:  # the command would wait on itself: it runs as without --explain, and says why
+        listening.heard.unavailable = blocker
+        spec.listener_end.sendall(blocker.encode())
+        spec.explain_bpf = None
+    else:
+        spec.explain_bpf = bpfeval.notify_variant(plain)
+    return listening
+
+
+def _number_of(name: str) -> int | None:
+    from pysbx.policies.seccomp import syscall_number
+
+    return syscall_number(name)
 
 
 def _start_network(
@@ -513,11 +560,10 @@ def _setup_process(
         # (found by review: `state` stayed open in it, reachable through /proc/1/fd).
         theirs = [*held, state, *(layer or ())]
         _guarded(errors_w, lambda: _init(spec, errors_w, console, theirs, own_cgroups, gate))
-    if gate is not None:
-        gate.close()
+    for end in (gate, console, spec.listener_end):
+        if end is not None:
+            end.close()
     _close_all(held)
-    if console is not None:
-        console.close()
     os.write(ready_w, f"{init}\n".encode())
     os.close(ready_w)
     os.close(errors_w)
@@ -641,8 +687,9 @@ def _init(
     if command == 0:
         _guarded(errors_w, lambda: _exec_command(spec, errors_w, console))
     os.close(errors_w)
-    if console is not None:
-        console.close()
+    for end in (console, spec.listener_end):
+        if end is not None:
+            end.close()
     _reap_until(command)
 
 
@@ -795,23 +842,61 @@ def _exec_command(spec: RunSpec, errors_w: int, console: socket.socket | None) -
     capabilities.drop_bounding_capabilities(spec.capabilities)
     bpf = spec.seccomp_bpf
     if bpf is not None and not spec.no_new_privileges:
-        load_bpf(bpf, has_cap_sys_admin=True)
+        _load_filter(spec, bpf, has_cap_sys_admin=True)
         bpf = None  # loaded
     _switch_user(spec.user, spec.id_maps.setgroups_allowed)
     capabilities.set_process_capabilities(spec.capabilities, spec.user.uid)
     check_credentials(spec)
     if spec.no_new_privileges:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-    os.closerange(3, errors_w)
-    os.closerange(errors_w + 1, 65536)
+    _close_descriptors_but(errors_w, spec.listener_end.fileno() if spec.listener_end is not None else errors_w)
     program = _find_program(spec.argv[0], spec.env.get("PATH", ""))
     if bpf is not None:
-        load_bpf(bpf)
+        _load_filter(spec, bpf)
     try:
         os.execve(program, spec.argv, spec.env)
     except OSError as error:
         code = EXIT_NOT_FOUND if error.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
         raise _ExecFailure(f"exec {spec.argv[0]}: {error.strerror}", code) from None
+
+
+def _close_descriptors_but(*kept: int) -> None:
+    """Close every descriptor from 3 on except `kept`."""
+    low = 3
+    for fd in sorted(set(kept)):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 65536)
+
+
+def _load_filter(spec: RunSpec, bpf: bytes, has_cap_sys_admin: bool = False) -> None:
+    """The seccomp filter; under --explain, the one that notifies, with its listener handed
+    to the monitor at once (a denied call from here on waits for its answer) and closed
+    here: nothing the container runs ever holds it. A kernel that gives no listener: the
+    plain filter, and the monitor is told why."""
+    end, notifying = spec.listener_end, spec.explain_bpf
+    if end is None:
+        load_bpf(bpf, has_cap_sys_admin=has_cap_sys_admin)
+        return
+    import socket  # imported before the fork (sandbox.runner._run_joined): a lookup, not a load
+
+    spec.listener_end = None
+    try:
+        if notifying is None:  # the monitor has the reason already
+            load_bpf(bpf, has_cap_sys_admin=has_cap_sys_admin)
+            return
+        try:
+            listener = load_bpf(notifying, has_cap_sys_admin=has_cap_sys_admin, listener=True)
+        except OSError as error:
+            end.sendall(f"the kernel gave no seccomp notification listener ({error})".encode())
+            load_bpf(bpf, has_cap_sys_admin=has_cap_sys_admin)
+            return
+        try:
+            socket.send_fds(end, [b"listener"], [listener])
+        finally:
+            os.close(listener)
+    finally:
+        end.close()
 
 
 def reset_signals() -> None:

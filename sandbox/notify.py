@@ -1,0 +1,316 @@
+"""Hearing each system call the policy denies while a container runs (`run --explain`).
+
+The command loads bpfeval.notify_variant of its filter with a notification listener, just
+before execve, and hands the listener to the monitor over a socket (runner.send_listener).
+From then on a denied call waits in the kernel until the monitor answers it here. The answer
+is what the plain filter returns for the same seccomp_data (bpfeval.evaluate): the same
+errno, so the program behaves as it would without --explain. The monitor never answers
+"continue", whatever it reads: nothing the container does can turn a denial into an allowed
+call. What it records (the call, the arguments the filter looked at, path arguments read
+from the caller's memory) is only kept when SECCOMP_IOCTL_NOTIF_ID_VALID says, after the
+read, that the caller is still the one that made the call (a pid reused meanwhile would
+otherwise lend another process's memory to the report).
+
+Bounded: a storm of denials costs the container the monitor's answer time per call (tens of
+microseconds) and the monitor at most MAX_DISTINCT records; repeats are counted."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import struct
+import threading
+
+from pysbx.sandbox import bpfeval
+from pysbx.sandbox.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable, Mapping
+
+# linux/seccomp.h: the ioctls are _IOWR('!', 0/1) and _IOW('!', 2) on every architecture
+NOTIF_RECV = 0xC0502100
+NOTIF_SEND = 0xC0182101
+NOTIF_ID_VALID = 0x40082102
+NOTIF = struct.Struct("=QII64s")  # struct seccomp_notif: id, pid, flags, struct seccomp_data
+RESPONSE = struct.Struct("=QqiI")  # struct seccomp_notif_resp: id, val, error, flags
+LISTENER_LINK = "anon_inode:seccomp notify"
+MAX_DISTINCT = 256
+MAX_STRING = 1024
+
+
+class Denial(Record):
+    """One kind of denied call: its number and architecture (AUDIT_ARCH_*), the errno it
+    got, the arguments the filter read (index -> value: calls that differ in these are other
+    kinds), all six of the first such call, path arguments as read from the caller (index ->
+    bytes), how many times, and the first caller's pid (the monitor's view)."""
+
+    __slots__ = ("arch", "args", "count", "errno", "first", "nr", "pid", "strings")
+
+    def __init__(
+        self,
+        nr: int,
+        arch: int,
+        errno: int,
+        args: dict[int, int],
+        strings: dict[int, bytes],
+        pid: int,
+        first: tuple[int, ...] = (),
+    ) -> None:
+        self.nr, self.arch, self.errno, self.args, self.strings, self.pid = nr, arch, errno, args, strings, pid
+        self.first = first or tuple(args.get(index, 0) for index in range(6))
+        self.count = 1
+
+
+class Heard(Record):
+    """What a run's listener heard: the denials in the order first made, how many calls in
+    all, how many more kinds than were kept, and why nothing was heard (or "")."""
+
+    __slots__ = ("denials", "dropped", "total", "unavailable")
+
+    def __init__(self) -> None:
+        self.denials: list[Denial] = []
+        self.total = 0
+        self.dropped = 0
+        self.unavailable = ""
+
+
+class Listening:
+    """The monitor's side for one run: started before the container, it takes the listener
+    from `receiver` and answers every notification until the container's last task is gone.
+    `path_arguments` maps call numbers to the indices of their path arguments."""
+
+    def __init__(self, plain: bytes, receiver: socket.socket, path_arguments: Mapping[int, tuple[int, ...]]) -> None:
+        self.program = bpfeval.instructions(plain)
+        self.receiver = receiver
+        self.path_arguments = path_arguments
+        self.heard = Heard()
+        self._answers: dict[bytes, tuple[int, tuple[int, ...]]] = {}
+        self._kinds: dict[tuple[int, ...], Denial] = {}
+        self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._serve, name="pysandbox-explain", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def finish(self, grace: float = 2.0) -> Heard:
+        """The record, once the container is gone (its listener hung up) or `grace` later."""
+        self._thread.join(grace)
+        os.write(self._stop_w, b"x")
+        self._thread.join()
+        for fd in (self._stop_r, self._stop_w):
+            os.close(fd)
+        return self.heard
+
+    def _serve(self) -> None:
+        try:
+            listener = self._receive_listener()
+        finally:
+            self.receiver.close()
+        if listener < 0:
+            return
+        try:
+            self._answer_until_hung_up(listener)
+        finally:
+            os.close(listener)
+
+    def _receive_listener(self) -> int:
+        """The listener the command sent, or -1 with the reason it gave (or none: the setup
+        failed before the command was reached, and says so itself)."""
+        import socket
+
+        waiting = select.poll()
+        waiting.register(self.receiver.fileno(), select.POLLIN)
+        waiting.register(self._stop_r, select.POLLIN)
+        if self._stop_r in dict(waiting.poll()):
+            self.heard.unavailable = "the container ended before its command listened"
+            return -1
+        try:
+            message, fds, _, _ = socket.recv_fds(self.receiver, 4096, 1, socket.MSG_CMSG_CLOEXEC)
+        except OSError as error:
+            self.heard.unavailable = f"the listener did not arrive: {error.strerror or error}"
+            return -1
+        if len(fds) == 1 and message == b"listener" and _is_listener(fds[0]):
+            return fds[0]
+        for fd in fds:
+            os.close(fd)
+        self.heard.unavailable = message.decode(errors="replace") or "the command ended before it listened"
+        return -1
+
+    def _answer_until_hung_up(self, listener: int) -> None:
+        poller = select.poll()
+        poller.register(listener, select.POLLIN)
+        poller.register(self._stop_r, select.POLLIN)
+        buffer = bytearray(NOTIF.size)
+        while True:
+            events = dict(poller.poll())
+            if self._stop_r in events:
+                return
+            state = events.get(listener, 0)
+            if state & select.POLLIN:
+                self._answer_one(listener, buffer)
+            elif state & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                return  # every task of the filter is gone
+
+    def _answer_one(self, listener: int, buffer: bytearray) -> None:
+        buffer[:] = bytes(NOTIF.size)  # the kernel wants a zeroed request
+        try:
+            fcntl.ioctl(listener, NOTIF_RECV, buffer, True)
+        except OSError as error:
+            if error.errno in (errno.ENOENT, errno.EINTR):  # withdrawn: the caller was killed
+                return
+            raise
+        notification_id, pid, _, data = NOTIF.unpack(buffer)
+        value, read = self._plain_answer(data)
+        action, number = bpfeval.action_of(value)
+        # Only an errno is ever sent: were the plain filter to allow what was notified (it
+        # cannot: the variant notifies where the plain program returns an errno), EPERM.
+        answer = number if action == bpfeval.RET_ERRNO else errno.EPERM
+        self._record(listener, notification_id, pid, data, answer, read)
+        try:
+            fcntl.ioctl(listener, NOTIF_SEND, RESPONSE.pack(notification_id, 0, -answer, 0))
+        except OSError as failure:
+            if failure.errno != errno.ENOENT:  # the caller died meanwhile
+                raise
+
+    def _plain_answer(self, data: bytes) -> tuple[int, tuple[int, ...]]:
+        """What the plain filter returns, and which arguments it read (cached by the call,
+        the architecture and the arguments: the instruction pointer never matters)."""
+        key = data[:8] + data[16:]
+        cached = self._answers.get(key)
+        if cached is None:
+            offsets: set[int] = set()
+            try:
+                value = bpfeval.run(self.program, data, offsets)
+            except ValueError:
+                value = bpfeval.RET_ERRNO | errno.EPERM
+            cached = self._answers[key] = (value, bpfeval.arguments_read(offsets))
+            if len(self._answers) > 4 * MAX_DISTINCT:
+                self._answers.clear()
+        return cached
+
+    def _record(
+        self, listener: int, notification_id: int, pid: int, data: bytes, number: int, read: tuple[int, ...]
+    ) -> None:
+        nr, arch, _, *args = bpfeval.SECCOMP_DATA.unpack(data)
+        self.heard.total += 1
+        shown = {index: args[index] for index in read}
+        kind = (nr, arch, number, *(value for item in sorted(shown.items()) for value in item))
+        known = self._kinds.get(kind)
+        if known is not None:
+            known.count += 1
+            return
+        if len(self._kinds) >= MAX_DISTINCT:
+            self.heard.dropped += 1
+            return
+        strings = _read_strings(pid, args, self.path_arguments.get(nr, ()))
+        if strings and not _still_valid(listener, notification_id):
+            strings = {}  # the caller is gone, and the pid may be another process's now
+        denial = self._kinds[kind] = Denial(nr, arch, number, shown, strings, pid, tuple(args))
+        self.heard.denials.append(denial)
+
+
+def _is_listener(fd: int) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == LISTENER_LINK
+    except OSError:
+        return False
+
+
+def _still_valid(listener: int, notification_id: int) -> bool:
+    try:
+        fcntl.ioctl(listener, NOTIF_ID_VALID, struct.pack("=Q", notification_id))
+    except OSError:
+        return False
+    return True
+
+
+def _read_strings(pid: int, args: list[int], indices: tuple[int, ...]) -> dict[int, bytes]:
+    """The NUL-terminated strings at the given arguments of process `pid`'s call, as far as
+    they can be read (MAX_STRING bytes at most each); none when its memory cannot be."""
+    if not indices:
+        return {}
+    try:
+        memory = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return {}
+    try:
+        return {
+            index: text for index in indices if args[index] and (text := _c_string(memory, args[index])) is not None
+        }
+    finally:
+        os.close(memory)
+
+
+def _c_string(memory: int, address: int) -> bytes | None:
+    """Read page by page: a string near the end of a mapping must not fail for the bytes
+    beyond it."""
+    collected = b""
+    while len(collected) < MAX_STRING:
+        chunk = min(4096 - (address + len(collected)) % 4096, MAX_STRING - len(collected))
+        try:
+            piece = os.pread(memory, chunk, address + len(collected))
+        except OSError:
+            return collected or None
+        end = piece.find(b"\0")
+        if end >= 0:
+            return collected + piece[:end]
+        if not piece:
+            return collected or None
+        collected += piece
+    return collected
+
+
+def path_arguments(number_of: Callable[[str], int | None]) -> dict[int, tuple[int, ...]]:
+    """The path arguments of the calls that take them, by this machine's call numbers."""
+    table: dict[int, tuple[int, ...]] = {}
+    for name, indices in PATH_ARGUMENTS.items():
+        number = number_of(name)
+        if number is not None:
+            table[number] = indices
+    return table
+
+
+PATH_ARGUMENTS: dict[str, tuple[int, ...]] = {
+    "open": (0,), "openat": (1,), "openat2": (1,), "creat": (0,), "open_tree": (1,),
+    "mkdir": (0,), "mkdirat": (1,), "mknod": (0,), "mknodat": (1,), "rmdir": (0,),
+    "unlink": (0,), "unlinkat": (1,), "rename": (0, 1), "renameat": (1, 3), "renameat2": (1, 3),
+    "link": (0, 1), "linkat": (1, 3), "symlink": (0, 1), "symlinkat": (0, 2),
+    "chmod": (0,), "fchmodat": (1,), "chown": (0,), "lchown": (0,), "fchownat": (1,),
+    "truncate": (0,), "execve": (0,), "execveat": (1,), "chdir": (0,), "chroot": (0,),
+    "mount": (0, 1, 2), "umount2": (0,), "pivot_root": (0, 1), "move_mount": (1, 3), "fsopen": (0,),
+    "swapon": (0,), "swapoff": (0,), "acct": (0,), "quotactl": (1,),
+    "setxattr": (0, 1), "lsetxattr": (0, 1), "removexattr": (0, 1), "lremovexattr": (0, 1),
+    "access": (0,), "faccessat": (1,), "faccessat2": (1,), "stat": (0,), "lstat": (0,),
+    "newfstatat": (1,), "statx": (1,), "readlink": (0,), "readlinkat": (1,), "statfs": (0,),
+    "utimensat": (1,), "name_to_handle_at": (1,), "inotify_add_watch": (1,), "delete_module": (0,),
+}  # fmt: skip
+
+
+# What the command does between loading the notifying filter and handing its listener over:
+# were the profile to deny one of these, the call would wait for a monitor that has no
+# listener yet. Numbers by machine (asm/unistd.h), with the machine's AUDIT_ARCH_*.
+_HANDOVER_CALLS = {
+    "x86_64": (0xC000003E, {"sendmsg": 46, "close": 3, "execve": 59, "mmap": 9, "munmap": 11, "brk": 12,
+                            "mprotect": 10, "write": 1, "exit_group": 231}),
+    "aarch64": (0xC00000B7, {"sendmsg": 211, "close": 57, "execve": 221, "mmap": 222, "munmap": 215,
+                             "brk": 214, "mprotect": 226, "write": 64, "exit_group": 94}),
+}  # fmt: skip
+
+
+def listener_blocker(plain: bytes) -> str:
+    """Why this filter cannot hand its listener over (a call the handover makes is not
+    allowed), or ""."""
+    machine = os.uname().machine
+    if machine not in _HANDOVER_CALLS:
+        return f"--explain does not know the system calls of {machine} yet"
+    arch, numbers = _HANDOVER_CALLS[machine]
+    program = bpfeval.instructions(plain)
+    for name, number in numbers.items():
+        value = bpfeval.run(program, bpfeval.seccomp_data(number, arch))
+        if bpfeval.action_of(value)[0] != bpfeval.RET_ALLOW:
+            return f"the seccomp profile does not allow {name}, which handing the listener to the monitor needs"
+    return ""

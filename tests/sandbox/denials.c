@@ -1,0 +1,72 @@
+/* System calls made on purpose, for the tests of `run --explain` (tests/sandbox/test_explain.py):
+ * busybox has no applet that makes an arbitrary call with chosen arguments. Built static.
+ *
+ *   denials NR [ARG...]               one call; an ARG "s:TEXT" passes a pointer to TEXT, any
+ *                                     other ARG is a number (0x... allowed); prints "NR=ok" or
+ *                                     "NR=-1/ERRNO"
+ *   denials storm NR COUNT THREADS    THREADS threads make call NR COUNT times each; prints
+ *                                     "storm=CALLS/FAILED/ERRNO" (ERRNO of the last failure) */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static long number(const char *text) { return strtol(text, 0, 0); }
+
+static long one_call(long nr, int argc, char **argv) {
+    long args[6] = {0};
+    for (int i = 0; i < argc && i < 6; i++)
+        args[i] = strncmp(argv[i], "s:", 2) == 0 ? (long)(argv[i] + 2) : number(argv[i]);
+    return syscall(nr, args[0], args[1], args[2], args[3], args[4], args[5]);
+}
+
+static long storm_nr, storm_count, storm_failed, storm_errno;
+static pthread_mutex_t storm_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *storm_thread(void *unused) {
+    (void)unused;
+    long failed = 0, last = 0;
+    for (long i = 0; i < storm_count; i++)
+        if (syscall(storm_nr, 0, 0, 0, 0, 0, 0) < 0) {
+            failed++;
+            last = errno;
+        }
+    pthread_mutex_lock(&storm_lock);
+    storm_failed += failed;
+    if (last)
+        storm_errno = last;
+    pthread_mutex_unlock(&storm_lock);
+    return 0;
+}
+
+static int storm(long nr, long count, long threads) {
+    pthread_t ids[64];
+    storm_nr = nr, storm_count = count;
+    if (threads > 64)
+        threads = 64;
+    for (long i = 0; i < threads; i++)
+        pthread_create(&ids[i], 0, storm_thread, 0);
+    for (long i = 0; i < threads; i++)
+        pthread_join(ids[i], 0);
+    printf("storm=%ld/%ld/%ld\n", count * threads, storm_failed, storm_errno);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 5 && !strcmp(argv[1], "storm"))
+        return storm(number(argv[2]), number(argv[3]), number(argv[4]));
+    if (argc < 2) {
+        fprintf(stderr, "usage: denials NR [ARG...] | denials storm NR COUNT THREADS\n");
+        return 2;
+    }
+    long result = one_call(number(argv[1]), argc - 2, argv + 2);
+    if (result < 0)
+        printf("%s=-1/%d\n", argv[1], errno);
+    else
+        printf("%s=ok\n", argv[1]);
+    return 0;
+}
