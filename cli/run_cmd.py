@@ -38,6 +38,8 @@ def _run(args: RunArgs) -> int:
         return _fail("the input device is not a TTY: -it needs a terminal on stdin (drop -t to pipe input)")
     if args.restart not in (None, "no") and not args.detach:
         return _fail(f"--restart {args.restart} needs -d: the monitor of a detached container restarts it")
+    if (args.explain or args.explain_json) and args.detach:  # its report is printed when the run ends
+        return _fail("--explain needs a run in the foreground: a detached container's denials are not recorded yet")
     detached_only = _detached_only_flags(args)
     if detached_only and not args.detach:
         return _fail(f"{detached_only} needs -d: the monitor of a detached container does what it asks")

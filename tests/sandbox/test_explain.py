@@ -184,3 +184,9 @@ def test_a_profile_that_would_deadlock_the_handover_runs_as_without_explain(
 def test_explain_costs_nothing_when_off(sandbox: Sandbox, denials_image: str) -> None:
     done = sandbox(f"/denials {nr('mount')} s:a s:/b", image=denials_image)
     assert "explain" not in done.stderr
+
+
+def test_explain_with_detach_is_refused_not_ignored(sandbox: Sandbox, denials_image: str) -> None:
+    done = sandbox("-d", "--explain", "true", image=denials_image)
+    assert done.returncode == 125
+    assert "--explain needs a run in the foreground" in done.stderr
