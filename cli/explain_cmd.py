@@ -21,13 +21,17 @@ def report_run(policy: str, capabilities: int, plain: bytes | None, heard: Heard
     from pysbx.policies.loader import load_policy
     from pysbx.policies.seccomp import SeccompProfileError
 
-    granted = frozenset(name for name, number in CAPABILITY_NUMBERS.items() if capabilities >> number & 1)
     try:
-        explanation = explain(load_policy(policy), granted, plain, heard)
+        explanation = explain(load_policy(policy), granted_by(capabilities), plain, heard)
     except (PolicyError, SeccompProfileError, OSError) as error:
         _write(f"{PREFIX} cannot explain: {str(error).replace(os.linesep, '; ')}\n")
         return
     _write(json.dumps(explanation.as_json()) + "\n" if as_json else text(explanation))
+
+
+def granted_by(capabilities: int) -> frozenset[str]:
+    """The names of the capabilities in a mask."""
+    return frozenset(name for name, number in CAPABILITY_NUMBERS.items() if capabilities >> number & 1)
 
 
 def text(explanation: Explanation) -> str:
@@ -42,9 +46,9 @@ def text(explanation: Explanation) -> str:
         errno_name = _errno(item.errno)
         lines.append(f"  {item.call} -> {errno_name}" + (f"  ({_count(item.count, 'time')})" if item.count > 1 else ""))
         lines.append(f"      {item.reason}")
-        lines += [f"      at {_relative(place.file)}:{place.line} ({place.what})" for place in item.places]
+        lines += [f"      at {shown_path(place.file)}:{place.line} ({place.what})" for place in item.places]
     if explanation.changes:
-        target = _relative(explanation.target)
+        target = shown_path(explanation.target)
         lines.append(f"{PREFIX} the change to {target} that would allow it (as `policy diff` shows it):")
         width = max(len(change.describe()) for change in explanation.changes)
         lines += [f"  {change.describe():<{width}}  {change.effect}" for change in explanation.changes]
@@ -52,7 +56,7 @@ def text(explanation: Explanation) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-def _relative(path: str) -> str:
+def shown_path(path: str) -> str:
     """A file under the current folder as a path from it (what an editor opens), any other
     as it is."""
     if not os.path.isabs(path) or os.getcwd() == "/":

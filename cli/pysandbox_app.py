@@ -86,6 +86,15 @@ def run(context: typer.Context) -> None:
     raise ExitWith(run_main(list(context.args)))
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+def learn(context: typer.Context) -> None:
+    """Learn a policy from a workload: run it observed, write the policy it needs, lint it,
+    replay it (pysandbox learn --help)."""
+    from pysbx.cli.learn_cmd import main as learn_main
+
+    raise ExitWith(learn_main(list(context.args)))
+
+
 @app.command()
 def prune(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed, remove nothing.")] = False,

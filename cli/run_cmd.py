@@ -25,6 +25,11 @@ def main(argv: list[str]) -> int:
     except SystemExit as done:
         return EXIT_SETUP_FAILED if done.code else 0
     args.given = argv
+    return run_args(args)
+
+
+def run_args(args: RunArgs) -> int:
+    """Run what a parsed command line says (pysandbox learn runs twice this way)."""
     try:
         return _run(args)
     except KeyboardInterrupt:
@@ -136,11 +141,12 @@ def _execute(spec: RunSpec, args: RunArgs, plan: Plan) -> int:
             print(f"pysandbox: note: {item.name} limit {item.value} enforced by {item.mechanism}", file=sys.stderr)
     if args.detach:
         return _detach(spec, args, plan)
-    spec.explain = args.explain or args.explain_json
+    spec.explain = "observe" if args.observe else "explain" if args.explain or args.explain_json else ""
     try:
         return run_container(spec)
     finally:
-        if spec.heard is not None:
+        args.heard, args.capabilities_held = spec.heard, spec.capabilities
+        if spec.heard is not None and spec.explain == "explain":
             from pysbx.cli.explain_cmd import report_run
 
             report_run(args.policy, spec.capabilities, spec.seccomp_bpf, spec.heard, args.explain_json)

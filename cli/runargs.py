@@ -159,7 +159,16 @@ DESCRIPTION = (
 class RunArgs(Record):
     """The parsed command line, whichever parser read it."""
 
-    __slots__ = (*(option.dest for option in OPTIONS), "image", "command", "anonymous_volumes", "given")
+    __slots__ = (
+        *(option.dest for option in OPTIONS),
+        "image",
+        "command",
+        "anonymous_volumes",
+        "given",
+        "observe",
+        "heard",
+        "capabilities_held",
+    )
 
     policy: str
     interactive: bool
@@ -216,6 +225,9 @@ class RunArgs(Record):
         self.image, self.command = str(values["image"]), command
         self.anonymous_volumes: list[str] = []  # -v /path: the names run gave them (sandbox.volumes)
         self.given: list[str] = []  # the command line as typed (run -d records it: generate systemd)
+        self.observe = False  # pysandbox learn: every call is heard and goes on (sandbox.notify)
+        self.heard: object = None  # learn: what was heard (a sandbox.notify.Heard), once the run is over
+        self.capabilities_held = 0  # learn: the command's capabilities (a mask), once the run is over
 
 
 def _default(option: Option) -> object:

@@ -39,6 +39,8 @@ NOTIF = struct.Struct("=QII64s")  # struct seccomp_notif: id, pid, flags, struct
 RESPONSE = struct.Struct("=QqiI")  # struct seccomp_notif_resp: id, val, error, flags
 LISTENER_LINK = "anon_inode:seccomp notify"
 MAX_DISTINCT = 256
+MAX_OBSERVED = 1024  # kinds of call a learned workload may make: Linux has about 450 calls
+USER_NOTIF_FLAG_CONTINUE = 1
 MAX_STRING = 1024
 
 
@@ -48,7 +50,7 @@ class Denial(Record):
     kinds), all six of the first such call, path arguments as read from the caller (index ->
     bytes), how many times, and the first caller's pid (the monitor's view)."""
 
-    __slots__ = ("arch", "args", "count", "errno", "first", "nr", "pid", "strings")
+    __slots__ = ("arch", "args", "count", "errno", "first", "nr", "pid", "strings", "verdict")
 
     def __init__(
         self,
@@ -63,6 +65,7 @@ class Denial(Record):
         self.nr, self.arch, self.errno, self.args, self.strings, self.pid = nr, arch, errno, args, strings, pid
         self.first = first or tuple(args.get(index, 0) for index in range(6))
         self.count = 1
+        self.verdict = bpfeval.RET_ERRNO | errno  # what the plain filter returns for it
 
 
 class Heard(Record):
@@ -81,14 +84,31 @@ class Heard(Record):
 class Listening:
     """The monitor's side for one run: started before the container, it takes the listener
     from `receiver` and answers every notification until the container's last task is gone.
-    `path_arguments` maps call numbers to the indices of their path arguments."""
+    `path_arguments` maps call numbers to the indices of their path arguments.
 
-    def __init__(self, plain: bytes, receiver: socket.socket, path_arguments: Mapping[int, tuple[int, ...]]) -> None:
-        self.program = bpfeval.instructions(plain)
+    With `observe` (`pysandbox learn`), the container's filter is observing_program: every
+    call notifies, each is recorded with what the plain filter (the base policy's; None:
+    none) would have answered, and each goes on ("continue") within the `ceiling` filter
+    (the widest a built-in profile allows: what it refuses is refused here too, with its
+    errno). But an ENOSYS the plain filter answers on purpose (clone3: glibc falls back to
+    clone) is answered as such: a workload observed taking the newer call would be learned
+    without the fallback it takes later."""
+
+    def __init__(
+        self,
+        plain: bytes | None,
+        receiver: socket.socket,
+        path_arguments: Mapping[int, tuple[int, ...]],
+        observe: bool = False,
+        ceiling: bytes | None = None,
+    ) -> None:
+        self.plain = Verdicts(plain, MAX_OBSERVED if observe else MAX_DISTINCT)
+        self.ceiling = Verdicts(ceiling, MAX_OBSERVED)
         self.receiver = receiver
         self.path_arguments = path_arguments
+        self.observe = observe
+        self.most = MAX_OBSERVED if observe else MAX_DISTINCT
         self.heard = Heard()
-        self._answers: dict[bytes, tuple[int, tuple[int, ...]]] = {}
         self._kinds: dict[tuple[int, ...], Denial] = {}
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._serve, name="pysandbox-explain", daemon=True)
@@ -164,53 +184,95 @@ class Listening:
                 return
             raise
         notification_id, pid, _, data = NOTIF.unpack(buffer)
-        value, read = self._plain_answer(data)
+        value, read = self.plain.of(data)
         action, number = bpfeval.action_of(value)
-        # Only an errno is ever sent: were the plain filter to allow what was notified (it
-        # cannot: the variant notifies where the plain program returns an errno), EPERM.
-        answer = number if action == bpfeval.RET_ERRNO else errno.EPERM
-        self._record(listener, notification_id, pid, data, answer, read)
+        if self.observe:
+            answer = self._observed_answer(data, value)
+            self._record(listener, notification_id, pid, data, answer, (), value)
+            flags = 0 if answer else USER_NOTIF_FLAG_CONTINUE
+            response = RESPONSE.pack(notification_id, 0, -answer, flags)
+        else:
+            # Only an errno is ever sent: were the plain filter to allow what was notified
+            # (it cannot: the variant notifies where the plain program returns an errno), EPERM.
+            answer = number if action == bpfeval.RET_ERRNO else errno.EPERM
+            self._record(listener, notification_id, pid, data, answer, read, value)
+            response = RESPONSE.pack(notification_id, 0, -answer, 0)
         try:
-            fcntl.ioctl(listener, NOTIF_SEND, RESPONSE.pack(notification_id, 0, -answer, 0))
+            fcntl.ioctl(listener, NOTIF_SEND, response)
         except OSError as failure:
             if failure.errno != errno.ENOENT:  # the caller died meanwhile
                 raise
 
-    def _plain_answer(self, data: bytes) -> tuple[int, tuple[int, ...]]:
-        """What the plain filter returns, and which arguments it read (cached by the call,
-        the architecture and the arguments: the instruction pointer never matters)."""
-        key = data[:8] + data[16:]
-        cached = self._answers.get(key)
-        if cached is None:
-            offsets: set[int] = set()
-            try:
-                value = bpfeval.run(self.program, data, offsets)
-            except ValueError:
-                value = bpfeval.RET_ERRNO | errno.EPERM
-            cached = self._answers[key] = (value, bpfeval.arguments_read(offsets))
-            if len(self._answers) > 4 * MAX_DISTINCT:
-                self._answers.clear()
-        return cached
+    def _observed_answer(self, data: bytes, value: int) -> int:
+        """Under observation: 0 (the call goes on), or the errno it gets: the base's ENOSYS
+        on purpose, or the ceiling's refusal (what no built-in policy allows)."""
+        if value == bpfeval.RET_ERRNO | errno.ENOSYS:
+            return errno.ENOSYS
+        action, number = bpfeval.action_of(self.ceiling.of(data)[0])
+        if action in (bpfeval.RET_ALLOW, bpfeval.RET_LOG):
+            return 0
+        return number if action == bpfeval.RET_ERRNO and number else errno.EPERM
 
     def _record(
-        self, listener: int, notification_id: int, pid: int, data: bytes, number: int, read: tuple[int, ...]
+        self,
+        listener: int,
+        notification_id: int,
+        pid: int,
+        data: bytes,
+        number: int,
+        read: tuple[int, ...],
+        verdict: int,
     ) -> None:
         nr, arch, _, *args = bpfeval.SECCOMP_DATA.unpack(data)
         self.heard.total += 1
         shown = {index: args[index] for index in read}
-        kind = (nr, arch, number, *(value for item in sorted(shown.items()) for value in item))
+        kind = (nr, arch, verdict, *(value for item in sorted(shown.items()) for value in item))
         known = self._kinds.get(kind)
         if known is not None:
             known.count += 1
             return
-        if len(self._kinds) >= MAX_DISTINCT:
+        if len(self._kinds) >= self.most:
             self.heard.dropped += 1
             return
         strings = _read_strings(pid, args, self.path_arguments.get(nr, ()))
         if strings and not _still_valid(listener, notification_id):
             strings = {}  # the caller is gone, and the pid may be another process's now
         denial = self._kinds[kind] = Denial(nr, arch, number, shown, strings, pid, tuple(args))
+        denial.verdict = verdict
         self.heard.denials.append(denial)
+
+
+class Verdicts:
+    """What a program returns for each call, and which arguments it read, cached by the
+    call, the architecture and the arguments the program has read for that call so far: its
+    path depends on nothing else, so two calls equal in those take the same path. No program:
+    everything is allowed."""
+
+    def __init__(self, bpf: bytes | None, most: int) -> None:
+        self.program = bpfeval.instructions(bpf) if bpf is not None else None
+        self.most = most
+        self._reads: dict[tuple[int, int], set[int]] = {}
+        self._answers: dict[tuple[int, ...], tuple[int, tuple[int, ...]]] = {}
+
+    def of(self, data: bytes) -> tuple[int, tuple[int, ...]]:
+        if self.program is None:
+            return bpfeval.RET_ALLOW, ()
+        nr, arch, _, *args = bpfeval.SECCOMP_DATA.unpack(data)
+        reads = self._reads.setdefault((nr, arch), set())
+        cached = self._answers.get((nr, arch, *(args[index] for index in sorted(reads))))
+        if cached is None:
+            offsets: set[int] = set()
+            try:
+                value = bpfeval.run(self.program, data, offsets)
+            except ValueError:
+                value = bpfeval.RET_ERRNO | errno.EPERM
+            read = bpfeval.arguments_read(offsets)
+            reads.update(read)
+            cached = (value, read)
+            if len(self._answers) > 4 * self.most:
+                self._answers.clear()
+            self._answers[(nr, arch, *(args[index] for index in sorted(reads)))] = cached
+        return cached
 
 
 def _is_listener(fd: int) -> bool:
@@ -314,3 +376,24 @@ def listener_blocker(plain: bytes) -> str:
         if bpfeval.action_of(value)[0] != bpfeval.RET_ALLOW:
             return f"the seccomp profile does not allow {name}, which handing the listener to the monitor needs"
     return ""
+
+
+def observing_program() -> bytes:
+    """`pysandbox learn`'s filter: every call notifies (and is continued by the monitor)
+    but those of the handover, which must not wait for a monitor without a listener."""
+    machine = os.uname().machine
+    if machine not in _HANDOVER_CALLS:
+        raise OSError(errno.ENOSYS, f"learn does not know the system calls of {machine} yet")
+    arch, numbers = _HANDOVER_CALLS[machine]
+    allowed = sorted(set(numbers.values()))
+    count = len(allowed)
+    code = bpfeval.INSTRUCTION.pack
+    program = [code(0x20, 0, 0, 4), code(0x15, 0, count + 1, arch), code(0x20, 0, 0, 0)]  # ld arch; jeq; ld nr
+    program += [code(0x15, count - index, 0, number) for index, number in enumerate(allowed)]
+    program += [code(0x06, 0, 0, bpfeval.RET_USER_NOTIF), code(0x06, 0, 0, bpfeval.RET_ALLOW)]
+    return b"".join(program)
+
+
+def handover_calls() -> tuple[str, ...]:
+    """The names of the calls observing_program lets through unheard."""
+    return tuple(_HANDOVER_CALLS.get(os.uname().machine, (0, {}))[1])

@@ -164,7 +164,9 @@ class RunSpec(Record):
         self.on_signal: Callable[[int], None] | None = None  # run -d: before a signal is forwarded
         self.address: str | None = None  # on a bridge: the container's address there (sandbox.netkeeper)
         self.resolver: str | None = None  # on a bridge: the nameserver of /etc/resolv.conf
-        self.explain = False  # --explain: the monitor hears each denied call (sandbox.notify)
+        # "explain" (run --explain): the monitor hears each denied call (sandbox.notify);
+        # "observe" (learn): it hears every call, and lets each go on
+        self.explain = ""
         self.explain_bpf: bytes | None = None  # the filter that notifies (bpfeval.notify_variant)
         self.listener_end: socket.socket | None = None  # the container's side: the listener goes through it
         self.heard: notify.Heard | None = None  # --explain: what the monitor heard, once the run is over
@@ -339,20 +341,25 @@ def _run_joined(spec: RunSpec, cgroup: cgroups.Cgroup | None, keeper: netkeeper.
 
 
 def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
-    """--explain: the monitor's listening for this run, and the container's end of the
-    socket its listener will come through (spec.listener_end); None when the policy filters
-    nothing (spec.heard says why nothing was heard)."""
+    """--explain or learn: the monitor's listening for this run, and the container's end of
+    the socket its listener will come through (spec.listener_end); None when the policy
+    filters nothing to explain (spec.heard says why nothing was heard)."""
     import socket
 
     from pysbx.sandbox import bpfeval, notify
 
     plain = spec.seccomp_bpf
-    if plain is None:
+    observe = spec.explain == "observe"
+    if plain is None and not observe:
         spec.heard = notify.Heard()
         spec.heard.unavailable = "the policy filters no system call (seccomp: unconfined)"
         return None
     receiver, spec.listener_end = socket.socketpair()
-    listening = notify.Listening(plain, receiver, notify.path_arguments(_number_of))
+    ceiling = _observation_ceiling() if observe else None
+    listening = notify.Listening(plain, receiver, notify.path_arguments(_number_of), observe, ceiling)
+    if observe or plain is None:
+        spec.explain_bpf = notify.observing_program()
+        return listening
     blocker = notify.listener_blocker(plain)
     if blocker:  # the command would wait on itself: it runs as without --explain, and says why
         listening.heard.unavailable = blocker
@@ -361,6 +368,15 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
     else:
         spec.explain_bpf = bpfeval.notify_variant(plain)
     return listening
+
+
+def _observation_ceiling() -> bytes:
+    """learn's limit: the built-in default profile with every capability, which still
+    refuses what no built-in policy allows (io_uring, kexec...)."""
+    from pysbx.policies.model import LINUX_CAPABILITIES
+    from pysbx.policies.seccomp import compile_bpf, load_profile
+
+    return compile_bpf(load_profile("default"), LINUX_CAPABILITIES).bpf
 
 
 def _number_of(name: str) -> int | None:
@@ -840,7 +856,7 @@ def _exec_command(spec: RunSpec, errors_w: int, console: socket.socket | None) -
     apply_rlimits(spec.limits)
     _change_directory(spec.workdir)
     capabilities.drop_bounding_capabilities(spec.capabilities)
-    bpf = spec.seccomp_bpf
+    bpf = spec.seccomp_bpf if spec.explain != "observe" else spec.explain_bpf  # learn: the observing filter alone
     if bpf is not None and not spec.no_new_privileges:
         _load_filter(spec, bpf, has_cap_sys_admin=True)
         bpf = None  # loaded
@@ -888,6 +904,8 @@ def _load_filter(spec: RunSpec, bpf: bytes, has_cap_sys_admin: bool = False) -> 
         try:
             listener = load_bpf(notifying, has_cap_sys_admin=has_cap_sys_admin, listener=True)
         except OSError as error:
+            if spec.explain == "observe":  # learning without hearing: nothing to learn from
+                raise
             end.sendall(f"the kernel gave no seccomp notification listener ({error})".encode())
             load_bpf(bpf, has_cap_sys_admin=has_cap_sys_admin)
             return

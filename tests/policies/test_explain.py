@@ -67,7 +67,9 @@ def test_a_policy_extending_strict_is_told_it_cannot_loosen_it(tmp_path: Path) -
     policy = tmp_path / "mine.yaml"
     policy.write_text("version: 1\nextends: strict\nsandbox:\n  limits:\n    pids: 64\n")
     result = explained(policy, heard_of(("unshare", {})))
-    assert any(f"{policy.name} extends strict, which a policy may tighten but not loosen" in note for note in result.notes)
+    assert any(
+        f"{policy.name} extends strict, which a policy may tighten but not loosen" in note for note in result.notes
+    )
 
 
 def test_an_argument_condition_is_named() -> None:

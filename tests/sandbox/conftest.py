@@ -142,3 +142,21 @@ def named(sandbox: Any) -> Iterator[list[str]]:
     yield names
     for name in names:
         tool(sandbox, "rm", "-f", name)
+
+
+@pytest.fixture(scope="session")
+def denials_image(world: Path) -> str:
+    """busybox plus /denials (tests/sandbox/denials.c, static: calls made on purpose, for
+    run --explain and learn), in the world folder; its file name there."""
+    if shutil.which("cc") is None:
+        pytest.skip("needs a C compiler for the test program")
+    binary = world / "denials"
+    source = Path(__file__).with_name("denials.c")
+    subprocess.run(["cc", "-static", "-O2", "-pthread", "-o", str(binary), str(source)], check=True)
+    extra = make_tar([T("denials", data=binary.read_bytes(), mode=0o755)])
+    layers = [NewLayer(tar_from_directory(world / "rootfs"), "gzip", "COPY rootfs /"), NewLayer(extra, "gzip", "COPY")]
+    image = world / "busybox-denials.tar"
+    write_docker_archive(image, NewImage(layers, {"User": "1000:1000", "Env": ["PATH=/bin"]}), ["example/denials:1"])
+    for item in (binary, image):
+        item.chmod(0o755)
+    return image.name

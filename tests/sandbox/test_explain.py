@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from pysbx.images.writer import NewImage, NewLayer, tar_from_directory, write_docker_archive
 from pysbx.policies.seccomp import syscall_number
-from tests.imagekit import T, make_tar
 from tests.sandbox.harness import Sandbox, share, strict_variant
 
-SOURCE = Path(__file__).with_name("denials.c")
 STRICT_PROFILE = Path(__file__).parents[2] / "policies/seccomp/strict.json"
 
 
@@ -28,21 +23,6 @@ def nr(name: str) -> str:
     number = syscall_number(name)
     assert number is not None, name
     return str(number)
-
-
-@pytest.fixture(scope="session")
-def denials_image(world: Path) -> str:
-    """busybox plus /denials (static), named for the world folder."""
-    if shutil.which("cc") is None:
-        pytest.skip("needs a C compiler for the test program")
-    binary = world / "denials"
-    subprocess.run(["cc", "-static", "-O2", "-pthread", "-o", str(binary), str(SOURCE)], check=True)
-    extra = make_tar([T("denials", data=binary.read_bytes(), mode=0o755)])
-    layers = [NewLayer(tar_from_directory(world / "rootfs"), "gzip", "COPY rootfs /"), NewLayer(extra, "gzip", "COPY")]
-    image = world / "busybox-denials.tar"
-    write_docker_archive(image, NewImage(layers, {"User": "1000:1000", "Env": ["PATH=/bin"]}), ["example/denials:1"])
-    share(world)
-    return image.name
 
 
 def line_of(path: Path, text: str) -> int:

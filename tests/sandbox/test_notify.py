@@ -95,7 +95,7 @@ def test_a_caller_gone_before_its_answer_leaves_no_memory_of_another_process() -
         forged = bpfeval.seccomp_data(GETPGID or 0, ARCH or 0, (address(secret),))
         listening = notify.Listening(plain, receiver, {GETPGID or 0: (0,)})
         assert notify._read_strings(os.getpid(), [address(secret), 0, 0, 0, 0, 0], (0,)) == {0: secret[:-1]}
-        listening._record(listener, notification_id, os.getpid(), forged, errno.EPERM, ())
+        listening._record(listener, notification_id, os.getpid(), forged, errno.EPERM, (), bpfeval.RET_ERRNO | 1)
         assert listening.heard.denials[0].strings == {}
         with pytest.raises(OSError) as answered:
             fcntl.ioctl(listener, notify.NOTIF_SEND, notify.RESPONSE.pack(notification_id, 0, -errno.EPERM, 0))

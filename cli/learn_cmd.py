@@ -1,0 +1,203 @@
+"""`pysandbox learn [--base POLICY] [-o FILE] [--compare-output] [--force] [RUN FLAGS] IMAGE
+[CMD...]`: run a workload once under observation, write the policy it needs (policies.learn),
+lint it, and run it again under that policy: a policy whose replay differs is not offered as
+working (exit 1)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from pysbx.cli.runargs import RunArgs, parse
+
+EXIT_USAGE = 2
+EXIT_SETUP_FAILED = 125
+PREFIX = "pysandbox learn:"
+USAGE = """usage: pysandbox learn [--base POLICY] [-o FILE] [--compare-output] [--force] [RUN FLAGS] IMAGE [CMD...]
+
+Run IMAGE's command once with every system call observed (each is let through: learn only what
+you would run under the base policy's other confinement), then write FILE (default
+learned.yaml): a policy extending POLICY (default baseline) whose seccomp profile is the base's
+cut to the calls made, plus the calls the base refuses, each commented; and FILE's profile
+beside it (learned.seccomp.json). The policy is linted and the workload run again under it:
+exit 0 when it ends as observed (with --compare-output, printing the same), 1 when not, 2 for
+bad input, 125 when the workload cannot be run. RUN FLAGS are `pysandbox run`'s (-e, -v, -u...)."""
+
+
+class _Options:
+    def __init__(self) -> None:
+        self.base = "baseline"
+        self.output = "learned.yaml"
+        self.compare_output = False
+        self.force = False
+
+
+def main(argv: list[str]) -> int:
+    options, run_argv = _split(argv)
+    if options is None:
+        print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if argv[:1] in (["-h"], ["--help"]) else EXIT_USAGE
+    output = Path(options.output).absolute()
+    profile = output.with_suffix(".seccomp.json")
+    if output.suffix not in (".yaml", ".yml"):
+        return _fail(f"--output {options.output}: a policy file ends in .yaml", EXIT_USAGE)
+    for path in (output, profile):
+        if path.exists() and not options.force:
+            return _fail(f"{path} exists: --force replaces it", EXIT_USAGE)
+    try:
+        observed = parse(["--rm", "--policy", options.base, *run_argv])
+    except SystemExit as done:
+        return EXIT_SETUP_FAILED if done.code else 0
+    refusal = _refused_flags(observed, run_argv)
+    if refusal:
+        return _fail(refusal, EXIT_USAGE)
+    return _learn(options, observed, run_argv, output, profile)
+
+
+def _learn(options: _Options, observed: RunArgs, run_argv: list[str], output: Path, profile: Path) -> int:
+    from pysbx.cli.explain_cmd import granted_by
+    from pysbx.policies.errors import PolicyError
+    from pysbx.policies.learn import LearnError, learn
+    from pysbx.policies.loader import load_policy
+    from pysbx.policies.seccomp import SeccompProfileError
+    from pysbx.sandbox.notify import Heard
+
+    workload = shlex.join([observed.image, *observed.command])
+    observed.observe = True
+    status, seen = _captured(lambda: _run(observed), options.compare_output)
+    heard = observed.heard
+    if not isinstance(heard, Heard):
+        return _fail(f"the workload did not run (exit {status}): nothing was observed", EXIT_SETUP_FAILED)
+    _say(f"observed {len(heard.denials)} kinds of system call ({heard.total} calls) of {workload}: exit {status}")
+    try:
+        base = load_policy(options.base)
+        learned = learn(options.base, base, granted_by(observed.capabilities_held), heard, output, workload)
+    except (LearnError, PolicyError, SeccompProfileError, OSError) as error:
+        return _fail(str(error).replace("\n", "; "), EXIT_USAGE)
+    _write(profile, learned.profile_text)
+    _write(output, learned.policy_text)
+    _say(
+        f"wrote {_shown(output)} and {_shown(profile)}: {Path(options.base).stem} allows {learned.base_allows} "
+        f"system calls here, this policy {learned.learned_allows} (narrower by {learned.narrower_by})"
+        + (f"; it adds {', '.join(learned.added)}, which {Path(options.base).stem} refuses" if learned.added else "")
+    )
+    for name, why in learned.failed.items():
+        _say(f"not added: {name}, which failed while learning too: {why}")
+    problems = _lint(output)
+    if problems:
+        for problem in problems:
+            print(f"{PREFIX} {problem}", file=sys.stderr)
+        return _fail("the learned policy does not lint: it is not offered", EXIT_USAGE)
+    _say(f"policy lint {_shown(output)}: clean")
+    replayed = parse(["--rm", "--policy", str(output), *run_argv])
+    again, shown = _captured(lambda: _run(replayed), options.compare_output)
+    if again != status or (options.compare_output and shown != seen):
+        what = f"exit {again} instead of {status}" if again != status else "other output than observed"
+        return _fail(f"replayed under {_shown(output)}: {what}: this policy does not run the workload as observed", 1)
+    _say(
+        f"replayed under {_shown(output)}: exit {again} as observed"
+        + (", same output" if options.compare_output else "")
+    )
+    return 0
+
+
+def _split(argv: list[str]) -> tuple[_Options | None, list[str]]:
+    """learn's own flags (first), and the rest for `run`."""
+    options, index = _Options(), 0
+    valued = {"--base": "base", "-o": "output", "--output": "output"}
+    while index < len(argv):
+        word = argv[index]
+        name, equals, attached = word.partition("=")
+        if word in ("-h", "--help"):
+            return None, []
+        if name in valued:
+            if equals:
+                setattr(options, valued[name], attached)
+                index += 1
+                continue
+            if index + 1 == len(argv):
+                return None, []
+            setattr(options, valued[name], argv[index + 1])
+            index += 2
+        elif word in ("--compare-output", "--force"):
+            setattr(options, word[2:].replace("-", "_"), True)
+            index += 1
+        else:
+            break
+    if index == len(argv):
+        return None, []
+    return options, argv[index:]
+
+
+def _refused_flags(args: RunArgs, run_argv: list[str]) -> str:
+    if args.detach:
+        return "-d: learn watches the workload to its end, in the foreground"
+    if args.explain or args.explain_json:
+        return "--explain: learn hears every call already"
+    if any(word == "--policy" or word.startswith("--policy=") for word in run_argv[: run_argv.index(args.image)]):
+        return "--policy: learn's base policy is --base, given before the run flags"
+    return ""
+
+
+def _run(args: RunArgs) -> int:
+    from pysbx.cli.run_cmd import run_args
+
+    return run_args(args)
+
+
+def _captured(run: Callable[[], int], capture: bool) -> tuple[int, bytes]:
+    """Run; with `capture`, what the container printed on stdout is kept (and printed)."""
+    if not capture:
+        return run(), b""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        try:
+            status = run()
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        sink.seek(0)
+        data = sink.read()
+    os.write(1, data)
+    return status, data
+
+
+def _lint(path: Path) -> list[str]:
+    from pysbx.policies.errors import PolicyError
+    from pysbx.policies.loader import load_policy
+    from pysbx.policies.references import referenced_file_problems
+
+    try:
+        problems = referenced_file_problems(load_policy(path))
+    except PolicyError as error:
+        problems = error.problems
+    return [str(problem) for problem in problems]
+
+
+def _write(path: Path, text: str) -> None:
+    """Whole or not at all: a temporary file beside it, then a rename."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _shown(path: Path) -> str:
+    from pysbx.cli.explain_cmd import shown_path
+
+    return shown_path(str(path))
+
+
+def _say(message: str) -> None:
+    print(f"{PREFIX} {message}", file=sys.stderr, flush=True)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PREFIX} error: {message}", file=sys.stderr, flush=True)
+    return code

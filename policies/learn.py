@@ -1,0 +1,204 @@
+"""A policy learned from a workload (`pysandbox learn`): the base policy, its seccomp profile
+cut to the system calls the workload made, and the calls it made that the base refuses
+allowed by name, each line saying why it is there.
+
+The profile is the base's own, rule by rule, with every name the workload did not use taken
+out: argument conditions, capability includes and deliberate errnos (clone3's ENOSYS) stay
+as the base wrote them, so the result is narrower than the base everywhere the workload did
+not go, and `policy diff BASE LEARNED` marks the profile `tightens`. A call the base refuses
+(and the workload made anyway, under observation) is the one loosening, in
+`sandbox.seccomp.allow` with a comment, so that a review sees it. Not added: a call the
+base answers ENOSYS on purpose (the workload fell back from it already), and one that needs
+a capability the base does not grant (mount without CAP_SYS_ADMIN failed under observation
+too: allowing it would change nothing)."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno as errno_codes
+import json
+import os
+import platform
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from pysbx.policies.explain import KERNEL_CAPABILITY, describe_call, syscall_name
+from pysbx.policies.loader import BUILTINS, LoadedPolicy
+from pysbx.policies.seccomp import Profile, load_profile, resolve, syscall_known, with_overrides
+from pysbx.sandbox import bpfeval
+from pysbx.sandbox.notify import Denial, Heard, handover_calls
+
+
+class LearnError(ValueError):
+    """A workload that cannot be made into a policy on this base, said in one sentence."""
+
+
+@dataclass(frozen=True)
+class Learned:
+    policy_text: str
+    profile_text: str
+    made: dict[str, int]  # every call the workload made, with how many times
+    added: dict[str, str]  # calls the base refuses, each with the first call as made
+    failed: dict[str, str]  # calls the base refuses that failed under observation too, and why: not added
+    base_allows: int  # how many calls the base's filter allows here
+    learned_allows: int  # how many the learned one does
+
+    @property
+    def narrower_by(self) -> int:
+        return self.base_allows - self.learned_allows
+
+
+def learn(
+    base_reference: str, base: LoadedPolicy, granted: frozenset[str], heard: Heard, output: Path, workload: str
+) -> Learned:
+    """The policy (to be written at `output`) and its profile (beside it, named in the
+    policy) for what `heard` observed of `workload` under `base`."""
+    seccomp = base.policy.sandbox.seccomp
+    if seccomp.profile == "unconfined":
+        raise LearnError(f"the base policy {base_reference} filters no system call: learn from one that does")
+    if heard.unavailable:
+        raise LearnError(f"nothing was observed: {heard.unavailable}")
+    if heard.dropped:
+        raise LearnError(f"the workload made more kinds of call than were kept ({heard.dropped} more)")
+    made: Counter[str] = Counter()
+    added: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for kind in heard.denials:
+        name = syscall_name(kind.arch, kind.nr)
+        made[name] += kind.count
+        if not _refused(kind) or name in added or _on_purpose(kind):
+            continue
+        if kind.errno:  # refused while learning too: beyond what any built-in policy allows
+            failed[name] = "no built-in policy allows it"
+            continue
+        needed = KERNEL_CAPABILITY.get(name)
+        if needed is not None and needed not in granted:  # it failed under observation too
+            failed[name] = f"it needs {needed}, which the base does not grant"
+        else:
+            added[name] = describe_call(name, kind)
+    for name in handover_calls():
+        made.setdefault(name, 0)  # the runtime's own, before the workload's execve
+    unknown = sorted(name for name in made if not syscall_known(name))
+    if unknown:
+        raise LearnError(f"libseccomp does not know {', '.join(unknown)}: the profile could not name them")
+    _refuse_loosening_strict(base, added)
+    profile = load_profile(seccomp.profile)
+    cut = _cut_profile(profile, made, output)
+    learned_deny = tuple(name for name in seccomp.deny if name not in added)
+    learned_allow = tuple(dict.fromkeys((*(n for n in seccomp.allow if n in made), *added)))
+    profile_path = output.with_suffix(".seccomp.json")
+    base_allows = len(allowed_names(profile, granted, seccomp.deny, seccomp.allow))
+    learned_allows = len(allowed_names(cut, granted, learned_deny, learned_allow))
+    lists = _Lists(seccomp.allow, learned_allow, seccomp.deny, learned_deny)
+    text = _policy_text(
+        base_reference, output, profile_path.name, made, added, lists, workload, (base_allows, learned_allows)
+    )
+    return Learned(
+        text, json.dumps(cut.to_json(), indent=2) + "\n", dict(made), added, failed, base_allows, learned_allows
+    )
+
+
+def _refused(kind: Denial) -> bool:
+    return bpfeval.action_of(kind.verdict)[0] not in (bpfeval.RET_ALLOW, bpfeval.RET_LOG)
+
+
+def _on_purpose(kind: Denial) -> bool:
+    return bpfeval.action_of(kind.verdict) == (bpfeval.RET_ERRNO, errno_codes.ENOSYS)
+
+
+def _refuse_loosening_strict(base: LoadedPolicy, added: dict[str, str]) -> None:
+    from pysbx.policies.loader import BUILTIN_DIR
+
+    if added and str(BUILTIN_DIR / "strict.yaml") in base.chain:
+        raise LearnError(
+            f"the workload made calls strict refuses ({', '.join(added)}): a policy extending strict cannot "
+            "allow them; learn from --base baseline, or from a policy of your own"
+        )
+
+
+def _cut_profile(profile: Profile, made: Counter[str], output: Path) -> Profile:
+    """The base profile with only the names the workload made, each rule saying how often."""
+    rules = []
+    for rule in profile.syscalls:
+        kept = tuple(name for name in rule.names if name in made)
+        if not kept:
+            continue
+        counts = ", ".join(f"{name} {made[name]}" for name in kept)
+        comment = f"{rule.comment} " if rule.comment else ""
+        rules.append(dataclasses.replace(rule, names=kept, comment=f"{comment}[learned: {counts}]"))
+    note = f"{profile.comment} " if profile.comment else ""
+    return dataclasses.replace(
+        profile,
+        syscalls=tuple(rules),
+        comment=f"{note}[cut by pysandbox learn to the calls a workload made: {output.name}]",
+        source=str(output.with_suffix(".seccomp.json")),
+    )
+
+
+def allowed_names(
+    profile: Profile, granted: frozenset[str], deny: tuple[str, ...] = (), allow: tuple[str, ...] = ()
+) -> set[str]:
+    """The calls a filter built from this lets through for some arguments, on this machine."""
+    rules = resolve(with_overrides(profile, deny, allow), granted)
+    return {name for rule in rules if rule.action in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG") for name in rule.names}
+
+
+@dataclass(frozen=True)
+class _Lists:
+    """The base's seccomp allow and deny lists and the learned policy's (a list that a child
+    policy sets replaces its parent's whole)."""
+
+    base_allow: tuple[str, ...]
+    allow: tuple[str, ...]
+    base_deny: tuple[str, ...]
+    deny: tuple[str, ...]
+
+
+def _policy_text(
+    base_reference: str,
+    output: Path,
+    profile_name: str,
+    made: Counter[str],
+    added: dict[str, str],
+    lists: _Lists,
+    workload: str,
+    counts: tuple[int, int],
+) -> str:
+    base_allows, learned_allows = counts
+    base_name = Path(base_reference).stem
+    extends = base_reference if base_reference in BUILTINS else os.path.relpath(base_reference, output.parent)
+    lines = [
+        f"# Learned by `pysandbox learn` from: {_one_line(workload)}",
+        f"# It made {len([n for n, c in made.items() if c])} kinds of system call ({sum(made.values())} calls). On "
+        f"{platform.machine()}, {base_name} allows {base_allows} calls, this policy {learned_allows}.",
+        "# Review it as any policy: `pysandbox policy diff BASE THIS` marks what it loosens.",
+        "version: 1",
+        f"extends: {json.dumps(extends)}",
+        "sandbox:",
+        "  seccomp:",
+        f"    # {base_name}'s profile, cut to the calls the workload made (each rule says how often)",
+        f"    profile: {json.dumps(profile_name)}",
+    ]
+    if lists.allow != lists.base_allow:
+        lines.append(
+            f"    # {base_name}'s own allow list as far as the workload used it, and the calls {base_name} refuses"
+        )
+        lines.append("    allow:" if lists.allow else "    allow: []")
+        for name in lists.allow:
+            why = (
+                f"refused by {base_name}; {made[name]}x, first {_one_line(added[name])}"
+                if name in added
+                else f"{base_name}'s"
+            )
+            lines.append(f"      - {name}  # {why}")
+    if lists.deny != lists.base_deny:
+        lines.append(f"    # {base_name}'s deny list but the calls the workload made")
+        lines.append("    deny:" if lists.deny else "    deny: []")
+        lines += [f"      - {name}" for name in lists.deny]
+    return "\n".join(lines) + "\n"
+
+
+def _one_line(text: str) -> str:
+    """Safe in a YAML comment: one line, printable ASCII."""
+    return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in text)

@@ -1,0 +1,93 @@
+"""policies.learn on recorded observations (sandbox.notify.Denial, with the base filter's
+verdict) under the built-in policies: what goes into the cut profile, what is added to the
+allow list and why, what is refused."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pysbx.policies.learn import LearnError, allowed_names, learn
+from pysbx.policies.loader import load_policy
+from pysbx.policies.model import granted_capabilities
+from pysbx.policies.seccomp import load_profile, syscall_number
+from pysbx.sandbox import bpfeval
+from pysbx.sandbox.notify import Denial, Heard
+
+ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}[os.uname().machine]
+
+
+def observed(*calls: tuple[str, int, dict[int, int]]) -> Heard:
+    """Each call by name, with the base's verdict and its first arguments."""
+    heard = Heard()
+    for name, verdict, args in calls:
+        number = syscall_number(name)
+        assert number is not None
+        kind = Denial(number, ARCH, 0, {}, {}, 1, tuple(args.get(i, 0) for i in range(6)))
+        kind.verdict = verdict
+        heard.denials.append(kind)
+        heard.total += 1
+    return heard
+
+
+ALLOW, EPERM, ENOSYS = bpfeval.RET_ALLOW, bpfeval.RET_ERRNO | errno.EPERM, bpfeval.RET_ERRNO | errno.ENOSYS
+
+
+def learned_from(base: str, heard: Heard, tmp_path: Path):  # type: ignore[no-untyped-def]
+    loaded = load_policy(base)
+    granted = granted_capabilities(loaded.policy.sandbox.capabilities)
+    return learn(base, loaded, granted, heard, tmp_path / "app.yaml", "app:1 serve")
+
+
+def test_the_profile_keeps_the_bases_rules_for_the_calls_made_conditions_and_all(tmp_path: Path) -> None:
+    heard = observed(("read", ALLOW, {}), ("socket", ALLOW, {0: 2}), ("clone3", ENOSYS, {}))
+    result = learned_from("baseline", heard, tmp_path)
+    profile = json.loads(result.profile_text)
+    names = {name for rule in profile["syscalls"] for name in rule["names"]}
+    assert {"read", "socket", "clone3", "execve", "sendmsg"} <= names and "write" in names  # the runtime's own
+    assert "mount" not in names and "ptrace" not in names
+    sockets = [rule for rule in profile["syscalls"] if rule["names"] == ["socket"]]
+    assert sockets and all(rule.get("args") for rule in sockets)  # baseline's family conditions kept
+    clone3 = next(rule for rule in profile["syscalls"] if "clone3" in rule["names"])
+    assert clone3["action"] == "SCMP_ACT_ERRNO" and clone3["errnoRet"] == errno.ENOSYS
+    assert result.added == {}  # clone3's ENOSYS is on purpose
+    (tmp_path / "app.seccomp.json").write_text(result.profile_text)
+    granted = granted_capabilities(load_policy("baseline").policy.sandbox.capabilities)
+    assert result.learned_allows == len(allowed_names(load_profile(str(tmp_path / "app.seccomp.json")), granted))
+    assert result.narrower_by > 300
+
+
+def test_a_call_the_base_refuses_is_added_with_the_call_that_needed_it(tmp_path: Path) -> None:
+    heard = observed(("read", ALLOW, {}), ("unshare", EPERM, {0: 0x10000000}), ("mount", EPERM, {}))
+    result = learned_from("baseline", heard, tmp_path)
+    assert list(result.added) == ["unshare"] and result.failed == {
+        "mount": "it needs CAP_SYS_ADMIN, which the base does not grant"
+    }
+    assert "      - unshare  # refused by baseline; 1x, first unshare(flags=CLONE_NEWUSER)\n" in result.policy_text
+    assert result.policy_text.startswith("# Learned by `pysandbox learn` from: app:1 serve\n")
+
+
+def test_strict_cannot_be_loosened_by_learning(tmp_path: Path) -> None:
+    with pytest.raises(LearnError, match="a policy extending strict cannot allow them"):
+        learned_from("strict", observed(("unshare", EPERM, {})), tmp_path)
+
+
+def test_an_observation_that_lost_calls_is_refused(tmp_path: Path) -> None:
+    heard = observed(("read", ALLOW, {}))
+    heard.dropped = 3
+    with pytest.raises(LearnError, match="more kinds of call than were kept"):
+        learned_from("baseline", heard, tmp_path)
+    heard.dropped, heard.unavailable = 0, "the kernel gave no seccomp notification listener (EBUSY)"
+    with pytest.raises(LearnError, match="nothing was observed"):
+        learned_from("baseline", heard, tmp_path)
+
+
+def test_a_hostile_command_line_cannot_break_out_of_its_comment(tmp_path: Path) -> None:
+    loaded = load_policy("baseline")
+    granted = granted_capabilities(loaded.policy.sandbox.capabilities)
+    result = learn("baseline", loaded, granted, observed(("read", ALLOW, {})), tmp_path / "a.yaml", "x\nsandbox: {}")
+    assert result.policy_text.splitlines()[0] == "# Learned by `pysandbox learn` from: x\\x0asandbox: {}"

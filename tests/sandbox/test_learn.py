@@ -1,0 +1,115 @@
+"""`pysandbox learn`, for real, as root and as an ordinary user: a busybox workload observed
+under baseline becomes a policy that lints, replays green and is narrower than baseline by
+hundreds of calls; a call baseline refuses is added with its reason and marked by
+`policy diff`; a workload that does not replay the same is not offered; nothing existing is
+overwritten."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pysbx.policies.seccomp import syscall_number
+from tests.sandbox.harness import Sandbox, tool_argv
+
+
+@pytest.fixture
+def folder(sandbox: Sandbox) -> Iterator[Path]:
+    """Where the learned files go: the sandbox's user's own."""
+    path = Path(tempfile.mkdtemp(prefix="pysandbox-learn-"))
+    if sandbox.user is not None:
+        entry = pwd.getpwnam(sandbox.user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    yield path
+    subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+def learn(sandbox: Sandbox, world: Path, folder: Path, *args: str, image: str) -> subprocess.CompletedProcess[str]:
+    """`pysandbox learn --base baseline (unsigned) -o FOLDER/learned.yaml ARGS... IMAGE sh -c SCRIPT`."""
+    *flags, script = args
+    argv = [*tool_argv(sandbox), "learn", "--base", str(world / "baseline-unsigned.yaml")]
+    argv += ["-o", str(folder / "learned.yaml"), *flags, str(world / image), "sh", "-c", script]
+    return subprocess.run(argv, capture_output=True, text=True, cwd="/", timeout=180)
+
+
+def tool(sandbox: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*tool_argv(sandbox), *args], capture_output=True, text=True, cwd="/", timeout=60)
+
+
+def test_a_busy_box_workload_becomes_a_narrower_policy_that_lints_and_replays(
+    sandbox: Sandbox, world: Path, folder: Path, denials_image: str
+) -> None:
+    done = learn(sandbox, world, folder, "--compare-output", "ls / | head -3; echo learned", image=denials_image)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["bin", "denials", "dev", "learned"] * 2  # observed, then replayed
+    narrower = re.search(
+        r"baseline-unsigned allows (\d+) system calls here, this policy (\d+) \(narrower by (\d+)\)", done.stderr
+    )
+    assert narrower is not None, done.stderr
+    base, learned, by = map(int, narrower.groups())
+    assert base - learned == by and by > 250 and learned < 80
+    assert "replayed under" in done.stderr and "exit 0 as observed, same output" in done.stderr
+    policy = folder / "learned.yaml"
+    assert tool(sandbox, "policy", "lint", str(policy)).returncode == 0
+    diff = tool(sandbox, "policy", "diff", str(world / "baseline-unsigned.yaml"), str(policy))
+    assert diff.returncode == 0, diff.stdout  # nothing loosens
+    assert (
+        re.search(r"profile: default -> learned\.seccomp\.json: mount: allow -> errno +tightens", diff.stdout) is None
+    )
+    assert "execve" in (folder / "learned.seccomp.json").read_text()
+    assert '"mount"' not in (folder / "learned.seccomp.json").read_text()
+
+
+def test_a_call_the_base_refuses_is_added_with_why_and_marked_by_policy_diff(
+    sandbox: Sandbox, world: Path, folder: Path, denials_image: str
+) -> None:
+    """Baseline allows unshare only with CAP_SYS_ADMIN; a new user namespace needs none: the
+    workload made it (and it worked, observed), so the policy allows it, and says so. mount,
+    which needs CAP_SYS_ADMIN itself, failed under observation too: not added. Nor is
+    io_uring_setup, which no built-in policy allows: refused while learning as well."""
+    unshare, mount, uring = syscall_number("unshare"), syscall_number("mount"), syscall_number("io_uring_setup")
+    script = f"/denials {unshare} 0x10000000; /denials {mount} s:none s:/mnt s:tmpfs; /denials {uring} 1 0"
+    done = learn(sandbox, world, folder, "--compare-output", script, image=denials_image)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [f"{unshare}=ok", f"{mount}=-1/1", f"{uring}=-1/1"] * 2
+    text = (folder / "learned.yaml").read_text()
+    assert re.search(
+        r"^      - unshare  # refused by baseline-unsigned; 1x, first unshare\(flags=CLONE_NEWUSER\)$", text, re.M
+    )
+    assert "not added: io_uring_setup, which failed while learning too: no built-in policy allows it" in done.stderr
+    assert (
+        "mount" not in text
+        and "not added: mount, which failed while learning too: it needs CAP_SYS_ADMIN" in done.stderr
+    )
+    diff = tool(sandbox, "policy", "diff", str(world / "baseline-unsigned.yaml"), str(folder / "learned.yaml"))
+    assert diff.returncode == 1 and re.search(r"sandbox\.seccomp\.allow: \+unshare +loosens", diff.stdout)
+
+
+def test_a_workload_that_does_not_replay_the_same_is_not_offered(
+    sandbox: Sandbox, world: Path, folder: Path, denials_image: str
+) -> None:
+    done = learn(sandbox, world, folder, "--compare-output", "cat /proc/sys/kernel/random/uuid", image=denials_image)
+    assert done.returncode == 1
+    assert "other output than observed: this policy does not run the workload as observed" in done.stderr
+
+
+def test_existing_files_are_not_overwritten(sandbox: Sandbox, world: Path, folder: Path, denials_image: str) -> None:
+    policy = folder / "learned.yaml"
+    policy.write_text("# mine\n")
+    policy.chmod(0o666)
+    done = learn(sandbox, world, folder, "true", image=denials_image)
+    assert done.returncode == 2 and "exists: --force replaces it" in done.stderr
+    assert policy.read_text() == "# mine\n"
+
+
+def test_learn_refuses_what_would_make_it_lie(sandbox: Sandbox, world: Path, folder: Path, denials_image: str) -> None:
+    for flags, said in ((("-d",), "-d: learn watches"), (("--explain",), "--explain: learn hears")):
+        done = learn(sandbox, world, folder, *flags, "true", image=denials_image)
+        assert done.returncode == 2 and said in done.stderr
