@@ -2,7 +2,8 @@
 # The product on the built-in example, end to end, each command shown before it runs:
 # build the busybox example image, inspect it (every digest verified), unpack it, lint and
 # compare the built-in policies, make a key and sign the image, audit it, verify it, run it
-# under a policy that extends strict; then change one byte of a copy (USER 1000 -> 0000, root)
+# under a policy that extends strict, explain what it refuses, learn a policy from a command;
+# then change one byte of a copy (USER 1000 -> 0000, root)
 # and watch it be refused.
 set -eu
 cd "$(dirname "$0")/.."
@@ -29,6 +30,12 @@ show pysandbox verify "$out/busybox.tar" --policy examples/demo-policy.yaml
 [ "$(id -u)" != 0 ] || show pysandbox system setup-ids
 show pysandbox run --rm --policy examples/demo-policy.yaml "$out/busybox.tar" \
     sh -c 'id; grep -E "CapEff|NoNewPrivs|Seccomp:" /proc/self/status; ps; touch /x || echo "the root is read-only"'
+# Why a call is refused, and the policy diff that would allow it (never applied).
+show pysandbox run --rm --policy examples/demo-policy.yaml --explain "$out/busybox.tar" \
+    sh -c 'mount -t tmpfs none /tmp || echo "mount refused"'
+# A policy learned from a workload: the profile cut to the calls it made, linted, replayed.
+show pysandbox learn --base examples/demo-policy.yaml -o "$out/learned.yaml" --compare-output "$out/busybox.tar" \
+    sh -c 'ls /; id'
 # A copy whose config was edited by one byte to run as root (USER 1000:1000 -> 0000:1000): the
 # signature names the original manifest, which names the original config, so the run is
 # refused before anything is unpacked. (A flipped byte in a layer that earlier runs cached
