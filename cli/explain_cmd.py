@@ -1,5 +1,7 @@
 """`run --explain`'s report: each denied call, the line that denied it, and the policy diff
-that would allow it (policies.explain), on stderr once the container is gone."""
+that would allow it (policies.explain), on stderr once the container is gone; and `pysandbox
+explain CONTAINER`, the same for a detached container (run -d --explain), while it runs or
+after."""
 
 from __future__ import annotations
 
@@ -14,19 +16,72 @@ from pysbx.sandbox.notify import Heard
 PREFIX = "pysandbox: explain:"
 
 
-def report_run(policy: str, capabilities: int, plain: bytes | None, heard: Heard, as_json: bool) -> None:
-    """Explain what a run heard under `policy` (as --policy named it), whose command held the
-    capabilities of the mask `capabilities`; one line of JSON instead with `as_json`."""
+def report_run(policy: str, capabilities: int, plain: bytes | None, heard: Heard, as_json: bool, uid: int = 0) -> None:
+    """Explain what a run heard under `policy` (as --policy named it), whose root held the
+    capabilities of the mask `capabilities` and whose command ran as `uid`; one line of
+    JSON instead with `as_json`."""
     from pysbx.policies.errors import PolicyError
     from pysbx.policies.loader import load_policy
     from pysbx.policies.seccomp import SeccompProfileError
 
     try:
-        explanation = explain(load_policy(policy), granted_by(capabilities), plain, heard)
+        explanation = explain(load_policy(policy), granted_by(capabilities), plain, heard, uid)
     except (PolicyError, SeccompProfileError, OSError) as error:
         _write(f"{PREFIX} cannot explain: {str(error).replace(os.linesep, '; ')}\n")
         return
     _write(json.dumps(explanation.as_json()) + "\n" if as_json else text(explanation))
+
+
+def explain_container(reference: str, as_json: bool) -> int:
+    """The report of a detached container started with --explain, on stdout; 1 when there
+    is none (no such container, not started with --explain), 2 when it cannot be read."""
+    from pysbx.policies.errors import PolicyError
+    from pysbx.policies.loader import load_policy
+    from pysbx.policies.seccomp import SeccompProfileError
+    from pysbx.sandbox.containers import EXPLAIN, find, read_json
+    from pysbx.sandbox.errors import SandboxError
+    from pysbx.sandbox.notify import heard_from_json
+    from pysbx.sandbox.specfile import load_spec
+
+    try:
+        container = find(reference)
+        spec, _ = load_spec(container.path)
+    except (SandboxError, OSError, ValueError, KeyError) as error:
+        return _said(f"pysandbox: error: {error}", 1)
+    if spec.explain != "explain":
+        return _said(f"pysandbox: error: {container.name} was not run with --explain (run -d --explain NAME ...)", 1)
+    heard = Heard()
+    try:
+        if os.path.exists(os.path.join(container.path, EXPLAIN)):
+            heard = heard_from_json(read_json(container.path, EXPLAIN))
+        explanation = explain(
+            load_policy(_policy_of(container.record)),
+            granted_by(spec.capabilities),
+            spec.seccomp_bpf,
+            heard,
+            spec.user.uid,
+        )
+    except (PolicyError, SeccompProfileError, SandboxError, OSError, ValueError, KeyError, TypeError) as error:
+        return _said(f"pysandbox: error: cannot explain {container.name}: {str(error).replace(os.linesep, '; ')}", 2)
+    sys.stdout.write(json.dumps(explanation.as_json()) + "\n" if as_json else text(explanation))
+    return 0
+
+
+def _policy_of(record: dict[str, object]) -> str:
+    """The policy `run -d` was given, found from the folder it was given in."""
+    from pysbx.policies.loader import BUILTINS
+
+    policy = str(record.get("policy") or "strict")
+    run = record.get("run")
+    cwd = run.get("cwd") if isinstance(run, dict) else None
+    if policy in BUILTINS or os.path.isabs(policy) or not isinstance(cwd, str):
+        return policy
+    return os.path.join(cwd, policy)
+
+
+def _said(message: str, code: int) -> int:
+    print(message, file=sys.stderr)
+    return code
 
 
 def granted_by(capabilities: int) -> frozenset[str]:

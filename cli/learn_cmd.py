@@ -5,6 +5,7 @@ working (exit 1)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -17,15 +18,21 @@ from pysbx.cli.runargs import RunArgs, parse
 EXIT_USAGE = 2
 EXIT_SETUP_FAILED = 125
 PREFIX = "pysandbox learn:"
-USAGE = """usage: pysandbox learn [--base POLICY] [-o FILE] [--compare-output] [--force] [RUN FLAGS] IMAGE [CMD...]
+USAGE = """Usage: pysandbox learn [OPTIONS] [RUN FLAGS] IMAGE [CMD...]
 
-Run IMAGE's command once with every system call observed (each is let through: learn only what
-you would run under the base policy's other confinement), then write FILE (default
-learned.yaml): a policy extending POLICY (default baseline) whose seccomp profile is the base's
-cut to the calls made, plus the calls the base refuses, each commented; and FILE's profile
-beside it (learned.seccomp.json). The policy is linted and the workload run again under it:
-exit 0 when it ends as observed (with --compare-output, printing the same), 1 when not, 2 for
-bad input, 125 when the workload cannot be run. RUN FLAGS are `pysandbox run`'s (-e, -v, -u...)."""
+Run IMAGE's command once with every system call observed (each goes on, within the widest
+built-in profile and the base policy's other confinement: learn only images you trust), then
+write FILE: a policy extending the base whose seccomp profile is the base's cut to the calls
+made, plus the calls the base refuses, each commented; and its profile beside it. The policy is
+linted and the workload run again under it: exit 0 when it ends as observed, 1 when not, 2 for
+bad input, 125 when the workload cannot be run. RUN FLAGS are `pysandbox run`'s (-e, -v, -u...).
+
+Options:
+  --base POLICY      the policy to learn from: built-in or a file (default: baseline)
+  -o, --output FILE  the policy to write (default: learned.yaml; its profile: learned.seccomp.json)
+  --compare-output   the replay must also print what the observed run printed
+  --force            replace FILE and its profile when they exist
+  -h, --help         this help"""
 
 
 class _Options:
@@ -37,7 +44,7 @@ class _Options:
 
 
 def main(argv: list[str]) -> int:
-    options, run_argv = _split(argv)
+    options, run_argv = split_arguments(argv)
     if options is None:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv[:1] in (["-h"], ["--help"]) else EXIT_USAGE
@@ -105,7 +112,7 @@ def _learn(options: _Options, observed: RunArgs, run_argv: list[str], output: Pa
     return 0
 
 
-def _split(argv: list[str]) -> tuple[_Options | None, list[str]]:
+def split_arguments(argv: list[str]) -> tuple[_Options | None, list[str]]:
     """learn's own flags (first), and the rest for `run`."""
     options, index = _Options(), 0
     valued = {"--base": "base", "-o": "output", "--output": "output"}
@@ -182,10 +189,20 @@ def _lint(path: Path) -> list[str]:
 
 
 def _write(path: Path, text: str) -> None:
-    """Whole or not at all: a temporary file beside it, then a rename."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    """Whole or not at all: a new file of a random name beside it (O_EXCL: never a file or
+    link someone else put there, as in /tmp), then renamed over it."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def _shown(path: Path) -> str:

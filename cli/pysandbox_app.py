@@ -86,6 +86,22 @@ def run(context: typer.Context) -> None:
     raise ExitWith(run_main(list(context.args)))
 
 
+@app.command()
+def explain(
+    container: Annotated[
+        str, typer.Argument(help="Container name or id (a unique prefix of the id).", metavar="CONTAINER")
+    ],
+    output_format: Annotated[str, typer.Option("--format", help="text or json.", metavar="FORMAT")] = "text",
+) -> None:
+    """What a detached container started with --explain had denied so far: each system call,
+    the policy line that denied it, and the policy diff that would allow it."""
+    from pysbx.cli.explain_cmd import explain_container
+
+    if output_format not in ("text", "json"):
+        fail("pysandbox", f"--format {output_format}: text or json", EXIT_BAD_INPUT)
+    raise ExitWith(explain_container(container, output_format == "json"))
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def learn(context: typer.Context) -> None:
     """Learn a policy from a workload: run it observed, write the policy it needs, lint it,

@@ -43,8 +43,10 @@ def _run(args: RunArgs) -> int:
         return _fail("the input device is not a TTY: -it needs a terminal on stdin (drop -t to pipe input)")
     if args.restart not in (None, "no") and not args.detach:
         return _fail(f"--restart {args.restart} needs -d: the monitor of a detached container restarts it")
-    if (args.explain or args.explain_json) and args.detach:  # its report is printed when the run ends
-        return _fail("--explain needs a run in the foreground: a detached container's denials are not recorded yet")
+    if args.explain_json and args.detach:  # a detached container's report: `pysandbox explain NAME --format json`
+        return _fail(
+            "--explain=json is for a run in the foreground: with -d, --explain, then explain NAME --format json"
+        )
     detached_only = _detached_only_flags(args)
     if detached_only and not args.detach:
         return _fail(f"{detached_only} needs -d: the monitor of a detached container does what it asks")
@@ -139,9 +141,9 @@ def _execute(spec: RunSpec, args: RunArgs, plan: Plan) -> int:
     for item in spec.limits:
         if item.name in ("memory", "pids") and item.mechanism.startswith("RLIMIT"):  # said, not only in --dry-run
             print(f"pysandbox: note: {item.name} limit {item.value} enforced by {item.mechanism}", file=sys.stderr)
+    spec.explain = "observe" if args.observe else "explain" if args.explain or args.explain_json else ""
     if args.detach:
         return _detach(spec, args, plan)
-    spec.explain = "observe" if args.observe else "explain" if args.explain or args.explain_json else ""
     try:
         return run_container(spec)
     finally:
@@ -149,7 +151,7 @@ def _execute(spec: RunSpec, args: RunArgs, plan: Plan) -> int:
         if spec.heard is not None and spec.explain == "explain":
             from pysbx.cli.explain_cmd import report_run
 
-            report_run(args.policy, spec.capabilities, spec.seccomp_bpf, spec.heard, args.explain_json)
+            report_run(args.policy, spec.capabilities, spec.seccomp_bpf, spec.heard, args.explain_json, spec.user.uid)
         if args.rm:
             remove_state(spec.state)
             _remove_anonymous_volumes(args.anonymous_volumes)

@@ -47,6 +47,11 @@ KERNEL_CAPABILITY = {
 }  # fmt: skip
 
 
+# Calls the filter allows that sandbox.notify hears because the kernel refuses them without
+# a capability (its _CAPABILITY_CALLS): the capability, and what the call was.
+ALLOWED_BUT_NEEDS = {"socket": ("CAP_NET_RAW", "a raw or packet socket")}
+
+
 @dataclass(frozen=True)
 class Place:
     """A line of a file that decided something, and what it is there."""
@@ -109,11 +114,16 @@ class Explanation:
         }
 
 
-def explain(loaded: LoadedPolicy, granted: frozenset[str], plain: bytes | None, heard: Heard) -> Explanation:
-    """Everything `heard` means under the policy that made the filter `plain`."""
-    notes = [f"nothing was heard: {heard.unavailable}"] if heard.unavailable else []
+def explain(
+    loaded: LoadedPolicy, granted: frozenset[str], plain: bytes | None, heard: Heard, uid: int = 0
+) -> Explanation:
+    """Everything `heard` means under the policy that made the filter `plain`, for a command
+    that ran as `uid` (in the container)."""
+    heard_some = "what is above was heard, then no more" if heard.denials else "nothing was heard"
+    notes = [f"{heard_some}: {heard.unavailable}"] if heard.unavailable else []
     if heard.dropped:
         notes.append(f"{heard.dropped} further denials of other kinds were counted, not itemised")
+    notes += _limit_notes(loaded, heard.limits)
     seccomp = loaded.policy.sandbox.seccomp
     if seccomp.profile == "unconfined" or plain is None:
         return Explanation([], [], loaded.chain[0], notes, heard.total, heard.dropped)
@@ -125,6 +135,11 @@ def explain(loaded: LoadedPolicy, granted: frozenset[str], plain: bytes | None, 
     if changes:
         notes += _check_change(changed, granted, heard.denials, explained)
         notes += _strict_note(loaded)
+    if uid != 0 and any(item.capabilities for item in explained):
+        notes.append(
+            f"the command ran as uid {uid}, and a capability the policy grants reaches the container's root "
+            "only (Docker's rule): run it as root (-u 0) or give the program a file capability too"
+        )
     return Explanation(explained, changes, loaded.chain[0], notes, heard.total, heard.dropped)
 
 
@@ -138,6 +153,11 @@ class _Judge:
     def explain(self, denial: Denial) -> Explained:
         name = syscall_name(denial.arch, denial.nr)
         call = describe_call(name, denial)
+        if bpfeval.action_of(denial.verdict)[0] == bpfeval.RET_ALLOW and name in ALLOWED_BUT_NEEDS:
+            capability, what = ALLOWED_BUT_NEEDS[name]
+            reason = f"the filter allows it, but the kernel refuses {what} without {capability}, which the policy drops"
+            place = self._policy_place(("sandbox", "capabilities"), "sandbox.capabilities")
+            return Explained(name, call, denial.errno, denial.count, reason, (place,), capabilities=(capability,))
         cause = self._cause(name, denial)
         needed = KERNEL_CAPABILITY.get(name)
         if needed is not None and needed not in self.granted and needed not in cause.capabilities:
@@ -285,6 +305,21 @@ def _check_change(
     return []
 
 
+def _limit_notes(loaded: LoadedPolicy, reached: dict[str, int]) -> list[str]:
+    """A sentence per cgroup limit the run reached, with the policy line that sets it."""
+    said = {
+        "memory": "the kernel killed {count} process(es) for going over limits.memory",
+        "pids": "limits.pids refused {count} fork(s) or thread(s) (EAGAIN)",
+    }
+    notes = []
+    for name, count in sorted(reached.items()):
+        location = loaded.locations.get(("sandbox", "limits", name))
+        where = f"{location[0]}:{location[1]}" if location else loaded.chain[0]
+        sentence = said.get(name, f"limits.{name} was reached {{count}} time(s)").format(count=count)
+        notes.append(f"{sentence}: set at {where} (or by a run flag: --memory, --pids-limit)")
+    return notes
+
+
 def _strict_note(loaded: LoadedPolicy) -> list[str]:
     strict = str(BUILTIN_DIR / "strict.yaml")
     if strict not in loaded.chain:
@@ -358,6 +393,10 @@ def _decoded(name: str, index: int, value: int) -> str:
 
         families = {int(v): k for k, v in vars(socket).items() if k.startswith("AF_") and isinstance(v, int)}
         return families.get(value, str(value))
+    if name == "socket" and index == 1:
+        kinds = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 4: "SOCK_RDM", 5: "SOCK_SEQPACKET"}
+        flags = [flag for bit, flag in ((0x800, "SOCK_NONBLOCK"), (0x80000, "SOCK_CLOEXEC")) if value & bit]
+        return "|".join([kinds.get(value & 0xF, str(value & 0xF)), *flags])
     return f"{value:#x}" if value > 9 else str(value)
 
 

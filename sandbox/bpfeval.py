@@ -56,6 +56,29 @@ def notify_variant(bpf: bytes) -> bytes:
     return bytes(changed)
 
 
+def with_notified_calls(bpf: bytes, arch: int, tests: list[tuple[int, int, int, int]]) -> bytes:
+    """`bpf` behind a prologue that notifies the calls of architecture `arch` matching any
+    test (number, argument, mask, value: argument & mask == value) before `bpf` is asked:
+    --explain hears calls the filter allows but the kernel refuses without a capability
+    (socket(AF_PACKET) without CAP_NET_RAW), and the monitor lets them go on."""
+    if not tests:
+        return bpf
+    code = INSTRUCTION.pack
+    end = 2 + 5 * len(tests)  # where the tests end: a jump over the notification to `bpf`
+    prologue = [code(0x20, 0, 0, 4), code(0x15, 0, end - 2, arch)]  # ld arch; jeq arch, else to bpf
+    for number, index, mask, value in tests:
+        here = len(prologue)
+        prologue += [
+            code(0x20, 0, 0, 0),  # ld nr
+            code(0x15, 0, 3, number),  # jeq number, else to the next test
+            code(0x20, 0, 0, 16 + 8 * index),  # ld the argument's low word
+            code(0x54, 0, 0, mask),  # and mask
+            code(0x15, end - (here + 4), 0, value),  # jeq value: to the notification
+        ]
+    prologue += [code(0x05, 0, 0, 1), code(0x06, 0, 0, RET_USER_NOTIF)]  # ja over it; ret notify
+    return b"".join(prologue) + bpf
+
+
 def seccomp_data(nr: int, arch: int, args: tuple[int, ...] = (), ip: int = 0) -> bytes:
     """The 64 bytes the kernel gives a filter (and a notification carries) for one call."""
     padded = (*args, 0, 0, 0, 0, 0, 0)[:6]

@@ -180,13 +180,22 @@ class Cgroup:
     def oom_kills(self) -> int:
         """How many processes the kernel killed for the memory limit (v2's memory.events, v1's
         memory.oom_control, kernel 4.13+); 0 when neither is there to say."""
+        return self._counter(("memory.events", "memory.oom_control"), "oom_kill")
+
+    def limits_reached(self) -> dict[str, int]:
+        """How often each cgroup-enforced limit refused or killed (--explain): memory (OOM
+        kills) and pids (forks refused, v2's pids.events), where the files say."""
+        reached = {"memory": self.oom_kills(), "pids": self._counter(("pids.events",), "max")}
+        return {name: count for name, count in reached.items() if count}
+
+    def _counter(self, files: tuple[str, ...], wanted: str) -> int:
         for folder in self.folders:
-            for file in ("memory.events", "memory.oom_control"):
+            for file in files:
                 try:
                     with open(os.path.join(folder, file)) as counters:
                         for line in counters:
                             key, _, value = line.partition(" ")
-                            if key == "oom_kill" and value.strip().isdigit():
+                            if key == wanted and value.strip().isdigit():
                                 return int(value)
                 except OSError:
                     continue

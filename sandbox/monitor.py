@@ -25,6 +25,7 @@ from typing import Any
 
 from pysbx.sandbox.attach import Hub
 from pysbx.sandbox.containers import (
+    EXPLAIN,
     LOG,
     PAUSED,
     STATUS,
@@ -43,6 +44,10 @@ from pysbx.sandbox.state import OWNER_FILE, remove_state
 from pysbx.sandbox.stdio import detach_stdio
 from pysbx.sandbox.times import now
 from pysbx.sandbox.volumes import remove_anonymous
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pysbx.sandbox.notify import Heard
 
 ATTACH_WAIT = 10
 WRITER_GRACE = 5  # seconds the log writer may take to write out what is left after the end
@@ -116,6 +121,7 @@ class Monitor:
         self.restarts = 0
         self.own_fds: tuple[int, ...] = ()  # descriptors of the monitor's that the container's side closes
         self.asked: list[int] = []  # SIGTERMs that came while no container ran
+        self.heard_before: Heard | None = None  # --explain: what the runs before this one heard
 
     def run(self) -> int:
         from pysbx.sandbox.specfile import save_spec
@@ -138,6 +144,8 @@ class Monitor:
         self.spec.freezable = True
         self.spec.keeps_layer = True
         self.spec.on_signal = self.thaw_if_paused
+        self.spec.on_heard = self.keep_heard
+        self.heard_before = self.heard_so_far()
         self.between_runs()
         status = self.run_until_done()
         if checker:
@@ -243,6 +251,8 @@ class Monitor:
         while True:
             began = time.monotonic()
             status = run_container(self.spec)
+            if self.spec.heard is not None:  # --explain: this run's record, final counts
+                self.heard_before = self.keep_heard(self.spec.heard)
             stopped = (self.folder / STOP_REQUESTED).exists()
             if self.started_w >= 0 or not self.options.restart.wants(status, self.restarts, stopped):
                 return status  # a first start that failed is run -d's error, not a restart
@@ -282,6 +292,28 @@ class Monitor:
             os.close(self.started_w)
             self.started_w = -1
             self.spec.monitor_fds = self.own_fds
+
+    def heard_so_far(self) -> Heard | None:
+        """What earlier starts of this container heard (`start` makes a new monitor)."""
+        from pysbx.sandbox.containers import read_json
+        from pysbx.sandbox.notify import heard_from_json
+
+        if self.spec.explain != "explain" or not (self.folder / EXPLAIN).exists():
+            return None
+        try:
+            return heard_from_json(read_json(self.folder, EXPLAIN))
+        except (OSError, ValueError, KeyError, TypeError, SandboxError):
+            return None  # damaged: this start's record replaces it
+
+    def keep_heard(self, heard: Heard) -> Heard:
+        """--explain: what all runs heard so far, in explain.json (`pysandbox explain NAME`);
+        the listener calls this at each new kind of denial, the monitor once a run ends."""
+        from pysbx.sandbox.notify import heard_as_json, merged
+
+        everything = merged(self.heard_before, heard) if self.heard_before is not None else heard
+        with contextlib.suppress(OSError):  # a full disk: the container runs on, unexplained
+            write_json(self.folder, EXPLAIN, heard_as_json(everything))
+        return everything
 
     def write_status(self, status: str, **fields: object) -> None:
         write_json(self.folder, STATUS, {"status": status, "monitor": process_record(os.getpid()), **fields})

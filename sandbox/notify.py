@@ -70,15 +70,72 @@ class Denial(Record):
 
 class Heard(Record):
     """What a run's listener heard: the denials in the order first made, how many calls in
-    all, how many more kinds than were kept, and why nothing was heard (or "")."""
+    all, how many more kinds than were kept, and why nothing was heard (or ""); and how
+    often each cgroup-enforced limit was reached (Cgroup.limits_reached)."""
 
-    __slots__ = ("denials", "dropped", "total", "unavailable")
+    __slots__ = ("denials", "dropped", "limits", "total", "unavailable")
 
     def __init__(self) -> None:
         self.denials: list[Denial] = []
         self.total = 0
         self.dropped = 0
         self.unavailable = ""
+        self.limits: dict[str, int] = {}
+
+
+def heard_as_json(heard: Heard) -> dict[str, object]:
+    """A record as plain JSON (run -d keeps it in the container's folder: `explain NAME`)."""
+    return {
+        "denials": [
+            {
+                **denial.as_dict(),
+                "args": sorted(denial.args.items()),
+                "strings": {i: t.hex() for i, t in denial.strings.items()},
+            }
+            for denial in heard.denials
+        ],
+        "total": heard.total,
+        "dropped": heard.dropped,
+        "unavailable": heard.unavailable,
+        "limits": heard.limits,
+    }
+
+
+def heard_from_json(document: dict[str, object]) -> Heard:
+    """heard_as_json read back; ValueError (or TypeError, KeyError) for what it did not write."""
+    heard = Heard()
+    heard.total, heard.dropped = int(document["total"]), int(document["dropped"])  # type: ignore[call-overload]
+    heard.unavailable = str(document["unavailable"])
+    heard.limits = {str(name): int(count) for name, count in dict(document.get("limits") or {}).items()}  # type: ignore[call-overload]
+    for item in document["denials"]:  # type: ignore[attr-defined]
+        args = {int(index): int(value) for index, value in item["args"]}
+        strings = {int(index): bytes.fromhex(text) for index, text in item["strings"].items()}
+        first = tuple(int(value) for value in item["first"])
+        denial = Denial(int(item["nr"]), int(item["arch"]), int(item["errno"]), args, strings, int(item["pid"]), first)
+        denial.count, denial.verdict = int(item["count"]), int(item["verdict"])
+        heard.denials.append(denial)
+    return heard
+
+
+def merged(earlier: Heard, later: Heard) -> Heard:
+    """Two runs' records as one (a restarted container's): kinds matched, counts added."""
+    both = Heard()
+    both.total, both.dropped = earlier.total + later.total, earlier.dropped + later.dropped
+    both.unavailable = later.unavailable or earlier.unavailable
+    both.limits = {
+        name: earlier.limits.get(name, 0) + later.limits.get(name, 0) for name in {*earlier.limits, *later.limits}
+    }
+    kinds: dict[tuple[object, ...], Denial] = {}
+    for denial in (*earlier.denials, *later.denials):
+        key = (denial.nr, denial.arch, denial.verdict, tuple(sorted(denial.args.items())))
+        if key in kinds:
+            kinds[key].count += denial.count
+            continue
+        copy = Denial(denial.nr, denial.arch, denial.errno, denial.args, denial.strings, denial.pid, denial.first)
+        copy.count, copy.verdict = denial.count, denial.verdict
+        kinds[key] = copy
+        both.denials.append(copy)
+    return both
 
 
 class Listening:
@@ -109,6 +166,7 @@ class Listening:
         self.observe = observe
         self.most = MAX_OBSERVED if observe else MAX_DISTINCT
         self.heard = Heard()
+        self.on_new_kind: Callable[[Heard], object] | None = None  # run -d: the record is kept as it grows
         self._kinds: dict[tuple[int, ...], Denial] = {}
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._serve, name="pysandbox-explain", daemon=True)
@@ -134,6 +192,8 @@ class Listening:
             return
         try:
             self._answer_until_hung_up(listener)
+        except Exception as error:  # never a hung container: closed, the listener answers ENOSYS
+            self.heard.unavailable = f"the monitor stopped listening: {type(error).__name__}: {error}"
         finally:
             os.close(listener)
 
@@ -191,9 +251,12 @@ class Listening:
             self._record(listener, notification_id, pid, data, answer, (), value)
             flags = 0 if answer else USER_NOTIF_FLAG_CONTINUE
             response = RESPONSE.pack(notification_id, 0, -answer, flags)
+        elif action == bpfeval.RET_ALLOW:  # a call the kernel refuses without a capability
+            self._record(listener, notification_id, pid, data, errno.EPERM, read, value)
+            response = RESPONSE.pack(notification_id, 0, 0, USER_NOTIF_FLAG_CONTINUE)  # as the filter says
         else:
-            # Only an errno is ever sent: were the plain filter to allow what was notified
-            # (it cannot: the variant notifies where the plain program returns an errno), EPERM.
+            # What the plain filter answers, which is an errno: the variant notifies where the
+            # plain program returns one (anything else would get EPERM, never "continue").
             answer = number if action == bpfeval.RET_ERRNO else errno.EPERM
             self._record(listener, notification_id, pid, data, answer, read, value)
             response = RESPONSE.pack(notification_id, 0, -answer, 0)
@@ -240,6 +303,8 @@ class Listening:
         denial = self._kinds[kind] = Denial(nr, arch, number, shown, strings, pid, tuple(args))
         denial.verdict = verdict
         self.heard.denials.append(denial)
+        if self.on_new_kind is not None:
+            self.on_new_kind(self.heard)
 
 
 class Verdicts:
@@ -397,3 +462,26 @@ def observing_program() -> bytes:
 def handover_calls() -> tuple[str, ...]:
     """The names of the calls observing_program lets through unheard."""
     return tuple(_HANDOVER_CALLS.get(os.uname().machine, (0, {}))[1])
+
+
+# Calls a filter may allow that the kernel refuses without a capability, told apart by a
+# register argument: (capability, number by machine, argument, mask, value). A raw or packet
+# socket (ping) needs CAP_NET_RAW.
+_CAPABILITY_CALLS = (
+    ("CAP_NET_RAW", {"x86_64": 41, "aarch64": 198}, 0, 0xFFFFFFFF, 17),  # socket(AF_PACKET, ...)
+    ("CAP_NET_RAW", {"x86_64": 41, "aarch64": 198}, 1, 0xF, 3),  # socket(..., SOCK_RAW, ...)
+)
+CAPABILITY_BITS = {"CAP_NET_RAW": 13}
+
+
+def capability_tests(capabilities: int) -> tuple[int, list[tuple[int, int, int, int]]]:
+    """This machine's AUDIT_ARCH and the tests (bpfeval.with_notified_calls) for the calls
+    that need a capability not in the mask `capabilities`."""
+    machine = os.uname().machine
+    arch = _HANDOVER_CALLS.get(machine, (0, {}))[0]
+    tests = [
+        (numbers[machine], index, mask, value)
+        for capability, numbers, index, mask, value in _CAPABILITY_CALLS
+        if machine in numbers and not capabilities >> CAPABILITY_BITS[capability] & 1
+    ]
+    return arch, tests

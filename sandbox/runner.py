@@ -33,7 +33,9 @@ Where each policy field takes effect (sandbox.planrecord carries them from sandb
     sandbox.no_new_privileges         confinement.no_new_priv.    command: PR_SET_NO_NEW_PRIVS
     sandbox.seccomp.*                 bpf (compiled filter)       command: load_bpf, right before execve
                                                                   (before the ids change without NNP)
-    limits.wall_time                  confinement.wall_time       monitor: _wait kills at the deadline"""
+    limits.wall_time                  confinement.wall_time       monitor: _wait kills at the deadline
+    (run --explain, learn)            explain, explain_bpf        monitor: _prepare_listening (sandbox.notify);
+                                                                  command: _load_filter hands the listener over"""
 
 from __future__ import annotations
 
@@ -101,6 +103,7 @@ class RunSpec(Record):
         "namespaces",
         "network",
         "no_new_privileges",
+        "on_heard",
         "on_signal",
         "ports",
         "read_only_rootfs",
@@ -170,6 +173,7 @@ class RunSpec(Record):
         self.explain_bpf: bytes | None = None  # the filter that notifies (bpfeval.notify_variant)
         self.listener_end: socket.socket | None = None  # the container's side: the listener goes through it
         self.heard: notify.Heard | None = None  # --explain: what the monitor heard, once the run is over
+        self.on_heard: Callable[[notify.Heard], object] | None = None  # run -d: told of each new kind heard
 
 
 def run_container(spec: RunSpec) -> int:
@@ -196,6 +200,8 @@ def run_container(spec: RunSpec) -> int:
         status = _run(spec, cgroup)
         if status == 128 + signal.SIGKILL and cgroup is not None and cgroup.oom_kills():
             _say_out_of_memory(spec)
+        if spec.heard is not None and cgroup is not None:  # --explain: the limits it met too
+            spec.heard.limits = cgroup.limits_reached()
         return status
     finally:
         spec.monitor_fds = tuple(fd for fd in spec.monitor_fds if fd not in layers)
@@ -288,6 +294,8 @@ def _run_joined(spec: RunSpec, cgroup: cgroups.Cgroup | None, keeper: netkeeper.
     monitor_end, container_end = socket.socketpair() if spec.tty else (None, None)
     gate, gate_inside = socket.socketpair() if engine_wanted else (None, None)  # sandbox.network's
     listening = _prepare_listening(spec) if spec.explain else None
+    if listening is not None:
+        listening.on_new_kind = spec.on_heard
     # Signals wait (blocked) until someone can forward them: the monitor once it knows init's
     # pid, init once its handlers are in, the command just before exec. None is lost.
     held = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
@@ -366,7 +374,8 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
         spec.listener_end.sendall(blocker.encode())
         spec.explain_bpf = None
     else:
-        spec.explain_bpf = bpfeval.notify_variant(plain)
+        arch, tests = notify.capability_tests(capabilities.capabilities_after_setuid(spec.capabilities, spec.user.uid))
+        spec.explain_bpf = bpfeval.with_notified_calls(bpfeval.notify_variant(plain), arch, tests)
     return listening
 
 

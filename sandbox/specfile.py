@@ -54,6 +54,7 @@ def save_spec(folder: Folder, spec: RunSpec, extra: dict[str, Any]) -> None:
         "tmpfs": [item.as_dict() for item in spec.tmpfs],
         "binds": [item.as_dict() for item in spec.binds],
         "ports": [item.as_dict() for item in spec.ports],
+        "explain": spec.explain,
         "extra": extra,
     }  # fmt: skip
     write_json(folder, SPEC_FILE, document)
@@ -89,5 +90,6 @@ def load_spec(folder: Folder) -> tuple[RunSpec, dict[str, Any]]:
         binds=[BindMount(**item) for item in data["binds"]],
         ports=[Published(**item) for item in data.get("ports", [])],  # the same host ports at every start
     )  # fmt: skip
+    spec.explain = "explain" if data.get("explain") == "explain" else ""  # run -d --explain: every start
     extra = data.get("extra")
     return spec, extra if isinstance(extra, dict) else {}

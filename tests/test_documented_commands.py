@@ -62,8 +62,14 @@ def command_path(words: list[str]) -> tuple[str, ...]:
 
 def own_words(path: tuple[str, ...], words: list[str]) -> list[str]:
     """The words after the command's name that are its own: for `pysandbox run`, those
-    before IMAGE (what follows is the container's command, read as run reads it)."""
+    before IMAGE (what follows is the container's command, read as run reads it); for
+    `pysandbox learn`, its flags before run's."""
     rest = words[len(path) :]
+    if path == ("pysandbox", "learn"):  # its own flags, then run's (IMAGE and the command after them)
+        from pysbx.cli.learn_cmd import split_arguments
+
+        _, run_words = split_arguments(rest)
+        return rest[: len(rest) - len(run_words)] if run_words else rest
     if path != ("pysandbox", "run"):
         return rest
     from pysbx.cli.runargs import parse

@@ -144,3 +144,30 @@ YES, NO = ins(0x06, RET_ALLOW), ins(0x06, RET_ERRNO | errno.EPERM)
 def test_each_instruction_reads_as_the_kernel_defines_it(program: bytes, nr: int, arg: int, allowed: bool) -> None:
     value = evaluate(program, seccomp_data(nr, AUDIT_ARCH_X86_64, (arg,)))
     assert (value == RET_ALLOW) is allowed
+
+
+def test_a_prologue_notifies_only_the_calls_it_tests_and_leaves_the_rest_to_the_program() -> None:
+    from pysbx.sandbox.bpfeval import (
+        INSTRUCTION,
+        RET_ALLOW,
+        RET_ERRNO,
+        RET_USER_NOTIF,
+        evaluate,
+        seccomp_data,
+        with_notified_calls,
+    )
+
+    program = b"".join([INSTRUCTION.pack(0x20, 0, 0, 0), INSTRUCTION.pack(0x15, 0, 1, 99),
+                        INSTRUCTION.pack(0x06, 0, 0, RET_ERRNO | 1), INSTRUCTION.pack(0x06, 0, 0, RET_ALLOW)])  # fmt: skip
+    arch = 0xC000003E
+    wrapped = with_notified_calls(program, arch, [(41, 0, 0xFFFFFFFF, 17), (41, 1, 0xF, 3)])
+    cases = {
+        (41, arch, (17, 1)): RET_USER_NOTIF,  # the first test
+        (41, arch, (2, 0x80003)): RET_USER_NOTIF,  # the second, flags masked off
+        (41, arch, (2, 1)): RET_ALLOW,  # neither: the program's answer
+        (41, 0x40000003, (17, 3)): RET_ALLOW,  # another architecture: the program's answer
+        (99, arch, ()): RET_ERRNO | 1,
+    }
+    for (number, on, args), expected in cases.items():
+        assert evaluate(wrapped, seccomp_data(number, on, args)) == expected, (number, on, args)
+    assert with_notified_calls(program, arch, []) == program

@@ -20,8 +20,9 @@ import pytest
 
 from pysbx.sandbox.chowntree import ChownError, give_tree, open_folder
 from tests.sandbox.conftest import PYSANDBOX, as_user, command
+from tests.sandbox.harness import root_container_base
 
-OWNER = (166536, 166536)
+OWNER = (166536, 166536)  # any ids: give_tree's target in the tests that call it directly
 
 
 @pytest.fixture
@@ -97,8 +98,9 @@ def test_a_run_as_root_writes_into_a_root_owned_folder_only_with_u(shared: Path,
     given = subprocess.run([PYSANDBOX, "run", "--rm", "-v", f"{data}:/data:U", "--policy", str(allowed), image, *write],
                            capture_output=True, text=True, cwd="/")  # fmt: skip
     assert given.returncode == 0 and "wrote" in given.stdout, given.stderr
-    assert f"gave {data} to {OWNER[0]}:{OWNER[1]}" in given.stderr
-    assert (os.stat(data / "new").st_uid, os.stat(data / "old").st_uid) == (OWNER[0], OWNER[0])
+    app = root_container_base() + 1000  # the image's user 1000 on the range reserved for pysandbox
+    assert f"gave {data} to {app}:{app}" in given.stderr
+    assert (os.stat(data / "new").st_uid, os.stat(data / "old").st_uid) == (app, app)
 
 
 def test_the_policy_governs_u_and_unknown_options_are_refused(shared: Path, world: Path) -> None:

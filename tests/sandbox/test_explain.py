@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pysbx.policies.seccomp import syscall_number
-from tests.sandbox.harness import Sandbox, share, strict_variant
+from tests.sandbox.harness import Sandbox, share, strict_variant, tool, wait_until
 
 STRICT_PROFILE = Path(__file__).parents[2] / "policies/seccomp/strict.json"
 
@@ -105,6 +105,43 @@ def test_the_errno_is_the_plain_filters_for_every_kind_of_denial(
     assert re.search(r"sandbox\.seccomp\.deny: -getppid +loosens", diff)
 
 
+def test_a_call_the_filter_allows_but_the_kernel_refuses_for_a_capability_is_heard(
+    sandbox: Sandbox, world: Path, denials_image: str
+) -> None:
+    """ping's raw socket: strict's filter allows socket, the kernel refuses a raw one
+    without CAP_NET_RAW. Heard (the monitor lets it go on, as the filter says), named with
+    the capability, and the change adds it; the program sees the same EPERM either way. A
+    policy that grants CAP_NET_RAW has nothing to hear."""
+    socket_nr = nr("socket")
+    script = f"/denials {socket_nr} 2 3 1; ping -c 1 -W 1 127.0.0.1 >/dev/null 2>&1; echo ping=$?"
+    plain = sandbox(script, image=denials_image)
+    heard = sandbox("--explain", script, image=denials_image)
+    assert plain.stdout == heard.stdout == f"{socket_nr}=-1/1\nping=1\n", heard.stderr
+    assert "socket(family=AF_INET, type=SOCK_RAW, protocol=1) -> EPERM" in heard.stderr
+    assert "the kernel refuses a raw or packet socket without CAP_NET_RAW" in heard.stderr
+    assert re.search(r"sandbox\.capabilities: \+CAP_NET_RAW +loosens", heard.stderr)
+    assert (
+        "the command ran as uid 1000, and a capability the policy grants reaches the container's root" in heard.stderr
+    )
+    granted = strict_variant(world, "explain-net-raw.yaml", ("    add: []", "    add: [NET_RAW]"))
+    share(world)
+    allowed = sandbox("--explain", "-u", "0", f"/denials {socket_nr} 2 3 1", image=denials_image, policy=granted.name)
+    assert allowed.stdout.strip() == f"{socket_nr}=ok" and "the policy denied no system call" in allowed.stderr
+
+
+def test_a_limit_reached_is_said_with_the_line_that_sets_it(sandbox: Sandbox, denials_image: str) -> None:
+    if sandbox.mode != "root":
+        pytest.skip("an ordinary user's pids limit is an rlimit here, whose refusals no counter records")
+    script = "for i in 1 2 3 4 5 6 7 8; do (sleep 1 &) 2>/dev/null; done; echo done"
+    done = sandbox("--explain", "--pids-limit", "4", script, image=denials_image)
+    if "RLIMIT_NPROC" in done.stderr:
+        pytest.skip("no cgroup for the pids limit on this host")
+    assert done.stdout.strip() == "done"
+    assert re.search(r"note: limits\.pids refused \d+ fork\(s\) or thread\(s\) \(EAGAIN\): set at ", done.stderr), (
+        done.stderr
+    )
+
+
 def test_the_container_never_holds_the_listener(sandbox: Sandbox, denials_image: str) -> None:
     """A process holding the listener could answer its own denials: every descriptor of
     every process in the container is looked at, while a denial is being made."""
@@ -166,7 +203,44 @@ def test_explain_costs_nothing_when_off(sandbox: Sandbox, denials_image: str) ->
     assert "explain" not in done.stderr
 
 
-def test_explain_with_detach_is_refused_not_ignored(sandbox: Sandbox, denials_image: str) -> None:
-    done = sandbox("-d", "--explain", "true", image=denials_image)
+def test_a_detached_container_is_explained_while_it_runs_and_after_restarts(
+    sandbox: Sandbox, world: Path, denials_image: str, named: list[str]
+) -> None:
+    """run -d --explain: the monitor keeps the record in the container's folder as each new
+    kind of denial comes; `explain NAME` reads it while the container runs, and after it
+    ended and was started again (counts of both runs added)."""
+    name = f"explained-{sandbox.mode}"
+    named.append(name)
+    mount = nr("mount")
+    script = f"/denials {mount} s:none s:/mnt; sleep 0.5"
+    flags = ["run", "-d", "--name", name, "--policy", str(world / "strict-unsigned.yaml"), "--explain"]
+    started = tool(sandbox, *flags, str(world / denials_image), "sh", "-c", script)
+    assert started.returncode == 0, started.stderr
+    assert wait_until(lambda: "mount(" in tool(sandbox, "explain", name).stdout, seconds=10)
+    assert tool(sandbox, "wait", name).stdout.strip() == "0"
+    assert tool(sandbox, "start", name).returncode == 0
+    assert tool(sandbox, "wait", name).stdout.strip() == "0"
+    report = tool(sandbox, "explain", name)
+    assert report.returncode == 0, report.stderr
+    assert re.search(r"^  mount\(.*\) -> EPERM  \(2 times\)$", report.stdout, re.M), report.stdout
+    assert re.search(r"sandbox\.seccomp\.allow: \+mount +loosens", report.stdout)
+    as_json = json.loads(tool(sandbox, "explain", name, "--format", "json").stdout)
+    assert [(item["syscall"], item["count"]) for item in as_json["denials"]] == [("mount", 2)]
+
+
+def test_explain_names_a_container_that_was_not_run_with_it(
+    sandbox: Sandbox, world: Path, denials_image: str, named: list[str]
+) -> None:
+    name = f"unexplained-{sandbox.mode}"
+    named.append(name)
+    flags = ["run", "-d", "--name", name, "--policy", str(world / "strict-unsigned.yaml")]
+    assert tool(sandbox, *flags, str(world / denials_image), "true").returncode == 0
+    report = tool(sandbox, "explain", name)
+    assert report.returncode == 1 and f"{name} was not run with --explain" in report.stderr
+    assert tool(sandbox, "explain", "no-such-container").returncode == 1
+
+
+def test_explain_json_with_detach_is_refused(sandbox: Sandbox, denials_image: str) -> None:
+    done = sandbox("-d", "--explain=json", "true", image=denials_image)
     assert done.returncode == 125
-    assert "--explain needs a run in the foreground" in done.stderr
+    assert "explain NAME --format json" in done.stderr

@@ -160,3 +160,23 @@ def test_a_string_ending_where_its_mapping_ends_is_read_up_to_it() -> None:
         os.close(memory)
         libc.munmap(base, 4096)
     assert struct.calcsize("=QII64s") == notify.NOTIF.size == 80
+
+
+def test_a_record_survives_json_and_two_runs_add_up() -> None:
+    """run -d --explain keeps the record in explain.json and adds each restart's to it."""
+    first = notify.Heard()
+    kind = notify.Denial(165, ARCH or 0, errno.EPERM, {1: 7}, {0: b"\x1b/x"}, 12, (1, 7, 0, 0, 0, 0))
+    first.denials.append(kind)
+    first.total, first.limits = 3, {"pids": 2}
+    kind.count = 3
+    again = notify.heard_from_json(notify.heard_as_json(first))
+    assert again == first
+    second = notify.Heard()
+    other = notify.Denial(165, ARCH or 0, errno.EPERM, {1: 8}, {}, 13)
+    same = notify.Denial(165, ARCH or 0, errno.EPERM, {1: 7}, {}, 14)
+    second.denials += [same, other]
+    second.total, second.limits = 2, {"pids": 1, "memory": 1}
+    both = notify.merged(again, second)
+    assert [(d.args, d.count) for d in both.denials] == [({1: 7}, 4), ({1: 8}, 1)]
+    assert both.total == 5 and both.limits == {"pids": 3, "memory": 1}
+    assert first.denials[0].count == 3  # the earlier record is not changed
