@@ -38,7 +38,7 @@ def explain_container(reference: str, as_json: bool) -> int:
     from pysbx.policies.errors import PolicyError
     from pysbx.policies.loader import load_policy
     from pysbx.policies.seccomp import SeccompProfileError
-    from pysbx.sandbox.containers import EXPLAIN, find, read_json
+    from pysbx.sandbox.containers import EXPLAIN, EXPLAIN_LIMIT, find, read_json
     from pysbx.sandbox.errors import SandboxError
     from pysbx.sandbox.notify import heard_from_json
     from pysbx.sandbox.specfile import load_spec
@@ -53,7 +53,7 @@ def explain_container(reference: str, as_json: bool) -> int:
     heard = Heard()
     try:
         if os.path.exists(os.path.join(container.path, EXPLAIN)):
-            heard = heard_from_json(read_json(container.path, EXPLAIN))
+            heard = heard_from_json(read_json(container.path, EXPLAIN, EXPLAIN_LIMIT))
         explanation = explain(
             load_policy(_policy_of(container.record)),
             granted_by(spec.capabilities),

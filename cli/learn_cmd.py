@@ -6,6 +6,7 @@ working (exit 1)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shlex
 import sys
@@ -20,8 +21,9 @@ EXIT_SETUP_FAILED = 125
 PREFIX = "pysandbox learn:"
 USAGE = """Usage: pysandbox learn [OPTIONS] [RUN FLAGS] IMAGE [CMD...]
 
-Run IMAGE's command once with every system call observed (each goes on, within the widest
-built-in profile and the base policy's other confinement: learn only images you trust), then
+Run IMAGE's command once with every system call observed (each goes on, within the default
+profile under the base's capabilities and the base's other confinement: learn only images you
+trust), then
 write FILE: a policy extending the base whose seccomp profile is the base's cut to the calls
 made, plus the calls the base refuses, each commented; and its profile beside it. The policy is
 linted and the workload run again under it: exit 0 when it ends as observed, 1 when not, 2 for
@@ -93,7 +95,7 @@ def _learn(options: _Options, observed: RunArgs, run_argv: list[str], output: Pa
         + (f"; it adds {', '.join(learned.added)}, which {Path(options.base).stem} refuses" if learned.added else "")
     )
     for name, why in learned.failed.items():
-        _say(f"not added: {name}, which failed while learning too: {why}")
+        _say(f"not added: {name}: {why}")
     problems = _lint(output)
     if problems:
         for problem in problems:
@@ -157,11 +159,13 @@ def _run(args: RunArgs) -> int:
 
 
 def _captured(run: Callable[[], int], capture: bool) -> tuple[int, bytes]:
-    """Run; with `capture`, what the container printed on stdout is kept (and printed)."""
+    """Run; with `capture`, what the container printed on stdout is printed after it, and
+    its SHA-256 returned (not the output itself: a workload may print without end)."""
     if not capture:
         return run(), b""
     sys.stdout.flush()
     saved = os.dup(1)
+    digest = hashlib.sha256()
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 1)
         try:
@@ -171,9 +175,10 @@ def _captured(run: Callable[[], int], capture: bool) -> tuple[int, bytes]:
             os.dup2(saved, 1)
             os.close(saved)
         sink.seek(0)
-        data = sink.read()
-    os.write(1, data)
-    return status, data
+        while chunk := sink.read(1 << 20):
+            digest.update(chunk)
+            os.write(1, chunk)
+    return status, digest.digest()
 
 
 def _lint(path: Path) -> list[str]:

@@ -130,6 +130,11 @@ def explain(
     profile = load_profile(seccomp.profile)
     judge = _Judge(loaded, granted, profile)
     explained = [judge.explain(denial) for denial in heard.denials]
+    unnamed = [item.name for item in explained if item.name.startswith(UNNAMED)]
+    if unnamed:
+        notes.append(
+            f"no name here for {', '.join(unnamed)}: no policy can allow them by name (left out of the change)"
+        )
     changed = _changed_policy(loaded.policy, explained)
     changes = diff_policies(loaded.policy, changed) if changed != loaded.policy else []
     if changes:
@@ -261,7 +266,9 @@ def _errno_name(number: int) -> str:
 
 
 def _changed_policy(policy: model.Policy, explained: Iterable[Explained]) -> model.Policy:
-    """The policy with every call allowed and capability added that the denials need."""
+    """The policy with every call allowed and capability added that the denials need (calls
+    libseccomp has no name for cannot be named in a policy: left out)."""
+    explained = [item for item in explained if not item.name.startswith(UNNAMED)]
     allow: dict[str, None] = {}
     undeny: set[str] = set()
     capabilities: dict[str, None] = {}
@@ -294,7 +301,7 @@ def _check_change(
         return [f"the changed policy could not be checked: {error}"]
     still = []
     for denial, item in zip(denials, explained, strict=True):
-        if not (item.allow or item.undeny or item.capabilities):
+        if not (item.allow or item.undeny or item.capabilities) or item.name.startswith(UNNAMED):
             continue  # left out on purpose
         args = tuple(denial.args.get(index, 0) for index in range(6))
         value = bpfeval.evaluate(bpf, bpfeval.seccomp_data(denial.nr, denial.arch, args))
@@ -337,17 +344,26 @@ def _strict_note(loaded: LoadedPolicy) -> list[str]:
 # ----- naming and showing calls ------------------------------------------------------------
 
 
+AUDIT_ARCH_X86_64, SCMP_ARCH_X32, X32_BIT = 0xC000003E, 0x4000003E, 0x40000000
+
+
 def syscall_name(arch: int, number: int) -> str:
-    """libseccomp's name for call `number` of architecture `arch` (an AUDIT_ARCH_* value)."""
+    """libseccomp's name for call `number` of architecture `arch` (an AUDIT_ARCH_* value; an
+    x32 call is x86_64's with X32_BIT in its number), or syscall_N for one it does not know."""
     import pyseccomp
 
+    if arch == AUDIT_ARCH_X86_64 and number & X32_BIT:
+        arch = SCMP_ARCH_X32
     try:
         name = pyseccomp.resolve_syscall(arch, number)
     except (ValueError, OSError):
         name = None
     if isinstance(name, bytes):
         return name.decode()
-    return str(name) if name else f"syscall_{number}"
+    return str(name) if name else f"{UNNAMED}{number}"
+
+
+UNNAMED = "syscall_"  # the prefix of a call libseccomp has no name for
 
 
 _CLONE_FLAGS = {

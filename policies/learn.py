@@ -1,16 +1,17 @@
 """A policy learned from a workload (`pysandbox learn`): the base policy, its seccomp profile
 cut to the system calls the workload made, and the calls it made that the base refuses
-allowed by name, each line saying why it is there.
+allowed, each line saying why it is there.
 
 The profile is the base's own, rule by rule, with every name the workload did not use taken
 out: argument conditions, capability includes and deliberate errnos (clone3's ENOSYS) stay
 as the base wrote them, so the result is narrower than the base everywhere the workload did
 not go, and `policy diff BASE LEARNED` marks the profile `tightens`. A call the base refuses
-(and the workload made anyway, under observation) is the one loosening, in
-`sandbox.seccomp.allow` with a comment, so that a review sees it. Not added: a call the
-base answers ENOSYS on purpose (the workload fell back from it already), and one that needs
-a capability the base does not grant (mount without CAP_SYS_ADMIN failed under observation
-too: allowing it would change nothing)."""
+(and the workload made anyway, under observation) is the loosening: by name in
+`sandbox.seccomp.allow` with a comment; or, where the base's filter looked at its arguments
+(socket's family, personality), as a rule of the profile for those arguments only, named in
+the policy's last comment lines. Not added: a call the base answers ENOSYS on purpose (the
+workload fell back from it already), and one that was refused while learning too (sandbox.notify
+keeps the observation within the default profile under the base's capabilities)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,17 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from pysbx.policies.explain import KERNEL_CAPABILITY, describe_call, syscall_name
+from pysbx.policies.explain import describe_call, syscall_name
 from pysbx.policies.loader import BUILTINS, LoadedPolicy
-from pysbx.policies.seccomp import Profile, load_profile, resolve, syscall_known, with_overrides
+from pysbx.policies.seccomp import (
+    ArgCondition,
+    Profile,
+    SyscallRule,
+    load_profile,
+    resolve,
+    syscall_known,
+    with_overrides,
+)
 from pysbx.sandbox import bpfeval
 from pysbx.sandbox.notify import Denial, Heard, handover_calls
 
@@ -62,29 +71,29 @@ def learn(
     if heard.dropped:
         raise LearnError(f"the workload made more kinds of call than were kept ({heard.dropped} more)")
     made: Counter[str] = Counter()
-    added: dict[str, str] = {}
+    added: dict[str, str] = {}  # refused by the base, allowed by name
+    narrow: dict[str, SyscallRule] = {}  # refused by the base for these arguments: allowed for them
     failed: dict[str, str] = {}
     for kind in heard.denials:
         name = syscall_name(kind.arch, kind.nr)
+        if not syscall_known(name):  # a made-up number: the call failed (ENOSYS), and no policy names it
+            failed[name] = "libseccomp has no name for it (nor, then, the kernel)"
+            continue
         made[name] += kind.count
         if not _refused(kind) or name in added or _on_purpose(kind):
             continue
-        if kind.errno:  # refused while learning too: beyond what any built-in policy allows
-            failed[name] = "no built-in policy allows it"
-            continue
-        needed = KERNEL_CAPABILITY.get(name)
-        if needed is not None and needed not in granted:  # it failed under observation too
-            failed[name] = f"it needs {needed}, which the base does not grant"
+        if kind.errno:  # refused while learning too (the ceiling): it did not run
+            failed[name] = "refused while learning too: the default profile refuses it under the base's capabilities"
+        elif kind.args:  # the base's filter looked at its arguments: allowed for these only
+            narrow[_key(name, kind)] = _argument_rule(name, kind, Path(base_reference).stem)
         else:
             added[name] = describe_call(name, kind)
     for name in handover_calls():
         made.setdefault(name, 0)  # the runtime's own, before the workload's execve
-    unknown = sorted(name for name in made if not syscall_known(name))
-    if unknown:
-        raise LearnError(f"libseccomp does not know {', '.join(unknown)}: the profile could not name them")
-    _refuse_loosening_strict(base, added)
+    _refuse_loosening_strict(base, [*added, *(rule.names[0] for rule in narrow.values())])
     profile = load_profile(seccomp.profile)
     cut = _cut_profile(profile, made, output)
+    cut = dataclasses.replace(cut, syscalls=(*cut.syscalls, *narrow.values()))
     learned_deny = tuple(name for name in seccomp.deny if name not in added)
     learned_allow = tuple(dict.fromkeys((*(n for n in seccomp.allow if n in made), *added)))
     profile_path = output.with_suffix(".seccomp.json")
@@ -94,9 +103,35 @@ def learn(
     text = _policy_text(
         base_reference, output, profile_path.name, made, added, lists, workload, (base_allows, learned_allows)
     )
+    if narrow:
+        text += _narrow_text(Path(base_reference).stem, narrow)
     return Learned(
         text, json.dumps(cut.to_json(), indent=2) + "\n", dict(made), added, failed, base_allows, learned_allows
     )
+
+
+def _key(name: str, kind: Denial) -> str:
+    return f"{name}{sorted(kind.args.items())}"
+
+
+def _argument_rule(name: str, kind: Denial, base_name: str) -> SyscallRule:
+    """An allow for `name` with the arguments the base's filter looked at, as the workload
+    gave them (the low 32 bits, as Docker's profile compares flags, when they fit in them)."""
+    conditions = tuple(
+        ArgCondition(index, 0xFFFFFFFF, "SCMP_CMP_MASKED_EQ", value)
+        if value <= 0xFFFFFFFF
+        else ArgCondition(index, value, "SCMP_CMP_EQ")
+        for index, value in sorted(kind.args.items())
+    )
+    call = _one_line(describe_call(name, kind))
+    comment = f"[learned: refused by {_one_line(base_name)} for these arguments; {kind.count}x, first {call}]"
+    return SyscallRule((name,), "SCMP_ACT_ALLOW", args=conditions, comment=comment)
+
+
+def _narrow_text(base_name: str, narrow: dict[str, SyscallRule]) -> str:
+    lines = [f"# The profile's last rules allow, for the arguments made only, what {_one_line(base_name)} refuses:"]
+    lines += [f"#   {rule.comment.removeprefix('[learned: ').removesuffix(']')}" for rule in narrow.values()]
+    return "\n".join(lines) + "\n"
 
 
 def _refused(kind: Denial) -> bool:
@@ -107,7 +142,7 @@ def _on_purpose(kind: Denial) -> bool:
     return bpfeval.action_of(kind.verdict) == (bpfeval.RET_ERRNO, errno_codes.ENOSYS)
 
 
-def _refuse_loosening_strict(base: LoadedPolicy, added: dict[str, str]) -> None:
+def _refuse_loosening_strict(base: LoadedPolicy, added: list[str]) -> None:
     from pysbx.policies.loader import BUILTIN_DIR
 
     if added and str(BUILTIN_DIR / "strict.yaml") in base.chain:
@@ -166,7 +201,7 @@ def _policy_text(
     counts: tuple[int, int],
 ) -> str:
     base_allows, learned_allows = counts
-    base_name = Path(base_reference).stem
+    base_name = _one_line(Path(base_reference).stem)
     extends = base_reference if base_reference in BUILTINS else os.path.relpath(base_reference, output.parent)
     lines = [
         f"# Learned by `pysandbox learn` from: {_one_line(workload)}",

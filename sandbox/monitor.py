@@ -19,6 +19,7 @@ import os
 import select
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 from pysbx.sandbox.attach import Hub
 from pysbx.sandbox.containers import (
     EXPLAIN,
+    EXPLAIN_LIMIT,
     LOG,
     PAUSED,
     STATUS,
@@ -122,6 +124,10 @@ class Monitor:
         self.own_fds: tuple[int, ...] = ()  # descriptors of the monitor's that the container's side closes
         self.asked: list[int] = []  # SIGTERMs that came while no container ran
         self.heard_before: Heard | None = None  # --explain: what the runs before this one heard
+        self.heard_written = 0.0  # when the listener last had explain.json written
+        self.heard_timer: threading.Timer | None = None  # a write the listener left for later
+        self.heard_lock = threading.Lock()  # the listener's writes and a run's end
+        self.runs_heard = 0  # runs whose record is in heard_before
 
     def run(self) -> int:
         from pysbx.sandbox.specfile import save_spec
@@ -252,7 +258,7 @@ class Monitor:
             began = time.monotonic()
             status = run_container(self.spec)
             if self.spec.heard is not None:  # --explain: this run's record, final counts
-                self.heard_before = self.keep_heard(self.spec.heard)
+                self.run_heard(self.spec.heard)
             stopped = (self.folder / STOP_REQUESTED).exists()
             if self.started_w >= 0 or not self.options.restart.wants(status, self.restarts, stopped):
                 return status  # a first start that failed is run -d's error, not a restart
@@ -301,19 +307,51 @@ class Monitor:
         if self.spec.explain != "explain" or not (self.folder / EXPLAIN).exists():
             return None
         try:
-            return heard_from_json(read_json(self.folder, EXPLAIN))
+            return heard_from_json(read_json(self.folder, EXPLAIN, EXPLAIN_LIMIT))
         except (OSError, ValueError, KeyError, TypeError, SandboxError):
             return None  # damaged: this start's record replaces it
 
-    def keep_heard(self, heard: Heard) -> Heard:
-        """--explain: what all runs heard so far, in explain.json (`pysandbox explain NAME`);
-        the listener calls this at each new kind of denial, the monitor once a run ends."""
-        from pysbx.sandbox.notify import heard_as_json, merged
+    def keep_heard(self, heard: Heard) -> None:
+        """--explain, from the listener at each new kind of denial: what all runs heard so
+        far, in explain.json (`pysandbox explain NAME`), written at most once a second (a
+        later new kind within it is written by a timer), so that a container making up kinds
+        does not make its own calls wait on the disk."""
+        import threading
+        import time
 
-        everything = merged(self.heard_before, heard) if self.heard_before is not None else heard
-        with contextlib.suppress(OSError):  # a full disk: the container runs on, unexplained
-            write_json(self.folder, EXPLAIN, heard_as_json(everything))
-        return everything
+        if time.monotonic() - self.heard_written >= 1.0:
+            self._write_heard(heard, self.runs_heard)
+        elif self.heard_timer is None or not self.heard_timer.is_alive():
+            self.heard_timer = threading.Timer(1.0, self._write_heard, (heard, self.runs_heard))
+            self.heard_timer.daemon = True
+            self.heard_timer.start()
+
+    def run_heard(self, heard: Heard) -> None:
+        """A run ended: its record, final, joins the earlier runs' (a timer of its own
+        writes nothing after this)."""
+        from pysbx.sandbox.notify import merged
+
+        with self.heard_lock:
+            self.runs_heard += 1
+            self.heard_before = merged(self.heard_before, heard) if self.heard_before is not None else heard
+            self._store_heard(self.heard_before)
+
+    def _write_heard(self, heard: Heard, run: int) -> None:
+        import time
+
+        from pysbx.sandbox.notify import merged
+
+        with self.heard_lock:
+            if run != self.runs_heard:  # that run has ended and was written whole
+                return
+            self.heard_written = time.monotonic()
+            self._store_heard(merged(self.heard_before, heard) if self.heard_before is not None else heard)
+
+    def _store_heard(self, heard: Heard) -> None:
+        from pysbx.sandbox.notify import heard_as_json
+
+        with contextlib.suppress(OSError, RuntimeError):  # a full disk: the container runs on, unexplained
+            write_json(self.folder, EXPLAIN, heard_as_json(heard))
 
     def write_status(self, status: str, **fields: object) -> None:
         write_json(self.folder, STATUS, {"status": status, "monitor": process_record(os.getpid()), **fields})

@@ -41,7 +41,10 @@ LISTENER_LINK = "anon_inode:seccomp notify"
 MAX_DISTINCT = 256
 MAX_OBSERVED = 1024  # kinds of call a learned workload may make: Linux has about 450 calls
 USER_NOTIF_FLAG_CONTINUE = 1
-MAX_STRING = 1024
+MAX_STRING = 512
+MAX_ODD = 16  # kinds kept of calls with no name here (junk numbers must not crowd out real calls)
+LAST_NUMBER = 1024  # above every call number of every architecture (x32's bit aside)
+X32_BIT = 0x40000000
 
 
 class Denial(Record):
@@ -131,6 +134,9 @@ def merged(earlier: Heard, later: Heard) -> Heard:
         if key in kinds:
             kinds[key].count += denial.count
             continue
+        if len(kinds) >= MAX_DISTINCT:  # restarts add counts, not kinds beyond the bound
+            both.dropped += denial.count
+            continue
         copy = Denial(denial.nr, denial.arch, denial.errno, denial.args, denial.strings, denial.pid, denial.first)
         copy.count, copy.verdict = denial.count, denial.verdict
         kinds[key] = copy
@@ -146,8 +152,8 @@ class Listening:
     With `observe` (`pysandbox learn`), the container's filter is observing_program: every
     call notifies, each is recorded with what the plain filter (the base policy's; None:
     none) would have answered, and each goes on ("continue") within the `ceiling` filter
-    (the widest a built-in profile allows: what it refuses is refused here too, with its
-    errno). But an ENOSYS the plain filter answers on purpose (clone3: glibc falls back to
+    (the default profile under the base's capabilities: what it refuses is refused here too,
+    with its errno). But an ENOSYS the plain filter answers on purpose (clone3: glibc falls back to
     clone) is answered as such: a workload observed taking the newer call would be learned
     without the fallback it takes later."""
 
@@ -168,6 +174,8 @@ class Listening:
         self.heard = Heard()
         self.on_new_kind: Callable[[Heard], object] | None = None  # run -d: the record is kept as it grows
         self._kinds: dict[tuple[int, ...], Denial] = {}
+        self._odd = 0
+        self.native = _HANDOVER_CALLS.get(os.uname().machine, (0, {}))[0]  # path_arguments' architecture
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._serve, name="pysandbox-explain", daemon=True)
 
@@ -248,10 +256,10 @@ class Listening:
         action, number = bpfeval.action_of(value)
         if self.observe:
             answer = self._observed_answer(data, value)
-            self._record(listener, notification_id, pid, data, answer, (), value)
+            self._record(listener, notification_id, pid, data, answer, read, value)
             flags = 0 if answer else USER_NOTIF_FLAG_CONTINUE
             response = RESPONSE.pack(notification_id, 0, -answer, flags)
-        elif action == bpfeval.RET_ALLOW:  # a call the kernel refuses without a capability
+        elif action in (bpfeval.RET_ALLOW, bpfeval.RET_LOG):  # a call the kernel refuses without a capability
             self._record(listener, notification_id, pid, data, errno.EPERM, read, value)
             response = RESPONSE.pack(notification_id, 0, 0, USER_NOTIF_FLAG_CONTINUE)  # as the filter says
         else:
@@ -268,7 +276,7 @@ class Listening:
 
     def _observed_answer(self, data: bytes, value: int) -> int:
         """Under observation: 0 (the call goes on), or the errno it gets: the base's ENOSYS
-        on purpose, or the ceiling's refusal (what no built-in policy allows)."""
+        on purpose, or the ceiling's refusal."""
         if value == bpfeval.RET_ERRNO | errno.ENOSYS:
             return errno.ENOSYS
         action, number = bpfeval.action_of(self.ceiling.of(data)[0])
@@ -294,10 +302,12 @@ class Listening:
         if known is not None:
             known.count += 1
             return
-        if len(self._kinds) >= self.most:
+        odd = not 0 <= nr & ~X32_BIT < LAST_NUMBER
+        if len(self._kinds) >= self.most or (odd and self._odd >= MAX_ODD):
             self.heard.dropped += 1
             return
-        strings = _read_strings(pid, args, self.path_arguments.get(nr, ()))
+        self._odd += odd
+        strings = _read_strings(pid, args, self.path_arguments.get(nr, ()) if arch == self.native else ())
         if strings and not _still_valid(listener, notification_id):
             strings = {}  # the caller is gone, and the pid may be another process's now
         denial = self._kinds[kind] = Denial(nr, arch, number, shown, strings, pid, tuple(args))
@@ -334,8 +344,10 @@ class Verdicts:
             read = bpfeval.arguments_read(offsets)
             reads.update(read)
             cached = (value, read)
-            if len(self._answers) > 4 * self.most:
-                self._answers.clear()
+            if len(self._answers) > 4 * self.most or len(self._reads) > 4 * self.most:
+                self._answers.clear()  # a container making up call numbers grows neither
+                self._reads.clear()
+                reads = self._reads.setdefault((nr, arch), set(read))
             self._answers[(nr, arch, *(args[index] for index in sorted(reads)))] = cached
         return cached
 
@@ -375,12 +387,14 @@ def _read_strings(pid: int, args: list[int], indices: tuple[int, ...]) -> dict[i
 def _c_string(memory: int, address: int) -> bytes | None:
     """Read page by page: a string near the end of a mapping must not fail for the bytes
     beyond it."""
+    if not 0 < address < 1 << 63:  # no user address: and an offset the kernel would refuse
+        return None
     collected = b""
     while len(collected) < MAX_STRING:
         chunk = min(4096 - (address + len(collected)) % 4096, MAX_STRING - len(collected))
         try:
             piece = os.pread(memory, chunk, address + len(collected))
-        except OSError:
+        except (OSError, OverflowError, ValueError):  # unmapped, or beyond what an offset can say
             return collected or None
         end = piece.find(b"\0")
         if end >= 0:
@@ -474,9 +488,11 @@ _CAPABILITY_CALLS = (
 CAPABILITY_BITS = {"CAP_NET_RAW": 13}
 
 
-def capability_tests(capabilities: int) -> tuple[int, list[tuple[int, int, int, int]]]:
+def capability_tests(capabilities: int, plain: bytes) -> tuple[int, list[tuple[int, int, int, int]]]:
     """This machine's AUDIT_ARCH and the tests (bpfeval.with_notified_calls) for the calls
-    that need a capability not in the mask `capabilities`."""
+    that need a capability not in the mask `capabilities`. None when the plain filter answers
+    such a call with anything the monitor cannot give in its place (kill, trap, trace): the
+    prologue asks before the filter does, so the monitor must be able to answer as it would."""
     machine = os.uname().machine
     arch = _HANDOVER_CALLS.get(machine, (0, {}))[0]
     tests = [
@@ -484,4 +500,13 @@ def capability_tests(capabilities: int) -> tuple[int, list[tuple[int, int, int, 
         for capability, numbers, index, mask, value in _CAPABILITY_CALLS
         if machine in numbers and not capabilities >> CAPABILITY_BITS[capability] & 1
     ]
+    program = bpfeval.instructions(plain)
+    for number, _, _, _ in tests:
+        for family in range(64):
+            for kind in (1, 2, 3, 5, 10, 0x80803):
+                action = bpfeval.action_of(bpfeval.run(program, bpfeval.seccomp_data(number, arch, (family, kind, 0))))[
+                    0
+                ]
+                if action not in (bpfeval.RET_ALLOW, bpfeval.RET_LOG, bpfeval.RET_ERRNO):
+                    return arch, []
     return arch, tests

@@ -363,7 +363,7 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
         spec.heard.unavailable = "the policy filters no system call (seccomp: unconfined)"
         return None
     receiver, spec.listener_end = socket.socketpair()
-    ceiling = _observation_ceiling() if observe else None
+    ceiling = _observation_ceiling(spec.capabilities) if observe else None
     listening = notify.Listening(plain, receiver, notify.path_arguments(_number_of), observe, ceiling)
     if observe or plain is None:
         spec.explain_bpf = notify.observing_program()
@@ -374,18 +374,22 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
         spec.listener_end.sendall(blocker.encode())
         spec.explain_bpf = None
     else:
-        arch, tests = notify.capability_tests(capabilities.capabilities_after_setuid(spec.capabilities, spec.user.uid))
+        held = capabilities.capabilities_after_setuid(spec.capabilities, spec.user.uid)
+        arch, tests = notify.capability_tests(held, plain)
         spec.explain_bpf = bpfeval.with_notified_calls(bpfeval.notify_variant(plain), arch, tests)
     return listening
 
 
-def _observation_ceiling() -> bytes:
-    """learn's limit: the built-in default profile with every capability, which still
-    refuses what no built-in policy allows (io_uring, kexec...)."""
-    from pysbx.policies.model import LINUX_CAPABILITIES
+def _observation_ceiling(held: int) -> bytes:
+    """learn's limit: the built-in default profile (Docker's) for the capabilities the base
+    grants (the mask `held`): without CAP_SYS_ADMIN it refuses namespaces and mounts, and
+    it refuses io_uring, kexec... always; what it refuses, a workload cannot be learned to
+    need (it is answered as the profile says)."""
     from pysbx.policies.seccomp import compile_bpf, load_profile
+    from pysbx.sandbox.capabilities import CAPABILITY_NUMBERS
 
-    return compile_bpf(load_profile("default"), LINUX_CAPABILITIES).bpf
+    granted = frozenset(name for name, bit in CAPABILITY_NUMBERS.items() if held >> bit & 1)
+    return compile_bpf(load_profile("default"), granted).bpf
 
 
 def _number_of(name: str) -> int | None:

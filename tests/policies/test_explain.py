@@ -4,7 +4,10 @@ profiles compiled by libseccomp."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from pysbx.policies.explain import explain, quote, rule_lines
 from pysbx.policies.loader import load_policy
@@ -113,3 +116,13 @@ def test_a_denied_call_gets_the_plain_answer_the_explanation_names() -> None:
     value = bpfeval.evaluate(plain, bpfeval.seccomp_data(number, NATIVE[os.uname().machine]))
     assert bpfeval.action_of(value) == (bpfeval.RET_ERRNO, 1)
     assert loaded.policy.sandbox.seccomp.profile == "strict"
+
+
+def test_an_x32_call_is_named_as_x32_names_it() -> None:
+    from pysbx.policies.explain import syscall_name
+
+    if os.uname().machine != "x86_64":
+        pytest.skip("x32 is x86_64's")
+
+    assert syscall_name(0xC000003E, 0x40000000 | 165) == "mount"
+    assert syscall_name(0xC000003E, 100_000) == "syscall_100000"

@@ -31,10 +31,12 @@ def folder(sandbox: Sandbox) -> Iterator[Path]:
     subprocess.run(["rm", "-rf", str(path)], check=False)
 
 
-def learn(sandbox: Sandbox, world: Path, folder: Path, *args: str, image: str) -> subprocess.CompletedProcess[str]:
-    """`pysandbox learn --base baseline (unsigned) -o FOLDER/learned.yaml ARGS... IMAGE sh -c SCRIPT`."""
+def learn(
+    sandbox: Sandbox, world: Path, folder: Path, *args: str, image: str, base: str = "baseline-unsigned.yaml"
+) -> subprocess.CompletedProcess[str]:
+    """`pysandbox learn --base BASE -o FOLDER/learned.yaml ARGS... IMAGE sh -c SCRIPT`."""
     *flags, script = args
-    argv = [*tool_argv(sandbox), "learn", "--base", str(world / "baseline-unsigned.yaml")]
+    argv = [*tool_argv(sandbox), "learn", "--base", str(world / base)]
     argv += ["-o", str(folder / "learned.yaml"), *flags, str(world / image), "sh", "-c", script]
     return subprocess.run(argv, capture_output=True, text=True, cwd="/", timeout=180)
 
@@ -70,26 +72,31 @@ def test_a_busy_box_workload_becomes_a_narrower_policy_that_lints_and_replays(
 def test_a_call_the_base_refuses_is_added_with_why_and_marked_by_policy_diff(
     sandbox: Sandbox, world: Path, folder: Path, denials_image: str
 ) -> None:
-    """Baseline allows unshare only with CAP_SYS_ADMIN; a new user namespace needs none: the
-    workload made it (and it worked, observed), so the policy allows it, and says so. mount,
-    which needs CAP_SYS_ADMIN itself, failed under observation too: not added. Nor is
-    io_uring_setup, which no built-in policy allows: refused while learning as well."""
-    unshare, mount, uring = syscall_number("unshare"), syscall_number("mount"), syscall_number("io_uring_setup")
-    script = f"/denials {unshare} 0x10000000; /denials {mount} s:none s:/mnt s:tmpfs; /denials {uring} 1 0"
-    done = learn(sandbox, world, folder, "--compare-output", script, image=denials_image)
+    """Under (a copy of) strict: process_vm_readv, which strict refuses and Docker's default
+    profile allows, is added by name; personality(8), refused by strict for that value only,
+    is allowed for it only; both say why. mount and io_uring_setup, which the default
+    profile refuses without CAP_SYS_ADMIN (or at all), are refused while learning too, and
+    said, not added. The workload sees the same in the observed run and the replay."""
+    readv, personality = syscall_number("process_vm_readv"), syscall_number("personality")
+    mount, uring = syscall_number("mount"), syscall_number("io_uring_setup")
+    script = (
+        f"/denials {readv} $$ 0 0 0 0 0; /denials {personality} 8; "
+        f"/denials {mount} s:none s:/mnt s:tmpfs; /denials {uring} 1 0"
+    )
+    done = learn(sandbox, world, folder, "--compare-output", script, image=denials_image, base="strict-unsigned.yaml")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [f"{unshare}=ok", f"{mount}=-1/1", f"{uring}=-1/1"] * 2
+    assert done.stdout.split() == [f"{readv}=ok", f"{personality}=ok", f"{mount}=-1/1", f"{uring}=-1/1"] * 2
     text = (folder / "learned.yaml").read_text()
     assert re.search(
-        r"^      - unshare  # refused by baseline-unsigned; 1x, first unshare\(flags=CLONE_NEWUSER\)$", text, re.M
+        r"^      - process_vm_readv  # refused by strict-unsigned; 1x, first process_vm_readv\(\)$", text, re.M
     )
-    assert "not added: io_uring_setup, which failed while learning too: no built-in policy allows it" in done.stderr
-    assert (
-        "mount" not in text
-        and "not added: mount, which failed while learning too: it needs CAP_SYS_ADMIN" in done.stderr
-    )
-    diff = tool(sandbox, "policy", "diff", str(world / "baseline-unsigned.yaml"), str(folder / "learned.yaml"))
-    assert diff.returncode == 1 and re.search(r"sandbox\.seccomp\.allow: \+unshare +loosens", diff.stdout)
+    assert "#   refused by strict-unsigned for these arguments; 1x, first personality(persona=8)" in text
+    for name in ("mount", "io_uring_setup"):
+        assert f"not added: {name}: refused while learning too: the default profile refuses it" in done.stderr
+        assert name not in text
+    diff = tool(sandbox, "policy", "diff", str(world / "strict-unsigned.yaml"), str(folder / "learned.yaml"))
+    assert diff.returncode == 1 and re.search(r"sandbox\.seccomp\.allow: \+process_vm_readv +loosens", diff.stdout)
+    assert re.search(r"personality\(arg0 & 0xffffffff == 0x8\): errno -> allow +loosens", diff.stdout), diff.stdout
 
 
 def test_a_workload_that_does_not_replay_the_same_is_not_offered(

@@ -180,3 +180,55 @@ def test_a_record_survives_json_and_two_runs_add_up() -> None:
     assert [(d.args, d.count) for d in both.denials] == [({1: 7}, 4), ({1: 8}, 1)]
     assert both.total == 5 and both.limits == {"pids": 3, "memory": 1}
     assert first.denials[0].count == 3  # the earlier record is not changed
+
+
+def test_made_up_call_numbers_grow_neither_the_cache_nor_the_record() -> None:
+    """A container may make calls of any 32-bit number: the monitor's memory stays bounded,
+    and real calls made after thousands of junk ones are still itemised."""
+    verdicts = notify.Verdicts(plain_filter(errno.EPERM), notify.MAX_DISTINCT)
+    for number in range(100_000, 110_000):
+        verdicts.of(bpfeval.seccomp_data(number, ARCH or 0))
+    assert len(verdicts._reads) <= 4 * notify.MAX_DISTINCT + 1
+    assert len(verdicts._answers) <= 4 * notify.MAX_DISTINCT + 1
+    ours, _ = socket.socketpair()
+    listening = notify.Listening(plain_filter(errno.EPERM), ours, {})
+    for number in range(100_000, 101_000):
+        listening._record(-1, 0, 0, bpfeval.seccomp_data(number, ARCH or 0), errno.ENOSYS, (), bpfeval.RET_ERRNO | 1)
+    listening._record(-1, 0, 0, bpfeval.seccomp_data(GETPGID or 0, ARCH or 0), errno.EPERM, (), bpfeval.RET_ERRNO | 1)
+    assert len(listening.heard.denials) == notify.MAX_ODD + 1
+    assert listening.heard.denials[-1].nr == GETPGID and listening.heard.dropped == 1000 - notify.MAX_ODD
+    ours.close()
+
+
+def test_a_merged_record_keeps_its_bound() -> None:
+    many = notify.Heard()
+    many.denials = [notify.Denial(number, ARCH or 0, 1, {}, {}, 1) for number in range(300)]
+    both = notify.merged(notify.Heard(), many)
+    assert len(both.denials) == notify.MAX_DISTINCT and both.dropped == 300 - notify.MAX_DISTINCT
+
+
+def test_an_address_no_process_can_have_is_not_read() -> None:
+    memory = os.open(f"/proc/{os.getpid()}/mem", os.O_RDONLY)
+    try:
+        assert notify._c_string(memory, 0xFFFFFFFFFFFFF000) is None
+        assert notify._read_strings(os.getpid(), [0xFFFFFFFFFFFFF000, 0, 0, 0, 0, 0], (0,)) == {}
+    finally:
+        os.close(memory)
+
+
+def test_no_capability_prologue_where_the_filter_would_kill_or_trap_the_call() -> None:
+    """The prologue asks before the filter: where the filter kills a raw socket, the monitor
+    could not do the same, so nothing is put before it."""
+    socket_nr = {"x86_64": 41, "aarch64": 198}[os.uname().machine]
+    code = bpfeval.INSTRUCTION.pack
+    kills_sockets = b"".join(
+        [
+            code(0x20, 0, 0, 0),
+            code(0x15, 0, 1, socket_nr),
+            code(0x06, 0, 0, bpfeval.RET_KILL_PROCESS),
+            code(0x06, 0, 0, bpfeval.RET_ALLOW),
+        ]
+    )
+    assert notify.capability_tests(0, kills_sockets)[1] == []
+    assert notify.capability_tests(0, plain_filter(errno.EPERM))[1] != []
+    assert notify.capability_tests(1 << 13, plain_filter(errno.EPERM))[1] == []  # CAP_NET_RAW held
