@@ -82,6 +82,8 @@ def _learn(options: _Options, observed: RunArgs, run_argv: list[str], output: Pa
     if not isinstance(heard, Heard):
         return _fail(f"the workload did not run (exit {status}): nothing was observed", EXIT_SETUP_FAILED)
     _say(f"observed {len(heard.denials)} kinds of system call ({heard.total} calls) of {workload}: exit {status}")
+    for limit, count in sorted(heard.limits.items()):  # the learned policy keeps the base's limits
+        _say(f"note: limits.{limit} was reached {count} time(s) while learning: the policy keeps the base's")
     try:
         base = load_policy(options.base)
         learned = learn(options.base, base, granted_by(observed.capabilities_held), heard, output, workload)

@@ -120,3 +120,18 @@ def test_learn_refuses_what_would_make_it_lie(sandbox: Sandbox, world: Path, fol
     for flags, said in ((("-d",), "-d: learn watches"), (("--explain",), "--explain: learn hears")):
         done = learn(sandbox, world, folder, *flags, "true", image=denials_image)
         assert done.returncode == 2 and said in done.stderr
+
+
+def test_a_limit_reached_while_learning_is_said(
+    sandbox: Sandbox, world: Path, folder: Path, denials_image: str
+) -> None:
+    if sandbox.mode != "root":
+        pytest.skip("an ordinary user's pids limit is an rlimit here, whose refusals no counter records")
+    script = "for i in 1 2 3 4 5 6 7 8; do (sleep 1 &) 2>/dev/null; done; echo done"
+    done = learn(sandbox, world, folder, "--pids-limit", "4", script, image=denials_image)
+    if "RLIMIT_NPROC" in done.stderr:
+        pytest.skip("no cgroup for the pids limit on this host")
+    assert done.returncode == 0, done.stderr
+    assert re.search(
+        r"note: limits\.pids was reached \d+ time\(s\) while learning: the policy keeps the base's", done.stderr
+    )
