@@ -26,7 +26,7 @@ def report_run(policy: str, capabilities: int, plain: bytes | None, heard: Heard
 
     try:
         explanation = explain(load_policy(policy), granted_by(capabilities), plain, heard, uid)
-    except (PolicyError, SeccompProfileError, OSError) as error:
+    except (PolicyError, SeccompProfileError, ValueError, KeyError, OSError) as error:  # the run is over: one line
         _write(f"{PREFIX} cannot explain: {str(error).replace(os.linesep, '; ')}\n")
         return
     _write(json.dumps(explanation.as_json()) + "\n" if as_json else text(explanation))
@@ -49,7 +49,9 @@ def explain_container(reference: str, as_json: bool) -> int:
     except (SandboxError, OSError, ValueError, KeyError) as error:
         return _said(f"pysandbox: error: {error}", 1)
     if spec.explain != "explain":
-        return _said(f"pysandbox: error: {container.name} was not run with --explain (run -d --explain NAME ...)", 1)
+        return _said(
+            f"pysandbox: error: {container.name} was not run with --explain (run -d --explain --name NAME ...)", 1
+        )
     heard = Heard()
     try:
         if os.path.exists(os.path.join(container.path, EXPLAIN)):

@@ -126,3 +126,11 @@ def test_an_x32_call_is_named_as_x32_names_it() -> None:
 
     assert syscall_name(0xC000003E, 0x40000000 | 165) == "mount"
     assert syscall_name(0xC000003E, 100_000) == "syscall_100000"
+
+
+def test_a_policy_gone_by_the_time_of_the_report_is_one_line(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from pysbx.cli.explain_cmd import report_run
+
+    report_run(str(tmp_path / "gone.yaml"), 0, None, Heard(), as_json=False)
+    said = capfd.readouterr().err
+    assert said.startswith("pysandbox: explain: cannot explain: ") and said.count("\n") == 1
