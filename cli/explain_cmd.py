@@ -10,7 +10,7 @@ import os
 import sys
 
 from pysbx.policies.explain import Explanation, explain
-from pysbx.sandbox.capabilities import CAPABILITY_NUMBERS
+from pysbx.sandbox import capabilities as capability_sets
 from pysbx.sandbox.notify import Heard
 
 PREFIX = "pysandbox: explain:"
@@ -25,7 +25,7 @@ def report_run(policy: str, capabilities: int, plain: bytes | None, heard: Heard
     from pysbx.policies.seccomp import SeccompProfileError
 
     try:
-        explanation = explain(load_policy(policy), granted_by(capabilities), plain, heard, uid)
+        explanation = explain(load_policy(policy), capability_sets.names(capabilities), plain, heard, uid)
     except (PolicyError, SeccompProfileError, ValueError, KeyError, OSError) as error:  # the run is over: one line
         _write(f"{PREFIX} cannot explain: {str(error).replace(os.linesep, '; ')}\n")
         return
@@ -58,7 +58,7 @@ def explain_container(reference: str, as_json: bool) -> int:
             heard = heard_from_json(read_json(container.path, EXPLAIN, EXPLAIN_LIMIT))
         explanation = explain(
             load_policy(_policy_of(container.record)),
-            granted_by(spec.capabilities),
+            capability_sets.names(spec.capabilities),
             spec.seccomp_bpf,
             heard,
             spec.user.uid,
@@ -84,11 +84,6 @@ def _policy_of(record: dict[str, object]) -> str:
 def _said(message: str, code: int) -> int:
     print(message, file=sys.stderr)
     return code
-
-
-def granted_by(capabilities: int) -> frozenset[str]:
-    """The names of the capabilities in a mask."""
-    return frozenset(name for name, number in CAPABILITY_NUMBERS.items() if capabilities >> number & 1)
 
 
 def text(explanation: Explanation) -> str:

@@ -68,11 +68,11 @@ def main(argv: list[str]) -> int:
 
 
 def _learn(options: _Options, observed: RunArgs, run_argv: list[str], output: Path, profile: Path) -> int:
-    from pysbx.cli.explain_cmd import granted_by
     from pysbx.policies.errors import PolicyError
     from pysbx.policies.learn import LearnError, learn
     from pysbx.policies.loader import load_policy
     from pysbx.policies.seccomp import SeccompProfileError
+    from pysbx.sandbox import capabilities
     from pysbx.sandbox.notify import Heard
 
     workload = shlex.join([observed.image, *observed.command])
@@ -86,7 +86,7 @@ def _learn(options: _Options, observed: RunArgs, run_argv: list[str], output: Pa
         _say(f"note: limits.{limit} was reached {count} time(s) while learning: the policy keeps the base's")
     try:
         base = load_policy(options.base)
-        learned = learn(options.base, base, granted_by(observed.capabilities_held), heard, output, workload)
+        learned = learn(options.base, base, capabilities.names(observed.capabilities_held), heard, output, workload)
     except (LearnError, PolicyError, SeccompProfileError, OSError) as error:
         return _fail(str(error).replace("\n", "; "), EXIT_USAGE)
     _write(profile, learned.profile_text)

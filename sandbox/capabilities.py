@@ -38,6 +38,11 @@ def mask(names: frozenset[str] | set[str]) -> int:
     return sum(1 << CAPABILITY_NUMBERS[name] for name in names if name in CAPABILITY_NUMBERS)
 
 
+def names(capabilities: int) -> frozenset[str]:
+    """The names of the capabilities in a mask (mask's inverse)."""
+    return frozenset(name for name, number in CAPABILITY_NUMBERS.items() if capabilities >> number & 1)
+
+
 def drop_bounding_capabilities(keep: int) -> None:
     """Must run while we still hold CAP_SETPCAP, i.e. before switching to the container user."""
     for number in range(last_capability() + 1):

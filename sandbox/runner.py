@@ -386,10 +386,8 @@ def _observation_ceiling(held: int) -> bytes:
     it refuses io_uring, kexec... always; what it refuses, a workload cannot be learned to
     need (it is answered as the profile says)."""
     from pysbx.policies.seccomp import compile_bpf, load_profile
-    from pysbx.sandbox.capabilities import CAPABILITY_NUMBERS
 
-    granted = frozenset(name for name, bit in CAPABILITY_NUMBERS.items() if held >> bit & 1)
-    return compile_bpf(load_profile("default"), granted).bpf
+    return compile_bpf(load_profile("default"), capabilities.names(held)).bpf
 
 
 def _number_of(name: str) -> int | None:
