@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from pysbx.policies.explain import Explanation, explain
+from pysbx.policies.explain import Explanation, errno_name, explain
 from pysbx.sandbox import capabilities as capability_sets
 from pysbx.sandbox.notify import Heard
 
@@ -95,8 +95,8 @@ def text(explanation: Explanation) -> str:
     else:
         lines.append(f"{PREFIX} the policy denied {_count(kinds, 'kind')} of system call ({_count(calls, 'call')})")
     for item in explanation.denials:
-        errno_name = _errno(item.errno)
-        lines.append(f"  {item.call} -> {errno_name}" + (f"  ({_count(item.count, 'time')})" if item.count > 1 else ""))
+        times = f"  ({_count(item.count, 'time')})" if item.count > 1 else ""
+        lines.append(f"  {item.call} -> {errno_name(item.errno)}{times}")
         lines.append(f"      {item.reason}")
         lines += [f"      at {shown_path(place.file)}:{place.line} ({place.what})" for place in item.places]
     if explanation.changes:
@@ -119,12 +119,6 @@ def shown_path(path: str) -> str:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def _errno(number: int) -> str:
-    import errno
-
-    return errno.errorcode.get(number, str(number)) if number else "0 (faked success)"
 
 
 def _write(text: str) -> None:

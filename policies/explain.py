@@ -186,7 +186,7 @@ class _Judge:
         rule_place = self._profile_place
         for index, rule in self._rules_naming(name):
             if _matches(rule.args, denial.args) and rule.action != "SCMP_ACT_ALLOW":
-                reason = f"the profile's rule for {name} answers {_errno_name(denial.errno)}"
+                reason = f"the profile's rule for {name} answers {errno_name(denial.errno)}"
                 places = (rule_place(index), self._chosen())
                 if denial.errno == errno_codes.ENOSYS:  # clone3's rule: a program falls back to clone
                     reason += " on purpose (a program told ENOSYS falls back to an older call): not in the change"
@@ -261,7 +261,8 @@ def _conditions(conditions: Sequence[ArgCondition]) -> str:
     return " and ".join(said)
 
 
-def _errno_name(number: int) -> str:
+def errno_name(number: int) -> str:
+    """EPERM for 1, as the report names what a denied call got."""
     return errno_codes.errorcode.get(number, f"errno {number}") if number else "0 (a faked success)"
 
 

@@ -316,7 +316,6 @@ class Monitor:
         far, in explain.json (`pysandbox explain NAME`), written at most once a second (a
         later new kind within it is written by a timer), so that a container making up kinds
         does not make its own calls wait on the disk."""
-        import threading
         import time
 
         if time.monotonic() - self.heard_written >= 1.0:
@@ -333,7 +332,7 @@ class Monitor:
 
         with self.heard_lock:
             self.runs_heard += 1
-            self.heard_before = merged(self.heard_before, heard) if self.heard_before is not None else heard
+            self.heard_before = merged(self.heard_before, heard)
             self._store_heard(self.heard_before)
 
     def _write_heard(self, heard: Heard, run: int) -> None:
@@ -345,7 +344,7 @@ class Monitor:
             if run != self.runs_heard:  # that run has ended and was written whole
                 return
             self.heard_written = time.monotonic()
-            self._store_heard(merged(self.heard_before, heard) if self.heard_before is not None else heard)
+            self._store_heard(merged(self.heard_before, heard))
 
     def _store_heard(self, heard: Heard) -> None:
         from pysbx.sandbox.notify import heard_as_json

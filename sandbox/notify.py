@@ -1,12 +1,14 @@
 """Hearing each system call the policy denies while a container runs (`run --explain`).
 
 The command loads bpfeval.notify_variant of its filter with a notification listener, just
-before execve, and hands the listener to the monitor over a socket (runner.send_listener).
+before execve, and hands the listener to the monitor over a socket (runner._load_filter).
 From then on a denied call waits in the kernel until the monitor answers it here. The answer
 is what the plain filter returns for the same seccomp_data (bpfeval.evaluate): the same
-errno, so the program behaves as it would without --explain. The monitor never answers
-"continue", whatever it reads: nothing the container does can turn a denial into an allowed
-call. What it records (the call, the arguments the filter looked at, path arguments read
+errno, so the program behaves as it would without --explain. The monitor answers "continue"
+only where the plain filter itself allows the call (a raw socket heard for its capability,
+capability_tests), never for a denial, whatever it reads: nothing the container does can turn
+a denial into an allowed call (learn's observation, Listening(observe=True), is the one
+deliberate exception). What it records (the call, the arguments the filter looked at, path arguments read
 from the caller's memory) is only kept when SECCOMP_IOCTL_NOTIF_ID_VALID says, after the
 read, that the caller is still the one that made the call (a pid reused meanwhile would
 otherwise lend another process's memory to the report).
@@ -120,8 +122,11 @@ def heard_from_json(document: dict[str, object]) -> Heard:
     return heard
 
 
-def merged(earlier: Heard, later: Heard) -> Heard:
-    """Two runs' records as one (a restarted container's): kinds matched, counts added."""
+def merged(earlier: Heard | None, later: Heard) -> Heard:
+    """Two runs' records as one (a restarted container's): kinds matched, counts added; the
+    later alone when there is no earlier."""
+    if earlier is None:
+        return later
     both = Heard()
     both.total, both.dropped = earlier.total + later.total, earlier.dropped + later.dropped
     both.unavailable = later.unavailable or earlier.unavailable
@@ -175,7 +180,7 @@ class Listening:
         self.on_new_kind: Callable[[Heard], object] | None = None  # run -d: the record is kept as it grows
         self._kinds: dict[tuple[int, ...], Denial] = {}
         self._odd = 0
-        self.native = _HANDOVER_CALLS.get(os.uname().machine, (0, {}))[0]  # path_arguments' architecture
+        self.native = native_arch()  # path_arguments' architecture
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._serve, name="pysandbox-explain", daemon=True)
 
@@ -473,6 +478,11 @@ def observing_program() -> bytes:
     return b"".join(program)
 
 
+def native_arch() -> int:
+    """This machine's AUDIT_ARCH_* (0 where --explain knows none)."""
+    return _HANDOVER_CALLS.get(os.uname().machine, (0, {}))[0]
+
+
 def handover_calls() -> tuple[str, ...]:
     """The names of the calls observing_program lets through unheard."""
     return tuple(_HANDOVER_CALLS.get(os.uname().machine, (0, {}))[1])
@@ -494,7 +504,7 @@ def capability_tests(capabilities: int, plain: bytes) -> tuple[int, list[tuple[i
     such a call with anything the monitor cannot give in its place (kill, trap, trace): the
     prologue asks before the filter does, so the monitor must be able to answer as it would."""
     machine = os.uname().machine
-    arch = _HANDOVER_CALLS.get(machine, (0, {}))[0]
+    arch = native_arch()
     tests = [
         (numbers[machine], index, mask, value)
         for capability, numbers, index, mask, value in _CAPABILITY_CALLS
