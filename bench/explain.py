@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -28,7 +29,7 @@ WORK = HERE / "work" / "explain"
 PYSANDBOX = str(Path(sys.executable).parent / "pysandbox")
 sys.path.insert(0, str(ROOT))
 
-from bench.benchlib import code_version, machine  # noqa: E402
+from bench.benchlib import append_results, machine_lock, table  # noqa: E402
 
 
 def build(work: Path) -> tuple[Path, Path]:
@@ -79,38 +80,38 @@ def main() -> int:
 
     image, policy = build(WORK)
     base = [PYSANDBOX, "run", "--rm", "--policy", str(policy)]
-    rows = []
+    rows, argv_lines = [], []
     fixed = 0.0  # what --explain costs a run that makes no call: the listener, the report
-    for label, name, calls in (
-        ("none", "getpid", 0),
-        ("allowed", "getpid", options.calls),
-        ("denied", "mount", options.calls // 10),
-    ):
-        program = [str(image), "/denials", "storm", str(syscall_number(name)), str(calls), "1"]
-        plain, explained = compare([*base, *program], [*base, "--explain", *program], options.pairs)
-        if not calls:
-            fixed = explained - plain
-            per_call = "(fixed cost)"
-        else:
-            per_call = f"{(explained - plain - fixed) / calls * 1e6:+.2f} us"
-        rows.append(f"| {label} ({calls:,} {name}) | {plain * 1000:.0f} ms | {explained * 1000:.0f} ms | {per_call} |")
-    command = f".venv/bin/python bench/explain.py --pairs {options.pairs} --calls {options.calls}"
-    load = os.getloadavg()[0]
-    report = "\n".join(
+    with machine_lock():
+        for label, name, calls in (
+            ("none", "getpid", 0),
+            ("allowed", "getpid", options.calls),
+            ("denied", "mount", options.calls // 10),
+        ):
+            program = [str(image), "/denials", "storm", str(syscall_number(name)), str(calls), "1"]
+            plain, explained = [*base, *program], [*base, "--explain", *program]
+            argv_lines += [shlex.join(plain), shlex.join(explained)]
+            without, with_it = compare(plain, explained, options.pairs)
+            if not calls:
+                fixed = with_it - without
+                per_call = "(fixed cost)"
+            else:
+                per_call = f"{(with_it - without - fixed) / calls * 1e6:+.2f} us"
+            rows.append(
+                [f"{label} ({calls:,} {name})", f"{without * 1000:.0f} ms", f"{with_it * 1000:.0f} ms", per_call]
+            )
+    who = "root" if os.geteuid() == 0 else "an ordinary user"
+    body = "\n".join(
         [
-            f"\n## run --explain overhead ({time.strftime('%Y-%m-%d')}, {code_version()})\n",
-            f"`{command}` as {'root' if os.geteuid() == 0 else 'a user'}; {machine()}; load {load:.2f}.",
-            "Whole `pysandbox run --rm --policy strict` (warm), medians of interleaved pairs.\n",
-            "| program | without --explain | with --explain | per call |",
-            "| --- | --- | --- | --- |",
-            *rows,
+            f"`--pairs {options.pairs} --calls {options.calls}` as {who}, load {os.getloadavg()[0]:.2f}:",
+            "the whole warm `pysandbox run --rm --policy strict`, medians of interleaved pairs.",
             "",
+            table(["program", "without --explain", "with --explain", "per call"], rows),
         ]
     )
-    print(report)
+    print(body)
     if not options.no_append:
-        with (HERE / "RESULTS.md").open("a") as results:
-            results.write(report)
+        append_results("run --explain overhead", body, argv_lines)
     return 0
 
 
