@@ -135,3 +135,20 @@ def test_a_limit_reached_while_learning_is_said(
     assert re.search(
         r"note: limits\.pids was reached \d+ time\(s\) while learning: the policy keeps the base's", done.stderr
     )
+
+
+def test_a_link_planted_at_the_output_is_replaced_never_followed(
+    sandbox: Sandbox, world: Path, folder: Path, denials_image: str
+) -> None:
+    """Someone who can write the output's folder (a shared /tmp) puts a link there to a file
+    of the user's: learn --force replaces the link with its own file, and the file the link
+    pointed at is left as it was (a write through the link would have replaced it)."""
+    victim = folder / "victim"
+    victim.write_text("precious\n")
+    (folder / "learned.yaml").symlink_to(victim)
+    (folder / "learned.seccomp.json").symlink_to(victim)
+    done = learn(sandbox, world, folder, "--force", "true", image=denials_image)
+    assert done.returncode == 0, done.stderr
+    assert victim.read_text() == "precious\n"
+    for name in ("learned.yaml", "learned.seccomp.json"):
+        assert not (folder / name).is_symlink() and (folder / name).is_file()
