@@ -3,11 +3,14 @@ run on this machine, interleaved (A B B A ...) as bench/ab.py does.
 
     .venv/bin/python bench/explain.py [--pairs N] [--calls N] [--no-append]
 
-Two programs (tests/sandbox/denials.c, static, in a busybox image), under strict:
+Programs (tests/sandbox/denials.c, static, in a busybox image), under strict:
   allowed   N getpid calls, which the filter allows: the notifying filter takes the same path,
             so the cost should be nothing
   denied    N/10 mount calls, which strict denies: each waits for the monitor's answer
   none      no call: what --explain costs any run (the listener's handover, the report)
+  written   N/10 opens for writing of a file on the container's tmpfs, which the filter allows:
+            each waits while the monitor tells whether a read-only mount refuses it
+            (sandbox.pathwrites); none does
 Each row: median wall time of the whole `pysandbox run` without and with --explain, and the
 difference per call beyond that fixed cost. Needs cc and busybox-static. Everything lives in bench/work/explain/."""
 
@@ -87,8 +90,12 @@ def main() -> int:
             ("none", "getpid", 0),
             ("allowed", "getpid", options.calls),
             ("denied", "mount", options.calls // 10),
+            ("written", "open", options.calls // 10),
         ):
-            program = [str(image), "/denials", "storm", str(syscall_number(name)), str(calls), "1"]
+            if name == "open":
+                program = [str(image), "/denials", "writes", "/tmp/written", str(calls)]
+            else:
+                program = [str(image), "/denials", "storm", str(syscall_number(name)), str(calls), "1"]
             plain, explained = [*base, *program], [*base, "--explain", *program]
             argv_lines += [shlex.join(plain), shlex.join(explained)]
             without, with_it = compare(plain, explained, options.pairs)

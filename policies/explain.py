@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import errno as errno_codes
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,9 @@ class Explained:
     allow: tuple[str, ...] = ()  # seccomp.allow gets these
     undeny: tuple[str, ...] = ()  # seccomp.deny loses these
     capabilities: tuple[str, ...] = ()  # capabilities.add gets these
+    writable_root: bool = False  # mounts.read_only_rootfs becomes false
+    unmask: tuple[str, ...] = ()  # mounts.masked_paths loses these
+    unprotect: tuple[str, ...] = ()  # mounts.readonly_paths loses these
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,10 @@ class _Judge:
     def explain(self, denial: Denial) -> Explained:
         name = syscall_name(denial.arch, denial.nr)
         call = describe_call(name, denial)
+        if denial.mount:
+            return dataclasses.replace(
+                self._read_only_mount(name, denial), call=call, errno=denial.errno, count=denial.count
+            )
         if bpfeval.action_of(denial.verdict)[0] == bpfeval.RET_ALLOW and name in ALLOWED_BUT_NEEDS:
             capability, what = ALLOWED_BUT_NEEDS[name]
             reason = f"the filter allows it, but the kernel refuses {what} without {capability}, which the policy drops"
@@ -207,6 +215,38 @@ class _Judge:
         default = Place(self.profile.source, self.lines.get("defaultAction", 0), self.profile.default_action)
         return dataclasses.replace(blank, reason=reason, places=(default, self._chosen()), allow=(name,))
 
+    def _read_only_mount(self, name: str, denial: Denial) -> Explained:
+        """A write the filter allowed and a read-only mount refused: which key made the
+        mount (sandbox.pathwrites heard it)."""
+        mount, mounts = denial.mount, self.loaded.policy.sandbox.mounts
+        blank = Explained(name, "", 0, 0, f"{quote(os.fsencode(mount))} is mounted read-only", ())
+        key = ("sandbox", "mounts")
+        if mount == "/" and mounts.read_only_rootfs:
+            place = self._policy_place((*key, "read_only_rootfs"), "mounts.read_only_rootfs: true")
+            reason = f"the container's root is read-only (the filter allows {name})"
+            folder = _folder_written(denial)
+            if folder:
+                reason += (
+                    f"; a tmpfs at {quote(folder)} (sandbox.mounts.tmpfs) would take the write instead, "
+                    "where what the image has there need not be kept"
+                )
+            return dataclasses.replace(blank, reason=reason, places=(place,), writable_root=True)
+        if mount == "/":
+            return dataclasses.replace(blank, reason="the container's root is read-only: --read-only made it so")
+        for field, verb in (("masked_paths", "masks"), ("readonly_paths", "makes read-only")):
+            listed: tuple[str, ...] = getattr(mounts, field)
+            if mount in listed:
+                place = self._policy_place((*key, f"{field}[{listed.index(mount)}]"), f"mounts.{field}")
+                reason = f"the policy's sandbox.mounts.{field} {verb} {quote(os.fsencode(mount))}"
+                if field == "masked_paths":
+                    return dataclasses.replace(blank, reason=reason, places=(place,), unmask=(mount,))
+                return dataclasses.replace(blank, reason=reason, places=(place,), unprotect=(mount,))
+        reason = (
+            f"{blank.reason} by the runtime (/sys) or by a run flag (-v SRC:DST:ro, --mount ...,readonly), "
+            "not by a policy line"
+        )
+        return dataclasses.replace(blank, reason=reason)
+
     def _rules_naming(self, name: str) -> list[tuple[int, SyscallRule]]:
         """The resolved rules for `name`, each with its index in the profile as written."""
         return [(index, rule) for index, rule in self.resolved if name in rule.names]
@@ -229,6 +269,14 @@ class _Judge:
             if location is not None:
                 return Place(location[0], location[1], what)
         return Place(self.loaded.chain[0], 0, what)
+
+
+def _folder_written(denial: Denial) -> bytes:
+    """The folder a refused write went to (where a tmpfs would take it), when its path says
+    it: an absolute one below the root."""
+    path = next(iter(denial.strings.values()), b"").rstrip(b"/")
+    folder = os.path.dirname(path) if path.startswith(b"/") else b""
+    return folder if folder != b"/" else b""
 
 
 def _matches(conditions: Sequence[ArgCondition], args: dict[int, int]) -> bool:
@@ -277,7 +325,7 @@ def _changed_policy(policy: model.Policy, explained: Iterable[Explained]) -> mod
         allow.update(dict.fromkeys(item.allow))
         undeny.update(item.undeny)
         capabilities.update(dict.fromkeys(item.capabilities))
-    sandbox = policy.sandbox
+    sandbox = _changed_mounts(policy.sandbox, explained)
     seccomp = sandbox.seccomp
     new_allow = tuple(dict.fromkeys((*seccomp.allow, *map(model.Syscall, allow))))
     new_deny = tuple(name for name in seccomp.deny if name not in undeny)
@@ -287,6 +335,20 @@ def _changed_policy(policy: model.Policy, explained: Iterable[Explained]) -> mod
     new_seccomp = dataclasses.replace(seccomp, allow=new_allow, deny=new_deny)
     new_sandbox = dataclasses.replace(sandbox, seccomp=new_seccomp, capabilities=new_capabilities)
     return dataclasses.replace(policy, sandbox=new_sandbox)
+
+
+def _changed_mounts(sandbox: model.SandboxPolicy, explained: Sequence[Explained]) -> model.SandboxPolicy:
+    """The mounts the refused writes need: a writable root, paths no longer masked or read-only."""
+    mounts = sandbox.mounts
+    unmask = {path for item in explained for path in item.unmask}
+    unprotect = {path for item in explained for path in item.unprotect}
+    changed = dataclasses.replace(
+        mounts,
+        read_only_rootfs=mounts.read_only_rootfs and not any(item.writable_root for item in explained),
+        masked_paths=tuple(path for path in mounts.masked_paths if path not in unmask),
+        readonly_paths=tuple(path for path in mounts.readonly_paths if path not in unprotect),
+    )
+    return dataclasses.replace(sandbox, mounts=changed)
 
 
 def _check_change(
@@ -382,7 +444,13 @@ _ARGUMENT_NAMES = {
     "setns": ("fd", "nstype"),
     "ioctl": ("fd", "request"),
     "personality": ("persona",),
-}
+    "open": ("path", "flags"), "openat": ("dirfd", "path", "flags"), "creat": ("path",),
+    "mkdir": ("path",), "mkdirat": ("dirfd", "path"), "unlink": ("path",), "unlinkat": ("dirfd", "path"),
+    "rmdir": ("path",), "rename": ("oldpath", "newpath"), "renameat": ("olddirfd", "oldpath"),
+    "renameat2": ("olddirfd", "oldpath"), "truncate": ("path",), "chmod": ("path",), "fchmodat": ("dirfd", "path"),
+    "symlink": ("target", "linkpath"), "symlinkat": ("target", "newdirfd", "linkpath"), "link": ("oldpath", "newpath"),
+}  # fmt: skip
+_OPEN_FLAGS = ((0o100, "O_CREAT"), (0o200, "O_EXCL"), (0o1000, "O_TRUNC"), (0o2000, "O_APPEND"))
 
 
 def describe_call(name: str, denial: Denial) -> str:
@@ -401,6 +469,13 @@ def describe_call(name: str, denial: Denial) -> str:
 
 
 def _decoded(name: str, index: int, value: int) -> str:
+    label = _ARGUMENT_NAMES.get(name, ())[index:][:1]
+    if label and label[0].endswith("dirfd"):
+        number = (value & 0xFFFFFFFF) - ((value & 0x80000000) << 1)
+        return "AT_FDCWD" if number == -100 else str(number)
+    if label == ("flags",) and name in ("open", "openat"):
+        access = ("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE")[value & 3]
+        return "|".join([access, *(flag for bit, flag in _OPEN_FLAGS if value & bit)])
     if (name in ("clone", "unshare") and index == 0) or (name == "setns" and index == 1):
         flags = [flag for bit, flag in _CLONE_FLAGS.items() if value & bit]
         rest = value & ~sum(bit for bit in _CLONE_FLAGS if value & bit)

@@ -58,24 +58,39 @@ def notify_variant(bpf: bytes) -> bytes:
 
 def with_notified_calls(bpf: bytes, arch: int, tests: list[tuple[int, int, int, int]]) -> bytes:
     """`bpf` behind a prologue that notifies the calls of architecture `arch` matching any
-    test (number, argument, mask, value: argument & mask == value) before `bpf` is asked:
-    --explain hears calls the filter allows but the kernel refuses without a capability
-    (socket(AF_PACKET) without CAP_NET_RAW), and the monitor lets them go on."""
+    test (number, argument, mask, value: argument & mask == value; a mask of 0 matches every
+    call) before `bpf` is asked: --explain hears calls the filter allows but the kernel
+    refuses without a capability (socket(AF_PACKET) without CAP_NET_RAW) or on a read-only
+    mount (sandbox.pathwrites), and the monitor lets them go on.
+
+    One block per call number, so a call heard for nothing passes one comparison per number;
+    the jumps out are `ja` (a 32-bit offset: an 8-bit one cannot reach past 255 instructions)."""
     if not tests:
         return bpf
     code = INSTRUCTION.pack
-    end = 2 + 5 * len(tests)  # where the tests end: a jump over the notification to `bpf`
-    prologue = [code(0x20, 0, 0, 4), code(0x15, 0, end - 2, arch)]  # ld arch; jeq arch, else to bpf
+    by_number: dict[int, list[tuple[int, int, int]]] = {}
     for number, index, mask, value in tests:
-        here = len(prologue)
-        prologue += [
-            code(0x20, 0, 0, 0),  # ld nr
-            code(0x15, 0, 3, number),  # jeq number, else to the next test
-            code(0x20, 0, 0, 16 + 8 * index),  # ld the argument's low word
-            code(0x54, 0, 0, mask),  # and mask
-            code(0x15, end - (here + 4), 0, value),  # jeq value: to the notification
-        ]
-    prologue += [code(0x05, 0, 0, 1), code(0x06, 0, 0, RET_USER_NOTIF)]  # ja over it; ret notify
+        by_number.setdefault(number, []).append((index, mask, value))
+    blocks: list[list[bytes]] = []
+    for number, checks in by_number.items():
+        if any(mask == 0 for _, mask, _ in checks):
+            checks = []  # every call of this number
+        body: list[bytes] = []
+        for position, (index, mask, value) in enumerate(checks):
+            to_notify = 3 * (len(checks) - position - 1) + 1  # over the tests left and the ja
+            body += [code(0x20, 0, 0, 16 + 8 * index), code(0x54, 0, 0, mask), code(0x15, to_notify, 0, value)]
+        if checks:
+            body.append(code(0x05, 0, 0, 0))  # none matched: to `bpf` (offset filled in below)
+        body.append(code(0x06, 0, 0, RET_USER_NOTIF))
+        blocks.append([code(0x15, 0, len(body), number), *body])  # jeq number, else over the block
+    length = sum(len(block) for block in blocks)
+    prologue = [code(0x20, 0, 0, 4), code(0x15, 1, 0, arch), code(0x05, 0, 0, length + 1), code(0x20, 0, 0, 0)]
+    for block in blocks:
+        start = len(prologue)
+        for offset, instruction in enumerate(block):
+            if INSTRUCTION.unpack(instruction)[0] == 0x05:  # ja: to the first instruction of `bpf`
+                instruction = code(0x05, 0, 0, 4 + length - (start + offset) - 1)
+            prologue.append(instruction)
     return b"".join(prologue) + bpf
 
 

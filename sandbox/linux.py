@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 import sys
 
 try:
@@ -61,12 +62,12 @@ NUMBERS = {
     "x86_64": {
         "capget": 125, "capset": 126, "mount": 165, "pivot_root": 155, "prctl": 157, "seccomp": 317,
         "sethostname": 170, "umount2": 166, "unshare": 272, "setns": 308, "pidfd_open": 434,
-        "fsconfig": 431, "fspick": 433,
+        "fsconfig": 431, "fspick": 433, "process_vm_readv": 310, "openat2": 437,
     },
     "aarch64": {
         "capget": 90, "capset": 91, "mount": 40, "pivot_root": 41, "prctl": 167, "seccomp": 277,
         "sethostname": 161, "umount2": 39, "unshare": 97, "setns": 268, "pidfd_open": 434,
-        "fsconfig": 431, "fspick": 433,
+        "fsconfig": 431, "fspick": 433, "process_vm_readv": 270, "openat2": 437,
     },
 }[os.uname().machine]  # fmt: skip
 
@@ -122,6 +123,28 @@ def remount_read_only(root: int, what: str, busy: str) -> None:
         call("fsconfig", context, FSCONFIG_CMD_RECONFIGURE, None, None, 0, what=doing, hints={errno.EBUSY: busy})
     finally:
         os.close(context)
+
+
+def process_vm_read(pid: int, remote: int, size: int) -> bytes:
+    """Up to `size` bytes of process `pid`'s memory at `remote` (fewer where its mapping
+    ends). Unlike /proc/PID/mem, which is 0600 and owned by the process's uid (a container
+    user's subordinate id), this asks only the ptrace access check an ordinary user passes
+    for the processes of a user namespace they own."""
+    buffer = bytearray(size)
+    local = struct.pack("=QQ", address(buffer), size)
+    far = struct.pack("=QQ", remote, size)
+    done = call("process_vm_readv", pid, local, 1, far, 1, 0, what=f"read the memory of process {pid}")
+    return bytes(buffer[:done])
+
+
+RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_BENEATH, RESOLVE_IN_ROOT = 0x01, 0x02, 0x08, 0x10
+
+
+def openat2(directory: int, path: bytes, flags: int, resolve: int) -> int:
+    """openat2(2): `path` from `directory`, resolved as `resolve` says (RESOLVE_IN_ROOT: as
+    if `directory` were the root, symlinks included)."""
+    how = struct.pack("=QQQ", flags | os.O_CLOEXEC, 0, resolve)  # struct open_how: flags, mode, resolve
+    return call("openat2", directory, path, how, len(how), what=f"openat2 {os.fsdecode(path)!r}")
 
 
 def _text(data: str | None) -> bytes | None:

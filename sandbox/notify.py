@@ -8,10 +8,12 @@ errno, so the program behaves as it would without --explain. The monitor answers
 only where the plain filter itself allows the call (a raw socket heard for its capability,
 capability_tests), never for a denial, whatever it reads: nothing the container does can turn
 a denial into an allowed call (learn's observation, Listening(observe=True), is the one
-deliberate exception). What it records (the call, the arguments the filter looked at, path arguments read
-from the caller's memory) is only kept when SECCOMP_IOCTL_NOTIF_ID_VALID says, after the
-read, that the caller is still the one that made the call (a pid reused meanwhile would
-otherwise lend another process's memory to the report).
+deliberate exception). What it records (the call, the arguments the filter looked at, path
+arguments read from the caller's memory with process_vm_readv) is only kept when
+SECCOMP_IOCTL_NOTIF_ID_VALID says, after the read, that the caller is still the one that
+made the call (a pid reused meanwhile would otherwise lend another process's memory to the
+report). Writes the filter allows but a read-only mount refuses are heard too, through a
+prologue like the capability one (sandbox.pathwrites).
 
 Bounded: a storm of denials costs the container the monitor's answer time per call (tens of
 microseconds) and the monitor at most MAX_DISTINCT records; repeats are counted."""
@@ -25,7 +27,7 @@ import select
 import struct
 import threading
 
-from pysbx.sandbox import bpfeval
+from pysbx.sandbox import bpfeval, pathwrites
 from pysbx.sandbox.record import Record
 
 TYPE_CHECKING = False
@@ -44,6 +46,7 @@ MAX_DISTINCT = 256
 MAX_OBSERVED = 1024  # kinds of call a learned workload may make: Linux has about 450 calls
 USER_NOTIF_FLAG_CONTINUE = 1
 MAX_STRING = 512
+PATH_MAX = 4096  # a path the monitor resolves is read whole (or not used)
 MAX_ODD = 16  # kinds kept of calls with no name here (junk numbers must not crowd out real calls)
 LAST_NUMBER = 1024  # above every call number of every architecture (x32's bit aside)
 X32_BIT = 0x40000000
@@ -53,9 +56,11 @@ class Denial(Record):
     """One kind of denied call: its number and architecture (AUDIT_ARCH_*), the errno it
     got, the arguments the filter read (index -> value: calls that differ in these are other
     kinds), all six of the first such call, path arguments as read from the caller (index ->
-    bytes), how many times, and the first caller's pid (the monitor's view)."""
+    bytes), how many times, and the first caller's pid (the monitor's view). A write refused
+    by a read-only mount (no seccomp denial: the filter allowed it, `verdict`) names the
+    mount's point, and its kind is the call and the mount."""
 
-    __slots__ = ("arch", "args", "count", "errno", "first", "nr", "pid", "strings", "verdict")
+    __slots__ = ("arch", "args", "count", "errno", "first", "mount", "nr", "pid", "strings", "verdict")
 
     def __init__(
         self,
@@ -71,6 +76,7 @@ class Denial(Record):
         self.first = first or tuple(args.get(index, 0) for index in range(6))
         self.count = 1
         self.verdict = bpfeval.RET_ERRNO | errno  # what the plain filter returns for it
+        self.mount = ""  # a write a read-only mount refuses (sandbox.pathwrites): the mount's point
 
 
 class Heard(Record):
@@ -118,6 +124,7 @@ def heard_from_json(document: dict[str, object]) -> Heard:
         first = tuple(int(value) for value in item["first"])
         denial = Denial(int(item["nr"]), int(item["arch"]), int(item["errno"]), args, strings, int(item["pid"]), first)
         denial.count, denial.verdict = int(item["count"]), int(item["verdict"])
+        denial.mount = str(item.get("mount", ""))
         heard.denials.append(denial)
     return heard
 
@@ -135,7 +142,7 @@ def merged(earlier: Heard | None, later: Heard) -> Heard:
     }
     kinds: dict[tuple[object, ...], Denial] = {}
     for denial in (*earlier.denials, *later.denials):
-        key = (denial.nr, denial.arch, denial.verdict, tuple(sorted(denial.args.items())))
+        key = (denial.nr, denial.arch, denial.verdict, denial.mount, tuple(sorted(denial.args.items())))
         if key in kinds:
             kinds[key].count += denial.count
             continue
@@ -143,7 +150,7 @@ def merged(earlier: Heard | None, later: Heard) -> Heard:
             both.dropped += denial.count
             continue
         copy = Denial(denial.nr, denial.arch, denial.errno, denial.args, denial.strings, denial.pid, denial.first)
-        copy.count, copy.verdict = denial.count, denial.verdict
+        copy.count, copy.verdict, copy.mount = denial.count, denial.verdict, denial.mount
         kinds[key] = copy
         both.denials.append(copy)
     return both
@@ -169,16 +176,18 @@ class Listening:
         path_arguments: Mapping[int, tuple[int, ...]],
         observe: bool = False,
         ceiling: bytes | None = None,
+        writes: Mapping[int, pathwrites.Write] | None = None,
     ) -> None:
         self.plain = Verdicts(plain, MAX_OBSERVED if observe else MAX_DISTINCT)
         self.ceiling = Verdicts(ceiling, MAX_OBSERVED)
         self.receiver = receiver
         self.path_arguments = path_arguments
+        self.writes = writes or {}  # the writing calls the prologue notifies (sandbox.pathwrites)
         self.observe = observe
         self.most = MAX_OBSERVED if observe else MAX_DISTINCT
         self.heard = Heard()
         self.on_new_kind: Callable[[Heard], object] | None = None  # run -d: the record is kept as it grows
-        self._kinds: dict[tuple[int, ...], Denial] = {}
+        self._kinds: dict[tuple[object, ...], Denial] = {}
         self._odd = 0
         self.native = native_arch()  # path_arguments' architecture
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
@@ -264,9 +273,12 @@ class Listening:
             self._record(listener, notification_id, pid, data, answer, read, value)
             flags = 0 if answer else USER_NOTIF_FLAG_CONTINUE
             response = RESPONSE.pack(notification_id, 0, -answer, flags)
-        elif action in (bpfeval.RET_ALLOW, bpfeval.RET_LOG):  # a call the kernel refuses without a capability
-            self._record(listener, notification_id, pid, data, errno.EPERM, read, value)
-            response = RESPONSE.pack(notification_id, 0, 0, USER_NOTIF_FLAG_CONTINUE)  # as the filter says
+        elif action in (bpfeval.RET_ALLOW, bpfeval.RET_LOG):  # heard by the prologue: it goes on, as the filter says
+            if bpfeval.SECCOMP_DATA.unpack(data)[0] in self.writes:
+                self._hear_write(listener, notification_id, pid, data)
+            else:  # a call the kernel refuses without a capability
+                self._record(listener, notification_id, pid, data, errno.EPERM, read, value)
+            response = RESPONSE.pack(notification_id, 0, 0, USER_NOTIF_FLAG_CONTINUE)
         else:
             # What the plain filter answers, which is an errno: the variant notifies where the
             # plain program returns one (anything else would get EPERM, never "continue").
@@ -278,6 +290,37 @@ class Listening:
         except OSError as failure:
             if failure.errno != errno.ENOENT:  # the caller died meanwhile
                 raise
+
+    def _hear_write(self, listener: int, notification_id: int, pid: int, data: bytes) -> None:
+        """A writing call the filter allows: recorded when a read-only mount will refuse it
+        (sandbox.pathwrites). Whatever happens here, the call goes on as the filter says: an
+        error must not stop the listening, which would fail every call it hears."""
+        nr, arch, _, *args = bpfeval.SECCOMP_DATA.unpack(data)
+        write = self.writes[nr]
+        if arch != self.native:
+            return
+        try:
+            path = _read_strings(pid, args, (write.path,), PATH_MAX).get(write.path)
+            if path is None or len(path) >= PATH_MAX:  # unreadable, or cut short
+                return
+            mount = pathwrites.refusing_mount(pid, write, args, path, lambda at, size: _read_memory(pid, at, size))
+        except Exception:  # a prediction that cannot be made is no denial
+            return
+        if mount is None or not _still_valid(listener, notification_id):
+            return
+        self.heard.total += 1
+        kind = (nr, arch, bpfeval.RET_ALLOW, mount)
+        known = self._kinds.get(kind)
+        if known is not None:
+            known.count += 1
+        elif len(self._kinds) >= self.most:
+            self.heard.dropped += 1
+        else:
+            denial = self._kinds[kind] = Denial(nr, arch, errno.EROFS, {}, {write.path: path}, pid, tuple(args))
+            denial.verdict, denial.mount = bpfeval.RET_ALLOW, mount
+            self.heard.denials.append(denial)
+            if self.on_new_kind is not None:
+                self.on_new_kind(self.heard)
 
     def _observed_answer(self, data: bytes, value: int) -> int:
         """Under observation: 0 (the call goes on), or the errno it gets: the base's ENOSYS
@@ -372,40 +415,38 @@ def _still_valid(listener: int, notification_id: int) -> bool:
     return True
 
 
-def _read_strings(pid: int, args: list[int], indices: tuple[int, ...]) -> dict[int, bytes]:
+def _read_strings(pid: int, args: list[int], indices: tuple[int, ...], most: int = MAX_STRING) -> dict[int, bytes]:
     """The NUL-terminated strings at the given arguments of process `pid`'s call, as far as
-    they can be read (MAX_STRING bytes at most each); none when its memory cannot be."""
-    if not indices:
-        return {}
-    try:
-        memory = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return {}
-    try:
-        return {
-            index: text for index in indices if args[index] and (text := _c_string(memory, args[index])) is not None
-        }
-    finally:
-        os.close(memory)
+    they can be read (`most` bytes at most each); none when its memory cannot be."""
+    return {index: text for index in indices if args[index] and (text := _c_string(pid, args[index], most)) is not None}
 
 
-def _c_string(memory: int, address: int) -> bytes | None:
+def _read_memory(pid: int, address: int, size: int) -> bytes:
+    """Bytes of process `pid`'s memory (linux.process_vm_read); none where it cannot be read."""
+    from pysbx.sandbox import linux
+
+    if not 0 < address < 1 << 63 or not 0 < size <= PATH_MAX:  # no user address
+        return b""
+    try:
+        return linux.process_vm_read(pid, address, size)
+    except (OSError, OverflowError, ValueError):  # unmapped, gone, or not ours to read
+        return b""
+
+
+def _c_string(pid: int, address: int, most: int = MAX_STRING) -> bytes | None:
     """Read page by page: a string near the end of a mapping must not fail for the bytes
     beyond it."""
-    if not 0 < address < 1 << 63:  # no user address: and an offset the kernel would refuse
+    if not 0 < address < 1 << 63:  # no user address
         return None
     collected = b""
-    while len(collected) < MAX_STRING:
-        chunk = min(4096 - (address + len(collected)) % 4096, MAX_STRING - len(collected))
-        try:
-            piece = os.pread(memory, chunk, address + len(collected))
-        except (OSError, OverflowError, ValueError):  # unmapped, or beyond what an offset can say
+    while len(collected) < most:
+        chunk = min(4096 - (address + len(collected)) % 4096, most - len(collected))
+        piece = _read_memory(pid, address + len(collected), chunk)
+        if not piece:
             return collected or None
         end = piece.find(b"\0")
         if end >= 0:
             return collected + piece[:end]
-        if not piece:
-            return collected or None
         collected += piece
     return collected
 
@@ -476,6 +517,21 @@ def observing_program() -> bytes:
     program += [code(0x15, count - index, 0, number) for index, number in enumerate(allowed)]
     program += [code(0x06, 0, 0, bpfeval.RET_USER_NOTIF), code(0x06, 0, 0, bpfeval.RET_ALLOW)]
     return b"".join(program)
+
+
+def always_allows(plain: bytes) -> Callable[[int], bool]:
+    """Whether the filter allows a call of this machine, by number, whatever its arguments
+    (it reads none of them and answers ALLOW or LOG)."""
+    program = bpfeval.instructions(plain)
+    arch = native_arch()
+
+    def allows(number: int) -> bool:
+        offsets: set[int] = set()
+        value = bpfeval.run(program, bpfeval.seccomp_data(number, arch), offsets)
+        allowed = bpfeval.action_of(value)[0] in (bpfeval.RET_ALLOW, bpfeval.RET_LOG)
+        return allowed and not bpfeval.arguments_read(offsets)
+
+    return allows
 
 
 def native_arch() -> int:

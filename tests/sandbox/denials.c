@@ -5,9 +5,12 @@
  *                                     other ARG is a number (0x... allowed); prints "NR=ok" or
  *                                     "NR=-1/ERRNO"
  *   denials storm NR COUNT THREADS    THREADS threads make call NR COUNT times each; prints
- *                                     "storm=CALLS/FAILED/ERRNO" (ERRNO of the last failure) */
+ *                                     "storm=CALLS/FAILED/ERRNO" (ERRNO of the last failure)
+ *   denials writes PATH COUNT         opens PATH for writing (O_CREAT|O_TRUNC) and closes it, COUNT
+ *                                     times; prints "writes=COUNT/FAILED/ERRNO" */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,11 +59,27 @@ static int storm(long nr, long count, long threads) {
     return 0;
 }
 
+static int writes(const char *path, long count) {
+    long failed = 0, last = 0;
+    for (long i = 0; i < count; i++) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            failed++;
+            last = errno;
+        } else
+            close(fd);
+    }
+    printf("writes=%ld/%ld/%ld\n", count, failed, last);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 4 && !strcmp(argv[1], "writes"))
+        return writes(argv[2], number(argv[3]));
     if (argc == 5 && !strcmp(argv[1], "storm"))
         return storm(number(argv[2]), number(argv[3]), number(argv[4]));
     if (argc < 2) {
-        fprintf(stderr, "usage: denials NR [ARG...] | denials storm NR COUNT THREADS\n");
+        fprintf(stderr, "usage: denials NR [ARG...] | denials storm NR COUNT THREADS | denials writes PATH COUNT\n");
         return 2;
     }
     long result = one_call(number(argv[1]), argc - 2, argv + 2);

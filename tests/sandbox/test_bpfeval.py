@@ -171,3 +171,35 @@ def test_a_prologue_notifies_only_the_calls_it_tests_and_leaves_the_rest_to_the_
     for (number, on, args), expected in cases.items():
         assert evaluate(wrapped, seccomp_data(number, on, args)) == expected, (number, on, args)
     assert with_notified_calls(program, arch, []) == program
+
+
+def test_a_prologue_longer_than_a_short_jump_reaches_the_filter_for_every_call() -> None:
+    """Jumps of cBPF's conditional kind reach 255 instructions at most: a prologue of many
+    calls (one block each) must still reach the filter from its first block and its last,
+    and a call with argument tests falls through to the filter when none matches."""
+    from pysbx.sandbox.bpfeval import (
+        INSTRUCTION,
+        RET_ALLOW,
+        RET_ERRNO,
+        RET_USER_NOTIF,
+        evaluate,
+        instructions,
+        seccomp_data,
+        with_notified_calls,
+    )
+
+    program = b"".join([INSTRUCTION.pack(0x20, 0, 0, 0), INSTRUCTION.pack(0x15, 0, 1, 7),
+                        INSTRUCTION.pack(0x06, 0, 0, RET_ERRNO | 1), INSTRUCTION.pack(0x06, 0, 0, RET_ALLOW)])  # fmt: skip
+    arch = 0xC000003E
+    tests = [(number, 0, 0, 0) for number in range(100, 250)]
+    tests += [(257, 2, 1, 1), (257, 2, 2, 2), (257, 2, 0o100, 0o100), (257, 2, 0o1000, 0o1000)]
+    wrapped = with_notified_calls(program, arch, tests)
+    assert len(instructions(wrapped)) > 300
+    for number in (100, 175, 249):
+        assert evaluate(wrapped, seccomp_data(number, arch)) == RET_USER_NOTIF
+    for flags, expected in ((0, RET_ALLOW), (1, RET_USER_NOTIF), (0o2, RET_USER_NOTIF), (0o100, RET_USER_NOTIF),
+                            (0o1000, RET_USER_NOTIF), (0o4000, RET_ALLOW)):  # fmt: skip
+        assert evaluate(wrapped, seccomp_data(257, arch, (0, 0, flags))) == expected, flags
+    assert evaluate(wrapped, seccomp_data(7, arch)) == RET_ERRNO | 1  # the filter's own answer
+    assert evaluate(wrapped, seccomp_data(99, arch)) == RET_ALLOW
+    assert evaluate(wrapped, seccomp_data(175, 0x40000003)) == RET_ALLOW  # another architecture

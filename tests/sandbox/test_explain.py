@@ -6,6 +6,7 @@ stalled by a storm of its own denials."""
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import time
@@ -49,8 +50,8 @@ def test_each_denial_is_named_with_the_line_that_denied_it_and_the_change(
     assert re.search(r"sandbox\.seccomp\.allow: \+mount +loosens", diff)
     assert re.search(r"sandbox\.seccomp\.allow: \+unshare +loosens", diff)
     assert re.search(r"sandbox\.capabilities: \+CAP_SYS_ADMIN +loosens", diff)
-    if sandbox.mode == "root":  # the monitor reads the path arguments from the caller's memory
-        assert 'mount(source="none", target="/mnt", fstype="tmpfs", flags=0) -> EPERM' in report
+    # the path arguments, read from the caller's memory (as an ordinary user too: process_vm_readv)
+    assert 'mount(source="none", target="/mnt", fstype="tmpfs", flags=0) -> EPERM' in report
 
 
 def test_a_call_the_filter_allows_is_not_reported(sandbox: Sandbox, denials_image: str) -> None:
@@ -166,12 +167,76 @@ def test_a_storm_of_denials_does_not_stall_the_container(sandbox: Sandbox, denia
 
 
 def test_a_hostile_path_cannot_write_to_the_terminal(sandbox: Sandbox, denials_image: str) -> None:
-    if sandbox.mode != "root":
-        pytest.skip("the monitor reads the caller's memory as root (see README: run --explain)")
     script = f"/denials {nr('mount')} s:x \"s:$(printf '\\033[2J\\033]0;owned\\007\\nforged line')\""
     done = sandbox("--explain", script, image=denials_image)
     assert "\x1b" not in done.stderr and "\x07" not in done.stderr
     assert 'target="\\x1b[2J\\x1b]0;owned\\x07\\x0aforged line"' in done.stderr
+
+
+WRITES = (
+    "echo a > /etc/new; rm /bin/ls; cd /bin && mkdir made; cd /; echo 1 > /proc/sys/kernel/hostname; "
+    "touch /proc/acpi/x; ln -s /etc/passwd /tmp/link; echo b > /tmp/link; "
+    "echo c > /tmp/fine && echo > /dev/null && mkdir /no/such 2>/dev/null; echo d >> /etc/passwd; echo end"
+)
+
+
+def test_a_write_a_read_only_mount_refuses_is_named_with_the_key_that_made_the_mount(
+    sandbox: Sandbox, world: Path, denials_image: str
+) -> None:
+    """The root made read-only, a masked path, a read-only path: each refused write is named
+    with its path and the policy line, the program sees EROFS as it does without --explain,
+    and writes that succeed (a tmpfs, /dev/null) or fail for another reason are not heard."""
+    plain = sandbox(WRITES, image=denials_image)
+    heard = sandbox("--explain", WRITES, image=denials_image)
+    assert heard.stdout == plain.stdout and heard.stdout.strip() == "end"
+    refusals = [line for line in plain.stderr.splitlines() if "Read-only file system" in line]
+    assert len(refusals) == 6, plain.stderr
+    assert refusals == [line for line in heard.stderr.splitlines() if "Read-only" in line]
+    report, policy = heard.stderr[heard.stderr.index("pysandbox: explain:") :], world / "strict-unsigned.yaml"
+    root = f"at {policy}:{line_of(policy, 'read_only_rootfs: true')} (mounts.read_only_rootfs: true)"
+    assert 'openat(dirfd=AT_FDCWD, path="/etc/new", flags=O_WRONLY|O_CREAT|O_TRUNC) -> EROFS  (2 times)' in report
+    assert 'a tmpfs at "/etc" (sandbox.mounts.tmpfs) would take the write instead' in report
+    assert 'unlink(path="/bin/ls") -> EROFS' in report and 'mkdir(path="made") -> EROFS' in report
+    assert report.count(root) == 3  # /etc/new and the link to /etc/passwd (one kind), /bin/ls, made
+    assert f"at {policy}:{line_of(policy, '/proc/acpi')} (mounts.masked_paths)" in report
+    assert f"at {policy}:{line_of(policy, '- /proc/sys')} (mounts.readonly_paths)" in report
+    assert "the policy denied 5 kinds of system call (6 calls)" in report
+    assert "can't create /etc/passwd: Permission denied" in heard.stderr  # EACCES comes first: not heard
+    for path in ("/tmp/fine", "/dev/null", "/no/such", "/etc/passwd"):
+        assert path not in report
+    diff = report.split("that would allow it", 1)[1]
+    assert re.search(r"sandbox\.mounts\.read_only_rootfs: true -> false +loosens", diff)
+    assert re.search(r"sandbox\.mounts\.masked_paths: -/proc/acpi +loosens", diff)
+    assert re.search(r"sandbox\.mounts\.readonly_paths: -/proc/sys +loosens", diff)
+
+
+def test_writes_are_answered_as_without_explain_and_counted(sandbox: Sandbox, denials_image: str) -> None:
+    """Every open for writing waits for the monitor's look at its mount: on a tmpfs it goes
+    on (none heard), on the read-only root each gets EROFS and is counted."""
+    script = "/denials writes /tmp/written 2000; /denials writes /etc/refused 300"
+    plain = sandbox(script, image=denials_image)
+    heard = sandbox("--explain", script, image=denials_image, timeout=60)
+    assert plain.stdout == heard.stdout == f"writes=2000/0/0\nwrites=300/300/{errno.EROFS}\n", heard.stderr
+    assert 'openat(dirfd=AT_FDCWD, path="/etc/refused", flags=O_WRONLY|O_CREAT|O_TRUNC) -> EROFS  (300 times)' in (
+        heard.stderr
+    )
+    assert "the policy denied 1 kind of system call (300 calls)" in heard.stderr
+
+
+def test_a_link_in_the_container_is_resolved_in_its_root_not_the_hosts(
+    sandbox: Sandbox, world: Path, denials_image: str
+) -> None:
+    """The monitor resolves the caller's path from the caller's root (openat2
+    RESOLVE_IN_ROOT): a link to an absolute path names the container's file, whose mount is
+    the read-only root. Followed from the monitor's own root, the link would reach the
+    host's writable /var/tmp and nothing would be heard."""
+    script = "ln -s /etc/passwd /tmp/link; echo x >> /tmp/link; ln -s /etc/made /tmp/dangling; echo y > /tmp/dangling"
+    done = sandbox("--explain", "-u", "0", script + "; echo end", image=denials_image)
+    assert done.stderr.count("Read-only file system") == 2 and done.stdout.strip() == "end"
+    assert 'openat(dirfd=AT_FDCWD, path="/tmp/link", flags=O_WRONLY|O_CREAT|O_APPEND) -> EROFS  (2 times)' in (
+        done.stderr
+    )
+    assert "mounts.read_only_rootfs: true" in done.stderr
 
 
 def test_explain_json_is_the_last_line(sandbox: Sandbox, denials_image: str) -> None:

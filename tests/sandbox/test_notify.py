@@ -153,11 +153,9 @@ def test_a_string_ending_where_its_mapping_ends_is_read_up_to_it() -> None:
     assert base not in (None, ctypes.c_void_p(-1).value)
     ctypes.memmove(base + 4096 - 5, b"tail!", 5)
     assert libc.munmap(base + 4096, 4096) == 0  # no NUL before the mapping ends
-    memory = os.open(f"/proc/{os.getpid()}/mem", os.O_RDONLY)
     try:
-        assert notify._c_string(memory, base + 4096 - 5) == b"tail!"
+        assert notify._c_string(os.getpid(), base + 4096 - 5) == b"tail!"
     finally:
-        os.close(memory)
         libc.munmap(base, 4096)
     assert struct.calcsize("=QII64s") == notify.NOTIF.size == 80
 
@@ -208,12 +206,9 @@ def test_a_merged_record_keeps_its_bound() -> None:
 
 
 def test_an_address_no_process_can_have_is_not_read() -> None:
-    memory = os.open(f"/proc/{os.getpid()}/mem", os.O_RDONLY)
-    try:
-        assert notify._c_string(memory, 0xFFFFFFFFFFFFF000) is None
-        assert notify._read_strings(os.getpid(), [0xFFFFFFFFFFFFF000, 0, 0, 0, 0, 0], (0,)) == {}
-    finally:
-        os.close(memory)
+    assert notify._c_string(os.getpid(), 0xFFFFFFFFFFFFF000) is None
+    assert notify._read_strings(os.getpid(), [0xFFFFFFFFFFFFF000, 0, 0, 0, 0, 0], (0,)) == {}
+    assert notify._read_memory(os.getpid(), 0x1000, 1 << 20) == b""  # more than a path: not read
 
 
 def test_no_capability_prologue_where_the_filter_would_kill_or_trap_the_call() -> None:

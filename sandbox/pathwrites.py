@@ -1,0 +1,274 @@
+"""Writes a read-only mount refuses (EROFS), heard by `run --explain`: the root made
+read-only, a read-only or masked path, a volume bound read-only, /sys.
+
+These are no seccomp denial, so the filter has nothing to say about them. With --explain
+the calls that write through a path (write-mode opens, mkdir, unlink, rename, chmod...) are
+notified before the filter is asked (bpfeval.with_notified_calls, only where the plain
+filter allows the call whatever its arguments), and the monitor, before answering
+"continue" as the filter would, resolves the path as the caller will: from its root, its
+working folder or its descriptor (/proc/PID/root, cwd, fd/N), with openat2 and
+RESOLVE_IN_ROOT (a relative path: RESOLVE_BENEATH), never following a magic link and never
+opening the file itself (O_PATH). A mount read-only there means the call gets EROFS: the
+monitor records the path and the mount's point as the container sees it (from
+/proc/PID/mountinfo), which policies.explain maps to the policy key.
+
+A prediction, made an instant before the call: a folder made or removed meanwhile can make
+it wrong, and a relative path that climbs out of its folder (or a symlink to an absolute
+path from one) is not resolved and not reported. Reading a masked path is no error (it
+reads empty) and is not heard."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from pysbx.sandbox import linux
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+class Write:
+    """How one call writes through a path: the argument holding the folder descriptor (-1:
+    none, the working folder), the path's, the flags' (-1: none; openat2 keeps its flags in
+    memory: -2), and what it does there: "open", "create" (a new name: mkdir, symlink...),
+    "remove" (unlink, rename's source), "change" (the file itself: chmod, truncate...).
+    `follow`: whether a symlink at the end is followed."""
+
+    __slots__ = ("directory", "flags", "follow", "kind", "path")
+
+    def __init__(self, directory: int, path: int, kind: str, flags: int = -1, follow: bool = True) -> None:
+        self.directory, self.path, self.kind, self.flags, self.follow = directory, path, kind, flags, follow
+
+
+WRITES = {
+    "open": Write(-1, 0, "open", flags=1), "openat": Write(0, 1, "open", flags=2),
+    "openat2": Write(0, 1, "open", flags=-2), "creat": Write(-1, 0, "open"),
+    "mkdir": Write(-1, 0, "create"), "mkdirat": Write(0, 1, "create"),
+    "mknod": Write(-1, 0, "create"), "mknodat": Write(0, 1, "create"),
+    "symlink": Write(-1, 1, "create"), "symlinkat": Write(1, 2, "create"),
+    "link": Write(-1, 1, "create"), "linkat": Write(2, 3, "create"),
+    "unlink": Write(-1, 0, "remove"), "unlinkat": Write(0, 1, "remove"), "rmdir": Write(-1, 0, "remove"),
+    "rename": Write(-1, 0, "remove"), "renameat": Write(0, 1, "remove"), "renameat2": Write(0, 1, "remove"),
+    "truncate": Write(-1, 0, "change"), "chmod": Write(-1, 0, "change"), "fchmodat": Write(0, 1, "change"),
+    "chown": Write(-1, 0, "change"), "lchown": Write(-1, 0, "change", follow=False),
+    "fchownat": Write(0, 1, "change"), "utimensat": Write(0, 1, "change"),
+    "setxattr": Write(-1, 0, "change"), "lsetxattr": Write(-1, 0, "change", follow=False),
+    "removexattr": Write(-1, 0, "change"), "lremovexattr": Write(-1, 0, "change", follow=False),
+}  # fmt: skip
+
+O_ACCMODE, O_CREAT, O_TRUNC, O_NOFOLLOW = 0o3, 0o100, 0o1000, 0o400000
+CREAT_FLAGS = os.O_WRONLY | O_CREAT | O_TRUNC
+# An open writes when its flags have any of these bits: (mask, value) tests for the prologue.
+WRITING_OPEN = ((1, 1), (2, 2), (O_CREAT, O_CREAT), (O_TRUNC, O_TRUNC))
+AT_FDCWD = -100
+CAP_DAC_OVERRIDE = 1
+MAX_MOUNTINFO = 1 << 20
+
+
+def notified_writes(
+    number_of: Callable[[str], int | None], allows_always: Callable[[int], bool]
+) -> tuple[dict[int, Write], list[tuple[int, int, int, int]]]:
+    """The writing calls to hear, by this machine's numbers, and their prologue tests
+    (bpfeval.with_notified_calls): those the plain filter allows whatever their arguments
+    (`allows_always`); a call it denies is heard as a denial already, and one it answers
+    otherwise for some arguments is left to it."""
+    writes: dict[int, Write] = {}
+    tests: list[tuple[int, int, int, int]] = []
+    for name, write in WRITES.items():
+        number = number_of(name)
+        if number is None or not allows_always(number):
+            continue
+        writes[number] = write
+        if write.flags >= 0:
+            tests += [(number, write.flags, mask, value) for mask, value in WRITING_OPEN]
+        else:
+            tests.append((number, 0, 0, 0))  # every call: argument & 0 == 0
+    return writes, tests
+
+
+def refusing_mount(
+    pid: int, write: Write, args: tuple[int, ...] | list[int], path: bytes, read: Callable[[int, int], bytes]
+) -> str | None:
+    """The point (as the container sees it) of the read-only mount that will refuse this
+    call with EROFS, or None: it will not, or it cannot be told. `path` is the call's path
+    as read from the caller; `read(address, size)` reads the caller's memory."""
+    flags = _open_flags(write, args, read) if write.kind == "open" else 0
+    if write.kind == "open" and not flags & (O_ACCMODE | O_CREAT | O_TRUNC):
+        return None
+    if not path or b"\0" in path:
+        return None
+    directory = _signed(args[write.directory]) if write.directory >= 0 else AT_FDCWD
+    try:
+        start = _starting_point(pid, directory, path)
+    except OSError:
+        return None
+    try:
+        target = _place(start, path, write, flags)
+        if target is None:
+            return None
+        if write.kind == "open" and not flags & O_TRUNC and _exists(target) and not _may_write(pid, target):
+            os.close(target)
+            return None  # an open of a file it may not write fails first, with EACCES
+        try:
+            if not os.fstatvfs(target).f_flag & os.ST_RDONLY:
+                return None
+            return _mount_point(pid, _mount_id(target))
+        finally:
+            os.close(target)
+    finally:
+        os.close(start)
+
+
+def _open_flags(write: Write, args: tuple[int, ...] | list[int], read: Callable[[int, int], bytes]) -> int:
+    if write.flags == -1:
+        return CREAT_FLAGS
+    if write.flags == -2:  # openat2's struct open_how starts with its u64 flags
+        data = read(args[2], 8)
+        return int.from_bytes(data, "little") if len(data) == 8 else 0
+    return args[write.flags]
+
+
+def _signed(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def _starting_point(pid: int, directory: int, path: bytes) -> int:
+    """Where the caller's resolution starts, open (O_PATH) in the monitor: its root for an
+    absolute path, else its working folder or the folder open as `directory`."""
+    if path.startswith(b"/"):
+        where = f"/proc/{pid}/root"
+    elif directory == AT_FDCWD:
+        where = f"/proc/{pid}/cwd"
+    elif directory >= 0:
+        where = f"/proc/{pid}/fd/{directory}"
+    else:
+        raise OSError(errno.EBADF, "no such descriptor")
+    return os.open(where, os.O_PATH | os.O_CLOEXEC)
+
+
+def _place(start: int, path: bytes, write: Write, flags: int) -> int | None:
+    """The O_PATH descriptor whose mount decides the call: the file itself where it exists
+    and is written (a regular file: a device or a pipe is written on a read-only mount too),
+    its folder where a name is made or removed; None where the call fails for another
+    reason first (no such file, a name that exists already)."""
+    follow = write.follow and not (write.kind == "open" and flags & O_NOFOLLOW)
+    if write.kind in ("open", "change"):
+        found = _resolve(start, path, follow)
+        if found is not None:
+            if write.kind == "change" or (stat.S_ISREG(os.fstat(found).st_mode) and flags & (O_ACCMODE | O_TRUNC)):
+                return found
+            os.close(found)
+            return None
+        if not flags & O_CREAT:
+            return None
+        return _folder_of(start, _dangling_target(start, path) if follow else path)
+    found = _resolve(start, path, follow=False)
+    if found is not None:
+        os.close(found)
+    if (found is None) == (write.kind == "remove"):  # nothing to remove, or the name is taken
+        return None
+    return _folder_of(start, path)
+
+
+def _exists(target: int) -> bool:
+    """Whether the descriptor _place gave is the file itself (a regular file) rather than
+    the folder a new one would be made in."""
+    return stat.S_ISREG(os.fstat(target).st_mode)
+
+
+def _may_write(pid: int, target: int) -> bool:
+    """Whether process `pid` passes the permission check to write the file open as
+    `target`: its owner, group and other bits against the process's filesystem ids and
+    groups, or CAP_DAC_OVERRIDE (ACLs aside). Ids as this process sees them, both."""
+    info = os.fstat(target)
+    fields = {}
+    with open(f"/proc/{pid}/status", "rb") as status:
+        for line in status:
+            name, _, value = line.partition(b":")
+            fields[name] = value.split()
+    if int(fields[b"CapEff"][0], 16) >> CAP_DAC_OVERRIDE & 1:
+        return True
+    if int(fields[b"Uid"][3]) == info.st_uid:
+        return bool(info.st_mode & stat.S_IWUSR)
+    if info.st_gid in {int(fields[b"Gid"][3]), *map(int, fields.get(b"Groups", []))}:
+        return bool(info.st_mode & stat.S_IWGRP)
+    return bool(info.st_mode & stat.S_IWOTH)
+
+
+def _dangling_target(start: int, path: bytes, depth: int = 8) -> bytes:
+    """Where O_CREAT makes the file when `path` ends in a link to nothing (the link's
+    target, itself perhaps a link), or `path` itself."""
+    for _ in range(depth):
+        link = _resolve(start, path, follow=False)
+        if link is None:
+            return path
+        try:
+            if not stat.S_ISLNK(os.fstat(link).st_mode):
+                return path
+            target = os.fsencode(os.readlink("", dir_fd=link))
+        finally:
+            os.close(link)
+        if not target.startswith(b"/"):
+            folder = path.rstrip(b"/").rpartition(b"/")[0]
+            target = folder + b"/" + target if folder or path.startswith(b"/") else target
+        path = target
+    return path
+
+
+def _folder_of(start: int, path: bytes) -> int | None:
+    trimmed = path.rstrip(b"/")
+    if not trimmed:
+        return None
+    folder, _, name = trimmed.rpartition(b"/")
+    if name in (b".", b".."):
+        return None
+    if not folder:
+        folder = b"/" if trimmed.startswith(b"/") else b"."
+    return _resolve(start, folder, follow=True)
+
+
+def _resolve(start: int, path: bytes, follow: bool) -> int | None:
+    scope = linux.RESOLVE_IN_ROOT if path.startswith(b"/") else linux.RESOLVE_BENEATH
+    flags = os.O_PATH | (0 if follow else O_NOFOLLOW)
+    try:
+        return linux.openat2(start, path, flags, scope | linux.RESOLVE_NO_MAGICLINKS)
+    except OSError:
+        return None
+
+
+def _mount_id(fd: int) -> int:
+    with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
+        for line in info:
+            if line.startswith(b"mnt_id:"):
+                return int(line.split()[1])
+    return -1
+
+
+def _mount_point(pid: int, mount_id: int) -> str | None:
+    """The point of mount `mount_id` in process `pid`'s mountinfo, as its root shows it."""
+    try:
+        with open(f"/proc/{pid}/mountinfo", "rb") as table:
+            text = table.read(MAX_MOUNTINFO)
+    except OSError:
+        return None
+    for line in text.splitlines():
+        fields = line.split(b" ")
+        if len(fields) > 4 and fields[0] == str(mount_id).encode():
+            return _unescaped(fields[4]).decode(errors="surrogateescape")
+    return None
+
+
+def _unescaped(field: bytes) -> bytes:
+    """mountinfo writes space, tab, newline and backslash as \\ooo."""
+    parts = field.split(b"\\")
+    out = parts[0]
+    for part in parts[1:]:
+        if len(part) >= 3 and all(48 <= c <= 55 for c in part[:3]):
+            out += bytes([int(part[:3], 8)]) + part[3:]
+        else:
+            out += b"\\" + part
+    return out
