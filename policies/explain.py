@@ -29,6 +29,7 @@ from pysbx.policies.seccomp import Profile, SyscallRule, compile_bpf, load_profi
 from pysbx.policies.seccomp.profile import ArgCondition
 from pysbx.policies.seccomp.resolve import _resolve_indexed
 from pysbx.sandbox import bpfeval
+from pysbx.sandbox.capcheck import CHECKS, WHAT
 from pysbx.sandbox.notify import PATH_ARGUMENTS, Denial, Heard
 
 # Calls whose every use is checked against a capability, after the filter (capabilities(7)).
@@ -166,8 +167,9 @@ class _Judge:
             return dataclasses.replace(
                 self._read_only_mount(name, denial), call=call, errno=denial.errno, count=denial.count
             )
-        if bpfeval.action_of(denial.verdict)[0] == bpfeval.RET_ALLOW and name in ALLOWED_BUT_NEEDS:
-            capability, what = ALLOWED_BUT_NEEDS[name]
+        refused_for = _needed_capability(name, denial)
+        if refused_for is not None:
+            capability, what = refused_for
             reason = f"the filter allows it, but the kernel refuses {what} without {capability}, which the policy drops"
             place = self._policy_place(("sandbox", "capabilities"), "sandbox.capabilities")
             return Explained(name, call, denial.errno, denial.count, reason, (place,), capabilities=(capability,))
@@ -277,6 +279,17 @@ def _folder_written(denial: Denial) -> bytes:
     path = next(iter(denial.strings.values()), b"").rstrip(b"/")
     folder = os.path.dirname(path) if path.startswith(b"/") else b""
     return folder if folder != b"/" else b""
+
+
+def _needed_capability(name: str, denial: Denial) -> tuple[str, str] | None:
+    """The capability, and what the call was doing, of a call the filter allowed and the
+    kernel refused for want of it (sandbox.capcheck, notify's capability prologue)."""
+    if bpfeval.action_of(denial.verdict)[0] != bpfeval.RET_ALLOW:
+        return None
+    if denial.needs:
+        check = CHECKS.get(name)
+        return denial.needs, WHAT[check.kind if check is not None else "open"]
+    return ALLOWED_BUT_NEEDS.get(name)
 
 
 def _matches(conditions: Sequence[ArgCondition], args: dict[int, int]) -> bool:
@@ -447,8 +460,13 @@ _ARGUMENT_NAMES = {
     "open": ("path", "flags"), "openat": ("dirfd", "path", "flags"), "creat": ("path",),
     "mkdir": ("path",), "mkdirat": ("dirfd", "path"), "unlink": ("path",), "unlinkat": ("dirfd", "path"),
     "rmdir": ("path",), "rename": ("oldpath", "newpath"), "renameat": ("olddirfd", "oldpath"),
-    "renameat2": ("olddirfd", "oldpath"), "truncate": ("path",), "chmod": ("path",), "fchmodat": ("dirfd", "path"),
+    "renameat2": ("olddirfd", "oldpath"), "truncate": ("path",), "chmod": ("path", "mode"),
+    "fchmodat": ("dirfd", "path", "mode"),
     "symlink": ("target", "linkpath"), "symlinkat": ("target", "newdirfd", "linkpath"), "link": ("oldpath", "newpath"),
+    "bind": ("fd", "addr", "addrlen"), "chown": ("path", "owner", "group"), "lchown": ("path", "owner", "group"),
+    "fchown": ("fd", "owner", "group"), "fchownat": ("dirfd", "path", "owner", "group"), "fchmod": ("fd", "mode"),
+    "setuid": ("uid",), "setgid": ("gid",), "setreuid": ("ruid", "euid"), "setregid": ("rgid", "egid"),
+    "setresuid": ("ruid", "euid", "suid"), "setresgid": ("rgid", "egid", "sgid"), "setgroups": ("size", "list"),
 }  # fmt: skip
 _OPEN_FLAGS = ((0o100, "O_CREAT"), (0o200, "O_EXCL"), (0o1000, "O_TRUNC"), (0o2000, "O_APPEND"))
 
@@ -461,15 +479,32 @@ def describe_call(name: str, denial: Denial) -> str:
     shown = []
     for index in sorted({*denial.args, *denial.strings, *range(len(names))}):
         label = names[index] if index < len(names) else f"arg{index}"
-        if index in denial.strings:
+        if name == "bind" and index == 1:
+            shown.append(f"{label}={_socket_address(denial.strings.get(1, b''))}")
+        elif index in denial.strings:
             shown.append(f"{label}={quote(denial.strings[index])}")
-        elif index not in PATH_ARGUMENTS.get(name, ()):  # a pointer means nothing to a reader
+        elif index not in POINTERS.get(name, ()):  # a pointer means nothing to a reader
             shown.append(f"{label}={_decoded(name, index, denial.first[index])}")
     return f"{name}({', '.join(shown)})"
 
 
+POINTERS = {**PATH_ARGUMENTS, "setgroups": (1,)}
+
+
+def _socket_address(data: bytes) -> str:
+    """An IPv4 or IPv6 sockaddr's family and port (what bind's refusal depends on)."""
+    if len(data) < 4:
+        return "?"
+    family = {2: "AF_INET", 10: "AF_INET6"}.get(int.from_bytes(data[:2], "little"), "?")
+    return f"{{{family}, port {int.from_bytes(data[2:4], 'big')}}}"
+
+
 def _decoded(name: str, index: int, value: int) -> str:
     label = _ARGUMENT_NAMES.get(name, ())[index:][:1]
+    if label and label[0] in ("owner", "group", "uid", "gid", "ruid", "euid", "suid", "rgid", "egid", "sgid"):
+        return "-1" if value & 0xFFFFFFFF == 0xFFFFFFFF else str(value & 0xFFFFFFFF)
+    if label == ("mode",):
+        return f"{value & 0o7777:#o}"
     if label and label[0].endswith("dirfd"):
         number = (value & 0xFFFFFFFF) - ((value & 0x80000000) << 1)
         return "AT_FDCWD" if number == -100 else str(number)

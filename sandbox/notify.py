@@ -27,7 +27,7 @@ import select
 import struct
 import threading
 
-from pysbx.sandbox import bpfeval, pathwrites
+from pysbx.sandbox import bpfeval, capcheck, pathwrites
 from pysbx.sandbox.record import Record
 
 TYPE_CHECKING = False
@@ -58,9 +58,9 @@ class Denial(Record):
     kinds), all six of the first such call, path arguments as read from the caller (index ->
     bytes), how many times, and the first caller's pid (the monitor's view). A write refused
     by a read-only mount (no seccomp denial: the filter allowed it, `verdict`) names the
-    mount's point, and its kind is the call and the mount."""
+    mount's point, one refused for a capability names it, and its kind is the call and that."""
 
-    __slots__ = ("arch", "args", "count", "errno", "first", "mount", "nr", "pid", "strings", "verdict")
+    __slots__ = ("arch", "args", "count", "errno", "first", "mount", "needs", "nr", "pid", "strings", "verdict")
 
     def __init__(
         self,
@@ -77,6 +77,7 @@ class Denial(Record):
         self.count = 1
         self.verdict = bpfeval.RET_ERRNO | errno  # what the plain filter returns for it
         self.mount = ""  # a write a read-only mount refuses (sandbox.pathwrites): the mount's point
+        self.needs = ""  # a call refused for a capability the caller lacks (sandbox.capcheck): its name
 
 
 class Heard(Record):
@@ -124,7 +125,7 @@ def heard_from_json(document: dict[str, object]) -> Heard:
         first = tuple(int(value) for value in item["first"])
         denial = Denial(int(item["nr"]), int(item["arch"]), int(item["errno"]), args, strings, int(item["pid"]), first)
         denial.count, denial.verdict = int(item["count"]), int(item["verdict"])
-        denial.mount = str(item.get("mount", ""))
+        denial.mount, denial.needs = str(item.get("mount", "")), str(item.get("needs", ""))
         heard.denials.append(denial)
     return heard
 
@@ -142,7 +143,7 @@ def merged(earlier: Heard | None, later: Heard) -> Heard:
     }
     kinds: dict[tuple[object, ...], Denial] = {}
     for denial in (*earlier.denials, *later.denials):
-        key = (denial.nr, denial.arch, denial.verdict, denial.mount, tuple(sorted(denial.args.items())))
+        key = (denial.nr, denial.arch, denial.verdict, denial.mount, denial.needs, tuple(sorted(denial.args.items())))
         if key in kinds:
             kinds[key].count += denial.count
             continue
@@ -150,7 +151,7 @@ def merged(earlier: Heard | None, later: Heard) -> Heard:
             both.dropped += denial.count
             continue
         copy = Denial(denial.nr, denial.arch, denial.errno, denial.args, denial.strings, denial.pid, denial.first)
-        copy.count, copy.verdict, copy.mount = denial.count, denial.verdict, denial.mount
+        copy.count, copy.verdict, copy.mount, copy.needs = denial.count, denial.verdict, denial.mount, denial.needs
         kinds[key] = copy
         both.denials.append(copy)
     return both
@@ -183,6 +184,7 @@ class Listening:
         self.receiver = receiver
         self.path_arguments = path_arguments
         self.writes = writes or {}  # the writing calls the prologue notifies (sandbox.pathwrites)
+        self.checks: Mapping[int, capcheck.Check] = {}  # calls it notifies for a capability (sandbox.capcheck)
         self.observe = observe
         self.most = MAX_OBSERVED if observe else MAX_DISTINCT
         self.heard = Heard()
@@ -274,8 +276,8 @@ class Listening:
             flags = 0 if answer else USER_NOTIF_FLAG_CONTINUE
             response = RESPONSE.pack(notification_id, 0, -answer, flags)
         elif action in (bpfeval.RET_ALLOW, bpfeval.RET_LOG):  # heard by the prologue: it goes on, as the filter says
-            if bpfeval.SECCOMP_DATA.unpack(data)[0] in self.writes:
-                self._hear_write(listener, notification_id, pid, data)
+            if bpfeval.SECCOMP_DATA.unpack(data)[0] in self.writes.keys() | self.checks.keys():
+                self._hear_allowed(listener, notification_id, pid, data)
             else:  # a call the kernel refuses without a capability
                 self._record(listener, notification_id, pid, data, errno.EPERM, read, value)
             response = RESPONSE.pack(notification_id, 0, 0, USER_NOTIF_FLAG_CONTINUE)
@@ -291,36 +293,63 @@ class Listening:
             if failure.errno != errno.ENOENT:  # the caller died meanwhile
                 raise
 
-    def _hear_write(self, listener: int, notification_id: int, pid: int, data: bytes) -> None:
-        """A writing call the filter allows: recorded when a read-only mount will refuse it
-        (sandbox.pathwrites). Whatever happens here, the call goes on as the filter says: an
-        error must not stop the listening, which would fail every call it hears."""
+    def _hear_allowed(self, listener: int, notification_id: int, pid: int, data: bytes) -> None:
+        """A call the filter allows and the prologue notified for a look: recorded when a
+        read-only mount (sandbox.pathwrites) or a missing capability (sandbox.capcheck) will
+        refuse it. Whatever happens here, the call goes on as the filter says: an error must
+        not stop the listening, which would fail every call it hears."""
         nr, arch, _, *args = bpfeval.SECCOMP_DATA.unpack(data)
-        write = self.writes[nr]
         if arch != self.native:
             return
+        write, check = self.writes.get(nr), self.checks.get(nr)
+        index = write.path if write is not None else check.path if check is not None else -1
         try:
-            path = _read_strings(pid, args, (write.path,), PATH_MAX).get(write.path)
-            if path is None or len(path) >= PATH_MAX:  # unreadable, or cut short
+            path = _read_strings(pid, args, (index,), PATH_MAX).get(index) if index >= 0 else None
+            if path is not None and len(path) >= PATH_MAX:  # cut short
                 return
-            mount = pathwrites.refusing_mount(pid, write, args, path, lambda at, size: _read_memory(pid, at, size))
+            refusal = self._refusal(pid, write, check, args, path)
         except Exception:  # a prediction that cannot be made is no denial
             return
-        if mount is None or not _still_valid(listener, notification_id):
+        if refusal is None or not _still_valid(listener, notification_id):
             return
+        number, mount, needs = refusal
         self.heard.total += 1
-        kind = (nr, arch, bpfeval.RET_ALLOW, mount)
+        kind = (nr, arch, bpfeval.RET_ALLOW, mount, needs)
         known = self._kinds.get(kind)
         if known is not None:
             known.count += 1
         elif len(self._kinds) >= self.most:
             self.heard.dropped += 1
         else:
-            denial = self._kinds[kind] = Denial(nr, arch, errno.EROFS, {}, {write.path: path}, pid, tuple(args))
-            denial.verdict, denial.mount = bpfeval.RET_ALLOW, mount
+            strings = {index: path} if path is not None else {}
+            if check is not None and check.kind == "bind":  # its address: the family and port
+                strings = {1: _read_memory(pid, args[1], min(args[2], 28))}
+            denial = self._kinds[kind] = Denial(nr, arch, number, {}, strings, pid, tuple(args))
+            denial.verdict, denial.mount, denial.needs = bpfeval.RET_ALLOW, mount, needs
             self.heard.denials.append(denial)
             if self.on_new_kind is not None:
                 self.on_new_kind(self.heard)
+
+    def _refusal(
+        self,
+        pid: int,
+        write: pathwrites.Write | None,
+        check: capcheck.Check | None,
+        args: list[int],
+        path: bytes | None,
+    ) -> tuple[int, str, str] | None:
+        """(errno, mount point, capability) of the refusal the call will meet, or None."""
+
+        def read(at: int, size: int) -> bytes:
+            return _read_memory(pid, at, size)
+
+        if write is not None and path:
+            refusal = pathwrites.refusal(pid, write, args, path, read)
+            if refusal is not None:
+                return refusal
+        if check is not None and capcheck.refused(pid, check, args, path, read):
+            return capcheck.refused_errno(check), "", check.capability
+        return None
 
     def _observed_answer(self, data: bytes, value: int) -> int:
         """Under observation: 0 (the call goes on), or the errno it gets: the base's ENOSYS

@@ -24,6 +24,7 @@ import os
 import stat
 
 from pysbx.sandbox import linux
+from pysbx.sandbox.caller import Caller
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -64,7 +65,6 @@ CREAT_FLAGS = os.O_WRONLY | O_CREAT | O_TRUNC
 # An open writes when its flags have any of these bits: (mask, value) tests for the prologue.
 WRITING_OPEN = ((1, 1), (2, 2), (O_CREAT, O_CREAT), (O_TRUNC, O_TRUNC))
 AT_FDCWD = -100
-CAP_DAC_OVERRIDE = 1
 MAX_MOUNTINFO = 1 << 20
 
 
@@ -89,18 +89,20 @@ def notified_writes(
     return writes, tests
 
 
-def refusing_mount(
+def refusal(
     pid: int, write: Write, args: tuple[int, ...] | list[int], path: bytes, read: Callable[[int, int], bytes]
-) -> str | None:
-    """The point (as the container sees it) of the read-only mount that will refuse this
-    call with EROFS, or None: it will not, or it cannot be told. `path` is the call's path
-    as read from the caller; `read(address, size)` reads the caller's memory."""
+) -> tuple[int, str, str] | None:
+    """How the kernel will refuse this call, or None (it will not, or it cannot be told):
+    EROFS and the point (as the container sees it) of the read-only mount, or, for the
+    container's root opening a file its mode does not let it write, EACCES and the
+    capability that would (CAP_DAC_OVERRIDE, which the policy drops). `path` is the call's
+    path as read from the caller; `read(address, size)` reads the caller's memory."""
     flags = _open_flags(write, args, read) if write.kind == "open" else 0
     if write.kind == "open" and not flags & (O_ACCMODE | O_CREAT | O_TRUNC):
         return None
     if not path or b"\0" in path:
         return None
-    directory = _signed(args[write.directory]) if write.directory >= 0 else AT_FDCWD
+    directory = signed(args[write.directory]) if write.directory >= 0 else AT_FDCWD
     try:
         start = _starting_point(pid, directory, path)
     except OSError:
@@ -109,13 +111,20 @@ def refusing_mount(
         target = _place(start, path, write, flags)
         if target is None:
             return None
-        if write.kind == "open" and not flags & O_TRUNC and _exists(target) and not _may_write(pid, target):
-            os.close(target)
-            return None  # an open of a file it may not write fails first, with EACCES
         try:
-            if not os.fstatvfs(target).f_flag & os.ST_RDONLY:
+            read_only = bool(os.fstatvfs(target).f_flag & os.ST_RDONLY)
+            info = os.fstat(target)
+            # An existing file opened for writing: O_TRUNC asks the mount first, then the
+            # permission check says EACCES, then the mount is asked (fs/namei.c do_open)
+            if write.kind == "open" and stat.S_ISREG(info.st_mode) and not (read_only and flags & O_TRUNC):
+                caller = Caller(pid)
+                if not caller.may_write(info):
+                    overridable = caller.is_root() and caller.maps_owner(info)
+                    return (errno.EACCES, "", "CAP_DAC_OVERRIDE") if overridable else None
+            if not read_only:
                 return None
-            return _mount_point(pid, _mount_id(target))
+            mount = _mount_point(pid, _mount_id(target))
+            return (errno.EROFS, mount, "") if mount is not None else None
         finally:
             os.close(target)
     finally:
@@ -131,7 +140,8 @@ def _open_flags(write: Write, args: tuple[int, ...] | list[int], read: Callable[
     return args[write.flags]
 
 
-def _signed(value: int) -> int:
+def signed(value: int) -> int:
+    """A descriptor argument as the kernel reads it (an int: AT_FDCWD is -100)."""
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value >= 1 << 31 else value
 
@@ -148,6 +158,19 @@ def _starting_point(pid: int, directory: int, path: bytes) -> int:
     else:
         raise OSError(errno.EBADF, "no such descriptor")
     return os.open(where, os.O_PATH | os.O_CLOEXEC)
+
+
+def resolved(pid: int, directory: int, path: bytes, follow: bool) -> int | None:
+    """Process `pid`'s `path` from `directory` (AT_FDCWD: its working folder), open as
+    O_PATH in the monitor, resolved as the caller would; None where that cannot be done."""
+    try:
+        start = _starting_point(pid, directory, path)
+    except OSError:
+        return None
+    try:
+        return _resolve(start, path, follow)
+    finally:
+        os.close(start)
 
 
 def _place(start: int, path: bytes, write: Write, flags: int) -> int | None:
@@ -172,31 +195,6 @@ def _place(start: int, path: bytes, write: Write, flags: int) -> int | None:
     if (found is None) == (write.kind == "remove"):  # nothing to remove, or the name is taken
         return None
     return _folder_of(start, path)
-
-
-def _exists(target: int) -> bool:
-    """Whether the descriptor _place gave is the file itself (a regular file) rather than
-    the folder a new one would be made in."""
-    return stat.S_ISREG(os.fstat(target).st_mode)
-
-
-def _may_write(pid: int, target: int) -> bool:
-    """Whether process `pid` passes the permission check to write the file open as
-    `target`: its owner, group and other bits against the process's filesystem ids and
-    groups, or CAP_DAC_OVERRIDE (ACLs aside). Ids as this process sees them, both."""
-    info = os.fstat(target)
-    fields = {}
-    with open(f"/proc/{pid}/status", "rb") as status:
-        for line in status:
-            name, _, value = line.partition(b":")
-            fields[name] = value.split()
-    if int(fields[b"CapEff"][0], 16) >> CAP_DAC_OVERRIDE & 1:
-        return True
-    if int(fields[b"Uid"][3]) == info.st_uid:
-        return bool(info.st_mode & stat.S_IWUSR)
-    if info.st_gid in {int(fields[b"Gid"][3]), *map(int, fields.get(b"Groups", []))}:
-        return bool(info.st_mode & stat.S_IWGRP)
-    return bool(info.st_mode & stat.S_IWOTH)
 
 
 def _dangling_target(start: int, path: bytes, depth: int = 8) -> bytes:

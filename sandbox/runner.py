@@ -354,7 +354,7 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
     filters nothing to explain (spec.heard says why nothing was heard)."""
     import socket
 
-    from pysbx.sandbox import bpfeval, notify, pathwrites
+    from pysbx.sandbox import bpfeval, capcheck, notify, pathwrites
 
     plain = spec.seccomp_bpf
     observe = spec.explain == "observe"
@@ -376,8 +376,11 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
     else:
         held = capabilities.capabilities_after_setuid(spec.capabilities, spec.user.uid)
         arch, tests = notify.capability_tests(held, plain)
-        listening.writes, write_tests = pathwrites.notified_writes(_number_of, notify.always_allows(plain))
-        spec.explain_bpf = bpfeval.with_notified_calls(bpfeval.notify_variant(plain), arch, tests + write_tests)
+        allows = notify.always_allows(plain)
+        listening.writes, write_tests = pathwrites.notified_writes(_number_of, allows)
+        listening.checks, check_tests = capcheck.notified_checks(_number_of, allows, held)
+        tests += write_tests + check_tests
+        spec.explain_bpf = bpfeval.with_notified_calls(bpfeval.notify_variant(plain), arch, tests)
     return listening
 
 

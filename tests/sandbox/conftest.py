@@ -153,7 +153,8 @@ def denials_image(world: Path) -> str:
     binary = world / "denials"
     source = Path(__file__).with_name("denials.c")
     subprocess.run(["cc", "-static", "-O2", "-pthread", "-o", str(binary), str(source)], check=True)
-    extra = make_tar([T("denials", data=binary.read_bytes(), mode=0o755)])
+    owned = T("home/owned", data=b"another user's\n", mode=0o600, uid=1000, gid=1000)  # capability checks
+    extra = make_tar([T("denials", data=binary.read_bytes(), mode=0o755), owned])
     layers = [NewLayer(tar_from_directory(world / "rootfs"), "gzip", "COPY rootfs /"), NewLayer(extra, "gzip", "COPY")]
     image = world / "busybox-denials.tar"
     write_docker_archive(image, NewImage(layers, {"User": "1000:1000", "Env": ["PATH=/bin"]}), ["example/denials:1"])

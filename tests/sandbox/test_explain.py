@@ -223,6 +223,57 @@ def test_writes_are_answered_as_without_explain_and_counted(sandbox: Sandbox, de
     assert "the policy denied 1 kind of system call (300 calls)" in heard.stderr
 
 
+def test_a_call_the_kernel_refuses_for_a_capability_the_policy_drops_is_named_with_it(
+    sandbox: Sandbox, world: Path, denials_image: str
+) -> None:
+    """chown, chmod and writing another user's file as root, binding port 80: the filter
+    allows each, the kernel refuses it without the capability strict drops. Each is heard
+    with that capability (the same output as without --explain); what succeeds is not, nor
+    what no capability would help (/dev/null's owner is not the container's)."""
+    policy = strict_variant(world, "explain-writable-root.yaml", ("read_only_rootfs: true", "read_only_rootfs: false"))
+    share(world)
+    script = (
+        "chown 0 /home/owned; chmod 644 /home/owned; echo x >> /home/owned; touch /tmp/made; chown 1000 /tmp/made; "
+        "chmod 600 /tmp/made && chown 0:0 /tmp/made && echo own-files-ok; chmod 600 /dev/null; "
+        "nc -l -p 80 & sleep 0.5; kill $! 2>/dev/null; nc -l -p 8080 & sleep 0.5; kill $!; echo end"
+    )
+    plain = sandbox("-u", "0", script, image=denials_image, policy=policy.name)
+    heard = sandbox("--explain", "-u", "0", script, image=denials_image, policy=policy.name)
+    assert heard.stdout == plain.stdout == "own-files-ok\nend\n", heard.stderr
+    refusals = [line for line in plain.stderr.splitlines() if "permitted" in line or "denied" in line]
+    assert len(refusals) == 6 and refusals == [
+        line
+        for line in heard.stderr.splitlines()
+        if ("permitted" in line or "denied" in line) and "explain" not in line
+    ]
+    report = heard.stderr[heard.stderr.index("pysandbox: explain:") :]
+    capabilities = f"at {policy}:{line_of(policy, 'capabilities:')} (sandbox.capabilities)"
+    for call, capability in (
+        ('chown(path="/home/owned", owner=0, group=1000) -> EPERM  (2 times)', "CAP_CHOWN"),
+        ('chmod(path="/home/owned", mode=0o644) -> EPERM', "CAP_FOWNER"),
+        ('openat(dirfd=AT_FDCWD, path="/home/owned", flags=O_WRONLY|O_CREAT|O_APPEND) -> EACCES', "CAP_DAC_OVERRIDE"),
+        ("addr={AF_INET6, port 80}, addrlen=0x1c) -> EACCES", "CAP_NET_BIND_SERVICE"),
+    ):
+        assert call in report, call
+        below = report.split(call, 1)[1]
+        assert f"without {capability}, which the policy drops" in below.splitlines()[1], below
+        assert re.search(rf"sandbox\.capabilities: \+{capability} +loosens", report)
+    assert report.count(capabilities) == 4  # both chowns (busybox keeps the group) are one kind
+    assert "/dev/null" not in report and "8080" not in report
+    assert "the policy denied 4 kinds of system call (5 calls)" in report
+
+
+def test_taking_an_id_not_held_is_heard_with_cap_setuid(sandbox: Sandbox, denials_image: str) -> None:
+    script = f"/denials {nr('setuid')} 0; /denials {nr('setuid')} 1000; /denials {nr('setgroups')} 0 0"
+    plain = sandbox(script, image=denials_image)
+    heard = sandbox("--explain", script, image=denials_image)
+    assert heard.stdout == plain.stdout == f"{nr('setuid')}=-1/1\n{nr('setuid')}=ok\n{nr('setgroups')}=-1/1\n"
+    assert "setuid(uid=0) -> EPERM" in heard.stderr and "without CAP_SETUID" in heard.stderr
+    assert "setgroups(size=0) -> EPERM" in heard.stderr and "without CAP_SETGID" in heard.stderr
+    assert "setuid(uid=1000)" not in heard.stderr
+    assert "the command ran as uid 1000" in heard.stderr
+
+
 def test_a_link_in_the_container_is_resolved_in_its_root_not_the_hosts(
     sandbox: Sandbox, world: Path, denials_image: str
 ) -> None:
