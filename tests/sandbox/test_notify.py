@@ -167,15 +167,21 @@ def test_a_record_survives_json_and_two_runs_add_up() -> None:
     first.denials.append(kind)
     first.total, first.limits = 3, {"pids": 2}
     kind.count = 3
+    refused = notify.Denial(92, ARCH or 0, errno.EPERM, {}, {0: b"/home/owned"}, 12)  # chown, for a capability
+    refused.verdict, refused.needs = 0x7FFF0000, "CAP_CHOWN"
+    read_only = notify.Denial(2, ARCH or 0, errno.EROFS, {}, {0: b"/etc/x"}, 12)
+    read_only.verdict, read_only.mount = 0x7FFF0000, "/"
+    first.denials += [refused, read_only]
     again = notify.heard_from_json(notify.heard_as_json(first))
-    assert again == first
+    assert again == first and [d.needs for d in again.denials] == ["", "CAP_CHOWN", ""]
+    assert [d.mount for d in notify.merged(again, again).denials] == ["", "", "/"]
     second = notify.Heard()
     other = notify.Denial(165, ARCH or 0, errno.EPERM, {1: 8}, {}, 13)
     same = notify.Denial(165, ARCH or 0, errno.EPERM, {1: 7}, {}, 14)
     second.denials += [same, other]
     second.total, second.limits = 2, {"pids": 1, "memory": 1}
     both = notify.merged(again, second)
-    assert [(d.args, d.count) for d in both.denials] == [({1: 7}, 4), ({1: 8}, 1)]
+    assert [(d.args, d.count) for d in both.denials] == [({1: 7}, 4), ({}, 1), ({}, 1), ({1: 8}, 1)]
     assert both.total == 5 and both.limits == {"pids": 3, "memory": 1}
     assert first.denials[0].count == 3  # the earlier record is not changed
 
