@@ -96,6 +96,13 @@ def _learn(options: _Options, observed: RunArgs, run_argv: list[str], output: Pa
         f"system calls here, this policy {learned.learned_allows} (narrower by {learned.narrower_by})"
         + (f"; it adds {', '.join(learned.added)}, which {Path(options.base).stem} refuses" if learned.added else "")
     )
+    granted = capabilities.names(observed.capabilities_held)
+    if learned.capabilities_kept != granted:
+        dropped = ", ".join(sorted(granted - learned.capabilities_kept))
+        _say(
+            f"capabilities: {Path(options.base).stem} grants {len(granted)}, this policy "
+            f"{len(learned.capabilities_kept)} (no call needed {dropped})"
+        )
     for name, why in learned.failed.items():
         _say(f"not added: {name}: {why}")
     problems = _lint(output)

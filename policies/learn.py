@@ -36,6 +36,7 @@ from pysbx.policies.seccomp import (
     with_overrides,
 )
 from pysbx.sandbox import bpfeval
+from pysbx.sandbox.capcheck import OBSERVABLE
 from pysbx.sandbox.notify import Denial, Heard, handover_calls
 
 
@@ -52,6 +53,8 @@ class Learned:
     failed: dict[str, str]  # calls the base refuses that failed under observation too, and why: not added
     base_allows: int  # how many calls the base's filter allows here
     learned_allows: int  # how many the learned one does
+    capabilities_used: frozenset[str] = frozenset()  # of the base's, those a call was seen to need
+    capabilities_kept: frozenset[str] = frozenset()  # what the learned policy grants
 
     @property
     def narrower_by(self) -> int:
@@ -74,8 +77,15 @@ def learn(
     added: dict[str, str] = {}  # refused by the base, allowed by name
     narrow: dict[str, SyscallRule] = {}  # refused by the base for these arguments: allowed for them
     failed: dict[str, str] = {}
+    used: set[str] = set()
     for kind in heard.denials:
         name = syscall_name(kind.arch, kind.nr)
+        if kind.needs in granted:
+            used.add(kind.needs)
+        elif kind.needs:
+            failed.setdefault(
+                kind.needs, f"{name} needs it, which the base does not grant: refused while learning too (not added)"
+            )
         if not syscall_known(name):  # a made-up number: the call failed (ENOSYS), and no policy names it
             failed[name] = "libseccomp has no name for it (nor, then, the kernel)"
             continue
@@ -103,11 +113,33 @@ def learn(
     text = _policy_text(
         base_reference, output, profile_path.name, made, added, lists, workload, (base_allows, learned_allows)
     )
+    kept = _kept_capabilities(granted, used)
+    if kept != granted:
+        text += _capabilities_text(Path(base_reference).stem, granted, kept)
     if narrow:
         text += _narrow_text(Path(base_reference).stem, narrow)
-    return Learned(
-        text, json.dumps(cut.to_json(), indent=2) + "\n", dict(made), added, failed, base_allows, learned_allows
-    )
+    profile_text = json.dumps(cut.to_json(), indent=2) + "\n"
+    counts = (base_allows, learned_allows)
+    return Learned(text, profile_text, dict(made), added, failed, *counts, frozenset(used), kept)
+
+
+def _kept_capabilities(granted: frozenset[str], used: set[str]) -> frozenset[str]:
+    """The base's capabilities the workload was seen to need, and those whose use no call
+    shows (sandbox.capcheck.OBSERVABLE): kept, since nothing says they went unused."""
+    return frozenset(name for name in granted if name in used or name not in OBSERVABLE)
+
+
+def _capabilities_text(base_name: str, granted: frozenset[str], kept: frozenset[str]) -> str:
+    unseen = sorted(name for name in kept if name not in OBSERVABLE)
+    dropped = sorted(granted - kept)
+    lines = [
+        "  capabilities:",
+        f"    # {_one_line(base_name)}'s, but those no call of the workload needed: {', '.join(dropped)}",
+    ]
+    if unseen:
+        lines.append(f"    # kept unseen (no call shows their use): {', '.join(unseen)}")
+    lines += ["    drop: [ALL]", f"    add: [{', '.join(sorted(kept))}]" if kept else "    add: []"]
+    return "\n".join(lines) + "\n"
 
 
 def _key(name: str, kind: Denial) -> str:

@@ -6,12 +6,8 @@ monitor's user namespace sees them) and the maps from the container's ids to tho
 from __future__ import annotations
 
 import os
-import stat
 
-CAPABILITY_BITS = {
-    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_FOWNER": 3, "CAP_SETGID": 6, "CAP_SETUID": 7,
-    "CAP_NET_BIND_SERVICE": 10,
-}  # fmt: skip
+from pysbx.sandbox.capabilities import CAPABILITY_NUMBERS
 
 
 class Caller:
@@ -32,7 +28,7 @@ class Caller:
         self.gid_map = _id_map(f"/proc/{pid}/gid_map")
 
     def holds(self, capability: str) -> bool:
-        return bool(self.capabilities >> CAPABILITY_BITS[capability] & 1)
+        return bool(self.capabilities >> CAPABILITY_NUMBERS[capability] & 1)
 
     def outside(self, container_id: int, gids: bool) -> int | None:
         """A container id as the monitor sees it; None when the container's map lacks it."""
@@ -54,17 +50,20 @@ class Caller:
         """Whether it runs as the container's root (its effective uid is what 0 maps to)."""
         return self.outside(0, False) == self.uids[1]
 
-    def may_write(self, info: os.stat_result) -> bool:
-        """Whether it passes the permission check to write a file of this owner and mode:
-        the owner, group and other bits against its filesystem ids and groups, or
-        CAP_DAC_OVERRIDE (ACLs aside)."""
-        if self.holds("CAP_DAC_OVERRIDE"):
+    def may_access(self, info: os.stat_result, read: bool, write: bool, overriding: bool = True) -> bool:
+        """Whether it passes the permission check to read and/or write a file of this owner
+        and mode: the owner, group and other bits against its filesystem ids and groups, or
+        (`overriding`) CAP_DAC_OVERRIDE (ACLs aside)."""
+        if overriding and self.holds("CAP_DAC_OVERRIDE"):
             return True
         if self.uids[3] == info.st_uid:
-            return bool(info.st_mode & stat.S_IWUSR)
-        if info.st_gid == self.gids[3] or info.st_gid in self.groups:
-            return bool(info.st_mode & stat.S_IWGRP)
-        return bool(info.st_mode & stat.S_IWOTH)
+            shift = 6
+        elif info.st_gid == self.gids[3] or info.st_gid in self.groups:
+            shift = 3
+        else:
+            shift = 0
+        wanted = (4 if read else 0) | (2 if write else 0)
+        return info.st_mode >> shift & wanted == wanted
 
 
 def _id_map(path: str) -> list[tuple[int, int, int]]:

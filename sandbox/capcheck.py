@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from pysbx.sandbox import pathwrites
-from pysbx.sandbox.caller import CAPABILITY_BITS, Caller
+from pysbx.sandbox.caller import Caller
+from pysbx.sandbox.capabilities import CAPABILITY_NUMBERS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,16 +30,18 @@ if TYPE_CHECKING:
 
 UNCHANGED = 0xFFFFFFFF  # an id of -1: "leave it"
 UNPRIVILEGED_PORT_START = 1024  # a new network namespace's net.ipv4.ip_unprivileged_port_start
-AF_INET, AF_INET6 = 2, 10
+AF_INET, AF_INET6, AF_NETLINK, AF_PACKET = 2, 10, 16, 17
+SOCK_RAW, NETLINK_AUDIT = 3, 9
+FILE_CAPABILITY = b"security.capability"
 
 
 class Check:
     """What one call needs checked: its capability, how to read it (`kind`: "bind",
     "chown", "chmod", "setuid", "setreuid", "setresuid", "setgroups"), whether it is about
     gids, where its ids start among the arguments, and where its file is (as pathwrites.Write
-    says; path -1: a descriptor in argument `directory`)."""
+    says; path -1: a descriptor in argument `directory`) and an open's flags (-1: creat's)."""
 
-    __slots__ = ("capability", "directory", "follow", "gids", "ids", "kind", "path")
+    __slots__ = ("capability", "directory", "flags", "follow", "gids", "ids", "kind", "path")
 
     def __init__(
         self,
@@ -48,9 +52,10 @@ class Check:
         directory: int = -1,
         path: int = -1,
         follow: bool = True,
+        flags: int = -1,
     ) -> None:
         self.capability, self.kind, self.ids, self.gids = capability, kind, ids, gids
-        self.directory, self.path, self.follow = directory, path, follow
+        self.directory, self.path, self.follow, self.flags = directory, path, follow, flags
 
 
 CHECKS = {
@@ -66,12 +71,31 @@ CHECKS = {
     "setregid": Check("CAP_SETGID", "setreuid", gids=True), "setresgid": Check("CAP_SETGID", "setresuid", gids=True),
     "setgroups": Check("CAP_SETGID", "setgroups"),
 }  # fmt: skip
+# What `learn` looks at besides (under observation every call is heard): the capabilities of
+# Docker's default set whose use shows in a call. Not here, so kept by learn: CAP_KILL (whom a
+# signal reaches), CAP_FSETID, CAP_MKNOD.
+LEARN_CHECKS = {
+    **CHECKS,
+    "socket": Check("CAP_NET_RAW", "socket"), "chroot": Check("CAP_SYS_CHROOT", "always"),
+    "setxattr": Check("CAP_SETFCAP", "setxattr"), "lsetxattr": Check("CAP_SETFCAP", "setxattr"),
+    "fsetxattr": Check("CAP_SETFCAP", "setxattr"),
+    "open": Check("CAP_DAC_OVERRIDE", "open", flags=1, path=0), "creat": Check("CAP_DAC_OVERRIDE", "open", path=0),
+    "openat": Check("CAP_DAC_OVERRIDE", "open", flags=2, directory=0, path=1),
+}  # fmt: skip
+OBSERVABLE = frozenset(
+    {check.capability for check in LEARN_CHECKS.values()} | {"CAP_AUDIT_WRITE"}
+)  # what learn can tell was used
 WHAT = {
     "bind": "binding a port below 1024", "chown": "giving a file to another owner or group",
     "chmod": "changing the mode of a file it does not own", "setuid": "taking an id it does not hold",
     "setreuid": "taking an id it does not hold", "setresuid": "taking an id it does not hold",
     "setgroups": "setting its supplementary groups", "open": "writing a file whose mode does not let root write it",
 }  # fmt: skip
+
+
+def numbered(checks: dict[str, Check], number_of: Callable[[str], int | None]) -> dict[int, Check]:
+    """The checks by this machine's call numbers."""
+    return {number: check for name, check in checks.items() if (number := number_of(name)) is not None}
 
 
 def notified_checks(
@@ -82,7 +106,7 @@ def notified_checks(
     checks = {}
     for name, check in CHECKS.items():
         number = number_of(name)
-        if number is not None and not granted >> CAPABILITY_BITS[check.capability] & 1 and allows_always(number):
+        if number is not None and not granted >> CAPABILITY_NUMBERS[check.capability] & 1 and allows_always(number):
             checks[number] = check
     return checks, [(number, 0, 0, 0) for number in checks]
 
@@ -94,18 +118,58 @@ def refused(
     EACCES for bind). `path` is the call's path as read from the caller (None: it has none,
     or it could not be read)."""
     caller = Caller(pid)
-    if caller.holds(check.capability):
-        return False
+    return not caller.holds(check.capability) and needed(caller, pid, check, args, path, read) != ""
+
+
+def needed(
+    caller: Caller,
+    pid: int,
+    check: Check,
+    args: tuple[int, ...] | list[int],
+    path: bytes | None,
+    read: Callable[[int, int], bytes],
+) -> str:
+    """The capability without which the kernel refuses this call of `caller` (whether it
+    holds it or not), or "": what `learn` counts as used."""
     if check.kind == "bind":
-        return _binds_privileged_port(args, read)
+        return check.capability if _binds_privileged_port(args, read) else ""
     if check.kind in ("setuid", "setreuid", "setresuid"):
-        return _takes_ids_not_held(caller, check, args)
-    if check.kind == "setgroups":
-        return True  # with no CAP_SETGID, always
+        return check.capability if _takes_ids_not_held(caller, check, args) else ""
+    if check.kind in ("setgroups", "always"):
+        return check.capability
+    if check.kind == "socket":
+        return _socket_capability(args)
+    if check.kind == "setxattr":
+        return check.capability if read(args[1], len(FILE_CAPABILITY) + 1) == FILE_CAPABILITY + b"\0" else ""
     owner = _file_owner(pid, check, args, path)
     if owner is None or not caller.maps_owner(owner):  # the capability would not reach it either
+        return ""
+    if check.kind == "open":
+        return check.capability if _overrides_permissions(caller, check, args, owner) else ""
+    return check.capability if _may_not_change(caller, check, args, (owner.st_uid, owner.st_gid)) else ""
+
+
+def _socket_capability(args: tuple[int, ...] | list[int]) -> str:
+    """A packet socket, or a raw one of any family, needs CAP_NET_RAW; an audit netlink
+    socket (what login, su and sshd write to), CAP_AUDIT_WRITE."""
+    family, kind, protocol = args[0] & 0xFFFFFFFF, args[1] & 0xF, args[2] & 0xFFFFFFFF
+    if family == AF_PACKET or (kind == SOCK_RAW and family != AF_NETLINK):
+        return "CAP_NET_RAW"
+    if family == AF_NETLINK and protocol == NETLINK_AUDIT:
+        return "CAP_AUDIT_WRITE"
+    return ""
+
+
+def _overrides_permissions(
+    caller: Caller, check: Check, args: tuple[int, ...] | list[int], info: os.stat_result
+) -> bool:
+    """An open of a regular file whose mode refuses the caller what it asks (read, write)."""
+    if not stat.S_ISREG(info.st_mode):
         return False
-    return _may_not_change(caller, check, args, (owner.st_uid, owner.st_gid))
+    flags = args[check.flags] if check.flags >= 0 else pathwrites.CREAT_FLAGS
+    access = flags & pathwrites.O_ACCMODE
+    writes = access != os.O_RDONLY or bool(flags & pathwrites.O_TRUNC)
+    return not caller.may_access(info, read=access != os.O_WRONLY, write=writes, overriding=False)
 
 
 def _binds_privileged_port(args: tuple[int, ...] | list[int], read: Callable[[int, int], bytes]) -> bool:

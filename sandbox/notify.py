@@ -28,6 +28,7 @@ import struct
 import threading
 
 from pysbx.sandbox import bpfeval, capcheck, pathwrites
+from pysbx.sandbox.caller import Caller
 from pysbx.sandbox.record import Record
 
 TYPE_CHECKING = False
@@ -272,7 +273,8 @@ class Listening:
         action, number = bpfeval.action_of(value)
         if self.observe:
             answer = self._observed_answer(data, value)
-            self._record(listener, notification_id, pid, data, answer, read, value)
+            needs = self._capability_needed(listener, notification_id, pid, data) if not answer else ""
+            self._record(listener, notification_id, pid, data, answer, read, value, needs)
             flags = 0 if answer else USER_NOTIF_FLAG_CONTINUE
             response = RESPONSE.pack(notification_id, 0, -answer, flags)
         elif action in (bpfeval.RET_ALLOW, bpfeval.RET_LOG):  # heard by the prologue: it goes on, as the filter says
@@ -351,6 +353,23 @@ class Listening:
             return capcheck.refused_errno(check), "", check.capability
         return None
 
+    def _capability_needed(self, listener: int, notification_id: int, pid: int, data: bytes) -> str:
+        """Under observation: the capability this call needs (sandbox.capcheck), whether
+        the caller holds it (it is used) or not (the call fails); "" for none or unknown."""
+        nr, arch, _, *args = bpfeval.SECCOMP_DATA.unpack(data)
+        check = self.checks.get(nr) if arch == self.native else None
+        if check is None:
+            return ""
+        try:
+            path = _read_strings(pid, args, (check.path,), PATH_MAX).get(check.path) if check.path >= 0 else None
+            caller = Caller(pid)
+            if check.kind == "open" and not (caller.holds(check.capability) or caller.is_root()):
+                return ""  # a permission refused to anyone else is no capability's matter
+            needs = capcheck.needed(caller, pid, check, args, path, lambda at, size: _read_memory(pid, at, size))
+        except Exception:  # nothing to tell: no capability counted
+            return ""
+        return needs if needs and _still_valid(listener, notification_id) else ""
+
     def _observed_answer(self, data: bytes, value: int) -> int:
         """Under observation: 0 (the call goes on), or the errno it gets: the base's ENOSYS
         on purpose, or the ceiling's refusal."""
@@ -370,11 +389,12 @@ class Listening:
         number: int,
         read: tuple[int, ...],
         verdict: int,
+        needs: str = "",
     ) -> None:
         nr, arch, _, *args = bpfeval.SECCOMP_DATA.unpack(data)
         self.heard.total += 1
         shown = {index: args[index] for index in read}
-        kind = (nr, arch, verdict, *(value for item in sorted(shown.items()) for value in item))
+        kind = (nr, arch, verdict, needs, *(value for item in sorted(shown.items()) for value in item))
         known = self._kinds.get(kind)
         if known is not None:
             known.count += 1
@@ -388,7 +408,7 @@ class Listening:
         if strings and not _still_valid(listener, notification_id):
             strings = {}  # the caller is gone, and the pid may be another process's now
         denial = self._kinds[kind] = Denial(nr, arch, number, shown, strings, pid, tuple(args))
-        denial.verdict = verdict
+        denial.verdict, denial.needs = verdict, needs
         self.heard.denials.append(denial)
         if self.on_new_kind is not None:
             self.on_new_kind(self.heard)

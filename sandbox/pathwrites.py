@@ -117,8 +117,8 @@ def refusal(
             # An existing file opened for writing: O_TRUNC asks the mount first, then the
             # permission check says EACCES, then the mount is asked (fs/namei.c do_open)
             if write.kind == "open" and stat.S_ISREG(info.st_mode) and not (read_only and flags & O_TRUNC):
-                caller = Caller(pid)
-                if not caller.may_write(info):
+                caller, reads = Caller(pid), flags & O_ACCMODE != os.O_WRONLY
+                if not caller.may_access(info, read=reads, write=True):
                     overridable = caller.is_root() and caller.maps_owner(info)
                     return (errno.EACCES, "", "CAP_DAC_OVERRIDE") if overridable else None
             if not read_only:

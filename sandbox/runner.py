@@ -367,6 +367,7 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
     listening = notify.Listening(plain, receiver, notify.path_arguments(_number_of), observe, ceiling)
     if observe or plain is None:
         spec.explain_bpf = notify.observing_program()
+        listening.checks = capcheck.numbered(capcheck.LEARN_CHECKS, _number_of)
         return listening
     blocker = notify.listener_blocker(plain)
     if blocker:  # the command would wait on itself: it runs as without --explain, and says why

@@ -99,6 +99,31 @@ def test_a_call_the_base_refuses_is_added_with_why_and_marked_by_policy_diff(
     assert re.search(r"personality\(arg0 & 0xffffffff == 0x8\): errno -> allow +loosens", diff.stdout), diff.stdout
 
 
+def test_capabilities_no_call_needed_are_dropped_and_those_needed_kept(
+    sandbox: Sandbox, world: Path, folder: Path, denials_image: str
+) -> None:
+    """As the container's root under baseline (Docker's fourteen): reading another user's
+    0600 file needs CAP_DAC_OVERRIDE, giving a file away CAP_CHOWN, ping's raw socket
+    CAP_NET_RAW: kept. CAP_SETUID, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT..., whose use a call
+    would show and none did, are dropped; those no call shows (CAP_KILL...) are kept. The
+    replay under the narrower set prints the same."""
+    script = "cat /home/owned; touch /tmp/made; chown 1000 /tmp/made; ping -c 1 127.0.0.1 >/dev/null && echo pinged"
+    done = learn(sandbox, world, folder, "--compare-output", "-u", "0", script, image=denials_image)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "another user's\npinged\n" * 2
+    text = (folder / "learned.yaml").read_text()
+    added = re.search(r"^    add: \[(.*)\]$", text, re.M)
+    assert "    drop: [ALL]" in text and added is not None, text
+    kept = set(added.group(1).split(", "))
+    assert {"CAP_DAC_OVERRIDE", "CAP_CHOWN", "CAP_NET_RAW", "CAP_KILL", "CAP_FSETID"} <= kept
+    assert not kept & {"CAP_SETUID", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_AUDIT_WRITE", "CAP_SETFCAP"}
+    assert re.search(
+        r"capabilities: baseline-unsigned grants 14, this policy \d+ \(no call needed .*CAP_SETUID", (done.stderr)
+    )
+    diff = tool(sandbox, "policy", "diff", str(world / "baseline-unsigned.yaml"), str(folder / "learned.yaml"))
+    assert diff.returncode == 0 and re.search(r"sandbox\.capabilities: -CAP_SETUID +tightens", diff.stdout), diff.stdout
+
+
 def test_a_workload_that_does_not_replay_the_same_is_not_offered(
     sandbox: Sandbox, world: Path, folder: Path, denials_image: str
 ) -> None:
