@@ -25,7 +25,9 @@ Run IMAGE's command once with every system call observed (each goes on, within t
 profile under the base's capabilities and the base's other confinement: learn only images you
 trust), then
 write FILE: a policy extending the base whose seccomp profile is the base's cut to the calls
-made, plus the calls the base refuses, each commented; and its profile beside it. The policy is
+made, plus the calls the base refuses, each commented; the base's capabilities that no call
+needed dropped; a root no write landed on (or only below /tmp, /run) read-only; the
+destinations sent to as its egress list; and its profile beside it. The policy is
 linted and the workload run again under it: exit 0 when it ends as observed, 1 when not, 2 for
 bad input, 125 when the workload cannot be run. RUN FLAGS are `pysandbox run`'s (-e, -v, -u...).
 

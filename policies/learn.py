@@ -11,7 +11,13 @@ not go, and `policy diff BASE LEARNED` marks the profile `tightens`. A call the 
 (socket's family, personality), as a rule of the profile for those arguments only, named in
 the policy's last comment lines. Not added: a call the base answers ENOSYS on purpose (the
 workload fell back from it already), and one that was refused while learning too (sandbox.notify
-keeps the observation within the default profile under the base's capabilities)."""
+keeps the observation within the default profile under the base's capabilities).
+
+Beyond the calls, what the observation saw narrows the base where it can only tighten: the
+capabilities a call needed (sandbox.capcheck) are kept and the others of the base dropped,
+but for those whose use no call shows; a writable root no write landed on (or only below
+/tmp, /run: a tmpfs there) becomes read-only; the destinations sent to become the egress list
+where the base sets none."""
 
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from pysbx.policies import model
 from pysbx.policies.explain import describe_call, syscall_name
 from pysbx.policies.loader import BUILTINS, LoadedPolicy
 from pysbx.policies.seccomp import (
@@ -35,9 +42,10 @@ from pysbx.policies.seccomp import (
     syscall_known,
     with_overrides,
 )
+from pysbx.policies.values import format_size
 from pysbx.sandbox import bpfeval
 from pysbx.sandbox.capcheck import OBSERVABLE
-from pysbx.sandbox.notify import Denial, Heard, handover_calls
+from pysbx.sandbox.notify import MORE, Denial, Heard, handover_calls
 
 
 class LearnError(ValueError):
@@ -116,11 +124,59 @@ def learn(
     kept = _kept_capabilities(granted, used)
     if kept != granted:
         text += _capabilities_text(Path(base_reference).stem, granted, kept)
+    text += _mounts_text(base.policy.sandbox, heard.written)
+    text += _egress_text(base.policy.sandbox, heard.reached)
     if narrow:
         text += _narrow_text(Path(base_reference).stem, narrow)
     profile_text = json.dumps(cut.to_json(), indent=2) + "\n"
     counts = (base_allows, learned_allows)
     return Learned(text, profile_text, dict(made), added, failed, *counts, frozenset(used), kept)
+
+
+SCRATCH = ("/tmp", "/run")  # folders an image keeps empty, where a tmpfs hides nothing it needs
+
+
+def _mounts_text(sandbox: model.SandboxPolicy, written: dict[str, int]) -> str:
+    """A writable root the workload did not write on becomes read-only; one it wrote on
+    only below /tmp or /run, read-only with a tmpfs there (the base's writable_size shared
+    out, so nothing more may be written than before). Otherwise the base's, and where the
+    writes landed is said."""
+    if sandbox.mounts.read_only_rootfs:
+        return ""
+    places = ", ".join(f"{_one_line(name)} ({count}x)" for name, count in sorted(written.items()))
+    if not set(written) <= set(SCRATCH):
+        return f"  # writes landed on the root below {places}: it stays writable, as in the base\n"
+    lines = ["  mounts:"]
+    if not written:
+        lines.append("    # no write of the workload landed on the root")
+    else:
+        lines.append(f"    # the workload wrote on the root only below {places}: a tmpfs there takes it")
+    lines.append("    read_only_rootfs: true")
+    if written:
+        budget = sandbox.limits.writable_size
+        size = f", size: {format_size(budget // len(written))}" if budget else ""
+        entries = [(t.path, f", size: {format_size(t.size)}" if t.size else "", t.mode) for t in sandbox.mounts.tmpfs]
+        entries += [(name, size, "1777") for name in sorted(written)]
+        lines.append("    tmpfs:")
+        lines += [
+            f"      - {{path: {json.dumps(path)}{sized}, mode: {json.dumps(mode)}}}" for path, sized, mode in entries
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _egress_text(sandbox: model.SandboxPolicy, reached: dict[str, int]) -> str:
+    """The destinations the workload sent to, as the egress allow-list (where the base sets
+    none, and all of them were kept)."""
+    if sandbox.egress is not None:
+        return ""
+    if MORE in reached:
+        return "  # the workload sent to more places than were kept: egress stays the base's (anything)\n"
+    lines = ["  # where the workload sent (its engine's resolver, for DNS, and loopback stay reachable)"]
+    if not reached:
+        return "\n".join([*lines, "  egress: []"]) + "\n"
+    lines.append("  egress:")
+    lines += [f"    - {json.dumps(rule)}  # {count}x" for rule, count in sorted(reached.items())]
+    return "\n".join(lines) + "\n"
 
 
 def _kept_capabilities(granted: frozenset[str], used: set[str]) -> frozenset[str]:

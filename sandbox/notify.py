@@ -27,7 +27,7 @@ import select
 import struct
 import threading
 
-from pysbx.sandbox import bpfeval, capcheck, pathwrites
+from pysbx.sandbox import bpfeval, capcheck, destinations, pathwrites
 from pysbx.sandbox.caller import Caller
 from pysbx.sandbox.record import Record
 
@@ -84,9 +84,12 @@ class Denial(Record):
 class Heard(Record):
     """What a run's listener heard: the denials in the order first made, how many calls in
     all, how many more kinds than were kept, and why nothing was heard (or ""); and how
-    often each cgroup-enforced limit was reached (Cgroup.limits_reached)."""
+    often each cgroup-enforced limit was reached (Cgroup.limits_reached). Under observation
+    (learn), also the folders written on the container's root (the first folder below it:
+    /tmp) and the destinations sent to (sandbox.destinations), each with how many calls;
+    MAX_PLACES of each, the rest counted under "*"."""
 
-    __slots__ = ("denials", "dropped", "limits", "total", "unavailable")
+    __slots__ = ("denials", "dropped", "limits", "reached", "total", "unavailable", "written")
 
     def __init__(self) -> None:
         self.denials: list[Denial] = []
@@ -94,6 +97,8 @@ class Heard(Record):
         self.dropped = 0
         self.unavailable = ""
         self.limits: dict[str, int] = {}
+        self.written: dict[str, int] = {}
+        self.reached: dict[str, int] = {}
 
 
 def heard_as_json(heard: Heard) -> dict[str, object]:
@@ -111,6 +116,8 @@ def heard_as_json(heard: Heard) -> dict[str, object]:
         "dropped": heard.dropped,
         "unavailable": heard.unavailable,
         "limits": heard.limits,
+        "written": heard.written,
+        "reached": heard.reached,
     }
 
 
@@ -119,7 +126,10 @@ def heard_from_json(document: dict[str, object]) -> Heard:
     heard = Heard()
     heard.total, heard.dropped = int(document["total"]), int(document["dropped"])  # type: ignore[call-overload]
     heard.unavailable = str(document["unavailable"])
-    heard.limits = {str(name): int(count) for name, count in dict(document.get("limits") or {}).items()}  # type: ignore[call-overload]
+    heard.limits, heard.written, heard.reached = (
+        {str(name): int(count) for name, count in dict(document.get(field) or {}).items()}  # type: ignore[call-overload]
+        for field in ("limits", "written", "reached")
+    )
     for item in document["denials"]:  # type: ignore[attr-defined]
         args = {int(index): int(value) for index, value in item["args"]}
         strings = {int(index): bytes.fromhex(text) for index, text in item["strings"].items()}
@@ -139,9 +149,14 @@ def merged(earlier: Heard | None, later: Heard) -> Heard:
     both = Heard()
     both.total, both.dropped = earlier.total + later.total, earlier.dropped + later.dropped
     both.unavailable = later.unavailable or earlier.unavailable
-    both.limits = {
-        name: earlier.limits.get(name, 0) + later.limits.get(name, 0) for name in {*earlier.limits, *later.limits}
-    }
+    both.limits = _added(earlier.limits, later.limits)
+    for place, counts in (
+        (both.written, (earlier.written, later.written)),
+        (both.reached, (earlier.reached, later.reached)),
+    ):
+        for counted in counts:
+            for name, count in counted.items():
+                count_place(place, name, count)
     kinds: dict[tuple[object, ...], Denial] = {}
     for denial in (*earlier.denials, *later.denials):
         key = (denial.nr, denial.arch, denial.verdict, denial.mount, denial.needs, tuple(sorted(denial.args.items())))
@@ -156,6 +171,21 @@ def merged(earlier: Heard | None, later: Heard) -> Heard:
         kinds[key] = copy
         both.denials.append(copy)
     return both
+
+
+def _added(first: dict[str, int], second: dict[str, int]) -> dict[str, int]:
+    return {name: first.get(name, 0) + second.get(name, 0) for name in {*first, *second}}
+
+
+MAX_PLACES = 64
+MORE = "*"  # places beyond MAX_PLACES, counted together
+
+
+def count_place(places: dict[str, int], name: str, count: int = 1) -> None:
+    """One more call to `name` in a bounded record of places (written folders, destinations)."""
+    if name not in places and len(places) >= MAX_PLACES:
+        name = MORE
+    places[name] = places.get(name, 0) + count
 
 
 class Listening:
@@ -186,6 +216,7 @@ class Listening:
         self.path_arguments = path_arguments
         self.writes = writes or {}  # the writing calls the prologue notifies (sandbox.pathwrites)
         self.checks: Mapping[int, capcheck.Check] = {}  # calls it notifies for a capability (sandbox.capcheck)
+        self.sends: Mapping[int, tuple[int, int]] = {}  # learn: calls with a destination (sandbox.destinations)
         self.observe = observe
         self.most = MAX_OBSERVED if observe else MAX_DISTINCT
         self.heard = Heard()
@@ -275,6 +306,8 @@ class Listening:
             answer = self._observed_answer(data, value)
             needs = self._capability_needed(listener, notification_id, pid, data) if not answer else ""
             self._record(listener, notification_id, pid, data, answer, read, value, needs)
+            if not answer:
+                self._note_effects(listener, notification_id, pid, data)
             flags = 0 if answer else USER_NOTIF_FLAG_CONTINUE
             response = RESPONSE.pack(notification_id, 0, -answer, flags)
         elif action in (bpfeval.RET_ALLOW, bpfeval.RET_LOG):  # heard by the prologue: it goes on, as the filter says
@@ -369,6 +402,41 @@ class Listening:
         except Exception:  # nothing to tell: no capability counted
             return ""
         return needs if needs and _still_valid(listener, notification_id) else ""
+
+    def _note_effects(self, listener: int, notification_id: int, pid: int, data: bytes) -> None:
+        """Under observation: a write that lands on the container's root (its folder is
+        counted in heard.written), a send to another host (heard.reached)."""
+        nr, arch, _, *args = bpfeval.SECCOMP_DATA.unpack(data)
+        write, send = self.writes.get(nr), self.sends.get(nr)
+        if arch != self.native:
+            return
+        try:
+            if send is not None:
+                place, places = destinations.destination(send, args, lambda at, n: _read_memory(pid, at, n)), "reached"
+            elif write is not None:
+                place, places = self._root_folder_written(pid, write, args), "written"
+            else:
+                return
+        except Exception:  # nothing to tell
+            return
+        if place and _still_valid(listener, notification_id):
+            count_place(getattr(self.heard, places), place)
+
+    def _root_folder_written(self, pid: int, write: pathwrites.Write, args: list[int]) -> str:
+        """The first folder below the root (/tmp) of a write that lands on the root's own
+        mount, or "" (another mount, no write); "?" where the path cannot be told."""
+        path = _read_strings(pid, args, (write.path,), PATH_MAX).get(write.path)
+        if path is None or len(path) >= PATH_MAX:
+            return ""
+        if pathwrites.landing(pid, write, args, path, lambda at, n: _read_memory(pid, at, n)) != "/":
+            return ""
+        full = pathwrites.absolute(pid, write, args, path)
+        if full is None:
+            return "?"
+        parts = [part for part in full.split(b"/") if part and part != b"."]
+        if not parts or b".." in parts:
+            return "?"
+        return "/" + parts[0].decode(errors="backslashreplace")
 
     def _observed_answer(self, data: bytes, value: int) -> int:
         """Under observation: 0 (the call goes on), or the errno it gets: the base's ENOSYS

@@ -68,6 +68,11 @@ AT_FDCWD = -100
 MAX_MOUNTINFO = 1 << 20
 
 
+def numbered(number_of: Callable[[str], int | None]) -> dict[int, Write]:
+    """Every writing call by this machine's number (learn hears every call anyway)."""
+    return {number: write for name, write in WRITES.items() if (number := number_of(name)) is not None}
+
+
 def notified_writes(
     number_of: Callable[[str], int | None], allows_always: Callable[[int], bool]
 ) -> tuple[dict[int, Write], list[tuple[int, int, int, int]]]:
@@ -97,6 +102,61 @@ def refusal(
     container's root opening a file its mode does not let it write, EACCES and the
     capability that would (CAP_DAC_OVERRIDE, which the policy drops). `path` is the call's
     path as read from the caller; `read(address, size)` reads the caller's memory."""
+    found = _target(pid, write, args, path, read)
+    if found is None:
+        return None
+    target, flags = found
+    try:
+        read_only = bool(os.fstatvfs(target).f_flag & os.ST_RDONLY)
+        info = os.fstat(target)
+        # An existing file opened for writing: O_TRUNC asks the mount first, then the
+        # permission check says EACCES, then the mount is asked (fs/namei.c do_open)
+        if write.kind == "open" and stat.S_ISREG(info.st_mode) and not (read_only and flags & O_TRUNC):
+            caller, reads = Caller(pid), flags & O_ACCMODE != os.O_WRONLY
+            if not caller.may_access(info, read=reads, write=True):
+                overridable = caller.is_root() and caller.maps_owner(info)
+                return (errno.EACCES, "", "CAP_DAC_OVERRIDE") if overridable else None
+        if not read_only:
+            return None
+        mount = _mount_point(pid, _mount_id(target))
+        return (errno.EROFS, mount, "") if mount is not None else None
+    finally:
+        os.close(target)
+
+
+def landing(
+    pid: int, write: Write, args: tuple[int, ...] | list[int], path: bytes, read: Callable[[int, int], bytes]
+) -> str | None:
+    """The point (as the container sees it) of the mount this call writes to, or None: it
+    writes nothing, or where cannot be told (`learn`: what was written on the root)."""
+    found = _target(pid, write, args, path, read)
+    if found is None:
+        return None
+    try:
+        return _mount_point(pid, _mount_id(found[0]))
+    finally:
+        os.close(found[0])
+
+
+def absolute(pid: int, write: Write, args: tuple[int, ...] | list[int], path: bytes) -> bytes | None:
+    """The call's path from the container's root: a relative one joined to the caller's
+    working folder or folder descriptor as /proc shows them (None where that is not a path
+    from the root)."""
+    if path.startswith(b"/"):
+        return path
+    directory = signed(args[write.directory]) if write.directory >= 0 else AT_FDCWD
+    where = f"/proc/{pid}/cwd" if directory == AT_FDCWD else f"/proc/{pid}/fd/{directory}"
+    try:
+        folder = os.fsencode(os.readlink(where))
+    except OSError:
+        return None
+    return folder.rstrip(b"/") + b"/" + path if folder.startswith(b"/") else None
+
+
+def _target(
+    pid: int, write: Write, args: tuple[int, ...] | list[int], path: bytes, read: Callable[[int, int], bytes]
+) -> tuple[int, int] | None:
+    """The O_PATH descriptor whose mount decides the call (_place), and an open's flags."""
     flags = _open_flags(write, args, read) if write.kind == "open" else 0
     if write.kind == "open" and not flags & (O_ACCMODE | O_CREAT | O_TRUNC):
         return None
@@ -109,26 +169,9 @@ def refusal(
         return None
     try:
         target = _place(start, path, write, flags)
-        if target is None:
-            return None
-        try:
-            read_only = bool(os.fstatvfs(target).f_flag & os.ST_RDONLY)
-            info = os.fstat(target)
-            # An existing file opened for writing: O_TRUNC asks the mount first, then the
-            # permission check says EACCES, then the mount is asked (fs/namei.c do_open)
-            if write.kind == "open" and stat.S_ISREG(info.st_mode) and not (read_only and flags & O_TRUNC):
-                caller, reads = Caller(pid), flags & O_ACCMODE != os.O_WRONLY
-                if not caller.may_access(info, read=reads, write=True):
-                    overridable = caller.is_root() and caller.maps_owner(info)
-                    return (errno.EACCES, "", "CAP_DAC_OVERRIDE") if overridable else None
-            if not read_only:
-                return None
-            mount = _mount_point(pid, _mount_id(target))
-            return (errno.EROFS, mount, "") if mount is not None else None
-        finally:
-            os.close(target)
     finally:
         os.close(start)
+    return (target, flags) if target is not None else None
 
 
 def _open_flags(write: Write, args: tuple[int, ...] | list[int], read: Callable[[int, int], bytes]) -> int:

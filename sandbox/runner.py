@@ -354,7 +354,7 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
     filters nothing to explain (spec.heard says why nothing was heard)."""
     import socket
 
-    from pysbx.sandbox import bpfeval, capcheck, notify, pathwrites
+    from pysbx.sandbox import bpfeval, capcheck, destinations, notify, pathwrites
 
     plain = spec.seccomp_bpf
     observe = spec.explain == "observe"
@@ -368,6 +368,8 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
     if observe or plain is None:
         spec.explain_bpf = notify.observing_program()
         listening.checks = capcheck.numbered(capcheck.LEARN_CHECKS, _number_of)
+        listening.writes = pathwrites.numbered(_number_of)
+        listening.sends = {number: how for name, how in destinations.SENDS.items() if (number := _number_of(name))}
         return listening
     blocker = notify.listener_blocker(plain)
     if blocker:  # the command would wait on itself: it runs as without --explain, and says why

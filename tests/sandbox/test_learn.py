@@ -124,6 +124,39 @@ def test_capabilities_no_call_needed_are_dropped_and_those_needed_kept(
     assert diff.returncode == 0 and re.search(r"sandbox\.capabilities: -CAP_SETUID +tightens", diff.stdout), diff.stdout
 
 
+def test_a_root_written_only_below_tmp_becomes_read_only_and_sends_the_egress_list(
+    sandbox: Sandbox, world: Path, folder: Path, denials_image: str
+) -> None:
+    """Under baseline (a writable root): writes only below /tmp (one relative to the working
+    folder) make the root read-only with a tmpfs at /tmp, sized so that no more may be
+    written than before; the one destination sent to becomes the egress list (loopback is
+    no destination). policy diff marks all three tightens, and the replay runs the same."""
+    script = "echo x > /tmp/a; mkdir /tmp/b; cd /tmp && echo y > c; nc -w 1 192.0.2.7 8081 </dev/null; echo done"
+    done = learn(sandbox, world, folder, "--compare-output", script, image=denials_image)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "done\n" * 2
+    text = (folder / "learned.yaml").read_text()
+    assert "# the workload wrote on the root only below /tmp (3x): a tmpfs there takes it" in text
+    assert '    read_only_rootfs: true\n    tmpfs:\n      - {path: "/tmp", size: 1Gi, mode: "1777"}' in text
+    assert '  egress:\n    - "192.0.2.7/32:8081"  # 1x' in text
+    diff = tool(sandbox, "policy", "diff", str(world / "baseline-unsigned.yaml"), str(folder / "learned.yaml"))
+    assert diff.returncode == 0, diff.stdout
+    for field in ("egress: null -> [192.0.2.7/32:8081]", "read_only_rootfs: false -> true", "tmpfs: +{path: /tmp"):
+        assert re.search(rf"sandbox\.(mounts\.)?{re.escape(field)}.* tightens", diff.stdout), (field, diff.stdout)
+
+
+def test_a_root_written_elsewhere_stays_writable_and_says_where(
+    sandbox: Sandbox, world: Path, folder: Path, denials_image: str
+) -> None:
+    done = learn(
+        sandbox, world, folder, "echo x > /tmp/a; echo y > /home/made; echo z > /dev/null", image=denials_image
+    )
+    assert done.returncode == 0, done.stderr
+    text = (folder / "learned.yaml").read_text()
+    assert "  # writes landed on the root below /home (1x), /tmp (1x): it stays writable, as in the base" in text
+    assert "read_only_rootfs" not in text and "  egress: []" in text
+
+
 def test_a_workload_that_does_not_replay_the_same_is_not_offered(
     sandbox: Sandbox, world: Path, folder: Path, denials_image: str
 ) -> None:
