@@ -393,13 +393,15 @@ def _limit_notes(loaded: LoadedPolicy, reached: dict[str, int]) -> list[str]:
     said = {
         "memory": "the kernel killed {count} process(es) for going over limits.memory",
         "pids": "limits.pids refused {count} fork(s) or thread(s) (EAGAIN)",
+        "writable_size": "the writable layer was left full: writes beyond limits.writable_size got ENOSPC",
     }
     notes = []
     for name, count in sorted(reached.items()):
         location = loaded.locations.get(("sandbox", "limits", name))
         where = f"{location[0]}:{location[1]}" if location else loaded.chain[0]
         sentence = said.get(name, f"limits.{name} was reached {{count}} time(s)").format(count=count)
-        notes.append(f"{sentence}: set at {where} (or by a run flag: --memory, --pids-limit)")
+        flag = {"memory": " (or by --memory)", "pids": " (or by --pids-limit)"}.get(name, "")
+        notes.append(f"{sentence}: set at {where}{flag}")
     return notes
 
 

@@ -217,6 +217,10 @@ class Listening:
         self.writes = writes or {}  # the writing calls the prologue notifies (sandbox.pathwrites)
         self.checks: Mapping[int, capcheck.Check] = {}  # calls it notifies for a capability (sandbox.capcheck)
         self.sends: Mapping[int, tuple[int, int]] = {}  # learn: calls with a destination (sandbox.destinations)
+        # Under limits.writable_size: the container's root, held from its first heard call on,
+        # so that finish() can tell whether the writable layer (a tmpfs) was left full.
+        self.watch_root = False
+        self._root = -1
         self.observe = observe
         self.most = MAX_OBSERVED if observe else MAX_DISTINCT
         self.heard = Heard()
@@ -237,6 +241,11 @@ class Listening:
         self._thread.join()
         for fd in (self._stop_r, self._stop_w):
             os.close(fd)
+        if self._root >= 0:
+            if _is_full(self._root):
+                self.heard.limits["writable_size"] = 1
+            os.close(self._root)
+            self._root = -1
         return self.heard
 
     def _serve(self) -> None:
@@ -300,6 +309,8 @@ class Listening:
                 return
             raise
         notification_id, pid, _, data = NOTIF.unpack(buffer)
+        if self.watch_root and self._root < 0:
+            self._hold_root(listener, notification_id, pid)
         value, read = self.plain.of(data)
         action, number = bpfeval.action_of(value)
         if self.observe:
@@ -327,6 +338,18 @@ class Listening:
         except OSError as failure:
             if failure.errno != errno.ENOENT:  # the caller died meanwhile
                 raise
+
+    def _hold_root(self, listener: int, notification_id: int, pid: int) -> None:
+        """The caller's root (the container's overlay, whose free space is its writable
+        layer's), open as O_PATH; only once the call's id says the pid was the caller's."""
+        try:
+            root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return
+        if _still_valid(listener, notification_id):
+            self._root = root
+        else:
+            os.close(root)
 
     def _hear_allowed(self, listener: int, notification_id: int, pid: int, data: bytes) -> None:
         """A call the filter allows and the prologue notified for a look: recorded when a
@@ -515,6 +538,16 @@ class Verdicts:
                 reads = self._reads.setdefault((nr, arch), set(read))
             self._answers[(nr, arch, *(args[index] for index in sorted(reads)))] = cached
         return cached
+
+
+def _is_full(root: int) -> bool:
+    """Whether the filesystem under `root` has no block or no inode left (an overlay says
+    its writable layer's)."""
+    try:
+        status = os.fstatvfs(root)
+    except OSError:
+        return False
+    return status.f_bavail == 0 or (status.f_files > 0 and status.f_favail == 0)
 
 
 def _is_listener(fd: int) -> bool:

@@ -201,7 +201,7 @@ def run_container(spec: RunSpec) -> int:
         if status == 128 + signal.SIGKILL and cgroup is not None and cgroup.oom_kills():
             _say_out_of_memory(spec)
         if spec.heard is not None and cgroup is not None:  # --explain: the limits it met too
-            spec.heard.limits = cgroup.limits_reached()
+            spec.heard.limits.update(cgroup.limits_reached())
         return status
     finally:
         spec.monitor_fds = tuple(fd for fd in spec.monitor_fds if fd not in layers)
@@ -365,6 +365,7 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
     receiver, spec.listener_end = socket.socketpair()
     ceiling = _observation_ceiling(spec.capabilities) if observe else None
     listening = notify.Listening(plain, receiver, notify.path_arguments(_number_of), observe, ceiling)
+    listening.watch_root = writable_size(spec) is not None
     if observe or plain is None:
         spec.explain_bpf = notify.observing_program()
         listening.checks = capcheck.numbered(capcheck.LEARN_CHECKS, _number_of)

@@ -143,6 +143,25 @@ def test_a_limit_reached_is_said_with_the_line_that_sets_it(sandbox: Sandbox, de
     )
 
 
+def test_a_full_writable_layer_is_said_with_the_line_that_sizes_it(
+    sandbox: Sandbox, world: Path, denials_image: str
+) -> None:
+    policy = strict_variant(
+        world,
+        "explain-small-layer.yaml",
+        ("read_only_rootfs: true", "read_only_rootfs: false"),
+        ("writable_size: 256Mi", "writable_size: 1Mi"),
+    )
+    share(world)
+    script = "dd if=/dev/zero of=/big bs=1k count=3000 2>/dev/null; echo end"
+    full = sandbox("--explain", "-u", "0", script, image=denials_image, policy=policy.name)
+    assert full.stdout == "end\n", full.stderr
+    note = f"the writable layer was left full: writes beyond limits.writable_size got ENOSPC: set at {policy}:"
+    assert f"{note}{line_of(policy, 'writable_size: 1Mi')}" in full.stderr
+    roomy = sandbox("--explain", "-u", "0", "echo x > /small", image=denials_image, policy=policy.name)
+    assert roomy.returncode == 0 and "writable layer" not in roomy.stderr
+
+
 def test_the_container_never_holds_the_listener(sandbox: Sandbox, denials_image: str) -> None:
     """A process holding the listener could answer its own denials: every descriptor of
     every process in the container is looked at, while a denial is being made."""
