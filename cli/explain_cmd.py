@@ -38,9 +38,9 @@ def explain_container(reference: str, as_json: bool) -> int:
     from pysbx.policies.errors import PolicyError
     from pysbx.policies.loader import load_policy
     from pysbx.policies.seccomp import SeccompProfileError
-    from pysbx.sandbox.containers import EXPLAIN, EXPLAIN_LIMIT, find, read_json
+    from pysbx.sandbox.containers import EXPLAIN, EXPLAIN_EXEC, EXPLAIN_LIMIT, find, read_json
     from pysbx.sandbox.errors import SandboxError
-    from pysbx.sandbox.notify import heard_from_json
+    from pysbx.sandbox.notify import heard_from_json, merged
     from pysbx.sandbox.specfile import load_spec
 
     try:
@@ -54,8 +54,9 @@ def explain_container(reference: str, as_json: bool) -> int:
         )
     heard = Heard()
     try:
-        if os.path.exists(os.path.join(container.path, EXPLAIN)):
-            heard = heard_from_json(read_json(container.path, EXPLAIN, EXPLAIN_LIMIT))
+        for name in (EXPLAIN, EXPLAIN_EXEC):  # the command's, then exec'd processes'
+            if os.path.exists(os.path.join(container.path, name)):
+                heard = merged(heard, heard_from_json(read_json(container.path, name, EXPLAIN_LIMIT)))
         explanation = explain(
             load_policy(_policy_of(container.record)),
             capability_sets.names(spec.capabilities),

@@ -43,6 +43,7 @@ else:  # the C half of `signal`: `signal` itself imports enum (sandbox.runner sa
 STOP_REQUESTED = "stop-requested"  # written by stop/kill/rm -f before they signal: no restart after
 PAUSED = "paused"  # written by pause once the freezer holds the container, removed by unpause
 EXPLAIN = "explain.json"  # run -d --explain: what the monitor heard (sandbox.notify), for `explain NAME`
+EXPLAIN_EXEC = "explain-exec.json"  # and what exec'd processes' listeners heard (sandbox.enter)
 EXPLAIN_LIMIT = 8 << 20  # explain.json: 256 kinds with their path arguments fit well within
 RECORD_LIMIT = 1 << 20
 STOP_TIMEOUT = 10  # Docker's seconds between the stop signal and SIGKILL

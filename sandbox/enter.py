@@ -92,10 +92,51 @@ def exec_in(container: Container, spec: RunSpec, tty: bool = False, interactive:
     init = container.status.get("init")
     assert isinstance(init, list)
     pidfd = _pin_command(container, int(init[0]))
+    listening = _listening(spec)
     try:
         return _run_entered(spec, int(init[0]), pidfd, tty, interactive)
     finally:
         os.close(pidfd)
+        if listening is not None:
+            _keep_heard(container, listening.finish())
+
+
+def _listening(spec: RunSpec) -> Any:
+    """A container run with --explain: exec'd processes are heard too, by this process, as
+    the container's monitor hears its command (runner._prepare_listening)."""
+    if spec.explain != "explain" or spec.seccomp_bpf is None:
+        return None
+    from pysbx.sandbox import runner
+
+    listening = runner._prepare_listening(spec)
+    if listening is not None:
+        listening.start()
+    return listening
+
+
+def _keep_heard(container: Container, heard: Any) -> None:
+    """What an exec'd process's listener heard, added to the container's explain-exec.json
+    (the monitor's explain.json is the monitor's alone: two writers would lose each other's
+    kinds), under a lock on the container's folder: execs may end together."""
+    import fcntl
+
+    from pysbx.sandbox.containers import EXPLAIN_EXEC, EXPLAIN_LIMIT, read_json, write_json
+    from pysbx.sandbox.notify import heard_as_json, heard_from_json, merged
+
+    if not heard.denials and not heard.limits:
+        return
+    folder = os.open(container.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        earlier = None
+        if os.path.exists(os.path.join(container.path, EXPLAIN_EXEC)):
+            try:
+                earlier = heard_from_json(read_json(container.path, EXPLAIN_EXEC, EXPLAIN_LIMIT))
+            except (OSError, ValueError, KeyError, TypeError, SandboxError):
+                earlier = None  # damaged: this exec's record replaces it
+        write_json(container.path, EXPLAIN_EXEC, heard_as_json(merged(earlier, heard)))
+    finally:
+        os.close(folder)
 
 
 def _pin_command(container: Container, init: int) -> int:
@@ -134,6 +175,9 @@ def _run_entered(spec: RunSpec, init: int, pidfd: int, tty: bool, interactive: b
     os.close(errors_w)
     if theirs is not None:
         theirs.close()
+    if spec.listener_end is not None:  # the command's end (run --explain): it sends its listener through it
+        spec.listener_end.close()
+        spec.listener_end = None
     master = terminal.receive_master(ours) if ours is not None else None
     if master is not None:
         with terminal.relaying(master, interactive):

@@ -363,6 +363,25 @@ def test_a_detached_container_is_explained_while_it_runs_and_after_restarts(
     assert [(item["syscall"], item["count"]) for item in as_json["denials"]] == [("mount", 2)]
 
 
+def test_the_calls_of_an_execd_process_are_heard_and_kept_with_the_containers(
+    sandbox: Sandbox, world: Path, denials_image: str, named: list[str]
+) -> None:
+    """exec into a container run with -d --explain: the exec'd process's denials get the
+    plain filter's errno and join the container's record, which `explain NAME` shows."""
+    name = f"explained-exec-{sandbox.mode}"
+    named.append(name)
+    flags = ["run", "-d", "--name", name, "--policy", str(world / "strict-unsigned.yaml"), "--explain"]
+    started = tool(sandbox, *flags, str(world / denials_image), "sleep", "30")
+    assert started.returncode == 0, started.stderr
+    for _ in range(2):
+        done = tool(sandbox, "exec", name, "/denials", nr("unshare"), "0x10000000")
+        assert done.stdout.strip() == f"{nr('unshare')}=-1/1", done.stderr
+    report = tool(sandbox, "explain", name)
+    assert re.search(r"^  unshare\(flags=CLONE_NEWUSER\) -> EPERM  \(2 times\)$", report.stdout, re.M), report.stdout
+    assert re.search(r"sandbox\.seccomp\.allow: \+unshare +loosens", report.stdout)
+    assert tool(sandbox, "rm", "-f", name).returncode == 0
+
+
 def test_explain_names_a_container_that_was_not_run_with_it(
     sandbox: Sandbox, world: Path, denials_image: str, named: list[str]
 ) -> None:
