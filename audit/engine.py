@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import yaml
-
 from pysbx.audit.detect import (
     STDIN,
     TAR_HEADER_SIZE,
@@ -26,17 +24,15 @@ from pysbx.audit.detect import (
 from pysbx.audit.findings import Finding, at_or_above, number_fingerprints
 from pysbx.audit.inputs import TEXT_LIMIT, InputTooLargeError, NotRegularFileError, read_regular
 from pysbx.audit.rules import finding
-from pysbx.audit.rules.container import container_findings
 from pysbx.audit.rules.dockerfile import dockerfile_findings
-from pysbx.audit.sources import DOCUMENT_SOURCES
 from pysbx.audit.sources.dockerfile import DockerfileError, looks_like_dockerfile, parse_dockerfile
-from pysbx.audit.sources.yamllines import describe_problem, load_documents
 from pysbx.audit.suppress import apply_inline, apply_policy_ignores, inline_suppressions, matches_rule
-from pysbx.policies.model import Policy
+from pysbx.policies.severity import DEFAULT_FAIL_ON
 
 if TYPE_CHECKING:  # images are read only when an image is audited: keep start-up small
     from pysbx.audit.rules.image_contents import ImageSummary
     from pysbx.images.image import Image
+    from pysbx.policies.model import Policy
 
 
 NOT_AN_INPUT = "not a Dockerfile, Compose file, Kubernetes manifest, docker inspect output or OCI config"
@@ -44,7 +40,7 @@ NOT_AN_INPUT = "not a Dockerfile, Compose file, Kubernetes manifest, docker insp
 
 @dataclass
 class AuditOptions:
-    policy: Policy = field(default_factory=lambda: Policy(version=1))
+    policy: Policy | None = None  # None: the built-in defaults (no policy model to import)
     policy_file: str = "(built-in defaults)"
     policy_ignore_line: int | None = None
     fail_on: str | None = None
@@ -109,7 +105,11 @@ def audit(targets: list[str], options: AuditOptions | None = None) -> AuditResul
             images.append(summary)
     collected = _apply_rule_settings(collected, options)
     collected += apply_policy_ignores(
-        collected, options.policy.audit.ignore, options.today, options.policy_file, options.policy_ignore_line
+        collected,
+        options.policy.audit.ignore if options.policy else (),
+        options.today,
+        options.policy_file,
+        options.policy_ignore_line,
     )
     number_fingerprints(collected)
     if options.baseline is not None:
@@ -124,7 +124,7 @@ def audit(targets: list[str], options: AuditOptions | None = None) -> AuditResul
         suppressed=[f for f in collected if f.suppressed],
         images=images,
         kinds=kinds,
-        fail_on=options.fail_on or options.policy.audit.fail_on,
+        fail_on=options.fail_on or (options.policy.audit.fail_on if options.policy else DEFAULT_FAIL_ON),
         skipped=skipped,
         input_errors=errors,
     )
@@ -149,7 +149,7 @@ def _walk_may_skip(path: str, explicit: bool, error: AuditInputError) -> bool:
 
 
 def audit_one(
-    path: str, explicit: bool, policy: Policy, stored: StoredImages | None = None
+    path: str, explicit: bool, policy: Policy | None, stored: StoredImages | None = None
 ) -> tuple[str | None, list[Finding], ImageSummary | None]:
     """Findings for one input, or (None, [], None) for a file a directory walk may skip.
     An `explicit` input was named by the user: a symlink to a regular file is followed."""
@@ -178,17 +178,21 @@ def _audit_text(path: str, text: str, explicit: bool) -> tuple[str | None, list[
     kind, specs = _yaml_specs(path, text, explicit)
     if kind is None:
         return None, [], None
+    from pysbx.audit.rules.container import container_findings  # documents only (a Dockerfile's audit skips it)
+
     findings = [f for spec in specs for f in container_findings(spec)]
     return kind, _with_inline(findings, text, path), None
 
 
 def _audit_image(
-    path: str, policy: Policy, stored: StoredImages | None = None
+    path: str, policy: Policy | None, stored: StoredImages | None = None
 ) -> tuple[str, list[Finding], ImageSummary]:
     from pysbx.audit.rules.image_contents import image_findings
     from pysbx.audit.sources.image import gather_facts
     from pysbx.images import ImageError, open_image
+    from pysbx.policies.model import Policy
 
+    policy = policy or Policy(version=1)
     try:
         in_store = stored is not None and not names_an_image(path) and stored.holds(path)
         facts = gather_facts(stored.open(path) if stored is not None and in_store else open_image(path))
@@ -224,6 +228,11 @@ def _decoded(path: str, data: bytes) -> str:
 
 
 def _yaml_specs(path: str, text: str, explicit: bool) -> tuple[str | None, list]:  # type: ignore[type-arg]
+    import yaml  # here, not at the top: a Dockerfile's audit never needs it (8 ms)
+
+    from pysbx.audit.sources.documents import DOCUMENT_SOURCES
+    from pysbx.audit.sources.yamllines import describe_problem, load_documents
+
     try:
         documents = [doc for doc in load_documents(text) if doc is not None]
     except yaml.YAMLError as error:
@@ -280,7 +289,8 @@ def _apply_rule_settings(findings: list[Finding], options: AuditOptions) -> list
     """Policy per-rule enable/severity, then --only/--skip."""
     kept = []
     for found in findings:
-        settings = [s for key, s in options.policy.audit.rules.items() if matches_rule(key, found)]
+        rules = options.policy.audit.rules if options.policy else {}
+        settings = [s for key, s in rules.items() if matches_rule(key, found)]
         if any(not s.enabled for s in settings):
             continue
         for s in settings:

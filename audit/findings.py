@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pysbx.policies.model import SEVERITIES
+from pysbx.policies.severity import SEVERITIES
 
 NEVER = "never"  # a --fail-on threshold no finding reaches
 

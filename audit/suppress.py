@@ -8,12 +8,15 @@ import fnmatch
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pysbx.audit.catalog import find_rule
 from pysbx.audit.findings import Finding
 from pysbx.audit.inputs import TEXT_LIMIT, AuditInputError, read_regular
 from pysbx.audit.rules import finding
-from pysbx.policies.model import Ignore
+
+if TYPE_CHECKING:
+    from pysbx.policies.model import Ignore
 
 _INLINE = re.compile(r"#\s*pyaudit:\s*ignore\[([^\]]*)\]\s*(.*)$")
 

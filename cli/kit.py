@@ -3,16 +3,26 @@ and how a typer app is run so that usage errors use the tool's own exit code."""
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from enum import StrEnum
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import NoReturn
 
 import typer
+
+from pysbx.cli.outfile import write_atomically
+from pysbx.cli.version import DISTRIBUTION, package_version
+
+__all__ = [
+    "DISTRIBUTION",
+    "ExitWith",
+    "OutputFormat",
+    "fail",
+    "package_version",
+    "run_app",
+    "version_option",
+    "write_atomically",
+]
 
 
 class OutputFormat(StrEnum):
@@ -20,16 +30,6 @@ class OutputFormat(StrEnum):
 
     text = "text"
     json = "json"
-
-
-DISTRIBUTION = "pysandbox-pyaudit"  # pyproject.toml's name ("pysandbox" on the index is another project)
-
-
-def package_version() -> str:
-    try:
-        return version(DISTRIBUTION)
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def version_option(tool: str) -> Callable[[bool], None]:
@@ -50,32 +50,6 @@ def fail(tool: str, message: str, code: int) -> NoReturn:
     """One line on stderr, then the exit code: never a traceback for bad input."""
     typer.echo(f"{tool}: error: {message}", err=True)
     raise ExitWith(code)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Whoever reads `path` sees the old content or the new, never half, and a failed write
-    loses nothing. The temporary file is made with O_EXCL under a random name, so a link
-    another user planted in a shared folder is never written through; it gets the mode a
-    plain create would (0666 less the umask). Raises OSError naming `path`."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(stream.fileno(), 0o666 & ~umask)
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-def write_output(tool: str, path: Path, text: str, code: int) -> None:
-    """`write_atomically` for a command's --output: an error is one line and `code`."""
-    try:
-        write_atomically(path, text.encode())
-    except OSError as error:
-        fail(tool, f"{path}: cannot write ({error.strerror or error})", code)
 
 
 def run_app(app: typer.Typer, tool: str, usage_code: int, group_codes: dict[str, int] | None = None) -> NoReturn:

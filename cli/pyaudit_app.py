@@ -12,10 +12,8 @@ import typer
 from pysbx.audit.findings import NEVER
 from pysbx.audit.formats import FORMATS
 from pysbx.cli.exits import EXIT_BAD_INPUT
-from pysbx.cli.kit import ExitWith, fail, package_version, run_app, version_option, write_output
-from pysbx.policies.model import SEVERITIES
-
-EXIT_FINDINGS = 1
+from pysbx.cli.kit import ExitWith, fail, run_app, version_option
+from pysbx.policies.severity import SEVERITIES
 
 app = typer.Typer(
     name="pyaudit",
@@ -39,10 +37,6 @@ DEFAULT_FORMAT = ReportFormat("text")
 
 # --fail-on's choices: the severities, then `never` (report, never fail: trivy's --exit-code 0).
 FailOn = StrEnum("FailOn", {name: name for name in (*SEVERITIES, NEVER)})  # type: ignore[misc]
-
-
-def _split(values: list[str] | None) -> list[str]:
-    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
 @app.command()
@@ -109,69 +103,19 @@ def audit(
     2 for a usage or input error. Suppress with `# pyaudit: ignore[RULE] reason` comments,
     the policy's audit.ignore list, or --baseline. TARGET `-` reads a Dockerfile or YAML from
     standard input. `pyaudit rules` lists the rule catalogue; `pyaudit rules RULE` explains one."""
-    from pysbx.audit.catalog import find_rule
-    from pysbx.audit.detect import AuditInputError
-    from pysbx.audit.engine import AuditOptions, audit
-    from pysbx.audit.formats import renderer
-    from pysbx.audit.suppress import baseline_text, read_baseline
-    from pysbx.cli.imagearg import StoredImages
-    from pysbx.policies.errors import PolicyError
-    from pysbx.signing.errors import VerificationError
+    from pysbx.cli.audit_run import AuditRequest, run_audit
 
-    options = AuditOptions(
-        fail_on=fail_on.value if fail_on else None,
-        only=_split(only),
-        skip=_split(skip),
-        skip_non_inputs=skip_non_inputs,
-        stored=StoredImages(),
-    )
-    for key in options.only + options.skip:
-        if find_rule(key) is None and key not in _categories():
-            fail("pyaudit", f"--only/--skip {key!r}: no such rule or category (see pyaudit rules)", EXIT_BAD_INPUT)
-    try:
-        if policy is not None:
-            from pysbx.policies.loader import load_policy
-
-            loaded = load_policy(policy)
-            options.policy, options.policy_file = loaded.policy, loaded.chain[0]
-            location = loaded.locations.get(("audit", "ignore"))
-            options.policy_ignore_line = location[1] if location else None
-        if baseline is not None:
-            options.baseline = read_baseline(baseline)
-        result = audit(targets, options)
-        result.tool_version = package_version()
-    except (AuditInputError, ValueError, VerificationError) as error:
-        fail("pyaudit", str(error), EXIT_BAD_INPUT)
-    except PolicyError as error:
-        fail("pyaudit", str(error).replace("\n", "; "), EXIT_BAD_INPUT)
-    if verbose:
-        for path, reason in result.skipped:
-            typer.echo(f"pyaudit: skipped {path}: {reason}", err=True)
-    for problem in result.input_errors:
-        typer.echo(f"pyaudit: error: {problem.message}", err=True)
-    if write_baseline is not None:
-        recorded = [found for found in result.findings if found not in result.input_errors]
-        write_output("pyaudit", write_baseline, baseline_text(recorded), EXIT_BAD_INPUT)
-        typer.echo(f"wrote {len(recorded)} findings to {write_baseline}", err=True)
-        if result.input_errors:
-            raise ExitWith(EXIT_BAD_INPUT)
-        return
-    colour = output is None and output_format is DEFAULT_FORMAT and sys.stdout.isatty()
-    report = renderer(output_format.value)(result, colour)
-    if output is None:
-        typer.echo(report, nl=False)
-    else:
-        write_output("pyaudit", output, report, EXIT_BAD_INPUT)
-    if result.input_errors:
-        raise ExitWith(EXIT_BAD_INPUT)  # what was read is reported; what was not fails the run
-    if result.failed:
-        raise ExitWith(EXIT_FINDINGS)
-
-
-def _categories() -> list[str]:
-    from pysbx.audit.catalog import CATEGORIES
-
-    return CATEGORIES
+    request = AuditRequest(targets)
+    request.output_format, request.policy = output_format.value, policy
+    request.fail_on = fail_on.value if fail_on else None
+    request.output = str(output) if output is not None else None
+    request.only, request.skip = only or [], skip or []
+    request.skip_non_inputs, request.verbose = skip_non_inputs, verbose
+    request.baseline = str(baseline) if baseline is not None else None
+    request.write_baseline = str(write_baseline) if write_baseline is not None else None
+    code = run_audit(request)
+    if code:
+        raise ExitWith(code)
 
 
 @rules_app.command()

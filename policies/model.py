@@ -12,6 +12,12 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Literal, NewType
 
+from pysbx.policies.capnames import DOCKER_DEFAULT_CAPABILITIES as DOCKER_DEFAULT_CAPABILITIES
+from pysbx.policies.capnames import LINUX_CAPABILITIES as LINUX_CAPABILITIES
+from pysbx.policies.severity import DEFAULT_FAIL_ON
+from pysbx.policies.severity import SEVERITIES as SEVERITIES  # also here, for those that read the model
+from pysbx.policies.severity import Severity as Severity
+
 Size = NewType("Size", int)  # bytes; written as 512Mi, 1G, 4096
 Duration = NewType("Duration", float)  # seconds; written as 30s, 5m, 1h, 500ms
 Capability = NewType("Capability", str)  # normalised as CAP_SYS_ADMIN; ALL allowed
@@ -21,8 +27,6 @@ Port = NewType("Port", int)  # a TCP or UDP port, 1 to 65535
 Egress = NewType("Egress", str)  # CIDR[:PORT[-PORT]], [IPV6-CIDR]:PORT: a destination allowed out
 Order = tuple[str | tuple[str, ...], ...]  # least loose first; a tuple in it is a group of equals
 
-Severity = Literal["critical", "high", "medium", "low", "info"]
-SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low", "info")
 Namespace = Literal["user", "pid", "mount", "uts", "ipc", "network", "cgroup"]
 Network = Literal["none", "loopback", "pasta", "slirp4netns", "bridge", "host"]
 # pasta and slirp4netns both give rootless outbound access, yet each engine exposes things the
@@ -372,7 +376,9 @@ class Ignore:
 
 @dataclass(frozen=True)
 class AuditPolicy:
-    fail_on: Severity = spec("Exit 1 on findings of this severity or above.", "order", "medium", order=SEVERITIES[::-1])
+    fail_on: Severity = spec(
+        "Exit 1 on findings of this severity or above.", "order", DEFAULT_FAIL_ON, order=SEVERITIES[::-1]
+    )
     rules: dict[str, RuleSettings] = spec("Per-rule settings, by rule id or name.", "fields", default_factory=dict)
     thresholds: Thresholds = spec("Thresholds of the bloated-layer rule.", "fields", default_factory=Thresholds)
     allowed_registries: tuple[str, ...] = spec(
@@ -389,27 +395,6 @@ class Policy:
     signing: SigningPolicy = spec("What signatures images need.", "fields", default_factory=SigningPolicy)
     sandbox: SandboxPolicy = spec("How pysandbox run confines containers.", "fields", default_factory=SandboxPolicy)
     audit: AuditPolicy = spec("What pyaudit reports and when it fails.", "fields", default_factory=AuditPolicy)
-
-
-LINUX_CAPABILITIES = frozenset(
-    "CAP_" + name
-    for name in (
-        "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
-        "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO "
-        "SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME "
-        "SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG "
-        "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE"
-    ).split()
-)
-
-# What `docker run` grants by default (moby's oci/caps/defaults.go lists the same set).
-DOCKER_DEFAULT_CAPABILITIES = frozenset(
-    "CAP_" + name
-    for name in (
-        "CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW SETGID SETUID SETFCAP SETPCAP "
-        "NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE"
-    ).split()
-)
 
 
 def address_covers(entry: str, address: str) -> bool:

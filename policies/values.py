@@ -3,12 +3,10 @@ capability names (CAP_SYS_ADMIN or SYS_ADMIN), egress rules (10.0.0.0/8:443)."""
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
-from decimal import Decimal
 
-from pysbx.policies.model import LINUX_CAPABILITIES
+from pysbx.policies.capnames import LINUX_CAPABILITIES
 
 # Container engines' control sockets: whoever reaches one can start a privileged container,
 # which is root on the host. The run gate refuses to bind them and pyaudit flags a mount of
@@ -41,6 +39,8 @@ def parse_size(text: str) -> int | None:
     if not match:
         return None
     # Decimal, not float: a number of 400 digits is infinite as a float, and int() of that raises.
+    from decimal import Decimal  # here: a report that only writes sizes never parses one
+
     return int(Decimal(match.group(1)) * _SIZE_UNITS[match.group(2) or ""])
 
 
@@ -73,6 +73,8 @@ def normalize_capability(name: str) -> str | None:
 
 def suggest(word: str, choices: list[str] | frozenset[str] | tuple[str, ...]) -> str:
     """' (did you mean X?)' when something is close enough, else ''."""
+    import difflib
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

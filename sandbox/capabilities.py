@@ -4,18 +4,10 @@ and ambient stay empty, so an exec'd program of another user gains nothing."""
 
 from __future__ import annotations
 
+from pysbx.policies.capnames import CAPABILITY_ORDER
 from pysbx.sandbox import linux
 
-CAPABILITY_NUMBERS = {
-    "CAP_" + name: number
-    for number, name in enumerate(
-        "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
-        "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO "
-        "SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME "
-        "SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG "
-        "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE".split()
-    )
-}
+CAPABILITY_NUMBERS = {name: number for number, name in enumerate(CAPABILITY_ORDER)}
 
 
 _last_capability: int | None = None

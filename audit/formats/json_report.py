@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 
 from pysbx.audit.engine import AuditResult
-from pysbx.policies.model import SEVERITIES
+from pysbx.policies.severity import SEVERITIES
 
 
 def render(result: AuditResult, terminal: bool = False) -> str:

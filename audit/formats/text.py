@@ -9,7 +9,7 @@ import os
 
 from pysbx.audit.engine import AuditResult
 from pysbx.audit.findings import Finding, severity_rank
-from pysbx.policies.model import SEVERITIES
+from pysbx.policies.severity import SEVERITIES
 from pysbx.policies.values import counted, format_size
 
 _COLOURS = {

@@ -1,33 +1,4 @@
-"""Sources turn input files into facts: Dockerfile models, container specs, image facts.
-
-The document sources (YAML or JSON that describes containers) are a registry: each names
-its kind, how it recognises a document, and how it turns one into container specs; the
-engine loops over DOCUMENT_SOURCES, so a new input format is one new module and one line
-here. Dockerfiles and images are read by their own paths in the engine (a Dockerfile is not
-YAML, an image is streamed)."""
-
-from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-from pysbx.audit.sources.compose import compose_specs, is_compose
-from pysbx.audit.sources.kubernetes import is_kubernetes, kubernetes_specs
-from pysbx.audit.sources.runtime import docker_inspect_specs, is_docker_inspect, is_oci_config, oci_config_specs
-from pysbx.audit.spec import ContainerSpec
-
-
-@dataclass(frozen=True)
-class DocumentSource:
-    kind: str  # what `pyaudit --format json` reports under targets[].kind
-    detect: Callable[[object], bool]
-    to_specs: Callable[[Any, str], list[ContainerSpec]]
-
-
-DOCUMENT_SOURCES = (
-    DocumentSource("compose", is_compose, compose_specs),
-    DocumentSource("kubernetes", is_kubernetes, kubernetes_specs),
-    DocumentSource("docker-inspect", is_docker_inspect, docker_inspect_specs),
-    DocumentSource("oci-config", is_oci_config, oci_config_specs),
-)
+"""Sources turn input files into facts: Dockerfile models (dockerfile), container specs from
+YAML or JSON documents (the registry in documents: Compose, Kubernetes, docker inspect, OCI
+config), image facts (image). Dockerfiles and images are read by their own paths in the
+engine (a Dockerfile is not YAML, an image is streamed)."""

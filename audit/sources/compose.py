@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from pysbx.audit.inputs import AuditInputError, read_regular
+from pysbx.audit.sources.lines import LineDict, LineList
 from pysbx.audit.sources.ports import compose_port
 from pysbx.audit.sources.settings import host_modes, security_options, setting
 from pysbx.audit.sources.shape import LIST, MAPPING, ShapeError, described, field_of
-from pysbx.audit.sources.yamllines import LineDict, LineList
 from pysbx.audit.spec import ContainerSpec, Mount, PublishedPort, Setting
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME:+alt} whose argument holds

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+from pysbx.audit.sources.lines import LineDict, LineList
 from pysbx.audit.sources.ports import host_address
 from pysbx.audit.sources.shape import LIST, MAPPING, ShapeError, described, field_of, items_of
-from pysbx.audit.sources.yamllines import LineDict, LineList
 from pysbx.audit.spec import ContainerSpec, Mount, PublishedPort, Setting
 
 WORKLOADS = {

@@ -10,8 +10,8 @@ import ipaddress
 import re
 from typing import Any
 
+from pysbx.audit.sources.lines import LineDict, LineList
 from pysbx.audit.sources.shape import ShapeError, described
-from pysbx.audit.sources.yamllines import LineDict, LineList
 from pysbx.audit.spec import PublishedPort
 
 _RANGE = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pysbx.audit.sources.lines import LineDict, LineList
 from pysbx.audit.sources.ports import inspect_ports
 from pysbx.audit.sources.settings import host_modes, security_options, setting
-from pysbx.audit.sources.yamllines import LineDict, LineList
 from pysbx.audit.spec import ContainerSpec, Mount, Setting
 
 _HOST_NAMESPACES = {"pid": "host_pid", "network": "host_network", "ipc": "host_ipc", "uts": "host_uts"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pysbx.audit.sources.yamllines import LineDict, LineList
+from pysbx.audit.sources.lines import LineDict, LineList
 from pysbx.audit.spec import ContainerSpec, Setting
 
 

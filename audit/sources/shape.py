@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from pysbx.audit.inputs import AuditInputError
-from pysbx.audit.sources.yamllines import LineDict, LineList
+from pysbx.audit.sources.lines import LineDict, LineList
 
 MAPPING = (LineDict, "a mapping")
 LIST = (LineList, "a list")

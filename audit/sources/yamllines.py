@@ -9,20 +9,8 @@ from typing import Any
 
 import yaml
 
-
-class LineDict(dict[str, Any]):
-    """A mapping that remembers its own line and the line of each key."""
-
-    line: int = 0
-    key_lines: dict[str, int]
-
-    def line_of(self, key: str) -> int:
-        return self.key_lines.get(key, self.line)
-
-
-class LineList(list[Any]):
-    line: int = 0
-    item_lines: list[int]
+from pysbx.audit.sources.lines import LineDict as LineDict
+from pysbx.audit.sources.lines import LineList as LineList
 
 
 class _LineLoader(yaml.SafeLoader):
