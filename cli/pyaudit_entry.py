@@ -73,7 +73,7 @@ def lean_request(argv: list[str]) -> AuditRequest | None:
             index += 1
         else:
             return None
-    if not targets or (targets[0] == "rules" and not _is_file("rules")) or not _valid_choices(request):
+    if not targets or argv[:1] == ["rules"] or not _valid_choices(request):  # `rules`: the catalogue
         return None
     request.targets = targets
     return request
@@ -90,10 +90,6 @@ def _valid_choices(request: AuditRequest) -> bool:
         if request.fail_on not in (*SEVERITIES, NEVER):
             return False
     return request.output_format in FORMATS
-
-
-def _is_file(name: str) -> bool:
-    return os.path.exists(name)
 
 
 def _completing() -> bool:
