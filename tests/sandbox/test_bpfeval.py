@@ -14,13 +14,16 @@ import pytest
 from pysbx.policies.seccomp.compile import compile_bpf, syscall_number
 from pysbx.policies.seccomp.reader import load_profile
 from pysbx.sandbox.bpfeval import (
+    INSTRUCTION,
     RET_ALLOW,
     RET_ERRNO,
     RET_USER_NOTIF,
     action_of,
     evaluate,
+    instructions,
     notify_variant,
     seccomp_data,
+    with_notified_calls,
 )
 from pysbx.sandbox.seccomp import load_bpf
 
@@ -147,16 +150,6 @@ def test_each_instruction_reads_as_the_kernel_defines_it(program: bytes, nr: int
 
 
 def test_a_prologue_notifies_only_the_calls_it_tests_and_leaves_the_rest_to_the_program() -> None:
-    from pysbx.sandbox.bpfeval import (
-        INSTRUCTION,
-        RET_ALLOW,
-        RET_ERRNO,
-        RET_USER_NOTIF,
-        evaluate,
-        seccomp_data,
-        with_notified_calls,
-    )
-
     program = b"".join([INSTRUCTION.pack(0x20, 0, 0, 0), INSTRUCTION.pack(0x15, 0, 1, 99),
                         INSTRUCTION.pack(0x06, 0, 0, RET_ERRNO | 1), INSTRUCTION.pack(0x06, 0, 0, RET_ALLOW)])  # fmt: skip
     arch = 0xC000003E
@@ -177,17 +170,6 @@ def test_a_prologue_longer_than_a_short_jump_reaches_the_filter_for_every_call()
     """Jumps of cBPF's conditional kind reach 255 instructions at most: a prologue of many
     calls (one block each) must still reach the filter from its first block and its last,
     and a call with argument tests falls through to the filter when none matches."""
-    from pysbx.sandbox.bpfeval import (
-        INSTRUCTION,
-        RET_ALLOW,
-        RET_ERRNO,
-        RET_USER_NOTIF,
-        evaluate,
-        instructions,
-        seccomp_data,
-        with_notified_calls,
-    )
-
     program = b"".join([INSTRUCTION.pack(0x20, 0, 0, 0), INSTRUCTION.pack(0x15, 0, 1, 7),
                         INSTRUCTION.pack(0x06, 0, 0, RET_ERRNO | 1), INSTRUCTION.pack(0x06, 0, 0, RET_ALLOW)])  # fmt: skip
     arch = 0xC000003E
