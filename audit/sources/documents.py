@@ -3,7 +3,6 @@ its kind, how it recognises a document, and how it turns one into container spec
 engine loops over DOCUMENT_SOURCES, so a new input format is one new module and one line
 here. Imported only where a document is read: a Dockerfile's audit needs none of them."""
 
-
 from __future__ import annotations
 
 from collections.abc import Callable
