@@ -15,6 +15,7 @@ program it cannot read is never guessed at. Standard library only."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 INSTRUCTION = struct.Struct("=HBBI")  # struct sock_filter: u16 code, u8 jt, u8 jf, u32 k
 SECCOMP_DATA = struct.Struct("=iIQ6Q")  # nr, arch, instruction_pointer, args[6]: 64 bytes
@@ -56,33 +57,28 @@ def notify_variant(bpf: bytes) -> bytes:
     return bytes(changed)
 
 
-def with_notified_calls(bpf: bytes, arch: int, tests: list[tuple[int, int, int, int]]) -> bytes:
-    """`bpf` behind a prologue that notifies the calls of architecture `arch` matching any
-    test (number, argument, mask, value: argument & mask == value; a mask of 0 matches every
-    call) before `bpf` is asked: --explain hears calls the filter allows but the kernel
-    refuses without a capability (socket(AF_PACKET) without CAP_NET_RAW) or on a read-only
-    mount (sandbox.pathwrites), and the monitor lets them go on.
+Test = tuple[int, int, int, int] | tuple[int, int, int, int, int]
 
-    One block per call number, so a call heard for nothing passes one comparison per number;
+
+def with_notified_calls(bpf: bytes, arch: int, tests: Sequence[Test]) -> bytes:
+    """`bpf` behind a prologue that answers the calls of architecture `arch` matching a test
+    (number, argument, mask, value: argument & mask == value, so a mask of 0 matches every
+    call; and what to return, RET_USER_NOTIF unless a fifth item says) before `bpf` is asked.
+    --explain hears calls the filter allows but the kernel refuses without a capability
+    (socket(AF_PACKET) without CAP_NET_RAW) or on a read-only mount (sandbox.pathwrites),
+    and the monitor lets them go on; and a filter that would bring a listener of its own is
+    refused (notify.foreign_listener_refusal). The first matching test decides.
+
+    One block per call number, so a call matched by nothing passes one comparison per number;
     the jumps out are `ja` (a 32-bit offset: an 8-bit one cannot reach past 255 instructions)."""
     if not tests:
         return bpf
     code = INSTRUCTION.pack
-    by_number: dict[int, list[tuple[int, int, int]]] = {}
-    for number, index, mask, value in tests:
-        by_number.setdefault(number, []).append((index, mask, value))
-    blocks: list[list[bytes]] = []
-    for number, checks in by_number.items():
-        if any(mask == 0 for _, mask, _ in checks):
-            checks = []  # every call of this number
-        body: list[bytes] = []
-        for position, (index, mask, value) in enumerate(checks):
-            to_notify = 3 * (len(checks) - position - 1) + 1  # over the tests left and the ja
-            body += [code(0x20, 0, 0, 16 + 8 * index), code(0x54, 0, 0, mask), code(0x15, to_notify, 0, value)]
-        if checks:
-            body.append(code(0x05, 0, 0, 0))  # none matched: to `bpf` (offset filled in below)
-        body.append(code(0x06, 0, 0, RET_USER_NOTIF))
-        blocks.append([code(0x15, 0, len(body), number), *body])  # jeq number, else over the block
+    by_number: dict[int, list[tuple[int, int, int, int]]] = {}
+    for test in tests:
+        number, index, mask, value = test[:4]
+        by_number.setdefault(number, []).append((index, mask, value, test[4] if len(test) > 4 else RET_USER_NOTIF))
+    blocks = [_block(number, checks) for number, checks in by_number.items()]
     length = sum(len(block) for block in blocks)
     prologue = [code(0x20, 0, 0, 4), code(0x15, 1, 0, arch), code(0x05, 0, 0, length + 1), code(0x20, 0, 0, 0)]
     for block in blocks:
@@ -92,6 +88,20 @@ def with_notified_calls(bpf: bytes, arch: int, tests: list[tuple[int, int, int, 
                 instruction = code(0x05, 0, 0, 4 + length - (start + offset) - 1)
             prologue.append(instruction)
     return b"".join(prologue) + bpf
+
+
+def _block(number: int, checks: list[tuple[int, int, int, int]]) -> list[bytes]:
+    """jeq number (else over the block); each test (ld the argument's low word, and mask,
+    jeq value: to its return); none matched: ja to the filter; then the returns."""
+    code = INSTRUCTION.pack
+    returns = list(dict.fromkeys(ret for *_, ret in checks))
+    body: list[bytes] = []
+    for position, (index, mask, value, ret) in enumerate(checks):
+        to_return = 3 * (len(checks) - position - 1) + 1 + returns.index(ret)  # the tests left, the ja
+        body += [code(0x20, 0, 0, 16 + 8 * index), code(0x54, 0, 0, mask), code(0x15, to_return, 0, value)]
+    body.append(code(0x05, 0, 0, 0))  # none matched: to `bpf` (the offset is filled in by the caller)
+    body += [code(0x06, 0, 0, ret) for ret in returns]
+    return [code(0x15, 0, len(body), number), *body]
 
 
 def seccomp_data(nr: int, arch: int, args: tuple[int, ...] = (), ip: int = 0) -> bytes:

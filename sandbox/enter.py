@@ -82,8 +82,12 @@ def _exec_user(container: Container, extra: dict[str, Any], user: str) -> proces
     return process.resolve_user(user, passwd, group)
 
 
-def exec_in(container: Container, spec: RunSpec, tty: bool = False, interactive: bool = False) -> int:
-    """Run spec.argv in the container; its exit status (125/126/127 as run gives them)."""
+def exec_in(
+    container: Container, spec: RunSpec, tty: bool = False, interactive: bool = False, hear: bool = True
+) -> int:
+    """Run spec.argv in the container; its exit status (125/126/127 as run gives them).
+    `hear`: in a container run with --explain, the process is heard (_hearing; not for the
+    monitor's health checks, whose process is threaded and must not fork a server)."""
     state = container.state()
     if state != "running":
         raise SandboxError(
@@ -92,26 +96,62 @@ def exec_in(container: Container, spec: RunSpec, tty: bool = False, interactive:
     init = container.status.get("init")
     assert isinstance(init, list)
     pidfd = _pin_command(container, int(init[0]))
-    listening = _listening(spec)
+    server = _hearing(container, spec) if hear else None
     try:
         return _run_entered(spec, int(init[0]), pidfd, tty, interactive)
     finally:
         os.close(pidfd)
-        if listening is not None:
-            _keep_heard(container, listening.finish())
+        if server is not None:
+            _wait_a_little(server)
 
 
-def _listening(spec: RunSpec) -> Any:
-    """A container run with --explain: exec'd processes are heard too, by this process, as
-    the container's monitor hears its command (runner._prepare_listening)."""
+def _hearing(container: Container, spec: RunSpec) -> int | None:
+    """A container run with --explain: the exec'd process is heard as the monitor hears the
+    container's command (runner._prepare_listening), by a server process of its own, which
+    answers until every process under that filter is gone (the listener hangs up) and then
+    adds what it heard to the container's record. Not a thread of this command: a process
+    the command leaves running in the background would outlive its listener, and a filter
+    whose listener is gone fails every call it notifies (ENOSYS). The server's pid."""
     if spec.explain != "explain" or spec.seccomp_bpf is None:
         return None
     from pysbx.sandbox import runner
 
     listening = runner._prepare_listening(spec)
-    if listening is not None:
-        listening.start()
-    return listening
+    if listening is None:
+        return None
+    server = os.fork()
+    if server == 0:  # pragma: no cover - serves, keeps the record, _exits
+        try:
+            _become_server(spec)
+            _keep_heard(container, listening.run_to_end())
+        finally:
+            os._exit(0)
+    listening.receiver.close()
+    return server
+
+
+def _become_server(spec: RunSpec) -> None:
+    """Out of the terminal's session (^C on exec is for the command), holding none of the
+    command's standard streams (a reader of its output waits for every writer to close)."""
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    if spec.listener_end is not None:
+        spec.listener_end.close()
+
+
+def _wait_a_little(server: int, seconds: float = 2.0) -> None:
+    """The server usually ends with the command: wait for it (so that `explain NAME` right
+    after sees the record), but not for a process the command left running."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if os.waitpid(server, os.WNOHANG)[0] == server:
+            return
+        time.sleep(0.01)
 
 
 def _keep_heard(container: Container, heard: Any) -> None:
@@ -125,7 +165,10 @@ def _keep_heard(container: Container, heard: Any) -> None:
 
     if not heard.denials and not heard.limits:
         return
-    folder = os.open(container.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        folder = os.open(container.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return  # removed meanwhile (rm -f): nothing to keep it in
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)
         earlier = None

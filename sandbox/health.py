@@ -218,7 +218,7 @@ def _exec_check(container: Any, check: HealthCheck, output: int) -> None:
         os.dup2(output, 1)
         os.dup2(output, 2)
         os.close(output)
-        code = exec_in(container, exec_spec(container, check.test, [], None, health_check=True))
+        code = exec_in(container, exec_spec(container, check.test, [], None, health_check=True), hear=False)
     except BaseException as error:
         os.write(2, f"{error}\n".encode(errors="replace"))
     finally:

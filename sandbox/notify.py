@@ -16,7 +16,14 @@ report). Writes the filter allows but a read-only mount refuses are heard too, t
 prologue like the capability one (sandbox.pathwrites).
 
 Bounded: a storm of denials costs the container the monitor's answer time per call (tens of
-microseconds) and the monitor at most MAX_DISTINCT records; repeats are counted."""
+microseconds) and the monitor at most MAX_DISTINCT records; repeats are counted.
+
+The listener must outlive every process under the filter: once it is closed, the kernel
+answers ENOSYS to each call the filter notifies, and would let a process load a filter with
+a listener of its own, which then hears those calls first. The first is why an exec'd
+process's listener is served by a process of its own until the filter's last process is gone
+(sandbox.enter); the second, why every notifying filter refuses such a filter
+(foreign_listener_refusal)."""
 
 from __future__ import annotations
 
@@ -239,6 +246,16 @@ class Listening:
         self._thread.join(grace)
         os.write(self._stop_w, b"x")
         self._thread.join()
+        return self._ended()
+
+    def run_to_end(self) -> Heard:
+        """finish(), without the grace: served in this thread until every process under the
+        filter is gone (the listener hangs up). For a process that serves nothing else
+        (sandbox.enter's server for an exec'd process)."""
+        self._serve()
+        return self._ended()
+
+    def _ended(self) -> Heard:
         for fd in (self._stop_r, self._stop_w):
             os.close(fd)
         if self._root >= 0:
@@ -366,9 +383,12 @@ class Listening:
             if path is not None and len(path) >= PATH_MAX:  # cut short
                 return
             refusal = self._refusal(pid, write, check, args, path)
+            strings = {index: path} if path is not None else {}
+            if refusal is not None and check is not None and check.kind == "bind":  # the family and port
+                strings = {1: _read_memory(pid, args[1], min(args[2], 28))}
         except Exception:  # a prediction that cannot be made is no denial
             return
-        if refusal is None or not _still_valid(listener, notification_id):
+        if refusal is None or not _still_valid(listener, notification_id):  # after every read of its memory
             return
         number, mount, needs = refusal
         self.heard.total += 1
@@ -379,9 +399,6 @@ class Listening:
         elif len(self._kinds) >= self.most:
             self.heard.dropped += 1
         else:
-            strings = {index: path} if path is not None else {}
-            if check is not None and check.kind == "bind":  # its address: the family and port
-                strings = {1: _read_memory(pid, args[1], min(args[2], 28))}
             denial = self._kinds[kind] = Denial(nr, arch, number, {}, strings, pid, tuple(args))
             denial.verdict, denial.mount, denial.needs = bpfeval.RET_ALLOW, mount, needs
             self.heard.denials.append(denial)
@@ -401,8 +418,8 @@ class Listening:
         def read(at: int, size: int) -> bytes:
             return _read_memory(pid, at, size)
 
-        if write is not None and path:
-            refusal = pathwrites.refusal(pid, write, args, path, read)
+        if write is not None and (path or write.kind == "fd"):
+            refusal = pathwrites.refusal(pid, write, args, path or b"", read)
             if refusal is not None:
                 return refusal
         if check is not None and capcheck.refused(pid, check, args, path, read):
@@ -433,25 +450,33 @@ class Listening:
         write, send = self.writes.get(nr), self.sends.get(nr)
         if arch != self.native:
             return
+        if send is None and write is None:
+            return
+        places = "reached" if send is not None else "written"
         try:
             if send is not None:
-                place, places = destinations.destination(send, args, lambda at, n: _read_memory(pid, at, n)), "reached"
+                place = destinations.destination(send, args, lambda at, n: _read_memory(pid, at, n))
             elif write is not None:
-                place, places = self._root_folder_written(pid, write, args), "written"
+                place = self._root_folder_written(pid, write, args)
             else:
                 return
-        except Exception:  # nothing to tell
-            return
+        except Exception:  # what cannot be told keeps the base's: a root writable, egress open
+            place = MORE if send is not None else "?"
         if place and _still_valid(listener, notification_id):
             count_place(getattr(self.heard, places), place)
 
     def _root_folder_written(self, pid: int, write: pathwrites.Write, args: list[int]) -> str:
         """The first folder below the root (/tmp) of a write that lands on the root's own
-        mount, or "" (another mount, no write); "?" where the path cannot be told."""
-        path = _read_strings(pid, args, (write.path,), PATH_MAX).get(write.path)
+        mount, or "" (another mount, no write); "?" where that cannot be told, which keeps a
+        learned root writable: a write unaccounted for must not become a read-only root."""
+        path = _read_strings(pid, args, (write.path,), PATH_MAX).get(write.path) if write.path >= 0 else b""
         if path is None or len(path) >= PATH_MAX:
-            return ""
-        if pathwrites.landing(pid, write, args, path, lambda at, n: _read_memory(pid, at, n)) != "/":
+            return "?"
+        try:
+            landed = pathwrites.landing(pid, write, args, path, lambda at, n: _read_memory(pid, at, n))
+        except OSError:
+            return "?"
+        if landed != "/":
             return ""
         full = pathwrites.absolute(pid, write, args, path)
         if full is None:
@@ -666,7 +691,7 @@ def observing_program() -> bytes:
     program = [code(0x20, 0, 0, 4), code(0x15, 0, count + 1, arch), code(0x20, 0, 0, 0)]  # ld arch; jeq; ld nr
     program += [code(0x15, count - index, 0, number) for index, number in enumerate(allowed)]
     program += [code(0x06, 0, 0, bpfeval.RET_USER_NOTIF), code(0x06, 0, 0, bpfeval.RET_ALLOW)]
-    return b"".join(program)
+    return bpfeval.with_notified_calls(b"".join(program), arch, foreign_listener_refusal())
 
 
 def always_allows(plain: bytes) -> Callable[[int], bool]:
@@ -682,6 +707,28 @@ def always_allows(plain: bytes) -> Callable[[int], bool]:
         return allowed and not bpfeval.arguments_read(offsets)
 
     return allows
+
+
+# seccomp(2) by machine; SECCOMP_FILTER_FLAG_NEW_LISTENER is its flags' bit 3 (linux/seccomp.h)
+_SECCOMP_CALL = {"x86_64": 317, "aarch64": 277}
+NEW_LISTENER_FLAG = 8
+
+
+def foreign_listener_refusal() -> list[bpfeval.Test]:
+    """The prologue test that answers EBUSY to a filter that would bring a listener of its
+    own (what the kernel answers anyway while ours listens). Once ours is closed (the
+    monitor gone, a process left over), the kernel would let one in, and the newest listener
+    hears the calls our filter sends to the monitor: its owner, in the container, could
+    answer "continue" to a denied call. With this, a left-over process's notified calls fail
+    (ENOSYS) and none can be let through."""
+    number = _SECCOMP_CALL.get(os.uname().machine)
+    if number is None:
+        return []
+    return [(number, 1, NEW_LISTENER_FLAG, NEW_LISTENER_FLAG, bpfeval.RET_ERRNO | errno.EBUSY)]
+
+
+def seccomp_call() -> int | None:
+    return _SECCOMP_CALL.get(os.uname().machine)
 
 
 def native_arch() -> int:

@@ -35,8 +35,9 @@ class Write:
     """How one call writes through a path: the argument holding the folder descriptor (-1:
     none, the working folder), the path's, the flags' (-1: none; openat2 keeps its flags in
     memory: -2), and what it does there: "open", "create" (a new name: mkdir, symlink...),
-    "remove" (unlink, rename's source), "change" (the file itself: chmod, truncate...).
-    `follow`: whether a symlink at the end is followed."""
+    "remove" (unlink, rename's source), "change" (the file itself: chmod, truncate...), "fd"
+    (the file open as argument `directory`: fchmod, fchown...). `follow`: whether a symlink
+    at the end is followed."""
 
     __slots__ = ("directory", "flags", "follow", "kind", "path")
 
@@ -58,6 +59,9 @@ WRITES = {
     "fchownat": Write(0, 1, "change"), "utimensat": Write(0, 1, "change"),
     "setxattr": Write(-1, 0, "change"), "lsetxattr": Write(-1, 0, "change", follow=False),
     "removexattr": Write(-1, 0, "change"), "lremovexattr": Write(-1, 0, "change", follow=False),
+    "utime": Write(-1, 0, "change"), "utimes": Write(-1, 0, "change"), "futimesat": Write(0, 1, "change"),
+    "fchmodat2": Write(0, 1, "change"), "fchmod": Write(0, -1, "fd"), "fchown": Write(0, -1, "fd"),
+    "fsetxattr": Write(0, -1, "fd"), "fremovexattr": Write(0, -1, "fd"),
 }  # fmt: skip
 
 O_ACCMODE, O_CREAT, O_TRUNC, O_NOFOLLOW = 0o3, 0o100, 0o1000, 0o400000
@@ -126,25 +130,35 @@ def refusal(
 
 def landing(
     pid: int, write: Write, args: tuple[int, ...] | list[int], path: bytes, read: Callable[[int, int], bytes]
-) -> str | None:
-    """The point (as the container sees it) of the mount this call writes to, or None: it
-    writes nothing, or where cannot be told (`learn`: what was written on the root)."""
+) -> str:
+    """The point (as the container sees it) of the mount this call writes to, or "": it
+    writes nothing (`learn`: what was written on the root). OSError where that cannot be
+    told."""
     found = _target(pid, write, args, path, read)
     if found is None:
-        return None
+        return ""
     try:
-        return _mount_point(pid, _mount_id(found[0]))
+        point = _mount_point(pid, _mount_id(found[0]))
     finally:
         os.close(found[0])
+    if point is None:
+        raise OSError(errno.ENOENT, "the mount is not in the caller's mountinfo")
+    return point
 
 
 def absolute(pid: int, write: Write, args: tuple[int, ...] | list[int], path: bytes) -> bytes | None:
     """The call's path from the container's root: a relative one joined to the caller's
-    working folder or folder descriptor as /proc shows them (None where that is not a path
-    from the root)."""
+    working folder or folder descriptor as /proc shows them, a descriptor's own path (None
+    where that is not a path from the root)."""
     if path.startswith(b"/"):
         return path
     directory = signed(args[write.directory]) if write.directory >= 0 else AT_FDCWD
+    if write.kind == "fd":
+        try:
+            named = os.fsencode(os.readlink(f"/proc/{pid}/fd/{directory}"))
+        except OSError:
+            return None
+        return named if named.startswith(b"/") else None
     where = f"/proc/{pid}/cwd" if directory == AT_FDCWD else f"/proc/{pid}/fd/{directory}"
     try:
         folder = os.fsencode(os.readlink(where))
@@ -156,17 +170,18 @@ def absolute(pid: int, write: Write, args: tuple[int, ...] | list[int], path: by
 def _target(
     pid: int, write: Write, args: tuple[int, ...] | list[int], path: bytes, read: Callable[[int, int], bytes]
 ) -> tuple[int, int] | None:
-    """The O_PATH descriptor whose mount decides the call (_place), and an open's flags."""
+    """The O_PATH descriptor whose mount decides the call (_place), and an open's flags;
+    None where the call writes nothing (it fails first, or opens to read). OSError where
+    that cannot be told (the path climbs out of its folder, the caller is gone...)."""
     flags = _open_flags(write, args, read) if write.kind == "open" else 0
     if write.kind == "open" and not flags & (O_ACCMODE | O_CREAT | O_TRUNC):
         return None
-    if not path or b"\0" in path:
-        return None
     directory = signed(args[write.directory]) if write.directory >= 0 else AT_FDCWD
-    try:
-        start = _starting_point(pid, directory, path)
-    except OSError:
-        return None
+    if write.kind == "fd":
+        return os.open(f"/proc/{pid}/fd/{directory}", os.O_PATH | os.O_CLOEXEC), 0
+    if not path or b"\0" in path:
+        raise OSError(errno.EINVAL, "no path to resolve")
+    start = _starting_point(pid, directory, path)
     try:
         target = _place(start, path, write, flags)
     finally:
@@ -212,6 +227,8 @@ def resolved(pid: int, directory: int, path: bytes, follow: bool) -> int | None:
         return None
     try:
         return _resolve(start, path, follow)
+    except OSError:
+        return None
     finally:
         os.close(start)
 
@@ -242,7 +259,9 @@ def _place(start: int, path: bytes, write: Write, flags: int) -> int | None:
 
 def _dangling_target(start: int, path: bytes, depth: int = 8) -> bytes:
     """Where O_CREAT makes the file when `path` ends in a link to nothing (the link's
-    target, itself perhaps a link), or `path` itself."""
+    target, itself perhaps a link), or `path` itself. OSError for a link to an absolute
+    path met from a relative one: `start` is then the working folder, not the root."""
+    relative = not path.startswith(b"/")
     for _ in range(depth):
         link = _resolve(start, path, follow=False)
         if link is None:
@@ -253,6 +272,8 @@ def _dangling_target(start: int, path: bytes, depth: int = 8) -> bytes:
             target = os.fsencode(os.readlink("", dir_fd=link))
         finally:
             os.close(link)
+        if target.startswith(b"/") and relative:
+            raise OSError(errno.EXDEV, "a link to an absolute path, from a relative one")
         if not target.startswith(b"/"):
             folder = path.rstrip(b"/").rpartition(b"/")[0]
             target = folder + b"/" + target if folder or path.startswith(b"/") else target
@@ -273,12 +294,16 @@ def _folder_of(start: int, path: bytes) -> int | None:
 
 
 def _resolve(start: int, path: bytes, follow: bool) -> int | None:
+    """None where nothing is there (the call meets ENOENT or ENOTDIR); OSError where the
+    caller's resolution cannot be followed (a path climbing out of its folder: EXDEV)."""
     scope = linux.RESOLVE_IN_ROOT if path.startswith(b"/") else linux.RESOLVE_BENEATH
     flags = os.O_PATH | (0 if follow else O_NOFOLLOW)
     try:
         return linux.openat2(start, path, flags, scope | linux.RESOLVE_NO_MAGICLINKS)
-    except OSError:
-        return None
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise
 
 
 def _mount_id(fd: int) -> int:

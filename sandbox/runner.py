@@ -383,8 +383,10 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
         allows = notify.always_allows(plain)
         listening.writes, write_tests = pathwrites.notified_writes(_number_of, allows)
         listening.checks, check_tests = capcheck.notified_checks(_number_of, allows, held)
-        tests += write_tests + check_tests
-        spec.explain_bpf = bpfeval.with_notified_calls(bpfeval.notify_variant(plain), arch, tests)
+        seccomp = notify.seccomp_call()
+        refusal = notify.foreign_listener_refusal() if seccomp is not None and allows(seccomp) else []
+        prologue = [*refusal, *tests, *write_tests, *check_tests]
+        spec.explain_bpf = bpfeval.with_notified_calls(bpfeval.notify_variant(plain), arch, prologue)
     return listening
 
 

@@ -7,10 +7,16 @@
  *   denials storm NR COUNT THREADS    THREADS threads make call NR COUNT times each; prints
  *                                     "storm=CALLS/FAILED/ERRNO" (ERRNO of the last failure)
  *   denials writes PATH COUNT         opens PATH for writing (O_CREAT|O_TRUNC) and closes it, COUNT
- *                                     times; prints "writes=COUNT/FAILED/ERRNO" */
+ *                                     times; prints "writes=COUNT/FAILED/ERRNO"
+ *   denials listen NR                 loads a filter that sends call NR to a listener of its own
+ *                                     (SECCOMP_FILTER_FLAG_NEW_LISTENER); prints "listen=ok" or
+ *                                     "listen=-1/ERRNO" */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,7 +79,25 @@ static int writes(const char *path, long count) {
     return 0;
 }
 
+static int listen_for(long nr) {
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog program = {sizeof(code) / sizeof(code[0]), code};
+    long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &program);
+    if (fd < 0)
+        printf("listen=-1/%d\n", errno);
+    else
+        printf("listen=ok\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "listen"))
+        return listen_for(number(argv[2]));
     if (argc == 4 && !strcmp(argv[1], "writes"))
         return writes(argv[2], number(argv[3]));
     if (argc == 5 && !strcmp(argv[1], "storm"))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -380,6 +382,66 @@ def test_the_calls_of_an_execd_process_are_heard_and_kept_with_the_containers(
     assert re.search(r"^  unshare\(flags=CLONE_NEWUSER\) -> EPERM  \(2 times\)$", report.stdout, re.M), report.stdout
     assert re.search(r"sandbox\.seccomp\.allow: \+unshare +loosens", report.stdout)
     assert tool(sandbox, "rm", "-f", name).returncode == 0
+
+
+def test_a_process_an_exec_leaves_running_keeps_its_answers(
+    sandbox: Sandbox, world: Path, denials_image: str, named: list[str]
+) -> None:
+    """exec returns while a process it started runs on: that process's denied calls still
+    get the plain filter's errno and its writes still work (the exec's listener is served
+    until every process under its filter is gone), and exec does not wait for it."""
+    name = f"explained-late-{sandbox.mode}"
+    named.append(name)
+    flags = ["run", "-d", "--name", name, "--policy", str(world / "strict-unsigned.yaml"), "--explain"]
+    assert tool(sandbox, *flags, str(world / denials_image), "sleep", "30").returncode == 0
+    late = f"(sleep 3; /denials {nr('unshare')} 0x10000000 > /tmp/late; touch /tmp/made && echo wrote >> /tmp/late) &"
+    started = time.monotonic()
+    done = tool(sandbox, "exec", name, "sh", "-c", late)
+    assert done.returncode == 0 and time.monotonic() - started < 2.9, done.stderr
+    assert wait_until(lambda: "wrote" in tool(sandbox, "exec", name, "cat", "/tmp/late").stdout, seconds=10)
+    assert tool(sandbox, "exec", name, "cat", "/tmp/late").stdout == f"{nr('unshare')}=-1/1\nwrote\n"
+    assert tool(sandbox, "rm", "-f", name).returncode == 0
+
+
+def test_a_process_left_without_its_listener_cannot_bring_its_own(
+    sandbox: Sandbox, world: Path, denials_image: str, named: list[str]
+) -> None:
+    """Should the server of an exec's listener die while a process under that filter lives,
+    the kernel would let that process load a filter with a listener of its own, which would
+    hear (and could let through) the calls the policy denies. The prologue refuses such a
+    filter (EBUSY), and the orphaned filter fails what it would have asked (ENOSYS): never
+    allowed."""
+    name = f"explained-orphan-{sandbox.mode}"
+    named.append(name)
+    flags = ["run", "-d", "--name", name, "--policy", str(world / "strict-unsigned.yaml"), "--explain"]
+    assert tool(sandbox, *flags, str(world / denials_image), "sleep", "30").returncode == 0
+    unshare = nr("unshare")
+    # its output file opened first: once the listener is gone, opening one would fail too
+    late = f"(exec 3>/tmp/late; sleep 4; /denials listen {unshare} >&3; /denials {unshare} 0x10000000 >&3) &"
+    assert tool(sandbox, "exec", name, "sh", "-c", late).returncode == 0
+    servers = [
+        pid
+        for pid in os.listdir("/proc")
+        if pid.isdigit() and _is_exec_server(int(pid), name) and int(pid) != os.getpid()
+    ]
+    assert servers, "no listener server found"
+    for pid in servers:
+        os.kill(int(pid), signal.SIGKILL)
+    assert wait_until(lambda: tool(sandbox, "exec", name, "cat", "/tmp/late").stdout.count("\n") == 2, seconds=15)
+    assert (
+        tool(sandbox, "exec", name, "cat", "/tmp/late").stdout
+        == f"listen=-1/{errno.EBUSY}\n{unshare}=-1/{errno.ENOSYS}\n"
+    )
+    assert tool(sandbox, "rm", "-f", name).returncode == 0
+
+
+def _is_exec_server(pid: int, name: str) -> bool:
+    """A `pysandbox exec NAME` process in a session of its own: the listener's server."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return b"exec" in words and name.encode() in words and os.getsid(pid) == pid
+    except OSError:
+        return False
 
 
 def test_explain_names_a_container_that_was_not_run_with_it(

@@ -157,6 +157,19 @@ def test_a_root_written_elsewhere_stays_writable_and_says_where(
     assert "read_only_rootfs" not in text and "  egress: []" in text
 
 
+def test_a_write_whose_place_cannot_be_told_keeps_the_root_writable(
+    sandbox: Sandbox, world: Path, folder: Path, denials_image: str
+) -> None:
+    """`mkdir ../home/new` from /etc climbs out of its folder, which the monitor does not
+    follow: the write is counted as unknown ("?"), and the root stays writable (a learned
+    read-only root would make the replay fail where the workload wrote)."""
+    done = learn(sandbox, world, folder, "-u", "0", "cd /etc && mkdir ../home/new; echo made=$?", image=denials_image)
+    assert done.returncode == 0 and done.stdout == "made=0\n" * 2, done.stderr
+    text = (folder / "learned.yaml").read_text()
+    assert "  # writes landed on the root below ? (1x): it stays writable, as in the base" in text
+    assert "read_only_rootfs" not in text
+
+
 def test_a_workload_that_does_not_replay_the_same_is_not_offered(
     sandbox: Sandbox, world: Path, folder: Path, denials_image: str
 ) -> None:
