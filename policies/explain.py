@@ -394,13 +394,16 @@ def _limit_notes(loaded: LoadedPolicy, reached: dict[str, int]) -> list[str]:
         "memory": "the kernel killed {count} process(es) for going over limits.memory",
         "pids": "limits.pids refused {count} fork(s) or thread(s) (EAGAIN)",
         "writable_size": "the writable layer was left full: writes beyond limits.writable_size got ENOSPC",
+        "open_files": "limits.open_files refused {count} descriptor(s) (EMFILE)",
     }
     notes = []
     for name, count in sorted(reached.items()):
         location = loaded.locations.get(("sandbox", "limits", name))
         where = f"{location[0]}:{location[1]}" if location else loaded.chain[0]
         sentence = said.get(name, f"limits.{name} was reached {{count}} time(s)").format(count=count)
-        flag = {"memory": " (or by --memory)", "pids": " (or by --pids-limit)"}.get(name, "")
+        flag = {"memory": " (or by --memory)", "pids": " (or by --pids-limit)", "open_files": " (or by ulimit -n)"}.get(
+            name, ""
+        )
         notes.append(f"{sentence}: set at {where}{flag}")
     return notes
 

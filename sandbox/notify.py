@@ -34,7 +34,7 @@ import select
 import struct
 import threading
 
-from pysbx.sandbox import bpfeval, capcheck, destinations, pathwrites
+from pysbx.sandbox import bpfeval, capcheck, destinations, fdroom, pathwrites
 from pysbx.sandbox.caller import Caller
 from pysbx.sandbox.record import Record
 
@@ -224,6 +224,7 @@ class Listening:
         self.writes = writes or {}  # the writing calls the prologue notifies (sandbox.pathwrites)
         self.checks: Mapping[int, capcheck.Check] = {}  # calls it notifies for a capability (sandbox.capcheck)
         self.sends: Mapping[int, tuple[int, int]] = {}  # learn: calls with a destination (sandbox.destinations)
+        self.fd_calls: frozenset[int] = frozenset()  # calls that make a descriptor (sandbox.fdroom)
         # Under limits.writable_size: the container's root, held from its first heard call on,
         # so that finish() can tell whether the writable layer (a tmpfs) was left full.
         self.watch_root = False
@@ -336,10 +337,15 @@ class Listening:
             self._record(listener, notification_id, pid, data, answer, read, value, needs)
             if not answer:
                 self._note_effects(listener, notification_id, pid, data)
+                if bpfeval.SECCOMP_DATA.unpack(data)[0] in self.fd_calls:
+                    self._out_of_descriptors(listener, notification_id, pid)
             flags = 0 if answer else USER_NOTIF_FLAG_CONTINUE
             response = RESPONSE.pack(notification_id, 0, -answer, flags)
         elif action in (bpfeval.RET_ALLOW, bpfeval.RET_LOG):  # heard by the prologue: it goes on, as the filter says
-            if bpfeval.SECCOMP_DATA.unpack(data)[0] in self.writes.keys() | self.checks.keys():
+            nr = bpfeval.SECCOMP_DATA.unpack(data)[0]
+            if nr in self.fd_calls and self._out_of_descriptors(listener, notification_id, pid):
+                pass  # EMFILE comes before any look at a path: counted, nothing more to tell
+            elif nr in self.writes or nr in self.checks:
                 self._hear_allowed(listener, notification_id, pid, data)
             else:  # a call the kernel refuses without a capability
                 self._record(listener, notification_id, pid, data, errno.EPERM, read, value)
@@ -355,6 +361,17 @@ class Listening:
         except OSError as failure:
             if failure.errno != errno.ENOENT:  # the caller died meanwhile
                 raise
+
+    def _out_of_descriptors(self, listener: int, notification_id: int, pid: int) -> bool:
+        """The call will get EMFILE (sandbox.fdroom): counted as limits.open_files reached."""
+        try:
+            full = fdroom.out_of_descriptors(pid)
+        except (OSError, ValueError):
+            return False
+        if full and _still_valid(listener, notification_id):
+            self.heard.limits["open_files"] = self.heard.limits.get("open_files", 0) + 1
+            return True
+        return False
 
     def _hold_root(self, listener: int, notification_id: int, pid: int) -> None:
         """The caller's root (the container's overlay, whose free space is its writable

@@ -354,7 +354,7 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
     filters nothing to explain (spec.heard says why nothing was heard)."""
     import socket
 
-    from pysbx.sandbox import bpfeval, capcheck, destinations, notify, pathwrites
+    from pysbx.sandbox import bpfeval, capcheck, destinations, fdroom, notify, pathwrites
 
     plain = spec.seccomp_bpf
     observe = spec.explain == "observe"
@@ -371,6 +371,7 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
         listening.checks = capcheck.numbered(capcheck.LEARN_CHECKS, _number_of)
         listening.writes = pathwrites.numbered(_number_of)
         listening.sends = {number: how for name, how in destinations.SENDS.items() if (number := _number_of(name))}
+        listening.fd_calls = fdroom.notified_fd_calls(_number_of, lambda number: True)[0]
         return listening
     blocker = notify.listener_blocker(plain)
     if blocker:  # the command would wait on itself: it runs as without --explain, and says why
@@ -383,9 +384,10 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
         allows = notify.always_allows(plain)
         listening.writes, write_tests = pathwrites.notified_writes(_number_of, allows)
         listening.checks, check_tests = capcheck.notified_checks(_number_of, allows, held)
+        listening.fd_calls, fd_tests = fdroom.notified_fd_calls(_number_of, allows)
         seccomp = notify.seccomp_call()
         refusal = notify.foreign_listener_refusal() if seccomp is not None and allows(seccomp) else []
-        prologue = [*refusal, *tests, *write_tests, *check_tests]
+        prologue = [*refusal, *tests, *write_tests, *check_tests, *fd_tests]
         spec.explain_bpf = bpfeval.with_notified_calls(bpfeval.notify_variant(plain), arch, prologue)
     return listening
 

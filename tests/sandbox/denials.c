@@ -10,7 +10,8 @@
  *                                     times; prints "writes=COUNT/FAILED/ERRNO"
  *   denials listen NR                 loads a filter that sends call NR to a listener of its own
  *                                     (SECCOMP_FILTER_FLAG_NEW_LISTENER); prints "listen=ok" or
- *                                     "listen=-1/ERRNO" */
+ *                                     "listen=-1/ERRNO"
+ *   denials fds                       opens /dev/null until that fails; prints "fds=OPENED/ERRNO" */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -95,7 +96,17 @@ static int listen_for(long nr) {
     return 0;
 }
 
+static int fill_descriptors(void) {
+    long opened = 0;
+    while (open("/dev/null", O_RDONLY) >= 0)
+        opened++;
+    printf("fds=%ld/%d\n", opened, errno);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "fds"))
+        return fill_descriptors();
     if (argc == 3 && !strcmp(argv[1], "listen"))
         return listen_for(number(argv[2]));
     if (argc == 4 && !strcmp(argv[1], "writes"))

@@ -164,6 +164,22 @@ def test_a_full_writable_layer_is_said_with_the_line_that_sizes_it(
     assert roomy.returncode == 0 and "writable layer" not in roomy.stderr
 
 
+def test_descriptors_refused_by_the_open_files_limit_are_said_with_its_line(
+    sandbox: Sandbox, world: Path, denials_image: str
+) -> None:
+    """An rlimit counts none of its refusals: the monitor tells, at each call that makes a
+    descriptor, whether the caller has one free below its limit (the same limit with and
+    without --explain: strict's open_files, 1024). As the container's root: an ordinary
+    user's monitor may list /proc/PID/fd of its own id only, not of a subordinate one."""
+    plain = sandbox("-u", "0", "/denials fds", image=denials_image)
+    heard = sandbox("--explain", "-u", "0", "/denials fds", image=denials_image)
+    assert plain.stdout == heard.stdout == f"fds=1021/{errno.EMFILE}\n", heard.stderr
+    policy = world / "strict-unsigned.yaml"
+    note = f"limits.open_files refused 1 descriptor(s) (EMFILE): set at {policy}:{line_of(policy, 'open_files: 1024')}"
+    assert f"{note} (or by ulimit -n)" in heard.stderr
+    assert "open_files" not in sandbox("--explain", "/denials 39", image=denials_image).stderr
+
+
 def test_the_container_never_holds_the_listener(sandbox: Sandbox, denials_image: str) -> None:
     """A process holding the listener could answer its own denials: every descriptor of
     every process in the container is looked at, while a denial is being made."""
