@@ -126,6 +126,11 @@ def explain(
     that ran as `uid` (in the container)."""
     heard_some = "what is above was heard, then no more" if heard.denials else "nothing was heard"
     notes = [f"{heard_some}: {heard.unavailable}"] if heard.unavailable else []
+    if heard.via:
+        notes = [
+            f"no listener ({heard.unavailable}): the denials were read from {heard.via} instead, without their "
+            "arguments (a rule that looks at them is judged as for zeros); the kernel may drop records it logs too fast"
+        ]
     if heard.dropped:
         notes.append(f"{heard.dropped} further denials of other kinds were counted, not itemised")
     notes += _limit_notes(loaded, heard.limits)
@@ -133,7 +138,7 @@ def explain(
     if seccomp.profile == "unconfined" or plain is None:
         return Explanation([], [], loaded.chain[0], notes, heard.total, heard.dropped)
     profile = load_profile(seccomp.profile)
-    judge = _Judge(loaded, granted, profile)
+    judge = _Judge(loaded, granted, profile, arguments_known=not heard.via)
     explained = [judge.explain(denial) for denial in heard.denials]
     unnamed = [item.name for item in explained if item.name.startswith(UNNAMED)]
     if unnamed:
@@ -154,7 +159,10 @@ def explain(
 
 
 class _Judge:
-    def __init__(self, loaded: LoadedPolicy, granted: frozenset[str], profile: Profile) -> None:
+    def __init__(
+        self, loaded: LoadedPolicy, granted: frozenset[str], profile: Profile, arguments_known: bool = True
+    ) -> None:
+        self.arguments_known = arguments_known  # an audit record has none (sandbox.auditlog)
         self.loaded, self.granted, self.profile = loaded, granted, profile
         self.seccomp = loaded.policy.sandbox.seccomp
         self.resolved = _resolve_indexed(profile, granted, None, None)
@@ -162,7 +170,7 @@ class _Judge:
 
     def explain(self, denial: Denial) -> Explained:
         name = syscall_name(denial.arch, denial.nr)
-        call = describe_call(name, denial)
+        call = describe_call(name, denial) if self.arguments_known else f"{name}(...)"
         if denial.mount:
             return dataclasses.replace(
                 self._read_only_mount(name, denial), call=call, errno=denial.errno, count=denial.count

@@ -34,7 +34,7 @@ import select
 import struct
 import threading
 
-from pysbx.sandbox import bpfeval, capcheck, destinations, fdroom, pathwrites
+from pysbx.sandbox import auditlog, bpfeval, capcheck, destinations, fdroom, pathwrites
 from pysbx.sandbox.caller import Caller
 from pysbx.sandbox.record import Record
 
@@ -96,7 +96,7 @@ class Heard(Record):
     /tmp) and the destinations sent to (sandbox.destinations), each with how many calls;
     MAX_PLACES of each, the rest counted under "*"."""
 
-    __slots__ = ("denials", "dropped", "limits", "reached", "total", "unavailable", "written")
+    __slots__ = ("denials", "dropped", "limits", "reached", "total", "unavailable", "via", "written")
 
     def __init__(self) -> None:
         self.denials: list[Denial] = []
@@ -106,6 +106,7 @@ class Heard(Record):
         self.limits: dict[str, int] = {}
         self.written: dict[str, int] = {}
         self.reached: dict[str, int] = {}
+        self.via = ""  # no listener, but the kernel's audit log was read (sandbox.auditlog)
 
 
 def heard_as_json(heard: Heard) -> dict[str, object]:
@@ -125,6 +126,7 @@ def heard_as_json(heard: Heard) -> dict[str, object]:
         "limits": heard.limits,
         "written": heard.written,
         "reached": heard.reached,
+        "via": heard.via,
     }
 
 
@@ -132,7 +134,7 @@ def heard_from_json(document: dict[str, object]) -> Heard:
     """heard_as_json read back; ValueError (or TypeError, KeyError) for what it did not write."""
     heard = Heard()
     heard.total, heard.dropped = int(document["total"]), int(document["dropped"])  # type: ignore[call-overload]
-    heard.unavailable = str(document["unavailable"])
+    heard.unavailable, heard.via = str(document["unavailable"]), str(document.get("via", ""))
     heard.limits, heard.written, heard.reached = (
         {str(name): int(count) for name, count in dict(document.get(field) or {}).items()}  # type: ignore[call-overload]
         for field in ("limits", "written", "reached")
@@ -156,6 +158,7 @@ def merged(earlier: Heard | None, later: Heard) -> Heard:
     both = Heard()
     both.total, both.dropped = earlier.total + later.total, earlier.dropped + later.dropped
     both.unavailable = later.unavailable or earlier.unavailable
+    both.via = later.via or earlier.via
     both.limits = _added(earlier.limits, later.limits)
     for place, counts in (
         (both.written, (earlier.written, later.written)),
@@ -229,6 +232,9 @@ class Listening:
         # so that finish() can tell whether the writable layer (a tmpfs) was left full.
         self.watch_root = False
         self._root = -1
+        self.kernel_log: auditlog.KernelLog | None = None  # root: read should no listener come
+        self.init_pid = 0  # the container's init, set once known: its pid namespace is the container's
+        self.session = -1  # the container's own audit session (auditlog.new_session), or -1
         self.observe = observe
         self.most = MAX_OBSERVED if observe else MAX_DISTINCT
         self.heard = Heard()
@@ -259,6 +265,9 @@ class Listening:
     def _ended(self) -> Heard:
         for fd in (self._stop_r, self._stop_w):
             os.close(fd)
+        if self.kernel_log is not None:  # the thread never got as far as the listener
+            self.kernel_log.close()
+            self.kernel_log = None
         if self._root >= 0:
             if _is_full(self._root):
                 self.heard.limits["writable_size"] = 1
@@ -272,13 +281,69 @@ class Listening:
         finally:
             self.receiver.close()
         if listener < 0:
+            self._read_kernel_log()
             return
+        if self.kernel_log is not None:  # a listener came: the log is not needed
+            self.kernel_log.close()
+            self.kernel_log = None
         try:
             self._answer_until_hung_up(listener)
         except Exception as error:  # never a hung container: closed, the listener answers ENOSYS
             self.heard.unavailable = f"the monitor stopped listening: {type(error).__name__}: {error}"
         finally:
             os.close(listener)
+
+    def _read_kernel_log(self) -> None:
+        """No listener: the filter logs its denials (sandbox.auditlog); read them until the
+        run is over, and once more then (a record written just before the end)."""
+        log = self.kernel_log
+        if log is None:
+            return
+        self.kernel_log = None
+        try:
+            waiting = select.poll()
+            waiting.register(log.fd, select.POLLIN)
+            waiting.register(self._stop_r, select.POLLIN)
+            while True:
+                ended = self._stop_r in dict(waiting.poll())
+                for record in log.records():
+                    self._record_logged(*record)
+                if ended:
+                    return
+        except Exception as error:  # what was heard stays; the run goes on
+            self.heard.unavailable += f"; the kernel's log could not be read on ({type(error).__name__}: {error})"
+        finally:
+            log.close()
+
+    def _record_logged(self, session: int, pid: int, arch: int, nr: int, code: int) -> None:
+        """One record: kept when it carries the container's own audit session, or, where
+        the container has none, when its process is in the container's pid namespace (read
+        now: one gone is missed; with no pid namespace of its own, none can be told)."""
+        if not self.init_pid or code & bpfeval.RET_ACTION_FULL != bpfeval.RET_ERRNO:
+            return
+        if self.session in (-1, auditlog.UNSET, auditlog.session_of(os.getpid())):
+            shared = auditlog.in_namespace_of(os.getpid(), self.init_pid)  # no pid namespace of its own
+            if shared or not auditlog.in_namespace_of(pid, self.init_pid):
+                return
+        elif session != self.session:
+            return
+        self.heard.via = "the kernel's audit log"
+        value, _ = self.plain.of(bpfeval.seccomp_data(nr, arch))  # the record has no arguments
+        action, number = bpfeval.action_of(value)
+        self.heard.total += 1
+        kind = (nr, arch, value, "", "")
+        known = self._kinds.get(kind)
+        if known is not None:
+            known.count += 1
+        elif len(self._kinds) >= self.most:
+            self.heard.dropped += 1
+        else:
+            answer = number if action == bpfeval.RET_ERRNO else errno.EPERM
+            denial = self._kinds[kind] = Denial(nr, arch, answer, {}, {}, pid)
+            denial.verdict = value
+            self.heard.denials.append(denial)
+            if self.on_new_kind is not None:
+                self.on_new_kind(self.heard)
 
     def _receive_listener(self) -> int:
         """The listener the command sent, or -1 with the reason it gave (or none: the setup

@@ -89,6 +89,7 @@ class RunSpec(Record):
         "env",
         "explain",
         "explain_bpf",
+        "explain_log",
         "freezable",
         "heard",
         "hostname",
@@ -171,6 +172,7 @@ class RunSpec(Record):
         # "observe" (learn): it hears every call, and lets each go on
         self.explain = ""
         self.explain_bpf: bytes | None = None  # the filter that notifies (bpfeval.notify_variant)
+        self.explain_log = False  # no listener: the plain filter logs its denials (sandbox.auditlog)
         self.listener_end: socket.socket | None = None  # the container's side: the listener goes through it
         self.heard: notify.Heard | None = None  # --explain: what the monitor heard, once the run is over
         self.on_heard: Callable[[notify.Heard], object] | None = None  # run -d: told of each new kind heard
@@ -323,6 +325,9 @@ def _run_joined(spec: RunSpec, cgroup: cgroups.Cgroup | None, keeper: netkeeper.
     if listening is not None:
         listening.start()
     init_pid = _monitor_setup(pid, spec, ready_r, maps_w, keeper)
+    if listening is not None:
+        listening.init_pid = init_pid  # whose pid namespace audit records are checked against
+        listening.session = auditlog_session(pid) if spec.explain_log else -1
     forward = _forward_signals(init_pid, spec.tty, spec.on_signal)
     signal.pthread_sigmask(signal.SIG_SETMASK, held)
     # after the handlers: a TERM while PID 1 is still mounting reaches it (found by review)
@@ -354,7 +359,7 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
     filters nothing to explain (spec.heard says why nothing was heard)."""
     import socket
 
-    from pysbx.sandbox import bpfeval, capcheck, destinations, fdroom, notify, pathwrites
+    from pysbx.sandbox import auditlog, bpfeval, capcheck, destinations, fdroom, notify, pathwrites
 
     plain = spec.seccomp_bpf
     observe = spec.explain == "observe"
@@ -373,6 +378,8 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
         listening.sends = {number: how for name, how in destinations.SENDS.items() if (number := _number_of(name))}
         listening.fd_calls = fdroom.notified_fd_calls(_number_of, lambda number: True)[0]
         return listening
+    if os.geteuid() == 0 and auditlog.readable():  # should no listener come: the kernel's log
+        listening.kernel_log, spec.explain_log = auditlog.KernelLog(), True
     blocker = notify.listener_blocker(plain)
     if blocker:  # the command would wait on itself: it runs as without --explain, and says why
         listening.heard.unavailable = blocker
@@ -390,6 +397,12 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
         prologue = [*refusal, *tests, *write_tests, *check_tests, *fd_tests]
         spec.explain_bpf = bpfeval.with_notified_calls(bpfeval.notify_variant(plain), arch, prologue)
     return listening
+
+
+def auditlog_session(pid: int) -> int:
+    from pysbx.sandbox.auditlog import session_of
+
+    return session_of(pid)
 
 
 def _observation_ceiling(held: int) -> bytes:
@@ -563,6 +576,10 @@ def _setup_process(
     monitor = os.getppid()
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    if spec.explain_log:  # an audit session of the container's own: its records are told apart by it
+        from pysbx.sandbox.auditlog import new_session
+
+        new_session()
     if cgroup is not None:  # still with the monitor's credentials; before any namespace
         cgroup.join()
     own_cgroups = mounts.own_cgroup_hierarchies() if "cgroup" in spec.namespaces else ()
@@ -920,9 +937,10 @@ def _load_filter(spec: RunSpec, bpf: bytes, has_cap_sys_admin: bool = False) -> 
     import socket  # imported before the fork (sandbox.runner._run_joined): a lookup, not a load
 
     spec.listener_end = None
+    logged = ("SECCOMP_FILTER_FLAG_LOG",) if spec.explain_log else ()  # heard from the kernel's log instead
     try:
         if notifying is None:  # the monitor has the reason already
-            load_bpf(bpf, has_cap_sys_admin=has_cap_sys_admin)
+            load_bpf(bpf, has_cap_sys_admin=has_cap_sys_admin, flags=logged)
             return
         try:
             listener = load_bpf(notifying, has_cap_sys_admin=has_cap_sys_admin, listener=True)
@@ -930,7 +948,7 @@ def _load_filter(spec: RunSpec, bpf: bytes, has_cap_sys_admin: bool = False) -> 
             if spec.explain == "observe":  # learning without hearing: nothing to learn from
                 raise
             end.sendall(f"the kernel gave no seccomp notification listener ({error})".encode())
-            load_bpf(bpf, has_cap_sys_admin=has_cap_sys_admin)
+            load_bpf(bpf, has_cap_sys_admin=has_cap_sys_admin, flags=logged)
             return
         try:
             socket.send_fds(end, [b"listener"], [listener])

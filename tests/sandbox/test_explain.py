@@ -346,9 +346,19 @@ def test_a_profile_that_would_deadlock_the_handover_runs_as_without_explain(
         world, "explain-no-sendmsg.yaml", ("profile: strict", "profile: strict\n    deny: [sendmsg]")
     )
     share(world)
-    done = sandbox("--explain", f"/denials {nr('mount')} s:a s:/b", image=denials_image, policy=policy.name, timeout=30)
-    assert done.returncode == 0 and done.stdout.strip() == f"{nr('mount')}=-1/1"
-    assert "nothing was heard: the seccomp profile does not allow sendmsg" in done.stderr
+    script = f"/denials {nr('mount')} s:a s:/b; /denials {nr('unshare')} 0x10000000; /denials {nr('unshare')} 0"
+    done = sandbox("--explain", script, image=denials_image, policy=policy.name, timeout=30)
+    assert done.returncode == 0 and done.stdout.split() == [f"{nr('mount')}=-1/1", *[f"{nr('unshare')}=-1/1"] * 2]
+    if sandbox.mode != "root":  # the kernel's log is root's to read
+        assert "nothing was heard: the seccomp profile does not allow sendmsg" in done.stderr
+        return
+    # root: the plain filter logged its denials (SECCOMP_FILTER_FLAG_LOG), each process gone
+    # at once, and the container's own audit session told them apart from the host's
+    assert "the policy denied 2 kinds of system call (3 calls)" in done.stderr, done.stderr
+    assert "  mount(...) -> EPERM\n" in done.stderr and "  unshare(...) -> EPERM  (2 times)\n" in done.stderr
+    assert "no listener (the seccomp profile does not allow sendmsg" in done.stderr
+    assert "the denials were read from the kernel's audit log instead" in done.stderr
+    assert re.search(r"sandbox\.seccomp\.allow: \+unshare +loosens", done.stderr)
 
 
 def test_explain_costs_nothing_when_off(sandbox: Sandbox, denials_image: str) -> None:
