@@ -67,7 +67,7 @@ def with_notified_calls(bpf: bytes, arch: int, tests: Sequence[Test]) -> bytes:
     --explain hears calls the filter allows but the kernel refuses without a capability
     (socket(AF_PACKET) without CAP_NET_RAW) or on a read-only mount (sandbox.pathwrites),
     and the monitor lets them go on; and a filter that would bring a listener of its own is
-    refused (notify.foreign_listener_refusal). The first matching test decides.
+    refused (notify.with_foreign_listeners_refused). The first matching test decides.
 
     One block per call number, so a call matched by nothing passes one comparison per number;
     the jumps out are `ja` (a 32-bit offset: an 8-bit one cannot reach past 255 instructions)."""

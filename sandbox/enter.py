@@ -119,10 +119,13 @@ def _hearing(container: Container, spec: RunSpec) -> int | None:
     listening = runner._prepare_listening(spec)
     if listening is None:
         return None
+    if listening.kernel_log is not None:  # no listener, no log: a server reading it would never end
+        listening.kernel_log.close()
+        listening.kernel_log, spec.explain_log = None, False
     server = os.fork()
     if server == 0:  # pragma: no cover - serves, keeps the record, _exits
         try:
-            _become_server(spec)
+            _become_server(listening.descriptors())
             _keep_heard(container, listening.run_to_end())
         finally:
             os._exit(0)
@@ -130,16 +133,25 @@ def _hearing(container: Container, spec: RunSpec) -> int | None:
     return server
 
 
-def _become_server(spec: RunSpec) -> None:
-    """Out of the terminal's session (^C on exec is for the command), holding none of the
-    command's standard streams (a reader of its output waits for every writer to close)."""
+def _become_server(kept: tuple[int, ...]) -> None:
+    """Out of the terminal's session and deaf to its signals (^C on exec is for the command),
+    in /, holding none of the command's standard streams (a reader of its output waits for
+    every writer to close) nor any other descriptor but the listening's own."""
+    import signal
+
     os.setsid()
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE):
+        signal.signal(signum, signal.SIG_IGN)
+    os.chdir("/")
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
-    if spec.listener_end is not None:
-        spec.listener_end.close()
+    low = 3
+    for fd in sorted(kept):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
 def _wait_a_little(server: int, seconds: float = 2.0) -> None:

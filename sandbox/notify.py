@@ -23,7 +23,7 @@ answers ENOSYS to each call the filter notifies, and would let a process load a 
 a listener of its own, which then hears those calls first. The first is why an exec'd
 process's listener is served by a process of its own until the filter's last process is gone
 (sandbox.enter); the second, why every notifying filter refuses such a filter
-(foreign_listener_refusal)."""
+(with_foreign_listeners_refused)."""
 
 from __future__ import annotations
 
@@ -228,6 +228,7 @@ class Listening:
         self.checks: Mapping[int, capcheck.Check] = {}  # calls it notifies for a capability (sandbox.capcheck)
         self.sends: Mapping[int, tuple[int, int]] = {}  # learn: calls with a destination (sandbox.destinations)
         self.fd_calls: frozenset[int] = frozenset()  # calls that make a descriptor (sandbox.fdroom)
+        self.capability_calls: frozenset[int] = frozenset()  # capability_tests' calls (raw sockets)
         # Under limits.writable_size: the container's root, held from its first heard call on,
         # so that finish() can tell whether the writable layer (a tmpfs) was left full.
         self.watch_root = False
@@ -254,6 +255,11 @@ class Listening:
         os.write(self._stop_w, b"x")
         self._thread.join()
         return self._ended()
+
+    def descriptors(self) -> tuple[int, ...]:
+        """What the listening holds open (a server process closes everything else)."""
+        held = (self.receiver.fileno(), self._stop_r, self._stop_w)
+        return held + ((self.kernel_log.fd,) if self.kernel_log is not None else ())
 
     def run_to_end(self) -> Heard:
         """finish(), without the grace: served in this thread until every process under the
@@ -402,17 +408,19 @@ class Listening:
             self._record(listener, notification_id, pid, data, answer, read, value, needs)
             if not answer:
                 self._note_effects(listener, notification_id, pid, data)
-                if bpfeval.SECCOMP_DATA.unpack(data)[0] in self.fd_calls:
+                nr, arch = bpfeval.SECCOMP_DATA.unpack(data)[:2]
+                if arch == self.native and nr in self.fd_calls:
                     self._out_of_descriptors(listener, notification_id, pid)
             flags = 0 if answer else USER_NOTIF_FLAG_CONTINUE
             response = RESPONSE.pack(notification_id, 0, -answer, flags)
         elif action in (bpfeval.RET_ALLOW, bpfeval.RET_LOG):  # heard by the prologue: it goes on, as the filter says
-            nr = bpfeval.SECCOMP_DATA.unpack(data)[0]
-            if nr in self.fd_calls and self._out_of_descriptors(listener, notification_id, pid):
+            nr, arch = bpfeval.SECCOMP_DATA.unpack(data)[:2]
+            native = arch == self.native
+            if native and nr in self.fd_calls and self._out_of_descriptors(listener, notification_id, pid):
                 pass  # EMFILE comes before any look at a path: counted, nothing more to tell
             elif nr in self.writes or nr in self.checks:
                 self._hear_allowed(listener, notification_id, pid, data)
-            else:  # a call the kernel refuses without a capability
+            elif native and nr in self.capability_calls:  # the kernel refuses it without a capability
                 self._record(listener, notification_id, pid, data, errno.EPERM, read, value)
             response = RESPONSE.pack(notification_id, 0, 0, USER_NOTIF_FLAG_CONTINUE)
         else:
@@ -431,7 +439,7 @@ class Listening:
         """The call will get EMFILE (sandbox.fdroom): counted as limits.open_files reached."""
         try:
             full = fdroom.out_of_descriptors(pid)
-        except (OSError, ValueError):
+        except Exception:  # nothing to tell: the call goes on as the filter says
             return False
         if full and _still_valid(listener, notification_id):
             self.heard.limits["open_files"] = self.heard.limits.get("open_files", 0) + 1
@@ -773,7 +781,7 @@ def observing_program() -> bytes:
     program = [code(0x20, 0, 0, 4), code(0x15, 0, count + 1, arch), code(0x20, 0, 0, 0)]  # ld arch; jeq; ld nr
     program += [code(0x15, count - index, 0, number) for index, number in enumerate(allowed)]
     program += [code(0x06, 0, 0, bpfeval.RET_USER_NOTIF), code(0x06, 0, 0, bpfeval.RET_ALLOW)]
-    return bpfeval.with_notified_calls(b"".join(program), arch, foreign_listener_refusal())
+    return with_foreign_listeners_refused(b"".join(program), None)
 
 
 def always_allows(plain: bytes) -> Callable[[int], bool]:
@@ -791,26 +799,36 @@ def always_allows(plain: bytes) -> Callable[[int], bool]:
     return allows
 
 
-# seccomp(2) by machine; SECCOMP_FILTER_FLAG_NEW_LISTENER is its flags' bit 3 (linux/seccomp.h)
-_SECCOMP_CALL = {"x86_64": 317, "aarch64": 277}
+# seccomp(2) in each ABI a machine runs, as (AUDIT_ARCH_*, number): x86_64, x32 (the native
+# arch with bit 30 in the number) and i386; aarch64 and 32-bit ARM. SECCOMP_FILTER_FLAG_NEW_LISTENER
+# is bit 3 of its flags (linux/seccomp.h), and SECCOMP_SET_MODE_FILTER its operation 1.
+_SECCOMP_CALLS = {
+    "x86_64": ((0xC000003E, 317), (0xC000003E, 0x40000000 | 317), (0x40000003, 354)),
+    "aarch64": ((0xC00000B7, 277), (0x40000028, 383)),
+}
 NEW_LISTENER_FLAG = 8
 
 
-def foreign_listener_refusal() -> list[bpfeval.Test]:
-    """The prologue test that answers EBUSY to a filter that would bring a listener of its
-    own (what the kernel answers anyway while ours listens). Once ours is closed (the
-    monitor gone, a process left over), the kernel would let one in, and the newest listener
-    hears the calls our filter sends to the monitor: its owner, in the container, could
-    answer "continue" to a denied call. With this, a left-over process's notified calls fail
-    (ENOSYS) and none can be let through."""
-    number = _SECCOMP_CALL.get(os.uname().machine)
-    if number is None:
-        return []
-    return [(number, 1, NEW_LISTENER_FLAG, NEW_LISTENER_FLAG, bpfeval.RET_ERRNO | errno.EBUSY)]
-
-
-def seccomp_call() -> int | None:
-    return _SECCOMP_CALL.get(os.uname().machine)
+def with_foreign_listeners_refused(bpf: bytes, plain: bytes | None) -> bytes:
+    """`bpf` behind a prologue that answers EBUSY to seccomp() loading a filter with a
+    listener of its own (what the kernel answers anyway while ours listens), in every ABI of
+    this machine. Once ours is closed (its server gone, a process left over), the kernel would
+    let one in, and the newest listener hears the calls our filter sends to the monitor: its
+    owner, in the container, could answer "continue" to a denied call. With this, a left-over
+    process's notified calls fail (ENOSYS) and none can be let through. Where the `plain`
+    filter does not allow that call it needs none (our filter notifies it: ENOSYS then);
+    plain None (learn's observing filter): everywhere."""
+    by_arch: dict[int, list[bpfeval.Test]] = {}
+    for arch, number in _SECCOMP_CALLS.get(os.uname().machine, ()):
+        if plain is not None:
+            asked = bpfeval.evaluate(plain, bpfeval.seccomp_data(number, arch, (1, NEW_LISTENER_FLAG)))
+            if bpfeval.action_of(asked)[0] not in (bpfeval.RET_ALLOW, bpfeval.RET_LOG):
+                continue
+        refusal = (number, 1, NEW_LISTENER_FLAG, NEW_LISTENER_FLAG, bpfeval.RET_ERRNO | errno.EBUSY)
+        by_arch.setdefault(arch, []).append(refusal)
+    for arch, tests in by_arch.items():
+        bpf = bpfeval.with_notified_calls(bpf, arch, tests)
+    return bpf
 
 
 def native_arch() -> int:

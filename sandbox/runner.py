@@ -310,6 +310,8 @@ def _run_joined(spec: RunSpec, cgroup: cgroups.Cgroup | None, keeper: netkeeper.
                 end.close()
         if listening is not None:
             listening.receiver.close()
+            if listening.kernel_log is not None:  # the host's log: nothing of the container's to hold
+                listening.kernel_log.close()
         userns = keeper.userns if keeper is not None else -1
         _guarded(
             errors_w,
@@ -388,14 +390,14 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
     else:
         held = capabilities.capabilities_after_setuid(spec.capabilities, spec.user.uid)
         arch, tests = notify.capability_tests(held, plain)
+        listening.capability_calls = frozenset(test[0] for test in tests)
         allows = notify.always_allows(plain)
         listening.writes, write_tests = pathwrites.notified_writes(_number_of, allows)
         listening.checks, check_tests = capcheck.notified_checks(_number_of, allows, held)
         listening.fd_calls, fd_tests = fdroom.notified_fd_calls(_number_of, allows)
-        seccomp = notify.seccomp_call()
-        refusal = notify.foreign_listener_refusal() if seccomp is not None and allows(seccomp) else []
-        prologue = [*refusal, *tests, *write_tests, *check_tests, *fd_tests]
-        spec.explain_bpf = bpfeval.with_notified_calls(bpfeval.notify_variant(plain), arch, prologue)
+        prologue = [*tests, *write_tests, *check_tests, *fd_tests]
+        heard = bpfeval.with_notified_calls(bpfeval.notify_variant(plain), arch, prologue)
+        spec.explain_bpf = notify.with_foreign_listeners_refused(heard, plain)
     return listening
 
 

@@ -62,6 +62,14 @@ def test_a_call_the_filter_allows_is_not_reported(sandbox: Sandbox, denials_imag
     assert "the policy denied no system call" in done.stderr
 
 
+def test_pipes_reads_and_writes_that_succeed_are_not_reported(sandbox: Sandbox, denials_image: str) -> None:
+    """Calls notified for a look (descriptors, writes) that go through are no denial."""
+    done = sandbox(
+        "--explain", "cat /etc/passwd | wc -l >/tmp/count; mkdir /tmp/d; echo x > /tmp/d/f", image=denials_image
+    )
+    assert done.returncode == 0 and "the policy denied no system call" in done.stderr, done.stderr
+
+
 def test_the_errno_is_the_plain_filters_for_every_kind_of_denial(
     sandbox: Sandbox, world: Path, denials_image: str
 ) -> None:

@@ -233,3 +233,27 @@ def test_no_capability_prologue_where_the_filter_would_kill_or_trap_the_call() -
     assert notify.capability_tests(0, kills_sockets)[1] == []
     assert notify.capability_tests(0, plain_filter(errno.EPERM))[1] != []
     assert notify.capability_tests(1 << 13, plain_filter(errno.EPERM))[1] == []  # CAP_NET_RAW held
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the ABIs named are x86_64's")
+def test_a_listener_of_the_containers_own_is_refused_in_every_abi() -> None:
+    """seccomp(SECCOMP_SET_MODE_FILTER, FLAG_NEW_LISTENER) gets EBUSY from the notifying
+    filter in x86_64, x32 and i386 alike (a 32-bit program could otherwise bring its own
+    listener once ours is gone); other flags go to the filter, and an ABI the plain filter
+    already refuses needs nothing."""
+    from pysbx.policies.seccomp import compile_bpf, load_profile
+
+    plain = compile_bpf(load_profile("default"), frozenset()).bpf
+    heard = notify.with_foreign_listeners_refused(bpfeval.notify_variant(plain), plain)
+    for arch, number in ((0xC000003E, 317), (0xC000003E, 0x40000000 | 317), (0x40000003, 354)):
+        assert bpfeval.evaluate(heard, bpfeval.seccomp_data(number, arch, (1, 8))) == bpfeval.RET_ERRNO | errno.EBUSY
+        assert bpfeval.evaluate(heard, bpfeval.seccomp_data(number, arch, (1, 0))) == bpfeval.RET_ALLOW
+        observing = notify.observing_program()
+        assert (
+            bpfeval.evaluate(observing, bpfeval.seccomp_data(number, arch, (1, 8))) == bpfeval.RET_ERRNO | errno.EBUSY
+        )
+    strict = compile_bpf(load_profile("strict"), frozenset()).bpf
+    kept = notify.with_foreign_listeners_refused(bpfeval.notify_variant(strict), strict)
+    assert bpfeval.evaluate(kept, bpfeval.seccomp_data(354, 0x40000003, (1, 8))) == bpfeval.evaluate(
+        strict, bpfeval.seccomp_data(354, 0x40000003, (1, 8))
+    )
