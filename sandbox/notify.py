@@ -467,6 +467,8 @@ class Listening:
         if arch != self.native:
             return
         write, check = self.writes.get(nr), self.checks.get(nr)
+        if write is not None and check is None and not pathwrites.may_write(write, args):
+            return  # an open to read, heard for its descriptor only
         index = write.path if write is not None else check.path if check is not None else -1
         try:
             path = _read_strings(pid, args, (index,), PATH_MAX).get(index) if index >= 0 else None

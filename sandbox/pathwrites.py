@@ -98,6 +98,13 @@ def notified_writes(
     return writes, tests
 
 
+def may_write(write: Write, args: tuple[int, ...] | list[int]) -> bool:
+    """False for an open whose flags (in a register) say it only reads: nothing to look at."""
+    if write.kind != "open" or write.flags < 0:
+        return True
+    return bool(args[write.flags] & (O_ACCMODE | O_CREAT | O_TRUNC))
+
+
 def refusal(
     pid: int, write: Write, args: tuple[int, ...] | list[int], path: bytes, read: Callable[[int, int], bytes]
 ) -> tuple[int, str, str] | None:
