@@ -336,20 +336,13 @@ class Listening:
         self.heard.via = "the kernel's audit log"
         value, _ = self.plain.of(bpfeval.seccomp_data(nr, arch))  # the record has no arguments
         action, number = bpfeval.action_of(value)
-        self.heard.total += 1
-        kind = (nr, arch, value, "", "")
-        known = self._kinds.get(kind)
-        if known is not None:
-            known.count += 1
-        elif len(self._kinds) >= self.most:
-            self.heard.dropped += 1
-        else:
-            answer = number if action == bpfeval.RET_ERRNO else errno.EPERM
-            denial = self._kinds[kind] = Denial(nr, arch, answer, {}, {}, pid)
+
+        def new() -> Denial:
+            denial = Denial(nr, arch, number if action == bpfeval.RET_ERRNO else errno.EPERM, {}, {}, pid)
             denial.verdict = value
-            self.heard.denials.append(denial)
-            if self.on_new_kind is not None:
-                self.on_new_kind(self.heard)
+            return denial
+
+        self._count((nr, arch, value, "", ""), new)
 
     def _receive_listener(self) -> int:
         """The listener the command sent, or -1 with the reason it gave (or none: the setup
@@ -483,19 +476,13 @@ class Listening:
         if refusal is None or not _still_valid(listener, notification_id):  # after every read of its memory
             return
         number, mount, needs = refusal
-        self.heard.total += 1
-        kind = (nr, arch, bpfeval.RET_ALLOW, mount, needs)
-        known = self._kinds.get(kind)
-        if known is not None:
-            known.count += 1
-        elif len(self._kinds) >= self.most:
-            self.heard.dropped += 1
-        else:
-            denial = self._kinds[kind] = Denial(nr, arch, number, {}, strings, pid, tuple(args))
+
+        def new() -> Denial:
+            denial = Denial(nr, arch, number, {}, strings, pid, tuple(args))
             denial.verdict, denial.mount, denial.needs = bpfeval.RET_ALLOW, mount, needs
-            self.heard.denials.append(denial)
-            if self.on_new_kind is not None:
-                self.on_new_kind(self.heard)
+            return denial
+
+        self._count((nr, arch, bpfeval.RET_ALLOW, mount, needs), new)
 
     def _refusal(
         self,
@@ -600,23 +587,32 @@ class Listening:
         needs: str = "",
     ) -> None:
         nr, arch, _, *args = bpfeval.SECCOMP_DATA.unpack(data)
-        self.heard.total += 1
         shown = {index: args[index] for index in read}
         kind = (nr, arch, verdict, needs, *(value for item in sorted(shown.items()) for value in item))
+
+        def new() -> Denial:  # a new kind only: its path arguments are read once
+            strings = _read_strings(pid, args, self.path_arguments.get(nr, ()) if arch == self.native else ())
+            if strings and not _still_valid(listener, notification_id):
+                strings = {}  # the caller is gone, and the pid may be another process's now
+            denial = Denial(nr, arch, number, shown, strings, pid, tuple(args))
+            denial.verdict, denial.needs = verdict, needs
+            return denial
+
+        self._count(kind, new, odd=not 0 <= nr & ~X32_BIT < LAST_NUMBER)
+
+    def _count(self, kind: tuple[object, ...], new: Callable[[], Denial], odd: bool = False) -> None:
+        """One more call of `kind`: counted, or kept as a new kind (made by `new`) while the
+        record has room (and, for calls with no name, the bucket of odd ones has)."""
+        self.heard.total += 1
         known = self._kinds.get(kind)
         if known is not None:
             known.count += 1
             return
-        odd = not 0 <= nr & ~X32_BIT < LAST_NUMBER
         if len(self._kinds) >= self.most or (odd and self._odd >= MAX_ODD):
             self.heard.dropped += 1
             return
         self._odd += odd
-        strings = _read_strings(pid, args, self.path_arguments.get(nr, ()) if arch == self.native else ())
-        if strings and not _still_valid(listener, notification_id):
-            strings = {}  # the caller is gone, and the pid may be another process's now
-        denial = self._kinds[kind] = Denial(nr, arch, number, shown, strings, pid, tuple(args))
-        denial.verdict, denial.needs = verdict, needs
+        denial = self._kinds[kind] = new()
         self.heard.denials.append(denial)
         if self.on_new_kind is not None:
             self.on_new_kind(self.heard)
