@@ -15,7 +15,10 @@ program it cannot read is never guessed at. Standard library only."""
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 INSTRUCTION = struct.Struct("=HBBI")  # struct sock_filter: u16 code, u8 jt, u8 jf, u32 k
 SECCOMP_DATA = struct.Struct("=iIQ6Q")  # nr, arch, instruction_pointer, args[6]: 64 bytes
@@ -102,6 +105,11 @@ def _block(number: int, checks: list[tuple[int, int, int, int]]) -> list[bytes]:
     body.append(code(0x05, 0, 0, 0))  # none matched: to `bpf` (the offset is filled in by the caller)
     body += [code(0x06, 0, 0, ret) for ret in returns]
     return [code(0x15, 0, len(body), number), *body]
+
+
+def by_number(table: Mapping[str, T], number_of: Callable[[str], int | None]) -> dict[int, T]:
+    """A table of calls by name as this machine numbers them (names it lacks left out)."""
+    return {number: item for name, item in table.items() if (number := number_of(name)) is not None}
 
 
 def seccomp_data(nr: int, arch: int, args: tuple[int, ...] = (), ip: int = 0) -> bytes:

@@ -93,11 +93,6 @@ WHAT = {
 }  # fmt: skip
 
 
-def numbered(checks: dict[str, Check], number_of: Callable[[str], int | None]) -> dict[int, Check]:
-    """The checks by this machine's call numbers."""
-    return {number: check for name, check in checks.items() if (number := number_of(name)) is not None}
-
-
 def notified_checks(
     number_of: Callable[[str], int | None], allows_always: Callable[[int], bool], granted: int
 ) -> tuple[dict[int, Check], list[tuple[int, int, int, int]]]:

@@ -72,11 +72,6 @@ AT_FDCWD = -100
 MAX_MOUNTINFO = 1 << 20
 
 
-def numbered(number_of: Callable[[str], int | None]) -> dict[int, Write]:
-    """Every writing call by this machine's number (learn hears every call anyway)."""
-    return {number: write for name, write in WRITES.items() if (number := number_of(name)) is not None}
-
-
 def notified_writes(
     number_of: Callable[[str], int | None], allows_always: Callable[[int], bool]
 ) -> tuple[dict[int, Write], list[tuple[int, int, int, int]]]:

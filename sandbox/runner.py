@@ -329,7 +329,10 @@ def _run_joined(spec: RunSpec, cgroup: cgroups.Cgroup | None, keeper: netkeeper.
     init_pid = _monitor_setup(pid, spec, ready_r, maps_w, keeper)
     if listening is not None:
         listening.init_pid = init_pid  # whose pid namespace audit records are checked against
-        listening.session = auditlog_session(pid) if spec.explain_log else -1
+        if spec.explain_log:  # the audit session the setup started (auditlog.new_session)
+            from pysbx.sandbox.auditlog import session_of
+
+            listening.session = session_of(pid)
     forward = _forward_signals(init_pid, spec.tty, spec.on_signal)
     signal.pthread_sigmask(signal.SIG_SETMASK, held)
     # after the handlers: a TERM while PID 1 is still mounting reaches it (found by review)
@@ -375,9 +378,10 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
     listening.watch_root = writable_size(spec) is not None
     if observe or plain is None:
         spec.explain_bpf = notify.observing_program()
-        listening.checks = capcheck.numbered(capcheck.LEARN_CHECKS, _number_of)
-        listening.writes = pathwrites.numbered(_number_of)
-        listening.sends = {number: how for name, how in destinations.SENDS.items() if (number := _number_of(name))}
+        # learn hears every call: each table whole, by this machine's numbers
+        listening.checks = bpfeval.by_number(capcheck.LEARN_CHECKS, _number_of)
+        listening.writes = bpfeval.by_number(pathwrites.WRITES, _number_of)
+        listening.sends = bpfeval.by_number(destinations.SENDS, _number_of)
         listening.fd_calls = fdroom.notified_fd_calls(_number_of, lambda number: True)[0]
         return listening
     if os.geteuid() == 0 and auditlog.readable():  # should no listener come: the kernel's log
@@ -399,12 +403,6 @@ def _prepare_listening(spec: RunSpec) -> notify.Listening | None:
         heard = bpfeval.with_notified_calls(bpfeval.notify_variant(plain), arch, prologue)
         spec.explain_bpf = notify.with_foreign_listeners_refused(heard, plain)
     return listening
-
-
-def auditlog_session(pid: int) -> int:
-    from pysbx.sandbox.auditlog import session_of
-
-    return session_of(pid)
 
 
 def _observation_ceiling(held: int) -> bytes:
