@@ -48,11 +48,16 @@ def token_in(text: str) -> str | None:
     return None
 
 
-# A cheap first look at a file's bytes: only where one of these appears are the patterns run.
-_PREFILTER = re.compile(
-    rb"AKIA|ASIA|gh[pousr]_|glpat-|xox[abprs]-|AIza|sk_live_|-----BEGIN|npm_|_authToken|://[^/\s:@]{1,256}:[^@\s/]{1,256}@"
-    rb"|(?i:password|passwd|secret|token|api_?key|private_?key|access_?key)[\"']?\s{0,4}[:=]"
-)
+# Every detector below matches within one line, and needs one of these fixed strings on it: the
+# lines holding one (found with `in`, at memory speed) are all it reads. One regular expression
+# over a whole file ran at about 20 MB/s, most of an image audit's time.
+_MARKERS = (
+    b"AKIA", b"ASIA", b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"glpat-", b"xox", b"AIza", b"sk_live_",
+    b"-----BEGIN", b"npm_", b"://",
+)  # fmt: skip
+# In lower case, looked for in the lowered bytes: the endings SECRET_NAME accepts.
+_NAME_MARKERS = (b"passw", b"secret", b"token", b"key", b"credential")
+BINARY_PROBE = 8192  # a NUL in the first bytes makes a file binary (git's and trivy's rule): not read
 # NAME = "value" where the name says secret (gitleaks' generic rule): quoted, long, varied.
 _ASSIGNMENT = re.compile(
     r"(?im)^[ \t]*(?:export[ \t]+)?[\"']?([A-Za-z_][\w.-]{0,60})[\"']?[ \t]*[:=][ \t]*[\"']([^\"'\s]{16,200})[\"']"
@@ -60,12 +65,16 @@ _ASSIGNMENT = re.compile(
 
 
 def secret_in_text(data: bytes) -> str | None:
-    """Why the bytes of a file look like they hold a secret: a private key, a token of a known
-    format, a password in a connection string, or a long, varied quoted value given to a name
-    that says secret. Binary and ordinary files are passed over by a cheap first look."""
-    if not _PREFILTER.search(data):
+    """Why the bytes of a text file look like they hold a secret: a private key, a token of a
+    known format, a password in a connection string, or a long, varied quoted value given to a
+    name that says secret. Binary files are passed over, and of a text file only the lines
+    holding a marker are read."""
+    if b"\0" in data[:BINARY_PROBE]:
         return None
-    text = data.decode("utf-8", "replace")
+    lines = marked_lines(data)
+    if not lines:
+        return None
+    text = b"\n".join(lines).decode("utf-8", "replace")
     found = token_in(text)
     if found:
         return found
@@ -74,6 +83,22 @@ def secret_in_text(data: bytes) -> str | None:
         if SECRET_NAME.search(name) and not _PLACEHOLDER.match(value) and _varied(value):
             return f"a secret-looking value for {name}"
     return None
+
+
+def marked_lines(data: bytes) -> list[bytes]:
+    """The lines of `data` holding a marker, in file order, each once."""
+    lowered = data.lower()
+    starts: dict[int, int] = {}
+    for haystack, markers in ((data, _MARKERS), (lowered, _NAME_MARKERS)):
+        for marker in markers:
+            at = haystack.find(marker)
+            while at != -1:
+                start = data.rfind(b"\n", 0, at) + 1
+                end = data.find(b"\n", at)
+                end = len(data) if end == -1 else end
+                starts[start] = end
+                at = haystack.find(marker, end)
+    return [data[start : starts[start]] for start in sorted(starts)]
 
 
 def _varied(value: str) -> bool:

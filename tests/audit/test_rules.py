@@ -477,22 +477,61 @@ def test_secrets_are_found_by_content_in_any_file_deleted_ones_included(tmp_path
     assert "API_KEY" in secrets["/app/old.env.py"] and "deleted later" in secrets["/app/old.env.py"]
 
 
-def test_the_content_prefilter_lets_every_token_format_through() -> None:
-    """Files are read for secrets only where a cheap prefilter matches: each token format
-    must pass it, so adding a format without its prefix fails here, not silently in images."""
-    from pysbx.audit.secrets import _PREFILTER, TOKEN_PATTERNS, secret_in_text
+TOKEN_SAMPLES = {
+    "an AWS access key id": "AKIAABCDEFGHIJKLMNOP",
+    "a GitHub token": "ghp_" + "a1" * 18,
+    "a GitLab token": "glpat-" + "x" * 20,
+    "a Slack token": "xoxb-1234567890-abc",
+    "a Google API key": "AIza" + "B" * 35,
+    "a Stripe secret key": "sk_live_" + "c" * 24,
+    "a private key": "-----BEGIN EC PRIVATE KEY-----",
+    "an npm token": "npm_" + "d" * 36,
+}
 
-    samples = {
-        "an AWS access key id": "AKIAABCDEFGHIJKLMNOP",
-        "a GitHub token": "ghp_" + "a1" * 18,
-        "a GitLab token": "glpat-" + "x" * 20,
-        "a Slack token": "xoxb-1234567890-abc",
-        "a Google API key": "AIza" + "B" * 35,
-        "a Stripe secret key": "sk_live_" + "c" * 24,
-        "a private key": "-----BEGIN EC PRIVATE KEY-----",
-        "an npm token": "npm_" + "d" * 36,
-    }
-    assert set(samples) == set(TOKEN_PATTERNS)
-    for what, token in samples.items():
-        assert _PREFILTER.search(f"value {token} end".encode()), what
-        assert secret_in_text(f"value {token} end".encode()) == what
+
+def _whole_file_verdict(data: bytes) -> str | None:
+    """What the detectors say reading every line: the answer marked_lines must not change."""
+    from pysbx.audit.secrets import _ASSIGNMENT, _PLACEHOLDER, SECRET_NAME, _varied, token_in
+
+    text = data.decode("utf-8", "replace")
+    found = token_in(text)
+    if found:
+        return found
+    for match in _ASSIGNMENT.finditer(text):
+        name, value = match.group(1), match.group(2)
+        if SECRET_NAME.search(name) and not _PLACEHOLDER.match(value) and _varied(value):
+            return f"a secret-looking value for {name}"
+    return None
+
+
+def test_reading_only_the_marked_lines_finds_what_reading_every_line_finds() -> None:
+    """Files are read for secrets only on lines holding a marker: each token format, a
+    password in a URL and each secret name, placed amid 2,000 ordinary lines, must be found
+    as reading the whole file finds it, so a format added without its marker fails here."""
+    from pysbx.audit.secrets import TOKEN_PATTERNS, secret_in_text
+
+    assert set(TOKEN_SAMPLES) == set(TOKEN_PATTERNS)
+    secrets = [f"value {token} end" for token in TOKEN_SAMPLES.values()]
+    secrets += ["DB = 'postgres://app:s3cr3t-Pw@db:5432/app'", "  export Stripe_Credentials='q8Zt3LmW9vX2pR7nK4sJ6hF1'"]
+    secrets += [
+        f'{name} = "q8Zt3LmW9vX2pR7nK4sJ6hF1"'
+        for name in ("DB_PASSWD", "app.secret", "Auth_Token", "Api_Key", "privatekey")
+    ]
+    filler = [f"    total_{n} = compute(items[{n}], scale={n % 7})  # ordinary code, line {n}" for n in range(2000)]
+    for secret in secrets:
+        for where in (0, 1000, 2000):
+            data = "\n".join([*filler[:where], secret, *filler[where:]]).encode()
+            assert secret_in_text(data) is not None, secret
+            assert secret_in_text(data) == _whole_file_verdict(data), secret
+    assert secret_in_text("\n".join(filler).encode()) is None
+
+
+def test_binary_files_are_not_read_for_secrets_text_files_are_read_whole() -> None:
+    """A NUL in the first 8 KiB makes a file binary (git's and trivy's rule): an ELF's strings
+    are not read as assignments. A NUL further on does not hide a key in a text file."""
+    from pysbx.audit.secrets import BINARY_PROBE, secret_in_text
+
+    key = b"\n-----BEGIN RSA PRIVATE KEY-----\n"
+    assert secret_in_text(b"\x7fELF\0\0" + key) is None
+    assert secret_in_text(b"x" * BINARY_PROBE + b"\0" + key) == "a private key"
+    assert secret_in_text(b"x" * (BINARY_PROBE - 1) + b"\0" + key) is None
