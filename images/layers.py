@@ -5,7 +5,6 @@ checked when the walk reaches the end, and memory does not grow with file sizes.
 from __future__ import annotations
 
 import math
-import shutil
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,13 +14,13 @@ from pysbx.images.decompress import ByteBudget, Readable, decompressing_reader
 from pysbx.images.digest import VerifyingReader
 from pysbx.images.errors import ImageError
 from pysbx.images.image import Image, Layer
+from pysbx.images.prefetch import Prefetched
+from pysbx.images.tarstream import Header, TarStream
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
-_MAX_META_HEADER = 1 << 20  # a PAX or GNU long-name header larger than this is hostile
 _MAX_ID = 2**32 - 2  # (uid_t)-1 means "leave unchanged" to chown
 _MAX_MTIME = 2**63 / 1e9  # nanoseconds since the epoch must fit in 64 bits
-_TAR_BUFFER = 1 << 16  # tarfile copies the rest of its buffer on every header: larger is slower
 
 KIND_BY_TYPE = {
     tarfile.REGTYPE: "file",
@@ -56,22 +55,6 @@ class Entry:
     xattrs: dict[str, str] | None = None
 
 
-class _BoundedTarInfo(tarfile.TarInfo):
-    """Refuses metadata headers big enough to exhaust memory (tarfile reads them whole)."""
-
-    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
-        meta_types = (
-            tarfile.XHDTYPE,
-            tarfile.XGLTYPE,
-            tarfile.SOLARIS_XHDTYPE,
-            tarfile.GNUTYPE_LONGNAME,
-            tarfile.GNUTYPE_LONGLINK,
-        )
-        if self.type in meta_types and self.size > _MAX_META_HEADER:
-            raise tarfile.HeaderError(f"metadata header of {self.size} bytes")
-        return cast(tarfile.TarInfo, super()._proc_member(tarfile_))  # type: ignore[misc]
-
-
 def normalize_path(name: str, label: str, what: str = "entry") -> str:
     """Lexically clean a member name: leading `/` and `.` go, `..` may not climb above the
     root. (The extractor resolves symlinks separately, inside the root.)"""
@@ -88,7 +71,7 @@ def normalize_path(name: str, label: str, what: str = "entry") -> str:
     return "/".join(parts)
 
 
-def check_header(info: tarfile.TarInfo, label: str) -> None:
+def check_header(info: Header, label: str) -> None:
     """PAX records and base-256 fields can carry values no file can have: a NUL inside a
     name, a negative size (which makes tar readers disagree on where the next header is),
     an owner or time the system calls refuse. Refuse them here, naming the entry, rather
@@ -106,7 +89,7 @@ def check_header(info: tarfile.TarInfo, label: str) -> None:
         raise ImageError(f"{label}: entry {info.name!r} has {problem}")
 
 
-def _entry_from(info: tarfile.TarInfo, label: str) -> Entry | None:
+def _entry_from(info: Header, label: str) -> Entry | None:
     check_header(info, label)
     path = normalize_path(info.name, label)
     if not path:
@@ -150,31 +133,47 @@ def _apply_whiteout_name(entry: Entry, label: str) -> Entry | None:
 
 
 class LayerMember:
-    """An entry and, while the walk stands on it, its data."""
+    """An entry and, while the walk stands on it, its data (which may be read once)."""
 
-    __slots__ = ("_archive", "_info", "_label", "entry")
+    __slots__ = ("_header", "_label", "_stream", "entry")
 
-    def __init__(self, entry: Entry, archive: tarfile.TarFile, info: tarfile.TarInfo, label: str) -> None:
+    def __init__(self, entry: Entry, stream: TarStream, header: Header, label: str) -> None:
         self.entry = entry
-        self._archive = archive
-        self._info = info
+        self._stream = stream
+        self._header = header
         self._label = label
 
     def copy_data_to(self, target: IO[bytes]) -> None:
-        try:
-            source = self._archive.extractfile(self._info)
-            if source is not None:
-                shutil.copyfileobj(source, target, _TAR_BUFFER)
-        except tarfile.TarError as error:
-            raise ImageError(f"{self._label}: data of /{self.entry.path} is cut short ({error})") from None
+        runs = self._header.sparse or [(0, self._header.size)]
+        for offset, length in runs:
+            if self._header.sparse is not None:
+                target.seek(offset)
+            for piece in self._data(length):
+                target.write(piece)
+        if self._header.sparse is not None:
+            target.truncate(self._header.size)  # a hole at the end
 
     def read_data(self, limit: int) -> bytes:
         """The first `limit` bytes of the file's data (for content checks)."""
-        try:
-            source = self._archive.extractfile(self._info)
-            return b"" if source is None else source.read(limit)
-        except tarfile.TarError as error:
-            raise ImageError(f"{self._label}: data of /{self.entry.path} is cut short ({error})") from None
+        if self._header.sparse is None:
+            return b"".join(bytes(piece) for piece in self._data(min(limit, self._header.size)))
+        content = bytearray(min(limit, self._header.size))
+        for offset, length in self._header.sparse:
+            pieces = b"".join(bytes(piece) for piece in self._data(length))
+            content[offset : offset + len(pieces)] = pieces[: max(0, len(content) - offset)]
+        return bytes(content[: min(limit, self._header.size)])
+
+    def _data(self, length: int) -> Iterator[memoryview]:
+        """The next `length` bytes of the data; refused when the data is cut short or was
+        already read."""
+        if self._stream.tell() < self._header.offset_data:
+            raise ImageError(f"{self._label}: data of /{self.entry.path} read twice")
+        got = 0
+        for piece in self._stream.pieces(length):
+            got += len(piece)
+            yield piece
+        if got < length:
+            raise ImageError(f"{self._label}: data of /{self.entry.path} is cut short")
 
 
 def walk_layer(image: Image, layer: Layer, budget: ByteBudget | None = None) -> Iterator[LayerMember]:
@@ -195,58 +194,35 @@ def walk_layer(image: Image, layer: Layer, budget: ByteBudget | None = None) -> 
         if not (layer.compression == "none" and layer.digest == layer.diff_id):
             diff = VerifyingReader(cast(BinaryIO, plain), layer.diff_id, None, f"{label} (diff_id)")
             checked = diff
-        yield from _members(checked, label, budget)
-        (diff or blob).drain()
-        blob.drain()
+
+        def finish() -> None:  # the digests are checked at the end of each stream
+            (diff or blob).drain()
+            blob.drain()
+
+        with Prefetched(checked, finish) as ahead:
+            yield from _members(ahead, label, budget)
+            ahead.drain()
 
 
 def _members(stream: Readable, label: str, budget: ByteBudget) -> Iterator[LayerMember]:
+    tar = TarStream(stream, label)
     try:
-        with tarfile.open(
-            fileobj=cast(IO[bytes], stream),
-            mode="r|",
-            bufsize=_TAR_BUFFER,
-            tarinfo=_BoundedTarInfo,
-            encoding="utf-8",
-            errors="surrogateescape",
-        ) as archive:
-            last: tarfile.TarInfo | None = None
-            while (info := _next_member(archive, last)) is not None:
-                archive.members.clear()  # type: ignore[attr-defined]  # stream mode keeps every header otherwise
-                last = info
-                _check_declared_size(info, label, budget)
-                entry = _entry_from(info, label)
-                if entry is not None:
-                    yield LayerMember(entry, archive, info, label)
+        for header in tar.headers():
+            _check_declared_size(header, label, budget)
+            entry = _entry_from(header, label)
+            if entry is not None:
+                yield LayerMember(entry, tar, header, label)
     except (tarfile.TarError, ValueError) as error:
         # tarfile reads GNU sparse records (GNU.sparse.map, .size, ...) with a bare int(): a
         # hostile PAX header escapes from it as ValueError, not as a TarError.
         raise ImageError(f"{label}: not a valid tar stream ({error})") from None
 
 
-def _check_declared_size(info: tarfile.TarInfo, label: str, budget: ByteBudget) -> None:
-    """Refuse an entry that declares more data than may still be unpacked. Moving to the
-    next entry makes tarfile skip this one's data by reading it, block after block, even
-    once the stream has ended: a size of 10**20 in a PAX record would spin forever."""
+def _check_declared_size(info: Header, label: str, budget: ByteBudget) -> None:
+    """Refuse an entry that declares more data than may still be unpacked, before moving
+    past it reads its data: a size of 10**20 in a PAX record would read until the stream
+    ends, and a sparse map can declare any size."""
     budget.check_room(info.size, f"{label}: entry {info.name!r} ({info.size} bytes)")
-
-
-def _next_member(archive: tarfile.TarFile, last: tarfile.TarInfo | None) -> tarfile.TarInfo | None:
-    """archive.next(), except that a stream ending right after the last member's data (no
-    block padding, no end-of-archive marker) counts as the end. umoci 0.4.7, as Debian
-    ships it, writes layers like that; every byte is still covered by the digests, and a
-    member whose data is cut short is still an error."""
-    try:
-        return archive.next()
-    except tarfile.ReadError:
-        position: int = getattr(archive.fileobj, "pos", -1)
-        if last is not None and position >= last.offset_data + last.size and _at_eof(archive):
-            return None
-        raise
-
-
-def _at_eof(archive: tarfile.TarFile) -> bool:
-    return archive.fileobj is not None and not archive.fileobj.read(1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,90 @@
+"""Reading a stream ahead in a second thread. Reading a blob, hashing it and inflating it run
+in C with the GIL released (hashlib and zlib on large buffers), so on a machine with two
+cores they overlap the parsing of what was read before: the digests stop costing time."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from types import TracebackType
+
+from pysbx.images.decompress import Readable
+
+_CHUNK = 1 << 20
+_DEPTH = 4  # chunks read ahead at most: memory stays a few MiB whatever the stream
+
+
+class _Stopped(Exception):
+    """The reader left: the worker stops."""
+
+
+class Prefetched:
+    """A Readable over `source`, read ahead by a worker thread. At the end of `source` the
+    worker calls `finish` (what must still be checked), and its error, like any error of the
+    source, is raised to the reader at the read that reaches it. Leaving the `with` block
+    stops the worker and waits for it, so that the source can be closed."""
+
+    def __init__(self, source: Readable, finish: Callable[[], None] = lambda: None) -> None:
+        self._source = source
+        self._finish = finish
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(_DEPTH)
+        self._stop = threading.Event()
+        self._left = b""
+        self._ended = False
+        self._worker = threading.Thread(target=self._work, name="prefetch", daemon=True)
+
+    def __enter__(self) -> Prefetched:
+        self._worker.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        while self._worker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)  # room for a worker blocked on a full queue
+        self._worker.join()
+
+    def read(self, n: int = -1, /) -> bytes:
+        if not self._left and not self._ended:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._ended = True
+                raise item
+            self._left = item
+            self._ended = not item
+        if n < 0 or n >= len(self._left):
+            data, self._left = self._left, b""
+        else:
+            data, self._left = self._left[:n], self._left[n:]
+        return data
+
+    def drain(self) -> None:
+        """Read to the end, so that `finish` has run and its verdict is known."""
+        while self.read(_CHUNK):
+            pass
+
+    def _work(self) -> None:
+        try:
+            while chunk := self._source.read(_CHUNK):
+                self._put(chunk)
+            self._finish()
+            self._put(b"")
+        except _Stopped:
+            return
+        except BaseException as error:  # handed to the reader, raised there
+            try:
+                self._put(error)
+            except _Stopped:
+                return
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            try:
+                self._queue.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue

@@ -1,0 +1,226 @@
+"""Property: images.tarstream reads every tar stream as tarfile reads it. The layer walker
+once read layers with tarfile's stream mode; tarstream reads plain headers itself and hands
+the rest to tarfile's header reader, so a difference between the two would be a way for an
+image to show one tool's reader one tree and ours another.
+
+Streams are written by tarfile in each format (ustar, GNU, PAX, with a global PAX header or
+not) from drawn members: long names (a ustar prefix, a GNU long name, a PAX path), names
+with a trailing slash, every member type, ids and times beyond octal fields (base-256, PAX
+records), xattrs. Then they are damaged: cut anywhere, a byte of a header changed, zero
+blocks or garbage appended. For each, the members read (every header field and the data)
+and whether the read ends in an error must be the same."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pysbx.images.errors import ImageError
+from pysbx.images.layers import Entry, LayerMember
+from pysbx.images.tarstream import BoundedTarInfo, TarStream
+from tests.properties.strategies import examples
+
+_SETTINGS = settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE,
+          tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.CONTTYPE, b"V", b"Z")  # fmt: skip
+_FORMATS = (tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT)
+Read = tuple[list[tuple[Any, ...]], bool]  # the members read, and whether reading failed
+
+
+@st.composite
+def members(draw: Any) -> tuple[tarfile.TarInfo, bytes]:
+    part = st.text(st.sampled_from("ab/._-é\udcff"), min_size=1, max_size=12)
+    name = "/".join(draw(st.lists(part, min_size=1, max_size=draw(st.sampled_from((3, 14))))))
+    info = tarfile.TarInfo(name + draw(st.sampled_from(("", "/", "//"))))
+    info.type = draw(st.one_of(st.just(tarfile.REGTYPE), st.sampled_from(_TYPES)))  # half of them with data
+    info.mode = draw(st.sampled_from((0o644, 0o755, 0o4755, 0o7777, 0)))
+    info.uid = draw(st.sampled_from((0, 1000, 65534, 2**21, 2**32 - 2)))
+    info.gid = draw(st.sampled_from((0, 1000, 2**21)))
+    info.mtime = draw(st.sampled_from((0, 1_700_000_000, 2**33, 1_700_000_000.5)))
+    info.linkname = draw(st.sampled_from(("", "a", "../x", "/etc/passwd", "l" * 120)))
+    info.devmajor, info.devminor = draw(st.sampled_from(((0, 0), (1, 3), (2**21, 1))))
+    if draw(st.booleans()):
+        info.pax_headers = {"SCHILY.xattr.user.k": draw(st.sampled_from(("v", "é", "")))}
+    size = draw(st.sampled_from((0, 1, 511, 512, 513, 1200)))
+    data = (
+        draw(st.binary(min_size=size, max_size=size)) if info.type in (tarfile.REGTYPE, tarfile.AREGTYPE, b"V") else b""
+    )
+    info.size = len(data)
+    return info, data
+
+
+@st.composite
+def streams(draw: Any) -> bytes:
+    fmt = draw(st.sampled_from(_FORMATS))
+    buffer = io.BytesIO()
+    global_pax = {"comment": "x"} if fmt == tarfile.PAX_FORMAT and draw(st.booleans()) else {}
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt, pax_headers=global_pax) as archive:
+        for info, data in draw(st.lists(members(), max_size=6)):
+            with contextlib.suppress(ValueError, tarfile.TarError):  # a field the format cannot hold
+                archive.addfile(info, io.BytesIO(data))
+    stream = buffer.getvalue()
+    damage = draw(st.sampled_from(("none", "cut", "byte", "zeros", "garbage")))
+    if damage == "cut" and stream:  # mostly among the members, not in tarfile's zero padding
+        return stream[: draw(st.integers(0, min(len(stream), len(stream.rstrip(b"\0")) + 1100)))]
+    if damage == "byte" and stream:
+        at = draw(st.integers(0, min(len(stream), 4096) - 1))
+        return stream[:at] + bytes([draw(st.integers(0, 255))]) + stream[at + 1 :]
+    if damage == "zeros":
+        return stream + b"\0" * draw(st.sampled_from((512, 1024, 700)))
+    if damage == "garbage":
+        return stream + draw(st.binary(min_size=1, max_size=1100))
+    return stream
+
+
+def tarfile_reads(stream: bytes, read_data: bool = True) -> Read:
+    """The layer walker's reading before tarstream: tarfile's stream mode, data read for
+    regular files (or not), a stream ending after the last member's data counted as the end."""
+    read: list[tuple[Any, ...]] = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(stream), mode="r|", bufsize=1 << 16, tarinfo=BoundedTarInfo,
+                          encoding="utf-8", errors="surrogateescape") as archive:  # fmt: skip
+            last: tarfile.TarInfo | None = None
+            while True:
+                try:
+                    info = archive.next()
+                except tarfile.ReadError:
+                    position = getattr(archive.fileobj, "pos", -1)
+                    assert archive.fileobj is not None
+                    if last is not None and position >= last.offset_data + last.size and not archive.fileobj.read(1):
+                        break
+                    raise
+                if info is None:
+                    break
+                archive.members.clear()  # type: ignore[attr-defined]
+                last = info
+                source = archive.extractfile(info) if read_data and info.isreg() else None
+                read.append(_fields(info, source.read() if source is not None else None))
+    except (tarfile.TarError, ValueError):
+        return read, True
+    return read, False
+
+
+def tarstream_reads(stream: bytes, read_data: bool = True) -> Read:
+    read: list[tuple[Any, ...]] = []
+    tar = TarStream(io.BytesIO(stream), "layer")
+    try:
+        for header in tar.headers():
+            data = None
+            if read_data and header.type in tarfile.REGULAR_TYPES:
+                member = LayerMember(Entry(header.name, "file", 0, 0, 0, header.size, "", 0.0), tar, header, "layer")
+                data = member.read_data(1 << 20)
+            read.append(_fields(header, data))
+    except (tarfile.TarError, ValueError, ImageError):
+        return read, True
+    return read, False
+
+
+def _fields(info: Any, data: bytes | None) -> tuple[Any, ...]:
+    return (info.name, info.linkname, info.type, info.mode, info.uid, info.gid, info.size, info.mtime,
+            dict(info.pax_headers), info.sparse, info.offset_data, data)  # fmt: skip
+
+
+@_SETTINGS
+@given(streams(), st.booleans())
+def test_tarstream_reads_every_stream_as_tarfile_reads_it(stream: bytes, read_data: bool) -> None:
+    """Data read or left for the reader to skip: a stream cut in data nobody read is judged
+    when the reader moves on."""
+    assert tarstream_reads(stream, read_data) == tarfile_reads(stream, read_data)
+
+
+def _tar(*members: tuple[tarfile.TarInfo, bytes], fmt: int = tarfile.USTAR_FORMAT, **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt, **options) as archive:
+        for info, data in members:
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _member(
+    name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, **fields: Any
+) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type, info.size = kind, len(data)
+    for key, value in fields.items():
+        setattr(info, key, value)
+    return info, data
+
+
+def _signed_checksum(stream: bytes) -> bytes:
+    """The first header with a byte above 127 in its name, its checksum summed as signed
+    chars (as Sun and NeXT tars wrote it)."""
+    header = bytearray(stream[:512])
+    header[0] = 0xE9
+    header[148:156] = b" " * 8
+    signed = sum(b - 256 if b > 127 else b for b in header)
+    header[148:156] = b"%06o\0 " % signed
+    return bytes(header) + stream[512:]
+
+
+def _header_field(stream: bytes, start: int, value: bytes) -> bytes:
+    """The first header with a field changed and its checksum made right again."""
+    header = bytearray(stream[:512])
+    header[start : start + len(value)] = value
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header) + stream[512:]
+
+
+_TWO = _tar(_member("a", b"x" * 1000), _member("b", b"y" * 10))  # headers at 0 and 1536, data to 2560
+_PAX = _tar(_member("a"), _member("é", b"q"), fmt=tarfile.PAX_FORMAT)  # é's PAX record at 512, its header at 1536
+QUIRKS: dict[str, tuple[bytes, bool]] = {
+    "a V7 directory (a regular type, a trailing slash) with data": (
+        _tar(_member("d/", b"z" * 513, tarfile.AREGTYPE), _member("e", b"w")), True),
+    "cut in data nobody read": (_TWO[:700], False),
+    "cut in data read": (_TWO[:700], True),
+    "ends right after the last member's data": (_TWO[: 512 + 1024 + 512 + 10], True),
+    "ends in the last member's padding": (_TWO[: 512 + 1024 + 512 + 100], False),
+    "a PAX record with no header after it": (_PAX[:1536], False),
+    "a PAX record with a damaged header after it": (_PAX[:1536] + b"junk" * 256, False),
+    "a ustar prefix": (_tar(_member("p" * 90 + "/" + "n" * 90 + "/")), True),
+    "a signed checksum": (_signed_checksum(_TWO), True),
+    "a base-256 owner": (_tar(_member("a", b"x", uid=2**40), fmt=tarfile.GNU_FORMAT), True),
+    "device numbers tarfile cannot read, first": (_header_field(_TWO, 329, b"zz"), True),
+    "device numbers tarfile cannot read, later": (_TWO[:1536] + _header_field(_TWO[1536:], 329, b"zz"), True),
+    "spaces around the numbers": (_header_field(_TWO, 100, b" 644 \0\0\0"), True),
+    "a type tarfile reads as a file": (_tar(_member("v", b"data", b"V"), _member("w")), False),
+    "a global PAX header": (
+        _tar(_member("a", b"1"), _member("b"), fmt=tarfile.PAX_FORMAT, pax_headers={"uid": "7"}), True),
+    "a zero block between members": (_TWO[:1536] + b"\0" * 512 + _TWO[1536:], True),
+    "garbage after the members": (_TWO[:2560] + b"junk" * 200, True),
+    "nothing at all": (b"", True),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("stream", "read_data"), QUIRKS.values(), ids=QUIRKS.keys())
+def test_tarstream_reads_the_quirks_of_tar_as_tarfile_reads_them(stream: bytes, read_data: bool) -> None:
+    """What the property meets only now and then, every time: each case changes what a
+    reader sees (a member more or less, an error or the end)."""
+    assert tarstream_reads(stream, read_data) == tarfile_reads(stream, read_data)
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_a_sparse_file_from_gnu_tar_reads_as_tarfile_reads_it(tmp_path: Path, fmt: str) -> None:
+    """Sparse members (GNU's old format and PAX 1.0) are tarfile's to read: their data, holes
+    included, comes out the same."""
+    if shutil.which("tar") is None:
+        pytest.skip("GNU tar is not installed")
+    with open(tmp_path / "s", "wb") as sparse:
+        for offset, word in ((100_000, b"hello"), (300_000, b"world")):
+            sparse.seek(offset)
+            sparse.write(word)
+        sparse.truncate(400_000)
+    subprocess.run(["tar", "--sparse", f"--format={fmt}", "-cf", "s.tar", "s"], cwd=tmp_path, check=True)
+    stream = (tmp_path / "s.tar").read_bytes()
+    members, failed = tarstream_reads(stream)
+    assert (members, failed) == tarfile_reads(stream) and not failed
+    assert members[0][9] and members[0][11][100_000:100_005] == b"hello" and len(members[0][11]) == 400_000
