@@ -67,10 +67,7 @@ _ASSIGNMENT = re.compile(
 def secret_in_text(data: bytes) -> str | None:
     """Why the bytes of a text file look like they hold a secret: a private key, a token of a
     known format, a password in a connection string, or a long, varied quoted value given to a
-    name that says secret. Binary files are passed over, and of a text file only the lines
-    holding a marker are read."""
-    if b"\0" in data[:BINARY_PROBE]:
-        return None
+    name that says secret. Only the lines holding a marker are read."""
     lines = marked_lines(data)
     if not lines:
         return None
@@ -135,7 +132,15 @@ def secret_file(path: str) -> str | None:
     return None
 
 
+def is_binary(head: bytes) -> bool:
+    """A NUL in the first bytes (git's and trivy's rule): a binary, not read for secrets."""
+    return b"\0" in head[:BINARY_PROBE]
+
+
 def secret_content(data: bytes, path: str) -> str | None:
+    """Why a file's content holds a secret, or None; binary files are not read."""
+    if is_binary(data):
+        return None
     found = secret_in_text(data)
     if found:
         return found

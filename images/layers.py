@@ -135,15 +135,17 @@ def _apply_whiteout_name(entry: Entry, label: str) -> Entry | None:
 class LayerMember:
     """An entry and, while the walk stands on it, its data (which may be read once)."""
 
-    __slots__ = ("_header", "_label", "_stream", "entry")
+    __slots__ = ("_header", "_label", "_read", "_stream", "entry")
 
     def __init__(self, entry: Entry, stream: TarStream, header: Header, label: str) -> None:
         self.entry = entry
         self._stream = stream
         self._header = header
         self._label = label
+        self._read = False
 
     def copy_data_to(self, target: IO[bytes]) -> None:
+        self._claim()
         runs = self._header.sparse or [(0, self._header.size)]
         for offset, length in runs:
             if self._header.sparse is not None:
@@ -155,19 +157,32 @@ class LayerMember:
 
     def read_data(self, limit: int) -> bytes:
         """The first `limit` bytes of the file's data (for content checks)."""
+        self._claim()
         if self._header.sparse is None:
-            return b"".join(bytes(piece) for piece in self._data(min(limit, self._header.size)))
+            return b"".join(self._data(min(limit, self._header.size)))
         content = bytearray(min(limit, self._header.size))
         for offset, length in self._header.sparse:
             pieces = b"".join(bytes(piece) for piece in self._data(length))
             content[offset : offset + len(pieces)] = pieces[: max(0, len(content) - offset)]
         return bytes(content[: min(limit, self._header.size)])
 
-    def _data(self, length: int) -> Iterator[memoryview]:
-        """The next `length` bytes of the data; refused when the data is cut short or was
-        already read."""
-        if self._stream.tell() < self._header.offset_data:
+    def peek_data(self, limit: int) -> bytes:
+        """The first `limit` bytes of the file's data, left for read_data or copy_data_to
+        (a look at a file's start decides whether it is read at all)."""
+        if self._header.sparse is not None:
+            return b""
+        if self._read:
+            raise ImageError(f"{self._label}: data of /{self.entry.path} peeked at after it was read")
+        return self._stream.peek(min(limit, self._header.size))
+
+    def _claim(self) -> None:
+        """The data streams past once: a second read would get the next member's bytes."""
+        if self._read:
             raise ImageError(f"{self._label}: data of /{self.entry.path} read twice")
+        self._read = True
+
+    def _data(self, length: int) -> Iterator[memoryview]:
+        """The next `length` bytes of the data; refused when the data is cut short."""
         got = 0
         for piece in self._stream.pieces(length):
             got += len(piece)

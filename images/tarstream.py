@@ -124,6 +124,12 @@ class TarStream:
             wanted -= len(chunk)
         return b"".join(parts)
 
+    def peek(self, n: int) -> bytes:
+        """The next `n` bytes, left to be read."""
+        data = self.read(n)
+        self._unread(data)
+        return data
+
     def pieces(self, n: int) -> Iterator[memoryview]:
         """The next `n` bytes as views of the buffer, ending early only at the end of the stream."""
         while n > 0:
@@ -180,9 +186,10 @@ class TarStream:
         return self._tarfile_header(offset)
 
     def _unread(self, block: bytes) -> None:
+        """Put back what the last read gave."""
         if self._at >= len(block):
             self._at -= len(block)
-        else:  # the block straddled two chunks
+        else:  # it straddled two chunks
             self._base += self._at - len(block)
             self._buffer, self._at = block + self._buffer[self._at :], 0
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pysbx.audit.secrets import secret_content
+from pysbx.audit.secrets import BINARY_PROBE, is_binary, secret_content
 from pysbx.images.image import Image
-from pysbx.images.layers import Entry, walk_layer
+from pysbx.images.layers import Entry, LayerMember, walk_layer
 
 CONTENT_LIMIT = 1024 * 1024  # files above it are binaries, archives, data: not read for secrets
 
@@ -27,9 +27,17 @@ def gather_facts(image: Image) -> ImageFacts:
         for member in walk_layer(image, layer):
             entry = member.entry
             entries.append(entry)
-            if entry.kind == "file" and entry.whiteout is None and 0 < entry.size <= CONTENT_LIMIT:
+            if _worth_reading(entry, member):
                 found = secret_content(member.read_data(CONTENT_LIMIT), entry.path)
                 if found:
                     facts.secrets[(layer.index, entry.path)] = found
         facts.layers.append(entries)
     return facts
+
+
+def _worth_reading(entry: Entry, member: LayerMember) -> bool:
+    """A regular file small enough, and not binary by a look at its start (most of an
+    image's bytes are binaries: they are never copied out of the stream)."""
+    if entry.kind != "file" or entry.whiteout is not None or not 0 < entry.size <= CONTENT_LIMIT:
+        return False
+    return not is_binary(member.peek_data(BINARY_PROBE))

@@ -526,12 +526,19 @@ def test_reading_only_the_marked_lines_finds_what_reading_every_line_finds() -> 
     assert secret_in_text("\n".join(filler).encode()) is None
 
 
-def test_binary_files_are_not_read_for_secrets_text_files_are_read_whole() -> None:
+def test_binary_files_are_not_read_for_secrets_text_files_are_read_whole(tmp_path: Path) -> None:
     """A NUL in the first 8 KiB makes a file binary (git's and trivy's rule): an ELF's strings
-    are not read as assignments. A NUL further on does not hide a key in a text file."""
-    from pysbx.audit.secrets import BINARY_PROBE, secret_in_text
+    are not read as assignments, and the image walk does not even copy it out of the layer.
+    A NUL further on does not hide a key in a text file."""
+    from pysbx.audit.secrets import BINARY_PROBE, secret_content
 
     key = b"\n-----BEGIN RSA PRIVATE KEY-----\n"
-    assert secret_in_text(b"\x7fELF\0\0" + key) is None
-    assert secret_in_text(b"x" * BINARY_PROBE + b"\0" + key) == "a private key"
-    assert secret_in_text(b"x" * (BINARY_PROBE - 1) + b"\0" + key) is None
+    late_nul, early_nul = b"x" * BINARY_PROBE + b"\0" + key, b"x" * (BINARY_PROBE - 1) + b"\0" + key
+    assert secret_content(b"\x7fELF\0\0" + key, "bin/tool") is None
+    assert secret_content(late_nul, "etc/late") == "a private key" and secret_content(early_nul, "etc/early") is None
+    image = image_of(
+        [T("etc", "dir"), T("etc/late", data=late_nul), T("etc/early", data=early_nul), T("etc/plain", data=key)],
+        config={"User": "1000"},
+    )
+    found = audit([write_image(image, tmp_path, "oci-archive")]).findings
+    assert {f.path for f in found if f.rule_id == "PA1040"} == {"/etc/late", "/etc/plain"}
