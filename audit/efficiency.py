@@ -9,7 +9,7 @@ directory's children), so teams moving from `dive --ci` keep their thresholds.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from pysbx.images.layers import Entry
@@ -32,6 +32,7 @@ class FinalTree:
 
     def __init__(self) -> None:
         self.root = _Node()
+        self._listing: list[tuple[str, Version]] | None = None
 
     def _parent(self, path: str, create: bool) -> tuple[_Node | None, str]:
         *dirs, name = path.split("/")
@@ -46,6 +47,7 @@ class FinalTree:
         return node, name
 
     def apply_layer(self, layer: int, entries: Iterable[Entry]) -> None:
+        self._listing = None
         own: set[str] = set()
         for entry in entries:
             if entry.whiteout is not None:
@@ -74,15 +76,20 @@ class FinalTree:
         for child in [c for c in node.children if f"{prefix}{c}" not in own]:
             del node.children[child]
 
-    def files(self) -> Iterable[tuple[str, Version]]:
-        stack: list[tuple[str, _Node]] = [("", self.root)]
-        while stack:
-            prefix, node = stack.pop()
-            for name, child in node.children.items():
-                path = f"{prefix}{name}"
-                if child.version is not None:
-                    yield path, child.version
-                stack.append((path + "/", child))
+    def files(self) -> list[tuple[str, Version]]:
+        """Every path of the final filesystem with its version, walked once and kept (the
+        rules each read it)."""
+        if self._listing is None:
+            self._listing = []
+            stack: list[tuple[str, _Node]] = [("", self.root)]
+            while stack:
+                prefix, node = stack.pop()
+                for name, child in node.children.items():
+                    path = f"{prefix}{name}"
+                    if child.version is not None:
+                        self._listing.append((path, child.version))
+                    stack.append((path + "/", child))
+        return self._listing
 
 
 @dataclass
@@ -123,7 +130,7 @@ def dive_efficiency(layers: list[list[Entry]]) -> DiveResult:
     cumulative: dict[str, int] = {}
     minimum: dict[str, int] = {}
     versions: dict[str, int] = {}
-    stacked: dict[str, int] = {}  # dive's stacked tree: path -> size, directories included
+    stacked = _Stacked()
     for entries in layers:
         tree = _dive_layer_tree(entries)
         parents = {path.rsplit("/", 1)[0] for path in tree if "/" in path}
@@ -131,12 +138,12 @@ def dive_efficiency(layers: list[list[Entry]]) -> DiveResult:
             if path in parents:
                 continue  # dive visits leaves only
             if whiteout:
-                size = _dive_hidden_size(stacked, path)
+                size = stacked.hidden(path)
             key = "/" + path
             cumulative[key] = cumulative.get(key, 0) + size
             minimum[key] = size if key not in minimum else min(minimum[key], size)
             versions[key] = versions.get(key, 0) + 1
-        _dive_stack(stacked, tree)
+        stacked.add(tree)
     discovered = sum(cumulative.values())
     score = 1.0 if discovered == 0 else sum(minimum.values()) / discovered
     inefficient = sorted(((p, versions[p], cumulative[p]) for p in versions if versions[p] > 1), key=lambda row: row[2])
@@ -146,32 +153,58 @@ def dive_efficiency(layers: list[list[Entry]]) -> DiveResult:
 
 
 def _dive_layer_tree(entries: list[Entry]) -> dict[str, tuple[int, bool]]:
-    """One layer as dive sees it: every node with its size; implicit parents included;
-    `.wh..wh..opq` markers dropped (dive never adds them)."""
+    """One layer as dive sees it: every node with its size; implicit parents included (each
+    before its children); `.wh..wh..opq` markers dropped (dive never adds them)."""
     tree: dict[str, tuple[int, bool]] = {}
     for entry in entries:
         if entry.whiteout == "opaque":
             continue
-        parts = entry.path.split("/")
-        for depth in range(1, len(parts)):
-            tree.setdefault("/".join(parts[:depth]), (0, False))
+        missing, parent = [], entry.path
+        while (cut := parent.rfind("/")) > 0 and (parent := parent[:cut]) not in tree:
+            missing.append(parent)  # the tree holds every parent of what it holds: stop at one
+        for parent in reversed(missing):
+            tree[parent] = (0, False)
         tree[entry.path] = (entry.size if entry.kind == "file" else 0, entry.whiteout == "file")
     return tree
 
 
-def _dive_hidden_size(stacked: dict[str, int], path: str) -> int:
-    """A whiteout over a directory counts everything below it; over a file, nothing."""
-    if path not in stacked or not any(key.startswith(path + "/") for key in stacked):
-        return 0
-    prefix = path + "/"
-    return stacked[path] + sum(size for key, size in stacked.items() if key.startswith(prefix))
+class _Stacked:
+    """dive's stacked tree: each path with its size (directories included), and each path's
+    children, so that a whiteout reaches what it hides without a scan of every path. A path
+    is not always held where its children are (a layer can white out a folder and add to
+    it), so the children are indexed by parent path, held or not."""
 
+    def __init__(self) -> None:
+        self.size: dict[str, int] = {}
+        self.children: dict[str, set[str]] = {}
 
-def _dive_stack(stacked: dict[str, int], tree: dict[str, tuple[int, bool]]) -> None:
-    for path, (size, whiteout) in tree.items():
-        if whiteout:
-            prefix = path + "/"
-            for key in [k for k in stacked if k == path or k.startswith(prefix)]:
-                del stacked[key]
-        else:
-            stacked[path] = size
+    def add(self, tree: dict[str, tuple[int, bool]]) -> None:
+        for path, (size, whiteout) in tree.items():
+            if whiteout:
+                self.remove(path)
+            else:
+                if path not in self.size:
+                    self.children.setdefault(path.rpartition("/")[0], set()).add(path)
+                self.size[path] = size  # a file over a directory keeps the directory's children
+
+    def hidden(self, path: str) -> int:
+        """A whiteout over a directory counts everything below it; over a file, nothing."""
+        if path not in self.size or not self.children.get(path):
+            return 0
+        return self.size[path] + sum(self.size[below] for below in self._below(path))
+
+    def remove(self, path: str) -> None:
+        """The path and everything below it."""
+        for below in list(self._below(path)):
+            del self.size[below]
+            self.children.pop(below, None)
+        self.children.pop(path, None)
+        if self.size.pop(path, None) is not None:
+            self.children[path.rpartition("/")[0]].discard(path)
+
+    def _below(self, path: str) -> Iterator[str]:
+        stack = list(self.children.get(path, ()))
+        while stack:
+            below = stack.pop()
+            yield below
+            stack.extend(self.children.get(below, ()))
