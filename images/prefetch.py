@@ -6,14 +6,22 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from types import TracebackType
 
 from pysbx.images.decompress import Readable
 
-_CHUNK = 1 << 20
-_DEPTH = 4  # chunks read ahead at most: memory stays a few MiB whatever the stream
+_CHUNK = 4 << 20
+_DEPTH = 3  # chunks read ahead at most: memory stays bounded whatever the stream
+# While a worker runs, the interpreter offers the GIL every half millisecond, not every 5:
+# each chunk's read and hash give up the GIL and must win it back from a parser that holds
+# it for as long as it is allowed to.
+_SWITCH_INTERVAL = 0.0005
+_running = 0
+_saved_interval = 0.0
+_lock = threading.Lock()
 
 
 class _Stopped(Exception):
@@ -36,6 +44,7 @@ class Prefetched:
         self._worker = threading.Thread(target=self._work, name="prefetch", daemon=True)
 
     def __enter__(self) -> Prefetched:
+        _quicker_switches(True)
         self._worker.start()
         return self
 
@@ -45,6 +54,7 @@ class Prefetched:
             with contextlib.suppress(queue.Empty):
                 self._queue.get(timeout=0.05)  # room for a worker blocked on a full queue
         self._worker.join()
+        _quicker_switches(False)
 
     def read(self, n: int = -1, /) -> bytes:
         if not self._left and not self._ended:
@@ -88,3 +98,15 @@ class Prefetched:
                 return
             except queue.Full:
                 continue
+
+
+def _quicker_switches(on: bool) -> None:
+    """The shorter switch interval while any worker runs; the process's own after the last."""
+    global _running, _saved_interval
+    with _lock:
+        if on and _running == 0:
+            _saved_interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(_saved_interval, _SWITCH_INTERVAL))
+        _running += 1 if on else -1
+        if not on and _running == 0:
+            sys.setswitchinterval(_saved_interval)

@@ -55,3 +55,16 @@ def test_leaving_early_stops_the_worker() -> None:
     with Prefetched(Chunks(None)) as ahead:
         ahead.read(10)
     assert threading.active_count() == before
+
+
+def test_the_switch_interval_is_shorter_while_a_worker_runs_and_the_processs_after() -> None:
+    import sys
+
+    before = sys.getswitchinterval()
+    with Prefetched(Chunks(2)) as outer:
+        assert sys.getswitchinterval() <= 0.0005
+        with Prefetched(Chunks(2)) as inner:
+            inner.drain()
+        assert sys.getswitchinterval() <= 0.0005  # the outer worker still runs
+        outer.drain()
+    assert sys.getswitchinterval() == before
