@@ -19,6 +19,7 @@ from pysbx.images.tarstream import Header, TarStream
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
+_XATTR = "SCHILY.xattr."
 _MAX_ID = 2**32 - 2  # (uid_t)-1 means "leave unchanged" to chown
 _MAX_MTIME = 2**63 / 1e9  # nanoseconds since the epoch must fit in 64 bits
 
@@ -58,6 +59,8 @@ class Entry:
 def normalize_path(name: str, label: str, what: str = "entry") -> str:
     """Lexically clean a member name: leading `/` and `.` go, `..` may not climb above the
     root. (The extractor resolves symlinks separately, inside the root.)"""
+    if name and name[0] not in "/." and name[-1] != "/" and "//" not in name and "/." not in name:
+        return name  # no empty, `.` or `..` component: already clean (most names)
     parts: list[str] = []
     for component in name.split("/"):
         if component in ("", "."):
@@ -100,7 +103,7 @@ def _entry_from(info: Header, label: str) -> Entry | None:
         link = normalize_path(info.linkname, label, f"hard link {path!r} ->")
         if not link:
             raise ImageError(f"{label}: hard link {path!r} points at the root directory")
-    xattrs = {k[len("SCHILY.xattr.") :]: v for k, v in info.pax_headers.items() if k.startswith("SCHILY.xattr.")}
+    xattrs = _xattrs(info.pax_headers) if info.pax_headers else None
     entry = Entry(
         path=path,
         kind=kind,
@@ -113,6 +116,10 @@ def _entry_from(info: Header, label: str) -> Entry | None:
         xattrs=xattrs or None,
     )
     return _apply_whiteout_name(entry, label)
+
+
+def _xattrs(pax_headers: dict[str, str]) -> dict[str, str]:
+    return {key[len(_XATTR) :]: value for key, value in pax_headers.items() if key.startswith(_XATTR)}
 
 
 def _apply_whiteout_name(entry: Entry, label: str) -> Entry | None:

@@ -13,7 +13,7 @@ from types import TracebackType
 
 from pysbx.images.decompress import Readable
 
-_CHUNK = 4 << 20
+_CHUNK = 2 << 20
 _DEPTH = 3  # chunks read ahead at most: memory stays bounded whatever the stream
 # While a worker runs, the interpreter offers the GIL every half millisecond, not every 5:
 # each chunk's read and hash give up the GIL and must win it back from a parser that holds

@@ -224,3 +224,14 @@ def test_a_sparse_file_from_gnu_tar_reads_as_tarfile_reads_it(tmp_path: Path, fm
     members, failed = tarstream_reads(stream)
     assert (members, failed) == tarfile_reads(stream) and not failed
     assert members[0][9] and members[0][11][100_000:100_005] == b"hello" and len(members[0][11]) == 400_000
+
+
+@_SETTINGS
+@given(st.binary(min_size=512, max_size=512), st.sampled_from((0, 1, -1, 255, -255, 65521, -65521, 65521 * 2)))
+def test_the_checksum_is_judged_as_tarfile_judges_it(block: bytes, off_by: int) -> None:
+    """A header whose checksum is off by a multiple of one remainder's modulus is still
+    refused: tarfile sums the bytes, and so must the lean reader in effect."""
+    from pysbx.images.tarstream import _adds_up
+
+    unsigned = sum(block) - sum(block[148:156]) + 256
+    assert _adds_up(block, unsigned + off_by) == (off_by == 0)
