@@ -20,7 +20,7 @@ from pysbx.images.errors import ImageError
 
 BLOCK = 512
 _Runs = list[tuple[int, int]] | None
-_CHUNK = 1 << 20
+_CHUNK = 4 << 20  # asked of the source at once; the read-ahead gives its chunks whole
 _MAX_META_HEADER = 1 << 20  # a PAX or GNU long-name header larger than this is hostile
 # Types whose header this module reads itself: regular (0, NUL, 7), link, symlink, devices,
 # directory, fifo. tarfile's SUPPORTED_TYPES less the GNU and PAX record types.

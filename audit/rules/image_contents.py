@@ -28,6 +28,7 @@ PACKAGE_CACHES = {
     "root/.cache/yarn/": "yarn cache",
     "root/.cache/go-build/": "go build cache",
 }
+_CACHE_PREFIXES = tuple(PACKAGE_CACHES)
 
 
 @dataclass
@@ -180,6 +181,8 @@ def _package_caches(facts: ImageFacts, target: str, final: FinalTree) -> list[Fi
     for path, version in final.files():
         if version.entry.kind != "file" or path.endswith(("/lock", "/partial")):
             continue
+        if not path.startswith(_CACHE_PREFIXES):
+            continue  # one test in C for the common case: no cache here
         for prefix, name in PACKAGE_CACHES.items():
             if path.startswith(prefix):
                 total, layer = sizes.get(name, (0, version.layer))
