@@ -255,13 +255,19 @@ def test_busybox_example_image_unpacks_to_a_runnable_root(busybox_image: Path, t
 
 def test_the_version_is_the_installed_distributions() -> None:
     """The distribution is `pysandbox-pyaudit` (the index's "pysandbox" is another project):
-    --version finds it, and the CI examples install it by that name."""
+    the version the code states is pyproject's and the installed one, --version prints it,
+    and the CI examples install it by that name."""
     import tomllib
 
     from pysbx.cli.kit import DISTRIBUTION
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["name"] == DISTRIBUTION and project["license"] == "Apache-2.0"
+    from importlib.metadata import version
+
+    from pysbx.cli.version import VERSION
+
+    assert VERSION == project["version"] == version(DISTRIBUTION)  # the code's own, the file's, the installed
     for tool in ("pysandbox", "pyaudit"):
         shown = subprocess.run([BIN / tool, "--version"], capture_output=True, text=True).stdout
         assert shown == f"{tool} {project['version']}\n", shown
