@@ -142,7 +142,9 @@ def wait_for_exit(container: Container, timeout: float | None = None) -> int:
             time.sleep(pause)  # then the monitor records it within milliseconds (a fixed 20 ms
             pause = min(2 * pause, WAIT_POLL_SECONDS)  # poll was a fifth of `stop`: bench/)
         current = reloaded(current)
-    code = current.exit_code()
+    # "exited" can come from a monitor found dead after its status was read: what it wrote
+    # before it died (its exit code) is in the status as it is now.
+    code = reloaded(current).exit_code()
     return -1 if code is None else code
 
 

@@ -565,3 +565,21 @@ def test_prune_survives_a_name_claim_it_cannot_follow(
     shutil.chown(claim, *(2 * [sandbox.user] if sandbox.user else ["root", "root"]))
     named.append(claim.name)
     assert detach(sandbox, world, claim.name, "true").returncode == 0
+
+
+def test_wait_reads_the_exit_code_a_monitor_wrote_after_its_status_was_read(tmp_path: Path) -> None:
+    """Regression (a -1 seen once in the suite): `wait` read status.json while the monitor
+    still ran, the monitor wrote the exit code and died, and `wait` took the dead monitor's
+    stale "running" for "exited" without the code it had just written."""
+    from pysbx.sandbox.containers import STATUS, Container, write_json
+    from pysbx.sandbox.lifecycle import wait_for_exit
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = [gone.pid, "a start time no process has"]
+    folder = tmp_path / "c"
+    folder.mkdir(mode=0o700)
+    write_json(folder, STATUS, {"status": "exited", "exit_code": 3, "monitor": dead, "init": dead})
+    stale = Container(folder, {"id": "c" * 64, "name": "c"}, {"status": "running", "monitor": dead, "init": dead})
+    assert stale.state() == "exited" and stale.exit_code() is None
+    assert wait_for_exit(stale, timeout=5) == 3
