@@ -14,6 +14,7 @@ from typing import BinaryIO, Protocol
 
 from pysbx.images.errors import ImageError
 from pysbx.images.regular import NotRegularFile, open_regular
+from pysbx.images.tarstream import BoundedTarInfo
 
 # Manifests, indexes and configs are small; a 2 GB "manifest" is an attack, not an image.
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
@@ -157,12 +158,14 @@ class TarStore:
                         "(docker save writes a plain tar)"
                     )
                 raw.seek(0)
-                with tarfile.open(fileobj=raw, mode="r:") as archive:
+                with tarfile.open(fileobj=raw, mode="r:", tarinfo=BoundedTarInfo) as archive:
                     for info in archive:
                         self._add(info)
         except (tarfile.TarError, ValueError) as error:
             # tarfile reads GNU sparse PAX records with a bare int() (ValueError, not TarError).
             raise ImageError(f"{self.label}: not a readable tar archive ({error})") from None
+        except RecursionError:  # tarfile reads chained records by recursion: hundreds of them
+            raise ImageError(f"{self.label}: not a readable tar archive (too many chained records)") from None
         except OSError as error:
             raise ImageError(f"{self.label}: cannot read: {error.strerror}") from None
 

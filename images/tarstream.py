@@ -22,6 +22,8 @@ BLOCK = 512
 _Runs = list[tuple[int, int]] | None
 _CHUNK = 4 << 20  # asked of the source at once; the read-ahead gives its chunks whole
 _MAX_META_HEADER = 1 << 20  # a PAX or GNU long-name header larger than this is hostile
+_MAX_HEADER = 4 * _MAX_META_HEADER + 16 * BLOCK  # a member's headers and records (g, x, L, K), all told
+_MAX_RECORDS = 16  # PAX, global PAX and GNU long-name records before one member
 # Types whose header this module reads itself: regular (0, NUL, 7), link, symlink, devices,
 # directory, fifo. tarfile's SUPPORTED_TYPES less the GNU and PAX record types.
 _PLAIN_TYPES = frozenset(b"\x0001234567")
@@ -72,19 +74,46 @@ class BoundedTarInfo(tarfile.TarInfo):
         )
         if self.type in meta_types and self.size > _MAX_META_HEADER:
             raise tarfile.HeaderError(f"metadata header of {self.size} bytes")
+        if self.type in meta_types and isinstance(tarfile_, _TarfileView):
+            tarfile_.count_record()
         return cast(tarfile.TarInfo, super()._proc_member(tarfile_))  # type: ignore[misc]
 
 
 class _TarfileView:
     """The few attributes tarfile's header reader uses of its TarFile: the stream (read and
-    tell), the names' encoding, the global PAX records, and where the next header starts."""
+    tell), the names' encoding, the global PAX records, and where the next header starts.
+    The stream is read through a bound: tarfile keeps whatever one header's records hold
+    (a GNU sparse map chained over a gigabyte of extension blocks would become tens of
+    millions of tuples), so one header with its records may take at most _MAX_HEADER bytes."""
 
     def __init__(self, stream: TarStream) -> None:
-        self.fileobj = stream
+        self.fileobj = self
         self.encoding = "utf-8"
         self.errors = "surrogateescape"
         self.pax_headers: dict[str, str] = {}
         self.offset = 0
+        self._stream = stream
+        self._left = self._records = 0
+
+    def start(self, offset: int) -> None:
+        self.offset, self._left, self._records = offset, _MAX_HEADER, 0
+
+    def count_record(self) -> None:
+        """tarfile reads each record's next header by recursion: 300 chained PAX records
+        (300 KB of stream) raised RecursionError out of the walk. GNU tar and Go write at
+        most three before a member."""
+        self._records += 1
+        if self._records > _MAX_RECORDS:
+            raise tarfile.HeaderError(f"more than {_MAX_RECORDS} records before one member")
+
+    def read(self, n: int = -1) -> bytes:
+        if n > self._left:
+            raise tarfile.HeaderError(f"a header with records of more than {_MAX_HEADER} bytes")
+        self._left -= n
+        return self._stream.read(n)
+
+    def tell(self) -> int:
+        return self._stream.tell()
 
 
 class TarStream:
@@ -199,7 +228,7 @@ class TarStream:
 
     def _tarfile_header(self, offset: int) -> Header | None:
         """tarfile's reading of the header here, and TarFile.next's verdict on its errors."""
-        self._view.offset = offset
+        self._view.start(offset)
         try:
             info = BoundedTarInfo.fromtarfile(cast(tarfile.TarFile, self._view))
         except _AT_END:

@@ -235,3 +235,66 @@ def test_the_checksum_is_judged_as_tarfile_judges_it(block: bytes, off_by: int) 
 
     unsigned = sum(block) - sum(block[148:156]) + 256
     assert _adds_up(block, unsigned + off_by) == (off_by == 0)
+
+
+def _record(kind: bytes, records: bytes) -> bytes:
+    info = tarfile.TarInfo("././@PaxHeader")
+    info.type, info.size = kind, len(records)
+    return info.tobuf(tarfile.USTAR_FORMAT) + records + b"\0" * (-len(records) % 512)
+
+
+def _walk(stream: bytes) -> list[tuple[str, int]]:
+    from pysbx.images.decompress import ByteBudget
+    from pysbx.images.layers import _members
+
+    return [(member.entry.path, member.entry.uid) for member in _members(io.BytesIO(stream), "layer", ByteBudget())]
+
+
+_MEMBER = tarfile.TarInfo("a").tobuf(tarfile.USTAR_FORMAT) + b"\0" * 1024
+
+
+@pytest.mark.parametrize("kind", [tarfile.XHDTYPE, tarfile.XGLTYPE])
+def test_records_chained_without_end_are_refused_not_a_recursion_error(kind: bytes) -> None:
+    """tarfile reads each record's next header by recursion: 300 chained records (300 KB)
+    raised RecursionError out of the layer walk, a traceback where an error belongs."""
+    assert _walk(_record(kind, b"10 uid=12\n") * 3 + _MEMBER) == [("a", 12)]
+    with pytest.raises(ImageError, match="not a valid tar stream"):
+        _walk(_record(kind, b"10 uid=12\n") * 300 + _MEMBER)
+
+
+def test_a_sparse_map_chained_over_megabytes_is_refused() -> None:
+    """An old GNU sparse header chains extension blocks of 21 runs each, and tarfile keeps
+    every run: a gigabyte of them would be tens of millions of tuples. One header with its
+    records may take a few megabytes, no more."""
+    header = bytearray(tarfile.TarInfo("s").tobuf(tarfile.GNU_FORMAT))
+    header[156:157] = tarfile.GNUTYPE_SPARSE
+    header[482] = 1  # isextended: extension blocks follow
+    header[483:495] = b"%011o\0" % 4096  # the file's real size
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    extension = bytearray(512)
+    extension[0:24] = b"%011o\0%011o\0" % (0, 1)
+    extension[504] = 1  # and another one after it
+    last = bytearray(extension)
+    last[504] = 0
+    for blocks in (2, 20_000):
+        stream = bytes(header) + bytes(extension) * blocks + bytes(last) + b"\0" * 1536
+        if blocks == 2:
+            assert _walk(stream) == [("s", 0)]
+        else:
+            with pytest.raises(ImageError, match="not a valid tar stream"):
+                _walk(stream)
+
+
+def test_an_image_archive_of_chained_records_or_a_huge_record_is_an_image_error(tmp_path: Path) -> None:
+    """The store indexes a docker or OCI archive with tarfile itself: 300 chained records
+    raised RecursionError, and a 1.5 MB PAX record was read whole; both are refused now."""
+    from pysbx.images import open_image
+
+    for name, stream in {
+        "chained": _record(tarfile.XHDTYPE, b"10 uid=12\n") * 300 + _MEMBER,
+        "huge": _record(tarfile.XHDTYPE, b"%d comment=%s\n" % (1_500_017, b"x" * 1_500_000)) + _MEMBER,
+    }.items():
+        (tmp_path / name).write_bytes(stream)
+        with pytest.raises(ImageError, match="not a readable tar archive"):
+            open_image(str(tmp_path / name))
