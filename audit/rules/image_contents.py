@@ -44,9 +44,7 @@ class ImageSummary:
 
 
 def image_findings(facts: ImageFacts, target: str, policy: Policy) -> tuple[list[Finding], ImageSummary]:
-    final = FinalTree()
-    for index, entries in enumerate(facts.layers):
-        final.apply_layer(index, entries)
+    final = facts.final
     findings = [
         *_config(facts, target),
         *_secrets(facts, target, final),
