@@ -30,6 +30,7 @@ SECRET_SUFFIXES = {
     ".aws/credentials": "AWS credentials", ".docker/config.json": "registry credentials",
     ".kube/config": "a kubeconfig", ".npmrc": "an npm config",
 }  # fmt: skip
+_SUFFIXES = tuple(SECRET_SUFFIXES)
 
 
 # scheme://user:password@host: the password group is judged (a variable or a placeholder is none).
@@ -126,10 +127,9 @@ def secret_file(path: str) -> str | None:
         return SECRET_FILES[base]
     if base.startswith(".env.") and not base.endswith((".example", ".sample", ".template")):
         return "a .env file"
-    for suffix, what in SECRET_SUFFIXES.items():
-        if path.endswith(suffix):
-            return what
-    return None
+    if not path.endswith(_SUFFIXES):
+        return None  # one test in C for nearly every file
+    return next(what for suffix, what in SECRET_SUFFIXES.items() if path.endswith(suffix))
 
 
 def is_binary(head: bytes) -> bool:
