@@ -128,7 +128,7 @@ def _report(request: AuditRequest, result: object) -> int:
 def _written(path: object, text: str) -> bool:
     from pathlib import Path
 
-    from pysbx.cli.outfile import write_atomically
+    from pysbx.images.outfile import write_atomically
 
     assert isinstance(path, Path)
     try:

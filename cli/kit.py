@@ -10,8 +10,8 @@ from typing import NoReturn
 
 import typer
 
-from pysbx.cli.outfile import write_atomically
 from pysbx.cli.version import DISTRIBUTION, package_version
+from pysbx.images.outfile import write_atomically
 
 __all__ = [
     "DISTRIBUTION",

@@ -13,8 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +23,7 @@ from pysbx.images.digest import digest_bytes
 from pysbx.images.errors import ImageError
 from pysbx.images.image import Image, blob_path, split_reference
 from pysbx.images.jsonfields import canonical_json
+from pysbx.images.outfile import write_atomically as write_file_whole
 from pysbx.images.store import read_document
 from pysbx.signing.bundle import BUNDLE_V03_NEW, DsseEnvelope, MessageSignature, public_key_bundle
 from pysbx.signing.keys import PrivateKey, key_hint, sign_bytes
@@ -70,16 +69,9 @@ def sign_image(
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write through a temporary file and a rename, so a reader never sees half a bundle."""
+    """Write a bundle or an index whole (images.outfile), its folder made when missing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    write_file_whole(path, data)
 
 
 def write_bundle_file(signed: SignedBundle, path: Path) -> list[Path]:

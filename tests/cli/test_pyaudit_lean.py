@@ -6,8 +6,11 @@ policy model and no package metadata: -X importtime holds that, and a budget."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -112,3 +115,53 @@ def _top_level(stderr: str) -> list[tuple[str, int]]:
             if not name.startswith(" "):
                 rows.append((name, int(fields[1])))
     return rows
+
+
+def _dockerfile(tmp_path: Path) -> Path:
+    path = tmp_path / "Dockerfile"
+    path.write_text("FROM alpine:3.20\nUSER app\n")
+    return path
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root makes device nodes")
+def test_a_device_given_as_the_output_stays_a_device(tmp_path: Path) -> None:
+    """Regression: `--output /dev/null` as root wrote a temporary file in /dev and renamed
+    it over /dev/null, which became a regular file for everyone on the host. A device of
+    our own here, so that the test cannot break the host's."""
+    null = tmp_path / "null"
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    done = subprocess.run([PYAUDIT, str(_dockerfile(tmp_path)), "--format", "json", "--output", str(null)], check=False)
+    assert done.returncode in (0, 1) and stat.S_ISCHR(os.lstat(null).st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["Dockerfile", "null"]  # no temporary file left beside it
+
+
+def test_a_fifo_given_as_the_output_gets_the_report_and_stays_a_fifo(tmp_path: Path) -> None:
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    done = subprocess.run([PYAUDIT, str(_dockerfile(tmp_path)), "--format", "json", "--output", str(fifo)], check=False)
+    reader.join(10)
+    if reader.is_alive():  # nothing wrote to the FIFO: let the reader go before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert done.returncode in (0, 1) and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert json.loads(received[0])["tool"]["name"] == "pyaudit"
+
+
+def test_dev_stdout_as_the_output_writes_to_standard_output_and_stays_a_link(tmp_path: Path) -> None:
+    """`--output /dev/stdout` with standard output sent to a file: the report lands in the
+    file; /dev/stdout (a link into /proc, on the host's /dev) is never renamed over."""
+    before = os.readlink("/dev/stdout")
+    with open(tmp_path / "out.json", "wb") as out:
+        command = [PYAUDIT, str(_dockerfile(tmp_path)), "--format", "json", "--output", "/dev/stdout"]
+        done = subprocess.run(command, stdout=out, check=False)
+    try:
+        assert (
+            done.returncode in (0, 1) and json.loads((tmp_path / "out.json").read_bytes())["tool"]["name"] == "pyaudit"
+        )
+    finally:
+        if not os.path.islink("/dev/stdout") and os.geteuid() == 0:  # put the host right before failing
+            os.unlink("/dev/stdout")
+            os.symlink(before, "/dev/stdout")
+    assert os.readlink("/dev/stdout") == before

@@ -1,0 +1,59 @@
+"""Writing an output file whole: reports, bundles, compiled filters (typer-free: pyaudit's
+lean path writes --output too)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# Folders of the kernel's own files: a temporary file and a rename there would replace a
+# device or a descriptor's name (/dev/stdout) with a regular file.
+_KERNEL_FOLDERS = ("/dev", "/proc", "/sys")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Whoever reads `path` sees the old content or the new, never half, and a failed write
+    loses nothing. The temporary file is made with O_EXCL under a random name, so a link
+    another user planted in a shared folder is never written through; it gets the mode a
+    plain create would (0666 less the umask). A device, a FIFO or a socket (`--output
+    /dev/null`, a pipe), and anything in /dev, /proc or /sys, is written in place instead:
+    renaming over it replaced /dev/null with a file for everyone on the host. Raises
+    OSError naming `path`."""
+    if _written_in_place(path):
+        _write_in_place(path, data)
+        return
+    import tempfile  # only where a file is written: a start-up that writes none skips it
+
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(stream.fileno(), 0o666 & ~umask)
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _written_in_place(path: Path) -> bool:
+    folder = os.path.realpath(path.parent or ".")
+    if any(folder == kernel or folder.startswith(kernel + "/") for kernel in _KERNEL_FOLDERS):
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)  # a folder: the rename says what is wrong
+
+
+def _write_in_place(path: Path, data: bytes) -> None:
+    """Open what is there (never create: a name in /dev that is not there is a mistake)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    with os.fdopen(descriptor, "wb") as stream:
+        stream.write(data)
