@@ -14,7 +14,6 @@ import contextlib
 import errno
 import os
 import stat
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,6 @@ from pysbx.images.image import Image, Layer
 from pysbx.images.layers import Entry, LayerMember, walk_layer
 
 _MAX_SYMLINKS = 40
-_DIR_CACHE_SIZE = 64
 _OPEN_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OWNER_XATTR = "user.containers.override_stat"  # the convention of containers/storage
 
@@ -84,96 +82,131 @@ class LayerNeedsParents(ImageError):
 
 
 class _RootResolver:
-    """Resolves directories inside the root, caching a few descriptors because layer
-    entries arrive grouped by directory. Anything that removes or replaces a directory or
-    symlink invalidates the cache, since a cached path might have gone through it."""
+    """Resolves directories inside the root, keeping open the last directory resolved and
+    every directory above it (the chain). Layer entries arrive grouped by directory, so a
+    lookup starts from the deepest directory of the chain its path goes through and opens
+    only the rest: N nested folders cost N opens in all, not N²/2. The chain holds real
+    directories, by the names they were opened with (never a symlink), so a path that goes
+    through one resolves from it exactly as it would from the root. Anything that removes
+    or replaces a directory or symlink drops the chain all the same."""
 
     def __init__(self, root_fd: int, make_missing: Callable[[str, str, int], None] | None = None) -> None:
         self.root_fd = root_fd
-        self._cache: OrderedDict[str, int] = OrderedDict()
-        self._retired: list[int] = []
+        self._paths: list[str] = []  # the resolved path of each directory of the chain
+        self._fds: list[int] = []  # and its descriptor (the root is not in the chain)
+        self._last: tuple[str, int] | None = None  # the last lookup's path and answer, while the chain stands
+        self._lent: set[int] = set()  # answers given since release(): the caller may still use them
+        self._retired: list[int] = []  # lent descriptors dropped from the chain, closed at release()
         # Called as (resolved path, name, parent descriptor) to create a missing directory.
         self.make_missing = make_missing or (lambda _path, name, parent: _mkdir_missing(name, parent))
 
     def invalidate(self) -> None:
-        """Forget every cached directory. The descriptors are retired, not closed: the entry
-        being created may still hold one as its parent. They close at the next lookup."""
-        self._retired.extend(self._cache.values())
-        self._cache.clear()
+        """Forget every open directory: one of them may have been removed, or a path may now
+        lead elsewhere. One the caller still uses stays open until release()."""
+        self._truncate(0)
 
-    def close(self) -> None:
-        self.invalidate()
-        self._close_retired()
-
-    def _close_retired(self) -> None:
+    def release(self) -> None:
+        """The descriptors handed out so far are no longer used (the next entry begins)."""
         for fd in self._retired:
             os.close(fd)
         self._retired.clear()
+        self._lent.clear()
+
+    def close(self) -> None:
+        self.invalidate()
+        self.release()
 
     def directory(self, path: str, create: bool, label: str) -> int | None:
-        """A descriptor for directory `path` (borrowed: the caller must not close it), or
-        None when it is missing and `create` is false."""
-        self._close_retired()
-        if not path:
-            return self.root_fd
-        fd = self._cache.get(path)
-        if fd is not None:
-            self._cache.move_to_end(path)
-            return fd
-        fd = self._walk(path, create, label)
-        if fd is None:
-            return None
-        self._cache[path] = fd
-        if len(self._cache) > _DIR_CACHE_SIZE:
-            os.close(self._cache.popitem(last=False)[1])
+        """A descriptor for directory `path` (borrowed: the caller must not close it, and it
+        stays open until release()), or None when it is missing and `create` is false."""
+        if self._last is not None and self._last[0] == path:
+            fd = self._last[1]
+        else:
+            depth = self._shared_depth(path)
+            self._truncate(depth)
+            if not self._walk(path[len(self._paths[-1]) + 1 :] if depth else path, create, path, label):
+                return None
+            fd = self._fds[-1] if self._fds else self.root_fd
+            self._last = (path, fd)
+        self._lent.add(fd)
         return fd
 
-    def _walk(self, path: str, create: bool, label: str) -> int | None:
-        stack = [os.dup(self.root_fd)]
-        names: list[str] = []  # the resolved path of stack[-1], for make_missing
-        pending = path.split("/")
+    def _shared_depth(self, path: str) -> int:
+        """How many directories of the chain `path` goes through (or ends at)."""
+        paths = self._paths
+        if not paths or _goes_through(path, paths[-1]):
+            return len(paths)
+        low, high = 0, len(paths) - 1  # a binary search: the chain's paths nest
+        while low < high:
+            middle = (low + high + 1) // 2
+            if _goes_through(path, paths[middle - 1]):
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
+    def _truncate(self, depth: int) -> None:
+        """Keep the first `depth` directories of the chain."""
+        self._last = None
+        while len(self._fds) > depth:
+            fd = self._fds.pop()
+            self._paths.pop()
+            if fd in self._lent:
+                self._retired.append(fd)
+            else:
+                os.close(fd)
+
+    def _walk(self, rest: str, create: bool, path: str, label: str) -> bool:
+        """Extend the chain along `rest`, following symlinks inside the root; False when a
+        directory is missing and `create` is false."""
+        pending = rest.split("/")
+        pending.reverse()
         followed = 0
-        try:
-            while pending:
-                name = pending.pop(0)
-                if name in ("", "."):
-                    continue
-                if name == "..":
-                    if len(stack) > 1:
-                        os.close(stack.pop())
-                        names.pop()
-                    continue
-                try:
-                    stack.append(os.open(name, _OPEN_DIR, dir_fd=stack[-1]))
-                    names.append(name)
-                    continue
-                except FileNotFoundError:
-                    if not create:
-                        return None
-                    self.make_missing("/".join([*names, name]), name, stack[-1])
-                    stack.append(os.open(name, _OPEN_DIR, dir_fd=stack[-1]))
-                    names.append(name)
-                    continue
-                except OSError as error:
-                    if error.errno not in (errno.ENOTDIR, errno.ELOOP):
-                        raise ImageError(f"{label}: cannot open /{path}: {error.strerror}") from None
-                info = os.stat(name, dir_fd=stack[-1], follow_symlinks=False)
-                if not stat.S_ISLNK(info.st_mode):
-                    raise ImageError(f"{label}: /{path}: a component is not a directory")
+        while pending:
+            name = pending.pop()
+            if name in ("", "."):
+                continue
+            if name == "..":
+                self._truncate(max(len(self._fds) - 1, 0))  # never above the root
+                continue
+            here = self._fds[-1] if self._fds else self.root_fd
+            try:
+                fd = os.open(name, _OPEN_DIR, dir_fd=here)
+            except FileNotFoundError:
+                if not create:
+                    return False
+                self.make_missing(self._child_path(name), name, here)
+                fd = os.open(name, _OPEN_DIR, dir_fd=here)
+            except OSError as error:
+                target = _symlink_target(name, here, error, path, label)
                 followed += 1
                 if followed > _MAX_SYMLINKS:
-                    raise ImageError(f"{label}: /{path}: too many levels of symbolic links")
-                target = os.readlink(name, dir_fd=stack[-1])
+                    raise ImageError(f"{label}: /{path}: too many levels of symbolic links") from None
                 if target.startswith("/"):
-                    for fd in stack[1:]:
-                        os.close(fd)
-                    del stack[1:]
-                    names.clear()
-                pending[:0] = target.split("/")
-            return stack.pop()
-        finally:
-            for fd in stack:
-                os.close(fd)
+                    self._truncate(0)
+                pending.extend(reversed(target.split("/")))
+                continue
+            self._paths.append(self._child_path(name))
+            self._fds.append(fd)
+        return True
+
+    def _child_path(self, name: str) -> str:
+        return f"{self._paths[-1]}/{name}" if self._paths else name
+
+
+def _goes_through(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory + "/")
+
+
+def _symlink_target(name: str, parent: int, error: OSError, path: str, label: str) -> str:
+    """The target of the symlink `name` that an open as a directory stopped at, or the
+    ImageError that `error` means when `name` is no symlink."""
+    if error.errno not in (errno.ENOTDIR, errno.ELOOP):
+        raise ImageError(f"{label}: cannot open /{path}: {error.strerror}") from None
+    info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    if not stat.S_ISLNK(info.st_mode):
+        raise ImageError(f"{label}: /{path}: a component is not a directory") from None
+    return os.readlink(name, dir_fd=parent)
 
 
 def _mkdir_missing(name: str, parent_fd: int) -> None:
@@ -191,6 +224,7 @@ class _Unpacker:
         self.uid = os.geteuid()
 
     def apply(self, member: LayerMember, label: str, this_layer: set[str]) -> None:
+        self.resolver.release()
         entry = member.entry
         if entry.whiteout is not None and self.options.lowers is not None:
             self.keep_whiteout(entry, label, this_layer)
@@ -407,6 +441,7 @@ class _Unpacker:
         """Directories were kept writable while layers landed; give them their own owner,
         mode and times now, deepest first so that a parent's mode cannot lock us out."""
         for path in sorted(self.directory_metadata, key=lambda p: p.count("/"), reverse=True):
+            self.resolver.release()
             parent_path, _, name = path.rpartition("/")
             parent = self.resolver.directory(parent_path, False, label)
             if parent is None:
@@ -511,6 +546,7 @@ def _unpack(
         report.uncompressed_bytes = budget.used
         return report
     except BaseException:
+        unpacker.resolver.close()  # a deep chain would leave _remove_tree no descriptors
         _empty_target(root_fd, target, created)
         raise
     finally:
