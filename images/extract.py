@@ -17,6 +17,7 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from pysbx.images import overlay
 from pysbx.images.decompress import DEFAULT_MAX_BYTES, ByteBudget
@@ -27,6 +28,7 @@ from pysbx.images.layers import Entry, LayerMember, walk_layer
 _MAX_SYMLINKS = 40
 _OPEN_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OWNER_XATTR = "user.containers.override_stat"  # the convention of containers/storage
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -209,6 +211,16 @@ def _symlink_target(name: str, parent: int, error: OSError, path: str, label: st
     return os.readlink(name, dir_fd=parent)
 
 
+def _made_directory(name: str, parent: int) -> bool:
+    """Make directory `name` (kept writable until finish_directories); False when
+    something is there already."""
+    try:
+        os.mkdir(name, 0o700, dir_fd=parent)
+        return True
+    except FileExistsError:
+        return False
+
+
 def _mkdir_missing(name: str, parent_fd: int) -> None:
     with contextlib.suppress(FileExistsError):
         os.mkdir(name, 0o755, dir_fd=parent_fd)
@@ -257,42 +269,63 @@ class _Unpacker:
         entry = member.entry
         if entry.kind in ("char", "block"):
             self.report.skipped_devices.append(entry.path)
-            return
-        existing = _lstat(name, parent)
-        if existing is not None and stat.S_ISDIR(existing.st_mode) and entry.kind != "dir":
-            # The directories below go with it: their metadata must not be applied later to
-            # whatever the path leads to then (a file, or another folder through a symlink).
-            self.forget_directories(entry.path)
-        if entry.kind == "dir":
-            if existing is None or not stat.S_ISDIR(existing.st_mode):
-                self.remove_existing(name, parent, existing)
-                os.mkdir(name, 0o700, dir_fd=parent)
-            self.directory_metadata[entry.path] = entry
-            self.report.directories += 1
-            return
-        self.remove_existing(name, parent, existing)
-        if entry.kind == "file":
+        elif entry.kind == "dir":
+            self.make_directory(entry, parent, name)
+        elif entry.kind == "file":
             self.write_file(member, parent, name)
         elif entry.kind == "symlink":
-            os.symlink(entry.link, name, dir_fd=parent)
+            self.replacing(entry, parent, name, lambda: os.symlink(entry.link, name, dir_fd=parent))
             self.set_link_metadata(entry, parent, name)
             self.report.symlinks += 1
         elif entry.kind == "hardlink":
+            self.clear_the_way(entry, parent, name)  # first: removing it may remove the link's target
             self.link(entry, parent, name, label)
         elif entry.kind == "fifo":
-            os.mkfifo(name, 0o600, dir_fd=parent)
+            self.replacing(entry, parent, name, lambda: os.mkfifo(name, 0o600, dir_fd=parent))
             self.set_metadata_by_name(entry, parent, name)
             self.report.fifos += 1
 
+    def make_directory(self, entry: Entry, parent: int, name: str) -> None:
+        """mkdir first, as most directories are new; but one a lower layer listed already
+        most likely is there: lstat first then (upper layers list their parents again)."""
+        listed_before = entry.path in self.directory_metadata
+        if (listed_before or not _made_directory(name, parent)) and self.clear_the_way(entry, parent, name):
+            os.mkdir(name, 0o700, dir_fd=parent)
+        self.directory_metadata[entry.path] = entry
+        self.report.directories += 1
+
     def write_file(self, member: LayerMember, parent: int, name: str) -> None:
+        entry = member.entry
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(name, flags, 0o600, dir_fd=parent)
+        fd = self.replacing(entry, parent, name, lambda: os.open(name, flags, 0o600, dir_fd=parent))
         with open(fd, "wb", closefd=True) as target:
             member.copy_data_to(target)
             target.flush()
-            self.set_metadata(member.entry, fd)
+            self.set_metadata(entry, fd)
         self.report.files += 1
-        self.report.bytes_written += member.entry.size
+        self.report.bytes_written += entry.size
+
+    def replacing(self, entry: Entry, parent: int, name: str, make: Callable[[], _T]) -> _T:
+        """make(), which creates `name` exclusively; if something is there already, that is
+        removed and make() tried again. Most names are new: one call, no lstat first."""
+        try:
+            return make()
+        except FileExistsError:
+            self.clear_the_way(entry, parent, name)
+            return make()
+
+    def clear_the_way(self, entry: Entry, parent: int, name: str) -> bool:
+        """Remove what is at `name` for `entry`, except a directory where a directory is to
+        be: that is kept (False)."""
+        existing = _lstat(name, parent)
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            if entry.kind == "dir":
+                return False
+            # The directories below go with it: their metadata must not be applied later to
+            # whatever the path leads to then (a file, or another folder through a symlink).
+            self.forget_directories(entry.path)
+        self.remove_existing(name, parent, existing)
+        return True
 
     def link(self, entry: Entry, parent: int, name: str, label: str) -> None:
         source_parent_path, _, source_name = entry.link.rpartition("/")
@@ -330,7 +363,7 @@ class _Unpacker:
         parent_path, _, name = entry.path.rpartition("/")
         parent = self.resolver.directory(parent_path, True, label)
         assert parent is not None
-        if _lstat(name, parent) is None:
+        with contextlib.suppress(FileExistsError):  # something of this layer there hides the lower ones itself
             os.mknod(name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
             self.report.whiteouts += 1
 
