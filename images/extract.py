@@ -28,6 +28,7 @@ from pysbx.images.layers import Entry, LayerMember, walk_layer
 _MAX_SYMLINKS = 40
 _OPEN_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OWNER_XATTR = "user.containers.override_stat"  # the convention of containers/storage
+_PRIVATE = 0o600  # a new file's mode until its owner is set
 _T = TypeVar("_T")
 
 
@@ -221,6 +222,47 @@ def _made_directory(name: str, parent: int) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class _Creator:
+    """What the files this process creates in the root start with: an owner and group
+    (None when the root is not this process's own, so the filesystem may decide), and the
+    permission bits the umask takes away (None when unknown, or when a default ACL on the
+    root decides instead)."""
+
+    owner: tuple[int, int] | None
+    umask: int | None
+
+    @classmethod
+    def of(cls, root_fd: int) -> _Creator:
+        info = os.fstat(root_fd)
+        owner = None
+        if info.st_uid == os.geteuid():
+            # A set-group-ID directory gives its group to what is created in it, and the bit to
+            # the directories made in it (ours get their own modes only at the end).
+            owner = (info.st_uid, info.st_gid if info.st_mode & stat.S_ISGID else os.getegid())
+        return cls(owner, None if _has_default_acl(root_fd) else _umask())
+
+
+def _umask() -> int | None:
+    """The process's umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _has_default_acl(directory_fd: int) -> bool:
+    try:
+        os.getxattr(directory_fd, "system.posix_acl_default")
+        return True
+    except OSError as error:
+        return error.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP)
+
+
 def _mkdir_missing(name: str, parent_fd: int) -> None:
     with contextlib.suppress(FileExistsError):
         os.mkdir(name, 0o755, dir_fd=parent_fd)
@@ -233,7 +275,7 @@ class _Unpacker:
         self.options = options
         self.report = report
         self.directory_metadata: dict[str, Entry] = {}
-        self.uid = os.geteuid()
+        self.creator = _Creator.of(root_fd)
 
     def apply(self, member: LayerMember, label: str, this_layer: set[str]) -> None:
         self.resolver.release()
@@ -281,7 +323,8 @@ class _Unpacker:
             self.clear_the_way(entry, parent, name)  # first: removing it may remove the link's target
             self.link(entry, parent, name, label)
         elif entry.kind == "fifo":
-            self.replacing(entry, parent, name, lambda: os.mkfifo(name, 0o600, dir_fd=parent))
+            # Private: set_metadata_by_name opens it for reading, which its own mode may forbid.
+            self.replacing(entry, parent, name, lambda: os.mkfifo(name, _PRIVATE, dir_fd=parent))
             self.set_metadata_by_name(entry, parent, name)
             self.report.fifos += 1
 
@@ -297,11 +340,13 @@ class _Unpacker:
     def write_file(self, member: LayerMember, parent: int, name: str) -> None:
         entry = member.entry
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = self.replacing(entry, parent, name, lambda: os.open(name, flags, 0o600, dir_fd=parent))
+        given = self.mode_at_creation(entry)
+        mode = _PRIVATE if given is None else given
+        fd = self.replacing(entry, parent, name, lambda: os.open(name, flags, mode, dir_fd=parent))
         with open(fd, "wb", closefd=True) as target:
             member.copy_data_to(target)
             target.flush()
-            self.set_metadata(entry, fd)
+            self.set_metadata(entry, fd, created_with=mode)
         self.report.files += 1
         self.report.bytes_written += entry.size
 
@@ -433,16 +478,36 @@ class _Unpacker:
             del self.directory_metadata[key]
 
     # -- metadata -----------------------------------------------------------------------
-    def set_metadata(self, entry: Entry, fd: int) -> None:
-        """Owner first (chown clears set-id bits), then mode, then times."""
-        if self.options.keep_ownership:
+    def set_metadata(self, entry: Entry, fd: int, created_with: int | None = None) -> None:
+        """Owner first (chown clears set-id bits), then mode, then times. A file this process
+        just created (with mode `created_with`) is not given again what it has already."""
+        fresh = created_with is not None
+        if self.options.keep_ownership and not (fresh and self.owned_as_created(entry)):
             try:
                 os.fchown(fd, entry.uid + self.options.id_offset, entry.gid + self.options.id_offset)
             except PermissionError:
                 self.report.ownership_not_kept += 1
                 self.record_owner(fd, entry)
-        os.fchmod(fd, entry.mode)
+        if not (fresh and created_with == self.mode_at_creation(entry)):
+            os.fchmod(fd, entry.mode)
         os.utime(fd, ns=(int(entry.mtime * 1e9),) * 2)
+
+    def owned_as_created(self, entry: Entry) -> bool:
+        """Whether what this process creates already has the owner `entry` asks for."""
+        offset = self.options.id_offset
+        return (entry.uid + offset, entry.gid + offset) == self.creator.owner
+
+    def mode_at_creation(self, entry: Entry) -> int | None:
+        """The entry's mode, when a file created with it has it at once and keeps it: no
+        set-id or sticky bit, nothing the umask takes away, and no chown to come (which
+        clears set-id bits, and until which the file would be open to the wrong group).
+        None: the file is created private and given its mode after its owner."""
+        umask = self.creator.umask
+        if umask is None or entry.mode & ~0o777 or entry.mode & umask:
+            return None
+        if self.options.keep_ownership and not self.owned_as_created(entry):
+            return None
+        return entry.mode
 
     def record_owner(self, fd: int, entry: Entry) -> None:
         value = f"{entry.uid}:{entry.gid}:0{entry.mode:o}".encode()
@@ -453,16 +518,17 @@ class _Unpacker:
             pass
 
     def set_metadata_by_name(self, entry: Entry, parent: int, name: str) -> None:
+        """For a FIFO just made, private."""
         # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
         flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(name, flags, dir_fd=parent)
         try:
-            self.set_metadata(entry, fd)
+            self.set_metadata(entry, fd, created_with=_PRIVATE)
         finally:
             os.close(fd)
 
     def set_link_metadata(self, entry: Entry, parent: int, name: str) -> None:
-        if self.options.keep_ownership:
+        if self.options.keep_ownership and not self.owned_as_created(entry):
             try:
                 offset = self.options.id_offset
                 os.chown(name, entry.uid + offset, entry.gid + offset, dir_fd=parent, follow_symlinks=False)
