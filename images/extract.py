@@ -14,10 +14,10 @@ import contextlib
 import errno
 import os
 import stat
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from pysbx.images import overlay
 from pysbx.images.decompress import DEFAULT_MAX_BYTES, ByteBudget
@@ -26,9 +26,10 @@ from pysbx.images.image import Image, Layer
 from pysbx.images.layers import Entry, LayerMember, walk_layer
 
 _MAX_SYMLINKS = 40
-_DIR_CACHE_SIZE = 64
 _OPEN_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OWNER_XATTR = "user.containers.override_stat"  # the convention of containers/storage
+_PRIVATE = 0o600  # a new file's mode until its owner is set
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -84,96 +85,182 @@ class LayerNeedsParents(ImageError):
 
 
 class _RootResolver:
-    """Resolves directories inside the root, caching a few descriptors because layer
-    entries arrive grouped by directory. Anything that removes or replaces a directory or
-    symlink invalidates the cache, since a cached path might have gone through it."""
+    """Resolves directories inside the root, keeping open the last directory resolved and
+    every directory above it (the chain). Layer entries arrive grouped by directory, so a
+    lookup starts from the deepest directory of the chain its path goes through and opens
+    only the rest: N nested folders cost N opens in all, not N²/2. The chain holds real
+    directories, by the names they were opened with (never a symlink), so a path that goes
+    through one resolves from it exactly as it would from the root. Anything that removes
+    or replaces a directory or symlink drops the chain all the same."""
 
     def __init__(self, root_fd: int, make_missing: Callable[[str, str, int], None] | None = None) -> None:
         self.root_fd = root_fd
-        self._cache: OrderedDict[str, int] = OrderedDict()
-        self._retired: list[int] = []
+        self._paths: list[str] = []  # the resolved path of each directory of the chain
+        self._fds: list[int] = []  # and its descriptor (the root is not in the chain)
+        self._last: tuple[str, int] | None = None  # the last lookup's path and answer, while the chain stands
+        self._lent: set[int] = set()  # answers given since release(): the caller may still use them
+        self._retired: list[int] = []  # lent descriptors dropped from the chain, closed at release()
         # Called as (resolved path, name, parent descriptor) to create a missing directory.
         self.make_missing = make_missing or (lambda _path, name, parent: _mkdir_missing(name, parent))
 
     def invalidate(self) -> None:
-        """Forget every cached directory. The descriptors are retired, not closed: the entry
-        being created may still hold one as its parent. They close at the next lookup."""
-        self._retired.extend(self._cache.values())
-        self._cache.clear()
+        """Forget every open directory: one of them may have been removed, or a path may now
+        lead elsewhere. One the caller still uses stays open until release()."""
+        self._truncate(0)
 
-    def close(self) -> None:
-        self.invalidate()
-        self._close_retired()
-
-    def _close_retired(self) -> None:
+    def release(self) -> None:
+        """The descriptors handed out so far are no longer used (the next entry begins)."""
         for fd in self._retired:
             os.close(fd)
         self._retired.clear()
+        self._lent.clear()
+
+    def close(self) -> None:
+        self.invalidate()
+        self.release()
 
     def directory(self, path: str, create: bool, label: str) -> int | None:
-        """A descriptor for directory `path` (borrowed: the caller must not close it), or
-        None when it is missing and `create` is false."""
-        self._close_retired()
-        if not path:
-            return self.root_fd
-        fd = self._cache.get(path)
-        if fd is not None:
-            self._cache.move_to_end(path)
-            return fd
-        fd = self._walk(path, create, label)
-        if fd is None:
-            return None
-        self._cache[path] = fd
-        if len(self._cache) > _DIR_CACHE_SIZE:
-            os.close(self._cache.popitem(last=False)[1])
+        """A descriptor for directory `path` (borrowed: the caller must not close it, and it
+        stays open until release()), or None when it is missing and `create` is false."""
+        if self._last is not None and self._last[0] == path:
+            fd = self._last[1]
+        else:
+            depth = self._shared_depth(path)
+            self._truncate(depth)
+            if not self._walk(path[len(self._paths[-1]) + 1 :] if depth else path, create, path, label):
+                return None
+            fd = self._fds[-1] if self._fds else self.root_fd
+            self._last = (path, fd)
+        self._lent.add(fd)
         return fd
 
-    def _walk(self, path: str, create: bool, label: str) -> int | None:
-        stack = [os.dup(self.root_fd)]
-        names: list[str] = []  # the resolved path of stack[-1], for make_missing
-        pending = path.split("/")
+    def _shared_depth(self, path: str) -> int:
+        """How many directories of the chain `path` goes through (or ends at)."""
+        paths = self._paths
+        if not paths or _goes_through(path, paths[-1]):
+            return len(paths)
+        low, high = 0, len(paths) - 1  # a binary search: the chain's paths nest
+        while low < high:
+            middle = (low + high + 1) // 2
+            if _goes_through(path, paths[middle - 1]):
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
+    def _truncate(self, depth: int) -> None:
+        """Keep the first `depth` directories of the chain."""
+        self._last = None
+        while len(self._fds) > depth:
+            fd = self._fds.pop()
+            self._paths.pop()
+            if fd in self._lent:
+                self._retired.append(fd)
+            else:
+                os.close(fd)
+
+    def _walk(self, rest: str, create: bool, path: str, label: str) -> bool:
+        """Extend the chain along `rest`, following symlinks inside the root; False when a
+        directory is missing and `create` is false."""
+        pending = rest.split("/")
+        pending.reverse()
         followed = 0
-        try:
-            while pending:
-                name = pending.pop(0)
-                if name in ("", "."):
-                    continue
-                if name == "..":
-                    if len(stack) > 1:
-                        os.close(stack.pop())
-                        names.pop()
-                    continue
-                try:
-                    stack.append(os.open(name, _OPEN_DIR, dir_fd=stack[-1]))
-                    names.append(name)
-                    continue
-                except FileNotFoundError:
-                    if not create:
-                        return None
-                    self.make_missing("/".join([*names, name]), name, stack[-1])
-                    stack.append(os.open(name, _OPEN_DIR, dir_fd=stack[-1]))
-                    names.append(name)
-                    continue
-                except OSError as error:
-                    if error.errno not in (errno.ENOTDIR, errno.ELOOP):
-                        raise ImageError(f"{label}: cannot open /{path}: {error.strerror}") from None
-                info = os.stat(name, dir_fd=stack[-1], follow_symlinks=False)
-                if not stat.S_ISLNK(info.st_mode):
-                    raise ImageError(f"{label}: /{path}: a component is not a directory")
+        while pending:
+            name = pending.pop()
+            if name in ("", "."):
+                continue
+            if name == "..":
+                self._truncate(max(len(self._fds) - 1, 0))  # never above the root
+                continue
+            here = self._fds[-1] if self._fds else self.root_fd
+            try:
+                fd = os.open(name, _OPEN_DIR, dir_fd=here)
+            except FileNotFoundError:
+                if not create:
+                    return False
+                self.make_missing(self._child_path(name), name, here)
+                fd = os.open(name, _OPEN_DIR, dir_fd=here)
+            except OSError as error:
+                target = _symlink_target(name, here, error, path, label)
                 followed += 1
                 if followed > _MAX_SYMLINKS:
-                    raise ImageError(f"{label}: /{path}: too many levels of symbolic links")
-                target = os.readlink(name, dir_fd=stack[-1])
+                    raise ImageError(f"{label}: /{path}: too many levels of symbolic links") from None
                 if target.startswith("/"):
-                    for fd in stack[1:]:
-                        os.close(fd)
-                    del stack[1:]
-                    names.clear()
-                pending[:0] = target.split("/")
-            return stack.pop()
-        finally:
-            for fd in stack:
-                os.close(fd)
+                    self._truncate(0)
+                pending.extend(reversed(target.split("/")))
+                continue
+            self._paths.append(self._child_path(name))
+            self._fds.append(fd)
+        return True
+
+    def _child_path(self, name: str) -> str:
+        return f"{self._paths[-1]}/{name}" if self._paths else name
+
+
+def _goes_through(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory + "/")
+
+
+def _symlink_target(name: str, parent: int, error: OSError, path: str, label: str) -> str:
+    """The target of the symlink `name` that an open as a directory stopped at, or the
+    ImageError that `error` means when `name` is no symlink."""
+    if error.errno not in (errno.ENOTDIR, errno.ELOOP):
+        raise ImageError(f"{label}: cannot open /{path}: {error.strerror}") from None
+    info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    if not stat.S_ISLNK(info.st_mode):
+        raise ImageError(f"{label}: /{path}: a component is not a directory") from None
+    return os.readlink(name, dir_fd=parent)
+
+
+def _made_directory(name: str, parent: int) -> bool:
+    """Make directory `name` (kept writable until finish_directories); False when
+    something is there already."""
+    try:
+        os.mkdir(name, 0o700, dir_fd=parent)
+        return True
+    except FileExistsError:
+        return False
+
+
+@dataclass(frozen=True)
+class _Creator:
+    """What the files this process creates in the root start with: an owner and group
+    (None when the root is not this process's own, so the filesystem may decide), and the
+    permission bits the umask takes away (None when unknown, or when a default ACL on the
+    root decides instead)."""
+
+    owner: tuple[int, int] | None
+    umask: int | None
+
+    @classmethod
+    def of(cls, root_fd: int) -> _Creator:
+        info = os.fstat(root_fd)
+        owner = None
+        if info.st_uid == os.geteuid():
+            # A set-group-ID directory gives its group to what is created in it, and the bit to
+            # the directories made in it (ours get their own modes only at the end).
+            owner = (info.st_uid, info.st_gid if info.st_mode & stat.S_ISGID else os.getegid())
+        return cls(owner, None if _has_default_acl(root_fd) else _umask())
+
+
+def _umask() -> int | None:
+    """The process's umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _has_default_acl(directory_fd: int) -> bool:
+    try:
+        os.getxattr(directory_fd, "system.posix_acl_default")
+        return True
+    except OSError as error:
+        return error.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP)
 
 
 def _mkdir_missing(name: str, parent_fd: int) -> None:
@@ -188,9 +275,10 @@ class _Unpacker:
         self.options = options
         self.report = report
         self.directory_metadata: dict[str, Entry] = {}
-        self.uid = os.geteuid()
+        self.creator = _Creator.of(root_fd)
 
     def apply(self, member: LayerMember, label: str, this_layer: set[str]) -> None:
+        self.resolver.release()
         entry = member.entry
         if entry.whiteout is not None and self.options.lowers is not None:
             self.keep_whiteout(entry, label, this_layer)
@@ -223,42 +311,66 @@ class _Unpacker:
         entry = member.entry
         if entry.kind in ("char", "block"):
             self.report.skipped_devices.append(entry.path)
-            return
-        existing = _lstat(name, parent)
-        if existing is not None and stat.S_ISDIR(existing.st_mode) and entry.kind != "dir":
-            # The directories below go with it: their metadata must not be applied later to
-            # whatever the path leads to then (a file, or another folder through a symlink).
-            self.forget_directories(entry.path)
-        if entry.kind == "dir":
-            if existing is None or not stat.S_ISDIR(existing.st_mode):
-                self.remove_existing(name, parent, existing)
-                os.mkdir(name, 0o700, dir_fd=parent)
-            self.directory_metadata[entry.path] = entry
-            self.report.directories += 1
-            return
-        self.remove_existing(name, parent, existing)
-        if entry.kind == "file":
+        elif entry.kind == "dir":
+            self.make_directory(entry, parent, name)
+        elif entry.kind == "file":
             self.write_file(member, parent, name)
         elif entry.kind == "symlink":
-            os.symlink(entry.link, name, dir_fd=parent)
+            self.replacing(entry, parent, name, lambda: os.symlink(entry.link, name, dir_fd=parent))
             self.set_link_metadata(entry, parent, name)
             self.report.symlinks += 1
         elif entry.kind == "hardlink":
+            self.clear_the_way(entry, parent, name)  # first: removing it may remove the link's target
             self.link(entry, parent, name, label)
         elif entry.kind == "fifo":
-            os.mkfifo(name, 0o600, dir_fd=parent)
+            # Private: set_metadata_by_name opens it for reading, which its own mode may forbid.
+            self.replacing(entry, parent, name, lambda: os.mkfifo(name, _PRIVATE, dir_fd=parent))
             self.set_metadata_by_name(entry, parent, name)
             self.report.fifos += 1
 
+    def make_directory(self, entry: Entry, parent: int, name: str) -> None:
+        """mkdir first, as most directories are new; but one a lower layer listed already
+        most likely is there: lstat first then (upper layers list their parents again)."""
+        listed_before = entry.path in self.directory_metadata
+        if (listed_before or not _made_directory(name, parent)) and self.clear_the_way(entry, parent, name):
+            os.mkdir(name, 0o700, dir_fd=parent)
+        self.directory_metadata[entry.path] = entry
+        self.report.directories += 1
+
     def write_file(self, member: LayerMember, parent: int, name: str) -> None:
+        entry = member.entry
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(name, flags, 0o600, dir_fd=parent)
+        given = self.mode_at_creation(entry)
+        mode = _PRIVATE if given is None else given
+        fd = self.replacing(entry, parent, name, lambda: os.open(name, flags, mode, dir_fd=parent))
         with open(fd, "wb", closefd=True) as target:
             member.copy_data_to(target)
             target.flush()
-            self.set_metadata(member.entry, fd)
+            self.set_metadata(entry, fd, created_with=mode)
         self.report.files += 1
-        self.report.bytes_written += member.entry.size
+        self.report.bytes_written += entry.size
+
+    def replacing(self, entry: Entry, parent: int, name: str, make: Callable[[], _T]) -> _T:
+        """make(), which creates `name` exclusively; if something is there already, that is
+        removed and make() tried again. Most names are new: one call, no lstat first."""
+        try:
+            return make()
+        except FileExistsError:
+            self.clear_the_way(entry, parent, name)
+            return make()
+
+    def clear_the_way(self, entry: Entry, parent: int, name: str) -> bool:
+        """Remove what is at `name` for `entry`, except a directory where a directory is to
+        be: that is kept (False)."""
+        existing = _lstat(name, parent)
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            if entry.kind == "dir":
+                return False
+            # The directories below go with it: their metadata must not be applied later to
+            # whatever the path leads to then (a file, or another folder through a symlink).
+            self.forget_directories(entry.path)
+        self.remove_existing(name, parent, existing)
+        return True
 
     def link(self, entry: Entry, parent: int, name: str, label: str) -> None:
         source_parent_path, _, source_name = entry.link.rpartition("/")
@@ -296,7 +408,7 @@ class _Unpacker:
         parent_path, _, name = entry.path.rpartition("/")
         parent = self.resolver.directory(parent_path, True, label)
         assert parent is not None
-        if _lstat(name, parent) is None:
+        with contextlib.suppress(FileExistsError):  # something of this layer there hides the lower ones itself
             os.mknod(name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
             self.report.whiteouts += 1
 
@@ -366,16 +478,36 @@ class _Unpacker:
             del self.directory_metadata[key]
 
     # -- metadata -----------------------------------------------------------------------
-    def set_metadata(self, entry: Entry, fd: int) -> None:
-        """Owner first (chown clears set-id bits), then mode, then times."""
-        if self.options.keep_ownership:
+    def set_metadata(self, entry: Entry, fd: int, created_with: int | None = None) -> None:
+        """Owner first (chown clears set-id bits), then mode, then times. A file this process
+        just created (with mode `created_with`) is not given again what it has already."""
+        fresh = created_with is not None
+        if self.options.keep_ownership and not (fresh and self.owned_as_created(entry)):
             try:
                 os.fchown(fd, entry.uid + self.options.id_offset, entry.gid + self.options.id_offset)
             except PermissionError:
                 self.report.ownership_not_kept += 1
                 self.record_owner(fd, entry)
-        os.fchmod(fd, entry.mode)
+        if not (fresh and created_with == self.mode_at_creation(entry)):
+            os.fchmod(fd, entry.mode)
         os.utime(fd, ns=(int(entry.mtime * 1e9),) * 2)
+
+    def owned_as_created(self, entry: Entry) -> bool:
+        """Whether what this process creates already has the owner `entry` asks for."""
+        offset = self.options.id_offset
+        return (entry.uid + offset, entry.gid + offset) == self.creator.owner
+
+    def mode_at_creation(self, entry: Entry) -> int | None:
+        """The entry's mode, when a file created with it has it at once and keeps it: no
+        set-id or sticky bit, nothing the umask takes away, and no chown to come (which
+        clears set-id bits, and until which the file would be open to the wrong group).
+        None: the file is created private and given its mode after its owner."""
+        umask = self.creator.umask
+        if umask is None or entry.mode & ~0o777 or entry.mode & umask:
+            return None
+        if self.options.keep_ownership and not self.owned_as_created(entry):
+            return None
+        return entry.mode
 
     def record_owner(self, fd: int, entry: Entry) -> None:
         value = f"{entry.uid}:{entry.gid}:0{entry.mode:o}".encode()
@@ -386,16 +518,17 @@ class _Unpacker:
             pass
 
     def set_metadata_by_name(self, entry: Entry, parent: int, name: str) -> None:
+        """For a FIFO just made, private."""
         # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
         flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(name, flags, dir_fd=parent)
         try:
-            self.set_metadata(entry, fd)
+            self.set_metadata(entry, fd, created_with=_PRIVATE)
         finally:
             os.close(fd)
 
     def set_link_metadata(self, entry: Entry, parent: int, name: str) -> None:
-        if self.options.keep_ownership:
+        if self.options.keep_ownership and not self.owned_as_created(entry):
             try:
                 offset = self.options.id_offset
                 os.chown(name, entry.uid + offset, entry.gid + offset, dir_fd=parent, follow_symlinks=False)
@@ -407,6 +540,7 @@ class _Unpacker:
         """Directories were kept writable while layers landed; give them their own owner,
         mode and times now, deepest first so that a parent's mode cannot lock us out."""
         for path in sorted(self.directory_metadata, key=lambda p: p.count("/"), reverse=True):
+            self.resolver.release()
             parent_path, _, name = path.rpartition("/")
             parent = self.resolver.directory(parent_path, False, label)
             if parent is None:
@@ -511,6 +645,7 @@ def _unpack(
         report.uncompressed_bytes = budget.used
         return report
     except BaseException:
+        unpacker.resolver.close()  # a deep chain would leave _remove_tree no descriptors
         _empty_target(root_fd, target, created)
         raise
     finally:

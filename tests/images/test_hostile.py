@@ -357,6 +357,59 @@ def test_a_symlink_then_a_file(arena: Arena) -> None:
     assert not (arena.target / "s").is_symlink() and (arena.target / "s").read_bytes() == b"mine"
 
 
+@pytest.mark.parametrize("kind", ["host-absolute", "dotted-absolute", "relative", "root"])
+@pytest.mark.parametrize("later_layer", [False, True], ids=["same-layer", "later-layer"])
+def test_folders_held_open_then_replaced_by_an_outward_symlink(arena: Arena, kind: str, later_layer: bool) -> None:
+    """SAFE: after `a/b/c/d/` was written into (the unpacker holds a, a/b, a/b/c and
+    a/b/c/d open), `a/b` becomes a symlink out of the target: what is then written below
+    `a/b/` follows the link as if the target were `/`, never into the removed folders and
+    never outside."""
+    link_target, lands = {
+        "host-absolute": (str(arena.victim), inside(arena, arena.victim)),
+        "dotted-absolute": (dotted_absolute(arena), inside(arena, arena.victim)),
+        "relative": (up_to(arena, "a"), arena.target / "victim"),
+        "root": ("/", arena.target),
+    }[kind]
+    before = [T("a/b/c/d/one", data=b"1"), T("a/b/c/two", data=b"2")]
+    swap = [T("a/b", "symlink", link=link_target), T("a/b/c/d/three", data=b"3"), T("a/b/secret", data=b"inside"),
+            T("a/b/c/four", data=b"4")]  # fmt: skip
+    ok(arena.unpack(image_of(before, swap) if later_layer else image_of(before + swap)))
+    assert os.readlink(arena.target / "a/b") == link_target
+    assert (lands / "c/d/three").read_bytes() == b"3"
+    assert (lands / "secret").read_bytes() == b"inside"
+    assert (lands / "c/four").read_bytes() == b"4"
+
+
+def test_a_symlink_written_through_then_replaced_by_a_folder(arena: Arena) -> None:
+    """SAFE: `l` -> `real` was written through (`l/x/` resolved to `real/x/`); once `l` is a
+    folder of its own, `l/x/two` lands in it, not in `real/x/`."""
+    layer = [T("real", "dir"), T("l", "symlink", link="real"), T("l/x/one", data=b"1"), T("l", "dir"),
+             T("l/x/two", data=b"2")]  # fmt: skip
+    ok(arena.unpack(image_of(layer)))
+    assert (arena.target / "real/x/one").read_bytes() == b"1"
+    assert (arena.target / "l/x/two").read_bytes() == b"2"
+    assert not (arena.target / "real/x/two").exists()
+
+
+@pytest.mark.parametrize("replaced", ["symlink", "folder"])
+def test_a_hard_link_replacing_a_symlink_or_a_folder(arena: Arena, replaced: str) -> None:
+    """SAFE: `d/x` (an outward symlink, or a folder) is replaced by a hard link to `s/f`:
+    removing it drops the folders held open, but not `d/`'s descriptor while the link is
+    made in it (looking up `s/` closed it: EBADF). The victim's link count is unchanged."""
+    there = T("d/x", "symlink", link=str(arena.victim / "secret")) if replaced == "symlink" else T("d/x/in", data=b"i")
+    ok(arena.unpack(image_of([T("d", "dir"), T("s/f", data=b"file"), there, T("d/x", "hardlink", link="s/f")])))
+    assert os.path.samefile(arena.target / "d/x", arena.target / "s/f")
+
+
+def test_dot_dots_met_below_folders_held_open_stop_at_the_root(arena: Arena) -> None:
+    """SAFE: with a/b/c/d/ held open, `a/b/c/d/up` -> six `..` then `victim` is the
+    target's own /victim: the walk up from a held folder stops at the target."""
+    layer = [T("a/b/c/d/one", data=b"1"), T("a/b/c/d/up", "symlink", link="../" * 6 + "victim"),
+             T("a/b/c/d/up/secret", data=b"inside")]  # fmt: skip
+    ok(arena.unpack(image_of(layer)))
+    assert (arena.target / "victim/secret").read_bytes() == b"inside"
+
+
 # -- 7. long and non-UTF-8 names -------------------------------------------------------------
 def _open_deep(root: Path, parts: list[str]) -> bytes:
     """Read a file whose path is too long for one system call, a component at a time."""
