@@ -382,35 +382,29 @@ def mount_overlay(lowers: tuple[str, ...], state: str, target: str) -> str:
     return "copy"
 
 
-def mount_read_only_overlay(lowers: tuple[str, ...], target: str, needed: list[tuple[str, bool]]) -> bool:
+def mount_read_only_overlay(lowers: tuple[str, ...], state: str, target: str, needed: list[tuple[str, bool]]) -> bool:
     """Mount the container root at `target` with no writable layer at all: an overlay of the
-    cached layers alone, over a small tmpfs of placeholders for the mount points in `needed`
-    (path, whether a folder) that the image lacks, mounted at `target` first and left under
-    the overlay (it goes with the mount namespace; nothing is written to the state folder).
-    An overlay without an upper directory is read-only in the kernel (no remount makes it
-    writable) and writes nothing. Returns False, with nothing left mounted, when a mount point
-    would still have to be created (the image resolves it through a symlink, or has something
-    of the other kind there): the caller then mounts the overlay with a writable layer
-    (mount_overlay), which creates it."""
+    cached layers alone, with a folder of placeholders below them that holds the mount points
+    in `needed` (path, whether a folder) that the image lacks. An overlay without an upper
+    directory is read-only in the kernel (no remount makes it writable) and writes nothing,
+    so there is no writable layer to mount, create or clean up. Returns False, with nothing
+    left mounted, when a mount point would still have to be created (the image resolves it
+    through a symlink, or has something of the other kind there): the caller then mounts
+    the overlay with a writable layer (mount_overlay), which creates it."""
+    placeholders = f"{state}/mountpoints"
+    os.mkdir(placeholders, 0o755)
+    for path, directory in needed:
+        relative = os.path.normpath(path).lstrip("/")
+        if relative and relative != ".":
+            _ensure(os.path.join(placeholders, relative), directory)
+    lowerdir = ":".join((*lowers, placeholders))
+    if len(lowerdir) > _MOUNT_DATA_LIMIT - 512:  # too many layers to name in one page: the usual way
+        return False
     os.makedirs(target, exist_ok=True)
-    linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "size=64k,mode=0755")
-    try:
-        for path, directory in needed:
-            relative = os.path.normpath(path).lstrip("/")
-            if relative and relative != ".":
-                _ensure(os.path.join(target, relative), directory)
-        placeholders = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            lowerdir = ":".join((*lowers, f"/proc/self/fd/{placeholders}"))
-            mounted = len(lowerdir) < _MOUNT_DATA_LIMIT - 512 and _mount_overlay_options(target, f"lowerdir={lowerdir}")
-        finally:
-            os.close(placeholders)
-        if mounted and all(_present(inside(target, path), directory) for path, directory in needed):
-            return True
-        if mounted:
-            linux.umount(target, linux.MNT_DETACH)
-    except OSError:  # a placeholder that cannot be made (the tmpfs is full): the usual way
-        pass
+    if not _mount_overlay_options(target, f"lowerdir={lowerdir}"):
+        return False
+    if all(_present(inside(target, path), directory) for path, directory in needed):
+        return True
     linux.umount(target, linux.MNT_DETACH)
     return False
 

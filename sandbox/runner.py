@@ -860,7 +860,7 @@ def _mount_root(spec: RunSpec, root: str) -> None:
     if _writable_layer_first(spec):
         mounts.mount_overlay(spec.lowers, spec.state, root)
         return
-    if mounts.mount_read_only_overlay(spec.lowers, root, _mount_points(spec)):
+    if mounts.mount_read_only_overlay(spec.lowers, spec.state, root, _mount_points(spec)):
         return
     for fd in _bounded_layer(spec) or ():
         os.close(fd)  # the tmpfs stays mounted; PID 1 holds no folder of the host
