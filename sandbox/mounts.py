@@ -198,9 +198,6 @@ def read_only_paths(root: str, paths: tuple[str, ...]) -> None:
         linux.mount("none", target, None, flags)
 
 
-ETC_FILES = ("hostname", "hosts", "resolv.conf")  # what etc_files mounts over /etc/NAME
-
-
 def etc_files(root: str, state: str, hostname: str, nameserver: str | None = None, address: str | None = None) -> None:
     """/etc/hostname, /etc/hosts, /etc/resolv.conf from per-container files, written on a
     small tmpfs of the container's own mount namespace: a bind from the state folder would
@@ -209,7 +206,7 @@ def etc_files(root: str, state: str, hostname: str, nameserver: str | None = Non
     folder = f"{state}/etc"
     os.makedirs(folder, exist_ok=True)
     linux.mount("tmpfs", folder, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "size=64k,mode=0755")
-    contents = {  # ETC_FILES
+    contents = {
         "hostname": f"{hostname}\n",
         "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
         f"{address or '127.0.1.1'}\t{hostname}\n",
@@ -366,8 +363,12 @@ def mount_overlay(lowers: tuple[str, ...], state: str, target: str) -> str:
     try:
         if cwd:
             os.chdir(cwd)
-        if _mount_overlay_options(target, options):
-            return "overlay"
+        for extra in (",userxattr", ""):
+            try:
+                linux.mount("overlay", target, "overlay", 0, options + extra)
+                return "overlay"
+            except OSError:
+                pass
     finally:
         if previous:
             os.chdir(previous)
@@ -380,48 +381,6 @@ def mount_overlay(lowers: tuple[str, ...], state: str, target: str) -> str:
     flatten(tuple(map(Path, lowers)), Path(copy))
     linux.mount(copy, target, None, linux.MS_BIND | linux.MS_REC)
     return "copy"
-
-
-def mount_read_only_overlay(lowers: tuple[str, ...], state: str, target: str, needed: list[tuple[str, bool]]) -> bool:
-    """Mount the container root at `target` with no writable layer at all: an overlay of the
-    cached layers alone, with a folder of placeholders below them that holds the mount points
-    in `needed` (path, whether a folder) that the image lacks. An overlay without an upper
-    directory is read-only in the kernel (no remount makes it writable) and writes nothing,
-    so there is no writable layer to mount, create or clean up. Returns False, with nothing
-    left mounted, when a mount point would still have to be created (the image resolves it
-    through a symlink, or has something of the other kind there): the caller then mounts
-    the overlay with a writable layer (mount_overlay), which creates it."""
-    placeholders = f"{state}/mountpoints"
-    os.mkdir(placeholders, 0o755)
-    for path, directory in needed:
-        relative = os.path.normpath(path).lstrip("/")
-        if relative and relative != ".":
-            _ensure(os.path.join(placeholders, relative), directory)
-    lowerdir = ":".join((*lowers, placeholders))
-    if len(lowerdir) > _MOUNT_DATA_LIMIT - 512:  # too many layers to name in one page: the usual way
-        return False
-    os.makedirs(target, exist_ok=True)
-    if not _mount_overlay_options(target, f"lowerdir={lowerdir}"):
-        return False
-    if all(_present(inside(target, path), directory) for path, directory in needed):
-        return True
-    linux.umount(target, linux.MNT_DETACH)
-    return False
-
-
-def _present(path: str, directory: bool) -> bool:
-    """Whether _ensure(path, directory) would leave the tree as it is."""
-    return os.path.isdir(path) if directory else os.path.lexists(path)
-
-
-def _mount_overlay_options(target: str, options: str) -> bool:
-    for extra in (",userxattr", ""):
-        try:
-            linux.mount("overlay", target, "overlay", 0, options + extra)
-            return True
-        except OSError:
-            pass
-    return False
 
 
 def _copy_root_metadata(source: str, target: str) -> None:

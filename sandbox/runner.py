@@ -609,7 +609,7 @@ def _setup_process(
         os._exit(EXIT_SETUP_FAILED)
     if gate is not None:  # the engine starts now, while PID 1 mounts the root (bench/network.py)
         _send_namespaces(gate)
-    layer = _bounded_layer(spec) if _writable_layer_first(spec) else None
+    layer = _bounded_layer(spec)
     init = os.fork()
     if init == 0:
         os.close(ready_w)
@@ -633,13 +633,6 @@ def _setup_process(
     if spec.remove_state and writable_size(spec) is None:
         _empty_writable_layer(state)
     os._exit(exit_status(status))
-
-
-def _writable_layer_first(spec: RunSpec) -> bool:
-    """Whether the root is mounted with a writable layer from the start: a writable root, or
-    a detached container's (its layer is kept between runs). A read-only root in the
-    foreground first tries an overlay with none (_mount_root)."""
-    return spec.keeps_layer or not spec.read_only_rootfs
 
 
 def _bounded_layer(spec: RunSpec) -> tuple[int, int] | None:
@@ -827,7 +820,7 @@ def prepare_root(spec: RunSpec, own_cgroups: tuple[str, ...] = ()) -> None:
     and the read-only remount last (earlier steps create mount points)."""
     linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
     root = f"{spec.state}/root"
-    _mount_root(spec, root)
+    mounts.mount_overlay(spec.lowers, spec.state, root)
     for bind in spec.binds:  # from the image's own content: before /proc, /dev, /sys are mounted
         if bind.fill:
             mounts.fill_volume(root, bind)
@@ -850,31 +843,6 @@ def prepare_root(spec: RunSpec, own_cgroups: tuple[str, ...] = ()) -> None:
     mounts.pivot(root)
     if spec.read_only_rootfs:
         mounts.remount_root_read_only()
-
-
-def _mount_root(spec: RunSpec, root: str) -> None:
-    """The image's layers at `root`: with no writable layer when the root is read-only and
-    every mount point is in the image (mounts.mount_read_only_overlay), else under one that
-    takes the mount points made (on the tmpfs of limits.writable_size where the policy sets
-    it: mounted here when the setup process did not, in the same mount namespace)."""
-    if _writable_layer_first(spec):
-        mounts.mount_overlay(spec.lowers, spec.state, root)
-        return
-    if mounts.mount_read_only_overlay(spec.lowers, spec.state, root, _mount_points(spec)):
-        return
-    for fd in _bounded_layer(spec) or ():
-        os.close(fd)  # the tmpfs stays mounted; PID 1 holds no folder of the host
-    mounts.mount_overlay(spec.lowers, spec.state, root)
-
-
-def _mount_points(spec: RunSpec) -> list[tuple[str, bool]]:
-    """Every path of the image that prepare_root mounts on, with whether it is a folder."""
-    return [
-        *((path, True) for path in ("/proc", "/dev", "/sys")),
-        *((f"/etc/{name}", False) for name in mounts.ETC_FILES),
-        *((item.destination, True) for item in spec.tmpfs),
-        *((bind.destination, os.path.isdir(bind.source)) for bind in spec.binds),
-    ]
 
 
 def _reap_until(command: int) -> None:
