@@ -301,6 +301,7 @@ def _run_joined(spec: RunSpec, cgroup: cgroups.Cgroup | None, keeper: netkeeper.
     # Signals wait (blocked) until someone can forward them: the monitor once it knows init's
     # pid, init once its handlers are in, the command just before exec. None is lost.
     held = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    capabilities.last_capability()  # read once, on the host: the command inherits it, no file read in the container
     pid = os.fork()
     if pid == 0:
         for fd in (ready_r, maps_w, errors_r, *spec.monitor_fds):
@@ -795,16 +796,22 @@ def hide_host_command_line(title: bytes = _INIT_NAME) -> None:
 
 
 def _overwrite_arguments_and_environment(title: bytes) -> None:
-    with open("/proc/self/stat", "rb") as stat:
-        fields = stat.read().rpartition(b")")[2].split()
+    """Through descriptors (os.open, pread, pwrite), not file objects: PID 1 does this on
+    every start, and io's buffered files cost it a fraction of a millisecond more."""
+    stat = os.open("/proc/self/stat", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fields = os.read(stat, 4096).rpartition(b")")[2].split()
+    finally:
+        os.close(stat)
     # fields 48-51 of proc(5): arg_start, arg_end, env_start, env_end (the list starts at 3)
     arg_start, arg_end, env_start, env_end = (int(fields[number - 3]) for number in (48, 49, 50, 51))
-    with open("/proc/self/mem", "r+b", buffering=0) as memory:
+    memory = os.open("/proc/self/mem", os.O_RDWR | os.O_CLOEXEC)
+    try:
         length = arg_end - arg_start
-        memory.seek(arg_start)
-        memory.write((title + bytes(length))[: length - 1] + b"\0")
-        memory.seek(env_start)
-        memory.write(bytes(env_end - env_start))
+        os.pwrite(memory, (title + bytes(length))[: length - 1] + b"\0", arg_start)
+        os.pwrite(memory, bytes(env_end - env_start), env_start)
+    finally:
+        os.close(memory)
 
 
 def prepare_root(spec: RunSpec, own_cgroups: tuple[str, ...] = ()) -> None:
