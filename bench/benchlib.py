@@ -21,6 +21,7 @@ import platform
 import random
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -336,6 +337,33 @@ def hyperfine(
     return measured, argv
 
 
+def interleaved_shell(
+    commands: list[tuple[str, str]], prepare: str | list[str], warmup: int = 1, runs: int = 3
+) -> tuple[list[Measured], list[str]]:
+    """`hyperfine`'s measurements, taken the way the speed issue asks: the commands in turn
+    in each round (the order reversed every other round), each after its `prepare` (not
+    timed), so that drift on this machine falls on all of them alike. Returns the same
+    Measured list and a description of the run in place of hyperfine's argv."""
+    prepares = [prepare] * len(commands) if isinstance(prepare, str) else prepare
+    times: list[list[float]] = [[] for _ in commands]
+    for round_ in range(warmup + runs):
+        order = range(len(commands)) if round_ % 2 == 0 else reversed(range(len(commands)))
+        for which in order:
+            if prepares[which]:
+                subprocess.run(["sh", "-c", prepares[which]], cwd=REPO, check=True)
+            started = time.perf_counter()
+            subprocess.run(["sh", "-c", commands[which][1]], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+            if round_ >= warmup:
+                times[which].append(time.perf_counter() - started)
+    measured = [
+        Measured(name, command, statistics.median(t), statistics.mean(t), statistics.pstdev(t), t)
+        for (name, command), t in zip(commands, times, strict=True)
+    ]
+    description = [f"interleaved: {warmup} warm-up and {runs} timed rounds, each command after its prepare"]
+    description += [f"{name}: {command}" for name, command in commands]
+    return measured, description
+
+
 def _cpu_jiffies() -> tuple[int, int]:
     """(busy, total) jiffies of the whole machine, from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -519,12 +547,14 @@ def measure(
     attempts: int = 2,
     max_foreign: float = 0.10,
     ignore_failures: bool = False,
+    interleave: bool = False,
 ) -> tuple[list[Measured], list[str], str]:
     """hyperfine on an idle machine. If other processes took more than `max_foreign` of the
     machine's CPU while we measured, wait for quiet and measure again, up to `attempts` times,
     and keep the least disturbed attempt. `rss` maps a command's index to the file its
     `timed_rss` wrapper appends to (emptied before each attempt). Returns the measurements, the
-    argv and a note on the machine's load."""
+    argv and a note on the machine's load. `interleave`: the commands in turn in each round
+    (interleaved_shell), not hyperfine's block of runs per command."""
     rss = rss or {}
     notes = []
     best: tuple[float, list[Measured], list[str], int] | None = None
@@ -533,9 +563,13 @@ def measure(
         for path in rss.values():
             path.unlink(missing_ok=True)
         with ForeignCpu() as foreign:
-            measured, argv = hyperfine(
-                commands, prepare, export.with_suffix(f".attempt{attempt}.json"), warmup, runs, ignore_failures
-            )
+            if interleave:
+                measured, argv = interleaved_shell(commands, prepare, warmup, runs)
+                export.with_suffix(f".attempt{attempt}.json").write_text(json.dumps([asdict(m) for m in measured]))
+            else:
+                measured, argv = hyperfine(
+                    commands, prepare, export.with_suffix(f".attempt{attempt}.json"), warmup, runs, ignore_failures
+                )
         for index, path in rss.items():
             measured[index].peak_rss_kb = peak_rss(path)
         share = foreign.share()

@@ -35,7 +35,7 @@ SPEC = b.ImageSpec(
     hardlinks=50,
     whiteouts=30,
 )
-GOAL = 1.5  # ours within 1.5x of tar (the issue)
+GOAL = 1.0  # ours within 1.0x of tar (the speed issue; the first unpack issue asked 1.5x)
 FS_IMAGE = b.WORK / "fs" / "unpack-ext4.img"
 FS_MOUNT = b.WORK / "fs" / "mnt"
 FS_SIZE = "8G"
@@ -172,9 +172,10 @@ def main() -> None:
                 args.warmup,
                 args.runs,
                 rss=dict(enumerate(rss.values())),
+                interleave=True,
             )
             quiet_notes.append(f"{compression}: {note}")
-            argv_lines.append(shlex.join(argv))
+            argv_lines.extend(argv)
             ours, tar, umoci = measured
             blob_mb = image.stats[f"blob_bytes_{compression}"] / 1e6
             rows = [
@@ -235,7 +236,8 @@ def main() -> None:
             f"{s['tar_bytes'] / 1e6:.0f} MB of tar; gzip blobs {s['blob_bytes_gzip'] / 1e6:.0f} MB "
             f"(seed {SPEC.seed}, bench/work/{SPEC.key()}).  ",
             "Warm page cache (blobs just written or read; dropping caches is not reliable here), "
-            f"median of {args.runs} runs after {args.warmup} warm-up (hyperfine), `rm -rf` of the "
+            f"median of {args.runs} rounds after {args.warmup} warm-up round, the three commands in turn in "
+            "each round, the order reversed every other round (benchlib.interleaved_shell); `rm -rf` of the "
             "command's target and `sync` before each run (not timed). Writes stay in the page cache: no "
             "fsync by any tool.  ",
             f"{targets.note}  ",
