@@ -343,10 +343,11 @@ class _Unpacker:
         given = self.mode_at_creation(entry)
         mode = _PRIVATE if given is None else given
         fd = self.replacing(entry, parent, name, lambda: os.open(name, flags, mode, dir_fd=parent))
-        with open(fd, "wb", closefd=True) as target:
-            member.copy_data_to(target)
-            target.flush()
+        try:
+            member.copy_data_to(fd)
             self.set_metadata(entry, fd, created_with=mode)
+        finally:
+            os.close(fd)
         self.report.files += 1
         self.report.bytes_written += entry.size
 

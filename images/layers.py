@@ -5,10 +5,11 @@ checked when the walk reaches the end, and memory does not grow with file sizes.
 from __future__ import annotations
 
 import math
+import os
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, BinaryIO, cast
+from typing import BinaryIO, cast
 
 from pysbx.images.decompress import ByteBudget, Readable, decompressing_reader
 from pysbx.images.digest import VerifyingReader
@@ -151,16 +152,19 @@ class LayerMember:
         self._label = label
         self._read = False
 
-    def copy_data_to(self, target: IO[bytes]) -> None:
+    def copy_data_to(self, fd: int) -> None:
+        """Write the file's data to descriptor `fd` with plain write calls (a file object's
+        buffer only copies the pieces once more); a sparse file's holes stay holes."""
         self._claim()
         runs = self._header.sparse or [(0, self._header.size)]
         for offset, length in runs:
             if self._header.sparse is not None:
-                target.seek(offset)
+                os.lseek(fd, offset, os.SEEK_SET)
             for piece in self._data(length):
-                target.write(piece)
+                while piece:
+                    piece = piece[os.write(fd, piece) :]
         if self._header.sparse is not None:
-            target.truncate(self._header.size)  # a hole at the end
+            os.ftruncate(fd, self._header.size)  # a hole at the end
 
     def read_data(self, limit: int) -> bytes:
         """The first `limit` bytes of the file's data (for content checks)."""

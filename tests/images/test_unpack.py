@@ -199,3 +199,29 @@ def test_a_directory_replaced_under_the_resolver_is_not_used_once_it_is_told(tmp
     finally:
         resolver.close()
         os.close(root_fd)
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_a_sparse_file_unpacks_with_its_data_and_its_holes(tmp_path: Path, fmt: str) -> None:
+    """Data written by descriptor, a sparse member's runs at their offsets: the content is
+    the file GNU tar read, and the holes are not written out as zeros."""
+    import shutil
+
+    from pysbx.images.writer import NewImage, NewLayer
+
+    if shutil.which("tar") is None:
+        pytest.skip("GNU tar is not installed")
+    source = tmp_path / "src"
+    source.mkdir()
+    with open(source / "s", "wb") as sparse:
+        for offset, word in ((1 << 20, b"hello"), (8 << 20, b"world")):
+            sparse.seek(offset)
+            sparse.write(word)
+        sparse.truncate(16 << 20)
+    subprocess.run(["tar", "--sparse", f"--format={fmt}", "-cf", "layer.tar", "s"], cwd=source, check=True)
+    layer = (source / "layer.tar").read_bytes()
+    image = open_image(write_image(NewImage([NewLayer(layer, "none")]), tmp_path, "oci-layout"))
+    unpack_image(image, tmp_path / "root")
+    unpacked = tmp_path / "root" / "s"
+    assert unpacked.read_bytes() == (source / "s").read_bytes()
+    assert unpacked.stat().st_blocks * 512 < 1 << 20  # 16 MiB long, a few blocks stored
