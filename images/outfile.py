@@ -3,6 +3,7 @@ lean path writes --output too)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -42,18 +43,37 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def _written_in_place(path: Path) -> bool:
+    """Whether `path` is a stream of the kernel's, not a file to replace: a name in /dev,
+    /proc or /sys (which may be a link: /dev/stdout), or a device, FIFO or socket node
+    itself. A link elsewhere is never followed to decide: a user's link in /tmp to a disk
+    would otherwise have root write a report onto the disk."""
     folder = os.path.realpath(path.parent or ".")
     if any(folder == kernel or folder.startswith(kernel + "/") for kernel in _KERNEL_FOLDERS):
         return True
     try:
-        mode = os.stat(path).st_mode
+        info = os.lstat(path)
     except FileNotFoundError:
         return False
-    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)  # a folder: the rename says what is wrong
+    if stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode) or stat.S_ISLNK(info.st_mode):
+        return False  # replaced as before (a folder: the rename says what is wrong)
+    if info.st_uid not in (0, os.geteuid()):
+        # Another user's FIFO in /tmp would read the report, or hold the writer forever.
+        raise OSError(errno.EPERM, f"{path} is a {_kind(info.st_mode)} of uid {info.st_uid}: not written into")
+    return True
+
+
+def _kind(mode: int) -> str:
+    return "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
 
 
 def _write_in_place(path: Path, data: bytes) -> None:
-    """Open what is there (never create: a name in /dev that is not there is a mistake)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOCTTY)
-    with os.fdopen(descriptor, "wb") as stream:
-        stream.write(data)
+    """Open what is there (never create: a name in /dev that is not there is a mistake),
+    without waiting for a FIFO's reader (ENXIO when there is none), then write blocking."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        os.set_blocking(descriptor, True)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+    finally:
+        os.close(descriptor)

@@ -165,3 +165,45 @@ def test_dev_stdout_as_the_output_writes_to_standard_output_and_stays_a_link(tmp
             os.unlink("/dev/stdout")
             os.symlink(before, "/dev/stdout")
     assert os.readlink("/dev/stdout") == before
+
+
+def _audit_into(tmp_path: Path, output: Path) -> subprocess.CompletedProcess[str]:
+    command = [PYAUDIT, str(_dockerfile(tmp_path)), "--format", "json", "--output", str(output)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_a_link_to_a_fifo_is_replaced_never_followed(tmp_path: Path) -> None:
+    """Only a node that is itself a device, FIFO or socket is written in place: a link is
+    never followed to decide (a user's link in /tmp to a disk would have root write a
+    report onto the disk); it is replaced by the report as any file would be."""
+    fifo, link = tmp_path / "fifo", tmp_path / "report.json"
+    os.mkfifo(fifo)
+    link.symlink_to(fifo)
+    done = _audit_into(tmp_path, link)
+    assert done.returncode in (0, 1), done.stderr
+    assert not link.is_symlink() and json.loads(link.read_bytes())["tool"]["name"] == "pyaudit"
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_a_fifo_nobody_reads_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    done = _audit_into(tmp_path, fifo)
+    assert done.returncode == 2 and "cannot write" in done.stderr and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a FIFO to another user")
+def test_another_users_fifo_is_not_written_into(tmp_path: Path) -> None:
+    """A FIFO another user left where root writes a report (/tmp/report.json) would read
+    the report, or hold pyaudit forever: refused, exit 2, the FIFO left as it was."""
+    fifo = tmp_path / "report.json"
+    os.mkfifo(fifo)
+    os.chown(fifo, 65534, 65534)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader waits: it would get the report
+    try:
+        done = _audit_into(tmp_path, fifo)
+        assert done.returncode == 2 and "uid 65534: not written into" in done.stderr, done.stderr
+        assert os.read(reader, 1) == b""  # nothing came through (no writer ever: end of file)
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
