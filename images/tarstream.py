@@ -126,6 +126,7 @@ class TarStream:
         self._buffer = b""
         self._at = 0  # index of the next unread byte in _buffer
         self._base = 0  # stream offset of _buffer[0]
+        self._ahead: list[bytes] = []  # chunks a peek read from the source, to come after _buffer
         self._view = _TarfileView(self)
 
     # -- the stream ----------------------------------------------------------------------------
@@ -144,7 +145,7 @@ class TarStream:
         parts = [self._buffer[self._at :]]
         wanted = n - len(parts[0])
         self._drop_buffer()
-        while wanted > 0 and (chunk := self._source.read(max(wanted, _CHUNK))):
+        while wanted > 0 and (chunk := self._next_chunk(wanted)):
             if len(chunk) > wanted:
                 self._buffer, self._at = chunk, wanted
                 chunk = chunk[:wanted]
@@ -155,10 +156,20 @@ class TarStream:
         return b"".join(parts)
 
     def peek(self, n: int) -> bytes:
-        """The next `n` bytes, left to be read."""
-        data = self.read(n)
-        self._unread(data)
-        return data
+        """The next `n` bytes, left to be read. Across the end of the buffer, the chunks it
+        needs are kept aside for the reads to come: only `n` bytes are ever copied."""
+        end = self._at + n
+        if end <= len(self._buffer):
+            return self._buffer[self._at : end]
+        parts, have = [self._buffer[self._at :]], len(self._buffer) - self._at
+        for chunk in self._ahead:
+            parts.append(chunk[: n - have])
+            have += len(parts[-1])
+        while have < n and (chunk := self._source.read(_CHUNK)):
+            self._ahead.append(chunk)
+            parts.append(chunk[: n - have])
+            have += len(parts[-1])
+        return b"".join(parts)
 
     def pieces(self, n: int) -> Iterator[memoryview]:
         """The next `n` bytes as views of the buffer, ending early only at the end of the stream."""
@@ -180,8 +191,11 @@ class TarStream:
         self._at += n - skipped
         return n
 
+    def _next_chunk(self, wanted: int) -> bytes:
+        return self._ahead.pop(0) if self._ahead else self._source.read(max(wanted, _CHUNK))
+
     def _refill(self) -> bool:
-        chunk = self._source.read(_CHUNK)
+        chunk = self._next_chunk(_CHUNK)
         self._drop_buffer()
         self._buffer = chunk
         return bool(chunk)
