@@ -134,7 +134,9 @@ def _short(command: str) -> str:
 def wait_for_exit(container: Container, timeout: float | None = None) -> int:
     """The exit code once the container has exited (-1 when its monitor died unrecorded)."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    current, pause = container, RECORD_POLL_SECONDS
+    # The status as it is now: a caller's may be a run ago (`start -a` holds the container
+    # as it was before the start, exited, with the last run's code).
+    current, pause = reloaded(container), RECORD_POLL_SECONDS
     while current.state() in (*LIVE, "created"):
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError
@@ -143,8 +145,10 @@ def wait_for_exit(container: Container, timeout: float | None = None) -> int:
             pause = min(2 * pause, WAIT_POLL_SECONDS)  # poll was a fifth of `stop`: bench/)
         current = reloaded(current)
     # "exited" can come from a monitor found dead after its status was read: what it wrote
-    # before it died (its exit code) is in the status as it is now.
-    code = reloaded(current).exit_code()
+    # before it died (its exit code) is in the status as it is now, unless a start since
+    # has begun another run.
+    final = reloaded(current)
+    code = final.exit_code() if final.state() not in (*LIVE, "created") else current.exit_code()
     return -1 if code is None else code
 
 

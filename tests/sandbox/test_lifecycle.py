@@ -583,3 +583,16 @@ def test_wait_reads_the_exit_code_a_monitor_wrote_after_its_status_was_read(tmp_
     stale = Container(folder, {"id": "c" * 64, "name": "c"}, {"status": "running", "monitor": dead, "init": dead})
     assert stale.state() == "exited" and stale.exit_code() is None
     assert wait_for_exit(stale, timeout=5) == 3
+
+
+def test_wait_reads_the_status_as_it_is_not_as_the_caller_last_read_it(tmp_path: Path) -> None:
+    """`start -a` holds the container as it was before the start: exited, with the last
+    run's code. The code returned is the run's that ended since, not that one."""
+    from pysbx.sandbox.containers import STATUS, Container, write_json
+    from pysbx.sandbox.lifecycle import wait_for_exit
+
+    folder = tmp_path / "c"
+    folder.mkdir(mode=0o700)
+    write_json(folder, STATUS, {"status": "exited", "exit_code": 7})
+    before_the_start = Container(folder, {"id": "c" * 64, "name": "c"}, {"status": "exited", "exit_code": 4})
+    assert wait_for_exit(before_the_start, timeout=5) == 7
