@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -590,9 +591,12 @@ def test_wait_reads_the_status_as_it_is_not_as_the_caller_last_read_it(tmp_path:
     run's code. The code returned is the run's that ended since, not that one."""
     from pysbx.sandbox.containers import STATUS, Container, write_json
     from pysbx.sandbox.lifecycle import wait_for_exit
+    from pysbx.sandbox.procfs import start_time
 
     folder = tmp_path / "c"
     folder.mkdir(mode=0o700)
-    write_json(folder, STATUS, {"status": "exited", "exit_code": 7})
+    me = [os.getpid(), start_time(os.getpid())]  # a live monitor and PID 1 of the new run
+    write_json(folder, STATUS, {"status": "running", "monitor": me, "init": me})
     before_the_start = Container(folder, {"id": "c" * 64, "name": "c"}, {"status": "exited", "exit_code": 4})
+    threading.Timer(0.3, lambda: write_json(folder, STATUS, {"status": "exited", "exit_code": 7})).start()
     assert wait_for_exit(before_the_start, timeout=5) == 7
