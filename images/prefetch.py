@@ -4,7 +4,6 @@ cores they overlap the parsing of what was read before: the digests stop costing
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import sys
 import threading
@@ -15,10 +14,10 @@ from pysbx.images.decompress import Readable
 
 _CHUNK = 2 << 20
 _DEPTH = 3  # chunks read ahead at most: memory stays bounded whatever the stream
-# While a worker runs, the interpreter offers the GIL every half millisecond, not every 5:
+# While a worker runs, the interpreter offers the GIL every 0.1 ms, not every 5:
 # each chunk's read and hash give up the GIL and must win it back from a parser that holds
 # it for as long as it is allowed to.
-_SWITCH_INTERVAL = 0.0005
+_SWITCH_INTERVAL = 0.0001
 _running = 0
 _saved_interval = 0.0
 _lock = threading.Lock()
@@ -37,8 +36,14 @@ class Prefetched:
     def __init__(self, source: Readable, finish: Callable[[], None] = lambda: None) -> None:
         self._source = source
         self._finish = finish
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(_DEPTH)
-        self._stop = threading.Event()
+        # Two queues of C (SimpleQueue): chunks for the reader, and room for the worker (a
+        # token per chunk it may read ahead). queue.Queue's locks and conditions in Python
+        # each wanted the GIL back from the parser, a switch interval at a time.
+        self._queue: queue.SimpleQueue[bytes | BaseException] = queue.SimpleQueue()
+        self._room: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(_DEPTH):
+            self._room.put(None)
+        self._stop = False
         self._left = b""
         self._ended = False
         self._worker = threading.Thread(target=self._work, name="prefetch", daemon=True)
@@ -49,16 +54,15 @@ class Prefetched:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        self._stop.set()
-        while self._worker.is_alive():
-            with contextlib.suppress(queue.Empty):
-                self._queue.get(timeout=0.05)  # room for a worker blocked on a full queue
+        self._stop = True
+        self._room.put(None)  # a worker waiting for room wakes, sees the stop and leaves
         self._worker.join()
         _quicker_switches(False)
 
     def read(self, n: int = -1, /) -> bytes:
         if not self._left and not self._ended:
             item = self._queue.get()
+            self._room.put(None)
             if isinstance(item, BaseException):
                 self._ended = True
                 raise item
@@ -90,14 +94,10 @@ class Prefetched:
                 return
 
     def _put(self, item: bytes | BaseException) -> None:
-        while True:
-            if self._stop.is_set():
-                raise _Stopped
-            try:
-                self._queue.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                continue
+        self._room.get()  # waits while _DEPTH chunks wait for the reader
+        if self._stop:
+            raise _Stopped
+        self._queue.put(item)
 
 
 def _quicker_switches(on: bool) -> None:
