@@ -70,9 +70,11 @@ def secret_in_text(data: bytes) -> str | None:
     known format, a password in a connection string, or a long, varied quoted value given to a
     name that says secret. Only the lines holding a marker are read."""
     lines = marked_lines(data)
-    if not lines:
-        return None
-    text = b"\n".join(lines).decode("utf-8", "replace")
+    return secret_in_lines(b"\n".join(lines).decode("utf-8", "replace")) if lines else None
+
+
+def secret_in_lines(text: str) -> str | None:
+    """secret_in_text's detectors, over whole lines of text."""
     found = token_in(text)
     if found:
         return found

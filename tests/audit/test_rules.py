@@ -491,17 +491,9 @@ TOKEN_SAMPLES = {
 
 def _whole_file_verdict(data: bytes) -> str | None:
     """What the detectors say reading every line: the answer marked_lines must not change."""
-    from pysbx.audit.secrets import _ASSIGNMENT, _PLACEHOLDER, SECRET_NAME, _varied, token_in
+    from pysbx.audit.secrets import secret_in_lines
 
-    text = data.decode("utf-8", "replace")
-    found = token_in(text)
-    if found:
-        return found
-    for match in _ASSIGNMENT.finditer(text):
-        name, value = match.group(1), match.group(2)
-        if SECRET_NAME.search(name) and not _PLACEHOLDER.match(value) and _varied(value):
-            return f"a secret-looking value for {name}"
-    return None
+    return secret_in_lines(data.decode("utf-8", "replace"))
 
 
 def test_reading_only_the_marked_lines_finds_what_reading_every_line_finds() -> None:
