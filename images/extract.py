@@ -216,7 +216,7 @@ def _made_directory(name: str, parent: int) -> bool:
     """Make directory `name` (kept writable until finish_directories); False when
     something is there already."""
     try:
-        os.mkdir(name, 0o700, dir_fd=parent)
+        _mkdir_writable(name, parent, 0o700)
         return True
     except FileExistsError:
         return False
@@ -265,7 +265,20 @@ def _has_default_acl(directory_fd: int) -> bool:
 
 def _mkdir_missing(name: str, parent_fd: int) -> None:
     with contextlib.suppress(FileExistsError):
-        os.mkdir(name, 0o755, dir_fd=parent_fd)
+        _mkdir_writable(name, parent_fd, 0o755)
+
+
+def _mkdir_writable(name: str, parent: int | None, mode: int) -> None:
+    """mkdir, and the owner's rwx given back when the umask took them: the unpack writes in
+    every folder it makes. Root needs no write bit; an ordinary user under umask 277 could
+    not fill the folders (their own modes come at the end, finish_directories)."""
+    os.mkdir(name, mode, dir_fd=parent)
+    if os.geteuid() != 0 and (_umask() or 0) & 0o700:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        try:
+            os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | 0o700)
+        finally:
+            os.close(fd)
 
 
 class _Unpacker:
@@ -333,7 +346,7 @@ class _Unpacker:
         most likely is there: lstat first then (upper layers list their parents again)."""
         listed_before = entry.path in self.directory_metadata
         if (listed_before or not _made_directory(name, parent)) and self.clear_the_way(entry, parent, name):
-            os.mkdir(name, 0o700, dir_fd=parent)
+            _mkdir_writable(name, parent, 0o700)
         self.directory_metadata[entry.path] = entry
         self.report.directories += 1
 
@@ -664,7 +677,7 @@ def unpack_layer(image: Image, layer: Layer, unpacker: _Unpacker, budget: ByteBu
 
 def _prepare_target(target: Path) -> bool:
     try:
-        os.mkdir(target, 0o755)
+        _mkdir_writable(str(target), None, 0o755)
         return True
     except FileExistsError:
         pass
