@@ -46,6 +46,7 @@ class Prefetched:
         self._stop = False
         self._left = b""
         self._ended = False
+        self._error: BaseException | None = None  # raised again at every read after it
         self._worker = threading.Thread(target=self._work, name="prefetch", daemon=True)
 
     def __enter__(self) -> Prefetched:
@@ -60,11 +61,13 @@ class Prefetched:
         _quicker_switches(False)
 
     def read(self, n: int = -1, /) -> bytes:
+        if self._error is not None:
+            raise self._error  # never an end of stream after an error: it could pass for one
         if not self._left and not self._ended:
             item = self._queue.get()
             self._room.put(None)
             if isinstance(item, BaseException):
-                self._ended = True
+                self._error = item
                 raise item
             self._left = item
             self._ended = not item

@@ -38,6 +38,8 @@ def test_an_error_of_the_source_is_raised_at_the_read_that_reaches_it() -> None:
         assert ahead.read(1000) == b"\x01" * 1000 and ahead.read(1000) == b"\x02" * 1000
         with pytest.raises(ImageError, match="does not match"):
             ahead.read(1000)
+        with pytest.raises(ImageError, match="does not match"):  # again: never an end of stream after it
+            ahead.read(1000)
 
 
 def test_the_check_at_the_end_runs_before_the_end_is_seen() -> None:
