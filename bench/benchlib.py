@@ -346,15 +346,13 @@ def interleaved_shell(
     Measured list and a description of the run in place of hyperfine's argv."""
     prepares = [prepare] * len(commands) if isinstance(prepare, str) else prepare
     times: list[list[float]] = [[] for _ in commands]
-    for round_ in range(warmup + runs):
-        order = range(len(commands)) if round_ % 2 == 0 else reversed(range(len(commands)))
-        for which in order:
-            if prepares[which]:
-                subprocess.run(["sh", "-c", prepares[which]], cwd=REPO, check=True)
-            started = time.perf_counter()
-            subprocess.run(["sh", "-c", commands[which][1]], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
-            if round_ >= warmup:
-                times[which].append(time.perf_counter() - started)
+    for round_, which in turns(len(commands), warmup + runs):
+        if prepares[which]:
+            subprocess.run(["sh", "-c", prepares[which]], cwd=REPO, check=True)
+        started = time.perf_counter()
+        subprocess.run(["sh", "-c", commands[which][1]], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        if round_ >= warmup:
+            times[which].append(time.perf_counter() - started)
     measured = [
         Measured(name, command, statistics.median(t), statistics.mean(t), statistics.pstdev(t), t)
         for (name, command), t in zip(commands, times, strict=True)
@@ -401,11 +399,17 @@ def interleaved(commands: list[list[str]], rounds: int, env: dict[str, str] | No
     for argv in commands:
         run_once(argv, env)  # warm the page cache
     times: list[list[float]] = [[] for _ in commands]
-    for round_ in range(rounds):
-        order = range(len(commands)) if round_ % 2 == 0 else reversed(range(len(commands)))
-        for which in order:
-            times[which].append(run_once(commands[which], env))
+    for _, which in turns(len(commands), rounds):
+        times[which].append(run_once(commands[which], env))
     return times
+
+
+def turns(count: int, rounds: int) -> Iterator[tuple[int, int]]:
+    """(round, command) in the order the interleaved benches run them: the commands in turn,
+    the order reversed every other round (A B B A ...)."""
+    for round_ in range(rounds):
+        for which in range(count) if round_ % 2 == 0 else reversed(range(count)):
+            yield round_, which
 
 
 @contextlib.contextmanager
