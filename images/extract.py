@@ -269,16 +269,18 @@ def _mkdir_missing(name: str, parent_fd: int) -> None:
 
 
 def _mkdir_writable(name: str, parent: int | None, mode: int) -> None:
-    """mkdir, and the owner's rwx given back when the umask took them: the unpack writes in
-    every folder it makes. Root needs no write bit; an ordinary user under umask 277 could
-    not fill the folders (their own modes come at the end, finish_directories)."""
+    """mkdir, and the owner's rwx given back when the umask (or a default ACL) took them:
+    the unpack writes in every folder it makes. Root needs no permission bits; an ordinary
+    user under umask 277 could not fill the folders (their own modes come at the end,
+    finish_directories). One lstat, no open: the folder's mode needs no read bit to see."""
     os.mkdir(name, mode, dir_fd=parent)
-    if os.geteuid() != 0 and (_umask() or 0) & 0o700:
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-        try:
-            os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | 0o700)
-        finally:
-            os.close(fd)
+    if os.geteuid() == 0:
+        return
+    made = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    if stat.S_ISDIR(made.st_mode) and made.st_mode & 0o700 != 0o700:
+        # By name (Linux has no chmod that refuses a link): a folder we made a moment ago, in
+        # the unpack's own tree or in the folder the caller chose for the target.
+        os.chmod(name, stat.S_IMODE(made.st_mode) | 0o700, dir_fd=parent)
 
 
 class _Unpacker:
