@@ -518,6 +518,37 @@ def test_reading_only_the_marked_lines_finds_what_reading_every_line_finds() -> 
     assert secret_in_text("\n".join(filler).encode()) is None
 
 
+def test_the_markers_pass_over_only_what_the_detectors_would_not_match() -> None:
+    """token_in and is_secret_name look for a marker before they compile or run a detector
+    (most Dockerfiles compile none): each must answer as the detector alone answers, for every
+    token format, a URL password, every secret-name ending in any case, and names whose case
+    folding leaves ASCII (the Kelvin sign folds to k, the long s to s)."""
+    from pysbx.audit.secrets import detectors, is_secret_name, token_in
+
+    found = detectors()
+
+    def token_alone(text: str) -> str | None:
+        for what, pattern in found.tokens.items():
+            if pattern.search(text):
+                return what
+        words = [m.group(1) for m in found.url_password.finditer(text)]
+        if any(not found.placeholder.match(w) and not found.url_placeholder.match(w) for w in words):
+            return "a password in a connection string"
+        return None
+
+    texts = [f"x={token};" for token in TOKEN_SAMPLES.values()]
+    texts += ["postgres://app:s3cr3t-Pw@db/app", "https://example.com/path", "plain value", "sk_test_" + "c" * 24]
+    for text in texts:
+        assert token_in(text) == token_alone(text), text
+    assert sum(token_in(text) is not None for text in texts) == len(TOKEN_SAMPLES) + 1
+    endings = ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "API_KEY", "APIKEY", "PRIVATE_KEY", "ACCESS_KEY", "CREDENTIAL"]
+    names = [spelled for end in endings for spelled in (end, end.lower(), end.title(), f"DB_{end}", f"{end}_FILE")]
+    names += ["API_\u212aEY", "\u017fECRET", "DB_PA\u017f\u017fWORD", "HOME", "PATH", "keyboard_layout", "café"]
+    for name in names:
+        assert is_secret_name(name) == bool(found.secret_name.search(name)), name
+    assert is_secret_name("API_\u212aEY") and is_secret_name("\u017fECRET") and not is_secret_name("PATH")
+
+
 def test_binary_files_are_not_read_for_secrets_text_files_are_read_whole(tmp_path: Path) -> None:
     """A NUL in the first 8 KiB makes a file binary (git's and trivy's rule): an ELF's strings
     are not read as assignments, and the image walk does not even copy it out of the layer.
