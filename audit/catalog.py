@@ -3,18 +3,24 @@ IDs (CIS Docker Benchmark, hadolint, checkov, trivy, dockle) so teams can map th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pysbx.sandbox.record import Record
 
 
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    name: str
-    category: str
-    severity: str
-    title: str
-    help: str
-    references: tuple[str, ...] = ()
+class Rule(Record):
+    """One rule of the catalogue (a Record, not a dataclass: see sandbox/record.py)."""
+
+    __slots__ = ("category", "help", "id", "name", "references", "severity", "title")
+
+    def __init__(
+        self, id: str, name: str, category: str, severity: str, title: str, help: str, references: tuple[str, ...] = ()
+    ) -> None:
+        self.id = id
+        self.name = name
+        self.category = category
+        self.severity = severity
+        self.title = title
+        self.help = help
+        self.references = references
 
 
 _RULES = [

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from pysbx.audit.inputs import AuditInputError, file_kind
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pathlib is imported only for a folder's walk: not on the start for one file
+    from pathlib import Path
 
 __all__ = ["AuditInputError", "expand_targets", "is_dockerfile_name", "is_image_archive", "is_image_layout"]
 
@@ -25,9 +28,9 @@ _ARCHIVE_SUFFIXES = (".tar", ".oci")
 _NOT_FOLLOWED = "a symbolic link: a directory walk does not follow links (name the target to audit it)"
 
 
-def is_image_layout(path: Path) -> bool:
+def is_image_layout(path: str | os.PathLike[str]) -> bool:
     """An OCI layout folder: index.json or oci-layout in it."""
-    return (path / "index.json").is_file() or (path / "oci-layout").is_file()
+    return os.path.isfile(os.path.join(path, "index.json")) or os.path.isfile(os.path.join(path, "oci-layout"))
 
 
 def is_image_archive(head: bytes) -> bool:
@@ -62,15 +65,17 @@ def expand_targets(
         if target == STDIN:
             yield target, True
             continue
-        path = Path(target)
-        if not path.exists() and (names_an_image(target) or (stored is not None and stored(target))):
+        exists = os.path.exists(target)
+        if not exists and (names_an_image(target) or (stored is not None and stored(target))):
             yield target, True  # IMAGE:REF, one image of a layout or archive, or a stored name
             continue
-        if not path.exists():
+        if not exists:
             nor = ", nor an image of pysandbox's store" if stored is not None else ""
             raise AuditInputError(f"{target}: no such file or directory{nor}")
-        if path.is_dir() and not is_image_layout(path):
-            yield from _walk(path, notes)
+        if os.path.isdir(target) and not is_image_layout(target):
+            from pathlib import Path  # its spelling of the walk's paths: `pyaudit .` reports `Dockerfile`
+
+            yield from _walk(Path(target), notes)
         else:
             yield target, True
 
@@ -100,7 +105,7 @@ def _walk(directory: Path, skipped: list[tuple[str, str]]) -> Iterator[tuple[str
         return
     folders = []
     for entry in entries:
-        full = Path(directory) / entry.name
+        full = directory / entry.name
         try:
             if entry.is_symlink():
                 if _is_candidate_name(entry.name) or entry.is_dir():

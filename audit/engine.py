@@ -3,14 +3,10 @@ settings and every kind of suppression, and decide the gate."""
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 import stat
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
 from pysbx.audit.detect import (
     STDIN,
@@ -28,51 +24,109 @@ from pysbx.audit.rules.dockerfile import dockerfile_findings
 from pysbx.audit.sources.dockerfile import DockerfileError, looks_like_dockerfile, parse_dockerfile
 from pysbx.audit.suppress import apply_inline, apply_policy_ignores, inline_suppressions, matches_rule
 from pysbx.policies.severity import DEFAULT_FAIL_ON
+from pysbx.sandbox.record import Record
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without typing's import (2 ms of a start)
 if TYPE_CHECKING:  # images are read only when an image is audited: keep start-up small
+    import datetime
+    from typing import Protocol
+
     from pysbx.audit.rules.image_contents import ImageSummary
     from pysbx.images.image import Image
     from pysbx.policies.model import Policy
+
+    class StoredImages(Protocol):
+        """What the auditor asks of pysandbox's local store (cli.imagearg.StoredImages)."""
+
+        def holds(self, name: str) -> bool: ...
+
+        def open(self, name: str) -> Image: ...
 
 
 NOT_AN_INPUT = "not a Dockerfile, Compose file, Kubernetes manifest, docker inspect output or OCI config"
 
 
-@dataclass
-class AuditOptions:
-    policy: Policy | None = None  # None: the built-in defaults (no policy model to import)
-    policy_file: str = "(built-in defaults)"
-    policy_ignore_line: int | None = None
-    fail_on: str | None = None
-    only: list[str] = field(default_factory=list)
-    skip: list[str] = field(default_factory=list)
-    baseline: set[str] | None = None
-    # Named files are read as a walk reads its files (for pre-commit hooks, which name every
-    # file their pattern matches): one that is no input is passed over, not an error.
-    skip_non_inputs: bool = False
-    today: datetime.date = field(default_factory=datetime.date.today)
-    # Images of pysandbox's local store, for a TARGET that names no file (the front end
-    # gives it: the auditor knows nothing of where the runtime keeps things).
-    stored: StoredImages | None = None
+class AuditOptions(Record):
+    """What a run is asked to do beyond its targets."""
+
+    __slots__ = (
+        "baseline",
+        "fail_on",
+        "only",
+        "policy",
+        "policy_file",
+        "policy_ignore_line",
+        "skip",
+        "skip_non_inputs",
+        "stored",
+        "today",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        policy_file: str = "(built-in defaults)",
+        policy_ignore_line: int | None = None,
+        fail_on: str | None = None,
+        only: list[str] | None = None,
+        skip: list[str] | None = None,
+        baseline: set[str] | None = None,
+        skip_non_inputs: bool = False,
+        today: datetime.date | None = None,
+        stored: StoredImages | None = None,
+    ) -> None:
+        self.policy = policy  # None: the built-in defaults (no policy model to import)
+        self.policy_file = policy_file
+        self.policy_ignore_line = policy_ignore_line
+        self.fail_on = fail_on
+        self.only: list[str] = only if only is not None else []
+        self.skip: list[str] = skip if skip is not None else []
+        self.baseline = baseline
+        # Named files are read as a walk reads its files (for pre-commit hooks, which name every
+        # file their pattern matches): one that is no input is passed over, not an error.
+        self.skip_non_inputs = skip_non_inputs
+        self.today = today  # None: the date when an ignore's expiry is compared
+        # Images of pysandbox's local store, for a TARGET that names no file (the front end
+        # gives it: the auditor knows nothing of where the runtime keeps things).
+        self.stored = stored
 
 
-class StoredImages(Protocol):
-    def holds(self, name: str) -> bool: ...
+class AuditResult(Record):
+    """What a run found, and what it passed over."""
 
-    def open(self, name: str) -> Image: ...
+    __slots__ = (
+        "fail_on",
+        "findings",
+        "images",
+        "input_errors",
+        "kinds",
+        "skipped",
+        "suppressed",
+        "targets",
+        "tool_version",
+    )
 
-
-@dataclass
-class AuditResult:
-    targets: list[str]
-    findings: list[Finding]  # what gates
-    suppressed: list[Finding]
-    images: list[ImageSummary]
-    kinds: dict[str, str]  # target -> what it was read as
-    fail_on: str
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why) a directory walk passed over
-    input_errors: list[Finding] = field(default_factory=list)  # also in findings; the run exits 2
-    tool_version: str = "unknown"  # set by the front end, which knows the installed distribution
+    def __init__(
+        self,
+        targets: list[str],
+        findings: list[Finding],
+        suppressed: list[Finding],
+        images: list[ImageSummary],
+        kinds: dict[str, str],
+        fail_on: str,
+        skipped: list[tuple[str, str]] | None = None,
+        input_errors: list[Finding] | None = None,
+        tool_version: str = "unknown",
+    ) -> None:
+        self.targets = targets
+        self.findings = findings  # what gates
+        self.suppressed = suppressed
+        self.images = images
+        self.kinds = kinds  # target -> what it was read as
+        self.fail_on = fail_on
+        self.skipped: list[tuple[str, str]] = skipped if skipped is not None else []  # (path, why) a walk passed over
+        self.input_errors: list[Finding] = input_errors if input_errors is not None else []  # also in findings: exit 2
+        self.tool_version = tool_version  # set by the front end, which knows the installed distribution
 
     @property
     def failed(self) -> bool:
@@ -145,7 +199,7 @@ def _walk_may_skip(path: str, explicit: bool, error: AuditInputError) -> bool:
         return False
     if isinstance(error, NotRegularFileError):
         return True
-    return not (is_dockerfile_name(Path(path).name) or _claims_to_be_ours(path))
+    return not (is_dockerfile_name(os.path.basename(path)) or _claims_to_be_ours(path))
 
 
 def audit_one(
@@ -166,7 +220,7 @@ def audit_one(
 
 def _audit_text(path: str, text: str, explicit: bool) -> tuple[str | None, list[Finding], None]:
     """A Dockerfile, by name or (named by the user) by content, or YAML/JSON documents."""
-    name = Path(path).name
+    name = os.path.basename(path)  # of a file read: no trailing slash
     if is_dockerfile_name(name) or (
         explicit and looks_like_dockerfile(text) and not name.endswith((".yaml", ".yml", ".json"))
     ):
@@ -264,11 +318,11 @@ def _claims_to_be_ours(path: str, text: str | None = None) -> bool:
     starting like a manifest or Compose file (`apiVersion:` and `kind:`, or `services:`, at the
     top level of its first 64 KiB), unless it is a Helm chart's template. Otherwise making a
     manifest too large or unparseable would hide it from the gate while kubectl still reads it."""
-    name = Path(path).name.lower()
+    name = os.path.basename(path).lower()
     if "compose" in name:
         return True
-    parent = Path(path).parent
-    if parent.name == "templates" and (parent.parent / "Chart.yaml").is_file():
+    parent = os.path.dirname(path)
+    if os.path.basename(parent) == "templates" and os.path.isfile(os.path.join(os.path.dirname(parent), "Chart.yaml")):
         return False  # a Helm template: YAML only once rendered
     if text is None:
         try:

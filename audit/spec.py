@@ -65,12 +65,6 @@ class ContainerSpec:
     builds_image: bool = False  # Compose `build:`: `image:` names the result, it is not pulled
 
 
-def is_root_user(user: object) -> bool:
-    text = str(user).strip()
-    name = text.split(":", 1)[0]
-    return name in ("", "root", "0")
-
-
 def capability_name(raw: object) -> str:
     text = str(raw).strip().upper()
     return text.removeprefix("CAP_")

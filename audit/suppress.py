@@ -3,19 +3,19 @@ policy's ignore list (each entry with a reason, some with an expiry date), and b
 
 from __future__ import annotations
 
-import datetime
 import fnmatch
 import json
 import re
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pysbx.audit.catalog import find_rule
 from pysbx.audit.findings import Finding
 from pysbx.audit.inputs import TEXT_LIMIT, AuditInputError, read_regular
 from pysbx.audit.rules import finding
 
+TYPE_CHECKING = False  # datetime and typing are not on pyaudit's start for one Dockerfile
 if TYPE_CHECKING:
+    import datetime
+
     from pysbx.policies.model import Ignore
 
 _INLINE = re.compile(r"#\s*pyaudit:\s*ignore\[([^\]]*)\]\s*(.*)$")
@@ -58,14 +58,15 @@ def apply_inline(findings: list[Finding], covered: dict[int, tuple[list[str], st
 def apply_policy_ignores(
     findings: list[Finding],
     ignores: tuple[Ignore, ...],
-    today: datetime.date,
+    today: datetime.date | None,
     policy_file: str,
     line: int | None,
 ) -> list[Finding]:
-    """Mark what the policy ignores; return findings about expired entries."""
+    """Mark what the policy ignores; return findings about expired entries. `today` None:
+    the date now, read only when an entry has an expiry (datetime is not on pyaudit's start)."""
     expired = []
     for entry in ignores:
-        if entry.expires is not None and entry.expires < today:
+        if entry.expires is not None and entry.expires < (today or _today()):
             expired.append(
                 finding(
                     "expired-ignore",
@@ -86,9 +87,15 @@ def apply_policy_ignores(
     return expired
 
 
-def read_baseline(path: Path) -> set[str]:
+def _today() -> datetime.date:
+    import datetime
+
+    return datetime.date.today()
+
+
+def read_baseline(path: str) -> set[str]:
     try:
-        document = json.loads(read_regular(str(path), TEXT_LIMIT, follow=True))
+        document = json.loads(read_regular(path, TEXT_LIMIT, follow=True))
     except AuditInputError as error:
         raise ValueError(str(error)) from None
     except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, nesting

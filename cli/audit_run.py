@@ -52,8 +52,6 @@ def split_list(values: list[str] | None) -> list[str]:
 def run_audit(request: AuditRequest) -> int:
     """Audit, report, and the exit status: 0, 1 for findings at or above the gate, 2 for a
     usage or input error (said on stderr in one line)."""
-    from pathlib import Path
-
     from pysbx.audit.catalog import CATEGORIES, find_rule
     from pysbx.audit.detect import AuditInputError
     from pysbx.audit.engine import AuditOptions, audit
@@ -81,7 +79,7 @@ def run_audit(request: AuditRequest) -> int:
             location = loaded.locations.get(("audit", "ignore"))
             options.policy_ignore_line = location[1] if location else None
         if request.baseline is not None:
-            options.baseline = read_baseline(Path(request.baseline))
+            options.baseline = read_baseline(request.baseline)
         result = audit(request.targets, options)
     except (AuditInputError, ValueError, VerificationError) as error:
         return _error(str(error))
@@ -95,8 +93,6 @@ def run_audit(request: AuditRequest) -> int:
 
 
 def _report(request: AuditRequest, result: object) -> int:
-    from pathlib import Path
-
     from pysbx.audit.engine import AuditResult
     from pysbx.audit.formats import renderer
     from pysbx.audit.suppress import baseline_text
@@ -109,7 +105,7 @@ def _report(request: AuditRequest, result: object) -> int:
         _say(f"pyaudit: error: {problem.message}")
     if request.write_baseline is not None:
         recorded = [found for found in result.findings if found not in result.input_errors]
-        if not _written(Path(request.write_baseline), baseline_text(recorded)):
+        if not _written(request.write_baseline, baseline_text(recorded)):
             return EXIT_BAD_INPUT
         _say(f"wrote {len(recorded)} findings to {request.write_baseline}")
         return EXIT_BAD_INPUT if result.input_errors else 0
@@ -118,21 +114,20 @@ def _report(request: AuditRequest, result: object) -> int:
     if request.output is None:
         sys.stdout.write(report)
         sys.stdout.flush()
-    elif not _written(Path(request.output), report):
+    elif not _written(request.output, report):
         return EXIT_BAD_INPUT
     if result.input_errors:
         return EXIT_BAD_INPUT  # what was read is reported; what was not fails the run
     return EXIT_FINDINGS if result.failed else 0
 
 
-def _written(path: object, text: str) -> bool:
+def _written(path: str, text: str) -> bool:
     from pathlib import Path
 
     from pysbx.images.outfile import write_atomically
 
-    assert isinstance(path, Path)
     try:
-        write_atomically(path, text.encode())
+        write_atomically(Path(path), text.encode())
     except OSError as error:
         _error(f"{path}: cannot write ({error.strerror or error})")
         return False

@@ -5,10 +5,10 @@ when it audits a Dockerfile."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pysbx.images.image import Image
     from pysbx.images.localstore import LocalStore
 
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 def store_folder(create: bool = False) -> Path | None:
     """The store's folder, checked private; ImageError when it is not (someone else could
     have put any image under any name there)."""
+    from pathlib import Path
+
     from pysbx.images.errors import ImageError
     from pysbx.sandbox.state import StorageError, image_store_folder
 

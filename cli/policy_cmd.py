@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import stat
@@ -135,9 +134,9 @@ def lint(
             problems += referenced_file_problems(_read(policy))
         except PolicyError as error:
             problems += error.problems
-    problems = [dataclasses.replace(p, file=shown_path(p.file)) for p in problems]
+    problems = [Problem(shown_path(p.file), p.line, p.column, p.message) for p in problems]
     if output_format is LintFormat.json:
-        typer.echo(json.dumps({"problems": [p.__dict__ for p in problems], "checked": policies}, indent=2))
+        typer.echo(json.dumps({"problems": [p.as_dict() for p in problems], "checked": policies}, indent=2))
     elif output_format is LintFormat.github:
         for p in problems:
             typer.echo(f"::error file={p.file},line={p.line},col={p.column},title=policy::{p.message}")

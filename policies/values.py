@@ -3,10 +3,13 @@ capability names (CAP_SYS_ADMIN or SYS_ADMIN), egress rules (10.0.0.0/8:443)."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from pysbx.policies.capnames import LINUX_CAPABILITIES
+
+TYPE_CHECKING = False  # ipaddress is imported where an egress rule is read: pyaudit's start prints sizes only
+if TYPE_CHECKING:
+    import ipaddress
 
 # Container engines' control sockets: whoever reaches one can start a privileged container,
 # which is root on the host. The run gate refuses to bind them and pyaudit flags a mount of
@@ -95,6 +98,8 @@ def parse_egress(text: str) -> EgressRule | None:
     found = _EGRESS_RE.match(text.strip())
     if found is None:
         return None
+    import ipaddress
+
     try:
         network = ipaddress.ip_network(found["v6"] or found["plain"])
     except ValueError:

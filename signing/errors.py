@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without typing's import: pyaudit's start names this module
+if TYPE_CHECKING:
+    from typing import Literal
 
-RefusalKind = Literal[
-    "unsigned",  # no bundle was found
-    "replay",  # a valid signature, but for another image's manifest digest
-    "identity",  # a keyless signature by a signer (issuer, subject, claims) the policy does not allow
-    "untrusted-key",  # a public-key signature by a key the policy does not name
-    "malformed",  # the bundle cannot be parsed or lacks what its kind needs
-    "signature",  # the signature does not verify over what the bundle says was signed
-    "content",  # the signature verifies, but a blob under the signed manifest does not match it
-    "untrusted-root",  # the certificate chain, log or timestamps do not lead to the trusted root
-    "bad-input",  # a key, trust root or policy file that cannot be used at all
-]
+    RefusalKind = Literal[
+        "unsigned",  # no bundle was found
+        "replay",  # a valid signature, but for another image's manifest digest
+        "identity",  # a keyless signature by a signer (issuer, subject, claims) the policy does not allow
+        "untrusted-key",  # a public-key signature by a key the policy does not name
+        "malformed",  # the bundle cannot be parsed or lacks what its kind needs
+        "signature",  # the signature does not verify over what the bundle says was signed
+        "content",  # the signature verifies, but a blob under the signed manifest does not match it
+        "untrusted-root",  # the certificate chain, log or timestamps do not lead to the trusted root
+        "bad-input",  # a key, trust root or policy file that cannot be used at all
+    ]
 
 
 class VerificationError(Exception):

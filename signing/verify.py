@@ -37,13 +37,13 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pysbx.images.errors import ImageError
 from pysbx.images.image import Image
 from pysbx.policies.model import Identity, SigningPolicy
 from pysbx.signing.bundle import BundleResult, DsseEnvelope, MessageSignature, ParsedBundle, parse_bundle
-from pysbx.signing.errors import RefusalKind, VerificationError
+from pysbx.signing.errors import VerificationError
 from pysbx.signing.keys import TrustedKey, load_public_key, signature_is_valid
 from pysbx.signing.locate import FoundBundle, find_bundles
 from pysbx.signing.payload import (
@@ -59,6 +59,9 @@ from pysbx.signing.tlog import LogReport, SignedContent, check_log_entries
 
 NO_TRUSTED_TIME = "none: a public-key signature carries no verified signing time"
 CONTENT_NOT_CHECKED = "content digests: the config and layer blobs were not read"
+
+if TYPE_CHECKING:
+    from pysbx.signing.errors import RefusalKind
 
 
 @dataclass(frozen=True)

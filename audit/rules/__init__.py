@@ -27,3 +27,10 @@ def finding(
         references=list(rule.references),
         **extra,  # type: ignore[arg-type]
     )
+
+
+def is_root_user(user: object) -> bool:
+    """A USER, `user:` or runAsUser that names root: empty, `root` or 0, with or without a group."""
+    text = str(user).strip()
+    name = text.split(":", 1)[0]
+    return name in ("", "root", "0")

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from pysbx.audit.findings import Finding
-from pysbx.audit.rules import finding
+from pysbx.audit.rules import finding, is_root_user
 from pysbx.audit.rules.references import pinning_finding
-from pysbx.audit.spec import ContainerSpec, PublishedPort, capability_name, is_root_user
+from pysbx.audit.spec import ContainerSpec, PublishedPort, capability_name
 from pysbx.policies.values import ENGINE_SOCKETS
 
 DANGEROUS_CAPABILITIES = {

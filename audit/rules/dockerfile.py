@@ -7,11 +7,10 @@ import re
 from collections.abc import Iterator
 
 from pysbx.audit.findings import Finding
-from pysbx.audit.rules import finding
+from pysbx.audit.rules import finding, is_root_user
 from pysbx.audit.rules.references import pinning_finding
 from pysbx.audit.secrets import secret_in_assignment
 from pysbx.audit.sources.dockerfile import Dockerfile, Instruction, Stage
-from pysbx.audit.spec import is_root_user
 
 _CURL_PIPE = re.compile(r"\b(curl|wget)\b[^|;&]*\|\s*(sudo\s+)?(ba|z|da|k)?sh\b")
 _SUDO = re.compile(r"(^|[;&|]\s*|\s)sudo\s")

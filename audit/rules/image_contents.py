@@ -8,11 +8,10 @@ from dataclasses import dataclass
 
 from pysbx.audit.efficiency import FinalTree, dive_efficiency, wasted_files
 from pysbx.audit.findings import Finding
-from pysbx.audit.rules import finding
+from pysbx.audit.rules import finding, is_root_user
 from pysbx.audit.rules.references import reference_pinning
 from pysbx.audit.secrets import secret_file, secret_in_assignment, token_in
 from pysbx.audit.sources.image import ImageFacts
-from pysbx.audit.spec import is_root_user
 from pysbx.policies.model import Policy
 from pysbx.policies.values import format_size
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+
+from pysbx.sandbox.record import Record
 
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
 _HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
@@ -22,14 +23,26 @@ class DockerfileError(ValueError):
     """Text that is not a Dockerfile; the message names the line."""
 
 
-@dataclass
-class Instruction:
-    keyword: str
-    arguments: str  # flags removed, continuation joined
-    line: int
-    end_line: int
-    flags: dict[str, str] = field(default_factory=dict)
-    heredocs: list[str] = field(default_factory=list)
+class Instruction(Record):
+    """One instruction, as the parser reads it (Records, not dataclasses: see sandbox/record.py)."""
+
+    __slots__ = ("arguments", "end_line", "flags", "heredocs", "keyword", "line")
+
+    def __init__(
+        self,
+        keyword: str,
+        arguments: str,
+        line: int,
+        end_line: int,
+        flags: dict[str, str] | None = None,
+        heredocs: list[str] | None = None,
+    ) -> None:
+        self.keyword = keyword
+        self.arguments = arguments  # flags removed, continuation joined
+        self.line = line
+        self.end_line = end_line
+        self.flags: dict[str, str] = flags if flags is not None else {}
+        self.heredocs: list[str] = heredocs if heredocs is not None else []
 
     @property
     def exec_form(self) -> list[str] | None:
@@ -48,23 +61,40 @@ class Instruction:
         return "\n".join([self.arguments, *self.heredocs])
 
 
-@dataclass
-class Stage:
-    index: int
-    base: str  # as written
-    base_resolved: str  # ARG defaults substituted
-    alias: str | None
-    platform: str | None
-    line: int
-    instructions: list[Instruction] = field(default_factory=list)
+class Stage(Record):
+    """A FROM and the instructions up to the next."""
+
+    __slots__ = ("alias", "base", "base_resolved", "index", "instructions", "line", "platform")
+
+    def __init__(
+        self,
+        index: int,
+        base: str,
+        base_resolved: str,
+        alias: str | None,
+        platform: str | None,
+        line: int,
+        instructions: list[Instruction] | None = None,
+    ) -> None:
+        self.index = index
+        self.base = base  # as written
+        self.base_resolved = base_resolved  # ARG defaults substituted
+        self.alias = alias
+        self.platform = platform
+        self.line = line
+        self.instructions: list[Instruction] = instructions if instructions is not None else []
 
 
-@dataclass
-class Dockerfile:
-    path: str
-    directives: dict[str, str]
-    global_args: dict[str, str]
-    stages: list[Stage]
+class Dockerfile(Record):
+    """A parsed Dockerfile: its directives, global ARG defaults and stages."""
+
+    __slots__ = ("directives", "global_args", "path", "stages")
+
+    def __init__(self, path: str, directives: dict[str, str], global_args: dict[str, str], stages: list[Stage]) -> None:
+        self.path = path
+        self.directives = directives
+        self.global_args = global_args
+        self.stages = stages
 
     def stage_named(self, name: str) -> Stage | None:
         for stage in self.stages:
