@@ -1,8 +1,14 @@
-"""Only the C extension is declared here; everything else is in pyproject.toml.
+"""Only the C extensions are declared here; everything else is in pyproject.toml.
 
-pysbx.sandbox._syscall is optional: where it cannot be compiled (no compiler or Python headers),
-the install goes on and sandbox/linux.py makes the same calls through ctypes."""
+Both are optional: where they cannot be compiled (no compiler or Python headers), the install
+goes on. sandbox/linux.py then makes the same calls through ctypes (pysbx.sandbox._syscall),
+and images/tarstream.py reads every tar header in Python (pysbx.images._tarhead)."""
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("pysbx.sandbox._syscall", ["pysbx/sandbox/_syscall.c"], optional=True)])
+setup(
+    ext_modules=[
+        Extension("pysbx.sandbox._syscall", ["pysbx/sandbox/_syscall.c"], optional=True),
+        Extension("pysbx.images._tarhead", ["pysbx/images/_tarhead.c"], optional=True),
+    ]
+)

@@ -11,12 +11,19 @@ from __future__ import annotations
 import re
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import cast
 
 from pysbx.images.decompress import Readable
 from pysbx.images.errors import ImageError
+
+_PlainFields = Callable[[bytes], "tuple[str, str, bytes, int, int, int, int, int] | None"]
+plain_fields: _PlainFields | None
+try:
+    from pysbx.images._tarhead import plain_fields
+except ImportError:  # not built (no compiler at install): every header is read in Python below
+    plain_fields = None
 
 BLOCK = 512
 _Runs = list[tuple[int, int]] | None
@@ -263,7 +270,17 @@ class TarStream:
         )  # fmt: skip
 
     def _plain_header(self, block: bytes, offset: int) -> Header | None:
-        """The header when `block` is plain (see the module's docstring), else None."""
+        """The header when `block` is plain (see the module's docstring), else None. The C
+        reader takes the common spellings; what it leaves is read here."""
+        fields = plain_fields(block) if plain_fields is not None else None
+        if fields is None:
+            return self._plain_header_in_python(block, offset)
+        name, link, kind, mode, uid, gid, size, mtime = fields
+        data = offset + BLOCK
+        padded = -(-size // BLOCK) * BLOCK if kind in _DATA_TYPES else 0
+        return Header(name, link, kind, mode, uid, gid, size, mtime, data, data + padded)
+
+    def _plain_header_in_python(self, block: bytes, offset: int) -> Header | None:
         if len(block) != BLOCK or block[156] not in _PLAIN_TYPES:
             return None
         numbers = _numbers(block)

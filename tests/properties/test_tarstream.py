@@ -8,7 +8,10 @@ not) from drawn members: long names (a ustar prefix, a GNU long name, a PAX path
 with a trailing slash, every member type, ids and times beyond octal fields (base-256, PAX
 records), xattrs. Then they are damaged: cut anywhere, a byte of a header changed, zero
 blocks or garbage appended. For each, the members read (every header field and the data)
-and whether the read ends in an error must be the same."""
+and whether the read ends in an error must be the same.
+
+Every test here runs twice: with the C reader of plain headers (images/_tarhead.c) where it
+was built, and with the Python reader alone, as where it was not."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import pysbx.images.tarstream as tarstream
 from pysbx.images.errors import ImageError
 from pysbx.images.layers import Entry, LayerMember
 from pysbx.images.tarstream import BoundedTarInfo, TarStream
@@ -34,6 +38,18 @@ _TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, t
           tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.CONTTYPE, b"V", b"Z")  # fmt: skip
 _FORMATS = (tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT)
 Read = tuple[list[tuple[Any, ...]], bool]  # the members read, and whether reading failed
+BUILT = tarstream.plain_fields  # the C reader, or None where the extension was not built
+
+
+@pytest.fixture(scope="module", autouse=True, params=["c", "python"])
+def reader(request: pytest.FixtureRequest) -> Any:
+    """Which reader of plain headers the module's tests run with (module-scoped: hypothesis
+    refuses function-scoped fixtures around @given)."""
+    if request.param == "c" and BUILT is None:
+        pytest.skip("images/_tarhead.c was not built (no compiler or Python headers at install)")
+    tarstream.plain_fields = BUILT if request.param == "c" else None
+    yield request.param
+    tarstream.plain_fields = BUILT
 
 
 @st.composite
@@ -316,3 +332,103 @@ def test_an_image_archive_of_chained_records_or_a_huge_record_is_an_image_error(
         (tmp_path / name).write_bytes(stream)
         with pytest.raises(ImageError, match="not a readable tar archive"):
             open_image(str(tmp_path / name))
+
+
+def _c_reader(reader: str) -> Any:
+    """The C reader, for its own tests: run once, in the module's C round."""
+    if reader != "c":
+        pytest.skip("a test of the C reader itself: run in the C round")
+    return BUILT
+
+
+def _python_fields(block: bytes) -> tuple[Any, ...] | None:
+    header = TarStream(io.BytesIO(b""), "layer")._plain_header_in_python(block, 0)
+    if header is None:
+        return None
+    return (header.name, header.linkname, header.type, header.mode, header.uid, header.gid, header.size, header.mtime)
+
+
+def _with_checksum(block: bytearray, spelling: bytes = b"%06o\0 ") -> bytes:
+    block[148:156] = b" " * 8
+    block[148:156] = spelling % sum(block)
+    return bytes(block)
+
+
+@_SETTINGS
+@given(members(), st.sampled_from((tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT)))
+def test_the_c_reader_takes_what_tar_writers_write_and_reads_it_as_python_does(
+    reader: str, member: tuple[tarfile.TarInfo, bytes], fmt: int
+) -> None:
+    """Every plain header tarfile writes (GNU tar writes the same spellings) is taken by the
+    C reader, not left to Python: the speed is not lost without anyone seeing. Its fields
+    are Python's, names with a prefix, a trailing slash or bytes outside UTF-8 included."""
+    c_reader = _c_reader(reader)
+    info, _ = member
+    try:
+        block = info.tobuf(format=fmt, encoding="utf-8", errors="surrogateescape")[:512]
+    except ValueError:
+        return  # a field the format cannot hold
+    expected = _python_fields(block)
+    if expected is None:
+        return  # a GNU long-name record or a base-256 number: neither reader's case
+    assert c_reader(block) == expected
+
+
+_FIELD_BYTES = st.sampled_from(b"0178 /\0\xe9\xff5V")  # digits, separators, a type tarfile reads as data
+_FIELD_AREAS = st.sampled_from(((0, 100), (100, 156), (156, 157), (157, 257), (329, 345), (345, 500), (500, 512)))
+
+
+@_SETTINGS
+@given(members(), st.lists(st.tuples(_FIELD_AREAS, st.data()), min_size=1, max_size=4), st.booleans())
+def test_the_c_reader_takes_no_header_python_reads_otherwise(
+    reader: str, member: tuple[tarfile.TarInfo, bytes], changes: list[tuple[tuple[int, int], Any]], fix_checksum: bool
+) -> None:
+    """Headers changed in their fields (a digit, a separator, a NUL, a slash, a byte outside
+    ASCII), the checksum made right again or not: what the C reader takes, it reads as
+    Python does; what it leaves (None), Python reads. It may leave more, never read otherwise."""
+    c_reader = _c_reader(reader)
+    info, _ = member
+    try:
+        block = bytearray(info.tobuf(format=tarfile.USTAR_FORMAT, encoding="utf-8", errors="surrogateescape")[:512])
+    except ValueError:
+        return
+    for (start, stop), data in changes:
+        block[data.draw(st.integers(start, stop - 1))] = data.draw(_FIELD_BYTES)
+    changed = _with_checksum(block) if fix_checksum else bytes(block)
+    taken = c_reader(changed)
+    assert taken is None or taken == _python_fields(changed)
+
+
+def test_the_c_reader_refuses_what_is_not_one_block(reader: str) -> None:
+    c_reader = _c_reader(reader)
+    block = _tar(_member("a", b"x"))[:512]
+    assert c_reader(block) is not None
+    assert c_reader(block[:511]) is None and c_reader(block + b"\0") is None and c_reader(b"") is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "spelling"),
+    [(tarfile.REGTYPE, b"%06o\0 "), (tarfile.REGTYPE, b"%07o\0"), (tarfile.REGTYPE, b"%07o "),
+     (tarfile.DIRTYPE, b"%06o\0 "), (tarfile.AREGTYPE, b"%06o\0 ")],
+)  # fmt: skip
+def test_every_byte_of_a_header_changed_to_every_value_is_read_as_python_reads_it(
+    kind: bytes, spelling: bytes, reader: str
+) -> None:
+    """Exhaustive where the property samples: each of the 512 bytes of a header (with a
+    ustar prefix, a link target and a size; the checksum in each spelling C takes), set to each of the 256 values, the checksum
+    made right again (or, for the checksum's own bytes, left as changed). The C reader reads
+    each as Python does, or leaves it to Python."""
+    c_reader = _c_reader(reader)
+    info, _ = _member("p" * 80 + "/d/" + "n" * 60 + "/", b"", kind, linkname="target", mode=0o755, uid=1000)
+    info.size = 1234 if kind == tarfile.REGTYPE else 0
+    header = _with_checksum(bytearray(info.tobuf(format=tarfile.USTAR_FORMAT)[:512]), spelling)
+    taken = 0
+    for at in range(512):
+        for value in range(256):
+            block = bytearray(header)
+            block[at] = value
+            changed = bytes(block) if 148 <= at < 156 else _with_checksum(block, spelling)  # not in its sum
+            fields = c_reader(changed)
+            taken += fields is not None
+            assert fields is None or fields == _python_fields(changed), (at, value)
+    assert taken > 256 * 300  # most changes (names, unused bytes) leave a header C reads
