@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from pysbx.images.errors import ImageError
 
@@ -28,6 +28,14 @@ class Digest:
         return hashlib.new(self.algorithm)
 
 
+class Hasher(Protocol):
+    """What VerifyingReader asks of a hash: hashlib's, or one computed in another thread."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
 def parse_digest(text: object, where: str) -> Digest:
     """Parse `algorithm:hex`, refusing anything that could not name a blob safely
     (the hex part becomes a file name, so it must be exactly hex of the right length)."""
@@ -48,13 +56,16 @@ class VerifyingReader:
     digest must match, and reading past the expected size fails at once (so a blob
     that lies about its size cannot make us read without bound)."""
 
-    def __init__(self, raw: BinaryIO, digest: Digest | None, size: int | None, label: str) -> None:
-        """digest None: only count (and bound by `size`); the content is verified elsewhere."""
+    def __init__(
+        self, raw: BinaryIO, digest: Digest | None, size: int | None, label: str, hasher: Hasher | None = None
+    ) -> None:
+        """digest None: only count (and bound by `size`); the content is verified elsewhere.
+        `hasher`: the digest's hash to update (by default a new one, updated in this thread)."""
         self._raw = raw
         self._digest = digest
         self._size = size
         self._label = label
-        self._hash = digest.hasher() if digest is not None else None
+        self._hash: Hasher | None = hasher or (digest.hasher() if digest is not None else None)
         self.count = 0
         self.verified = False
 

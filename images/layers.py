@@ -15,7 +15,7 @@ from pysbx.images.decompress import ByteBudget, Readable, decompressing_reader
 from pysbx.images.digest import VerifyingReader
 from pysbx.images.errors import ImageError
 from pysbx.images.image import Image, Layer
-from pysbx.images.prefetch import Prefetched
+from pysbx.images.prefetch import HashedBehind, Prefetched
 from pysbx.images.tarstream import Header, TarStream
 
 WHITEOUT_PREFIX = ".wh."
@@ -94,7 +94,8 @@ def check_header(info: Header, label: str) -> None:
 
 
 def _entry_from(info: Header, label: str) -> Entry | None:
-    check_header(info, label)
+    if not info.in_bounds:  # what tarfile or Python read (PAX, base-256, "-7" in octal) may hold anything
+        check_header(info, label)
     path = normalize_path(info.name, label)
     if not path:
         return None  # the root itself
@@ -208,26 +209,38 @@ def walk_layer(image: Image, layer: Layer, budget: ByteBudget | None = None) -> 
     budget = budget or ByteBudget()
     label = f"{image.store.label}: {layer.label}"
     with image.store.open(layer.location) as raw:
-        # A compressed layer of a docker archive is described by its diff_id alone (no digest of
-        # the compressed bytes exists): the diff_id check below then verifies it whole.
-        described_by_diff_id = layer.compression != "none" and layer.digest == layer.diff_id
-        blob = VerifyingReader(
-            raw, None if described_by_diff_id else layer.digest, None if described_by_diff_id else layer.size, label
-        )
-        plain = decompressing_reader(blob, layer.compression, budget, label)
-        checked: Readable = plain
-        diff = None
-        if not (layer.compression == "none" and layer.digest == layer.diff_id):
-            diff = VerifyingReader(cast(BinaryIO, plain), layer.diff_id, None, f"{label} (diff_id)")
-            checked = diff
+        if layer.compression == "none" and layer.digest == layer.diff_id:
+            yield from _walk_plain(raw, layer, label, budget)
+        else:
+            yield from _walk_compressed(raw, layer, label, budget)
 
-        def finish() -> None:  # the digests are checked at the end of each stream
-            (diff or blob).drain()
-            blob.drain()
 
-        with Prefetched(checked, finish) as ahead:
-            yield from _members(ahead, label, budget)
-            ahead.drain()
+def _walk_plain(raw: BinaryIO, layer: Layer, label: str, budget: ByteBudget) -> Iterator[LayerMember]:
+    """An uncompressed layer (one digest): read here, hashed behind in the other thread."""
+    with HashedBehind(layer.digest.hasher()) as hashed:
+        blob = VerifyingReader(raw, layer.digest, layer.size, label, hashed)
+        yield from _members(decompressing_reader(blob, "none", budget, label), label, budget)
+        blob.drain()  # the digest is checked at the end of the stream
+
+
+def _walk_compressed(raw: BinaryIO, layer: Layer, label: str, budget: ByteBudget) -> Iterator[LayerMember]:
+    """A compressed layer: read, hashed and inflated ahead in the other thread, parsed here."""
+    # A compressed layer of a docker archive is described by its diff_id alone (no digest of
+    # the compressed bytes exists): the diff_id check below then verifies it whole.
+    described_by_diff_id = layer.digest == layer.diff_id
+    blob = VerifyingReader(
+        raw, None if described_by_diff_id else layer.digest, None if described_by_diff_id else layer.size, label
+    )
+    plain = decompressing_reader(blob, layer.compression, budget, label)
+    diff = VerifyingReader(cast(BinaryIO, plain), layer.diff_id, None, f"{label} (diff_id)")
+
+    def finish() -> None:  # the digests are checked at the end of each stream
+        diff.drain()
+        blob.drain()
+
+    with Prefetched(diff, finish) as ahead:
+        yield from _members(ahead, label, budget)
+        ahead.drain()
 
 
 def _members(stream: Readable, label: str, budget: ByteBudget) -> Iterator[LayerMember]:
@@ -248,7 +261,8 @@ def _check_declared_size(info: Header, label: str, budget: ByteBudget) -> None:
     """Refuse an entry that declares more data than may still be unpacked, before moving
     past it reads its data: a size of 10**20 in a PAX record would read until the stream
     ends, and a sparse map can declare any size."""
-    budget.check_room(info.size, f"{label}: entry {info.name!r} ({info.size} bytes)")
+    if budget.used + info.size > budget.limit:  # the message only for a refusal: not for every entry
+        budget.check_room(info.size, f"{label}: entry {info.name!r} ({info.size} bytes)")
 
 
 @dataclass(frozen=True, slots=True)

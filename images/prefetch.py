@@ -1,6 +1,11 @@
-"""Reading a stream ahead in a second thread. Reading a blob, hashing it and inflating it run
-in C with the GIL released (hashlib and zlib on large buffers), so on a machine with two
-cores they overlap the parsing of what was read before: the digests stop costing time."""
+"""Work on a stream in a second thread. Reading a blob, hashing it and inflating it run in C
+with the GIL released (hashlib and zlib on large buffers), so on a machine with two cores
+they overlap the parsing of what was read before: the digests stop costing time.
+
+Prefetched reads ahead: the worker reads, hashes and inflates, the reader parses. Where
+there is nothing to inflate, that leaves the worker with two thirds of the work (a copy out
+of the page cache and the hash) and the reader waiting; HashedBehind gives the worker the
+hash alone, and the reader reads."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from pysbx.images.decompress import Readable
+from pysbx.images.digest import Hasher
 
 _CHUNK = 2 << 20
 _DEPTH = 3  # chunks read ahead at most: memory stays bounded whatever the stream
@@ -101,6 +107,51 @@ class Prefetched:
         if self._stop:
             raise _Stopped
         self._queue.put(item)
+
+
+class HashedBehind:
+    """A hash updated in a worker thread, behind the reader: update() hands the bytes over
+    and returns at once (unless _DEPTH chunks still wait: memory stays bounded), hexdigest()
+    waits for the last. Use it in a `with` block: leaving stops the worker."""
+
+    def __init__(self, hasher: Hasher) -> None:
+        self._hasher = hasher
+        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._room: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(_DEPTH):
+            self._room.put(None)
+        self._result: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._digest: str | None = None
+        self._worker = threading.Thread(target=self._work, name="hash-behind", daemon=True)
+
+    def __enter__(self) -> HashedBehind:
+        _quicker_switches(True)
+        self._worker.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        if self._digest is None:
+            self._chunks.put(None)
+        self._worker.join()
+        _quicker_switches(False)
+
+    def update(self, data: bytes, /) -> None:
+        if self._digest is not None:
+            raise ValueError("HashedBehind updated after its digest was read")
+        self._room.get()
+        self._chunks.put(bytes(data))  # immutable: the worker hashes what the reader was given
+
+    def hexdigest(self) -> str:
+        if self._digest is None:
+            self._chunks.put(None)
+            self._digest = self._result.get()
+        return self._digest
+
+    def _work(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self._hasher.update(chunk)
+            self._room.put(None)
+        self._result.put(self._hasher.hexdigest())
 
 
 def _quicker_switches(on: bool) -> None:

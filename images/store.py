@@ -121,15 +121,24 @@ class _Slice(io.RawIOBase):
         if n == 0:
             return b""
         chunk = self._file.read(n)
-        if not chunk:
-            raise ImageError(f"{self._file.name}: archive ends inside a member (truncated file?)")
-        self._left -= len(chunk)
+        self._count(len(chunk))
         return chunk
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        """Straight into the reader's buffer: BufferedReader reads a large request through here,
+        and a read then a copy (with a fresh allocation each time) cost a docker archive's
+        layers 0.25 s per 500 MB, as much as hashing them."""
+        view = memoryview(buffer).cast("B")[: self._left]
+        if not view:
+            return 0
+        got = self._file.readinto(view)
+        self._count(got or 0)
+        return got or 0
+
+    def _count(self, got: int) -> None:
+        if not got:
+            raise ImageError(f"{self._file.name}: archive ends inside a member (truncated file?)")
+        self._left -= got
 
     def close(self) -> None:
         self._file.close()

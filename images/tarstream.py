@@ -61,6 +61,10 @@ class Header:
     next_header: int  # where the next member's header starts
     pax_headers: dict[str, str] = field(default_factory=dict)
     sparse: list[tuple[int, int]] | None = None  # (offset, length) of each stored run
+    # Read by the C reader: a name cut at its first NUL, numbers of octal digits only (no
+    # sign, unlike tarfile's reading), at most 11. Such a header cannot hold the values
+    # layers.check_header refuses.
+    in_bounds: bool = False
 
     @property
     def stored(self) -> int:
@@ -278,7 +282,7 @@ class TarStream:
         name, link, kind, mode, uid, gid, size, mtime = fields
         data = offset + BLOCK
         padded = -(-size // BLOCK) * BLOCK if kind in _DATA_TYPES else 0
-        return Header(name, link, kind, mode, uid, gid, size, mtime, data, data + padded)
+        return Header(name, link, kind, mode, uid, gid, size, mtime, data, data + padded, in_bounds=True)
 
     def _plain_header_in_python(self, block: bytes, offset: int) -> Header | None:
         if len(block) != BLOCK or block[156] not in _PLAIN_TYPES:

@@ -766,9 +766,21 @@ def _pax_entry(name: str, kind: str = "file", **records: str) -> bytes:
     return buffer.getvalue()
 
 
+def _signed_octal_entry(start: int, field: bytes) -> bytes:
+    """A plain ustar member whose numeric field at `start` is written with a sign, which
+    tarfile's reading of octal takes ("-001750" is -1000), its checksum made right."""
+    header = bytearray(tarfile.TarInfo("f").tobuf(format=tarfile.USTAR_FORMAT))
+    header[start : start + len(field)] = field
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header) + b"\0" * 1024
+
+
 @pytest.mark.parametrize(
     ("layer", "needle"),
     [
+        (_signed_octal_entry(108, b"-001750\0"), "owner"),
+        (_signed_octal_entry(124, b"-0000000005\0"), "negative size"),
         (_pax_entry("f", path="a\0b"), "NUL byte"),
         (_pax_entry("l", "symlink", linkpath="/etc\0passwd"), "NUL byte"),
         (_pax_entry("f", mtime="inf"), "modification time"),
@@ -779,7 +791,7 @@ def _pax_entry(name: str, kind: str = "file", **records: str) -> bytes:
         (_pax_entry("f", uid=str(2**32 - 1)), "owner"),
         (_pax_entry("f", size="-5"), "negative size"),
     ],
-    ids=["nul-in-path", "nul-in-linkpath", "mtime-inf", "mtime-nan", "mtime-1e30", "uid-negative", "gid-huge",
+    ids=["octal-uid-signed", "octal-size-signed", "nul-in-path", "nul-in-linkpath", "mtime-inf", "mtime-nan", "mtime-1e30", "uid-negative", "gid-huge",
          "uid-minus-one", "size-negative"],
 )  # fmt: skip
 def test_impossible_header_values_are_refused(arena: Arena, layer: bytes, needle: str) -> None:

@@ -1,15 +1,18 @@
-"""The read-ahead thread under the layer walk: what it reads, the errors it meets and the
-check at the end reach the reader, in order; leaving early stops it, so the blob can be
-closed under no one."""
+"""The threads under the layer walk. The read-ahead: what it reads, the errors it meets and
+the check at the end reach the reader, in order; leaving early stops it, so the blob can be
+closed under no one. The hash behind the reader (uncompressed layers): every byte hashed in
+order, memory bounded, the digest's verdict at the end of the walk."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from pathlib import Path
 
 import pytest
 
 from pysbx.images.errors import ImageError
-from pysbx.images.prefetch import Prefetched
+from pysbx.images.prefetch import HashedBehind, Prefetched
 
 
 class Chunks:
@@ -70,3 +73,76 @@ def test_the_switch_interval_is_shorter_while_a_worker_runs_and_the_processs_aft
         assert sys.getswitchinterval() <= 0.0005  # the outer worker still runs
         outer.drain()
     assert sys.getswitchinterval() == before
+
+
+class Gated:
+    """A hash whose updates wait for `gate`: the worker holds each chunk until it opens."""
+
+    def __init__(self) -> None:
+        self.gate, self.inner = threading.Event(), hashlib.sha256()
+
+    def update(self, data: bytes, /) -> None:
+        self.gate.wait(timeout=10)
+        self.inner.update(data)
+
+    def hexdigest(self) -> str:
+        return self.inner.hexdigest()
+
+
+def test_a_hash_behind_the_reader_is_the_hash_of_every_byte_in_order() -> None:
+    chunks = [bytes([i]) * (i * 997) for i in range(40)]
+    with HashedBehind(hashlib.sha256()) as hashed:
+        for chunk in chunks:
+            hashed.update(chunk)
+        assert hashed.hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest()
+        assert hashed.hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest()  # asked twice: the same
+        with pytest.raises(ValueError, match="after its digest"):
+            hashed.update(b"more")
+
+
+def test_the_reader_waits_when_the_hash_falls_behind_by_its_depth() -> None:
+    """Memory stays bounded: with the worker stuck on the first chunk, the reader may hand
+    over a few more, then waits until the worker takes one."""
+    gated = Gated()
+    handed: list[int] = []
+    with HashedBehind(gated) as hashed:
+
+        def reader() -> None:
+            for index in range(10):
+                hashed.update(b"x" * 100)
+                handed.append(index)
+
+        feeding = threading.Thread(target=reader)
+        feeding.start()
+        feeding.join(timeout=0.5)
+        assert feeding.is_alive() and 1 <= len(handed) <= 4, handed
+        gated.gate.set()
+        feeding.join(timeout=10)
+        assert handed == list(range(10)) and hashed.hexdigest() == hashlib.sha256(b"x" * 1000).hexdigest()
+
+
+def test_leaving_a_hash_behind_early_stops_its_worker() -> None:
+    before = threading.active_count()
+    with HashedBehind(hashlib.sha256()) as hashed:
+        hashed.update(b"abc")
+    assert threading.active_count() == before
+
+
+def test_an_uncompressed_layer_changed_by_one_byte_fails_its_digest_at_the_end_of_the_walk(tmp_path: Path) -> None:
+    """The walk of an uncompressed layer reads it itself and leaves the hash to the worker:
+    the verdict must still come, and before the walk ends."""
+    from pysbx.images import open_image
+    from pysbx.images.layers import walk_layer
+    from tests.imagekit import T, image_of, write_image
+
+    entries = [T("etc", "dir"), T("etc/motd", data=b"hello " * 2000)]
+    archive = Path(write_image(image_of(entries, compression="none"), tmp_path, "docker"))
+    image = open_image(str(archive))
+    assert [m.entry.path for m in walk_layer(image, image.layers[0])] == ["etc", "etc/motd"]
+    data = bytearray(archive.read_bytes())
+    at = data.index(b"hello hello")
+    data[at] = ord("j")
+    archive.write_bytes(bytes(data))
+    image = open_image(str(archive))
+    with pytest.raises(ImageError, match="does not match its digest"):
+        list(walk_layer(image, image.layers[0]))

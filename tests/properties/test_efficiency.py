@@ -9,7 +9,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pysbx.audit.efficiency import dive_efficiency
+from pysbx.audit.efficiency import FinalTree, dive_efficiency
 from pysbx.images.layers import Entry
 from tests.properties.strategies import examples
 
@@ -72,3 +72,48 @@ def scanned(layers: list[list[Entry]]) -> tuple[float, int, list[tuple[str, int,
 def test_the_tree_of_children_computes_what_the_scan_computed(layers: list[list[Entry]]) -> None:
     result = dive_efficiency(layers)
     assert (result.efficiency, result.wasted_bytes, result.inefficient) == scanned(layers)
+
+
+def flattened(layers: list[list[Entry]]) -> dict[str, tuple[int, Entry]]:
+    """The final filesystem as FinalTree defines it, kept as a flat map of paths (no tree, no
+    remembered folder): a non-directory replaces what was there and all below it, a
+    directory keeps what is below it, a file whiteout removes what the layers below hold
+    there, an opaque marker what they hold below its folder."""
+    paths: dict[str, tuple[int, Entry] | None] = {}  # None: a folder only implied by a path below it
+
+    def remove(path: str, keep: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        for key in [k for k in paths if (k == path or k.startswith(path + "/")) and k not in keep]:
+            del paths[key]
+
+    for index, layer in enumerate(layers):
+        own: set[str] = set()
+        for entry in layer:
+            if entry.whiteout == "file":
+                if entry.path not in own:
+                    remove(entry.path)
+            elif entry.whiteout == "opaque":
+                if entry.path == "" or entry.path in paths:
+                    prefix = f"{entry.path}/" if entry.path else ""
+                    children = {k for k in paths if k.startswith(prefix) and "/" not in k[len(prefix) :]}
+                    for child in children - own:
+                        remove(child)
+            else:
+                own.add(entry.path)
+                parts = entry.path.split("/")
+                for depth in range(1, len(parts)):
+                    paths.setdefault("/".join(parts[:depth]), None)
+                if entry.path in paths and entry.kind != "dir":
+                    remove(entry.path)
+                paths[entry.path] = (index, entry)
+    return {path: version for path, version in paths.items() if version is not None}
+
+
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(entries, max_size=8), min_size=1, max_size=5))
+def test_the_final_tree_holds_what_the_flat_map_holds(layers: list[list[Entry]]) -> None:
+    """FinalTree remembers the folder of the last entry (a layer lists a folder's entries
+    together); a non-directory over a folder, or a whiteout, must make it forget."""
+    tree = FinalTree()
+    for index, layer in enumerate(layers):
+        tree.apply_layer(index, layer)
+    assert {path: (version.layer, version.entry) for path, version in tree.files()} == flattened(layers)
