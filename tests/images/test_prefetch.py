@@ -146,3 +146,23 @@ def test_an_uncompressed_layer_changed_by_one_byte_fails_its_digest_at_the_end_o
     image = open_image(str(archive))
     with pytest.raises(ImageError, match="does not match its digest"):
         list(walk_layer(image, image.layers[0]))
+
+
+def test_an_archive_cut_short_after_it_was_opened_is_an_image_error_not_short_data(tmp_path: Path) -> None:
+    """The archive's index saw the whole file; it shrinks before the layer is read (a file
+    being rewritten): the member's reader says the archive ends inside it, whether the
+    bytes are asked for by read or, as the buffered reader asks, by readinto."""
+    from pysbx.images import open_image
+    from pysbx.images.layers import walk_layer
+    from tests.imagekit import T, image_of, write_image
+
+    entries = [T("etc", "dir"), T("etc/motd", data=b"hello " * 20000)]
+    archive = Path(write_image(image_of(entries, compression="none"), tmp_path, "docker"))
+    image = open_image(str(archive))
+    data = archive.read_bytes()
+    archive.write_bytes(data[: data.index(b"hello hello") + 5000])
+    with pytest.raises(ImageError, match="archive ends inside a member"):
+        list(walk_layer(image, image.layers[0]))
+    with image.store.open(image.layers[0].location) as raw, pytest.raises(ImageError, match="ends inside"):
+        while raw.read(1000):
+            pass
