@@ -14,6 +14,7 @@ from typing import BinaryIO, cast
 from pysbx.images.decompress import ByteBudget, Readable, decompressing_reader
 from pysbx.images.digest import VerifyingReader
 from pysbx.images.errors import ImageError
+from pysbx.images.heap import keep_chunks_in_heap
 from pysbx.images.image import Image, Layer
 from pysbx.images.prefetch import HashedBehind, Prefetched
 from pysbx.images.tarstream import Header, TarStream
@@ -208,6 +209,7 @@ def walk_layer(image: Image, layer: Layer, budget: ByteBudget | None = None) -> 
     verified when the walk ends; a mismatch raises ImageError naming the layer."""
     budget = budget or ByteBudget()
     label = f"{image.store.label}: {layer.label}"
+    keep_chunks_in_heap()
     with image.store.open(layer.location) as raw:
         if layer.compression == "none" and layer.digest == layer.diff_id:
             yield from _walk_plain(raw, layer, label, budget)
