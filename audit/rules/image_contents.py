@@ -84,7 +84,7 @@ def _config(facts: ImageFacts, target: str) -> Iterator[Finding]:
 
 
 def _secrets(facts: ImageFacts, target: str, final: FinalTree) -> Iterator[Finding]:
-    visible = {(path, version.layer) for path, version in final.files()}
+    visible: set[tuple[str, int]] | None = None  # made at the first secret: most images have none
     for index, entries in enumerate(facts.layers):
         for entry in entries:
             if entry.kind != "file" or entry.whiteout is not None:
@@ -92,6 +92,8 @@ def _secrets(facts: ImageFacts, target: str, final: FinalTree) -> Iterator[Findi
             why = facts.secrets.get((index, entry.path)) or secret_file(entry.path)
             if why is None:
                 continue
+            if visible is None:
+                visible = {(path, version.layer) for path, version in final.files()}
             gone = "" if (entry.path, index) in visible else " (deleted later, but still in the layer)"
             yield finding(
                 "secret",
@@ -104,9 +106,10 @@ def _secrets(facts: ImageFacts, target: str, final: FinalTree) -> Iterator[Findi
 
 
 def _setuid(facts: ImageFacts, target: str, final: FinalTree) -> Iterator[Finding]:
-    for path, version in sorted(final.files(), key=lambda item: item[0]):
+    special = [(path, version) for path, version in final.files() if version.entry.mode & 0o6000]
+    for path, version in sorted(special, key=lambda item: item[0]):
         entry = version.entry
-        if entry.kind == "file" and entry.mode & 0o6000:
+        if entry.kind == "file":
             bits = "setuid" if entry.mode & 0o4000 else "setgid"
             yield finding(
                 "setuid",
