@@ -204,17 +204,24 @@ class LayerMember:
             raise ImageError(f"{self._label}: data of /{self.entry.path} is cut short")
 
 
-def walk_layer(image: Image, layer: Layer, budget: ByteBudget | None = None) -> Iterator[LayerMember]:
+def walk_layer(
+    image: Image, layer: Layer, budget: ByteBudget | None = None, light_reader: bool = False
+) -> Iterator[LayerMember]:
     """Yield each entry of `layer` in archive order. The layer's digest and diff_id are
-    verified when the walk ends; a mismatch raises ImageError naming the layer."""
+    verified when the walk ends; a mismatch raises ImageError naming the layer.
+
+    The second thread reads, hashes and inflates ahead. A `light_reader` (an audit, which
+    does little per entry) reads an uncompressed layer itself and leaves the worker only the
+    hash: the two threads then share the work evenly. A writer (unpack, whose thread spends
+    its time in the kernel) is faster leaving the reading to the worker too."""
     budget = budget or ByteBudget()
     label = f"{image.store.label}: {layer.label}"
     keep_chunks_in_heap()
     with image.store.open(layer.location) as raw:
-        if layer.compression == "none" and layer.digest == layer.diff_id:
+        if light_reader and layer.compression == "none" and layer.digest == layer.diff_id:
             yield from _walk_plain(raw, layer, label, budget)
         else:
-            yield from _walk_compressed(raw, layer, label, budget)
+            yield from _walk_ahead(raw, layer, label, budget)
 
 
 def _walk_plain(raw: BinaryIO, layer: Layer, label: str, budget: ByteBudget) -> Iterator[LayerMember]:
@@ -225,22 +232,26 @@ def _walk_plain(raw: BinaryIO, layer: Layer, label: str, budget: ByteBudget) -> 
         blob.drain()  # the digest is checked at the end of the stream
 
 
-def _walk_compressed(raw: BinaryIO, layer: Layer, label: str, budget: ByteBudget) -> Iterator[LayerMember]:
-    """A compressed layer: read, hashed and inflated ahead in the other thread, parsed here."""
+def _walk_ahead(raw: BinaryIO, layer: Layer, label: str, budget: ByteBudget) -> Iterator[LayerMember]:
+    """Read, hashed and inflated ahead in the other thread, parsed here."""
     # A compressed layer of a docker archive is described by its diff_id alone (no digest of
     # the compressed bytes exists): the diff_id check below then verifies it whole.
-    described_by_diff_id = layer.digest == layer.diff_id
+    described_by_diff_id = layer.compression != "none" and layer.digest == layer.diff_id
     blob = VerifyingReader(
         raw, None if described_by_diff_id else layer.digest, None if described_by_diff_id else layer.size, label
     )
     plain = decompressing_reader(blob, layer.compression, budget, label)
-    diff = VerifyingReader(cast(BinaryIO, plain), layer.diff_id, None, f"{label} (diff_id)")
+    checked: Readable = plain
+    diff = None
+    if not (layer.compression == "none" and layer.digest == layer.diff_id):  # else the one digest is checked
+        diff = VerifyingReader(cast(BinaryIO, plain), layer.diff_id, None, f"{label} (diff_id)")
+        checked = diff
 
     def finish() -> None:  # the digests are checked at the end of each stream
-        diff.drain()
+        (diff or blob).drain()
         blob.drain()
 
-    with Prefetched(diff, finish) as ahead:
+    with Prefetched(checked, finish) as ahead:
         yield from _members(ahead, label, budget)
         ahead.drain()
 

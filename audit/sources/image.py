@@ -36,7 +36,7 @@ def gather_facts(image: Image) -> ImageFacts:
 def _walked(image: Image, layer: Layer, facts: ImageFacts, entries: list[Entry]) -> Iterator[Entry]:
     """The layer's entries as the walk reaches them, each kept in `entries` and its content
     looked at for secrets first."""
-    for member in walk_layer(image, layer):
+    for member in walk_layer(image, layer, light_reader=True):
         entry = member.entry
         entries.append(entry)
         if _worth_reading(entry, member):

@@ -128,9 +128,13 @@ def test_leaving_a_hash_behind_early_stops_its_worker() -> None:
     assert threading.active_count() == before
 
 
-def test_an_uncompressed_layer_changed_by_one_byte_fails_its_digest_at_the_end_of_the_walk(tmp_path: Path) -> None:
-    """The walk of an uncompressed layer reads it itself and leaves the hash to the worker:
-    the verdict must still come, and before the walk ends."""
+@pytest.mark.parametrize("light_reader", [True, False], ids=["hashed-behind", "read-ahead"])
+def test_an_uncompressed_layer_changed_by_one_byte_fails_its_digest_at_the_end_of_the_walk(
+    tmp_path: Path, light_reader: bool
+) -> None:
+    """For a light reader the walk of an uncompressed layer reads it itself and leaves the
+    hash to the worker; otherwise the worker reads and hashes ahead. Either way the verdict
+    must come, and before the walk ends."""
     from pysbx.images import open_image
     from pysbx.images.layers import walk_layer
     from tests.imagekit import T, image_of, write_image
@@ -138,14 +142,14 @@ def test_an_uncompressed_layer_changed_by_one_byte_fails_its_digest_at_the_end_o
     entries = [T("etc", "dir"), T("etc/motd", data=b"hello " * 2000)]
     archive = Path(write_image(image_of(entries, compression="none"), tmp_path, "docker"))
     image = open_image(str(archive))
-    assert [m.entry.path for m in walk_layer(image, image.layers[0])] == ["etc", "etc/motd"]
+    assert [m.entry.path for m in walk_layer(image, image.layers[0], light_reader=light_reader)] == ["etc", "etc/motd"]
     data = bytearray(archive.read_bytes())
     at = data.index(b"hello hello")
     data[at] = ord("j")
     archive.write_bytes(bytes(data))
     image = open_image(str(archive))
     with pytest.raises(ImageError, match="does not match its digest"):
-        list(walk_layer(image, image.layers[0]))
+        list(walk_layer(image, image.layers[0], light_reader=light_reader))
 
 
 def test_an_archive_cut_short_after_it_was_opened_is_an_image_error_not_short_data(tmp_path: Path) -> None:
