@@ -21,10 +21,10 @@ if sys.argv[2] == "off":
 from pysbx.images import open_image
 from pysbx.images.layers import walk_layer
 image = open_image(sys.argv[1])
-list(walk_layer(image, image.layers[0]))  # the first walk sets up the heap either way
+list(walk_layer(image, image.layers[0], light_reader=True))  # the first walk sets up the heap either way
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(3):
-    list(walk_layer(image, image.layers[0]))
+    list(walk_layer(image, image.layers[0], light_reader=True))
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
@@ -42,5 +42,6 @@ def test_the_walks_chunks_are_reused_not_faulted_in_again(tmp_path: Path) -> Non
     files = [T("data", "dir")] + [T(f"data/{n}", data=bytes([n]) * (1 << 20)) for n in range(48)]
     archive = write_image(image_of(files, compression="none"), tmp_path, "docker")
     kept, returned = _faults(archive, "on"), _faults(archive, "off")
-    # Three walks of 48 MiB: each chunk faulted in anew is about 36,000 faults in all.
-    assert kept * 4 < returned, (kept, returned)
+    # Three walks of 48 MiB, as an audit walks (the walk reads, the worker hashes): about 1,000
+    # faults kept, 3,000 to 9,000 returned here (how many chunks glibc happens to reuse varies).
+    assert kept * 2 < returned, (kept, returned)
