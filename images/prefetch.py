@@ -120,8 +120,9 @@ class HashedBehind:
         self._room: queue.SimpleQueue[None] = queue.SimpleQueue()
         for _ in range(_DEPTH):
             self._room.put(None)
-        self._result: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._result: queue.SimpleQueue[str | BaseException] = queue.SimpleQueue()
         self._digest: str | None = None
+        self._failed: BaseException | None = None
         self._worker = threading.Thread(target=self._work, name="hash-behind", daemon=True)
 
     def __enter__(self) -> HashedBehind:
@@ -139,19 +140,30 @@ class HashedBehind:
         if self._digest is not None:
             raise ValueError("HashedBehind updated after its digest was read")
         self._room.get()
+        if self._failed is not None:
+            self._room.put(None)  # for the next caller, who must hear it too
+            raise self._failed
         self._chunks.put(bytes(data))  # immutable: the worker hashes what the reader was given
 
     def hexdigest(self) -> str:
         if self._digest is None:
             self._chunks.put(None)
-            self._digest = self._result.get()
+            result = self._result.get()
+            if isinstance(result, BaseException):
+                raise result
+            self._digest = result
         return self._digest
 
     def _work(self) -> None:
-        while (chunk := self._chunks.get()) is not None:
-            self._hasher.update(chunk)
+        try:
+            while (chunk := self._chunks.get()) is not None:
+                self._hasher.update(chunk)
+                self._room.put(None)
+            self._result.put(self._hasher.hexdigest())
+        except BaseException as error:  # the reader must hear of it, not wait forever for room or a digest
+            self._failed = error
             self._room.put(None)
-        self._result.put(self._hasher.hexdigest())
+            self._result.put(error)
 
 
 def _quicker_switches(on: bool) -> None:

@@ -170,3 +170,31 @@ def test_an_archive_cut_short_after_it_was_opened_is_an_image_error_not_short_da
     with image.store.open(image.layers[0].location) as raw, pytest.raises(ImageError, match="ends inside"):
         while raw.read(1000):
             pass
+
+
+def test_a_hash_that_fails_is_raised_to_the_reader_not_waited_for() -> None:
+    class Broken:
+        def update(self, data: bytes, /) -> None:
+            raise MemoryError("no room to hash")
+
+        def hexdigest(self) -> str:
+            return ""
+
+    with HashedBehind(Broken()) as hashed:
+        with pytest.raises(MemoryError):
+            for _ in range(10):  # more than the depth: a reader waiting for room must wake
+                hashed.update(b"x")
+        told: list[BaseException] = []
+
+        def again() -> None:
+            try:
+                hashed.update(b"again")
+            except MemoryError as error:
+                told.append(error)
+
+        caller = threading.Thread(target=again, daemon=True)  # a hang fails the test, not the run
+        caller.start()
+        caller.join(timeout=5)
+        assert told, "a second update after the failure waited for room that never comes"
+        with pytest.raises(MemoryError):
+            hashed.hexdigest()
