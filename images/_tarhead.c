@@ -14,8 +14,9 @@
  * tar writers write it (zero-padded octal digits, then a NUL or a space; the checksum of
  * six digits with two such bytes or seven with one; device numbers the same or all NULs),
  * and an unsigned checksum that adds up. Names are decoded as tarfile decodes them (UTF-8,
- * surrogateescape), with the ustar prefix joined and a directory's slashes stripped as
- * tarfile strips them. Anything else is None: Python reads it. */
+ * surrogateescape), with the prefix joined where Go's archive/tar (Docker's) reads one and
+ * a directory's slashes stripped as tarfile strips them. Anything else is None: Python
+ * reads it. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -94,8 +95,13 @@ static PyObject *fields_of(const unsigned char *block) {
     if (type == 0 && name_length > 0 && name[name_length - 1] == '/')
         type = '5'; /* old V7: a directory is a regular file named with a slash */
     int directory = type == '5';
-    if (block[345]) { /* prefix/name (a directory's slashes after the name go below, all of them) */
-        Py_ssize_t prefix_length = field_length(block + 345, 155);
+    /* prefix/name, where Go's archive/tar (Docker's) reads a prefix: a POSIX header (magic
+     * "ustar\0"), 155 bytes, or 131 in a star header ("tar\0" at 508). A directory's slashes
+     * after the name go below, all of them. */
+    int posix = memcmp(block + 257, "ustar\0", 6) == 0;
+    Py_ssize_t prefix_width = memcmp(block + 508, "tar\0", 4) == 0 ? 131 : 155;
+    if (posix && block[345]) {
+        Py_ssize_t prefix_length = field_length(block + 345, prefix_width);
         memmove(name + prefix_length + 1, name, (size_t)name_length);
         memcpy(name, block + 345, (size_t)prefix_length);
         name[prefix_length] = '/';

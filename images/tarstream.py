@@ -72,8 +72,33 @@ class Header:
         return self.size if self.sparse is None else sum(length for _, length in self.sparse)
 
 
+def prefix_field(block: bytes | bytearray) -> tuple[int, int] | None:
+    """Where a header's name prefix lies, as Go's archive/tar (Docker's, containerd's) reads
+    it: only a POSIX header (magic `ustar\\0`) has one, 155 bytes, or 131 in a star header
+    (`tar\\0` at its end). tarfile joins the bytes there to the name whatever the magic; in a
+    GNU header they are access and change times, so an image could show an auditor reading
+    as tarfile does `x/usr/bin/tool` while Docker extracts `usr/bin/tool`."""
+    if block[257:263] != b"ustar\0":
+        return None
+    return (345, 476) if block[508:512] == b"tar\0" else (345, 500)
+
+
 class BoundedTarInfo(tarfile.TarInfo):
-    """Refuses metadata headers big enough to exhaust memory (tarfile reads them whole)."""
+    """tarfile's header, read with Go's prefix rule (prefix_field); and refusing metadata
+    headers big enough to exhaust memory (tarfile reads them whole)."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> BoundedTarInfo:
+        info = super().frombuf(buf, encoding, errors)
+        if not buf[345] or info.type in tarfile.GNU_TYPES:
+            return info  # tarfile joined no prefix
+        name = tarfile.nts(buf[0:100], encoding, errors)  # type: ignore[attr-defined]
+        if info.isdir():
+            name = name.rstrip("/")
+        field = prefix_field(buf)
+        prefix = tarfile.nts(buf[field[0] : field[1]], encoding, errors) if field else ""  # type: ignore[attr-defined]
+        info.name = f"{prefix}/{name}" if prefix else name
+        return info
 
     def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
         meta_types = (
@@ -297,7 +322,8 @@ class TarStream:
         name = _text(block, 0, 100)
         if kind == tarfile.AREGTYPE and name.endswith("/"):
             kind = tarfile.DIRTYPE  # old V7: a directory is a regular file named with a slash
-        prefix = _text(block, 345, 500) if block[345] else ""
+        field = prefix_field(block) if block[345] else None
+        prefix = _text(block, *field) if field else ""
         if prefix:  # tarfile strips a directory's slashes before and after joining the prefix
             name = prefix + "/" + (name.rstrip("/") if kind == tarfile.DIRTYPE else name)
         if kind == tarfile.DIRTYPE:

@@ -209,6 +209,40 @@ def _header_field(stream: bytes, start: int, value: bytes) -> bytes:
     return bytes(header) + stream[512:]
 
 
+def _with_prefix(magic: bytes, prefix: bytes, star: bool = False) -> bytes:
+    """A one-member archive whose header has `magic` (8 bytes at 257), `prefix` at 345 and,
+    for a star header, `tar\\0` at 508; the checksum made right."""
+    header = bytearray(tarfile.TarInfo("usr/bin/tool").tobuf(tarfile.USTAR_FORMAT))
+    header[257:265] = magic
+    header[345 : 345 + len(prefix)] = prefix
+    if star:
+        header[508:512] = b"tar\0"
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header) + b"\0" * 1024
+
+
+_PREFIXED = {  # what Go's archive/tar (Docker, containerd) names each
+    "posix": (_with_prefix(b"ustar\x0000", b"opt"), "opt/usr/bin/tool"),
+    "gnu": (_with_prefix(b"ustar  \0", b"zz"), "usr/bin/tool"),
+    "v7": (_with_prefix(b"\0" * 8, b"zz"), "usr/bin/tool"),
+    "star": (_with_prefix(b"ustar\x0000", b"s" * 140, star=True), "s" * 131 + "/usr/bin/tool"),
+}
+
+
+@pytest.mark.parametrize("kind", _PREFIXED)
+def test_a_name_prefix_is_read_where_docker_reads_one(kind: str) -> None:
+    """Only a POSIX header has a name prefix (131 bytes of it in a star header): in a GNU
+    header those bytes are times, and a V7 header has none. tarfile joins them whatever
+    the magic, so an image could show the audit `zz/usr/bin/tool` while Docker extracts
+    `usr/bin/tool`. Both readers, and the walk, name the member as Docker does."""
+    stream, expected = _PREFIXED[kind]
+    members, failed = tarstream_reads(stream)
+    assert not failed and [member[0] for member in members] == [expected]
+    assert tarfile_reads(stream) == (members, failed)
+    assert _walk(stream) == [(expected, 0)]
+
+
 _TWO = _tar(_member("a", b"x" * 1000), _member("b", b"y" * 10))  # headers at 0 and 1536, data to 2560
 _PAX = _tar(_member("a"), _member("é", b"q"), fmt=tarfile.PAX_FORMAT)  # é's PAX record at 512, its header at 1536
 QUIRKS: dict[str, tuple[bytes, bool]] = {
