@@ -97,7 +97,11 @@ _MARKERS = (
     b"-----BEGIN", b"npm_", b"://",
 )  # fmt: skip
 # In lower case, looked for in the lowered bytes: the endings SECRET_NAME accepts.
-_NAME_MARKERS = (b"passw", b"secret", b"token", b"key", b"credential")
+# With them, the four characters outside ASCII that case folding takes to a letter of those
+# endings (U+0130 and U+0131 to i, U+017F to s, the Kelvin sign to k): a line holding one is
+# read too (a name spelled with one is secret to the detector's IGNORECASE).
+_FOLDED = tuple(char.encode() for char in "\u0130\u0131\u017f\u212a")
+_NAME_MARKERS = (b"passw", b"secret", b"token", b"key", b"credential", *_FOLDED)
 _TEXT_MARKERS = tuple(marker.decode() for marker in _MARKERS)
 _TEXT_NAME_MARKERS = tuple(marker.decode() for marker in _NAME_MARKERS)
 BINARY_PROBE = 8192  # a NUL in the first bytes makes a file binary (git's and trivy's rule): not read

@@ -507,7 +507,15 @@ def test_reading_only_the_marked_lines_finds_what_reading_every_line_finds() -> 
     secrets += ["DB = 'postgres://app:s3cr3t-Pw@db:5432/app'", "  export Stripe_Credentials='q8Zt3LmW9vX2pR7nK4sJ6hF1'"]
     secrets += [
         f'{name} = "q8Zt3LmW9vX2pR7nK4sJ6hF1"'
-        for name in ("DB_PASSWD", "app.secret", "Auth_Token", "Api_Key", "privatekey")
+        for name in (
+            "DB_PASSWD",
+            "app.secret",
+            "Auth_Token",
+            "Api_Key",
+            "privatekey",
+            "API_\u212aEY",
+            "DB_PA\u017f\u017fWORD",
+        )
     ]
     filler = [f"    total_{n} = compute(items[{n}], scale={n % 7})  # ordinary code, line {n}" for n in range(2000)]
     for secret in secrets:
