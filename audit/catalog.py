@@ -3,11 +3,11 @@ IDs (CIS Docker Benchmark, hadolint, checkov, trivy, dockle) so teams can map th
 
 from __future__ import annotations
 
-from pysbx.sandbox.record import Record
+from pysbx.policies.record import Record
 
 
 class Rule(Record):
-    """One rule of the catalogue (a Record, not a dataclass: see sandbox/record.py)."""
+    """One rule of the catalogue (a Record, not a dataclass: see policies/record.py)."""
 
     __slots__ = ("category", "help", "id", "name", "references", "severity", "title")
 

@@ -23,8 +23,8 @@ from pysbx.audit.rules import finding
 from pysbx.audit.rules.dockerfile import dockerfile_findings
 from pysbx.audit.sources.dockerfile import DockerfileError, looks_like_dockerfile, parse_dockerfile
 from pysbx.audit.suppress import apply_inline, apply_policy_ignores, inline_suppressions, matches_rule
+from pysbx.policies.record import Record
 from pysbx.policies.severity import DEFAULT_FAIL_ON
-from pysbx.sandbox.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without typing's import (2 ms of a start)
 if TYPE_CHECKING:  # images are read only when an image is audited: keep start-up small

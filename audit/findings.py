@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from pysbx.policies.record import Record
 from pysbx.policies.severity import SEVERITIES
-from pysbx.sandbox.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without typing's import (2 ms of pyaudit's start)
 if TYPE_CHECKING:

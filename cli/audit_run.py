@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 from pysbx.cli.exits import EXIT_BAD_INPUT
-from pysbx.sandbox.record import Record
+from pysbx.policies.record import Record
 
 EXIT_FINDINGS = 1
 VERSIONED = ("json", "sarif")  # the formats that print the tool's version

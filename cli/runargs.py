@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pysbx.sandbox.record import Record
+from pysbx.policies.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

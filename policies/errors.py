@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pysbx.sandbox.record import Record
+from pysbx.policies.record import Record
 
 
 class Problem(Record):

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pysbx.policies.record import Record
 from pysbx.sandbox import procfs, times
 from pysbx.sandbox.errors import SandboxError
-from pysbx.sandbox.record import Record
 
 HEALTH = "health.json"
 OUTPUT_LIMIT = 4096

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import pwd
 
+from pysbx.policies.record import Record
 from pysbx.sandbox.errors import SandboxError
-from pysbx.sandbox.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the warm path of `run` must not import the policy model

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import resource
 
-from pysbx.sandbox.record import Record
+from pysbx.policies.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the warm path of `run` must not import the policy model

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
+from pysbx.policies.record import Record
 from pysbx.sandbox import linux
-from pysbx.sandbox.record import Record
 
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 

@@ -34,9 +34,9 @@ import os
 import select
 import stat
 
+from pysbx.policies.record import Record
 from pysbx.sandbox import linux
 from pysbx.sandbox.errors import SandboxError
-from pysbx.sandbox.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ import os
 import re
 import time
 
+from pysbx.policies.record import Record
 from pysbx.sandbox.errors import SandboxError
-from pysbx.sandbox.record import Record
 from pysbx.sandbox.state import private_folder, private_root, read_private_file
 
 TYPE_CHECKING = False

@@ -34,9 +34,9 @@ import select
 import struct
 import threading
 
+from pysbx.policies.record import Record
 from pysbx.sandbox import auditlog, bpfeval, capcheck, destinations, fdroom, pathwrites
 from pysbx.sandbox.caller import Caller
-from pysbx.sandbox.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

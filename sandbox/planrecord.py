@@ -7,10 +7,10 @@ anything of another shape, which the warm path treats as no plan."""
 
 from __future__ import annotations
 
+from pysbx.policies.record import Record
 from pysbx.sandbox.idmap import IdMaps, IdRange
 from pysbx.sandbox.limits import Enforcement
 from pysbx.sandbox.mounts import TmpfsMount
-from pysbx.sandbox.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

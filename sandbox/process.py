@@ -4,8 +4,8 @@ environment (image env, a default PATH, -e), and USER resolved through the image
 
 from __future__ import annotations
 
+from pysbx.policies.record import Record
 from pysbx.sandbox.errors import SandboxError
-from pysbx.sandbox.record import Record
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -7,8 +7,8 @@ layer and the verdict it started with."""
 
 from __future__ import annotations
 
+from pysbx.policies.record import Record
 from pysbx.sandbox.errors import SandboxError
-from pysbx.sandbox.record import Record
 
 FIRST_DELAY, MAX_DELAY, STEADY_SECONDS = 0.1, 60.0, 10.0
 POLICIES = ("no", "on-failure", "always", "unless-stopped")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from pysbx.sandbox.record import Record
+from pysbx.policies.record import Record
 from pysbx.sandbox.state import PRIVATE, private_folder, private_root
 
 if TYPE_CHECKING:

@@ -43,13 +43,13 @@ import errno
 import os
 import time
 
+from pysbx.policies.record import Record
 from pysbx.sandbox import capabilities, inuse, layercopy, linux, mounts, network
 from pysbx.sandbox.errors import EXIT_SETUP_FAILED, SandboxError, exit_status
 from pysbx.sandbox.idmap import IdMaps
 from pysbx.sandbox.limits import Enforcement, apply_rlimits, cgroup_values
 from pysbx.sandbox.network import Published
 from pysbx.sandbox.process import User
-from pysbx.sandbox.record import Record
 
 # Imported here, not where used: after pivot_root the host's files, Python's included, are
 # out of reach, so nothing may be imported lazily on the container's side.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 
-from pysbx.sandbox.record import Record
+from pysbx.policies.record import Record
 
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
 _HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
@@ -24,7 +24,7 @@ class DockerfileError(ValueError):
 
 
 class Instruction(Record):
-    """One instruction, as the parser reads it (Records, not dataclasses: see sandbox/record.py)."""
+    """One instruction, as the parser reads it (Records, not dataclasses: see policies/record.py)."""
 
     __slots__ = ("arguments", "end_line", "flags", "heredocs", "keyword", "line")
 
