@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable
 from types import TracebackType
+from typing import Self
 
 from pysbx.images.decompress import Readable
 from pysbx.images.digest import Hasher
@@ -33,38 +34,56 @@ class _Stopped(Exception):
     """The reader left: the worker stops."""
 
 
-class Prefetched:
+class _Worker:
+    """A daemon thread for the length of a `with` block, under the quicker switch interval, and
+    _DEPTH tokens of room: what bounds how far it may run ahead of, or fall behind, the reader.
+    A subclass says how to tell its thread to stop (_stop_worker) and what it does (_work)."""
+
+    def __init__(self, name: str) -> None:
+        self._room: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(_DEPTH):
+            self._room.put(None)
+        self._worker = threading.Thread(target=self._work, name=name, daemon=True)
+
+    def __enter__(self) -> Self:
+        _quicker_switches(True)
+        self._worker.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop_worker()
+        self._worker.join()
+        _quicker_switches(False)
+
+    def _stop_worker(self) -> None:
+        raise NotImplementedError
+
+    def _work(self) -> None:
+        raise NotImplementedError
+
+
+class Prefetched(_Worker):
     """A Readable over `source`, read ahead by a worker thread. At the end of `source` the
     worker calls `finish` (what must still be checked), and its error, like any error of the
     source, is raised to the reader at the read that reaches it. Leaving the `with` block
     stops the worker and waits for it, so that the source can be closed."""
 
     def __init__(self, source: Readable, finish: Callable[[], None] = lambda: None) -> None:
+        super().__init__("prefetch")
         self._source = source
         self._finish = finish
         # Two queues of C (SimpleQueue): chunks for the reader, and room for the worker (a
         # token per chunk it may read ahead). queue.Queue's locks and conditions in Python
         # each wanted the GIL back from the parser, a switch interval at a time.
         self._queue: queue.SimpleQueue[bytes | BaseException] = queue.SimpleQueue()
-        self._room: queue.SimpleQueue[None] = queue.SimpleQueue()
-        for _ in range(_DEPTH):
-            self._room.put(None)
         self._stop = False
         self._left = b""
         self._ended = False
         self._error: BaseException | None = None  # raised again at every read after it
-        self._worker = threading.Thread(target=self._work, name="prefetch", daemon=True)
 
-    def __enter__(self) -> Prefetched:
-        _quicker_switches(True)
-        self._worker.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+    def _stop_worker(self) -> None:
         self._stop = True
         self._room.put(None)  # a worker waiting for room wakes, sees the stop and leaves
-        self._worker.join()
-        _quicker_switches(False)
 
     def read(self, n: int = -1, /) -> bytes:
         if self._error is not None:
@@ -109,32 +128,22 @@ class Prefetched:
         self._queue.put(item)
 
 
-class HashedBehind:
+class HashedBehind(_Worker):
     """A hash updated in a worker thread, behind the reader: update() hands the bytes over
     and returns at once (unless _DEPTH chunks still wait: memory stays bounded), hexdigest()
     waits for the last. Use it in a `with` block: leaving stops the worker."""
 
     def __init__(self, hasher: Hasher) -> None:
+        super().__init__("hash-behind")
         self._hasher = hasher
         self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._room: queue.SimpleQueue[None] = queue.SimpleQueue()
-        for _ in range(_DEPTH):
-            self._room.put(None)
         self._result: queue.SimpleQueue[str | BaseException] = queue.SimpleQueue()
         self._digest: str | None = None
         self._failed: BaseException | None = None
-        self._worker = threading.Thread(target=self._work, name="hash-behind", daemon=True)
 
-    def __enter__(self) -> HashedBehind:
-        _quicker_switches(True)
-        self._worker.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+    def _stop_worker(self) -> None:
         if self._digest is None:
-            self._chunks.put(None)
-        self._worker.join()
-        _quicker_switches(False)
+            self._chunks.put(None)  # the worker hashes what it was given, then leaves
 
     def update(self, data: bytes, /) -> None:
         if self._digest is not None:
