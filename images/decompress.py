@@ -30,9 +30,12 @@ class ByteBudget:
         self.used += amount
         self.check_room(0, label)
 
+    def has_room(self, amount: int) -> bool:
+        return self.used + amount <= self.limit
+
     def check_room(self, amount: int, label: str) -> None:
         """Refuse up front what would take more than is left (a tar entry's declared size)."""
-        if self.used + amount > self.limit:
+        if not self.has_room(amount):
             raise ImageError(
                 f"{label}: more than {self.limit} uncompressed bytes (a decompression bomb?); "
                 "raise the ceiling with --max-bytes if the image is really that large"

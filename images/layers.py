@@ -218,10 +218,15 @@ def walk_layer(
     label = f"{image.store.label}: {layer.label}"
     keep_chunks_in_heap()
     with image.store.open(layer.location) as raw:
-        if light_reader and layer.compression == "none" and layer.digest == layer.diff_id:
+        if light_reader and _one_digest(layer):
             yield from _walk_plain(raw, layer, label, budget)
         else:
             yield from _walk_ahead(raw, layer, label, budget)
+
+
+def _one_digest(layer: Layer) -> bool:
+    """An uncompressed layer whose digest is its diff_id: one hash of one stream checks both."""
+    return layer.compression == "none" and layer.digest == layer.diff_id
 
 
 def _walk_plain(raw: BinaryIO, layer: Layer, label: str, budget: ByteBudget) -> Iterator[LayerMember]:
@@ -243,7 +248,7 @@ def _walk_ahead(raw: BinaryIO, layer: Layer, label: str, budget: ByteBudget) -> 
     plain = decompressing_reader(blob, layer.compression, budget, label)
     checked: Readable = plain
     diff = None
-    if not (layer.compression == "none" and layer.digest == layer.diff_id):  # else the one digest is checked
+    if not _one_digest(layer):  # else the blob's digest is all there is to check
         diff = VerifyingReader(cast(BinaryIO, plain), layer.diff_id, None, f"{label} (diff_id)")
         checked = diff
 
@@ -274,7 +279,7 @@ def _check_declared_size(info: Header, label: str, budget: ByteBudget) -> None:
     """Refuse an entry that declares more data than may still be unpacked, before moving
     past it reads its data: a size of 10**20 in a PAX record would read until the stream
     ends, and a sparse map can declare any size."""
-    if budget.used + info.size > budget.limit:  # the message only for a refusal: not for every entry
+    if not budget.has_room(info.size):  # the message only for a refusal: not for every entry
         budget.check_room(info.size, f"{label}: entry {info.name!r} ({info.size} bytes)")
 
 
