@@ -300,38 +300,17 @@ class TarStream:
 
     def _plain_header(self, block: bytes, offset: int) -> Header | None:
         """The header when `block` is plain (see the module's docstring), else None. The C
-        reader takes the common spellings; what it leaves is read here."""
+        reader takes the common spellings; what it leaves is read in Python (plain_fields_in_python)."""
         fields = plain_fields(block) if plain_fields is not None else None
+        in_bounds = fields is not None
         if fields is None:
-            return self._plain_header_in_python(block, offset)
+            fields = plain_fields_in_python(block)
+            if fields is None:
+                return None
         name, link, kind, mode, uid, gid, size, mtime = fields
         data = offset + BLOCK
         padded = -(-size // BLOCK) * BLOCK if kind in _DATA_TYPES else 0
-        return Header(name, link, kind, mode, uid, gid, size, mtime, data, data + padded, in_bounds=True)
-
-    def _plain_header_in_python(self, block: bytes, offset: int) -> Header | None:
-        if len(block) != BLOCK or block[156] not in _PLAIN_TYPES:
-            return None
-        numbers = _numbers(block)
-        if numbers is None:
-            return None
-        mode, uid, gid, size, mtime, checksum = numbers
-        if not _adds_up(block, checksum):
-            return None  # perhaps a signed checksum; or a damaged header, which tarfile judges
-        kind = block[156:157]
-        name = _text(block, 0, 100)
-        if kind == tarfile.AREGTYPE and name.endswith("/"):
-            kind = tarfile.DIRTYPE  # old V7: a directory is a regular file named with a slash
-        field = prefix_field(block) if block[345] else None
-        prefix = _text(block, *field) if field else ""
-        if prefix:  # tarfile strips a directory's slashes before and after joining the prefix
-            name = prefix + "/" + (name.rstrip("/") if kind == tarfile.DIRTYPE else name)
-        if kind == tarfile.DIRTYPE:
-            name = name.rstrip("/")
-        data = offset + BLOCK
-        padded = -(-size // BLOCK) * BLOCK if kind in _DATA_TYPES else 0
-        link = _text(block, 157, 257) if block[157] else ""
-        return Header(name, link, kind, mode, uid, gid, size, mtime, data, data + padded)
+        return Header(name, link, kind, mode, uid, gid, size, mtime, data, data + padded, in_bounds=in_bounds)
 
     def _move_past(self, header: Header) -> bool:
         """Skip what is left of the member's data and padding; False when the stream ends
@@ -351,6 +330,31 @@ class TarStream:
         the last member's data (no padding, no end-of-archive blocks): every byte is still
         covered by the digests, and data cut short is still an error."""
         return self.tell() >= last.offset_data + last.stored and not self.read(1)
+
+
+def plain_fields_in_python(block: bytes) -> tuple[str, str, bytes, int, int, int, int, int] | None:
+    """What images/_tarhead.c's plain_fields answers, in Python, and more: the numbers as any
+    writer spells them (spaces around, no terminator) where tarfile reads them the same way."""
+    if len(block) != BLOCK or block[156] not in _PLAIN_TYPES:
+        return None
+    numbers = _numbers(block)
+    if numbers is None:
+        return None
+    mode, uid, gid, size, mtime, checksum = numbers
+    if not _adds_up(block, checksum):
+        return None  # perhaps a signed checksum; or a damaged header, which tarfile judges
+    kind = block[156:157]
+    name = _text(block, 0, 100)
+    if kind == tarfile.AREGTYPE and name.endswith("/"):
+        kind = tarfile.DIRTYPE  # old V7: a directory is a regular file named with a slash
+    field = prefix_field(block) if block[345] else None
+    prefix = _text(block, *field) if field else ""
+    if prefix:  # tarfile strips a directory's slashes before and after joining the prefix
+        name = prefix + "/" + (name.rstrip("/") if kind == tarfile.DIRTYPE else name)
+    if kind == tarfile.DIRTYPE:
+        name = name.rstrip("/")
+    link = _text(block, 157, 257) if block[157] else ""
+    return name, link, kind, mode, uid, gid, size, mtime
 
 
 # (start, width) of the numeric fields tarfile reads: mode, uid, gid, size, mtime, checksum,

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 import pysbx.images.tarstream as tarstream
 from pysbx.images.errors import ImageError
 from pysbx.images.layers import Entry, LayerMember, check_header
-from pysbx.images.tarstream import BoundedTarInfo, TarStream
+from pysbx.images.tarstream import BoundedTarInfo, TarStream, plain_fields_in_python
 from tests.properties.strategies import examples
 
 _SETTINGS = settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -375,13 +375,6 @@ def _c_reader(reader: str) -> Any:
     return BUILT
 
 
-def _python_fields(block: bytes) -> tuple[Any, ...] | None:
-    header = TarStream(io.BytesIO(b""), "layer")._plain_header_in_python(block, 0)
-    if header is None:
-        return None
-    return (header.name, header.linkname, header.type, header.mode, header.uid, header.gid, header.size, header.mtime)
-
-
 def _with_checksum(block: bytearray, spelling: bytes = b"%06o\0 ") -> bytes:
     block[148:156] = b" " * 8
     block[148:156] = spelling % sum(block)
@@ -402,7 +395,7 @@ def test_the_c_reader_takes_what_tar_writers_write_and_reads_it_as_python_does(
         block = info.tobuf(format=fmt, encoding="utf-8", errors="surrogateescape")[:512]
     except ValueError:
         return  # a field the format cannot hold
-    expected = _python_fields(block)
+    expected = plain_fields_in_python(block)
     if expected is None:
         return  # a GNU long-name record or a base-256 number: neither reader's case
     assert c_reader(block) == expected
@@ -430,7 +423,7 @@ def test_the_c_reader_takes_no_header_python_reads_otherwise(
         block[data.draw(st.integers(start, stop - 1))] = data.draw(_FIELD_BYTES)
     changed = _with_checksum(block) if fix_checksum else bytes(block)
     taken = c_reader(changed)
-    assert taken is None or taken == _python_fields(changed)
+    assert taken is None or taken == plain_fields_in_python(changed)
 
 
 def test_the_c_reader_refuses_what_is_not_one_block(reader: str) -> None:
@@ -466,7 +459,7 @@ def test_every_byte_of_a_header_changed_to_every_value_is_read_as_python_reads_i
             changed = bytes(block) if 148 <= at < 156 else _with_checksum(block, spelling)  # not in its sum
             fields = c_reader(changed)
             taken += fields is not None
-            assert fields is None or fields == _python_fields(changed), (at, value)
+            assert fields is None or fields == plain_fields_in_python(changed), (at, value)
             read = TarStream(io.BytesIO(b""), "layer")._plain_header(changed, 0)
             if read is not None and read.in_bounds:  # the walk skips check_header for these
                 check_header(read, "layer")
